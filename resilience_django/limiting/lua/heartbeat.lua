@@ -1,0 +1,15 @@
+-- One process says it is alive and learns how many are.
+--
+-- KEYS[1]  sorted set of instance ids scored by their last heartbeat (ms)
+-- ARGV[1]  this instance's id
+-- ARGV[2]  how long a heartbeat counts, in milliseconds
+--
+-- Returns the number of live instances.  Scores use Redis TIME so instances
+-- with skewed clocks still agree on who is alive.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return redis.call('ZCARD', KEYS[1])

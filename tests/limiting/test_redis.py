@@ -1,0 +1,168 @@
+"""RedisLimiter against a real, throwaway redis-server: semantics, atomicity, NOSCRIPT."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
+from resilience_django.limiting.redis import RedisLimiter
+from resilience_django.limiting.redis_conn import RedisSettings, make_sync_client
+from resilience_django.units import Rate
+from tests.utils.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+ALGORITHMS = list(Algorithm)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def settings(server: RedisServer) -> RedisSettings:
+    return RedisSettings(url=server.url, socket_timeout=1.0, connect_timeout=1.0)
+
+
+@pytest.fixture
+def limiter(settings: RedisSettings, server: RedisServer) -> Iterator[RedisLimiter]:
+    client = make_sync_client(settings)
+    client.flushdb()
+    yield RedisLimiter(client, settings=settings)
+    client.close()
+
+
+def policy(name: str, rate: str = "5/h", algorithm: Algorithm = Algorithm.SLIDING_WINDOW,
+           burst: int | None = None) -> Policy:  # fmt: skip
+    limit, period = rate.split("/")
+    seconds = {"s": 1.0, "m": 60.0, "h": 3600.0}[period]
+    return Policy(name, Rate(int(limit), seconds), algorithm, burst)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_admits_exactly_the_limit_then_rejects_with_retry_after(
+    limiter: RedisLimiter, algorithm: Algorithm
+) -> None:
+    check = LimitCheck(policy("r", "5/h", algorithm), "ip:1")
+    decisions = [limiter.decide((check,)) for _ in range(7)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
+    assert [d.outcomes[0].remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    assert all(d.backend == "redis" for d in decisions)
+    rejected = decisions[-1]
+    assert rejected.outcomes[0].remaining == 0
+    # 5/h: the next unit frees up no sooner than 12 minutes (token bucket and
+    # GCRA) and within the hour (sliding window, when its oldest bucket leaves).
+    assert 700 < rejected.retry_after <= 3600
+    assert 0 < rejected.outcomes[0].reset_after <= 3600
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_clients_are_counted_apart(limiter: RedisLimiter, algorithm: Algorithm) -> None:
+    p = policy("r", "1/h", algorithm)
+    assert limiter.decide((LimitCheck(p, "ip:1"),)).allowed
+    assert not limiter.decide((LimitCheck(p, "ip:1"),)).allowed
+    assert limiter.decide((LimitCheck(p, "ip:2"),)).allowed
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.TOKEN_BUCKET, Algorithm.GCRA])
+def test_burst_sets_capacity(limiter: RedisLimiter, algorithm: Algorithm) -> None:
+    check = LimitCheck(policy("r", "2/h", algorithm, burst=4), "k")
+    assert [limiter.decide((check,)).allowed for _ in range(5)] == [True] * 4 + [False]
+
+
+def test_cost_above_capacity_never_fits_and_says_retry_after_period(
+    limiter: RedisLimiter,
+) -> None:
+    check = LimitCheck(policy("r", "3/m", Algorithm.GCRA), "k", cost=4)
+    decision = limiter.decide((check,))
+    assert not decision.allowed
+    assert decision.retry_after == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_rejection_by_one_rule_consumes_no_other_rule(
+    limiter: RedisLimiter, algorithm: Algorithm
+) -> None:
+    wide = LimitCheck(policy("wide", "10/h", algorithm), "ip:1")
+    narrow = LimitCheck(policy("narrow", "2/h", algorithm), "ip:1")
+    results = [limiter.decide((wide, narrow)) for _ in range(5)]
+    assert [d.allowed for d in results] == [True, True, False, False, False]
+    assert results[-1].rejected_by[0].check is narrow
+    # Only the two admitted requests used the wide rule: 8 of 10 are left.
+    alone = limiter.decide((wide,))
+    assert alone.outcomes[0].remaining == 7
+
+
+def test_keys_expire_by_themselves(limiter: RedisLimiter) -> None:
+    for algorithm in ALGORITHMS:
+        limiter.decide((LimitCheck(policy(algorithm.value, "5/m", algorithm), "ip:9"),))
+    client = limiter.client
+    keys = client.keys("rl:*")
+    assert len(keys) == 3
+    for key in keys:
+        ttl = client.pttl(key)
+        assert 0 < ttl <= 61_000, (key, ttl)
+
+
+def test_keys_of_one_client_share_a_hash_tag(limiter: RedisLimiter) -> None:
+    a = LimitCheck(policy("a", "5/m"), "ip:10.0.0.1")
+    b = LimitCheck(policy("b", "5/m", Algorithm.GCRA), "ip:10.0.0.1")
+    limiter.decide((a, b))
+    keys = sorted(k.decode() for k in limiter.client.keys("rl:*"))
+    assert keys == ["rl:{ip:10.0.0.1}:a:sw60000", "rl:{ip:10.0.0.1}:b:gc60000"]
+
+
+def test_hostile_client_key_cannot_pick_the_hash_slot(limiter: RedisLimiter) -> None:
+    limiter.decide((LimitCheck(policy("a", "5/m"), "header:}{evil"),))
+    (key,) = limiter.client.keys("rl:*")
+    assert b"evil" not in key and key.startswith(b"rl:{h:")
+
+
+def test_noscript_after_script_flush_is_survived(limiter: RedisLimiter) -> None:
+    check = LimitCheck(policy("r", "3/h"), "k")
+    assert limiter.decide((check,)).allowed
+    limiter.client.script_flush()
+    assert limiter.decide((check,)).allowed
+    assert limiter.decide((check,)).outcomes[0].remaining == 0
+
+
+def test_one_round_trip_per_decision_whatever_the_rule_count(
+    limiter: RedisLimiter, server: RedisServer
+) -> None:
+    checks = tuple(LimitCheck(policy(f"r{i}", "100/h", a), "k") for i, a in enumerate(ALGORITHMS))
+    limiter.decide(checks)  # load the script
+    stats = redis.Redis(port=server.port)
+    before = stats.info("commandstats")
+    for _ in range(10):
+        limiter.decide(checks)
+    after = stats.info("commandstats")
+    stats.close()
+    calls = {k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after}
+    # Every decision is exactly one EVALSHA; commandstats also counts the
+    # commands the script runs inside Redis, which are no round trips.
+    assert calls.pop("cmdstat_evalsha") == 10
+    inside = {"time", "hgetall", "hmget", "get", "set", "hset", "hincrby", "hdel", "pexpire"}
+    sent = {k for k, v in calls.items() if v and k.removeprefix("cmdstat_") not in inside}
+    assert sent <= {"cmdstat_info"}
+
+
+async def test_adecide_matches_decide_on_the_event_loop(limiter: RedisLimiter) -> None:
+    check = LimitCheck(policy("r", "3/h", Algorithm.TOKEN_BUCKET), "k")
+    results = [(await limiter.adecide((check,))).allowed for _ in range(4)]
+    assert results == [True, True, True, False]
+    assert limiter.decide((check,)).allowed is False
+    await limiter.aclose()
+
+
+async def test_adecide_survives_script_flush(limiter: RedisLimiter) -> None:
+    check = LimitCheck(policy("r", "3/h"), "k")
+    assert (await limiter.adecide((check,))).allowed
+    limiter.client.script_flush()
+    assert (await limiter.adecide((check,))).outcomes[0].remaining == 1
+    await limiter.aclose()

@@ -1,0 +1,148 @@
+"""A throwaway ``redis-server`` on a free port, started and stopped by PID.
+
+Tests that kill, slow down or flush Redis use one of these, never the shared
+Redis.  ``kill()`` is ``kill -9``; ``start()`` again reuses the same port, so
+clients configured with the old URL reconnect to the new process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.services import free_port, require_binary
+
+__all__ = ["RedisCluster", "RedisServer", "redis_cluster", "redis_server"]
+
+
+def _wait_port(port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not listen on port {port} within {timeout}s")
+
+
+class RedisServer:
+    """One redis-server process with no persistence, bound to 127.0.0.1."""
+
+    def __init__(self, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.binary = require_binary("redis-server")
+        self.port = port or free_port()
+        self.extra = extra
+        self.dir = tempfile.mkdtemp(prefix="rd-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self.dir,
+            *self.extra,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """``kill -9`` the server and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextlib.contextmanager
+def redis_server(extra: tuple[str, ...] = ()) -> Iterator[RedisServer]:
+    server = RedisServer(extra=extra).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class RedisCluster:
+    """Three cluster-enabled redis-servers joined with ``redis-cli --cluster create``."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.cli = require_binary("redis-cli")
+        self.servers: list[RedisServer] = []
+        for _ in range(nodes):
+            server = RedisServer()
+            conf = Path(server.dir) / "nodes.conf"
+            server.extra = (
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(conf),
+                "--cluster-node-timeout", "2000",
+            )  # fmt: skip
+            self.servers.append(server)
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self) -> RedisCluster:
+        for server in self.servers:
+            server.start()
+        addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+             "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30,
+        )  # fmt: skip
+        self._wait_ok()
+        return self
+
+    def _wait_ok(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                [self.cli, "-p", str(self.servers[0].port), "cluster", "info"],
+                capture_output=True, text=True, timeout=5,
+            ).stdout  # fmt: skip
+            if "cluster_state:ok" in out:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@contextlib.contextmanager
+def redis_cluster() -> Iterator[RedisCluster]:
+    cluster = RedisCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

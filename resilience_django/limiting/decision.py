@@ -9,7 +9,7 @@ store, the Redis store and the hybrid fallback all take a sequence of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from ..units import Rate
@@ -17,7 +17,7 @@ from ..units import Rate
 __all__ = ["Algorithm", "Decision", "LimitCheck", "Limiter", "Policy", "RuleOutcome"]
 
 
-class Algorithm(str, Enum):
+class Algorithm(StrEnum):
     SLIDING_WINDOW = "sliding_window"
     TOKEN_BUCKET = "token_bucket"
     GCRA = "gcra"

@@ -1,0 +1,46 @@
+"""resilience_django: deadlines, limits, breakers, shedding and retries for Django.
+
+The public names are imported lazily, so ``import resilience_django`` stays
+cheap and never touches Django settings.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CircuitOpen",
+    "DeadlineExceeded",
+    "breaker",
+    "deadline",
+    "limit",
+    "retry",
+]
+
+# name -> (module, attribute); attribute None means the module itself.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "deadline": (".deadline", None),
+    "DeadlineExceeded": (".deadline", "DeadlineExceeded"),
+    "limit": (".limiting.decorator", "limit"),
+    "breaker": (".breakers.api", "breaker"),
+    "CircuitOpen": (".breakers.state", "CircuitOpen"),
+    "retry": (".retrying", "retry"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import deadline as deadline
+    from .deadline import DeadlineExceeded as DeadlineExceeded
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'resilience_django' has no attribute {name!r}") from None
+    module = import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

@@ -1,0 +1,304 @@
+"""Breaker policies: the ``RESILIENCE["BREAKERS"]`` entries, parsed into frozen dataclasses.
+
+Keys of one breaker's mapping (all optional) and their defaults::
+
+    failure_threshold   5       consecutive failures that trip it (None: off)
+    open_for            "30s"   how long it stays open after a trip
+    open_for_max        None    cap for exponential growth of open_for on each
+                                consecutive re-trip (None: no growth)
+    half_open_calls     10      trial calls admitted in half-open
+    close_ratio         0.9     share of the trials that must succeed to close
+    window              "60s"   sliding window for the rates (per-second buckets)
+    error_rate          0.5     failure rate over the window that trips it (None: off)
+    min_calls           20      calls the window must hold before a rate can trip it
+    slow_call           None    a call at least this long is slow (None: off)
+    slow_call_rate      None    slow-call rate that trips it (None: slow calls count
+                                as failures when ``slow_call`` is set)
+    ewma_alpha          0.3     smoothing of the per-second EWMA of the failure rate
+    ewma_threshold      None    EWMA value that trips it (None: reported only)
+    half_open_max_wait  "60s"   a half-open whose trials never finish re-opens after it
+    record              ["builtins.Exception"]  exception types that count as failures
+    ignore              []      exception types that count as successes
+    caller_fault        []      extra types that are the caller's fault (added to
+                                asyncio.CancelledError and DeadlineExceeded): neither
+                                success nor failure unless the call was also slow
+    failure_result      None    dotted path to ``predicate(result) -> bool`` (e.g. 5xx)
+    mode                "normal"  "normal" | "disabled" | "metrics_only"
+    shared              False   open in every process when one process opens it
+    shared_poll         500     ms between reads of the shared open-until marker
+
+System check ids (one per kind of problem), raised as ``ConfigError``:
+
+    resilience.E050  BREAKERS is not a mapping, or a breaker's entry is not a mapping
+    resilience.E051  a breaker name is not a non-empty string
+    resilience.E052  an unknown key in a breaker's entry
+    resilience.E053  failure_threshold is not an integer >= 1 (or None)
+    resilience.E054  a duration (open_for, window, slow_call, half_open_max_wait,
+                     open_for_max) cannot be parsed or is zero
+    resilience.E055  open_for_max is shorter than open_for
+    resilience.E056  half_open_calls is not an integer >= 1
+    resilience.E057  close_ratio is not in (0, 1]
+    resilience.E058  error_rate, slow_call_rate or ewma_threshold is not in (0, 1] (or None)
+    resilience.E059  min_calls is not an integer >= 1
+    resilience.E060  window is shorter than 1s or longer than 1h
+    resilience.E061  slow_call_rate is set but slow_call is not
+    resilience.E062  ewma_alpha is not in (0, 1]
+    resilience.E063  record / ignore / caller_fault names something that is not an
+                     importable exception class
+    resilience.E064  failure_result is not an importable callable
+    resilience.E065  mode is not "normal", "disabled" or "metrics_only"
+    resilience.E066  shared is not a boolean
+    resilience.E067  shared_poll is not a number of milliseconds >= 10
+    resilience.E068  nothing can trip the breaker (every criterion is None) in "normal" mode
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..exceptions import ConfigError
+from ..units import parse_duration
+
+__all__ = ["MODES", "BreakerPolicy", "default_caller_fault", "parse_breaker_policy"]
+
+Mode = Literal["normal", "disabled", "metrics_only"]
+MODES: tuple[str, ...] = ("normal", "disabled", "metrics_only")
+ExcTypes = tuple[type[BaseException], ...]
+
+
+def default_caller_fault() -> ExcTypes:
+    """Exceptions that say the *caller* gave up, not that the dependency failed.
+
+    ``DeadlineExceeded`` is imported here, not at module level, so the breaker core
+    never drags in the deadline module (and whatever it grows to import) just to load.
+    """
+    from ..deadline import DeadlineExceeded
+
+    return (asyncio.CancelledError, DeadlineExceeded)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """How one breaker decides; durations are in seconds."""
+
+    failure_threshold: int | None = 5
+    open_for: float = 30.0
+    open_for_max: float | None = None
+    half_open_calls: int = 10
+    close_ratio: float = 0.9
+    window: float = 60.0
+    error_rate: float | None = 0.5
+    min_calls: int = 20
+    slow_call: float | None = None
+    slow_call_rate: float | None = None
+    ewma_alpha: float = 0.3
+    ewma_threshold: float | None = None
+    half_open_max_wait: float = 60.0
+    record: ExcTypes = (Exception,)
+    ignore: ExcTypes = ()
+    caller_fault: ExcTypes = field(default_factory=default_caller_fault)
+    failure_result: Callable[[Any], bool] | None = None
+    mode: Mode = "normal"
+    shared: bool = False
+    shared_poll: float = 0.5
+
+    @property
+    def trials_to_close(self) -> int:
+        """Successful trials needed to close: ``ceil(close_ratio * half_open_calls)``."""
+        # The tiny epsilon keeps 0.9 * 10 from becoming 10 through float error.
+        return max(1, math.ceil(self.close_ratio * self.half_open_calls - 1e-9))
+
+    def open_duration(self, retrips: int) -> float:
+        """How long to stay open after ``retrips`` consecutive re-trips (0 for a first trip)."""
+        if self.open_for_max is None or retrips <= 0:
+            return self.open_for
+        # Cap the exponent too, so a breaker that failed for days cannot overflow.
+        return min(self.open_for * (2.0 ** min(retrips, 62)), self.open_for_max)
+
+
+_KEYS = frozenset(BreakerPolicy.__dataclass_fields__)
+
+
+def _err(name: str, check_id: str, message: str, hint: str) -> ConfigError:
+    return ConfigError(f"RESILIENCE['BREAKERS'][{name!r}]: {message}", check_id=check_id, hint=hint)
+
+
+def _int(name: str, key: str, value: Any, check_id: str, *, optional: bool) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _err(name, check_id, f"{key} must be an integer >= 1, not {value!r}", "e.g. 5")
+    return value
+
+
+def _ratio(name: str, key: str, value: Any, check_id: str, *, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise _err(name, check_id, f"{key} must be a number in (0, 1], not {value!r}", "e.g. 0.5")
+    return float(value)
+
+
+def _duration(name: str, key: str, value: Any, *, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise _err(name, "resilience.E054", f"{key}: {exc}", "write it like '30s'") from None
+    if seconds <= 0:
+        raise _err(name, "resilience.E054", f"{key} must be longer than zero", "e.g. '30s'")
+    return seconds
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.rpartition(".")
+    if not module:
+        raise ImportError(path)
+    return getattr(importlib.import_module(module), attr)
+
+
+def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
+    items = [value] if isinstance(value, str | type) else value
+    if not isinstance(items, list | tuple):
+        raise _err(name, "resilience.E063", f"{key} must be a list of exception classes", "")
+    out: list[type[BaseException]] = []
+    for item in items:
+        try:
+            cls = _import(item) if isinstance(item, str) else item
+        except (ImportError, AttributeError, ValueError):
+            cls = None
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise _err(
+                name,
+                "resilience.E063",
+                f"{key}: {item!r} is not an importable exception class",
+                "use a dotted path like 'requests.exceptions.ConnectionError'",
+            )
+        out.append(cls)
+    return tuple(out)
+
+
+def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
+    """Parse one ``BREAKERS`` entry; raise ``ConfigError`` naming the breaker and the key.
+
+    >>> parse_breaker_policy("pricing", {"open_for": "10s", "error_rate": None}).open_for
+    10.0
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"RESILIENCE['BREAKERS']: breaker name {name!r} must be a non-empty string",
+            check_id="resilience.E051",
+            hint="name breakers after the dependency, like 'pricing'",
+        )
+    if isinstance(mapping, BreakerPolicy):
+        return mapping
+    if not isinstance(mapping, Mapping):
+        raise _err(name, "resilience.E050", "must be a mapping of settings", "use a dict")
+    unknown = sorted(str(k) for k in mapping if k not in _KEYS)
+    if unknown:
+        raise _err(
+            name,
+            "resilience.E052",
+            f"unknown key(s) {', '.join(unknown)}",
+            f"known keys: {', '.join(sorted(_KEYS))}",
+        )
+    d = BreakerPolicy()
+    g = mapping.get
+    open_for = _duration(name, "open_for", g("open_for", d.open_for), optional=False)
+    open_for_max = _duration(name, "open_for_max", g("open_for_max"), optional=True)
+    assert open_for is not None
+    if open_for_max is not None and open_for_max < open_for:
+        raise _err(name, "resilience.E055", "open_for_max is shorter than open_for", "")
+    window = _duration(name, "window", g("window", d.window), optional=False)
+    assert window is not None
+    if not 1.0 <= window <= 3600.0:
+        raise _err(name, "resilience.E060", "window must be between 1s and 1h", "e.g. '60s'")
+    slow_call = _duration(name, "slow_call", g("slow_call"), optional=True)
+    slow_call_rate = _ratio(
+        name, "slow_call_rate", g("slow_call_rate"), "resilience.E058", optional=True
+    )
+    if slow_call_rate is not None and slow_call is None:
+        raise _err(name, "resilience.E061", "slow_call_rate needs slow_call", "add slow_call")
+    alpha = g("ewma_alpha", d.ewma_alpha)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
+        raise _err(name, "resilience.E062", f"ewma_alpha must be in (0, 1], not {alpha!r}", "")
+    predicate = g("failure_result")
+    if isinstance(predicate, str):
+        try:
+            predicate = _import(predicate)
+        except (ImportError, AttributeError, ValueError):
+            predicate = 0  # not callable: reported just below
+    if predicate is not None and not callable(predicate):
+        raise _err(name, "resilience.E064", "failure_result is not an importable callable", "")
+    mode = g("mode", d.mode)
+    if mode not in MODES:
+        raise _err(name, "resilience.E065", f"mode {mode!r} is not one of {MODES}", "")
+    shared = g("shared", False)
+    if not isinstance(shared, bool):
+        raise _err(name, "resilience.E066", "shared must be True or False", "")
+    poll = g("shared_poll", 500)
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or poll < 10:
+        raise _err(name, "resilience.E067", "shared_poll must be >= 10 (ms)", "e.g. 500")
+    caller_fault = d.caller_fault + _exc_types(name, "caller_fault", g("caller_fault", []))
+    policy = BreakerPolicy(
+        failure_threshold=_int(
+            name,
+            "failure_threshold",
+            g("failure_threshold", d.failure_threshold),
+            "resilience.E053",
+            optional=True,
+        ),
+        open_for=open_for,
+        open_for_max=open_for_max,
+        half_open_calls=_int(
+            name, "half_open_calls", g("half_open_calls", 10), "resilience.E056", optional=False
+        )
+        or 1,
+        close_ratio=_ratio(
+            name, "close_ratio", g("close_ratio", 0.9), "resilience.E057", optional=False
+        )
+        or 1.0,
+        window=window,
+        error_rate=_ratio(
+            name, "error_rate", g("error_rate", d.error_rate), "resilience.E058", optional=True
+        ),
+        min_calls=_int(name, "min_calls", g("min_calls", 20), "resilience.E059", optional=False)
+        or 1,
+        slow_call=slow_call,
+        slow_call_rate=slow_call_rate,
+        ewma_alpha=float(alpha),
+        ewma_threshold=_ratio(
+            name, "ewma_threshold", g("ewma_threshold"), "resilience.E058", optional=True
+        ),
+        half_open_max_wait=_duration(
+            name, "half_open_max_wait", g("half_open_max_wait", 60.0), optional=False
+        )
+        or 60.0,
+        record=_exc_types(name, "record", g("record", [Exception])),
+        ignore=_exc_types(name, "ignore", g("ignore", [])),
+        caller_fault=caller_fault,
+        failure_result=predicate,
+        mode=mode,
+        shared=shared,
+        shared_poll=float(poll) / 1000.0,
+    )
+    if mode == "normal" and not (
+        policy.failure_threshold
+        or policy.error_rate
+        or policy.slow_call_rate
+        or policy.ewma_threshold
+        or policy.slow_call
+    ):
+        raise _err(
+            name,
+            "resilience.E068",
+            "nothing can trip this breaker: every criterion is None",
+            "set failure_threshold or error_rate, or use mode='metrics_only'",
+        )
+    return policy

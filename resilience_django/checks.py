@@ -1,0 +1,56 @@
+"""Django system checks over the ``RESILIENCE`` setting.
+
+Parsing collects every problem as a ``ConfigError`` with its check id; this
+module only turns them into ``checks.Error`` objects, so a problem found by
+the parser and the check that reports it can never drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+from .conf import parse_settings
+
+MIDDLEWARE_PATH = "resilience_django.middleware.ResilienceMiddleware"
+
+
+@checks.register("resilience")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    # Parse afresh rather than reading the cache: checks must report the
+    # settings as they are now, and this runs rarely.
+    parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
+    messages: list[checks.CheckMessage] = [
+        checks.Error(str(error), hint=error.hint or None, id=error.check_id)
+        for error in parsed.errors
+    ]
+    middleware = list(getattr(settings, "MIDDLEWARE", []))
+    if MIDDLEWARE_PATH in middleware and middleware.index(MIDDLEWARE_PATH) != 0:
+        messages.append(
+            checks.Warning(
+                f"{MIDDLEWARE_PATH} is not the first middleware",
+                hint="Put it first so deadlines count the whole request and rejections "
+                "happen before sessions and authentication cost anything.",
+                id="resilience.W002",
+            )
+        )
+    return messages
+
+
+@checks.register("resilience", deploy=True)
+def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
+    messages: list[checks.CheckMessage] = []
+    if parsed.backend == "local" and parsed.raw.get("LIMITS"):
+        messages.append(
+            checks.Warning(
+                "RESILIENCE['BACKEND'] is 'local': every worker process enforces each limit on "
+                "its own, so N workers admit up to N times the configured rate",
+                hint="Use BACKEND 'redis' to share limits across processes, or divide the "
+                "rates by the number of workers.",
+                id="resilience.W001",
+            )
+        )
+    return messages

@@ -1,0 +1,354 @@
+"""The ``RESILIENCE`` setting, parsed once into frozen dataclasses.
+
+Parsing never raises: every problem becomes a ``ConfigError`` kept in
+``ResilienceSettings.errors`` and reported by the system checks
+(``checks.py``), while the parts that did parse stay usable.  The parsed value
+is cached and dropped on Django's ``setting_changed`` signal so that
+``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from .exceptions import ConfigError
+from .routes import RouteMatcher, compile_path
+from .units import parse_duration
+
+__all__ = ["DeadlineSettings", "ResilienceSettings", "RouteBudget", "get_settings"]
+
+KNOWN_KEYS = frozenset(
+    {
+        "BACKEND",
+        "REDIS",
+        "FALLBACK_LATENCY",
+        "FALLBACK",
+        "DEADLINE",
+        "TRUSTED_PROXIES",
+        "LIMITS",
+        "SHEDDING",
+        "BREAKERS",
+        "FLEET",
+        "RESPONSE_HANDLERS",
+        "RATELIMIT_HEADERS",
+        "LOCAL_MAX_KEYS",
+        "RELOAD_INTERVAL",
+        "METRICS",
+    }
+)
+HANDLER_KINDS = ("deadline", "rate_limited", "unavailable")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteBudget:
+    matcher: RouteMatcher
+    budget: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineSettings:
+    default: float | None = 30.0
+    headers: tuple[str, ...] = ("grpc-timeout", "x-timeout-ms")
+    routes: tuple[RouteBudget, ...] = ()
+    # Taken off the remaining budget before it is sent downstream, so the
+    # downstream's answer has time to travel back before our own deadline.
+    outbound_margin: float = 0.010
+
+    @property
+    def has_view_routes(self) -> bool:
+        return any(r.matcher.needs_view_name for r in self.routes)
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceSettings:
+    backend: str = "local"
+    redis: Mapping[str, Any] = field(default_factory=dict)
+    fallback_latency: float = 0.050
+    deadline: DeadlineSettings = field(default_factory=DeadlineSettings)
+    response_handlers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    ratelimit_headers: bool = True
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    errors: tuple[ConfigError, ...] = ()
+
+
+def _parse_duration_setting(
+    value: Any, *, name: str, check_id: str, errors: list[ConfigError], default: float | None
+) -> float | None:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        errors.append(
+            ConfigError(
+                f"RESILIENCE[{name}] = {value!r} is not a duration: {exc}",
+                check_id=check_id,
+                hint="Write durations as a number and a unit: '800ms', '30s', '5m'.",
+            )
+        )
+        return default
+
+
+def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
+    if raw is None:
+        return DeadlineSettings()
+    if not isinstance(raw, Mapping):
+        errors.append(
+            ConfigError(
+                f"RESILIENCE['DEADLINE'] must be a dict, not {type(raw).__name__}",
+                check_id="resilience.E005",
+                hint="Example: {'DEFAULT': '30s', 'ROUTES': {'/api/orders': '800ms'}}",
+            )
+        )
+        return DeadlineSettings()
+    default: float | None = 30.0
+    if "DEFAULT" in raw:
+        default = (
+            None
+            if raw["DEFAULT"] is None
+            else _parse_duration_setting(
+                raw["DEFAULT"],
+                name="'DEADLINE']['DEFAULT'",
+                check_id="resilience.E005",
+                errors=errors,
+                default=30.0,
+            )
+        )
+    headers: tuple[str, ...] = ("grpc-timeout", "x-timeout-ms")
+    if "HEADERS" in raw:
+        value = raw["HEADERS"]
+        if isinstance(value, list | tuple) and all(isinstance(h, str) and h for h in value):
+            headers = tuple(h.lower() for h in value)
+        else:
+            errors.append(
+                ConfigError(
+                    f"RESILIENCE['DEADLINE']['HEADERS'] = {value!r} must be a list of header names",
+                    check_id="resilience.E006",
+                    hint="Example: ['grpc-timeout', 'X-Timeout-Ms']; use [] to ignore callers' budgets.",
+                )
+            )
+    margin = 0.010
+    if "OUTBOUND_MARGIN" in raw:
+        margin = (
+            _parse_duration_setting(
+                raw["OUTBOUND_MARGIN"],
+                name="'DEADLINE']['OUTBOUND_MARGIN'",
+                check_id="resilience.E007",
+                errors=errors,
+                default=0.010,
+            )
+            or 0.0
+        )
+    routes: list[RouteBudget] = []
+    routes_raw = raw.get("ROUTES", {})
+    if not isinstance(routes_raw, Mapping):
+        errors.append(
+            ConfigError(
+                "RESILIENCE['DEADLINE']['ROUTES'] must be a dict of route -> budget",
+                check_id="resilience.E008",
+                hint="Example: {'/api/orders': '800ms', 'orders:quote': '300ms'}",
+            )
+        )
+        routes_raw = {}
+    for route, budget_raw in routes_raw.items():
+        where = f"RESILIENCE['DEADLINE']['ROUTES'][{route!r}]"
+        budget = _parse_duration_setting(
+            budget_raw, name=where[11:-1], check_id="resilience.E008", errors=errors, default=None
+        )
+        if budget is None:
+            continue
+        try:
+            matcher = _route_key_matcher(route, where)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        routes.append(RouteBudget(matcher=matcher, budget=budget, label=str(route)))
+    return DeadlineSettings(
+        default=default, headers=headers, routes=tuple(routes), outbound_margin=margin
+    )
+
+
+def _route_key_matcher(route: Any, where: str) -> RouteMatcher:
+    """A route key is a path prefix ('/...'), a regex ('^...') or a URL name."""
+    if not isinstance(route, str) or not route:
+        raise ConfigError(
+            f"{where}: the route must be a path prefix, a regex or a URL name",
+            check_id="resilience.E008",
+            hint="Use '/api/orders', '^/api/orders/\\d+$' or 'orders:quote'.",
+        )
+    if route.startswith(("/", "^")):
+        prefix, regex = compile_path(route, where=where, check_id="resilience.E008")
+        return RouteMatcher(prefix=prefix, regex=regex)
+    return RouteMatcher(view=route)
+
+
+def _parse_handlers(raw: Any, errors: list[ConfigError]) -> dict[str, Callable[..., Any]]:
+    handlers: dict[str, Callable[..., Any]] = {}
+    if raw is None:
+        return handlers
+    if not isinstance(raw, Mapping):
+        errors.append(
+            ConfigError(
+                "RESILIENCE['RESPONSE_HANDLERS'] must be a dict",
+                check_id="resilience.E009",
+                hint=f"Keys: {', '.join(HANDLER_KINDS)}; values: dotted paths to callables.",
+            )
+        )
+        return handlers
+    for kind, path in raw.items():
+        if kind not in HANDLER_KINDS:
+            errors.append(
+                ConfigError(
+                    f"RESILIENCE['RESPONSE_HANDLERS'] has an unknown key {kind!r}",
+                    check_id="resilience.E009",
+                    hint=f"Known keys: {', '.join(HANDLER_KINDS)}.",
+                )
+            )
+            continue
+        try:
+            handler = import_string(path) if isinstance(path, str) else path
+        except ImportError as exc:
+            errors.append(
+                ConfigError(
+                    f"RESILIENCE['RESPONSE_HANDLERS'][{kind!r}] = {path!r} cannot be imported: {exc}",
+                    check_id="resilience.E009",
+                    hint="Give the dotted path of a callable(request, **info) -> HttpResponse.",
+                )
+            )
+            continue
+        if not callable(handler):
+            errors.append(
+                ConfigError(
+                    f"RESILIENCE['RESPONSE_HANDLERS'][{kind!r}] = {path!r} is not callable",
+                    check_id="resilience.E009",
+                    hint="Give the dotted path of a callable(request, **info) -> HttpResponse.",
+                )
+            )
+            continue
+        handlers[kind] = handler
+    return handlers
+
+
+def parse_settings(raw: Any) -> ResilienceSettings:
+    """Parse a ``RESILIENCE`` value; never raises."""
+    errors: list[ConfigError] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        errors.append(
+            ConfigError(
+                f"RESILIENCE must be a dict, not {type(raw).__name__}",
+                check_id="resilience.E001",
+                hint="Set RESILIENCE = {} to use every default.",
+            )
+        )
+        return ResilienceSettings(errors=tuple(errors))
+    for key in raw:
+        if key not in KNOWN_KEYS:
+            errors.append(
+                ConfigError(
+                    f"RESILIENCE has an unknown key {key!r}",
+                    check_id="resilience.E002",
+                    hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
+                )
+            )
+    backend = raw.get("BACKEND", "local")
+    if backend not in ("local", "redis"):
+        errors.append(
+            ConfigError(
+                f"RESILIENCE['BACKEND'] = {backend!r} is not a backend",
+                check_id="resilience.E003",
+                hint="Use 'local' (per process) or 'redis' (shared, with local fallback).",
+            )
+        )
+        backend = "local"
+    redis = raw.get("REDIS", {})
+    if not isinstance(redis, Mapping):
+        errors.append(
+            ConfigError(
+                "RESILIENCE['REDIS'] must be a dict",
+                check_id="resilience.E004",
+                hint="Use {'CACHE': 'default'} or {'URL': 'redis://127.0.0.1:6379/0'}.",
+            )
+        )
+        redis = {}
+    elif backend == "redis" and not ({"CACHE", "URL"} & set(redis)):
+        errors.append(
+            ConfigError(
+                "RESILIENCE['BACKEND'] is 'redis' but RESILIENCE['REDIS'] names no CACHE or URL",
+                check_id="resilience.E004",
+                hint="Add 'REDIS': {'CACHE': 'default'} (a django-redis alias) or {'URL': ...}.",
+            )
+        )
+    fallback_latency = _parse_duration_setting(
+        raw.get("FALLBACK_LATENCY", 0.050),
+        name="'FALLBACK_LATENCY'",
+        check_id="resilience.E011",
+        errors=errors,
+        default=0.050,
+    )
+    ratelimit_headers = raw.get("RATELIMIT_HEADERS", True)
+    if not isinstance(ratelimit_headers, bool):
+        errors.append(
+            ConfigError(
+                "RESILIENCE['RATELIMIT_HEADERS'] must be True or False",
+                check_id="resilience.E012",
+                hint="False stops RateLimit headers on admitted responses.",
+            )
+        )
+        ratelimit_headers = True
+    return ResilienceSettings(
+        backend=backend,
+        redis=dict(redis),
+        fallback_latency=fallback_latency or 0.050,
+        deadline=_parse_deadline(raw.get("DEADLINE"), errors),
+        response_handlers=_parse_handlers(raw.get("RESPONSE_HANDLERS"), errors),
+        ratelimit_headers=ratelimit_headers,
+        raw=raw,
+        errors=tuple(errors),
+    )
+
+
+_lock = threading.Lock()
+_cached: ResilienceSettings | None = None
+_listeners: list[Callable[[], None]] = []
+
+
+def get_settings() -> ResilienceSettings:
+    """The parsed ``RESILIENCE`` setting, parsed on first use and cached."""
+    global _cached
+    settings_value = _cached
+    if settings_value is None:
+        from django.conf import settings
+
+        with _lock:
+            if _cached is None:
+                _cached = parse_settings(getattr(settings, "RESILIENCE", {}))
+            settings_value = _cached
+    return settings_value
+
+
+def on_reload(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever the settings are re-read (engines rebuild their state)."""
+    _listeners.append(callback)
+
+
+def reset_settings() -> None:
+    global _cached
+    with _lock:
+        _cached = None
+    for callback in list(_listeners):
+        callback()
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("RESILIENCE", "CACHES", "ROOT_URLCONF"):
+        reset_settings()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="resilience_django.conf")

@@ -1,0 +1,259 @@
+"""Request deadlines: a budget that starts when the request arrives.
+
+The current deadline lives in a context variable, so it follows the request
+into async tasks and into the threads asgiref runs sync code in.  Outbound
+HTTP calls and database queries read it to bound themselves.
+
+>>> from resilience_django.deadline import Deadline, remaining
+>>> remaining() is None          # outside a request there is no deadline
+True
+
+``resilience_django.deadline`` is also the ``@deadline("500ms")`` view
+decorator: the module object is callable (see ``_CallableModule`` below) so
+that ``resilience_django.deadline.remaining()`` and
+``@resilience_django.deadline("500ms")`` both work, as the public contract
+promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import sys
+import time
+import types
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar
+
+from .clock import Clock
+from .exceptions import ResilienceError
+from .units import parse_duration
+
+__all__ = [
+    "Deadline",
+    "DeadlineExceeded",
+    "check",
+    "current",
+    "deadline",
+    "format_grpc_timeout",
+    "parse_grpc_timeout",
+    "parse_timeout_ms",
+    "remaining",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DeadlineExceeded(ResilienceError, TimeoutError):
+    """The request's budget is spent; raised instead of starting more work."""
+
+
+class Deadline:
+    """A point in monotonic time by which the request must be answered."""
+
+    __slots__ = ("_clock", "_loop", "_timeout", "budget", "expires_at", "route", "started_at")
+
+    def __init__(
+        self,
+        budget: float,
+        *,
+        started_at: float | None = None,
+        route: str = "default",
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self.started_at = clock() if started_at is None else started_at
+        self.budget = budget
+        self.expires_at = self.started_at + budget
+        self.route = route
+        # The asyncio.Timeout that cancels an async view, so a budget tightened
+        # later (by URL name, or a decorator) moves the cancellation too.
+        self._timeout: asyncio.Timeout | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind_timeout(self, timeout: asyncio.Timeout, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach the ``asyncio.Timeout`` that cancels the async handler at expiry."""
+        self._timeout = timeout
+        self._loop = loop
+
+    def remaining(self) -> float:
+        return self.expires_at - self._clock()
+
+    def expired(self) -> bool:
+        return self._clock() >= self.expires_at
+
+    def tighten(self, budget: float, route: str | None = None) -> None:
+        """Shorten the budget (counted from arrival); a looser budget is ignored."""
+        expires_at = self.started_at + budget
+        if expires_at < self.expires_at:
+            self.expires_at = expires_at
+            self.budget = budget
+            if route is not None:
+                self.route = route
+            if self._timeout is not None and self._loop is not None:
+                # A sync view tightening its budget runs in a worker thread; the
+                # Timeout belongs to the event loop and must be moved there.
+                try:
+                    in_loop = asyncio.get_running_loop() is self._loop
+                except RuntimeError:
+                    in_loop = False
+                if in_loop:
+                    self._reschedule()
+                else:
+                    self._loop.call_soon_threadsafe(self._reschedule)
+
+    def _reschedule(self) -> None:
+        if self._timeout is not None and self._loop is not None:
+            self._timeout.reschedule(self._loop.time() + self.remaining())
+
+    def __repr__(self) -> str:
+        return f"<Deadline {self.route} budget={self.budget:.3f}s remaining={self.remaining():.3f}s>"
+
+
+_current: ContextVar[Deadline | None] = ContextVar("resilience_deadline", default=None)
+
+
+def current() -> Deadline | None:
+    """The deadline of the request being handled, or ``None`` outside one."""
+    return _current.get()
+
+
+def remaining() -> float | None:
+    """Seconds left in the current request's budget (may be negative), or ``None``."""
+    dl = _current.get()
+    return None if dl is None else dl.remaining()
+
+
+def check() -> None:
+    """Raise ``DeadlineExceeded`` if the current request's budget is spent."""
+    dl = _current.get()
+    if dl is not None and dl.expired():
+        raise DeadlineExceeded(f"deadline of {dl.budget:.3f}s for {dl.route} exceeded")
+
+
+# --- incoming headers -------------------------------------------------------
+
+# gRPC: "TimeoutValue: 1*8DIGIT", "TimeoutUnit: H M S m u n"
+_GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
+_GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+_TIMEOUT_MS = re.compile(r"^\d{1,10}$")
+
+
+def parse_grpc_timeout(value: str) -> float | None:
+    """Seconds from a ``grpc-timeout`` value such as ``"250m"``; ``None`` if malformed."""
+    match = _GRPC_TIMEOUT.match(value.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _GRPC_UNITS[match.group(2)]
+
+
+def parse_timeout_ms(value: str) -> float | None:
+    """Seconds from an ``X-Timeout-Ms`` integer; ``None`` if malformed."""
+    value = value.strip()
+    if _TIMEOUT_MS.match(value) is None:
+        return None
+    return int(value) / 1000.0
+
+
+def format_grpc_timeout(seconds: float) -> str:
+    """A ``grpc-timeout`` value for a budget: milliseconds, or finer below one.
+
+    >>> format_grpc_timeout(0.25), format_grpc_timeout(0.0005)
+    ('250m', '500u')
+    """
+    seconds = max(seconds, 0.0)
+    if seconds < 1e-3:
+        return f"{int(seconds * 1e6)}u"
+    millis = int(seconds * 1e3)
+    if millis < 100_000_000:
+        return f"{millis}m"
+    return f"{min(int(seconds), 99_999_999)}S"
+
+
+HEADER_PARSERS: dict[str, Callable[[str], float | None]] = {
+    "grpc-timeout": parse_grpc_timeout,
+    "x-timeout-ms": parse_timeout_ms,
+}
+
+
+def parse_header(name: str, value: str) -> float | None:
+    """Parse a deadline header by name; unknown names are read as integer milliseconds."""
+    parser = HEADER_PARSERS.get(name.lower(), parse_timeout_ms)
+    try:
+        return parser(value)
+    except (ValueError, OverflowError):  # pragma: no cover - regexes keep these out
+        return None
+
+
+# --- the view decorator -----------------------------------------------------
+
+
+def deadline(budget: str | float) -> Callable[[F], F]:
+    """Give one view a tighter budget than its route: ``@deadline("500ms")``.
+
+    The budget counts from the request's arrival, like every deadline, and
+    only ever tightens: a route budget that is already shorter wins.
+    """
+    seconds = parse_duration(budget)
+
+    def decorate(view: F) -> F:
+        if asyncio.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                dl, token = _tighten_or_start(seconds, view)
+                try:
+                    if dl.expired():
+                        raise DeadlineExceeded(f"deadline of {seconds:.3f}s spent before the view")
+                    if dl._timeout is not None:
+                        return await view(*args, **kwargs)
+                    # Used without the middleware: enforce it here.
+                    try:
+                        async with asyncio.timeout(dl.remaining()):
+                            return await view(*args, **kwargs)
+                    except TimeoutError as exc:
+                        raise DeadlineExceeded(f"deadline of {seconds:.3f}s exceeded") from exc
+                finally:
+                    if token is not None:
+                        _current.reset(token)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(view)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            dl, token = _tighten_or_start(seconds, view)
+            try:
+                if dl.expired():
+                    raise DeadlineExceeded(f"deadline of {seconds:.3f}s spent before the view")
+                return view(*args, **kwargs)
+            finally:
+                if token is not None:
+                    _current.reset(token)
+
+        return sync_wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _tighten_or_start(
+    seconds: float, view: Callable[..., Any]
+) -> tuple[Deadline, Token[Deadline | None] | None]:
+    route = getattr(view, "__qualname__", "view")
+    dl = _current.get()
+    if dl is None:
+        dl = Deadline(seconds, route=route)
+        return dl, _current.set(dl)
+    dl.tighten(seconds, route=route)
+    return dl, None
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``resilience_django.deadline("500ms")`` act as the decorator."""
+
+    def __call__(self, budget: str | float) -> Callable[[F], F]:
+        return deadline(budget)
+
+
+sys.modules[__name__].__class__ = _CallableModule

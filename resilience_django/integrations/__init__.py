@@ -1,0 +1,1 @@
+"""Adapters that carry the request's deadline into outbound calls and queries."""

@@ -1,0 +1,309 @@
+"""The three limiting algorithms, as pure kernels over a small per-key state list.
+
+Nothing here knows about keys, stores, locks, Django or the wall clock: a
+kernel is built once per policy (and share) with its constants precomputed,
+and every method takes the key's state list and ``now`` in seconds.  The Redis
+Lua scripts mirror these semantics exactly, so they are written down here.
+
+Every kernel splits a decision into steps so a multi-rule decision can be
+all-or-nothing: ``advance(state, now)`` brings the state up to ``now`` (only
+the passage of time, never a consumption, so it is always safe to keep),
+``fits(state, now, cost)`` says whether the request would be admitted, and
+``consume(state, now, cost)`` takes it.  ``acquire`` does all three for the
+common single-rule case.  ``info`` describes the state after the decision for
+the headers: ``(remaining, reset_after, retry_after)``.
+
+Sliding window (``SlidingWindow``)
+    The period is split into ``N`` buckets (``N = 10``) of width
+    ``w = period / N``; a request at time ``t`` falls in bucket
+    ``b = floor(t / w)``.  It is admitted iff the sum of the counts of buckets
+    ``b - N + 1 .. b`` plus ``cost`` is at most ``limit``.  State:
+    ``[head, total, oldest, c_0 .. c_{N-1}]`` where ``head`` is the newest
+    bucket index seen, ``total`` the running sum of the ring, ``oldest`` a
+    search hint for the oldest non-empty bucket, and bucket ``j`` lives in
+    slot ``j mod N``; buckets older than ``b - N + 1`` are zeroed lazily
+    when the key is next touched (a clock that goes backwards counts into the
+    newest bucket).
+    ``remaining = limit - total``; ``reset_after`` is the time until the
+    oldest non-empty bucket leaves the window (bucket ``j`` leaves at
+    ``(j + N) * w``); ``retry_after`` the time until enough old buckets have
+    left for ``cost`` to fit, so never earlier than the real reset.
+
+    Bound: any interval of length ``period * (N - 1) / N`` admits at most
+    ``limit``.  Why: let ``t`` be the last admission in such an interval, in
+    bucket ``b``.  The interval starts at or after ``t - (N - 1) w >=
+    (b - N + 1) w``, so every admission in it lies in buckets
+    ``b - N + 1 .. b``, all of which were counted when ``t`` was admitted,
+    and that count including ``t`` was at most ``limit``.  Any interval of
+    length ``period`` is the union of one such interval and one of length
+    ``w`` (shorter still), so it admits at most ``2 * limit``.
+
+Token bucket (``TokenBucket``)
+    Capacity ``C = policy.capacity`` (the burst, default ``limit``), refilled
+    at ``r = limit / period`` tokens per second.  State ``[tokens, last]``; a
+    new key starts full.  ``advance`` sets ``tokens = min(C, tokens +
+    (now - last) * r)``; admitted iff ``tokens >= cost``.
+    ``remaining = floor(tokens)``, ``reset_after = (C - tokens) / r`` (until
+    full), ``retry_after = (cost - tokens) / r``.
+
+GCRA (``Gcra``)
+    Emission interval ``T = period / limit``, tolerance ``tau = C * T``.
+    State ``[tat]`` (theoretical arrival time); a new key has ``tat = now``.
+    Admitted iff ``max(tat, now) + cost * T - now <= tau``; then ``tat`` becomes
+    that sum.  ``remaining = floor((tau - (tat - now)) / T)``,
+    ``reset_after = tat - now``, ``retry_after = max(tat, now) + cost * T -
+    now - tau``.
+
+    For both token bucket and GCRA, any interval of length ``d`` admits at
+    most ``C + r * d``.
+
+Floating point: the token bucket and GCRA compare with a slack of a
+millionth of a token (``EPSILON``) so that ``C`` requests at one instant are
+all admitted although ``C`` additions of ``T`` may round above ``C * T``.
+
+A ``share`` in ``(0, 1]`` scales a policy for the Redis fallback, where each
+of ``n`` processes enforces ``1 / n`` of the global limit: the effective
+limit and capacity are ``max(1, floor(x * share))``.
+
+Kernels are built by ``kernel_for(policy, share)``; a request whose cost can
+never fit (above the limit or capacity) reports ``retry_after = period``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+from .decision import Algorithm, Policy
+
+__all__ = [
+    "EPSILON",
+    "SLIDING_WINDOW_BUCKETS",
+    "Gcra",
+    "Kernel",
+    "SlidingWindow",
+    "TokenBucket",
+    "kernel_for",
+]
+
+SLIDING_WINDOW_BUCKETS = 10
+EPSILON = 1e-6
+
+_floor = math.floor
+
+State = list[Any]
+
+
+class Kernel(Protocol):
+    """What the stores ask of an algorithm; see the module docstring."""
+
+    tag: str
+    period: float
+
+    def new_state(self, now: float) -> State: ...
+    def acquire(self, state: State, now: float, cost: int) -> bool: ...
+    def advance(self, state: State, now: float) -> None: ...
+    def fits(self, state: State, now: float, cost: int) -> bool: ...
+    def consume(self, state: State, now: float, cost: int) -> None: ...
+    def info(
+        self, state: State, now: float, cost: int, allowed: bool
+    ) -> tuple[int, float, float]: ...
+
+
+def _scaled(value: int, share: float) -> int:
+    return value if share == 1.0 else max(1, _floor(value * share))
+
+
+class SlidingWindow:
+    """Ring of ``buckets`` per-slot counts; see the module docstring."""
+
+    __slots__ = ("_zeros", "buckets", "limit", "period", "tag", "width")
+
+    def __init__(self, limit: int, period: float, buckets: int = SLIDING_WINDOW_BUCKETS) -> None:
+        self.limit = limit
+        self.period = period
+        self.buckets = buckets
+        self.width = period / buckets
+        self._zeros = [0] * buckets
+        # State of another period or bucket count is meaningless here; the tag
+        # goes into the store key so a rule edited live starts afresh.
+        self.tag = f"sw:{period!r}:{buckets}"
+
+    def new_state(self, now: float) -> State:
+        # [head, total, oldest, c_0 .. c_{N-1}]: ``oldest`` is a lower bound of
+        # the oldest non-empty bucket; it only moves forward (counts grow at the
+        # head only), which makes finding the reset time amortised O(1).
+        b = _floor(now / self.width)
+        return [b, 0, b, *self._zeros]
+
+    def advance(self, state: State, now: float) -> None:
+        b = _floor(now / self.width)
+        head = state[0]
+        if b <= head:
+            return
+        n = self.buckets
+        if b - head >= n:
+            state[3:] = self._zeros
+            state[1] = 0
+        else:
+            total = state[1]
+            for j in range(head + 1, b + 1):
+                i = j % n + 3
+                total -= state[i]
+                state[i] = 0
+            state[1] = total
+        state[0] = b
+
+    def fits(self, state: State, now: float, cost: int) -> bool:
+        return bool(state[1] + cost <= self.limit)
+
+    def consume(self, state: State, now: float, cost: int) -> None:
+        state[state[0] % self.buckets + 3] += cost
+        state[1] += cost
+
+    def acquire(self, state: State, now: float, cost: int) -> bool:
+        # advance() inlined for the hot path: most calls stay in one bucket.
+        if _floor(now / self.width) > state[0]:
+            self.advance(state, now)
+        if state[1] + cost > self.limit:
+            return False
+        state[state[0] % self.buckets + 3] += cost
+        state[1] += cost
+        return True
+
+    def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
+        head, total = state[0], state[1]
+        n, limit = self.buckets, self.limit
+        remaining = limit - total if total < limit else 0
+        retry_after = self.period if not allowed and cost > limit else 0.0
+        if total == 0:
+            return remaining, 0.0, retry_after
+        j = state[2]
+        if j <= head - n:
+            j = head - n + 1
+        while state[j % n + 3] == 0:  # ends: total > 0 means a non-empty bucket
+            j += 1
+        state[2] = j
+        w = self.width
+        reset_after = (j + n) * w - now
+        if not allowed and cost <= limit:
+            # Walk forward until enough of the oldest counts have left for cost.
+            need = total + cost - limit
+            freed = 0
+            while True:
+                freed += state[j % n + 3]
+                if freed >= need:
+                    break
+                j += 1
+            retry_after = (j + n) * w - now
+        return remaining, max(reset_after, 0.0), max(retry_after, 0.0)
+
+
+class TokenBucket:
+    """Tokens refilled continuously up to a capacity; see the module docstring."""
+
+    __slots__ = ("capacity", "limit", "period", "rate", "tag")
+
+    def __init__(self, limit: int, period: float, capacity: int) -> None:
+        self.limit = limit
+        self.period = period
+        self.capacity = capacity
+        self.rate = limit / period
+        self.tag = "tb"
+
+    def new_state(self, now: float) -> State:
+        return [float(self.capacity), now]
+
+    def advance(self, state: State, now: float) -> None:
+        elapsed = now - state[1]
+        if elapsed > 0:
+            tokens = state[0] + elapsed * self.rate
+            # min() against a lowered capacity too, so a smaller share applies at once.
+            state[0] = tokens if tokens < self.capacity else float(self.capacity)
+            state[1] = now
+        elif state[0] > self.capacity:
+            state[0] = float(self.capacity)
+
+    def fits(self, state: State, now: float, cost: int) -> bool:
+        return bool(state[0] + EPSILON >= cost)
+
+    def consume(self, state: State, now: float, cost: int) -> None:
+        state[0] -= cost
+
+    def acquire(self, state: State, now: float, cost: int) -> bool:
+        self.advance(state, now)
+        if state[0] + EPSILON < cost:
+            return False
+        state[0] -= cost
+        return True
+
+    def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
+        tokens = state[0]
+        rate = self.rate
+        remaining = _floor(tokens + EPSILON)
+        reset_after = (self.capacity - tokens) / rate
+        retry_after = 0.0
+        if not allowed:
+            retry_after = self.period if cost > self.capacity else (cost - tokens) / rate
+        return max(remaining, 0), max(reset_after, 0.0), max(retry_after, 0.0)
+
+
+class Gcra:
+    """Generic cell rate algorithm: one theoretical arrival time per key."""
+
+    __slots__ = ("capacity", "interval", "limit", "period", "slack", "tag", "tau")
+
+    def __init__(self, limit: int, period: float, capacity: int) -> None:
+        self.limit = limit
+        self.period = period
+        self.capacity = capacity
+        self.interval = period / limit
+        self.tau = capacity * self.interval
+        self.slack = EPSILON * self.interval
+        # TAT is in absolute time whatever the period, so only the kind matters.
+        self.tag = "gcra"
+
+    def new_state(self, now: float) -> State:
+        return [now]
+
+    def advance(self, state: State, now: float) -> None:
+        if state[0] < now:
+            state[0] = now
+
+    def fits(self, state: State, now: float, cost: int) -> bool:
+        return bool(state[0] + cost * self.interval - now <= self.tau + self.slack)
+
+    def consume(self, state: State, now: float, cost: int) -> None:
+        state[0] += cost * self.interval
+
+    def acquire(self, state: State, now: float, cost: int) -> bool:
+        tat = state[0]
+        if tat < now:
+            tat = now
+        tat += cost * self.interval
+        if tat - now > self.tau + self.slack:
+            return False
+        state[0] = tat
+        return True
+
+    def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
+        tat = state[0] if state[0] > now else now
+        t = self.interval
+        remaining = _floor((self.tau - (tat - now)) / t + EPSILON)
+        retry_after = 0.0
+        if not allowed:
+            retry_after = self.period if cost > self.capacity else tat + cost * t - now - self.tau
+        return max(remaining, 0), tat - now, max(retry_after, 0.0)
+
+
+def kernel_for(policy: Policy, share: float = 1.0) -> Kernel:
+    """Build the kernel of ``policy``, scaled to ``share`` of its limit."""
+    rate = policy.rate
+    limit = _scaled(rate.limit, share)
+    algorithm = Algorithm(policy.algorithm)
+    if algorithm is Algorithm.SLIDING_WINDOW:
+        return SlidingWindow(limit, rate.period)
+    capacity = _scaled(policy.capacity, share)
+    if algorithm is Algorithm.TOKEN_BUCKET:
+        return TokenBucket(limit, rate.period, capacity)
+    return Gcra(limit, rate.period, capacity)

@@ -1,0 +1,161 @@
+"""``ResilienceMiddleware``: the Django adapter around the framework-free cores.
+
+It translates a request into decisions (deadline, limits, shedding, route
+breaker) and decisions into responses; the cores decide.  Sync and async
+capable: the mode is chosen once in ``__init__`` from ``get_response`` so the
+hot path has no branch on it, and no request state is kept on ``self``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from . import metrics, responses
+from .deadline import Deadline, DeadlineExceeded, _current
+from .runtime import Runtime, get_runtime
+
+__all__ = ["ResilienceMiddleware"]
+
+# Set by ResilienceASGIMiddleware when it already ran: the middleware then
+# reuses its deadline and its limit decision, so each request is decided once.
+SCOPE_ARRIVED = "resilience.arrived"
+SCOPE_DEADLINE = "resilience.deadline"
+SCOPE_DECIDED = "resilience.limits_decided"
+SCOPE_HEADERS = "resilience.ratelimit_headers"
+
+Response = HttpResponseBase
+
+
+class ResilienceMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+            # Django adapts a sync process_view to async with a thread hop per
+            # request; giving it a coroutine in async mode avoids that.
+            self.process_view = self._process_view_async
+        else:
+            self.process_view = self._process_view_sync
+
+    # -- entry points --------------------------------------------------------
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._is_async:
+            return self.__acall__(request)
+        runtime = get_runtime()
+        deadline = self._start(request, runtime)
+        if deadline is not None and deadline.expired():
+            return self._deadline_response(request, deadline)
+        token = _current.set(deadline)
+        try:
+            early = runtime.admit_sync(request)
+            if early is not None:
+                return early.response
+            response: Response = self.get_response(request)
+            return runtime.finish(request, response)
+        finally:
+            _current.reset(token)
+
+    async def __acall__(self, request: HttpRequest) -> Response:
+        runtime = get_runtime()
+        deadline = self._start(request, runtime)
+        if deadline is not None and deadline.expired():
+            return self._deadline_response(request, deadline)
+        token = _current.set(deadline)
+        try:
+            early = await runtime.admit_async(request)
+            if early is not None:
+                return early.response
+            if deadline is None:
+                response: Response = await self.get_response(request)
+                return runtime.finish(request, response)
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timeout:
+                    deadline.bind_timeout(timeout, loop)
+                    response = await self.get_response(request)
+            except TimeoutError:
+                # Only our own timeout turns into a 504; any other TimeoutError
+                # raised by the view is the view's business.
+                if not timeout.expired():
+                    raise
+                runtime.release(request)
+                return self._deadline_response(request, deadline)
+            return runtime.finish(request, response)
+        finally:
+            _current.reset(token)
+
+    # -- hooks Django calls ----------------------------------------------------
+
+    def _process_view_sync(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> Response | None:
+        runtime = get_runtime()
+        self._tighten_by_view_name(request, runtime)
+        early = runtime.admit_view_sync(request)
+        return None if early is None else early.response
+
+    async def _process_view_async(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> Response | None:
+        runtime = get_runtime()
+        self._tighten_by_view_name(request, runtime)
+        early = await runtime.admit_view_async(request)
+        return None if early is None else early.response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Response | None:
+        """Turn our own exceptions escaping a view into their status codes, not a 500."""
+        if isinstance(exception, DeadlineExceeded):
+            deadline = _current.get()
+            if deadline is None:
+                return responses.deadline_exceeded(request, route="view", budget=0.0)
+            return self._deadline_response(request, deadline)
+        return get_runtime().exception_response(request, exception)
+
+    # -- helpers -----------------------------------------------------------------
+
+    @staticmethod
+    def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
+        scope = getattr(request, "scope", None)
+        if scope is not None:
+            existing = scope.get(SCOPE_DEADLINE)
+            if existing is not None:
+                return existing  # type: ignore[no-any-return]
+            arrived = scope.get(SCOPE_ARRIVED)
+        else:
+            arrived = None
+        return runtime.deadlines.start(
+            request.method or "GET",
+            request.path_info,
+            request.META.get,
+            started_at=arrived if arrived is not None else time.monotonic(),
+        )
+
+    @staticmethod
+    def _tighten_by_view_name(request: HttpRequest, runtime: Runtime) -> None:
+        if not runtime.deadlines.needs_view_name:
+            return
+        match = request.resolver_match
+        view_name = match.view_name if match is not None else None
+        found = runtime.deadlines.view_budget(request.method or "GET", request.path_info, view_name)
+        deadline = _current.get()
+        if found is not None and deadline is not None:
+            deadline.tighten(found[0], route=found[1])
+
+    @staticmethod
+    def _deadline_response(request: HttpRequest, deadline: Deadline) -> Response:
+        metrics.deadline_exceeded(deadline.route)
+        return responses.deadline_exceeded(request, route=deadline.route, budget=deadline.budget)
+
+
+AsyncView = Callable[[HttpRequest], Awaitable[Response]]

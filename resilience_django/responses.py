@@ -1,0 +1,111 @@
+"""The answers given instead of running the view: 429, 503 and 504.
+
+JSON for clients that accept it, short text otherwise.  Each kind can be
+replaced through ``RESILIENCE["RESPONSE_HANDLERS"]`` with a callable taking
+the request and keyword details and returning an ``HttpResponse``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .conf import get_settings
+
+__all__ = ["deadline_exceeded", "rate_limited", "unavailable"]
+
+
+def _wants_json(request: HttpRequest | None) -> bool:
+    if request is None:
+        return False
+    accept = request.META.get("HTTP_ACCEPT", "")
+    return "json" in accept
+
+
+def _build(
+    request: HttpRequest | None,
+    status: int,
+    error: str,
+    text: str,
+    retry_after: float | None,
+    headers: Iterable[tuple[str, str]] = (),
+    **extra: Any,
+) -> HttpResponse:
+    response: HttpResponse
+    if _wants_json(request):
+        body: dict[str, Any] = {"error": error, "detail": text}
+        if retry_after is not None:
+            body["retry_after"] = max(0, math.ceil(retry_after))
+        body.update(extra)
+        response = JsonResponse(body, status=status)
+    else:
+        response = HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
+    if retry_after is not None:
+        # Integer seconds, rounded up: a client that waits exactly this long
+        # must not be turned away again because we rounded down.
+        response["Retry-After"] = str(max(0, math.ceil(retry_after)))
+    for name, value in headers:
+        response[name] = value
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def deadline_exceeded(request: HttpRequest | None, *, route: str, budget: float) -> HttpResponse:
+    handler = get_settings().response_handlers.get("deadline")
+    if handler is not None:
+        return handler(request, route=route, budget=budget)  # type: ignore[no-any-return]
+    return _build(
+        request,
+        504,
+        "deadline_exceeded",
+        f"The request did not finish within its {budget * 1000:.0f} ms budget.",
+        None,
+    )
+
+
+def rate_limited(
+    request: HttpRequest | None,
+    *,
+    rules: tuple[str, ...],
+    retry_after: float,
+    headers: Iterable[tuple[str, str]] = (),
+) -> HttpResponse:
+    handler = get_settings().response_handlers.get("rate_limited")
+    if handler is not None:
+        response: HttpResponse = handler(
+            request, rules=rules, retry_after=retry_after, headers=tuple(headers)
+        )
+        return response
+    return _build(
+        request,
+        429,
+        "rate_limited",
+        "Too many requests; retry later.",
+        retry_after,
+        headers,
+        rules=list(rules),
+    )
+
+
+def unavailable(
+    request: HttpRequest | None, *, reason: str, name: str, retry_after: float
+) -> HttpResponse:
+    """503: a breaker is open or the request was shed; ``reason`` says which."""
+    handler = get_settings().response_handlers.get("unavailable")
+    if handler is not None:
+        response: HttpResponse = handler(request, reason=reason, name=name, retry_after=retry_after)
+        return response
+    texts = {
+        "breaker_open": "A dependency of this service is failing; retry later.",
+        "shed": "The service is at capacity; retry later.",
+    }
+    return _build(
+        request,
+        503,
+        reason,
+        texts.get(reason, "Service unavailable; retry later."),
+        max(retry_after, 1.0),
+    )

@@ -1,0 +1,5 @@
+import django
+from django.core.asgi import get_asgi_application
+
+django.setup()
+application = get_asgi_application()

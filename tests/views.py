@@ -1,0 +1,97 @@
+"""Views the tests and the end-to-end server exercise."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import httpx
+from django.db import connection, connections
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from resilience_django import deadline as deadline_api
+from resilience_django.deadline import DeadlineExceeded
+from resilience_django.integrations.httpx import AsyncResilientTransport, ResilientTransport
+
+
+def hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("hello")
+
+
+async def async_hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("hello")
+
+
+def budget(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"remaining": deadline_api.remaining()})
+
+
+async def async_budget(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"remaining": deadline_api.remaining()})
+
+
+async def async_slow(request: HttpRequest) -> HttpResponse:
+    await asyncio.sleep(float(request.GET.get("s", "2")))
+    return HttpResponse("finished")
+
+
+def sync_slow(request: HttpRequest) -> HttpResponse:
+    """Sleeps, then queries: the query is where an abandoned thread stops."""
+    marker = request.GET.get("marker")
+    time.sleep(float(request.GET.get("s", "2")))
+    outcome = "query-ran"
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DeadlineExceeded:
+        outcome = "stopped-at-query"
+        raise
+    finally:
+        if marker:
+            # Leaves a trace for the end-to-end test: was the abandoned view stopped?
+            with open(marker, "w") as fh:
+                fh.write(outcome)
+    return HttpResponse("finished")
+
+
+def sync_query(request: HttpRequest) -> HttpResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        row = cursor.fetchone()
+    return HttpResponse(str(row[0] if row else None))
+
+
+def pg_sleep(request: HttpRequest) -> HttpResponse:
+    seconds = float(request.GET.get("s", "2"))
+    with connections["pg"].cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [seconds])
+    return HttpResponse("slept")
+
+
+def outbound(request: HttpRequest) -> JsonResponse:
+    with httpx.Client(transport=ResilientTransport()) as client:
+        answer = client.get(request.GET["url"])
+    return JsonResponse({"status": answer.status_code, "body": answer.text})
+
+
+async def async_outbound(request: HttpRequest) -> JsonResponse:
+    async with httpx.AsyncClient(transport=AsyncResilientTransport()) as client:
+        answer = await client.get(request.GET["url"])
+    return JsonResponse({"status": answer.status_code, "body": answer.text})
+
+
+@deadline_api("100ms")
+async def decorated_async_slow(request: HttpRequest) -> HttpResponse:
+    await asyncio.sleep(1)
+    return HttpResponse("finished")
+
+
+def ran_marker(request: HttpRequest) -> HttpResponse:
+    """Records that it ran, so a test can prove a spent budget never reached the view."""
+    path = request.GET.get("marker")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"pid": os.getpid()}) + "\n")
+    return HttpResponse("ran")

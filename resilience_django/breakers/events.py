@@ -77,9 +77,7 @@ def _ensure_thread() -> None:
         return
     with _start_lock:
         if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(
-                target=_run, name="resilience-breaker-events", daemon=True
-            )
+            _thread = threading.Thread(target=_run, name="resilience-breaker-events", daemon=True)
             _thread.start()
 
 
@@ -108,7 +106,9 @@ def _deliver(transition: Transition, listeners: tuple[Listener, ...]) -> None:
             listener(transition)
         except Exception:
             logger.exception(
-                "breaker %s: listener %r raised", transition.breaker, listener,
+                "breaker %s: listener %r raised",
+                transition.breaker,
+                listener,
                 extra={"breaker": transition.breaker},
             )
 

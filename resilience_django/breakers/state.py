@@ -1,0 +1,524 @@
+"""The breaker state machine: Closed, Open, Half-open, and the operator states.
+
+Concurrency design (why the closed-state hot path takes no lock):
+
+* The breaker's whole state is one immutable-identity object, a :class:`Phase`,
+  held in ``Breaker._phase``.  Every transition builds a *new* Phase (with the next
+  generation number and, for the states that measure, a fresh window) and
+  publishes it with a single attribute store.  In CPython an attribute load or
+  store is atomic (one bytecode under the GIL), so a reader always sees one
+  whole Phase, old or new, never a mix.
+* The Phase is also the call's token.  ``acquire()`` in a measuring state
+  (closed, disabled, metrics-only) is one attribute load and one flag test.
+  The result of the call is written into *the token's* window, not the
+  breaker's current one: a call that started before a transition writes into a
+  window that is already retired, so results of calls started before a
+  transition never count in the new state (the generation counter, without a
+  compare on the hot path).  Locked paths compare ``token is self._phase``.
+* A success in a measuring state adds to counters without a lock.  Two threads
+  may interleave a ``+= 1`` and lose one increment; that is a one-second blip in
+  a statistic that the window's once-a-second recount repairs (see window.py).
+  Failures, slow calls, the once-a-second roll, trips and every half-open trial
+  take ``_lock``: those are where exactness matters (exactly N trials, exactly
+  one transition) and they are rare on a healthy dependency.
+* No lock is ever held while the protected call runs.
+* Listeners are told through a queue drained by a daemon thread (events.py),
+  so a transition never waits on a listener.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ..clock import Clock, monotonic
+from ..exceptions import ResilienceError
+from . import events
+from .events import Listener, Transition
+from .policy import BreakerPolicy
+from .window import SlidingWindow
+
+__all__ = [
+    "CLOSED",
+    "DISABLED",
+    "FORCED_OPEN",
+    "HALF_OPEN",
+    "METRICS_ONLY",
+    "OPEN",
+    "Breaker",
+    "CircuitOpen",
+    "Phase",
+]
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+FORCED_OPEN = "forced_open"
+DISABLED = "disabled"
+METRICS_ONLY = "metrics_only"
+_MEASURING = frozenset({CLOSED, DISABLED, METRICS_ONLY})
+_BASE = {"normal": CLOSED, "disabled": DISABLED, "metrics_only": METRICS_ONLY}
+
+# classify() verdicts
+FAILURE = "failure"
+SUCCESS = "success"
+IGNORED = "ignored"
+
+
+class CircuitOpen(ResilienceError):
+    """The breaker rejected the call; ``retry_after`` is in seconds."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
+        self.name = name
+        self.retry_after = max(0.0, retry_after)
+
+
+class Phase:
+    """One state of a breaker between two transitions; also the token of a call."""
+
+    __slots__ = (
+        "admitted",
+        "consecutive",
+        "entered",
+        "failed",
+        "free",
+        "gen",
+        "reason",
+        "state",
+        "succeeded",
+        "until",
+        "window",
+    )
+
+    def __init__(
+        self, state: str, gen: int, window: SlidingWindow, entered: float, until: float, reason: str
+    ) -> None:
+        self.state = state
+        self.gen = gen
+        self.free = state in _MEASURING  # admitted without a lock
+        self.window = window
+        self.entered = entered
+        self.until = until
+        self.reason = reason
+        self.consecutive = 0
+        self.admitted = 0
+        self.succeeded = 0
+        self.failed = 0
+
+
+class Breaker:
+    """A circuit breaker for one dependency or route.
+
+    >>> from resilience_django.clock import ManualClock
+    >>> b = Breaker("pricing", BreakerPolicy(failure_threshold=2), clock=ManualClock())
+    >>> for _ in range(2):
+    ...     b.record_failure(b.acquire())
+    >>> b.state
+    'open'
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_done",
+        "_ignored",
+        "_listeners",
+        "_lock",
+        "_phase",
+        "_rejected",
+        "_reported",
+        "_retrips",
+        "_slow",
+        "_slow_fails",
+        "_trials",
+        "_wall",
+        "last_transition",
+        "name",
+        "policy",
+        "shadow_trips",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        policy: BreakerPolicy | None = None,
+        *,
+        clock: Clock = monotonic,
+        wall: Clock = time.time,
+    ) -> None:
+        self.name = name
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._listeners: tuple[Listener, ...] = ()
+        self._retrips = 0
+        self._rejected = 0
+        self._ignored = 0
+        self._trials = [0, 0]  # successful, failed half-open trials (lifetime)
+        self._done = [0, 0]  # calls, failures of retired windows (lifetime)
+        self._reported: dict[str, int] = {}
+        self.shadow_trips = 0
+        self.last_transition: Transition | None = None
+        self._set_policy(policy or BreakerPolicy())
+        now = clock()
+        state = _BASE[self.policy.mode]
+        self._phase = Phase(state, 0, self._new_window(now), now, 0.0, "created")
+        events.track(self)
+
+    # -- configuration ---------------------------------------------------------------
+
+    def _set_policy(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        self._slow = policy.slow_call
+        # Without a slow-call rate of its own, a slow call simply counts as a failure.
+        self._slow_fails = policy.slow_call_rate is None
+
+    def _new_window(self, now: float) -> SlidingWindow:
+        return SlidingWindow(round(self.policy.window), self.policy.ewma_alpha, now)
+
+    def configure(self, policy: BreakerPolicy) -> None:
+        """Apply a new policy in place (settings reloaded); references stay valid."""
+        with self._lock:
+            old = self.policy
+            self._set_policy(policy)
+            p = self._phase
+            now = self._clock()
+            if policy.mode != old.mode and p.state in _MEASURING:
+                self._set(_BASE[policy.mode], now, "policy changed")
+            elif p.free and (policy.window != old.window or policy.ewma_alpha != old.ewma_alpha):
+                self._retire(p.window)
+                p.window = self._new_window(now)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(transition)`` on every state change, from a daemon thread."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+    # -- the call protocol -------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The current state name (``closed``, ``open``, ``half_open``, ``forced_open``, ...)."""
+        return self._phase.state
+
+    @property
+    def generation(self) -> int:
+        return self._phase.gen
+
+    def acquire(self) -> Phase:
+        """Admit a call and return its token, or raise :class:`CircuitOpen`."""
+        p = self._phase
+        if p.free:
+            return p
+        return self._acquire_slow(p)
+
+    def _acquire_slow(self, p: Phase) -> Phase:
+        policy = self.policy
+        while not p.free:
+            now = self._clock()
+            if p.state is OPEN:
+                if now < p.until:
+                    self._rejected += 1
+                    raise CircuitOpen(self.name, p.until - now)
+                with self._lock:
+                    if self._phase is p:
+                        self._set(HALF_OPEN, now, "open_for elapsed")
+            elif p.state is HALF_OPEN:
+                with self._lock:
+                    if self._phase is p:
+                        if p.admitted < policy.half_open_calls:
+                            p.admitted += 1
+                            return p
+                        deadline = p.entered + policy.half_open_max_wait
+                        if now < deadline:
+                            self._rejected += 1
+                            raise CircuitOpen(self.name, min(policy.open_for, deadline - now))
+                        self._trip(now, "half-open trial calls did not finish in time")
+            else:  # forced open by an operator
+                self._rejected += 1
+                raise CircuitOpen(self.name, policy.open_for)
+            p = self._phase
+        return p
+
+    def record_success(self, token: Phase, duration: float | None = None) -> None:
+        """The call admitted with ``token`` succeeded (``duration`` in seconds, if known)."""
+        self._ok(token, self._clock(), duration)
+
+    def record_failure(
+        self, token: Phase, duration: float | None = None, exc: BaseException | None = None
+    ) -> None:
+        """The call failed; with ``exc`` the policy decides whether it really counts."""
+        self._failed(token, self._clock(), duration, exc)
+
+    def release(self, token: Phase) -> None:
+        """The call ended without a verdict (cancelled, caller's deadline); free its slot."""
+        self._ignored += 1
+        if not token.free:
+            with self._lock:
+                if self._phase is token and token.admitted > 0:
+                    token.admitted -= 1
+
+    def classify(self, exc: BaseException, duration: float | None = None) -> str:
+        """``"failure"``, ``"success"`` or ``"ignored"`` for a call that raised ``exc``."""
+        policy = self.policy
+        if isinstance(exc, policy.caller_fault):
+            # The caller gave up (cancelled, its own deadline): not the dependency's
+            # fault, unless the dependency was slow too.
+            slow = self._slow
+            return (
+                FAILURE
+                if slow is not None and duration is not None and duration >= slow
+                else IGNORED
+            )
+        if policy.ignore and isinstance(exc, policy.ignore):
+            return SUCCESS
+        if isinstance(exc, policy.record):
+            return FAILURE
+        return SUCCESS if isinstance(exc, Exception) else IGNORED
+
+    def _ok(self, token: Phase, now: float, duration: float | None) -> None:
+        slow = self._slow
+        is_slow = slow is not None and duration is not None and duration >= slow
+        if not token.free:
+            self._trial(token, now, ok=not is_slow)
+        elif is_slow:
+            self._record(token, now, failure=self._slow_fails, slow=True)
+        else:
+            # The hot path: no lock (see the module docstring).
+            w = token.window
+            second = int(now)
+            if second != w.current:
+                self._roll(token, now)
+                w = token.window
+            i = w.idx
+            w.calls[i] += 1
+            w.total_calls += 1
+            token.consecutive = 0
+
+    def _failed(
+        self, token: Phase, now: float, duration: float | None, exc: BaseException | None
+    ) -> None:
+        if exc is not None:
+            verdict = self.classify(exc, duration)
+            if verdict is SUCCESS:
+                self._ok(token, now, duration)
+                return
+            if verdict is IGNORED:
+                self.release(token)
+                return
+        if token.free:
+            slow = self._slow
+            is_slow = slow is not None and duration is not None and duration >= slow
+            self._record(token, now, failure=True, slow=is_slow)
+        else:
+            self._trial(token, now, ok=False)
+
+    # -- locked paths --------------------------------------------------------------
+
+    def _roll(self, token: Phase, now: float) -> None:
+        with self._lock:
+            token.window.roll(int(now))
+            if self._phase is token:
+                self._check(token, now)
+
+    def _record(self, token: Phase, now: float, *, failure: bool, slow: bool) -> None:
+        with self._lock:
+            if self._phase is not token:
+                return  # started in an earlier generation: does not count now
+            token.window.add(now, failure=failure, slow=slow)
+            token.consecutive = token.consecutive + 1 if failure else 0
+            self._check(token, now)
+
+    def _check(self, token: Phase, now: float) -> None:
+        if token.state is DISABLED:
+            return
+        reason = self._trip_reason(token)
+        if reason is None:
+            return
+        if token.state is METRICS_ONLY:
+            # Measure, never trip: say what would have happened and start afresh.
+            self.shadow_trips += 1
+            events.logger.warning(
+                "breaker %s would open (metrics only): %s",
+                self.name,
+                reason,
+                extra={"breaker": self.name, "reason": reason, "shadow": True},
+            )
+            self._retire(token.window)
+            token.window = self._new_window(now)
+            token.consecutive = 0
+        else:
+            self._trip(now, reason)
+
+    def _trip_reason(self, token: Phase) -> str | None:
+        policy = self.policy
+        w = token.window
+        if policy.failure_threshold is not None and token.consecutive >= policy.failure_threshold:
+            return f"{token.consecutive} consecutive failures"
+        if w.total_calls >= policy.min_calls:
+            if (
+                policy.error_rate is not None
+                and w.total_failures >= policy.error_rate * w.total_calls
+            ):
+                return f"failure rate {w.failure_rate:.0%} over the last {policy.window:g}s"
+            rate = policy.slow_call_rate
+            if rate is not None and w.total_slow >= rate * w.total_calls:
+                return f"slow-call rate {w.slow_rate:.0%} over the last {policy.window:g}s"
+        if policy.ewma_threshold is not None and w.ewma >= policy.ewma_threshold:
+            return f"failure-rate EWMA {w.ewma:.2f}"
+        return None
+
+    def _trial(self, token: Phase, now: float, *, ok: bool) -> None:
+        with self._lock:
+            if self._phase is not token:
+                return
+            policy = self.policy
+            need = policy.trials_to_close
+            if ok:
+                token.succeeded += 1
+                self._trials[0] += 1
+            else:
+                token.failed += 1
+                self._trials[1] += 1
+            # Decide as soon as the outcome is certain, not when the last trial ends.
+            if token.succeeded >= need:
+                self._retrips = 0
+                self._set(
+                    _BASE[policy.mode],
+                    now,
+                    f"{token.succeeded} of {policy.half_open_calls} trial calls succeeded",
+                )
+            elif token.failed > policy.half_open_calls - need:
+                self._trip(now, f"{token.failed} of {policy.half_open_calls} trial calls failed")
+
+    def _trip(self, now: float, reason: str) -> None:
+        # Lock held.  A trip from half-open is a re-trip: the open time grows.
+        self._retrips = self._retrips + 1 if self._phase.state is HALF_OPEN else 0
+        self._set(OPEN, now, reason, until=now + self.policy.open_duration(self._retrips))
+
+    def _set(self, state: str, now: float, reason: str, until: float = 0.0) -> None:
+        # Lock held.  Exactly one caller gets here per transition: everyone else
+        # finds ``self._phase`` already replaced when they take the lock.
+        old = self._phase
+        if old.free:
+            self._retire(old.window)
+        window = self._new_window(now) if state in _MEASURING else old.window
+        new = Phase(state, old.gen + 1, window, now, until, reason)
+        self._phase = new  # one store publishes the whole new generation
+        transition = Transition(self.name, old.state, state, reason, self._wall(), new.gen)
+        self.last_transition = transition
+        events.emit(transition, self._listeners)
+
+    def _retire(self, window: SlidingWindow) -> None:
+        calls, failures, _slow = window.lifetime()
+        self._done[0] += calls
+        self._done[1] += failures
+
+    # -- operator commands and housekeeping ---------------------------------------------
+
+    def force_open(self, reason: str = "forced open by an operator") -> None:
+        with self._lock:
+            if self._phase.state is not FORCED_OPEN:
+                self._set(FORCED_OPEN, self._clock(), reason)
+
+    def force_close(self, reason: str = "closed by an operator") -> None:
+        self.reset(reason)
+
+    def disable(self, reason: str = "disabled by an operator") -> None:
+        with self._lock:
+            if self._phase.state is not DISABLED:
+                self._set(DISABLED, self._clock(), reason)
+
+    def reset(self, reason: str = "reset by an operator") -> None:
+        """Back to the policy's base state with empty statistics."""
+        with self._lock:
+            self._retrips = 0
+            base = _BASE[self.policy.mode]
+            p = self._phase
+            now = self._clock()
+            if p.state is not base:
+                self._set(base, now, reason)
+            else:
+                self._retire(p.window)
+                p.window = self._new_window(now)
+                p.consecutive = 0
+
+    def open_until(self, until: float, reason: str = "opened by another process") -> None:
+        """Open (shared mode) until the monotonic time ``until``, unless the operator rules."""
+        with self._lock:
+            p = self._phase
+            now = self._clock()
+            if until <= now or p.state not in (CLOSED, HALF_OPEN, OPEN):
+                return
+            if p.state is OPEN:
+                p.until = max(p.until, until)
+            else:
+                self._set(OPEN, now, reason, until=until)
+
+    def poll(self) -> None:
+        """Make time-driven transitions due now (the fleet thread calls this each second)."""
+        p = self._phase
+        now = self._clock()
+        if p.state is OPEN and now >= p.until:
+            with self._lock:
+                if self._phase is p:
+                    self._set(HALF_OPEN, now, "open_for elapsed")
+        elif p.state is HALF_OPEN and now - p.entered >= self.policy.half_open_max_wait:
+            with self._lock:
+                if self._phase is p and p.admitted > p.succeeded + p.failed:
+                    self._trip(now, "half-open trial calls did not finish in time")
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready picture of the breaker for dashboards and the fleet store."""
+        p = self._phase
+        w = p.window
+        now = self._clock()
+        t = self.last_transition
+        return {
+            "name": self.name,
+            "state": p.state,
+            "generation": p.gen,
+            "mode": self.policy.mode,
+            "shared": self.policy.shared,
+            "calls": w.total_calls if p.free else 0,
+            "failures": w.total_failures if p.free else 0,
+            "slow": w.total_slow if p.free else 0,
+            "failure_rate": round(w.failure_rate, 4) if p.free else 0.0,
+            "slow_rate": round(w.slow_rate, 4) if p.free else 0.0,
+            "ewma": round(w.ewma, 4) if p.free else 0.0,
+            "consecutive_failures": p.consecutive,
+            "retry_after": round(max(0.0, p.until - now), 3) if p.state is OPEN else 0.0,
+            "trials": {"admitted": p.admitted, "succeeded": p.succeeded, "failed": p.failed},
+            "rejected": self._rejected,
+            "shadow_trips": self.shadow_trips,
+            "last_transition": None
+            if t is None
+            else {"from": t.from_state, "to": t.to_state, "reason": t.reason, "at": t.at},
+        }
+
+    def _counter_deltas(self) -> list[tuple[str, int]]:
+        """Outcome counts not yet reported to Prometheus (called by the events thread)."""
+        p = self._phase
+        calls, failures = self._done
+        if p.free:
+            c, f, _s = p.window.lifetime()
+            calls, failures = calls + c, failures + f
+        totals = {
+            "success": calls - failures + self._trials[0],
+            "failure": failures + self._trials[1],
+            "rejected": self._rejected,
+            "ignored": self._ignored,
+        }
+        out = []
+        for outcome, total in totals.items():
+            delta = total - self._reported.get(outcome, 0)
+            if delta > 0:
+                self._reported[outcome] = total
+                out.append((outcome, delta))
+        return out

@@ -36,7 +36,7 @@ def test_sliding_window_admits_exactly_limit_in_a_burst_then_reports_retry():
     assert [o[0] for o in out] == [True] * 5 + [False] * 2
     assert [o[1] for o in out] == [4, 3, 2, 1, 0, 0, 0]
     # Bucket width 1 s: everything sits in bucket 3, which leaves at t = 13.
-    allowed, remaining, reset_after, retry_after = out[-1]
+    _, _, reset_after, retry_after = out[-1]
     assert reset_after == pytest.approx(10.0)
     assert retry_after == pytest.approx(10.0)
 

@@ -1,0 +1,206 @@
+"""The in-process store: all-or-nothing, bounded LRU, thread safety, share."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import tracemalloc
+
+import pytest
+
+from resilience_django.clock import ManualClock
+from resilience_django.limiting.decision import Algorithm, Decision, LimitCheck, Policy
+from resilience_django.limiting.local import LocalLimiter
+from resilience_django.units import Rate
+
+
+def policy(name="p", limit=3, period=60.0, algorithm=Algorithm.SLIDING_WINDOW, burst=None):
+    return Policy(name, Rate(limit, period), algorithm, burst)
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+def test_one_check_admits_limit_then_rejects_with_outcome(algorithm):
+    limiter = LocalLimiter(clock=ManualClock())
+    check = LimitCheck(policy(algorithm=algorithm), "1.2.3.4")
+    decisions = [limiter.decide((check,)) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    last = decisions[-1]
+    assert isinstance(last, Decision) and last.backend == "local"
+    assert last.outcomes[0].check is check
+    assert last.rejected_by == last.outcomes
+    assert last.retry_after > 0
+    assert decisions[0].outcomes[0].remaining == 2
+
+
+async def test_adecide_shares_state_with_decide():
+    limiter = LocalLimiter(clock=ManualClock())
+    check = LimitCheck(policy(limit=2), "k")
+    assert limiter.decide((check,)).allowed
+    assert (await limiter.adecide((check,))).allowed
+    assert not (await limiter.adecide((check,))).allowed
+
+
+def test_rejection_by_rule_b_does_not_consume_rule_a():
+    limiter = LocalLimiter(clock=ManualClock())
+    a = LimitCheck(policy("a", limit=5), "k")
+    b = LimitCheck(policy("b", limit=1), "k")
+    assert limiter.decide((a, b)).allowed
+    rejected = limiter.decide((a, b))
+    assert not rejected.allowed
+    assert [o.check.policy.name for o in rejected.rejected_by] == ["b"]
+    assert rejected.outcomes[0].allowed and rejected.outcomes[0].remaining == 4
+    # a was used once only: four more fit on their own.
+    assert [limiter.decide((a,)).allowed for _ in range(5)] == [True] * 4 + [False]
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+def test_failed_multi_check_restores_every_state_exactly(algorithm):
+    clock = ManualClock(100.0)
+    limiter = LocalLimiter(clock=clock)
+    a = LimitCheck(policy("a", limit=10, algorithm=algorithm), "k")
+    b = LimitCheck(policy("b", limit=1, algorithm=algorithm), "k")
+    limiter.decide((b,))
+    for _ in range(30):
+        clock.advance(0.01)
+        assert not limiter.decide((a, b)).allowed
+    assert [limiter.decide((a,)).allowed for _ in range(11)] == [True] * 10 + [False]
+
+
+def test_a_check_listed_twice_counts_twice():
+    limiter = LocalLimiter(clock=ManualClock())
+    check = LimitCheck(policy(limit=3), "k")
+    assert limiter.decide((check, check)).allowed
+    assert not limiter.decide((check, check)).allowed
+    assert limiter.decide((check,)).allowed
+    assert not limiter.decide((check,)).allowed
+
+
+def test_empty_checks_allow():
+    assert LocalLimiter().decide(()).allowed
+
+
+def test_keys_and_policies_are_independent():
+    limiter = LocalLimiter(clock=ManualClock())
+    p, q = policy("p", limit=1), policy("q", limit=1)
+    assert limiter.decide((LimitCheck(p, "x"),)).allowed
+    assert limiter.decide((LimitCheck(p, "y"),)).allowed
+    assert limiter.decide((LimitCheck(q, "x"),)).allowed
+    assert not limiter.decide((LimitCheck(p, "x"),)).allowed
+
+
+def test_share_enforces_a_fraction_of_the_limit_on_the_same_state():
+    limiter = LocalLimiter(clock=ManualClock())
+    check = LimitCheck(policy(limit=10), "k")
+    assert [limiter.decide((check,), share=0.25).allowed for _ in range(3)] == [True, True, False]
+    # Back to the whole limit: the two already admitted still count.
+    assert sum(limiter.decide((check,)).allowed for _ in range(10)) == 8
+
+
+def test_policy_edited_to_another_algorithm_starts_fresh():
+    limiter = LocalLimiter(clock=ManualClock())
+    old = LimitCheck(policy("r", limit=1), "k")
+    new = LimitCheck(policy("r", limit=1, algorithm=Algorithm.GCRA), "k")
+    assert limiter.decide((old,)).allowed
+    assert limiter.decide((new,)).allowed
+
+
+def test_store_stays_bounded_under_a_million_distinct_keys():
+    limiter = LocalLimiter(max_keys=5_000, clock=ManualClock())
+    p = policy(limit=1)
+    decide = limiter.decide
+    for i in range(1_000_000):
+        decide((LimitCheck(p, str(i)),))
+    assert len(limiter) <= 5_000
+    assert len(limiter) > 4_000  # the shards are nearly full, not emptied
+    # The most recent key is still there and limited; the oldest was evicted.
+    assert not decide((LimitCheck(p, "999999"),)).allowed
+    assert decide((LimitCheck(p, "0"),)).allowed
+
+
+def test_least_recently_used_key_is_evicted_first():
+    limiter = LocalLimiter(max_keys=3, clock=ManualClock())
+    p = policy(limit=1)
+    for key in ("a", "b", "c"):
+        limiter.decide((LimitCheck(p, key),))
+    limiter.decide((LimitCheck(p, "a"),))  # a is now most recent
+    limiter.decide((LimitCheck(p, "d"),))  # evicts b
+    assert not limiter.decide((LimitCheck(p, "a"),)).allowed
+    assert not limiter.decide((LimitCheck(p, "c"),)).allowed
+    assert limiter.decide((LimitCheck(p, "b"),)).allowed
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "ceiling"),
+    [(Algorithm.SLIDING_WINDOW, 450), (Algorithm.TOKEN_BUCKET, 350), (Algorithm.GCRA, 350)],
+)
+def test_memory_per_key_stays_under_the_documented_figure(algorithm, ceiling):
+    n = 20_000
+    p = policy(algorithm=algorithm)
+    checks = [(LimitCheck(p, f"203.0.{i // 256}.{i % 256}"),) for i in range(n)]
+    limiter = LocalLimiter(max_keys=4 * n, clock=ManualClock())
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for c in checks:
+            limiter.decide(c)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # The key strings were allocated before, as a request's would be; the
+    # limiter keeps them alive, so count them too.
+    per_key = (after - before) / n + sum(len(c[0].key) + 49 for c in checks) / n
+    assert len(limiter) == n
+    print(f"{algorithm}: {per_key:.0f} bytes per key")
+    assert per_key < ceiling, per_key
+
+
+def test_threads_hammering_one_key_admit_exactly_the_limit():
+    limiter = LocalLimiter(clock=ManualClock())
+    check = (LimitCheck(policy(limit=1000), "hot"),)
+    admitted = []
+    start = threading.Barrier(8)
+
+    def worker():
+        start.wait()
+        admitted.append(sum(limiter.decide(check).allowed for _ in range(500)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == 1000
+
+
+def test_concurrent_multi_key_decisions_in_opposite_orders_do_not_deadlock():
+    limiter = LocalLimiter(max_keys=10_000, clock=ManualClock())
+    pa, pb = policy("a", limit=10**9), policy("b", limit=10**9)
+    forward = (*(LimitCheck(pa, str(i)) for i in range(6)), LimitCheck(pb, "x"))
+    backward = tuple(reversed(forward))
+
+    def worker(checks):
+        for _ in range(2000):
+            limiter.decide(checks)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in (forward, backward) * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert limiter.decide((LimitCheck(pb, "x"),)).outcomes[0].remaining == 10**9 - 8001
+
+
+def test_unlocked_mode_decides_the_same():
+    limiter = LocalLimiter(clock=ManualClock(), thread_safe=False)
+    check = LimitCheck(policy(limit=2), "k")
+    assert [limiter.decide((check,)).allowed for _ in range(3)] == [True, True, False]
+    limiter.clear()
+    assert len(limiter) == 0
+    assert limiter.decide((check,)).allowed
+
+
+def test_max_keys_must_be_positive():
+    with pytest.raises(ValueError):
+        LocalLimiter(max_keys=0)

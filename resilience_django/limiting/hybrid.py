@@ -1,0 +1,389 @@
+"""Redis limits with automatic local fallback, guarded by a breaker of their own.
+
+Every decision goes to Redis while Redis is healthy.  A call that fails
+(refused, reset, timed out, error reply) or answers slower than the latency
+budget (``FALLBACK_LATENCY``, default 50 ms) counts as a failure; after
+``FAILURES`` (default 3) in a row the backend trips and every decision is
+made by the in-process ``LocalLimiter`` at once.  A failed call still gets an
+answer: that request alone is decided locally, so a Redis failure never
+raises out of ``decide``/``adecide`` and never becomes a 5xx.  No request
+waits longer than the budget: the clients' socket timeouts are the budget
+(sync) and each async call runs under ``asyncio.timeout(budget)``.
+
+While falling back each process enforces its *share* of every global limit:
+``1 / live instances``, where the live count comes from heartbeats kept in a
+Redis sorted set while Redis is healthy (the last count seen is kept during
+the outage).  ``FALLBACK = {"INSTANCES": n}`` fixes the count and
+``{"SHARE": 0.25}`` the share.
+
+A background probe thread (every ``PROBE_INTERVAL``, default 1 s, with ±20 %
+jitter so a fleet does not probe in lockstep) heartbeats while healthy, which
+also trips the backend when Redis dies in a quiet moment, and probes while
+falling back; decisions return to Redis after ``RECOVERY_PROBES`` (default 2)
+consecutive probes answered within budget (while falling back the probe runs
+twice as often, so with the defaults decisions are back on Redis about a
+second after it heals), so a flapping Redis cannot flap decisions faster than
+the probe runs.  Every transition is logged at WARNING
+on ``resilience_django.limiting`` with ``extra`` fields and reported through
+``resilience_limiter_fallback_active``; every Redis call's duration goes to
+``resilience_limiter_backend_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from .. import metrics
+from ..exceptions import ConfigError
+from ..units import parse_duration
+from . import health as _health
+from .decision import ALLOW_ALL, Decision, LimitCheck
+from .local import LocalLimiter
+from .redis import RedisLimiter, load_script
+from .redis_conn import make_sync_client, parse_redis_settings
+
+__all__ = ["FallbackSettings", "HybridLimiter", "build_hybrid_limiter", "parse_fallback_settings"]
+
+logger = logging.getLogger("resilience_django.limiting")
+
+CHECK_ID = "resilience.E041"
+_perf = time.perf_counter
+_live_limiters: weakref.WeakSet[HybridLimiter] = weakref.WeakSet()
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackSettings:
+    """``RESILIENCE["FALLBACK"]``: when to trip, how to probe, how to share."""
+
+    failures: int = 3
+    probe_interval: float = 1.0
+    recovery_probes: int = 2
+    instances: int | None = None
+    share: float | None = None
+    # A heartbeat older than this no longer counts its instance as live.
+    heartbeat_ttl: float = 5.0
+
+
+def parse_fallback_settings(value: Mapping[str, Any] | None) -> FallbackSettings:
+    """Parse ``RESILIENCE["FALLBACK"]``; raise ``ConfigError`` (``resilience.E041``)."""
+    raw = dict(value or {})
+    known = {"FAILURES", "PROBE_INTERVAL", "RECOVERY_PROBES", "INSTANCES", "SHARE", "HEARTBEAT_TTL"}
+    unknown = set(raw) - known
+    hint = (
+        "Keys: FAILURES (int >= 1), PROBE_INTERVAL (duration), RECOVERY_PROBES (int >= 1), "
+        "INSTANCES (int >= 1) or SHARE (0 < x <= 1), HEARTBEAT_TTL (duration)."
+    )
+    if unknown:
+        raise ConfigError(
+            f"RESILIENCE['FALLBACK'] has unknown keys {sorted(unknown)}",
+            check_id=CHECK_ID,
+            hint=hint,
+        )
+    try:
+        interval = parse_duration(raw.get("PROBE_INTERVAL", 1.0))
+        parsed = FallbackSettings(
+            failures=int(raw.get("FAILURES", 3)),
+            probe_interval=interval,
+            recovery_probes=int(raw.get("RECOVERY_PROBES", 2)),
+            instances=None if raw.get("INSTANCES") is None else int(raw["INSTANCES"]),
+            share=None if raw.get("SHARE") is None else float(raw["SHARE"]),
+            heartbeat_ttl=parse_duration(raw.get("HEARTBEAT_TTL", max(5.0, 3 * interval))),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"RESILIENCE['FALLBACK']: {exc}", check_id=CHECK_ID, hint=hint) from exc
+    if (
+        parsed.failures < 1
+        or parsed.recovery_probes < 1
+        or parsed.probe_interval <= 0
+        or (parsed.instances is not None and parsed.instances < 1)
+        or (parsed.share is not None and not 0 < parsed.share <= 1)
+    ):
+        raise ConfigError(
+            f"RESILIENCE['FALLBACK'] = {value!r} is out of range", check_id=CHECK_ID, hint=hint
+        )
+    return parsed
+
+
+class HybridLimiter:
+    """A ``Limiter`` on Redis that falls back to a ``LocalLimiter`` by itself."""
+
+    __slots__ = (
+        "__weakref__",
+        "_budget",
+        "_failures",
+        "_fallback",
+        "_hb_sha",
+        "_hb_source",
+        "_instance",
+        "_last_error",
+        "_last_latency",
+        "_live",
+        "_local",
+        "_lock",
+        "_probe",
+        "_redis",
+        "_settings",
+        "_since",
+        "_stop",
+        "_successes",
+        "heartbeat_key",
+    )
+
+    def __init__(
+        self,
+        redis: RedisLimiter,
+        local: LocalLimiter,
+        *,
+        budget: float = 0.050,
+        settings: FallbackSettings | None = None,
+        key_prefix: str = "rl",
+        instance_id: str | None = None,
+    ) -> None:
+        self._redis = redis
+        self._local = local
+        self._budget = budget
+        self._settings = settings or FallbackSettings()
+        self._instance = (
+            instance_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self.heartbeat_key = f"{key_prefix}:instances"
+        self._hb_source, self._hb_sha = load_script("heartbeat.lua")
+        self._lock = threading.Lock()
+        self._fallback = False
+        self._failures = 0
+        self._successes = 0
+        self._live = 1
+        self._last_latency: float | None = None
+        self._last_error: str | None = None
+        self._since = time.time()
+        self._stop = threading.Event()
+        self._probe: threading.Thread | None = None
+        _live_limiters.add(self)
+        _health.register(self)
+
+    @property
+    def fallback_active(self) -> bool:
+        return self._fallback
+
+    @property
+    def share(self) -> float:
+        """The fraction of each global limit this process enforces while falling back."""
+        s = self._settings
+        if s.share is not None:
+            return s.share
+        return 1.0 / (s.instances if s.instances is not None else max(1, self._live))
+
+    # -- deciding -----------------------------------------------------------------
+
+    def decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
+        """Decide on Redis, or locally while Redis is unhealthy; never raises for Redis."""
+        if not checks:
+            return ALLOW_ALL
+        if self._fallback:
+            return self._local.decide(checks, self.share)
+        if self._probe is None:
+            self._start_probe()
+        start = _perf()
+        try:
+            decision = self._redis.decide(checks)
+        except Exception as exc:  # any failure of the backend means "decide locally"
+            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
+            return self._local.decide(checks, self.share)
+        self._answered(_perf() - start)
+        return decision
+
+    async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
+        """``decide`` on ``redis.asyncio``, bounded by ``asyncio.timeout(budget)``."""
+        if not checks:
+            return ALLOW_ALL
+        if self._fallback:
+            return self._local.decide(checks, self.share)
+        if self._probe is None:
+            self._start_probe()
+        start = _perf()
+        try:
+            async with asyncio.timeout(self._budget):
+                decision = await self._redis.adecide(checks)
+        except Exception as exc:  # CancelledError is a BaseException and propagates
+            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
+            return self._local.decide(checks, self.share)
+        self._answered(_perf() - start)
+        return decision
+
+    def _answered(self, elapsed: float) -> None:
+        self._last_latency = elapsed
+        metrics.limiter_backend_seconds(elapsed)
+        if elapsed > self._budget:
+            self._failed(f"slow answer ({elapsed * 1000:.1f} ms)", elapsed)
+        elif self._failures:
+            self._failures = 0
+
+    def _failed(self, reason: str, elapsed: float) -> None:
+        metrics.limiter_backend_seconds(elapsed)
+        with self._lock:
+            self._last_error = reason
+            self._last_latency = elapsed
+            self._failures += 1
+            if self._fallback or self._failures < self._settings.failures:
+                return
+            self._fallback = True
+            self._successes = 0
+            self._since = time.time()
+        self._announce(True, reason, elapsed)
+
+    def _recover(self, elapsed: float) -> None:
+        with self._lock:
+            if not self._fallback:
+                return
+            self._fallback = False
+            self._failures = 0
+            self._since = time.time()
+        self._announce(
+            False, f"{self._settings.recovery_probes} probes answered in budget", elapsed
+        )
+
+    def _announce(self, active: bool, reason: str, elapsed: float) -> None:
+        metrics.limiter_fallback_active(active)
+        logger.warning(
+            "Distributed limits %s: %s",
+            "falling back to local limits" if active else "back on Redis",
+            reason,
+            extra={
+                "limiter_backend": "local" if active else "redis",
+                "fallback_active": active,
+                "reason": reason,
+                "latency_ms": round(elapsed * 1000, 3),
+                "live_instances": self._live,
+                "share": self.share,
+            },
+        )
+
+    # -- probing ------------------------------------------------------------------
+
+    def _start_probe(self) -> None:
+        with self._lock:
+            if self._probe is not None:
+                return
+            self._stop.clear()
+            thread = threading.Thread(
+                target=self._probe_loop, name="resilience-redis-probe", daemon=True
+            )
+            self._probe = thread
+        thread.start()
+
+    def _probe_loop(self) -> None:
+        interval = self._settings.probe_interval
+        while True:
+            # Twice as often while falling back, so RECOVERY_PROBES (2) good
+            # answers bring decisions back within about one interval.
+            wait = interval / 2 if self._fallback else interval
+            if self._stop.wait(wait * random.uniform(0.8, 1.2)):
+                return
+            self.probe()
+
+    def probe(self) -> bool:
+        """Heartbeat once; count the answer toward tripping or recovering.
+
+        Runs on the probe thread; public so tests and operators can force one.
+        """
+        client = self._redis.client
+        ttl_ms = str(int(self._settings.heartbeat_ttl * 1000))
+        start = _perf()
+        try:
+            try:
+                live = client.evalsha(self._hb_sha, 1, self.heartbeat_key, self._instance, ttl_ms)
+            except NoScriptError:
+                client.script_load(self._hb_source)
+                live = client.evalsha(self._hb_sha, 1, self.heartbeat_key, self._instance, ttl_ms)
+        except Exception as exc:  # the probe's whole point is to survive Redis failing
+            elapsed = _perf() - start
+            self._successes = 0
+            self._failed(f"probe: {type(exc).__name__}: {exc}", elapsed)
+            return False
+        elapsed = _perf() - start
+        if elapsed > self._budget:
+            self._successes = 0
+            self._failed(f"probe: slow answer ({elapsed * 1000:.1f} ms)", elapsed)
+            return False
+        self._last_latency = elapsed
+        self._live = max(1, int(live))
+        if self._fallback:
+            self._successes += 1
+            if self._successes >= self._settings.recovery_probes:
+                self._recover(elapsed)
+        else:
+            self._failures = 0
+        return True
+
+    def close(self) -> None:
+        """Stop the probe thread and close Redis connections."""
+        self._stop.set()
+        probe, self._probe = self._probe, None
+        if probe is not None and probe is not threading.current_thread():
+            probe.join(timeout=2)
+        self._redis.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await self._redis.aclose()
+
+    def health(self) -> dict[str, Any]:
+        """What ``resilience_status`` and the dashboard show about the backend."""
+        latency = self._last_latency
+        return {
+            "backend": "redis",
+            "healthy": not self._fallback,
+            "fallback_active": self._fallback,
+            "last_latency_ms": None if latency is None else round(latency * 1000, 3),
+            "live_instances": self._live,
+            "share": self.share,
+            "consecutive_failures": self._failures,
+            "last_error": self._last_error,
+            "since": self._since,
+            "budget_ms": self._budget * 1000,
+        }
+
+
+def _after_fork_in_child() -> None:
+    # Threads do not survive fork (gunicorn --preload): let the next decision
+    # in the child start its own probe.
+    for limiter in list(_live_limiters):
+        limiter._probe = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def build_hybrid_limiter(
+    redis: Mapping[str, Any] | None,
+    *,
+    fallback_latency: float = 0.050,
+    fallback: Mapping[str, Any] | None = None,
+    local: LocalLimiter | None = None,
+) -> HybridLimiter:
+    """Build the ``BACKEND: "redis"`` limiter from the ``RESILIENCE`` setting's parts.
+
+    Connects lazily: building never touches the network.
+    """
+    redis_settings = parse_redis_settings(redis, budget=fallback_latency)
+    limiter = RedisLimiter(make_sync_client(redis_settings), settings=redis_settings)
+    return HybridLimiter(
+        limiter,
+        local or LocalLimiter(),
+        budget=fallback_latency,
+        settings=parse_fallback_settings(fallback),
+        key_prefix=redis_settings.key_prefix,
+    )

@@ -34,6 +34,7 @@ nobody ever waits on: if it is busy, the sample is left for the next release.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from typing import Final
@@ -80,12 +81,20 @@ class _Pool:
 class _Waiter:
     __slots__ = ("critical", "future", "lock", "loop", "pool")
 
-    def __init__(self, critical: bool) -> None:
+    def __init__(
+        self,
+        critical: bool,
+        *,
+        lock: threading.Lock | None = None,
+        future: asyncio.Future[None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # Everything is set before the waiter is published in a queue.
         self.critical = critical
         self.pool: _Pool | None = None
-        self.lock: threading.Lock | None = None
-        self.future: asyncio.Future[None] | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.lock = lock
+        self.future = future
+        self.loop = loop
 
 
 class Permit:
@@ -198,55 +207,56 @@ class Bulkhead:
             return self._admit(pool)
         if timeout is not None and timeout <= 0:
             return self._shed("queue_full")
-        waiter = self._enqueue(critical)
+        lock = threading.Lock()
+        lock.acquire()  # released by the releaser that grants us a slot
+        waiter = self._enqueue(_Waiter(critical, lock=lock))
         if waiter is None:
             return self._shed("queue_full")
-        lock = waiter.lock = threading.Lock()
-        lock.acquire()
         pool = self._recheck(waiter)
-        if pool is None:
-            if not lock.acquire(timeout=-1 if timeout is None else timeout):
-                if self._withdraw(waiter):
-                    return self._shed("timeout")
-                lock.acquire()  # a releaser claimed us first; its wake-up is on its way
-            pool = waiter.pool
-            assert pool is not None
+        if pool is not None:
+            return self._admit(pool)
+        if not lock.acquire(timeout=-1 if timeout is None else timeout):
+            if self._withdraw(waiter):
+                return self._shed("timeout")
+            lock.acquire()  # a releaser claimed us first; its wake-up is on its way
         self._queue_slots.append(True)
-        return self._admit(pool)
+        assert waiter.pool is not None
+        return self._admit(waiter.pool)
 
-    async def acquire_async(self, timeout: float | None, critical: bool = False) -> Permit | Shed:
+    # A wait that runs out is answered with a Shed, not raised, hence ``timeout``.
+    async def acquire_async(
+        self,
+        timeout: float | None,  # noqa: ASYNC109
+        critical: bool = False,
+    ) -> Permit | Shed:
         """Admit now, or wait (without blocking the loop) up to ``timeout`` seconds, FIFO."""
         pool = self._take(critical)
         if pool is not None:
             return self._admit(pool)
         if timeout is not None and timeout <= 0:
             return self._shed("queue_full")
-        waiter = self._enqueue(critical)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = self._enqueue(_Waiter(critical, future=future, loop=loop))
         if waiter is None:
             return self._shed("queue_full")
-        loop = waiter.loop = asyncio.get_running_loop()
-        future = waiter.future = loop.create_future()
         pool = self._recheck(waiter)
-        if pool is None:
-            try:
-                # asyncio.wait never cancels the future it watches, so a grant
-                # racing with the timeout is never lost.
-                await asyncio.wait((future,), timeout=timeout)
-            except asyncio.CancelledError:
-                self._abandon(waiter)
-                raise
+        if pool is not None:
+            return self._admit(pool)
+        try:
+            # asyncio.wait never cancels the future it watches, not even when
+            # this task is cancelled, so only _abandon decides its fate.
+            await asyncio.wait((future,), timeout=timeout)
             if not future.done():
                 if self._withdraw(waiter):
                     return self._shed("timeout")
-                try:
-                    await future
-                except asyncio.CancelledError:
-                    self._abandon(waiter)
-                    raise
-            pool = waiter.pool
-            assert pool is not None
+                await asyncio.wait((future,))  # claimed: the wake-up is on its way
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
         self._queue_slots.append(True)
-        return self._admit(pool)
+        assert waiter.pool is not None
+        return self._admit(waiter.pool)
 
     # --- internals ----------------------------------------------------------
 
@@ -273,14 +283,13 @@ class Bulkhead:
                 pass
         return None
 
-    def _enqueue(self, critical: bool) -> _Waiter | None:
+    def _enqueue(self, waiter: _Waiter) -> _Waiter | None:
         try:
             self._queue_slots.pop()
         except IndexError:
             return None
-        waiter = _Waiter(critical)
         self._claims[waiter] = None
-        (self._crit_q if critical else self._norm_q).append(waiter)
+        (self._crit_q if waiter.critical else self._norm_q).append(waiter)
         return waiter
 
     def _recheck(self, waiter: _Waiter) -> _Pool | None:
@@ -289,7 +298,6 @@ class Bulkhead:
         if pool is None:
             return None
         if self._withdraw(waiter):
-            self._queue_slots.append(True)
             return pool
         self._put(pool)  # a releaser granted us one meanwhile: one is enough
         return None
@@ -298,10 +306,9 @@ class Bulkhead:
         """Give up waiting; False when a releaser claimed this waiter first."""
         if self._claims.pop(waiter, _MISSING) is _MISSING:
             return False
-        try:
+        # ValueError: a releaser popped it and then lost the claim.
+        with contextlib.suppress(ValueError):
             (self._crit_q if waiter.critical else self._norm_q).remove(waiter)
-        except ValueError:
-            pass  # a releaser popped it and then lost the claim
         self._queue_slots.append(True)
         return True
 
@@ -312,7 +319,7 @@ class Bulkhead:
         self._queue_slots.append(True)
         future = waiter.future
         assert future is not None
-        if future.done():
+        if future.done():  # delivered before we were cancelled
             assert waiter.pool is not None
             self._put(waiter.pool)
         else:
@@ -377,6 +384,7 @@ class Bulkhead:
                     return True
                 if self._wake(waiter):
                     return True
+                self._queue_slots.append(True)  # its loop is gone; so is the waiter
         return False
 
     def _wake(self, waiter: _Waiter) -> bool:
@@ -444,4 +452,6 @@ class Bulkhead:
                 pool.burn.append(True)
 
     def __repr__(self) -> str:
-        return f"<Bulkhead {self.name} inflight={self.inflight}/{self.limit} waiting={self.waiting}>"
+        return (
+            f"<Bulkhead {self.name} inflight={self.inflight}/{self.limit} waiting={self.waiting}>"
+        )

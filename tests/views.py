@@ -8,7 +8,7 @@ import os
 import time
 
 import httpx
-from django.db import connection, connections
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from resilience_django import deadline as deadline_api
@@ -64,8 +64,10 @@ def sync_query(request: HttpRequest) -> HttpResponse:
 
 
 def pg_sleep(request: HttpRequest) -> HttpResponse:
+    from tests.pg import handler
+
     seconds = float(request.GET.get("s", "2"))
-    with connections["pg"].cursor() as cursor:
+    with handler["pg"].cursor() as cursor:
         cursor.execute("SELECT pg_sleep(%s)", [seconds])
     return HttpResponse("slept")
 

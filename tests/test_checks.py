@@ -1,0 +1,100 @@
+"""Each check id has its own test: a bad setting must fail `manage.py check`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from resilience_django.checks import check_deploy, check_settings
+from resilience_django.conf import get_settings
+
+
+def _ids(resilience: Any, check: Any = check_settings) -> list[str]:
+    with override_settings(RESILIENCE=resilience):
+        return [m.id for m in check()]
+
+
+@pytest.mark.parametrize(
+    ("setting", "check_id"),
+    [
+        ([], "resilience.E001"),
+        ({"BACKNED": "local"}, "resilience.E002"),
+        ({"BACKEND": "memcached"}, "resilience.E003"),
+        ({"REDIS": "redis://x"}, "resilience.E004"),
+        ({"BACKEND": "redis", "REDIS": {}}, "resilience.E004"),
+        ({"DEADLINE": {"DEFAULT": "soon"}}, "resilience.E005"),
+        ({"DEADLINE": "30s"}, "resilience.E005"),
+        ({"DEADLINE": {"HEADERS": "grpc-timeout"}}, "resilience.E006"),
+        ({"DEADLINE": {"OUTBOUND_MARGIN": "-3ms"}}, "resilience.E007"),
+        ({"DEADLINE": {"ROUTES": {"/api": "fast"}}}, "resilience.E008"),
+        ({"DEADLINE": {"ROUTES": {"^/api/(": "1s"}}}, "resilience.E008"),
+        ({"DEADLINE": {"ROUTES": ["/api"]}}, "resilience.E008"),
+        ({"RESPONSE_HANDLERS": {"deadline": "no.such.module.handler"}}, "resilience.E009"),
+        ({"RESPONSE_HANDLERS": {"teapot": "json.dumps"}}, "resilience.E009"),
+        ({"RESPONSE_HANDLERS": {"deadline": "json.decoder"}}, "resilience.E009"),
+        ({"FALLBACK_LATENCY": "fast"}, "resilience.E011"),
+        ({"RATELIMIT_HEADERS": "yes"}, "resilience.E012"),
+    ],
+)
+def test_bad_setting_fails_its_check_with_a_hint(setting: Any, check_id: str) -> None:
+    with override_settings(RESILIENCE=setting):
+        messages = check_settings()
+    found = [m for m in messages if m.id == check_id]
+    assert found, [m.id for m in messages]
+    assert found[0].level == checks.ERROR
+    assert found[0].hint
+
+
+def test_default_settings_pass_every_check() -> None:
+    assert _ids({}) == []
+
+
+def test_full_design_example_passes() -> None:
+    assert (
+        _ids(
+            {
+                "BACKEND": "local",
+                "FALLBACK_LATENCY": "50ms",
+                "DEADLINE": {
+                    "DEFAULT": "30s",
+                    "HEADERS": ["grpc-timeout", "X-Timeout-Ms"],
+                    "ROUTES": {"/api/orders": "800ms", "orders:quote": "300ms"},
+                },
+            }
+        )
+        == []
+    )
+
+
+def test_bad_settings_never_raise_at_parse_time() -> None:
+    with override_settings(RESILIENCE={"DEADLINE": {"DEFAULT": object()}}):
+        parsed = get_settings()
+    assert parsed.errors
+    assert parsed.deadline.default == 30.0
+
+
+def test_middleware_not_first_is_warned() -> None:
+    with override_settings(
+        MIDDLEWARE=[
+            "django.middleware.common.CommonMiddleware",
+            "resilience_django.middleware.ResilienceMiddleware",
+        ]
+    ):
+        ids = [m.id for m in check_settings()]
+    assert "resilience.W002" in ids
+
+
+def test_local_backend_with_limits_warns_on_deploy() -> None:
+    ids = _ids({"LIMITS": [{"name": "a", "rate": "1/s", "key": "ip"}]}, check_deploy)
+    assert "resilience.W001" in ids
+    assert "resilience.W001" not in _ids({}, check_deploy)
+
+
+def test_override_settings_is_seen_without_a_restart() -> None:
+    with override_settings(RESILIENCE={"DEADLINE": {"DEFAULT": "2s"}}):
+        assert get_settings().deadline.default == 2.0
+    with override_settings(RESILIENCE={"DEADLINE": {"DEFAULT": "3s"}}):
+        assert get_settings().deadline.default == 3.0

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import resilience_django
+from resilience_django import deadline as deadline_module
+from resilience_django.clock import ManualClock
+from resilience_django.conf import DeadlineSettings, RouteBudget
+from resilience_django.deadline import (
+    Deadline,
+    DeadlineExceeded,
+    _current,
+    check,
+    current,
+    format_grpc_timeout,
+    parse_grpc_timeout,
+    parse_timeout_ms,
+    remaining,
+)
+from resilience_django.deadline_policy import DeadlinePolicy
+from resilience_django.routes import RouteMatcher
+
+
+def test_budget_counts_down_with_the_clock() -> None:
+    clock = ManualClock(100.0)
+    dl = Deadline(0.5, clock=clock)
+    assert dl.remaining() == pytest.approx(0.5)
+    clock.advance(0.2)
+    assert dl.remaining() == pytest.approx(0.3)
+    assert not dl.expired()
+    clock.advance(0.3)
+    assert dl.expired()
+
+
+def test_tighten_only_ever_shortens_and_counts_from_arrival() -> None:
+    clock = ManualClock()
+    dl = Deadline(1.0, clock=clock, route="default")
+    clock.advance(0.1)
+    dl.tighten(5.0, route="loose")
+    assert dl.budget == 1.0 and dl.route == "default"
+    dl.tighten(0.3, route="tight")
+    assert dl.remaining() == pytest.approx(0.2)
+    assert dl.route == "tight"
+
+
+def test_remaining_and_current_are_none_outside_a_request() -> None:
+    assert remaining() is None
+    assert current() is None
+    check()  # no deadline, nothing to raise
+
+
+def test_check_raises_once_the_budget_is_spent() -> None:
+    clock = ManualClock()
+    token = _current.set(Deadline(0.1, clock=clock))
+    try:
+        check()
+        clock.advance(0.1)
+        with pytest.raises(DeadlineExceeded):
+            check()
+    finally:
+        _current.reset(token)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("250m", 0.25), ("1S", 1.0), ("2M", 120.0), ("1H", 3600.0), ("500u", 0.0005), ("7n", 7e-9)],
+)
+def test_grpc_timeout_values_parse(value: str, seconds: float) -> None:
+    assert parse_grpc_timeout(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["", "250", "m", "123456789m", "-1S", "1.5S", "1s ms", "1x"])
+def test_malformed_grpc_timeout_is_none(value: str) -> None:
+    assert parse_grpc_timeout(value) is None
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("150", 0.15), ("0", 0.0), (" 20 ", 0.02)])
+def test_x_timeout_ms_parses(value: str, seconds: float) -> None:
+    assert parse_timeout_ms(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["", "-1", "1.5", "abc", "1e3", "12345678901"])
+def test_malformed_x_timeout_ms_is_none(value: str) -> None:
+    assert parse_timeout_ms(value) is None
+
+
+@given(st.text(max_size=30))
+def test_no_header_value_makes_the_parsers_raise(value: str) -> None:
+    for parser in (parse_grpc_timeout, parse_timeout_ms):
+        result = parser(value)
+        assert result is None or result >= 0
+
+
+@given(st.floats(min_value=0, max_value=10**6, allow_nan=False))
+def test_formatted_grpc_timeout_parses_back_within_a_millisecond(seconds: float) -> None:
+    parsed = parse_grpc_timeout(format_grpc_timeout(seconds))
+    assert parsed is not None
+    assert seconds - 1.0 <= parsed <= seconds + 1e-9 if seconds >= 1e5 else abs(parsed - seconds) < 1e-3
+
+
+def _policy(**routes: float) -> DeadlinePolicy:
+    budgets = tuple(
+        RouteBudget(
+            matcher=RouteMatcher(prefix=k) if k.startswith("/") else RouteMatcher(view=k),
+            budget=v,
+            label=k,
+        )
+        for k, v in routes.items()
+    )
+    return DeadlinePolicy(DeadlineSettings(default=30.0, routes=budgets))
+
+
+def test_policy_picks_route_budget_then_tighter_header() -> None:
+    policy = DeadlinePolicy(
+        DeadlineSettings(
+            default=30.0, routes=(RouteBudget(RouteMatcher(prefix="/api/orders"), 0.8, "/api/orders"),)
+        )
+    )
+    meta = {"HTTP_X_TIMEOUT_MS": "150"}
+    dl = policy.start("POST", "/api/orders/1", meta.get, started_at=0.0)
+    assert dl is not None and dl.budget == pytest.approx(0.15)
+    dl = policy.start("POST", "/api/orders/1", {}.get, started_at=0.0)
+    assert dl is not None and dl.budget == pytest.approx(0.8) and dl.route == "/api/orders"
+    dl = policy.start("GET", "/other", {"HTTP_GRPC_TIMEOUT": "99S"}.get, started_at=0.0)
+    assert dl is not None and dl.budget == 30.0 and dl.route == "default"
+
+
+def test_policy_counts_and_ignores_malformed_headers() -> None:
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("resilience_bad_headers_total", {"header": "grpc-timeout"}) or 0.0
+
+    before = count()
+    policy = DeadlinePolicy(DeadlineSettings(default=2.0))
+    dl = policy.start("GET", "/", {"HTTP_GRPC_TIMEOUT": "soon"}.get, started_at=0.0)
+    assert dl is not None and dl.budget == 2.0
+    assert count() == before + 1
+
+
+def test_policy_without_any_budget_gives_no_deadline() -> None:
+    policy = DeadlinePolicy(DeadlineSettings(default=None))
+    assert policy.start("GET", "/", {}.get) is None
+
+
+def test_deadline_module_is_also_the_decorator() -> None:
+    assert resilience_django.deadline is deadline_module
+    assert callable(resilience_django.deadline)
+    assert resilience_django.deadline.remaining() is None
+
+
+async def test_decorator_without_middleware_cancels_an_async_view() -> None:
+    @resilience_django.deadline("50ms")
+    async def view() -> str:
+        await asyncio.sleep(1)
+        return "late"
+
+    with pytest.raises(DeadlineExceeded):
+        await view()
+    assert current() is None
+
+
+def test_sync_decorator_tightens_the_running_deadline() -> None:
+    seen: list[float | None] = []
+
+    @resilience_django.deadline("200ms")
+    def view() -> None:
+        seen.append(remaining())
+
+    token = _current.set(Deadline(10.0))
+    try:
+        view()
+    finally:
+        _current.reset(token)
+    assert seen[0] is not None and seen[0] <= 0.2

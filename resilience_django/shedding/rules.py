@@ -1,0 +1,284 @@
+"""``RESILIENCE["SHEDDING"]`` rules: which requests share a bulkhead, and how big it is.
+
+A rule looks like::
+
+    {"name": "orders", "path": "/api/orders", "max_concurrent": 50, "queue": 100,
+     "max_wait": "200ms", "adaptive": False, "critical_share": 0.2,
+     "critical_paths": ["/api/orders/checkout"], "critical_methods": ["DELETE"],
+     "critical_header": "X-Priority"}
+
+``path`` / ``view`` / ``methods`` select requests as every rule does
+(``routes.py``).  With ``adaptive`` the limit follows latency between
+``min_concurrent`` (default ``min(20, max_concurrent)``) and ``max_concurrent``.
+A request is critical when the whole rule is (``"critical": True``), when its
+path starts with one of ``critical_paths`` (``^`` for a regex), its method is
+in ``critical_methods``, or ``critical_header`` is present and not ``0``,
+``false`` or ``no``.  Only name a header your own proxy sets: a client that
+could set it would make all its requests critical.
+
+Check ids (each problem has its own):
+
+* ``resilience.E070`` the rule is not a mapping, or has unknown keys
+* ``resilience.E071`` ``name`` missing or not a non-empty string
+* ``resilience.E072`` ``path``, ``view`` or ``methods`` invalid
+* ``resilience.E073`` ``max_concurrent`` not an integer >= 1
+* ``resilience.E074`` ``queue`` not an integer >= 0
+* ``resilience.E075`` ``max_wait`` not a duration
+* ``resilience.E076`` ``adaptive`` not a boolean, or ``min_concurrent`` not an
+  integer between 1 and ``max_concurrent``
+* ``resilience.E077`` ``critical_share`` not a number in [0, 1)
+* ``resilience.E078`` ``critical``, ``critical_paths``, ``critical_methods`` or
+  ``critical_header`` invalid
+* ``resilience.E079`` two rules with the same name (``parse_shedding_rules``)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..clock import Clock, monotonic
+from ..exceptions import ConfigError
+from ..routes import RouteMatcher, compile_path, parse_route_matcher
+from ..units import parse_duration
+from .adaptive import AdaptiveLimit
+from .bulkhead import Bulkhead
+
+__all__ = ["SheddingRule", "parse_shedding_rule", "parse_shedding_rules"]
+
+KNOWN_KEYS = frozenset(
+    {
+        "name",
+        "path",
+        "view",
+        "methods",
+        "max_concurrent",
+        "queue",
+        "max_wait",
+        "adaptive",
+        "min_concurrent",
+        "critical_share",
+        "critical",
+        "critical_paths",
+        "critical_methods",
+        "critical_header",
+    }
+)
+_FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class SheddingRule:
+    """One parsed shedding rule; ``make_bulkhead()`` builds its (stateful) bulkhead."""
+
+    name: str
+    matcher: RouteMatcher
+    max_concurrent: int
+    queue: int = 0
+    max_wait: float = 0.1
+    adaptive: bool = False
+    min_concurrent: int = 1
+    critical_share: float = 0.0
+    critical: bool = False
+    critical_prefixes: tuple[str, ...] = ()
+    critical_regexes: tuple[re.Pattern[str], ...] = ()
+    critical_methods: frozenset[str] = frozenset()
+    critical_header: str | None = None
+
+    def matches(self, method: str, path: str, view_name: str | None = None) -> bool:
+        return self.matcher.matches(method, path, view_name)
+
+    def is_critical(self, method: str, path: str, header: str | None = None) -> bool:
+        """Whether a request may use the reserved share.
+
+        ``header`` is the value of ``critical_header`` on the request (``None``
+        when absent or when the rule names no header); the adapter looks it up.
+        """
+        if self.critical or method in self.critical_methods:
+            return True
+        if header is not None and header.strip().lower() not in _FALSE_WORDS:
+            return True
+        if any(path.startswith(p) for p in self.critical_prefixes):
+            return True
+        return any(r.match(path) for r in self.critical_regexes)
+
+    def wait_timeout(self, remaining: float | None) -> float:
+        """How long a request may queue: ``max_wait``, never past its own deadline."""
+        if remaining is None:
+            return self.max_wait
+        return max(0.0, min(self.max_wait, remaining))
+
+    def make_bulkhead(self, *, clock: Clock = monotonic) -> Bulkhead:
+        limit: int | AdaptiveLimit = self.max_concurrent
+        if self.adaptive:
+            limit = AdaptiveLimit(
+                initial_limit=self.min_concurrent,
+                min_limit=self.min_concurrent,
+                max_limit=self.max_concurrent,
+                clock=clock,
+            )
+        return Bulkhead(
+            self.name, limit, queue=self.queue, critical_share=self.critical_share, clock=clock
+        )
+
+
+def _int(value: object, *, minimum: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return None
+    return value
+
+
+def _methods(value: object, where: str) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigError(
+            f"{where}: critical_methods {value!r} must be a list such as ['DELETE']",
+            check_id="resilience.E078",
+            hint="Write critical_methods as a list of HTTP method names.",
+        )
+    return frozenset(str(m).upper() for m in value)
+
+
+def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
+    """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078)."""
+    where = f"RESILIENCE['SHEDDING'][{index}]"
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(
+            f"{where} must be a dict, not {type(mapping).__name__}",
+            check_id="resilience.E070",
+            hint="Write each shedding rule as a dict with at least 'name' and 'max_concurrent'.",
+        )
+    unknown = sorted(str(k) for k in mapping if k not in KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}",
+            check_id="resilience.E070",
+            hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
+        )
+    name = mapping.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"{where}: 'name' must be a non-empty string",
+            check_id="resilience.E071",
+            hint="Name the rule; the name labels its metrics and its 503s.",
+        )
+    where = f"{where} ({name!r})"
+    matcher = parse_route_matcher(mapping, where=where, check_id="resilience.E072")
+
+    max_concurrent = _int(mapping.get("max_concurrent"), minimum=1)
+    if max_concurrent is None:
+        raise ConfigError(
+            f"{where}: max_concurrent {mapping.get('max_concurrent')!r} must be an integer >= 1",
+            check_id="resilience.E073",
+            hint="Set how many requests of this route may run at once, e.g. 50.",
+        )
+    queue = _int(mapping.get("queue", 0), minimum=0)
+    if queue is None:
+        raise ConfigError(
+            f"{where}: queue {mapping.get('queue')!r} must be an integer >= 0",
+            check_id="resilience.E074",
+            hint="Set how many requests may wait for a slot; 0 sheds at once when full.",
+        )
+    try:
+        max_wait = parse_duration(mapping.get("max_wait", 0.1))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}: max_wait: {exc}", check_id="resilience.E075", hint="Write it like '200ms'."
+        ) from exc
+
+    adaptive = mapping.get("adaptive", False)
+    if not isinstance(adaptive, bool):
+        raise ConfigError(
+            f"{where}: adaptive {adaptive!r} must be True or False",
+            check_id="resilience.E076",
+            hint="Set adaptive to True to let the limit follow latency.",
+        )
+    min_concurrent = _int(mapping.get("min_concurrent", min(20, max_concurrent)), minimum=1)
+    if min_concurrent is None or min_concurrent > max_concurrent:
+        raise ConfigError(
+            f"{where}: min_concurrent {mapping.get('min_concurrent')!r} must be an integer "
+            f"between 1 and max_concurrent ({max_concurrent})",
+            check_id="resilience.E076",
+            hint="min_concurrent is the floor the adaptive limit never goes below.",
+        )
+
+    share = mapping.get("critical_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+        raise ConfigError(
+            f"{where}: critical_share {share!r} must be a number from 0 up to (not including) 1",
+            check_id="resilience.E077",
+            hint="E.g. 0.2 keeps a fifth of the slots for critical requests.",
+        )
+
+    critical = mapping.get("critical", False)
+    if not isinstance(critical, bool):
+        raise ConfigError(
+            f"{where}: critical {critical!r} must be True or False",
+            check_id="resilience.E078",
+            hint="Set critical to True to make every request of this rule critical.",
+        )
+    prefixes: list[str] = []
+    regexes: list[re.Pattern[str]] = []
+    paths = mapping.get("critical_paths", ())
+    if isinstance(paths, str) or not isinstance(paths, Sequence):
+        raise ConfigError(
+            f"{where}: critical_paths {paths!r} must be a list of paths",
+            check_id="resilience.E078",
+            hint="E.g. ['/api/orders/checkout'] or ['^/api/orders/\\d+/pay$'].",
+        )
+    for path in paths:
+        prefix, regex = compile_path(path, where=where, check_id="resilience.E078")
+        if prefix is not None:
+            prefixes.append(prefix)
+        if regex is not None:
+            regexes.append(regex)
+    methods = _methods(mapping.get("critical_methods", ()), where)
+    header = mapping.get("critical_header")
+    if header is not None and (not isinstance(header, str) or not header.strip()):
+        raise ConfigError(
+            f"{where}: critical_header {header!r} must be a header name",
+            check_id="resilience.E078",
+            hint="E.g. 'X-Priority', set by your own gateway, never trusted from clients.",
+        )
+    return SheddingRule(
+        name=name,
+        matcher=matcher,
+        max_concurrent=max_concurrent,
+        queue=queue,
+        max_wait=max_wait,
+        adaptive=adaptive,
+        min_concurrent=min_concurrent,
+        critical_share=float(share),
+        critical=critical,
+        critical_prefixes=tuple(prefixes),
+        critical_regexes=tuple(regexes),
+        critical_methods=methods,
+        critical_header=header.strip() if isinstance(header, str) else None,
+    )
+
+
+def parse_shedding_rules(
+    entries: Iterable[object],
+) -> tuple[tuple[SheddingRule, ...], tuple[ConfigError, ...]]:
+    """Parse every rule, keeping the good ones and collecting every error (E070-E079)."""
+    rules: list[SheddingRule] = []
+    errors: list[ConfigError] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        try:
+            rule = parse_shedding_rule(entry, index=index)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        if rule.name in seen:
+            errors.append(
+                ConfigError(
+                    f"RESILIENCE['SHEDDING'][{index}]: a rule named {rule.name!r} already exists",
+                    check_id="resilience.E079",
+                    hint="Give each shedding rule its own name.",
+                )
+            )
+            continue
+        seen.add(rule.name)
+        rules.append(rule)
+    return tuple(rules), tuple(errors)

@@ -129,7 +129,8 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
                 ConfigError(
                     f"RESILIENCE['DEADLINE']['HEADERS'] = {value!r} must be a list of header names",
                     check_id="resilience.E006",
-                    hint="Example: ['grpc-timeout', 'X-Timeout-Ms']; use [] to ignore callers' budgets.",
+                    hint="Example: ['grpc-timeout', 'X-Timeout-Ms']; "
+                    "use [] to ignore callers' budgets.",
                 )
             )
     margin = 0.010
@@ -215,7 +216,8 @@ def _parse_handlers(raw: Any, errors: list[ConfigError]) -> dict[str, Callable[.
         except ImportError as exc:
             errors.append(
                 ConfigError(
-                    f"RESILIENCE['RESPONSE_HANDLERS'][{kind!r}] = {path!r} cannot be imported: {exc}",
+                    f"RESILIENCE['RESPONSE_HANDLERS'][{kind!r}] = {path!r} "
+                    f"cannot be imported: {exc}",
                     check_id="resilience.E009",
                     hint="Give the dotted path of a callable(request, **info) -> HttpResponse.",
                 )

@@ -109,7 +109,9 @@ class Deadline:
             self._timeout.reschedule(self._loop.time() + self.remaining())
 
     def __repr__(self) -> str:
-        return f"<Deadline {self.route} budget={self.budget:.3f}s remaining={self.remaining():.3f}s>"
+        return (
+            f"<Deadline {self.route} budget={self.budget:.3f}s remaining={self.remaining():.3f}s>"
+        )
 
 
 _current: ContextVar[Deadline | None] = ContextVar("resilience_deadline", default=None)

@@ -43,7 +43,9 @@ class DeadlinePolicy:
                 return route.budget, route.label
         return self.default, "default"
 
-    def view_budget(self, method: str, path: str, view_name: str | None) -> tuple[float, str] | None:
+    def view_budget(
+        self, method: str, path: str, view_name: str | None
+    ) -> tuple[float, str] | None:
         """The budget of a route named by URL name, known once the URL is resolved."""
         for route in self._view_routes:
             if route.matcher.matches(method, path, view_name):

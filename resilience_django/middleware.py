@@ -39,6 +39,7 @@ class ResilienceMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         self._is_async = iscoroutinefunction(get_response)
+        self.process_view: Callable[..., Any]
         if self._is_async:
             markcoroutinefunction(self)
             # Django adapts a sync process_view to async with a thread hop per

@@ -42,7 +42,9 @@ def _build(
         body.update(extra)
         response = JsonResponse(body, status=status)
     else:
-        response = HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
+        response = HttpResponse(
+            text + "\n", status=status, content_type="text/plain; charset=utf-8"
+        )
     if retry_after is not None:
         # Integer seconds, rounded up: a client that waits exactly this long
         # must not be turned away again because we rounded down.

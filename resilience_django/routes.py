@@ -52,7 +52,9 @@ class RouteMatcher:
         return " ".join(parts) or "*"
 
 
-def compile_path(path: str, *, where: str, check_id: str) -> tuple[str | None, re.Pattern[str] | None]:
+def compile_path(
+    path: str, *, where: str, check_id: str
+) -> tuple[str | None, re.Pattern[str] | None]:
     """Split a ``path`` setting into a prefix or a compiled regex."""
     if not isinstance(path, str) or not path:
         raise ConfigError(
@@ -78,9 +80,7 @@ def compile_path(path: str, *, where: str, check_id: str) -> tuple[str | None, r
     return path, None
 
 
-def parse_route_matcher(
-    spec: Mapping[str, object], *, where: str, check_id: str
-) -> RouteMatcher:
+def parse_route_matcher(spec: Mapping[str, object], *, where: str, check_id: str) -> RouteMatcher:
     """Build a matcher from the ``path``, ``view`` and ``methods`` keys of a rule."""
     prefix: str | None = None
     regex: re.Pattern[str] | None = None

@@ -91,5 +91,3 @@ def _on_settings_reload() -> None:
 
 
 on_reload(_on_settings_reload)
-
-

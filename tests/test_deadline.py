@@ -99,7 +99,11 @@ def test_no_header_value_makes_the_parsers_raise(value: str) -> None:
 def test_formatted_grpc_timeout_parses_back_within_a_millisecond(seconds: float) -> None:
     parsed = parse_grpc_timeout(format_grpc_timeout(seconds))
     assert parsed is not None
-    assert seconds - 1.0 <= parsed <= seconds + 1e-9 if seconds >= 1e5 else abs(parsed - seconds) < 1e-3
+    assert (
+        seconds - 1.0 <= parsed <= seconds + 1e-9
+        if seconds >= 1e5
+        else abs(parsed - seconds) < 1e-3
+    )
 
 
 def _policy(**routes: float) -> DeadlinePolicy:
@@ -117,7 +121,8 @@ def _policy(**routes: float) -> DeadlinePolicy:
 def test_policy_picks_route_budget_then_tighter_header() -> None:
     policy = DeadlinePolicy(
         DeadlineSettings(
-            default=30.0, routes=(RouteBudget(RouteMatcher(prefix="/api/orders"), 0.8, "/api/orders"),)
+            default=30.0,
+            routes=(RouteBudget(RouteMatcher(prefix="/api/orders"), 0.8, "/api/orders"),),
         )
     )
     meta = {"HTTP_X_TIMEOUT_MS": "150"}
@@ -133,7 +138,10 @@ def test_policy_counts_and_ignores_malformed_headers() -> None:
     from prometheus_client import REGISTRY
 
     def count() -> float:
-        return REGISTRY.get_sample_value("resilience_bad_headers_total", {"header": "grpc-timeout"}) or 0.0
+        return (
+            REGISTRY.get_sample_value("resilience_bad_headers_total", {"header": "grpc-timeout"})
+            or 0.0
+        )
 
     before = count()
     policy = DeadlinePolicy(DeadlineSettings(default=2.0))

@@ -103,9 +103,10 @@ def test_deadline_exceeded_metric_counts_by_route(client: Client) -> None:
     from prometheus_client import REGISTRY
 
     def count() -> float:
-        return REGISTRY.get_sample_value(
-            "resilience_deadline_exceeded_total", {"route": "default"}
-        ) or 0.0
+        return (
+            REGISTRY.get_sample_value("resilience_deadline_exceeded_total", {"route": "default"})
+            or 0.0
+        )
 
     before = count()
     client.get("/hello/", HTTP_X_TIMEOUT_MS="0")
@@ -125,7 +126,10 @@ async def test_client_disconnect_still_cancels_the_async_view() -> None:
         "query_string": b"s=5", "root_path": "", "headers": [(b"host", b"testserver")],
         "client": ("127.0.0.1", 1234), "server": ("testserver", 80),
     }  # fmt: skip
-    messages = [{"type": "http.request", "body": b"", "more_body": False}, {"type": "http.disconnect"}]
+    messages = [
+        {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
     sent: list[dict[str, object]] = []
 
     async def receive() -> dict[str, object]:

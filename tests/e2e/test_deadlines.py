@@ -19,7 +19,9 @@ pytestmark = pytest.mark.e2e
 CONFIG = {"DEADLINE": {"DEFAULT": "30s", "ROUTES": {"/slow/": "300ms"}}}
 
 
-@pytest.fixture(scope="module", params=["tests.e2e.asgi:application", "tests.e2e.asgi_fastpath:application"])
+@pytest.fixture(
+    scope="module", params=["tests.e2e.asgi:application", "tests.e2e.asgi_fastpath:application"]
+)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     with uvicorn_server(CONFIG, app=request.param) as srv:
         yield srv
@@ -64,7 +66,9 @@ def test_grpc_timeout_header_shortens_the_budget(server: Server) -> None:
     response, elapsed = _timed_get(server.url + "/budget/", headers={"grpc-timeout": "100m"})
     assert response.status_code == 200
     assert 0 < response.json()["remaining"] <= 0.1
-    response, elapsed = _timed_get(server.url + "/slow/async/?s=2", headers={"grpc-timeout": "100m"})
+    response, elapsed = _timed_get(
+        server.url + "/slow/async/?s=2", headers={"grpc-timeout": "100m"}
+    )
     assert response.status_code == 504
     assert elapsed < 0.3
 
@@ -78,7 +82,9 @@ def test_x_timeout_ms_header_shortens_the_budget(server: Server) -> None:
 
 
 def test_looser_header_does_not_extend_the_route_budget(server: Server) -> None:
-    response, elapsed = _timed_get(server.url + "/slow/async/?s=2", headers={"X-Timeout-Ms": "5000"})
+    response, elapsed = _timed_get(
+        server.url + "/slow/async/?s=2", headers={"X-Timeout-Ms": "5000"}
+    )
     assert response.status_code == 504
     assert elapsed < 0.45
 
@@ -91,7 +97,9 @@ def test_malformed_header_is_ignored_not_a_500(server: Server) -> None:
 
 def test_spent_budget_never_runs_the_view(server: Server, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    response, _ = _timed_get(server.url + f"/marker/?marker={marker}", headers={"X-Timeout-Ms": "0"})
+    response, _ = _timed_get(
+        server.url + f"/marker/?marker={marker}", headers={"X-Timeout-Ms": "0"}
+    )
     assert response.status_code == 504
     assert not marker.exists()
     response, _ = _timed_get(server.url + f"/marker/?marker={marker}")
@@ -110,7 +118,7 @@ def test_504_body_is_json_for_json_clients_and_text_otherwise(server: Server) ->
 
 
 class _EchoTimeout(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = json.dumps({"x-timeout-ms": self.headers.get("X-Timeout-Ms")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -20,7 +20,7 @@ from resilience_django.integrations.requests import ResilientAdapter
 class _Echo(BaseHTTPRequestHandler):
     calls = 0
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         type(self).calls += 1
         body = json.dumps({"timeout": self.headers.get("X-Timeout-Ms")}).encode()
         self.send_response(200)
@@ -83,7 +83,10 @@ def test_calls_with_no_budget_left_are_refused_before_they_start(echo_url: str) 
     clock.advance(0.2)
     before = _Echo.calls
     try:
-        with httpx.Client(transport=ResilientTransport()) as client, pytest.raises(DeadlineExceeded):
+        with (
+            httpx.Client(transport=ResilientTransport()) as client,
+            pytest.raises(DeadlineExceeded),
+        ):
             client.get(echo_url)
         with pytest.raises(DeadlineExceeded):
             _session().get(echo_url)
@@ -104,8 +107,9 @@ def test_httpx_read_timeout_is_capped_at_the_budget() -> None:
     token = _current.set(Deadline(0.3))
     start = time.monotonic()
     try:
-        with httpx.Client(transport=ResilientTransport(margin=0.0)) as client, pytest.raises(
-            httpx.TimeoutException
+        with (
+            httpx.Client(transport=ResilientTransport(margin=0.0)) as client,
+            pytest.raises(httpx.TimeoutException),
         ):
             client.get(url, timeout=5.0)
     finally:

@@ -15,7 +15,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
         if user_model.objects.filter(username="demo").exists():
-            self.stdout.write("demo superuser exists; reset with: python manage.py changepassword demo")
+            self.stdout.write(
+                "demo superuser exists; reset with: python manage.py changepassword demo"
+            )
             return
         password = secrets.token_urlsafe(12)
         user_model.objects.create_superuser("demo", "demo@example.invalid", password)

@@ -162,13 +162,10 @@ def make_sync_client(settings: RedisSettings) -> SyncClient:
     """A redis-py client with the budget as socket timeouts and no retries."""
     kwargs = _common_kwargs(settings)
     if settings.cluster:
-        # A cluster client retries moved/ask redirections itself; one attempt
-        # per call keeps a broken cluster from multiplying the wait.
+        # MOVED/ASK redirections are followed whatever the retry policy; the
+        # zero-retry policy only stops a broken cluster multiplying the wait.
         return redis.RedisCluster.from_url(
-            settings.url,
-            max_connections=settings.max_connections,
-            cluster_error_retry_attempts=0,
-            **kwargs,
+            settings.url, max_connections=settings.max_connections, **kwargs
         )
     # from_url lets the client own its pool, so close() releases the sockets.
     return redis.Redis.from_url(settings.url, max_connections=settings.max_connections, **kwargs)
@@ -179,9 +176,6 @@ def make_async_client(settings: RedisSettings) -> AsyncClient:
     kwargs = _common_kwargs(settings)
     if settings.cluster:
         return aredis.RedisCluster.from_url(
-            settings.url,
-            max_connections=settings.max_connections,
-            cluster_error_retry_attempts=0,
-            **kwargs,
+            settings.url, max_connections=settings.max_connections, **kwargs
         )
     return aredis.Redis.from_url(settings.url, max_connections=settings.max_connections, **kwargs)

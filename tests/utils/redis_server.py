@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,9 +23,29 @@ from tests.services import free_port, require_binary
 __all__ = ["RedisCluster", "RedisServer", "redis_cluster", "redis_server"]
 
 
-def _wait_port(port: int, timeout: float = 5.0) -> None:
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = random.randint(20000, 50000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("found no free port pair for a Redis Cluster node")
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}: {log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -57,8 +78,10 @@ class RedisServer:
             "--dir", self.dir,
             *self.extra,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(self.port)
+        log = Path(self.dir) / "redis.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        _wait_port(self.port, self.proc, log)
         return self
 
     @property
@@ -97,7 +120,7 @@ class RedisCluster:
         self.cli = require_binary("redis-cli")
         self.servers: list[RedisServer] = []
         for _ in range(nodes):
-            server = RedisServer()
+            server = RedisServer(port=cluster_port())
             conf = Path(server.dir) / "nodes.conf"
             server.extra = (
                 "--cluster-enabled", "yes",

@@ -1,0 +1,90 @@
+"""Building the limiter's Redis clients from settings: cache alias, URL, timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test import override_settings
+
+from resilience_django.exceptions import ConfigError
+from resilience_django.limiting.decision import LimitCheck, Policy
+from resilience_django.limiting.redis import RedisLimiter
+from resilience_django.limiting.redis_conn import (
+    make_async_client,
+    make_sync_client,
+    parse_redis_settings,
+)
+from resilience_django.units import Rate
+from tests.utils.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+def test_timeouts_default_to_the_latency_budget() -> None:
+    settings = parse_redis_settings({"URL": "redis://127.0.0.1:1/0"}, budget=0.05)
+    assert settings.socket_timeout == settings.connect_timeout == 0.05
+    client = make_sync_client(settings)
+    kwargs = client.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    assert kwargs["socket_timeout"] == 0.05 and kwargs["socket_connect_timeout"] == 0.05
+    # No hidden retries: the fallback is the retry.
+    assert kwargs["retry"].get_retries() == 0
+    client.close()
+
+
+def test_pool_size_and_timeouts_are_configurable() -> None:
+    settings = parse_redis_settings(
+        {"URL": "redis://127.0.0.1:1/0", "MAX_CONNECTIONS": 8, "SOCKET_TIMEOUT": "20ms"},
+        budget=0.05,
+    )
+    assert settings.max_connections == 8 and settings.socket_timeout == 0.02
+    assert settings.connect_timeout == 0.05
+
+
+def test_cache_alias_reuses_the_django_redis_location_and_password(server: RedisServer) -> None:
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "limits": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"PASSWORD": None},
+        },
+    }
+    with override_settings(CACHES=caches):
+        settings = parse_redis_settings({"CACHE": "limits"}, budget=0.5)
+    assert settings.url == server.url
+    limiter = RedisLimiter(make_sync_client(settings), settings=settings)
+    assert limiter.decide((LimitCheck(Policy("c", Rate(1, 60.0)), "k"),)).backend == "redis"
+    limiter.close()
+
+
+async def test_async_client_talks_to_the_same_server(server: RedisServer) -> None:
+    settings = parse_redis_settings({"URL": server.url}, budget=0.5)
+    client = make_async_client(settings)
+    assert await client.ping()
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"CACHE": "missing"},
+        {"CACHE": "default"},  # a LocMemCache: no Redis URL
+        {"URL": "http://example.invalid"},
+        {"URL": "redis://127.0.0.1/0", "MAX_CONNECTIONS": 0},
+        {"URL": "redis://127.0.0.1/0", "SOCKET_TIMEOUT": "soon"},
+        {"URL": "redis://127.0.0.1/0", "SENTINEL": True},
+    ],
+)
+def test_unusable_settings_raise_config_error_e040(value: dict[str, object]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_redis_settings(value, budget=0.05)
+    assert info.value.check_id == "resilience.E040"
+    assert info.value.hint or "MAX_CONNECTIONS" in str(info.value)

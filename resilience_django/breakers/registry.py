@@ -77,6 +77,7 @@ class BreakerRegistry:
             else:
                 created = False
         if created:
+            _load_fleet()
             for hook in list(self._on_create):
                 hook(breaker)
         return breaker
@@ -96,6 +97,13 @@ class BreakerRegistry:
         """Forget every breaker (tests)."""
         with self._lock:
             self._breakers.clear()
+
+
+def _load_fleet() -> None:
+    # The fleet module registers its on_create hook when imported; importing it here
+    # (not at module level: it imports this module) makes every process publish as
+    # soon as it has a breaker, without the app having to wire anything.
+    from . import fleet  # noqa: F401
 
 
 registry = BreakerRegistry()

@@ -1,0 +1,49 @@
+"""A worker process for the fleet tests: ``python -m tests.breakers.fleet_worker CONFIG``.
+
+CONFIG is JSON: ``{"resilience": {...}, "caches": {...}, "dir": "...", "names": [...],
+"trip": "name"}``.  The worker creates the named breakers (which starts its fleet
+thread), then, when the file ``<dir>/trip`` appears and it was given ``trip``,
+fails calls on that breaker until it opens.  It exits when ``<dir>/stop``
+appears or after 60 s, so a failed test never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import django
+from django.conf import settings
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    settings.configure(
+        INSTALLED_APPS=[],
+        CACHES=config.get("caches")
+        or {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        RESILIENCE=config["resilience"],
+    )
+    django.setup()
+    from resilience_django.breakers.registry import get_breaker
+
+    breakers = [get_breaker(name) for name in config["names"]]
+    print("ready", flush=True)
+    trip_name = config.get("trip")
+    directory = config["dir"]
+    deadline = time.monotonic() + 60
+    tripped = False
+    while time.monotonic() < deadline and not os.path.exists(os.path.join(directory, "stop")):
+        if trip_name and not tripped and os.path.exists(os.path.join(directory, "trip")):
+            b = get_breaker(trip_name)
+            while b.state == "closed":
+                b.record_failure(b.acquire())
+            tripped = True
+        time.sleep(0.02)
+    del breakers
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from resilience_django.breakers import fleet
+from resilience_django.breakers.fleet import FleetPublisher
+from resilience_django.breakers.policy import BreakerPolicy
+from resilience_django.breakers.registry import registry
+from resilience_django.breakers.state import Breaker
+
+SETTINGS = {
+    "FLEET": {"PREFIX": "status-test", "TTL": 30},
+    "LIMITS": [{"name": "orders-per-ip", "rate": "100/m", "scope": "distributed"}],
+}
+
+
+@pytest.fixture(autouse=True)
+def published() -> Iterator[None]:
+    fleet.stop()
+    registry.clear()
+    with override_settings(RESILIENCE=SETTINGS):
+        store = fleet.get_store()
+        assert store is not None
+        pricing = Breaker("pricing", BreakerPolicy(failure_threshold=1))
+        pricing.record_failure(pricing.acquire())
+        inventory = Breaker("inventory")
+        inventory.record_success(inventory.acquire())
+        FleetPublisher(store, lambda: [pricing, inventory]).tick()
+        yield
+        fleet.stop()
+    registry.clear()
+
+
+def test_prints_every_breaker_with_state_rates_and_last_transition() -> None:
+    out = StringIO()
+    call_command("resilience_status", stdout=out)
+    text = out.getvalue()
+    pricing = next(line for line in text.splitlines() if line.strip().startswith("pricing"))
+    assert f":{os.getpid()}" in pricing
+    assert "open" in pricing and "closed -> open" in pricing
+    assert "1 consecutive failures" in pricing
+    inventory = next(line for line in text.splitlines() if line.strip().startswith("inventory"))
+    assert "closed" in inventory and "0.0%" in inventory
+
+
+def test_prints_the_limiter_backend_health_and_the_rules() -> None:
+    out = StringIO()
+    call_command("resilience_status", stdout=out)
+    text = out.getvalue()
+    assert "Limiter backend" in text
+    assert "backend: local" in text or "local backend" in text
+    assert "orders-per-ip: 100/m distributed enforce" in text
+
+
+def test_json_output_carries_the_same_facts() -> None:
+    out = StringIO()
+    call_command("resilience_status", "--json", stdout=out)
+    doc = json.loads(out.getvalue())
+    states = {row["name"]: row["state"] for row in doc["breakers"]}
+    assert states == {"inventory": "closed", "pricing": "open"}
+    assert doc["rules"][0]["name"] == "orders-per-ip"
+
+
+def test_says_so_when_no_breaker_has_reported() -> None:
+    with override_settings(RESILIENCE={"FLEET": {"PREFIX": "status-empty"}}):
+        out = StringIO()
+        call_command("resilience_status", stdout=out)
+    assert "no breakers reported" in out.getvalue()

@@ -1,0 +1,107 @@
+"""Backoff delays and what an answer says about retrying: status codes, ``Retry-After``.
+
+Full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"): the
+n-th retry sleeps a uniformly random time in ``[0, min(cap, base * 2**n))``.
+Spreading retries over the whole interval is what keeps a crowd of clients
+that failed together from retrying together.
+
+Responses are recognised by duck typing (``.status_code`` and ``.headers``),
+so httpx and requests answers work without importing either; an exception is
+looked at through its ``.response`` (``httpx.HTTPStatusError``,
+``requests.HTTPError``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..clock import Clock
+
+__all__ = [
+    "RETRY_STATUSES",
+    "full_jitter",
+    "parse_retry_after",
+    "response_of",
+    "retry_after_of",
+    "status_of",
+]
+
+# 502/504 are a gateway's word that the upstream failed or timed out; 429 and
+# 503 say "later", usually with a Retry-After.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def full_jitter(retry: int, base: float, cap: float, random: Callable[[], float]) -> float:
+    """Sleep before retry number ``retry`` (0 for the first): ``random() * min(cap, base*2**n)``.
+
+    >>> full_jitter(3, 0.1, 2.0, lambda: 0.5)
+    0.4
+    """
+    # Cap the exponent first: 2**retry overflows a float long before anyone
+    # configures a thousand attempts, but a bug elsewhere should not crash here.
+    ceiling = cap if retry >= 63 else min(cap, base * (1 << retry))
+    return random() * ceiling
+
+
+def parse_retry_after(value: str, *, wall: Clock = time.time) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date.
+
+    A date in the past means "now" (0.0); anything unparseable is ``None``.
+
+    >>> parse_retry_after("120"), parse_retry_after("soon")
+    (120.0, None)
+    """
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        seconds = float(text)  # not in the RFC, but some servers send "1.5"
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive one is taken as such
+        return None
+    return max(0.0, when.timestamp() - wall())
+
+
+def response_of(outcome: object) -> Any | None:
+    """The HTTP response in a result or an exception, recognised by its attributes."""
+    if hasattr(outcome, "status_code") and hasattr(outcome, "headers"):
+        return outcome
+    if isinstance(outcome, BaseException):
+        response = getattr(outcome, "response", None)
+        if hasattr(response, "status_code") and hasattr(response, "headers"):
+            return response
+    return None
+
+
+def status_of(outcome: object) -> int | None:
+    response = response_of(outcome)
+    if response is None:
+        return None
+    status = response.status_code
+    return status if isinstance(status, int) else None
+
+
+def retry_after_of(outcome: object, *, wall: Clock = time.time) -> float | None:
+    """The ``Retry-After`` of a 429/503 answer in ``outcome``, in seconds, else ``None``."""
+    response = response_of(outcome)
+    if response is None or response.status_code not in _RETRY_AFTER_STATUSES:
+        return None
+    # httpx.Headers and requests' CaseInsensitiveDict both look names up
+    # case-insensitively through .get().
+    get = getattr(response.headers, "get", None)
+    value = get("Retry-After") if callable(get) else None
+    return parse_retry_after(value, wall=wall) if isinstance(value, str) else None

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from resilience_django.clock import ManualClock
+from resilience_django.retrying.budget import RetryBudget, budget_for
+
+
+def test_retries_are_capped_at_the_ratio_of_calls() -> None:
+    budget = RetryBudget(0.2, min_per_second=0, ttl=10, clock=ManualClock())
+    for _ in range(100):
+        budget.deposit()
+    granted = sum(budget.try_withdraw() for _ in range(50))
+    assert granted == 20
+
+
+def test_the_floor_allows_a_few_retries_with_no_traffic() -> None:
+    budget = RetryBudget(0.2, min_per_second=1, ttl=10, clock=ManualClock())
+    assert sum(budget.try_withdraw() for _ in range(50)) == 10
+
+
+def test_deposits_expire_after_the_ttl() -> None:
+    clock = ManualClock()
+    budget = RetryBudget(0.5, min_per_second=0, ttl=10, clock=clock)
+    for _ in range(10):
+        budget.deposit()
+    assert budget.balance() == pytest.approx(5)
+    clock.advance(11)
+    assert budget.balance() == pytest.approx(0)
+    assert not budget.try_withdraw()
+
+
+def test_withdrawals_expire_too_so_the_budget_refills() -> None:
+    clock = ManualClock()
+    budget = RetryBudget(0.0, min_per_second=1, ttl=10, clock=clock)
+    assert sum(budget.try_withdraw() for _ in range(20)) == 10
+    clock.advance(10.5)
+    assert budget.try_withdraw()
+
+
+def test_concurrent_withdrawals_never_overdraw() -> None:
+    budget = RetryBudget(0.1, min_per_second=0, ttl=10, clock=ManualClock())
+    for _ in range(1000):
+        budget.deposit()
+    granted: list[bool] = []
+
+    def worker() -> None:
+        for _ in range(100):
+            granted.append(budget.try_withdraw())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == 100
+
+
+def test_one_budget_per_target() -> None:
+    assert budget_for("test-budget-a") is budget_for("test-budget-a")
+    assert budget_for("test-budget-a") is not budget_for("test-budget-b")
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        RetryBudget(-0.1)
+    with pytest.raises(ValueError):
+        RetryBudget(0.2, ttl=0)

@@ -33,61 +33,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
+from ._fast import make_decision, make_outcome
 from .algorithms import Kernel, State, kernel_for
-from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome
+from .decision import ALLOW_ALL, Decision, LimitCheck, Policy
 
 __all__ = ["LocalLimiter"]
 
-_RULE_OUTCOME_FIELDS = ("check", "allowed", "remaining", "reset_after", "retry_after")
-_DECISION_FIELDS = ("allowed", "outcomes", "backend")
-
-
-def _fast_constructor(cls: type[Any], names: tuple[str, ...]) -> Callable[..., Any] | None:
-    """A constructor that fills a frozen slotted dataclass through its slot descriptors.
-
-    The generated ``__init__`` of a frozen dataclass goes through
-    ``object.__setattr__`` per field, which costs about 1 µs for five fields;
-    setting the slots directly is three times faster and gives the very same
-    object.  When the class's fields change, the regular constructor is used.
-    """
-    if tuple(f.name for f in fields(cls)) != names:
-        return None
-    new = object.__new__
-    setters = [cls.__dict__[name].__set__ for name in names]
-    if len(names) == 5:
-        s0, s1, s2, s3, s4 = setters
-
-        def make5(a: Any, b: Any, c: Any, d: Any, e: Any) -> Any:
-            obj = new(cls)
-            s0(obj, a)
-            s1(obj, b)
-            s2(obj, c)
-            s3(obj, d)
-            s4(obj, e)
-            return obj
-
-        return make5
-    s0, s1, s2 = setters
-
-    def make3(a: Any, b: Any, c: Any) -> Any:
-        obj = new(cls)
-        s0(obj, a)
-        s1(obj, b)
-        s2(obj, c)
-        return obj
-
-    return make3
-
-
-_outcome: Callable[[LimitCheck, bool, int, float, float], RuleOutcome] = (
-    _fast_constructor(RuleOutcome, _RULE_OUTCOME_FIELDS) or RuleOutcome
-)
-_decision: Callable[[bool, tuple[RuleOutcome, ...], str], Decision] = (
-    _fast_constructor(Decision, _DECISION_FIELDS) or Decision
-)
+_outcome = make_outcome
+_decision = make_decision
 
 
 class _Compiled:

@@ -1,0 +1,264 @@
+"""One limiting engine for every adapter: middleware, ASGI fast path, view decorator.
+
+Given a request's method, path, optional URL name and a key source (a Django
+request, or an ASGI scope for the fast path), the engine finds the rules that
+match, computes each rule's key, asks the limiter once for all ``enforce``
+rules and returns a ``LimitResult``.  ``shadow`` rules are decided in a
+separate call, so they are counted and reported (metrics, headers) but never
+block, and a shadow rule's rejection never rolls back an enforced rule;
+``off`` rules are dropped when the engine is built.  A rule whose key is
+missing for this request (an anonymous user under ``key="user"``, an absent
+header) does not apply to it.
+
+With a ``local`` limiter, rules with ``scope="local"`` are decided there and
+``scope="distributed"`` ones by ``limiter``: local first, and only if local
+admits, the distributed store (one round trip).  A request rejected by the
+distributed store has then consumed its local rules: the two stores cannot
+share one all-or-nothing step.
+
+The ASGI fast path calls ``decide_scope``: it decides the request when every
+rule that could match it has a key available from the scope (``ip``,
+``header:``) and no ``view=`` condition, and returns ``None`` otherwise, so
+the middleware decides the whole request: each request is decided once and
+all-or-nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .. import metrics
+from ._fast import make_check, make_decision
+from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
+from .headers import build_headers
+from .keys import KeyFunc, TrustedProxies, compile_key
+from .rules import LimitRule
+
+__all__ = ["NO_LIMITS", "LimitEngine", "LimitResult"]
+
+
+class LimitResult:
+    """What the engine decided for one request.
+
+    ``allowed`` is False only when an enforced rule rejected.  ``rejected``
+    and ``shadow_rejected`` name the rules; ``headers`` (built on first use)
+    are the ``RateLimit-Policy`` and ``RateLimit`` pairs for the response.
+    """
+
+    __slots__ = ("_headers", "allowed", "decision", "rejected", "shadow", "shadow_rejected")
+
+    def __init__(
+        self,
+        decision: Decision,
+        shadow: Decision | None = None,
+    ) -> None:
+        self.decision = decision
+        self.allowed = decision.allowed
+        self.shadow = shadow
+        self.rejected: tuple[str, ...] = (
+            () if decision.allowed else tuple(o.check.policy.name for o in decision.rejected_by)
+        )
+        self.shadow_rejected: tuple[str, ...] = (
+            ()
+            if shadow is None or shadow.allowed
+            else tuple(o.check.policy.name for o in shadow.rejected_by)
+        )
+        self._headers: list[tuple[str, str]] | None = None
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until a rejected request could pass (0 when allowed)."""
+        return self.decision.retry_after
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            outcomes = self.decision.outcomes
+            if self.shadow is not None:
+                outcomes = outcomes + self.shadow.outcomes
+            self._headers = build_headers(outcomes)
+        return self._headers
+
+    def __repr__(self) -> str:
+        return f"<LimitResult allowed={self.allowed} rejected={self.rejected}>"
+
+
+NO_LIMITS = LimitResult(ALLOW_ALL)
+
+
+class _Rule:
+    __slots__ = ("distributed", "key", "matcher", "policy", "shadow", "view_free")
+
+    def __init__(self, rule: LimitRule, key: KeyFunc, *, split_scope: bool) -> None:
+        self.matcher = rule.matcher
+        self.policy: Policy = rule.policy
+        self.key = key
+        self.shadow = rule.mode == "shadow"
+        self.distributed = split_scope and rule.scope == "distributed"
+        self.view_free = rule.matcher.view is None
+
+
+class LimitEngine:
+    """Decide the rate limits of requests; see the module docstring."""
+
+    __slots__ = (
+        "_limiter",
+        "_local",
+        "_rules",
+        "needs_request",
+        "needs_view_name",
+        "rules",
+        "scope_capable",
+    )
+
+    def __init__(
+        self,
+        rules: Sequence[LimitRule],
+        limiter: Limiter,
+        *,
+        local: Limiter | None = None,
+        trusted_proxies: TrustedProxies | None = None,
+        key_funcs: Mapping[str, KeyFunc] | None = None,
+    ) -> None:
+        """``key_funcs`` may supply compiled keys by spec (tests, custom adapters)."""
+        self.rules = tuple(r for r in rules if r.mode != "off")
+        self._limiter = limiter
+        self._local = local
+        compiled: dict[str, KeyFunc] = dict(key_funcs or {})
+        for rule in self.rules:
+            if rule.key not in compiled:
+                compiled[rule.key] = compile_key(rule.key, trusted_proxies)
+        self._rules = tuple(
+            _Rule(r, compiled[r.key], split_scope=local is not None) for r in self.rules
+        )
+        self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
+        self.needs_request = any(r.key.needs_request for r in self._rules)
+        self.scope_capable = any(r.key.from_scope is not None and r.view_free for r in self._rules)
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    # -- sync -------------------------------------------------------------
+
+    def decide(
+        self, method: str, path: str, request: Any, view_name: str | None = None
+    ) -> LimitResult:
+        """Decide a Django request (sync code: a WSGI worker or a thread)."""
+        enforce: list[tuple[_Rule, LimitCheck]] = []
+        shadow: list[tuple[_Rule, LimitCheck]] = []
+        for rule in self._rules:
+            if not rule.matcher.matches(method, path, view_name):
+                continue
+            key = rule.key.get(request)
+            if key is None:
+                continue
+            check = make_check(rule.policy, key, 1)
+            (shadow if rule.shadow else enforce).append((rule, check))
+        if not enforce and not shadow:
+            return NO_LIMITS
+        decision = self._decide_pairs(enforce, stop=True) if enforce else ALLOW_ALL
+        shadow_decision = self._decide_pairs(shadow, stop=False) if shadow else None
+        return self._result(decision, shadow_decision)
+
+    def _decide_pairs(self, pairs: list[tuple[_Rule, LimitCheck]], *, stop: bool) -> Decision:
+        if self._local is None:
+            return self._limiter.decide(tuple(c for _, c in pairs))
+        local = tuple(c for r, c in pairs if not r.distributed)
+        shared = tuple(c for r, c in pairs if r.distributed)
+        first = self._local.decide(local) if local else ALLOW_ALL
+        if not shared or (stop and not first.allowed):
+            return first
+        return _merge(first, self._limiter.decide(shared))
+
+    # -- async ------------------------------------------------------------
+
+    async def adecide(
+        self, method: str, path: str, request: Any, view_name: str | None = None
+    ) -> LimitResult:
+        """Decide a Django request on the event loop."""
+        enforce: list[tuple[_Rule, LimitCheck]] = []
+        shadow: list[tuple[_Rule, LimitCheck]] = []
+        for rule in self._rules:
+            if not rule.matcher.matches(method, path, view_name):
+                continue
+            keyf = rule.key
+            key = keyf.get(request) if keyf.loop_safe else await keyf.aget(request)
+            if key is None:
+                continue
+            check = make_check(rule.policy, key, 1)
+            (shadow if rule.shadow else enforce).append((rule, check))
+        return await self._adecide_checks(enforce, shadow)
+
+    async def _adecide_checks(
+        self, enforce: list[tuple[_Rule, LimitCheck]], shadow: list[tuple[_Rule, LimitCheck]]
+    ) -> LimitResult:
+        if not enforce and not shadow:
+            return NO_LIMITS
+        decision = await self._adecide_pairs(enforce, stop=True) if enforce else ALLOW_ALL
+        shadow_decision = await self._adecide_pairs(shadow, stop=False) if shadow else None
+        return self._result(decision, shadow_decision)
+
+    async def _adecide_pairs(
+        self, pairs: list[tuple[_Rule, LimitCheck]], *, stop: bool
+    ) -> Decision:
+        if self._local is None:
+            return await self._limiter.adecide(tuple(c for _, c in pairs))
+        local = tuple(c for r, c in pairs if not r.distributed)
+        shared = tuple(c for r, c in pairs if r.distributed)
+        first = await self._local.adecide(local) if local else ALLOW_ALL
+        if not shared or (stop and not first.allowed):
+            return first
+        return _merge(first, await self._limiter.adecide(shared))
+
+    # -- ASGI fast path -----------------------------------------------------
+
+    async def decide_scope(self, scope: Mapping[str, Any]) -> LimitResult | None:
+        """Decide from a raw ASGI scope, or ``None`` if the middleware must decide.
+
+        ``None`` when some rule that could match needs the Django request (its
+        key, or a ``view=`` condition); then nothing was consumed here.
+        """
+        method = scope.get("method", "GET")
+        path = scope.get("path", "/")
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            # Django matches on path_info, which excludes the mount point.
+            path = path[len(root) :] or "/"
+        enforce: list[tuple[_Rule, LimitCheck]] = []
+        shadow: list[tuple[_Rule, LimitCheck]] = []
+        for rule in self._rules:
+            matcher = rule.matcher
+            # Passing the rule's own view name asks "would it match if the URL
+            # resolved to that view": if so, only the middleware can tell.
+            if not matcher.matches(method, path, matcher.view):
+                continue
+            from_scope = rule.key.from_scope
+            if from_scope is None or not rule.view_free:
+                return None
+            key = from_scope(scope)
+            if key is None:
+                continue
+            check = make_check(rule.policy, key, 1)
+            (shadow if rule.shadow else enforce).append((rule, check))
+        return await self._adecide_checks(enforce, shadow)
+
+    # -- shared -------------------------------------------------------------
+
+    @staticmethod
+    def _result(decision: Decision, shadow: Decision | None) -> LimitResult:
+        result = LimitResult(decision, shadow)
+        # Reporting happens here, once per request, whichever adapter decided.
+        for name in result.rejected:
+            metrics.request_rejected(name, "rate_limited")
+        for name in result.shadow_rejected:
+            metrics.request_rejected(name, "shadow")
+        return result
+
+
+def _merge(first: Decision, second: Decision) -> Decision:
+    if not first.outcomes:
+        return second
+    return make_decision(
+        first.allowed and second.allowed, first.outcomes + second.outcomes, second.backend
+    )

@@ -1,0 +1,285 @@
+"""Key functions: which client a request counts against.
+
+Specs, as written in a rule's ``key``:
+
+``ip``
+    ``REMOTE_ADDR``, unless ``TRUSTED_PROXIES`` says how to read
+    ``X-Forwarded-For`` (see ``TrustedProxies``).  A client that is not behind
+    a trusted proxy cannot change its key by sending that header.
+``user``
+    The authenticated user's primary key.  An anonymous user (or a request
+    without ``AuthenticationMiddleware``) has **no key, and the rule does not
+    apply to the request**: pair a ``user`` rule with an ``ip`` rule, or use
+    ``user_or_ip``.
+``user_or_ip``
+    ``"user:<pk>"`` when authenticated, else ``"ip:<address>"``.
+``header:<Name>``
+    The value of that request header; absent or empty, the rule does not apply.
+``param:<name>``
+    The value of that query-string parameter; absent or empty, the same.
+a dotted path
+    A callable taking the request and returning a string (or ``None``: the
+    rule does not apply), sync or ``async def``.  It is adapted once when the
+    rule is compiled: an async callable is called from sync code through
+    ``async_to_sync``, a sync one from async code through ``sync_to_async``.
+
+Values longer than 64 characters are replaced by a 32-character BLAKE2
+digest, so a client sending huge headers cannot make each stored key huge.
+
+``ip`` and ``header:`` also work on a raw ASGI scope (``from_scope``) for the
+ASGI fast path, before Django builds a request; ``needs_request`` says when a
+key cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from hashlib import blake2b
+from typing import Any
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+
+from ..exceptions import ConfigError
+from .proxies import TrustedProxies, parse_trusted_proxies
+
+__all__ = [
+    "KeyFunc",
+    "TrustedProxies",
+    "check_key_spec",
+    "compile_key",
+    "parse_trusted_proxies",
+]
+
+Request = Any  # django.http.HttpRequest; kept loose so tests can pass stand-ins
+Scope = Mapping[str, Any]
+
+_MAX_KEY = 64
+_BUILTIN = frozenset({"ip", "user", "user_or_ip"})
+
+
+def _bounded(value: str) -> str:
+    if len(value) <= _MAX_KEY:
+        return value
+    return "#" + blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class KeyFunc:
+    """A compiled key spec.
+
+    ``get(request)`` for sync code and ``aget(request)`` for async code;
+    ``loop_safe`` means ``get`` never blocks, so async callers may call it
+    directly and skip a coroutine.  ``from_scope(scope)`` is ``None`` when the
+    key needs a Django request (``needs_request``).
+    """
+
+    __slots__ = ("aget", "from_scope", "get", "loop_safe", "spec")
+
+    def __init__(
+        self,
+        spec: str,
+        get: Callable[[Request], str | None],
+        aget: Callable[[Request], Awaitable[str | None]],
+        *,
+        loop_safe: bool,
+        from_scope: Callable[[Scope], str | None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.get = get
+        self.aget = aget
+        self.loop_safe = loop_safe
+        self.from_scope = from_scope
+
+    @property
+    def needs_request(self) -> bool:
+        return self.from_scope is None
+
+
+def _scope_header(scope: Scope, name: bytes) -> str | None:
+    values = [v for k, v in scope.get("headers", ()) if k.lower() == name]
+    if not values:
+        return None
+    return ",".join(v.decode("latin-1") for v in values)
+
+
+def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
+    if trusted is None:
+
+        def get(request: Request) -> str | None:
+            return request.META.get("REMOTE_ADDR") or None
+
+        def from_scope(scope: Scope) -> str | None:
+            client = scope.get("client")
+            return client[0] if client else None
+
+    else:
+        client_ip = trusted.client_ip
+
+        def get(request: Request) -> str | None:
+            meta = request.META
+            return client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
+
+        def from_scope(scope: Scope) -> str | None:
+            client = scope.get("client")
+            return client_ip(
+                client[0] if client else None, _scope_header(scope, b"x-forwarded-for")
+            )
+
+    return KeyFunc("ip", get, _awaitable(get), loop_safe=True, from_scope=from_scope)
+
+
+def _awaitable(get: Callable[[Request], str | None]) -> Callable[[Request], Awaitable[str | None]]:
+    async def aget(request: Request) -> str | None:
+        return get(request)
+
+    return aget
+
+
+def _user_pk(user: Any) -> str | None:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return str(user.pk)
+
+
+def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
+    ip_get = ip.get
+    spec = "user_or_ip" if with_ip else "user"
+
+    def get(request: Request) -> str | None:
+        pk = _user_pk(getattr(request, "user", None))
+        if not with_ip:
+            return pk
+        if pk is not None:
+            return "user:" + pk
+        address = ip_get(request)
+        return None if address is None else "ip:" + address
+
+    async def aget(request: Request) -> str | None:
+        # request.user is a lazy object whose first use queries the database,
+        # which Django refuses on the event loop; auser() is its async twin.
+        auser = getattr(request, "auser", None)
+        pk = _user_pk(await auser()) if auser is not None else None
+        if not with_ip:
+            return pk
+        if pk is not None:
+            return "user:" + pk
+        address = ip_get(request)
+        return None if address is None else "ip:" + address
+
+    return KeyFunc(spec, get, aget, loop_safe=False)
+
+
+def _header_key(spec: str, name: str) -> KeyFunc:
+    upper = name.upper().replace("-", "_")
+    meta_key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+    raw_name = name.lower().encode("latin-1")
+
+    def get(request: Request) -> str | None:
+        value = request.META.get(meta_key)
+        return _bounded(value) if value else None
+
+    def from_scope(scope: Scope) -> str | None:
+        value = _scope_header(scope, raw_name)
+        return _bounded(value) if value else None
+
+    return KeyFunc(spec, get, _awaitable(get), loop_safe=True, from_scope=from_scope)
+
+
+def _param_key(spec: str, name: str) -> KeyFunc:
+    def get(request: Request) -> str | None:
+        value = request.GET.get(name)
+        return _bounded(value) if value else None
+
+    return KeyFunc(spec, get, _awaitable(get), loop_safe=True)
+
+
+def _callable_key(spec: str, func: Callable[[Request], Any]) -> KeyFunc:
+    def _clean(value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        return _bounded(value if isinstance(value, str) else str(value))
+
+    if iscoroutinefunction(func):
+        sync_func = async_to_sync(func)
+
+        def get(request: Request) -> str | None:
+            return _clean(sync_func(request))
+
+        async def aget(request: Request) -> str | None:
+            return _clean(await func(request))
+
+    else:
+        async_func = sync_to_async(func)
+
+        def get(request: Request) -> str | None:
+            return _clean(func(request))
+
+        async def aget(request: Request) -> str | None:
+            return _clean(await async_func(request))
+
+    return KeyFunc(spec, get, aget, loop_safe=False)
+
+
+def _import_callable(spec: str, where: str) -> Callable[[Request], Any]:
+    from django.utils.module_loading import import_string
+
+    try:
+        func = import_string(spec)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{where}: key {spec!r} is not a key function and cannot be imported ({exc})",
+            check_id="resilience.E022",
+            hint="Use ip, user, user_or_ip, header:<Name>, param:<name> or a dotted path to "
+            "a callable(request).",
+        ) from exc
+    if not callable(func):
+        raise ConfigError(
+            f"{where}: key {spec!r} is not callable",
+            check_id="resilience.E022",
+            hint="The dotted path must name a function taking the request.",
+        )
+    return func  # type: ignore[no-any-return]
+
+
+def check_key_spec(spec: Any, *, where: str) -> None:
+    """Raise ``ConfigError`` (``resilience.E022``) unless ``spec`` is a usable key."""
+    hint = "Use ip, user, user_or_ip, header:<Name>, param:<name> or a dotted path."
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(
+            f"{where}: key {spec!r} must be a string", check_id="resilience.E022", hint=hint
+        )
+    if spec in _BUILTIN:
+        return
+    kind, sep, arg = spec.partition(":")
+    if sep and kind in ("header", "param"):
+        if not arg.strip() or (kind == "header" and not arg.isascii()):
+            raise ConfigError(
+                f"{where}: key {spec!r} needs a name after '{kind}:'",
+                check_id="resilience.E022",
+                hint=f"Example: '{kind}:X-Api-Key'."
+                if kind == "header"
+                else "Example: 'param:token'.",
+            )
+        return
+    if "." not in spec or sep:
+        raise ConfigError(
+            f"{where}: key {spec!r} is not a known key function",
+            check_id="resilience.E022",
+            hint=hint,
+        )
+    _import_callable(spec, where)
+
+
+def compile_key(spec: str, trusted: TrustedProxies | None = None) -> KeyFunc:
+    """Turn a key spec into a ``KeyFunc``; call once at start-up, never per request."""
+    check_key_spec(spec, where="key")
+    ip = _ip_key(trusted)
+    if spec == "ip":
+        return ip
+    if spec in ("user", "user_or_ip"):
+        return _user_keys(ip, with_ip=spec == "user_or_ip")
+    kind, _, arg = spec.partition(":")
+    if kind == "header":
+        return _header_key(spec, arg.strip())
+    if kind == "param":
+        return _param_key(spec, arg.strip())
+    return _callable_key(spec, _import_callable(spec, "key"))

@@ -1,0 +1,143 @@
+"""``@limit`` on sync and async views, through Django's test clients."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import override_settings
+
+from resilience_django.exceptions import ConfigError
+from resilience_django.limiting.decorator import limit, process_limiter
+
+pytestmark = pytest.mark.urls("tests.limiting.urls")
+
+# Only our decorator in the way: the project's middleware is tested elsewhere.
+SETTINGS = {"MIDDLEWARE": [], "ROOT_URLCONF": "tests.limiting.urls"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limiter():
+    process_limiter().clear()
+
+
+def assert_ratelimit(value, rule, remaining):
+    # The reset is when the oldest bucket (a tenth of the minute) leaves.
+    match = re.fullmatch(rf'"{rule}";r={remaining};t=(\d+)', value)
+    assert match is not None, value
+    assert 54 <= int(match.group(1)) <= 60
+
+
+def assert_rejected(response, rule, json_body):
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert f'"{rule}";q=' in response["RateLimit-Policy"]
+    assert response["RateLimit"].startswith(f'"{rule}";r=0;t=')
+    if json_body:
+        body = response.json()
+        assert body["error"] == "rate_limited"
+        assert body["retry_after"] == int(response["Retry-After"])
+    else:
+        assert response["Content-Type"].startswith("text/plain")
+
+
+@override_settings(**SETTINGS)
+def test_sync_view_admits_the_rate_then_answers_429(client):
+    ok = [client.get("/sync-ip/") for _ in range(2)]
+    assert [r.status_code for r in ok] == [200, 200]
+    assert_ratelimit(ok[0]["RateLimit"], "sync-ip", 1)
+    assert ok[0]["RateLimit-Policy"] == '"sync-ip";q=2;w=60'
+    assert_rejected(client.get("/sync-ip/"), "sync-ip", json_body=False)
+    assert_rejected(
+        client.get("/sync-ip/", HTTP_ACCEPT="application/json"), "sync-ip", json_body=True
+    )
+
+
+@override_settings(**SETTINGS)
+async def test_async_view_admits_the_rate_then_answers_429(async_client):
+    ok = [await async_client.get("/async-ip/") for _ in range(2)]
+    assert [r.status_code for r in ok] == [200, 200]
+    assert_ratelimit(ok[1]["RateLimit"], "async-ip", 0)
+    response = await async_client.get("/async-ip/", headers={"Accept": "application/json"})
+    assert_rejected(response, "async-ip", json_body=True)
+
+
+@override_settings(**SETTINGS)
+def test_each_client_ip_has_its_own_budget(client):
+    for _ in range(2):
+        assert client.get("/sync-ip/", REMOTE_ADDR="198.51.100.1").status_code == 200
+    assert client.get("/sync-ip/", REMOTE_ADDR="198.51.100.1").status_code == 429
+    assert client.get("/sync-ip/", REMOTE_ADDR="198.51.100.2").status_code == 200
+
+
+@override_settings(**SETTINGS)
+def test_methods_and_header_key_restrict_where_the_limit_applies(client):
+    assert client.post("/per-key/", HTTP_X_API_KEY="k1").status_code == 200
+    assert client.post("/per-key/", HTTP_X_API_KEY="k1").status_code == 429
+    assert client.post("/per-key/", HTTP_X_API_KEY="k2").status_code == 200
+    # Other methods, and requests without the header, are not limited.
+    assert all(client.get("/per-key/", HTTP_X_API_KEY="k1").status_code == 200 for _ in range(3))
+    assert all(client.post("/per-key/").status_code == 200 for _ in range(3))
+
+
+@override_settings(**SETTINGS)
+async def test_shadow_mode_lets_everything_through_with_headers(async_client):
+    responses = [await async_client.get("/shadowed/") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert responses[-1]["RateLimit"].startswith('"shadowed";r=0;')
+
+
+@override_settings(**SETTINGS, RESILIENCE={"RATELIMIT_HEADERS": False})
+def test_headers_on_admitted_responses_can_be_turned_off(client):
+    response = client.get("/sync-ip/")
+    assert response.status_code == 200 and "RateLimit" not in response
+    client.get("/sync-ip/")
+    assert "RateLimit" in client.get("/sync-ip/")  # a 429 always says why
+
+
+@override_settings(**SETTINGS, RESILIENCE={"TRUSTED_PROXIES": 1})
+def test_trusted_proxies_setting_is_honoured(client):
+    for _ in range(2):
+        client.get("/sync-ip/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.1")
+    assert (
+        client.get("/sync-ip/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.1")
+    ).status_code == 429
+    assert (
+        client.get("/sync-ip/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.2")
+    ).status_code == 200
+
+
+@override_settings(
+    **SETTINGS,
+    RESILIENCE={"RESPONSE_HANDLERS": {"rate_limited": "tests.limiting.test_decorator.teapot"}},
+)
+def test_the_429_is_replaceable_through_the_handler_setting(client):
+    client.get("/sync-ip/")
+    client.get("/sync-ip/")
+    response = client.get("/sync-ip/")
+    assert response.status_code == 418
+    assert response["X-Rules"] == "sync-ip"
+
+
+def teapot(request, *, rules, retry_after, headers):
+    from django.http import HttpResponse
+
+    response = HttpResponse(status=418)
+    response["X-Rules"] = ",".join(rules)
+    return response
+
+
+@override_settings(**SETTINGS)
+async def test_default_name_is_the_views_dotted_path(async_client):
+    response = await async_client.get("/default-name/")
+    assert response["RateLimit-Policy"].startswith('"tests.limiting.views.default_name";q=1;')
+    assert (await async_client.get("/default-name/")).status_code == 429
+
+
+def test_bad_decorator_arguments_raise_at_decoration():
+    with pytest.raises(ConfigError) as info:
+        limit("10/x")(lambda request: None)
+    assert info.value.check_id == "resilience.E020"
+    assert "@limit on" in str(info.value)
+    with pytest.raises(ConfigError):
+        limit("1/s", key="nope")(lambda request: None)

@@ -1,150 +1,290 @@
-"""Prometheus metrics, optional and lazy.
+"""Prometheus metrics, optional and lazy, with OpenTelemetry linkage.
 
 Every capability reports through the small functions below.  prometheus-client
 is imported on first use and the collectors are registered once in its default
-registry; without prometheus-client installed every function is a no-op.
+registry, so any ``/metrics`` endpoint (ours, django-prometheus's) shows them;
+without prometheus-client installed the counters are no-ops.  Registering
+again (a reloaded module, a second import path) reuses the collectors already
+in the registry instead of raising "Duplicated timeseries".
+
+When an OpenTelemetry span is recording, rejections, deadline expiries, breaker
+short-circuits and fallback transitions also add a span event, and counters get
+a ``trace_id`` exemplar (not in multiprocess mode: prometheus-client keeps no
+exemplars there).  Names, labels and multiprocess modes: ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from typing import Any
 
+from .observability import otel
+
 __all__ = [
+    "BREAKER_STATE_VALUES",
     "bad_header",
     "breaker_call",
+    "breaker_short_circuit",
     "breaker_state",
     "breaker_transition",
     "deadline_exceeded",
+    "enabled",
     "inflight",
     "limiter_backend_seconds",
     "limiter_fallback_active",
+    "multiprocess_mode",
     "request_rejected",
 ]
 
-_lock = threading.Lock()
-_collectors: dict[str, Any] | None = None
+logger = logging.getLogger("resilience_django.metrics")
 
 BREAKER_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
+BACKEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# key -> (type, name, documentation, labels, extra kwargs).  Gauge modes only
+# matter with PROMETHEUS_MULTIPROC_DIR; "live*" modes drop a dead worker's
+# value once it is marked dead, so a crashed worker cannot keep a panel red.
+_SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
+    "rejected": (
+        "Counter",
+        "resilience_requests_rejected",
+        "Requests answered without running the view (or that would have been, in shadow mode), "
+        "by rule and reason.",
+        ("rule", "reason"),
+        {},
+    ),
+    "deadline": (
+        "Counter",
+        "resilience_deadline_exceeded",
+        "Requests answered 504 because their deadline ran out, by route.",
+        ("route",),
+        {},
+    ),
+    "bad_header": (
+        "Counter",
+        "resilience_bad_headers",
+        "Incoming deadline headers that could not be parsed and were ignored, by header.",
+        ("header",),
+        {},
+    ),
+    "breaker_state": (
+        "Gauge",
+        "resilience_breaker_state",
+        "Breaker state: 0 closed, 1 open, 2 half-open (max over live processes).",
+        ("breaker",),
+        {"multiprocess_mode": "livemax"},
+    ),
+    "breaker_transitions": (
+        "Counter",
+        "resilience_breaker_transitions",
+        "Breaker state changes.",
+        ("breaker", "from_state", "to_state"),
+        {},
+    ),
+    "breaker_calls": (
+        "Counter",
+        "resilience_breaker_calls",
+        "Calls through breakers by outcome (success, failure, rejected, ignored).",
+        ("breaker", "outcome"),
+        {},
+    ),
+    "backend_seconds": (
+        "Histogram",
+        "resilience_limiter_backend_seconds",
+        "Time spent asking the distributed limiter backend (Redis) for a decision.",
+        (),
+        {"buckets": BACKEND_BUCKETS},
+    ),
+    "fallback": (
+        "Gauge",
+        "resilience_limiter_fallback_active",
+        "1 while distributed limits are decided locally because Redis is unhealthy "
+        "(max over live processes).",
+        (),
+        {"multiprocess_mode": "livemax"},
+    ),
+    "inflight": (
+        "Gauge",
+        "resilience_inflight_requests",
+        "Requests in flight under a shedding rule (sum over live processes).",
+        ("route",),
+        {"multiprocess_mode": "livesum"},
+    ),
+}
+
+_lock = threading.Lock()
+_collectors: dict[str, Any] | None = None
+# Labelled children cached per label tuple: prometheus-client's labels() takes
+# a lock and builds tuples, which the hot path need not pay twice.
+_children: dict[str, dict[tuple[str, ...], Any]] = {key: {} for key in _SPECS}
+_exemplars = False
+
+
+def multiprocess_mode() -> bool:
+    """True when prometheus-client writes to ``PROMETHEUS_MULTIPROC_DIR``."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def _register(prom: Any, key: str) -> Any | None:
+    kind, name, doc, labels, extra = _SPECS[key]
+    cls = getattr(prom, kind)
+    try:
+        return cls(name, doc, labels, **extra)
+    except ValueError:
+        # Already registered: a reloaded module, or this module imported under
+        # a second name.  Reuse the collector if it is really ours.
+        existing = prom.REGISTRY._names_to_collectors.get(name)
+        if isinstance(existing, cls) and tuple(existing._labelnames) == labels:
+            return existing
+        logger.warning(
+            "metric %s is registered by someone else with another shape; not reporting it",
+            name,
+            extra={"metric": name},
+        )
+        return None
 
 
 def _build() -> dict[str, Any]:
-    global _collectors
+    global _collectors, _exemplars
     with _lock:
         if _collectors is not None:
             return _collectors
         try:
             import prometheus_client as prom
-        except ImportError:  # pragma: no cover - exercised only without the dependency
+        except ImportError:
             _collectors = {}
             return _collectors
-        _collectors = {
-            "rejected": prom.Counter(
-                "resilience_requests_rejected",
-                "Requests answered without running the view, by rule and reason.",
-                ["rule", "reason"],
-            ),
-            "deadline": prom.Counter(
-                "resilience_deadline_exceeded",
-                "Requests whose deadline ran out, by route.",
-                ["route"],
-            ),
-            "bad_header": prom.Counter(
-                "resilience_bad_headers",
-                "Incoming deadline headers that could not be parsed and were ignored.",
-                ["header"],
-            ),
-            "breaker_state": prom.Gauge(
-                "resilience_breaker_state",
-                "Breaker state: 0 closed, 1 open, 2 half-open.",
-                ["breaker"],
-                multiprocess_mode="max",
-            ),
-            "breaker_transitions": prom.Counter(
-                "resilience_breaker_transitions",
-                "Breaker state changes.",
-                ["breaker", "from_state", "to_state"],
-            ),
-            "breaker_calls": prom.Counter(
-                "resilience_breaker_calls",
-                "Calls through breakers by outcome (success, failure, rejected, ignored).",
-                ["breaker", "outcome"],
-            ),
-            "backend_seconds": prom.Histogram(
-                "resilience_limiter_backend_seconds",
-                "Time spent asking the distributed limiter backend for a decision.",
-                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            ),
-            "fallback": prom.Gauge(
-                "resilience_limiter_fallback_active",
-                "1 while distributed limits are decided locally because Redis is unhealthy.",
-                multiprocess_mode="max",
-            ),
-            "inflight": prom.Gauge(
-                "resilience_inflight_requests",
-                "Requests in flight under a shedding rule.",
-                ["route"],
-                multiprocess_mode="livesum",
-            ),
-        }
+        built = {key: _register(prom, key) for key in _SPECS}
+        _exemplars = not multiprocess_mode()
+        _collectors = {key: c for key, c in built.items() if c is not None}
         return _collectors
 
 
 def _get(name: str) -> Any:
+    """The collector for ``name`` (a key of ``_SPECS``), or None without prometheus-client."""
     collectors = _collectors if _collectors is not None else _build()
     return collectors.get(name)
 
 
+def enabled() -> bool:
+    """True when prometheus-client is installed and the collectors are registered."""
+    return bool(_collectors if _collectors is not None else _build())
+
+
+def _child(key: str, labels: tuple[str, ...]) -> Any | None:
+    cache = _children[key]
+    child = cache.get(labels)
+    if child is None:
+        collector = _get(key)
+        if collector is None:
+            return None
+        child = cache[labels] = collector.labels(*labels) if labels else collector
+    return child
+
+
+def _count(key: str, labels: tuple[str, ...], span: Any | None) -> None:
+    child = _child(key, labels)
+    if child is None:
+        return
+    if span is not None and _exemplars:
+        child.inc(1, otel.trace_exemplar(span))
+    else:
+        child.inc()
+
+
 def request_rejected(rule: str, reason: str) -> None:
-    c = _get("rejected")
-    if c is not None:
-        c.labels(rule, reason).inc()
+    """A request was (or in shadow mode would have been) refused by ``rule``."""
+    span = otel.recording_span()
+    _count("rejected", (rule, reason), span)
+    if span is not None:
+        otel.add_event(
+            span, otel.EVENT_REJECTED, {"resilience.rule": rule, "resilience.reason": reason}
+        )
 
 
 def deadline_exceeded(route: str) -> None:
-    c = _get("deadline")
-    if c is not None:
-        c.labels(route).inc()
+    """A request was answered 504; ``route`` is the route label of its budget."""
+    span = otel.recording_span()
+    _count("deadline", (route,), span)
+    if span is not None:
+        otel.add_event(
+            span,
+            otel.EVENT_DEADLINE_EXCEEDED,
+            {"resilience.route": route, "resilience.reason": "deadline_exceeded"},
+        )
 
 
 def bad_header(header: str) -> None:
-    c = _get("bad_header")
-    if c is not None:
-        c.labels(header).inc()
+    """An incoming deadline header could not be parsed and was ignored."""
+    _count("bad_header", (header,), None)
 
 
 def breaker_state(breaker: str, state: str) -> None:
     """``state`` is ``"closed"``, ``"open"`` or ``"half_open"`` (forced states map onto these)."""
-    g = _get("breaker_state")
-    if g is not None:
-        g.labels(breaker).set(BREAKER_STATE_VALUES.get(state, 1))
+    child = _child("breaker_state", (breaker,))
+    if child is not None:
+        child.set(BREAKER_STATE_VALUES.get(state, 1))
 
 
 def breaker_transition(breaker: str, from_state: str, to_state: str) -> None:
-    c = _get("breaker_transitions")
-    if c is not None:
-        c.labels(breaker, from_state, to_state).inc()
+    """A breaker changed state (called from the breakers' event thread)."""
+    _count("breaker_transitions", (breaker, from_state, to_state), None)
 
 
 def breaker_call(breaker: str, outcome: str) -> None:
-    c = _get("breaker_calls")
-    if c is not None:
-        c.labels(breaker, outcome).inc()
+    """One call through ``breaker``; ``outcome`` is success, failure, rejected or ignored."""
+    span = otel.recording_span() if outcome == "rejected" else None
+    _count("breaker_calls", (breaker, outcome), span)
+    if span is not None:
+        otel.add_event(
+            span,
+            otel.EVENT_BREAKER_SHORT_CIRCUIT,
+            {"resilience.breaker": breaker, "resilience.reason": "breaker_open"},
+        )
+
+
+def breaker_short_circuit(breaker: str, retry_after: float | None = None) -> None:
+    """A breaker refused a call: span event only.
+
+    The ``resilience_breaker_calls_total{outcome="rejected"}`` counter is
+    flushed in batches by the breakers' event thread, so this adds nothing to
+    it; it exists so the refusal shows on the caller's trace.
+    """
+    span = otel.recording_span()
+    if span is not None:
+        attributes: dict[str, Any] = {
+            "resilience.breaker": breaker,
+            "resilience.reason": "breaker_open",
+        }
+        if retry_after is not None:
+            attributes["resilience.retry_after_s"] = round(retry_after, 6)
+        otel.add_event(span, otel.EVENT_BREAKER_SHORT_CIRCUIT, attributes)
 
 
 def limiter_backend_seconds(seconds: float) -> None:
-    h = _get("backend_seconds")
-    if h is not None:
-        h.observe(seconds)
+    """One round trip to the distributed limiter backend took ``seconds``."""
+    histogram = _get("backend_seconds")
+    if histogram is not None:
+        histogram.observe(seconds)
 
 
-def limiter_fallback_active(active: bool) -> None:
-    g = _get("fallback")
-    if g is not None:
-        g.set(1 if active else 0)
+def limiter_fallback_active(active: bool, reason: str | None = None) -> None:
+    """Distributed limits went local (``active``) or back to Redis."""
+    gauge = _get("fallback")
+    if gauge is not None:
+        gauge.set(1 if active else 0)
+    span = otel.recording_span()
+    if span is not None:
+        attributes: dict[str, Any] = {"resilience.fallback_active": active}
+        if reason is not None:
+            attributes["resilience.reason"] = reason
+        otel.add_event(span, otel.EVENT_FALLBACK, attributes)
 
 
 def inflight(route: str, delta: int) -> None:
-    g = _get("inflight")
-    if g is not None:
-        g.labels(route).inc(delta)
+    """``delta`` requests entered (+) or left (-) the shedding rule ``route``."""
+    child = _child("inflight", (route,))
+    if child is not None:
+        child.inc(delta)

@@ -14,6 +14,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .conf import get_settings
+from .observability import otel
 
 __all__ = ["deadline_exceeded", "rate_limited", "unavailable"]
 
@@ -52,6 +53,7 @@ def _build(
     for name, value in headers:
         response[name] = value
     response["Cache-Control"] = "no-store"
+    otel.mark_http_status(status)  # 5xx -> span status ERROR (HTTP semantic conventions)
     return response
 
 

@@ -27,4 +27,5 @@ urlpatterns = [
     path("decorated/", views.decorated_async_slow, name="decorated"),
     path("marker/", views.ran_marker, name="marker"),
     path("orders/", include(app_patterns)),
+    path("resilience/", include("resilience_django.urls")),
 ]

@@ -1,0 +1,63 @@
+"""Structured log records: a safe ``extra=`` builder and a JSON formatter.
+
+Every logger of the package lives under ``resilience_django.*``.  State changes
+(breaker transitions, limiter fallback) are logged at WARNING with their facts
+in ``extra=`` fields, listed in ``docs/metrics.md``; per-request events never go
+above DEBUG, so a flood of rejections cannot flood the logs.
+
+Example, to get one JSON object per line with the fields::
+
+    LOGGING = {
+        "version": 1,
+        "formatters": {"json": {"()": "resilience_django.observability.log.JsonFormatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {"resilience_django": {"handlers": ["console"], "level": "WARNING"}},
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+__all__ = ["JsonFormatter", "fields", "fields_of", "get_logger"]
+
+# Attributes every LogRecord has: extra= may not overwrite them (logging raises
+# KeyError), and they are not "fields" when reading a record back.
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The package logger ``resilience_django.<name>``."""
+    return logging.getLogger(f"resilience_django.{name}")
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """An ``extra=`` dict; names that clash with LogRecord attributes get a ``resilience_`` prefix.
+
+    >>> fields(breaker="pricing", name="x")
+    {'breaker': 'pricing', 'resilience_name': 'x'}
+    """
+    return {(f"resilience_{k}" if k in _RESERVED else k): v for k, v in values.items()}
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields a record was logged with (what ``extra=`` added)."""
+    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and the extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **fields_of(record),
+        }
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)

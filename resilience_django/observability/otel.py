@@ -1,0 +1,103 @@
+"""OpenTelemetry linkage: span events, span status and exemplar trace ids.
+
+``opentelemetry-api`` is optional.  It is imported once, on first use; without
+it every function here returns at once.  With it, the cost when no span is
+recording is one context-variable lookup, so the metrics facade can call
+:func:`recording_span` on every event without a measurable price.
+
+Attribute names (all under ``resilience.``) are documented in
+``docs/metrics.md``; durations are in seconds, as the metrics are.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = [
+    "EVENT_BREAKER_SHORT_CIRCUIT",
+    "EVENT_DEADLINE_EXCEEDED",
+    "EVENT_FALLBACK",
+    "EVENT_REJECTED",
+    "add_event",
+    "available",
+    "mark_http_status",
+    "recording_span",
+    "trace_exemplar",
+]
+
+EVENT_REJECTED = "resilience.request_rejected"
+EVENT_DEADLINE_EXCEEDED = "resilience.deadline_exceeded"
+EVENT_BREAKER_SHORT_CIRCUIT = "resilience.breaker_short_circuit"
+EVENT_FALLBACK = "resilience.limiter_fallback"
+ATTR_REMAINING = "resilience.deadline.remaining_s"
+
+_UNLOADED: Any = object()
+# The opentelemetry.trace module, None when it is not installed, or _UNLOADED.
+_trace: Any = _UNLOADED
+_load_lock = threading.Lock()
+
+
+def _load() -> Any:
+    global _trace
+    with _load_lock:
+        if _trace is _UNLOADED:
+            try:
+                from opentelemetry import trace
+            except ImportError:
+                _trace = None
+            else:
+                _trace = trace
+    return _trace
+
+
+def available() -> bool:
+    """True when ``opentelemetry-api`` can be imported."""
+    trace = _trace if _trace is not _UNLOADED else _load()
+    return trace is not None
+
+
+def recording_span() -> Any | None:
+    """The current span if it records, else ``None`` (also without OpenTelemetry)."""
+    trace = _trace if _trace is not _UNLOADED else _load()
+    if trace is None:
+        return None
+    span = trace.get_current_span()
+    return span if span.is_recording() else None
+
+
+def trace_exemplar(span: Any) -> dict[str, str] | None:
+    """``{"trace_id": ...}`` for a Prometheus exemplar, when the span is sampled."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid or not ctx.trace_flags.sampled:
+        return None
+    return {"trace_id": format(ctx.trace_id, "032x")}
+
+
+def add_event(span: Any, name: str, attributes: dict[str, Any]) -> None:
+    """Add ``name`` to ``span`` with the remaining deadline budget, if there is one."""
+    # Imported here, not at module level: deadline.py is loaded by then in any
+    # process that serves requests, and this keeps observability importable alone.
+    from ..deadline import remaining
+
+    left = remaining()
+    if left is not None:
+        attributes[ATTR_REMAINING] = round(left, 6)
+    span.add_event(name, attributes)
+
+
+def mark_http_status(status: int) -> None:
+    """Set the current span's status for an answer we gave instead of the view.
+
+    HTTP semantic conventions, server side: a 5xx answer sets the status to
+    ERROR (with ``error.type`` the status code, and no description because the
+    code says it all); a 4xx answer such as 429 leaves the status unset.
+    """
+    if status < 500:
+        return
+    span = recording_span()
+    if span is None:
+        return
+    trace = _trace
+    span.set_status(trace.Status(trace.StatusCode.ERROR))
+    span.set_attribute("error.type", str(status))

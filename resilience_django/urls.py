@@ -1,0 +1,18 @@
+"""URLs to mount under a prefix of your choice::
+
+    path("resilience/", include("resilience_django.urls"))
+
+``metrics/`` serves Prometheus metrics when ``RESILIENCE["METRICS"]["ENABLED"]`` is True.
+"""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver, path
+
+from .metrics_view import metrics_view
+
+app_name = "resilience"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("metrics/", metrics_view, name="metrics"),
+]

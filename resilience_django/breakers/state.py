@@ -15,9 +15,10 @@ Concurrency design (why the closed-state hot path takes no lock):
   window that is already retired, so results of calls started before a
   transition never count in the new state (the generation counter, without a
   compare on the hot path).  Locked paths compare ``token is self._phase``.
-* A success in a measuring state adds to counters without a lock.  Two threads
-  may interleave a ``+= 1`` and lose one increment; that is a one-second blip in
-  a statistic that the window's once-a-second recount repairs (see window.py).
+* A success in a measuring state adds one to a counter without a lock.  Two
+  threads may interleave a ``+= 1`` and lose one increment of a statistic; no
+  decision depends on a single success (successes never trip, and half-open
+  trials are counted under the lock), so that is the price of no lock here.
   Failures, slow calls, the once-a-second roll, trips and every half-open trial
   take ``_lock``: those are where exactness matters (exactly N trials, exactly
   one transition) and they are rare on a healthy dependency.
@@ -129,6 +130,7 @@ class Breaker:
         "_phase",
         "_rejected",
         "_reported",
+        "_result_check",
         "_retrips",
         "_slow",
         "_slow_fails",
@@ -172,6 +174,7 @@ class Breaker:
     def _set_policy(self, policy: BreakerPolicy) -> None:
         self.policy = policy
         self._slow = policy.slow_call
+        self._result_check = policy.failure_result
         # Without a slow-call rate of its own, a slow call simply counts as a failure.
         self._slow_fails = policy.slow_call_rate is None
 
@@ -292,13 +295,10 @@ class Breaker:
         else:
             # The hot path: no lock (see the module docstring).
             w = token.window
-            second = int(now)
-            if second != w.current:
+            if now >= w.roll_at:
                 self._roll(token, now)
                 w = token.window
-            i = w.idx
-            w.calls[i] += 1
-            w.total_calls += 1
+            w.cur_calls += 1
             token.consecutive = 0
 
     def _failed(

@@ -1,20 +1,24 @@
 """A sliding window of per-second buckets with running totals, and an EWMA of the failure rate.
 
 The window is a ring of ``size`` one-second buckets holding calls, failures and
-slow calls.  Recording adds to the current bucket and to running totals, so a
-rate is O(1) to read.  Time moves the ring lazily: the first record in a new
-second calls :meth:`SlidingWindow.roll`, which clears the buckets that fell out.
+slow calls.  The bucket of the current second lives in three plain attributes
+(``cur_calls`` ...), and the sum of the other buckets still in the window in
+three more (``base_calls`` ...), so a total is one addition and recording a
+call is one attribute increment: O(1), with no list indexing on the hot path.
 
-``roll`` also recomputes the totals from the buckets.  That costs O(size) once a
-second, and it is what lets the breaker's closed-state hot path add to the
-counters without a lock: under the GIL ``x += 1`` on a list item or attribute is
-a read-add-write that another thread can interleave with, so two racing threads
-may lose one increment.  A lost increment is a statistical blip for one second;
-recomputing the totals at each roll keeps it from drifting the totals forever.
+Time moves the ring lazily: the first record at or after ``roll_at`` calls
+:meth:`SlidingWindow.roll` (under the breaker's lock), which files the current
+bucket into the ring, clears the buckets that fell out and recomputes the
+base sums — O(size) once a second, which also means nothing can drift.
+
+The breaker's closed-state hot path adds to ``cur_calls`` without a lock.  Under
+the GIL ``x += 1`` on an attribute is a read-add-write that another thread can
+interleave with, so two racing threads may lose one increment of a statistic.
+(The benchmark measures how many: usually none.)
 
 The EWMA is over *seconds*, not calls: when a second with calls closes, its
-failure rate is blended in with weight ``alpha``.  That keeps the hot path free
-of float arithmetic and makes the smoothing independent of traffic volume.
+failure rate is blended in with weight ``alpha``.  That keeps float arithmetic
+off the hot path and makes the smoothing independent of traffic volume.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ class SlidingWindow:
 
     __slots__ = (
         "alpha",
+        "base_calls",
+        "base_failures",
+        "base_slow",
         "calls",
+        "cur_calls",
+        "cur_failures",
+        "cur_slow",
         "current",
         "done_calls",
         "done_failures",
@@ -35,27 +45,25 @@ class SlidingWindow:
         "ewma",
         "failures",
         "idx",
+        "roll_at",
         "size",
         "slow",
-        "total_calls",
-        "total_failures",
-        "total_slow",
     )
 
     def __init__(self, size: int, alpha: float = 0.3, now: float = 0.0) -> None:
         self.size = max(1, int(size))
         self.alpha = alpha
+        # Ring of closed seconds; slot ``idx`` belongs to the current second and is
+        # only written when that second closes.
         self.calls = [0] * self.size
         self.failures = [0] * self.size
         self.slow = [0] * self.size
-        self.total_calls = 0
-        self.total_failures = 0
-        self.total_slow = 0
-        # Counts of buckets already closed, for lifetime counters (metrics).
-        self.done_calls = 0
-        self.done_failures = 0
-        self.done_slow = 0
+        self.cur_calls = self.cur_failures = self.cur_slow = 0
+        self.base_calls = self.base_failures = self.base_slow = 0
+        # Counts of seconds already closed, for lifetime counters (metrics).
+        self.done_calls = self.done_failures = self.done_slow = 0
         self.current = int(now)
+        self.roll_at = float(self.current + 1)
         self.idx = 0
         self.ewma = 0.0
 
@@ -65,51 +73,61 @@ class SlidingWindow:
         if gap <= 0:
             return
         i = self.idx
-        calls = self.calls[i]
+        calls, failures, slow = self.cur_calls, self.cur_failures, self.cur_slow
+        self.cur_calls = self.cur_failures = self.cur_slow = 0
         if calls:
-            failures = self.failures[i]
             self.done_calls += calls
             self.done_failures += failures
-            self.done_slow += self.slow[i]
+            self.done_slow += slow
             self.ewma += self.alpha * (failures / calls - self.ewma)
         size = self.size
+        self.calls[i], self.failures[i], self.slow[i] = calls, failures, slow
         for step in range(1, min(gap, size) + 1):
             j = (i + step) % size
             self.calls[j] = self.failures[j] = self.slow[j] = 0
         self.idx = (i + gap) % size
         self.current = second
-        self.total_calls = sum(self.calls)
-        self.total_failures = sum(self.failures)
-        self.total_slow = sum(self.slow)
+        self.roll_at = float(second + 1)
+        self.base_calls = sum(self.calls)
+        self.base_failures = sum(self.failures)
+        self.base_slow = sum(self.slow)
 
     def add(self, now: float, *, failure: bool, slow: bool) -> None:
         """Record one call (the locked path; the hot path inlines the success case)."""
-        second = int(now)
-        if second != self.current:
-            self.roll(second)
-        i = self.idx
-        self.calls[i] += 1
-        self.total_calls += 1
+        if now >= self.roll_at:
+            self.roll(int(now))
+        self.cur_calls += 1
         if failure:
-            self.failures[i] += 1
-            self.total_failures += 1
+            self.cur_failures += 1
         if slow:
-            self.slow[i] += 1
-            self.total_slow += 1
+            self.cur_slow += 1
+
+    @property
+    def total_calls(self) -> int:
+        return self.base_calls + self.cur_calls
+
+    @property
+    def total_failures(self) -> int:
+        return self.base_failures + self.cur_failures
+
+    @property
+    def total_slow(self) -> int:
+        return self.base_slow + self.cur_slow
 
     @property
     def failure_rate(self) -> float:
-        return self.total_failures / self.total_calls if self.total_calls else 0.0
+        calls = self.total_calls
+        return self.total_failures / calls if calls else 0.0
 
     @property
     def slow_rate(self) -> float:
-        return self.total_slow / self.total_calls if self.total_calls else 0.0
+        calls = self.total_calls
+        return self.total_slow / calls if calls else 0.0
 
     def lifetime(self) -> tuple[int, int, int]:
-        """(calls, failures, slow) ever recorded, closed buckets plus the current one."""
-        i = self.idx
+        """(calls, failures, slow) ever recorded, closed seconds plus the current one."""
         return (
-            self.done_calls + self.calls[i],
-            self.done_failures + self.failures[i],
-            self.done_slow + self.slow[i],
+            self.done_calls + self.cur_calls,
+            self.done_failures + self.cur_failures,
+            self.done_slow + self.cur_slow,
         )

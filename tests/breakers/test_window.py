@@ -18,10 +18,10 @@ def test_totals_cover_only_the_last_size_seconds() -> None:
     assert w.total_calls == 0 and w.failure_rate == 0.0
 
 
-def test_roll_repairs_totals_that_lost_an_increment() -> None:
+def test_roll_recomputes_the_running_totals_from_the_buckets() -> None:
     w = SlidingWindow(5)
     w.add(0.0, failure=False, slow=False)
-    w.total_calls += 7  # as if racing threads had garbled the running total
+    w.base_calls += 7  # whatever went wrong with a running total does not outlive a second
     w.roll(1)
     assert w.total_calls == 1
 

@@ -361,3 +361,39 @@ def test_no_sequence_of_acquires_and_releases_breaks_the_limits(
         ordinary_in_use = sum(1 for c, _ in held if not c)
         assert len(held) <= 5 and ordinary_in_use <= 3
         assert bulkhead.inflight == len(held)
+
+
+async def test_no_slot_or_queue_place_leaks_when_timeouts_race_with_grants() -> None:
+    bulkhead = Bulkhead("race", 3, queue=6, critical_share=0.34, report_metrics=False)
+    peak = Peak()
+    outcomes: list[bool] = []
+
+    def thread_worker(seed: int) -> None:
+        for i in range(80):
+            result = bulkhead.acquire_sync(0.0005 * (1 + (seed + i) % 4), critical=i % 3 == 0)
+            outcomes.append(result.admitted)
+            if result.admitted:
+                peak.enter()
+                time.sleep(0.0003)
+                peak.leave()
+                result.release()
+
+    async def task_worker(seed: int) -> None:
+        for i in range(80):
+            result = await bulkhead.acquire_async(
+                0.0005 * (1 + (seed + i) % 4), critical=i % 4 == 0
+            )
+            outcomes.append(result.admitted)
+            if result.admitted:
+                peak.enter()
+                await asyncio.sleep(0.0003)
+                peak.leave()
+                result.release()
+
+    threads = [asyncio.to_thread(thread_worker, s) for s in range(4)]
+    await asyncio.gather(*threads, *(task_worker(s) for s in range(8)))
+    assert peak.peak <= 3
+    assert True in outcomes and False in outcomes  # both admissions and sheds happened
+    assert bulkhead.inflight == 0 and bulkhead.waiting == 0
+    permits = [await bulkhead.acquire_async(0, critical=True) for _ in range(4)]
+    assert [p.admitted for p in permits] == [True, True, True, False]

@@ -264,3 +264,23 @@ async def test_async_gives_up_after_the_attempts() -> None:
     with pytest.raises(ConnectionError):
         await retry(attempts=2, budget=None, async_sleep=fake_sleep)(down)()
     assert count == 2
+
+
+def test_a_breaker_named_in_the_registry_stops_retries_while_open() -> None:
+    from resilience_django.breakers import get_breaker
+
+    named = get_breaker("retry-test-named")
+    named.force_open()
+    try:
+        calls = Calls(failures=5)
+        with pytest.raises(ConnectionError):
+            retry(breaker="retry-test-named", **no_budget())(calls)()
+        assert calls.count == 1
+    finally:
+        named.reset()
+
+
+def test_package_reexports_retry() -> None:
+    import resilience_django
+
+    assert resilience_django.retry is retry

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -397,3 +398,34 @@ async def test_no_slot_or_queue_place_leaks_when_timeouts_race_with_grants() -> 
     assert bulkhead.inflight == 0 and bulkhead.waiting == 0
     permits = [await bulkhead.acquire_async(0, critical=True) for _ in range(4)]
     assert [p.admitted for p in permits] == [True, True, True, False]
+
+
+class LateReleaseBulkhead(Bulkhead):
+    """Frees a slot right after a waiter enqueues, as a releaser that looked too early would."""
+
+    __slots__ = ()
+
+    def _enqueue(self, waiter: Any) -> Any:
+        result = super()._enqueue(waiter)
+        self._general.tokens.append(True)  # the releaser saw no waiter and freed the slot
+        return result
+
+
+def test_a_slot_freed_while_a_thread_enqueues_is_not_lost() -> None:
+    bulkhead = LateReleaseBulkhead("late", 1, queue=1, report_metrics=False)
+    held = _admitted(bulkhead.acquire_sync(0))
+    started = time.monotonic()
+    second = bulkhead.acquire_sync(2.0)
+    assert second.admitted and time.monotonic() - started < 0.5
+    assert bulkhead.waiting == 0
+    held._pool = None  # its slot was "freed" by the subclass already
+    second.release()
+
+
+async def test_a_slot_freed_while_a_task_enqueues_is_not_lost() -> None:
+    bulkhead = LateReleaseBulkhead("late", 1, queue=1, report_metrics=False)
+    held = _admitted(await bulkhead.acquire_async(0))
+    second = await asyncio.wait_for(bulkhead.acquire_async(2.0), 0.5)
+    assert second.admitted and bulkhead.waiting == 0
+    held._pool = None
+    second.release()

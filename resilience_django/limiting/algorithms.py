@@ -74,7 +74,8 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from .decision import Algorithm, Policy
+from ._fast import make_outcome
+from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
 
 __all__ = [
     "EPSILON",
@@ -102,6 +103,7 @@ class Kernel(Protocol):
 
     def new_state(self, now: float) -> State: ...
     def acquire(self, state: State, now: float, cost: int) -> bool: ...
+    def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome: ...
     def advance(self, state: State, now: float) -> None: ...
     def fits(self, state: State, now: float, cost: int) -> bool: ...
     def consume(self, state: State, now: float, cost: int) -> None: ...
@@ -171,6 +173,27 @@ class SlidingWindow:
         state[1] += cost
         return True
 
+    def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
+        """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
+        cost = check.cost
+        if _floor(now / self.width) > state[0]:
+            self.advance(state, now)
+        total = state[1] + cost
+        limit = self.limit
+        if total > limit:
+            return make_outcome(check, False, *self.info(state, now, cost, False))
+        n = self.buckets
+        head = state[0]
+        state[head % n + 3] += cost
+        state[1] = total
+        j = state[2]
+        if j <= head - n:
+            j = head - n + 1
+        while state[j % n + 3] == 0 and j < head:
+            j += 1
+        state[2] = j
+        return make_outcome(check, True, limit - total, (j + n) * self.width - now, 0.0)
+
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         head, total = state[0], state[1]
         n, limit = self.buckets, self.limit
@@ -181,7 +204,7 @@ class SlidingWindow:
         j = state[2]
         if j <= head - n:
             j = head - n + 1
-        while state[j % n + 3] == 0:  # ends: total > 0 means a non-empty bucket
+        while state[j % n + 3] == 0 and j < head:  # total > 0: a bucket is non-empty
             j += 1
         state[2] = j
         w = self.width
@@ -237,6 +260,23 @@ class TokenBucket:
         state[0] -= cost
         return True
 
+    def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
+        """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
+        cost = check.cost
+        self.advance(state, now)
+        tokens = state[0] - cost
+        if tokens + EPSILON < 0:
+            return make_outcome(check, False, *self.info(state, now, cost, False))
+        state[0] = tokens
+        remaining = _floor(tokens + EPSILON)
+        return make_outcome(
+            check,
+            True,
+            remaining if remaining > 0 else 0,
+            (self.capacity - tokens) / self.rate,
+            0.0,
+        )
+
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         tokens = state[0]
         rate = self.rate
@@ -285,6 +325,20 @@ class Gcra:
             return False
         state[0] = tat
         return True
+
+    def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
+        """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
+        cost = check.cost
+        tat = state[0]
+        if tat < now:
+            tat = now
+        tat += cost * self.interval
+        tau = self.tau
+        if tat - now > tau + self.slack:
+            return make_outcome(check, False, *self.info(state, now, cost, False))
+        state[0] = tat
+        remaining = _floor((tau - (tat - now)) / self.interval + EPSILON)
+        return make_outcome(check, True, remaining if remaining > 0 else 0, tat - now, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         tat = state[0] if state[0] > now else now

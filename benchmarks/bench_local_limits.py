@@ -1,0 +1,258 @@
+"""Local limit decisions: our three algorithms vs ``limits`` MemoryStorage and django-ratelimit.
+
+Run: ``python benchmarks/bench_local_limits.py`` (``--quick`` for a shorter run).
+
+Measured side by side in one process, best of a few repeats:
+
+* one decision for a hot key, and for keys cycling over 100,000 clients;
+  ours through ``LocalLimiter.decide`` (the full ``Decision`` with remaining
+  and reset for the headers) and through ``LocalLimiter.admit`` (yes/no only);
+* ``limits`` 5.x MemoryStorage with FixedWindow, MovingWindow and
+  SlidingWindowCounter strategies (``hit``);
+* django-ratelimit ``is_ratelimited`` on LocMemCache (default 300 entries and a
+  roomy one);
+* "exact under key churn": 1,000 clients x 5 requests each, round-robin, at
+  3 per minute: exactly 3,000 must be admitted.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
+from resilience_django.limiting.local import LocalLimiter
+from resilience_django.units import Rate
+
+KEYS = 100_000
+HIGH = Rate(10**9, 60.0)  # never rejects: we time the admit path
+
+
+def _time(fn: Callable[[int], None], n: int, repeats: int) -> float:
+    """Best µs per call of ``fn(i)`` over ``repeats`` runs of ``n`` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        fn(n)
+        best = min(best, (time.perf_counter() - start) / n * 1e6)
+    return best
+
+
+def _ours(algorithm: Algorithm, many: bool, lean: bool) -> Callable[[int], None]:
+    limiter = LocalLimiter(max_keys=KEYS * 2)
+    policy = Policy("bench", HIGH, algorithm)
+    if lean:
+        admit = limiter.admit
+        if not many:
+
+            def run_hot(n: int) -> None:
+                for _ in range(n):
+                    admit(policy, "203.0.113.7")
+
+            return run_hot
+        keys = [f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(KEYS)]
+
+        def run_many(n: int) -> None:
+            for i in range(n):
+                admit(policy, keys[i % KEYS])
+
+        return run_many
+    decide = limiter.decide
+    if not many:
+        checks = (LimitCheck(policy, "203.0.113.7"),)
+
+        def run_hot_decide(n: int) -> None:
+            for _ in range(n):
+                decide(checks)
+
+        return run_hot_decide
+    all_checks = [
+        (LimitCheck(policy, f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"),) for i in range(KEYS)
+    ]
+
+    def run_many_decide(n: int) -> None:
+        for i in range(n):
+            decide(all_checks[i % KEYS])
+
+    return run_many_decide
+
+
+def _limits(strategy: str, many: bool) -> Callable[[int], None]:
+    from limits import RateLimitItemPerMinute
+    from limits.storage import MemoryStorage
+    from limits.strategies import (
+        FixedWindowRateLimiter,
+        MovingWindowRateLimiter,
+        SlidingWindowCounterRateLimiter,
+    )
+
+    cls: Any = {
+        "fixed": FixedWindowRateLimiter,
+        "moving": MovingWindowRateLimiter,
+        "sliding_counter": SlidingWindowCounterRateLimiter,
+    }[strategy]
+    limiter = cls(MemoryStorage())
+    item = RateLimitItemPerMinute(10**9)
+    hit = limiter.hit
+    if not many:
+
+        def run_hot(n: int) -> None:
+            for _ in range(n):
+                hit(item, "203.0.113.7")
+
+        return run_hot
+    keys = [f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(KEYS)]
+
+    def run_many(n: int) -> None:
+        for i in range(n):
+            hit(item, keys[i % KEYS])
+
+    return run_many
+
+
+def _configure_django() -> None:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="bench",
+            CACHES={
+                "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                "big": {
+                    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                    "LOCATION": "big",
+                    "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+                },
+            },
+            RATELIMIT_USE_CACHE="default",
+            INSTALLED_APPS=[],
+        )
+        django.setup()
+
+
+def _django_ratelimit(many: bool, cache: str = "default") -> Callable[[int], None]:
+    _configure_django()
+    from django.test import RequestFactory, override_settings
+    from django_ratelimit.core import is_ratelimited
+
+    factory = RequestFactory()
+    if not many:
+        requests = [factory.get("/", REMOTE_ADDR="203.0.113.7")]
+    else:
+        requests = [
+            factory.get("/", REMOTE_ADDR=f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
+            for i in range(KEYS)
+        ]
+    count = len(requests)
+
+    def run(n: int) -> None:
+        with override_settings(RATELIMIT_USE_CACHE=cache):
+            for i in range(n):
+                is_ratelimited(
+                    requests[i % count],
+                    group="bench",
+                    key="ip",
+                    rate="1000000000/m",
+                    increment=True,
+                )
+
+    return run
+
+
+def churn() -> dict[str, int]:
+    """Admitted of 1,000 clients x 5 round-robin requests at 3/m (exact: 3,000)."""
+    _configure_django()
+    from django.core.cache import caches
+    from django.test import RequestFactory, override_settings
+    from django_ratelimit.core import is_ratelimited
+
+    clients = [f"198.51.{i >> 8}.{i & 255}" for i in range(1000)]
+    results: dict[str, int] = {}
+    for algorithm in Algorithm:
+        limiter = LocalLimiter()
+        policy = Policy("churn", Rate(3, 60.0), algorithm)
+        checks = [(LimitCheck(policy, c),) for c in clients]
+        results[f"ours_{algorithm.value}"] = sum(
+            limiter.decide(checks[i]).allowed for _ in range(5) for i in range(1000)
+        )
+    factory = RequestFactory()
+    requests = [factory.get("/", REMOTE_ADDR=c) for c in clients]
+    for cache in ("default", "big"):
+        caches[cache].clear()
+        with override_settings(RATELIMIT_USE_CACHE=cache):
+            results[f"django_ratelimit_{cache}"] = sum(
+                not is_ratelimited(r, group="churn", key="ip", rate="3/m", increment=True)
+                for _ in range(5)
+                for r in requests
+            )
+    return results
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    n_fast = 50_000 if quick else 200_000
+    n_slow = 5_000 if quick else 20_000
+    repeats = 2 if quick else 3
+    figures: dict[str, float] = {}
+    for many in (False, True):
+        label = "100k_keys" if many else "hot_key"
+        for algorithm in Algorithm:
+            figures[f"ours_decide_{algorithm.value}_{label}"] = _time(
+                _ours(algorithm, many, lean=False), n_fast, repeats
+            )
+            figures[f"ours_admit_{algorithm.value}_{label}"] = _time(
+                _ours(algorithm, many, lean=True), n_fast, repeats
+            )
+        for strategy in ("fixed", "moving", "sliding_counter"):
+            # The moving window keeps every hit: time it after 100,000 hits sit
+            # in one window, as they would under a hot key.
+            fn = _limits(strategy, many)
+            if strategy == "moving" and not many:
+                fn(KEYS)
+            figures[f"limits_{strategy}_{label}"] = _time(
+                fn, n_slow if strategy == "moving" else n_fast // 2, repeats
+            )
+        figures[f"django_ratelimit_locmem_{label}"] = _time(
+            _django_ratelimit(many), n_slow, repeats
+        )
+    result: dict[str, Any] = {"us_per_decision": figures, "churn": churn()}
+    fastest_limits = {
+        label: min(v for k, v in figures.items() if k.startswith("limits_") and k.endswith(label))
+        for label in ("hot_key", "100k_keys")
+    }
+    ratios: dict[str, float] = {}
+    for key, value in figures.items():
+        if key.startswith("ours_"):
+            label = "100k_keys" if key.endswith("100k_keys") else "hot_key"
+            ratios[key] = round(fastest_limits[label] / value, 2)
+    result["ratio_fastest_limits_over_ours"] = ratios
+    return result
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    started = time.perf_counter()
+    result = run(quick)
+    figures = result["us_per_decision"]
+    width = max(map(len, figures))
+    print(f"{'µs per decision (best of runs)':<{width}}  value   vs fastest limits")
+    for key, value in figures.items():
+        ratio = result["ratio_fastest_limits_over_ours"].get(key)
+        extra = f"  {ratio:.2f}x faster" if ratio is not None else ""
+        print(f"{key:<{width}}  {value:7.2f}{extra}")
+    print("\nexact under key churn (1,000 clients x 5 requests at 3/m; exact = 3000):")
+    for key, value in result["churn"].items():
+        print(f"  {key:<34} {value}")
+    print(f"\n({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

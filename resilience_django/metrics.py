@@ -204,16 +204,20 @@ def request_rejected(rule: str, reason: str) -> None:
         )
 
 
-def deadline_exceeded(route: str) -> None:
-    """A request was answered 504; ``route`` is the route label of its budget."""
+def deadline_exceeded(route: str, budget: float | None = None) -> None:
+    """A request was answered 504; ``route`` is the route label of its ``budget`` (seconds)."""
     span = otel.recording_span()
     _count("deadline", (route,), span)
     if span is not None:
-        otel.add_event(
-            span,
-            otel.EVENT_DEADLINE_EXCEEDED,
-            {"resilience.route": route, "resilience.reason": "deadline_exceeded"},
-        )
+        attributes: dict[str, Any] = {
+            "resilience.route": route,
+            "resilience.reason": "deadline_exceeded",
+            # Spent by definition; the live deadline, when there is one, refines it.
+            otel.ATTR_REMAINING: 0.0,
+        }
+        if budget is not None:
+            attributes["resilience.deadline.budget_s"] = round(budget, 6)
+        otel.add_event(span, otel.EVENT_DEADLINE_EXCEEDED, attributes)
 
 
 def bad_header(header: str) -> None:

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 __all__ = [
+    "ATTR_REMAINING",
     "EVENT_BREAKER_SHORT_CIRCUIT",
     "EVENT_DEADLINE_EXCEEDED",
     "EVENT_FALLBACK",

@@ -126,6 +126,8 @@ def _flush_counters() -> None:
         try:
             for outcome, delta in breaker._counter_deltas():
                 _inc_calls(breaker.name, outcome, delta)
+            # Also keeps the gauge right for breakers that never changed state.
+            metrics.breaker_state(breaker.name, _metric_state(breaker.state))
         except Exception:
             logger.exception("breaker %s: counter flush failed", breaker.name)
 

@@ -88,6 +88,11 @@ class FleetPublisher:
     # -- wiring ------------------------------------------------------------------
 
     def attach(self, breaker: Breaker) -> None:
+        """Follow ``breaker``'s transitions (and hand it any command waiting for it)."""
+        for listener in breaker._listeners:
+            # A publisher from before a settings change or a fork no longer listens.
+            if isinstance(getattr(listener, "__self__", None), FleetPublisher):
+                breaker.remove_listener(listener)
         breaker.add_listener(self._on_transition)
         with self._lock:
             command = self._pending.pop(breaker.name, None)
@@ -319,9 +324,18 @@ def send_command(breaker: str, action: str) -> int:
 
 
 def _after_fork() -> None:
-    # A forked worker has no fleet thread; a fresh publisher starts with its first breaker.
-    global _publisher
-    _publisher = None
+    # The fleet thread does not survive fork.  A worker forked after breakers were
+    # made (gunicorn --preload) needs its own publisher at once: it is a new process
+    # with a new pid to report.  The lock is replaced in case fork caught it held.
+    global _publisher, _publisher_lock, _store
+    had_publisher = _publisher is not None
+    _publisher, _store = None, None
+    _publisher_lock = threading.Lock()
+    if had_publisher:
+        try:
+            start()
+        except Exception:  # never let a fork handler break the new worker
+            logger.exception("breaker fleet: could not restart after fork")
 
 
 if hasattr(os, "register_at_fork"):

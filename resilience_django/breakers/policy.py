@@ -64,7 +64,20 @@ from typing import Any, Literal
 from ..exceptions import ConfigError
 from ..units import parse_duration
 
-__all__ = ["MODES", "BreakerPolicy", "default_caller_fault", "parse_breaker_policy"]
+__all__ = [
+    "FAILURE",
+    "IGNORED",
+    "MODES",
+    "SUCCESS",
+    "BreakerPolicy",
+    "default_caller_fault",
+    "parse_breaker_policy",
+]
+
+# Verdicts of BreakerPolicy.classify()
+FAILURE = "failure"
+SUCCESS = "success"
+IGNORED = "ignored"
 
 Mode = Literal["normal", "disabled", "metrics_only"]
 MODES: tuple[str, ...] = ("normal", "disabled", "metrics_only")
@@ -112,6 +125,20 @@ class BreakerPolicy:
         """Successful trials needed to close: ``ceil(close_ratio * half_open_calls)``."""
         # The tiny epsilon keeps 0.9 * 10 from becoming 10 through float error.
         return max(1, math.ceil(self.close_ratio * self.half_open_calls - 1e-9))
+
+    def classify(self, exc: BaseException, duration: float | None = None) -> str:
+        """``FAILURE``, ``SUCCESS`` or ``IGNORED`` (no verdict) for a call that raised ``exc``."""
+        if isinstance(exc, self.caller_fault):
+            # The caller gave up (cancelled, its own deadline): not the dependency's
+            # fault, unless the dependency was slow too.
+            slow = self.slow_call
+            slow_too = slow is not None and duration is not None and duration >= slow
+            return FAILURE if slow_too else IGNORED
+        if self.ignore and isinstance(exc, self.ignore):
+            return SUCCESS  # the dependency answered; the answer was an exception
+        if isinstance(exc, self.record):
+            return FAILURE
+        return SUCCESS if isinstance(exc, Exception) else IGNORED
 
     def open_duration(self, retrips: int) -> float:
         """How long to stay open after ``retrips`` consecutive re-trips (0 for a first trip)."""

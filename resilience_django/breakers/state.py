@@ -34,10 +34,21 @@ import time
 from typing import Any
 
 from ..clock import Clock, monotonic
-from ..exceptions import ResilienceError
-from . import events
+from . import events, report
 from .events import Listener, Transition
-from .policy import BreakerPolicy
+from .phase import (
+    BASE,
+    CLOSED,
+    DISABLED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    MEASURING,
+    METRICS_ONLY,
+    OPEN,
+    CircuitOpen,
+    Phase,
+)
+from .policy import IGNORED, SUCCESS, BreakerPolicy
 from .window import SlidingWindow
 
 __all__ = [
@@ -51,62 +62,6 @@ __all__ = [
     "CircuitOpen",
     "Phase",
 ]
-
-CLOSED = "closed"
-OPEN = "open"
-HALF_OPEN = "half_open"
-FORCED_OPEN = "forced_open"
-DISABLED = "disabled"
-METRICS_ONLY = "metrics_only"
-_MEASURING = frozenset({CLOSED, DISABLED, METRICS_ONLY})
-_BASE = {"normal": CLOSED, "disabled": DISABLED, "metrics_only": METRICS_ONLY}
-
-# classify() verdicts
-FAILURE = "failure"
-SUCCESS = "success"
-IGNORED = "ignored"
-
-
-class CircuitOpen(ResilienceError):
-    """The breaker rejected the call; ``retry_after`` is in seconds."""
-
-    def __init__(self, name: str, retry_after: float) -> None:
-        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
-        self.name = name
-        self.retry_after = max(0.0, retry_after)
-
-
-class Phase:
-    """One state of a breaker between two transitions; also the token of a call."""
-
-    __slots__ = (
-        "admitted",
-        "consecutive",
-        "entered",
-        "failed",
-        "free",
-        "gen",
-        "reason",
-        "state",
-        "succeeded",
-        "until",
-        "window",
-    )
-
-    def __init__(
-        self, state: str, gen: int, window: SlidingWindow, entered: float, until: float, reason: str
-    ) -> None:
-        self.state = state
-        self.gen = gen
-        self.free = state in _MEASURING  # admitted without a lock
-        self.window = window
-        self.entered = entered
-        self.until = until
-        self.reason = reason
-        self.consecutive = 0
-        self.admitted = 0
-        self.succeeded = 0
-        self.failed = 0
 
 
 class Breaker:
@@ -165,7 +120,7 @@ class Breaker:
         self.last_transition: Transition | None = None
         self._set_policy(policy or BreakerPolicy())
         now = clock()
-        state = _BASE[self.policy.mode]
+        state = BASE[self.policy.mode]
         self._phase = Phase(state, 0, self._new_window(now), now, 0.0, "created")
         events.track(self)
 
@@ -188,8 +143,8 @@ class Breaker:
             self._set_policy(policy)
             p = self._phase
             now = self._clock()
-            if policy.mode != old.mode and p.state in _MEASURING:
-                self._set(_BASE[policy.mode], now, "policy changed")
+            if policy.mode != old.mode and p.state in MEASURING:
+                self._set(BASE[policy.mode], now, "policy changed")
             elif p.free and (policy.window != old.window or policy.ewma_alpha != old.ewma_alpha):
                 self._retire(p.window)
                 p.window = self._new_window(now)
@@ -201,7 +156,8 @@ class Breaker:
 
     def remove_listener(self, listener: Listener) -> None:
         with self._lock:
-            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            # ``!=``, not ``is not``: a bound method is a new object at each access.
+            self._listeners = tuple(x for x in self._listeners if x != listener)
 
     # -- the call protocol -------------------------------------------------------------
 
@@ -269,21 +225,7 @@ class Breaker:
 
     def classify(self, exc: BaseException, duration: float | None = None) -> str:
         """``"failure"``, ``"success"`` or ``"ignored"`` for a call that raised ``exc``."""
-        policy = self.policy
-        if isinstance(exc, policy.caller_fault):
-            # The caller gave up (cancelled, its own deadline): not the dependency's
-            # fault, unless the dependency was slow too.
-            slow = self._slow
-            return (
-                FAILURE
-                if slow is not None and duration is not None and duration >= slow
-                else IGNORED
-            )
-        if policy.ignore and isinstance(exc, policy.ignore):
-            return SUCCESS
-        if isinstance(exc, policy.record):
-            return FAILURE
-        return SUCCESS if isinstance(exc, Exception) else IGNORED
+        return self.policy.classify(exc, duration)
 
     def _ok(self, token: Phase, now: float, duration: float | None) -> None:
         slow = self._slow
@@ -390,7 +332,7 @@ class Breaker:
             if token.succeeded >= need:
                 self._retrips = 0
                 self._set(
-                    _BASE[policy.mode],
+                    BASE[policy.mode],
                     now,
                     f"{token.succeeded} of {policy.half_open_calls} trial calls succeeded",
                 )
@@ -408,7 +350,7 @@ class Breaker:
         old = self._phase
         if old.free:
             self._retire(old.window)
-        window = self._new_window(now) if state in _MEASURING else old.window
+        window = self._new_window(now) if state in MEASURING else old.window
         new = Phase(state, old.gen + 1, window, now, until, reason)
         self._phase = new  # one store publishes the whole new generation
         transition = Transition(self.name, old.state, state, reason, self._wall(), new.gen)
@@ -439,7 +381,7 @@ class Breaker:
         """Back to the policy's base state with empty statistics."""
         with self._lock:
             self._retrips = 0
-            base = _BASE[self.policy.mode]
+            base = BASE[self.policy.mode]
             p = self._phase
             now = self._clock()
             if p.state is not base:
@@ -476,49 +418,8 @@ class Breaker:
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready picture of the breaker for dashboards and the fleet store."""
-        p = self._phase
-        w = p.window
-        now = self._clock()
-        t = self.last_transition
-        return {
-            "name": self.name,
-            "state": p.state,
-            "generation": p.gen,
-            "mode": self.policy.mode,
-            "shared": self.policy.shared,
-            "calls": w.total_calls if p.free else 0,
-            "failures": w.total_failures if p.free else 0,
-            "slow": w.total_slow if p.free else 0,
-            "failure_rate": round(w.failure_rate, 4) if p.free else 0.0,
-            "slow_rate": round(w.slow_rate, 4) if p.free else 0.0,
-            "ewma": round(w.ewma, 4) if p.free else 0.0,
-            "consecutive_failures": p.consecutive,
-            "retry_after": round(max(0.0, p.until - now), 3) if p.state is OPEN else 0.0,
-            "trials": {"admitted": p.admitted, "succeeded": p.succeeded, "failed": p.failed},
-            "rejected": self._rejected,
-            "shadow_trips": self.shadow_trips,
-            "last_transition": None
-            if t is None
-            else {"from": t.from_state, "to": t.to_state, "reason": t.reason, "at": t.at},
-        }
+        return report.snapshot(self)
 
     def _counter_deltas(self) -> list[tuple[str, int]]:
         """Outcome counts not yet reported to Prometheus (called by the events thread)."""
-        p = self._phase
-        calls, failures = self._done
-        if p.free:
-            c, f, _s = p.window.lifetime()
-            calls, failures = calls + c, failures + f
-        totals = {
-            "success": calls - failures + self._trials[0],
-            "failure": failures + self._trials[1],
-            "rejected": self._rejected,
-            "ignored": self._ignored,
-        }
-        out = []
-        for outcome, total in totals.items():
-            delta = total - self._reported.get(outcome, 0)
-            if delta > 0:
-                self._reported[outcome] = total
-                out.append((outcome, delta))
-        return out
+        return report.counter_deltas(self)

@@ -265,3 +265,32 @@ def test_redis_store_keeps_the_latest_command_per_breaker() -> None:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def _child_sleeps() -> None:
+    time.sleep(4)
+
+
+def test_a_forked_worker_publishes_under_its_own_pid(tmp_path: Path) -> None:
+    import multiprocessing
+    import warnings
+
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "fleet": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        },
+    }
+    with override_settings(RESILIENCE={"FLEET": {"CACHE": "fleet"}}, CACHES=caches):
+        registry.get("preloaded")  # made before the fork, as with gunicorn --preload
+        assert fleet._publisher is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+            child = multiprocessing.get_context("fork").Process(target=_child_sleeps)
+            child.start()
+        try:
+            wait_for(lambda: child.pid in {r["pid"] for r in fleet_snapshot()}, 10)
+        finally:
+            child.terminate()
+            child.join()

@@ -415,3 +415,20 @@ def test_opens_exactly_when_a_run_of_threshold_failures_occurs(
             run += 1
         expect_open = expect_open or run >= threshold
     assert (b.state == "open") == expect_open
+
+
+def test_a_bound_method_listener_can_be_removed(make: Make) -> None:
+    class Probe:
+        def __init__(self) -> None:
+            self.heard = 0
+
+        def hear(self, t: Transition) -> None:
+            self.heard += 1
+
+    probe = Probe()
+    b = make(failure_threshold=1)
+    b.add_listener(probe.hear)
+    b.remove_listener(probe.hear)
+    fail(b)
+    assert events.flush()
+    assert probe.heard == 0

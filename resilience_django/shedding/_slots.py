@@ -1,0 +1,254 @@
+"""The lock-free core of the bulkhead: slots as tokens, waiters handed slots in FIFO order.
+
+Why there is no lock, and why it is still correct for threads and the loop
+together: one bulkhead serves the async views in the event loop *and* sync
+views in worker threads (WSGI, or ASGI running sync middleware), so plain
+counters would race, and a ``threading.Lock`` on the loop could stall every
+task while a thread that holds it waits for the GIL.  Instead every shared
+step is a single atomic operation on a built-in container (``deque.pop`` /
+``append`` / ``remove``, ``dict.pop``), which CPython runs whole under the GIL
+(free-threaded CPython guards each with a per-object lock; that build is
+not tested here):
+
+* a free slot is a token in ``_Pool.tokens``; taking one is ``pop()``, so two
+  takers can never both get the last one: in-flight never exceeds the limit;
+* a waiting request is claimed by exactly one party through
+  ``_claims.pop(waiter)``: either a releaser (which then hands it a token) or
+  the waiter itself giving up; whoever loses the pop knows the other won;
+* a releaser appends a token and *then* looks for waiters, a waiter enqueues
+  and *then* looks for tokens (Dekker's pattern): with sequentially
+  consistent atomic steps at least one of them sees the other, so no waiter
+  sleeps while a token lies free.
+
+Threads block on a per-waiter ``threading.Lock`` (sync path only); tasks await
+a future of their own loop, woken with ``call_soon_threadsafe`` when the
+releaser is a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import deque
+from typing import Final
+
+_MISSING: Final = object()
+
+
+class _Pool:
+    """Slots of one kind: ``tokens`` are the free ones, ``burn`` the ones to destroy."""
+
+    __slots__ = ("burn", "size", "tokens")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.tokens: deque[bool] = deque([True] * size)
+        # Shrinking cannot take back slots in use; each marker here destroys
+        # one slot when it is released instead of returning it.
+        self.burn: deque[bool] = deque()
+
+
+class _Waiter:
+    __slots__ = ("critical", "future", "lock", "loop", "pool")
+
+    def __init__(
+        self,
+        critical: bool,
+        *,
+        lock: threading.Lock | None = None,
+        future: asyncio.Future[None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # Everything is set before the waiter is published in a queue.
+        self.critical = critical
+        self.pool: _Pool | None = None
+        self.lock = lock
+        self.future = future
+        self.loop = loop
+
+
+class SlotQueue:
+    """Slots (ordinary and reserved-for-critical) and the FIFO queues of their waiters."""
+
+    __slots__ = (
+        "_claims",
+        "_crit_q",
+        "_general",
+        "_norm_q",
+        "_queue_slots",
+        "_reserved",
+        "critical_share",
+        "queue",
+    )
+
+    def __init__(self, size: int, *, queue: int, critical_share: float) -> None:
+        if not 0.0 <= critical_share < 1.0:
+            raise ValueError("critical_share must be in [0, 1)")
+        if size < 1:
+            raise ValueError("limit must be at least 1")
+        self.queue = queue
+        self.critical_share = critical_share
+        reserved = self._reserved_for(size)
+        self._general = _Pool(size - reserved)
+        self._reserved = _Pool(reserved)
+        self._queue_slots: deque[bool] = deque([True] * queue)
+        self._norm_q: deque[_Waiter] = deque()
+        self._crit_q: deque[_Waiter] = deque()
+        self._claims: dict[_Waiter, None] = {}
+
+    @property
+    def limit(self) -> int:
+        return self._general.size + self._reserved.size
+
+    @property
+    def inflight(self) -> int:
+        g, r = self._general, self._reserved
+        return g.size - len(g.tokens) + r.size - len(r.tokens) + len(g.burn) + len(r.burn)
+
+    @property
+    def waiting(self) -> int:
+        return self.queue - len(self._queue_slots)
+
+    def _reserved_for(self, size: int) -> int:
+        return min(size - 1, round(size * self.critical_share)) if self.critical_share else 0
+
+    def _take(self, critical: bool) -> _Pool | None:
+        # No barging past waiters of the same or higher rank: FIFO holds.
+        if self._crit_q or (not critical and self._norm_q):
+            return None
+        return self._take_any(critical)
+
+    def _take_any(self, critical: bool) -> _Pool | None:
+        try:
+            self._general.tokens.pop()
+            return self._general
+        except IndexError:
+            pass
+        if critical:
+            try:
+                self._reserved.tokens.pop()
+                return self._reserved
+            except IndexError:
+                pass
+        return None
+
+    def _enqueue(self, waiter: _Waiter) -> _Waiter | None:
+        try:
+            self._queue_slots.pop()
+        except IndexError:
+            return None
+        self._claims[waiter] = None
+        (self._crit_q if waiter.critical else self._norm_q).append(waiter)
+        return waiter
+
+    def _recheck(self, waiter: _Waiter) -> _Pool | None:
+        """After enqueueing, look for a token freed while nobody was seen waiting."""
+        pool = self._take_any(waiter.critical)
+        if pool is None:
+            return None
+        if self._withdraw(waiter):
+            return pool
+        self._put(pool)  # a releaser granted us one meanwhile: one is enough
+        return None
+
+    def _withdraw(self, waiter: _Waiter) -> bool:
+        """Give up waiting; False when a releaser claimed this waiter first."""
+        if self._claims.pop(waiter, _MISSING) is _MISSING:
+            return False
+        # ValueError: a releaser popped it and then lost the claim.
+        with contextlib.suppress(ValueError):
+            (self._crit_q if waiter.critical else self._norm_q).remove(waiter)
+        self._queue_slots.append(True)
+        return True
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """The waiting task was cancelled: withdraw, or return the slot granted to it."""
+        if self._withdraw(waiter):
+            return
+        self._queue_slots.append(True)
+        future = waiter.future
+        assert future is not None
+        if future.done():  # delivered before we were cancelled
+            assert waiter.pool is not None
+            self._put(waiter.pool)
+        else:
+            future.cancel()  # _deliver sees it cancelled and returns the slot
+
+    def _put(self, pool: _Pool) -> None:
+        """Return a slot: destroy it, hand it to the first eligible waiter, or free it."""
+        try:
+            pool.burn.pop()
+            return
+        except IndexError:
+            pass
+        while True:
+            if self._grant(pool):
+                return
+            pool.tokens.append(True)
+            # Dekker's other half: a waiter may have enqueued after we looked.
+            if not (self._crit_q or (pool is self._general and self._norm_q)):
+                return
+            try:
+                pool.tokens.pop()
+            except IndexError:
+                return  # someone (perhaps that waiter) took it
+
+    def _grant(self, pool: _Pool) -> bool:
+        queues = (self._crit_q, self._norm_q) if pool is self._general else (self._crit_q,)
+        for q in queues:
+            while True:
+                try:
+                    waiter = q.popleft()
+                except IndexError:
+                    break
+                if self._claims.pop(waiter, _MISSING) is _MISSING:
+                    continue  # it gave up already
+                waiter.pool = pool
+                if waiter.lock is not None:
+                    waiter.lock.release()
+                    return True
+                if self._wake(waiter):
+                    return True
+                self._queue_slots.append(True)  # its loop is gone; so is the waiter
+        return False
+
+    def _wake(self, waiter: _Waiter) -> bool:
+        loop = waiter.loop
+        assert loop is not None
+        if asyncio._get_running_loop() is loop:
+            self._deliver(waiter)
+            return True
+        try:
+            loop.call_soon_threadsafe(self._deliver, waiter)
+        except RuntimeError:  # its loop is closed: nobody will take the slot
+            return False
+        return True
+
+    def _deliver(self, waiter: _Waiter) -> None:
+        future = waiter.future
+        assert future is not None and waiter.pool is not None
+        if future.done():  # cancelled while the wake-up was in flight
+            self._put(waiter.pool)
+        else:
+            future.set_result(None)
+
+    def _resize(self, limit: int) -> None:
+        limit = max(1, limit)
+        reserved = self._reserved_for(limit)
+        self._resize_pool(self._general, limit - reserved)
+        self._resize_pool(self._reserved, reserved)
+
+    def _resize_pool(self, pool: _Pool, size: int) -> None:
+        delta = size - pool.size
+        pool.size = size
+        for _ in range(delta):  # grow: first cancel pending burns
+            try:
+                pool.burn.pop()
+            except IndexError:
+                self._put(pool)
+        for _ in range(-delta):  # shrink: take free slots, else burn one on release
+            try:
+                pool.tokens.pop()
+            except IndexError:
+                pool.burn.append(True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,10 @@ from ..clock import Clock
 
 __all__ = [
     "RETRY_STATUSES",
+    "default_retry_on",
+    "default_retry_on_result",
     "full_jitter",
+    "is_circuit_open",
     "parse_retry_after",
     "response_of",
     "retry_after_of",
@@ -105,3 +109,29 @@ def retry_after_of(outcome: object, *, wall: Clock = time.time) -> float | None:
     get = getattr(response.headers, "get", None)
     value = get("Retry-After") if callable(get) else None
     return parse_retry_after(value, wall=wall) if isinstance(value, str) else None
+
+
+def default_retry_on(exc: BaseException) -> bool:
+    """Network failures, timeouts, and HTTP errors that carry a retryable status."""
+    if status_of(exc) in RETRY_STATUSES:
+        return True
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    # Look the libraries up only when something failed, and never import them.
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.TransportError):
+        return True
+    requests = sys.modules.get("requests")
+    return requests is not None and isinstance(
+        exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
+    )
+
+
+def default_retry_on_result(result: object) -> bool:
+    """An HTTP answer with status 429, 502, 503 or 504."""
+    return status_of(result) in RETRY_STATUSES
+
+
+def is_circuit_open(exc: BaseException) -> bool:
+    """An open breaker's rejection; by name and attribute, so we need not import the breakers."""
+    return type(exc).__name__ == "CircuitOpen" and hasattr(exc, "retry_after")

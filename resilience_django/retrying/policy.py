@@ -23,50 +23,29 @@ import asyncio
 import functools
 import inspect
 import random as _random
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import deadline
 from ..units import parse_duration
-from .backoff import RETRY_STATUSES, full_jitter, retry_after_of, status_of
+from .backoff import (
+    default_retry_on,
+    default_retry_on_result,
+    full_jitter,
+    is_circuit_open,
+    retry_after_of,
+)
 from .budget import RetryBudget, budget_for
 from .throttle import AdaptiveThrottle, LocallyThrottled, throttle_for
 
-__all__ = ["RetryPolicy", "retry"]
+__all__ = ["RetryPolicy", "default_retry_on", "default_retry_on_result", "retry"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _NEVER_RETRY = (deadline.DeadlineExceeded, LocallyThrottled)
 _OPEN_STATES = frozenset({"open", "forced_open"})
-
-
-def default_retry_on(exc: BaseException) -> bool:
-    """Network failures, timeouts, and HTTP errors that carry a retryable status."""
-    if status_of(exc) in RETRY_STATUSES:
-        return True
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    # Look the libraries up only when something failed, and never import them.
-    httpx = sys.modules.get("httpx")
-    if httpx is not None and isinstance(exc, httpx.TransportError):
-        return True
-    requests = sys.modules.get("requests")
-    return requests is not None and isinstance(
-        exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
-    )
-
-
-def default_retry_on_result(result: object) -> bool:
-    """An HTTP answer with status 429, 502, 503 or 504."""
-    return status_of(result) in RETRY_STATUSES
-
-
-def _is_circuit_open(exc: BaseException) -> bool:
-    # By name and attribute, so the retry core does not import the breakers.
-    return type(exc).__name__ == "CircuitOpen" and hasattr(exc, "retry_after")
 
 
 class RetryPolicy:
@@ -173,7 +152,7 @@ class RetryPolicy:
     def _retryable(self, outcome: object, failed: bool) -> bool:
         if failed:
             assert isinstance(outcome, BaseException)
-            if isinstance(outcome, _NEVER_RETRY) or _is_circuit_open(outcome):
+            if isinstance(outcome, _NEVER_RETRY) or is_circuit_open(outcome):
                 return False
             return isinstance(outcome, Exception) and self.retry_on(outcome)
         return self.retry_on_result(outcome)

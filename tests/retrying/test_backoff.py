@@ -72,3 +72,23 @@ def test_responses_are_recognised_by_their_attributes() -> None:
     assert response_of(response) is response
     assert response_of(FakeHTTPError(response)) is response
     assert response_of("text") is None
+
+
+def test_default_retry_on_covers_network_errors_and_retryable_http_errors() -> None:
+    import httpx
+    import requests
+
+    from resilience_django.retrying.backoff import default_retry_on, is_circuit_open
+
+    assert default_retry_on(httpx.ConnectError("refused"))
+    assert default_retry_on(httpx.ReadTimeout("slow"))
+    assert default_retry_on(requests.exceptions.ConnectionError("refused"))
+    assert default_retry_on(requests.exceptions.ReadTimeout("slow"))
+    assert default_retry_on(ConnectionResetError())
+    assert default_retry_on(FakeHTTPError(FakeResponse(503)))
+    assert not default_retry_on(FakeHTTPError(FakeResponse(400)))
+    assert not default_retry_on(ValueError("bug"))
+    from resilience_django.breakers.state import CircuitOpen
+
+    assert is_circuit_open(CircuitOpen("pricing", 1.0))
+    assert not is_circuit_open(ConnectionError())

@@ -1,0 +1,38 @@
+"""Multiprocess bookkeeping for servers that fork workers (gunicorn, uvicorn --workers).
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set, each worker writes its values to files
+in that directory and a scrape merges them.  The ``live*`` gauges
+(breaker state, fallback active, in-flight requests) drop a worker's files only
+when someone marks it dead; gunicorn can do that from its config file::
+
+    # gunicorn.conf.py
+    from resilience_django.observability.multiprocess import child_exit  # noqa: F401
+
+Counters and histograms keep a dead worker's totals, as they should: those
+requests happened.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["child_exit", "mark_worker_dead"]
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Forget worker ``pid``'s live gauges (no-op without prometheus-client or the directory)."""
+    import os
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:
+        return
+    multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A gunicorn ``child_exit`` server hook: mark the exited worker dead."""
+    mark_worker_dead(worker.pid)

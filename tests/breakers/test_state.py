@@ -432,3 +432,49 @@ def test_a_bound_method_listener_can_be_removed(make: Make) -> None:
     fail(b)
     assert events.flush()
     assert probe.heard == 0
+
+
+@given(
+    st.integers(1, 8),
+    st.sampled_from([0.5, 0.75, 0.9, 1.0]),
+    st.lists(st.tuples(st.sampled_from(["acquire", "ok", "fail", "release"]), st.integers(0, 7))),
+)
+def test_half_open_never_admits_more_than_n_and_decides_by_the_ratio(
+    n: int, ratio: float, ops: list[tuple[str, int]]
+) -> None:
+    clock = ManualClock()
+    policy = BreakerPolicy(failure_threshold=1, open_for=1, half_open_calls=n, close_ratio=ratio)
+    b = Breaker("p", policy, clock=clock)
+    b.record_failure(b.acquire())
+    clock.advance(1)
+    b.poll()
+    assert b.state == "half_open"
+    gen = b.generation
+    outstanding: list[object] = []
+    ok = failed = 0
+    for op, pick in ops:
+        if b.generation != gen:
+            break
+        if op == "acquire":
+            try:
+                outstanding.append(b.acquire())
+            except CircuitOpen:
+                assert len(outstanding) + ok + failed == n  # only a full half-open rejects
+        elif outstanding:
+            token = outstanding.pop(pick % len(outstanding))
+            if op == "ok":
+                b.record_success(token)  # type: ignore[arg-type]
+                ok += 1
+            elif op == "fail":
+                b.record_failure(token)  # type: ignore[arg-type]
+                failed += 1
+            else:
+                b.release(token)  # type: ignore[arg-type]
+        assert len(outstanding) + ok + failed <= n
+    need = policy.trials_to_close
+    if b.state == "closed":
+        assert ok >= need
+    elif b.state == "open":
+        assert failed > n - need
+    else:
+        assert ok < need and failed <= n - need

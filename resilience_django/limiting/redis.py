@@ -27,13 +27,17 @@ The script is registered once and run with EVALSHA; after a ``SCRIPT FLUSH``
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from importlib import resources
+from typing import Any
 
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
-from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
+from .decision import Algorithm, Decision, LimitCheck, Policy
+from .local import _decision, _outcome
 from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
 
 __all__ = ["RedisLimiter", "load_script"]
@@ -41,6 +45,7 @@ __all__ = ["RedisLimiter", "load_script"]
 _ALGO_CODES = {Algorithm.SLIDING_WINDOW: 1, Algorithm.TOKEN_BUCKET: 2, Algorithm.GCRA: 3}
 _ALGO_TAGS = {Algorithm.SLIDING_WINDOW: "sw", Algorithm.TOKEN_BUCKET: "tb", Algorithm.GCRA: "gc"}
 _MAX_RAW_KEY = 64
+_COST_1 = b"$1\r\n1\r\n"
 _EMPTY = Decision(allowed=True, outcomes=(), backend="redis")
 
 
@@ -56,25 +61,48 @@ def _tag(client_key: str) -> str:
     return "h:" + hashlib.blake2b(client_key.encode(), digest_size=12).hexdigest()
 
 
+class _Parts:
+    """What a policy contributes to every call: key suffix and script arguments."""
+
+    __slots__ = ("args", "packed", "suffix")
+
+    def __init__(self, policy: Policy) -> None:
+        period_us = max(1, round(policy.rate.period * 1_000_000))
+        algorithm = Algorithm(policy.algorithm)
+        self.suffix = f"}}:{policy.name}:{_ALGO_TAGS[algorithm]}{period_us // 1000}"
+        self.args = (_ALGO_CODES[algorithm], policy.rate.limit, period_us, policy.capacity)
+        self.packed = b"".join(_bulk(str(a).encode()) for a in self.args)
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
 class RedisLimiter:
     """A ``Limiter`` whose state lives in Redis; ``decide`` sync, ``adecide`` async.
 
     ``client`` serves ``decide``; ``adecide`` uses ``async_client`` or builds one
     from ``settings`` on first use in each event loop (an asyncio Redis client
     belongs to the loop that created it).
+
+    On a single node the call is written to the socket as prebuilt RESP bytes
+    on a connection taken from the client's own pool, and the script answers
+    with one string: redis-py's generic argument packing and array parsing
+    cost more than the whole script runs.  On a cluster the regular client
+    call routes by key.
     """
 
     __slots__ = (
         "_aclient",
         "_aloop",
-        "_args",
         "_client",
         "_cluster",
+        "_heads",
+        "_parts",
         "_prefix",
         "_settings",
         "_sha",
         "_source",
-        "_suffix",
     )
 
     def __init__(
@@ -90,18 +118,16 @@ class RedisLimiter:
         self._settings = settings
         self._aclient = async_client
         self._aloop: object | None = None
-        prefix = (
-            key_prefix if key_prefix is not None else (settings.key_prefix if settings else "rl")
-        )
-        self._prefix = prefix + ":{"
+        if key_prefix is None:
+            key_prefix = settings.key_prefix if settings is not None else "rl"
+        self._prefix = key_prefix + ":{"
         if cluster is None:
-            cluster = settings.cluster if settings is not None else False
+            cluster = isinstance(client, RedisCluster)
         self._cluster = cluster
         self._source, self._sha = load_script("limit.lua")
-        # Per-policy pieces of the key and the script arguments, computed once
-        # per policy object rather than per request.
-        self._suffix: dict[Policy, str] = {}
-        self._args: dict[Policy, tuple[int, int, int, int]] = {}
+        # Per-policy pieces, computed once per policy rather than per request.
+        self._parts: dict[Policy, _Parts] = {}
+        self._heads: dict[tuple[int, bool], bytes] = {}
 
     @property
     def client(self) -> SyncClient:
@@ -109,44 +135,70 @@ class RedisLimiter:
 
     # -- encoding -----------------------------------------------------------------
 
-    def _policy_parts(self, policy: Policy) -> tuple[str, tuple[int, int, int, int]]:
-        suffix = self._suffix.get(policy)
-        if suffix is None:
-            period_us = max(1, round(policy.rate.period * 1_000_000))
-            suffix = f"}}:{policy.name}:{_ALGO_TAGS[policy.algorithm]}{period_us // 1000}"
-            self._args[policy] = (
-                _ALGO_CODES[policy.algorithm],
-                policy.rate.limit,
-                period_us,
-                policy.capacity,
-            )
-            self._suffix[policy] = suffix
-        return suffix, self._args[policy]
+    def _part(self, policy: Policy) -> _Parts:
+        parts = self._parts.get(policy)
+        if parts is None:
+            if len(self._parts) > 4096:  # policies rebuilt by settings reloads
+                self._parts.clear()
+            parts = self._parts[policy] = _Parts(policy)
+        return parts
 
-    def _encode(self, checks: tuple[LimitCheck, ...], commit: bool) -> list[str | int]:
-        keys: list[str | int] = []
-        args: list[str | int] = [1 if commit else 0]
-        prefix = self._prefix
+    def _key(self, check: LimitCheck, parts: _Parts) -> str:
+        return self._prefix + _tag(check.key) + parts.suffix
+
+    def _packed(self, checks: tuple[LimitCheck, ...], commit: bool) -> bytes:
+        """The whole EVALSHA command as RESP bytes."""
+        n = len(checks)
+        head = self._heads.get((n, commit))
+        if head is None:
+            count = str(n).encode()
+            head = b"*%d\r\n$7\r\nEVALSHA\r\n%b%b" % (
+                3 + n + 1 + 5 * n,
+                _bulk(self._sha.encode()),
+                _bulk(count),
+            )
+            self._heads[(n, commit)] = head
+        keys = []
+        args = [b"$1\r\n1\r\n" if commit else b"$1\r\n0\r\n"]
         for check in checks:
-            suffix, policy_args = self._policy_parts(check.policy)
-            keys.append(prefix + _tag(check.key) + suffix)
-            args.extend(policy_args)
+            parts = self._part(check.policy)
+            keys.append(_bulk(self._key(check, parts).encode()))
+            args.append(parts.packed)
+            cost = check.cost
+            args.append(_COST_1 if cost == 1 else _bulk(str(cost).encode()))
+        return head + b"".join(keys) + b"".join(args)
+
+    def _args(self, checks: tuple[LimitCheck, ...], commit: bool) -> list[str | int]:
+        """The EVALSHA command as arguments for a (cluster) client's execute_command."""
+        keys: list[str | int] = []
+        args: list[str | int] = ["1" if commit else "0"]
+        for check in checks:
+            parts = self._part(check.policy)
+            keys.append(self._key(check, parts))
+            args.extend(parts.args)
             args.append(check.cost)
         return ["EVALSHA", self._sha, len(checks), *keys, *args]
 
     @staticmethod
-    def _decode(checks: tuple[LimitCheck, ...], raw: list[int]) -> Decision:
-        outcomes = tuple(
-            RuleOutcome(
-                check=check,
-                allowed=raw[1 + 4 * i] == 1,
-                remaining=int(raw[2 + 4 * i]),
-                reset_after=raw[3 + 4 * i] / 1_000_000,
-                retry_after=raw[4 + 4 * i] / 1_000_000,
+    def _decode(checks: tuple[LimitCheck, ...], raw: bytes | str) -> Decision:
+        v = raw.split()
+        if len(checks) == 1:
+            allowed = v[1] == b"1" or v[1] == "1"
+            return _decision(
+                allowed,
+                (_outcome(checks[0], allowed, int(v[2]), int(v[3]) / 1e6, int(v[4]) / 1e6),),
+                "redis",
             )
-            for i, check in enumerate(checks)
-        )
-        return Decision(allowed=raw[0] == 1, outcomes=outcomes, backend="redis")
+        outcomes = []
+        i = 1
+        for check in checks:
+            outcomes.append(
+                _outcome(
+                    check, int(v[i]) == 1, int(v[i + 1]), int(v[i + 2]) / 1e6, int(v[i + 3]) / 1e6
+                )
+            )
+            i += 4
+        return _decision(int(v[0]) == 1, tuple(outcomes), "redis")
 
     def _slot_groups(self, checks: tuple[LimitCheck, ...]) -> list[tuple[LimitCheck, ...]]:
         groups: dict[int, list[LimitCheck]] = {}
@@ -156,13 +208,26 @@ class RedisLimiter:
 
     # -- sync ---------------------------------------------------------------------
 
-    def _run(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
-        command = self._encode(checks, commit)
+    def _call(self, checks: tuple[LimitCheck, ...], commit: bool) -> Any:
+        client = self._client
+        if self._cluster:
+            return client.execute_command(*self._args(checks, commit))  # type: ignore[no-untyped-call]
+        pool = client.connection_pool  # type: ignore[union-attr]
+        conn = pool.get_connection()
         try:
-            raw = self._client.execute_command(*command)  # type: ignore[no-untyped-call]
+            # Errors disconnect the connection inside redis-py, so releasing it
+            # in any case is safe: a broken one is reconnected on next use.
+            conn.send_packed_command([self._packed(checks, commit)], False)
+            return conn.read_response()
+        finally:
+            pool.release(conn)
+
+    def _run(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
+        try:
+            raw = self._call(checks, commit)
         except NoScriptError:
             self._client.script_load(self._source)
-            raw = self._client.execute_command(*command)  # type: ignore[no-untyped-call]
+            raw = self._call(checks, commit)
         return self._decode(checks, raw)
 
     def decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
@@ -181,8 +246,6 @@ class RedisLimiter:
     # -- async --------------------------------------------------------------------
 
     def _async_client(self) -> AsyncClient:
-        import asyncio
-
         loop = asyncio.get_running_loop()
         if self._aclient is None or (self._aloop is not None and self._aloop is not loop):
             if self._settings is None:
@@ -194,14 +257,28 @@ class RedisLimiter:
         assert self._aclient is not None
         return self._aclient
 
+    async def _acall(
+        self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool
+    ) -> Any:
+        if self._cluster:
+            return await client.execute_command(*self._args(checks, commit))
+        pool = client.connection_pool  # type: ignore[union-attr]
+        conn = await pool.get_connection()
+        try:
+            # redis.asyncio disconnects a connection whose read was cancelled
+            # (asyncio.timeout), so it never hands back a half-read reply.
+            await conn.send_packed_command([self._packed(checks, commit)], False)
+            return await conn.read_response()
+        finally:
+            await pool.release(conn)
+
     async def _arun(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
         client = self._async_client()
-        command = self._encode(checks, commit)
         try:
-            raw = await client.execute_command(*command)
+            raw = await self._acall(client, checks, commit)
         except NoScriptError:
             await client.script_load(self._source)
-            raw = await client.execute_command(*command)
+            raw = await self._acall(client, checks, commit)
         return self._decode(checks, raw)
 
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:

@@ -2,30 +2,48 @@
 --
 -- KEYS[i]  the state key of check i (all keys of one call share a hash slot)
 -- ARGV[1]  1 = commit when every check passes, 0 = peek (never writes)
--- ARGV[2 + 5*(i-1) ...] for check i: algorithm (1 sliding window, 2 token
+-- ARGV[2 + 5*(i-1) ...]  check i: algorithm (1 sliding window, 2 token
 --          bucket, 3 GCRA), limit, period in microseconds, capacity, cost
 --
--- Returns {allowed, then per check: allowed, remaining, reset_after_us,
--- retry_after_us}.  The clock is Redis TIME, never the caller's, so every
--- web server agrees on "now" whatever its own clock says.  Times are integer
--- microseconds since 2023-11-14 (1.7e9 s): small enough that doubles keep
--- them exact, which keeps GCRA's burst boundary exact too.
+-- Returns one string of integers separated by spaces: allowed, then per
+-- check allowed, remaining, reset_after_us, retry_after_us.  One string
+-- rather than an array because the client spends microseconds per array
+-- element parsing it.
+--
+-- The clock is Redis TIME, never the caller's, so every web server agrees on
+-- "now" whatever its own clock says.  Times are integer microseconds since
+-- 2023-11-14 (1.7e9 s): small enough that doubles keep them exact, which
+-- keeps GCRA's burst boundary exact too.
+--
+-- State is one string per key, packed with struct (one MGET for all rules,
+-- then one SET PX per rule; no hash to walk):
+--   sliding window  BUCKETS + 1 doubles: newest bucket index, then the
+--                   ring of counts, bucket j in slot j mod BUCKETS
+--   token bucket    2 doubles: tokens, last refill (us)
+--   GCRA            the theoretical arrival time (us) as a decimal string
 --
 -- The first pass reads and evaluates every check without writing; the second
 -- pass writes only when all passed, so a request rejected by one rule does
--- not consume the others.  Every key gets a TTL equal to the time after which
--- its state is indistinguishable from no state, so memory is bounded by the
--- keys active within one window.
+-- not consume the others.  Every key's TTL is the time after which its state
+-- is indistinguishable from no state, so memory is bounded by the keys
+-- active within one window.
 
 local BUCKETS = 10
+local SW_FORMAT = '<ddddddddddd'
+local TB_FORMAT = '<dd'
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
 local commit = ARGV[1] == '1'
+local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 
 local n = #KEYS
-local results = {}
+-- One MGET for every rule's state: each redis.call costs microseconds.
+local states = redis.call('MGET', unpack(KEYS))
+local out = {}
 local all_ok = true
-local plans = {}
+-- What pass 2 writes for check i: the packed value and its TTL in ms.
+local new_value = {}
+local new_ttl = {}
 
 for i = 1, n do
   local base = 2 + (i - 1) * 5
@@ -34,50 +52,50 @@ for i = 1, n do
   local period = tonumber(ARGV[base + 2])
   local cap = tonumber(ARGV[base + 3])
   local cost = tonumber(ARGV[base + 4])
-  local key = KEYS[i]
+  local raw = states[i]
   local ok, remaining, reset, retry
 
   if algo == 1 then
-    -- Sliding window: BUCKETS sub-windows of width w; a request counts in
-    -- bucket floor(now / w) and the window is the last BUCKETS buckets.
+    -- Sliding window: BUCKETS buckets of width w; a request counts in
+    -- bucket floor(now / w) and the window is the newest BUCKETS buckets.
     local w = period / BUCKETS
-    local cur = math.floor(now / w)
-    local oldest = cur - BUCKETS + 1
-    local fields = redis.call('HGETALL', key)
-    local counts = {}
-    local stale = {}
-    local sum = 0
-    for j = 1, #fields, 2 do
-      local idx = tonumber(fields[j])
-      if idx >= oldest then
-        local c = tonumber(fields[j + 1])
-        counts[idx] = c
-        sum = sum + c
-      else
-        stale[#stale + 1] = fields[j]
+    local cur = floor(now / w)
+    local ring = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+    local head = cur
+    if raw then
+      local s = {struct.unpack(SW_FORMAT, raw)}
+      head = s[1]
+      if cur - head < BUCKETS then
+        for j = 1, BUCKETS do ring[j] = s[j + 1] end
+      end
+      -- Slide: zero the buckets between the stored head and now; a clock
+      -- that went backwards (failover) counts into the newest bucket.
+      if cur > head then
+        for b = max(head + 1, cur - BUCKETS + 1), cur do ring[b % BUCKETS + 1] = 0 end
+        head = cur
       end
     end
+    local sum = 0
+    for j = 1, BUCKETS do sum = sum + ring[j] end
     ok = sum + cost <= limit
+    retry = 0
     if ok then
-      counts[cur] = (counts[cur] or 0) + cost
-      remaining = limit - sum - cost
-      retry = 0
-    else
-      remaining = math.max(0, limit - sum)
-      retry = 0
-      if cost > limit then retry = period end
+      ring[head % BUCKETS + 1] = ring[head % BUCKETS + 1] + cost
+      sum = sum + cost
+    elseif cost > limit then
+      retry = period
     end
+    remaining = max(0, limit - sum)
     -- reset: when the oldest non-empty bucket leaves the window; retry: when
-    -- enough of the oldest buckets have left for cost to fit (as the local
-    -- kernel computes them).
+    -- enough of the oldest buckets have left for cost to fit.
     local need = 0
     if not ok and cost <= limit then need = sum + cost - limit end
     local freed = 0
     reset = 0
-    for idx = oldest, cur do
-      local c = counts[idx]
-      if c and c > 0 then
-        local leaves = (idx + BUCKETS) * w - now
+    for b = head - BUCKETS + 1, head do
+      local c = ring[b % BUCKETS + 1]
+      if c > 0 then
+        local leaves = (b + BUCKETS) * w - now
         if freed == 0 then reset = leaves end
         freed = freed + c
         if freed >= need then
@@ -86,74 +104,67 @@ for i = 1, n do
         end
       end
     end
-    plans[i] = {1, key, cur, cost, stale, math.ceil(period / 1000)}
+    new_value[i] = struct.pack(SW_FORMAT, head, ring[1], ring[2], ring[3], ring[4], ring[5],
+      ring[6], ring[7], ring[8], ring[9], ring[10])
+    new_ttl[i] = ceil(period / 1000)
 
   elseif algo == 2 then
-    -- Token bucket: cap tokens, refilled at limit / period; state (tokens, last).
+    -- Token bucket: cap tokens refilled at limit / period; a new key is full.
     local rate = limit / period
-    local st = redis.call('HMGET', key, 't', 'l')
     local tokens = cap
-    if st[1] then
-      tokens = math.min(cap, tonumber(st[1]) + math.max(0, now - tonumber(st[2])) * rate)
+    if raw then
+      local stored, last = struct.unpack(TB_FORMAT, raw)
+      tokens = min(cap, stored + max(0, now - last) * rate)
     end
-    -- The tolerance absorbs float error in the refill, never a whole token.
+    -- The slack absorbs float error in the refill, never a whole token.
     ok = tokens + 1e-6 >= cost
-    local left = tokens
     if ok then
-      left = math.max(0, tokens - cost)
+      tokens = max(0, tokens - cost)
       retry = 0
     elseif cost > cap then
       retry = period
     else
       retry = (cost - tokens) / rate
     end
-    remaining = math.floor(left + 1e-6)
-    reset = (cap - left) / rate
-    plans[i] = {2, key, left, now, math.ceil(reset / 1000) + 1}
+    remaining = floor(tokens + 1e-6)
+    reset = (cap - tokens) / rate
+    new_value[i] = struct.pack(TB_FORMAT, tokens, now)
+    new_ttl[i] = ceil(reset / 1000) + 1
 
   else
     -- GCRA: emission interval T, tolerance tau = cap * T, state TAT.  T is
     -- rounded down to whole microseconds so the arithmetic stays exact.
-    local T = math.max(1, math.floor(period / limit))
+    local T = max(1, floor(period / limit))
     local tau = cap * T
-    local tat = tonumber(redis.call('GET', key) or now)
-    local start = math.max(tat, now)
+    local start = now
+    if raw then start = max(tonumber(raw), now) end
     local new_tat = start + cost * T
     ok = new_tat - now <= tau
     if ok then
-      remaining = math.floor((tau - (new_tat - now)) / T)
+      remaining = floor((tau - (new_tat - now)) / T)
       reset = new_tat - now
       retry = 0
     else
-      remaining = math.max(0, math.floor((tau - (start - now)) / T))
+      remaining = max(0, floor((tau - (start - now)) / T))
       reset = start - now
       if cost > cap then retry = period else retry = new_tat - now - tau end
     end
-    plans[i] = {3, key, new_tat, math.ceil((new_tat - now) / 1000) + 1}
+    new_value[i] = string.format('%d', new_tat)
+    new_ttl[i] = ceil((new_tat - now) / 1000) + 1
   end
 
   if not ok then all_ok = false end
-  results[#results + 1] = ok and 1 or 0
-  results[#results + 1] = remaining
-  results[#results + 1] = math.ceil(reset)
-  results[#results + 1] = math.ceil(retry)
+  -- Integers below 1e14 print exactly with Lua's default number format.
+  out[#out + 1] = ok and 1 or 0
+  out[#out + 1] = remaining
+  out[#out + 1] = ceil(reset)
+  out[#out + 1] = ceil(retry)
 end
 
 if all_ok and commit then
   for i = 1, n do
-    local p = plans[i]
-    if p[1] == 1 then
-      redis.call('HINCRBY', p[2], string.format('%d', p[3]), p[4])
-      if #p[5] > 0 then redis.call('HDEL', p[2], unpack(p[5])) end
-      redis.call('PEXPIRE', p[2], p[6])
-    elseif p[1] == 2 then
-      redis.call('HSET', p[2], 't', string.format('%.17g', p[3]), 'l', string.format('%d', p[4]))
-      redis.call('PEXPIRE', p[2], p[5])
-    else
-      redis.call('SET', p[2], string.format('%d', p[3]), 'PX', p[4])
-    end
+    redis.call('SET', KEYS[i], new_value[i], 'PX', new_ttl[i])
   end
 end
 
-table.insert(results, 1, all_ok and 1 or 0)
-return results
+return (all_ok and '1 ' or '0 ') .. table.concat(out, ' ')

@@ -1,0 +1,265 @@
+"""Distributed limit decisions on Redis: ours against `limits` and django-ratelimit.
+
+Run: ``python benchmarks/bench_redis_limits.py [--quick]``
+
+Starts its own throwaway ``redis-server`` on a free port (stopped by PID at the
+end), then measures, side by side and interleaved in rounds (median of the
+rounds reported), microseconds per decision for one and for three rules:
+
+- floor: a raw redis-py ``GET`` and ``PING`` from the very client our limiter uses;
+- ours: ``RedisLimiter.decide`` (one EVALSHA for all rules) and the production
+  path ``HybridLimiter.decide`` (the same plus the fallback breaker's bookkeeping);
+- ``limits`` ``RedisStorage`` with the moving-window and sliding-window-counter
+  strategies (one ``hit`` per rule);
+- django-ratelimit ``is_ratelimited(increment=True)`` on a django-redis cache
+  (one call per rule).
+
+Round trips per decision are counted on the server: ``INFO commandstats``
+deltas give every command Redis executed (including those a Lua script ran
+inside Redis, which are no round trips), and a short ``MONITOR`` capture
+tells which of them the client sent (lines not marked ``lua``); the client-sent
+count per decision is the round-trip figure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+Op = Callable[[], Any]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("bench_redis_limits: no redis-server on PATH")
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+
+
+def _time_op(op: Op, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        op()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def _commandstats(client: Any) -> dict[str, int]:
+    return {k: v["calls"] for k, v in client.info("commandstats").items()}
+
+
+def _client_sent(port: int, op: Op, n: int) -> float:
+    """Commands the client sent per call of ``op``, from a MONITOR capture."""
+    mon = socket.create_connection(("127.0.0.1", port))
+    mon.sendall(b"MONITOR\r\n")
+    mon.recv(16)  # +OK
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            data = mon.recv(1 << 16)
+            if not data:
+                return
+            chunks.append(data)
+            if b"bench-monitor-end" in data:
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(n):
+        op()
+    marker = socket.create_connection(("127.0.0.1", port))
+    marker.sendall(b"ECHO bench-monitor-end\r\n")
+    marker.recv(64)
+    reader.join(timeout=10)
+    marker.close()
+    mon.close()
+    lines = b"".join(chunks).splitlines()
+    sent = [ln for ln in lines if ln.startswith(b"+") and b" lua]" not in ln]
+    # Minus the marker ECHO itself.
+    return (len(sent) - 1) / n
+
+
+def _setup_django(url: str) -> Callable[[], Any]:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            INSTALLED_APPS=[],
+            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            USE_TZ=True,
+        )
+        django.setup()
+    from django.test.utils import override_settings
+
+    override = override_settings(
+        CACHES={
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "ratelimit": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url},
+        },
+        RATELIMIT_USE_CACHE="ratelimit",
+    )
+    override.enable()
+    return override.disable
+
+
+def _contenders(url: str) -> tuple[dict[str, Op], Callable[[], None], Any]:
+    from limits import RateLimitItemPerHour, storage, strategies
+
+    from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
+    from resilience_django.limiting.hybrid import HybridLimiter
+    from resilience_django.limiting.local import LocalLimiter
+    from resilience_django.limiting.redis import RedisLimiter
+    from resilience_django.limiting.redis_conn import RedisSettings, make_sync_client
+    from resilience_django.units import Rate
+
+    # A generous budget: this measures speed, not the fallback.
+    settings = RedisSettings(url=url, socket_timeout=1.0, connect_timeout=1.0)
+    client = make_sync_client(settings)
+    ours = RedisLimiter(client, settings=settings)
+    hybrid = HybridLimiter(RedisLimiter(client, settings=settings), LocalLimiter(), budget=1.0)
+    big = Rate(10**9, 3600.0)
+    one = (LimitCheck(Policy("r1", big, Algorithm.SLIDING_WINDOW), "ip:10.0.0.1"),)
+    three = (
+        *one,
+        LimitCheck(Policy("r2", big, Algorithm.TOKEN_BUCKET), "ip:10.0.0.1"),
+        LimitCheck(Policy("r3", big, Algorithm.GCRA), "ip:10.0.0.1"),
+    )
+    client.set("bench:get", "x")
+
+    lstore = storage.RedisStorage(url)
+    moving = strategies.MovingWindowRateLimiter(lstore)
+    sliding = strategies.SlidingWindowCounterRateLimiter(lstore)
+    items = [RateLimitItemPerHour(10**9, namespace=f"r{i}") for i in range(3)]
+
+    undo = _setup_django(url)
+    from django.test import RequestFactory
+    from django_ratelimit.core import is_ratelimited
+
+    request = RequestFactory().get("/")
+
+    def rl(n: int) -> Op:
+        groups = [f"g{i}" for i in range(n)]
+
+        def op() -> None:
+            for g in groups:
+                is_ratelimited(request, group=g, key="ip", rate="1000000000/h", increment=True)
+
+        return op
+
+    ops: dict[str, Op] = {
+        "redis-py GET (floor)": lambda: client.get("bench:get"),
+        "redis-py PING": client.ping,
+        "ours RedisLimiter, 1 rule": lambda: ours.decide(one),
+        "ours RedisLimiter, 3 rules": lambda: ours.decide(three),
+        "ours HybridLimiter, 1 rule": lambda: hybrid.decide(one),
+        "ours HybridLimiter, 3 rules": lambda: hybrid.decide(three),
+        "limits moving window, 1 rule": lambda: moving.hit(items[0], "10.0.0.1"),
+        "limits moving window, 3 rules": lambda: [moving.hit(i, "10.0.0.1") for i in items],
+        "limits sliding counter, 1 rule": lambda: sliding.hit(items[0], "10.0.0.1"),
+        "limits sliding counter, 3 rules": lambda: [sliding.hit(i, "10.0.0.1") for i in items],
+        "django-ratelimit django-redis, 1 rule": rl(1),
+        "django-ratelimit django-redis, 3 rules": rl(3),
+    }
+
+    def close() -> None:
+        hybrid.close()
+        ours.close()
+        undo()
+
+    return ops, close, client
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure every contender; return µs per decision, ratios to GET and round trips."""
+    n, rounds = (600, 3) if quick else (2500, 5)
+    server = _Server()
+    try:
+        ops, close, client = _contenders(server.url)
+        for op in ops.values():  # warm up: scripts loaded, connections open
+            _time_op(op, 50)
+        samples: dict[str, list[float]] = {name: [] for name in ops}
+        for _ in range(rounds):
+            for name, op in ops.items():
+                samples[name].append(_time_op(op, n))
+        us = {name: statistics.median(v) for name, v in samples.items()}
+        floor = us["redis-py GET (floor)"]
+        trips: dict[str, float] = {}
+        executed: dict[str, float] = {}
+        calib = 50
+        for name, op in ops.items():
+            before = _commandstats(client)
+            for _ in range(calib):
+                op()
+            after = _commandstats(client)
+            # The INFO call that read "before" is counted in "after"; take it off.
+            executed[name] = (sum(after.values()) - sum(before.values()) - 1) / calib
+            trips[name] = _client_sent(server.port, op, calib)
+        close()
+    finally:
+        server.stop()
+    return {
+        "us_per_decision": us,
+        "ratio_to_get": {name: v / floor for name, v in us.items()},
+        "round_trips_per_decision": trips,
+        "redis_commands_per_decision": executed,
+        "iterations": n,
+        "rounds": rounds,
+    }
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    result = run(quick)
+    print(f"bench_redis_limits ({result['rounds']} rounds x {result['iterations']}, median)")
+    header = f"{'contender':42} {'us/dec':>8} {'x GET':>6} {'trips':>6} {'cmds':>6}"
+    print(header)
+    print("-" * len(header))
+    for name, us in result["us_per_decision"].items():
+        print(
+            f"{name:42} {us:8.1f} {result['ratio_to_get'][name]:6.2f} "
+            f"{result['round_trips_per_decision'][name]:6.2f} "
+            f"{result['redis_commands_per_decision'][name]:6.2f}"
+        )
+    print("trips: commands the client sent per decision (MONITOR);")
+    print("cmds: commands Redis executed per decision, scripts' inner calls too (commandstats)")
+
+
+if __name__ == "__main__":
+    main()

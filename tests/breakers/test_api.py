@@ -166,3 +166,26 @@ def test_decorated_function_keeps_its_name_and_docstring() -> None:
         """Price a thing."""
 
     assert price.__name__ == "price" and price.__doc__ == "Price a thing."
+
+
+def test_no_lock_is_held_while_the_protected_call_runs() -> None:
+    import threading
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    @breaker("dep")
+    def call(block: bool) -> str:
+        if block:
+            inside.set()
+            assert release.wait(10)
+        return "done"
+
+    blocked = threading.Thread(target=call, args=(True,))
+    blocked.start()
+    assert inside.wait(10)
+    try:
+        assert call(False) == "done"  # not serialised behind the blocked call
+    finally:
+        release.set()
+        blocked.join()

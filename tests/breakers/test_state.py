@@ -478,3 +478,44 @@ def test_half_open_never_admits_more_than_n_and_decides_by_the_ratio(
         assert failed > n - need
     else:
         assert ok < need and failed <= n - need
+
+
+def test_racing_callers_after_open_for_cause_one_half_open_transition(
+    make: Make, clock: ManualClock
+) -> None:
+    b = make(failure_threshold=1, open_for=1, half_open_calls=3)
+    trip(b)
+    clock.advance(1)
+    heard: list[Transition] = []
+    b.add_listener(heard.append)
+    barrier = threading.Barrier(12)
+
+    def worker() -> None:
+        barrier.wait()
+        with contextlib.suppress(CircuitOpen):
+            b.acquire()
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert events.flush()
+    assert [(t.from_state, t.to_state) for t in heard] == [("open", "half_open")]
+
+
+class ExplodingLock:
+    def __enter__(self) -> None:
+        raise AssertionError("the closed-state hot path took the lock")
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_closed_state_successes_take_no_lock(make: Make) -> None:
+    b = make()
+    b.record_success(b.acquire())  # settle into the current second
+    b._lock = ExplodingLock()  # type: ignore[assignment]
+    for _ in range(100):
+        b.record_success(b.acquire())
+    assert b.snapshot()["calls"] == 101

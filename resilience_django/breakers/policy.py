@@ -72,6 +72,7 @@ __all__ = [
     "BreakerPolicy",
     "default_caller_fault",
     "parse_breaker_policy",
+    "parse_breakers",
 ]
 
 # Verdicts of BreakerPolicy.classify()
@@ -329,3 +330,32 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
             "set failure_threshold or error_rate, or use mode='metrics_only'",
         )
     return policy
+
+
+def parse_breakers(raw: Any) -> tuple[dict[str, BreakerPolicy], list[ConfigError]]:
+    """Parse all of ``RESILIENCE["BREAKERS"]``, collecting every error (for system checks).
+
+    Entries with an error are left out of the result.
+
+    >>> policies, errors = parse_breakers({"a": {}, "b": {"min_calls": 0}})
+    >>> sorted(policies), [e.check_id for e in errors]
+    (['a'], ['resilience.E059'])
+    """
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, Mapping):
+        return {}, [
+            ConfigError(
+                "RESILIENCE['BREAKERS'] must be a mapping of breaker name to settings",
+                check_id="resilience.E050",
+                hint="e.g. {'pricing': {'failure_threshold': 5}}",
+            )
+        ]
+    policies: dict[str, BreakerPolicy] = {}
+    errors: list[ConfigError] = []
+    for name, mapping in raw.items():
+        try:
+            policies[name] = parse_breaker_policy(name, mapping)
+        except ConfigError as exc:
+            errors.append(exc)
+    return policies, errors

@@ -95,3 +95,13 @@ def test_metrics_only_breaker_may_have_no_trip_criterion() -> None:
         "x", {"failure_threshold": None, "error_rate": None, "mode": "metrics_only"}
     )
     assert p.mode == "metrics_only"
+
+
+def test_parse_breakers_collects_every_error_for_the_system_checks() -> None:
+    from resilience_django.breakers.policy import parse_breakers
+
+    policies, errors = parse_breakers({"ok": {}, "bad1": {"mode": "x"}, "bad2": {"close_ratio": 0}})
+    assert list(policies) == ["ok"]
+    assert sorted(e.check_id for e in errors) == ["resilience.E057", "resilience.E065"]
+    assert all("RESILIENCE['BREAKERS']" in str(e) for e in errors)
+    assert [e.check_id for e in parse_breakers(["pricing"])[1]] == ["resilience.E050"]

@@ -1,8 +1,8 @@
 """Load shedding: concurrency limits (bulkheads) with bounded queues, adaptive limits, rules.
 
-The middleware picks the rule for a request, asks its bulkhead for a slot
-with ``acquire_async`` / ``acquire_sync`` and answers 503 + ``Retry-After``
-when it gets a ``Shed`` back.
+The middleware holds a ``Shedder`` built from the parsed rules, calls
+``admit_async`` / ``admit_sync`` for each request, releases the ``Permit`` when
+the response is done, and answers 503 + ``Retry-After`` for a ``Shed``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 from .adaptive import AdaptiveLimit
 from .bulkhead import Bulkhead, Permit, Shed
 from .rules import SheddingRule, parse_shedding_rule, parse_shedding_rules
+from .shedder import Shedder
 
 __all__ = [
     "AdaptiveLimit",
     "Bulkhead",
     "Permit",
     "Shed",
+    "Shedder",
     "SheddingRule",
     "parse_shedding_rule",
     "parse_shedding_rules",

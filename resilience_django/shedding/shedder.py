@@ -1,0 +1,127 @@
+"""The door: pick a request's shedding rule and admit it through that rule's bulkhead.
+
+The middleware and the ASGI wrapper hold one ``Shedder``; it owns one
+bulkhead per rule, so every worker thread and task of the process shares the
+same slots.  ``update(rules)`` applies re-read settings or admin edits
+without dropping state: a rule whose only change is ``max_concurrent`` keeps
+its bulkhead and resizes it; any other change builds a new bulkhead, and
+requests still holding slots of the old one release them there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .. import deadline
+from ..clock import Clock, monotonic
+from .bulkhead import Bulkhead, Permit, Shed
+from .rules import SheddingRule
+
+__all__ = ["Shedder"]
+
+HeaderLookup = Callable[[str], str | None]
+
+
+class Shedder:
+    """Rules in order (the first match decides) and their bulkheads.
+
+    >>> from resilience_django.shedding.rules import parse_shedding_rule
+    >>> rule = parse_shedding_rule({"name": "api", "path": "/api", "max_concurrent": 1}, index=0)
+    >>> door = Shedder([rule])
+    >>> permit = door.admit_sync("GET", "/api/x")
+    >>> permit.admitted, door.admit_sync("GET", "/api/y").admitted, door.admit_sync("GET", "/")
+    (True, False, None)
+    >>> permit.release()
+    """
+
+    __slots__ = ("_bulkheads", "_clock", "needs_view_name", "rules")
+
+    def __init__(self, rules: Sequence[SheddingRule] = (), *, clock: Clock = monotonic) -> None:
+        self._clock = clock
+        self.rules: tuple[SheddingRule, ...] = ()
+        self._bulkheads: dict[str, Bulkhead] = {}
+        self.needs_view_name = False
+        self.update(rules)
+
+    def update(self, rules: Sequence[SheddingRule]) -> None:
+        """Put new rules in force, keeping the bulkheads of rules that only changed size."""
+        old = {rule.name: rule for rule in self.rules}
+        bulkheads: dict[str, Bulkhead] = {}
+        for rule in rules:
+            previous = old.get(rule.name)
+            kept = self._bulkheads.get(rule.name)
+            if previous is not None and kept is not None and _same_shape(previous, rule):
+                if rule.max_concurrent != previous.max_concurrent:
+                    kept.resize(rule.max_concurrent)
+                bulkheads[rule.name] = kept
+            else:
+                bulkheads[rule.name] = rule.make_bulkhead(clock=self._clock)
+        # Publish whole: a request reads either the old or the new mapping.
+        self._bulkheads = bulkheads
+        self.rules = tuple(rules)
+        self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
+
+    def match(self, method: str, path: str, view_name: str | None = None) -> SheddingRule | None:
+        for rule in self.rules:
+            if rule.matches(method, path, view_name):
+                return rule
+        return None
+
+    def bulkhead(self, name: str) -> Bulkhead:
+        return self._bulkheads[name]
+
+    def _prepare(
+        self, method: str, path: str, view_name: str | None, header: HeaderLookup | None
+    ) -> tuple[Bulkhead, float, bool] | None:
+        rule = self.match(method, path, view_name)
+        if rule is None:
+            return None
+        value = None
+        if rule.critical_header is not None and header is not None:
+            value = header(rule.critical_header)
+        critical = rule.is_critical(method, path, value)
+        return self._bulkheads[rule.name], rule.wait_timeout(deadline.remaining()), critical
+
+    def admit_sync(
+        self,
+        method: str,
+        path: str,
+        view_name: str | None = None,
+        header: HeaderLookup | None = None,
+    ) -> Permit | Shed | None:
+        """A slot (release it when the response is done), a ``Shed`` (answer 503), or
+        ``None`` when no rule applies.  Waits at most ``min(max_wait, deadline)``.
+
+        ``header(name)`` returns a request header's value or ``None``; it is only
+        called for rules that name a ``critical_header``.
+        """
+        found = self._prepare(method, path, view_name, header)
+        if found is None:
+            return None
+        bulkhead, timeout, critical = found
+        return bulkhead.acquire_sync(timeout, critical)
+
+    async def admit_async(
+        self,
+        method: str,
+        path: str,
+        view_name: str | None = None,
+        header: HeaderLookup | None = None,
+    ) -> Permit | Shed | None:
+        """``admit_sync`` for the event loop: waits without blocking it."""
+        found = self._prepare(method, path, view_name, header)
+        if found is None:
+            return None
+        bulkhead, timeout, critical = found
+        return await bulkhead.acquire_async(timeout, critical)
+
+
+def _same_shape(a: SheddingRule, b: SheddingRule) -> bool:
+    """Whether ``b`` can reuse ``a``'s bulkhead (a resize at most)."""
+    if (a.queue, a.adaptive, a.critical_share) != (b.queue, b.adaptive, b.critical_share):
+        return False
+    # An adaptive limit owns its size: any change to its bounds rebuilds it.
+    return not a.adaptive or (a.min_concurrent, a.max_concurrent) == (
+        b.min_concurrent,
+        b.max_concurrent,
+    )

@@ -1,0 +1,312 @@
+"""Rules operators tune live in the Django admin.
+
+Each model mirrors one kind of settings entry field for field, and turns
+itself back into that entry (``as_setting()``) so the very parser the settings
+use validates it (``full_clean()`` → ``parse_*`` → ``ValidationError``): the
+admin and the settings can never disagree about what is valid.  Rows are read
+by ``live.py`` in a background thread, never per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from .exceptions import ConfigError
+
+__all__ = ["BreakerDashboard", "BreakerPolicy", "LimitRule", "RouteDeadline", "config_error"]
+
+
+def config_error(
+    exc: ConfigError, fields: tuple[str, ...] = (), by_check: dict[str, str] | None = None
+) -> ValidationError:
+    """A ``ValidationError`` that says what is wrong, attached to the field it concerns.
+
+    The parsers speak in settings terms ("RESILIENCE['LIMITS'][0] ('x'): rate …"):
+    the prefix is noise in a form; the rest, the hint and the check id are the
+    message.  The field is the check id's (``by_check``), else the field the
+    message starts with or names.
+    """
+    message = str(exc)
+    head, sep, tail = message.partition(": ")
+    if sep and head.startswith("RESILIENCE["):
+        message = tail
+    text = f"{message} — {exc.hint} ({exc.check_id})" if exc.hint else f"{message} ({exc.check_id})"
+    field = (by_check or {}).get(exc.check_id)
+    if field is None:
+        # The longest name first, so "slow_call_rate" wins over "slow_call".
+        for name in sorted(fields, key=len, reverse=True):
+            if message.startswith(name) or f" {name} " in f" {message} ":
+                field = name
+                break
+    return ValidationError({field: text} if field else text)
+
+
+class _Timestamped(models.Model):
+    enabled = models.BooleanField(
+        default=True, help_text="Only enabled rules are in force; disabled ones are kept."
+    )
+    notes = models.TextField(blank=True, help_text="Why this rule exists; for the next operator.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+def _split(value: str) -> list[str]:
+    return [part for part in (p.strip() for p in value.replace("\n", ",").split(",")) if part]
+
+
+# Which form field each limit-rule check id is about (E027: path, view or methods).
+_LIMIT_FIELDS = {
+    "resilience.E020": "rate",
+    "resilience.E021": "algorithm",
+    "resilience.E022": "key",
+    "resilience.E023": "scope",
+    "resilience.E024": "mode",
+    "resilience.E025": "burst",
+    "resilience.E026": "name",
+}
+
+
+class LimitRule(_Timestamped):
+    """One entry of ``RESILIENCE["LIMITS"]``, defined in the admin."""
+
+    ALGORITHMS = [
+        ("sliding_window", "sliding window"),
+        ("token_bucket", "token bucket"),
+        ("gcra", "GCRA"),
+    ]
+    SCOPES = [("local", "local (per process)"), ("distributed", "distributed (Redis)")]
+    MODES = [("enforce", "enforce"), ("shadow", "shadow (count, never block)"), ("off", "off")]
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="Unique; in RateLimit headers and metrics. Letters, digits, _ . : / -",
+    )
+    path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Path prefix ('/api/orders') or regex ('^/api/\\d+$'); empty: any.",
+    )
+    view = models.CharField(
+        max_length=200, blank=True, help_text="URL name such as 'orders:quote'; empty: any."
+    )
+    methods = models.CharField(
+        max_length=100, blank=True, help_text="Comma-separated, e.g. 'POST, PUT'; empty: any."
+    )
+    key = models.CharField(
+        max_length=200,
+        default="ip",
+        help_text="ip, user, user_or_ip, header:<Name>, param:<name> or dotted path.",
+    )
+    rate = models.CharField(max_length=50, help_text="'100/m', '10/s', '5000/h', '100/30s'.")
+    burst = models.IntegerField(
+        null=True, blank=True, help_text="Token bucket and GCRA only; empty: the rate's count."
+    )
+    algorithm = models.CharField(max_length=20, choices=ALGORITHMS, default="sliding_window")
+    scope = models.CharField(max_length=20, choices=SCOPES, default="local")
+    mode = models.CharField(max_length=10, choices=MODES, default="enforce")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "limit rule"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_setting(self) -> dict[str, Any]:
+        """This row as a ``RESILIENCE["LIMITS"]`` entry."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "key": self.key,
+            "rate": self.rate,
+            "algorithm": self.algorithm,
+            "scope": self.scope,
+            "mode": self.mode,
+        }
+        if self.path:
+            entry["path"] = self.path
+        if self.view:
+            entry["view"] = self.view
+        if self.methods:
+            entry["methods"] = _split(self.methods)
+        if self.burst is not None:
+            entry["burst"] = self.burst
+        return entry
+
+    def clean(self) -> None:
+        from .limiting.rules import parse_limit_rule
+
+        try:
+            parse_limit_rule(self.as_setting(), index=0)
+        except ConfigError as exc:
+            raise config_error(exc, ("path", "view", "methods"), _LIMIT_FIELDS) from None
+
+
+class BreakerPolicy(_Timestamped):
+    """One entry of ``RESILIENCE["BREAKERS"]``, defined in the admin.
+
+    Durations are strings as in the settings ("30s"); an empty optional field
+    means the setting's ``None``/default.
+    """
+
+    MODES = [("normal", "normal"), ("disabled", "disabled"), ("metrics_only", "metrics only")]
+    DURATIONS = ("open_for", "open_for_max", "window", "slow_call", "half_open_max_wait")
+    LISTS = ("record", "ignore", "caller_fault")
+    OPTIONAL = ("failure_threshold", "error_rate", "slow_call_rate", "ewma_threshold")
+
+    name = models.CharField(
+        max_length=100, unique=True, help_text="The name code passes to breaker()."
+    )
+    failure_threshold = models.IntegerField(
+        null=True, blank=True, default=5, help_text="Consecutive failures that trip it; empty: off."
+    )
+    open_for = models.CharField(max_length=20, default="30s")
+    open_for_max = models.CharField(
+        max_length=20, blank=True, help_text="Cap for doubling open_for on re-trips; empty: none."
+    )
+    half_open_calls = models.IntegerField(default=10)
+    close_ratio = models.FloatField(default=0.9)
+    window = models.CharField(max_length=20, default="60s")
+    error_rate = models.FloatField(null=True, blank=True, default=0.5)
+    min_calls = models.IntegerField(default=20)
+    slow_call = models.CharField(max_length=20, blank=True)
+    slow_call_rate = models.FloatField(null=True, blank=True)
+    ewma_alpha = models.FloatField(default=0.3)
+    ewma_threshold = models.FloatField(null=True, blank=True)
+    half_open_max_wait = models.CharField(max_length=20, default="60s")
+    record = models.TextField(
+        blank=True, help_text="Exception classes counted as failures: dotted paths, one a line."
+    )
+    ignore = models.TextField(blank=True, help_text="Exception classes that count as successes.")
+    caller_fault = models.TextField(blank=True)
+    failure_result = models.CharField(
+        max_length=200, blank=True, help_text="Dotted path to predicate(result) -> bool."
+    )
+    mode = models.CharField(max_length=20, choices=MODES, default="normal")
+    shared = models.BooleanField(default=False, help_text="Open in every process together.")
+    shared_poll = models.IntegerField(default=500, help_text="Milliseconds.")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "breaker policy"
+        verbose_name_plural = "breaker policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_setting(self) -> dict[str, Any]:
+        """This row as a ``RESILIENCE["BREAKERS"][name]`` mapping."""
+        entry: dict[str, Any] = {
+            "failure_threshold": self.failure_threshold,
+            "open_for": self.open_for,
+            "half_open_calls": self.half_open_calls,
+            "close_ratio": self.close_ratio,
+            "window": self.window,
+            "error_rate": self.error_rate,
+            "min_calls": self.min_calls,
+            "ewma_alpha": self.ewma_alpha,
+            "ewma_threshold": self.ewma_threshold,
+            "half_open_max_wait": self.half_open_max_wait,
+            "mode": self.mode,
+            "shared": self.shared,
+            "shared_poll": self.shared_poll,
+        }
+        for name in ("open_for_max", "slow_call", "failure_result"):
+            if getattr(self, name):
+                entry[name] = getattr(self, name)
+        if self.slow_call_rate is not None:
+            entry["slow_call_rate"] = self.slow_call_rate
+        for name in self.LISTS:
+            if getattr(self, name).strip():
+                entry[name] = _split(getattr(self, name))
+        return entry
+
+    def clean(self) -> None:
+        from .breakers.policy import parse_breaker_policy
+
+        fields = tuple(f.name for f in self._meta.fields)
+        try:
+            parse_breaker_policy(self.name, self.as_setting())
+        except ConfigError as exc:
+            raise config_error(exc, fields) from None
+
+
+class RouteDeadline(_Timestamped):
+    """One entry of ``RESILIENCE["DEADLINE"]["ROUTES"]``, defined in the admin."""
+
+    route = models.CharField(
+        max_length=500,
+        unique=True,
+        help_text="Path prefix ('/api/orders'), regex ('^/api/.*$') or URL name.",
+    )
+    budget = models.CharField(max_length=20, help_text="'800ms', '2s'.")
+
+    class Meta:
+        ordering = ["route"]
+        verbose_name = "route deadline"
+
+    def __str__(self) -> str:
+        return f"{self.route} → {self.budget}"
+
+    def parsed_budget(self) -> float:
+        """The budget in seconds; raises ``ConfigError`` when it is not a positive duration."""
+        from .units import parse_duration
+
+        try:
+            seconds = parse_duration(self.budget)
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc), check_id="resilience.E008", hint="Write it like '800ms' or '2s'."
+            ) from None
+        if seconds <= 0:
+            raise ConfigError(
+                f"budget {self.budget!r} must be longer than zero",
+                check_id="resilience.E008",
+                hint="A route budget of zero would answer every request 504.",
+            )
+        return seconds
+
+    def clean(self) -> None:
+        from .conf import _route_key_matcher
+
+        errors: dict[str, str] = {}
+        try:
+            self.parsed_budget()
+        except ConfigError as exc:
+            errors["budget"] = config_error(exc).messages[0]
+        try:
+            _route_key_matcher(self.route, f"RESILIENCE['DEADLINE']['ROUTES'][{self.route!r}]")
+        except ConfigError as exc:
+            errors["route"] = config_error(exc).messages[0]
+        if errors:
+            raise ValidationError(errors)
+
+
+class BreakerDashboard(models.Model):
+    """No table: the admin's link to the fleet-wide breaker dashboard, and its permission."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [
+            ("operate_breakers", "Can force-open, force-close, reset and disable breakers"),
+        ]
+        verbose_name = "breaker dashboard"
+        verbose_name_plural = "breaker dashboard"
+
+    def __str__(self) -> str:
+        return "breaker dashboard"
+
+
+def _connect() -> None:
+    from . import live
+
+    live.connect_signals((LimitRule, BreakerPolicy, RouteDeadline))
+
+
+_connect()

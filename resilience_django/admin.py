@@ -1,0 +1,266 @@
+"""Admin pages for live tuning, and the breaker dashboard.
+
+Each changelist also shows, read-only, the rules ``RESILIENCE`` defines in
+settings, so operators see everything in force in one place; an admin rule
+whose name a settings rule already uses is marked "overridden by settings"
+(the settings rule wins, see ``live.py``).  Every save, delete, bulk action and
+dashboard action is written to the admin history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from . import admin_views
+from .forms import BreakerPolicyForm, LimitRuleForm
+from .live import settings_names
+from .models import BreakerDashboard, BreakerPolicy, LimitRule, RouteDeadline
+
+__all__ = ["BreakerDashboardAdmin", "BreakerPolicyAdmin", "LimitRuleAdmin", "RouteDeadlineAdmin"]
+
+CHANGE_LIST = "resilience_django/admin/change_list.html"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
+
+
+class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """What the three rule admins share: the in-force column, actions, settings table."""
+
+    kind = ""
+    name_field = "name"
+    shadow_field = "mode"
+    shadow_value = ""
+    enforce_value = ""
+    change_list_template = CHANGE_LIST
+    readonly_fields = ("created_at", "updated_at")
+
+    @admin.display(description="in force")
+    def in_force(self, obj: Any) -> str:
+        if not obj.enabled:
+            return format_html('<span class="rd-muted">{}</span>', "disabled")
+        if getattr(obj, self.name_field) in settings_names()[self.kind]:
+            return format_html(
+                '<span class="rd-conflict" title="{}">{}</span>',
+                "Settings define a rule with this name; the settings rule is in force.",
+                "overridden by settings",
+            )
+        return format_html('<span class="rd-ok">{}</span>', "✔ in force")
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[Any], field: str, value: Any) -> None:
+        changed = 0
+        for obj in queryset:
+            if getattr(obj, field) == value:
+                continue
+            setattr(obj, field, value)
+            # save() per row (not update()): post_save bumps the live version.
+            obj.save(update_fields=[field, "updated_at"])
+            label = obj._meta.get_field(field).verbose_name
+            self.log_change(request, obj, [{"changed": {"fields": [str(label).capitalize()]}}])
+            changed += 1
+        self.message_user(
+            request, f"{changed} {self.model._meta.verbose_name_plural} updated.", messages.SUCCESS
+        )
+
+    @admin.action(description="Enable selected %(verbose_name_plural)s")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._bulk(request, queryset, "enabled", True)
+
+    @admin.action(description="Disable selected %(verbose_name_plural)s")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._bulk(request, queryset, "enabled", False)
+
+    @admin.action(description="Shadow selected %(verbose_name_plural)s (count, never block)")
+    def shadow(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._bulk(request, queryset, self.shadow_field, self.shadow_value)
+
+    @admin.action(description="Enforce selected %(verbose_name_plural)s")
+    def enforce(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._bulk(request, queryset, self.shadow_field, self.enforce_value)
+
+    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
+        """Column headings, rows and problems of the rules settings define."""
+        raise NotImplementedError
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        headings, rows, problems = self.settings_rows()
+        context = {
+            "settings_headings": headings,
+            "settings_rows": rows,
+            "settings_problems": problems,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+
+@admin.register(LimitRule)
+class LimitRuleAdmin(_RuleAdmin):
+    kind = "limit"
+    shadow_value = "shadow"
+    enforce_value = "enforce"
+    form = LimitRuleForm
+    list_display = (
+        "name", "route", "key", "rate", "algorithm", "scope", "mode", "enabled", "in_force",
+        "updated_at",
+    )  # fmt: skip
+    list_filter = ("enabled", "mode", "scope", "algorithm")
+    search_fields = ("name", "path", "view", "key", "notes")
+    actions = ("enable", "disable", "shadow", "enforce")
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "mode", "notes")}),
+        ("Which requests", {"fields": ("path", "view", "methods")}),
+        ("How fast", {"fields": ("key", "rate", "burst", "algorithm", "scope")}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    @admin.display(description="route")
+    def route(self, obj: LimitRule) -> str:
+        parts = [obj.path or "", f"view={obj.view}" if obj.view else "", obj.methods]
+        return " ".join(p for p in parts if p) or "*"
+
+    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
+        from .conf import get_settings
+        from .limiting.rules import parse_limit_rules
+
+        rules, errors = parse_limit_rules(get_settings().raw.get("LIMITS"))
+        rows = [
+            [r.name, r.matcher.describe(), r.key, r.rate, r.policy.algorithm.value, r.scope, r.mode]
+            for r in rules
+        ]
+        headings = ["name", "route", "key", "rate", "algorithm", "scope", "mode"]
+        return headings, rows, [f"{e} ({e.check_id})" for e in errors]
+
+
+@admin.register(BreakerPolicy)
+class BreakerPolicyAdmin(_RuleAdmin):
+    kind = "breaker"
+    shadow_value = "metrics_only"
+    enforce_value = "normal"
+    form = BreakerPolicyForm
+    list_display = (
+        "name", "failure_threshold", "error_rate", "min_calls", "open_for", "window", "mode",
+        "shared", "enabled", "in_force", "updated_at",
+    )  # fmt: skip
+    list_filter = ("enabled", "mode", "shared")
+    search_fields = ("name", "notes")
+    actions = ("enable", "disable", "shadow", "enforce")
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "mode", "notes")}),
+        ("Tripping", {"fields": ("failure_threshold", "window", "error_rate", "min_calls")}),
+        ("Open and half-open", {"fields": ("open_for", "open_for_max", "half_open_calls",
+                                           "close_ratio", "half_open_max_wait")}),
+        ("Slow calls and EWMA", {"fields": ("slow_call", "slow_call_rate", "ewma_alpha",
+                                            "ewma_threshold"), "classes": ("collapse",)}),
+        ("What counts as a failure", {"fields": ("record", "ignore", "caller_fault",
+                                                 "failure_result"), "classes": ("collapse",)}),
+        ("Fleet", {"fields": ("shared", "shared_poll"), "classes": ("collapse",)}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )  # fmt: skip
+
+    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
+        from .breakers.policy import parse_breaker_policy
+        from .breakers.settings import breaker_settings
+        from .exceptions import ConfigError
+
+        rows, problems = [], []
+        for name, raw in breaker_settings().items():
+            try:
+                p = parse_breaker_policy(name, raw)
+            except ConfigError as exc:
+                problems.append(f"{exc} ({exc.check_id})")
+                continue
+            rows.append(
+                [
+                    str(name),
+                    str(p.failure_threshold or "—"),
+                    str(p.error_rate or "—"),
+                    str(p.min_calls),
+                    _seconds(p.open_for),
+                    _seconds(p.window),
+                    p.mode,
+                    "yes" if p.shared else "no",
+                ]
+            )
+        headings = ["name", "failure threshold", "error rate", "min calls", "open for", "window",
+                    "mode", "shared"]  # fmt: skip
+        return headings, rows, problems
+
+
+@admin.register(RouteDeadline)
+class RouteDeadlineAdmin(_RuleAdmin):
+    kind = "route"
+    name_field = "route"
+    list_display = ("route", "budget", "enabled", "in_force", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("route", "notes")
+    actions = ("enable", "disable")
+    fields = ("route", "budget", "enabled", "notes", "created_at", "updated_at")
+
+    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
+        from .conf import get_settings
+
+        deadline = get_settings().deadline
+        rows = [["(every request)", _seconds(deadline.default)]]
+        rows += [[r.label, _seconds(r.budget)] for r in deadline.routes]
+        return ["route", "budget"], rows, []
+
+
+@admin.register(BreakerDashboard)
+class BreakerDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """No table behind it: its changelist is the dashboard, linked from the app index."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin_views.can_view(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        info = (self.opts.app_label, self.opts.model_name)
+        wrap: Callable[..., Any] = self.admin_site.admin_view
+        # Only these: the default change/delete views would query a table that does not exist.
+        return [
+            path("", wrap(self.dashboard_view), name="{}_{}_changelist".format(*info)),
+            path("api/", wrap(admin_views.api_view), name="{}_{}_api".format(*info)),
+            path(
+                "api/<path:name>/",
+                wrap(admin_views.api_view),
+                name="{}_{}_api_breaker".format(*info),
+            ),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not admin_views.can_view(request.user):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        info = (self.opts.app_label, self.opts.model_name)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Breaker dashboard",
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "api_url": reverse("{}:{}_{}_api".format(self.admin_site.name, *info)),
+            "state": admin_views.dashboard_state(request.user),
+            "can_operate": admin_views.can_operate(request.user),
+        }
+        return TemplateResponse(request, "resilience_django/admin/dashboard.html", context)

@@ -1,0 +1,186 @@
+/* Breaker dashboard: polls the JSON endpoint and redraws; no build step, no dependencies.
+   Text from the server (breaker names, reasons) is only ever set as textContent. */
+"use strict";
+(function () {
+  const root = document.getElementById("rd-dashboard");
+  if (!root) return;
+  const api = root.dataset.api;
+  const interval = parseInt(root.dataset.interval || "2000", 10);
+  const HISTORY = 90; // points kept per breaker: 3 minutes at the default interval
+  const history = new Map(); // breaker name -> [failure rate, ...]
+  const openDetails = new Set();
+  const labels = {closed: "closed", open: "open", half_open: "half-open", forced_open: "forced open",
+                  disabled: "disabled", metrics_only: "metrics only"};
+  let canOperate = root.dataset.canOperate === "1";
+  let pending = null; // {name, action} awaiting confirmation
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") node.textContent = v; else node.setAttribute(k, v);
+    }
+    for (const child of children || []) if (child) node.appendChild(child);
+    return node;
+  }
+  const pct = (x) => (x === null || x === undefined) ? "—" : (100 * x).toFixed(1) + "%";
+  function ago(seconds) {
+    if (seconds < 1) return "just now";
+    if (seconds < 90) return Math.round(seconds) + " s ago";
+    if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
+    return Math.round(seconds / 3600) + " h ago";
+  }
+
+  function sparkline(points, state) {
+    const ns = "http://www.w3.org/2000/svg";
+    const w = 120, h = 28;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.setAttribute("class", "rd-spark rd-spark-" + state);
+    svg.setAttribute("role", "img");
+    const last = points.length ? points[points.length - 1] : 0;
+    svg.setAttribute("aria-label", "error rate over the last minutes, now " + pct(last));
+    const step = w / Math.max(HISTORY - 1, 1);
+    const x0 = w - step * (points.length - 1);
+    const xy = points.map((p, i) => [(x0 + i * step).toFixed(1), (h - 1 - p * (h - 2)).toFixed(1)]);
+    const base = document.createElementNS(ns, "line");
+    for (const [k, v] of Object.entries({x1: 0, x2: w, y1: h - 1, y2: h - 1, class: "rd-spark-base"})) base.setAttribute(k, v);
+    svg.appendChild(base);
+    if (xy.length > 1) {
+      const area = document.createElementNS(ns, "polygon");
+      area.setAttribute("points", `${xy[0][0]},${h - 1} ` + xy.map((p) => p.join(",")).join(" ") + ` ${xy[xy.length - 1][0]},${h - 1}`);
+      area.setAttribute("class", "rd-spark-area");
+      svg.appendChild(area);
+      const line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", xy.map((p) => p.join(",")).join(" "));
+      line.setAttribute("class", "rd-spark-line");
+      svg.appendChild(line);
+    }
+    return svg;
+  }
+
+  function metric(dl, term, value) {
+    dl.appendChild(el("dt", {text: term}));
+    dl.appendChild(el("dd", {text: value}));
+  }
+
+  function card(b, now) {
+    const points = history.get(b.name) || [];
+    const article = el("article", {class: "rd-card rd-state-" + b.state, "data-breaker": b.name, "data-state": b.state});
+    article.appendChild(el("header", {}, [
+      el("h3", {text: b.name}),
+      el("span", {class: "rd-pill", text: labels[b.state] || b.state}),
+    ]));
+    article.appendChild(sparkline(points, b.state));
+    const dl = el("dl", {class: "rd-dl"});
+    metric(dl, "failure rate", pct(b.failure_rate));
+    metric(dl, "EWMA", pct(b.ewma));
+    metric(dl, "slow-call rate", pct(b.slow_rate));
+    metric(dl, "calls in window", String(b.calls));
+    metric(dl, "rejected", String(b.rejected));
+    if (b.state === "open") metric(dl, "half-open in", b.retry_after.toFixed(1) + " s");
+    const t = b.last_transition;
+    metric(dl, "last transition", t ? `${labels[t.from] || t.from} → ${labels[t.to] || t.to}, ${ago(now - t.at)}` : "none");
+    if (t && t.reason) metric(dl, "reason", t.reason);
+    article.appendChild(dl);
+    const details = el("details", {class: "rd-procs"});
+    if (openDetails.has(b.name)) details.open = true;
+    details.addEventListener("toggle", () => details.open ? openDetails.add(b.name) : openDetails.delete(b.name));
+    const states = Object.entries(b.states).map(([s, n]) => `${n} ${labels[s] || s}`).join(", ");
+    details.appendChild(el("summary", {text: `${b.processes.length} process${b.processes.length === 1 ? "" : "es"}: ${states}`}));
+    const rows = b.processes.map((p) => el("tr", {}, [
+      el("td", {text: `${p.host}:${p.pid}`}), el("td", {text: labels[p.state] || p.state}),
+      el("td", {text: String(p.calls)}), el("td", {text: pct(p.failure_rate)}),
+      el("td", {text: pct(p.ewma)}), el("td", {text: String(p.rejected)}),
+    ]));
+    details.appendChild(el("div", {class: "rd-scroll"}, [el("table", {class: "rd-small"}, [
+      el("thead", {}, [el("tr", {}, ["process", "state", "calls", "failure rate", "EWMA", "rejected"].map((h) => el("th", {text: h})))]),
+      el("tbody", {}, rows),
+    ])]));
+    article.appendChild(details);
+    if (canOperate) {
+      const actions = el("div", {class: "rd-actions"});
+      for (const [action, label] of [["force_open", "Force open"], ["force_close", "Force close"], ["reset", "Reset"], ["disable", "Disable"]]) {
+        const button = el("button", {type: "button", class: "button" + (action === "force_open" ? " rd-danger" : ""), "data-action": action, text: label});
+        button.addEventListener("click", () => confirmAction(b.name, action, label));
+        actions.appendChild(button);
+      }
+      article.appendChild(actions);
+    }
+    return article;
+  }
+
+  function render(state) {
+    canOperate = !!state.can_operate;
+    const now = state.time;
+    const seen = new Set();
+    for (const b of state.breakers) {
+      seen.add(b.name);
+      const points = history.get(b.name) || [];
+      points.push(b.failure_rate);
+      if (points.length > HISTORY) points.shift();
+      history.set(b.name, points);
+    }
+    for (const name of history.keys()) if (!seen.has(name)) history.delete(name);
+    const container = document.getElementById("rd-breakers");
+    container.replaceChildren(...(state.breakers.length
+      ? state.breakers.map((b) => card(b, now))
+      : [el("p", {class: "rd-muted", text: "No breaker has been used yet."})]));
+    const lim = document.getElementById("rd-limiter");
+    lim.replaceChildren();
+    const h = state.limiter || {};
+    metric(lim, "backend", String(h.backend));
+    const health = el("dd", {class: h.healthy ? "rd-ok" : "rd-bad", text: h.healthy ? "healthy" : "unhealthy"});
+    lim.appendChild(el("dt", {text: "health"})); lim.appendChild(health);
+    metric(lim, "fallback active", h.fallback_active ? "yes — deciding locally" : "no");
+    metric(lim, "Redis latency", h.last_latency_ms === null || h.last_latency_ms === undefined ? "—" : h.last_latency_ms + " ms");
+    metric(lim, "live instances", h.live_instances === null || h.live_instances === undefined ? "—" : String(h.live_instances));
+    if (h.last_error) metric(lim, "last error", String(h.last_error));
+    document.getElementById("rd-window").textContent = `(last ${Math.round(state.window_seconds)} s)`;
+    const rej = state.top_rejections.map((r) => el("tr", {}, [el("td", {text: r.rule}), el("td", {text: r.reason}), el("td", {text: String(r.count)}), el("td", {text: String(r.total)})]));
+    document.getElementById("rd-rejections").replaceChildren(...(rej.length ? rej : [el("tr", {}, [el("td", {colspan: "4", class: "rd-muted", text: "none"})])]));
+    const dl = state.deadline_exceeded.map((r) => el("tr", {}, [el("td", {text: r.route}), el("td", {text: String(r.last_minute)}), el("td", {text: String(r.total)})]));
+    document.getElementById("rd-deadlines").replaceChildren(...(dl.length ? dl : [el("tr", {}, [el("td", {colspan: "3", class: "rd-muted", text: "none"})])]));
+    document.getElementById("rd-updated").textContent = "Updated " + new Date(now * 1000).toLocaleTimeString();
+    document.getElementById("rd-fleet").textContent = state.fleet_error
+      ? " · fleet store unavailable: " + state.fleet_error
+      : ` · ${state.processes} process${state.processes === 1 ? "" : "es"} reporting`;
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(api, {credentials: "same-origin", headers: {Accept: "application/json"}});
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      render(await response.json());
+    } catch (error) {
+      document.getElementById("rd-updated").textContent = "Update failed (" + error.message + "); retrying";
+    }
+  }
+
+  function confirmAction(name, action, label) {
+    pending = {name, action};
+    document.getElementById("rd-confirm-text").textContent = `${label} breaker “${name}” in every process?`;
+    document.getElementById("rd-confirm").showModal();
+  }
+
+  document.getElementById("rd-confirm").addEventListener("close", async (event) => {
+    const dialog = event.target;
+    const todo = pending;
+    pending = null;
+    if (dialog.returnValue !== "ok" || !todo) return;
+    const token = root.querySelector("input[name=csrfmiddlewaretoken]").value;
+    const response = await fetch(api + encodeURIComponent(todo.name) + "/", {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": token, Accept: "application/json"},
+      body: JSON.stringify({action: todo.action}),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      document.getElementById("rd-updated").textContent = `Action refused: ${body.error || response.status}`;
+    }
+    await poll();
+  });
+
+  const initial = document.getElementById("rd-initial-state");
+  if (initial) render(JSON.parse(initial.textContent));
+  (async function loop() { await poll(); setTimeout(loop, interval); })();
+})();

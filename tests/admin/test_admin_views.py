@@ -1,0 +1,177 @@
+"""The dashboard page and its JSON endpoint: permissions, CSRF, actions, history, aggregation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
+
+from resilience_django import metrics
+from resilience_django.admin_views import CounterHistory, aggregate_breakers, history
+from resilience_django.breakers.registry import get_breaker
+from resilience_django.clock import ManualClock
+
+DASHBOARD = "/admin/resilience_django/breakerdashboard/"
+API = DASHBOARD + "api/"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _local_fleet(fresh_breakers: None) -> Iterator[None]:
+    # No fleet store: the snapshot is this process's breakers, commands apply at once.
+    config = {"FLEET": {"ENABLED": False}, "BREAKERS": {"pricing": {"failure_threshold": 2}}}
+    with override_settings(RESILIENCE=config):
+        get_breaker("pricing")
+        yield
+
+
+def _client(user: User | None, *, csrf: bool = False) -> Client:
+    c = Client(enforce_csrf_checks=csrf)
+    if user is not None:
+        c.force_login(user)
+    return c
+
+
+def _force_open(c: Client, token: str | None = None) -> int:
+    body = json.dumps({"updateState": "FORCE_OPEN"})
+    headers = {"X-CSRFToken": token} if token else {}
+    response = c.post(API + "pricing/", body, content_type="application/json", headers=headers)
+    return response.status_code
+
+
+@pytest.mark.parametrize("url", [DASHBOARD, API, API + "pricing/"])
+def test_anonymous_is_sent_to_the_login_page(url: str) -> None:
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+
+
+def test_anonymous_post_is_sent_to_login_and_changes_nothing() -> None:
+    assert _force_open(Client()) == 302
+    assert get_breaker("pricing").state == "closed"
+
+
+def test_staff_without_any_view_permission_is_refused() -> None:
+    bare = User.objects.create_user("bare", password="pw", is_staff=True)
+    assert _client(bare).get(DASHBOARD).status_code == 403
+    assert _client(bare).get(API).status_code == 403
+
+
+def test_viewer_sees_the_dashboard_and_state_but_actions_are_refused(viewer: User) -> None:
+    c = _client(viewer)
+    page = c.get(DASHBOARD)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Breaker dashboard" in html and "pricing" in html
+    state = c.get(API).json()
+    assert [b["name"] for b in state["breakers"]] == ["pricing"]
+    assert state["can_operate"] is False
+    assert _force_open(c) == 403
+    assert get_breaker("pricing").state == "closed"
+    assert not LogEntry.objects.exists()
+
+
+def test_operator_forces_open_and_the_action_is_in_the_admin_history(operator: User) -> None:
+    c = _client(operator)
+    assert c.get(API).json()["can_operate"] is True
+    assert _force_open(c) == 200
+    assert get_breaker("pricing").state == "forced_open"
+    entry = LogEntry.objects.get()
+    assert entry.user == operator and entry.action_flag == CHANGE
+    assert entry.object_id == "pricing" and "Forced open" in entry.change_message
+
+
+@pytest.mark.parametrize(
+    ("body", "state"),
+    [
+        ({"updateState": "CLOSE"}, "closed"),
+        ({"action": "reset"}, "closed"),
+        ({"updateState": "DISABLE"}, "disabled"),
+    ],
+)
+def test_each_action_reaches_the_breaker(operator: User, body: dict[str, str], state: str) -> None:
+    get_breaker("pricing").force_open()
+    c = _client(operator)
+    response = c.post(API + "pricing/", json.dumps(body), content_type="application/json")
+    assert response.status_code == 200
+    assert get_breaker("pricing").state == state
+
+
+def test_form_encoded_action_works_too(operator: User) -> None:
+    assert _client(operator).post(API + "pricing/", {"action": "force_open"}).status_code == 200
+    assert get_breaker("pricing").state == "forced_open"
+
+
+def test_unknown_action_and_unknown_breaker_are_refused(operator: User) -> None:
+    c = _client(operator)
+    bad = c.post(API + "pricing/", json.dumps({"updateState": "EXPLODE"}), "application/json")
+    assert bad.status_code == 400
+    assert c.post(API + "nosuch/", {"action": "reset"}).status_code == 404
+    assert c.get(API + "nosuch/").status_code == 404
+    assert not LogEntry.objects.exists()
+
+
+def test_csrf_is_enforced_on_actions(operator: User) -> None:
+    c = _client(operator, csrf=True)
+    assert _force_open(c) == 403
+    assert get_breaker("pricing").state == "closed"
+    c.get(DASHBOARD)  # sets the CSRF cookie, as the page does for its script
+    token = c.cookies["csrftoken"].value
+    assert _force_open(c, token) == 200
+    assert get_breaker("pricing").state == "forced_open"
+
+
+def test_one_breaker_endpoint_gives_its_fleet_summary(viewer: User) -> None:
+    breaker = get_breaker("pricing")
+    for _ in range(2):
+        token = breaker.acquire()
+        breaker.record_failure(token, exc=RuntimeError("down"))
+    data = _client(viewer).get(API + "pricing/").json()
+    assert data["state"] == "open"
+    assert data["last_transition"]["to"] == "open"
+    assert data["retry_after"] > 0
+    assert len(data["processes"]) == 1
+
+
+def test_aggregate_shows_the_worst_state_and_fleet_wide_rates() -> None:
+    rows = [
+        {"name": "p", "host": "a", "pid": 1, "state": "closed", "calls": 30, "failures": 3,
+         "slow": 0, "ewma": 0.1, "rejected": 0, "retry_after": 0.0,
+         "last_transition": {"from": "open", "to": "closed", "reason": "r1", "at": 10.0}},
+        {"name": "p", "host": "b", "pid": 2, "state": "open", "calls": 10, "failures": 9,
+         "slow": 4, "ewma": 0.8, "rejected": 5, "retry_after": 12.5,
+         "last_transition": {"from": "closed", "to": "open", "reason": "r2", "at": 20.0}},
+    ]  # fmt: skip
+    (summary,) = aggregate_breakers(rows)
+    assert summary["state"] == "open"
+    assert summary["states"] == {"closed": 1, "open": 1}
+    assert summary["calls"] == 40 and summary["failure_rate"] == 0.3
+    assert summary["slow_rate"] == 0.1 and summary["ewma"] == 0.8
+    assert summary["rejected"] == 5 and summary["retry_after"] == 12.5
+    assert summary["last_transition"]["reason"] == "r2"
+
+
+def test_counter_history_reports_growth_over_the_last_minute_only() -> None:
+    clock = ManualClock(1000.0)
+    h = CounterHistory(window=60.0, every=2.0, clock=clock)
+    assert h.delta({("r",): 5.0}) == ({}, 0.0)
+    clock.advance(30)
+    assert h.delta({("r",): 8.0}) == ({("r",): 3.0}, 30.0)
+    clock.advance(40)  # the first sample is now 70 s old: the 30 s one is the baseline
+    growth, seconds = h.delta({("r",): 10.0})
+    assert growth == {("r",): 2.0} and seconds == 40.0
+
+
+def test_history_reads_rejections_and_deadline_misses_from_prometheus() -> None:
+    before = {r["rule"]: r["total"] for r in history()["top_rejections"]}
+    metrics.request_rejected("dash-test-rule", "rate_limited")
+    metrics.deadline_exceeded("/dash-test/")
+    data = history()
+    totals = {r["rule"]: r["total"] for r in data["top_rejections"]}
+    assert totals["dash-test-rule"] == before.get("dash-test-rule", 0) + 1
+    assert any(d["route"] == "/dash-test/" and d["total"] >= 1 for d in data["deadline_exceeded"])

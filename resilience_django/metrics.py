@@ -271,7 +271,12 @@ def limiter_backend_seconds(seconds: float) -> None:
     """One round trip to the distributed limiter backend took ``seconds``."""
     histogram = _get("backend_seconds")
     if histogram is not None:
-        histogram.observe(seconds)
+        # An exemplar here links a slow Redis answer to the request that waited for it.
+        span = otel.recording_span() if _exemplars else None
+        if span is not None:
+            histogram.observe(seconds, otel.trace_exemplar(span))
+        else:
+            histogram.observe(seconds)
 
 
 def limiter_fallback_active(active: bool, reason: str | None = None) -> None:

@@ -12,6 +12,7 @@ Attribute names (all under ``resilience.``) are documented in
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -39,16 +40,32 @@ _trace: Any = _UNLOADED
 _load_lock = threading.Lock()
 
 
+def _no_span() -> None:
+    return None
+
+
+def _first_span() -> Any:
+    _load()
+    return _current_span()
+
+
+# Replaced on first use by trace.get_current_span (or _no_span without
+# OpenTelemetry), so later calls pay no "is it loaded?" test.
+_current_span: Callable[[], Any] = _first_span
+
+
 def _load() -> Any:
-    global _trace
+    global _trace, _current_span
     with _load_lock:
         if _trace is _UNLOADED:
             try:
                 from opentelemetry import trace
             except ImportError:
                 _trace = None
+                _current_span = _no_span
             else:
                 _trace = trace
+                _current_span = trace.get_current_span
     return _trace
 
 
@@ -60,11 +77,8 @@ def available() -> bool:
 
 def recording_span() -> Any | None:
     """The current span if it records, else ``None`` (also without OpenTelemetry)."""
-    trace = _trace if _trace is not _UNLOADED else _load()
-    if trace is None:
-        return None
-    span = trace.get_current_span()
-    return span if span.is_recording() else None
+    span = _current_span()
+    return span if span is not None and span.is_recording() else None
 
 
 def trace_exemplar(span: Any) -> dict[str, str] | None:

@@ -177,3 +177,19 @@ def _exemplar_of(rule: str):
 def _value_of(rule: str) -> float:
     sample = _rejected_sample(rule)
     return sample.value if sample is not None else 0.0
+
+
+def test_limiter_latency_histogram_carries_the_trace_id_as_exemplar(rec):
+    with rec.server_span() as span:
+        metrics.limiter_backend_seconds(0.0123)  # lands in the 25 ms bucket
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    text = openmetrics_latest(REGISTRY).decode()
+    exemplars = [
+        s.exemplar
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "resilience_limiter_backend_seconds_bucket" and s.labels["le"] == "0.025"
+    ]
+    assert exemplars[0] is not None
+    assert exemplars[0].labels == {"trace_id": trace_id}
+    assert exemplars[0].value == 0.0123

@@ -36,8 +36,9 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
+from ._fast import make_decision as _decision
+from ._fast import make_outcome as _outcome
 from .decision import Algorithm, Decision, LimitCheck, Policy
-from .local import _decision, _outcome
 from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
 
 __all__ = ["RedisLimiter", "load_script"]

@@ -143,7 +143,8 @@ class Breaker:
             self._set_policy(policy)
             p = self._phase
             now = self._clock()
-            if policy.mode != old.mode and p.state in MEASURING:
+            # A new mode takes over at once, except from an operator's force-open.
+            if policy.mode != old.mode and p.state is not FORCED_OPEN:
                 self._set(BASE[policy.mode], now, "policy changed")
             elif p.free and (policy.window != old.window or policy.ewma_alpha != old.ewma_alpha):
                 self._retire(p.window)

@@ -519,3 +519,13 @@ def test_closed_state_successes_take_no_lock(make: Make) -> None:
     for _ in range(100):
         b.record_success(b.acquire())
     assert b.snapshot()["calls"] == 101
+
+
+def test_a_new_mode_takes_over_an_open_breaker_but_not_a_forced_one(make: Make) -> None:
+    b = make(failure_threshold=1)
+    trip(b)
+    b.configure(BreakerPolicy(failure_threshold=1, mode="metrics_only"))
+    assert b.state == "metrics_only"
+    b.force_open()
+    b.configure(BreakerPolicy(failure_threshold=1))
+    assert b.state == "forced_open"

@@ -49,8 +49,8 @@ from redis.exceptions import NoScriptError
 from .. import metrics
 from ..exceptions import ConfigError
 from ..units import parse_duration
-from . import health as _health
 from .decision import ALLOW_ALL, Decision, LimitCheck
+from .health import register as _register_health
 from .local import LocalLimiter
 from .redis import RedisLimiter, load_script
 from .redis_conn import make_sync_client, parse_redis_settings
@@ -172,7 +172,7 @@ class HybridLimiter:
         self._stop = threading.Event()
         self._probe: threading.Thread | None = None
         _live_limiters.add(self)
-        _health.register(self)
+        _register_health(self)
 
     @property
     def fallback_active(self) -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterator
 
 import pytest
 
 from resilience_django.exceptions import ConfigError
-from resilience_django.limiting import health as health_module
 from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
 from resilience_django.limiting.hybrid import (
     FallbackSettings,
@@ -22,6 +22,9 @@ from tests.services import free_port
 from tests.utils.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
+
+# By module path: the package re-exports the function under the same name.
+health_module = importlib.import_module("resilience_django.limiting.health")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,217 @@
+"""Live reload: the version key, the reload, the precedence, and what happens when things fail."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.db import OperationalError, connection
+from django.test import override_settings
+
+from resilience_django import live
+from resilience_django.breakers.policy import BreakerPolicy as ParsedPolicy
+from resilience_django.breakers.registry import get_breaker
+from resilience_django.models import BreakerPolicy, LimitRule, RouteDeadline
+
+pytestmark = pytest.mark.django_db
+
+
+def _rules() -> None:
+    LimitRule.objects.create(name="api", path="/api/", rate="5/s", mode="shadow")
+    LimitRule.objects.create(name="off", rate="1/s", enabled=False)
+    BreakerPolicy.objects.create(name="pricing", failure_threshold=3, open_for="10s")
+    RouteDeadline.objects.create(route="/api/orders", budget="800ms")
+
+
+def test_reload_loads_enabled_rows_parsed_by_the_settings_parsers() -> None:
+    _rules()
+    assert live.reload_now() is True
+    rules = live.admin_rules()
+    (limit,) = rules.limit_rules
+    assert (limit.name, limit.mode) == ("api", "shadow")
+    assert (limit.policy.rate.limit, limit.policy.rate.period) == (5, 1.0)
+    assert limit.matcher.matches("GET", "/api/x") and not limit.matcher.matches("GET", "/x")
+    assert isinstance(rules.breaker_policies["pricing"], ParsedPolicy)
+    assert rules.breaker_policies["pricing"].open_for == 10.0
+    (budget,) = rules.route_budgets
+    assert (budget.label, budget.budget) == ("/api/orders", 0.8)
+
+
+def test_unchanged_version_means_no_database_query(django_assert_num_queries: Any) -> None:
+    _rules()
+    live.bump()
+    assert live.reload_now() is True
+    with django_assert_num_queries(0):
+        assert live.reload_now() is False
+
+
+def test_a_bump_makes_the_next_check_reload(django_capture_on_commit_callbacks: Any) -> None:
+    live.reload_now()
+    assert live.admin_rules().limit_rules == ()
+    with django_capture_on_commit_callbacks(execute=True):
+        LimitRule.objects.create(name="new", rate="1/s")
+    assert live.reload_now() is True
+    assert [r.name for r in live.admin_rules().limit_rules] == ["new"]
+    with django_capture_on_commit_callbacks(execute=True):
+        LimitRule.objects.all().delete()
+    assert live.reload_now() is True
+    assert live.admin_rules().limit_rules == ()
+
+
+def test_version_is_only_bumped_after_commit(django_capture_on_commit_callbacks: Any) -> None:
+    cache.delete(live.VERSION_KEY)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        LimitRule.objects.create(name="new", rate="1/s")
+        assert cache.get(live.VERSION_KEY) is None
+    assert callbacks == [live.bump]
+
+
+def test_each_bump_writes_a_new_version() -> None:
+    live.bump()
+    first = cache.get(live.VERSION_KEY)
+    live.bump()
+    assert cache.get(live.VERSION_KEY) not in (None, first)
+
+
+@override_settings(
+    RESILIENCE={
+        "LIMITS": [{"name": "api", "rate": "100/m"}],
+        "BREAKERS": {"pricing": {"failure_threshold": 9}},
+        "DEADLINE": {"ROUTES": {"/api/orders": "2s"}},
+    }
+)
+def test_settings_rule_with_the_same_name_wins_and_the_conflict_is_listed() -> None:
+    _rules()
+    LimitRule.objects.create(name="extra", rate="1/s")
+    live.reload_now()
+    rules = live.admin_rules()
+    assert [r.name for r in rules.limit_rules] == ["extra"]  # "api" is the settings' one
+    assert rules.breaker_policies == {}
+    assert rules.route_budgets == ()
+    assert set(rules.conflicts) == {
+        ("limit", "api"),
+        ("breaker", "pricing"),
+        ("route", "/api/orders"),
+    }
+
+
+def test_database_down_keeps_the_last_rules_and_logs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _rules()
+    live.reload_now()
+    before = live.admin_rules()
+    LimitRule.objects.create(name="later", rate="1/s")
+    live.bump()
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(connection, "cursor", down)
+    with caplog.at_level(logging.ERROR, logger="resilience_django.live"):
+        assert live.reload_now() is False
+    assert live.admin_rules() is before
+    assert "cannot load admin rules" in caplog.text and "could not connect" in caplog.text
+    monkeypatch.undo()
+    assert live.reload_now() is True  # the version was not taken as loaded: it retries
+    assert "later" in [r.name for r in live.admin_rules().limit_rules]
+
+
+def test_cache_down_keeps_the_last_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    _rules()
+    live.reload_now()
+    before = live.admin_rules()
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("cache unreachable")
+
+    monkeypatch.setattr(cache, "get", down)
+    assert live.reload_now() is False
+    assert live.admin_rules() is before
+
+
+def test_a_row_that_no_longer_parses_is_left_out_and_the_rest_loads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _rules()
+    LimitRule.objects.create(name="bad", rate="1/s")
+    LimitRule.objects.filter(name="bad").update(rate="10/x")  # around the admin's validation
+    with caplog.at_level(logging.ERROR, logger="resilience_django.live"):
+        live.reload_now()
+    assert [r.name for r in live.admin_rules().limit_rules] == ["api"]
+    assert "E020" in caplog.text
+
+
+def test_admin_breaker_policy_reconfigures_the_breaker_and_removal_restores_it(
+    fresh_breakers: None,
+) -> None:
+    breaker = get_breaker("pricing")
+    assert breaker.policy.failure_threshold == 5
+    row = BreakerPolicy.objects.create(name="pricing", failure_threshold=2)
+    live.reload_now()
+    assert breaker.policy.failure_threshold == 2
+    row.delete()
+    live.bump()
+    live.reload_now()
+    assert breaker.policy.failure_threshold == 5
+
+
+def test_maybe_reload_checks_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    kicks: list[float] = []
+    monkeypatch.setattr(live, "_kick", lambda: kicks.append(1.0))
+    with override_settings(RESILIENCE={"RELOAD_INTERVAL": "250ms"}):
+        live.reset()
+        assert live.maybe_reload(100.0) is False
+        assert live.maybe_reload(100.2) is False
+        assert len(kicks) == 1
+        assert live.maybe_reload(100.25) is False
+        assert len(kicks) == 2
+
+
+def test_maybe_reload_says_true_once_after_new_rules_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "_kick", lambda: None)
+    LimitRule.objects.create(name="api", rate="1/s")
+    assert live.reload_now() is True
+    assert live.maybe_reload(0.0) is True
+    assert live.maybe_reload(0.0) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_change_is_picked_up_by_the_background_thread_within_a_second() -> None:
+    live.maybe_reload(time.monotonic())
+    LimitRule.objects.create(name="api", rate="1/s")  # autocommit: bumps at once
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        if live.maybe_reload(time.monotonic()):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the background thread did not load the new rule")
+    assert [r.name for r in live.admin_rules().limit_rules] == ["api"]
+    assert time.monotonic() < deadline - 1.0  # within about the 1 s interval
+
+
+@pytest.mark.redis
+def test_redis_backend_keeps_the_version_in_redis() -> None:
+    import redis
+
+    from tests.services import redis_url
+
+    url = redis_url()
+    client = redis.Redis.from_url(url)
+    client.delete(live.VERSION_KEY)
+    cache.delete(live.VERSION_KEY)
+    with override_settings(RESILIENCE={"BACKEND": "redis", "REDIS": {"URL": url}}):
+        live.reset()
+        live.bump()
+        assert client.get(live.VERSION_KEY) is not None
+        assert cache.get(live.VERSION_KEY) is None  # Redis, not the cache
+        LimitRule.objects.create(name="api", rate="1/s")
+        assert live.reload_now() is True
+        assert live.reload_now() is False
+    client.delete(live.VERSION_KEY)

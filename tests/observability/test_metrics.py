@@ -178,3 +178,17 @@ def test_a_real_breaker_trip_sets_the_state_gauge_to_open():
         "resilience_breaker_transitions_total", breaker=name, from_state="closed", to_state="open"
     )
     assert transitions == 1
+
+
+def test_a_real_bulkhead_reports_inflight_and_sheds_into_requests_rejected():
+    from resilience_django.shedding.bulkhead import Bulkhead, Permit, Shed
+
+    name = unique("bulkhead")
+    bulkhead = Bulkhead(name, 1, queue=0)
+    first = bulkhead.acquire_sync(timeout=0)
+    assert isinstance(first, Permit)
+    assert value("resilience_inflight_requests", route=name) == 1
+    assert isinstance(bulkhead.acquire_sync(timeout=0), Shed)
+    assert value("resilience_requests_rejected_total", rule=name, reason="shed") == 1
+    first.release()
+    assert value("resilience_inflight_requests", route=name) == 0

@@ -193,3 +193,32 @@ def test_limiter_latency_histogram_carries_the_trace_id_as_exemplar(rec):
     assert exemplars[0] is not None
     assert exemplars[0].labels == {"trace_id": trace_id}
     assert exemplars[0].value == 0.0123
+
+
+def test_a_real_redis_outage_reports_fallback_as_gauge_event_and_latency(rec):
+    from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
+    from resilience_django.limiting.hybrid import build_hybrid_limiter
+    from resilience_django.limiting.local import LocalLimiter
+    from resilience_django.units import Rate
+    from tests.observability.scrape import value
+    from tests.services import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: refused at once
+    limiter = build_hybrid_limiter(
+        {"URL": dead}, fallback_latency=0.05, fallback={}, local=LocalLimiter()
+    )
+    check = LimitCheck(Policy("obs", Rate(8, 3600.0), Algorithm.GCRA), "ip:1")
+    count = value("resilience_limiter_backend_seconds_count")
+    try:
+        with rec.server_span():
+            for _ in range(3):
+                assert limiter.decide((check,)).backend == "local"
+        assert limiter.fallback_active
+        assert value("resilience_limiter_fallback_active") == 1
+        assert value("resilience_limiter_backend_seconds_count") == count + 3
+    finally:
+        limiter.close()
+        metrics.limiter_fallback_active(False)
+    (event,) = rec.span().events
+    assert event.name == "resilience.limiter_fallback"
+    assert event.attributes["resilience.fallback_active"] is True

@@ -1,0 +1,9 @@
+"""Settings for the servers the admin end-to-end and browser tests start."""
+
+from __future__ import annotations
+
+from tests.e2e.settings import *  # noqa: F403
+
+ROOT_URLCONF = "tests.admin.urls"
+# The default hasher is slow on purpose; the tests log in a few times.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,40 @@
+"""Views only the admin end-to-end and browser tests serve."""
+
+from __future__ import annotations
+
+import time
+
+from django.http import HttpRequest, JsonResponse
+
+from resilience_django import live
+from resilience_django.breakers.api import breaker
+from resilience_django.breakers.state import CircuitOpen
+
+
+def failing_call(request: HttpRequest, name: str) -> JsonResponse:
+    """A call to a dependency that is down: it fails until the breaker opens, then is refused."""
+    try:
+        with breaker(name):
+            raise ConnectionError("dependency down")
+    except CircuitOpen:
+        return JsonResponse({"breaker": name, "outcome": "rejected"}, status=503)
+    except ConnectionError:
+        return JsonResponse({"breaker": name, "outcome": "failed"}, status=502)
+
+
+def limited(request: HttpRequest) -> JsonResponse:
+    """A plain view; the live-reload test limits it through an admin rule."""
+    return JsonResponse({"ok": True})
+
+
+def live_rules(request: HttpRequest) -> JsonResponse:
+    """The admin rules this process has in force (calls maybe_reload as a request would)."""
+    live.maybe_reload(time.monotonic())
+    rules = live.admin_rules()
+    return JsonResponse(
+        {
+            "limit_rules": [r.name for r in rules.limit_rules],
+            "breaker_policies": sorted(rules.breaker_policies),
+            "route_budgets": [b.label for b in rules.route_budgets],
+        }
+    )

@@ -103,6 +103,7 @@ class LimitEngine:
     """Decide the rate limits of requests; see the module docstring."""
 
     __slots__ = (
+        "_distributed",
         "_limiter",
         "_local",
         "_rules",
@@ -132,6 +133,7 @@ class LimitEngine:
         self._rules = tuple(
             _Rule(r, compiled[r.key], split_scope=local is not None) for r in self.rules
         )
+        self._distributed = frozenset(id(r.policy) for r in self._rules if r.distributed)
         self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
         self.needs_request = any(r.key.needs_request for r in self._rules)
         self.scope_capable = any(r.key.from_scope is not None and r.view_free for r in self._rules)
@@ -145,31 +147,46 @@ class LimitEngine:
         self, method: str, path: str, request: Any, view_name: str | None = None
     ) -> LimitResult:
         """Decide a Django request (sync code: a WSGI worker or a thread)."""
-        enforce: list[tuple[_Rule, LimitCheck]] = []
-        shadow: list[tuple[_Rule, LimitCheck]] = []
+        enforce: list[LimitCheck] = []
+        shadow: list[LimitCheck] | None = None
         for rule in self._rules:
             if not rule.matcher.matches(method, path, view_name):
                 continue
             key = rule.key.get(request)
             if key is None:
                 continue
-            check = make_check(rule.policy, key, 1)
-            (shadow if rule.shadow else enforce).append((rule, check))
-        if not enforce and not shadow:
-            return NO_LIMITS
-        decision = self._decide_pairs(enforce, stop=True) if enforce else ALLOW_ALL
-        shadow_decision = self._decide_pairs(shadow, stop=False) if shadow else None
+            if rule.shadow:
+                if shadow is None:
+                    shadow = []
+                shadow.append(make_check(rule.policy, key, 1))
+            else:
+                enforce.append(make_check(rule.policy, key, 1))
+        if shadow is None:
+            if not enforce:
+                return NO_LIMITS
+            if self._local is None:
+                return self._result(self._limiter.decide(tuple(enforce)), None)
+        decision = self._decide_split(enforce, stop=True) if enforce else ALLOW_ALL
+        shadow_decision = self._decide_split(shadow, stop=False) if shadow else None
         return self._result(decision, shadow_decision)
 
-    def _decide_pairs(self, pairs: list[tuple[_Rule, LimitCheck]], *, stop: bool) -> Decision:
+    def _decide_split(self, checks: list[LimitCheck], *, stop: bool) -> Decision:
         if self._local is None:
-            return self._limiter.decide(tuple(c for _, c in pairs))
-        local = tuple(c for r, c in pairs if not r.distributed)
-        shared = tuple(c for r, c in pairs if r.distributed)
+            return self._limiter.decide(tuple(checks))
+        local, shared = self._split(checks)
         first = self._local.decide(local) if local else ALLOW_ALL
         if not shared or (stop and not first.allowed):
             return first
         return _merge(first, self._limiter.decide(shared))
+
+    def _split(
+        self, checks: list[LimitCheck]
+    ) -> tuple[tuple[LimitCheck, ...], tuple[LimitCheck, ...]]:
+        distributed = self._distributed
+        return (
+            tuple(c for c in checks if id(c.policy) not in distributed),
+            tuple(c for c in checks if id(c.policy) in distributed),
+        )
 
     # -- async ------------------------------------------------------------
 
@@ -177,8 +194,8 @@ class LimitEngine:
         self, method: str, path: str, request: Any, view_name: str | None = None
     ) -> LimitResult:
         """Decide a Django request on the event loop."""
-        enforce: list[tuple[_Rule, LimitCheck]] = []
-        shadow: list[tuple[_Rule, LimitCheck]] = []
+        enforce: list[LimitCheck] = []
+        shadow: list[LimitCheck] | None = None
         for rule in self._rules:
             if not rule.matcher.matches(method, path, view_name):
                 continue
@@ -186,26 +203,33 @@ class LimitEngine:
             key = keyf.get(request) if keyf.loop_safe else await keyf.aget(request)
             if key is None:
                 continue
-            check = make_check(rule.policy, key, 1)
-            (shadow if rule.shadow else enforce).append((rule, check))
+            if rule.shadow:
+                if shadow is None:
+                    shadow = []
+                shadow.append(make_check(rule.policy, key, 1))
+            else:
+                enforce.append(make_check(rule.policy, key, 1))
+        if shadow is None:
+            # The common case, one coroutine deep: enforced rules, one store.
+            if not enforce:
+                return NO_LIMITS
+            if self._local is None:
+                return self._result(await self._limiter.adecide(tuple(enforce)), None)
         return await self._adecide_checks(enforce, shadow)
 
     async def _adecide_checks(
-        self, enforce: list[tuple[_Rule, LimitCheck]], shadow: list[tuple[_Rule, LimitCheck]]
+        self, enforce: list[LimitCheck], shadow: list[LimitCheck] | None
     ) -> LimitResult:
         if not enforce and not shadow:
             return NO_LIMITS
-        decision = await self._adecide_pairs(enforce, stop=True) if enforce else ALLOW_ALL
-        shadow_decision = await self._adecide_pairs(shadow, stop=False) if shadow else None
+        decision = await self._adecide_split(enforce, stop=True) if enforce else ALLOW_ALL
+        shadow_decision = await self._adecide_split(shadow, stop=False) if shadow else None
         return self._result(decision, shadow_decision)
 
-    async def _adecide_pairs(
-        self, pairs: list[tuple[_Rule, LimitCheck]], *, stop: bool
-    ) -> Decision:
+    async def _adecide_split(self, checks: list[LimitCheck], *, stop: bool) -> Decision:
         if self._local is None:
-            return await self._limiter.adecide(tuple(c for _, c in pairs))
-        local = tuple(c for r, c in pairs if not r.distributed)
-        shared = tuple(c for r, c in pairs if r.distributed)
+            return await self._limiter.adecide(tuple(checks))
+        local, shared = self._split(checks)
         first = await self._local.adecide(local) if local else ALLOW_ALL
         if not shared or (stop and not first.allowed):
             return first
@@ -225,8 +249,8 @@ class LimitEngine:
         if root and path.startswith(root):
             # Django matches on path_info, which excludes the mount point.
             path = path[len(root) :] or "/"
-        enforce: list[tuple[_Rule, LimitCheck]] = []
-        shadow: list[tuple[_Rule, LimitCheck]] = []
+        enforce: list[LimitCheck] = []
+        shadow: list[LimitCheck] = []
         for rule in self._rules:
             matcher = rule.matcher
             # Passing the rule's own view name asks "would it match if the URL
@@ -239,9 +263,8 @@ class LimitEngine:
             key = from_scope(scope)
             if key is None:
                 continue
-            check = make_check(rule.policy, key, 1)
-            (shadow if rule.shadow else enforce).append((rule, check))
-        return await self._adecide_checks(enforce, shadow)
+            (shadow if rule.shadow else enforce).append(make_check(rule.policy, key, 1))
+        return await self._adecide_checks(enforce, shadow or None)
 
     # -- shared -------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from .decision import RuleOutcome
+from .decision import Policy, RuleOutcome
 
 __all__ = ["POLICY_HEADER", "RATELIMIT_HEADER", "build_headers", "retry_after_header", "seconds"]
 
@@ -33,6 +33,20 @@ def retry_after_header(retry_after: float) -> str:
     return str(max(1, seconds(retry_after)))
 
 
+# id(policy) -> (policy, its RateLimit-Policy item): the item never changes for
+# a policy, and policies live as long as their rules.
+_policy_texts: dict[int, tuple[Policy, str]] = {}
+
+
+def _policy_text(policy: Policy) -> tuple[Policy, str]:
+    rate = policy.rate
+    entry = (policy, f'"{policy.name}";q={rate.limit};w={max(1, seconds(rate.period))}')
+    if len(_policy_texts) >= 4096:
+        _policy_texts.clear()
+    _policy_texts[id(policy)] = entry
+    return entry
+
+
 def build_headers(outcomes: Iterable[RuleOutcome]) -> list[tuple[str, str]]:
     """``RateLimit-Policy`` and ``RateLimit`` for the given outcomes (empty if none)."""
     policies: list[str] = []
@@ -40,8 +54,10 @@ def build_headers(outcomes: Iterable[RuleOutcome]) -> list[tuple[str, str]]:
     for outcome in outcomes:
         policy = outcome.check.policy
         name = policy.name
-        rate = policy.rate
-        policies.append(f'"{name}";q={rate.limit};w={max(1, seconds(rate.period))}')
+        cached = _policy_texts.get(id(policy))
+        if cached is None or cached[0] is not policy:
+            cached = _policy_text(policy)
+        policies.append(cached[1])
         reset = outcome.reset_after
         if not outcome.allowed and outcome.retry_after > reset:
             reset = outcome.retry_after

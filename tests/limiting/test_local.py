@@ -204,3 +204,54 @@ def test_unlocked_mode_decides_the_same():
 def test_max_keys_must_be_positive():
     with pytest.raises(ValueError):
         LocalLimiter(max_keys=0)
+
+
+async def test_event_loop_alone_decides_without_locks_until_another_thread_arrives():
+    limiter = LocalLimiter(clock=ManualClock())
+    check = (LimitCheck(policy(limit=10), "k"),)
+    for _ in range(3):
+        assert (await limiter.adecide(check)).allowed
+    assert not limiter._locking
+    worker = threading.Thread(target=limiter.decide, args=(check,))
+    worker.start()
+    worker.join()
+    assert limiter._locking
+    assert sum([(await limiter.adecide(check)).allowed for _ in range(10)]) == 6
+
+
+async def test_adecide_from_a_second_thread_turns_locking_on():
+    limiter = LocalLimiter(clock=ManualClock())
+    check = (LimitCheck(policy(limit=10), "k"),)
+    await limiter.adecide(check)
+    import asyncio
+
+    other = threading.Thread(target=lambda: asyncio.run(limiter.adecide(check)))
+    other.start()
+    other.join()
+    assert limiter._locking
+
+
+async def test_loop_and_threads_deciding_together_admit_exactly_the_limit():
+    import asyncio
+
+    limiter = LocalLimiter(clock=ManualClock())
+    check = (LimitCheck(policy(limit=3000), "hot"),)
+    admitted = []
+    start = threading.Barrier(4)
+
+    def worker():
+        start.wait()
+        admitted.append(sum(limiter.decide(check).allowed for _ in range(1000)))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    start.wait()
+    on_loop = 0
+    for i in range(1000):
+        on_loop += (await limiter.adecide(check)).allowed
+        if i % 50 == 0:
+            await asyncio.sleep(0)
+    for t in threads:
+        t.join()
+    assert on_loop + sum(admitted) == 3000

@@ -32,6 +32,8 @@ import hashlib
 from importlib import resources
 from typing import Any
 
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
@@ -296,14 +298,27 @@ class RedisLimiter:
         return await self._arun(checks)
 
     def close(self) -> None:
-        """Close the sync client's connections."""
-        self._client.close()
+        """Close the sync client's connections (and its sentinels', if any)."""
+        client = self._client
+        pool = getattr(client, "connection_pool", None)
+        if isinstance(client, Redis) and pool is not None:
+            for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
+                watcher.close()
+            pool.disconnect()
+        client.close()
 
     async def aclose(self) -> None:
         """Close the async client's connections (for tests and shutdown)."""
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
+        client, self._aclient = self._aclient, None
+        if client is None:
+            return
+        if isinstance(client, AsyncRedis):
+            pool = client.connection_pool
+            for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
+                await watcher.aclose()
+            await client.aclose(close_connection_pool=True)
+        else:
+            await client.aclose()
 
 
 def _merge(checks: tuple[LimitCheck, ...], parts: list[Decision]) -> Decision:

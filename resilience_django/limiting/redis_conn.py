@@ -10,16 +10,25 @@ no timeout would let one hung Redis hold a request for minutes.
 redis-py retries failed commands by default (three times with backoff); the
 limiter must not, since its fallback is the retry, so every client here is
 built with retries off.
+
+Sentinel: a django-redis cache set up for Sentinel (``OPTIONS["SENTINELS"]``
+and a ``LOCATION`` such as ``redis://mymaster/0``) is followed: the limiter
+asks the same sentinels for the current primary of that service.  Without a
+cache alias, give ``{"URL": "redis://mymaster/0", "SENTINELS": [("10.0.0.5",
+26379), ...]}``.  Decisions always go to the primary (they write).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+from urllib.parse import urlparse
 
 import redis
 import redis.asyncio as aredis
+import redis.asyncio.sentinel as asentinel
+import redis.sentinel as sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -57,6 +66,8 @@ class RedisSettings:
     socket_timeout: float = 0.05
     connect_timeout: float = 0.05
     key_prefix: str = "rl"
+    # Sentinel addresses; when set, ``url``'s host is the service name.
+    sentinels: tuple[tuple[str, int], ...] = ()
 
 
 def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> RedisSettings:
@@ -75,6 +86,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         "SOCKET_TIMEOUT",
         "CONNECT_TIMEOUT",
         "KEY_PREFIX",
+        "SENTINELS",
     }
     if unknown:
         raise ConfigError(
@@ -85,9 +97,11 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         )
     url = value.get("URL")
     password = value.get("PASSWORD")
+    sentinels = value.get("SENTINELS") or ()
     if url is None:
-        url, cache_password = _url_from_cache(str(value.get("CACHE", "default")))
+        url, cache_password, cache_sentinels = _url_from_cache(str(value.get("CACHE", "default")))
         password = password or cache_password
+        sentinels = sentinels or cache_sentinels
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             f"RESILIENCE['REDIS'] URL {url!r} is not a Redis URL",
@@ -109,7 +123,16 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
             "RESILIENCE['REDIS']['MAX_CONNECTIONS'] must be at least 1",
             check_id=CHECK_ID,
         )
+    try:
+        addresses = tuple((str(host), int(port)) for host, port in sentinels)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"RESILIENCE['REDIS']['SENTINELS'] = {sentinels!r} is not a list of (host, port)",
+            check_id=CHECK_ID,
+            hint="Write it like [('10.0.0.5', 26379), ('10.0.0.6', 26379)].",
+        ) from exc
     return RedisSettings(
+        sentinels=addresses,
         url=url,
         cluster=bool(value.get("CLUSTER", False)),
         password=password,
@@ -120,7 +143,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     )
 
 
-def _url_from_cache(alias: str) -> tuple[str, str | None]:
+def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
     from django.conf import settings
 
     caches: Mapping[str, Any] = getattr(settings, "CACHES", {})
@@ -143,7 +166,8 @@ def _url_from_cache(alias: str) -> tuple[str, str | None]:
         )
     options = cache.get("OPTIONS") or {}
     password = options.get("PASSWORD")
-    return location, password if isinstance(password, str) else None
+    sentinels = options.get("SENTINELS") or ()
+    return location, password if isinstance(password, str) else None, sentinels
 
 
 def _common_kwargs(settings: RedisSettings) -> dict[str, Any]:
@@ -158,9 +182,24 @@ def _common_kwargs(settings: RedisSettings) -> dict[str, Any]:
     return kwargs
 
 
+def _service(settings: RedisSettings) -> tuple[str, int]:
+    parsed = urlparse(settings.url)
+    db = parsed.path.strip("/")
+    return parsed.hostname or "mymaster", int(db) if db.isdigit() else 0
+
+
 def make_sync_client(settings: RedisSettings) -> SyncClient:
     """A redis-py client with the budget as socket timeouts and no retries."""
     kwargs = _common_kwargs(settings)
+    if settings.sentinels:
+        service, db = _service(settings)
+        timeouts = {"socket_timeout": settings.socket_timeout,
+                    "socket_connect_timeout": settings.connect_timeout}  # fmt: skip
+        watcher = sentinel.Sentinel(list(settings.sentinels), sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        primary: redis.Redis = watcher.master_for(  # type: ignore[no-untyped-call]
+            service, db=db, max_connections=settings.max_connections, **kwargs
+        )
+        return primary
     if settings.cluster:
         # MOVED/ASK redirections are followed whatever the retry policy; the
         # zero-retry policy only stops a broken cluster multiplying the wait.
@@ -174,6 +213,15 @@ def make_sync_client(settings: RedisSettings) -> SyncClient:
 def make_async_client(settings: RedisSettings) -> AsyncClient:
     """A ``redis.asyncio`` client like ``make_sync_client``'s; bound to the loop that uses it."""
     kwargs = _common_kwargs(settings)
+    if settings.sentinels:
+        service, db = _service(settings)
+        timeouts = {"socket_timeout": settings.socket_timeout,
+                    "socket_connect_timeout": settings.connect_timeout}  # fmt: skip
+        awatcher = asentinel.Sentinel(list(settings.sentinels), sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        aprimary: aredis.Redis = awatcher.master_for(
+            service, db=db, max_connections=settings.max_connections, **kwargs
+        )
+        return aprimary
     if settings.cluster:
         return aredis.RedisCluster.from_url(
             settings.url, max_connections=settings.max_connections, **kwargs

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 from django.test import override_settings
 
 from resilience_django.exceptions import ConfigError
@@ -16,7 +17,7 @@ from resilience_django.limiting.redis_conn import (
     parse_redis_settings,
 )
 from resilience_django.units import Rate
-from tests.utils.redis_server import RedisServer
+from tests.utils.redis_server import RedisSentinel, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -88,3 +89,53 @@ def test_unusable_settings_raise_config_error_e040(value: dict[str, object]) -> 
         parse_redis_settings(value, budget=0.05)
     assert info.value.check_id == "resilience.E040"
     assert info.value.hint or "MAX_CONNECTIONS" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[RedisSentinel]:
+    s = RedisSentinel().start()
+    yield s
+    s.stop()
+
+
+def sentinel_caches(s: RedisSentinel) -> dict[str, object]:
+    # django-redis's Sentinel setup, as its docs give it.
+    return {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "limits": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://{s.service}/0",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                "SENTINELS": [("127.0.0.1", s.sentinel.port)],
+            },
+        },
+    }
+
+
+def test_sentinel_cache_alias_finds_the_primary_through_the_sentinels(
+    sentinel: RedisSentinel,
+) -> None:
+    with override_settings(CACHES=sentinel_caches(sentinel)):
+        settings = parse_redis_settings({"CACHE": "limits"}, budget=0.5)
+    assert settings.sentinels == (("127.0.0.1", sentinel.sentinel.port),)
+    limiter = RedisLimiter(make_sync_client(settings), settings=settings)
+    check = LimitCheck(Policy("s", Rate(2, 60.0)), "k")
+    assert [limiter.decide((check,)).allowed for _ in range(3)] == [True, True, False]
+    primary = redis.Redis(port=sentinel.primary.port)
+    assert primary.keys("rl:*") == [b"rl:{k}:s:sw60000"]
+    primary.close()
+    limiter.close()
+
+
+async def test_sentinel_async_client_decides_on_the_primary(sentinel: RedisSentinel) -> None:
+    settings = parse_redis_settings(
+        {"URL": "redis://mymaster/0", "SENTINELS": [("127.0.0.1", sentinel.sentinel.port)]},
+        budget=0.5,
+    )
+    limiter = RedisLimiter(make_sync_client(settings), settings=settings)
+    check = LimitCheck(Policy("sa", Rate(1, 60.0)), "k")
+    assert (await limiter.adecide((check,))).allowed
+    assert not (await limiter.adecide((check,))).allowed
+    await limiter.aclose()
+    limiter.close()

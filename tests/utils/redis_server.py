@@ -169,3 +169,36 @@ def redis_cluster() -> Iterator[RedisCluster]:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+class RedisSentinel:
+    """One primary and one sentinel watching it as service ``mymaster``."""
+
+    def __init__(self, service: str = "mymaster") -> None:
+        self.service = service
+        self.primary = RedisServer()
+        self.sentinel = RedisServer()
+
+    def start(self) -> RedisSentinel:
+        self.primary.start()
+        conf = Path(self.sentinel.dir) / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel.port}\nbind 127.0.0.1\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+        )
+        # A config file must come first; the sentinel rewrites it as it learns.
+        self.sentinel.extra = ("--sentinel",)
+        binary = self.sentinel.binary
+        self.sentinel.binary = binary
+        log = Path(self.sentinel.dir) / "redis.log"
+        with log.open("ab") as out:
+            self.sentinel.proc = subprocess.Popen(
+                [binary, str(conf), "--sentinel"], stdout=out, stderr=subprocess.STDOUT
+            )
+        _wait_port(self.sentinel.port, self.sentinel.proc, log)
+        return self
+
+    def stop(self) -> None:
+        self.sentinel.stop()
+        self.primary.stop()

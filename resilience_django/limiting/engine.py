@@ -100,7 +100,14 @@ class _Rule:
 
 
 class LimitEngine:
-    """Decide the rate limits of requests; see the module docstring."""
+    """Decide the rate limits of requests; see the module docstring.
+
+    Flags for the adapters, fixed when the engine is built: ``needs_view_name``
+    (some rule has ``view=``: decide after URL resolution), ``needs_user``
+    (some key reads ``request.user``: decide after ``AuthenticationMiddleware``,
+    i.e. in ``process_view``), ``needs_request`` (some key needs a Django
+    request), ``scope_capable`` (some rule can be decided from an ASGI scope).
+    """
 
     __slots__ = (
         "_distributed",
@@ -108,6 +115,7 @@ class LimitEngine:
         "_local",
         "_rules",
         "needs_request",
+        "needs_user",
         "needs_view_name",
         "rules",
         "scope_capable",
@@ -136,6 +144,9 @@ class LimitEngine:
         self._distributed = frozenset(id(r.policy) for r in self._rules if r.distributed)
         self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
         self.needs_request = any(r.key.needs_request for r in self._rules)
+        # request.user exists only after AuthenticationMiddleware: an adapter
+        # running before it must decide such engines in process_view.
+        self.needs_user = any(r.key.needs_user for r in self._rules)
         self.scope_capable = any(r.key.from_scope is not None and r.view_free for r in self._rules)
 
     def __bool__(self) -> bool:

@@ -68,11 +68,14 @@ class KeyFunc:
 
     ``get(request)`` for sync code and ``aget(request)`` for async code;
     ``loop_safe`` means ``get`` never blocks, so async callers may call it
-    directly and skip a coroutine.  ``from_scope(scope)`` is ``None`` when the
+    directly and skip a coroutine.  ``needs_user`` means the key may read
+    ``request.user`` (``user``, ``user_or_ip``, any callable), which exists
+    only once ``AuthenticationMiddleware`` has run: such keys must be decided
+    in ``process_view`` or later.  ``from_scope(scope)`` is ``None`` when the
     key needs a Django request (``needs_request``).
     """
 
-    __slots__ = ("aget", "from_scope", "get", "loop_safe", "spec")
+    __slots__ = ("aget", "from_scope", "get", "loop_safe", "needs_user", "spec")
 
     def __init__(
         self,
@@ -82,8 +85,10 @@ class KeyFunc:
         *,
         loop_safe: bool,
         from_scope: Callable[[Scope], str | None] | None = None,
+        needs_user: bool = False,
     ) -> None:
         self.spec = spec
+        self.needs_user = needs_user
         self.get = get
         self.aget = aget
         self.loop_safe = loop_safe
@@ -165,7 +170,7 @@ def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
         address = ip_get(request)
         return None if address is None else "ip:" + address
 
-    return KeyFunc(spec, get, aget, loop_safe=False)
+    return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
 
 
 def _header_key(spec: str, name: str) -> KeyFunc:
@@ -216,7 +221,7 @@ def _callable_key(spec: str, func: Callable[[Request], Any]) -> KeyFunc:
         async def aget(request: Request) -> str | None:
             return _clean(await async_func(request))
 
-    return KeyFunc(spec, get, aget, loop_safe=False)
+    return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
 
 
 def _import_callable(spec: str, where: str) -> Callable[[Request], Any]:

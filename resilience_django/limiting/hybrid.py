@@ -278,21 +278,16 @@ class HybridLimiter:
             if self._probe is not None:
                 return
             self._stop.clear()
+            # The thread holds the limiter only weakly, so a limiter dropped by
+            # a settings rebuild is collected and its probe ends by itself.
             thread = threading.Thread(
-                target=self._probe_loop, name="resilience-redis-probe", daemon=True
+                target=_probe_loop,
+                args=(weakref.ref(self), self._stop, self._settings.probe_interval),
+                name="resilience-redis-probe",
+                daemon=True,
             )
             self._probe = thread
         thread.start()
-
-    def _probe_loop(self) -> None:
-        interval = self._settings.probe_interval
-        while True:
-            # Twice as often while falling back, so RECOVERY_PROBES (2) good
-            # answers bring decisions back within about one interval.
-            wait = interval / 2 if self._fallback else interval
-            if self._stop.wait(wait * random.uniform(0.8, 1.2)):
-                return
-            self.probe()
 
     def probe(self) -> bool:
         """Heartbeat once; count the answer toward tripping or recovering.
@@ -355,6 +350,24 @@ class HybridLimiter:
             "since": self._since,
             "budget_ms": self._budget * 1000,
         }
+
+
+def _probe_loop(ref: weakref.ref[HybridLimiter], stop: threading.Event, interval: float) -> None:
+    while True:
+        limiter = ref()
+        if limiter is None:
+            return
+        # Twice as often while falling back, so RECOVERY_PROBES (2) good
+        # answers bring decisions back within about one interval.
+        wait = interval / 2 if limiter._fallback else interval
+        del limiter
+        if stop.wait(wait * random.uniform(0.8, 1.2)):
+            return
+        limiter = ref()
+        if limiter is None:
+            return
+        limiter.probe()
+        del limiter
 
 
 def _after_fork_in_child() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -223,3 +225,19 @@ def test_bad_fallback_settings_raise_config_error(value: dict[str, object]) -> N
 
 def test_fallback_defaults() -> None:
     assert parse_fallback_settings(None) == FallbackSettings()
+
+
+def test_a_dropped_limiter_is_collected_and_its_probe_thread_ends(server: RedisServer) -> None:
+    limiter = make(server.url, 0.5, PROBE_INTERVAL="20ms")
+    limiter.decide((CHECK,))  # starts the probe
+    thread = limiter._probe
+    assert thread is not None and thread.is_alive()
+    ref = weakref.ref(limiter)
+    health_module.register(None)
+    redis_limiter = limiter._redis
+    del limiter
+    gc.collect()
+    assert ref() is None
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    redis_limiter.close()

@@ -109,7 +109,7 @@ class ResilienceASGIMiddleware:
 
     @staticmethod
     async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:
-        metrics.deadline_exceeded(deadline.route)
+        metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
         await send_response(
             send, responses.deadline_exceeded(shim, route=deadline.route, budget=deadline.budget)
         )

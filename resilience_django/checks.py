@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core import checks
 
 from .conf import parse_settings
+from .exceptions import ConfigError
+from .observability.config import deploy_warnings, parse_metrics
 
 MIDDLEWARE_PATH = "resilience_django.middleware.ResilienceMiddleware"
 
@@ -22,9 +24,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     # Parse afresh rather than reading the cache: checks must report the
     # settings as they are now, and this runs rarely.
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
+    errors: list[ConfigError] = list(parsed.errors)
+    parse_metrics(parsed.raw.get("METRICS"), errors)
     messages: list[checks.CheckMessage] = [
-        checks.Error(str(error), hint=error.hint or None, id=error.check_id)
-        for error in parsed.errors
+        checks.Error(str(error), hint=error.hint or None, id=error.check_id) for error in errors
     ]
     middleware = list(getattr(settings, "MIDDLEWARE", []))
     if MIDDLEWARE_PATH in middleware and middleware.index(MIDDLEWARE_PATH) != 0:
@@ -42,7 +45,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 @checks.register("resilience", deploy=True)
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
-    messages: list[checks.CheckMessage] = []
+    metrics_errors: list[ConfigError] = []
+    messages: list[checks.CheckMessage] = [
+        checks.Warning(str(w), hint=w.hint or None, id=w.check_id)
+        for w in deploy_warnings(parse_metrics(parsed.raw.get("METRICS"), metrics_errors))
+    ]
     if parsed.backend == "local" and parsed.raw.get("LIMITS"):
         messages.append(
             checks.Warning(

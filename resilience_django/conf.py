@@ -18,7 +18,12 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from .exceptions import ConfigError
+from .limiting.hybrid import FallbackSettings, parse_fallback_settings
+from .limiting.proxies import TrustedProxies, parse_trusted_proxies
+from .limiting.redis_conn import RedisSettings, parse_redis_settings
+from .limiting.rules import LimitRule, parse_limit_rules
 from .routes import RouteMatcher, compile_path
+from .shedding.rules import SheddingRule, parse_shedding_rules
 from .units import parse_duration
 
 __all__ = ["DeadlineSettings", "ResilienceSettings", "RouteBudget", "get_settings"]
@@ -70,8 +75,14 @@ class DeadlineSettings:
 class ResilienceSettings:
     backend: str = "local"
     redis: Mapping[str, Any] = field(default_factory=dict)
+    redis_settings: RedisSettings | None = None
     fallback_latency: float = 0.050
+    fallback: FallbackSettings = field(default_factory=FallbackSettings)
     deadline: DeadlineSettings = field(default_factory=DeadlineSettings)
+    trusted_proxies: TrustedProxies | None = None
+    limits: tuple[LimitRule, ...] = ()
+    shedding: tuple[SheddingRule, ...] = ()
+    local_max_keys: int = 100_000
     response_handlers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     ratelimit_headers: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -279,14 +290,6 @@ def parse_settings(raw: Any) -> ResilienceSettings:
             )
         )
         redis = {}
-    elif backend == "redis" and not ({"CACHE", "URL"} & set(redis)):
-        errors.append(
-            ConfigError(
-                "RESILIENCE['BACKEND'] is 'redis' but RESILIENCE['REDIS'] names no CACHE or URL",
-                check_id="resilience.E004",
-                hint="Add 'REDIS': {'CACHE': 'default'} (a django-redis alias) or {'URL': ...}.",
-            )
-        )
     fallback_latency = _parse_duration_setting(
         raw.get("FALLBACK_LATENCY", 0.050),
         name="'FALLBACK_LATENCY'",
@@ -304,10 +307,63 @@ def parse_settings(raw: Any) -> ResilienceSettings:
             )
         )
         ratelimit_headers = True
+    fallback_latency = fallback_latency or 0.050
+    redis_settings: RedisSettings | None = None
+    if backend == "redis" or redis:
+        try:
+            redis_settings = parse_redis_settings(redis, budget=fallback_latency)
+        except ConfigError as exc:
+            errors.append(exc)
+            backend = "local"
+    fallback = FallbackSettings()
+    try:
+        fallback = parse_fallback_settings(raw.get("FALLBACK"))
+    except ConfigError as exc:
+        errors.append(exc)
+    trusted_proxies: TrustedProxies | None = None
+    try:
+        trusted_proxies = parse_trusted_proxies(raw.get("TRUSTED_PROXIES"))
+    except ConfigError as exc:
+        errors.append(exc)
+    limits, limit_errors = parse_limit_rules(raw.get("LIMITS"))
+    errors.extend(limit_errors)
+    shedding_raw = raw.get("SHEDDING") or ()
+    if isinstance(shedding_raw, list | tuple):
+        shedding, shedding_errors = parse_shedding_rules(shedding_raw)
+        errors.extend(shedding_errors)
+    else:
+        shedding = ()
+        errors.append(
+            ConfigError(
+                "RESILIENCE['SHEDDING'] must be a list of rules",
+                check_id="resilience.E070",
+                hint="Example: [{'name': 'orders', 'path': '/api/orders', 'max_concurrent': 50}]",
+            )
+        )
+    local_max_keys = raw.get("LOCAL_MAX_KEYS", 100_000)
+    if (
+        isinstance(local_max_keys, bool)
+        or not isinstance(local_max_keys, int)
+        or local_max_keys < 1
+    ):
+        errors.append(
+            ConfigError(
+                f"RESILIENCE['LOCAL_MAX_KEYS'] = {local_max_keys!r} must be a positive integer",
+                check_id="resilience.E013",
+                hint="The most client keys the local limiter remembers (LRU); default 100000.",
+            )
+        )
+        local_max_keys = 100_000
     return ResilienceSettings(
         backend=backend,
         redis=dict(redis),
-        fallback_latency=fallback_latency or 0.050,
+        redis_settings=redis_settings,
+        fallback_latency=fallback_latency,
+        fallback=fallback,
+        trusted_proxies=trusted_proxies,
+        limits=limits,
+        shedding=shedding,
+        local_max_keys=local_max_keys,
         deadline=_parse_deadline(raw.get("DEADLINE"), errors),
         response_handlers=_parse_handlers(raw.get("RESPONSE_HANDLERS"), errors),
         ratelimit_headers=ratelimit_headers,

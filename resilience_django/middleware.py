@@ -155,7 +155,7 @@ class ResilienceMiddleware:
 
     @staticmethod
     def _deadline_response(request: HttpRequest, deadline: Deadline) -> Response:
-        metrics.deadline_exceeded(deadline.route)
+        metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
         return responses.deadline_exceeded(request, route=deadline.route, budget=deadline.budget)
 
 

@@ -14,6 +14,7 @@ app_patterns = (
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("ready/", views.hello, name="ready"),
     path("hello/", views.hello, name="hello"),
     path("async-hello/", views.async_hello, name="async-hello"),
     path("budget/", views.budget, name="budget"),

@@ -88,7 +88,7 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(f"uvicorn exited early:\n{server.output()}")
         try:
-            httpx.get(server.url + "/hello/", timeout=1.0)
+            httpx.get(server.url + "/ready/", timeout=1.0)
             return
         except httpx.HTTPError:
             time.sleep(0.1)

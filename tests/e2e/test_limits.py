@@ -1,0 +1,70 @@
+"""Local limits over real HTTP against a real uvicorn, with and without the ASGI fast path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.e2e.server import Server, uvicorn_server
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = {
+    "LIMITS": [
+        {"name": "hello-10m", "path": "/hello/", "key": "ip", "rate": "10/m"},
+        {
+            "name": "budget-shadow",
+            "path": "/budget/",
+            "key": "ip",
+            "rate": "10/m",
+            "mode": "shadow",
+        },
+    ],
+    "METRICS": {"ENABLED": True, "ALLOWED_NETWORKS": ["127.0.0.1/32"]},
+}
+APPS = ["tests.e2e.asgi:application", "tests.e2e.asgi_fastpath:application"]
+
+
+@pytest.fixture(params=APPS)
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with uvicorn_server(CONFIG, app=request.param) as srv:
+        yield srv
+
+
+def _scrape_rejections(server: Server, rule: str, reason: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/resilience/metrics/", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "resilience_requests_rejected_total" and sample.labels == {
+                "rule": rule,
+                "reason": reason,
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_30_quick_requests_to_a_10_per_minute_rule_admit_exactly_10(server: Server) -> None:
+    with httpx.Client(timeout=5) as client:
+        answers = [client.get(server.url + "/hello/") for _ in range(30)]
+    codes = [a.status_code for a in answers]
+    assert codes.count(200) == 10
+    assert codes.count(429) == 20
+    assert codes[:10] == [200] * 10
+    rejected = answers[-1]
+    assert int(rejected.headers["Retry-After"]) >= 1
+    assert rejected.headers["RateLimit-Policy"] == '"hello-10m";q=10;w=60'
+    assert rejected.headers["RateLimit"].startswith('"hello-10m";r=0;t=')
+    assert answers[0].headers["RateLimit"].startswith('"hello-10m";r=9;t=')
+
+
+def test_shadow_mode_lets_all_30_through_and_still_reports(server: Server) -> None:
+    with httpx.Client(timeout=5) as client:
+        answers = [client.get(server.url + "/budget/") for _ in range(30)]
+    assert [a.status_code for a in answers] == [200] * 30
+    assert answers[-1].headers["RateLimit"].startswith('"budget-shadow";r=0;')
+    assert _scrape_rejections(server, "budget-shadow", "shadow") == 20
+    assert _scrape_rejections(server, "hello-10m", "rate_limited") == 0

@@ -46,6 +46,9 @@ __all__ = [
 _SEVERITY = ("forced_open", "open", "half_open", "metrics_only", "disabled", "closed")
 
 
+_REFUSING = frozenset({"forced_open", "open"})
+
+
 def _severity(state: str) -> int:
     return _SEVERITY.index(state) if state in _SEVERITY else 0
 
@@ -64,14 +67,19 @@ def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
         transitions = [p["last_transition"] for p in procs if p.get("last_transition")]
         last = max(transitions, key=lambda t: t.get("at") or 0.0) if transitions else None
         states = [str(p.get("state")) for p in procs]
+        worst = min(states, key=_severity)
+        rate = failures / calls if calls else 0.0
         out.append(
             {
                 "name": name,
-                "state": min(states, key=_severity),
+                "state": worst,
                 "states": {s: states.count(s) for s in sorted(set(states))},
                 "calls": calls,
                 "failures": failures,
-                "failure_rate": round(failures / calls, 4) if calls else 0.0,
+                "failure_rate": round(rate, 4),
+                # What the sparkline draws: an open breaker refuses every call, and
+                # its window is not measured, so it counts as 100% rather than 0%.
+                "error_rate": 1.0 if worst in _REFUSING else round(rate, 4),
                 "slow_rate": round(slow / calls, 4) if calls else 0.0,
                 "ewma": max(float(p.get("ewma") or 0.0) for p in procs),
                 "rejected": sum(int(p.get("rejected") or 0) for p in procs),

@@ -151,6 +151,7 @@ def test_aggregate_shows_the_worst_state_and_fleet_wide_rates() -> None:
     assert summary["state"] == "open"
     assert summary["states"] == {"closed": 1, "open": 1}
     assert summary["calls"] == 40 and summary["failure_rate"] == 0.3
+    assert summary["error_rate"] == 1.0  # open: every call refused
     assert summary["slow_rate"] == 0.1 and summary["ewma"] == 0.8
     assert summary["rejected"] == 5 and summary["retry_after"] == 12.5
     assert summary["last_transition"]["reason"] == "r2"

@@ -35,6 +35,7 @@
     const w = 120, h = 28;
     const svg = document.createElementNS(ns, "svg");
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.setAttribute("preserveAspectRatio", "none"); // stretch to the card's width
     svg.setAttribute("class", "rd-spark rd-spark-" + state);
     svg.setAttribute("role", "img");
     const last = points.length ? points[points.length - 1] : 0;
@@ -45,6 +46,9 @@
     const base = document.createElementNS(ns, "line");
     for (const [k, v] of Object.entries({x1: 0, x2: w, y1: h - 1, y2: h - 1, class: "rd-spark-base"})) base.setAttribute(k, v);
     svg.appendChild(base);
+    const half = document.createElementNS(ns, "line"); // the 50% mark, to read the height by
+    for (const [k, v] of Object.entries({x1: 0, x2: w, y1: h / 2, y2: h / 2, class: "rd-spark-grid"})) half.setAttribute(k, v);
+    svg.appendChild(half);
     if (xy.length > 1) {
       const area = document.createElementNS(ns, "polygon");
       area.setAttribute("points", `${xy[0][0]},${h - 1} ` + xy.map((p) => p.join(",")).join(" ") + ` ${xy[xy.length - 1][0]},${h - 1}`);
@@ -72,9 +76,11 @@
     ]));
     article.appendChild(sparkline(points, b.state));
     const dl = el("dl", {class: "rd-dl"});
-    metric(dl, "failure rate", pct(b.failure_rate));
-    metric(dl, "EWMA", pct(b.ewma));
-    metric(dl, "slow-call rate", pct(b.slow_rate));
+    const refusing = b.state === "open" || b.state === "forced_open";
+    const measured = (x) => refusing && !b.calls ? "— (not measured while open)" : pct(x);
+    metric(dl, "failure rate", measured(b.failure_rate));
+    metric(dl, "EWMA", measured(b.ewma));
+    metric(dl, "slow-call rate", measured(b.slow_rate));
     metric(dl, "calls in window", String(b.calls));
     metric(dl, "rejected", String(b.rejected));
     if (b.state === "open") metric(dl, "half-open in", b.retry_after.toFixed(1) + " s");
@@ -116,7 +122,7 @@
     for (const b of state.breakers) {
       seen.add(b.name);
       const points = history.get(b.name) || [];
-      points.push(b.failure_rate);
+      points.push(b.error_rate);
       if (points.length > HISTORY) points.shift();
       history.set(b.name, points);
     }

@@ -1,0 +1,164 @@
+"""The dashboard in headless Chromium: a breaker trips, the page shows it, an operator closes it."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.server import ROOT, Server
+from tests.services import require_binary
+
+from .servers import PASSWORD, USERNAME, servers, shared_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+ARTIFACTS = ROOT / "test-artifacts"
+BREAKER = "browser-demo"
+CONFIG = {
+    "BREAKERS": {BREAKER: {"failure_threshold": 3, "open_for": "60s", "min_calls": 100}},
+}
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    tmp = tmp_path_factory.mktemp("browser")
+    with servers(CONFIG, tmp, count=1) as (started,):
+        yield started, Path(shared_env(tmp)["RESILIENCE_TEST_SQLITE"])
+
+
+@pytest.fixture
+def driver() -> Iterator[Any]:
+    chromedriver = require_binary("chromedriver")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="resilience-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1000"]:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(chromedriver))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(condition: Any, timeout: float = 10.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def _card_state(browser: Any) -> str | None:
+    from selenium.webdriver.common.by import By
+
+    cards = browser.find_elements(By.CSS_SELECTOR, f'[data-breaker="{BREAKER}"]')
+    return cards[0].get_attribute("data-state") if cards else None
+
+
+def _shot(browser: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    browser.save_screenshot(str(path))
+    return path
+
+
+def _login(browser: Any, url: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(url + "/admin/login/?next=/admin/")
+    browser.find_element(By.ID, "id_username").send_keys(USERNAME)
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    _wait(lambda: "/admin/login/" not in browser.current_url, what="the login")
+
+
+def test_breaker_trips_shows_open_without_reload_and_an_operator_force_closes_it(
+    server: tuple[Server, Path], driver: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    server, database = server
+
+    fail_url = f"{server.url}/admin-test/fail/{BREAKER}/"
+    assert httpx.get(fail_url).status_code == 502  # the breaker exists now, still closed
+    _login(driver, server.url)
+    driver.get(server.url + "/admin/")
+    driver.find_element(By.LINK_TEXT, "Breaker dashboard").click()
+    _wait(lambda: _card_state(driver) == "closed", what="the closed breaker on the dashboard")
+    driver.execute_script("window.__notReloaded = true;")
+
+    statuses = [httpx.get(fail_url).status_code for _ in range(4)]
+    assert statuses[-1] == 503, statuses  # open: refused without calling the dependency
+
+    _wait(lambda: _card_state(driver) == "open", what="the dashboard to show the breaker open")
+    assert driver.execute_script("return window.__notReloaded === true;")
+    card = driver.find_element(By.CSS_SELECTOR, f'[data-breaker="{BREAKER}"]')
+    assert "half-open in" in card.text
+    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".rd-spark-line"), what="a sparkline")
+    _shot(driver, "dashboard-open.png")
+
+    card.find_element(By.CSS_SELECTOR, 'button[data-action="force_close"]').click()
+    dialog = driver.find_element(By.ID, "rd-confirm")
+    _wait(dialog.is_displayed, what="the confirmation dialog")
+    assert BREAKER in dialog.text
+    driver.find_element(By.ID, "rd-confirm-ok").click()
+
+    _wait(lambda: _card_state(driver) == "closed", what="the dashboard to show it closed")
+    assert driver.execute_script("return window.__notReloaded === true;")
+    assert httpx.get(fail_url).status_code == 502  # calls reach the dependency again
+    _shot(driver, "dashboard-closed.png")
+
+    with sqlite3.connect(database) as db:
+        history = [row[0] for row in db.execute("SELECT change_message FROM django_admin_log")]
+    assert any("Forced closed" in m and BREAKER in m for m in history), history
+
+
+def test_dashboard_follows_the_admin_theme_and_fits_a_narrow_screen(
+    server: tuple[Server, Path], driver: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    url = server[0].url
+    httpx.get(f"{url}/admin-test/fail/{BREAKER}/")  # at least one breaker to draw
+    _login(driver, url)
+    dashboard = url + "/admin/resilience_django/breakerdashboard/"
+    card = f'[data-breaker="{BREAKER}"]'
+    background = f"return getComputedStyle(document.querySelector('{card}')).backgroundColor;"
+    for theme, colour in (("light", "rgb(255, 255, 255)"), ("dark", "rgb(18, 18, 18)")):
+        driver.get(dashboard)
+        driver.execute_script(f"localStorage.setItem('theme', '{theme}');")
+        driver.get(dashboard)
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, card), what="the breaker card")
+        assert driver.execute_script(background) == colour  # the admin's --body-bg
+    _shot(driver, "dashboard-dark.png")
+
+    driver.set_window_size(390, 844)
+    driver.get(dashboard)
+    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, card), what="the breaker card")
+    fits = driver.execute_script(
+        f"const r = document.querySelector('{card}').getBoundingClientRect();"
+        "return r.left >= 0 && r.right <= document.documentElement.clientWidth;"
+    )
+    assert fits, "the breaker card overflows a 390 px wide screen"
+    _shot(driver, "dashboard-narrow.png")

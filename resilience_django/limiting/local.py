@@ -189,27 +189,47 @@ class LocalLimiter:
         Redis fallback enforces ``1 / live instances`` of a global limit).
         Safe from any thread.
         """
-        locked = self._init_lock is not _NO_LOCKING
-        if locked and not self._locking:
+        if self._init_lock is _NO_LOCKING:
+            return self._decide_unlocked(checks, share)
+        if not self._locking:
             self._lock_from_now_on()
-        if len(checks) == 1:
-            return self._decide_one(checks[0], share, locked)
-        return self._decide_many(checks, share, locked)
+        if len(checks) != 1:
+            return self._decide_many(checks, share, True)
+        # The single-check case inline: it is nearly every request.
+        check = checks[0]
+        now = self._clock()
+        policy = check.policy
+        compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
+        if compiled is None or compiled.policy is not policy:
+            compiled = self._compile(policy, share)
+        kernel = compiled.kernel
+        key = (compiled.prefix, check.key)
+        shard = self._shards[hash(key) & self._mask]
+        states = shard.states
+        shard.acquire()
+        try:
+            state = states.get(key)
+            if state is None:
+                state = _add(shard, key, kernel, now)
+            else:
+                states.move_to_end(key)
+            outcome = kernel.outcome(state, now, check)
+        finally:
+            shard.release()
+        return _decision(outcome.allowed, (outcome,), "local")
 
     async def adecide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
         """``decide`` for the event loop: it never waits on I/O, so it runs inline.
 
         While only this loop's thread decides, no lock is taken at all.
         """
-        if not self._may_skip_locks():
+        if (self._locking or self._loop_thread != _get_ident()) and not self._may_skip_locks():
             return self.decide(checks, share)
         self._busy = True
         try:
             if self._locking:  # another thread arrived between the two reads
                 return self.decide(checks, share)
-            if len(checks) == 1:
-                return self._decide_one(checks[0], share, False)
-            return self._decide_many(checks, share, False)
+            return self._decide_unlocked(checks, share)
         finally:
             self._busy = False
 
@@ -233,7 +253,10 @@ class LocalLimiter:
         finally:
             shard.release()
 
-    def _decide_one(self, check: LimitCheck, share: float, locked: bool) -> Decision:
+    def _decide_unlocked(self, checks: tuple[LimitCheck, ...], share: float) -> Decision:
+        if len(checks) != 1:
+            return self._decide_many(checks, share, False)
+        check = checks[0]
         now = self._clock()
         policy = check.policy
         compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
@@ -243,24 +266,12 @@ class LocalLimiter:
         key = (compiled.prefix, check.key)
         shard = self._shards[hash(key) & self._mask]
         states = shard.states
-        if locked:
-            shard.acquire()
-            try:
-                state = states.get(key)
-                if state is None:
-                    state = _add(shard, key, kernel, now)
-                else:
-                    states.move_to_end(key)
-                outcome = kernel.outcome(state, now, check)
-            finally:
-                shard.release()
+        state = states.get(key)
+        if state is None:
+            state = _add(shard, key, kernel, now)
         else:
-            state = states.get(key)
-            if state is None:
-                state = _add(shard, key, kernel, now)
-            else:
-                states.move_to_end(key)
-            outcome = kernel.outcome(state, now, check)
+            states.move_to_end(key)
+        outcome = kernel.outcome(state, now, check)
         return _decision(outcome.allowed, (outcome,), "local")
 
     def _decide_many(self, checks: tuple[LimitCheck, ...], share: float, locked: bool) -> Decision:

@@ -53,7 +53,7 @@ from .decision import ALLOW_ALL, Decision, LimitCheck
 from .health import register as _register_health
 from .local import LocalLimiter
 from .redis import RedisLimiter, load_script
-from .redis_conn import make_sync_client, parse_redis_settings
+from .redis_conn import RedisSettings, make_sync_client, parse_redis_settings
 
 __all__ = ["FallbackSettings", "HybridLimiter", "build_hybrid_limiter", "parse_fallback_settings"]
 
@@ -381,22 +381,30 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def build_hybrid_limiter(
-    redis: Mapping[str, Any] | None,
+    redis: Mapping[str, Any] | RedisSettings | None,
     *,
     fallback_latency: float = 0.050,
-    fallback: Mapping[str, Any] | None = None,
+    fallback: Mapping[str, Any] | FallbackSettings | None = None,
     local: LocalLimiter | None = None,
 ) -> HybridLimiter:
     """Build the ``BACKEND: "redis"`` limiter from the ``RESILIENCE`` setting's parts.
 
-    Connects lazily: building never touches the network.
+    ``redis`` and ``fallback`` are the raw ``REDIS``/``FALLBACK`` dicts or their
+    parsed forms.  Connects lazily: building never touches the network.
     """
-    redis_settings = parse_redis_settings(redis, budget=fallback_latency)
+    redis_settings = (
+        redis
+        if isinstance(redis, RedisSettings)
+        else parse_redis_settings(redis, budget=fallback_latency)
+    )
+    fallback_settings = (
+        fallback if isinstance(fallback, FallbackSettings) else parse_fallback_settings(fallback)
+    )
     limiter = RedisLimiter(make_sync_client(redis_settings), settings=redis_settings)
     return HybridLimiter(
         limiter,
         local or LocalLimiter(),
         budget=fallback_latency,
-        settings=parse_fallback_settings(fallback),
+        settings=fallback_settings,
         key_prefix=redis_settings.key_prefix,
     )

@@ -240,6 +240,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         server.stop()
     return {
         "us_per_decision": us,
+        "decisions_per_second": {name: 1e6 / v for name, v in us.items()},
         "ratio_to_get": {name: v / floor for name, v in us.items()},
         "best_us_per_decision": best,
         "best_ratio_to_get": {n: v / best["redis-py GET (floor)"] for n, v in best.items()},
@@ -258,14 +259,14 @@ def main() -> None:
         "median of rounds, then best round)"
     )
     header = (
-        f"{'contender':42} {'us/dec':>8} {'x GET':>6} {'best':>7} {'x GET':>6} "
+        f"{'contender':42} {'dec/s':>7} {'us/dec':>8} {'x GET':>6} {'best':>7} {'x GET':>6} "
         f"{'trips':>6} {'cmds':>6}"
     )
     print(header)
     print("-" * len(header))
     for name, us in result["us_per_decision"].items():
         print(
-            f"{name:42} {us:8.1f} {result['ratio_to_get'][name]:6.2f} "
+            f"{name:42} {1e6 / us:7.0f} {us:8.1f} {result['ratio_to_get'][name]:6.2f} "
             f"{result['best_us_per_decision'][name]:7.1f} {result['best_ratio_to_get'][name]:6.2f} "
             f"{result['round_trips_per_decision'][name]:6.2f} "
             f"{result['redis_commands_per_decision'][name]:6.2f}"

@@ -241,3 +241,14 @@ def test_a_dropped_limiter_is_collected_and_its_probe_thread_ends(server: RedisS
     thread.join(timeout=2)
     assert not thread.is_alive()
     redis_limiter.close()
+
+
+def test_an_error_reply_counts_as_a_failure_and_is_decided_locally(
+    hybrid: HybridLimiter,
+) -> None:
+    # A key of the wrong type makes the script fail with an error reply.
+    hybrid._redis.client.hset("rl:{ip:1}:orders:gc3600000", "x", "1")
+    decision = hybrid.decide((CHECK,))
+    assert decision.backend == "local" and decision.allowed
+    assert hybrid.health()["consecutive_failures"] == 1
+    assert "ResponseError" in hybrid.health()["last_error"]

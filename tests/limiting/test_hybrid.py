@@ -246,8 +246,8 @@ def test_a_dropped_limiter_is_collected_and_its_probe_thread_ends(server: RedisS
 def test_an_error_reply_counts_as_a_failure_and_is_decided_locally(
     hybrid: HybridLimiter,
 ) -> None:
-    # A key of the wrong type makes the script fail with an error reply.
-    hybrid._redis.client.hset("rl:{ip:1}:orders:gc3600000", "x", "1")
+    # A corrupt state makes the script fail with an error reply.
+    hybrid._redis.client.set("rl:{ip:1}:orders:gc3600000", "not a number")
     decision = hybrid.decide((CHECK,))
     assert decision.backend == "local" and decision.allowed
     assert hybrid.health()["consecutive_failures"] == 1

@@ -46,25 +46,29 @@ class LimitResult:
     are the ``RateLimit-Policy`` and ``RateLimit`` pairs for the response.
     """
 
-    __slots__ = ("_headers", "allowed", "decision", "rejected", "shadow", "shadow_rejected")
+    __slots__ = ("_headers", "allowed", "decision", "shadow")
 
-    def __init__(
-        self,
-        decision: Decision,
-        shadow: Decision | None = None,
-    ) -> None:
+    def __init__(self, decision: Decision, shadow: Decision | None = None) -> None:
         self.decision = decision
         self.allowed = decision.allowed
         self.shadow = shadow
-        self.rejected: tuple[str, ...] = (
-            () if decision.allowed else tuple(o.check.policy.name for o in decision.rejected_by)
-        )
-        self.shadow_rejected: tuple[str, ...] = (
-            ()
-            if shadow is None or shadow.allowed
-            else tuple(o.check.policy.name for o in shadow.rejected_by)
-        )
         self._headers: list[tuple[str, str]] | None = None
+
+    @property
+    def rejected(self) -> tuple[str, ...]:
+        """Names of the enforced rules that rejected."""
+        decision = self.decision
+        if decision.allowed:
+            return ()
+        return tuple(o.check.policy.name for o in decision.outcomes if not o.allowed)
+
+    @property
+    def shadow_rejected(self) -> tuple[str, ...]:
+        """Names of the shadow rules that would have rejected."""
+        shadow = self.shadow
+        if shadow is None or shadow.allowed:
+            return ()
+        return tuple(o.check.policy.name for o in shadow.outcomes if not o.allowed)
 
     @property
     def retry_after(self) -> float:
@@ -283,10 +287,12 @@ class LimitEngine:
     def _result(decision: Decision, shadow: Decision | None) -> LimitResult:
         result = LimitResult(decision, shadow)
         # Reporting happens here, once per request, whichever adapter decided.
-        for name in result.rejected:
-            metrics.request_rejected(name, "rate_limited")
-        for name in result.shadow_rejected:
-            metrics.request_rejected(name, "shadow")
+        if not decision.allowed:
+            for name in result.rejected:
+                metrics.request_rejected(name, "rate_limited")
+        if shadow is not None and not shadow.allowed:
+            for name in result.shadow_rejected:
+                metrics.request_rejected(name, "shadow")
         return result
 
 

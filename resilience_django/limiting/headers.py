@@ -11,7 +11,7 @@ our rounding: it is never earlier than the real reset.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from .decision import Policy, RuleOutcome
 
@@ -33,35 +33,45 @@ def retry_after_header(retry_after: float) -> str:
     return str(max(1, seconds(retry_after)))
 
 
-# id(policy) -> (policy, its RateLimit-Policy item): the item never changes for
-# a policy, and policies live as long as their rules.
-_policy_texts: dict[int, tuple[Policy, str]] = {}
+# id(policy) -> (policy, its RateLimit-Policy item, the start of its RateLimit
+# item): both are fixed for a policy, and policies live as long as their rules.
+_policy_texts: dict[int, tuple[Policy, str, str]] = {}
 
 
-def _policy_text(policy: Policy) -> tuple[Policy, str]:
+def _policy_text(policy: Policy) -> tuple[Policy, str, str]:
     rate = policy.rate
-    entry = (policy, f'"{policy.name}";q={rate.limit};w={max(1, seconds(rate.period))}')
+    name = policy.name
+    entry = (
+        policy,
+        f'"{name}";q={rate.limit};w={max(1, seconds(rate.period))}',
+        f'"{name}";r=',
+    )
     if len(_policy_texts) >= 4096:
         _policy_texts.clear()
     _policy_texts[id(policy)] = entry
     return entry
 
 
-def build_headers(outcomes: Iterable[RuleOutcome]) -> list[tuple[str, str]]:
+def _items(outcome: RuleOutcome) -> tuple[str, str]:
+    policy = outcome.check.policy
+    entry = _policy_texts.get(id(policy))
+    if entry is None or entry[0] is not policy:
+        entry = _policy_text(policy)
+    reset = outcome.reset_after
+    if not outcome.allowed and outcome.retry_after > reset:
+        reset = outcome.retry_after
+    return entry[1], f"{entry[2]}{outcome.remaining};t={_ceil(reset) if reset > 0 else 0}"
+
+
+def build_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[str, str]]:
     """``RateLimit-Policy`` and ``RateLimit`` for the given outcomes (empty if none)."""
-    policies: list[str] = []
-    limits: list[str] = []
-    for outcome in outcomes:
-        policy = outcome.check.policy
-        name = policy.name
-        cached = _policy_texts.get(id(policy))
-        if cached is None or cached[0] is not policy:
-            cached = _policy_text(policy)
-        policies.append(cached[1])
-        reset = outcome.reset_after
-        if not outcome.allowed and outcome.retry_after > reset:
-            reset = outcome.retry_after
-        limits.append(f'"{name}";r={outcome.remaining};t={seconds(reset)}')
-    if not policies:
+    if len(outcomes) == 1:  # the common case, without the joins
+        policy_item, limit_item = _items(outcomes[0])
+        return [(POLICY_HEADER, policy_item), (RATELIMIT_HEADER, limit_item)]
+    if not outcomes:
         return []
-    return [(POLICY_HEADER, ", ".join(policies)), (RATELIMIT_HEADER, ", ".join(limits))]
+    pairs = [_items(o) for o in outcomes]
+    return [
+        (POLICY_HEADER, ", ".join(p for p, _ in pairs)),
+        (RATELIMIT_HEADER, ", ".join(r for _, r in pairs)),
+    ]

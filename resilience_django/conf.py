@@ -17,6 +17,7 @@ from typing import Any
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from .breakers.policy import BreakerPolicy, parse_breakers
 from .exceptions import ConfigError
 from .limiting.hybrid import FallbackSettings, parse_fallback_settings
 from .limiting.proxies import TrustedProxies, parse_trusted_proxies
@@ -71,6 +72,15 @@ class DeadlineSettings:
         return any(r.matcher.needs_view_name for r in self.routes)
 
 
+def route_breakers(settings: ResilienceSettings) -> tuple[tuple[str, RouteMatcher], ...]:
+    """``(breaker name, matcher)`` for the breakers that guard routes, in settings order."""
+    return tuple(
+        (name, policy.route)
+        for name, policy in settings.breakers.items()
+        if policy.route is not None
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ResilienceSettings:
     backend: str = "local"
@@ -82,6 +92,7 @@ class ResilienceSettings:
     trusted_proxies: TrustedProxies | None = None
     limits: tuple[LimitRule, ...] = ()
     shedding: tuple[SheddingRule, ...] = ()
+    breakers: Mapping[str, BreakerPolicy] = field(default_factory=dict)
     local_max_keys: int = 100_000
     response_handlers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     ratelimit_headers: bool = True
@@ -340,6 +351,8 @@ def parse_settings(raw: Any) -> ResilienceSettings:
                 hint="Example: [{'name': 'orders', 'path': '/api/orders', 'max_concurrent': 50}]",
             )
         )
+    breakers, breaker_errors = parse_breakers(raw.get("BREAKERS"))
+    errors.extend(breaker_errors)
     local_max_keys = raw.get("LOCAL_MAX_KEYS", 100_000)
     if (
         isinstance(local_max_keys, bool)
@@ -363,6 +376,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         trusted_proxies=trusted_proxies,
         limits=limits,
         shedding=shedding,
+        breakers=breakers,
         local_max_keys=local_max_keys,
         deadline=_parse_deadline(raw.get("DEADLINE"), errors),
         response_handlers=_parse_handlers(raw.get("RESPONSE_HANDLERS"), errors),

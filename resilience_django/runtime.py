@@ -10,17 +10,23 @@ forget who has used how much.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
 
-from .conf import ResilienceSettings, get_settings, on_reload
+from .breakers.phase import Phase
+from .breakers.registry import get_breaker
+from .breakers.state import Breaker, CircuitOpen
+from .conf import ResilienceSettings, get_settings, on_reload, route_breakers
 from .deadline_policy import DeadlinePolicy
-from .limiting.decision import Limiter
 from .limiting.engine import LimitEngine, LimitResult
+from .limiting.health import register as register_limiter_health
+from .limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from .limiting.local import LocalLimiter
 from .limiting.responses import rate_limited_response
 from .responses import unavailable
+from .routes import RouteMatcher
 from .shedding.bulkhead import Permit, Shed
 from .shedding.shedder import Shedder
 
@@ -43,42 +49,66 @@ class Early:
 
 
 class RequestState:
-    __slots__ = ("limits", "permit")
+    """What admission took for one request, for ``finish`` to give back and report."""
+
+    __slots__ = ("breaker", "limits", "permit", "refused", "started", "token")
 
     def __init__(self) -> None:
         self.limits: LimitResult | None = None
         self.permit: Permit | None = None
+        self.breaker: Breaker | None = None
+        self.token: Phase | None = None
+        self.started = 0.0
+        self.refused = False
 
 
 class _Stores:
     """The limiter stores; kept across rebuilds while their settings stay the same."""
 
     def __init__(self, settings: ResilienceSettings) -> None:
-        self.key = (settings.backend, settings.redis_settings, settings.fallback,
-                    settings.fallback_latency, settings.local_max_keys)  # fmt: skip
+        self.key = _stores_key(settings)
         self.local = LocalLimiter(max_keys=settings.local_max_keys)
-        self.distributed: Limiter | None = None
+        self.distributed: HybridLimiter | None = None
         if settings.backend == "redis" and settings.redis_settings is not None:
-            from .limiting.hybrid import build_hybrid_limiter
-
+            # The fallback shares the local store: its keys carry the policy
+            # and the share, so they never collide with local-scope rules.
             self.distributed = build_hybrid_limiter(
-                settings.redis,
+                settings.redis_settings,
                 fallback_latency=settings.fallback_latency,
-                fallback=settings.raw.get("FALLBACK"),
-                local=LocalLimiter(max_keys=settings.local_max_keys),
+                fallback=settings.fallback,
+                local=self.local,
             )
+        else:
+            register_limiter_health(None)
 
     def matches(self, settings: ResilienceSettings) -> bool:
-        return self.key == (settings.backend, settings.redis_settings, settings.fallback,
-                            settings.fallback_latency, settings.local_max_keys)  # fmt: skip
+        return self.key == _stores_key(settings)
+
+    def close(self) -> None:
+        if self.distributed is not None:
+            self.distributed.close()
+
+
+def _stores_key(settings: ResilienceSettings) -> tuple[Any, ...]:
+    return (
+        settings.backend,
+        settings.redis_settings,
+        settings.fallback,
+        settings.fallback_latency,
+        settings.local_max_keys,
+    )
 
 
 class Runtime:
     __slots__ = (
+        "any_at_view",
+        "any_before_view",
+        "breakers_before_view",
         "deadlines",
         "limits",
         "limits_before_view",
         "ratelimit_headers",
+        "route_breakers",
         "settings",
         "shed_before_view",
         "shedder",
@@ -108,40 +138,42 @@ class Runtime:
         self.shedder: Shedder | None = Shedder(settings.shedding) if settings.shedding else None
         self.shed_before_view = self.shedder is not None and not self.shedder.needs_view_name
         self.ratelimit_headers = settings.ratelimit_headers
+        self.route_breakers: tuple[tuple[str, RouteMatcher], ...] = route_breakers(settings)
+        self.breakers_before_view = bool(self.route_breakers) and not any(
+            m.needs_view_name for _, m in self.route_breakers
+        )
+        self.any_before_view = (
+            self.limits_before_view or self.shed_before_view or self.breakers_before_view
+        )
+        self.any_at_view = (
+            (self.limits is not None and not self.limits_before_view)
+            or (self.shedder is not None and not self.shed_before_view)
+            or (bool(self.route_breakers) and not self.breakers_before_view)
+        )
 
-    # -- admission on arrival -------------------------------------------------
+    # -- admission ----------------------------------------------------------------
 
     def admit_sync(self, request: HttpRequest) -> Early | None:
-        state: RequestState | None = None
-        if self.limits_before_view:
-            state = RequestState()
-            early = self._limits_sync(request, state, None)
-            if early is not None:
-                return early
-        if self.shed_before_view:
-            state = state or RequestState()
-            early = self._shed_sync(request, state, None)
-            if early is not None:
-                return early
-        if state is not None:
-            setattr(request, STATE_ATTR, state)
-        return None
+        """On arrival: the stages that need neither the user nor the resolved URL."""
+        if not self.any_before_view:
+            return None
+        return self._admit_sync(request, None, before_view=True)
 
     async def admit_async(self, request: HttpRequest) -> Early | None:
-        state: RequestState | None = None
-        if self.limits_before_view:
-            state = RequestState()
-            early = await self._limits_async(request, state, None)
-            if early is not None:
-                return early
-        if self.shed_before_view:
-            state = state or RequestState()
-            early = await self._shed_async(request, state, None)
-            if early is not None:
-                return early
-        if state is not None:
-            setattr(request, STATE_ATTR, state)
-        return None
+        if not self.any_before_view:
+            return None
+        return await self._admit_async(request, None, before_view=True)
+
+    def admit_view_sync(self, request: HttpRequest) -> Early | None:
+        """In process_view: the stages that need the user or the URL name."""
+        if not self.any_at_view:
+            return None
+        return self._admit_sync(request, _view_name(request), before_view=False)
+
+    async def admit_view_async(self, request: HttpRequest) -> Early | None:
+        if not self.any_at_view:
+            return None
+        return await self._admit_async(request, _view_name(request), before_view=False)
 
     async def admit_scope(self, scope: Any, shim: Any) -> Early | None:
         """The ASGI fast path: decide the limits that need no Django request."""
@@ -155,32 +187,50 @@ class Runtime:
         scope[SCOPE_LIMITS] = result
         return None
 
-    # -- admission once the view is known -----------------------------------------
+    # Stages run in the documented order: limits (cheapest "no"), then the
+    # concurrency slot, then the route breaker, so a request refused by an
+    # earlier stage never holds a slot or a half-open trial.
 
-    def admit_view_sync(self, request: HttpRequest) -> Early | None:
-        if self.limits_before_view and self.shed_before_view:
-            return None
+    def _admit_sync(
+        self, request: HttpRequest, view_name: str | None, *, before_view: bool
+    ) -> Early | None:
         state = self._state(request)
-        view_name = _view_name(request)
-        if self.limits is not None and not self.limits_before_view:
+        if self.limits is not None and self.limits_before_view is before_view:
             early = self._limits_sync(request, state, view_name)
             if early is not None:
-                return early
-        if self.shedder is not None and not self.shed_before_view:
-            return self._shed_sync(request, state, view_name)
+                return self._refused(state, early)
+        if self.shedder is not None and self.shed_before_view is before_view:
+            answer = self.shedder.admit_sync(
+                request.method or "GET", request.path_info, view_name, header=request.headers.get
+            )
+            early = self._shed_answer(request, state, answer)
+            if early is not None:
+                return self._refused(state, early)
+        if self.route_breakers and self.breakers_before_view is before_view:
+            early = self._breaker(request, state, view_name)
+            if early is not None:
+                return self._refused(state, early)
         return None
 
-    async def admit_view_async(self, request: HttpRequest) -> Early | None:
-        if self.limits_before_view and self.shed_before_view:
-            return None
+    async def _admit_async(
+        self, request: HttpRequest, view_name: str | None, *, before_view: bool
+    ) -> Early | None:
         state = self._state(request)
-        view_name = _view_name(request)
-        if self.limits is not None and not self.limits_before_view:
+        if self.limits is not None and self.limits_before_view is before_view:
             early = await self._limits_async(request, state, view_name)
             if early is not None:
-                return early
-        if self.shedder is not None and not self.shed_before_view:
-            return await self._shed_async(request, state, view_name)
+                return self._refused(state, early)
+        if self.shedder is not None and self.shed_before_view is before_view:
+            answer = await self.shedder.admit_async(
+                request.method or "GET", request.path_info, view_name, header=request.headers.get
+            )
+            early = self._shed_answer(request, state, answer)
+            if early is not None:
+                return self._refused(state, early)
+        if self.route_breakers and self.breakers_before_view is before_view:
+            early = self._breaker(request, state, view_name)
+            if early is not None:
+                return self._refused(state, early)
         return None
 
     # -- after the view -------------------------------------------------------------
@@ -191,6 +241,17 @@ class Runtime:
             return response
         if state.permit is not None:
             state.permit.release()
+            state.permit = None
+        breaker = state.breaker
+        if breaker is not None and state.token is not None:
+            if state.refused:
+                # Our own 429/503 in process_view: the route did not run.
+                breaker.release(state.token)
+            elif response.status_code >= 500:
+                breaker.record_failure(state.token, time.monotonic() - state.started)
+            else:
+                breaker.record_success(state.token, time.monotonic() - state.started)
+            state.token = None
         result = state.limits
         if result is not None and self.ratelimit_headers:
             for name, value in result.headers:
@@ -198,16 +259,20 @@ class Runtime:
         return response
 
     def release(self, request: HttpRequest) -> None:
-        """The view was abandoned at its deadline: give back its concurrency slot."""
+        """The view was abandoned at its deadline: free its slot; the route timed out."""
         state: RequestState | None = getattr(request, STATE_ATTR, None)
-        if state is not None and state.permit is not None:
+        if state is None:
+            return
+        if state.permit is not None:
             state.permit.release()
+            state.permit = None
+        if state.breaker is not None and state.token is not None:
+            state.breaker.record_failure(state.token, time.monotonic() - state.started)
+            state.token = None
 
     def exception_response(
         self, request: HttpRequest, exception: Exception
     ) -> HttpResponseBase | None:
-        from .breakers.state import CircuitOpen
-
         if isinstance(exception, CircuitOpen):
             # A dependency's breaker is open and the view did not handle it:
             # that is "unavailable, retry later", not a server bug.
@@ -256,23 +321,30 @@ class Runtime:
             return Early(rate_limited_response(request, result))
         return None
 
-    def _shed_sync(
+    def _breaker(
         self, request: HttpRequest, state: RequestState, view_name: str | None
     ) -> Early | None:
-        assert self.shedder is not None
-        answer = self.shedder.admit_sync(
-            request.method or "GET", request.path_info, view_name, header=request.headers.get
-        )
-        return self._shed_answer(request, state, answer)
+        method = request.method or "GET"
+        path = request.path_info
+        for name, matcher in self.route_breakers:
+            if matcher.matches(method, path, view_name):
+                breaker = get_breaker(name)
+                try:
+                    state.token = breaker.acquire()
+                except CircuitOpen as exc:
+                    return Early(
+                        unavailable(request, reason="breaker_open", name=name,
+                                    retry_after=exc.retry_after)
+                    )  # fmt: skip
+                state.breaker = breaker
+                state.started = time.monotonic()
+                return None
+        return None
 
-    async def _shed_async(
-        self, request: HttpRequest, state: RequestState, view_name: str | None
-    ) -> Early | None:
-        assert self.shedder is not None
-        answer = await self.shedder.admit_async(
-            request.method or "GET", request.path_info, view_name, header=request.headers.get
-        )
-        return self._shed_answer(request, state, answer)
+    @staticmethod
+    def _refused(state: RequestState, early: Early) -> Early:
+        state.refused = True
+        return early
 
     @staticmethod
     def _shed_answer(
@@ -313,6 +385,8 @@ def _build() -> Runtime:
             settings = get_settings()
             stores = _previous_stores
             if stores is None or not stores.matches(settings):
+                if stores is not None:
+                    stores.close()
                 stores = _Stores(settings)
             _remember(stores)
             _runtime = Runtime(settings, stores)

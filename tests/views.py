@@ -97,3 +97,24 @@ def ran_marker(request: HttpRequest) -> HttpResponse:
         with open(path, "a") as fh:
             fh.write(json.dumps({"pid": os.getpid()}) + "\n")
     return HttpResponse("ran")
+
+
+def failing(request: HttpRequest) -> HttpResponse:
+    """Answers the status it is asked for; records that it ran when given a marker."""
+    marker = request.GET.get("marker")
+    if marker:
+        with open(marker, "a") as fh:
+            fh.write("ran\n")
+    return HttpResponse("status", status=int(request.GET.get("status", "500")))
+
+
+async def async_failing(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("status", status=int(request.GET.get("status", "500")))
+
+
+def dependency_open(request: HttpRequest) -> HttpResponse:
+    """Calls a dependency through a breaker that an operator forced open."""
+    import resilience_django
+
+    with resilience_django.breaker(request.GET.get("name", "forced-dependency")):
+        return HttpResponse("called")

@@ -26,6 +26,9 @@ Keys of one breaker's mapping (all optional) and their defaults::
     mode                "normal"  "normal" | "disabled" | "metrics_only"
     shared              False   open in every process when one process opens it
     shared_poll         500     ms between reads of the shared open-until marker
+    path / view / methods  None  make it a *route breaker*: the middleware guards the
+                                matching requests with it (5xx answers and deadline
+                                504s count as failures; open answers 503 at once)
 
 System check ids (one per kind of problem), raised as ``ConfigError``:
 
@@ -50,6 +53,7 @@ System check ids (one per kind of problem), raised as ``ConfigError``:
     resilience.E066  shared is not a boolean
     resilience.E067  shared_poll is not a number of milliseconds >= 10
     resilience.E068  nothing can trip the breaker (every criterion is None) in "normal" mode
+    resilience.E069  path / view / methods of a route breaker are invalid
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..exceptions import ConfigError
+from ..routes import RouteMatcher, parse_route_matcher
 from ..units import parse_duration
 
 __all__ = [
@@ -120,6 +125,7 @@ class BreakerPolicy:
     mode: Mode = "normal"
     shared: bool = False
     shared_poll: float = 0.5
+    route: RouteMatcher | None = None
 
     @property
     def trials_to_close(self) -> int:
@@ -149,7 +155,8 @@ class BreakerPolicy:
         return min(self.open_for * (2.0 ** min(retrips, 62)), self.open_for_max)
 
 
-_KEYS = frozenset(BreakerPolicy.__dataclass_fields__)
+_ROUTE_KEYS = frozenset({"path", "view", "methods"})
+_KEYS = (frozenset(BreakerPolicy.__dataclass_fields__) - {"route"}) | _ROUTE_KEYS
 
 
 def _err(name: str, check_id: str, message: str, hint: str) -> ConfigError:
@@ -315,6 +322,7 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         mode=mode,
         shared=shared,
         shared_poll=float(poll) / 1000.0,
+        route=_route(name, mapping),
     )
     if mode == "normal" and not (
         policy.failure_threshold
@@ -330,6 +338,21 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
             "set failure_threshold or error_rate, or use mode='metrics_only'",
         )
     return policy
+
+
+def _route(name: str, mapping: Mapping[str, Any]) -> RouteMatcher | None:
+    if not _ROUTE_KEYS & set(mapping):
+        return None
+    if mapping.get("path") is None and mapping.get("view") is None:
+        raise _err(
+            name,
+            "resilience.E069",
+            "a route breaker needs a path or a view",
+            "add 'path': '/api/orders' or 'view': 'orders:create'",
+        )
+    return parse_route_matcher(
+        mapping, where=f"RESILIENCE['BREAKERS'][{name!r}]", check_id="resilience.E069"
+    )
 
 
 def parse_breakers(raw: Any) -> tuple[dict[str, BreakerPolicy], list[ConfigError]]:

@@ -1,0 +1,86 @@
+"""Route breakers in the middleware, and dependency breakers escaping views; sync and async."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.test import AsyncClient, Client, override_settings
+
+import resilience_django
+from resilience_django.breakers.registry import get_breaker
+
+
+def _route_breaker(name: str, path: str) -> dict[str, object]:
+    return {
+        "BREAKERS": {
+            name: {
+                "path": path,
+                "failure_threshold": 2,
+                "open_for": "300ms",
+                "half_open_calls": 1,
+                "close_ratio": 1.0,
+            }
+        }
+    }
+
+
+@override_settings(RESILIENCE=_route_breaker("route-sync", "/fail/sync/"))
+def test_sync_failing_route_is_short_circuited_with_503_without_running_the_view(
+    client: Client, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    assert client.get(f"/fail/sync/?marker={marker}").status_code == 500
+    assert client.get(f"/fail/sync/?marker={marker}").status_code == 500
+    assert marker.read_text().count("ran") == 2
+    response = client.get(f"/fail/sync/?marker={marker}")
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) >= 1
+    assert marker.read_text().count("ran") == 2  # the view did not run
+    assert get_breaker("route-sync").state == "open"
+
+
+@override_settings(RESILIENCE=_route_breaker("route-async", "/fail/async/"))
+async def test_async_failing_route_is_short_circuited_then_recovers_through_half_open(
+    async_client: AsyncClient,
+) -> None:
+    for _ in range(2):
+        assert (await async_client.get("/fail/async/")).status_code == 500
+    assert (await async_client.get("/fail/async/?status=200")).status_code == 503
+    time.sleep(0.35)
+    # Half-open: one trial goes through, succeeds, and closes the breaker.
+    assert (await async_client.get("/fail/async/?status=200")).status_code == 200
+    assert get_breaker("route-async").state == "closed"
+    assert (await async_client.get("/fail/async/?status=200")).status_code == 200
+
+
+@override_settings(RESILIENCE=_route_breaker("route-ok", "/fail/sync/"))
+def test_successful_route_keeps_its_breaker_closed(client: Client) -> None:
+    for _ in range(5):
+        assert client.get("/fail/sync/?status=200").status_code == 200
+    assert client.get("/fail/sync/?status=404").status_code == 404
+    assert get_breaker("route-ok").state == "closed"
+
+
+@override_settings(
+    RESILIENCE={
+        "DEADLINE": {"ROUTES": {"/slow/async/": "100ms"}},
+        "BREAKERS": {"route-timeouts": {"path": "/slow/async/", "failure_threshold": 2}},
+    }
+)
+async def test_deadline_504s_count_as_route_failures(async_client: AsyncClient) -> None:
+    for _ in range(2):
+        assert (await async_client.get("/slow/async/?s=1")).status_code == 504
+    assert (await async_client.get("/slow/async/?s=0")).status_code == 503
+
+
+def test_open_dependency_breaker_escaping_a_sync_view_is_a_503_not_a_500(client: Client) -> None:
+    get_breaker("forced-dependency").force_open()
+    response = client.get("/dependency/?name=forced-dependency")
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) >= 1
+
+
+async def test_breaker_api_is_exported_from_the_package() -> None:
+    assert resilience_django.CircuitOpen.__name__ == "CircuitOpen"
+    assert callable(resilience_django.breaker)

@@ -58,7 +58,10 @@ def process_limiter() -> LocalLimiter:
     if limiter is None:
         with _lock:
             if _limiter is None:
-                max_keys = get_settings().raw.get("LOCAL_MAX_KEYS", 100_000)
+                settings = get_settings()
+                max_keys = getattr(settings, "local_max_keys", None)
+                if max_keys is None:
+                    max_keys = settings.raw.get("LOCAL_MAX_KEYS", 100_000)
                 ok = isinstance(max_keys, int) and not isinstance(max_keys, bool) and max_keys > 0
                 _limiter = LocalLimiter(max_keys=max_keys if ok else 100_000)
             limiter = _limiter
@@ -67,8 +70,12 @@ def process_limiter() -> LocalLimiter:
 
 def trusted_proxies() -> TrustedProxies | None:
     """``RESILIENCE["TRUSTED_PROXIES"]``; a bad value trusts no proxy (the check reports it)."""
+    settings = get_settings()
+    if hasattr(settings, "trusted_proxies"):  # parsed once with the settings
+        trusted: TrustedProxies | None = settings.trusted_proxies
+        return trusted
     try:
-        return parse_trusted_proxies(get_settings().raw.get("TRUSTED_PROXIES"))
+        return parse_trusted_proxies(settings.raw.get("TRUSTED_PROXIES"))
     except ConfigError:
         return None
 

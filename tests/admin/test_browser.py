@@ -83,10 +83,11 @@ def _shot(browser: Any, name: str) -> Path:
     return path
 
 
-def _login(browser: Any, url: str) -> None:
+def login(browser: Any, url: str) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(url + "/admin/login/?next=/admin/")
+    _wait(lambda: browser.find_elements(By.ID, "id_username"), what="the login form")
     browser.find_element(By.ID, "id_username").send_keys(USERNAME)
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
@@ -102,7 +103,7 @@ def test_breaker_trips_shows_open_without_reload_and_an_operator_force_closes_it
 
     fail_url = f"{server.url}/admin-test/fail/{BREAKER}/"
     assert httpx.get(fail_url).status_code == 502  # the breaker exists now, still closed
-    _login(driver, server.url)
+    login(driver, server.url)
     driver.get(server.url + "/admin/")
     driver.find_element(By.LINK_TEXT, "Breaker dashboard").click()
     _wait(lambda: _card_state(driver) == "closed", what="the closed breaker on the dashboard")
@@ -141,7 +142,7 @@ def test_dashboard_follows_the_admin_theme_and_fits_a_narrow_screen(
 
     url = server[0].url
     httpx.get(f"{url}/admin-test/fail/{BREAKER}/")  # at least one breaker to draw
-    _login(driver, url)
+    login(driver, url)
     dashboard = url + "/admin/resilience_django/breakerdashboard/"
     card = f'[data-breaker="{BREAKER}"]'
     background = f"return getComputedStyle(document.querySelector('{card}')).backgroundColor;"

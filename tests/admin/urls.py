@@ -12,6 +12,7 @@ from . import views
 urlpatterns = [
     *base,
     path("admin-test/fail/<str:name>/", views.failing_call, name="admin-test-fail"),
+    path("admin-test/flaky/<str:name>/", views.flaky_call, name="admin-test-flaky"),
     path("admin-test/limited/", views.limited, name="admin-test-limited"),
     path("admin-test/live-rules/", views.live_rules, name="admin-test-live-rules"),
     # uvicorn serves no static files: the browser test needs the admin's CSS and our JS.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 from django.http import HttpRequest, JsonResponse
@@ -20,6 +21,20 @@ def failing_call(request: HttpRequest, name: str) -> JsonResponse:
         return JsonResponse({"breaker": name, "outcome": "rejected"}, status=503)
     except ConnectionError:
         return JsonResponse({"breaker": name, "outcome": "failed"}, status=502)
+
+
+def flaky_call(request: HttpRequest, name: str) -> JsonResponse:
+    """A call that fails with probability ``?p=`` (for the docs' screenshot traffic)."""
+    p = float(request.GET.get("p", "0.5"))
+    try:
+        with breaker(name):
+            if random.random() < p:
+                raise ConnectionError("dependency down")
+    except CircuitOpen:
+        return JsonResponse({"breaker": name, "outcome": "rejected"}, status=503)
+    except ConnectionError:
+        return JsonResponse({"breaker": name, "outcome": "failed"}, status=502)
+    return JsonResponse({"breaker": name, "outcome": "ok"})
 
 
 def limited(request: HttpRequest) -> JsonResponse:

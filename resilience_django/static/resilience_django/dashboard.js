@@ -77,10 +77,10 @@
     article.appendChild(sparkline(points, b.state));
     const dl = el("dl", {class: "rd-dl"});
     const refusing = b.state === "open" || b.state === "forced_open";
-    const measured = (x) => refusing && !b.calls ? "— (not measured while open)" : pct(x);
-    metric(dl, "failure rate", measured(b.failure_rate));
-    metric(dl, "EWMA", measured(b.ewma));
-    metric(dl, "slow-call rate", measured(b.slow_rate));
+    const unmeasured = refusing && !b.calls; // an open breaker's window is not measured
+    metric(dl, "failure rate", unmeasured ? "— (not measured while open)" : pct(b.failure_rate));
+    metric(dl, "EWMA", unmeasured ? "—" : pct(b.ewma));
+    metric(dl, "slow-call rate", unmeasured ? "—" : pct(b.slow_rate));
     metric(dl, "calls in window", String(b.calls));
     metric(dl, "rejected", String(b.rejected));
     if (b.state === "open") metric(dl, "half-open in", b.retry_after.toFixed(1) + " s");

@@ -12,16 +12,18 @@ Memory is bounded: each shard holds at most ``max_keys // stripes`` keys and
 evicts its least recently used key beyond that, so a flood of a million
 distinct client IPs costs at most ``max_keys`` states.  Measured with
 tracemalloc over 20,000 IPv4 keys (``tests/limiting/test_local.py`` asserts a
-ceiling): about 375 bytes per key for a sliding window (the ring list of 13
-ints, the key tuple and string, the LRU entry), about 285 for token bucket
-and GCRA; the default 100,000 keys stay under about 40 MB.  An evicted key simply starts afresh,
-which errs on the side of admitting: eviction only reaches keys idle for
-longer than every other key in the shard.
+ceiling, ``benchmarks/bench_local_limits.py`` prints the figure): about 375
+bytes per key for a sliding window (the ring list of 13 ints, the key tuple
+and string, the LRU entry), about 280-310 for token bucket and GCRA; the
+default 100,000 keys stay under about 40 MB.  An evicted key simply starts
+afresh, which errs on the side of admitting: eviction only reaches keys idle
+for longer than every other key in its shard.
 
-The lock is taken on the event loop too: an uncontended ``threading.Lock``
-costs tens of nanoseconds, and the same limiter may be shared with sync views
-in a thread pool.  Pass ``thread_safe=False`` only when every decision is made
-from one thread (for instance the event loop alone).
+Locks: ``decide`` (sync code, any thread) takes the shard lock.  ``adecide``
+takes none while the event loop's thread is the only one deciding, which is
+the pure-async deployment; the first decision from any other thread turns
+locking on for good (see ``_lock_from_now_on``).  ``thread_safe=False``
+never locks, for callers that promise a single thread.
 
 Decisions are all-or-nothing: when one check fails, the states touched are
 restored from snapshots taken under the locks, so no rule is consumed.

@@ -1,13 +1,47 @@
-"""What every outbound transport does with the deadline, written once."""
+"""What every outbound transport does, written once: deadline → retry → breaker → bulkhead → call.
+
+The order matters:
+
+* the **deadline** comes first and is re-read before every attempt, so a retry
+  never starts without budget and each attempt announces what is left;
+* **retry** wraps the breaker, so every attempt is counted by the breaker and a
+  breaker that opens mid-way stops the retries (``CircuitOpen`` is never
+  retried) instead of retries hammering a dependency the breaker protects;
+* the **breaker** wraps the bulkhead, so an open breaker answers without
+  taking a concurrency slot, and a call refused by a full bulkhead is not
+  counted against the dependency (it never reached it);
+* the **bulkhead** is innermost, held only while the call is on the wire.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ..breakers.registry import get_breaker
 from ..conf import get_settings
 from ..deadline import DeadlineExceeded, _current
+from ..exceptions import ResilienceError
+from ..retrying.policy import RetryPolicy
+from ..shedding.bulkhead import Bulkhead, Shed
 
-__all__ = ["TIMEOUT_HEADER", "outbound_budget"]
+__all__ = ["TIMEOUT_HEADER", "BulkheadFull", "OutboundGuard", "outbound_budget"]
 
 TIMEOUT_HEADER = "X-Timeout-Ms"
+# Methods a transport retries by default: repeating them cannot duplicate an effect.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+T = TypeVar("T")
+
+
+class BulkheadFull(ResilienceError):
+    """The outbound bulkhead had no slot within the wait allowed; the call was not made."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"bulkhead {name!r} is full")
+        self.name = name
+        self.retry_after = retry_after
 
 
 def outbound_budget(margin: float | None = None) -> tuple[float, int] | None:
@@ -28,3 +62,111 @@ def outbound_budget(margin: float | None = None) -> tuple[float, int] | None:
             f"deadline of {deadline.budget:.3f}s for {deadline.route} spent before an outbound call"
         )
     return left, announce
+
+
+class OutboundGuard:
+    """Breaker, bulkhead and retry around one outbound call; HTTP-agnostic.
+
+    ``status_of(result)`` tells the breaker which results are failures (5xx).
+    """
+
+    __slots__ = ("breaker", "bulkhead", "retry", "retry_methods")
+
+    def __init__(
+        self,
+        *,
+        breaker: str | None = None,
+        bulkhead: Bulkhead | None = None,
+        retry: RetryPolicy | None = None,
+        retry_methods: frozenset[str] = IDEMPOTENT_METHODS,
+    ) -> None:
+        self.breaker = breaker
+        self.bulkhead = bulkhead
+        self.retry = retry
+        self.retry_methods = frozenset(m.upper() for m in retry_methods)
+
+    def _retry_for(self, method: str) -> RetryPolicy | None:
+        return self.retry if self.retry is not None and method in self.retry_methods else None
+
+    # -- sync ----------------------------------------------------------------
+
+    def call(self, method: str, attempt: Callable[[], T], status_of: Callable[[T], int]) -> T:
+        policy = self._retry_for(method)
+        if policy is None:
+            return self._once(attempt, status_of)
+        return policy.call(self._once, attempt, status_of)
+
+    def _once(self, attempt: Callable[[], T], status_of: Callable[[T], int]) -> T:
+        breaker = get_breaker(self.breaker) if self.breaker is not None else None
+        token = breaker.acquire() if breaker is not None else None
+        started = time.monotonic()
+        permit = None
+        if self.bulkhead is not None:
+            answer = self.bulkhead.acquire_sync(_wait_budget())
+            if isinstance(answer, Shed):
+                if breaker is not None and token is not None:
+                    breaker.release(token)
+                raise BulkheadFull(self.bulkhead.name, answer.retry_after)
+            permit = answer
+        try:
+            result = attempt()
+        except BaseException as exc:
+            if breaker is not None and token is not None:
+                breaker.record_failure(token, time.monotonic() - started, exc=exc)
+            raise
+        finally:
+            if permit is not None:
+                permit.release()
+        if breaker is not None and token is not None:
+            _record(breaker, token, status_of(result), time.monotonic() - started)
+        return result
+
+    # -- async ---------------------------------------------------------------
+
+    async def acall(
+        self,
+        method: str,
+        attempt: Callable[[], Awaitable[T]],
+        status_of: Callable[[T], int],
+    ) -> T:
+        policy = self._retry_for(method)
+        if policy is None:
+            return await self._aonce(attempt, status_of)
+        return await policy.acall(self._aonce, attempt, status_of)
+
+    async def _aonce(self, attempt: Callable[[], Awaitable[T]], status_of: Callable[[T], int]) -> T:
+        breaker = get_breaker(self.breaker) if self.breaker is not None else None
+        token = breaker.acquire() if breaker is not None else None
+        started = time.monotonic()
+        permit = None
+        if self.bulkhead is not None:
+            answer = await self.bulkhead.acquire_async(_wait_budget())
+            if isinstance(answer, Shed):
+                if breaker is not None and token is not None:
+                    breaker.release(token)
+                raise BulkheadFull(self.bulkhead.name, answer.retry_after)
+            permit = answer
+        try:
+            result = await attempt()
+        except BaseException as exc:
+            if breaker is not None and token is not None:
+                breaker.record_failure(token, time.monotonic() - started, exc=exc)
+            raise
+        finally:
+            if permit is not None:
+                permit.release()
+        if breaker is not None and token is not None:
+            _record(breaker, token, status_of(result), time.monotonic() - started)
+        return result
+
+
+def _wait_budget() -> float | None:
+    deadline = _current.get()
+    return None if deadline is None else max(deadline.remaining(), 0.0)
+
+
+def _record(breaker: Any, token: Any, status: int, duration: float) -> None:
+    if status >= 500:
+        breaker.record_failure(token, duration)
+    else:
+        breaker.record_success(token, duration)

@@ -1,9 +1,11 @@
-"""A requests adapter that carries the request's deadline downstream.
+"""A requests adapter that carries the request's deadline downstream, with breaker, retry, bulkhead.
 
 >>> import requests
 >>> from resilience_django.integrations.requests import ResilientAdapter
 >>> session = requests.Session()
->>> session.mount("http://", ResilientAdapter()); session.mount("https://", ResilientAdapter())
+>>> session.mount("http://", ResilientAdapter(breaker="pricing"))
+
+The same options and order as the httpx transports (see ``_outbound.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
-from ._outbound import TIMEOUT_HEADER, outbound_budget
+from ..retrying.policy import RetryPolicy
+from ..shedding.bulkhead import Bulkhead
+from ._outbound import IDEMPOTENT_METHODS, TIMEOUT_HEADER, OutboundGuard, outbound_budget
 
 __all__ = ["ResilientAdapter"]
 
@@ -26,17 +30,42 @@ def _cap(timeout: Any, left: float) -> Any:
     return min(float(timeout), left)
 
 
+def _status(response: Response) -> int:
+    return response.status_code
+
+
 class ResilientAdapter(HTTPAdapter):
-    def __init__(self, *args: Any, margin: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        margin: float | None = None,
+        breaker: str | None = None,
+        retry: RetryPolicy | None = None,
+        bulkhead: Bulkhead | None = None,
+        retry_methods: frozenset[str] = IDEMPOTENT_METHODS,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._margin = margin
+        self._guard = (
+            OutboundGuard(breaker=breaker, bulkhead=bulkhead, retry=retry,
+                          retry_methods=retry_methods)
+            if breaker is not None or retry is not None or bulkhead is not None
+            else None
+        )  # fmt: skip
 
     def send(  # type: ignore[override]
         self, request: PreparedRequest, timeout: Any = None, **kwargs: Any
     ) -> Response:
-        budget = outbound_budget(self._margin)
-        if budget is not None:
-            left, announce = budget
-            timeout = _cap(timeout, left)
-            request.headers[TIMEOUT_HEADER] = str(announce)
-        return super().send(request, timeout=timeout, **kwargs)
+        def attempt() -> Response:
+            capped = timeout
+            budget = outbound_budget(self._margin)
+            if budget is not None:
+                left, announce = budget
+                capped = _cap(timeout, left)
+                request.headers[TIMEOUT_HEADER] = str(announce)
+            return super(ResilientAdapter, self).send(request, timeout=capped, **kwargs)
+
+        if self._guard is None:
+            return attempt()
+        return self._guard.call(request.method or "GET", attempt, _status)

@@ -12,7 +12,7 @@ Memory is bounded: each shard holds at most ``max_keys // stripes`` keys and
 evicts its least recently used key beyond that, so a flood of a million
 distinct client IPs costs at most ``max_keys`` states.  Measured with
 tracemalloc over 20,000 IPv4 keys (``tests/limiting/test_local.py`` asserts a
-ceiling, ``benchmarks/bench_local_limits.py`` prints the figure): about 375
+ceiling, ``benchmarks/bench_local_limits.py`` prints the figure): about 380-410
 bytes per key for a sliding window (the ring list of 13 ints, the key tuple
 and string, the LRU entry), about 280-310 for token bucket and GCRA; the
 default 100,000 keys stay under about 40 MB.  An evicted key simply starts

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -215,3 +217,22 @@ def test_redis_backend_keeps_the_version_in_redis() -> None:
         assert live.reload_now() is True
         assert live.reload_now() is False
     client.delete(live.VERSION_KEY)
+
+
+def test_maybe_reload_allocates_nothing_when_not_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live, "_kick", lambda: None)
+    live.maybe_reload(0.0)  # due: schedules the next check a second later
+    check, now = live.maybe_reload, 0.5
+    warm_up, calls = itertools.repeat(None, 100), itertools.repeat(None, 1000)
+    tracemalloc.start()
+    try:
+        for _ in warm_up:  # the interpreter specialises the loop and the call once
+            check(now)
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        for _ in calls:
+            check(now)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base == 0  # not even a transient allocation

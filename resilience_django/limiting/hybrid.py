@@ -154,7 +154,7 @@ class HybridLimiter:
         if not checks:
             return ALLOW_ALL
         if self._fallback:
-            return self._local.decide(checks, self.share)
+            return await self._local.adecide(checks, self.share)
         if self._probe is None:
             self._start_probe()
         start = _perf()
@@ -163,7 +163,7 @@ class HybridLimiter:
                 decision = await self._redis.adecide(checks)
         except Exception as exc:  # CancelledError is a BaseException and propagates
             self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
-            return self._local.decide(checks, self.share)
+            return await self._local.adecide(checks, self.share)
         self._answered(_perf() - start)
         return decision
 

@@ -84,6 +84,9 @@ def test_operator_forces_open_and_the_action_is_in_the_admin_history(operator: U
     entry = LogEntry.objects.get()
     assert entry.user == operator and entry.action_flag == CHANGE
     assert entry.object_id == "pricing" and "Forced open" in entry.change_message
+    # "Recent actions" on the admin index lists it (without a link: there is no object page).
+    index = c.get("/admin/").content.decode()
+    assert "breaker pricing" in index
 
 
 @pytest.mark.parametrize(

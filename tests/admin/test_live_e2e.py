@@ -75,3 +75,36 @@ def test_rule_added_in_one_server_makes_the_other_answer_429_within_two_seconds(
         time.sleep(0.05)
     else:
         pytest.fail(f"server B never answered 429 within 2 s: {statuses}")
+
+
+def test_dashboard_shows_both_processes_and_a_force_open_reaches_the_other(
+    pair: list[Server],
+) -> None:
+    a, b = pair
+    name = "fleet-e2e"
+    for server in pair:
+        assert httpx.get(f"{server.url}/admin-test/fail/{name}/").status_code == 502
+    with httpx.Client(base_url=a.url, timeout=10) as client:
+        admin_login(client)
+        api = "/admin/resilience_django/breakerdashboard/api/"
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:  # each process publishes about once a second
+            response = client.get(api + name + "/")
+            if response.status_code == 200 and len(response.json()["processes"]) == 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the dashboard never showed both processes: {response.text}")
+        response = client.post(
+            api + name + "/",
+            json={"updateState": "FORCE_OPEN"},
+            headers={"X-CSRFToken": client.cookies["csrftoken"]},
+        )
+        assert response.status_code == 200, response.text
+    sent = time.monotonic()
+    while time.monotonic() - sent < 2.0:
+        if httpx.get(f"{b.url}/admin-test/fail/{name}/").status_code == 503:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("server B's breaker did not open within 2 s of the force-open")

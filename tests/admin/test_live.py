@@ -184,7 +184,9 @@ def test_maybe_reload_says_true_once_after_new_rules_loaded(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_committed_change_is_picked_up_by_the_background_thread_within_a_second() -> None:
+def test_a_committed_change_is_picked_up_by_the_background_thread_within_a_second(
+    live_thread: None,
+) -> None:
     live.maybe_reload(time.monotonic())
     LimitRule.objects.create(name="api", rate="1/s")  # autocommit: bumps at once
     deadline = time.monotonic() + 3.0

@@ -32,17 +32,16 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
-from .breakers.policy import BreakerPolicy, parse_breaker_policy
-from .conf import RouteBudget, _route_key_matcher, get_settings, on_reload
-from .exceptions import ConfigError
-from .limiting.rules import LimitRule, parse_limit_rule
-from .units import parse_duration
+from ..conf import get_settings, on_reload
+from ..units import parse_duration
+from .rules import AdminRules, load_admin_rules, settings_names
+from .store import VERSION_KEY, VersionStore, build_version_store
 
 __all__ = [
+    "VERSION_KEY",
     "AdminRules",
     "admin_rules",
     "bump",
@@ -54,20 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("resilience_django.live")
-VERSION_KEY = "resilience:admin-rules:version"
-
-
-@dataclass(frozen=True, slots=True)
-class AdminRules:
-    """The admin-defined rules in force (settings rules are not in here)."""
-
-    limit_rules: tuple[LimitRule, ...] = ()
-    breaker_policies: Mapping[str, BreakerPolicy] = field(default_factory=dict)
-    route_budgets: tuple[RouteBudget, ...] = ()
-    # (kind, name) of enabled admin rules left out because settings define the name.
-    conflicts: tuple[tuple[str, str], ...] = ()
-    # Fingerprint of the rows loaded: what "changed" is decided on.
-    fingerprint: tuple[Any, ...] = ()
 
 
 _EMPTY = AdminRules()
@@ -81,7 +66,7 @@ class _State:
         self.rules = _EMPTY
         self.loaded_version: object = _UNSET
         self.interval: float | None = None
-        self.store: Any = None
+        self.store: VersionStore | None = None
         self.thread: threading.Thread | None = None
         self.error_logged = -1e9
 
@@ -194,7 +179,7 @@ def reload_now() -> bool:
 def _apply_breaker_policies(previous: AdminRules, rules: AdminRules) -> None:
     # Breakers live in the registry, not in the runtime the caller rebuilds, so
     # they are reconfigured here, in place (references held by decorators stay valid).
-    from .breakers.registry import get_breaker, registry
+    from ..breakers.registry import get_breaker, registry
 
     for name, policy in rules.breaker_policies.items():
         get_breaker(name).configure(policy)
@@ -202,133 +187,10 @@ def _apply_breaker_policies(previous: AdminRules, rules: AdminRules) -> None:
         get_breaker(name).configure(registry.policy_for(name))
 
 
-def settings_names() -> dict[str, frozenset[str]]:
-    """Names the settings define, per kind: ``limit``, ``breaker``, ``route``."""
-    raw = get_settings().raw
-    limits = raw.get("LIMITS") or []
-    limit_names = (
-        {str(e.get("name")) for e in limits if isinstance(e, Mapping)}
-        if isinstance(limits, list | tuple)
-        else set()
-    )
-    breakers = raw.get("BREAKERS") or {}
-    deadline = raw.get("DEADLINE") or {}
-    routes = deadline.get("ROUTES") if isinstance(deadline, Mapping) else None
-    return {
-        "limit": frozenset(limit_names),
-        "breaker": frozenset(map(str, breakers)) if isinstance(breakers, Mapping) else frozenset(),
-        "route": frozenset(map(str, routes)) if isinstance(routes, Mapping) else frozenset(),
-    }
-
-
-def load_admin_rules() -> AdminRules:
-    """Read the enabled rows and parse them with the settings' own parsers.
-
-    A row that no longer parses (written around the admin, or a key function
-    that went away) is left out and logged, never allowed to break the rest.
-    """
-    from .models import BreakerPolicy as BreakerRow
-    from .models import LimitRule as LimitRow
-    from .models import RouteDeadline as RouteRow
-
-    taken = settings_names()
-    conflicts: list[tuple[str, str]] = []
-    fingerprint: list[Any] = []
-    limits: list[LimitRule] = []
-    for index, limit_row in enumerate(LimitRow.objects.filter(enabled=True).order_by("name")):
-        fingerprint.append(("limit", limit_row.pk, limit_row.updated_at))
-        if limit_row.name in taken["limit"]:
-            conflicts.append(("limit", limit_row.name))
-            continue
-        parsed = _parse(lambda r=limit_row, i=index: parse_limit_rule(r.as_setting(), index=i))
-        if parsed is not None:
-            limits.append(parsed)
-    policies: dict[str, BreakerPolicy] = {}
-    for breaker_row in BreakerRow.objects.filter(enabled=True).order_by("name"):
-        fingerprint.append(("breaker", breaker_row.pk, breaker_row.updated_at))
-        if breaker_row.name in taken["breaker"]:
-            conflicts.append(("breaker", breaker_row.name))
-            continue
-        policy = _parse(lambda r=breaker_row: parse_breaker_policy(r.name, r.as_setting()))
-        if policy is not None:
-            policies[breaker_row.name] = policy
-    budgets: list[RouteBudget] = []
-    for route_row in RouteRow.objects.filter(enabled=True).order_by("route"):
-        fingerprint.append(("route", route_row.pk, route_row.updated_at))
-        if route_row.route in taken["route"]:
-            conflicts.append(("route", route_row.route))
-            continue
-        budget = _parse(lambda r=route_row: _route_budget(r.route, r.parsed_budget()))
-        if budget is not None:
-            budgets.append(budget)
-    return AdminRules(
-        limit_rules=tuple(limits),
-        breaker_policies=policies,
-        route_budgets=tuple(budgets),
-        conflicts=tuple(conflicts),
-        fingerprint=tuple(fingerprint),
-    )
-
-
-def _route_budget(route: str, budget: float) -> RouteBudget:
-    matcher = _route_key_matcher(route, f"admin route deadline {route!r}")
-    return RouteBudget(matcher=matcher, budget=budget, label=route)
-
-
-def _parse(make: Any) -> Any:
-    try:
-        return make()
-    except ConfigError as exc:
-        logger.error("admin rule left out: %s (%s)", exc, exc.check_id)
-        return None
-
-
-# -- the version key ------------------------------------------------------------
-
-
-class _CacheVersion:
-    __slots__ = ("cache",)
-
-    def __init__(self, cache: Any) -> None:
-        self.cache = cache
-
-    def get(self) -> Any:
-        return self.cache.get(VERSION_KEY)
-
-    def set(self, token: str) -> None:
-        self.cache.set(VERSION_KEY, token, timeout=None)
-
-
-class _RedisVersion:
-    __slots__ = ("client",)
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def get(self) -> Any:
-        value = self.client.get(VERSION_KEY)
-        return value.decode() if isinstance(value, bytes) else value
-
-    def set(self, token: str) -> None:
-        self.client.set(VERSION_KEY, token)
-
-
-def _version_store() -> _CacheVersion | _RedisVersion:
-    store: _CacheVersion | _RedisVersion | None = _state.store
+def _version_store() -> VersionStore:
+    store = _state.store
     if store is None:
-        settings = get_settings()
-        if settings.backend == "redis":
-            from .limiting.redis_conn import make_sync_client, parse_redis_settings
-
-            # A background thread reads it, so a generous timeout costs no request anything.
-            store = _RedisVersion(
-                make_sync_client(parse_redis_settings(settings.redis, budget=1.0))
-            )
-        else:
-            from django.core.cache import caches
-
-            store = _CacheVersion(caches["default"])
-        _state.store = store
+        store = _state.store = build_version_store()
     return store
 
 
@@ -368,6 +230,7 @@ def reset() -> None:
     _state.loaded_version = _UNSET
     _state.interval = None
     _state.store = None
+    _state.error_logged = -1e9
     _changed = False
     _next_check = 0.0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
@@ -25,6 +26,7 @@ from .limiting.health import register as register_limiter_health
 from .limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from .limiting.local import LocalLimiter
 from .limiting.responses import rate_limited_response
+from .live import AdminRules, admin_rules, maybe_reload
 from .responses import unavailable
 from .routes import RouteMatcher
 from .shedding.bulkhead import Permit, Shed
@@ -115,11 +117,18 @@ class Runtime:
         "stores",
     )
 
-    def __init__(self, settings: ResilienceSettings, stores: _Stores) -> None:
+    def __init__(
+        self, settings: ResilienceSettings, stores: _Stores, admin: AdminRules | None = None
+    ) -> None:
         self.settings = settings
         self.stores = stores
-        self.deadlines = DeadlinePolicy(settings.deadline)
-        rules = settings.limits
+        admin = admin or AdminRules()
+        # Settings rules first, then the admin's (live.py leaves out admin rules
+        # whose names the settings already use: settings win).
+        self.deadlines = DeadlinePolicy(
+            replace(settings.deadline, routes=settings.deadline.routes + admin.route_budgets)
+        )
+        rules = settings.limits + admin.limit_rules
         if stores.distributed is not None:
             engine = LimitEngine(
                 rules, stores.distributed, local=stores.local,
@@ -138,7 +147,13 @@ class Runtime:
         self.shedder: Shedder | None = Shedder(settings.shedding) if settings.shedding else None
         self.shed_before_view = self.shedder is not None and not self.shedder.needs_view_name
         self.ratelimit_headers = settings.ratelimit_headers
-        self.route_breakers: tuple[tuple[str, RouteMatcher], ...] = route_breakers(settings)
+        self.route_breakers: tuple[tuple[str, RouteMatcher], ...] = route_breakers(
+            settings
+        ) + tuple(
+            (name, policy.route)
+            for name, policy in admin.breaker_policies.items()
+            if policy.route is not None
+        )
         self.breakers_before_view = bool(self.route_breakers) and not any(
             m.needs_view_name for _, m in self.route_breakers
         )
@@ -372,6 +387,10 @@ _runtime: Runtime | None = None
 
 
 def get_runtime() -> Runtime:
+    # Admin edits: a float compare per request; the reload itself happens on a
+    # background thread and only flags that the runtime must be rebuilt.
+    if maybe_reload(time.monotonic()):
+        reset_runtime()
     runtime = _runtime
     if runtime is None:
         runtime = _build()
@@ -389,7 +408,7 @@ def _build() -> Runtime:
                     stores.close()
                 stores = _Stores(settings)
             _remember(stores)
-            _runtime = Runtime(settings, stores)
+            _runtime = Runtime(settings, stores, admin_rules())
         return _runtime
 
 

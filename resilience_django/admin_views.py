@@ -34,6 +34,7 @@ from .clock import Clock, monotonic
 __all__ = [
     "ACTION_ALIASES",
     "CounterHistory",
+    "RateHistory",
     "aggregate_breakers",
     "api_view",
     "can_operate",
@@ -150,8 +151,44 @@ class CounterHistory:
         return growth, now - since
 
 
+class RateHistory:
+    """Each breaker's error rate over the last minutes, for the sparklines.
+
+    Sampled (at most every ``every`` seconds) when the dashboard is polled, so a
+    page opened now, or reloaded, still shows how the breakers got where they are.
+    """
+
+    def __init__(self, *, span: float = 180.0, every: float = 2.0, clock: Clock = time.time):
+        self.span = span
+        self.every = every
+        self.clock = clock
+        self._rates: dict[str, deque[tuple[float, float]]] = {}
+        self._last = -1e18
+        self._lock = threading.Lock()
+
+    def record(self, breakers: list[dict[str, Any]]) -> None:
+        now = self.clock()
+        with self._lock:
+            if now - self._last < self.every:
+                return
+            self._last = now
+            for b in breakers:
+                points = self._rates.setdefault(b["name"], deque())
+                points.append((round(now, 1), b["error_rate"]))
+            for name, points in list(self._rates.items()):
+                while points and now - points[0][0] > self.span:
+                    points.popleft()
+                if not points:
+                    del self._rates[name]
+
+    def get(self, name: str) -> list[tuple[float, float]]:
+        with self._lock:
+            return list(self._rates.get(name, ()))
+
+
 _rejections = CounterHistory()
 _deadlines = CounterHistory()
+_rates = RateHistory()
 
 
 def history() -> dict[str, Any]:
@@ -220,6 +257,9 @@ def dashboard_state(user: Any = None) -> dict[str, Any]:
         fleet_error = None
     except Exception as exc:  # the fleet store is down: say so, show the rest
         breakers, fleet_error = [], f"{type(exc).__name__}: {exc}"
+    _rates.record(breakers)
+    for breaker in breakers:
+        breaker["history"] = _rates.get(breaker["name"])
     processes = {(p["host"], p["pid"]) for b in breakers for p in b["processes"]}
     return {
         "time": time.time(),

@@ -10,8 +10,8 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
-from resilience_django import metrics
-from resilience_django.admin_views import CounterHistory, aggregate_breakers, history
+from resilience_django import admin_views, metrics
+from resilience_django.admin_views import CounterHistory, RateHistory, aggregate_breakers, history
 from resilience_django.breakers.registry import get_breaker
 from resilience_django.clock import ManualClock
 
@@ -179,3 +179,27 @@ def test_history_reads_rejections_and_deadline_misses_from_prometheus() -> None:
     totals = {r["rule"]: r["total"] for r in data["top_rejections"]}
     assert totals["dash-test-rule"] == before.get("dash-test-rule", 0) + 1
     assert any(d["route"] == "/dash-test/" and d["total"] >= 1 for d in data["deadline_exceeded"])
+
+
+def test_rate_history_keeps_recent_samples_and_forgets_gone_breakers() -> None:
+    clock = ManualClock(1000.0)
+    h = RateHistory(span=10.0, every=2.0, clock=clock)
+    h.record([{"name": "a", "error_rate": 0.1}, {"name": "b", "error_rate": 0.0}])
+    clock.advance(1.0)
+    h.record([{"name": "a", "error_rate": 0.9}])  # too soon: not sampled
+    clock.advance(5.0)
+    h.record([{"name": "a", "error_rate": 0.5}])
+    assert h.get("a") == [(1000.0, 0.1), (1006.0, 0.5)]
+    clock.advance(6.0)  # the first samples are now 12 s old
+    h.record([{"name": "a", "error_rate": 1.0}])
+    assert h.get("a") == [(1006.0, 0.5), (1012.0, 1.0)]
+    assert h.get("b") == []
+
+
+def test_dashboard_state_carries_each_breakers_recent_history(
+    viewer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin_views, "_rates", RateHistory())
+    state = _client(viewer).get(API).json()
+    (pricing,) = state["breakers"]
+    assert pricing["history"] and pricing["history"][-1][1] == pricing["error_rate"]

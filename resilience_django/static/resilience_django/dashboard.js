@@ -121,9 +121,15 @@
     const seen = new Set();
     for (const b of state.breakers) {
       seen.add(b.name);
-      const points = history.get(b.name) || [];
-      points.push(b.error_rate);
-      if (points.length > HISTORY) points.shift();
+      let points = history.get(b.name);
+      if (!points && b.history && b.history.length) {
+        // First sight of this breaker: start from the server's recent history.
+        points = b.history.map((p) => p[1]).slice(-HISTORY);
+      } else {
+        points = points || [];
+        points.push(b.error_rate);
+        if (points.length > HISTORY) points.shift();
+      }
       history.set(b.name, points);
     }
     for (const name of history.keys()) if (!seen.has(name)) history.delete(name);

@@ -1,0 +1,73 @@
+"""Settings for the end-to-end benchmark; everything but the variant is shared.
+
+All variants run the same project: same apps, same URL, the same async
+hello-world view, ``DEBUG = False``, no other middleware, so the differences
+measured are ours and the peer's alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+VARIANT = os.environ.get("BENCH_E2E_VARIANT", "plain")
+REDIS_URL = os.environ.get("BENCH_E2E_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# A rate that never rejects: we time the admit path, as every real request would.
+NEVER = "1000000000/s"
+PATH = "/hello/"
+
+OURS = "resilience_django.middleware.ResilienceMiddleware"
+LOCAL_RULE = {"name": "hello-ip", "path": PATH, "key": "ip", "rate": NEVER}
+DEADLINE = {"ROUTES": {PATH: "5s"}}
+
+# variant -> (MIDDLEWARE, RESILIENCE, cache backend, view wrapped by django-ratelimit)
+VARIANTS: dict[str, tuple[list[str], dict[str, object], str, bool]] = {
+    "plain": ([], {}, "locmem", False),
+    "ours_local": ([OURS], {"LIMITS": [LOCAL_RULE], "DEADLINE": DEADLINE}, "locmem", False),
+    # Same settings; asgi.py adds ResilienceASGIMiddleware in front of Django.
+    "ours_local_asgi": ([OURS], {"LIMITS": [LOCAL_RULE], "DEADLINE": DEADLINE}, "locmem", False),
+    "ratelimit_locmem": ([], {}, "locmem", True),
+    "ours_redis": (
+        [OURS],
+        {
+            "BACKEND": "redis",
+            "REDIS": {"CACHE": "default"},
+            "LIMITS": [{**LOCAL_RULE, "scope": "distributed"}],
+            "DEADLINE": DEADLINE,
+        },
+        "redis",
+        False,
+    ),
+    "ratelimit_redis": ([], {}, "redis", True),
+}
+
+MIDDLEWARE, RESILIENCE, _cache, RATELIMITED = VARIANTS[VARIANT]
+ASGI_FAST_PATH = VARIANT.endswith("_asgi")
+
+SECRET_KEY = "benchmark-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+ROOT_URLCONF = "benchmarks._e2e_apps.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "resilience_django",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("BENCH_E2E_SQLITE", "/tmp/resilience-bench-e2e.sqlite3"),
+    }
+}
+if _cache == "redis":
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+LOGGING = {"version": 1, "disable_existing_loggers": False}

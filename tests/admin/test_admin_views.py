@@ -199,7 +199,7 @@ def test_rate_history_keeps_recent_samples_and_forgets_gone_breakers() -> None:
 def test_dashboard_state_carries_each_breakers_recent_history(
     viewer: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admin_views, "_rates", RateHistory())
+    monkeypatch.setattr(admin_views.state, "_rates", RateHistory())
     state = _client(viewer).get(API).json()
     (pricing,) = state["breakers"]
     assert pricing["history"] and pricing["history"][-1][1] == pricing["error_rate"]

@@ -1,0 +1,173 @@
+"""The breaker dashboard: an admin page, and its JSON endpoint (GET state, POST actions).
+
+The endpoint mirrors Spring Boot actuator's ``circuitbreakers``:
+
+``GET  <admin>/resilience_django/breakerdashboard/api/``
+    Every breaker across the fleet, limiter health, top rejecting rules,
+    deadline misses (see ``docs/admin.md`` for the fields).
+``GET  .../api/<breaker>/``
+    One breaker.
+``POST .../api/<breaker>/`` with ``{"updateState": "FORCE_OPEN"}``
+    (or ``CLOSE``/``FORCE_CLOSE``, ``RESET``, ``DISABLE``; ``{"action": "force_open"}``
+    works too).  Needs ``resilience_django.operate_breakers`` and a CSRF token;
+    each action is written to the admin history (``LogEntry``).
+
+The views are wrapped by ``AdminSite.admin_view`` (login, CSRF) in ``admin.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .state import (
+    CounterHistory,
+    RateHistory,
+    aggregate_breakers,
+    counter_totals,
+    history,
+    snapshot,
+)
+
+__all__ = [
+    "ACTION_ALIASES",
+    "CounterHistory",
+    "RateHistory",
+    "aggregate_breakers",
+    "api_view",
+    "can_operate",
+    "can_view",
+    "counter_totals",
+    "dashboard_state",
+    "history",
+]
+
+
+# -- permissions -------------------------------------------------------------------
+
+OPERATE = "resilience_django.operate_breakers"
+# "viewing: staff with the app's view permissions" (DESIGN.md): any of these will do.
+_VIEW = (
+    "resilience_django.view_breakerdashboard",
+    "resilience_django.view_breakerpolicy",
+    "resilience_django.view_limitrule",
+    "resilience_django.view_routedeadline",
+    OPERATE,
+)
+
+
+def can_view(user: Any) -> bool:
+    """Staff who may see the dashboard."""
+    return bool(user.is_active and user.is_staff and any(user.has_perm(p) for p in _VIEW))
+
+
+def can_operate(user: Any) -> bool:
+    """Staff who may force-open, force-close, reset and disable breakers."""
+    return bool(user.is_active and user.is_staff and user.has_perm(OPERATE))
+
+
+def dashboard_state(user: Any = None) -> dict[str, Any]:
+    """The whole dashboard as one JSON-ready dict, for ``user``."""
+    return snapshot(can_operate=user is not None and can_operate(user))
+
+
+# -- the endpoint ------------------------------------------------------------------
+
+# Spring actuator's updateState values, and our own action names.
+ACTION_ALIASES = {
+    "FORCE_OPEN": "force_open",
+    "CLOSE": "force_close",
+    "CLOSED": "force_close",
+    "FORCE_CLOSE": "force_close",
+    "RESET": "reset",
+    "DISABLE": "disable",
+    "force_open": "force_open",
+    "force_close": "force_close",
+    "reset": "reset",
+    "disable": "disable",
+}
+ACTION_LABELS = {
+    "force_open": "Forced open",
+    "force_close": "Forced closed",
+    "reset": "Reset",
+    "disable": "Disabled",
+}
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _requested_action(request: HttpRequest) -> str | None:
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return None
+        raw = body.get("updateState", body.get("action")) if isinstance(body, dict) else None
+    else:
+        raw = request.POST.get("updateState", request.POST.get("action"))
+    return ACTION_ALIASES.get(raw) if isinstance(raw, str) else None
+
+
+def _known(name: str, breakers: list[dict[str, Any]]) -> bool:
+    from ..breakers.registry import registry
+    from ..breakers.settings import breaker_settings
+    from ..live import admin_rules
+
+    return (
+        any(b["name"] == name for b in breakers)
+        or name in breaker_settings()
+        or name in admin_rules().breaker_policies
+        or name in registry._breakers
+    )
+
+
+def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
+    """GET: state (all breakers, or one); POST <name>: an operator action.
+
+    Wrapped by ``AdminSite.admin_view`` (login and CSRF) in ``admin.py``.
+    """
+    if not can_view(request.user):
+        return _error(403, "You may not view the breaker dashboard.")
+    if request.method == "GET":
+        state = dashboard_state(request.user)
+        if name is None:
+            return JsonResponse(state)
+        for breaker in state["breakers"]:
+            if breaker["name"] == name:
+                return JsonResponse(breaker)
+        return _error(404, f"No breaker {name!r} in the fleet.")
+    if request.method != "POST" or name is None:
+        return _error(405, "GET for state; POST to <breaker>/ for an action.")
+    if not can_operate(request.user):
+        return _error(403, f"Operating breakers needs the {OPERATE} permission.")
+    action = _requested_action(request)
+    if action is None:
+        return _error(400, f"Send updateState: one of {', '.join(sorted(ACTION_ALIASES)[:5])}.")
+    from ..breakers.fleet import fleet_snapshot, send_command
+
+    if not _known(name, aggregate_breakers(fleet_snapshot())):
+        return _error(404, f"No breaker {name!r} in the fleet.")
+    version = send_command(name, action)
+    _log(request, name, action, version)
+    return JsonResponse({"name": name, "action": action, "version": version})
+
+
+def _log(request: HttpRequest, name: str, action: str, version: int) -> None:
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from ..models import BreakerDashboard
+
+    LogEntry.objects.create(
+        user_id=cast(Any, request.user.pk),
+        content_type=ContentType.objects.get_for_model(BreakerDashboard),
+        object_id=name,
+        object_repr=f"breaker {name}"[:200],
+        action_flag=CHANGE,
+        change_message=f"{ACTION_LABELS[action]} breaker '{name}' in every process "
+        f"(command version {version}).",
+    )

@@ -243,7 +243,12 @@ def _on_settings_reload() -> None:
 
 
 def _after_fork() -> None:
+    # The thread did not survive the fork, and a lock it held might look held
+    # forever in the child: start over with fresh ones.
+    global _wake, _reload_lock
     _state.thread = None
+    _wake = threading.Event()
+    _reload_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

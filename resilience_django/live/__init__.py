@@ -133,11 +133,10 @@ def _run() -> None:
         _wake.clear()
         try:
             reload_now()
-        except Exception:  # never let the thread die: the next interval tries again
-            _log_error("admin rules reload failed")
-        finally:
             # This thread's connections would otherwise stay open between reloads.
             connections.close_all()
+        except Exception:  # never let the thread die: the next interval tries again
+            _log_error("admin rules reload failed")
 
 
 def _log_error(message: str) -> None:

@@ -74,7 +74,6 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from ._fast import make_outcome
 from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
 
 __all__ = [
@@ -181,7 +180,7 @@ class SlidingWindow:
         total = state[1] + cost
         limit = self.limit
         if total > limit:
-            return make_outcome(check, False, *self.info(state, now, cost, False))
+            return RuleOutcome(check, False, *self.info(state, now, cost, False))
         n = self.buckets
         head = state[0]
         state[head % n + 3] += cost
@@ -192,7 +191,7 @@ class SlidingWindow:
         while state[j % n + 3] == 0 and j < head:
             j += 1
         state[2] = j
-        return make_outcome(check, True, limit - total, (j + n) * self.width - now, 0.0)
+        return RuleOutcome(check, True, limit - total, (j + n) * self.width - now, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         head, total = state[0], state[1]
@@ -266,10 +265,10 @@ class TokenBucket:
         self.advance(state, now)
         tokens = state[0] - cost
         if tokens + EPSILON < 0:
-            return make_outcome(check, False, *self.info(state, now, cost, False))
+            return RuleOutcome(check, False, *self.info(state, now, cost, False))
         state[0] = tokens
         remaining = _floor(tokens + EPSILON)
-        return make_outcome(
+        return RuleOutcome(
             check,
             True,
             remaining if remaining > 0 else 0,
@@ -335,10 +334,10 @@ class Gcra:
         tat += cost * self.interval
         tau = self.tau
         if tat - now > tau + self.slack:
-            return make_outcome(check, False, *self.info(state, now, cost, False))
+            return RuleOutcome(check, False, *self.info(state, now, cost, False))
         state[0] = tat
         remaining = _floor((tau - (tat - now)) / self.interval + EPSILON)
-        return make_outcome(check, True, remaining if remaining > 0 else 0, tat - now, 0.0)
+        return RuleOutcome(check, True, remaining if remaining > 0 else 0, tat - now, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         tat = state[0] if state[0] > now else now

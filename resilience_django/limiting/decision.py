@@ -41,17 +41,45 @@ class Policy:
         return self.burst if self.burst is not None else self.rate.limit
 
 
-@dataclass(frozen=True, slots=True)
-class LimitCheck:
+class _Value:
+    """Equality, hashing and repr from ``__slots__``, for the per-request answer objects.
+
+    ``LimitCheck``, ``RuleOutcome`` and ``Decision`` are made for every request,
+    so they are plain slotted classes: a frozen dataclass's ``__init__`` goes
+    through ``object.__setattr__`` per field and costs about twice as much.
+    Treat them as read-only; nothing in the package changes one once made.
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Value) or type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class LimitCheck(_Value):
     """One rule applied to one client key, for one request."""
 
-    policy: Policy
-    key: str
-    cost: int = 1
+    __slots__ = ("cost", "key", "policy")
+
+    def __init__(self, policy: Policy, key: str, cost: int = 1) -> None:
+        self.policy = policy
+        self.key = key
+        self.cost = cost
 
 
-@dataclass(frozen=True, slots=True)
-class RuleOutcome:
+class RuleOutcome(_Value):
     """The answer for one check.
 
     ``remaining`` is how many more requests would be admitted now,
@@ -60,20 +88,30 @@ class RuleOutcome:
     admitted).  These feed the ``RateLimit`` and ``Retry-After`` headers.
     """
 
-    check: LimitCheck
-    allowed: bool
-    remaining: int
-    reset_after: float
-    retry_after: float
+    __slots__ = ("allowed", "check", "remaining", "reset_after", "retry_after")
+
+    def __init__(
+        self, check: LimitCheck, allowed: bool, remaining: int, reset_after: float,
+        retry_after: float,
+    ) -> None:  # fmt: skip
+        self.check = check
+        self.allowed = allowed
+        self.remaining = remaining
+        self.reset_after = reset_after
+        self.retry_after = retry_after
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(_Value):
     """All-or-nothing answer for a request's checks."""
 
-    allowed: bool
-    outcomes: tuple[RuleOutcome, ...]
-    backend: str = "local"
+    __slots__ = ("allowed", "backend", "outcomes")
+
+    def __init__(
+        self, allowed: bool, outcomes: tuple[RuleOutcome, ...], backend: str = "local"
+    ) -> None:
+        self.allowed = allowed
+        self.outcomes = outcomes
+        self.backend = backend
 
     @property
     def rejected_by(self) -> tuple[RuleOutcome, ...]:

@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import metrics
-from ._fast import make_check, make_decision
 from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
 from .headers import build_headers
 from .keys import KeyFunc, TrustedProxies, compile_key
@@ -173,9 +172,9 @@ class LimitEngine:
             if rule.shadow:
                 if shadow is None:
                     shadow = []
-                shadow.append(make_check(rule.policy, key, 1))
+                shadow.append(LimitCheck(rule.policy, key, 1))
             else:
-                enforce.append(make_check(rule.policy, key, 1))
+                enforce.append(LimitCheck(rule.policy, key, 1))
         if shadow is None:
             if not enforce:
                 return NO_LIMITS
@@ -221,9 +220,9 @@ class LimitEngine:
             if rule.shadow:
                 if shadow is None:
                     shadow = []
-                shadow.append(make_check(rule.policy, key, 1))
+                shadow.append(LimitCheck(rule.policy, key, 1))
             else:
-                enforce.append(make_check(rule.policy, key, 1))
+                enforce.append(LimitCheck(rule.policy, key, 1))
         if shadow is None:
             # The common case, one coroutine deep: enforced rules, one store.
             if not enforce:
@@ -278,7 +277,7 @@ class LimitEngine:
             key = from_scope(scope)
             if key is None:
                 continue
-            (shadow if rule.shadow else enforce).append(make_check(rule.policy, key, 1))
+            (shadow if rule.shadow else enforce).append(LimitCheck(rule.policy, key, 1))
         return await self._adecide_checks(enforce, shadow or None)
 
     # -- shared -------------------------------------------------------------
@@ -299,6 +298,6 @@ class LimitEngine:
 def _merge(first: Decision, second: Decision) -> Decision:
     if not first.outcomes:
         return second
-    return make_decision(
+    return Decision(
         first.allowed and second.allowed, first.outcomes + second.outcomes, second.backend
     )

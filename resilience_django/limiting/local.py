@@ -38,14 +38,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ._fast import make_decision, make_outcome
 from .algorithms import Kernel, State, kernel_for
-from .decision import ALLOW_ALL, Decision, LimitCheck, Policy
+from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome
 
 __all__ = ["LocalLimiter"]
 
-_outcome = make_outcome
-_decision = make_decision
+_outcome = RuleOutcome
+_decision = Decision
 # Marks a limiter built with thread_safe=False: it never locks.
 _NO_LOCKING = threading.Lock()
 

@@ -38,9 +38,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
-from ._fast import make_decision as _decision
-from ._fast import make_outcome as _outcome
-from .decision import Algorithm, Decision, LimitCheck, Policy
+from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
 from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
 
 __all__ = ["RedisLimiter", "load_script"]
@@ -187,21 +185,21 @@ class RedisLimiter:
         v = raw.split()
         if len(checks) == 1:
             allowed = v[1] == b"1" or v[1] == "1"
-            return _decision(
+            return Decision(
                 allowed,
-                (_outcome(checks[0], allowed, int(v[2]), int(v[3]) / 1e6, int(v[4]) / 1e6),),
+                (RuleOutcome(checks[0], allowed, int(v[2]), int(v[3]) / 1e6, int(v[4]) / 1e6),),
                 "redis",
             )
         outcomes = []
         i = 1
         for check in checks:
             outcomes.append(
-                _outcome(
+                RuleOutcome(
                     check, int(v[i]) == 1, int(v[i + 1]), int(v[i + 2]) / 1e6, int(v[i + 3]) / 1e6
                 )
             )
             i += 4
-        return _decision(int(v[0]) == 1, tuple(outcomes), "redis")
+        return Decision(int(v[0]) == 1, tuple(outcomes), "redis")
 
     def _slot_groups(self, checks: tuple[LimitCheck, ...]) -> list[tuple[LimitCheck, ...]]:
         groups: dict[int, list[LimitCheck]] = {}

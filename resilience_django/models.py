@@ -80,8 +80,8 @@ class LimitRule(_Timestamped):
         ("token_bucket", "token bucket"),
         ("gcra", "GCRA"),
     ]
-    SCOPES = [("local", "local (per process)"), ("distributed", "distributed (Redis)")]
-    MODES = [("enforce", "enforce"), ("shadow", "shadow (count, never block)"), ("off", "off")]
+    SCOPES = [("local", "local"), ("distributed", "distributed")]
+    MODES = [("enforce", "enforce"), ("shadow", "shadow"), ("off", "off")]
     name = models.CharField(
         max_length=100,
         unique=True,
@@ -108,8 +108,18 @@ class LimitRule(_Timestamped):
         null=True, blank=True, help_text="Token bucket and GCRA only; empty: the rate's count."
     )
     algorithm = models.CharField(max_length=20, choices=ALGORITHMS, default="sliding_window")
-    scope = models.CharField(max_length=20, choices=SCOPES, default="local")
-    mode = models.CharField(max_length=10, choices=MODES, default="enforce")
+    scope = models.CharField(
+        max_length=20,
+        choices=SCOPES,
+        default="local",
+        help_text="local: each process counts alone; distributed: shared through Redis.",
+    )
+    mode = models.CharField(
+        max_length=10,
+        choices=MODES,
+        default="enforce",
+        help_text="shadow: counted and reported, never blocks; off: ignored.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -187,7 +197,12 @@ class BreakerPolicy(_Timestamped):
     failure_result = models.CharField(
         max_length=200, blank=True, help_text="Dotted path to predicate(result) -> bool."
     )
-    mode = models.CharField(max_length=20, choices=MODES, default="normal")
+    mode = models.CharField(
+        max_length=20,
+        choices=MODES,
+        default="normal",
+        help_text="metrics only: measured and reported, never opens; disabled: never opens.",
+    )
     shared = models.BooleanField(default=False, help_text="Open in every process together.")
     shared_poll = models.IntegerField(default=500, help_text="Milliseconds.")
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from .. import metrics
 from ..exceptions import ConfigError
 from .events import Transition
 from .policy import BreakerPolicy, parse_breaker_policy
@@ -41,6 +42,9 @@ def _send_signal(transition: Transition) -> None:
                 result,
                 extra={"breaker": transition.breaker},
             )
+
+
+_GAUGE_STATES = frozenset({"closed", "open", "half_open"})
 
 
 class BreakerRegistry:
@@ -77,6 +81,8 @@ class BreakerRegistry:
             else:
                 created = False
         if created:
+            # A series from the start, so dashboards list every breaker, not only tripped ones.
+            metrics.breaker_state(name, breaker.state if breaker.state in _GAUGE_STATES else "open")
             _load_fleet()
             for hook in list(self._on_create):
                 hook(breaker)

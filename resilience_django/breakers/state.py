@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any
 
+from .. import metrics
 from ..clock import Clock, monotonic
 from . import events, report
 from .events import Listener, Transition
@@ -184,8 +185,7 @@ class Breaker:
             now = self._clock()
             if p.state is OPEN:
                 if now < p.until:
-                    self._rejected += 1
-                    raise CircuitOpen(self.name, p.until - now)
+                    raise self._reject(p.until - now)
                 with self._lock:
                     if self._phase is p:
                         self._set(HALF_OPEN, now, "open_for elapsed")
@@ -197,14 +197,18 @@ class Breaker:
                             return p
                         deadline = p.entered + policy.half_open_max_wait
                         if now < deadline:
-                            self._rejected += 1
-                            raise CircuitOpen(self.name, min(policy.open_for, deadline - now))
+                            raise self._reject(min(policy.open_for, deadline - now))
                         self._trip(now, "half-open trial calls did not finish in time")
             else:  # forced open by an operator
-                self._rejected += 1
-                raise CircuitOpen(self.name, policy.open_for)
+                raise self._reject(policy.open_for)
             p = self._phase
         return p
+
+    def _reject(self, retry_after: float) -> CircuitOpen:
+        # Only the refusing path pays for the trace event; the closed path never gets here.
+        self._rejected += 1
+        metrics.breaker_short_circuit(self.name, retry_after)
+        return CircuitOpen(self.name, retry_after)
 
     def record_success(self, token: Phase, duration: float | None = None) -> None:
         """The call admitted with ``token`` succeeded (``duration`` in seconds, if known)."""

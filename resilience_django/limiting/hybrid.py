@@ -200,7 +200,7 @@ class HybridLimiter:
         )
 
     def _announce(self, active: bool, reason: str, elapsed: float) -> None:
-        metrics.limiter_fallback_active(active)
+        metrics.limiter_fallback_active(active, reason=reason)
         logger.warning(
             "Distributed limits %s: %s",
             "falling back to local limits" if active else "back on Redis",

@@ -192,3 +192,14 @@ def test_a_real_bulkhead_reports_inflight_and_sheds_into_requests_rejected():
     assert value("resilience_requests_rejected_total", rule=name, reason="shed") == 1
     first.release()
     assert value("resilience_inflight_requests", route=name) == 0
+
+
+def test_a_new_breaker_has_a_closed_state_series_before_any_transition() -> None:
+    from prometheus_client import REGISTRY
+
+    from resilience_django.breakers.registry import get_breaker
+
+    get_breaker("fresh-gauge-breaker")
+    labels = {"breaker": "fresh-gauge-breaker"}
+    value = REGISTRY.get_sample_value("resilience_breaker_state", labels)
+    assert value == 0.0

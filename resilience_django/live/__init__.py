@@ -33,6 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from ..conf import get_settings, on_reload
@@ -235,7 +236,10 @@ def reset() -> None:
 
 
 def _on_settings_reload() -> None:
-    # The rules stay in force until the next load; only what settings decide is dropped.
+    # The rules stay in force until the next load, which must count as a change
+    # even with the same rows: the precedence may differ under the new settings,
+    # and the breaker registry has just put every breaker back on its settings policy.
+    _state.rules = replace(_state.rules, fingerprint=("settings changed",))
     _state.loaded_version = _UNSET
     _state.interval = None
     _state.store = None

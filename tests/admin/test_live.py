@@ -238,3 +238,15 @@ def test_maybe_reload_allocates_nothing_when_not_due(monkeypatch: pytest.MonkeyP
     finally:
         tracemalloc.stop()
     assert peak - base == 0  # not even a transient allocation
+
+
+def test_a_settings_change_reapplies_admin_breaker_policies(fresh_breakers: None) -> None:
+    BreakerPolicy.objects.create(name="pricing", failure_threshold=2)
+    live.reload_now()
+    assert get_breaker("pricing").policy.failure_threshold == 2
+    with override_settings(RESILIENCE={"BREAKERS": {"other": {}}}):
+        # The registry put the breaker back on its settings policy (the defaults) ...
+        assert get_breaker("pricing").policy.failure_threshold == 5
+        # ... and the next load, with the very same rows, applies the admin's again.
+        assert live.reload_now() is True
+        assert get_breaker("pricing").policy.failure_threshold == 2

@@ -69,11 +69,35 @@ def _wait(condition: Any, timeout: float = 10.0, what: str = "") -> Any:
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+CARD = f'[data-breaker="{BREAKER}"]'
+
+
 def _card_state(browser: Any) -> str | None:
+    # Read in one script: the page redraws the cards every poll, so an element
+    # found by one WebDriver call can be gone by the next.
+    state: str | None = browser.execute_script(
+        f"const c = document.querySelector('{CARD}'); return c ? c.dataset.state : null;"
+    )
+    return state
+
+
+def _card_text(browser: Any) -> str:
+    text: str = browser.execute_script(f"return document.querySelector('{CARD}').innerText;")
+    return text
+
+
+def _click(browser: Any, selector: str) -> None:
+    """Click like a user; find the element again if a redraw replaced it meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    cards = browser.find_elements(By.CSS_SELECTOR, f'[data-breaker="{BREAKER}"]')
-    return cards[0].get_attribute("data-state") if cards else None
+    for _ in range(10):
+        try:
+            browser.find_element(By.CSS_SELECTOR, selector).click()
+            return
+        except StaleElementReferenceException:
+            continue
+    pytest.fail(f"{selector} kept being redrawn under the click")
 
 
 def _shot(browser: Any, name: str) -> Path:
@@ -114,12 +138,11 @@ def test_breaker_trips_shows_open_without_reload_and_an_operator_force_closes_it
 
     _wait(lambda: _card_state(driver) == "open", what="the dashboard to show the breaker open")
     assert driver.execute_script("return window.__notReloaded === true;")
-    card = driver.find_element(By.CSS_SELECTOR, f'[data-breaker="{BREAKER}"]')
-    assert "half-open in" in card.text
+    assert "half-open in" in _card_text(driver)
     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".rd-spark-line"), what="a sparkline")
     _shot(driver, "dashboard-open.png")
 
-    card.find_element(By.CSS_SELECTOR, 'button[data-action="force_close"]').click()
+    _click(driver, f'{CARD} button[data-action="force_close"]')
     dialog = driver.find_element(By.ID, "rd-confirm")
     _wait(dialog.is_displayed, what="the confirmation dialog")
     assert BREAKER in dialog.text

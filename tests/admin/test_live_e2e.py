@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resilience_django import runtime
 from tests.e2e.server import Server
 
 from .servers import add_through_admin, admin_login, servers
@@ -55,11 +53,6 @@ def test_rule_added_in_one_server_is_loaded_by_the_other_within_two_seconds(
         pytest.fail("server B did not load the rule saved in server A within 2 s")
 
 
-@pytest.mark.xfail(
-    "maybe_reload" not in inspect.getsource(runtime),
-    reason="waits for runtime wiring",
-    strict=False,
-)
 def test_rule_added_in_one_server_makes_the_other_answer_429_within_two_seconds(
     pair: list[Server],
 ) -> None:

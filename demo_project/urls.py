@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from demo_project.orders import views
 
@@ -9,5 +9,8 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("admin/", admin.site.urls),
     path("api/orders", views.create_order, name="orders-create"),
+    path("chaos/", views.chaos_page, name="chaos"),
     path("downstream/<str:service>", views.downstream, name="downstream"),
+    # Prometheus metrics at /resilience/metrics/ (RESILIENCE["METRICS"]: 127.0.0.1 and staff).
+    path("resilience/", include("resilience_django.urls")),
 ]

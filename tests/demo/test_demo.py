@@ -1,0 +1,199 @@
+"""The demo order service, run for real under uvicorn: what a visitor is told to try works."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.demo.server import ROOT, Demo, demo_server, manage, prepare_database
+from tests.demo.staff import breaker_state, eventually, login, order, set_knobs
+
+pytestmark = pytest.mark.e2e
+
+
+def test_order_is_priced_checked_and_scored_through_the_downstreams(demo: Demo) -> None:
+    answer = order(demo, "10.1.0.1", trip="LIS-BER", seats=2)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["price"]["source"] == "pricing"
+    assert body["price"]["currency"] == "EUR" and body["price"]["amount"] > 0
+    assert body["degraded"] == []
+    assert isinstance(body["seats_left"], int) and 0 <= body["risk"] <= 1
+    # The 800 ms route deadline is running, and the downstream calls spent some of it.
+    assert 0 < body["budget_left_ms"] < 800
+
+
+def test_bad_order_is_a_400_not_a_500(demo: Demo) -> None:
+    answer = httpx.post(demo.url + "/api/orders", content=b"not json", timeout=5)
+    assert answer.status_code == 400
+    assert httpx.get(demo.url + "/api/orders", timeout=5).status_code == 405
+
+
+def test_pricing_outage_degrades_to_a_fallback_price_opens_the_breaker_and_recovers(
+    demo: Demo, staff: httpx.Client
+) -> None:
+    assert order(demo, "10.2.0.1").json()["price"]["source"] == "pricing"
+    assert set_knobs(staff, pricing={"outage": True}).status_code == 302
+
+    prices = []
+    for _ in range(8):
+        answer = order(demo, "10.2.0.1")
+        assert answer.status_code == 201, answer.text
+        prices.append(answer.json())
+    assert all(p["price"]["source"] == "fallback" for p in prices)
+    assert all(p["degraded"] == ["pricing"] for p in prices)
+    # After five failures in a row the breaker is open: the fallback is immediate.
+    assert prices[-1]["price"]["reason"] == "breaker_open"
+    eventually(lambda: breaker_state(staff, "pricing") == "open", timeout=5)
+
+    assert set_knobs(staff).status_code == 302
+
+    def live_price() -> bool:
+        answer = order(demo, "10.2.0.2")
+        return answer.status_code == 201 and answer.json()["price"]["source"] == "pricing"
+
+    # open_for is 5 s; then a few trial calls close it again.
+    eventually(live_price, timeout=15, every=0.5)
+    eventually(lambda: order(demo, "10.2.0.2") and breaker_state(staff, "pricing") == "closed",
+               timeout=10, every=0.5)  # fmt: skip
+
+
+def test_inventory_outage_answers_a_fast_503_then_recovers(demo: Demo, staff: httpx.Client) -> None:
+    assert order(demo, "10.3.0.1").status_code == 201
+    set_knobs(staff, inventory={"outage": True})
+
+    for _ in range(6):
+        began = time.monotonic()
+        answer = order(demo, "10.3.0.1")
+        took = time.monotonic() - began
+        assert answer.status_code == 503, answer.text
+        assert took < 0.5
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert "inventory" in answer.json()["error"]
+    assert answer.json()["reason"] == "breaker_open"
+    eventually(lambda: breaker_state(staff, "inventory") == "open", timeout=5)
+
+    set_knobs(staff)
+    eventually(lambda: order(demo, "10.3.0.2").status_code == 201, timeout=15, every=0.5)
+
+
+def test_slow_inventory_is_cut_off_well_inside_the_order_deadline(
+    demo: Demo, staff: httpx.Client
+) -> None:
+    set_knobs(staff, inventory={"latency_ms": 2000})
+    began = time.monotonic()
+    answer = order(demo, "10.4.0.1")
+    assert answer.status_code == 503, answer.text
+    assert time.monotonic() - began < 0.8
+
+
+def test_flaky_risk_is_hidden_by_retries(demo: Demo, staff: httpx.Client) -> None:
+    set_knobs(staff, risk={"error_percent": 30})
+    answers = [order(demo, f"10.5.0.{i % 4}").status_code for i in range(20)]
+    # Without retries about 6 of 20 would fail; with up to 3 attempts about 0.5.
+    assert answers.count(201) >= 17, answers
+
+
+def test_every_worker_sees_the_knobs(prepared: tuple[Path, str]) -> None:
+    with demo_server(*prepared, workers=2) as demo, closing(login(demo)) as staff:
+        set_knobs(staff, pricing={"outage": True})
+        # Connections are spread over both workers; each one must see the outage.
+        sources = set()
+        for i in range(12):
+            with httpx.Client(timeout=5) as fresh:
+                answer = fresh.post(demo.url + "/api/orders", json={"trip": "LIS-BER"},
+                                    headers={"X-Forwarded-For": f"10.6.0.{i}"})  # fmt: skip
+            assert answer.status_code == 201, answer.text
+            sources.add(answer.json()["price"]["source"])
+        assert sources == {"fallback"}
+
+
+def test_chaos_page_is_for_staff_only_and_csrf_protected(demo: Demo, staff: httpx.Client) -> None:
+    anonymous = httpx.get(demo.url + "/chaos/", timeout=5)
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous.headers["Location"]
+    assert staff.get("/chaos/").status_code == 200
+    forged = staff.post("/chaos/", data={"preset": "break-pricing"})  # no CSRF token
+    assert forged.status_code == 403
+    assert order(demo, "10.7.0.1").json()["price"]["source"] == "pricing"
+
+
+def test_chaos_page_rejects_out_of_range_knobs(demo: Demo, staff: httpx.Client) -> None:
+    answer = set_knobs(staff, risk={"error_percent": 150})
+    assert answer.status_code == 200  # the form again, with its error
+    assert "Ensure this value is less than or equal to 100" in answer.text
+
+
+def test_landing_page_explains_what_to_try_with_links(demo: Demo) -> None:
+    page = httpx.get(demo.url + "/", timeout=5).text
+    for link in ("/chaos/", "/admin/", "/admin/resilience_django/breakerdashboard/",
+                 "/resilience/metrics/"):  # fmt: skip
+        assert f'href="{link}"' in page, link
+    assert "demo_traffic" in page and "/api/orders" in page
+
+
+def test_metrics_are_served_to_localhost(demo: Demo) -> None:
+    order(demo, "10.8.0.1")
+    text = httpx.get(demo.url + "/resilience/metrics/", timeout=5).text
+    assert 'resilience_breaker_state{breaker="pricing"}' in text
+
+
+def test_per_client_limit_answers_429_after_the_burst(demo: Demo) -> None:
+    statuses = [order(demo, "10.9.0.1").status_code for _ in range(24)]
+    assert statuses[:20] == [201] * 20
+    assert 429 in statuses[20:]
+    # Another client is not affected: the key is the forwarded address.
+    assert order(demo, "10.9.0.2").status_code == 201
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
+    from demo_project import settings
+    from resilience_django.limiting.proxies import parse_trusted_proxies
+
+    proxies = parse_trusted_proxies(settings.RESILIENCE["TRUSTED_PROXIES"])
+    assert proxies is not None
+    assert proxies.client_ip("127.0.0.1", "203.0.113.9") == "203.0.113.9"
+    assert proxies.client_ip("192.0.2.1", "203.0.113.9") == "192.0.2.1"
+
+
+def test_demo_traffic_runs_for_three_seconds_and_prints_a_summary(demo: Demo) -> None:
+    began = time.monotonic()
+    output = manage(demo.env, "demo_traffic", "--seconds", "3", "--url", demo.url, timeout=30)
+    assert time.monotonic() - began < 15
+    assert "summary:" in output
+    assert re.search(r"^\s+201: \d+", output, re.M), output
+    assert re.search(r"^\s+429: \d+", output, re.M), output  # the greedy scraper meets the limit
+    assert "scraper" in output
+
+
+def test_demo_traffic_refuses_remote_urls_and_unbounded_runs(demo: Demo) -> None:
+    for args in (["--url", "http://192.0.2.1:8000"], ["--seconds", "0"], ["--seconds", "601"],
+                 ["--max-requests", "0"]):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "manage.py", "demo_traffic", *args],
+            cwd=ROOT, env=demo.env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode != 0, args
+        assert "CommandError" in done.stderr or "Error" in done.stderr
+
+
+def test_demo_setup_prints_a_different_random_password_on_each_fresh_database() -> None:
+    _, first, output = prepare_database(Path(tempfile.mkdtemp(prefix="resilience-demo-a-")))
+    directory = Path(tempfile.mkdtemp(prefix="resilience-demo-b-"))
+    _, second, _ = prepare_database(directory)
+    assert first != second
+    assert len(first) >= 16
+    assert "loaded sample limit rule orders-per-api-key" in output
+    # Printed once: a second run on the same database shows no password.
+    from tests.demo.server import demo_env
+
+    again = manage(demo_env(directory, 0), "demo_setup")
+    assert "demo superuser exists" in again
+    assert second not in again and "loaded sample" not in again

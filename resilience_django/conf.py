@@ -94,6 +94,7 @@ class ResilienceSettings:
     shedding: tuple[SheddingRule, ...] = ()
     breakers: Mapping[str, BreakerPolicy] = field(default_factory=dict)
     local_max_keys: int = 100_000
+    reload_interval: float | None = 1.0
     response_handlers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     ratelimit_headers: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -367,6 +368,29 @@ def parse_settings(raw: Any) -> ResilienceSettings:
             )
         )
         local_max_keys = 100_000
+    reload_interval: float | None = 1.0
+    if "RELOAD_INTERVAL" in raw:
+        reload_interval = (
+            None
+            if raw["RELOAD_INTERVAL"] is None
+            else _parse_duration_setting(
+                raw["RELOAD_INTERVAL"],
+                name="'RELOAD_INTERVAL'",
+                check_id="resilience.E014",
+                errors=errors,
+                default=1.0,
+            )
+        )
+        if reload_interval == 0:
+            errors.append(
+                ConfigError(
+                    "RESILIENCE['RELOAD_INTERVAL'] must be longer than zero",
+                    check_id="resilience.E014",
+                    hint="How often each process looks for admin changes, e.g. '1s'; "
+                    "None turns admin-defined rules off.",
+                )
+            )
+            reload_interval = 1.0
     return ResilienceSettings(
         backend=backend,
         redis=dict(redis),
@@ -378,6 +402,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         shedding=shedding,
         breakers=breakers,
         local_max_keys=local_max_keys,
+        reload_interval=reload_interval,
         deadline=_parse_deadline(raw.get("DEADLINE"), errors),
         response_handlers=_parse_handlers(raw.get("RESPONSE_HANDLERS"), errors),
         ratelimit_headers=ratelimit_headers,

@@ -25,6 +25,8 @@ def _ids(resilience: Any, check: Any = check_settings) -> list[str]:
         ({"BACKEND": "memcached"}, "resilience.E003"),
         ({"REDIS": "redis://x"}, "resilience.E004"),
         ({"LOCAL_MAX_KEYS": 0}, "resilience.E013"),
+        ({"RELOAD_INTERVAL": "often"}, "resilience.E014"),
+        ({"RELOAD_INTERVAL": 0}, "resilience.E014"),
         # The parsers of each capability report through the same check:
         ({"TRUSTED_PROXIES": "everyone"}, "resilience.E010"),
         ({"LIMITS": [{"name": "a", "rate": "10/x"}]}, "resilience.E020"),

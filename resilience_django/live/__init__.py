@@ -37,7 +37,6 @@ from dataclasses import replace
 from typing import Any
 
 from ..conf import get_settings, on_reload
-from ..units import parse_duration
 from .rules import AdminRules, load_admin_rules, settings_names
 from .store import VERSION_KEY, VersionStore, build_version_store
 
@@ -104,12 +103,9 @@ def maybe_reload(now: float) -> bool:
 def _interval() -> float:
     interval = _state.interval
     if interval is None:
-        raw = get_settings().raw.get("RELOAD_INTERVAL", 1.0)
-        try:
-            interval = parse_duration(raw)
-        except ValueError:
-            logger.error("RESILIENCE['RELOAD_INTERVAL'] = %r is not a duration; using 1s", raw)
-            interval = 1.0
+        # RELOAD_INTERVAL None turns admin rules off: no thread, no database reads.
+        configured = get_settings().reload_interval
+        interval = float("inf") if configured is None else configured
         _state.interval = interval
     return interval
 

@@ -17,21 +17,12 @@ def _fast_passwords(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_live_state(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
+def _fresh_live_state() -> Iterator[None]:
+    # The reload thread itself is kept quiet by tests/conftest.py unless a
+    # test asks for `live_thread`.
     live.reset()
-    if "live_thread" not in request.fixturenames:
-        # Every request through the middleware would wake the reload thread, which
-        # would race the tests that call reload_now() themselves.
-        monkeypatch.setattr(live, "_kick", lambda: None)
     yield
     live.reset()
-
-
-@pytest.fixture
-def live_thread() -> None:
-    """Request it to let the real reload thread run (the others stub it out)."""
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from resilience_django.breakers.fleet import FleetPublisher
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.registry import registry
 from resilience_django.breakers.state import Breaker
+from resilience_django.limiting.health import register as register_limiter_health
 
 SETTINGS = {
     "FLEET": {"PREFIX": "status-test", "TTL": 30},
@@ -23,6 +24,8 @@ SETTINGS = {
 
 @pytest.fixture(autouse=True)
 def published() -> Iterator[None]:
+    # Limiters built by other tests register their health; this process's is local.
+    register_limiter_health(None)
     fleet.stop()
     registry.clear()
     with override_settings(RESILIENCE=SETTINGS):

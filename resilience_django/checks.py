@@ -50,6 +50,19 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
         checks.Warning(str(w), hint=w.hint or None, id=w.check_id)
         for w in deploy_warnings(parse_metrics(parsed.raw.get("METRICS"), metrics_errors))
     ]
+    cache_backend = str(getattr(settings, "CACHES", {}).get("default", {}).get("BACKEND", ""))
+    per_process_cache = cache_backend.endswith(("LocMemCache", "DummyCache"))
+    if per_process_cache and parsed.backend != "redis":
+        messages.append(
+            checks.Warning(
+                f"The default cache ({cache_backend.rsplit('.', 1)[-1]}) is not shared between "
+                "processes: admin rule changes reach only the process that saved them, and the "
+                "breaker dashboard and operator commands see only one process",
+                hint="Use a shared default cache (django-redis, memcached, database or file "
+                "based), or BACKEND 'redis' so these go through Redis.",
+                id="resilience.W003",
+            )
+        )
     if parsed.backend == "local" and parsed.raw.get("LIMITS"):
         messages.append(
             checks.Warning(

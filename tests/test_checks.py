@@ -108,3 +108,15 @@ def test_override_settings_is_seen_without_a_restart() -> None:
         assert get_settings().deadline.default == 2.0
     with override_settings(RESILIENCE={"DEADLINE": {"DEFAULT": "3s"}}):
         assert get_settings().deadline.default == 3.0
+
+
+def test_per_process_default_cache_warns_on_deploy() -> None:
+    locmem = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    shared = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": "/tmp/resilience-check-test"}}  # fmt: skip
+    with override_settings(CACHES=locmem):
+        assert "resilience.W003" in _ids({}, check_deploy)
+        redis = {"BACKEND": "redis", "REDIS": {"URL": "redis://127.0.0.1:6379/0"}}
+        assert "resilience.W003" not in _ids(redis, check_deploy)
+    with override_settings(CACHES=shared):
+        assert "resilience.W003" not in _ids({}, check_deploy)

@@ -58,7 +58,11 @@ class BreakerRegistry:
     def policy_for(self, name: str) -> BreakerPolicy:
         raw = breaker_settings().get(name)
         if raw is None:
-            return BreakerPolicy()
+            # Not in settings: an admin-defined policy, if one is in force
+            # (settings win on a shared name, so they are looked at first).
+            from ..live import admin_rules
+
+            return admin_rules().breaker_policies.get(name) or BreakerPolicy()
         try:
             return parse_breaker_policy(name, raw)
         except ConfigError:

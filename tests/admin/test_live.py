@@ -245,8 +245,11 @@ def test_a_settings_change_reapplies_admin_breaker_policies(fresh_breakers: None
     live.reload_now()
     assert get_breaker("pricing").policy.failure_threshold == 2
     with override_settings(RESILIENCE={"BREAKERS": {"other": {}}}):
-        # The registry put the breaker back on its settings policy (the defaults) ...
-        assert get_breaker("pricing").policy.failure_threshold == 5
-        # ... and the next load, with the very same rows, applies the admin's again.
-        assert live.reload_now() is True
+        # The registry re-reads its policies on a settings change; pricing is not in
+        # the settings, so the admin's policy stays in force without waiting for a load.
         assert get_breaker("pricing").policy.failure_threshold == 2
+        live.reload_now()
+        assert get_breaker("pricing").policy.failure_threshold == 2
+    with override_settings(RESILIENCE={"BREAKERS": {"pricing": {"failure_threshold": 7}}}):
+        # Settings win over the admin on a shared name.
+        assert get_breaker("pricing").policy.failure_threshold == 7

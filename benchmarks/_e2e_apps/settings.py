@@ -39,6 +39,9 @@ VARIANTS: dict[str, tuple[list[str], dict[str, object], str, bool]] = {
         False,
     ),
     "ratelimit_redis": ([], {}, "redis", True),
+    # In-process A/B (inproc.py): handlers with and without our middleware in
+    # one process; django-ratelimit's view is at /rl/hello/, which no rule matches.
+    "inproc": ([], {"LIMITS": [LOCAL_RULE], "DEADLINE": DEADLINE}, "locmem", False),
 }
 
 MIDDLEWARE, RESILIENCE, _cache, RATELIMITED = VARIANTS[VARIANT]

@@ -214,6 +214,19 @@ def test_settings_examples_in_the_docs_parse_without_errors() -> None:
             assert not errors, f"{page.name}: example settings fail the checks: {errors}"
 
 
+@pytest.mark.parametrize("page", ["quickstart.md", "retries.md", "shedding.md"])
+def test_outbound_client_examples_run_as_written(page: str) -> None:
+    # Building the clients touches no network; a renamed argument fails here.
+    blocks = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", _read(page), re.DOTALL)
+        if "ResilientTransport(" in b
+    ]
+    assert blocks, f"{page} has no transport example"
+    for block in blocks:
+        exec(compile(block, f"<{page}>", "exec"), {})
+
+
 # -- metrics.md and the public API -------------------------------------------------------
 
 

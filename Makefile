@@ -18,10 +18,13 @@ $(VENV)/.dev-installed: $(VENV)/bin/activate pyproject.toml
 	$(PIP) install --quiet -e ".[dev,demo,bench]"
 	touch $@
 
+# The demo order service on http://127.0.0.1:8000/ (see demo_project/README.md). In another
+# shell: `.venv/bin/python manage.py demo_traffic --seconds 60`. Access logs are off so the
+# breaker transitions stand out; the state of the service is on the admin's dashboard.
 demo: $(VENV)/.demo-installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_setup
-	$(PY) -m uvicorn demo_project.asgi:application --host 127.0.0.1 --port 8000
+	$(PY) -m uvicorn demo_project.asgi:application --host 127.0.0.1 --port 8000 --no-access-log --lifespan off
 
 test: $(VENV)/.dev-installed
 	PY=$(PY) scripts/run-tests.sh $(PYTEST_ARGS)

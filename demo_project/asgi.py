@@ -11,6 +11,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
 django_app = get_asgi_application()
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
 from demo_project.orders import clients  # noqa: E402
@@ -21,4 +22,8 @@ from resilience_django.asgi import ResilienceASGIMiddleware  # noqa: E402
 get_resolver().url_patterns  # noqa: B018
 clients.warm_up()
 
-application = ResilienceASGIMiddleware(django_app)
+# The admin's and the dashboard's CSS and JS, served from the apps' static
+# folders as runserver does (fine for a demo on 127.0.0.1; in production a web
+# server or whitenoise serves collected files).  Outermost, so asset requests
+# are not counted against the service's limits.
+application = ASGIStaticFilesHandler(ResilienceASGIMiddleware(django_app))

@@ -155,7 +155,17 @@ RESILIENCE: dict[str, object] = {
             "error_rate": 0.5,
             "min_calls": 10,
         },
-        # "risk" is not here: operators tune it in the admin (demo_setup loads it).
+        # Flaky by nature and retried (every attempt counts): judge it on its error
+        # rate over the window, not on a streak, or a 40 % error rate trips it at once.
+        "risk": {
+            "failure_threshold": 12,
+            "open_for": "5s",
+            "half_open_calls": 3,
+            "close_ratio": 0.66,
+            "window": "30s",
+            "error_rate": 0.6,
+            "min_calls": 20,
+        },
     },
     "METRICS": {"ENABLED": True, "ALLOWED_NETWORKS": LOCAL, "ALLOW_STAFF": True},
 }

@@ -7,6 +7,7 @@ a knob the moment it is set: a LocMemCache would keep it in one process.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,8 +56,13 @@ def knobs(service: str) -> Knobs:
 
 
 async def aknobs(service: str) -> Knobs:
-    """``knobs()`` for async views: the cache read runs off the event loop."""
-    return _decode(await cache.aget(_PREFIX + service))
+    """``knobs()`` for async views: the cache read runs off the event loop.
+
+    In a worker thread of its own, not through ``cache.aget``: that one queues
+    behind every sync view and middleware on Django's single thread-sensitive
+    executor, and a downstream must not wait for an admin page to answer.
+    """
+    return _decode(await asyncio.to_thread(cache.get, _PREFIX + service))
 
 
 def set_knobs(service: str, value: Knobs) -> None:

@@ -139,6 +139,14 @@ def test_landing_page_explains_what_to_try_with_links(demo: Demo) -> None:
     assert "demo_traffic" in page and "/api/orders" in page
 
 
+def test_admin_and_dashboard_assets_are_served(demo: Demo, staff: httpx.Client) -> None:
+    page = staff.get("/admin/resilience_django/breakerdashboard/").text
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    assert any(a.endswith("dashboard.js") for a in assets), assets
+    for asset in assets:
+        assert httpx.get(demo.url + asset, timeout=5).status_code == 200, asset
+
+
 def test_metrics_are_served_to_localhost(demo: Demo) -> None:
     order(demo, "10.8.0.1")
     text = httpx.get(demo.url + "/resilience/metrics/", timeout=5).text

@@ -140,7 +140,22 @@ async def quote(trip: str, seats: int) -> Price:
         return await _priced(trip, seats)
     except (httpx.HTTPError, ValueError, KeyError, BulkheadFull, DeadlineExceeded) as exc:
         # Even out of budget for pricing, there is time left to answer with a list price.
-        return list_price(trip, seats, reason=type(exc).__name__)
+        return list_price(trip, seats, reason=_reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    """Why pricing gave no price, in words a client can switch on."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"status_{exc.response.status_code}"
+    if isinstance(exc, httpx.HTTPError):
+        return "unreachable"
+    if isinstance(exc, BulkheadFull):
+        return "busy"
+    if isinstance(exc, DeadlineExceeded):
+        return "no_budget"
+    return "bad_answer"
 
 
 async def check_stock(trip: str, seats: int) -> dict[str, Any]:
@@ -152,9 +167,9 @@ async def check_stock(trip: str, seats: int) -> dict[str, Any]:
     except CircuitOpen as exc:
         raise Unavailable("inventory", "breaker_open", exc.retry_after) from None
     except (httpx.HTTPError, BulkheadFull) as exc:
-        raise Unavailable("inventory", type(exc).__name__) from None
+        raise Unavailable("inventory", _reason(exc)) from None
     if response.status_code >= 500:
-        raise Unavailable("inventory", f"status {response.status_code}")
+        raise Unavailable("inventory", f"status_{response.status_code}")
     body: dict[str, Any] = response.json()
     return body
 
@@ -167,8 +182,8 @@ async def score_risk(trip: str, seats: int, client: str) -> dict[str, Any]:
     except CircuitOpen as exc:
         raise Unavailable("risk", "breaker_open", exc.retry_after) from None
     except (httpx.HTTPError, BulkheadFull) as exc:
-        raise Unavailable("risk", type(exc).__name__) from None
+        raise Unavailable("risk", _reason(exc)) from None
     if response.status_code >= 500:
-        raise Unavailable("risk", f"status {response.status_code}")
+        raise Unavailable("risk", f"status_{response.status_code}")
     body: dict[str, Any] = response.json()
     return body

@@ -61,8 +61,13 @@ class ResilienceMiddleware:
         try:
             early = runtime.admit_sync(request)
             if early is not None:
-                return early.response
-            response: Response = self.get_response(request)
+                # A later stage refused: give back what earlier stages took.
+                return runtime.finish(request, early.response)
+            try:
+                response: Response = self.get_response(request)
+            except BaseException:
+                runtime.release(request, timed_out=False)
+                raise
             return runtime.finish(request, response)
         finally:
             _current.reset(token)
@@ -76,22 +81,29 @@ class ResilienceMiddleware:
         try:
             early = await runtime.admit_async(request)
             if early is not None:
-                return early.response
-            if deadline is None:
-                response: Response = await self.get_response(request)
-                return runtime.finish(request, response)
-            loop = asyncio.get_running_loop()
+                # A later stage refused: give back what earlier stages took.
+                return runtime.finish(request, early.response)
             try:
+                if deadline is None:
+                    response: Response = await self.get_response(request)
+                    return runtime.finish(request, response)
+                loop = asyncio.get_running_loop()
                 async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timeout:
                     deadline.bind_timeout(timeout, loop)
                     response = await self.get_response(request)
             except TimeoutError:
                 # Only our own timeout turns into a 504; any other TimeoutError
                 # raised by the view is the view's business.
-                if not timeout.expired():
+                if deadline is None or not timeout.expired():
+                    runtime.release(request, timed_out=False)
                     raise
-                runtime.release(request)
+                runtime.release(request, timed_out=True)
                 return self._deadline_response(request, deadline)
+            except BaseException:
+                # Cancelled (the client went away) or failed: the slot and the
+                # breaker trial must not stay taken.
+                runtime.release(request, timed_out=False)
+                raise
             return runtime.finish(request, response)
         finally:
             _current.reset(token)

@@ -70,6 +70,7 @@ class _Stores:
     def __init__(self, settings: ResilienceSettings) -> None:
         self.key = _stores_key(settings)
         self.local = LocalLimiter(max_keys=settings.local_max_keys)
+        self.shedder = Shedder()
         self.distributed: HybridLimiter | None = None
         if settings.backend == "redis" and settings.redis_settings is not None:
             # The fallback shares the local store: its keys carry the policy
@@ -144,7 +145,10 @@ class Runtime:
         self.limits_before_view = self.limits is not None and not (
             engine.needs_view_name or engine.needs_request
         )
-        self.shedder: Shedder | None = Shedder(settings.shedding) if settings.shedding else None
+        # The shedder lives with the stores: a rebuild (an admin edit) must not
+        # hand out a fresh set of slots while requests still hold the old ones.
+        stores.shedder.update(settings.shedding)
+        self.shedder: Shedder | None = stores.shedder if settings.shedding else None
         self.shed_before_view = self.shedder is not None and not self.shedder.needs_view_name
         self.ratelimit_headers = settings.ratelimit_headers
         self.route_breakers: tuple[tuple[str, RouteMatcher], ...] = route_breakers(
@@ -273,8 +277,12 @@ class Runtime:
                 response[name] = value
         return response
 
-    def release(self, request: HttpRequest) -> None:
-        """The view was abandoned at its deadline: free its slot; the route timed out."""
+    def release(self, request: HttpRequest, *, timed_out: bool) -> None:
+        """The view did not answer: free its slot; a timeout counts against the route.
+
+        ``timed_out`` is False when the client went away or the handler failed
+        before answering: no verdict for the route breaker then.
+        """
         state: RequestState | None = getattr(request, STATE_ATTR, None)
         if state is None:
             return
@@ -282,7 +290,10 @@ class Runtime:
             state.permit.release()
             state.permit = None
         if state.breaker is not None and state.token is not None:
-            state.breaker.record_failure(state.token, time.monotonic() - state.started)
+            if timed_out:
+                state.breaker.record_failure(state.token, time.monotonic() - state.started)
+            else:
+                state.breaker.release(state.token)
             state.token = None
 
     def exception_response(

@@ -150,3 +150,60 @@ def test_sync_request_beyond_concurrency_is_shed_with_503() -> None:
     thread.join()
     assert results == [200]
     assert Client().get("/slow/sync/?s=0").status_code == 200
+
+
+@override_settings(
+    RESILIENCE={
+        "SHEDDING": [{"name": "guarded", "path": "/fail/sync/", "max_concurrent": 2}],
+        "BREAKERS": {"guarded-route": {"path": "/fail/sync/"}},
+    }
+)
+def test_refusal_by_a_later_stage_gives_back_the_concurrency_slot(client: Client) -> None:
+    from resilience_django.breakers.registry import get_breaker
+
+    breaker = get_breaker("guarded-route")
+    breaker.force_open()
+    for _ in range(5):
+        response = client.get("/fail/sync/?status=200")
+        assert response.status_code == 503
+        assert "dependency" in response.content.decode()  # the breaker's 503, not "at capacity"
+    breaker.force_close()
+    assert client.get("/fail/sync/?status=200").status_code == 200
+
+
+@override_settings(RESILIENCE=SHED)
+async def test_a_client_that_goes_away_gives_back_its_slot() -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/slow/async/", "raw_path": b"/slow/async/",
+        "query_string": b"s=5", "root_path": "", "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1234), "server": ("testserver", 80),
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(0.1)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        pass
+
+    await asyncio.wait_for(ASGIHandler()(scope, receive, send), timeout=3)
+    # The only slot is free again: the next request is admitted, not shed.
+    assert (await AsyncClient().get("/slow/async/?s=0")).status_code == 200
+
+
+@override_settings(RESILIENCE=SHED)
+async def test_concurrency_slots_survive_a_rules_reload() -> None:
+    from resilience_django.runtime import reset_runtime
+
+    client = AsyncClient()
+    first = asyncio.ensure_future(client.get("/slow/async/?s=0.4"))
+    await asyncio.sleep(0.1)
+    reset_runtime()  # what an admin edit does
+    assert (await client.get("/slow/async/?s=0")).status_code == 503
+    assert (await first).status_code == 200

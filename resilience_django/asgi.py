@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from types import SimpleNamespace
 from typing import Any
 
 from django.http import HttpResponseBase
@@ -23,6 +22,7 @@ from django.http import HttpResponseBase
 from . import metrics, responses
 from .deadline import Deadline, _current
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
+from .routes import scope_path
 from .runtime import get_runtime
 
 __all__ = ["ResilienceASGIMiddleware"]
@@ -38,13 +38,46 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _GRACE = 0.005
 
 
+# META key -> raw header name, filled as keys are first asked for (a handful).
+_RAW_NAMES: dict[str, bytes] = {}
+
+
 def _meta_getter(scope: Scope) -> Callable[[str], str | None]:
-    """A META-style getter (``HTTP_X_TIMEOUT_MS``) over the raw ASGI headers."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        key = "HTTP_" + raw_name.decode("latin-1").upper().replace("-", "_")
-        headers[key] = raw_value.decode("latin-1")
-    return headers.get
+    """A META-style getter (``HTTP_X_TIMEOUT_MS``) over the raw ASGI headers.
+
+    Only the two or three headers asked for are looked up and decoded; the
+    rest of the request's headers are never touched.
+    """
+    headers = scope.get("headers", ())
+
+    def get(meta_key: str) -> str | None:
+        raw_name = _RAW_NAMES.get(meta_key)
+        if raw_name is None:
+            raw_name = _RAW_NAMES[meta_key] = meta_key[5:].lower().replace("_", "-").encode()
+        for name, value in headers:
+            if name == raw_name:
+                return value.decode("latin-1")  # type: ignore[no-any-return]
+        return None
+
+    return get
+
+
+class _Shim:
+    """What a response handler gets for a request Django has not built yet.
+
+    It carries ``META`` (with ``HTTP_ACCEPT``), ``method``, ``path`` and
+    ``path_info``, so custom handlers can choose JSON or text and name the
+    route; it is built only when a response is actually given.
+    """
+
+    __slots__ = ("META", "method", "path", "path_info", "scope")
+
+    def __init__(self, scope: Scope, get_meta: Callable[[str], str | None]) -> None:
+        self.scope = scope
+        self.method = scope.get("method", "GET")
+        self.path = scope.get("path", "/")
+        self.path_info = scope_path(scope)
+        self.META = {"HTTP_ACCEPT": get_meta("HTTP_ACCEPT") or "", "REQUEST_METHOD": self.method}
 
 
 async def send_response(send: Send, response: HttpResponseBase) -> None:
@@ -67,15 +100,14 @@ class ResilienceASGIMiddleware:
         runtime = get_runtime()
         get_meta = _meta_getter(scope)
         deadline = runtime.deadlines.start(
-            scope.get("method", "GET"), scope.get("path", "/"), get_meta, started_at=arrived
+            scope.get("method", "GET"), scope_path(scope), get_meta, started_at=arrived
         )
         scope[SCOPE_ARRIVED] = arrived
         scope[SCOPE_DEADLINE] = deadline
-        shim = SimpleNamespace(META={"HTTP_ACCEPT": get_meta("HTTP_ACCEPT") or ""})
         if deadline is not None and deadline.expired():
-            await self._deadline(send, shim, deadline)
+            await self._deadline(send, _Shim(scope, get_meta), deadline)
             return
-        early = await runtime.admit_scope(scope, shim)
+        early = await runtime.admit_scope(scope, lambda: _Shim(scope, get_meta))
         if early is not None:
             await send_response(send, early.response)
             return
@@ -84,12 +116,17 @@ class ResilienceASGIMiddleware:
             if deadline is None:
                 await self.app(scope, receive, send)
                 return
-            await self._run_with_deadline(scope, receive, send, deadline, shim)
+            await self._run_with_deadline(scope, receive, send, deadline, get_meta)
         finally:
             _current.reset(token)
 
     async def _run_with_deadline(
-        self, scope: Scope, receive: Receive, send: Send, deadline: Deadline, shim: Any
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        deadline: Deadline,
+        get_meta: Callable[[str], str | None],
     ) -> None:
         started = False
 
@@ -101,11 +138,14 @@ class ResilienceASGIMiddleware:
 
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout_at(loop.time() + deadline.remaining() + _GRACE):
+            async with asyncio.timeout_at(loop.time() + deadline.remaining() + _GRACE) as timeout:
                 await self.app(scope, receive, tracking_send)
         except TimeoutError:
+            # Only our own expiry is a 504; a TimeoutError from the app is its own.
+            if not timeout.expired():
+                raise
             if not started:
-                await self._deadline(send, shim, deadline)
+                await self._deadline(send, _Shim(scope, get_meta), deadline)
 
     @staticmethod
     async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:

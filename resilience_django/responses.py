@@ -7,6 +7,7 @@ the request and keyword details and returning an ``HttpResponse``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +18,8 @@ from .conf import get_settings
 from .observability import otel
 
 __all__ = ["deadline_exceeded", "rate_limited", "unavailable"]
+
+logger = logging.getLogger("resilience_django.responses")
 
 
 def _wants_json(request: HttpRequest | None) -> bool:
@@ -57,10 +60,26 @@ def _build(
     return response
 
 
+def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
+    """The user's handler for ``kind``, if any; a handler that fails gets the built-in answer.
+
+    A broken handler must not turn a 429/503/504 into a 500.
+    """
+    handler = get_settings().response_handlers.get(kind)
+    if handler is None:
+        return None
+    try:
+        response: HttpResponse = handler(request, **details)
+    except Exception:
+        logger.exception("RESPONSE_HANDLERS[%r] raised; answering with the built-in response", kind)
+        return None
+    return response
+
+
 def deadline_exceeded(request: HttpRequest | None, *, route: str, budget: float) -> HttpResponse:
-    handler = get_settings().response_handlers.get("deadline")
-    if handler is not None:
-        return handler(request, route=route, budget=budget)  # type: ignore[no-any-return]
+    custom = _custom("deadline", request, route=route, budget=budget)
+    if custom is not None:
+        return custom
     return _build(
         request,
         504,
@@ -77,12 +96,10 @@ def rate_limited(
     retry_after: float,
     headers: Iterable[tuple[str, str]] = (),
 ) -> HttpResponse:
-    handler = get_settings().response_handlers.get("rate_limited")
-    if handler is not None:
-        response: HttpResponse = handler(
-            request, rules=rules, retry_after=retry_after, headers=tuple(headers)
-        )
-        return response
+    headers = tuple(headers)
+    custom = _custom("rate_limited", request, rules=rules, retry_after=retry_after, headers=headers)
+    if custom is not None:
+        return custom
     return _build(
         request,
         429,
@@ -98,10 +115,9 @@ def unavailable(
     request: HttpRequest | None, *, reason: str, name: str, retry_after: float
 ) -> HttpResponse:
     """503: a breaker is open or the request was shed; ``reason`` says which."""
-    handler = get_settings().response_handlers.get("unavailable")
-    if handler is not None:
-        response: HttpResponse = handler(request, reason=reason, name=name, retry_after=retry_after)
-        return response
+    custom = _custom("unavailable", request, reason=reason, name=name, retry_after=retry_after)
+    if custom is not None:
+        return custom
     texts = {
         "breaker_open": "A dependency of this service is failing; retry later.",
         "shed": "The service is at capacity; retry later.",

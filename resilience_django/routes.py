@@ -12,10 +12,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["RouteMatcher", "parse_route_matcher"]
+__all__ = ["RouteMatcher", "parse_route_matcher", "scope_path"]
+
+
+def scope_path(scope: Mapping[str, Any]) -> str:
+    """The path Django matches on, from an ASGI scope: ``path`` without ``root_path``."""
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -194,7 +195,7 @@ class Runtime:
             return None
         return await self._admit_async(request, _view_name(request), before_view=False)
 
-    async def admit_scope(self, scope: Any, shim: Any) -> Early | None:
+    async def admit_scope(self, scope: Any, make_shim: Callable[[], Any]) -> Early | None:
         """The ASGI fast path: decide the limits that need no Django request."""
         if not self.limits_before_view or self.limits is None:
             return None
@@ -202,7 +203,7 @@ class Runtime:
         if result is None:
             return None
         if not result.allowed:
-            return Early(rate_limited_response(shim, result))
+            return Early(rate_limited_response(make_shim(), result))
         scope[SCOPE_LIMITS] = result
         return None
 

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import metrics
+from ..routes import scope_path
 from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
 from .headers import build_headers
 from .keys import KeyFunc, TrustedProxies, compile_key
@@ -258,11 +259,7 @@ class LimitEngine:
         key, or a ``view=`` condition); then nothing was consumed here.
         """
         method = scope.get("method", "GET")
-        path = scope.get("path", "/")
-        root = scope.get("root_path")
-        if root and path.startswith(root):
-            # Django matches on path_info, which excludes the mount point.
-            path = path[len(root) :] or "/"
+        path = scope_path(scope)  # Django matches on path_info, without the mount point
         enforce: list[LimitCheck] = []
         shadow: list[LimitCheck] = []
         for rule in self._rules:

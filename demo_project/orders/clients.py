@@ -66,8 +66,8 @@ def base_fare(trip: str) -> float:
     return 49.0 + int.from_bytes(digest, "big") % 250
 
 
-# One client per downstream and per process, created on first use (inside the
-# server's event loop, which an httpx.AsyncClient is bound to).
+# One client (connection pool, transport, bulkhead) per downstream and per
+# process; its connections attach to the server's event loop on first use.
 _clients: dict[str, httpx.AsyncClient] = {}
 
 

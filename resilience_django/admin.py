@@ -73,19 +73,22 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             request, f"{changed} {self.model._meta.verbose_name_plural} updated.", messages.SUCCESS
         )
 
-    @admin.action(description="Enable selected %(verbose_name_plural)s")
+    @admin.action(description="Enable selected %(verbose_name_plural)s", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         self._bulk(request, queryset, "enabled", True)
 
-    @admin.action(description="Disable selected %(verbose_name_plural)s")
+    @admin.action(description="Disable selected %(verbose_name_plural)s", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         self._bulk(request, queryset, "enabled", False)
 
-    @admin.action(description="Shadow selected %(verbose_name_plural)s (count, never block)")
+    @admin.action(
+        description="Shadow selected %(verbose_name_plural)s (count, never block)",
+        permissions=["change"],
+    )
     def shadow(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         self._bulk(request, queryset, self.shadow_field, self.shadow_value)
 
-    @admin.action(description="Enforce selected %(verbose_name_plural)s")
+    @admin.action(description="Enforce selected %(verbose_name_plural)s", permissions=["change"])
     def enforce(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         self._bulk(request, queryset, self.shadow_field, self.enforce_value)
 

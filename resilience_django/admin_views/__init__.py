@@ -18,6 +18,7 @@ The views are wrapped by ``AdminSite.admin_view`` (login, CSRF) in ``admin.py``.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -43,6 +44,8 @@ __all__ = [
     "dashboard_state",
     "history",
 ]
+
+logger = logging.getLogger("resilience_django.admin")
 
 
 # -- permissions -------------------------------------------------------------------
@@ -148,12 +151,24 @@ def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
     if action is None:
         return _error(400, f"Send updateState: one of {', '.join(sorted(ACTION_ALIASES)[:5])}.")
     from ..breakers.fleet import fleet_snapshot, send_command
+    from ..breakers.registry import all_breakers
 
-    if not _known(name, aggregate_breakers(fleet_snapshot())):
+    try:
+        known = _known(name, aggregate_breakers(fleet_snapshot()))
+        fleet_error = None
+    except Exception:
+        # The shared store is down: act on this process's breakers, and say so.
+        logger.exception("breaker dashboard: fleet store unreachable")
+        known = any(b.name == name for b in all_breakers())
+        fleet_error = "The fleet store is unreachable: applied in this process only."
+    if not known:
         return _error(404, f"No breaker {name!r} in the fleet.")
     version = send_command(name, action)
     _log(request, name, action, version)
-    return JsonResponse({"name": name, "action": action, "version": version})
+    body: dict[str, Any] = {"name": name, "action": action, "version": version}
+    if fleet_error is not None or version == 0:
+        body["fleet_error"] = fleet_error or "Not sent to the fleet: applied in this process only."
+    return JsonResponse(body)
 
 
 def _log(request: HttpRequest, name: str, action: str, version: int) -> None:

@@ -310,14 +310,25 @@ def send_command(breaker: str, action: str) -> int:
     """Tell every process to ``force_open``, ``force_close``, ``reset`` or ``disable``.
 
     Applied at once in this process, and within about a second everywhere else.
-    Returns the command's version.
+    Returns the command's version (0 when the shared store could not be reached:
+    then only this process has it).
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown breaker action {action!r}; use one of {ACTIONS}")
-    store = get_store()
-    version = store.send_command(breaker, action) if store is not None else 0
+    # This process first: an operator acting during a store outage (when it
+    # matters most) still gets the breaker here, and the outage is logged.
     local = get_breaker(breaker)
     _apply(local, action)
+    store = get_store()
+    version = 0
+    if store is not None:
+        try:
+            version = store.send_command(breaker, action)
+        except Exception:
+            logger.exception(
+                "breaker %s: %s applied here but not sent to the fleet (store unreachable)",
+                breaker, action, extra={"breaker": breaker, "action": action},
+            )  # fmt: skip
     if _publisher is not None:
         _publisher._applied[breaker] = version
     return version

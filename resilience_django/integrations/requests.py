@@ -64,7 +64,12 @@ class ResilientAdapter(HTTPAdapter):
                 left, announce = budget
                 capped = _cap(timeout, left)
                 request.headers[TIMEOUT_HEADER] = str(announce)
-            return super(ResilientAdapter, self).send(request, timeout=capped, **kwargs)
+            response = super(ResilientAdapter, self).send(request, timeout=capped, **kwargs)
+            if self._guard is not None and response.status_code >= 429:
+                # An error answer may be retried and dropped: read it now, which
+                # puts its connection back in the pool.
+                _ = response.content
+            return response
 
         if self._guard is None:
             return attempt()

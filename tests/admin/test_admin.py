@@ -168,3 +168,23 @@ def test_dashboard_is_linked_from_the_app_index(viewer: User) -> None:
     html = c.get("/admin/resilience_django/").content.decode()
     assert 'href="/admin/resilience_django/breakerdashboard/"' in html
     assert "Breaker dashboard" in html
+
+
+@pytest.mark.django_db
+def test_staff_who_may_only_view_rules_cannot_run_bulk_actions() -> None:
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    from resilience_django.models import LimitRule
+
+    rule = LimitRule.objects.create(name="guarded-by-perms", rate="5/s")
+    user = User.objects.create_user("looker", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_limitrule"))
+    client = Client()
+    client.force_login(User.objects.get(pk=user.pk))
+    client.post(
+        "/admin/resilience_django/limitrule/",
+        {"action": "disable", "_selected_action": [rule.pk]},
+    )
+    rule.refresh_from_db()
+    assert rule.enabled is True

@@ -203,3 +203,29 @@ def test_dashboard_state_carries_each_breakers_recent_history(
     state = _client(viewer).get(API).json()
     (pricing,) = state["breakers"]
     assert pricing["history"] and pricing["history"][-1][1] == pricing["error_rate"]
+
+
+def test_an_action_during_a_fleet_store_outage_is_applied_here_and_reported(
+    operator: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resilience_django.breakers import fleet
+
+    class DeadStore:
+        def send_command(self, breaker: str, action: str) -> int:
+            raise ConnectionError("store down")
+
+        def __getattr__(self, name: str) -> object:
+            raise ConnectionError("store down")
+
+    monkeypatch.setattr(fleet, "get_store", lambda: DeadStore())
+    monkeypatch.setattr(
+        fleet, "fleet_snapshot", lambda: (_ for _ in ()).throw(ConnectionError("store down"))
+    )
+    c = _client(operator)
+    response = c.post(
+        API + "pricing/", json.dumps({"updateState": "FORCE_OPEN"}),
+        content_type="application/json",
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert "fleet_error" in response.json()
+    assert get_breaker("pricing").state == "forced_open"

@@ -42,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
 @pytest.fixture
 def driver() -> Iterator[Any]:
     chromedriver = require_binary("chromedriver")
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    chromium = require_binary("chromium")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
+import prometheus_client
 import pytest
 
 from resilience_django.breakers import events
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.state import Breaker, CircuitOpen
-
-prometheus_client = pytest.importorskip("prometheus_client")
 
 
 def sample(name: str, labels: dict[str, str]) -> float:

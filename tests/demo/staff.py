@@ -62,15 +62,20 @@ def set_knobs(http: httpx.Client, **services: dict[str, Any]) -> httpx.Response:
     return http.post("/chaos/", data=data)
 
 
-def breaker_state(http: httpx.Client, name: str) -> str | None:
-    """The breaker's fleet-wide state as the admin's dashboard shows it."""
+def breaker_row(http: httpx.Client, name: str) -> dict[str, Any] | None:
+    """The breaker's fleet-wide row on the admin's dashboard (None before any process has it)."""
     answer = http.get(f"{DASHBOARD_API}{name}/")
     if answer.status_code == 404:
         return None
     answer.raise_for_status()
-    body = answer.json()
-    row = body.get("breaker", body)
-    return str(row.get("state"))
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def breaker_state(http: httpx.Client, name: str) -> str | None:
+    """The breaker's fleet-wide state as the admin's dashboard shows it."""
+    row = breaker_row(http, name)
+    return None if row is None else str(row["state"])
 
 
 def eventually(check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.demo.server import ROOT, Demo, demo_env, demo_server, manage, prepare_database
-from tests.demo.staff import breaker_state, eventually, login, order, set_knobs
+from tests.demo.staff import breaker_row, breaker_state, eventually, login, order, set_knobs
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -128,6 +128,13 @@ def test_every_worker_sees_the_knobs(prepared: tuple[Path, str]) -> None:
             assert answer.status_code == 201, answer.text
             sources.add(answer.json()["price"]["source"])
         assert sources == {"fallback"}
+
+        # Both workers took orders (each reports its inventory breaker to the fleet).
+        def workers() -> int:
+            row = breaker_row(staff, "inventory")
+            return 0 if row is None else len(row["processes"])
+
+        eventually(lambda: workers() == 2, timeout=5)
 
 
 def test_chaos_page_is_for_staff_only_and_csrf_protected(demo: Demo, staff: httpx.Client) -> None:

@@ -1,6 +1,6 @@
 """End to end: a real uvicorn serving a hello-world async Django view, ours against the peers.
 
-Run: ``python benchmarks/bench_e2e.py`` (about 90 s; ``--quick`` about 50 s).
+Run: ``python benchmarks/bench_e2e.py`` (about 2 minutes; ``--quick`` about 50 s).
 
 One uvicorn worker per variant, all started up front and pinned to core 0
 (``taskset``); the load generator (``wrk``, one thread, keep-alive
@@ -24,13 +24,18 @@ the per-round ratios, each against the plain run next to it), and the median
 p50/p99 latency.  The server's own CPU time per request (from /proc) is
 reported too, and the local variants are measured once more in one process
 through ASGI without HTTP (``_e2e_apps/inproc.py``), the steadiest A/B a
-shared machine allows.  If ``wrk`` is missing, a small asyncio keep-alive HTTP/1.1
-generator stands in (it is far faster than the server it drives, but slower
-than wrk; the report says which ran).
+shared machine allows.  If ``wrk`` is missing, a small asyncio keep-alive
+HTTP/1.1 generator stands in (it is far faster than the server it drives, but
+slower than wrk; the report says which ran).
+
+``--variants plain,ours_empty,ours_deadline_only,...`` runs a subset or the
+diagnostic variants in ``_e2e_apps/settings.py`` (what each part costs);
+``--rounds N`` sets the number of rounds.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -135,7 +140,9 @@ def _start_redis(tmp: Path) -> tuple[_Process, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def _start_servers(tmp: Path, redis_url: str) -> dict[str, tuple[_Process, int]]:
+def _start_servers(
+    tmp: Path, redis_url: str, variants: tuple[str, ...]
+) -> dict[str, tuple[_Process, int]]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "benchmarks._e2e_apps.settings",
@@ -147,7 +154,7 @@ def _start_servers(tmp: Path, redis_url: str) -> dict[str, tuple[_Process, int]]
         [sys.executable, "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
     )
     servers: dict[str, tuple[_Process, int]] = {}
-    for variant in VARIANTS:
+    for variant in variants:
         port = _free_port()
         argv = [
             sys.executable, "-m", "uvicorn", "benchmarks._e2e_apps.asgi:application",
@@ -276,11 +283,19 @@ def _inproc(tmp: Path, quick: bool) -> dict[str, Any]:
 # --- the run --------------------------------------------------------------------------
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Interleaved rounds over every variant; medians, ratios to plain Django, targets."""
+def run(
+    quick: bool = False, variants: tuple[str, ...] = VARIANTS, rounds: int | None = None
+) -> dict[str, Any]:
+    """Interleaved rounds over every variant; medians, ratios to plain Django, targets.
+
+    ``variants`` may name the diagnostic ones in ``_e2e_apps/settings.py``
+    too (``plain`` is always run: every ratio is to it).
+    """
+    variants = ("plain", *(v for v in variants if v != "plain"))
     # Many short rounds rather than a few long ones: the median then shrugs off
     # the bursts other users of a shared machine cause.  wrk takes whole seconds.
-    rounds, seconds = (5, 1) if quick else (9, 1)
+    default_rounds, seconds = (5, 1) if quick else (12, 1)
+    rounds = rounds or default_rounds
     tmp = Path(tempfile.mkdtemp(prefix="resilience-bench-e2e-"))
     script: Path | None = None
     if shutil.which("wrk"):
@@ -289,19 +304,19 @@ def run(quick: bool = False) -> dict[str, Any]:
     redis, url = _start_redis(tmp)
     servers: dict[str, tuple[_Process, int]] = {}
     try:
-        servers = _start_servers(tmp, url)
+        servers = _start_servers(tmp, url, variants)
         for proc, port in servers.values():  # warm up: imports, connections, scripts
             _load(proc.proc.pid, port, 1, script)
-        samples: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+        samples: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
         for _ in range(rounds):
-            for variant in VARIANTS:
+            for variant in variants:
                 proc, port = servers[variant]
                 samples[variant].append(_load(proc.proc.pid, port, seconds, script))
     finally:
         for proc, _ in servers.values():
             proc.stop()
         redis.stop()
-    inproc = _inproc(tmp, quick)
+    inproc = _inproc(tmp, quick) if variants == VARIANTS else None
     figures: dict[str, dict[str, float]] = {}
     for variant, runs in samples.items():
         pairs = list(zip(runs, samples["plain"], strict=True))
@@ -319,6 +334,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         }
     targets: dict[str, dict[str, Any]] = {}
     for variant, (minimum, issue) in TARGETS.items():
+        if variant not in figures:
+            continue
         ratio = figures[variant]["ratio_to_plain"]
         cpu_ratio = figures[variant]["cpu_ratio_to_plain"]
         targets[variant] = {
@@ -331,6 +348,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         }
     for ours, peer in (("ours_local", "ratelimit_locmem"), ("ours_local_asgi", "ratelimit_locmem"),
                        ("ours_redis", "ratelimit_redis")):  # fmt: skip
+        if ours not in samples or peer not in samples:
+            continue
         # Paired by round, like the ratios to plain: runs a second apart see
         # more alike noise than the medians of whole columns do.
         pairs = list(zip(samples[ours], samples[peer], strict=True))
@@ -358,9 +377,17 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated; the diagnostic ones in _e2e_apps/settings.py too",
+    )
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args()
     started = time.perf_counter()
-    r = run(quick)
+    r = run(args.quick, tuple(args.variants.split(",")), args.rounds)
     print(
         f"hello-world async view under uvicorn (1 worker{', pinned' if r['pinned'] else ''}); "
         f"{r['load_generator']}, {r['connections']} keep-alive connections; "
@@ -388,6 +415,9 @@ def main() -> None:
         )
         print(f"target {t['issue']} {name}: {detail}: {verdict}")
     inproc = r["inproc"]
+    if inproc is None:
+        print(f"({time.perf_counter() - started:.0f} s)")
+        return
     print(
         f"in process, ASGI without HTTP ({inproc['rounds']} interleaved blocks of "
         f"{inproc['requests_per_block']} requests; CPU µs per request, medians):"

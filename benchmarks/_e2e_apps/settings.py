@@ -39,6 +39,27 @@ VARIANTS: dict[str, tuple[list[str], dict[str, object], str, bool]] = {
         False,
     ),
     "ratelimit_redis": ([], {}, "redis", True),
+    # Diagnostics (``bench_e2e.py --variants``): what each part of ours costs.
+    "ours_local_noheaders": (
+        [OURS],
+        {"LIMITS": [LOCAL_RULE], "DEADLINE": DEADLINE, "RATELIMIT_HEADERS": False},
+        "locmem",
+        False,
+    ),
+    "ours_limit_only": ([OURS], {"LIMITS": [LOCAL_RULE]}, "locmem", False),
+    "ours_deadline_only": ([OURS], {"DEADLINE": DEADLINE}, "locmem", False),
+    "ours_empty": ([OURS], {}, "locmem", False),
+    "ours_redis_asgi": (
+        [OURS],
+        {
+            "BACKEND": "redis",
+            "REDIS": {"CACHE": "default"},
+            "LIMITS": [{**LOCAL_RULE, "scope": "distributed"}],
+            "DEADLINE": DEADLINE,
+        },
+        "redis",
+        False,
+    ),
     # In-process A/B (inproc.py): handlers with and without our middleware in
     # one process; django-ratelimit's view is at /rl/hello/, which no rule matches.
     "inproc": ([], {"LIMITS": [LOCAL_RULE], "DEADLINE": DEADLINE}, "locmem", False),

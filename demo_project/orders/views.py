@@ -224,8 +224,10 @@ def chaos_page(request: HttpRequest) -> HttpResponse:
 
 def index(request: HttpRequest) -> HttpResponse:
     """The landing page: what to try, with links."""
+    knobs = {service: chaos.knobs(service) for service in chaos.SERVICES}
     context = {
         "dashboard": reverse("admin:resilience_django_breakerdashboard_changelist"),
         "trips": TRIPS,
+        "chaos": [(service, k) for service, k in knobs.items() if not k.calm],
     }
     return render(request, "orders/index.html", context)

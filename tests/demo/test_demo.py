@@ -152,8 +152,11 @@ def test_chaos_page_rejects_out_of_range_knobs(demo: Demo, staff: httpx.Client) 
     assert "Ensure this value is less than or equal to 100" in answer.text
 
 
-def test_landing_page_explains_what_to_try_with_links(demo: Demo) -> None:
+def test_landing_page_explains_what_to_try_with_links(demo: Demo, staff: httpx.Client) -> None:
     page = httpx.get(demo.url + "/", timeout=5).text
+    assert "none, every downstream is calm" in page
+    set_knobs(staff, pricing={"outage": True}, risk={"error_percent": 40})
+    assert "pricing down; risk 40 % errors." in httpx.get(demo.url + "/", timeout=5).text
     for link in ("/chaos/", "/admin/", "/admin/resilience_django/breakerdashboard/",
                  "/resilience/metrics/"):  # fmt: skip
         assert f'href="{link}"' in page, link

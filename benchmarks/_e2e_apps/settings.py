@@ -20,6 +20,17 @@ OURS = "resilience_django.middleware.ResilienceMiddleware"
 LOCAL_RULE = {"name": "hello-ip", "path": PATH, "key": "ip", "rate": NEVER}
 DEADLINE = {"ROUTES": {PATH: "5s"}}
 
+# What ``django-admin startproject`` generates: a realistic stack to compare against.
+STARTPROJECT = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
 # variant -> (MIDDLEWARE, RESILIENCE, cache backend, view wrapped by django-ratelimit)
 VARIANTS: dict[str, tuple[list[str], dict[str, object], str, bool]] = {
     "plain": ([], {}, "locmem", False),
@@ -49,6 +60,13 @@ VARIANTS: dict[str, tuple[list[str], dict[str, object], str, bool]] = {
     "ours_limit_only": ([OURS], {"LIMITS": [LOCAL_RULE]}, "locmem", False),
     "ours_deadline_only": ([OURS], {"DEADLINE": DEADLINE}, "locmem", False),
     "ours_empty": ([OURS], {}, "locmem", False),
+    "startproject": (STARTPROJECT, {}, "locmem", False),
+    "ours_local_startproject": (
+        [OURS, *STARTPROJECT],
+        {"LIMITS": [LOCAL_RULE], "DEADLINE": DEADLINE},
+        "locmem",
+        False,
+    ),
     "ours_redis_asgi": (
         [OURS],
         {
@@ -77,6 +95,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "resilience_django",
 ]
 DATABASES = {

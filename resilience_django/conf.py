@@ -102,10 +102,21 @@ class ResilienceSettings:
 
 
 def _parse_duration_setting(
-    value: Any, *, name: str, check_id: str, errors: list[ConfigError], default: float | None
+    value: Any,
+    *,
+    name: str,
+    check_id: str,
+    errors: list[ConfigError],
+    default: float | None,
+    positive: bool = False,
 ) -> float | None:
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
+        if positive and seconds <= 0:
+            raise ValueError(
+                "it must be longer than zero (a zero budget answers every request 504)"
+            )
+        return seconds
     except ValueError as exc:
         errors.append(
             ConfigError(
@@ -140,6 +151,7 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
                 check_id="resilience.E005",
                 errors=errors,
                 default=30.0,
+                positive=True,
             )
         )
     headers: tuple[str, ...] = ("grpc-timeout", "x-timeout-ms")
@@ -182,7 +194,12 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
     for route, budget_raw in routes_raw.items():
         where = f"RESILIENCE['DEADLINE']['ROUTES'][{route!r}]"
         budget = _parse_duration_setting(
-            budget_raw, name=where[11:-1], check_id="resilience.E008", errors=errors, default=None
+            budget_raw,
+            name=where[11:-1],
+            check_id="resilience.E008",
+            errors=errors,
+            default=None,
+            positive=True,
         )
         if budget is None:
             continue

@@ -37,6 +37,8 @@ def _ids(resilience: Any, check: Any = check_settings) -> list[str]:
         ({"SHEDDING": [{"name": "o", "max_concurrent": 0}]}, "resilience.E073"),
         ({"DEADLINE": {"DEFAULT": "soon"}}, "resilience.E005"),
         ({"DEADLINE": "30s"}, "resilience.E005"),
+        ({"DEADLINE": {"DEFAULT": "0s"}}, "resilience.E005"),
+        ({"DEADLINE": {"ROUTES": {"/api": "0ms"}}}, "resilience.E008"),
         ({"DEADLINE": {"HEADERS": "grpc-timeout"}}, "resilience.E006"),
         ({"DEADLINE": {"OUTBOUND_MARGIN": "-3ms"}}, "resilience.E007"),
         ({"DEADLINE": {"ROUTES": {"/api": "fast"}}}, "resilience.E008"),

@@ -87,9 +87,17 @@ class BreakerRegistry:
         if created:
             # A series from the start, so dashboards list every breaker, not only tripped ones.
             metrics.breaker_state(name, breaker.state if breaker.state in _GAUGE_STATES else "open")
-            _load_fleet()
-            for hook in list(self._on_create):
-                hook(breaker)
+            # Publishing to the fleet is a side concern: a misconfigured or
+            # unreachable fleet store must never fail the call that made the breaker.
+            try:
+                _load_fleet()
+                for hook in list(self._on_create):
+                    hook(breaker)
+            except Exception:
+                logger.exception(
+                    "breaker %s: could not join the fleet; it works in this process only",
+                    name, extra={"breaker": name},
+                )  # fmt: skip
         return breaker
 
     def all(self) -> list[Breaker]:

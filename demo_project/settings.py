@@ -8,7 +8,8 @@ What the team behind this service decided, and why (each key is in DESIGN.md):
   503 beats a slow one), risk is required but flaky, so it is retried.
 * each client IP may place 60 orders a minute in bursts of 20; a partner key
   limit is tried out in shadow mode from the admin (``demo_setup`` loads it).
-* at most 32 orders in flight, 64 more may queue for 100 ms; the rest get 503.
+* at most 12 orders in flight (the process is CPU-bound well before that), 48
+  more may queue for 300 ms; the rest get 503 at once.
 
 Environment: ``DEMO_DB`` (SQLite file), ``DEMO_CACHE_DIR`` (the shared file
 cache), ``DEMO_DOWNSTREAM_URL`` (where the downstreams are served), ``REDIS_URL``
@@ -127,9 +128,9 @@ RESILIENCE: dict[str, object] = {
         {
             "name": "orders",
             "path": "/api/orders",
-            "max_concurrent": 32,
-            "queue": 64,
-            "max_wait": "100ms",
+            "max_concurrent": 12,
+            "queue": 48,
+            "max_wait": "300ms",
         },
     ],
     "BREAKERS": {

@@ -10,7 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/orders", views.create_order, name="orders-create"),
     path("chaos/", views.chaos_page, name="chaos"),
-    path("downstream/<str:service>", views.downstream, name="downstream"),
     # Prometheus metrics at /resilience/metrics/ (RESILIENCE["METRICS"]: 127.0.0.1 and staff).
     path("resilience/", include("resilience_django.urls")),
 ]

@@ -1,16 +1,14 @@
-"""The order service, its three downstreams, the chaos page and the landing page.
+"""The order service, the chaos page and the landing page.
 
-The downstreams are served by the demo itself (``/downstream/<service>``) so
-one ``make demo`` shows everything; the order service reaches them over real
-HTTP through the package's transports (``clients.py``), exactly as it would
-reach services on other machines.
+The order service reaches its three downstreams over real HTTP through the
+package's transports (``clients.py``), exactly as it would reach services on
+other machines; the demo serves them itself (``demo_project/downstream.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import uuid
 from typing import Any
 
@@ -110,46 +108,6 @@ async def create_order(request: HttpRequest) -> JsonResponse:
         "budget_left_ms": None if left is None else int(left * 1000),
     }
     return JsonResponse(body, status=201)
-
-
-# -- the downstreams ------------------------------------------------------------
-
-
-def _answer(service: str, request: HttpRequest) -> dict[str, Any]:
-    if service == "pricing":
-        trip = request.GET.get("trip", "LIS-BER")
-        seats = int(request.GET.get("seats", "1"))
-        # Live prices move a little around the fare; the fallback is above them.
-        amount = clients.base_fare(trip) * seats * random.uniform(0.9, 1.05)
-        return {"trip": trip, "amount": round(amount, 2), "currency": "EUR"}
-    if service == "inventory":
-        trip = request.GET.get("trip", "LIS-BER")
-        return {"trip": trip, "seats_left": 12 + int(clients.base_fare(trip)) % 40}
-    data = json.loads(request.body or b"{}")
-    if not isinstance(data, dict):
-        raise ValueError("a JSON object, please")
-    return {"score": round(random.betavariate(1.2, 12.0), 3), "client": data.get("client")}
-
-
-@csrf_exempt  # called by the order service, not by browsers
-async def downstream(request: HttpRequest, service: str) -> JsonResponse:
-    """A pricing, inventory or risk service, misbehaving as its chaos knobs say."""
-    if service not in chaos.SERVICES:
-        return JsonResponse({"error": f"no service {service!r}"}, status=404)
-    knobs = await chaos.aknobs(service)
-    if knobs.outage:
-        down = JsonResponse({"error": f"{service} is down for maintenance"}, status=503)
-        down["Retry-After"] = "30"  # longer than any retry backoff: do not retry an outage
-        return down
-    if knobs.latency:
-        # Past the caller's X-Timeout-Ms the middleware cancels this and answers 504.
-        await asyncio.sleep(knobs.latency)
-    if knobs.error_rate and random.random() < knobs.error_rate:
-        return JsonResponse({"error": f"{service} had a hiccup"}, status=503)
-    try:
-        return JsonResponse(_answer(service, request))
-    except ValueError:
-        return JsonResponse({"error": "bad request"}, status=400)
 
 
 # -- the chaos page -------------------------------------------------------------

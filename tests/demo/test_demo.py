@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -109,11 +110,45 @@ def test_slow_pricing_falls_back_in_time_for_the_order(demo: Demo, staff: httpx.
     assert took < 0.8  # two 250 ms attempts, well inside the 800 ms of the order
 
 
+def test_downstreams_stop_at_the_callers_deadline(demo: Demo, staff: httpx.Client) -> None:
+    set_knobs(staff, pricing={"latency_ms": 2000})
+    began = time.monotonic()
+    answer = httpx.get(
+        demo.url + "/downstream/pricing?trip=LIS-BER", headers={"X-Timeout-Ms": "150"}, timeout=5
+    )
+    assert answer.status_code == 504
+    assert time.monotonic() - began < 0.5
+    assert httpx.get(demo.url + "/downstream/billing", timeout=5).status_code == 404
+
+
 def test_flaky_risk_is_hidden_by_retries(demo: Demo, staff: httpx.Client) -> None:
     set_knobs(staff, risk={"error_percent": 30})
     answers = [order(demo, f"10.5.0.{i % 4}").status_code for i in range(20)]
     # Without retries about 6 of 20 would fail; with up to 3 attempts about 0.5.
     assert answers.count(201) >= 17, answers
+
+
+def test_orders_beyond_the_bulkhead_and_its_queue_are_shed_with_503(
+    demo: Demo, staff: httpx.Client
+) -> None:
+    set_knobs(staff, risk={"latency_ms": 150})  # every order holds its slot for 150 ms or more
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=demo.url, timeout=10, limits=limits) as http:
+            return await asyncio.gather(*(
+                http.post("/api/orders", json={"trip": "LIS-BER"},
+                          headers={"X-Forwarded-For": f"10.10.{i // 200}.{i % 200}"})
+                for i in range(120)
+            ))  # fmt: skip
+
+    answers = asyncio.run(burst())
+    statuses = [a.status_code for a in answers]
+    # 12 run at once and 48 may wait 300 ms: what cannot be served in time is turned away.
+    assert statuses.count(201) >= 12, statuses
+    shed = [a for a in answers if a.status_code == 503]
+    assert shed, statuses
+    assert all("capacity" in a.text and "Retry-After" in a.headers for a in shed), shed[0].text
 
 
 def test_every_worker_sees_the_knobs(prepared: tuple[Path, str]) -> None:

@@ -2,7 +2,7 @@
 
 Several partners order at a human pace from their own addresses (sent as
 ``X-Forwarded-For``, which the demo trusts from 127.0.0.1 only) with their own
-``X-Api-Key``; one greedy scraper orders as fast as it can and meets the
+``X-Api-Key``; one greedy scraper orders ten times a second and meets the
 per-client limit (429).  ``--scenario`` breaks a downstream for the middle
 third of the run, through the same shared chaos knobs as the ``/chaos/`` page,
 and puts them back afterwards.
@@ -48,7 +48,7 @@ class Client:
 
 
 # Polite clients average over a second between orders, inside the 60/m per-client
-# limit; the scraper does not wait and meets it.
+# limit; the scraper orders ten times a second and meets it.
 CLIENTS = [
     Client("travel-co", "203.0.113.10", "partner-travel-co", (0.5, 1.7)),
     Client("fly-cheap", "203.0.113.11", "partner-fly-cheap", (0.5, 1.7)),
@@ -57,7 +57,7 @@ CLIENTS = [
     Client("rail-and-fly", "203.0.113.14", "partner-rail-and-fly", (0.8, 2.5)),
     Client("mobile-app", "198.51.100.20", "app-ios", (0.5, 1.7)),
     Client("web-shop", "198.51.100.21", "web-shop", (0.5, 1.7)),
-    Client("scraper", "198.51.100.66", "scraper-key", (0.0, 0.05)),
+    Client("scraper", "198.51.100.66", "scraper-key", (0.05, 0.15)),
 ]
 
 

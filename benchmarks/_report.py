@@ -139,7 +139,9 @@ def _redis(r: dict[str, Any]) -> str:
             f"{r['rounds']} interleaved rounds x {r['iterations']} decisions against a throwaway "
             "redis-server on 127.0.0.1; median of rounds, and the best (least disturbed) round. "
             "Trips: commands the client sent per decision (MONITOR); commands: what Redis "
-            "executed, a script's inner calls included (INFO commandstats).",
+            "executed, a script's inner calls included (INFO commandstats). MONITOR also sees "
+            "background commands (the hybrid limiter's heartbeat), so the round-trip targets "
+            "allow up to 1.05 per decision.",
             "",
             _table(
                 [
@@ -169,8 +171,7 @@ def _redis_targets(r: dict[str, Any]) -> list[Target]:
             rows.append(
                 (
                     "#4",
-                    f"one round trip per decision ({limiter}, {n}; ≤ 1.05: MONITOR also "
-                    "sees the background heartbeat of the hybrid limiter alive in the run)",
+                    f"one round trip per decision ({limiter}, {n})",
                     f"{trips:.2f}",
                     round(trips, 2) <= 1.05,
                 )

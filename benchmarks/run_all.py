@@ -67,6 +67,11 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _ours() -> str:
+    version = _version("resilience-django")
+    return "this checkout" if version == "not installed" else f"{version} (installed)"
+
+
 def _first_line(argv: list[str]) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
@@ -100,7 +105,9 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": {
+            name: _version(name) if name != "resilience-django" else _ours() for name in PACKAGES
+        },
         "redis_server": _first_line(["redis-server", "--version"]),
         "wrk": _first_line(["wrk", "-v"]),
         "commit": _git("rev-parse", "--short", "HEAD")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from tests.demo.staff import login
 
 
 @pytest.fixture(scope="session")
-def prepared() -> tuple[Path, str]:
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One migrated database with the samples and the superuser, copied by every server."""
-    database, password, _ = prepare_database(Path(tempfile.mkdtemp(prefix="resilience-demo-db-")))
+    database, password, _ = prepare_database(tmp_path_factory.mktemp("demo-db"))
     return database, password
 
 

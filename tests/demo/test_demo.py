@@ -6,7 +6,6 @@ import asyncio
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -240,9 +239,9 @@ def test_demo_traffic_runs_for_three_seconds_and_prints_a_summary(demo: Demo) ->
     assert "scraper" in output
 
 
-def test_demo_traffic_refuses_remote_urls_and_unbounded_runs() -> None:
+def test_demo_traffic_refuses_remote_urls_and_unbounded_runs(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
-    env = demo_env(Path(tempfile.mkdtemp(prefix="resilience-demo-t-")), port)
+    env = demo_env(tmp_path, port)
     cases = {
         "is not a loopback address": ["--url", "http://192.0.2.1:8000"],
         "--seconds must be": ["--seconds", "601"],
@@ -258,9 +257,13 @@ def test_demo_traffic_refuses_remote_urls_and_unbounded_runs() -> None:
         assert "CommandError" in done.stderr and message in done.stderr, done.stderr
 
 
-def test_demo_setup_prints_a_different_random_password_on_each_fresh_database() -> None:
-    _, first, output = prepare_database(Path(tempfile.mkdtemp(prefix="resilience-demo-a-")))
-    directory = Path(tempfile.mkdtemp(prefix="resilience-demo-b-"))
+def test_demo_setup_prints_a_different_random_password_on_each_fresh_database(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _, first, output = prepare_database(tmp_path / "a")
+    directory = tmp_path / "b"
     _, second, _ = prepare_database(directory)
     assert first != second
     assert len(first) >= 16

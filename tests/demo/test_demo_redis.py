@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -20,11 +19,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path: Path) -> Iterator[str]:
     """A throwaway redis-server of our own (the shared one keeps other people's keys)."""
     binary = require_binary("redis-server")
     port = free_port()
-    directory = tempfile.mkdtemp(prefix="resilience-demo-redis-")
+    directory = str(tmp_path)
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", directory],

@@ -152,7 +152,8 @@ def _forms(data: Any = None) -> dict[str, KnobsForm]:
 
 @staff_member_required
 @require_http_methods(["GET", "POST"])
-@resilience_django.limit("30/m", key="user")  # knobs are cheap to turn; not to turn in a loop
+# Knobs are cheap to turn, but not to be turned in a loop (looking is free).
+@resilience_django.limit("30/m", key="user", methods=["POST"], name="chaos-changes")
 def chaos_page(request: HttpRequest) -> HttpResponse:
     """``/chaos/``: staff turn the downstreams' knobs (CSRF-protected, like any form)."""
     if request.method == "POST":

@@ -14,7 +14,15 @@ import httpx
 import pytest
 
 from tests.demo.server import ROOT, Demo, demo_env, demo_server, manage, prepare_database
-from tests.demo.staff import breaker_row, breaker_state, eventually, login, order, set_knobs
+from tests.demo.staff import (
+    breaker_row,
+    breaker_state,
+    csrf_token,
+    eventually,
+    login,
+    order,
+    set_knobs,
+)
 from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -178,6 +186,18 @@ def test_chaos_page_is_for_staff_only_and_csrf_protected(demo: Demo, staff: http
     forged = staff.post("/chaos/", data={"preset": "break-pricing"})  # no CSRF token
     assert forged.status_code == 403
     assert order(demo, "10.7.0.1").json()["price"]["source"] == "pricing"
+
+
+def test_chaos_page_limits_each_user_to_30_changes_a_minute(
+    demo: Demo, staff: httpx.Client
+) -> None:
+    token = csrf_token(staff.get("/chaos/"))
+    statuses = [
+        staff.post("/chaos/", data={"csrfmiddlewaretoken": token, "preset": "calm"}).status_code
+        for _ in range(31)
+    ]
+    assert statuses[:30] == [302] * 30
+    assert statuses[30] == 429
 
 
 def test_chaos_page_rejects_out_of_range_knobs(demo: Demo, staff: httpx.Client) -> None:

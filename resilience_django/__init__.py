@@ -30,9 +30,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "retry": (".retrying", "retry"),
 }
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checkers
     from . import deadline as deadline
+    from .breakers.api import breaker as breaker
+    from .breakers.state import CircuitOpen as CircuitOpen
     from .deadline import DeadlineExceeded as DeadlineExceeded
+    from .limiting.decorator import limit as limit
+    from .retrying import retry as retry
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Loose on purpose: Django's ASGIHandler, Starlette apps and plain functions
+# all differ in how they spell scope/receive/send in their type hints.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 # The Django middleware answers at the deadline with the real request at hand
 # (route label, replaceable handler); this layer steps in only if it did not.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ResilienceError"]
+__all__ = ["BulkheadFull", "ConfigError", "ResilienceError"]
 
 
 class ResilienceError(Exception):
@@ -20,3 +20,12 @@ class ConfigError(ResilienceError, ValueError):
         super().__init__(message)
         self.check_id = check_id
         self.hint = hint
+
+
+class BulkheadFull(ResilienceError):
+    """An outbound bulkhead had no slot within the wait allowed; the call was not made."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"bulkhead {name!r} is full")
+        self.name = name
+        self.retry_after = retry_after

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ..breakers.registry import get_breaker
 from ..conf import get_settings
 from ..deadline import DeadlineExceeded, _current
-from ..exceptions import ResilienceError
+from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead, Shed
 
@@ -33,15 +33,6 @@ TIMEOUT_HEADER = "X-Timeout-Ms"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 T = TypeVar("T")
-
-
-class BulkheadFull(ResilienceError):
-    """The outbound bulkhead had no slot within the wait allowed; the call was not made."""
-
-    def __init__(self, name: str, retry_after: float) -> None:
-        super().__init__(f"bulkhead {name!r} is full")
-        self.name = name
-        self.retry_after = retry_after
 
 
 def outbound_budget(margin: float | None = None) -> tuple[float, int] | None:

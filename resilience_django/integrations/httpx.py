@@ -20,11 +20,12 @@ from typing import Any
 
 import httpx
 
+from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead
 from ._outbound import IDEMPOTENT_METHODS, TIMEOUT_HEADER, OutboundGuard, outbound_budget
 
-__all__ = ["AsyncResilientTransport", "ResilientTransport"]
+__all__ = ["AsyncResilientTransport", "BulkheadFull", "ResilientTransport"]
 
 
 def _apply_deadline(request: httpx.Request, margin: float | None) -> None:

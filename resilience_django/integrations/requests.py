@@ -15,11 +15,12 @@ from typing import Any
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
+from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead
 from ._outbound import IDEMPOTENT_METHODS, TIMEOUT_HEADER, OutboundGuard, outbound_budget
 
-__all__ = ["ResilientAdapter"]
+__all__ = ["BulkheadFull", "ResilientAdapter"]
 
 
 def _cap(timeout: Any, left: float) -> Any:

@@ -53,15 +53,32 @@ def test_prints_every_breaker_with_state_rates_and_last_transition() -> None:
     assert "closed" in inventory and "0.0%" in inventory
 
 
-def test_prints_the_limiter_backend_health_and_the_rules() -> None:
+@pytest.mark.django_db
+def test_prints_the_limiter_backend_health_and_the_rules_from_settings_and_admin() -> None:
+    from resilience_django.models import LimitRule
+
+    LimitRule.objects.create(name="admin-burst", rate="5/s", key="ip", algorithm="gcra")
     out = StringIO()
     call_command("resilience_status", stdout=out)
     text = out.getvalue()
     assert "Limiter backend" in text
-    assert "backend: local" in text or "local backend" in text
-    assert "orders-per-ip: 100/m distributed enforce" in text
+    assert "backend: local" in text
+    assert (
+        "orders-per-ip: 100/60s sliding_window key=ip on * distributed enforce (settings)" in text
+    )
+    assert "admin-burst: 5/1s gcra key=ip on * local enforce (admin)" in text
 
 
+def test_an_unreachable_database_leaves_the_settings_rules_and_says_so() -> None:
+    # No django_db mark: pytest-django refuses the query, as a down database would.
+    out = StringIO()
+    call_command("resilience_status", stdout=out)
+    text = out.getvalue()
+    assert "orders-per-ip:" in text
+    assert "admin rules unavailable" in text
+
+
+@pytest.mark.django_db
 def test_json_output_carries_the_same_facts() -> None:
     out = StringIO()
     call_command("resilience_status", "--json", stdout=out)

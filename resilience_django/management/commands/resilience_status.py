@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from ...breakers.fleet import fleet_snapshot, get_store
+from ...conf import get_settings
+from ...limiting.health import health as limiter_health
+from ...limiting.rules import LimitRule
+from ...live.rules import load_admin_rules
 
 
-def _limiter_health() -> dict[str, Any] | None:
-    """``resilience_django.limiting.health()`` when the limiting package provides it."""
+def _rules_in_force() -> tuple[list[dict[str, Any]], str | None]:
+    """Settings rules, then the admin's (from the database), and why admin rules are missing."""
+    rules = [_describe(rule, "settings") for rule in get_settings().limits]
     try:
-        limiting = importlib.import_module("resilience_django.limiting")
-    except ImportError:
-        return None
-    health = getattr(limiting, "health", None)
-    if health is None:
-        try:
-            health = importlib.import_module("resilience_django.limiting.health")
-        except ImportError:
-            return None
-    if not callable(health):  # the submodule, not a function
-        health = getattr(health, "health", None)
-    if not callable(health):
-        return None
-    result = health()
-    return dict(result) if isinstance(result, Mapping) else {"status": result}
+        admin = load_admin_rules()
+    except Exception as exc:  # the database may be down: say so, show the rest
+        return rules, f"admin rules unavailable: {type(exc).__name__}: {exc}"
+    rules += [_describe(rule, "admin") for rule in admin.limit_rules]
+    return rules, None
+
+
+def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "rate": f"{rule.policy.rate.limit}/{rule.policy.rate.period:g}s",
+        "algorithm": str(rule.policy.algorithm),
+        "key": rule.key,
+        "match": rule.matcher.describe(),
+        "scope": rule.scope,
+        "mode": rule.mode,
+        "source": source,
+    }
 
 
 def _ago(at: float | None) -> str:
@@ -57,11 +62,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         rows = fleet_snapshot()
-        health = _limiter_health()
-        raw = getattr(settings, "RESILIENCE", {}) or {}
-        rules = list(raw.get("LIMITS", []) or []) if isinstance(raw, Mapping) else []
+        health = limiter_health()
+        rules, rules_error = _rules_in_force()
         if options["json"]:
-            doc = {"breakers": rows, "limiter": health, "rules": rules}
+            doc = {"breakers": rows, "limiter": health, "rules": rules, "rules_error": rules_error}
             self.stdout.write(json.dumps(doc, indent=2, default=str))
             return
         store = get_store()
@@ -96,17 +100,15 @@ class Command(BaseCommand):
                 cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
                 self.stdout.write("  " + "  ".join([*cells, row[-1]]).rstrip())
         self.stdout.write(self.style.MIGRATE_HEADING("Limiter backend"))
-        if health is None:
-            self.stdout.write("  local backend")
-        else:
-            for key, value in health.items():
-                self.stdout.write(f"  {key}: {value}")
+        for key, value in health.items():
+            self.stdout.write(f"  {key}: {value}")
         self.stdout.write(self.style.MIGRATE_HEADING("Rules in force"))
         if not rules:
-            self.stdout.write("  no rules in settings")
+            self.stdout.write("  no limit rules")
         for rule in rules:
-            if isinstance(rule, Mapping):
-                self.stdout.write(
-                    f"  {rule.get('name', '?')}: {rule.get('rate', '?')} "
-                    f"{rule.get('scope', 'local')} {rule.get('mode', 'enforce')}"
-                )
+            self.stdout.write(
+                f"  {rule['name']}: {rule['rate']} {rule['algorithm']} key={rule['key']} "
+                f"on {rule['match']} {rule['scope']} {rule['mode']} ({rule['source']})"
+            )
+        if rules_error is not None:
+            self.stdout.write(self.style.WARNING(f"  {rules_error}"))

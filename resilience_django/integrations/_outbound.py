@@ -61,7 +61,7 @@ class OutboundGuard:
     ``status_of(result)`` tells the breaker which results are failures (5xx).
     """
 
-    __slots__ = ("breaker", "bulkhead", "retry", "retry_methods")
+    __slots__ = ("_by_host", "breaker", "bulkhead", "retry", "retry_methods")
 
     def __init__(
         self,
@@ -72,17 +72,35 @@ class OutboundGuard:
         retry_methods: frozenset[str] = IDEMPOTENT_METHODS,
     ) -> None:
         self.breaker = breaker
+        # A retry budget is per target: one flaky dependency must not spend the
+        # retries of another.  Without an explicit target, the breaker's name
+        # is the target, or else each host is.
+        if retry is not None and retry.target is None and breaker is not None:
+            retry = retry.for_target(breaker)
         self.bulkhead = bulkhead
         self.retry = retry
         self.retry_methods = frozenset(m.upper() for m in retry_methods)
+        self._by_host: dict[str, RetryPolicy] = {}
 
-    def _retry_for(self, method: str) -> RetryPolicy | None:
-        return self.retry if self.retry is not None and method in self.retry_methods else None
+    def _retry_for(self, method: str, host: str) -> RetryPolicy | None:
+        policy = self.retry
+        if policy is None or method not in self.retry_methods:
+            return None
+        if policy.target is not None:
+            return policy
+        bound = self._by_host.get(host)
+        if bound is None:
+            if len(self._by_host) >= 256:  # bounded: hosts come from callers' URLs
+                self._by_host.clear()
+            bound = self._by_host[host] = policy.for_target(host)
+        return bound
 
     # -- sync ----------------------------------------------------------------
 
-    def call(self, method: str, attempt: Callable[[], T], status_of: Callable[[T], int]) -> T:
-        policy = self._retry_for(method)
+    def call(
+        self, method: str, host: str, attempt: Callable[[], T], status_of: Callable[[T], int]
+    ) -> T:
+        policy = self._retry_for(method, host)
         if policy is None:
             return self._once(attempt, status_of)
         return policy.call(self._once, attempt, status_of)
@@ -117,10 +135,11 @@ class OutboundGuard:
     async def acall(
         self,
         method: str,
+        host: str,
         attempt: Callable[[], Awaitable[T]],
         status_of: Callable[[T], int],
     ) -> T:
-        policy = self._retry_for(method)
+        policy = self._retry_for(method, host)
         if policy is None:
             return await self._aonce(attempt, status_of)
         return await policy.acall(self._aonce, attempt, status_of)

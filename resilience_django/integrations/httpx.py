@@ -96,7 +96,7 @@ class ResilientTransport(httpx.BaseTransport):
                 response.read()
             return response
 
-        return options.guard.call(request.method, attempt, _status)
+        return options.guard.call(request.method, request.url.host, attempt, _status)
 
     def close(self) -> None:
         self._transport.close()
@@ -131,7 +131,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 await response.aread()
             return response
 
-        return await options.guard.acall(request.method, attempt, _status)
+        return await options.guard.acall(request.method, request.url.host, attempt, _status)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -11,6 +11,7 @@ The same options and order as the httpx transports (see ``_outbound.py``).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
@@ -74,4 +75,5 @@ class ResilientAdapter(HTTPAdapter):
 
         if self._guard is None:
             return attempt()
-        return self._guard.call(request.method or "GET", attempt, _status)
+        host = urlsplit(request.url or "").hostname or ""
+        return self._guard.call(request.method or "GET", host, attempt, _status)

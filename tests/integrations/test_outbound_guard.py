@@ -180,3 +180,19 @@ def test_full_bulkhead_refuses_without_calling_and_without_blaming_the_breaker(
     snapshot = get_breaker(name).snapshot()
     assert snapshot["calls"] == 1
     assert snapshot["failures"] == 0
+
+
+def test_retry_budgets_are_per_dependency_not_shared_by_every_transport() -> None:
+    from resilience_django.integrations._outbound import OutboundGuard
+
+    policy = resilience_django.retry(attempts=3)
+    by_breaker = OutboundGuard(breaker="pricing", retry=policy)
+    by_host = OutboundGuard(retry=policy)
+    assert by_breaker._retry_for("GET", "pricing.internal").target == "pricing"  # type: ignore[union-attr]
+    a = by_host._retry_for("GET", "inventory.internal")
+    b = by_host._retry_for("GET", "risk.internal")
+    assert a is not None and b is not None
+    assert (a.target, b.target) == ("inventory.internal", "risk.internal")
+    assert by_host._retry_for("POST", "risk.internal") is None
+    explicit = OutboundGuard(breaker="x", retry=resilience_django.retry(target="shared"))
+    assert explicit._retry_for("GET", "h").target == "shared"  # type: ignore[union-attr]

@@ -453,6 +453,7 @@ def render(
         )
         if "error" in entry:
             sections.append(head + "\n**Failed:**\n\n```\n" + "\n".join(entry["error"]) + "\n```")
+            targets.append((title, ("-", "the benchmark ran to the end", "failed", False)))
             continue
         result = entry["result"]
         try:

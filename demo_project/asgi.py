@@ -36,4 +36,6 @@ clients.warm_up()
 # folders as runserver does (fine for a demo on 127.0.0.1; in production a web
 # server or whitenoise serves collected files).  Outermost, so asset requests
 # are not counted against the service's limits.
-application = ASGIStaticFilesHandler(ResilienceASGIMiddleware(services))
+# enforce_deadline: the downstreams under /downstream/ are not Django, so the
+# ASGI layer itself must cut them at their caller's X-Timeout-Ms.
+application = ASGIStaticFilesHandler(ResilienceASGIMiddleware(services, enforce_deadline=True))

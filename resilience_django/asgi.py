@@ -20,6 +20,7 @@ from typing import Any
 from django.http import HttpResponseBase
 
 from . import metrics, responses
+from .checks import MIDDLEWARE_PATH
 from .deadline import Deadline, _current
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
 from .routes import scope_path
@@ -91,8 +92,23 @@ async def send_response(send: Send, response: HttpResponseBase) -> None:
 
 
 class ResilienceASGIMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Starts each request's deadline before Django runs; see the module docstring.
+
+    ``enforce_deadline``: cancel the app at the deadline here.  By default it
+    does so only when ``ResilienceMiddleware`` is not in ``MIDDLEWARE``: with
+    it, the Django middleware enforces the deadline (answering with the real
+    request at hand), and a second timer would only cost each request a
+    schedule and a cancel.  Pass ``True`` when the wrapped app also serves
+    routes that do not go through Django.
+    """
+
+    def __init__(self, app: ASGIApp, *, enforce_deadline: bool | None = None) -> None:
         self.app = app
+        if enforce_deadline is None:
+            from django.conf import settings
+
+            enforce_deadline = MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", ())
+        self._django_enforces = not enforce_deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,7 +131,7 @@ class ResilienceASGIMiddleware:
             return
         token = _current.set(deadline)
         try:
-            if deadline is None:
+            if deadline is None or self._django_enforces:
                 await self.app(scope, receive, send)
                 return
             await self._run_with_deadline(scope, receive, send, deadline, get_meta)

@@ -53,8 +53,9 @@ async def app_raising_timeout(scope: Any, receive: Any, send: Any) -> None:
     raise TimeoutError("the app's own timeout")
 
 
-@override_settings(RESILIENCE={"DEADLINE": {"ROUTES": {"/orders": "150ms"}}})
+@override_settings(MIDDLEWARE=[], RESILIENCE={"DEADLINE": {"ROUTES": {"/orders": "150ms"}}})
 async def test_route_budget_applies_to_an_app_mounted_under_a_prefix() -> None:
+    # Without ResilienceMiddleware behind it, the ASGI layer enforces the deadline itself.
     scope = _scope("/shop/orders/1", root="/shop")
     start = time.monotonic()
     sent = await _call(ResilienceASGIMiddleware(slow_app), scope)
@@ -111,3 +112,22 @@ async def test_custom_handlers_see_method_and_path_before_django_runs() -> None:
         ResilienceASGIMiddleware(ok_app), _scope("/api/x", [(b"x-timeout-ms", b"0")])
     )
     assert sent[1]["body"] == b"GET /api/x"
+
+
+@override_settings(RESILIENCE={"DEADLINE": {"DEFAULT": "100ms"}})
+async def test_with_the_django_middleware_installed_the_asgi_layer_leaves_enforcing_to_it() -> None:
+    # tests.settings has ResilienceMiddleware: the slow non-Django app is not cut here.
+    start = time.monotonic()
+    sent = await _call(ResilienceASGIMiddleware(slow_app), _scope("/"))
+    assert _status(sent) == 200
+    assert time.monotonic() - start >= 2
+
+
+@override_settings(RESILIENCE={"DEADLINE": {"DEFAULT": "100ms"}})
+async def test_enforce_deadline_true_cuts_non_django_apps_even_with_the_middleware_installed() -> (
+    None
+):
+    start = time.monotonic()
+    sent = await _call(ResilienceASGIMiddleware(slow_app, enforce_deadline=True), _scope("/"))
+    assert _status(sent) == 504
+    assert time.monotonic() - start < 0.5

@@ -123,8 +123,8 @@ def budget() -> Iterator[Budget]:
 
 
 def _at_most(seconds: float) -> float:
-    # grpc core rounds the grpc-timeout it sends up to three significant digits,
-    # so the server may see up to 1 % more than the client's timeout.
+    # grpc core may round the grpc-timeout it sends up ("encoding may round up
+    # arbitrarily", timeout_encoding.h); a 10 s timeout arrives as about 10.1 s.
     return seconds * 1.01
 
 

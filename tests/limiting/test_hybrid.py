@@ -106,6 +106,7 @@ def test_transition_is_logged_at_warning_with_extra_fields(
 
 def test_fallback_is_reported_in_metrics(dead_url: str) -> None:
     import prometheus_client
+
     limiter = make(dead_url, FAILURES=1)
     try:
         limiter.decide((CHECK,))

@@ -221,7 +221,7 @@ def test_redis_backend_keeps_the_version_in_redis() -> None:
     client.delete(live.VERSION_KEY)
 
 
-def test_maybe_reload_allocates_nothing_when_not_due(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_maybe_reload_leaves_no_garbage_when_not_due(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(live, "_kick", lambda: None)
     live.maybe_reload(0.0)  # due: schedules the next check a second later
     check, now = live.maybe_reload, 0.5

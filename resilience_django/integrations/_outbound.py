@@ -26,7 +26,7 @@ from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead, Shed
 
-__all__ = ["TIMEOUT_HEADER", "BulkheadFull", "OutboundGuard", "outbound_budget"]
+__all__ = ["TIMEOUT_HEADER", "BulkheadFull", "OutboundGuard", "make_guard", "outbound_budget"]
 
 TIMEOUT_HEADER = "X-Timeout-Ms"
 # Methods a transport retries by default: repeating them cannot duplicate an effect.
@@ -168,6 +168,21 @@ class OutboundGuard:
         if breaker is not None and token is not None:
             _record(breaker, token, status_of(result), time.monotonic() - started)
         return result
+
+
+def make_guard(
+    *,
+    breaker: str | None,
+    retry: RetryPolicy | None,
+    bulkhead: Bulkhead | None,
+    retry_methods: frozenset[str],
+) -> OutboundGuard | None:
+    """A guard when any of breaker, retry or bulkhead is asked for; ``None`` keeps calls bare."""
+    if breaker is None and retry is None and bulkhead is None:
+        return None
+    return OutboundGuard(
+        breaker=breaker, bulkhead=bulkhead, retry=retry, retry_methods=retry_methods
+    )
 
 
 def _wait_budget() -> float | None:

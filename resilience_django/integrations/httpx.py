@@ -23,7 +23,7 @@ import httpx
 from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead
-from ._outbound import IDEMPOTENT_METHODS, TIMEOUT_HEADER, OutboundGuard, outbound_budget
+from ._outbound import IDEMPOTENT_METHODS, TIMEOUT_HEADER, make_guard, outbound_budget
 
 __all__ = ["AsyncResilientTransport", "BulkheadFull", "ResilientTransport"]
 
@@ -57,12 +57,9 @@ class _Options:
         retry_methods: frozenset[str],
     ) -> None:
         self.margin = margin
-        self.guard = (
-            OutboundGuard(breaker=breaker, bulkhead=bulkhead, retry=retry,
-                          retry_methods=retry_methods)
-            if breaker is not None or retry is not None or bulkhead is not None
-            else None
-        )  # fmt: skip
+        self.guard = make_guard(
+            breaker=breaker, retry=retry, bulkhead=bulkhead, retry_methods=retry_methods
+        )
 
 
 class ResilientTransport(httpx.BaseTransport):

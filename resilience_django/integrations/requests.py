@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead
-from ._outbound import IDEMPOTENT_METHODS, TIMEOUT_HEADER, OutboundGuard, outbound_budget
+from ._outbound import IDEMPOTENT_METHODS, TIMEOUT_HEADER, make_guard, outbound_budget
 
 __all__ = ["BulkheadFull", "ResilientAdapter"]
 
@@ -49,12 +49,9 @@ class ResilientAdapter(HTTPAdapter):
     ) -> None:
         super().__init__(*args, **kwargs)
         self._margin = margin
-        self._guard = (
-            OutboundGuard(breaker=breaker, bulkhead=bulkhead, retry=retry,
-                          retry_methods=retry_methods)
-            if breaker is not None or retry is not None or bulkhead is not None
-            else None
-        )  # fmt: skip
+        self._guard = make_guard(
+            breaker=breaker, retry=retry, bulkhead=bulkhead, retry_methods=retry_methods
+        )
 
     def send(  # type: ignore[override]
         self, request: PreparedRequest, timeout: Any = None, **kwargs: Any

@@ -106,6 +106,7 @@ class Kernel(Protocol):
     def advance(self, state: State, now: float) -> None: ...
     def fits(self, state: State, now: float, cost: int) -> bool: ...
     def consume(self, state: State, now: float, cost: int) -> None: ...
+    def refund(self, state: State, now: float, cost: int) -> None: ...
     def info(
         self, state: State, now: float, cost: int, allowed: bool
     ) -> tuple[int, float, float]: ...
@@ -161,6 +162,23 @@ class SlidingWindow:
     def consume(self, state: State, now: float, cost: int) -> None:
         state[state[0] % self.buckets + 3] += cost
         state[1] += cost
+
+    def refund(self, state: State, now: float, cost: int) -> None:
+        """Give back ``cost`` consumed moments ago (a later store rejected the request).
+
+        Taken from the newest buckets still in the window, where it was counted.
+        """
+        self.advance(state, now)
+        n = self.buckets
+        head = state[0]
+        for j in range(head, head - n, -1):
+            if cost <= 0:
+                break
+            i = j % n + 3
+            taken = state[i] if state[i] < cost else cost
+            state[i] -= taken
+            state[1] -= taken
+            cost -= taken
 
     def acquire(self, state: State, now: float, cost: int) -> bool:
         # advance() inlined for the hot path: most calls stay in one bucket.
@@ -252,6 +270,11 @@ class TokenBucket:
     def consume(self, state: State, now: float, cost: int) -> None:
         state[0] -= cost
 
+    def refund(self, state: State, now: float, cost: int) -> None:
+        self.advance(state, now)
+        tokens = state[0] + cost
+        state[0] = tokens if tokens < self.capacity else float(self.capacity)
+
     def acquire(self, state: State, now: float, cost: int) -> bool:
         self.advance(state, now)
         if state[0] + EPSILON < cost:
@@ -314,6 +337,10 @@ class Gcra:
 
     def consume(self, state: State, now: float, cost: int) -> None:
         state[0] += cost * self.interval
+
+    def refund(self, state: State, now: float, cost: int) -> None:
+        # A TAT pushed back into the past means "idle": advance() clamps it to now.
+        state[0] -= cost * self.interval
 
     def acquire(self, state: State, now: float, cost: int) -> bool:
         tat = state[0]

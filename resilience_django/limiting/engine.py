@@ -12,9 +12,10 @@ header) does not apply to it.
 
 With a ``local`` limiter, rules with ``scope="local"`` are decided there and
 ``scope="distributed"`` ones by ``limiter``: local first, and only if local
-admits, the distributed store (one round trip).  A request rejected by the
-distributed store has then consumed its local rules: the two stores cannot
-share one all-or-nothing step.
+admits, the distributed store (one round trip).  A request the distributed
+store rejects gets its local consumption refunded at once, so the decision
+stays all-or-nothing across the two stores (between the two steps another
+request may briefly see the local quota as spent).
 
 The ASGI fast path calls ``decide_scope``: it decides the request when every
 rule that could match it has a key available from the scope (``ip``,
@@ -33,6 +34,7 @@ from ..routes import scope_path
 from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
 from .headers import build_headers
 from .keys import KeyFunc, TrustedProxies, compile_key
+from .local import LocalLimiter
 from .rules import LimitRule
 
 __all__ = ["NO_LIMITS", "LimitEngine", "LimitResult"]
@@ -130,7 +132,7 @@ class LimitEngine:
         rules: Sequence[LimitRule],
         limiter: Limiter,
         *,
-        local: Limiter | None = None,
+        local: LocalLimiter | None = None,
         trusted_proxies: TrustedProxies | None = None,
         key_funcs: Mapping[str, KeyFunc] | None = None,
     ) -> None:
@@ -192,7 +194,12 @@ class LimitEngine:
         first = self._local.decide(local) if local else ALLOW_ALL
         if not shared or (stop and not first.allowed):
             return first
-        return _merge(first, self._limiter.decide(shared))
+        second = self._limiter.decide(shared)
+        if stop and not second.allowed and local:
+            # All-or-nothing across the two stores: the shared store said no,
+            # so the local rules give back what they just took.
+            self._local.refund(first)
+        return _merge(first, second)
 
     def _split(
         self, checks: list[LimitCheck]
@@ -248,7 +255,10 @@ class LimitEngine:
         first = await self._local.adecide(local) if local else ALLOW_ALL
         if not shared or (stop and not first.allowed):
             return first
-        return _merge(first, await self._limiter.adecide(shared))
+        second = await self._limiter.adecide(shared)
+        if stop and not second.allowed and local:
+            self._local.refund(first)
+        return _merge(first, second)
 
     # -- ASGI fast path -----------------------------------------------------
 

@@ -254,6 +254,34 @@ class LocalLimiter:
         finally:
             shard.release()
 
+    def refund(self, decision: Decision, share: float = 1.0) -> None:
+        """Undo an admitted decision made moments ago by this store.
+
+        For a request whose rules span two stores (local, then Redis): when the
+        second rejects, the first gives back what it took, so the request's
+        decision stays all-or-nothing.  Safe from any thread.
+        """
+        if not decision.allowed:
+            return
+        if self._init_lock is not _NO_LOCKING and not self._locking:
+            self._lock_from_now_on()
+        now = self._clock()
+        for outcome in decision.outcomes:
+            check = outcome.check
+            policy = check.policy
+            compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
+            if compiled is None or compiled.policy is not policy:
+                compiled = self._compile(policy, share)
+            key = (compiled.prefix, check.key)
+            shard = self._shards[hash(key) & self._mask]
+            shard.acquire()
+            try:
+                state = shard.states.get(key)
+                if state is not None:  # evicted meanwhile: nothing left to give back
+                    compiled.kernel.refund(state, now, check.cost)
+            finally:
+                shard.release()
+
     def _decide_unlocked(self, checks: tuple[LimitCheck, ...], share: float) -> Decision:
         if len(checks) != 1:
             return self._decide_many(checks, share, False)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
 from importlib import resources
 from typing import Any
 
@@ -95,6 +96,7 @@ class RedisLimiter:
 
     __slots__ = (
         "_aclient",
+        "_aclients",
         "_aloop",
         "_client",
         "_cluster",
@@ -119,6 +121,12 @@ class RedisLimiter:
         self._settings = settings
         self._aclient = async_client
         self._aloop: object | None = None
+        # One async client per event loop (a redis.asyncio client belongs to the
+        # loop it was made on), kept while the loop lives: a process that goes
+        # back and forth between loops reuses each loop's pool.
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
         if key_prefix is None:
             key_prefix = settings.key_prefix if settings is not None else "rl"
         self._prefix = key_prefix + ":{"
@@ -248,15 +256,19 @@ class RedisLimiter:
 
     def _async_client(self) -> AsyncClient:
         loop = asyncio.get_running_loop()
-        if self._aclient is None or (self._aloop is not None and self._aloop is not loop):
-            if self._settings is None:
-                if self._aclient is None:
-                    raise RuntimeError("RedisLimiter needs async_client or settings for adecide")
-            else:
-                self._aclient = make_async_client(self._settings)
-        self._aloop = loop
-        assert self._aclient is not None
-        return self._aclient
+        if self._aloop is loop and self._aclient is not None:
+            return self._aclient
+        if self._settings is None:
+            # A client handed in by the caller is used as is, on its own loop.
+            if self._aclient is None:
+                raise RuntimeError("RedisLimiter needs async_client or settings for adecide")
+            self._aloop = loop
+            return self._aclient
+        client = self._aclients.get(loop)
+        if client is None:
+            client = self._aclients[loop] = make_async_client(self._settings)
+        self._aclient, self._aloop = client, loop
+        return client
 
     async def _acall(
         self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool
@@ -306,10 +318,13 @@ class RedisLimiter:
         client.close()
 
     async def aclose(self) -> None:
-        """Close the async client's connections (for tests and shutdown)."""
+        """Close this loop's async client's connections (for tests and shutdown)."""
         client, self._aclient = self._aclient, None
         if client is None:
             return
+        for loop, made in list(self._aclients.items()):
+            if made is client:
+                del self._aclients[loop]
         if isinstance(client, AsyncRedis):
             pool = client.connection_pool
             for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):

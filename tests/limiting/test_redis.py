@@ -188,3 +188,24 @@ def test_state_is_forgotten_after_one_window(limiter: RedisLimiter) -> None:
     time.sleep(0.25)
     assert limiter.client.keys("rl:*") == []
     assert limiter.decide((check,)).outcomes[0].remaining == 1
+
+
+def test_each_event_loop_keeps_its_own_async_client(limiter: RedisLimiter) -> None:
+    import asyncio
+
+    checks = (LimitCheck(policy("loops", "100/h"), "client-l"),)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        first.run_until_complete(limiter.adecide(checks))
+        client_first = limiter._aclient
+        second.run_until_complete(limiter.adecide(checks))
+        assert limiter._aclient is not client_first
+        # Back on the first loop: its client (and connection pool) is reused, not rebuilt.
+        first.run_until_complete(limiter.adecide(checks))
+        assert limiter._aclient is client_first
+        assert len(limiter._aclients) == 2
+        for loop in (first, second):
+            loop.run_until_complete(limiter._aclients[loop].aclose())  # type: ignore[union-attr]
+    finally:
+        first.close()
+        second.close()

@@ -131,3 +131,14 @@ class Limiter(Protocol):
     def decide(self, checks: tuple[LimitCheck, ...]) -> Decision: ...
 
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision: ...
+
+    def decide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        """Enforced ``checks`` all-or-nothing and ``shadow`` checks as a second group, in
+        one round trip where the store has round trips; shadow never blocks."""
+        ...
+
+    async def adecide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]: ...

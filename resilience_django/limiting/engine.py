@@ -183,23 +183,31 @@ class LimitEngine:
                 return NO_LIMITS
             if self._local is None:
                 return self._result(self._limiter.decide(tuple(enforce)), None)
-        decision = self._decide_split(enforce, stop=True) if enforce else ALLOW_ALL
-        shadow_decision = self._decide_split(shadow, stop=False) if shadow else None
-        return self._result(decision, shadow_decision)
+        return self._result(*self._decide_both(enforce, shadow or []))
 
-    def _decide_split(self, checks: list[LimitCheck], *, stop: bool) -> Decision:
+    def _decide_both(
+        self, enforce: list[LimitCheck], shadow: list[LimitCheck]
+    ) -> tuple[Decision, Decision | None]:
+        """Enforced checks all-or-nothing, shadow checks as their own group.
+
+        Each store is asked once for both groups: with Redis, shadow rules
+        ride in the same script call as enforced ones (one round trip).
+        """
         if self._local is None:
-            return self._limiter.decide(tuple(checks))
-        local, shared = self._split(checks)
-        first = self._local.decide(local) if local else ALLOW_ALL
-        if not shared or (stop and not first.allowed):
-            return first
-        second = self._limiter.decide(shared)
-        if stop and not second.allowed and local:
+            return self._limiter.decide_with_shadow(tuple(enforce), tuple(shadow))
+        local_e, shared_e = self._split(enforce)
+        local_s, shared_s = self._split(shadow)
+        first, first_s = self._local.decide_with_shadow(local_e, local_s)
+        # Enforced distributed checks only when the local ones admitted.
+        ask = shared_e if first.allowed else ()
+        if not ask and not shared_s:
+            return first, first_s
+        second, second_s = self._limiter.decide_with_shadow(ask, shared_s)
+        if ask and not second.allowed and local_e:
             # All-or-nothing across the two stores: the shared store said no,
             # so the local rules give back what they just took.
             self._local.refund(first)
-        return _merge(first, second)
+        return (_merge(first, second) if ask else first), _merge_optional(first_s, second_s)
 
     def _split(
         self, checks: list[LimitCheck]
@@ -244,21 +252,23 @@ class LimitEngine:
     ) -> LimitResult:
         if not enforce and not shadow:
             return NO_LIMITS
-        decision = await self._adecide_split(enforce, stop=True) if enforce else ALLOW_ALL
-        shadow_decision = await self._adecide_split(shadow, stop=False) if shadow else None
-        return self._result(decision, shadow_decision)
+        return self._result(*await self._adecide_both(enforce, shadow or []))
 
-    async def _adecide_split(self, checks: list[LimitCheck], *, stop: bool) -> Decision:
+    async def _adecide_both(
+        self, enforce: list[LimitCheck], shadow: list[LimitCheck]
+    ) -> tuple[Decision, Decision | None]:
         if self._local is None:
-            return await self._limiter.adecide(tuple(checks))
-        local, shared = self._split(checks)
-        first = await self._local.adecide(local) if local else ALLOW_ALL
-        if not shared or (stop and not first.allowed):
-            return first
-        second = await self._limiter.adecide(shared)
-        if stop and not second.allowed and local:
+            return await self._limiter.adecide_with_shadow(tuple(enforce), tuple(shadow))
+        local_e, shared_e = self._split(enforce)
+        local_s, shared_s = self._split(shadow)
+        first, first_s = await self._local.adecide_with_shadow(local_e, local_s)
+        ask = shared_e if first.allowed else ()
+        if not ask and not shared_s:
+            return first, first_s
+        second, second_s = await self._limiter.adecide_with_shadow(ask, shared_s)
+        if ask and not second.allowed and local_e:
             self._local.refund(first)
-        return _merge(first, second)
+        return (_merge(first, second) if ask else first), _merge_optional(first_s, second_s)
 
     # -- ASGI fast path -----------------------------------------------------
 
@@ -300,6 +310,14 @@ class LimitEngine:
             for name in result.shadow_rejected:
                 metrics.request_rejected(name, "shadow")
         return result
+
+
+def _merge_optional(first: Decision | None, second: Decision | None) -> Decision | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return _merge(first, second)
 
 
 def _merge(first: Decision, second: Decision) -> Decision:

@@ -167,6 +167,51 @@ class HybridLimiter:
         self._answered(_perf() - start)
         return decision
 
+    def decide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        """Enforced and shadow checks in one Redis call (or locally), never raising for Redis."""
+        if not shadow:
+            return self.decide(checks), None
+        if self._fallback:
+            return self._local_pair(checks, shadow)
+        if self._probe is None:
+            self._start_probe()
+        start = _perf()
+        try:
+            pair = self._redis.decide_with_shadow(checks, shadow)
+        except Exception as exc:
+            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
+            return self._local_pair(checks, shadow)
+        self._answered(_perf() - start)
+        return pair
+
+    async def adecide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        if not shadow:
+            return await self.adecide(checks), None
+        if self._fallback:
+            return self._local_pair(checks, shadow)
+        if self._probe is None:
+            self._start_probe()
+        start = _perf()
+        try:
+            async with asyncio.timeout(self._budget):
+                pair = await self._redis.adecide_with_shadow(checks, shadow)
+        except Exception as exc:
+            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
+            return self._local_pair(checks, shadow)
+        self._answered(_perf() - start)
+        return pair
+
+    def _local_pair(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        share = self.share
+        first = self._local.decide(checks, share) if checks else ALLOW_ALL
+        return first, self._local.decide(shadow, share)
+
     def _answered(self, elapsed: float) -> None:
         self._last_latency = elapsed
         metrics.limiter_backend_seconds(elapsed)

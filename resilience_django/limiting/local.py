@@ -254,6 +254,19 @@ class LocalLimiter:
         finally:
             shard.release()
 
+    def decide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        """Enforced checks all-or-nothing, shadow checks as a group of their own."""
+        first = self.decide(checks) if checks else ALLOW_ALL
+        return first, (self.decide(shadow) if shadow else None)
+
+    async def adecide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        first = await self.adecide(checks) if checks else ALLOW_ALL
+        return first, (await self.adecide(shadow) if shadow else None)
+
     def refund(self, decision: Decision, share: float = 1.0) -> None:
         """Undo an admitted decision made moments ago by this store.
 

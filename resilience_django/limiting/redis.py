@@ -155,8 +155,8 @@ class RedisLimiter:
     def _key(self, check: LimitCheck, parts: _Parts) -> str:
         return self._prefix + _tag(check.key) + parts.suffix
 
-    def _packed(self, checks: tuple[LimitCheck, ...], commit: bool) -> bytes:
-        """The whole EVALSHA command as RESP bytes."""
+    def _packed(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> bytes:
+        """The whole EVALSHA command as RESP bytes (``split``: first shadow check, 1-based)."""
         n = len(checks)
         head = self._heads.get((n, commit))
         if head is None:
@@ -168,7 +168,10 @@ class RedisLimiter:
             )
             self._heads[(n, commit)] = head
         keys = []
-        args = [b"$1\r\n1\r\n" if commit else b"$1\r\n0\r\n"]
+        if split:
+            args = [_bulk(b"%d %d" % (1 if commit else 0, split))]
+        else:
+            args = [b"$1\r\n1\r\n" if commit else b"$1\r\n0\r\n"]
         for check in checks:
             parts = self._part(check.policy)
             keys.append(_bulk(self._key(check, parts).encode()))
@@ -177,10 +180,13 @@ class RedisLimiter:
             args.append(_COST_1 if cost == 1 else _bulk(str(cost).encode()))
         return head + b"".join(keys) + b"".join(args)
 
-    def _args(self, checks: tuple[LimitCheck, ...], commit: bool) -> list[str | int]:
+    def _args(
+        self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0
+    ) -> list[str | int]:
         """The EVALSHA command as arguments for a (cluster) client's execute_command."""
         keys: list[str | int] = []
-        args: list[str | int] = ["1" if commit else "0"]
+        flag = "1" if commit else "0"
+        args: list[str | int] = [f"{flag} {split}" if split else flag]
         for check in checks:
             parts = self._part(check.policy)
             keys.append(self._key(check, parts))
@@ -209,6 +215,26 @@ class RedisLimiter:
             i += 4
         return Decision(int(v[0]) == 1, tuple(outcomes), "redis")
 
+    @staticmethod
+    def _decode_pair(
+        checks: tuple[LimitCheck, ...], enforced: int, raw: bytes | str
+    ) -> tuple[Decision, Decision]:
+        """The answer of a call with a shadow group: checks ``enforced``.. are shadow."""
+        v = raw.split()
+        outcomes = []
+        i = 2
+        for check in checks:
+            outcomes.append(
+                RuleOutcome(
+                    check, int(v[i]) == 1, int(v[i + 1]), int(v[i + 2]) / 1e6, int(v[i + 3]) / 1e6
+                )
+            )
+            i += 4
+        return (
+            Decision(int(v[0]) == 1, tuple(outcomes[:enforced]), "redis"),
+            Decision(int(v[1]) == 1, tuple(outcomes[enforced:]), "redis"),
+        )
+
     def _slot_groups(self, checks: tuple[LimitCheck, ...]) -> list[tuple[LimitCheck, ...]]:
         groups: dict[int, list[LimitCheck]] = {}
         for check in checks:
@@ -217,27 +243,29 @@ class RedisLimiter:
 
     # -- sync ---------------------------------------------------------------------
 
-    def _call(self, checks: tuple[LimitCheck, ...], commit: bool) -> Any:
+    def _call(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> Any:
         client = self._client
         if self._cluster:
-            return client.execute_command(*self._args(checks, commit))  # type: ignore[no-untyped-call]
+            return client.execute_command(*self._args(checks, commit, split))  # type: ignore[no-untyped-call]
         pool = client.connection_pool  # type: ignore[union-attr]
         conn = pool.get_connection()
         try:
             # Errors disconnect the connection inside redis-py, so releasing it
             # in any case is safe: a broken one is reconnected on next use.
-            conn.send_packed_command([self._packed(checks, commit)], False)
+            conn.send_packed_command([self._packed(checks, commit, split)], False)
             return conn.read_response()
         finally:
             pool.release(conn)
 
-    def _run(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
+    def _raw(self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0) -> Any:
         try:
-            raw = self._call(checks, commit)
+            return self._call(checks, commit, split)
         except NoScriptError:
             self._client.script_load(self._source)
-            raw = self._call(checks, commit)
-        return self._decode(checks, raw)
+            return self._call(checks, commit, split)
+
+    def _run(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
+        return self._decode(checks, self._raw(checks, commit))
 
     def decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
         """Decide every check in one script call; raises redis-py errors as they come."""
@@ -251,6 +279,19 @@ class RedisLimiter:
                     return _merge(checks, peeks)
                 return _merge(checks, [self._run(g) for g in groups])
         return self._run(checks)
+
+    def decide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        """Enforced and shadow checks in one call, each group all-or-nothing on its own."""
+        if not shadow:
+            return self.decide(checks), None
+        if not checks:
+            return _EMPTY, self.decide(shadow)
+        both = checks + shadow
+        if self._cluster and len(self._slot_groups(both)) > 1:
+            return self.decide(checks), self.decide(shadow)
+        return self._decode_pair(both, len(checks), self._raw(both, split=len(checks) + 1))
 
     # -- async --------------------------------------------------------------------
 
@@ -271,28 +312,32 @@ class RedisLimiter:
         return client
 
     async def _acall(
-        self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool
+        self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0
     ) -> Any:
         if self._cluster:
-            return await client.execute_command(*self._args(checks, commit))
+            return await client.execute_command(*self._args(checks, commit, split))
         pool = client.connection_pool  # type: ignore[union-attr]
         conn = await pool.get_connection()
         try:
             # redis.asyncio disconnects a connection whose read was cancelled
             # (asyncio.timeout), so it never hands back a half-read reply.
-            await conn.send_packed_command([self._packed(checks, commit)], False)
+            await conn.send_packed_command([self._packed(checks, commit, split)], False)
             return await conn.read_response()
         finally:
             await pool.release(conn)
 
-    async def _arun(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
+    async def _araw(
+        self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0
+    ) -> Any:
         client = self._async_client()
         try:
-            raw = await self._acall(client, checks, commit)
+            return await self._acall(client, checks, commit, split)
         except NoScriptError:
             await client.script_load(self._source)
-            raw = await self._acall(client, checks, commit)
-        return self._decode(checks, raw)
+            return await self._acall(client, checks, commit, split)
+
+    async def _arun(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
+        return self._decode(checks, await self._araw(checks, commit))
 
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
         """``decide`` on ``redis.asyncio``; never blocks the event loop."""
@@ -306,6 +351,20 @@ class RedisLimiter:
                     return _merge(checks, peeks)
                 return _merge(checks, [await self._arun(g) for g in groups])
         return await self._arun(checks)
+
+    async def adecide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
+        """``decide_with_shadow`` on ``redis.asyncio``."""
+        if not shadow:
+            return await self.adecide(checks), None
+        if not checks:
+            return _EMPTY, await self.adecide(shadow)
+        both = checks + shadow
+        if self._cluster and len(self._slot_groups(both)) > 1:
+            return await self.adecide(checks), await self.adecide(shadow)
+        raw = await self._araw(both, split=len(checks) + 1)
+        return self._decode_pair(both, len(checks), raw)
 
     def close(self) -> None:
         """Close the sync client's connections (and its sentinels', if any)."""

@@ -209,3 +209,53 @@ def test_each_event_loop_keeps_its_own_async_client(limiter: RedisLimiter) -> No
     finally:
         first.close()
         second.close()
+
+
+def _evalsha_calls(server: RedisServer, action: object) -> int:
+    stats = redis.Redis(port=server.port)
+    before = stats.info("commandstats").get("cmdstat_evalsha", {"calls": 0})["calls"]
+    action()  # type: ignore[operator]
+    after = stats.info("commandstats")["cmdstat_evalsha"]["calls"]
+    stats.close()
+    return int(after - before)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_enforced_and_shadow_checks_share_one_round_trip_each_group_on_its_own(
+    limiter: RedisLimiter, server: RedisServer, algorithm: Algorithm
+) -> None:
+    enforced = (LimitCheck(policy(f"e-{algorithm}", "2/h", algorithm), "k"),)
+    shadow = (LimitCheck(policy(f"s-{algorithm}", "1/h", algorithm), "k"),)
+    limiter.decide_with_shadow(enforced, shadow)  # loads the script; e: 1 left, s: 0 left
+    answers: list[tuple[bool, bool]] = []
+
+    def decide() -> None:
+        for _ in range(2):
+            d, s = limiter.decide_with_shadow(enforced, shadow)
+            assert s is not None
+            answers.append((d.allowed, s.allowed))
+
+    assert _evalsha_calls(server, decide) == 2  # one call per request, not two
+    # The shadow group's rejection never blocked the enforced rule (its 2nd use
+    # passed), and the enforced rejection did not stop the shadow count.
+    assert answers == [(True, False), (False, False)]
+    assert [o.check for o in limiter.decide((enforced[0],)).outcomes] == [enforced[0]]
+
+
+async def test_async_enforced_and_shadow_checks_share_one_round_trip(
+    limiter: RedisLimiter, server: RedisServer
+) -> None:
+    enforced = (LimitCheck(policy("ae", "5/h"), "k"),)
+    shadow = (LimitCheck(policy("as", "1/h"), "k"), LimitCheck(policy("as2", "5/h"), "k"))
+    await limiter.adecide_with_shadow(enforced, shadow)
+    stats = redis.Redis(port=server.port)
+    before = stats.info("commandstats")["cmdstat_evalsha"]["calls"]
+    decision, shadow_decision = await limiter.adecide_with_shadow(enforced, shadow)
+    after = stats.info("commandstats")["cmdstat_evalsha"]["calls"]
+    stats.close()
+    assert after - before == 1
+    assert decision.allowed and shadow_decision is not None and not shadow_decision.allowed
+    # The shadow group is all-or-nothing on its own: its rejection did not consume as2,
+    # which has had one use (the first call); this use leaves 5 - 2 = 3.
+    alone = await limiter.adecide((shadow[1],))
+    assert alone.outcomes[0].remaining == 3

@@ -60,6 +60,6 @@ def test_four_processes_admit_exactly_the_limit(server: RedisServer, algorithm: 
     admitted = [out.get(timeout=60) for _ in procs]
     for p in procs:
         p.join(timeout=10)
+    # Exactly the limit across all processes.  (How it is shared between them
+    # depends on when the OS scheduled each one, so that is not asserted.)
     assert sum(admitted) == LIMIT, admitted
-    # Everyone got a fair chance at the shared quota: no process was starved.
-    assert all(a > 0 for a in admitted), admitted

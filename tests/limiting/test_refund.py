@@ -92,3 +92,50 @@ async def test_async_decisions_refund_the_same_way() -> None:
         result = await engine.adecide("GET", "/", _Request())
         assert not result.allowed
     assert _left(engine, local) == 2
+
+
+class _CountingStore(LocalLimiter):
+    """A real local store that counts how often the engine asks it (one ask = one round trip)."""
+
+    asks = 0
+    inside = False
+
+    def decide_with_shadow(self, checks, shadow):  # type: ignore[no-untyped-def, override]
+        type(self).asks += 1
+        type(self).inside = True
+        try:
+            return super().decide_with_shadow(checks, shadow)
+        finally:
+            type(self).inside = False
+
+    def decide(self, checks, share=1.0):  # type: ignore[no-untyped-def, override]
+        if not type(self).inside:  # asked directly by the engine: a round trip of its own
+            type(self).asks += 1
+        return super().decide(checks, share)
+
+
+def test_enforced_and_shadow_distributed_rules_cost_one_ask_of_the_shared_store() -> None:
+    shared = _CountingStore()
+    rules = [
+        parse_limit_rule({"name": "local-a", "rate": "10/m", "key": "ip"}, index=0),
+        parse_limit_rule(
+            {"name": "shared-b", "rate": "10/m", "key": "ip", "scope": "distributed"}, index=1
+        ),
+        parse_limit_rule(
+            {
+                "name": "shared-shadow",
+                "rate": "1/m",
+                "key": "ip",
+                "scope": "distributed",
+                "mode": "shadow",
+            },
+            index=2,
+        ),
+    ]
+    engine = LimitEngine(rules, shared, local=LocalLimiter())
+    _CountingStore.asks = 0
+    for _ in range(3):
+        result = engine.decide("GET", "/", _Request())
+        assert result.allowed
+    assert _CountingStore.asks == 3  # one per request: enforced and shadow together
+    assert result.shadow_rejected == ("shared-shadow",)

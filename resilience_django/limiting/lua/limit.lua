@@ -1,12 +1,15 @@
 -- All distributed limits of one request, decided in one call, all-or-nothing.
 --
 -- KEYS[i]  the state key of check i (all keys of one call share a hash slot)
--- ARGV[1]  1 = commit when every check passes, 0 = peek (never writes)
+-- ARGV[1]  1 = commit when every check passes, 0 = peek (never writes);
+--          "1 k": checks k.. are shadow checks, decided (and committed) as a
+--          second all-or-nothing group, so enforced and shadow rules cost one call
 -- ARGV[2 + 5*(i-1) ...]  check i: algorithm (1 sliding window, 2 token
 --          bucket, 3 GCRA), limit, period in microseconds, capacity, cost
 --
 -- Returns one string of integers separated by spaces: allowed, then per
--- check allowed, remaining, reset_after_us, retry_after_us.  One string
+-- check allowed, remaining, reset_after_us, retry_after_us.  With a shadow
+-- group: allowed (enforced group), shadow allowed, then the per-check values.  One string
 -- rather than an array because the client spends microseconds per array
 -- element parsing it.
 --
@@ -33,14 +36,17 @@ local SW_FORMAT = '<ddddddddddd'
 local TB_FORMAT = '<dd'
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
-local commit = ARGV[1] == '1'
+local commit = ARGV[1]:sub(1, 1) == '1'
 local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 
 local n = #KEYS
+-- Checks split.. form the shadow group; without one, split is past the end.
+local split = tonumber(ARGV[1]:sub(3)) or (n + 1)
 -- One MGET for every rule's state: each redis.call costs microseconds.
 local states = redis.call('MGET', unpack(KEYS))
 local out = {}
 local all_ok = true
+local shadow_ok = true
 -- What pass 2 writes for check i: the packed value and its TTL in ms.
 local new_value = {}
 local new_ttl = {}
@@ -153,7 +159,9 @@ for i = 1, n do
     new_ttl[i] = ceil((new_tat - now) / 1000) + 1
   end
 
-  if not ok then all_ok = false end
+  if not ok then
+    if i < split then all_ok = false else shadow_ok = false end
+  end
   -- Integers below 1e14 print exactly with Lua's default number format.
   out[#out + 1] = ok and 1 or 0
   out[#out + 1] = remaining
@@ -161,10 +169,22 @@ for i = 1, n do
   out[#out + 1] = ceil(retry)
 end
 
-if all_ok and commit then
-  for i = 1, n do
-    redis.call('SET', KEYS[i], new_value[i], 'PX', new_ttl[i])
+if commit then
+  -- Each group commits on its own: a shadow rejection never rolls back an
+  -- enforced rule, and an enforced rejection never hides a shadow count.
+  if all_ok then
+    for i = 1, split - 1 do
+      redis.call('SET', KEYS[i], new_value[i], 'PX', new_ttl[i])
+    end
+  end
+  if shadow_ok then
+    for i = split, n do
+      redis.call('SET', KEYS[i], new_value[i], 'PX', new_ttl[i])
+    end
   end
 end
 
-return (all_ok and '1 ' or '0 ') .. table.concat(out, ' ')
+if split > n then
+  return (all_ok and '1 ' or '0 ') .. table.concat(out, ' ')
+end
+return (all_ok and '1 ' or '0 ') .. (shadow_ok and '1 ' or '0 ') .. table.concat(out, ' ')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -37,6 +37,13 @@ def limiter(settings: RedisSettings, server: RedisServer) -> Iterator[RedisLimit
     client.flushdb()
     yield RedisLimiter(client, settings=settings)
     client.close()
+
+
+@pytest.fixture
+async def async_limiter(limiter: RedisLimiter) -> AsyncIterator[RedisLimiter]:
+    """The same limiter for async tests, its asyncio client closed on the test's own loop."""
+    yield limiter
+    await limiter.aclose()
 
 
 def policy(name: str, rate: str = "5/h", algorithm: Algorithm = Algorithm.SLIDING_WINDOW,
@@ -153,20 +160,20 @@ def test_one_round_trip_per_decision_whatever_the_rule_count(
     assert sent <= {"cmdstat_info"}
 
 
-async def test_adecide_matches_decide_on_the_event_loop(limiter: RedisLimiter) -> None:
+async def test_adecide_matches_decide_on_the_event_loop(async_limiter: RedisLimiter) -> None:
     check = LimitCheck(policy("r", "3/h", Algorithm.TOKEN_BUCKET), "k")
-    results = [(await limiter.adecide((check,))).allowed for _ in range(4)]
+    results = [(await async_limiter.adecide((check,))).allowed for _ in range(4)]
     assert results == [True, True, True, False]
-    assert limiter.decide((check,)).allowed is False
-    await limiter.aclose()
+    assert async_limiter.decide((check,)).allowed is False
+    await async_limiter.aclose()
 
 
-async def test_adecide_survives_script_flush(limiter: RedisLimiter) -> None:
+async def test_adecide_survives_script_flush(async_limiter: RedisLimiter) -> None:
     check = LimitCheck(policy("r", "3/h"), "k")
-    assert (await limiter.adecide((check,))).allowed
-    limiter.client.script_flush()
-    assert (await limiter.adecide((check,))).outcomes[0].remaining == 1
-    await limiter.aclose()
+    assert (await async_limiter.adecide((check,))).allowed
+    async_limiter.client.script_flush()
+    assert (await async_limiter.adecide((check,))).outcomes[0].remaining == 1
+    await async_limiter.aclose()
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -205,7 +212,8 @@ def test_each_event_loop_keeps_its_own_async_client(limiter: RedisLimiter) -> No
         assert limiter._aclient is client_first
         assert len(limiter._aclients) == 2
         for loop in (first, second):
-            loop.run_until_complete(limiter._aclients[loop].aclose())  # type: ignore[union-attr]
+            client = limiter._aclients[loop]
+            loop.run_until_complete(client.aclose(close_connection_pool=True))  # type: ignore[call-arg]
     finally:
         first.close()
         second.close()
@@ -243,19 +251,19 @@ def test_enforced_and_shadow_checks_share_one_round_trip_each_group_on_its_own(
 
 
 async def test_async_enforced_and_shadow_checks_share_one_round_trip(
-    limiter: RedisLimiter, server: RedisServer
+    async_limiter: RedisLimiter, server: RedisServer
 ) -> None:
     enforced = (LimitCheck(policy("ae", "5/h"), "k"),)
     shadow = (LimitCheck(policy("as", "1/h"), "k"), LimitCheck(policy("as2", "5/h"), "k"))
-    await limiter.adecide_with_shadow(enforced, shadow)
+    await async_limiter.adecide_with_shadow(enforced, shadow)
     stats = redis.Redis(port=server.port)
     before = stats.info("commandstats")["cmdstat_evalsha"]["calls"]
-    decision, shadow_decision = await limiter.adecide_with_shadow(enforced, shadow)
+    decision, shadow_decision = await async_limiter.adecide_with_shadow(enforced, shadow)
     after = stats.info("commandstats")["cmdstat_evalsha"]["calls"]
     stats.close()
     assert after - before == 1
     assert decision.allowed and shadow_decision is not None and not shadow_decision.allowed
     # The shadow group is all-or-nothing on its own: its rejection did not consume as2,
     # which has had one use (the first call); this use leaves 5 - 2 = 3.
-    alone = await limiter.adecide((shadow[1],))
+    alone = await async_limiter.adecide((shadow[1],))
     assert alone.outcomes[0].remaining == 3

@@ -48,9 +48,10 @@ ROUTE_DEADLINES: list[dict[str, Any]] = [
         "this bounds the calls that send none.",
     },
 ]
-# Breaker policies stay in the settings for now: the registry behind
-# breaker("pricing") and the transports reads RESILIENCE["BREAKERS"] only, so
-# an admin policy for a dependency breaker would be shown but not applied.
+# The three dependency breakers are part of what the code relies on, so they
+# live in the settings (which win over an admin row of the same name).  An
+# operator adds policies here for breakers the settings do not name; the
+# registry applies them live.
 POLICIES: list[dict[str, Any]] = []
 
 

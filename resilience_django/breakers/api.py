@@ -97,17 +97,8 @@ class BreakerGuard:
             check = own_check or b._result_check
             if check is not None and check(result):
                 b._failed(p, now, now - started if timed else None, None)
-            elif timed or not p.free:
-                b._ok(p, now, now - started if timed else None)
             else:
-                # Breaker._ok inlined for the common case (measuring, untimed): saves a
-                # method call per call.  Same lock-free reasoning as there (state.py).
-                w = p.window
-                if now >= w.roll_at:
-                    b._roll(p, now)
-                    w = p.window
-                w.cur_calls += 1
-                p.consecutive = 0
+                b._ok(p, now, now - started if timed else None)
             return result
 
         return wrapper
@@ -144,17 +135,8 @@ class BreakerGuard:
             check = own_check or b._result_check
             if check is not None and check(result):
                 b._failed(p, now, now - started if timed else None, None)
-            elif timed or not p.free:
-                b._ok(p, now, now - started if timed else None)
             else:
-                # Breaker._ok inlined for the common case (measuring, untimed): saves a
-                # method call per call.  Same lock-free reasoning as there (state.py).
-                w = p.window
-                if now >= w.roll_at:
-                    b._roll(p, now)
-                    w = p.window
-                w.cur_calls += 1
-                p.consecutive = 0
+                b._ok(p, now, now - started if timed else None)
             return result
 
         return wrapper

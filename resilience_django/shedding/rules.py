@@ -28,7 +28,7 @@ Check ids (each problem has its own):
   integer between 1 and ``max_concurrent``
 * ``resilience.E077`` ``critical_share`` not a number in [0, 1)
 * ``resilience.E078`` ``critical``, ``critical_paths``, ``critical_methods`` or
-  ``critical_header`` invalid
+  ``critical_header`` invalid (a header name is an HTTP token: no spaces, no colon)
 * ``resilience.E079`` two rules with the same name (``parse_shedding_rules``)
 """
 
@@ -66,6 +66,8 @@ KNOWN_KEYS = frozenset(
     }
 )
 _FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+# An HTTP field name (RFC 9110 token): a name with a space or a colon never matches a header.
+_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,14 +229,17 @@ def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
             hint="E.g. ['/api/orders/checkout'] or ['^/api/orders/\\d+/pay$'].",
         )
     for path in paths:
-        prefix, regex = compile_path(path, where=where, check_id="resilience.E078")
+        # "critical_paths: path '^(' is not ..." says which of the rule's paths is wrong.
+        prefix, regex = compile_path(
+            path, where=f"{where}: critical_paths", check_id="resilience.E078"
+        )
         if prefix is not None:
             prefixes.append(prefix)
         if regex is not None:
             regexes.append(regex)
     methods = _methods(mapping.get("critical_methods", ()), where)
     header = mapping.get("critical_header")
-    if header is not None and (not isinstance(header, str) or not header.strip()):
+    if header is not None and (not isinstance(header, str) or not _HEADER.match(header.strip())):
         raise ConfigError(
             f"{where}: critical_header {header!r} must be a header name",
             check_id="resilience.E078",

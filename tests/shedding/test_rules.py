@@ -94,6 +94,8 @@ def test_adaptive_rule_runs_between_floor_and_max_concurrent() -> None:
         ({"critical_paths": ["x"]}, "resilience.E078"),
         ({"critical_methods": "GET"}, "resilience.E078"),
         ({"critical_header": ""}, "resilience.E078"),
+        ({"critical_header": "X Priority"}, "resilience.E078"),
+        ({"critical_header": "X-Priority:"}, "resilience.E078"),
     ],
 )
 def test_each_kind_of_problem_has_its_own_check_id(change: dict[str, Any], check_id: str) -> None:
@@ -113,3 +115,12 @@ def test_parsing_all_rules_keeps_good_ones_and_reports_duplicates_as_e079() -> N
     rules, errors = parse_shedding_rules([GOOD, {**GOOD, "path": "/x"}, {"name": "bad"}])
     assert [r.name for r in rules] == ["orders"]
     assert [e.check_id for e in errors] == ["resilience.E079", "resilience.E073"]
+
+
+def test_a_bad_critical_path_error_names_critical_paths_not_the_rule_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_shedding_rule({**GOOD, "critical_paths": ["/ok", "^/api/("]}, index=0)
+    assert info.value.check_id == "resilience.E078"
+    assert "('orders'): critical_paths: path '^/api/(' is not a valid regular expression" in str(
+        info.value
+    )

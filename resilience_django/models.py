@@ -16,7 +16,14 @@ from django.db import models
 
 from .exceptions import ConfigError
 
-__all__ = ["BreakerDashboard", "BreakerPolicy", "LimitRule", "RouteDeadline", "config_error"]
+__all__ = [
+    "BreakerDashboard",
+    "BreakerPolicy",
+    "LimitRule",
+    "RouteDeadline",
+    "SheddingRule",
+    "config_error",
+]
 
 
 def config_error(
@@ -302,6 +309,130 @@ class RouteDeadline(_Timestamped):
             raise ValidationError(errors)
 
 
+# Which form field each shedding check id is about (E072: path, view or methods;
+# E078: one of the critical_* fields; both found from the message).
+_SHEDDING_FIELDS = {
+    "resilience.E071": "name",
+    "resilience.E073": "max_concurrent",
+    "resilience.E074": "queue",
+    "resilience.E075": "max_wait",
+    # "adaptive" is a checkbox and cannot be wrong: an E076 is about the floor.
+    "resilience.E076": "min_concurrent",
+    "resilience.E077": "critical_share",
+}
+_SHEDDING_BY_MESSAGE = (
+    "path", "view", "methods", "critical", "critical_paths", "critical_methods", "critical_header",
+)  # fmt: skip
+
+
+class SheddingRule(_Timestamped):
+    """One entry of ``RESILIENCE["SHEDDING"]``, defined in the admin.
+
+    Shedding rules are tried in order and the first match decides: the settings
+    rules first (in their list order), then these, by ``position`` then name.
+    """
+
+    name = models.CharField(
+        max_length=100, unique=True, help_text="Unique; labels the rule's metrics and its 503s."
+    )
+    position = models.IntegerField(
+        default=0,
+        help_text="Admin rules are tried lowest first, after the settings rules; "
+        "the first rule that matches a request decides.",
+    )
+    path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Path prefix ('/api/orders') or regex ('^/api/\\d+$'); empty: any.",
+    )
+    view = models.CharField(
+        max_length=200, blank=True, help_text="URL name such as 'orders:quote'; empty: any."
+    )
+    methods = models.CharField(
+        max_length=100, blank=True, help_text="Comma-separated, e.g. 'POST, PUT'; empty: any."
+    )
+    max_concurrent = models.IntegerField(help_text="Requests of this rule that may run at once.")
+    queue = models.IntegerField(
+        default=0, help_text="Requests that may wait for a slot; 0: shed at once when full."
+    )
+    max_wait = models.CharField(
+        max_length=20,
+        default="100ms",
+        help_text="Longest wait in the queue ('200ms'); never past the request's deadline.",
+    )
+    adaptive = models.BooleanField(
+        default=False,
+        help_text="The limit follows latency, between min_concurrent and max_concurrent.",
+    )
+    min_concurrent = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="Adaptive only: the floor; empty: min(20, max_concurrent).",
+    )
+    critical_share = models.FloatField(
+        default=0.0, help_text="Share of the slots kept for critical requests, from 0 up to 1."
+    )
+    critical = models.BooleanField(
+        default=False, help_text="Every request of this rule is critical."
+    )
+    critical_paths = models.TextField(
+        blank=True,
+        help_text="Critical path prefixes or regexes ('^...'), one a line.",
+    )
+    critical_methods = models.CharField(
+        max_length=100, blank=True, help_text="Comma-separated, e.g. 'DELETE'; empty: none."
+    )
+    critical_header = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="A header your own gateway sets (never trusted from clients); empty: none.",
+    )
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name = "shedding rule"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_setting(self) -> dict[str, Any]:
+        """This row as a ``RESILIENCE["SHEDDING"]`` entry."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "max_concurrent": self.max_concurrent,
+            "queue": self.queue,
+            "max_wait": self.max_wait,
+            "adaptive": self.adaptive,
+            "critical_share": self.critical_share,
+            "critical": self.critical,
+        }
+        if self.path:
+            entry["path"] = self.path
+        if self.view:
+            entry["view"] = self.view
+        if self.methods:
+            entry["methods"] = _split(self.methods)
+        if self.min_concurrent is not None:
+            entry["min_concurrent"] = self.min_concurrent
+        # One a line, not comma-separated: a regex may hold a comma ("\\d{1,3}").
+        paths = [line.strip() for line in self.critical_paths.splitlines() if line.strip()]
+        if paths:
+            entry["critical_paths"] = paths
+        if self.critical_methods:
+            entry["critical_methods"] = _split(self.critical_methods)
+        if self.critical_header.strip():
+            entry["critical_header"] = self.critical_header.strip()
+        return entry
+
+    def clean(self) -> None:
+        from .shedding.rules import parse_shedding_rule
+
+        try:
+            parse_shedding_rule(self.as_setting(), index=0)
+        except ConfigError as exc:
+            raise config_error(exc, _SHEDDING_BY_MESSAGE, _SHEDDING_FIELDS) from None
+
+
 class BreakerDashboard(models.Model):
     """No table: the admin's link to the fleet-wide breaker dashboard, and its permission."""
 
@@ -321,7 +452,7 @@ class BreakerDashboard(models.Model):
 def _connect() -> None:
     from . import live
 
-    live.connect_signals((LimitRule, BreakerPolicy, RouteDeadline))
+    live.connect_signals((LimitRule, BreakerPolicy, RouteDeadline, SheddingRule))
 
 
 _connect()

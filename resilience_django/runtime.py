@@ -148,8 +148,10 @@ class Runtime:
         )
         # The shedder lives with the stores: a rebuild (an admin edit) must not
         # hand out a fresh set of slots while requests still hold the old ones.
-        stores.shedder.update(settings.shedding)
-        self.shedder: Shedder | None = stores.shedder if settings.shedding else None
+        # First match decides: settings rules first, so they win here too.
+        shedding = settings.shedding + admin.shedding_rules
+        stores.shedder.update(shedding)
+        self.shedder: Shedder | None = stores.shedder if shedding else None
         self.shed_before_view = self.shedder is not None and not self.shedder.needs_view_name
         self.ratelimit_headers = settings.ratelimit_headers
         self.route_breakers: tuple[tuple[str, RouteMatcher], ...] = route_breakers(

@@ -21,9 +21,12 @@ so the settings rules alone) stay in force, the error is logged at most once
 a minute, and the thread tries again at the next interval.
 
 Precedence: a settings rule and an admin rule with the same name (limit rule
-name, breaker name, deadline route) → **the settings rule wins**; the admin
-rule is left out of :func:`admin_rules` and listed in ``conflicts`` (the admin
-shows it as "overridden by settings").  Otherwise both apply.
+name, breaker name, deadline route, shedding rule name) → **the settings rule
+wins**; the admin rule is left out of :func:`admin_rules` and listed in
+``conflicts`` (the admin shows it as "overridden by settings").  Otherwise both
+apply.  Shedding rules are tried in order and the first match decides, so the
+settings rules come first there too: an admin shedding rule only gets the
+requests no settings shedding rule matches.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from ..breakers.policy import BreakerPolicy, parse_breaker_policy
 from ..conf import RouteBudget, _route_key_matcher, get_settings
 from ..exceptions import ConfigError
 from ..limiting.rules import LimitRule, parse_limit_rule
+from ..shedding.rules import SheddingRule, parse_shedding_rule
 
 __all__ = ["AdminRules", "load_admin_rules", "settings_names"]
 
@@ -24,6 +25,8 @@ class AdminRules:
     limit_rules: tuple[LimitRule, ...] = ()
     breaker_policies: Mapping[str, BreakerPolicy] = field(default_factory=dict)
     route_budgets: tuple[RouteBudget, ...] = ()
+    # In the order they are tried (position, then name), after the settings' own.
+    shedding_rules: tuple[SheddingRule, ...] = ()
     # (kind, name) of enabled admin rules left out because settings define the name.
     conflicts: tuple[tuple[str, str], ...] = ()
     # Fingerprint of the rows loaded: what "changed" is decided on.
@@ -31,22 +34,25 @@ class AdminRules:
 
 
 def settings_names() -> dict[str, frozenset[str]]:
-    """Names the settings define, per kind: ``limit``, ``breaker``, ``route``."""
+    """Names the settings define, per kind: ``limit``, ``breaker``, ``route``, ``shedding``."""
     raw = get_settings().raw
-    limits = raw.get("LIMITS") or []
-    limit_names = (
-        {str(e.get("name")) for e in limits if isinstance(e, Mapping)}
-        if isinstance(limits, list | tuple)
-        else set()
-    )
     breakers = raw.get("BREAKERS") or {}
     deadline = raw.get("DEADLINE") or {}
     routes = deadline.get("ROUTES") if isinstance(deadline, Mapping) else None
     return {
-        "limit": frozenset(limit_names),
+        "limit": _list_names(raw.get("LIMITS")),
+        "shedding": _list_names(raw.get("SHEDDING")),
         "breaker": frozenset(map(str, breakers)) if isinstance(breakers, Mapping) else frozenset(),
         "route": frozenset(map(str, routes)) if isinstance(routes, Mapping) else frozenset(),
     }
+
+
+def _list_names(entries: Any) -> frozenset[str]:
+    # Raw settings, not the parsed rules: a settings rule that fails its check
+    # still claims its name, so a broken deploy does not hand it to the admin.
+    if not isinstance(entries, list | tuple):
+        return frozenset()
+    return frozenset(str(e.get("name")) for e in entries if isinstance(e, Mapping))
 
 
 def load_admin_rules() -> AdminRules:
@@ -58,6 +64,7 @@ def load_admin_rules() -> AdminRules:
     from ..models import BreakerPolicy as BreakerRow
     from ..models import LimitRule as LimitRow
     from ..models import RouteDeadline as RouteRow
+    from ..models import SheddingRule as SheddingRow
 
     taken = settings_names()
     conflicts: list[tuple[str, str]] = []
@@ -89,10 +96,22 @@ def load_admin_rules() -> AdminRules:
         budget = _parse(lambda r=route_row: _route_budget(r.route, r.parsed_budget()))
         if budget is not None:
             budgets.append(budget)
+    shedding: list[SheddingRule] = []
+    for index, shed_row in enumerate(
+        SheddingRow.objects.filter(enabled=True).order_by("position", "name")
+    ):
+        fingerprint.append(("shedding", shed_row.pk, shed_row.updated_at))
+        if shed_row.name in taken["shedding"]:
+            conflicts.append(("shedding", shed_row.name))
+            continue
+        rule = _parse(lambda r=shed_row, i=index: parse_shedding_rule(r.as_setting(), index=i))
+        if rule is not None:
+            shedding.append(rule)
     return AdminRules(
         limit_rules=tuple(limits),
         breaker_policies=policies,
         route_budgets=tuple(budgets),
+        shedding_rules=tuple(shedding),
         conflicts=tuple(conflicts),
         fingerprint=tuple(fingerprint),
     )

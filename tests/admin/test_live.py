@@ -16,7 +16,8 @@ from django.test import override_settings
 from resilience_django import live
 from resilience_django.breakers.policy import BreakerPolicy as ParsedPolicy
 from resilience_django.breakers.registry import get_breaker
-from resilience_django.models import BreakerPolicy, LimitRule, RouteDeadline
+from resilience_django.models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
+from resilience_django.shedding.bulkhead import Permit, Shed
 
 pytestmark = pytest.mark.django_db
 
@@ -255,3 +256,126 @@ def test_a_settings_change_reapplies_admin_breaker_policies(fresh_breakers: None
     with override_settings(RESILIENCE={"BREAKERS": {"pricing": {"failure_threshold": 7}}}):
         # Settings win over the admin on a shared name.
         assert get_breaker("pricing").policy.failure_threshold == 7
+
+
+# -- shedding rules ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A runtime built from scratch: no shedder (and no slots) left by another test."""
+    from resilience_django import runtime
+
+    monkeypatch.setattr(runtime, "_previous_stores", None)
+    runtime.reset_runtime()
+    yield runtime
+    runtime.reset_runtime()
+
+
+def _admit(runtime: Any, path: str) -> Permit | Shed | None:
+    return runtime.get_runtime().shedder.admit_sync("GET", path)
+
+
+def test_reload_loads_shedding_rules_in_position_order() -> None:
+    SheddingRule.objects.create(name="b-search", path="/api/search", max_concurrent=200,
+                                adaptive=True, min_concurrent=10)  # fmt: skip
+    SheddingRule.objects.create(name="z-checkout", path="/api/orders/checkout", max_concurrent=5,
+                                critical=True, position=-1)  # fmt: skip
+    SheddingRule.objects.create(name="a-orders", path="/api/orders", max_concurrent=50)
+    SheddingRule.objects.create(name="off", max_concurrent=1, enabled=False)
+    assert live.reload_now() is True
+    rules = live.admin_rules().shedding_rules
+    assert [r.name for r in rules] == ["z-checkout", "a-orders", "b-search"]
+    assert rules[0].critical and rules[2].adaptive and rules[2].min_concurrent == 10
+
+
+def test_a_saved_shedding_rule_is_in_force_in_a_running_runtime_after_reload(
+    fresh_runtime: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.test import Client
+
+    assert fresh_runtime.get_runtime().shedder is None
+    with django_capture_on_commit_callbacks(execute=True):
+        SheddingRule.objects.create(name="hello", path="/hello/", max_concurrent=1)
+    assert live.reload_now() is True
+    held = _admit(fresh_runtime, "/hello/")  # the next get_runtime() rebuilds with the rule
+    assert isinstance(held, Permit)
+    response = Client().get("/hello/")
+    assert response.status_code == 503 and "Retry-After" in response
+    held.release()
+    assert Client().get("/hello/").status_code == 200
+
+
+@override_settings(
+    RESILIENCE={
+        "SHEDDING": [
+            {"name": "orders", "path": "/api/orders", "max_concurrent": 3},
+            {"name": "api", "path": "/api/", "max_concurrent": 9},
+        ]
+    }
+)
+def test_settings_shedding_rules_win_by_name_and_are_tried_first(fresh_runtime: Any) -> None:
+    SheddingRule.objects.create(name="orders", path="/", max_concurrent=1)  # same name
+    SheddingRule.objects.create(name="checkout", path="/api/orders/checkout", max_concurrent=1,
+                                position=-100)  # fmt: skip
+    SheddingRule.objects.create(name="static", path="/static/", max_concurrent=1)
+    live.reload_now()
+    assert ("shedding", "orders") in live.admin_rules().conflicts
+    shedder = fresh_runtime.get_runtime().shedder
+    assert [r.name for r in shedder.rules] == ["orders", "api", "checkout", "static"]
+    assert shedder.match("GET", "/api/orders/checkout").name == "orders"  # settings first
+    assert shedder.match("GET", "/static/app.css").name == "static"
+    assert shedder.bulkhead("orders").limit == 3  # the settings' size, not the admin's
+
+
+@override_settings(
+    RESILIENCE={"SHEDDING": [{"name": "from-settings", "path": "/s/", "max_concurrent": 1}]}
+)
+def test_admin_edits_of_one_shedding_rule_keep_the_other_rules_in_flight_counts(
+    fresh_runtime: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    SheddingRule.objects.create(name="a", path="/a/", max_concurrent=1)
+    b = SheddingRule.objects.create(name="b", path="/b/", max_concurrent=2)
+    live.reload_now()
+    held = [_admit(fresh_runtime, "/s/"), _admit(fresh_runtime, "/a/")]
+    assert all(isinstance(p, Permit) for p in held)
+
+    # Any edit of b, even one that gives b a new bulkhead (queue), and adding a rule.
+    b.queue, b.max_concurrent = 5, 3
+    with django_capture_on_commit_callbacks(execute=True):
+        b.save()
+        SheddingRule.objects.create(name="c", path="/c/", max_concurrent=1)
+    assert live.reload_now() is True
+    assert [r.name for r in fresh_runtime.get_runtime().shedder.rules] == [
+        "from-settings", "a", "b", "c",
+    ]  # fmt: skip
+    assert isinstance(_admit(fresh_runtime, "/s/"), Shed)  # still 1 of 1 in flight
+    assert isinstance(_admit(fresh_runtime, "/a/"), Shed)
+    assert fresh_runtime.get_runtime().shedder.bulkhead("a").inflight == 1
+
+    # Resizing a rule itself keeps its count too: 1 in flight, 1 more fits.
+    a = SheddingRule.objects.get(name="a")
+    a.max_concurrent = 2
+    with django_capture_on_commit_callbacks(execute=True):
+        a.save()
+    assert live.reload_now() is True
+    assert isinstance(_admit(fresh_runtime, "/a/"), Permit)
+    assert isinstance(_admit(fresh_runtime, "/a/"), Shed)
+    for permit in held:
+        permit.release()
+
+
+def test_database_down_keeps_the_last_shedding_rules_in_force(
+    fresh_runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SheddingRule.objects.create(name="hello", path="/hello/", max_concurrent=1)
+    live.reload_now()
+    SheddingRule.objects.all().delete()
+    live.bump()
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(connection, "cursor", down)
+    assert live.reload_now() is False
+    assert [r.name for r in fresh_runtime.get_runtime().shedder.rules] == ["hello"]

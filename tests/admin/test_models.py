@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 
-from resilience_django.models import BreakerPolicy, LimitRule, RouteDeadline
+from resilience_django.models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 
 
 def _errors(obj: Any) -> dict[str, list[str]]:
@@ -114,3 +114,89 @@ def test_bad_route_deadline_value_is_an_error_on_its_field(
 def test_route_deadline_accepts_prefix_regex_and_url_name() -> None:
     for route in ("/api/orders", r"^/api/orders/\d+$", "orders:quote"):
         RouteDeadline(route=route, budget="800ms").full_clean()
+
+
+def _shedding(**fields: Any) -> SheddingRule:
+    return SheddingRule(**{"name": "orders", "path": "/api/orders", "max_concurrent": 50, **fields})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"max_concurrent": 0}, "max_concurrent", ["must be an integer >= 1", "E073"]),
+        ({"queue": -1}, "queue", ["must be an integer >= 0", "E074"]),
+        ({"max_wait": "soon"}, "max_wait", ["'soon' is not a duration", "E075"]),
+        ({"max_wait": "-5ms"}, "max_wait", ["'-5ms' is not a duration", "E075"]),
+        ({"adaptive": True, "min_concurrent": 60}, "min_concurrent", ["between 1 and", "E076"]),
+        ({"min_concurrent": 0}, "min_concurrent", ["E076"]),
+        ({"critical_share": 1.0}, "critical_share", ["up to (not including) 1", "E077"]),
+        ({"critical_share": -0.1}, "critical_share", ["E077"]),
+        ({"path": "api/orders"}, "path", ["must start with '/'", "E072"]),
+        ({"path": "^/api/("}, "path", ["not a valid regular expression", "E072"]),
+        (
+            {"critical_paths": "/api/orders/pay\n^/api/orders/(\n"},
+            "critical_paths",
+            ["'^/api/orders/(' is not a valid regular expression", "E078"],
+        ),
+        ({"critical_paths": "checkout"}, "critical_paths", ["must start with '/'", "E078"]),
+        ({"critical_header": "X Priority"}, "critical_header", ["header name", "E078"]),
+    ],
+)
+def test_bad_shedding_rule_value_is_an_error_on_its_field(
+    fields: dict[str, Any], field: str, words: list[str]
+) -> None:
+    errors = _errors(_shedding(**fields))
+    assert field in errors, errors
+    for word in words:
+        assert word in errors[field][0]
+    assert "RESILIENCE[" not in errors[field][0]
+
+
+@pytest.mark.django_db
+def test_valid_shedding_rule_passes_and_round_trips_to_a_setting() -> None:
+    from resilience_django.shedding.rules import parse_shedding_rule
+
+    rule = _shedding(
+        methods="post, PUT",
+        queue=100,
+        max_wait="200ms",
+        adaptive=True,
+        min_concurrent=10,
+        critical_share=0.2,
+        critical_paths="/api/orders/checkout\n^/api/orders/\\d{1,9}/pay$\n",
+        critical_methods="DELETE",
+        critical_header=" X-Priority ",
+    )
+    rule.full_clean()
+    entry = rule.as_setting()
+    assert entry == {
+        "name": "orders",
+        "path": "/api/orders",
+        "methods": ["post", "PUT"],
+        "max_concurrent": 50,
+        "queue": 100,
+        "max_wait": "200ms",
+        "adaptive": True,
+        "min_concurrent": 10,
+        "critical_share": 0.2,
+        "critical": False,
+        # One a line: the comma inside the regex's {1,9} does not split it.
+        "critical_paths": ["/api/orders/checkout", "^/api/orders/\\d{1,9}/pay$"],
+        "critical_methods": ["DELETE"],
+        "critical_header": "X-Priority",
+    }
+    parsed = parse_shedding_rule(entry, index=0)
+    assert parsed.is_critical("POST", "/api/orders/12/pay")
+    assert parsed.min_concurrent == 10 and parsed.max_wait == pytest.approx(0.2)
+
+
+@pytest.mark.django_db
+def test_shedding_rule_defaults_are_the_settings_defaults() -> None:
+    from resilience_django.shedding.rules import parse_shedding_rule
+
+    row = SheddingRule(name="api", max_concurrent=5)
+    row.full_clean()
+    from_row = parse_shedding_rule(row.as_setting(), index=0)
+    from_settings = parse_shedding_rule({"name": "api", "max_concurrent": 5}, index=0)
+    assert from_row == from_settings

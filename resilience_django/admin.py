@@ -20,11 +20,17 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from . import admin_views
-from .forms import BreakerPolicyForm, LimitRuleForm
+from .forms import BreakerPolicyForm, LimitRuleForm, SheddingRuleForm
 from .live import settings_names
-from .models import BreakerDashboard, BreakerPolicy, LimitRule, RouteDeadline
+from .models import BreakerDashboard, BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 
-__all__ = ["BreakerDashboardAdmin", "BreakerPolicyAdmin", "LimitRuleAdmin", "RouteDeadlineAdmin"]
+__all__ = [
+    "BreakerDashboardAdmin",
+    "BreakerPolicyAdmin",
+    "LimitRuleAdmin",
+    "RouteDeadlineAdmin",
+    "SheddingRuleAdmin",
+]
 
 CHANGE_LIST = "resilience_django/admin/change_list.html"
 
@@ -36,7 +42,7 @@ def _seconds(value: float | None) -> str:
 
 
 class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """What the three rule admins share: the in-force column, actions, settings table."""
+    """What the rule admins share: the in-force column, actions, settings table."""
 
     kind = ""
     name_field = "name"
@@ -217,6 +223,66 @@ class RouteDeadlineAdmin(_RuleAdmin):
         rows = [["(every request)", _seconds(deadline.default)]]
         rows += [[r.label, _seconds(r.budget)] for r in deadline.routes]
         return ["route", "budget"], rows, []
+
+
+def _critical(share: float, critical: bool) -> str:
+    if critical:
+        return "all requests"
+    return f"{share:.0%} reserved" if share else "—"
+
+
+@admin.register(SheddingRule)
+class SheddingRuleAdmin(_RuleAdmin):
+    kind = "shedding"
+    form = SheddingRuleForm
+    list_display = (
+        "name", "position", "route", "max_concurrent", "queue", "max_wait", "adaptive",
+        "priority", "enabled", "in_force", "updated_at",
+    )  # fmt: skip
+    list_filter = ("enabled", "adaptive", "critical")
+    search_fields = ("name", "path", "view", "critical_paths", "critical_header", "notes")
+    # No shadow mode: a bulkhead either holds requests back or does nothing.
+    actions = ("enable", "disable")
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "position", "notes")}),
+        ("Which requests", {"fields": ("path", "view", "methods")}),
+        ("How many at once", {"fields": ("max_concurrent", "queue", "max_wait", "adaptive",
+                                         "min_concurrent")}),
+        ("Critical requests", {"fields": ("critical_share", "critical", "critical_paths",
+                                          "critical_methods", "critical_header")}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )  # fmt: skip
+
+    @admin.display(description="route")
+    def route(self, obj: SheddingRule) -> str:
+        parts = [obj.path or "", f"view={obj.view}" if obj.view else "", obj.methods]
+        return " ".join(p for p in parts if p) or "*"
+
+    @admin.display(description="critical")
+    def priority(self, obj: SheddingRule) -> str:
+        return _critical(obj.critical_share, obj.critical)
+
+    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
+        from .conf import get_settings
+        from .shedding.rules import parse_shedding_rules
+
+        raw = get_settings().raw.get("SHEDDING") or ()
+        rules, errors = parse_shedding_rules(raw if isinstance(raw, list | tuple) else ())
+        rows = [
+            [
+                r.name,
+                r.matcher.describe(),
+                str(r.max_concurrent),
+                str(r.queue),
+                _seconds(r.max_wait),
+                f"yes (floor {r.min_concurrent})" if r.adaptive else "no",
+                _critical(r.critical_share, r.critical),
+            ]
+            for r in rules
+        ]
+        headings = ["name", "route", "max concurrent", "queue", "max wait", "adaptive",
+                    "critical"]  # fmt: skip
+        return headings, rows, [f"{e} ({e.check_id})" for e in errors]
 
 
 @admin.register(BreakerDashboard)

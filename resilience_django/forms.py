@@ -10,9 +10,9 @@ from typing import Any
 
 from django import forms
 
-from .models import BreakerPolicy, LimitRule
+from .models import BreakerPolicy, LimitRule, SheddingRule
 
-__all__ = ["BreakerPolicyForm", "LimitRuleForm"]
+__all__ = ["BreakerPolicyForm", "LimitRuleForm", "SheddingRuleForm"]
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -65,5 +65,26 @@ class BreakerPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
             "record": _LIST,
             "ignore": _LIST,
             "caller_fault": _LIST,
+            "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+
+class SheddingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
+    methods = MethodsField()
+    critical_methods = MethodsField(
+        label="Critical methods", help_text="Requests with these methods are critical."
+    )
+
+    class Meta:
+        model = SheddingRule
+        fields = [
+            "name", "enabled", "position", "notes", "path", "view", "methods", "max_concurrent",
+            "queue", "max_wait", "adaptive", "min_concurrent", "critical_share", "critical",
+            "critical_paths", "critical_methods", "critical_header",
+        ]  # fmt: skip
+        widgets = {
+            "critical_paths": forms.Textarea(
+                attrs={"rows": 2, "placeholder": "/api/orders/checkout"}
+            ),
             "notes": forms.Textarea(attrs={"rows": 3}),
         }

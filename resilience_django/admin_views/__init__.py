@@ -57,6 +57,7 @@ _VIEW = (
     "resilience_django.view_breakerpolicy",
     "resilience_django.view_limitrule",
     "resilience_django.view_routedeadline",
+    "resilience_django.view_sheddingrule",
     OPERATE,
 )
 

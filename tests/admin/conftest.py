@@ -56,6 +56,6 @@ def editor(db: None) -> User:
     perms = [
         f"{action}_{model}"
         for action in ("add", "change", "delete", "view")
-        for model in ("limitrule", "breakerpolicy", "routedeadline")
+        for model in ("limitrule", "breakerpolicy", "routedeadline", "sheddingrule")
     ]
     return _staff("editor", *perms)

@@ -62,6 +62,19 @@ def test_staff_without_any_view_permission_is_refused() -> None:
     assert _client(bare).get(API).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "codename", ["view_limitrule", "view_breakerpolicy", "view_routedeadline", "view_sheddingrule"]
+)
+def test_any_of_the_apps_view_permissions_shows_the_dashboard(codename: str) -> None:
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("looker", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename=codename))
+    c = _client(User.objects.get(pk=user.pk))
+    assert c.get(DASHBOARD).status_code == 200
+    assert _force_open(c) == 403
+
+
 def test_viewer_sees_the_dashboard_and_state_but_actions_are_refused(viewer: User) -> None:
     c = _client(viewer)
     page = c.get(DASHBOARD)

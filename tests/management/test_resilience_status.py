@@ -19,7 +19,11 @@ from resilience_django.limiting.health import register as register_limiter_healt
 SETTINGS = {
     "FLEET": {"PREFIX": "status-test", "TTL": 30},
     "LIMITS": [{"name": "orders-per-ip", "rate": "100/m", "scope": "distributed"}],
-}
+    "SHEDDING": [
+        {"name": "orders", "path": "/api/orders", "max_concurrent": 50, "queue": 100,
+         "max_wait": "200ms", "critical_share": 0.2},
+    ],
+}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -69,12 +73,34 @@ def test_prints_the_limiter_backend_health_and_the_rules_from_settings_and_admin
     assert "admin-burst: 5/1s gcra key=ip on * local enforce (admin)" in text
 
 
+@pytest.mark.django_db
+def test_prints_the_shedding_rules_from_settings_then_admin_in_the_order_they_apply() -> None:
+    from resilience_django.models import SheddingRule
+
+    SheddingRule.objects.create(name="search", path="/api/search", max_concurrent=200,
+                                adaptive=True, min_concurrent=10, max_wait="1s")  # fmt: skip
+    SheddingRule.objects.create(name="checkout", path="/api/checkout", max_concurrent=5,
+                                critical=True, position=-1)  # fmt: skip
+    SheddingRule.objects.create(name="orders", max_concurrent=1)  # settings win: left out
+    out = StringIO()
+    call_command("resilience_status", stdout=out)
+    text = out.getvalue()
+    section = text[text.index("Shedding rules in force") :].splitlines()[1:4]
+    assert section == [
+        "  orders: max_concurrent=50 queue=100 max_wait=200ms on /api/orders "
+        "critical_share=0.2 (settings)",
+        "  checkout: max_concurrent=5 queue=0 max_wait=100ms on /api/checkout critical (admin)",
+        "  search: max_concurrent=10..200 adaptive queue=0 max_wait=1s on /api/search (admin)",
+    ]
+
+
 def test_an_unreachable_database_leaves_the_settings_rules_and_says_so() -> None:
     # No django_db mark: pytest-django refuses the query, as a down database would.
     out = StringIO()
     call_command("resilience_status", stdout=out)
     text = out.getvalue()
     assert "orders-per-ip:" in text
+    assert "orders: max_concurrent=50" in text
     assert "admin rules unavailable" in text
 
 
@@ -86,6 +112,10 @@ def test_json_output_carries_the_same_facts() -> None:
     states = {row["name"]: row["state"] for row in doc["breakers"]}
     assert states == {"inventory": "closed", "pricing": "open"}
     assert doc["rules"][0]["name"] == "orders-per-ip"
+    (shedding,) = doc["shedding"]
+    assert (shedding["name"], shedding["max_concurrent"], shedding["source"]) == (
+        "orders", 50, "settings",
+    )  # fmt: skip
 
 
 def test_says_so_when_no_breaker_has_reported() -> None:

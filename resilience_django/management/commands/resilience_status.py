@@ -1,4 +1,9 @@
-"""``manage.py resilience_status``: fleet breakers, limiter backend health, rules in force."""
+"""``manage.py resilience_status``: fleet breakers, limiter backend health, rules in force.
+
+Rules in force are the limit and shedding rules from settings, then the
+admin's, read from the database (the command runs outside the workers, so it
+shows what they will load, not a worker's memory).
+"""
 
 from __future__ import annotations
 
@@ -13,17 +18,22 @@ from ...conf import get_settings
 from ...limiting.health import health as limiter_health
 from ...limiting.rules import LimitRule
 from ...live.rules import load_admin_rules
+from ...shedding.rules import SheddingRule
 
 
-def _rules_in_force() -> tuple[list[dict[str, Any]], str | None]:
-    """Settings rules, then the admin's (from the database), and why admin rules are missing."""
-    rules = [_describe(rule, "settings") for rule in get_settings().limits]
+def _rules_in_force() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """Limit and shedding rules: settings first, then the admin's (from the database),
+    in the order they apply, and why admin rules are missing."""
+    settings = get_settings()
+    rules = [_describe(rule, "settings") for rule in settings.limits]
+    shedding = [_describe_shedding(rule, "settings") for rule in settings.shedding]
     try:
         admin = load_admin_rules()
     except Exception as exc:  # the database may be down: say so, show the rest
-        return rules, f"admin rules unavailable: {type(exc).__name__}: {exc}"
+        return rules, shedding, f"admin rules unavailable: {type(exc).__name__}: {exc}"
     rules += [_describe(rule, "admin") for rule in admin.limit_rules]
-    return rules, None
+    shedding += [_describe_shedding(rule, "admin") for rule in admin.shedding_rules]
+    return rules, shedding, None
 
 
 def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
@@ -37,6 +47,40 @@ def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
         "mode": rule.mode,
         "source": source,
     }
+
+
+def _describe_shedding(rule: SheddingRule, source: str) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "match": rule.matcher.describe(),
+        "max_concurrent": rule.max_concurrent,
+        "queue": rule.queue,
+        "max_wait": rule.max_wait,
+        "adaptive": rule.adaptive,
+        "min_concurrent": rule.min_concurrent,
+        "critical_share": rule.critical_share,
+        "critical": rule.critical,
+        "source": source,
+    }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _shedding_line(rule: dict[str, Any]) -> str:
+    size = str(rule["max_concurrent"])
+    if rule["adaptive"]:
+        size = f"{rule['min_concurrent']}..{size} adaptive"
+    extra = ""
+    if rule["critical"]:
+        extra = " critical"
+    elif rule["critical_share"]:
+        extra = f" critical_share={rule['critical_share']:g}"
+    return (
+        f"  {rule['name']}: max_concurrent={size} queue={rule['queue']} "
+        f"max_wait={_duration(rule['max_wait'])} on {rule['match']}{extra} ({rule['source']})"
+    )
 
 
 def _ago(at: float | None) -> str:
@@ -63,9 +107,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         rows = fleet_snapshot()
         health = limiter_health()
-        rules, rules_error = _rules_in_force()
+        rules, shedding, rules_error = _rules_in_force()
         if options["json"]:
-            doc = {"breakers": rows, "limiter": health, "rules": rules, "rules_error": rules_error}
+            doc = {
+                "breakers": rows,
+                "limiter": health,
+                "rules": rules,
+                "shedding": shedding,
+                "rules_error": rules_error,
+            }
             self.stdout.write(json.dumps(doc, indent=2, default=str))
             return
         store = get_store()
@@ -110,5 +160,10 @@ class Command(BaseCommand):
                 f"  {rule['name']}: {rule['rate']} {rule['algorithm']} key={rule['key']} "
                 f"on {rule['match']} {rule['scope']} {rule['mode']} ({rule['source']})"
             )
+        self.stdout.write(self.style.MIGRATE_HEADING("Shedding rules in force (first match)"))
+        if not shedding:
+            self.stdout.write("  no shedding rules")
+        for rule in shedding:
+            self.stdout.write(_shedding_line(rule))
         if rules_error is not None:
             self.stdout.write(self.style.WARNING(f"  {rules_error}"))

@@ -70,6 +70,40 @@ def test_rule_added_in_one_server_makes_the_other_answer_429_within_two_seconds(
         pytest.fail(f"server B never answered 429 within 2 s: {statuses}")
 
 
+def test_shedding_rule_added_in_one_server_sheds_in_the_other_within_two_seconds(
+    pair: list[Server],
+) -> None:
+    import asyncio
+
+    a, b = pair
+    with httpx.Client(base_url=a.url, timeout=10) as client:
+        admin_login(client)
+        add_through_admin(
+            client,
+            "sheddingrule",
+            {"name": "one-at-a-time", "enabled": "on", "position": "0",
+             "path": "/slow/async/", "max_concurrent": "1", "queue": "0",
+             "max_wait": "100ms", "critical_share": "0"},
+        )  # fmt: skip
+    saved = time.monotonic()
+    while time.monotonic() - saved < 2.0:
+        rules = httpx.get(b.url + "/admin-test/live-rules/").json()["shedding_rules"]
+        if "one-at-a-time" in rules:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("server B did not load the shedding rule saved in server A within 2 s")
+
+    async def second_while_first_runs() -> tuple[int, int]:
+        async with httpx.AsyncClient(base_url=b.url, timeout=10) as c:
+            first = asyncio.ensure_future(c.get("/slow/async/?s=0.8"))
+            await asyncio.sleep(0.3)
+            second = await c.get("/slow/async/?s=0")
+            return (await first).status_code, second.status_code
+
+    assert asyncio.run(second_while_first_runs()) == (200, 503)
+
+
 def test_dashboard_shows_both_processes_and_a_force_open_reaches_the_other(
     pair: list[Server],
 ) -> None:

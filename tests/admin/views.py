@@ -51,5 +51,6 @@ def live_rules(request: HttpRequest) -> JsonResponse:
             "limit_rules": [r.name for r in rules.limit_rules],
             "breaker_policies": sorted(rules.breaker_policies),
             "route_budgets": [b.label for b in rules.route_budgets],
+            "shedding_rules": [r.name for r in rules.shedding_rules],
         }
     )

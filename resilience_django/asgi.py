@@ -22,6 +22,7 @@ from django.http import HttpResponseBase
 from . import metrics, responses
 from .checks import MIDDLEWARE_PATH
 from .deadline import Deadline, _current
+from .loop_alarm import alarm_clock
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
 from .routes import scope_path
 from .runtime import get_runtime
@@ -155,15 +156,24 @@ class ResilienceASGIMiddleware:
             await send(message)
 
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None  # an ASGI server runs each request in a task
+        # Not bound to the deadline (Deadline.arm): this outer alarm keeps its
+        # grace, and a budget tightened inside Django moves only Django's.
+        alarm = alarm_clock(loop).arm(task, loop.time() + deadline.remaining() + _GRACE)
         try:
-            async with asyncio.timeout_at(loop.time() + deadline.remaining() + _GRACE) as timeout:
-                await self.app(scope, receive, tracking_send)
-        except TimeoutError:
-            # Only our own expiry is a 504; a TimeoutError from the app is its own.
-            if not timeout.expired():
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # Only our own expiry is a 504; a cancellation from the server is its own.
+            if not alarm.fired_for(task):
                 raise
             if not started:
                 await self._deadline(send, _Shim(scope, get_meta), deadline)
+        except BaseException:
+            alarm.fired_for(task)  # take back our cancel request, if any
+            raise
+        finally:
+            alarm.disarm()
 
     @staticmethod
     async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:

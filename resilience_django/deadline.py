@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from .clock import Clock
 from .exceptions import ResilienceError
+from .loop_alarm import Alarm, alarm_clock
 from .units import parse_duration
 
 __all__ = [
@@ -53,7 +54,7 @@ class DeadlineExceeded(ResilienceError, TimeoutError):
 class Deadline:
     """A point in monotonic time by which the request must be answered."""
 
-    __slots__ = ("_clock", "_loop", "_timeout", "budget", "expires_at", "route", "started_at")
+    __slots__ = ("_alarm", "_clock", "_loop", "budget", "expires_at", "route", "started_at")
 
     def __init__(
         self,
@@ -68,15 +69,26 @@ class Deadline:
         self.budget = budget
         self.expires_at = self.started_at + budget
         self.route = route
-        # The asyncio.Timeout that cancels an async view, so a budget tightened
-        # later (by URL name, or a decorator) moves the cancellation too.
-        self._timeout: asyncio.Timeout | None = None
+        # The alarm that cancels an async view, so a budget tightened later (by
+        # URL name, or a decorator) moves the cancellation too.
+        self._alarm: Alarm | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def bind_timeout(self, timeout: asyncio.Timeout, loop: asyncio.AbstractEventLoop) -> None:
-        """Attach the ``asyncio.Timeout`` that cancels the async handler at expiry."""
-        self._timeout = timeout
+    @property
+    def enforced(self) -> bool:
+        """Whether an alarm cancels the async handler at expiry (see ``arm``)."""
+        return self._alarm is not None
+
+    def arm(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Alarm:
+        """Cancel ``task`` when the budget runs out; call on ``loop``.
+
+        The caller disarms the returned alarm when the task's work ends and asks
+        it, on ``CancelledError``, whether the cancellation was the deadline's.
+        """
+        alarm = alarm_clock(loop).arm(task, loop.time() + self.remaining())
+        self._alarm = alarm
         self._loop = loop
+        return alarm
 
     def remaining(self) -> float:
         return self.expires_at - self._clock()
@@ -92,9 +104,9 @@ class Deadline:
             self.budget = budget
             if route is not None:
                 self.route = route
-            if self._timeout is not None and self._loop is not None:
+            if self._alarm is not None and self._loop is not None:
                 # A sync view tightening its budget runs in a worker thread; the
-                # Timeout belongs to the event loop and must be moved there.
+                # alarm belongs to the event loop and must be moved there.
                 try:
                     in_loop = asyncio.get_running_loop() is self._loop
                 except RuntimeError:
@@ -105,8 +117,8 @@ class Deadline:
                     self._loop.call_soon_threadsafe(self._reschedule)
 
     def _reschedule(self) -> None:
-        if self._timeout is not None and self._loop is not None:
-            self._timeout.reschedule(self._loop.time() + self.remaining())
+        if self._alarm is not None and self._loop is not None:
+            self._alarm.reschedule(self._loop.time() + self.remaining())
 
     def __repr__(self) -> str:
         return (
@@ -209,7 +221,7 @@ def deadline(budget: str | float) -> Callable[[F], F]:
                 try:
                     if dl.expired():
                         raise DeadlineExceeded(f"deadline of {seconds:.3f}s spent before the view")
-                    if dl._timeout is not None:
+                    if dl.enforced:
                         return await view(*args, **kwargs)
                     # Used without the middleware: enforce it here.
                     try:

@@ -83,27 +83,34 @@ class ResilienceMiddleware:
             if early is not None:
                 # A later stage refused: give back what earlier stages took.
                 return runtime.finish(request, early.response)
-            try:
-                if deadline is None:
+            if deadline is None:
+                try:
                     response: Response = await self.get_response(request)
-                    return runtime.finish(request, response)
-                loop = asyncio.get_running_loop()
-                async with asyncio.timeout_at(loop.time() + deadline.remaining()) as timeout:
-                    deadline.bind_timeout(timeout, loop)
-                    response = await self.get_response(request)
-            except TimeoutError:
-                # Only our own timeout turns into a 504; any other TimeoutError
-                # raised by the view is the view's business.
-                if deadline is None or not timeout.expired():
+                except BaseException:
                     runtime.release(request, timed_out=False)
                     raise
-                runtime.release(request, timed_out=True)
-                return self._deadline_response(request, deadline)
-            except BaseException:
-                # Cancelled (the client went away) or failed: the slot and the
-                # breaker trial must not stay taken.
+                return runtime.finish(request, response)
+            task = asyncio.current_task()
+            assert task is not None  # Django runs every async request in a task
+            alarm = deadline.arm(task, asyncio.get_running_loop())
+            try:
+                response = await self.get_response(request)
+            except asyncio.CancelledError:
+                # Only our own alarm turns into a 504; a cancellation from
+                # elsewhere (the client went away) goes on.
+                if alarm.fired_for(task):
+                    runtime.release(request, timed_out=True)
+                    return self._deadline_response(request, deadline)
                 runtime.release(request, timed_out=False)
                 raise
+            except BaseException:
+                # Failed, or cancelled: the slot and the breaker trial must
+                # not stay taken.
+                alarm.fired_for(task)  # take back our cancel request, if any
+                runtime.release(request, timed_out=False)
+                raise
+            finally:
+                alarm.disarm()
             return runtime.finish(request, response)
         finally:
             _current.reset(token)

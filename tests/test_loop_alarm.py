@@ -1,0 +1,161 @@
+"""The per-loop alarm clock that cancels async handlers at their deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from resilience_django.loop_alarm import AlarmClock, alarm_clock
+
+
+async def _sleeper(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+async def test_alarm_cancels_the_task_at_its_time_and_says_it_was_its_own() -> None:
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    outcome: list[object] = []
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        alarm = alarm_clock(loop).arm(task, loop.time() + 0.05)
+        try:
+            await asyncio.sleep(2)
+        except asyncio.CancelledError:
+            outcome.append(alarm.fired_for(task))
+            outcome.append(task.cancelling())
+        finally:
+            alarm.disarm()
+
+    await guarded()
+    elapsed = time.monotonic() - started
+    assert outcome == [True, 0]  # ours, and taken back: the task is not left cancelling
+    assert 0.045 <= elapsed < 0.5
+
+
+async def test_disarmed_alarm_never_fires() -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(_sleeper(0.15))
+    alarm = alarm_clock(loop).arm(task, loop.time() + 0.03)
+    alarm.disarm()
+    assert await task == "slept"
+    assert not alarm.fired
+
+
+async def test_cancellation_from_elsewhere_is_not_the_alarms() -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[bool] = []
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        alarm = alarm_clock(loop).arm(task, loop.time() + 5)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append(alarm.fired_for(task))
+            raise
+        finally:
+            alarm.disarm()
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == [False]
+
+
+async def test_alarm_and_an_outside_cancel_together_are_not_only_the_alarms() -> None:
+    loop = asyncio.get_running_loop()
+    clock = AlarmClock(loop)
+    when = loop.time() + 0.02
+    seen: list[bool] = []
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        alarm = clock.arm(task, when)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append(alarm.fired_for(task))
+            raise
+        finally:
+            alarm.disarm()
+
+    task = asyncio.create_task(guarded())
+    # Someone else cancels at the very time the alarm fires: both timers are
+    # due in the same loop iteration.
+    loop.call_at(when, task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == [False]
+
+
+async def test_rescheduled_alarm_fires_at_the_new_time_once() -> None:
+    loop = asyncio.get_running_loop()
+    clock = AlarmClock(loop)
+    task = asyncio.create_task(_sleeper(2))
+    alarm = clock.arm(task, loop.time() + 1.0)
+    alarm.reschedule(loop.time() + 0.03)
+    started = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 0.5
+    assert alarm.fired
+    # The stale entry for the old time does nothing when it comes due.
+    other = asyncio.create_task(_sleeper(0.05))
+    assert await other == "slept"
+
+
+async def test_alarms_fire_in_time_order_whatever_the_arming_order() -> None:
+    loop = asyncio.get_running_loop()
+    clock = AlarmClock(loop)
+    order: list[int] = []
+
+    async def wait(n: int) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            order.append(n)
+
+    delays = {1: 0.06, 2: 0.02, 3: 0.04}
+    now = loop.time()
+    tasks = {n: asyncio.create_task(wait(n)) for n in delays}
+    for n, delay in delays.items():
+        clock.arm(tasks[n], now + delay)
+    await asyncio.gather(*tasks.values())
+    assert order == [2, 3, 1]
+
+
+async def test_heap_stays_bounded_by_the_live_alarms_not_the_rate() -> None:
+    loop = asyncio.get_running_loop()
+    clock = AlarmClock(loop)
+    task = asyncio.create_task(_sleeper(1))
+    # 20,000 requests with a 30 s budget that all ended at once.
+    for _ in range(20_000):
+        clock.arm(task, loop.time() + 30).disarm()
+    assert len(clock) <= 2 * AlarmClock._MIN_COMPACT
+    live = [clock.arm(task, loop.time() + 30) for _ in range(3000)]
+    for _ in range(20_000):
+        clock.arm(task, loop.time() + 30).disarm()
+    assert len(clock) <= 2 * (len(live) + AlarmClock._MIN_COMPACT)
+    for alarm in live:
+        alarm.disarm()
+    task.cancel()
+
+
+async def test_each_loop_has_its_own_clock() -> None:
+    mine = alarm_clock(asyncio.get_running_loop())
+    assert alarm_clock(asyncio.get_running_loop()) is mine
+    other_loop = asyncio.new_event_loop()
+    try:
+        assert alarm_clock(other_loop) is not mine
+    finally:
+        other_loop.close()

@@ -20,7 +20,15 @@ logger = logging.getLogger("resilience_django.deadline")
 
 
 class DeadlinePolicy:
-    __slots__ = ("_path_routes", "_view_routes", "default", "header_meta_keys", "headers", "margin")
+    __slots__ = (
+        "_path_routes",
+        "_view_routes",
+        "default",
+        "header_meta_keys",
+        "headers",
+        "margin",
+        "needs_view_name",
+    )
 
     def __init__(self, settings: DeadlineSettings) -> None:
         self.default = settings.default
@@ -32,10 +40,8 @@ class DeadlinePolicy:
         self._path_routes = tuple(r for r in settings.routes if not r.matcher.needs_view_name)
         self._view_routes = tuple(r for r in settings.routes if r.matcher.needs_view_name)
         self.margin = settings.outbound_margin
-
-    @property
-    def needs_view_name(self) -> bool:
-        return bool(self._view_routes)
+        # Some route budget names a view: tighten once the URL is resolved.
+        self.needs_view_name = bool(self._view_routes)
 
     def route_budget(self, method: str, path: str) -> tuple[float | None, str]:
         for route in self._path_routes:

@@ -79,7 +79,8 @@ class ResilienceMiddleware:
             return self._deadline_response(request, deadline)
         token = _current.set(deadline)
         try:
-            early = await runtime.admit_async(request)
+            # Checked here too: no coroutine to create when nothing is decided on arrival.
+            early = await runtime.admit_async(request) if runtime.any_before_view else None
             if early is not None:
                 # A later stage refused: give back what earlier stages took.
                 return runtime.finish(request, early.response)
@@ -90,9 +91,10 @@ class ResilienceMiddleware:
                     runtime.release(request, timed_out=False)
                     raise
                 return runtime.finish(request, response)
-            task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task(loop)
             assert task is not None  # Django runs every async request in a task
-            alarm = deadline.arm(task, asyncio.get_running_loop())
+            alarm = deadline.arm(task, loop)
             try:
                 response = await self.get_response(request)
             except asyncio.CancelledError:
@@ -129,7 +131,10 @@ class ResilienceMiddleware:
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
         runtime = get_runtime()
-        self._tighten_by_view_name(request, runtime)
+        if runtime.deadlines.needs_view_name:
+            self._tighten_by_view_name(request, runtime)
+        if not runtime.any_at_view:
+            return None
         early = await runtime.admit_view_async(request)
         return None if early is None else early.response
 

@@ -119,6 +119,7 @@ class LimitEngine:
         "_distributed",
         "_limiter",
         "_local",
+        "_on_loop",
         "_rules",
         "needs_request",
         "needs_user",
@@ -140,6 +141,9 @@ class LimitEngine:
         self.rules = tuple(r for r in rules if r.mode != "off")
         self._limiter = limiter
         self._local = local
+        # A local store decides without I/O: on the event loop it is called
+        # directly, not awaited (see LocalLimiter.decide_on_loop).
+        self._on_loop = limiter.decide_on_loop if isinstance(limiter, LocalLimiter) else None
         compiled: dict[str, KeyFunc] = dict(key_funcs or {})
         for rule in self.rules:
             if rule.key not in compiled:
@@ -244,6 +248,9 @@ class LimitEngine:
             if not enforce:
                 return NO_LIMITS
             if self._local is None:
+                on_loop = self._on_loop
+                if on_loop is not None:
+                    return self._result(on_loop(tuple(enforce)), None)
                 return self._result(await self._limiter.adecide(tuple(enforce)), None)
         return await self._adecide_checks(enforce, shadow)
 

@@ -224,6 +224,14 @@ class LocalLimiter:
 
         While only this loop's thread decides, no lock is taken at all.
         """
+        return self.decide_on_loop(checks, share)
+
+    def decide_on_loop(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
+        """``adecide`` without the coroutine, for callers already on the event loop.
+
+        The engine calls this directly: a coroutine per request costs as much
+        as a third of the decision.
+        """
         if (self._locking or self._loop_thread != _get_ident()) and not self._may_skip_locks():
             return self.decide(checks, share)
         self._busy = True

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import struct
 import weakref
 from importlib import resources
 from typing import Any
@@ -41,14 +42,18 @@ from redis.exceptions import NoScriptError
 
 from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
 from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
+from .redis_wire import AsyncWire, SyncWire
 
 __all__ = ["RedisLimiter", "load_script"]
 
 _ALGO_CODES = {Algorithm.SLIDING_WINDOW: 1, Algorithm.TOKEN_BUCKET: 2, Algorithm.GCRA: 3}
 _ALGO_TAGS = {Algorithm.SLIDING_WINDOW: "sw", Algorithm.TOKEN_BUCKET: "tb", Algorithm.GCRA: "gc"}
 _MAX_RAW_KEY = 64
-_COST_1 = b"$1\r\n1\r\n"
 _EMPTY = Decision(allowed=True, outcomes=(), backend="redis")
+_SPEC = struct.Struct("<5d")
+_FLAGS = struct.Struct("<2d")
+_PEEK = _FLAGS.pack(0, 0)
+_COMMIT = _FLAGS.pack(1, 0)
 
 
 def load_script(name: str) -> tuple[str, str]:
@@ -64,16 +69,22 @@ def _tag(client_key: str) -> str:
 
 
 class _Parts:
-    """What a policy contributes to every call: key suffix and script arguments."""
+    """What a policy contributes to every call: key suffix and packed script arguments."""
 
-    __slots__ = ("args", "packed", "suffix")
+    __slots__ = ("policy", "spec", "spec1", "suffix")
 
     def __init__(self, policy: Policy) -> None:
         period_us = max(1, round(policy.rate.period * 1_000_000))
         algorithm = Algorithm(policy.algorithm)
-        self.suffix = f"}}:{policy.name}:{_ALGO_TAGS[algorithm]}{period_us // 1000}"
-        self.args = (_ALGO_CODES[algorithm], policy.rate.limit, period_us, policy.capacity)
-        self.packed = b"".join(_bulk(str(a).encode()) for a in self.args)
+        # Kept so the id() this is cached under cannot be reused by another policy.
+        self.policy = policy
+        self.suffix = f"}}:{policy.name}:{_ALGO_TAGS[algorithm]}{period_us // 1000}".encode()
+        self.spec = (_ALGO_CODES[algorithm], policy.rate.limit, period_us, policy.capacity)
+        # The arguments of a check of cost 1 (nearly all of them), packed once.
+        self.spec1 = _SPEC.pack(*self.spec, 1)
+
+    def packed(self, cost: int) -> bytes:
+        return self.spec1 if cost == 1 else _SPEC.pack(*self.spec, cost)
 
 
 def _bulk(value: bytes) -> bytes:
@@ -85,27 +96,33 @@ class RedisLimiter:
 
     ``client`` serves ``decide``; ``adecide`` uses ``async_client`` or builds one
     from ``settings`` on first use in each event loop (an asyncio Redis client
-    belongs to the loop that created it).
+    belongs to the loop that created it).  An async call is bounded as a whole
+    by the socket timeout (or a tighter bound, ``bound_async_calls``).
 
-    On a single node the call is written to the socket as prebuilt RESP bytes
-    on a connection taken from the client's own pool, and the script answers
-    with one string: redis-py's generic argument packing and array parsing
-    cost more than the whole script runs.  On a cluster the regular client
-    call routes by key.
+    On a single node the call is written as prebuilt RESP bytes on a socket
+    of the client's own pool (``redis_wire``), and the script answers with
+    packed doubles: redis-py's connection checkout, argument packing and
+    reply parsing cost more than the whole script runs.  On a cluster the
+    regular client call routes by key.
     """
 
     __slots__ = (
         "_aclient",
         "_aclients",
         "_aloop",
+        "_atimeout",
+        "_awire",
+        "_awires",
         "_client",
         "_cluster",
         "_heads",
         "_parts",
         "_prefix",
+        "_replies",
         "_settings",
         "_sha",
         "_source",
+        "_wire",
     )
 
     def __init__(
@@ -120,6 +137,7 @@ class RedisLimiter:
         self._client = client
         self._settings = settings
         self._aclient = async_client
+        self._awire: AsyncWire | None = None
         self._aloop: object | None = None
         # One async client per event loop (a redis.asyncio client belongs to the
         # loop it was made on), kept while the loop lives: a process that goes
@@ -127,16 +145,24 @@ class RedisLimiter:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        # And each loop's wire (the connections the limiter keeps to itself).
+        self._awires: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncWire] = (
+            weakref.WeakKeyDictionary()
+        )
         if key_prefix is None:
             key_prefix = settings.key_prefix if settings is not None else "rl"
-        self._prefix = key_prefix + ":{"
+        self._prefix = (key_prefix + ":{").encode()
         if cluster is None:
             cluster = isinstance(client, RedisCluster)
         self._cluster = cluster
+        self._wire = None if cluster else SyncWire(client.connection_pool)  # type: ignore[union-attr]
+        self._atimeout = _timeout_of(settings, async_client)
         self._source, self._sha = load_script("limit.lua")
-        # Per-policy pieces, computed once per policy rather than per request.
-        self._parts: dict[Policy, _Parts] = {}
-        self._heads: dict[tuple[int, bool], bytes] = {}
+        # Per-policy pieces, computed once per policy rather than per request,
+        # found by id(): hashing a frozen dataclass costs a microsecond.
+        self._parts: dict[int, _Parts] = {}
+        self._heads: dict[int, tuple[bytes, bytes]] = {}
+        self._replies: dict[int, struct.Struct] = {}
 
     @property
     def client(self) -> SyncClient:
@@ -145,94 +171,89 @@ class RedisLimiter:
     # -- encoding -----------------------------------------------------------------
 
     def _part(self, policy: Policy) -> _Parts:
-        parts = self._parts.get(policy)
-        if parts is None:
+        parts = self._parts.get(id(policy))
+        if parts is None or parts.policy is not policy:
             if len(self._parts) > 4096:  # policies rebuilt by settings reloads
                 self._parts.clear()
-            parts = self._parts[policy] = _Parts(policy)
+            parts = self._parts[id(policy)] = _Parts(policy)
         return parts
 
-    def _key(self, check: LimitCheck, parts: _Parts) -> str:
-        return self._prefix + _tag(check.key) + parts.suffix
+    def _key(self, check: LimitCheck, parts: _Parts) -> bytes:
+        return self._prefix + _tag(check.key).encode() + parts.suffix
 
-    def _packed(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> bytes:
-        """The whole EVALSHA command as RESP bytes (``split``: first shadow check, 1-based)."""
-        n = len(checks)
-        head = self._heads.get((n, commit))
-        if head is None:
+    def _head(self, n: int) -> tuple[bytes, bytes]:
+        """The command up to its keys, and the argument's length prefix, for ``n`` checks."""
+        heads = self._heads.get(n)
+        if heads is None:
             count = str(n).encode()
-            head = b"*%d\r\n$7\r\nEVALSHA\r\n%b%b" % (
-                3 + n + 1 + 5 * n,
-                _bulk(self._sha.encode()),
-                _bulk(count),
+            heads = self._heads[n] = (
+                b"*%d\r\n$7\r\nEVALSHA\r\n%b%b" % (4 + n, _bulk(self._sha.encode()), _bulk(count)),
+                b"$%d\r\n" % (_FLAGS.size + _SPEC.size * n),
             )
-            self._heads[(n, commit)] = head
-        keys = []
-        if split:
-            args = [_bulk(b"%d %d" % (1 if commit else 0, split))]
-        else:
-            args = [b"$1\r\n1\r\n" if commit else b"$1\r\n0\r\n"]
-        for check in checks:
-            parts = self._part(check.policy)
-            keys.append(_bulk(self._key(check, parts).encode()))
-            args.append(parts.packed)
-            cost = check.cost
-            args.append(_COST_1 if cost == 1 else _bulk(str(cost).encode()))
-        return head + b"".join(keys) + b"".join(args)
+        return heads
 
-    def _args(
-        self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0
-    ) -> list[str | int]:
-        """The EVALSHA command as arguments for a (cluster) client's execute_command."""
-        keys: list[str | int] = []
-        flag = "1" if commit else "0"
-        args: list[str | int] = [f"{flag} {split}" if split else flag]
+    def _keys_argv(
+        self, checks: tuple[LimitCheck, ...], commit: bool, split: int
+    ) -> tuple[list[bytes], bytes]:
+        """The keys, and the one packed argument: flags, then every check's spec."""
+        keys = []
+        argv = [_FLAGS.pack(1 if commit else 0, split) if split else _COMMIT if commit else _PEEK]
         for check in checks:
             parts = self._part(check.policy)
             keys.append(self._key(check, parts))
-            args.extend(parts.args)
-            args.append(check.cost)
-        return ["EVALSHA", self._sha, len(checks), *keys, *args]
+            argv.append(parts.packed(check.cost))
+        return keys, b"".join(argv)
 
-    @staticmethod
-    def _decode(checks: tuple[LimitCheck, ...], raw: bytes | str) -> Decision:
-        v = raw.split()
+    def _packed(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> bytes:
+        """The whole EVALSHA command as RESP bytes (``split``: first shadow check, 1-based)."""
+        head, argv_head = self._head(len(checks))
+        if len(checks) == 1 and commit:
+            # The common case, one rule: no lists to build.
+            check = checks[0]
+            parts = self._part(check.policy)
+            key = self._key(check, parts)
+            return b"%b$%d\r\n%b\r\n%b%b%b\r\n" % (
+                head,
+                len(key),
+                key,
+                argv_head,
+                _COMMIT,
+                parts.packed(check.cost),
+            )
+        keys, argv = self._keys_argv(checks, commit, split)
+        return b"".join([head, *[_bulk(k) for k in keys], argv_head, argv, b"\r\n"])
+
+    def _args(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> list[Any]:
+        """The EVALSHA command as arguments for a (cluster) client's execute_command."""
+        keys, argv = self._keys_argv(checks, commit, split)
+        return ["EVALSHA", self._sha, len(checks), *keys, argv]
+
+    def _reply(self, n: int) -> struct.Struct:
+        reply = self._replies.get(n)
+        if reply is None:
+            reply = self._replies[n] = struct.Struct(f"<{2 + 4 * n}d")
+        return reply
+
+    def _decode(self, checks: tuple[LimitCheck, ...], raw: bytes) -> Decision:
         if len(checks) == 1:
-            allowed = v[1] == b"1" or v[1] == "1"
+            v = self._reply(1).unpack(raw)
             return Decision(
-                allowed,
-                (RuleOutcome(checks[0], allowed, int(v[2]), int(v[3]) / 1e6, int(v[4]) / 1e6),),
+                v[0] == 1,
+                (RuleOutcome(checks[0], v[2] == 1, int(v[3]), v[4] / 1e6, v[5] / 1e6),),
                 "redis",
             )
-        outcomes = []
-        i = 1
-        for check in checks:
-            outcomes.append(
-                RuleOutcome(
-                    check, int(v[i]) == 1, int(v[i + 1]), int(v[i + 2]) / 1e6, int(v[i + 3]) / 1e6
-                )
-            )
-            i += 4
-        return Decision(int(v[0]) == 1, tuple(outcomes), "redis")
+        v = self._reply(len(checks)).unpack(raw)
+        return Decision(v[0] == 1, _outcomes(checks, v), "redis")
 
-    @staticmethod
     def _decode_pair(
-        checks: tuple[LimitCheck, ...], enforced: int, raw: bytes | str
+        self, checks: tuple[LimitCheck, ...], enforced: int, raw: bytes
     ) -> tuple[Decision, Decision]:
         """The answer of a call with a shadow group: checks ``enforced``.. are shadow."""
-        v = raw.split()
-        outcomes = []
-        i = 2
-        for check in checks:
-            outcomes.append(
-                RuleOutcome(
-                    check, int(v[i]) == 1, int(v[i + 1]), int(v[i + 2]) / 1e6, int(v[i + 3]) / 1e6
-                )
-            )
-            i += 4
+        v = self._reply(len(checks)).unpack(raw)
+        outcomes = _outcomes(checks, v)
         return (
-            Decision(int(v[0]) == 1, tuple(outcomes[:enforced]), "redis"),
-            Decision(int(v[1]) == 1, tuple(outcomes[enforced:]), "redis"),
+            Decision(v[0] == 1, outcomes[:enforced], "redis"),
+            Decision(v[1] == 1, outcomes[enforced:], "redis"),
         )
 
     def _slot_groups(self, checks: tuple[LimitCheck, ...]) -> list[tuple[LimitCheck, ...]]:
@@ -243,26 +264,21 @@ class RedisLimiter:
 
     # -- sync ---------------------------------------------------------------------
 
-    def _call(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> Any:
-        client = self._client
-        if self._cluster:
-            return client.execute_command(*self._args(checks, commit, split))  # type: ignore[no-untyped-call]
-        pool = client.connection_pool  # type: ignore[union-attr]
-        conn = pool.get_connection()
+    def _raw(self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0) -> bytes:
+        wire = self._wire
+        if wire is None:
+            args = self._args(checks, commit, split)
+            try:
+                return self._client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
+            except NoScriptError:
+                self._client.script_load(self._source)
+                return self._client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
+        command = self._packed(checks, commit, split)
         try:
-            # Errors disconnect the connection inside redis-py, so releasing it
-            # in any case is safe: a broken one is reconnected on next use.
-            conn.send_packed_command([self._packed(checks, commit, split)], False)
-            return conn.read_response()
-        finally:
-            pool.release(conn)
-
-    def _raw(self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0) -> Any:
-        try:
-            return self._call(checks, commit, split)
+            return wire.call(command)
         except NoScriptError:
             self._client.script_load(self._source)
-            return self._call(checks, commit, split)
+            return wire.call(command)
 
     def _run(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
         return self._decode(checks, self._raw(checks, commit))
@@ -295,65 +311,82 @@ class RedisLimiter:
 
     # -- async --------------------------------------------------------------------
 
-    def _async_client(self) -> AsyncClient:
+    def _async_side(self) -> tuple[AsyncClient, AsyncWire | None]:
         loop = asyncio.get_running_loop()
-        if self._aloop is loop and self._aclient is not None:
-            return self._aclient
+        client = self._aclient
+        if self._aloop is loop and client is not None:
+            return client, self._awire
         if self._settings is None:
             # A client handed in by the caller is used as is, on its own loop.
-            if self._aclient is None:
+            if client is None:
                 raise RuntimeError("RedisLimiter needs async_client or settings for adecide")
-            self._aloop = loop
-            return self._aclient
-        client = self._aclients.get(loop)
-        if client is None:
-            client = self._aclients[loop] = make_async_client(self._settings)
-        self._aclient, self._aloop = client, loop
-        return client
+        else:
+            client = self._aclients.get(loop)
+            if client is None:
+                client = self._aclients[loop] = make_async_client(self._settings)
+        wire = self._awires.get(loop)
+        if wire is None or wire.pool is not getattr(client, "connection_pool", None):
+            wire = self._async_wire(client)
+            if wire is not None:
+                self._awires[loop] = wire
+        self._aclient, self._awire, self._aloop = client, wire, loop
+        return client, wire
 
-    async def _acall(
-        self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0
-    ) -> Any:
-        if self._cluster:
-            return await client.execute_command(*self._args(checks, commit, split))
-        pool = client.connection_pool  # type: ignore[union-attr]
-        conn = await pool.get_connection()
-        try:
-            # redis.asyncio disconnects a connection whose read was cancelled
-            # (asyncio.timeout), so it never hands back a half-read reply.
-            await conn.send_packed_command([self._packed(checks, commit, split)], False)
-            return await conn.read_response()
-        finally:
-            await pool.release(conn)
+    def _async_wire(self, client: AsyncClient) -> AsyncWire | None:
+        return None if self._cluster else AsyncWire(client.connection_pool)  # type: ignore[union-attr]
+
+    def bound_async_calls(self, seconds: float) -> None:
+        """Bound every async call to ``seconds`` when tighter than the socket timeout.
+
+        The ``HybridLimiter`` gives its latency budget here, so one timer
+        bounds a call instead of one inside another.
+        """
+        if self._atimeout is None or seconds < self._atimeout:
+            self._atimeout = seconds
 
     async def _araw(
         self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0
-    ) -> Any:
-        client = self._async_client()
+    ) -> bytes:
+        client, wire = self._async_side()
+        if wire is None:
+            args = self._args(checks, commit, split)
+            try:
+                return await client.execute_command(*args)  # type: ignore[no-any-return]
+            except NoScriptError:
+                await client.script_load(self._source)
+                return await client.execute_command(*args)  # type: ignore[no-any-return]
+        command = self._packed(checks, commit, split)
         try:
-            return await self._acall(client, checks, commit, split)
+            return await wire.call(command)
         except NoScriptError:
             await client.script_load(self._source)
-            return await self._acall(client, checks, commit, split)
+            return await wire.call(command)
 
     async def _arun(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
         return self._decode(checks, await self._araw(checks, commit))
 
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
-        """``decide`` on ``redis.asyncio``; never blocks the event loop."""
+        """``decide`` on ``redis.asyncio``; never blocks the event loop.
+
+        The whole call, connecting and a NOSCRIPT reload included, is bounded
+        by the socket timeout (see ``bound_async_calls``); past it, ``TimeoutError``.
+        """
         if not checks:
             return _EMPTY
-        if self._cluster and len(checks) > 1:
-            groups = self._slot_groups(checks)
-            if len(groups) > 1:
-                peeks = [await self._arun(g, commit=False) for g in groups]
-                if not all(p.allowed for p in peeks):
-                    return _merge(checks, peeks)
-                return _merge(checks, [await self._arun(g) for g in groups])
-        return await self._arun(checks)
+        async with asyncio.timeout(self._atimeout):
+            if self._cluster and len(checks) > 1:
+                groups = self._slot_groups(checks)
+                if len(groups) > 1:
+                    peeks = [await self._arun(g, commit=False) for g in groups]
+                    if not all(p.allowed for p in peeks):
+                        return _merge(checks, peeks)
+                    return _merge(checks, [await self._arun(g) for g in groups])
+            return await self._arun(checks)
 
     async def adecide_with_shadow(
-        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+        self,
+        checks: tuple[LimitCheck, ...],
+        shadow: tuple[LimitCheck, ...],
     ) -> tuple[Decision, Decision | None]:
         """``decide_with_shadow`` on ``redis.asyncio``."""
         if not shadow:
@@ -362,8 +395,10 @@ class RedisLimiter:
             return _EMPTY, await self.adecide(shadow)
         both = checks + shadow
         if self._cluster and len(self._slot_groups(both)) > 1:
-            return await self.adecide(checks), await self.adecide(shadow)
-        raw = await self._araw(both, split=len(checks) + 1)
+            async with asyncio.timeout(self._atimeout):
+                return await self.adecide(checks), await self.adecide(shadow)
+        async with asyncio.timeout(self._atimeout):
+            raw = await self._araw(both, split=len(checks) + 1)
         return self._decode_pair(both, len(checks), raw)
 
     def close(self) -> None:
@@ -378,12 +413,13 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         """Close this loop's async client's connections (for tests and shutdown)."""
-        client, self._aclient = self._aclient, None
+        client, self._aclient, self._awire = self._aclient, None, None
         if client is None:
             return
         for loop, made in list(self._aclients.items()):
             if made is client:
                 del self._aclients[loop]
+                self._awires.pop(loop, None)
         if isinstance(client, AsyncRedis):
             pool = client.connection_pool
             for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
@@ -391,6 +427,22 @@ class RedisLimiter:
             await client.aclose(close_connection_pool=True)
         else:
             await client.aclose()
+
+
+def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[RuleOutcome, ...]:
+    return tuple(
+        RuleOutcome(check, v[i] == 1, int(v[i + 1]), v[i + 2] / 1e6, v[i + 3] / 1e6)
+        for i, check in zip(range(2, 2 + 4 * len(checks), 4), checks, strict=True)
+    )
+
+
+def _timeout_of(settings: RedisSettings | None, client: AsyncClient | None) -> float | None:
+    """The async bound: the settings' socket timeout, or the given client's."""
+    if settings is not None:
+        return settings.socket_timeout
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout")
+    return float(timeout) if timeout is not None else None
 
 
 def _merge(checks: tuple[LimitCheck, ...], parts: list[Decision]) -> Decision:

@@ -1,0 +1,199 @@
+"""The limiter's own round trip: one prebuilt command out, one bulk string back.
+
+The limiter sends one command shape (EVALSHA) and gets one reply shape (a bulk
+string, or an error), thousands of times a second.  redis-py's general path
+costs several times what the script does: taking a connection from the pool
+polls the socket to prove it idle (three system calls, two ``getpid``) and
+updates its bookkeeping, and the reply goes through a buffered general
+parser.  So each ``Wire`` keeps a few of its pool's connections to itself and
+talks on their sockets directly.  redis-py still does all the rest: it makes
+the connections (TLS, AUTH, SELECT, Sentinel's primary lookup, socket
+timeouts), and the pool still counts them, closes them on ``disconnect()``
+and caps them at ``max_connections``.
+
+Semantics kept from redis-py: a reply is read whole or the connection is
+dropped (so the next call never reads a stale reply); a socket timeout raises
+``redis.exceptions.TimeoutError``, a broken or closed socket ``ConnectionError``,
+an error reply its redis-py exception (``NoScriptError`` …).  A connection that
+sat idle for a while is checked the way the pool checks one before use, so an
+idle socket that Redis closed (a restart in a quiet hour) is replaced instead
+of failing a request; one in steady use is not, as that check is the cost
+being avoided.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import time
+import weakref
+from typing import Any
+
+from redis._parsers import BaseParser
+from redis.exceptions import ConnectionError, InvalidResponse, NoScriptError, TimeoutError
+
+__all__ = ["AsyncWire", "SyncWire"]
+
+# A connection unused for longer than this is checked before use.
+IDLE_CHECK = 1.0
+_CHUNK = 65536
+_CLOSED = "Connection closed by server."
+_monotonic = time.monotonic
+_wires: weakref.WeakSet[SyncWire | AsyncWire] = weakref.WeakSet()
+
+
+def _parse(data: bytes) -> bytes | None:
+    """The bulk string ``data`` holds, or ``None`` while it is incomplete.
+
+    Raises the redis-py exception of an error reply.
+    """
+    end = data.find(b"\r\n")
+    if end <= 0:
+        return None
+    kind = data[0]
+    if kind == 36:  # b"$"
+        size = int(data[1:end])
+        stop = end + 2 + size
+        if len(data) < stop + 2:
+            return None
+        if size < 0 or len(data) != stop + 2:
+            raise InvalidResponse(f"Unexpected reply to the limiter's script: {data[:40]!r}")
+        return data[end + 2 : stop]
+    if kind == 45:  # b"-"
+        raise BaseParser.parse_error(data[1:end].decode("utf-8", "replace"))  # type: ignore[no-untyped-call]
+    raise InvalidResponse(f"Unexpected reply to the limiter's script: {data[:40]!r}")
+
+
+class SyncWire:
+    """Round trips on a sync pool's connections, each used by one thread at a time."""
+
+    __slots__ = ("__weakref__", "_free", "_pool")
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        # (connection, last used); list.pop/append are atomic, so threads
+        # share it without a lock.
+        self._free: list[tuple[Any, float]] = []
+        _wires.add(self)
+
+    def call(self, command: bytes) -> bytes:
+        """Send ``command``; return its bulk-string reply's bytes."""
+        free = self._free
+        try:
+            conn, used = free.pop()
+        except IndexError:
+            conn, used = self._pool.get_connection(), _monotonic()
+        try:
+            sock = conn._sock
+            if sock is None:
+                conn.connect()
+                sock = conn._sock
+            elif _monotonic() - used > IDLE_CHECK and _stale(conn):
+                conn.disconnect()
+                conn.connect()
+                sock = conn._sock
+            sock.sendall(command)
+            data = sock.recv(_CHUNK)
+            while (payload := _parse(data)) is None:
+                chunk = sock.recv(_CHUNK)
+                if not chunk:
+                    raise ConnectionError(_CLOSED)
+                data += chunk
+        except NoScriptError:
+            free.append((conn, _monotonic()))
+            raise
+        except BaseException as exc:
+            # Whatever broke, never hand back a half-read connection.
+            conn.disconnect()
+            free.append((conn, 0.0))
+            if isinstance(exc, builtins.TimeoutError):  # socket.timeout
+                raise TimeoutError("Timeout reading from socket") from exc
+            if isinstance(exc, OSError):
+                raise ConnectionError(f"Error while talking to Redis: {exc}") from exc
+            raise
+        free.append((conn, _monotonic()))
+        return payload
+
+    def clear(self) -> None:
+        """Forget the connections (after fork: they belong to the parent)."""
+        self._free = []
+
+
+def _stale(conn: Any) -> bool:
+    try:
+        return bool(conn.can_read())
+    except Exception:
+        return True
+
+
+class AsyncWire:
+    """Round trips on a ``redis.asyncio`` pool's connections, on that pool's loop."""
+
+    __slots__ = ("__weakref__", "_free", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self._free: list[tuple[Any, float]] = []
+        _wires.add(self)
+
+    async def call(self, command: bytes) -> bytes:
+        """Send ``command``; return its bulk-string reply's bytes.
+
+        Unbounded here: the caller wraps it in ``asyncio.timeout``; a cancelled
+        call drops its connection.
+        """
+        free = self._free
+        try:
+            conn, used = free.pop()
+        except IndexError:
+            conn, used = await self.pool.get_connection(), _monotonic()
+        try:
+            writer = conn._writer
+            if writer is None:
+                await conn.connect()
+                writer = conn._writer
+            elif _monotonic() - used > IDLE_CHECK and await _astale(conn):
+                await conn.disconnect(nowait=True)
+                await conn.connect()
+                writer = conn._writer
+            reader = conn._reader
+            # No drain(): one small command per connection in flight cannot
+            # pile up in the transport's buffer, and the caller's timeout
+            # drops the connection if Redis stops reading.
+            writer.write(command)
+            data = await reader.read(_CHUNK)
+            while (payload := _parse(data)) is None:
+                chunk = await reader.read(_CHUNK)
+                if not chunk:
+                    raise ConnectionError(_CLOSED)
+                data += chunk
+        except NoScriptError:
+            free.append((conn, _monotonic()))
+            raise
+        except BaseException as exc:
+            await conn.disconnect(nowait=True)
+            free.append((conn, 0.0))
+            if isinstance(exc, OSError):
+                raise ConnectionError(f"Error while talking to Redis: {exc}") from exc
+            raise
+        free.append((conn, _monotonic()))
+        return payload
+
+    def clear(self) -> None:
+        self._free = []
+
+
+async def _astale(conn: Any) -> bool:
+    try:
+        return bool(await conn.can_read_destructive())
+    except Exception:
+        return True
+
+
+def _after_fork_in_child() -> None:
+    # The parent's sockets are not ours to talk on; the pool reconnects.
+    for wire in list(_wires):
+        wire.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,206 @@
+"""The limiter's own round trip: replies read whole, errors mapped, stale sockets replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+
+from resilience_django.limiting import redis_wire
+from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
+from resilience_django.limiting.redis import RedisLimiter
+from resilience_django.limiting.redis_conn import RedisSettings, make_sync_client
+from resilience_django.limiting.redis_wire import AsyncWire, SyncWire
+from resilience_django.units import Rate
+from tests.utils.redis_server import RedisServer
+from tests.utils.tcp_proxy import TcpProxy
+
+ONE = (LimitCheck(Policy("one", Rate(1000, 3600.0)), "ip:1"),)
+THREE = (
+    *ONE,
+    LimitCheck(Policy("two", Rate(1000, 3600.0), Algorithm.TOKEN_BUCKET), "ip:1"),
+    LimitCheck(Policy("three", Rate(1000, 3600.0), Algorithm.GCRA), "ip:1"),
+)
+
+
+class _Sock:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.sent: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+class _Conn:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._sock: _Sock | None = _Sock(chunks)
+        self.disconnects = 0
+
+    def disconnect(self) -> None:
+        self.disconnects += 1
+        self._sock = None
+
+
+class _Pool:
+    def __init__(self, conn: _Conn) -> None:
+        self.conn = conn
+
+    def get_connection(self) -> _Conn:
+        return self.conn
+
+
+def _wire(*chunks: bytes) -> tuple[SyncWire, _Conn]:
+    conn = _Conn(list(chunks))
+    return SyncWire(_Pool(conn)), conn
+
+
+def test_a_reply_split_across_reads_is_read_whole() -> None:
+    wire, conn = _wire(b"$1", b"0\r\n0123\r\n", b"4567\r", b"\n")
+    assert wire.call(b"cmd") == b"0123\r\n4567"
+    assert conn.disconnects == 0
+
+
+def test_noscript_keeps_the_connection_and_raises_noscripterror() -> None:
+    wire, conn = _wire(b"-NOSCRIPT No matching script. Please use EVAL.\r\n")
+    with pytest.raises(NoScriptError):
+        wire.call(b"cmd")
+    assert conn.disconnects == 0
+
+
+def test_other_error_replies_raise_and_drop_the_connection() -> None:
+    # READONLY after a Sentinel failover: the next connect finds the new primary.
+    wire, conn = _wire(b"-READONLY You can't write against a read only replica.\r\n")
+    with pytest.raises(ResponseError):
+        wire.call(b"cmd")
+    assert conn.disconnects == 1
+
+
+def test_a_closed_socket_mid_reply_raises_connectionerror_and_drops_it() -> None:
+    wire, conn = _wire(b"$10\r\n0123")
+    with pytest.raises(ConnectionError):
+        wire.call(b"cmd")
+    assert conn.disconnects == 1
+
+
+def test_a_socket_timeout_raises_redis_timeouterror() -> None:
+    wire, conn = _wire()
+
+    def slow(size: int) -> bytes:
+        raise builtins.TimeoutError("timed out")
+
+    assert conn._sock is not None
+    conn._sock.recv = slow  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError):
+        wire.call(b"cmd")
+    assert conn.disconnects == 1
+
+
+def test_a_forked_child_forgets_the_parents_connections() -> None:
+    wire, _ = _wire(b"$1\r\nx\r\n")
+    wire.call(b"cmd")
+    assert wire._free
+    redis_wire._after_fork_in_child()
+    assert not wire._free
+
+
+# -- against a real Redis --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+def _limiter(url: str) -> RedisLimiter:
+    settings = RedisSettings(url=url, socket_timeout=1.0, connect_timeout=1.0)
+    client = make_sync_client(settings)
+    client.flushdb()
+    return RedisLimiter(client, settings=settings)
+
+
+def _kill_clients(server: RedisServer) -> None:
+    admin = redis.Redis(port=server.port)
+    admin.client_kill_filter(_type="normal", skipme=True)
+    admin.close()
+
+
+@pytest.mark.redis
+def test_an_idle_connection_redis_closed_is_replaced_without_a_failure(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = _limiter(server.url)
+    try:
+        assert limiter.decide(ONE).allowed
+        _kill_clients(server)  # as a Redis restart in a quiet moment would
+        monkeypatch.setattr(redis_wire, "IDLE_CHECK", 0.0)
+        assert limiter.decide(ONE).backend == "redis"
+    finally:
+        limiter.close()
+
+
+@pytest.mark.redis
+async def test_async_idle_connection_redis_closed_is_replaced_without_a_failure(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = _limiter(server.url)
+    try:
+        assert (await limiter.adecide(ONE)).allowed
+        _kill_clients(server)
+        monkeypatch.setattr(redis_wire, "IDLE_CHECK", 0.0)
+        assert (await limiter.adecide(ONE)).backend == "redis"
+    finally:
+        limiter.close()
+        await limiter.aclose()
+
+
+@pytest.mark.redis
+async def test_a_timed_out_async_call_never_leaves_its_reply_for_the_next(
+    server: RedisServer,
+) -> None:
+    with TcpProxy(server.port) as proxy:
+        limiter = _limiter(f"redis://127.0.0.1:{proxy.port}/0")
+        limiter.bound_async_calls(0.05)
+        try:
+            assert (await limiter.adecide(THREE)).allowed
+            proxy.latency = 0.2
+            with pytest.raises(asyncio.TimeoutError):
+                await limiter.adecide(THREE)
+            proxy.latency = 0.0
+            await asyncio.sleep(0.3)  # the late reply has arrived by now
+            decision = await limiter.adecide(ONE)
+            assert [o.check for o in decision.outcomes] == list(ONE)
+            assert decision.outcomes[0].remaining == 1000 - 3
+        finally:
+            limiter.close()
+            await limiter.aclose()
+
+
+@pytest.mark.redis
+async def test_async_wire_maps_a_closed_connection_to_connectionerror(
+    server: RedisServer,
+) -> None:
+    client: Any = redis.asyncio.Redis(port=server.port)
+    wire = AsyncWire(client.connection_pool)
+    try:
+        assert await wire.call(b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n") == b"hi"
+        with pytest.raises(ResponseError):
+            await wire.call(b"*1\r\n$4\r\nNOPE\r\n")
+        assert await wire.call(b"*2\r\n$4\r\nECHO\r\n$2\r\nok\r\n") == b"ok"
+        _kill_clients(server)
+        with pytest.raises(ConnectionError):
+            await wire.call(b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n")
+        # The next call reconnects.
+        assert await wire.call(b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n") == b"hi"
+    finally:
+        await client.aclose()

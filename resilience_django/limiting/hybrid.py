@@ -8,7 +8,8 @@ made by the in-process ``LocalLimiter`` at once.  A failed call still gets an
 answer: that request alone is decided locally, so a Redis failure never
 raises out of ``decide``/``adecide`` and never becomes a 5xx.  No request
 waits longer than the budget: the clients' socket timeouts are the budget
-(sync) and each async call runs under ``asyncio.timeout(budget)``.
+(sync) and each async call runs under one ``asyncio.timeout(budget)``, set
+by the Redis limiter around the whole call.
 
 While falling back each process enforces its *share* of every global limit:
 ``1 / live instances``, where the live count comes from heartbeats kept in a
@@ -31,7 +32,6 @@ on ``resilience_django.limiting`` with ``extra`` fields and reported through
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -99,6 +99,9 @@ class HybridLimiter:
         self._redis = redis
         self._local = local
         self._budget = budget
+        # The Redis limiter bounds each async call itself, with one timer; a
+        # second asyncio.timeout around it here would only double the cost.
+        redis.bound_async_calls(budget)
         self._settings = settings or FallbackSettings()
         self._instance = (
             instance_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -150,7 +153,7 @@ class HybridLimiter:
         return decision
 
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
-        """``decide`` on ``redis.asyncio``, bounded by ``asyncio.timeout(budget)``."""
+        """``decide`` on ``redis.asyncio``, each call bounded by the budget."""
         if not checks:
             return ALLOW_ALL
         if self._fallback:
@@ -159,8 +162,7 @@ class HybridLimiter:
             self._start_probe()
         start = _perf()
         try:
-            async with asyncio.timeout(self._budget):
-                decision = await self._redis.adecide(checks)
+            decision = await self._redis.adecide(checks)
         except Exception as exc:  # CancelledError is a BaseException and propagates
             self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
             return await self._local.adecide(checks, self.share)
@@ -197,8 +199,7 @@ class HybridLimiter:
             self._start_probe()
         start = _perf()
         try:
-            async with asyncio.timeout(self._budget):
-                pair = await self._redis.adecide_with_shadow(checks, shadow)
+            pair = await self._redis.adecide_with_shadow(checks, shadow)
         except Exception as exc:
             self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
             return self._local_pair(checks, shadow)

@@ -39,12 +39,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .algorithms import Kernel, State, kernel_for
-from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome
+from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome, _make
 
 __all__ = ["LocalLimiter"]
 
 _outcome = RuleOutcome
-_decision = Decision
 # Marks a limiter built with thread_safe=False: it never locks.
 _NO_LOCKING = threading.Lock()
 
@@ -217,7 +216,7 @@ class LocalLimiter:
             outcome = kernel.outcome(state, now, check)
         finally:
             shard.release()
-        return _decision(outcome.allowed, (outcome,), "local")
+        return _make(Decision, (outcome[1], (outcome,), "local"))  # [1]: allowed
 
     async def adecide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
         """``decide`` for the event loop: it never waits on I/O, so it runs inline.
@@ -322,7 +321,7 @@ class LocalLimiter:
         else:
             states.move_to_end(key)
         outcome = kernel.outcome(state, now, check)
-        return _decision(outcome.allowed, (outcome,), "local")
+        return _make(Decision, (outcome[1], (outcome,), "local"))  # [1]: allowed
 
     def _decide_many(self, checks: tuple[LimitCheck, ...], share: float, locked: bool) -> Decision:
         if not checks:
@@ -377,7 +376,7 @@ class LocalLimiter:
             _outcome(check, fits, *kernel.info(state, now, check.cost, fits))
             for (check, kernel, _, _), state, fits in zip(plan, states, verdicts, strict=True)
         )
-        return _decision(admitted, outcomes, "local")
+        return _make(Decision, (admitted, outcomes, "local"))
 
 
 def _add(shard: _Shard, key: tuple[str, str], kernel: Kernel, now: float) -> State:

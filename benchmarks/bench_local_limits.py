@@ -10,7 +10,10 @@ Measured side by side in one process, best of a few repeats:
   loop (lock-free while the loop is the only user) and ``LocalLimiter.admit``
   (yes/no only);
 * ``limits`` 5.x MemoryStorage with FixedWindow, MovingWindow (after 50,000
-  hits in its window) and SlidingWindowCounter strategies (``hit``);
+  hits in its window) and SlidingWindowCounter strategies (``hit``), and the
+  fixed and sliding-counter ones with ``hit`` + ``get_window_stats``: what
+  ``limits`` must call to know the remaining quota and reset our full
+  decision returns (the like-for-like comparison for ``ours_decide``);
 * django-ratelimit ``is_ratelimited`` on LocMemCache (default 300 entries and a
   roomy one);
 * "exact under key churn": 1,000 clients x 5 requests each, round-robin, at
@@ -90,7 +93,13 @@ def _ours(algorithm: Algorithm, many: bool, lean: bool) -> Callable[[int], None]
     return run_many_decide
 
 
-def _limits(strategy: str, many: bool) -> Callable[[int], None]:
+def _limits(strategy: str, many: bool, stats: bool = False) -> Callable[[int], None]:
+    """``limits`` ``hit()``; with ``stats``, also ``get_window_stats()``.
+
+    ``hit()`` answers yes or no only.  To fill the ``RateLimit`` headers as our
+    full decision does (remaining, reset), ``limits`` needs the second call:
+    ``stats=True`` times that like-for-like pair.
+    """
     from limits import RateLimitItemPerMinute
     from limits.storage import MemoryStorage
     from limits.strategies import (
@@ -107,6 +116,17 @@ def _limits(strategy: str, many: bool) -> Callable[[int], None]:
     limiter = cls(MemoryStorage())
     item = RateLimitItemPerMinute(10**9)
     hit = limiter.hit
+    window_stats = limiter.get_window_stats
+    if stats:
+
+        def run_stats(n: int) -> None:
+            for i in range(n):
+                key = keys[i % KEYS] if many else "203.0.113.7"
+                hit(item, key)
+                window_stats(item, key)
+
+        keys = [f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(KEYS)] if many else []
+        return run_stats
     if not many:
 
         def run_hot(n: int) -> None:
@@ -265,6 +285,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             figures[f"limits_{strategy}_{label}"] = _time(
                 fn, n_slow if strategy == "moving" else n_fast // 2, repeats
             )
+        for strategy in ("fixed", "sliding_counter"):
+            figures[f"limits_{strategy}_with_stats_{label}"] = _time(
+                _limits(strategy, many, stats=True), n_fast // 2, repeats
+            )
         figures[f"django_ratelimit_locmem_{label}"] = _time(
             _django_ratelimit(many), n_slow, repeats
         )
@@ -273,16 +297,26 @@ def run(quick: bool = False) -> dict[str, Any]:
         "churn": churn(),
         "bytes_per_key": bytes_per_key(),
     }
-    fastest_limits = {
-        label: min(v for k, v in figures.items() if k.startswith("limits_") and k.endswith(label))
-        for label in ("hot_key", "100k_keys")
-    }
+
+    def fastest(label: str, with_stats: bool) -> float:
+        return min(
+            v
+            for k, v in figures.items()
+            if k.startswith("limits_") and k.endswith(label) and ("_with_stats_" in k) == with_stats
+        )
+
     ratios: dict[str, float] = {}
+    like_for_like: dict[str, float] = {}
     for key, value in figures.items():
         if key.startswith("ours_"):
             label = "100k_keys" if key.endswith("100k_keys") else "hot_key"
-            ratios[key] = round(fastest_limits[label] / value, 2)
+            ratios[key] = round(fastest(label, False) / value, 2)
+            if not key.startswith("ours_admit_"):
+                like_for_like[key] = round(fastest(label, True) / value, 2)
     result["ratio_fastest_limits_over_ours"] = ratios
+    # Our full decision against limits' hit() + get_window_stats(), the pair it
+    # takes to know what our decision returns.
+    result["ratio_limits_with_stats_over_ours"] = like_for_like
     return result
 
 
@@ -297,6 +331,9 @@ def main() -> None:
         ratio = result["ratio_fastest_limits_over_ours"].get(key)
         extra = f"  {ratio:.2f}x faster" if ratio is not None else ""
         print(f"{key:<{width}}  {value:7.2f}{extra}")
+    print("\nfull decision vs limits hit() + get_window_stats() (the same answer):")
+    for key, value in result["ratio_limits_with_stats_over_ours"].items():
+        print(f"  {key:<{width}}  {value:.2f}x faster")
     print("\nexact under key churn (1,000 clients x 5 requests at 3/m; exact = 3000):")
     for key, value in result["churn"].items():
         print(f"  {key:<34} {value}")

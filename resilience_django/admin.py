@@ -235,9 +235,10 @@ def _critical(share: float, critical: bool) -> str:
 class SheddingRuleAdmin(_RuleAdmin):
     kind = "shedding"
     form = SheddingRuleForm
+    # No "updated at" column: ten columns already fill the width beside the filters.
     list_display = (
         "name", "position", "route", "max_concurrent", "queue", "max_wait", "adaptive",
-        "priority", "enabled", "in_force", "updated_at",
+        "priority", "enabled", "in_force",
     )  # fmt: skip
     list_filter = ("enabled", "adaptive", "critical")
     search_fields = ("name", "path", "view", "critical_paths", "critical_header", "notes")

@@ -311,13 +311,13 @@ class Breaker:
         if w.total_calls >= policy.min_calls:
             if (
                 policy.error_rate is not None
-                and w.total_failures >= policy.error_rate * w.total_calls
+                and w.total_failures > policy.error_rate * w.total_calls
             ):
                 return f"failure rate {w.failure_rate:.0%} over the last {policy.window:g}s"
             rate = policy.slow_call_rate
-            if rate is not None and w.total_slow >= rate * w.total_calls:
+            if rate is not None and w.total_slow > rate * w.total_calls:
                 return f"slow-call rate {w.slow_rate:.0%} over the last {policy.window:g}s"
-        if policy.ewma_threshold is not None and w.ewma >= policy.ewma_threshold:
+        if policy.ewma_threshold is not None and w.ewma > policy.ewma_threshold:
             return f"failure-rate EWMA {w.ewma:.2f}"
         return None
 

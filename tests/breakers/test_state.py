@@ -53,7 +53,9 @@ def test_trips_on_error_rate_only_once_min_calls_seen(make: Make, clock: ManualC
         succeed(b)
     assert b.state == "closed"  # 50% but only 8 calls
     succeed(b)
-    fail(b)  # 10 calls, 5 failures
+    fail(b)  # 10 calls, 5 failures: at the rate, not above it
+    assert b.state == "closed"
+    fail(b)  # 11 calls, 6 failures: above 50%
     assert b.state == "open"
 
 
@@ -77,8 +79,8 @@ def test_trips_on_slow_call_rate(make: Make) -> None:
         failure_threshold=None, error_rate=None, slow_call=1.0, slow_call_rate=0.5, min_calls=4
     )
     succeed(b, 2, duration=0.1)
-    succeed(b, 1, duration=2.0)
-    assert b.state == "closed"
+    succeed(b, 2, duration=2.0)
+    assert b.state == "closed"  # 2 of 4 slow: at the rate, not above it
     succeed(b, 1, duration=2.0)
     assert b.state == "open" and "slow-call rate" in b.last_transition.reason  # type: ignore[union-attr]
 

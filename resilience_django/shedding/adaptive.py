@@ -1,30 +1,50 @@
 """An adaptive concurrency limit that follows measured latency.
 
-The controller is Netflix concurrency-limits' Gradient2 with its published
-defaults (initial limit 20, minimum 20, maximum 200, smoothing 0.2, long
-window 600 samples, RTT tolerance 1.5 from the earlier Gradient2 releases,
-queue headroom ``sqrt(limit)`` as in the original Gradient limit)::
+The controller is a gradient controller in the line of Netflix
+concurrency-limits' Gradient2 and Envoy's adaptive concurrency filter,
+tuned so that under overload the limit settles near the server's real
+capacity rather than well above it::
 
-    gradient  = clamp(tolerance * baseline_rtt / rtt, 0.5, 1.0)
-    new_limit = gradient * limit + queue_size(limit)
-    limit     = limit * (1 - smoothing) + new_limit * smoothing
+    target    = baseline_rtt * (1 + buffer)                   buffer 0.1
+    new_limit = limit + sqrt(limit)                if rtt <= target   (room: probe upwards)
+              = limit * max(0.5, target / rtt)     otherwise          (past the knee)
+    limit     = limit * (1 - smoothing) + new_limit * smoothing       smoothing 0.2
+
+with Gradient2's published defaults elsewhere (initial limit 20, minimum 20,
+maximum 200, smoothing 0.2, long window 600, ``sqrt(limit)`` headroom) and
+Envoy's for the baseline (a probe of 50 samples every 60 s with jitter).
+
+Why this shape.  Past the capacity ``C`` a server's latency grows in
+proportion to what is in flight (``rtt = baseline * limit / C``), so
+``limit * target / rtt`` *is* the limit at which latency meets the target:
+``(1 + buffer) * C``.  Gradient2 and Envoy add the ``sqrt(limit)`` headroom on
+every step, overloaded or not, which moves the fixed point to ``(1 + buffer)
+* C + sqrt(limit)``: with Gradient2's tolerance of 1.5 that is 1.5x the
+capacity plus the headroom, with Envoy's 25 % buffer still 1.25x plus the
+headroom (about 1.5x at a capacity of 20).  Here the headroom is only added
+while latency is within the target, to find room that may have appeared, and
+the buffer is 10 %: the limit settles between ``1.1 * C`` and one headroom
+step above, and admitted requests wait about a tenth of their service time
+in the server's own queue.  A smaller buffer would chase noise.
 
 Samples are averaged over a window (``window`` seconds and at least
-``window_samples`` samples, as Netflix's ``WindowedLimit`` and Envoy's
-100 ms update interval do) before each step: stepping on every sample lets
-the limit grow many times over before the first extra request's latency
-comes back, and it oscillates.
+``window_samples`` samples, as Netflix's ``WindowedLimit`` and Envoy's 100 ms
+update interval do) before each step: stepping on every sample lets the limit
+grow many times over before the first extra request's latency comes back.
+The *mean*, not a percentile such as Envoy's default p50: by Little's law the
+mean latency is what is in flight over the throughput, which is what makes
+``limit * target / rtt`` land on the capacity.  A median can hide the queue:
+when slots free in bursts (service times alike, started together) a third
+of the requests can wait a whole service time while the median still reads
+the no-load latency, and the limit then settles well above the capacity.
 
-One change, taken from Envoy's adaptive concurrency filter: Gradient2's
-baseline is an exponential average of *all* samples, so under sustained
-overload it creeps up to the overloaded latency, the gradient returns to 1
-and the limit ratchets up to the maximum.  Here the baseline is measured by a
-periodic *probe* (every ``probe_interval`` seconds the limit drops to the
-floor for ``probe_samples`` samples, so requests run without queueing) and
-between probes it may only move *down*, averaged over ``long_window``
-samples.  Under overload the limit therefore settles where latency is
-``tolerance`` times the no-load latency, i.e. near ``tolerance * capacity``
-plus the small headroom, instead of drifting to the maximum.
+The baseline is Envoy's periodic minimum-RTT measurement, not Gradient2's
+average of all samples (which under sustained overload creeps up to the
+overloaded latency, so the gradient returns to 1 and the limit ratchets to
+the maximum): every ``probe_interval`` seconds (with jitter) the limit drops
+to the floor for ``probe_samples`` samples, so requests run without queueing,
+and their mean is the new baseline.  Between probes it may only move
+*down*, averaged over ``long_window`` windows.
 
 Pure Python and single-threaded: the bulkhead feeds it samples from one
 thread at a time (see ``bulkhead.py``).
@@ -35,6 +55,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from statistics import fmean
 
 from ..clock import Clock, monotonic
 
@@ -56,13 +77,13 @@ class AdaptiveLimit:
         "_estimate",
         "_long_alpha",
         "_next_probe_at",
-        "_probe_count",
-        "_probe_sum",
+        "_probe",
+        "_probing",
         "_random",
-        "_window_count",
+        "_window",
         "_window_inflight",
         "_window_start",
-        "_window_sum",
+        "buffer",
         "initial_limit",
         "jitter",
         "max_limit",
@@ -70,7 +91,6 @@ class AdaptiveLimit:
         "probe_interval",
         "probe_samples",
         "queue_size",
-        "rtt_tolerance",
         "smoothing",
         "window",
         "window_samples",
@@ -83,7 +103,7 @@ class AdaptiveLimit:
         min_limit: int = 20,
         max_limit: int = 200,
         smoothing: float = 0.2,
-        rtt_tolerance: float = 1.5,
+        buffer: float = 0.1,
         long_window: int = 600,
         queue_size: Callable[[float], float] = math.sqrt,
         probe_interval: float = 60.0,
@@ -98,13 +118,16 @@ class AdaptiveLimit:
             raise ValueError("need 1 <= min_limit <= max_limit")
         if not 0 < smoothing <= 1:
             raise ValueError("smoothing must be in (0, 1]")
-        if rtt_tolerance < 1:
-            raise ValueError("rtt_tolerance must be >= 1")
+        # Without a buffer, sampling noise alone reads as overload half the
+        # time and the only-down baseline sinks below the typical latency: the
+        # limit decays.
+        if buffer <= 0:
+            raise ValueError("buffer must be > 0")
         self.initial_limit = max(min_limit, min(max_limit, initial_limit))
         self.min_limit = min_limit
         self.max_limit = max_limit
         self.smoothing = smoothing
-        self.rtt_tolerance = rtt_tolerance
+        self.buffer = buffer
         self.queue_size = queue_size
         self.probe_interval = probe_interval
         self.probe_samples = max(1, probe_samples)
@@ -117,24 +140,23 @@ class AdaptiveLimit:
         self._baseline: float | None = None
         self._estimate = float(self.initial_limit)
         # Start in a probe: without a baseline there is nothing to compare with.
-        self._probe_count = 0
-        self._probe_sum = 0.0
+        self._probing = True
+        self._probe: list[float] = []
         self._next_probe_at = math.inf
+        self._window: list[float] = []
         self._window_start = clock()
-        self._window_sum = 0.0
-        self._window_count = 0
         self._window_inflight = 0
 
     @property
     def limit(self) -> int:
         """The concurrency limit in force now (the floor while probing)."""
-        if self.probing:
+        if self._probing:
             return self.min_limit
         return int(self._estimate)
 
     @property
     def probing(self) -> bool:
-        return self._probe_count < self.probe_samples
+        return self._probing
 
     @property
     def baseline_rtt(self) -> float | None:
@@ -142,32 +164,28 @@ class AdaptiveLimit:
         return self._baseline
 
     def update(self, rtt: float, inflight: int) -> int:
-        """Take one finished request's latency and the in-flight count; return the limit."""
-        if self.probing:
+        """Take one finished request's latency and the requests in flight as it
+        finished, itself included; return the limit."""
+        if self._probing:
             # Requests admitted before the limit dropped still carry queueing
             # delay; only samples taken at the floor measure the no-load latency.
             if inflight <= self.min_limit:
-                self._probe_sum += rtt
-                self._probe_count += 1
-                if self._probe_count == self.probe_samples:
+                self._probe.append(rtt)
+                if len(self._probe) >= self.probe_samples:
                     self._end_probe()
             return self.limit
         now = self._clock()
         if now >= self._next_probe_at:
-            self._probe_count = 0
-            self._probe_sum = 0.0
+            self._probing = True
+            self._probe = []
             return self.min_limit
-        self._window_sum += rtt
-        self._window_count += 1
+        self._window.append(rtt)
         if inflight > self._window_inflight:
             self._window_inflight = inflight
-        if self._window_count < self.window_samples or now - self._window_start < self.window:
+        if len(self._window) < self.window_samples or now - self._window_start < self.window:
             return int(self._estimate)
-        self._step(self._window_sum / self._window_count, self._window_inflight)
-        self._window_start = now
-        self._window_sum = 0.0
-        self._window_count = 0
-        self._window_inflight = 0
+        self._step(fmean(self._window), self._window_inflight)
+        self._start_window(now)
         return int(self._estimate)
 
     def _step(self, rtt: float, inflight: int) -> None:
@@ -180,15 +198,24 @@ class AdaptiveLimit:
         # do not grow on them (as Gradient2 does).
         if inflight < estimate / 2:
             return
-        gradient = 1.0 if rtt <= 0 else max(0.5, min(1.0, self.rtt_tolerance * baseline / rtt))
-        new = gradient * estimate + self.queue_size(estimate)
+        target = baseline * (1 + self.buffer)
+        if rtt <= target:
+            # Latency says there may be room: probe upwards by the headroom.
+            new = estimate + self.queue_size(estimate)
+        else:
+            # Past the knee latency grows with the limit, so this is the limit
+            # at which it would be back at the target.  No headroom on top:
+            # added here it would hold the limit at (1 + buffer) x capacity
+            # + sqrt(limit) for good.
+            new = estimate * max(0.5, target / rtt)
         new = estimate * (1 - self.smoothing) + new * self.smoothing
         self._estimate = max(float(self.min_limit), min(float(self.max_limit), new))
 
     def _end_probe(self) -> None:
-        measured = self._probe_sum / self._probe_count
         first = self._baseline is None
-        self._baseline = measured
+        self._baseline = fmean(self._probe)
+        self._probing = False
+        self._probe = []
         if first:
             self._estimate = float(self.initial_limit)
         # Jitter keeps a fleet of processes from probing (and dropping to the
@@ -196,9 +223,11 @@ class AdaptiveLimit:
         spread = self.probe_interval * self.jitter * (2 * self._random() - 1)
         now = self._clock()
         self._next_probe_at = now + self.probe_interval + spread
+        self._start_window(now)
+
+    def _start_window(self, now: float) -> None:
+        self._window = []
         self._window_start = now
-        self._window_sum = 0.0
-        self._window_count = 0
         self._window_inflight = 0
 
     def __repr__(self) -> str:

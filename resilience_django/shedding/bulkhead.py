@@ -188,10 +188,17 @@ class Bulkhead(SlotQueue):
         self._hold = held if not self._hold else self._hold * 0.9 + held * 0.1
         if self.report_metrics:
             metrics.inflight(self.name, -1)
+        if self._adaptive is None:
+            self._put(pool)
+            return
+        # Counted before the slot goes back, this request included (Netflix's
+        # limiters count it too): read after, a full bulkhead with nobody
+        # waiting looks one short, and at a limit of 2 or 3 that reads as
+        # app-limited, so the limit never grows off a small floor.
+        inflight = self.inflight
         self._put(pool)
-        if self._adaptive is not None:
-            self._samples.append((held, self.inflight))
-            self._adapt()
+        self._samples.append((held, inflight))
+        self._adapt()
 
     # --- adaptive limit -----------------------------------------------------
 

@@ -341,6 +341,26 @@ def test_adaptive_bulkhead_follows_its_controller() -> None:
     assert bulkhead.limit == 6  # the probe ended; the initial limit applies
 
 
+def test_adaptive_bulkhead_kept_full_grows_off_a_small_floor() -> None:
+    now = [0.0]
+    adaptive = AdaptiveLimit(
+        min_limit=2, initial_limit=2, max_limit=50, probe_samples=2, clock=lambda: now[0]
+    )
+    bulkhead = Bulkhead("ad", adaptive, report_metrics=False, clock=lambda: now[0])
+    held: list[Permit] = []
+    for _ in range(300):
+        # Every slot taken, each held 10 ms: flat latency, demand above the limit.
+        while (result := bulkhead.acquire_sync(0)).admitted:
+            assert isinstance(result, Permit)
+            held.append(result)
+        now[0] += 0.010
+        while held:
+            held.pop().release()
+    # Counted after its slot went back, the last request of a full bulkhead
+    # of 2 saw 1 in flight: "app-limited", and the limit never grew.
+    assert bulkhead.limit > 4
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.booleans()), max_size=60))
 def test_no_sequence_of_acquires_and_releases_breaks_the_limits(

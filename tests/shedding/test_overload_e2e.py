@@ -1,18 +1,28 @@
-"""A real uvicorn server with a real capacity, under 2x overload from a bounded load generator."""
+"""A real uvicorn server with a real capacity, under 2x overload from a bounded load generator.
+
+The fixed bulkhead is tested on a bare ASGI app served in-process (its
+figures then measure the bulkhead, not Django); the adaptive limit on the
+real stack, a Django view behind the middleware in its own uvicorn process,
+because what it must find is the capacity of the whole server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
-from resilience_django.shedding import AdaptiveLimit, Bulkhead
+from resilience_django.shedding import Bulkhead
+from tests.e2e.load import get, overload, p99
+from tests.e2e.server import uvicorn_server
 
 pytestmark = pytest.mark.e2e
 
@@ -70,52 +80,11 @@ def serve() -> Iterator[Any]:
         thread.join(timeout=10)
 
 
-async def get(port: int) -> tuple[int, float]:
-    started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        status = int((await reader.readline()).split()[1])
-        await reader.read()
-        return status, time.perf_counter() - started
-    finally:
-        writer.close()
-
-
-async def overload(port: int, seconds: float) -> tuple[list[float], list[float]]:
-    """Offer twice the capacity, open loop, at most 200 requests outstanding."""
-    rate = 2 * CAPACITY / SERVICE
-    ok: list[float] = []
-    shed: list[float] = []
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def fire() -> None:
-        status, took = await asyncio.wait_for(get(port), 5.0)
-        (ok if status == 200 else shed).append(took)
-
-    started = time.perf_counter()
-    sent = 0
-    while (now := time.perf_counter() - started) < seconds:
-        while sent < int(now * rate) and len(tasks) < 200:
-            sent += 1
-            task = asyncio.create_task(fire())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        await asyncio.sleep(0.002)
-    await asyncio.gather(*tasks)
-    ok.sort()
-    shed.sort()
-    return ok, shed
-
-
-def p99(values: list[float]) -> float:
-    return values[int(0.99 * (len(values) - 1))]
-
-
 async def test_shed_requests_get_503_fast_and_admitted_p99_stays_bounded(serve: Any) -> None:
     bulkhead = Bulkhead("e2e", CAPACITY, queue=CAPACITY, report_metrics=False)
     port = serve(shedding_app(bulkhead))
-    ok, shed = await overload(port, seconds=2.0)
+    seen = await overload(port, rate=2 * CAPACITY / SERVICE, seconds=2.0)
+    ok, shed = seen.ok, seen.shed
     assert shed, "2x overload must shed"
     # Admitted: service time plus at most max_wait (100 ms) in the queue, plus
     # scheduling noise on a shared machine.
@@ -128,11 +97,95 @@ async def test_shed_requests_get_503_fast_and_admitted_p99_stays_bounded(serve: 
     assert bulkhead.inflight == 0
 
 
-async def test_adaptive_limit_settles_near_the_real_capacity(serve: Any) -> None:
-    limit = AdaptiveLimit(initial_limit=2, min_limit=2, max_limit=100, probe_samples=20)
-    bulkhead = Bulkhead("e2e-adaptive", limit, queue=CAPACITY, report_metrics=False)
-    port = serve(shedding_app(bulkhead))
-    await overload(port, seconds=4.0)
-    # Latency-driven: it settles where latency is rtt_tolerance (1.5) times the
-    # no-load latency, about 1.5 * CAPACITY plus sqrt headroom; far from max.
-    assert CAPACITY <= bulkhead.limit <= 3 * CAPACITY, bulkhead.limit
+# The adaptive test's server: SERVED at once, each for HOLD seconds, so its real
+# concurrency capacity is SERVED (53 requests/s).  Rates stay low on purpose: a
+# Django request costs a few ms of CPU, and on a shared 2-core machine a server
+# offered hundreds a second is limited by its CPU, not by the capacity under test.
+SERVED = 8
+HOLD = 0.150
+FLOOR = 5
+MAX_WAIT = 0.100
+ADAPTIVE_CONFIG = {
+    "SHEDDING": [
+        {
+            "name": "work",
+            "path": "/work/",
+            "adaptive": True,
+            "min_concurrent": FLOOR,
+            "max_concurrent": 10 * SERVED,  # a ceiling far above: only latency can stop it
+            # Drained well within max_wait (4 at 53/s: 75 ms), so the overflow
+            # is refused at once rather than after waiting in vain.
+            "queue": SERVED // 2,
+            "max_wait": f"{int(MAX_WAIT * 1000)}ms",
+        }
+    ]
+}
+
+
+async def _watch_limit(url: str, stop: asyncio.Event) -> list[tuple[float, dict[str, Any]]]:
+    """The bulkhead as the server reports it, every 250 ms, with seconds since the start."""
+    readings: list[tuple[float, dict[str, Any]]] = []
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=5) as client:
+        while not stop.is_set():
+            state = (await client.get(url + "/shedding/work/")).json()
+            readings.append((round(time.perf_counter() - started, 2), state))
+            await asyncio.sleep(0.25)
+    return readings
+
+
+async def _warm_up(port: int) -> None:
+    """FLOOR clients one request after another: the first probe's 50 samples at no load.
+
+    As a process that served some traffic before the overload began would
+    have taken them.  Probed at start-up *under* 2x overload, on a shared
+    2-core machine, the baseline came out 10-60 % high (a cold process, and
+    every request slowed by the CPU the overload costs), and the limit sits
+    that much higher until the next probe a minute later: see
+    docs/shedding.md.
+    """
+
+    async def client() -> None:
+        for _ in range(12):
+            status, _ = await get(port, "/work/")
+            assert status == 200
+
+    await asyncio.gather(*(client() for _ in range(FLOOR)))
+
+
+async def test_adaptive_limit_settles_near_the_real_capacity_of_a_django_view() -> None:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.e2e.shedding_settings",
+        "SHEDDING_TEST_CAPACITY": str(SERVED),
+        "SHEDDING_TEST_SERVICE": str(HOLD),
+    }
+    with uvicorn_server(ADAPTIVE_CONFIG, extra_env=env) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        await _warm_up(port)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(_watch_limit(server.url, stop))
+        # Twice the capacity for 6 s: about 2 s climbing from the floor, the
+        # rest settled.
+        seen = await overload(port, rate=2 * SERVED / HOLD, seconds=6.0, path="/work/")
+        stop.set()
+        readings = await watcher
+    trace = [(at, state["limit"], state["baseline"]) for at, state in readings]
+    assert not any(state["probing"] for _, state in readings), trace
+    settled = [limit for at, limit, _ in trace if at >= 3.0]
+    assert len(settled) >= 6, trace
+    # Near the real capacity: the controller aims at (1 + buffer) x capacity,
+    # buffer 0.1; the Gradient2 one before it sat at 1.5 x capacity + sqrt.
+    assert 0.75 * SERVED <= statistics.median(settled) <= 1.25 * SERVED, trace
+    assert min(settled) >= FLOOR and max(settled) <= 1.5 * SERVED, trace
+    assert seen.shed and not seen.other, seen.other
+    # Shed: most at once, as the queue was full, and sooner than an admitted
+    # request could even be served; the rest after max_wait.  The slack is
+    # for a shared 2-core machine, where other jobs stall either process.
+    assert statistics.median(seen.shed) < HOLD, seen.shed
+    assert p99(seen.shed) < MAX_WAIT + 0.500, seen.shed
+    # Admitted: the view's latency near the capacity (1.1 x HOLD) plus at most
+    # max_wait in the queue, plus the same slack.  Without shedding, 6 s of
+    # 2x overload would have queued the last requests for about 6 s.
+    assert p99(seen.ok) < 2 * HOLD + MAX_WAIT + 0.400, seen.ok
+    # The work still gets done: over half the capacity, climb included.
+    assert len(seen.ok) / 6.0 > 0.5 * SERVED / HOLD

@@ -44,7 +44,9 @@ overloaded latency, so the gradient returns to 1 and the limit ratchets to
 the maximum): every ``probe_interval`` seconds (with jitter) the limit drops
 to the floor for ``probe_samples`` samples, so requests run without queueing,
 and their mean is the new baseline.  Between probes it may only move
-*down*, averaged over ``long_window`` windows.
+*down*, averaged over ``long_window`` windows.  A probe taken while the
+process is cold and busy shedding an overload reads high, and the limit
+rests that much higher until the next probe (docs/shedding.md).
 
 Pure Python and single-threaded: the bulkhead feeds it samples from one
 thread at a time (see ``bulkhead.py``).

@@ -302,6 +302,12 @@ class LimitEngine:
             if key is None:
                 continue
             (shadow if rule.shadow else enforce).append(_make(LimitCheck, (rule.policy, key, 1)))
+        if not shadow and self._local is None:
+            if not enforce:
+                return NO_LIMITS
+            on_loop = self._on_loop
+            if on_loop is not None:  # the common case, without a coroutine
+                return self._result(on_loop(tuple(enforce)), None)
         return await self._adecide_checks(enforce, shadow or None)
 
     # -- shared -------------------------------------------------------------

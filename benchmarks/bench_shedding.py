@@ -11,7 +11,8 @@ twice that, every request with a client timeout.  We compare:
 * ``on``: a ``Bulkhead`` of CAPACITY slots, a queue of CAPACITY and a 100 ms
   ``max_wait``; the rest get 503 + Retry-After at once;
 * ``adaptive``: the same bulkhead with an ``AdaptiveLimit`` that must find the
-  capacity from latency alone (we report where it settled).
+  capacity from latency alone (we report where it settled: the median and
+  range of the limit the server reports over the second half of the run).
 
 Figures: goodput (200s answered within the client timeout, per second), the
 p50/p99 latency of admitted (200) requests, and how fast 503s come back.
@@ -197,14 +198,37 @@ def run_mode(mode: str, seconds: float) -> dict[str, Any]:
                     raise RuntimeError(f"server for mode {mode!r} did not start") from None
                 time.sleep(0.05)
         rate = OVERLOAD * CAPACITY / SERVICE
-        figures = asyncio.run(generate(port, rate, seconds))
-        if mode == "adaptive":
-            figures["settled_limit"] = int(asyncio.run(_read_limit(port)))
-            figures["capacity"] = CAPACITY
+        if mode != "adaptive":
+            return asyncio.run(generate(port, rate, seconds))
+        figures, limits = asyncio.run(_generate_watching(port, rate, seconds))
+        # The median over the second half, not one reading at the end: the
+        # limit moves a step or two around where it settled.
+        settled = sorted(limits[len(limits) // 2 :])
+        figures["settled_limit"] = settled[len(settled) // 2]
+        figures["settled_range"] = f"{settled[0]}-{settled[-1]}"
+        figures["capacity"] = CAPACITY
         return figures
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def _generate_watching(
+    port: int, rate: float, seconds: float
+) -> tuple[dict[str, Any], list[int]]:
+    """``generate``, reading the server's adaptive limit every 200 ms meanwhile."""
+    limits: list[int] = []
+
+    async def watch() -> None:
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            limits.append(int(await _read_limit(port)))
+            await asyncio.sleep(0.2)
+
+    watcher = asyncio.create_task(watch())
+    figures = await generate(port, rate, seconds)
+    await watcher
+    return figures, limits
 
 
 async def _read_limit(port: int) -> str:

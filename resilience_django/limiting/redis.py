@@ -42,7 +42,7 @@ from redis.exceptions import NoScriptError
 
 from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
 from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
-from .redis_wire import AsyncWire, SyncWire
+from .redis_wire import AsyncWire, SyncWire, within
 
 __all__ = ["RedisLimiter", "load_script"]
 
@@ -373,32 +373,37 @@ class RedisLimiter:
         """
         if not checks:
             return _EMPTY
-        async with asyncio.timeout(self._atimeout):
-            if self._cluster and len(checks) > 1:
-                groups = self._slot_groups(checks)
-                if len(groups) > 1:
-                    peeks = [await self._arun(g, commit=False) for g in groups]
-                    if not all(p.allowed for p in peeks):
-                        return _merge(checks, peeks)
-                    return _merge(checks, [await self._arun(g) for g in groups])
-            return await self._arun(checks)
+        return await within(self._adecide(checks), self._atimeout)
+
+    async def _adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
+        if self._cluster and len(checks) > 1:
+            groups = self._slot_groups(checks)
+            if len(groups) > 1:
+                peeks = [await self._arun(g, commit=False) for g in groups]
+                if not all(p.allowed for p in peeks):
+                    return _merge(checks, peeks)
+                return _merge(checks, [await self._arun(g) for g in groups])
+        return await self._arun(checks)
 
     async def adecide_with_shadow(
         self,
         checks: tuple[LimitCheck, ...],
         shadow: tuple[LimitCheck, ...],
     ) -> tuple[Decision, Decision | None]:
-        """``decide_with_shadow`` on ``redis.asyncio``."""
+        """``decide_with_shadow`` on ``redis.asyncio``, bounded as a whole like ``adecide``."""
         if not shadow:
             return await self.adecide(checks), None
         if not checks:
             return _EMPTY, await self.adecide(shadow)
+        return await within(self._adecide_with_shadow(checks, shadow), self._atimeout)
+
+    async def _adecide_with_shadow(
+        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+    ) -> tuple[Decision, Decision | None]:
         both = checks + shadow
         if self._cluster and len(self._slot_groups(both)) > 1:
-            async with asyncio.timeout(self._atimeout):
-                return await self.adecide(checks), await self.adecide(shadow)
-        async with asyncio.timeout(self._atimeout):
-            raw = await self._araw(both, split=len(checks) + 1)
+            return await self._adecide(checks), await self._adecide(shadow)
+        raw = await self._araw(both, split=len(checks) + 1)
         return self._decode_pair(both, len(checks), raw)
 
     def close(self) -> None:

@@ -23,16 +23,18 @@ being avoided.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
 import time
 import weakref
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from redis._parsers import BaseParser
 from redis.exceptions import ConnectionError, InvalidResponse, NoScriptError, TimeoutError
 
-__all__ = ["AsyncWire", "SyncWire"]
+__all__ = ["AsyncWire", "SyncWire", "within"]
 
 # A connection unused for longer than this is checked before use.
 IDLE_CHECK = 1.0
@@ -40,6 +42,7 @@ _CHUNK = 65536
 _CLOSED = "Connection closed by server."
 _monotonic = time.monotonic
 _wires: weakref.WeakSet[SyncWire | AsyncWire] = weakref.WeakSet()
+T = TypeVar("T")
 
 
 def _parse(data: bytes) -> bytes | None:
@@ -181,6 +184,47 @@ class AsyncWire:
 
     def clear(self) -> None:
         self._free = []
+
+
+class _Timer:
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
+async def within(aw: Awaitable[T], seconds: float | None) -> T:
+    """``await aw``, or ``TimeoutError`` after ``seconds``: ``asyncio.timeout`` for one call.
+
+    The same semantics (the task is cancelled at the deadline, the cancellation
+    turned into ``TimeoutError`` and uncounted; a cancellation from elsewhere
+    passes through), with one timer handle and no context manager: half the
+    CPU of ``asyncio.timeout``, which is several microseconds per decision.
+    """
+    if seconds is None:
+        return await aw
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is None:  # as asyncio.timeout says
+        if asyncio.iscoroutine(aw):
+            aw.close()
+        raise RuntimeError("Timeout should be used inside a task")
+    cancelling = task.cancelling()
+    timer = _Timer(task)
+    handle = loop.call_at(loop.time() + seconds, timer.fire)
+    try:
+        return await aw
+    except asyncio.CancelledError as exc:
+        if timer.fired and task.uncancel() <= cancelling:
+            raise builtins.TimeoutError from exc
+        raise
+    finally:
+        handle.cancel()
 
 
 async def _astale(conn: Any) -> bool:

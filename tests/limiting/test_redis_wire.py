@@ -204,3 +204,44 @@ async def test_async_wire_maps_a_closed_connection_to_connectionerror(
         assert await wire.call(b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n") == b"hi"
     finally:
         await client.aclose()
+
+
+# -- within: asyncio.timeout for one call -----------------------------------------
+
+
+async def test_within_returns_the_result_in_time() -> None:
+    async def quick() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert await redis_wire.within(quick(), 1.0) == 7
+    assert await redis_wire.within(quick(), None) == 7
+
+
+async def test_within_raises_timeouterror_past_the_deadline_and_uncounts_its_cancel() -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    with pytest.raises(builtins.TimeoutError):
+        await redis_wire.within(asyncio.sleep(1), 0.01)
+    assert task.cancelling() == 0
+
+
+async def test_within_lets_a_cancellation_from_elsewhere_through() -> None:
+    started = asyncio.Event()
+
+    async def waiter() -> None:
+        started.set()
+        await redis_wire.within(asyncio.sleep(1), 5.0)
+
+    task = asyncio.create_task(waiter())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_within_inside_a_tighter_asyncio_timeout_leaves_the_outer_one_in_charge() -> None:
+    with pytest.raises(builtins.TimeoutError):
+        async with asyncio.timeout(0.01) as outer:
+            await redis_wire.within(asyncio.sleep(1), 5.0)
+    assert outer.expired()

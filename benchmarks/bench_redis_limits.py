@@ -9,6 +9,9 @@ rounds reported), microseconds per decision for one and for three rules:
 - floor: a raw redis-py ``GET`` and ``PING`` from the very client our limiter uses;
 - ours: ``RedisLimiter.decide`` (one EVALSHA for all rules) and the production
   path ``HybridLimiter.decide`` (the same plus the fallback breaker's bookkeeping);
+- the same on the event loop (rows starting ``async:``): ``adecide`` of both
+  against a ``redis.asyncio`` ``GET`` from a client built the same way, timed
+  inside the loop; their "x GET" is to that async ``GET``;
 - ``limits`` ``RedisStorage`` with the moving-window and sliding-window-counter
   strategies (one ``hit`` per rule);
 - django-ratelimit ``is_ratelimited(increment=True)`` on a django-redis cache
@@ -23,6 +26,7 @@ count per decision is the round-trip figure.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -32,12 +36,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 Op = Callable[[], Any]
+AsyncOp = Callable[[], Awaitable[Any]]
+ASYNC_FLOOR = "async: redis.asyncio GET (floor)"
 
 
 def _free_port() -> int:
@@ -76,6 +82,13 @@ def _time_op(op: Op, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
         op()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+async def _atime_op(op: AsyncOp, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        await op()
     return (time.perf_counter() - start) / n * 1e6
 
 
@@ -139,14 +152,20 @@ def _setup_django(url: str) -> Callable[[], Any]:
     return override.disable
 
 
-def _contenders(url: str) -> tuple[dict[str, Op], Callable[[], None], Any]:
+def _contenders(
+    url: str,
+) -> tuple[dict[str, Op], dict[str, AsyncOp], Callable[[], Awaitable[None]], Any]:
     from limits import RateLimitItemPerHour, storage, strategies
 
     from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
     from resilience_django.limiting.hybrid import HybridLimiter
     from resilience_django.limiting.local import LocalLimiter
     from resilience_django.limiting.redis import RedisLimiter
-    from resilience_django.limiting.redis_conn import RedisSettings, make_sync_client
+    from resilience_django.limiting.redis_conn import (
+        RedisSettings,
+        make_async_client,
+        make_sync_client,
+    )
     from resilience_django.units import Rate
 
     # A generous budget: this measures speed, not the fallback.
@@ -198,12 +217,23 @@ def _contenders(url: str) -> tuple[dict[str, Op], Callable[[], None], Any]:
         "django-ratelimit django-redis, 3 rules": rl(3),
     }
 
-    def close() -> None:
-        hybrid.close()
+    aclient = make_async_client(settings)
+    aops: dict[str, AsyncOp] = {
+        ASYNC_FLOOR: lambda: aclient.get("bench:get"),
+        "async: ours RedisLimiter, 1 rule": lambda: ours.adecide(one),
+        "async: ours RedisLimiter, 3 rules": lambda: ours.adecide(three),
+        "async: ours HybridLimiter, 1 rule": lambda: hybrid.adecide(one),
+        "async: ours HybridLimiter, 3 rules": lambda: hybrid.adecide(three),
+    }
+
+    async def close() -> None:
+        await aclient.aclose()
+        await hybrid.aclose()
+        await ours.aclose()
         ours.close()
         undo()
 
-    return ops, close, client
+    return ops, aops, close, client
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -213,21 +243,29 @@ def run(quick: bool = False) -> dict[str, Any]:
     # round too (the least disturbed, closest to the real cost).
     n, rounds = (200, 6) if quick else (400, 15)
     server = _Server()
+    # One loop for every async contender: each asyncio client belongs to it.
+    loop = asyncio.new_event_loop()
     try:
-        ops, close, client = _contenders(server.url)
+        ops, aops, close, client = _contenders(server.url)
         for op in ops.values():  # warm up: scripts loaded, connections open
             _time_op(op, 50)
-        samples: dict[str, list[float]] = {name: [] for name in ops}
+        for aop in aops.values():
+            loop.run_until_complete(_atime_op(aop, 50))
+        samples: dict[str, list[float]] = {name: [] for name in [*ops, *aops]}
         for _ in range(rounds):
             for name, op in ops.items():
                 samples[name].append(_time_op(op, n))
+            for name, aop in aops.items():
+                samples[name].append(loop.run_until_complete(_atime_op(aop, n)))
         us = {name: statistics.median(v) for name, v in samples.items()}
         best = {name: min(v) for name, v in samples.items()}
-        floor = us["redis-py GET (floor)"]
         trips: dict[str, float] = {}
         executed: dict[str, float] = {}
         calib = 50
-        for name, op in ops.items():
+        counted: dict[str, Op] = dict(ops)
+        for name, aop in aops.items():
+            counted[name] = lambda aop=aop: loop.run_until_complete(aop())
+        for name, op in counted.items():
             before = _commandstats(client)
             for _ in range(calib):
                 op()
@@ -235,15 +273,20 @@ def run(quick: bool = False) -> dict[str, Any]:
             # The INFO call that read "before" is counted in "after"; take it off.
             executed[name] = (sum(after.values()) - sum(before.values()) - 1) / calib
             trips[name] = _client_sent(server.port, op, calib)
-        close()
+        loop.run_until_complete(close())
     finally:
+        loop.close()
         server.stop()
+
+    def floor_of(name: str) -> str:
+        return ASYNC_FLOOR if name.startswith("async:") else "redis-py GET (floor)"
+
     return {
         "us_per_decision": us,
         "decisions_per_second": {name: 1e6 / v for name, v in us.items()},
-        "ratio_to_get": {name: v / floor for name, v in us.items()},
+        "ratio_to_get": {name: v / us[floor_of(name)] for name, v in us.items()},
         "best_us_per_decision": best,
-        "best_ratio_to_get": {n: v / best["redis-py GET (floor)"] for n, v in best.items()},
+        "best_ratio_to_get": {name: v / best[floor_of(name)] for name, v in best.items()},
         "round_trips_per_decision": trips,
         "redis_commands_per_decision": executed,
         "iterations": n,

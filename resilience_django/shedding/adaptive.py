@@ -44,7 +44,10 @@ overloaded latency, so the gradient returns to 1 and the limit ratchets to
 the maximum): every ``probe_interval`` seconds (with jitter) the limit drops
 to the floor for ``probe_samples`` samples, so requests run without queueing,
 and their mean is the new baseline.  Between probes it may only move
-*down*, averaged over ``long_window`` windows.  A probe taken while the
+*down*, averaged over ``long_window`` windows.  As in Envoy, five windows
+in a row with the limit at the floor start a probe at once: the work may
+have got slower (a slower database, say), which the old baseline would read
+as overload for up to a minute.  A probe taken while the
 process is cold and busy shedding an overload reads high, and the limit
 rests that much higher until the next probe (docs/shedding.md).
 
@@ -63,6 +66,10 @@ from ..clock import Clock, monotonic
 
 __all__ = ["AdaptiveLimit"]
 
+# Envoy's adaptive concurrency filter re-measures its minRTT after this many
+# consecutive windows with the limit at its minimum.
+FLOOR_WINDOWS_BEFORE_PROBE = 5
+
 
 class AdaptiveLimit:
     """Gradient controller for a concurrency limit; feed it ``update(rtt, inflight)``.
@@ -77,6 +84,7 @@ class AdaptiveLimit:
         "_baseline",
         "_clock",
         "_estimate",
+        "_floor_windows",
         "_long_alpha",
         "_next_probe_at",
         "_probe",
@@ -141,6 +149,7 @@ class AdaptiveLimit:
         self._long_alpha = 2.0 / (long_window + 1)
         self._baseline: float | None = None
         self._estimate = float(self.initial_limit)
+        self._floor_windows = 0
         # Start in a probe: without a baseline there is nothing to compare with.
         self._probing = True
         self._probe: list[float] = []
@@ -178,9 +187,7 @@ class AdaptiveLimit:
             return self.limit
         now = self._clock()
         if now >= self._next_probe_at:
-            self._probing = True
-            self._probe = []
-            return self.min_limit
+            return self._start_probe()
         self._window.append(rtt)
         if inflight > self._window_inflight:
             self._window_inflight = inflight
@@ -188,6 +195,11 @@ class AdaptiveLimit:
             return int(self._estimate)
         self._step(fmean(self._window), self._window_inflight)
         self._start_window(now)
+        if self._floor_windows >= FLOOR_WINDOWS_BEFORE_PROBE:
+            # Envoy's rule: a limit pinned to the floor may mean the baseline
+            # is stale (the work got slower, which no limit can fix), not that
+            # the server is overloaded; measure it again now, not in a minute.
+            return self._start_probe()
         return int(self._estimate)
 
     def _step(self, rtt: float, inflight: int) -> None:
@@ -212,6 +224,13 @@ class AdaptiveLimit:
             new = estimate * max(0.5, target / rtt)
         new = estimate * (1 - self.smoothing) + new * self.smoothing
         self._estimate = max(float(self.min_limit), min(float(self.max_limit), new))
+        self._floor_windows = self._floor_windows + 1 if self.limit <= self.min_limit else 0
+
+    def _start_probe(self) -> int:
+        self._probing = True
+        self._probe = []
+        self._floor_windows = 0
+        return self.min_limit
 
     def _end_probe(self) -> None:
         first = self._baseline is None

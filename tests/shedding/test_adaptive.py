@@ -137,6 +137,24 @@ def test_within_the_target_the_limit_grows_by_the_headroom() -> None:
     assert limit._estimate == pytest.approx(36 + 0.2 * 6)
 
 
+def test_a_limit_pinned_to_the_floor_probes_again_at_once() -> None:
+    limit = stepping(min_limit=4, initial_limit=40, probe_interval=60.0, jitter=0)
+    clock = limit._clock
+    assert isinstance(clock, ManualClock)
+    # The work gets 5x slower for good (a slower database, not overload): read
+    # against the old baseline it looks like overload and the limit sinks.
+    while not limit.probing:
+        clock.advance(0.1)
+        limit.update(0.050, inflight=max(limit.limit, 1))
+    assert clock.now < 10.0  # a few seconds, not the minute to the next probe
+    limit.update(0.050, inflight=4)  # the probe's one sample: the new normal
+    assert limit.baseline_rtt == pytest.approx(0.050)
+    for _ in range(50):
+        clock.advance(0.1)
+        limit.update(0.050, inflight=limit.limit)
+    assert limit.limit > 10  # growing again from the floor
+
+
 def test_limit_does_not_drift_to_the_maximum_under_sustained_overload() -> None:
     clock = ManualClock()
     limit = AdaptiveLimit(min_limit=5, initial_limit=10, probe_interval=5.0, clock=clock)

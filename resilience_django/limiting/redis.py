@@ -198,10 +198,11 @@ class RedisLimiter:
         """The keys, and the one packed argument: flags, then every check's spec."""
         keys = []
         argv = [_FLAGS.pack(1 if commit else 0, split) if split else _COMMIT if commit else _PEEK]
+        prefix, part = self._prefix, self._part
         for check in checks:
-            parts = self._part(check.policy)
-            keys.append(self._key(check, parts))
-            argv.append(parts.packed(check.cost))
+            parts = part(check.policy)
+            keys.append(prefix + _tag(check.key).encode() + parts.suffix)
+            argv.append(parts.spec1 if check.cost == 1 else parts.packed(check.cost))
         return keys, b"".join(argv)
 
     def _packed(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> bytes:
@@ -221,7 +222,11 @@ class RedisLimiter:
                 parts.packed(check.cost),
             )
         keys, argv = self._keys_argv(checks, commit, split)
-        return b"".join([head, *[_bulk(k) for k in keys], argv_head, argv, b"\r\n"])
+        pieces = [head]
+        for key in keys:
+            pieces.append(b"$%d\r\n%b\r\n" % (len(key), key))
+        pieces += (argv_head, argv, b"\r\n")
+        return b"".join(pieces)
 
     def _args(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> list[Any]:
         """The EVALSHA command as arguments for a (cluster) client's execute_command."""
@@ -435,10 +440,14 @@ class RedisLimiter:
 
 
 def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[RuleOutcome, ...]:
-    return tuple(
-        RuleOutcome(check, v[i] == 1, int(v[i + 1]), v[i + 2] / 1e6, v[i + 3] / 1e6)
-        for i, check in zip(range(2, 2 + 4 * len(checks), 4), checks, strict=True)
-    )
+    outcomes = []
+    i = 2
+    for check in checks:
+        outcomes.append(
+            RuleOutcome(check, v[i] == 1, int(v[i + 1]), v[i + 2] / 1e6, v[i + 3] / 1e6)
+        )
+        i += 4
+    return tuple(outcomes)
 
 
 def _timeout_of(settings: RedisSettings | None, client: AsyncClient | None) -> float | None:

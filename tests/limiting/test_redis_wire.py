@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,9 @@ class _Sock:
 
     def sendall(self, data: bytes) -> None:
         self.sent.append(data)
+
+    def gettimeout(self) -> float | None:
+        return None
 
     def recv(self, size: int) -> bytes:
         return self.chunks.pop(0) if self.chunks else b""
@@ -245,3 +249,24 @@ async def test_within_inside_a_tighter_asyncio_timeout_leaves_the_outer_one_in_c
         async with asyncio.timeout(0.01) as outer:
             await redis_wire.within(asyncio.sleep(1), 5.0)
     assert outer.expired()
+
+
+@pytest.mark.redis
+def test_a_black_holed_sync_call_times_out_within_the_socket_timeout(server: RedisServer) -> None:
+    # The kernel keeps the timeout (SO_RCVTIMEO) instead of Python's poll: same bound.
+    with TcpProxy(server.port) as proxy:
+        settings = RedisSettings(
+            url=f"redis://127.0.0.1:{proxy.port}/0", socket_timeout=0.05, connect_timeout=0.05
+        )
+        limiter = RedisLimiter(make_sync_client(settings), settings=settings)
+        try:
+            assert limiter.decide(ONE).backend == "redis"
+            proxy.blackhole = True
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                limiter.decide(ONE)
+            assert time.monotonic() - start < 0.05 + 0.03
+            proxy.blackhole = False
+            assert limiter.decide(ONE).backend == "redis"
+        finally:
+            limiter.close()

@@ -114,7 +114,9 @@ def test_slow_pricing_falls_back_in_time_for_the_order(demo: Demo, staff: httpx.
     assert answer.status_code == 201, answer.text
     assert answer.json()["price"]["source"] == "fallback"
     assert answer.json()["price"]["reason"] == "timeout"
-    assert took < 0.8  # two 250 ms attempts, well inside the 800 ms of the order
+    # Two 250 ms attempts, then the fallback: far below the 1.5 s pricing would take (the
+    # 201 itself says it beat the order's 800 ms deadline; the slack is for a loaded CI box).
+    assert took < 1.2
 
 
 def test_downstreams_stop_at_the_callers_deadline(demo: Demo, staff: httpx.Client) -> None:
@@ -152,10 +154,11 @@ def test_orders_beyond_the_bulkhead_and_its_queue_are_shed_with_503(
     answers = asyncio.run(burst())
     statuses = [a.status_code for a in answers]
     # 12 run at once and 48 may wait 300 ms: what cannot be served in time is turned away.
-    # (On an idle machine at least 12 orders succeed; a loaded CI box may push some of
-    # the admitted ones past the 800 ms deadline, so only a few are required here.)
-    assert statuses.count(201) >= 3, statuses
+    # Admitted orders end in 201, or in 504 when a loaded CI box pushes them past the
+    # 800 ms deadline (on an idle machine at least 12 succeed); either way the bulkhead
+    # ran full before anything was shed.
     assert set(statuses) <= {201, 503, 504}, statuses
+    assert statuses.count(201) + statuses.count(504) >= 12, statuses
     shed = [a for a in answers if a.status_code == 503]
     assert shed, statuses
     assert all("capacity" in a.text and "Retry-After" in a.headers for a in shed), shed[0].text

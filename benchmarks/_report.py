@@ -302,7 +302,19 @@ def _shedding_targets(r: dict[str, Any]) -> list[Target]:
             f"{_f(p99)}x",
             None if p99 is None else p99 > 1.0,
         ),
+        _settled_target(r.get("adaptive", {})),
     ]
+
+
+def _settled_target(adaptive: dict[str, Any]) -> Target:
+    settled, capacity = adaptive.get("settled_limit"), adaptive.get("capacity")
+    ratio = None if not settled or not capacity else settled / capacity
+    return (
+        "#8",
+        "adaptive limit settles near the real capacity (within 1.25x, not below it)",
+        "-" if ratio is None else f"{settled} for a capacity of {capacity} ({ratio:.2f}x)",
+        None if ratio is None else 1.0 <= ratio <= 1.25,
+    )
 
 
 # --- end to end (#3, #4) --------------------------------------------------------------

@@ -378,7 +378,11 @@ class RedisLimiter:
         """
         if not checks:
             return _EMPTY
-        return await within(self._adecide(checks), self._atimeout)
+        if self._cluster:
+            return await within(self._adecide(checks), self._atimeout)
+        # The single-node path awaits the round trip itself: no coroutine layers
+        # that only pass the answer up.
+        return self._decode(checks, await within(self._araw(checks), self._atimeout))
 
     async def _adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
         if self._cluster and len(checks) > 1:

@@ -23,6 +23,7 @@ from .breakers.state import Breaker, CircuitOpen
 from .conf import ResilienceSettings, get_settings, on_reload, route_breakers
 from .deadline_policy import DeadlinePolicy
 from .limiting.engine import LimitEngine, LimitResult
+from .limiting.headers import add_headers
 from .limiting.health import register as register_limiter_health
 from .limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from .limiting.local import LocalLimiter
@@ -276,8 +277,7 @@ class Runtime:
             state.token = None
         result = state.limits
         if result is not None and self.ratelimit_headers:
-            for name, value in result.headers:
-                response[name] = value
+            add_headers(response, result.headers)
         return response
 
     def release(self, request: HttpRequest, *, timed_out: bool) -> None:

@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponseBase
 from ..conf import get_settings, on_reload
 from ..exceptions import ConfigError
 from .engine import LimitEngine, LimitResult
+from .headers import add_headers
 from .local import LocalLimiter
 from .proxies import TrustedProxies, parse_trusted_proxies
 from .responses import rate_limited_response
@@ -106,8 +107,7 @@ def _default_name(view: Callable[..., Any]) -> str:
 
 def _with_headers(response: HttpResponseBase, result: LimitResult) -> HttpResponseBase:
     if get_settings().ratelimit_headers:
-        for header, value in result.headers:
-            response[header] = value
+        add_headers(response, result.headers)
     return response
 
 

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from .decision import Policy, RuleOutcome
 
-__all__ = ["POLICY_HEADER", "RATELIMIT_HEADER", "build_headers", "retry_after_header", "seconds"]
+__all__ = [
+    "POLICY_HEADER",
+    "RATELIMIT_HEADER",
+    "add_headers",
+    "build_headers",
+    "retry_after_header",
+    "seconds",
+]
 
 POLICY_HEADER = "RateLimit-Policy"
 RATELIMIT_HEADER = "RateLimit"
@@ -75,3 +83,40 @@ def build_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[str, str]]:
         (POLICY_HEADER, ", ".join(p for p, _ in pairs)),
         (RATELIMIT_HEADER, ", ".join(r for _, r in pairs)),
     ]
+
+
+def _headers_have_a_store() -> bool:
+    """Whether Django's ``ResponseHeaders`` keeps ``{lower name: (name, value)}`` in ``_store``.
+
+    True on every Django this package supports; checked once at import, so a
+    Django that changes it only loses the shortcut below, never a request.
+    """
+    try:
+        from django.http.response import ResponseHeaders
+
+        headers = ResponseHeaders({})
+        headers["X-Probe"] = "1"
+        return getattr(headers, "_store", None) == {"x-probe": ("X-Probe", "1")}
+    except Exception:  # pragma: no cover - any surprise means: use the public API
+        return False
+
+
+_DIRECT = _headers_have_a_store()
+
+
+def add_headers(response: Any, pairs: Sequence[tuple[str, str]]) -> None:
+    """Set the ``RateLimit-Policy``/``RateLimit`` pairs on a Django response.
+
+    ``response[name] = value`` re-validates both strings for their charsets
+    (four conversions, about a third of what the headers cost a request).  Our
+    names are constants and our values ASCII built from validated rule names
+    and integers, so they go straight into the header store when Django keeps
+    one as expected (``_DIRECT``); otherwise through the public API.
+    """
+    if _DIRECT:
+        store = response.headers._store
+        for name, value in pairs:
+            store[name.lower()] = (name, value)
+        return
+    for name, value in pairs:
+        response[name] = value

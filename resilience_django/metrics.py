@@ -29,6 +29,7 @@ __all__ = [
     "breaker_short_circuit",
     "breaker_state",
     "breaker_transition",
+    "concurrency_limit",
     "deadline_exceeded",
     "enabled",
     "inflight",
@@ -109,6 +110,14 @@ _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
         "Gauge",
         "resilience_inflight_requests",
         "Requests in flight under a shedding rule (sum over live processes).",
+        ("route",),
+        {"multiprocess_mode": "livesum"},
+    ),
+    "concurrency_limit": (
+        "Gauge",
+        "resilience_concurrency_limit",
+        "Requests a shedding rule lets run at once: its fixed limit, or where the adaptive "
+        "controller has it now (sum over live processes).",
         ("route",),
         {"multiprocess_mode": "livesum"},
     ),
@@ -297,3 +306,10 @@ def inflight(route: str, delta: int) -> None:
     child = _child("inflight", (route,))
     if child is not None:
         child.inc(delta)
+
+
+def concurrency_limit(route: str, limit: int) -> None:
+    """The shedding rule ``route`` now lets ``limit`` requests run at once in this process."""
+    child = _child("concurrency_limit", (route,))
+    if child is not None:
+        child.set(limit)

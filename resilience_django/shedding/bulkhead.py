@@ -108,6 +108,8 @@ class Bulkhead(SlotQueue):
         self._samples: deque[tuple[float, int]] = deque(maxlen=4096)
         self._adapt_busy = threading.Lock()
         self._hold = 0.0  # moving average of how long a slot is held
+        if report_metrics:
+            metrics.concurrency_limit(name, self.limit)
 
     # --- admission ----------------------------------------------------------
 
@@ -223,6 +225,12 @@ class Bulkhead(SlotQueue):
         """Set a new fixed limit (live tuning); slots in use drain before a shrink bites."""
         with self._adapt_busy:
             self._resize(limit)
+
+    def _resize(self, limit: int) -> None:
+        super()._resize(limit)
+        if self.report_metrics:
+            # Operators watch an adaptive limit move beside the in-flight gauge.
+            metrics.concurrency_limit(self.name, self.limit)
 
     def __repr__(self) -> str:
         return (

@@ -36,6 +36,7 @@ def test_families_have_the_contract_names_types_and_labels():
         "resilience_limiter_backend_seconds": ("histogram", "backend_seconds"),
         "resilience_limiter_fallback_active": ("gauge", "fallback"),
         "resilience_inflight_requests": ("gauge", "inflight"),
+        "resilience_concurrency_limit": ("gauge", "concurrency_limit"),
         "resilience_bad_headers": ("counter", "bad_header"),
     }
     for name, (kind, key) in expected.items():

@@ -341,6 +341,29 @@ def test_adaptive_bulkhead_follows_its_controller() -> None:
     assert bulkhead.limit == 6  # the probe ended; the initial limit applies
 
 
+def test_concurrency_limit_gauge_shows_the_limit_as_it_moves() -> None:
+    def gauge(route: str) -> float | None:
+        return REGISTRY.get_sample_value("resilience_concurrency_limit", {"route": route})
+
+    fixed = Bulkhead("limit-gauge-fixed", 4)
+    assert gauge("limit-gauge-fixed") == 4
+    fixed.resize(7)
+    assert gauge("limit-gauge-fixed") == 7
+    now = [0.0]
+    adaptive = AdaptiveLimit(
+        min_limit=2, initial_limit=6, max_limit=50, probe_samples=3, clock=lambda: now[0]
+    )
+    moving = Bulkhead("limit-gauge-adaptive", adaptive, clock=lambda: now[0])
+    assert gauge("limit-gauge-adaptive") == 2  # probing at the floor
+    for _ in range(3):
+        permit = _admitted(moving.acquire_sync(0))
+        now[0] += 0.01
+        permit.release()
+    assert gauge("limit-gauge-adaptive") == 6  # where the controller moved it
+    Bulkhead("limit-gauge-quiet", 3, report_metrics=False)
+    assert gauge("limit-gauge-quiet") is None
+
+
 def test_adaptive_bulkhead_kept_full_grows_off_a_small_floor() -> None:
     now = [0.0]
     adaptive = AdaptiveLimit(

@@ -6,10 +6,11 @@ costs several times what the script does: taking a connection from the pool
 polls the socket to prove it idle (three system calls, two ``getpid``) and
 updates its bookkeeping, and the reply goes through a buffered general
 parser.  So each ``Wire`` keeps a few of its pool's connections to itself and
-talks on their sockets directly.  redis-py still does all the rest: it makes
-the connections (TLS, AUTH, SELECT, Sentinel's primary lookup, socket
-timeouts), and the pool still counts them, closes them on ``disconnect()``
-and caps them at ``max_connections``.
+talks on their sockets directly: on Linux a sync decision is two system
+calls, ``sendto`` and ``recvfrom`` (redis-py's ``GET``: nine).  redis-py
+still does all the rest: it makes the connections (TLS, AUTH, SELECT,
+Sentinel's primary lookup, socket timeouts), and the pool still counts them,
+closes them on ``disconnect()`` and caps them at ``max_connections``.
 
 Semantics kept from redis-py: a reply is read whole or the connection is
 dropped (so the next call never reads a stale reply); a socket timeout raises

@@ -176,29 +176,33 @@ def _redis(r: dict[str, Any]) -> str:
 
 def _redis_targets(r: dict[str, Any]) -> list[Target]:
     rows: list[Target] = []
-    for limiter in ("HybridLimiter", "RedisLimiter"):
-        for n in ("1 rule", "3 rules"):
-            name = f"ours {limiter}, {n}"
-            if name not in r["us_per_decision"]:
-                continue
-            trips = r["round_trips_per_decision"][name]
-            rows.append(
-                (
-                    "#4",
-                    f"one round trip per decision ({limiter}, {n})",
-                    f"{trips:.2f}",
-                    round(trips, 2) <= 1.05,
+    # Sync rows against a redis-py GET; "async: " rows (adecide on the event loop)
+    # against a redis.asyncio GET from the same loop.
+    for prefix, get in (("", "a redis-py GET"), ("async: ", "a redis.asyncio GET")):
+        for limiter in ("HybridLimiter", "RedisLimiter"):
+            for n in ("1 rule", "3 rules"):
+                name = f"{prefix}ours {limiter}, {n}"
+                if name not in r["us_per_decision"]:
+                    continue
+                label = f"{prefix}{limiter}, {n}"
+                trips = r["round_trips_per_decision"][name]
+                rows.append(
+                    (
+                        "#4",
+                        f"one round trip per decision ({label})",
+                        f"{trips:.2f}",
+                        round(trips, 2) <= 1.05,
+                    )
                 )
-            )
-            ratio, best = r["ratio_to_get"][name], r["best_ratio_to_get"][name]
-            rows.append(
-                (
-                    "#4",
-                    f"≤ 1.15x a redis-py GET ({limiter}, {n})",
-                    f"{ratio:.2f}x (best round {best:.2f}x)",
-                    ratio <= 1.15,
+                ratio, best = r["ratio_to_get"][name], r["best_ratio_to_get"][name]
+                rows.append(
+                    (
+                        "#4",
+                        f"≤ 1.15x {get} ({label})",
+                        f"{ratio:.2f}x (best round {best:.2f}x)",
+                        ratio <= 1.15,
+                    )
                 )
-            )
     return rows
 
 

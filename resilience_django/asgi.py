@@ -169,11 +169,8 @@ class ResilienceASGIMiddleware:
                 raise
             if not started:
                 await self._deadline(send, _Shim(scope, get_meta), deadline)
-        except BaseException:
-            alarm.fired_for(task)  # take back our cancel request, if any
-            raise
         finally:
-            alarm.disarm()
+            alarm.close(task)  # also when the app swallowed our cancellation
 
     @staticmethod
     async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:

@@ -19,7 +19,7 @@ seen when armed) or someone else's (the client went away), which must
 propagate.
 
 Single-threaded like the loop it serves: every method but ``Alarm.disarm``
-runs on the loop's thread (``Deadline.tighten`` hops there with
+and ``Alarm.close`` runs on the loop's thread (``Deadline.tighten`` hops there with
 ``call_soon_threadsafe``).
 """
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import weakref
+import threading
 from typing import Any
 
 __all__ = ["Alarm", "AlarmClock", "alarm_clock"]
@@ -58,6 +58,16 @@ class Alarm:
         self.when = when
         self._clock._push(self, when)
 
+    def close(self, task: asyncio.Task[Any]) -> None:
+        """The guarded work is over, however it ended: disarm, and if the alarm
+        fired but the work swallowed its ``CancelledError``, take the cancel
+        request back so the task is not left marked as cancelling (an outer
+        ``asyncio.timeout`` would misread it), as ``asyncio.timeout`` does."""
+        if self.fired:
+            self.fired = False
+            task.uncancel()
+        self.task = None
+
     def fired_for(self, task: asyncio.Task[Any]) -> bool:
         """After ``CancelledError``: was it this alarm's cancellation, and only it?
 
@@ -73,7 +83,7 @@ class Alarm:
 class AlarmClock:
     """Every armed ``Alarm`` of one event loop, behind one loop timer."""
 
-    __slots__ = ("__weakref__", "_compact_at", "_heap", "_loop", "_seq", "_timer", "_wake_at")
+    __slots__ = ("_compact_at", "_heap", "_loop", "_seq", "_timer", "_wake_at")
 
     _MIN_COMPACT = 1024
 
@@ -134,9 +144,14 @@ class AlarmClock:
             self._timer = self._loop.call_at(self._wake_at, self._ring)
 
 
-_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AlarmClock] = (
-    weakref.WeakKeyDictionary()
-)
+# One clock per loop.  Not a WeakKeyDictionary: a clock's pending timer refers
+# to its loop, so the entry would keep its own key alive.  Instead, clocks of
+# closed loops are dropped whenever a new loop asks (closing a loop discards
+# its timers), which bounds this to the loops still open: one per server
+# process, or one per request where ``async_to_sync`` runs each in
+# ``asyncio.run`` (a WSGI server with async-only middleware).
+_clocks: dict[asyncio.AbstractEventLoop, AlarmClock] = {}
+_clocks_lock = threading.Lock()
 # The last loop asked for: a server runs one loop per process, so the lookup
 # is one identity check.
 _last: tuple[asyncio.AbstractEventLoop | None, AlarmClock | None] = (None, None)
@@ -148,8 +163,11 @@ def alarm_clock(loop: asyncio.AbstractEventLoop) -> AlarmClock:
     last_loop, clock = _last
     if last_loop is loop and clock is not None:
         return clock
-    clock = _clocks.get(loop)
-    if clock is None:
-        clock = _clocks[loop] = AlarmClock(loop)
+    with _clocks_lock:  # loops in several threads (async_to_sync) may ask at once
+        for old in [old for old in _clocks if old.is_closed()]:
+            del _clocks[old]
+        clock = _clocks.get(loop)
+        if clock is None:
+            clock = _clocks[loop] = AlarmClock(loop)
     _last = (loop, clock)
     return clock

@@ -108,11 +108,10 @@ class ResilienceMiddleware:
             except BaseException:
                 # Failed, or cancelled: the slot and the breaker trial must
                 # not stay taken.
-                alarm.fired_for(task)  # take back our cancel request, if any
                 runtime.release(request, timed_out=False)
                 raise
             finally:
-                alarm.disarm()
+                alarm.close(task)  # also when the view swallowed our cancellation
             return runtime.finish(request, response)
         finally:
             _current.reset(token)

@@ -159,3 +159,52 @@ async def test_each_loop_has_its_own_clock() -> None:
         assert alarm_clock(other_loop) is not mine
     finally:
         other_loop.close()
+
+
+async def test_work_that_swallows_the_cancellation_leaves_the_task_clean() -> None:
+    loop = asyncio.get_running_loop()
+    clock = AlarmClock(loop)
+
+    async def stubborn() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        alarm = clock.arm(task, loop.time() + 0.02)
+        try:
+            try:
+                await asyncio.sleep(2)
+            except asyncio.CancelledError:
+                return "swallowed"  # the view ignored the cancellation and answered
+        finally:
+            alarm.close(task)
+        return "slept"
+
+    async def outer() -> tuple[str, int, str]:
+        task = asyncio.current_task()
+        assert task is not None
+        result = await stubborn()
+        cancelling = task.cancelling()
+        # An asyncio.timeout entered later in the same task must still work.
+        try:
+            async with asyncio.timeout(0.02):
+                await asyncio.sleep(1)
+        except TimeoutError:
+            return result, cancelling, "timeout"
+        return result, cancelling, "no timeout"
+
+    assert await asyncio.create_task(outer()) == ("swallowed", 0, "timeout")
+
+
+def test_clocks_of_closed_loops_are_let_go() -> None:
+    from resilience_django import loop_alarm
+
+    async def one_request() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        alarm = alarm_clock(loop).arm(task, loop.time() + 30)
+        alarm.close(task)
+
+    # async_to_sync under WSGI runs every request in a loop of its own.
+    for _ in range(50):
+        asyncio.run(one_request())
+    assert len(loop_alarm._clocks) <= 2

@@ -309,15 +309,13 @@ class Breaker:
         if policy.failure_threshold is not None and token.consecutive >= policy.failure_threshold:
             return f"{token.consecutive} consecutive failures"
         if w.total_calls >= policy.min_calls:
-            if (
-                policy.error_rate is not None
-                and w.total_failures > policy.error_rate * w.total_calls
-            ):
+            rate = policy.error_rate
+            if rate is not None and _exceeds(w.total_failures, rate, w.total_calls):
                 return f"failure rate {w.failure_rate:.0%} over the last {policy.window:g}s"
             rate = policy.slow_call_rate
-            if rate is not None and w.total_slow > rate * w.total_calls:
+            if rate is not None and _exceeds(w.total_slow, rate, w.total_calls):
                 return f"slow-call rate {w.slow_rate:.0%} over the last {policy.window:g}s"
-        if policy.ewma_threshold is not None and w.ewma > policy.ewma_threshold:
+        if policy.ewma_threshold is not None and _exceeds(w.ewma, policy.ewma_threshold, 1.0):
             return f"failure-rate EWMA {w.ewma:.2f}"
         return None
 
@@ -428,3 +426,16 @@ class Breaker:
     def _counter_deltas(self) -> list[tuple[str, int]]:
         """Outcome counts not yet reported to Prometheus (called by the events thread)."""
         return report.counter_deltas(self)
+
+
+def _exceeds(count: float, rate: float, total: float) -> bool:
+    """Whether ``count`` out of ``total`` is above ``rate`` (DESIGN: a rate that *exceeds*).
+
+    A rate of 1.0 means "all of them": nothing exceeds 100%, and a policy
+    that says 1.0 must still trip when every call fails.  The relative slack
+    keeps float rounding from tripping exactly at the rate (0.57 * 100 is
+    56.99999999999999, and 57 failures of 100 are not above 57%).
+    """
+    if rate >= 1.0:
+        return count >= total
+    return count > rate * total * (1.0 + 1e-9)

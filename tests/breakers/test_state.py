@@ -531,3 +531,28 @@ def test_a_new_mode_takes_over_an_open_breaker_but_not_a_forced_one(make: Make) 
     b.force_open()
     b.configure(BreakerPolicy(failure_threshold=1))
     assert b.state == "forced_open"
+
+
+@pytest.mark.parametrize(("rate", "calls", "at_rate"), [(0.57, 100, 57), (0.29, 100, 29)])
+def test_exactly_at_the_rate_stays_closed_despite_float_rounding(
+    make: Make, rate: float, calls: int, at_rate: int
+) -> None:
+    assert rate * calls < at_rate  # the float product rounds below the exact count
+    b = make(failure_threshold=None, error_rate=rate, min_calls=calls, window=60)
+    succeed(b, calls - at_rate)
+    fail(b, at_rate)
+    assert b.state == "closed"
+    fail(b)
+    assert b.state == "open"
+
+
+def test_a_rate_of_one_trips_when_every_call_fails(make: Make) -> None:
+    b = make(failure_threshold=None, error_rate=1.0, min_calls=5, window=60)
+    fail(b, 4)
+    assert b.state == "closed"  # fewer than min_calls
+    fail(b)
+    assert b.state == "open"
+    mixed = make(failure_threshold=None, error_rate=1.0, min_calls=5, window=60)
+    succeed(mixed)
+    fail(mixed, 20)
+    assert mixed.state == "closed"  # one success in the window: not all failed

@@ -150,9 +150,9 @@ def check() -> None:
 # --- incoming headers -------------------------------------------------------
 
 # gRPC: "TimeoutValue: 1*8DIGIT", "TimeoutUnit: H M S m u n"
-_GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
+_GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])\Z")
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-_TIMEOUT_MS = re.compile(r"^\d{1,10}$")
+_TIMEOUT_MS = re.compile(r"\d{1,10}\Z")
 
 
 def parse_grpc_timeout(value: str) -> float | None:

@@ -63,7 +63,7 @@ __doc__ = (__doc__ or "") + "\n" + "\n".join(f"- ``{k}``: {v}" for k, v in CHECK
 
 # Names travel in the RateLimit headers as quoted strings and in metric labels:
 # keep them to characters that need no escaping anywhere.
-_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,100}$")
+_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,8 @@ def test_dotted_path_key_is_imported_at_parse_time():
         ({"name": "a", "rate": "1/s", "burst": True}, "E025"),
         ({"rate": "1/s"}, "E026"),
         ({"name": 'bad"name', "rate": "1/s"}, "E026"),
+        # A newline would end up in the RateLimit headers: $ would let one through.
+        ({"name": "api\n", "rate": "1/s"}, "E026"),
         ({"name": "a", "rate": "1/s", "path": "api"}, "E027"),
         ({"name": "a", "rate": "1/s", "path": "^(("}, "E027"),
         ({"name": "a", "rate": "1/s", "methods": "POST"}, "E027"),

@@ -83,6 +83,7 @@ class Bulkhead(SlotQueue):
         "_adapt_busy",
         "_adaptive",
         "_hold",
+        "_retired",
         "_samples",
         "clock",
         "name",
@@ -108,6 +109,7 @@ class Bulkhead(SlotQueue):
         self._samples: deque[tuple[float, int]] = deque(maxlen=4096)
         self._adapt_busy = threading.Lock()
         self._hold = 0.0  # moving average of how long a slot is held
+        self._retired = False
         if report_metrics:
             metrics.concurrency_limit(name, self.limit)
 
@@ -228,9 +230,16 @@ class Bulkhead(SlotQueue):
 
     def _resize(self, limit: int) -> None:
         super()._resize(limit)
-        if self.report_metrics:
+        if self.report_metrics and not self._retired:
             # Operators watch an adaptive limit move beside the in-flight gauge.
             metrics.concurrency_limit(self.name, self.limit)
+
+    def retire(self, *, gone: bool) -> None:
+        """A rule edit replaced this bulkhead: stop reporting its limit (and show 0 if
+        the rule is ``gone``).  Permits still out are released here as usual."""
+        self._retired = True
+        if gone and self.report_metrics:
+            metrics.concurrency_limit(self.name, 0)
 
     def __repr__(self) -> str:
         return (

@@ -34,53 +34,66 @@ class Shedder:
     >>> permit.release()
     """
 
-    __slots__ = ("_bulkheads", "_clock", "needs_view_name", "rules")
+    __slots__ = ("_clock", "_state", "needs_view_name")
 
     def __init__(self, rules: Sequence[SheddingRule] = (), *, clock: Clock = monotonic) -> None:
         self._clock = clock
-        self.rules: tuple[SheddingRule, ...] = ()
-        self._bulkheads: dict[str, Bulkhead] = {}
+        # Rules and their bulkheads, published as one pair: a request thread
+        # reading while an admin edit lands sees the old pair or the new one,
+        # never a rule of one with the bulkheads of the other.
+        self._state: tuple[tuple[SheddingRule, ...], dict[str, Bulkhead]] = ((), {})
         self.needs_view_name = False
         self.update(rules)
 
+    @property
+    def rules(self) -> tuple[SheddingRule, ...]:
+        return self._state[0]
+
     def update(self, rules: Sequence[SheddingRule]) -> None:
         """Put new rules in force, keeping the bulkheads of rules that only changed size."""
-        old = {rule.name: rule for rule in self.rules}
+        old_rules, old_bulkheads = self._state
+        old = {rule.name: rule for rule in old_rules}
         bulkheads: dict[str, Bulkhead] = {}
         for rule in rules:
             previous = old.get(rule.name)
-            kept = self._bulkheads.get(rule.name)
+            kept = old_bulkheads.get(rule.name)
             if previous is not None and kept is not None and _same_shape(previous, rule):
                 if rule.max_concurrent != previous.max_concurrent:
                     kept.resize(rule.max_concurrent)
                 bulkheads[rule.name] = kept
             else:
                 bulkheads[rule.name] = rule.make_bulkhead(clock=self._clock)
-        # Publish whole: a request reads either the old or the new mapping.
-        self._bulkheads = bulkheads
-        self.rules = tuple(rules)
-        self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
+        self._state = (tuple(rules), bulkheads)
+        self.needs_view_name = any(r.matcher.needs_view_name for r in rules)
+        for name, bulkhead in old_bulkheads.items():
+            if bulkhead is not bulkheads.get(name):
+                # Its permits still come back to it, but its limit is no longer
+                # the rule's: the gauge shows the new bulkhead's, or 0 if gone.
+                bulkhead.retire(gone=name not in bulkheads)
 
     def match(self, method: str, path: str, view_name: str | None = None) -> SheddingRule | None:
-        for rule in self.rules:
+        for rule in self._state[0]:
             if rule.matches(method, path, view_name):
                 return rule
         return None
 
     def bulkhead(self, name: str) -> Bulkhead:
-        return self._bulkheads[name]
+        return self._state[1][name]
 
     def _prepare(
         self, method: str, path: str, view_name: str | None, header: HeaderLookup | None
     ) -> tuple[Bulkhead, float, bool] | None:
-        rule = self.match(method, path, view_name)
-        if rule is None:
+        rules, bulkheads = self._state
+        for rule in rules:
+            if rule.matches(method, path, view_name):
+                break
+        else:
             return None
         value = None
         if rule.critical_header is not None and header is not None:
             value = header(rule.critical_header)
         critical = rule.is_critical(method, path, value)
-        return self._bulkheads[rule.name], rule.wait_timeout(deadline.remaining()), critical
+        return bulkheads[rule.name], rule.wait_timeout(deadline.remaining()), critical
 
     def admit_sync(
         self,

@@ -107,3 +107,54 @@ def test_view_name_rules_are_announced() -> None:
     permit = door.admit_sync("GET", "/quote", view_name="orders:quote")
     assert permit is not None and permit.admitted
     permit.release()
+
+
+def test_rules_renamed_while_requests_arrive_never_fail_a_request() -> None:
+    import threading
+
+    first = [rule(name="before", path="/api", max_concurrent=50)]
+    second = [rule(name="after", path="/api", max_concurrent=50)]
+    door = Shedder(first)
+    stop = threading.Event()
+
+    def edit() -> None:  # an admin flipping the rule's name, as fast as it can
+        while not stop.is_set():
+            door.update(second)
+            door.update(first)
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    errors: list[BaseException] = []
+    try:
+        deadline_at = time.monotonic() + 0.5
+        while time.monotonic() < deadline_at:
+            try:
+                answer = door.admit_sync("GET", "/api/x")
+            except KeyError as exc:  # a rule of one version, the bulkheads of the other
+                errors.append(exc)
+                continue
+            assert answer is not None and answer.admitted
+            answer.release()
+    finally:
+        stop.set()
+        editor.join()
+    assert errors == []
+
+
+def test_limit_gauge_of_a_removed_rule_drops_to_zero() -> None:
+    from prometheus_client import REGISTRY
+
+    def gauge(name: str) -> float | None:
+        return REGISTRY.get_sample_value("resilience_concurrency_limit", {"route": name})
+
+    door = Shedder([rule(name="gauge-kept", max_concurrent=3), rule(name="gauge-gone")])
+    assert gauge("gauge-kept") == 3
+    door.update([rule(name="gauge-kept", max_concurrent=5)])
+    assert gauge("gauge-kept") == 5
+    assert gauge("gauge-gone") == 0
+    # A rebuilt bulkhead (another queue) reports; the retired one no longer does.
+    retired = door.bulkhead("gauge-kept")
+    door.update([rule(name="gauge-kept", max_concurrent=4, queue=9)])
+    assert gauge("gauge-kept") == 4
+    retired.resize(40)
+    assert gauge("gauge-kept") == 4

@@ -58,11 +58,15 @@ class _Value(tuple):  # type: ignore[type-arg]
     _fields: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
-        # A plain tuple with the same values is not the same answer.
-        return type(other) is type(self) and tuple.__eq__(self, other)
+        if type(other) is type(self):
+            return tuple.__eq__(self, other)
+        # A plain tuple with the same values is not the same answer; anything
+        # else (mock.ANY, say) gets its own say.
+        return False if isinstance(other, tuple) else NotImplemented
 
     def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     def __getnewargs__(self) -> tuple[object, ...]:
         # Pickle and copy rebuild through __new__ with the fields as arguments.

@@ -26,3 +26,14 @@ def test_decision_reports_its_rejections_and_the_longest_wait() -> None:
 def test_answer_objects_have_no_instance_dict() -> None:
     check = LimitCheck(POLICY, "k")
     assert not hasattr(check, "__dict__")
+
+
+def test_answer_objects_defer_to_other_kinds_of_object_and_survive_pickling() -> None:
+    import pickle
+    from unittest import mock
+
+    decision = Decision(True, (RuleOutcome(LimitCheck(POLICY, "k"), True, 9, 0.1, 0.0),))
+    assert decision == mock.ANY  # not a tuple: the other side decides
+    assert decision != (True, decision.outcomes, "local")  # a bare tuple is not an answer
+    assert pickle.loads(pickle.dumps(decision)) == decision
+    assert decision.outcomes[0].check.policy is POLICY

@@ -211,6 +211,7 @@ class AdaptiveLimit:
         # App-limited: few requests in flight say nothing about capacity, so
         # do not grow on them (as Gradient2 does).
         if inflight < estimate / 2:
+            self._floor_windows = 0  # nor do they say the floor is too high: the run ends
             return
         target = baseline * (1 + self.buffer)
         if rtt <= target:

@@ -38,6 +38,8 @@ from typing import Any, TypeVar
 from redis._parsers import BaseParser
 from redis.exceptions import ConnectionError, InvalidResponse, NoScriptError, TimeoutError
 
+from ..loop_alarm import alarm_clock
+
 __all__ = ["AsyncWire", "SyncWire", "within"]
 
 # A connection unused for longer than this is checked before use.
@@ -208,45 +210,32 @@ class AsyncWire:
         self._free = []
 
 
-class _Timer:
-    __slots__ = ("fired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.fired = False
-
-    def fire(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-
 async def within(aw: Awaitable[T], seconds: float | None) -> T:
     """``await aw``, or ``TimeoutError`` after ``seconds``: ``asyncio.timeout`` for one call.
 
     The same semantics (the task is cancelled at the deadline, the cancellation
-    turned into ``TimeoutError`` and uncounted; a cancellation from elsewhere
-    passes through), with one timer handle and no context manager: half the
-    CPU of ``asyncio.timeout``, which is several microseconds per decision.
+    turned into ``TimeoutError`` and taken back; a cancellation from elsewhere
+    passes through), on the loop's alarm clock (``loop_alarm.py``, the one the
+    request deadlines use) instead of a ``Timeout`` context manager, which
+    costs several microseconds per decision.
     """
     if seconds is None:
         return await aw
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
+    task = asyncio.current_task(loop)
     if task is None:  # as asyncio.timeout says
         if asyncio.iscoroutine(aw):
             aw.close()
         raise RuntimeError("Timeout should be used inside a task")
-    cancelling = task.cancelling()
-    timer = _Timer(task)
-    handle = loop.call_at(loop.time() + seconds, timer.fire)
+    alarm = alarm_clock(loop).arm(task, loop.time() + seconds)
     try:
         return await aw
     except asyncio.CancelledError as exc:
-        if timer.fired and task.uncancel() <= cancelling:
+        if alarm.fired_for(task):
             raise builtins.TimeoutError from exc
         raise
     finally:
-        handle.cancel()
+        alarm.close(task)
 
 
 async def _astale(conn: Any) -> bool:

@@ -74,7 +74,7 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from .decision import Algorithm, LimitCheck, Policy, RuleOutcome, _make
+from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
 
 __all__ = [
     "EPSILON",
@@ -209,7 +209,7 @@ class SlidingWindow:
         while state[j % n + 3] == 0 and j < head:
             j += 1
         state[2] = j
-        return _make(RuleOutcome, (check, True, limit - total, (j + n) * self.width - now, 0.0))
+        return RuleOutcome(check, True, limit - total, (j + n) * self.width - now, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         head, total = state[0], state[1]
@@ -291,15 +291,12 @@ class TokenBucket:
             return RuleOutcome(check, False, *self.info(state, now, cost, False))
         state[0] = tokens
         remaining = _floor(tokens + EPSILON)
-        return _make(
-            RuleOutcome,
-            (
-                check,
-                True,
-                remaining if remaining > 0 else 0,
-                (self.capacity - tokens) / self.rate,
-                0.0,
-            ),
+        return RuleOutcome(
+            check,
+            True,
+            remaining if remaining > 0 else 0,
+            (self.capacity - tokens) / self.rate,
+            0.0,
         )
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
@@ -367,7 +364,7 @@ class Gcra:
             return RuleOutcome(check, False, *self.info(state, now, cost, False))
         state[0] = tat
         remaining = _floor((tau - (tat - now)) / self.interval + EPSILON)
-        return _make(RuleOutcome, (check, True, remaining if remaining > 0 else 0, tat - now, 0.0))
+        return RuleOutcome(check, True, remaining if remaining > 0 else 0, tat - now, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         tat = state[0] if state[0] > now else now

@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import metrics
 from ..routes import scope_path
-from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy, _make
+from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
 from .headers import build_headers
 from .keys import KeyFunc, TrustedProxies, compile_key
 from .local import LocalLimiter
@@ -179,9 +179,9 @@ class LimitEngine:
             if rule.shadow:
                 if shadow is None:
                     shadow = []
-                shadow.append(_make(LimitCheck, (rule.policy, key, 1)))
+                shadow.append(LimitCheck(rule.policy, key, 1))
             else:
-                enforce.append(_make(LimitCheck, (rule.policy, key, 1)))
+                enforce.append(LimitCheck(rule.policy, key, 1))
         if shadow is None:
             if not enforce:
                 return NO_LIMITS
@@ -240,9 +240,9 @@ class LimitEngine:
             if rule.shadow:
                 if shadow is None:
                     shadow = []
-                shadow.append(_make(LimitCheck, (rule.policy, key, 1)))
+                shadow.append(LimitCheck(rule.policy, key, 1))
             else:
-                enforce.append(_make(LimitCheck, (rule.policy, key, 1)))
+                enforce.append(LimitCheck(rule.policy, key, 1))
         if shadow is None:
             # The common case, one coroutine deep: enforced rules, one store.
             if not enforce:
@@ -301,7 +301,7 @@ class LimitEngine:
             key = from_scope(scope)
             if key is None:
                 continue
-            (shadow if rule.shadow else enforce).append(_make(LimitCheck, (rule.policy, key, 1)))
+            (shadow if rule.shadow else enforce).append(LimitCheck(rule.policy, key, 1))
         if not shadow and self._local is None:
             if not enforce:
                 return NO_LIMITS

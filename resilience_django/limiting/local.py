@@ -39,11 +39,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .algorithms import Kernel, State, kernel_for
-from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome, _make
+from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome
 
 __all__ = ["LocalLimiter"]
 
 _outcome = RuleOutcome
+_decision = Decision
 # Marks a limiter built with thread_safe=False: it never locks.
 _NO_LOCKING = threading.Lock()
 
@@ -216,7 +217,7 @@ class LocalLimiter:
             outcome = kernel.outcome(state, now, check)
         finally:
             shard.release()
-        return _make(Decision, (outcome[1], (outcome,), "local"))  # [1]: allowed
+        return _decision(outcome.allowed, (outcome,), "local")
 
     async def adecide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
         """``decide`` for the event loop: it never waits on I/O, so it runs inline.
@@ -321,7 +322,7 @@ class LocalLimiter:
         else:
             states.move_to_end(key)
         outcome = kernel.outcome(state, now, check)
-        return _make(Decision, (outcome[1], (outcome,), "local"))  # [1]: allowed
+        return _decision(outcome.allowed, (outcome,), "local")
 
     def _decide_many(self, checks: tuple[LimitCheck, ...], share: float, locked: bool) -> Decision:
         if not checks:
@@ -376,7 +377,7 @@ class LocalLimiter:
             _outcome(check, fits, *kernel.info(state, now, check.cost, fits))
             for (check, kernel, _, _), state, fits in zip(plan, states, verdicts, strict=True)
         )
-        return _make(Decision, (admitted, outcomes, "local"))
+        return _decision(admitted, outcomes, "local")
 
 
 def _add(shard: _Shard, key: tuple[str, str], kernel: Kernel, now: float) -> State:

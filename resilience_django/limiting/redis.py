@@ -40,7 +40,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
-from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome, _make
+from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
 from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
 from .redis_wire import AsyncWire, SyncWire, within
 
@@ -240,13 +240,12 @@ class RedisLimiter:
         return reply
 
     def _decode(self, checks: tuple[LimitCheck, ...], raw: bytes) -> Decision:
-        # _make: the answer objects' cheap constructor (tuple.__new__), as the engine uses.
         if len(checks) == 1:
             v = self._reply(1).unpack(raw)
-            outcome = _make(RuleOutcome, (checks[0], v[2] == 1, int(v[3]), v[4] / 1e6, v[5] / 1e6))
-            return _make(Decision, (v[0] == 1, (outcome,), "redis"))
+            outcome = RuleOutcome(checks[0], v[2] == 1, int(v[3]), v[4] / 1e6, v[5] / 1e6)
+            return Decision(v[0] == 1, (outcome,), "redis")
         v = self._reply(len(checks)).unpack(raw)
-        return _make(Decision, (v[0] == 1, _outcomes(checks, v), "redis"))
+        return Decision(v[0] == 1, _outcomes(checks, v), "redis")
 
     def _decode_pair(
         self, checks: tuple[LimitCheck, ...], enforced: int, raw: bytes
@@ -446,7 +445,7 @@ def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[Rul
     i = 2
     for check in checks:
         outcomes.append(
-            _make(RuleOutcome, (check, v[i] == 1, int(v[i + 1]), v[i + 2] / 1e6, v[i + 3] / 1e6))
+            RuleOutcome(check, v[i] == 1, int(v[i + 1]), v[i + 2] / 1e6, v[i + 3] / 1e6)
         )
         i += 4
     return tuple(outcomes)

@@ -80,14 +80,24 @@ def _parse(data: bytes) -> bytes | None:
 class SyncWire:
     """Round trips on a sync pool's connections, each used by one thread at a time."""
 
-    __slots__ = ("__weakref__", "_free", "_pool")
+    __slots__ = ("__weakref__", "_free", "_keep", "_pool")
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         # (connection, last used); list.pop/append are atomic, so threads
         # share it without a lock.
         self._free: list[tuple[Any, float]] = []
+        self._keep = _keep_for(pool)
         _wires.add(self)
+
+    def _put(self, conn: Any, used: float) -> None:
+        # Kept for the next decision, or given back to the pool beyond _keep
+        # (see _keep_for).  The length check races harmlessly: at worst a
+        # connection or two more or fewer stay kept.
+        if len(self._free) < self._keep:
+            self._free.append((conn, used))
+        else:
+            self._pool.release(conn)
 
     def call(self, command: bytes) -> bytes:
         """Send ``command``; return its bulk-string reply's bytes."""
@@ -117,24 +127,37 @@ class SyncWire:
                     raise ConnectionError(_CLOSED)
                 data += chunk
         except NoScriptError:
-            free.append((conn, _monotonic()))
+            self._put(conn, _monotonic())
             raise
         except BaseException as exc:
             # Whatever broke, never hand back a half-read connection.
             conn.disconnect()
-            free.append((conn, 0.0))
+            self._put(conn, 0.0)
             # socket.timeout, or EAGAIN from a kernel timeout on a blocking socket
             if isinstance(exc, builtins.TimeoutError | BlockingIOError):
                 raise TimeoutError("Timeout reading from socket") from exc
             if isinstance(exc, OSError):
                 raise ConnectionError(f"Error while talking to Redis: {exc}") from exc
             raise
-        free.append((conn, _monotonic()))
+        self._put(conn, _monotonic())
         return payload
 
     def clear(self) -> None:
         """Forget the connections (after fork: they belong to the parent)."""
         self._free = []
+
+
+def _keep_for(pool: Any) -> int:
+    """How many connections a wire keeps between decisions.
+
+    A kept connection stays checked out of the pool, so a wire that kept all
+    it ever used would, after one burst of ``max_connections`` concurrent
+    decisions, leave nothing for the NOSCRIPT reload and the health probe,
+    which go through the pool: they would fail while Redis is healthy and trip
+    the fallback.  Two connections stay the pool's; at most 32 are kept (a
+    burst beyond that takes and gives back pool connections, redis-py's cost).
+    """
+    return max(0, min(32, int(getattr(pool, "max_connections", 64)) - 2))
 
 
 def _kernel_timeouts(sock: socket.socket, timeout: float) -> None:
@@ -156,12 +179,19 @@ def _stale(conn: Any) -> bool:
 class AsyncWire:
     """Round trips on a ``redis.asyncio`` pool's connections, on that pool's loop."""
 
-    __slots__ = ("__weakref__", "_free", "pool")
+    __slots__ = ("__weakref__", "_free", "_keep", "pool")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self._free: list[tuple[Any, float]] = []
+        self._keep = _keep_for(pool)
         _wires.add(self)
+
+    async def _put(self, conn: Any, used: float) -> None:
+        if len(self._free) < self._keep:
+            self._free.append((conn, used))
+        else:
+            await self.pool.release(conn)
 
     async def call(self, command: bytes) -> bytes:
         """Send ``command``; return its bulk-string reply's bytes.
@@ -195,15 +225,15 @@ class AsyncWire:
                     raise ConnectionError(_CLOSED)
                 data += chunk
         except NoScriptError:
-            free.append((conn, _monotonic()))
+            await self._put(conn, _monotonic())
             raise
         except BaseException as exc:
             await conn.disconnect(nowait=True)
-            free.append((conn, 0.0))
+            await self._put(conn, 0.0)
             if isinstance(exc, OSError):
                 raise ConnectionError(f"Error while talking to Redis: {exc}") from exc
             raise
-        free.append((conn, _monotonic()))
+        await self._put(conn, _monotonic())
         return payload
 
     def clear(self) -> None:

@@ -270,3 +270,76 @@ def test_a_black_holed_sync_call_times_out_within_the_socket_timeout(server: Red
             assert limiter.decide(ONE).backend == "redis"
         finally:
             limiter.close()
+
+
+# -- the pool keeps room for the reload and the probe -----------------------------
+
+
+def _bounded_limiter(url: str, max_connections: int) -> RedisLimiter:
+    settings = RedisSettings(
+        url=url, socket_timeout=1.0, connect_timeout=1.0, max_connections=max_connections
+    )
+    client = make_sync_client(settings)
+    client.flushdb()
+    return RedisLimiter(client, settings=settings)
+
+
+def test_a_burst_leaves_the_pool_room_for_the_script_reload_and_the_probe(
+    server: RedisServer,
+) -> None:
+    import threading
+
+    with TcpProxy(server.port) as proxy:
+        limiter = _bounded_limiter(f"redis://127.0.0.1:{proxy.port}/0", max_connections=4)
+        assert limiter.decide(ONE).allowed
+        # Four decisions in flight at once take four connections.
+        proxy.latency = 0.05
+        barrier = threading.Barrier(4)
+
+        def decide() -> None:
+            barrier.wait()
+            limiter.decide(ONE)
+
+        threads = [threading.Thread(target=decide) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        proxy.latency = 0.0
+        pool = limiter.client.connection_pool
+        # The wire kept at most max_connections - 2: the pool can still hand out two.
+        assert len(pool._in_use_connections) <= 2
+        assert limiter.client.ping()  # what the health probe does, through the pool
+        redis.Redis(port=server.port).script_flush()
+        assert limiter.decide(ONE).allowed  # NOSCRIPT: reloaded through the pool
+        limiter.client.close()
+
+
+def test_with_a_single_connection_the_wire_keeps_none(server: RedisServer) -> None:
+    limiter = _bounded_limiter(server.url, max_connections=1)
+    redis.Redis(port=server.port).script_flush()
+    for _ in range(3):
+        assert limiter.decide(ONE).allowed
+        assert limiter.client.ping()
+    limiter.client.close()
+
+
+async def test_async_burst_leaves_the_pool_room_for_the_script_reload(
+    server: RedisServer,
+) -> None:
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(server.url, max_connections=3)
+    wire = AsyncWire(client.connection_pool)
+    script = b"return 'x'"
+    sha = await client.script_load(script)
+    command = b"*3\r\n$7\r\nEVALSHA\r\n$40\r\n" + sha.encode() + b"\r\n$1\r\n0\r\n"
+    # Three round trips in flight at once take three connections.
+    assert await asyncio.gather(*(wire.call(command) for _ in range(3))) == [b"x"] * 3
+    assert len(wire._free) <= 1  # max_connections - 2
+    await client.script_flush()
+    with pytest.raises(NoScriptError):
+        await wire.call(command)
+    assert await client.script_load(script) == sha  # the pool still had a connection
+    assert await wire.call(command) == b"x"
+    await client.aclose()

@@ -109,6 +109,7 @@ class RedisLimiter:
     __slots__ = (
         "_aclient",
         "_aclients",
+        "_alast",
         "_aloop",
         "_atimeout",
         "_awire",
@@ -139,6 +140,10 @@ class RedisLimiter:
         self._aclient = async_client
         self._awire: AsyncWire | None = None
         self._aloop: object | None = None
+        # (loop, client, wire) of the last loop served, swapped as one object:
+        # loops in several threads (async_to_sync) must never read one loop's
+        # client with another's wire.
+        self._alast: tuple[object, AsyncClient, AsyncWire | None] | None = None
         # One async client per event loop (a redis.asyncio client belongs to the
         # loop it was made on), kept while the loop lives: a process that goes
         # back and forth between loops reuses each loop's pool.
@@ -315,9 +320,10 @@ class RedisLimiter:
 
     def _async_side(self) -> tuple[AsyncClient, AsyncWire | None]:
         loop = asyncio.get_running_loop()
+        last = self._alast
+        if last is not None and last[0] is loop:
+            return last[1], last[2]
         client = self._aclient
-        if self._aloop is loop and client is not None:
-            return client, self._awire
         if self._settings is None:
             # A client handed in by the caller is used as is, on its own loop.
             if client is None:
@@ -332,6 +338,7 @@ class RedisLimiter:
             if wire is not None:
                 self._awires[loop] = wire
         self._aclient, self._awire, self._aloop = client, wire, loop
+        self._alast = (loop, client, wire)
         return client, wire
 
     def _async_wire(self, client: AsyncClient) -> AsyncWire | None:
@@ -425,6 +432,7 @@ class RedisLimiter:
     async def aclose(self) -> None:
         """Close this loop's async client's connections (for tests and shutdown)."""
         client, self._aclient, self._awire = self._aclient, None, None
+        self._alast = None
         if client is None:
             return
         for loop, made in list(self._aclients.items()):

@@ -66,10 +66,12 @@ def _parse(data: bytes) -> bytes | None:
     kind = data[0]
     if kind == 36:  # b"$"
         size = int(data[1:end])
+        if size < 0:  # a nil reply is complete as it stands: fail now, not at the timeout
+            raise InvalidResponse(f"Unexpected reply to the limiter's script: {data[:40]!r}")
         stop = end + 2 + size
         if len(data) < stop + 2:
             return None
-        if size < 0 or len(data) != stop + 2:
+        if len(data) != stop + 2:
             raise InvalidResponse(f"Unexpected reply to the limiter's script: {data[:40]!r}")
         return data[end + 2 : stop]
     if kind == 45:  # b"-"

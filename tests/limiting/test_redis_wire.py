@@ -108,6 +108,15 @@ def test_a_socket_timeout_raises_redis_timeouterror() -> None:
     assert conn.disconnects == 1
 
 
+def test_a_nil_reply_fails_at_once_instead_of_waiting_for_more() -> None:
+    from redis.exceptions import InvalidResponse
+
+    wire, conn = _wire(b"$-1\r\n")
+    with pytest.raises(InvalidResponse):
+        wire.call(b"cmd")
+    assert conn.disconnects == 1
+
+
 def test_a_forked_child_forgets_the_parents_connections() -> None:
     wire, _ = _wire(b"$1\r\nx\r\n")
     wire.call(b"cmd")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..breakers.policy import BreakerPolicy, parse_breaker_policy
 from ..conf import RouteBudget, _route_key_matcher, get_settings
@@ -16,6 +16,8 @@ from ..shedding.rules import SheddingRule, parse_shedding_rule
 __all__ = ["AdminRules", "load_admin_rules", "settings_names"]
 
 logger = logging.getLogger("resilience_django.live")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,47 +71,50 @@ def load_admin_rules() -> AdminRules:
     taken = settings_names()
     conflicts: list[tuple[str, str]] = []
     fingerprint: list[Any] = []
-    limits: list[LimitRule] = []
-    for index, limit_row in enumerate(LimitRow.objects.filter(enabled=True).order_by("name")):
-        fingerprint.append(("limit", limit_row.pk, limit_row.updated_at))
-        if limit_row.name in taken["limit"]:
-            conflicts.append(("limit", limit_row.name))
-            continue
-        parsed = _parse(lambda r=limit_row, i=index: parse_limit_rule(r.as_setting(), index=i))
-        if parsed is not None:
-            limits.append(parsed)
-    policies: dict[str, BreakerPolicy] = {}
-    for breaker_row in BreakerRow.objects.filter(enabled=True).order_by("name"):
-        fingerprint.append(("breaker", breaker_row.pk, breaker_row.updated_at))
-        if breaker_row.name in taken["breaker"]:
-            conflicts.append(("breaker", breaker_row.name))
-            continue
-        policy = _parse(lambda r=breaker_row: parse_breaker_policy(r.name, r.as_setting()))
-        if policy is not None:
-            policies[breaker_row.name] = policy
-    budgets: list[RouteBudget] = []
-    for route_row in RouteRow.objects.filter(enabled=True).order_by("route"):
-        fingerprint.append(("route", route_row.pk, route_row.updated_at))
-        if route_row.route in taken["route"]:
-            conflicts.append(("route", route_row.route))
-            continue
-        budget = _parse(lambda r=route_row: _route_budget(r.route, r.parsed_budget()))
-        if budget is not None:
-            budgets.append(budget)
-    shedding: list[SheddingRule] = []
-    for index, shed_row in enumerate(
-        SheddingRow.objects.filter(enabled=True).order_by("position", "name")
-    ):
-        fingerprint.append(("shedding", shed_row.pk, shed_row.updated_at))
-        if shed_row.name in taken["shedding"]:
-            conflicts.append(("shedding", shed_row.name))
-            continue
-        rule = _parse(lambda r=shed_row, i=index: parse_shedding_rule(r.as_setting(), index=i))
-        if rule is not None:
-            shedding.append(rule)
+
+    def load(
+        kind: str, rows: Any, name: Callable[[Any], str], parse: Callable[[Any, int], T]
+    ) -> list[T]:
+        # Every kind alike: fingerprint each enabled row, leave out the names the
+        # settings define (they win), and parse with the settings' own parser.
+        parsed: list[T] = []
+        for index, row in enumerate(rows):
+            fingerprint.append((kind, row.pk, row.updated_at))
+            if name(row) in taken[kind]:
+                conflicts.append((kind, name(row)))
+                continue
+            value = _parse(lambda r=row, i=index: parse(r, i))
+            if value is not None:
+                parsed.append(value)
+        return parsed
+
+    limits = load(
+        "limit",
+        LimitRow.objects.filter(enabled=True).order_by("name"),
+        lambda r: r.name,
+        lambda r, i: parse_limit_rule(r.as_setting(), index=i),
+    )
+    policies = load(
+        "breaker",
+        BreakerRow.objects.filter(enabled=True).order_by("name"),
+        lambda r: r.name,
+        lambda r, i: (r.name, parse_breaker_policy(r.name, r.as_setting())),
+    )
+    budgets = load(
+        "route",
+        RouteRow.objects.filter(enabled=True).order_by("route"),
+        lambda r: r.route,
+        lambda r, i: _route_budget(r.route, r.parsed_budget()),
+    )
+    shedding = load(
+        "shedding",
+        SheddingRow.objects.filter(enabled=True).order_by("position", "name"),
+        lambda r: r.name,
+        lambda r, i: parse_shedding_rule(r.as_setting(), index=i),
+    )
     return AdminRules(
         limit_rules=tuple(limits),
-        breaker_policies=policies,
+        breaker_policies=dict(policies),
         route_budgets=tuple(budgets),
         shedding_rules=tuple(shedding),
         conflicts=tuple(conflicts),

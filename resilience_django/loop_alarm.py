@@ -7,7 +7,7 @@ deadline nearly always ends long before it fires, so that work is almost all
 waste.  An ``AlarmClock`` keeps every armed deadline of its loop in a heap of
 its own and holds a single loop timer, for the earliest one: arming costs one
 small object and a ``heappush`` (new deadlines of a route are later than the
-pending ones, so the loop timer rarely moves), and disarming is one attribute
+pending ones, so the loop timer rarely moves), and closing is one attribute
 write.  Entries of disarmed alarms leave the heap when their time comes, or
 earlier when the heap grows past twice its live size (``_compact``), so memory
 stays bounded by the requests in flight, not by the rate times the budget.
@@ -18,8 +18,8 @@ that cancellation was the alarm's own (``Task.uncancel()`` back to the count
 seen when armed) or someone else's (the client went away), which must
 propagate.
 
-Single-threaded like the loop it serves: every method but ``Alarm.disarm``
-and ``Alarm.close`` runs on the loop's thread (``Deadline.tighten`` hops there with
+Single-threaded like the loop it serves: every method runs on the loop's
+thread (``Deadline.tighten`` from a worker thread hops there with
 ``call_soon_threadsafe``).
 """
 
@@ -47,10 +47,6 @@ class Alarm:
         # Cancellations already requested when armed: ours is the one past them.
         self.cancelling = task.cancelling()
 
-    def disarm(self) -> None:
-        """The guarded work ended; drop the task (a done task holds its result)."""
-        self.task = None
-
     def reschedule(self, when: float) -> None:
         """Move the alarm (loop thread only); a fired or disarmed alarm stays as it is."""
         if self.task is None or self.fired:
@@ -66,7 +62,7 @@ class Alarm:
         if self.fired:
             self.fired = False
             task.uncancel()
-        self.task = None
+        self.task = None  # and a done task holds its result: let it go
 
     def fired_for(self, task: asyncio.Task[Any]) -> bool:
         """After ``CancelledError``: was it this alarm's cancellation, and only it?

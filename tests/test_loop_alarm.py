@@ -30,7 +30,7 @@ async def test_alarm_cancels_the_task_at_its_time_and_says_it_was_its_own() -> N
             outcome.append(alarm.fired_for(task))
             outcome.append(task.cancelling())
         finally:
-            alarm.disarm()
+            alarm.close(task)
 
     await guarded()
     elapsed = time.monotonic() - started
@@ -42,7 +42,7 @@ async def test_disarmed_alarm_never_fires() -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(_sleeper(0.15))
     alarm = alarm_clock(loop).arm(task, loop.time() + 0.03)
-    alarm.disarm()
+    alarm.close(task)
     assert await task == "slept"
     assert not alarm.fired
 
@@ -61,7 +61,7 @@ async def test_cancellation_from_elsewhere_is_not_the_alarms() -> None:
             seen.append(alarm.fired_for(task))
             raise
         finally:
-            alarm.disarm()
+            alarm.close(task)
 
     task = asyncio.create_task(guarded())
     await asyncio.sleep(0.01)
@@ -87,7 +87,7 @@ async def test_alarm_and_an_outside_cancel_together_are_not_only_the_alarms() ->
             seen.append(alarm.fired_for(task))
             raise
         finally:
-            alarm.disarm()
+            alarm.close(task)
 
     task = asyncio.create_task(guarded())
     # Someone else cancels at the very time the alarm fires: both timers are
@@ -140,14 +140,14 @@ async def test_heap_stays_bounded_by_the_live_alarms_not_the_rate() -> None:
     task = asyncio.create_task(_sleeper(1))
     # 20,000 requests with a 30 s budget that all ended at once.
     for _ in range(20_000):
-        clock.arm(task, loop.time() + 30).disarm()
+        clock.arm(task, loop.time() + 30).close(task)
     assert len(clock) <= 2 * AlarmClock._MIN_COMPACT
     live = [clock.arm(task, loop.time() + 30) for _ in range(3000)]
     for _ in range(20_000):
-        clock.arm(task, loop.time() + 30).disarm()
+        clock.arm(task, loop.time() + 30).close(task)
     assert len(clock) <= 2 * (len(live) + AlarmClock._MIN_COMPACT)
     for alarm in live:
-        alarm.disarm()
+        alarm.close(task)
     task.cancel()
 
 

@@ -72,10 +72,7 @@ class Shedder:
                 bulkhead.retire(gone=name not in bulkheads)
 
     def match(self, method: str, path: str, view_name: str | None = None) -> SheddingRule | None:
-        for rule in self._state[0]:
-            if rule.matches(method, path, view_name):
-                return rule
-        return None
+        return _first_match(self._state[0], method, path, view_name)
 
     def bulkhead(self, name: str) -> Bulkhead:
         return self._state[1][name]
@@ -83,11 +80,9 @@ class Shedder:
     def _prepare(
         self, method: str, path: str, view_name: str | None, header: HeaderLookup | None
     ) -> tuple[Bulkhead, float, bool] | None:
-        rules, bulkheads = self._state
-        for rule in rules:
-            if rule.matches(method, path, view_name):
-                break
-        else:
+        rules, bulkheads = self._state  # one snapshot: this rule, these bulkheads
+        rule = _first_match(rules, method, path, view_name)
+        if rule is None:
             return None
         value = None
         if rule.critical_header is not None and header is not None:
@@ -127,6 +122,15 @@ class Shedder:
             return None
         bulkhead, timeout, critical = found
         return await bulkhead.acquire_async(timeout, critical)
+
+
+def _first_match(
+    rules: tuple[SheddingRule, ...], method: str, path: str, view_name: str | None
+) -> SheddingRule | None:
+    for rule in rules:
+        if rule.matches(method, path, view_name):
+            return rule
+    return None
 
 
 def _same_shape(a: SheddingRule, b: SheddingRule) -> bool:

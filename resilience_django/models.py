@@ -63,6 +63,18 @@ class _Timestamped(models.Model):
         abstract = True
 
 
+def _match_entry(path: str, view: str, methods: str) -> dict[str, Any]:
+    """The ``path``/``view``/``methods`` keys a row sets, as a settings entry has them."""
+    entry: dict[str, Any] = {}
+    if path:
+        entry["path"] = path
+    if view:
+        entry["view"] = view
+    if methods:
+        entry["methods"] = _split(methods)
+    return entry
+
+
 def _split(value: str) -> list[str]:
     return [part for part in (p.strip() for p in value.replace("\n", ",").split(",")) if part]
 
@@ -145,12 +157,7 @@ class LimitRule(_Timestamped):
             "scope": self.scope,
             "mode": self.mode,
         }
-        if self.path:
-            entry["path"] = self.path
-        if self.view:
-            entry["view"] = self.view
-        if self.methods:
-            entry["methods"] = _split(self.methods)
+        entry.update(_match_entry(self.path, self.view, self.methods))
         if self.burst is not None:
             entry["burst"] = self.burst
         return entry
@@ -406,12 +413,7 @@ class SheddingRule(_Timestamped):
             "critical_share": self.critical_share,
             "critical": self.critical,
         }
-        if self.path:
-            entry["path"] = self.path
-        if self.view:
-            entry["view"] = self.view
-        if self.methods:
-            entry["methods"] = _split(self.methods)
+        entry.update(_match_entry(self.path, self.view, self.methods))
         if self.min_concurrent is not None:
             entry["min_concurrent"] = self.min_concurrent
         # One a line, not comma-separated: a regex may hold a comma ("\\d{1,3}").

@@ -53,7 +53,14 @@ def _local(r: dict[str, Any]) -> str:
         "µs per decision, CPU time, best of repeats. `ours_decide` is the full decision "
         "the middleware makes (remaining and reset for the headers; locked, as from sync code), "
         "`ours_adecide` the same on an event loop (no lock), `ours_admit` yes/no only. "
-        "Ratio: the fastest `limits` MemoryStorage strategy's time over ours (higher is better).",
+        + (
+            "These run the C kernels; `pure_decide` is `ours_decide` with the pure-Python "
+            "kernels (`RESILIENCE_PURE_PYTHON=1`), what an install without a C compiler gets. "
+            if r.get("c_kernels")
+            else "The C kernels were not built for this run: every row is pure Python. "
+        )
+        + "Ratio: the fastest `limits` MemoryStorage strategy's time over ours "
+        "(higher is better).",
         "",
         _table(
             ["contender", "hot key µs", "100k keys µs", "x faster (hot)", "x faster (100k)"], rows

@@ -18,6 +18,11 @@ Measured side by side in one process, best of a few repeats:
   roomy one);
 * "exact under key churn": 1,000 clients x 5 requests each, round-robin, at
   3 per minute: exactly 3,000 must be admitted.
+
+``ours_*`` run the C kernels when they are built (the usual install);
+``pure_decide_*`` is the full decision once more with the pure-Python kernels
+(``RESILIENCE_PURE_PYTHON=1``, in a subprocess, as the choice is made at
+import): what an install without a C compiler gets.
 """
 
 from __future__ import annotations
@@ -258,10 +263,40 @@ def bytes_per_key(n: int = 20_000) -> dict[str, float]:
     return out
 
 
+def _pure_figures(n: int, repeats: int) -> dict[str, float]:
+    """``ours_decide`` rows with the pure-Python kernels, run in this process."""
+    from resilience_django.limiting.speedups import speedups
+
+    assert speedups is None, "run with RESILIENCE_PURE_PYTHON=1"
+    return {
+        f"pure_decide_{algorithm.value}_{'100k_keys' if many else 'hot_key'}": _time(
+            _ours(algorithm, many, lean=False), n, repeats
+        )
+        for many in (False, True)
+        for algorithm in Algorithm
+    }
+
+
+def _pure_in_subprocess(n: int, repeats: int) -> dict[str, float]:
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "RESILIENCE_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--pure-json", str(n), str(repeats)],
+        env=env, check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    figures: dict[str, float] = json.loads(out.stdout)
+    return figures
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n_fast = 30_000 if quick else 60_000
     n_slow = 3_000 if quick else 6_000
     repeats = 2 if quick else 4
+    from resilience_django.limiting.speedups import speedups
+
     figures: dict[str, float] = {}
     for many in (False, True):
         label = "100k_keys" if many else "hot_key"
@@ -292,7 +327,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         figures[f"django_ratelimit_locmem_{label}"] = _time(
             _django_ratelimit(many), n_slow, repeats
         )
+    pure = _pure_in_subprocess(n_fast, repeats)
+    # Rows in the table's order: each label's pure rows after ours.
+    for label in ("hot_key", "100k_keys"):
+        for key in [k for k in pure if k.endswith(label)]:
+            figures[key] = pure[key]
     result: dict[str, Any] = {
+        "c_kernels": speedups is not None,
         "us_per_decision": figures,
         "churn": churn(),
         "bytes_per_key": bytes_per_key(),
@@ -308,7 +349,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     ratios: dict[str, float] = {}
     like_for_like: dict[str, float] = {}
     for key, value in figures.items():
-        if key.startswith("ours_"):
+        if key.startswith(("ours_", "pure_")):
             label = "100k_keys" if key.endswith("100k_keys") else "hot_key"
             ratios[key] = round(fastest(label, False) / value, 2)
             if not key.startswith("ours_admit_"):
@@ -321,6 +362,11 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--pure-json"]:
+        import json
+
+        print(json.dumps(_pure_figures(int(sys.argv[2]), int(sys.argv[3]))))
+        return
     quick = "--quick" in sys.argv
     started = time.perf_counter()
     result = run(quick)

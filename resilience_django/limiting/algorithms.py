@@ -75,9 +75,11 @@ import math
 from typing import Any, Protocol
 
 from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
+from .speedups import speedups
 
 __all__ = [
     "EPSILON",
+    "NATIVE",
     "SLIDING_WINDOW_BUCKETS",
     "Gcra",
     "Kernel",
@@ -116,20 +118,16 @@ def _scaled(value: int, share: float) -> int:
     return value if share == 1.0 else max(1, _floor(value * share))
 
 
-class SlidingWindow:
-    """Ring of ``buckets`` per-slot counts; see the module docstring."""
+class _SlidingWindowSteps:
+    """The sliding window's steps; the fields live in ``SlidingWindow`` or in C."""
 
-    __slots__ = ("_zeros", "buckets", "limit", "period", "tag", "width")
-
-    def __init__(self, limit: int, period: float, buckets: int = SLIDING_WINDOW_BUCKETS) -> None:
-        self.limit = limit
-        self.period = period
-        self.buckets = buckets
-        self.width = period / buckets
-        self._zeros = [0] * buckets
-        # State of another period or bucket count is meaningless here; the tag
-        # goes into the store key so a rule edited live starts afresh.
-        self.tag = f"sw:{period!r}:{buckets}"
+    __slots__ = ()
+    limit: int
+    period: float
+    buckets: int
+    width: float
+    tag: str
+    _zeros: list[int]
 
     def new_state(self, now: float) -> State:
         # [head, total, oldest, c_0 .. c_{N-1}]: ``oldest`` is a lower bound of
@@ -239,17 +237,31 @@ class SlidingWindow:
         return remaining, max(reset_after, 0.0), max(retry_after, 0.0)
 
 
-class TokenBucket:
-    """Tokens refilled continuously up to a capacity; see the module docstring."""
+class SlidingWindow(_SlidingWindowSteps):
+    """Ring of ``buckets`` per-slot counts; see the module docstring."""
 
-    __slots__ = ("capacity", "limit", "period", "rate", "tag")
+    __slots__ = ("_zeros", "buckets", "limit", "period", "tag", "width")
 
-    def __init__(self, limit: int, period: float, capacity: int) -> None:
+    def __init__(self, limit: int, period: float, buckets: int = SLIDING_WINDOW_BUCKETS) -> None:
         self.limit = limit
         self.period = period
-        self.capacity = capacity
-        self.rate = limit / period
-        self.tag = "tb"
+        self.buckets = buckets
+        self.width = period / buckets
+        self._zeros = [0] * buckets
+        # State of another period or bucket count is meaningless here; the tag
+        # goes into the store key so a rule edited live starts afresh.
+        self.tag = f"sw:{period!r}:{buckets}"
+
+
+class _TokenBucketSteps:
+    """The token bucket's steps; the fields live in ``TokenBucket`` or in C."""
+
+    __slots__ = ()
+    limit: int
+    period: float
+    capacity: int
+    rate: float
+    tag: str
 
     def new_state(self, now: float) -> State:
         return [float(self.capacity), now]
@@ -310,20 +322,30 @@ class TokenBucket:
         return max(remaining, 0), max(reset_after, 0.0), max(retry_after, 0.0)
 
 
-class Gcra:
-    """Generic cell rate algorithm: one theoretical arrival time per key."""
+class TokenBucket(_TokenBucketSteps):
+    """Tokens refilled continuously up to a capacity; see the module docstring."""
 
-    __slots__ = ("capacity", "interval", "limit", "period", "slack", "tag", "tau")
+    __slots__ = ("capacity", "limit", "period", "rate", "tag")
 
     def __init__(self, limit: int, period: float, capacity: int) -> None:
         self.limit = limit
         self.period = period
         self.capacity = capacity
-        self.interval = period / limit
-        self.tau = capacity * self.interval
-        self.slack = EPSILON * self.interval
-        # TAT is in absolute time whatever the period, so only the kind matters.
-        self.tag = "gcra"
+        self.rate = limit / period
+        self.tag = "tb"
+
+
+class _GcraSteps:
+    """GCRA's steps; the fields live in ``Gcra`` or in C."""
+
+    __slots__ = ()
+    limit: int
+    period: float
+    capacity: int
+    interval: float
+    tau: float
+    slack: float
+    tag: str
 
     def new_state(self, now: float) -> State:
         return [now]
@@ -376,14 +398,55 @@ class Gcra:
         return max(remaining, 0), tat - now, max(retry_after, 0.0)
 
 
-def kernel_for(policy: Policy, share: float = 1.0) -> Kernel:
-    """Build the kernel of ``policy``, scaled to ``share`` of its limit."""
+class Gcra(_GcraSteps):
+    """Generic cell rate algorithm: one theoretical arrival time per key."""
+
+    __slots__ = ("capacity", "interval", "limit", "period", "slack", "tag", "tau")
+
+    def __init__(self, limit: int, period: float, capacity: int) -> None:
+        self.limit = limit
+        self.period = period
+        self.capacity = capacity
+        self.interval = period / limit
+        self.tau = capacity * self.interval
+        self.slack = EPSILON * self.interval
+        # TAT is in absolute time whatever the period, so only the kind matters.
+        self.tag = "gcra"
+
+
+# The classes kernel_for builds: the C ones where _speedups is built (their
+# new_state, acquire and outcome are C; the other steps are inherited from the
+# Python classes above, over the same state lists), else the Python ones.
+_KERNELS: tuple[type[Kernel], type[Kernel], type[Kernel]] = (SlidingWindow, TokenBucket, Gcra)
+if speedups is not None:
+    _KERNELS = tuple(  # type: ignore[assignment]
+        type(f"Native{steps.__name__[1:-5]}", (native, steps), {"__slots__": ()})
+        for native, steps in (
+            (speedups.SlidingWindow, _SlidingWindowSteps),
+            (speedups.TokenBucket, _TokenBucketSteps),
+            (speedups.Gcra, _GcraSteps),
+        )
+    )
+NATIVE = speedups is not None
+
+
+def kernel_for(
+    policy: Policy,
+    share: float = 1.0,
+    kernels: tuple[type[Kernel], type[Kernel], type[Kernel]] | None = None,
+) -> Kernel:
+    """Build the kernel of ``policy``, scaled to ``share`` of its limit.
+
+    ``kernels``: the (sliding window, token bucket, GCRA) classes to build
+    from; the C ones when they are built, which tests override.
+    """
     rate = policy.rate
     limit = _scaled(rate.limit, share)
     algorithm = Algorithm(policy.algorithm)
+    sliding_window, token_bucket, gcra = kernels or _KERNELS
     if algorithm is Algorithm.SLIDING_WINDOW:
-        return SlidingWindow(limit, rate.period)
+        return sliding_window(limit, rate.period)  # type: ignore[call-arg]
     capacity = _scaled(policy.capacity, share)
     if algorithm is Algorithm.TOKEN_BUCKET:
-        return TokenBucket(limit, rate.period, capacity)
-    return Gcra(limit, rate.period, capacity)
+        return token_bucket(limit, rate.period, capacity)  # type: ignore[call-arg]
+    return gcra(limit, rate.period, capacity)  # type: ignore[call-arg]

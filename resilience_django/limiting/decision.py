@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..units import Rate
+from .speedups import speedups
 
 __all__ = ["Algorithm", "Decision", "LimitCheck", "Limiter", "Policy", "RuleOutcome"]
 
@@ -42,18 +43,21 @@ class Policy:
 
 
 class _Value:
-    """Equality, hashing and repr from ``__slots__``, for the per-request answer objects.
+    """Equality, hashing, pickling and repr from ``_fields``, for the per-request answers.
 
     ``LimitCheck``, ``RuleOutcome`` and ``Decision`` are made for every request,
     so they are plain slotted classes: a frozen dataclass's ``__init__`` goes
     through ``object.__setattr__`` per field and costs about twice as much.
-    Treat them as read-only; nothing in the package changes one once made.
+    With the C kernels built, ``RuleOutcome`` and ``Decision`` keep their
+    fields in C (read-only), made without running Python code at all.  Treat
+    them all as read-only; nothing in the package changes one once made.
     """
 
-    __slots__: tuple[str, ...] = ()
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
 
     def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self._fields)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _Value) or type(other) is not type(self):
@@ -63,8 +67,11 @@ class _Value:
     def __hash__(self) -> int:
         return hash(self._values())
 
+    def __reduce__(self) -> tuple[type[_Value], tuple[object, ...]]:
+        return type(self), self._values()
+
     def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._fields)
         return f"{type(self).__name__}({fields})"
 
 
@@ -72,6 +79,7 @@ class LimitCheck(_Value):
     """One rule applied to one client key, for one request."""
 
     __slots__ = ("cost", "key", "policy")
+    _fields = ("policy", "key", "cost")
 
     def __init__(self, policy: Policy, key: str, cost: int = 1) -> None:
         self.policy = policy
@@ -79,39 +87,11 @@ class LimitCheck(_Value):
         self.cost = cost
 
 
-class RuleOutcome(_Value):
-    """The answer for one check.
+class _DecisionMethods:
+    """What ``Decision`` computes from its fields, in either implementation."""
 
-    ``remaining`` is how many more requests would be admitted now,
-    ``reset_after`` the seconds until the quota is full again and
-    ``retry_after`` the seconds until a rejected request could pass (0 when
-    admitted).  These feed the ``RateLimit`` and ``Retry-After`` headers.
-    """
-
-    __slots__ = ("allowed", "check", "remaining", "reset_after", "retry_after")
-
-    def __init__(
-        self, check: LimitCheck, allowed: bool, remaining: int, reset_after: float,
-        retry_after: float,
-    ) -> None:  # fmt: skip
-        self.check = check
-        self.allowed = allowed
-        self.remaining = remaining
-        self.reset_after = reset_after
-        self.retry_after = retry_after
-
-
-class Decision(_Value):
-    """All-or-nothing answer for a request's checks."""
-
-    __slots__ = ("allowed", "backend", "outcomes")
-
-    def __init__(
-        self, allowed: bool, outcomes: tuple[RuleOutcome, ...], backend: str = "local"
-    ) -> None:
-        self.allowed = allowed
-        self.outcomes = outcomes
-        self.backend = backend
+    __slots__ = ()
+    outcomes: tuple[RuleOutcome, ...]
 
     @property
     def rejected_by(self) -> tuple[RuleOutcome, ...]:
@@ -120,6 +100,61 @@ class Decision(_Value):
     @property
     def retry_after(self) -> float:
         return max((o.retry_after for o in self.outcomes if not o.allowed), default=0.0)
+
+
+_OUTCOME_FIELDS = ("check", "allowed", "remaining", "reset_after", "retry_after")
+_DECISION_FIELDS = ("allowed", "outcomes", "backend")
+
+if TYPE_CHECKING or speedups is None:
+
+    class RuleOutcome(_Value):
+        """The answer for one check.
+
+        ``remaining`` is how many more requests would be admitted now,
+        ``reset_after`` the seconds until the quota is full again and
+        ``retry_after`` the seconds until a rejected request could pass (0 when
+        admitted).  These feed the ``RateLimit`` and ``Retry-After`` headers.
+        """
+
+        __slots__ = _OUTCOME_FIELDS
+        _fields = _OUTCOME_FIELDS
+
+        def __init__(
+            self, check: LimitCheck, allowed: bool, remaining: int, reset_after: float,
+            retry_after: float,
+        ) -> None:  # fmt: skip
+            self.check = check
+            self.allowed = allowed
+            self.remaining = remaining
+            self.reset_after = reset_after
+            self.retry_after = retry_after
+
+    class Decision(_DecisionMethods, _Value):
+        """All-or-nothing answer for a request's checks."""
+
+        __slots__ = _DECISION_FIELDS
+        _fields = _DECISION_FIELDS
+
+        def __init__(
+            self, allowed: bool, outcomes: tuple[RuleOutcome, ...], backend: str = "local"
+        ) -> None:
+            self.allowed = allowed
+            self.outcomes = outcomes
+            self.backend = backend
+
+else:  # the same classes over the C fields of _speedups
+
+    class RuleOutcome(speedups.Outcome, _Value):
+        __doc__ = "The answer for one check (C fields); see the pure-Python class."
+        __slots__ = ()
+        _fields = _OUTCOME_FIELDS
+
+    class Decision(speedups.Decision, _DecisionMethods, _Value):
+        __doc__ = "All-or-nothing answer for a request's checks (C fields)."
+        __slots__ = ()
+        _fields = _DECISION_FIELDS
+
+    speedups.register(RuleOutcome, Decision)
 
 
 ALLOW_ALL = Decision(allowed=True, outcomes=())

@@ -40,26 +40,20 @@ from typing import Any
 
 from .algorithms import Kernel, State, kernel_for
 from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome
+from .speedups import speedups
 
 __all__ = ["LocalLimiter"]
 
 _outcome = RuleOutcome
-_decision = Decision
+_decision: Callable[[bool, tuple[RuleOutcome, ...], str], Decision] = Decision
 # Marks a limiter built with thread_safe=False: it never locks.
 _NO_LOCKING = threading.Lock()
 
 
-class _Compiled:
-    """A policy's kernel and the store-key prefix its states live under."""
-
-    __slots__ = ("kernel", "policy", "prefix")
-
-    def __init__(self, policy: Policy, kernel: Kernel) -> None:
-        self.policy = policy
-        self.kernel = kernel
-        # The kernel tag is in the key so a rule edited to another algorithm or
-        # period starts with fresh state instead of misreading the old one.
-        self.prefix = f"{policy.name}\x1f{kernel.tag}"
+# A compiled policy: (policy, kernel, store-key prefix).  The kernel tag is in
+# the prefix so a rule edited to another algorithm or period starts with fresh
+# state instead of misreading the old one.  A tuple, because the C step reads it.
+_Compiled = tuple[Policy, Kernel, str]
 
 
 class _Shard:
@@ -93,6 +87,7 @@ class LocalLimiter:
         "_locking",
         "_loop_thread",
         "_mask",
+        "_plain_shards",
         "_shards",
         "max_keys",
     )
@@ -118,6 +113,8 @@ class LocalLimiter:
         self.max_keys = max_keys
         self._mask = count - 1
         self._shards = tuple(_Shard(max_keys // count) for _ in range(count))
+        # The same shards as plain tuples, for the single-check step.
+        self._plain_shards = tuple((s.states, s.capacity, s.lock) for s in self._shards)
         self._clock = clock
         self._compiled: dict[Any, _Compiled] = {}
         # Lock hand-off (see _lock_from_now_on): ``_locking`` False means every
@@ -139,7 +136,8 @@ class LocalLimiter:
                 shard.states.clear()
 
     def _compile(self, policy: Policy, share: float) -> _Compiled:
-        compiled = _Compiled(policy, kernel_for(policy, share))
+        kernel = kernel_for(policy, share)
+        compiled = (policy, kernel, f"{policy.name}\x1f{kernel.tag}")
         cache = self._compiled
         if len(cache) >= self._MAX_COMPILED:
             # Policies rebuilt on every settings reload would otherwise pile up.
@@ -190,34 +188,17 @@ class LocalLimiter:
         Redis fallback enforces ``1 / live instances`` of a global limit).
         Safe from any thread.
         """
-        if self._init_lock is _NO_LOCKING:
-            return self._decide_unlocked(checks, share)
         if not self._locking:
+            if self._init_lock is _NO_LOCKING:
+                return self._decide_unlocked(checks, share)
             self._lock_from_now_on()
-        if len(checks) != 1:
-            return self._decide_many(checks, share, True)
-        # The single-check case inline: it is nearly every request.
-        check = checks[0]
-        now = self._clock()
-        policy = check.policy
-        compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
-        if compiled is None or compiled.policy is not policy:
-            compiled = self._compile(policy, share)
-        kernel = compiled.kernel
-        key = (compiled.prefix, check.key)
-        shard = self._shards[hash(key) & self._mask]
-        states = shard.states
-        shard.acquire()
-        try:
-            state = states.get(key)
-            if state is None:
-                state = _add(shard, key, kernel, now)
-            else:
-                states.move_to_end(key)
-            outcome = kernel.outcome(state, now, check)
-        finally:
-            shard.release()
-        return _decision(outcome.allowed, (outcome,), "local")
+        if len(checks) == 1 and share == 1.0:  # nearly every request
+            decision = _decide_single(
+                self._plain_shards, self._mask, self._compiled, checks[0], self._clock(), True
+            )
+            if decision is not None:
+                return decision
+        return self._decide_slowly(checks, share, True)
 
     async def adecide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
         """``decide`` for the event loop: it never waits on I/O, so it runs inline.
@@ -238,7 +219,13 @@ class LocalLimiter:
         try:
             if self._locking:  # another thread arrived between the two reads
                 return self.decide(checks, share)
-            return self._decide_unlocked(checks, share)
+            if len(checks) == 1 and share == 1.0:  # _decide_unlocked inline: one frame less
+                decision = _decide_single(
+                    self._plain_shards, self._mask, self._compiled, checks[0], self._clock(), False
+                )
+                if decision is not None:
+                    return decision
+            return self._decide_slowly(checks, share, False)
         finally:
             self._busy = False
 
@@ -251,14 +238,13 @@ class LocalLimiter:
             self._lock_from_now_on()
         now = self._clock()
         compiled = self._compiled.get(id(policy))
-        if compiled is None or compiled.policy is not policy:
+        if compiled is None or compiled[0] is not policy:
             compiled = self._compile(policy, 1.0)
-        kernel = compiled.kernel
-        store_key = (compiled.prefix, key)
+        store_key = (compiled[2], key)
         shard = self._shards[hash(store_key) & self._mask]
         shard.acquire()
         try:
-            return kernel.acquire(_touch(shard, store_key, kernel, now), now, cost)
+            return _admit_one(shard.states, shard.capacity, store_key, compiled[1], now, cost)
         finally:
             shard.release()
 
@@ -289,40 +275,50 @@ class LocalLimiter:
         now = self._clock()
         for outcome in decision.outcomes:
             check = outcome.check
-            policy = check.policy
-            compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
-            if compiled is None or compiled.policy is not policy:
-                compiled = self._compile(policy, share)
-            key = (compiled.prefix, check.key)
+            _, kernel, prefix = self._compiled_for(check.policy, share)
+            key = (prefix, check.key)
             shard = self._shards[hash(key) & self._mask]
             shard.acquire()
             try:
                 state = shard.states.get(key)
                 if state is not None:  # evicted meanwhile: nothing left to give back
-                    compiled.kernel.refund(state, now, check.cost)
+                    kernel.refund(state, now, check.cost)
             finally:
                 shard.release()
 
     def _decide_unlocked(self, checks: tuple[LimitCheck, ...], share: float) -> Decision:
+        if len(checks) == 1 and share == 1.0:
+            decision = _decide_single(
+                self._plain_shards, self._mask, self._compiled, checks[0], self._clock(), False
+            )
+            if decision is not None:
+                return decision
+        return self._decide_slowly(checks, share, False)
+
+    def _decide_slowly(
+        self, checks: tuple[LimitCheck, ...], share: float, locked: bool
+    ) -> Decision:
+        """A first decision for a policy, a fallback share, or several checks."""
         if len(checks) != 1:
-            return self._decide_many(checks, share, False)
+            return self._decide_many(checks, share, locked)
         check = checks[0]
         now = self._clock()
-        policy = check.policy
-        compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
-        if compiled is None or compiled.policy is not policy:
-            compiled = self._compile(policy, share)
-        kernel = compiled.kernel
-        key = (compiled.prefix, check.key)
+        _, kernel, prefix = self._compiled_for(check.policy, share)
+        key = (prefix, check.key)
         shard = self._shards[hash(key) & self._mask]
-        states = shard.states
-        state = states.get(key)
-        if state is None:
-            state = _add(shard, key, kernel, now)
-        else:
-            states.move_to_end(key)
-        outcome = kernel.outcome(state, now, check)
-        return _decision(outcome.allowed, (outcome,), "local")
+        if locked:
+            shard.acquire()
+        try:
+            return _decide_one(shard.states, shard.capacity, key, kernel, now, check)
+        finally:
+            if locked:
+                shard.release()
+
+    def _compiled_for(self, policy: Policy, share: float) -> _Compiled:
+        compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
+        if compiled is None or compiled[0] is not policy:
+            compiled = self._compile(policy, share)
+        return compiled
 
     def _decide_many(self, checks: tuple[LimitCheck, ...], share: float, locked: bool) -> Decision:
         if not checks:
@@ -332,14 +328,11 @@ class LocalLimiter:
         plan: list[tuple[LimitCheck, Kernel, tuple[str, str], _Shard]] = []
         indexes: set[int] = set()
         for check in checks:
-            policy = check.policy
-            compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
-            if compiled is None or compiled.policy is not policy:
-                compiled = self._compile(policy, share)
-            key = (compiled.prefix, check.key)
+            _, kernel, prefix = self._compiled_for(check.policy, share)
+            key = (prefix, check.key)
             index = hash(key) & mask
             indexes.add(index)
-            plan.append((check, compiled.kernel, key, self._shards[index]))
+            plan.append((check, kernel, key, self._shards[index]))
         # Ascending shard order: any two decisions take shared locks in the same
         # order, which is what rules out a deadlock.
         locks = [self._shards[i].lock for i in sorted(indexes)] if locked else []
@@ -380,24 +373,83 @@ class LocalLimiter:
         return _decision(admitted, outcomes, "local")
 
 
-def _add(shard: _Shard, key: tuple[str, str], kernel: Kernel, now: float) -> State:
-    states = shard.states
-    state = kernel.new_state(now)
-    states[key] = state
-    if len(states) > shard.capacity:
-        states.popitem(last=False)
-    return state
-
-
 def _touch(shard: _Shard, key: tuple[str, str], kernel: Kernel, now: float) -> State:
     """The key's state, created if new; marks it most recently used."""
-    states = shard.states
+    return _touch_states(shard.states, shard.capacity, key, kernel, now)
+
+
+def _touch_states(
+    states: OrderedDict[tuple[str, str], State],
+    capacity: int,
+    key: tuple[str, str],
+    kernel: Kernel,
+    now: float,
+) -> State:
     state = states.get(key)
     if state is None:
         state = kernel.new_state(now)
         states[key] = state
-        if len(states) > shard.capacity:
-            states.popitem(last=False)
+        if len(states) > capacity:
+            states.popitem(last=False)  # the least recently used key goes
     else:
         states.move_to_end(key)
     return state
+
+
+# The single-check step under the shard lock: one C call where _speedups is
+# built (the same steps: touch the LRU entry, run the kernel, build the
+# answer), else these Python functions.
+
+
+def _py_decide_one(
+    states: OrderedDict[tuple[str, str], State],
+    capacity: int,
+    key: tuple[str, str],
+    kernel: Kernel,
+    now: float,
+    check: LimitCheck,
+) -> Decision:
+    outcome = kernel.outcome(_touch_states(states, capacity, key, kernel, now), now, check)
+    return _decision(outcome.allowed, (outcome,), "local")
+
+
+def _py_admit_one(
+    states: OrderedDict[tuple[str, str], State],
+    capacity: int,
+    key: tuple[str, str],
+    kernel: Kernel,
+    now: float,
+    cost: int,
+) -> bool:
+    return kernel.acquire(_touch_states(states, capacity, key, kernel, now), now, cost)
+
+
+def _py_decide_single(
+    shards: tuple[tuple[OrderedDict[tuple[str, str], State], int, threading.Lock], ...],
+    mask: int,
+    compiled: dict[Any, _Compiled],
+    check: LimitCheck,
+    now: float,
+    locked: bool,
+) -> Decision | None:
+    """``LocalLimiter.decide`` for one check, or None when its policy is not compiled yet."""
+    policy = check.policy
+    entry = compiled.get(id(policy))
+    if entry is None or entry[0] is not policy:
+        return None
+    key = (entry[2], check.key)
+    states, capacity, lock = shards[hash(key) & mask]
+    if not locked:
+        return _py_decide_one(states, capacity, key, entry[1], now, check)
+    with lock:
+        return _py_decide_one(states, capacity, key, entry[1], now, check)
+
+
+_decide_single: Callable[..., Decision | None] = _py_decide_single
+_decide_one: Callable[..., Decision] = _py_decide_one
+_admit_one: Callable[..., bool] = _py_admit_one
+if speedups is not None:
+    _decide_single = speedups.decide_single
+    _decide_one = speedups.decide_one
+    _admit_one = speedups.admit_one
+    _decision = speedups.decision

@@ -1,0 +1,200 @@
+"""The C kernels give the pure-Python kernels' answers, to the last bit.
+
+``algorithms.py`` is the reference.  Each test drives a C kernel and the
+Python kernel of the same policy through the same random sequence of calls and
+compares every answer and every state list exactly (``==`` on floats, not
+``approx``): the headers a client sees must not depend on whether the package
+was built with a compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections import OrderedDict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilience_django.limiting import local
+from resilience_django.limiting.algorithms import Gcra, SlidingWindow, TokenBucket, kernel_for
+from resilience_django.limiting.decision import Algorithm, Decision, LimitCheck, Policy
+from resilience_django.limiting.speedups import speedups
+from resilience_django.units import Rate
+from tests.services import missing
+
+PURE = (SlidingWindow, TokenBucket, Gcra)
+
+
+@pytest.fixture(autouse=True)
+def _built() -> None:
+    if os.environ.get("RESILIENCE_PURE_PYTHON"):
+        pytest.skip("RESILIENCE_PURE_PYTHON is set: this run tests the pure-Python kernels")
+    if speedups is None:
+        missing("the C kernels are not built (no C compiler when the package was installed)")
+
+
+policies = st.builds(
+    Policy,
+    name=st.just("p"),
+    rate=st.builds(
+        Rate,
+        limit=st.integers(1, 50),
+        period=st.sampled_from([0.5, 1.0, 3.0, 10.0, 60.0, 86400.0]),
+    ),
+    algorithm=st.sampled_from(list(Algorithm)),
+    burst=st.one_of(st.none(), st.integers(1, 80)),
+)
+# Steps of the clock, some backwards (a clock may be stepped), some across many windows.
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["outcome", "acquire", "multi", "refund", "info"]),
+        st.one_of(
+            st.floats(0.0, 0.3),
+            st.floats(-0.5, 0.0),
+            st.floats(0.0, 200.0),
+            st.just(0.0),
+        ),
+        st.integers(1, 6),
+    ),
+    max_size=60,
+)
+
+
+def _same_outcome(a: object, b: object) -> None:
+    fields = ("allowed", "remaining", "reset_after", "retry_after")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+    assert type(getattr(a, "remaining")) is int  # noqa: B009 - the header writes an int
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=policies,
+    share=st.sampled_from([1.0, 0.5, 0.34]),
+    start=st.floats(0.0, 1e6),
+    script=steps,
+)
+def test_c_and_python_kernels_agree_on_every_answer_and_state(
+    policy: Policy, share: float, start: float, script: list[tuple[str, float, int]]
+) -> None:
+    native = kernel_for(policy, share)
+    pure = kernel_for(policy, share, PURE)
+    assert type(native) is not type(pure)
+    assert native.tag == pure.tag
+    now = start
+    s_native, s_pure = native.new_state(now), pure.new_state(now)
+    assert s_native == s_pure
+    for op, step, cost in script:
+        now += step
+        check = LimitCheck(policy, "k", cost)
+        if op == "outcome":
+            _same_outcome(native.outcome(s_native, now, check), pure.outcome(s_pure, now, check))
+        elif op == "acquire":
+            assert native.acquire(s_native, now, cost) == pure.acquire(s_pure, now, cost)
+        elif op == "multi":  # the steps a multi-rule decision takes (Python on both)
+            native.advance(s_native, now)
+            pure.advance(s_pure, now)
+            fits = native.fits(s_native, now, cost)
+            assert fits == pure.fits(s_pure, now, cost)
+            if fits:
+                native.consume(s_native, now, cost)
+                pure.consume(s_pure, now, cost)
+        elif op == "refund":
+            native.refund(s_native, now, cost)
+            pure.refund(s_pure, now, cost)
+        else:
+            assert native.info(s_native, now, cost, False) == pure.info(s_pure, now, cost, False)
+        assert s_native == s_pure, (op, now)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    policy=policies,
+    keys=st.lists(st.sampled_from("abcdefgh"), max_size=80),
+    capacity=st.integers(1, 5),
+)
+def test_the_c_store_step_keeps_the_same_lru_as_the_python_one(
+    policy: Policy, keys: list[str], capacity: int
+) -> None:
+    kernel = kernel_for(policy)
+    native_states: OrderedDict[tuple[str, str], list[object]] = OrderedDict()
+    pure_states: OrderedDict[tuple[str, str], list[object]] = OrderedDict()
+    for i, key in enumerate(keys):
+        now = i * 0.01
+        check = LimitCheck(policy, key)
+        store_key = ("p", key)
+        if i % 3 == 0:
+            assert speedups.admit_one(
+                native_states, capacity, store_key, kernel, now, 1
+            ) == local._py_admit_one(pure_states, capacity, store_key, kernel, now, 1)
+        else:
+            native = speedups.decide_one(native_states, capacity, store_key, kernel, now, check)
+            pure = local._py_decide_one(pure_states, capacity, store_key, kernel, now, check)
+            assert isinstance(native, Decision)
+            assert native == pure
+            assert native.outcomes[0].check is check
+        # Same keys, same order (least recently used first), same states.
+        assert list(native_states.items()) == list(pure_states.items())
+        assert len(native_states) <= capacity
+
+
+def test_answer_objects_compare_pickle_and_stay_read_only() -> None:
+    policy = Policy("p", Rate(1, 60.0))
+    kernel = kernel_for(policy)
+    state = kernel.new_state(0.0)
+    first = speedups.decide_one(OrderedDict(), 10, ("p", "k"), kernel, 0.0, LimitCheck(policy, "k"))
+    assert first.allowed is True and first.backend == "local"
+    assert first.retry_after == 0.0 and first.rejected_by == ()
+    rejected = kernel.outcome(state, 0.0, LimitCheck(policy, "k"))
+    rejected = kernel.outcome(state, 0.0, LimitCheck(policy, "k"))
+    assert rejected.allowed is False and rejected.retry_after > 0
+    decision = Decision(False, (rejected,))
+    assert decision.rejected_by == (rejected,)
+    assert decision.retry_after == rejected.retry_after
+    assert pickle.loads(pickle.dumps(decision)) == decision
+    assert "allowed=False" in repr(decision)
+    with pytest.raises(AttributeError):
+        decision.allowed = True  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        rejected.remaining = 5  # type: ignore[misc]
+
+
+def test_register_refuses_classes_the_kernels_cannot_fill() -> None:
+    class Wider(speedups.Outcome):  # type: ignore[misc]
+        __slots__ = ("extra",)
+
+    with pytest.raises(TypeError, match="no slots"):
+        speedups.register(Wider, Decision)
+    with pytest.raises(TypeError, match="must subclass"):
+        speedups.register(dict, Decision)
+
+
+def test_a_malformed_state_is_a_type_error_not_a_crash() -> None:
+    kernel = kernel_for(Policy("p", Rate(5, 1.0)))
+    with pytest.raises(TypeError, match="state must be a list"):
+        kernel.acquire([0], 1.0, 1)
+    with pytest.raises(TypeError):
+        kernel.outcome(kernel.new_state(0.0), "now", LimitCheck(Policy("p", Rate(5, 1.0)), "k"))
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.TOKEN_BUCKET, Algorithm.GCRA])
+@pytest.mark.parametrize("use_outcome", [False, True])
+def test_a_burst_at_one_instant_admits_exactly_the_capacity_despite_rounding(
+    algorithm: Algorithm, use_outcome: bool
+) -> None:
+    # Periods and limits whose emission interval is not a binary fraction: the
+    # sums of intervals round above the tolerance unless the slack is applied.
+    for limit in (3, 7, 10, 13, 49):
+        for period in (0.3, 1.0, 7.0, 60.0):
+            policy = Policy("p", Rate(limit, period), algorithm)
+            for kernels in (None, PURE):
+                kernel = kernel_for(policy, 1.0, kernels)
+                state = kernel.new_state(1000.1)
+                check = LimitCheck(policy, "k")
+                admitted = sum(
+                    (kernel.outcome(state, 1000.1, check).allowed if use_outcome
+                     else kernel.acquire(state, 1000.1, 1))
+                    for _ in range(limit + 2)
+                )  # fmt: skip
+                assert admitted == limit, (limit, period, kernels)

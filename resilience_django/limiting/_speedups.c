@@ -161,6 +161,13 @@ decision_dealloc(DecisionObject *self)
 }
 
 static PyObject *str_local;
+static PyObject *float_zero; /* 0.0, the retry_after of every admitted request */
+
+static inline PyObject *
+new_float(double value)
+{
+    return value == 0.0 && !signbit(value) ? Py_NewRef(float_zero) : PyFloat_FromDouble(value);
+}
 
 static PyObject *
 decision_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -483,10 +490,11 @@ static int
 sw_oldest(SlidingWindowObject *self, PyObject *state, long long head, long long *oldest)
 {
     Py_ssize_t n = self->buckets;
-    long long j, count;
-    if (item_ll(state, 2, &j) < 0) {
+    long long j, hint, count;
+    if (item_ll(state, 2, &hint) < 0) {
         return -1;
     }
+    j = hint;
     if (j <= head - n) {
         j = head - n + 1;
     }
@@ -500,7 +508,7 @@ sw_oldest(SlidingWindowObject *self, PyObject *state, long long head, long long 
         j++;
     }
     *oldest = j;
-    return set_ll(state, 2, j);
+    return j == hint ? 0 : set_ll(state, 2, j); /* an int object less when unchanged */
 }
 
 static PyObject *
@@ -556,7 +564,7 @@ sw_outcome(SlidingWindowObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     return make_outcome(check, 1, PyLong_FromLongLong(limit - total),
-                        PyFloat_FromDouble((double)(j + n) * w - now), PyFloat_FromDouble(0.0));
+                        PyFloat_FromDouble((double)(j + n) * w - now), new_float(0.0));
 }
 
 static PyMethodDef sw_methods[] = {
@@ -722,7 +730,7 @@ tb_outcome(TokenBucketObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     double remaining = floor(left + EPSILON);
     return make_outcome(check, 1, PyLong_FromDouble(remaining > 0 ? remaining : 0.0),
-                        PyFloat_FromDouble((capacity - left) / rate), PyFloat_FromDouble(0.0));
+                        PyFloat_FromDouble((capacity - left) / rate), new_float(0.0));
 }
 
 static PyMethodDef tb_methods[] = {
@@ -869,7 +877,7 @@ gcra_outcome(GcraObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     double remaining = floor((tau - (next - now)) / t + EPSILON);
     return make_outcome(check, 1, PyLong_FromDouble(remaining > 0 ? remaining : 0.0),
-                        PyFloat_FromDouble(next - now), PyFloat_FromDouble(0.0));
+                        PyFloat_FromDouble(next - now), new_float(0.0));
 }
 
 static PyMethodDef gcra_methods[] = {
@@ -899,6 +907,127 @@ static PyTypeObject GcraType = {
     .tp_dealloc = (destructor)gcra_dealloc,
     .tp_methods = gcra_methods,
     .tp_members = gcra_members,
+};
+
+/* -- the shard lock ------------------------------------------------------------ */
+
+/*
+ * A plain mutex, like threading.Lock, that decide_single can take without a
+ * method call: a third of a locked one-check decision was the two calls to
+ * threading.Lock's acquire and release.  Python code uses it as a Lock.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock;
+    int held;
+} ShardLockObject;
+
+static PyObject *
+shardlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "ShardLock() takes no arguments");
+        return NULL;
+    }
+    ShardLockObject *self = (ShardLockObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+shardlock_dealloc(ShardLockObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    if (self->lock != NULL) {
+        if (self->held) {
+            PyThread_release_lock(self->lock);
+        }
+        PyThread_free_lock(self->lock);
+    }
+    type->tp_free((PyObject *)self);
+}
+
+/* Take the lock, waiting without the GIL when another thread holds it. */
+static void
+shardlock_take(ShardLockObject *self)
+{
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    self->held = 1;
+}
+
+static int
+shardlock_give(ShardLockObject *self)
+{
+    if (!self->held) {
+        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+        return -1;
+    }
+    self->held = 0;
+    PyThread_release_lock(self->lock);
+    return 0;
+}
+
+static PyObject *
+shardlock_acquire(ShardLockObject *self, PyObject *unused)
+{
+    shardlock_take(self);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+shardlock_release(ShardLockObject *self, PyObject *unused)
+{
+    if (shardlock_give(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+shardlock_exit(ShardLockObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (shardlock_give(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+shardlock_locked(ShardLockObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(self->held);
+}
+
+static PyMethodDef shardlock_methods[] = {
+    {"acquire", (PyCFunction)shardlock_acquire, METH_NOARGS, "Take the lock, waiting if need be."},
+    {"release", (PyCFunction)shardlock_release, METH_NOARGS, "Give the lock back."},
+    {"locked", (PyCFunction)shardlock_locked, METH_NOARGS, "Whether the lock is held."},
+    {"__enter__", (PyCFunction)shardlock_acquire, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))shardlock_exit, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+static PyTypeObject ShardLockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "resilience_django.limiting._speedups.ShardLock",
+    .tp_doc = "A mutex for one shard of the local store (threading.Lock's blocking subset).",
+    .tp_basicsize = sizeof(ShardLockObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = shardlock_new,
+    .tp_dealloc = (destructor)shardlock_dealloc,
+    .tp_methods = shardlock_methods,
 };
 
 /* -- the store's single-check step ------------------------------------------ */
@@ -1095,6 +1224,16 @@ decide_single(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *lock = PyTuple_GET_ITEM(shard, 2);
+    if (locked && Py_IS_TYPE(lock, &ShardLockType)) {
+        shardlock_take((ShardLockObject *)lock);
+        PyObject *one[6] = {PyTuple_GET_ITEM(shard, 0), PyTuple_GET_ITEM(shard, 1), key,
+                            PyTuple_GET_ITEM(entry, 1), now, check};
+        PyObject *decision = decide_one(module, one, 6);
+        shardlock_give((ShardLockObject *)lock); /* held: cannot fail */
+        Py_DECREF(key);
+        Py_DECREF(entry);
+        return decision;
+    }
     if (locked) {
         PyObject *got = PyObject_CallMethodNoArgs(lock, str_acquire);
         if (got == NULL) {
@@ -1225,11 +1364,13 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    PyTypeObject *types[] = {&OutcomeType, &DecisionType, &SlidingWindowType, &TokenBucketType,
-                             &GcraType};
-    const char *names[] = {"Outcome", "Decision", "SlidingWindow", "TokenBucket", "Gcra"};
+    PyTypeObject *types[] = {&OutcomeType,     &DecisionType, &SlidingWindowType,
+                             &TokenBucketType, &GcraType,     &ShardLockType};
+    const char *names[] = {"Outcome", "Decision", "SlidingWindow", "TokenBucket", "Gcra",
+                           "ShardLock"};
     str_cost = PyUnicode_InternFromString("cost");
     str_local = PyUnicode_InternFromString("local");
+    float_zero = PyFloat_FromDouble(0.0);
     str_move_to_end = PyUnicode_InternFromString("move_to_end");
     str_new_state = PyUnicode_InternFromString("new_state");
     str_outcome = PyUnicode_InternFromString("outcome");
@@ -1238,7 +1379,7 @@ PyInit__speedups(void)
     str_release = PyUnicode_InternFromString("release");
     str_policy = PyUnicode_InternFromString("policy");
     str_key = PyUnicode_InternFromString("key");
-    if (str_cost == NULL || str_local == NULL || str_move_to_end == NULL ||
+    if (str_cost == NULL || str_local == NULL || float_zero == NULL || str_move_to_end == NULL ||
         str_new_state == NULL || str_outcome == NULL || str_acquire == NULL ||
         str_popitem == NULL || str_release == NULL || str_policy == NULL || str_key == NULL) {
         return NULL;

@@ -19,11 +19,15 @@ default 100,000 keys stay under about 40 MB.  An evicted key simply starts
 afresh, which errs on the side of admitting: eviction only reaches keys idle
 for longer than every other key in its shard.
 
-Locks: ``decide`` (sync code, any thread) takes the shard lock.  ``adecide``
-takes none while the event loop's thread is the only one deciding, which is
-the pure-async deployment; the first decision from any other thread turns
-locking on for good (see ``_lock_from_now_on``).  ``thread_safe=False``
-never locks, for callers that promise a single thread.
+Locks: ``decide`` (sync code, any thread) takes the shard lock.  With the C
+kernels built, the lock is the C ``ShardLock``, which the C decision step
+takes without a method call, and the event loop takes it too: uncontended, it
+costs less than the hand-off below.  With the pure-Python kernels, where a
+``threading.Lock`` costs as much as the rest of a decision, ``adecide`` takes
+none while the event loop's thread is the only one deciding (the pure-async
+deployment); the first decision from any other thread turns locking on for
+good (see ``_lock_from_now_on``).  ``thread_safe=False`` never locks, for
+callers that promise a single thread.
 
 Decisions are all-or-nothing: when one check fails, the states touched are
 restored from snapshots taken under the locks, so no rule is consumed.
@@ -61,7 +65,8 @@ class _Shard:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.lock = threading.Lock()
+        # The C lock where built: the C decision step takes it without a method call.
+        self.lock: Any = threading.Lock() if speedups is None else speedups.ShardLock()
         # Bound once: acquire()/release() cost half of a ``with`` block here.
         self.acquire = self.lock.acquire
         self.release = self.lock.release
@@ -228,6 +233,11 @@ class LocalLimiter:
             return self._decide_slowly(checks, share, False)
         finally:
             self._busy = False
+
+    if speedups is not None:
+        # With the C shard lock, taking it uncontended costs less than the hand-off's
+        # own bookkeeping (a thread id, two flag writes): the loop locks as well.
+        decide_on_loop = decide
 
     def admit(self, policy: Policy, key: str, cost: int = 1) -> bool:
         """Yes or no for one policy and key, without building a ``Decision``.

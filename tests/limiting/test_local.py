@@ -211,7 +211,14 @@ async def test_event_loop_alone_decides_without_locks_until_another_thread_arriv
     check = (LimitCheck(policy(limit=10), "k"),)
     for _ in range(3):
         assert (await limiter.adecide(check)).allowed
-    assert not limiter._locking
+    from resilience_django.limiting.speedups import speedups
+
+    if speedups is not None:
+        # An uncontended C shard lock costs less than the hand-off: the loop locks from
+        # its first decision, and the count below holds all the same.
+        assert limiter._locking
+    else:
+        assert not limiter._locking
     worker = threading.Thread(target=limiter.decide, args=(check,))
     worker.start()
     worker.join()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from collections import OrderedDict
 
 import pytest
@@ -198,3 +199,51 @@ def test_a_burst_at_one_instant_admits_exactly_the_capacity_despite_rounding(
                     for _ in range(limit + 2)
                 )  # fmt: skip
                 assert admitted == limit, (limit, period, kernels)
+
+
+def test_the_shard_lock_excludes_other_threads_and_refuses_a_release_it_does_not_hold() -> None:
+    import threading
+
+    lock = speedups.ShardLock()
+    assert not lock.locked()
+    with lock:
+        assert lock.locked()
+        got: list[float] = []
+
+        def waiter() -> None:
+            with lock:  # waits, without the GIL, until the main thread lets go
+                got.append(time.monotonic())
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        thread.join(0.2)
+        assert thread.is_alive() and got == []
+        released = time.monotonic()
+    thread.join(5)
+    assert got and got[0] >= released
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lock.release()
+
+
+def test_threads_deciding_on_one_shard_through_the_c_lock_lose_no_update() -> None:
+    import threading
+
+    from resilience_django.limiting.local import LocalLimiter
+
+    limiter = LocalLimiter(max_keys=64)  # one shard: every thread meets on the same lock
+    assert isinstance(limiter._shards[0].lock, speedups.ShardLock)
+    policy = Policy("p", Rate(10**9, 3600.0), Algorithm.SLIDING_WINDOW)
+    checks = (LimitCheck(policy, "k"),)
+    two = (LimitCheck(policy, "k"), LimitCheck(Policy("q", Rate(10**9, 3600.0)), "k"))
+
+    def hammer() -> None:
+        for i in range(4000):
+            limiter.decide(two if i % 10 == 0 else checks)  # the Python multi path too
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    remaining = limiter.decide(checks).outcomes[0].remaining
+    assert 10**9 - remaining == 4 * 4000 + 1  # every decision counted once

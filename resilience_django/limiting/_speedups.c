@@ -909,6 +909,83 @@ static PyTypeObject GcraType = {
     .tp_members = gcra_members,
 };
 
+/* -- the lock hand-off's flags ------------------------------------------------ */
+
+/*
+ * LocalLimiter's hand-off between its event loop and other threads (local.py,
+ * "the lock hand-off"), as C fields the loop's C step reads and writes without
+ * attribute lookups.  Python code uses the same names as on _PyHandOff.
+ */
+typedef struct {
+    PyObject_HEAD
+    unsigned long loop_thread; /* the event loop thread's ident; 0 until one decides */
+    char locking;
+    char busy;
+} HandOffObject;
+
+static PyObject *
+handoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "HandOff() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0); /* zeroed: no loop thread, not locking, not busy */
+}
+
+static PyMemberDef handoff_members[] = {
+    {"loop_thread", T_ULONG, offsetof(HandOffObject, loop_thread), 0, NULL},
+    {"locking", T_BOOL, offsetof(HandOffObject, locking), 0, NULL},
+    {"busy", T_BOOL, offsetof(HandOffObject, busy), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject HandOffType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "resilience_django.limiting._speedups.HandOff",
+    .tp_doc = "The local store's lock hand-off flags: loop_thread, locking, busy.",
+    .tp_basicsize = sizeof(HandOffObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = handoff_new,
+    .tp_members = handoff_members,
+};
+
+/* -- a pending exception kept across a clean-up call ------------------------- */
+
+typedef struct {
+    PyObject *type, *value, *traceback;
+} SavedError;
+
+static inline SavedError
+save_error(void)
+{
+    SavedError saved = {NULL, NULL, NULL};
+#if PY_VERSION_HEX >= 0x030C0000
+    saved.value = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&saved.type, &saved.value, &saved.traceback);
+#endif
+    return saved;
+}
+
+static inline void
+restore_error(SavedError saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(saved.value);
+#else
+    PyErr_Restore(saved.type, saved.value, saved.traceback);
+#endif
+}
+
+static inline void
+drop_error(SavedError saved)
+{
+    Py_XDECREF(saved.type);
+    Py_XDECREF(saved.value);
+    Py_XDECREF(saved.traceback);
+}
+
 /* -- the shard lock ------------------------------------------------------------ */
 
 /*
@@ -1156,6 +1233,8 @@ decide_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * keeps them.  Returns None when the policy is not compiled yet: the caller
  * compiles it and asks again.
  */
+static PyObject *decide_single_impl(PyObject *module, PyObject *const *args, int locked);
+
 static PyObject *
 decide_single(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1165,6 +1244,44 @@ decide_single(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "arguments");
         return NULL;
     }
+    int locked = PyObject_IsTrue(args[5]);
+    if (locked < 0) {
+        return NULL;
+    }
+    return decide_single_impl(module, args, locked);
+}
+
+/*
+ * LocalLimiter.decide_on_loop for one check: decide_single without a lock
+ * while the limiter's event loop thread is the only one deciding, with the
+ * same hand-off as the Python path (local.py, "the lock hand-off"): busy is
+ * set before locking is read, so a thread that turns locking on waits for
+ * this decision to end.  The last argument is the limiter's HandOff.  Returns
+ * None, for the Python path to handle, when this thread is not the limiter's
+ * loop thread (or none is recorded yet) or the policy is not compiled yet.
+ */
+static PyObject *
+decide_single_on_loop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !Py_IS_TYPE(args[5], &HandOffType)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decide_single_on_loop(shards, mask, compiled, check, now, gate) takes 6 "
+                        "arguments, the last a HandOff");
+        return NULL;
+    }
+    HandOffObject *gate = (HandOffObject *)args[5];
+    if (gate->loop_thread != PyThread_get_thread_ident()) {
+        Py_RETURN_NONE; /* another thread, or no loop thread yet: the Python path decides */
+    }
+    gate->busy = 1; /* before reading locking: see the hand-off in local.py */
+    PyObject *decision = decide_single_impl(module, args, gate->locking);
+    gate->busy = 0;
+    return decision;
+}
+
+static PyObject *
+decide_single_impl(PyObject *module, PyObject *const *args, int locked)
+{
     PyObject *shards = args[0], *compiled = args[2], *check = args[3], *now = args[4];
     if (!PyTuple_CheckExact(shards) || !PyDict_CheckExact(compiled)) {
         PyErr_SetString(PyExc_TypeError, "decide_single(): shards must be a tuple, compiled a dict");
@@ -1172,10 +1289,6 @@ decide_single(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     size_t mask = PyLong_AsSize_t(args[1]);
     if (mask == (size_t)-1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    int locked = PyObject_IsTrue(args[5]);
-    if (locked < 0) {
         return NULL;
     }
     PyObject *policy = PyObject_GetAttr(check, str_policy);
@@ -1250,28 +1363,15 @@ decide_single(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(entry);
     if (locked) {
         /* Release whatever happened, keeping a pending exception for the caller. */
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
-#else
-        PyObject *exc_type, *exc, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc, &exc_tb);
-#endif
+        SavedError saved = save_error();
         PyObject *done = PyObject_CallMethodNoArgs(lock, str_release);
         if (done == NULL) {
             Py_XDECREF(decision);
-            Py_XDECREF(exc);
-#if PY_VERSION_HEX < 0x030C0000
-            Py_XDECREF(exc_type);
-            Py_XDECREF(exc_tb);
-#endif
+            drop_error(saved);
             return NULL;
         }
         Py_DECREF(done);
-#if PY_VERSION_HEX >= 0x030C0000
-        PyErr_SetRaisedException(exc);
-#else
-        PyErr_Restore(exc_type, exc, exc_tb);
-#endif
+        restore_error(saved);
     }
     return decision;
 }
@@ -1346,6 +1446,9 @@ static PyMethodDef module_methods[] = {
     {"decide_single", (PyCFunction)(void (*)(void))decide_single, METH_FASTCALL,
      "decide_single(shards, mask, compiled, check, now, locked) -> Decision | None: "
      "LocalLimiter's one-check decision; None when the policy is not compiled yet."},
+    {"decide_single_on_loop", (PyCFunction)(void (*)(void))decide_single_on_loop, METH_FASTCALL,
+     "decide_single_on_loop(shards, mask, compiled, check, now, gate) -> Decision | None: "
+     "LocalLimiter's one-check decision on its event loop, lock-free while the loop is alone."},
     {"admit_one", (PyCFunction)(void (*)(void))admit_one, METH_FASTCALL,
      "admit_one(states, capacity, key, kernel, now, cost) -> bool."},
     {"decision", (PyCFunction)(void (*)(void))make_decision, METH_FASTCALL,
@@ -1364,10 +1467,10 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    PyTypeObject *types[] = {&OutcomeType,     &DecisionType, &SlidingWindowType,
-                             &TokenBucketType, &GcraType,     &ShardLockType};
-    const char *names[] = {"Outcome", "Decision", "SlidingWindow", "TokenBucket", "Gcra",
-                           "ShardLock"};
+    PyTypeObject *types[] = {&OutcomeType, &DecisionType,  &SlidingWindowType, &TokenBucketType,
+                             &GcraType,    &ShardLockType, &HandOffType};
+    const char *names[] = {"Outcome", "Decision",  "SlidingWindow", "TokenBucket",
+                           "Gcra",    "ShardLock", "HandOff"};
     str_cost = PyUnicode_InternFromString("cost");
     str_local = PyUnicode_InternFromString("local");
     float_zero = PyFloat_FromDouble(0.0);

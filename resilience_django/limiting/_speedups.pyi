@@ -76,3 +76,17 @@ class ShardLock:
     def locked(self) -> bool: ...
     def __enter__(self) -> bool: ...
     def __exit__(self, *exc: object) -> bool: ...
+
+def decide_single_on_loop(
+    shards: tuple[tuple[Any, int, Any], ...],
+    mask: int,
+    compiled: dict[Any, tuple[Any, Any, str]],
+    check: Any,
+    now: float,
+    gate: HandOff,
+) -> Any: ...
+
+class HandOff:
+    loop_thread: int
+    locking: bool
+    busy: bool

@@ -19,15 +19,13 @@ default 100,000 keys stay under about 40 MB.  An evicted key simply starts
 afresh, which errs on the side of admitting: eviction only reaches keys idle
 for longer than every other key in its shard.
 
-Locks: ``decide`` (sync code, any thread) takes the shard lock.  With the C
-kernels built, the lock is the C ``ShardLock``, which the C decision step
-takes without a method call, and the event loop takes it too: uncontended, it
-costs less than the hand-off below.  With the pure-Python kernels, where a
-``threading.Lock`` costs as much as the rest of a decision, ``adecide`` takes
-none while the event loop's thread is the only one deciding (the pure-async
-deployment); the first decision from any other thread turns locking on for
-good (see ``_lock_from_now_on``).  ``thread_safe=False`` never locks, for
-callers that promise a single thread.
+Locks: ``decide`` (sync code, any thread) takes the shard lock; with the C
+kernels built it is the C ``ShardLock``, which the C decision step takes
+without a method call.  ``adecide`` takes none while the event loop's thread
+is the only one deciding, which is the pure-async deployment; the first
+decision from any other thread turns locking on for good (see
+``_lock_from_now_on``; the C step for the loop follows the same hand-off).
+``thread_safe=False`` never locks, for callers that promise a single thread.
 
 Decisions are all-or-nothing: when one check fails, the states touched are
 restored from snapshots taken under the locks, so no rule is consumed.
@@ -60,6 +58,20 @@ _NO_LOCKING = threading.Lock()
 _Compiled = tuple[Policy, Kernel, str]
 
 
+class _PyHandOff:
+    """The lock hand-off's flags (see ``LocalLimiter._lock_from_now_on``)."""
+
+    __slots__ = ("busy", "locking", "loop_thread")
+
+    def __init__(self) -> None:
+        self.loop_thread = 0  # the event loop thread's ident; 0 until one decides
+        self.locking = False
+        self.busy = False
+
+
+_HandOff: Callable[[], Any] = _PyHandOff if speedups is None else speedups.HandOff
+
+
 class _Shard:
     __slots__ = ("acquire", "capacity", "lock", "release", "states")
 
@@ -85,12 +97,10 @@ class LocalLimiter:
     """
 
     __slots__ = (
-        "_busy",
         "_clock",
         "_compiled",
+        "_gate",
         "_init_lock",
-        "_locking",
-        "_loop_thread",
         "_mask",
         "_plain_shards",
         "_shards",
@@ -122,11 +132,9 @@ class LocalLimiter:
         self._plain_shards = tuple((s.states, s.capacity, s.lock) for s in self._shards)
         self._clock = clock
         self._compiled: dict[Any, _Compiled] = {}
-        # Lock hand-off (see _lock_from_now_on): ``_locking`` False means every
-        # decision so far ran on one event loop thread, ``_loop_thread``.
-        self._locking = False
-        self._loop_thread: int | None = None
-        self._busy = False
+        # Lock hand-off (see _lock_from_now_on): ``locking`` False means every
+        # decision so far ran on one event loop thread, ``loop_thread`` (0: none yet).
+        self._gate = _HandOff()
         # thread_safe=False: the caller promises a single thread; never lock.
         self._init_lock = threading.Lock() if thread_safe else _NO_LOCKING
 
@@ -159,26 +167,29 @@ class LocalLimiter:
     # pool, a second loop) turns locking on for good, after waiting out an
     # unlocked decision in flight.  The two flags form a Dekker-style
     # hand-off, correct because the GIL orders these attribute reads and writes:
-    # the loop sets ``_busy`` before it reads ``_locking``; the other thread sets
-    # ``_locking`` before it reads ``_busy``.  One of them sees the other.
+    # the loop sets ``busy`` before it reads ``locking``; the other thread sets
+    # ``locking`` before it reads ``busy``.  One of them sees the other.  The flags
+    # live in a ``_HandOff`` (the C one when built, which the C step reads directly).
 
     def _lock_from_now_on(self) -> None:
-        self._locking = True
-        while self._busy:
+        gate = self._gate
+        gate.locking = True
+        while gate.busy:
             time.sleep(0)
 
     def _may_skip_locks(self) -> bool:
-        if self._locking:
+        gate = self._gate
+        if gate.locking:
             return False
         if self._init_lock is _NO_LOCKING:
             return True
         ident = _get_ident()
-        owner = self._loop_thread
-        if owner is None:
+        owner = gate.loop_thread
+        if not owner:
             with self._init_lock:
-                if self._loop_thread is None:
-                    self._loop_thread = ident
-                owner = self._loop_thread
+                if not gate.loop_thread:
+                    gate.loop_thread = ident
+                owner = gate.loop_thread
         if owner != ident:
             self._lock_from_now_on()
             return False
@@ -193,7 +204,7 @@ class LocalLimiter:
         Redis fallback enforces ``1 / live instances`` of a global limit).
         Safe from any thread.
         """
-        if not self._locking:
+        if not self._gate.locking:
             if self._init_lock is _NO_LOCKING:
                 return self._decide_unlocked(checks, share)
             self._lock_from_now_on()
@@ -218,11 +229,19 @@ class LocalLimiter:
         The engine calls this directly: a coroutine per request costs as much
         as a third of the decision.
         """
-        if (self._locking or self._loop_thread != _get_ident()) and not self._may_skip_locks():
+        if _decide_single_on_loop is not None and len(checks) == 1 and share == 1.0:
+            # The C step does the hand-off itself, lock-free while the loop is alone.
+            decision = _decide_single_on_loop(
+                self._plain_shards, self._mask, self._compiled, checks[0], self._clock(), self._gate
+            )
+            if decision is not None:
+                return decision
+        gate = self._gate
+        if (gate.locking or gate.loop_thread != _get_ident()) and not self._may_skip_locks():
             return self.decide(checks, share)
-        self._busy = True
+        gate.busy = True
         try:
-            if self._locking:  # another thread arrived between the two reads
+            if gate.locking:  # another thread arrived between the two reads
                 return self.decide(checks, share)
             if len(checks) == 1 and share == 1.0:  # _decide_unlocked inline: one frame less
                 decision = _decide_single(
@@ -232,19 +251,14 @@ class LocalLimiter:
                     return decision
             return self._decide_slowly(checks, share, False)
         finally:
-            self._busy = False
-
-    if speedups is not None:
-        # With the C shard lock, taking it uncontended costs less than the hand-off's
-        # own bookkeeping (a thread id, two flag writes): the loop locks as well.
-        decide_on_loop = decide
+            gate.busy = False
 
     def admit(self, policy: Policy, key: str, cost: int = 1) -> bool:
         """Yes or no for one policy and key, without building a ``Decision``.
 
         The leanest path, for callers that need no headers; safe from any thread.
         """
-        if self._init_lock is not _NO_LOCKING and not self._locking:
+        if self._init_lock is not _NO_LOCKING and not self._gate.locking:
             self._lock_from_now_on()
         now = self._clock()
         compiled = self._compiled.get(id(policy))
@@ -280,7 +294,7 @@ class LocalLimiter:
         """
         if not decision.allowed:
             return
-        if self._init_lock is not _NO_LOCKING and not self._locking:
+        if self._init_lock is not _NO_LOCKING and not self._gate.locking:
             self._lock_from_now_on()
         now = self._clock()
         for outcome in decision.outcomes:
@@ -456,10 +470,12 @@ def _py_decide_single(
 
 
 _decide_single: Callable[..., Decision | None] = _py_decide_single
+_decide_single_on_loop: Callable[..., Decision | None] | None = None
 _decide_one: Callable[..., Decision] = _py_decide_one
 _admit_one: Callable[..., bool] = _py_admit_one
 if speedups is not None:
     _decide_single = speedups.decide_single
+    _decide_single_on_loop = speedups.decide_single_on_loop
     _decide_one = speedups.decide_one
     _admit_one = speedups.admit_one
     _decision = speedups.decision

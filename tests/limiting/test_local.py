@@ -211,18 +211,11 @@ async def test_event_loop_alone_decides_without_locks_until_another_thread_arriv
     check = (LimitCheck(policy(limit=10), "k"),)
     for _ in range(3):
         assert (await limiter.adecide(check)).allowed
-    from resilience_django.limiting.speedups import speedups
-
-    if speedups is not None:
-        # An uncontended C shard lock costs less than the hand-off: the loop locks from
-        # its first decision, and the count below holds all the same.
-        assert limiter._locking
-    else:
-        assert not limiter._locking
+    assert not limiter._gate.locking
     worker = threading.Thread(target=limiter.decide, args=(check,))
     worker.start()
     worker.join()
-    assert limiter._locking
+    assert limiter._gate.locking
     assert sum([(await limiter.adecide(check)).allowed for _ in range(10)]) == 6
 
 
@@ -235,7 +228,7 @@ async def test_adecide_from_a_second_thread_turns_locking_on():
     other = threading.Thread(target=lambda: asyncio.run(limiter.adecide(check)))
     other.start()
     other.join()
-    assert limiter._locking
+    assert limiter._gate.locking
 
 
 async def test_loop_and_threads_deciding_together_admit_exactly_the_limit():
@@ -279,3 +272,30 @@ def test_memory_stays_bounded_while_keys_churn_twenty_times_past_max_keys():
     assert len(limiter) <= 2_000
     # 2,000 keys at well under 600 bytes each, whatever the 38,000 evicted.
     assert held < 2_000 * 600, held
+
+
+def test_the_loop_decides_without_the_shard_lock_while_alone_and_waits_for_it_after():
+    import time
+
+    limiter = LocalLimiter(max_keys=64)  # one shard: its lock is the only one
+    check = (LimitCheck(policy(limit=100), "k"),)
+    assert limiter.decide_on_loop(check).allowed  # this thread is now the loop thread
+    lock = limiter._shards[0].lock
+    lock.acquire()
+    try:
+        # Alone, the loop takes no lock: this would wait forever if it did.
+        assert limiter.decide_on_loop(check).allowed
+    finally:
+        lock.release()
+    limiter._gate.locking = True  # what another thread's first decision does
+    lock.acquire()
+    released: list[float] = []
+
+    def release_later():
+        time.sleep(0.2)
+        released.append(time.monotonic())
+        lock.release()
+
+    threading.Thread(target=release_later).start()
+    assert limiter.decide_on_loop(check).allowed
+    assert released and time.monotonic() >= released[0]  # it waited for the lock

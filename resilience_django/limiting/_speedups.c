@@ -1119,6 +1119,10 @@ static PyTypeObject ShardLockType = {
 static PyObject *
 touch(PyObject *states, Py_ssize_t capacity, PyObject *key, PyObject *kernel, PyObject *now)
 {
+    if (!PyDict_Check(states)) {
+        PyErr_SetString(PyExc_TypeError, "states must be an OrderedDict");
+        return NULL;
+    }
     PyObject *state = PyDict_GetItemWithError(states, key); /* borrowed */
     if (state != NULL) {
         Py_INCREF(state);

@@ -177,6 +177,10 @@ def test_a_malformed_state_is_a_type_error_not_a_crash() -> None:
         kernel.acquire([0], 1.0, 1)
     with pytest.raises(TypeError):
         kernel.outcome(kernel.new_state(0.0), "now", LimitCheck(Policy("p", Rate(5, 1.0)), "k"))
+    with pytest.raises(TypeError, match="OrderedDict"):
+        speedups.decide_one(
+            [], 1, ("p", "k"), kernel, 0.0, LimitCheck(Policy("p", Rate(5, 1.0)), "k")
+        )
 
 
 @pytest.mark.parametrize("algorithm", [Algorithm.TOKEN_BUCKET, Algorithm.GCRA])

@@ -920,6 +920,7 @@ typedef struct {
     PyObject_HEAD
     unsigned long loop_thread; /* the event loop thread's ident; 0 until one decides */
     char locking;
+    char drained;
     char busy;
 } HandOffObject;
 
@@ -936,6 +937,7 @@ handoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyMemberDef handoff_members[] = {
     {"loop_thread", T_ULONG, offsetof(HandOffObject, loop_thread), 0, NULL},
     {"locking", T_BOOL, offsetof(HandOffObject, locking), 0, NULL},
+    {"drained", T_BOOL, offsetof(HandOffObject, drained), 0, NULL},
     {"busy", T_BOOL, offsetof(HandOffObject, busy), 0, NULL},
     {NULL},
 };
@@ -943,7 +945,7 @@ static PyMemberDef handoff_members[] = {
 static PyTypeObject HandOffType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "resilience_django.limiting._speedups.HandOff",
-    .tp_doc = "The local store's lock hand-off flags: loop_thread, locking, busy.",
+    .tp_doc = "The local store's lock hand-off flags: loop_thread, locking, drained, busy.",
     .tp_basicsize = sizeof(HandOffObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = handoff_new,

@@ -89,4 +89,5 @@ def decide_single_on_loop(
 class HandOff:
     loop_thread: int
     locking: bool
+    drained: bool
     busy: bool

@@ -61,12 +61,13 @@ _Compiled = tuple[Policy, Kernel, str]
 class _PyHandOff:
     """The lock hand-off's flags (see ``LocalLimiter._lock_from_now_on``)."""
 
-    __slots__ = ("busy", "locking", "loop_thread")
+    __slots__ = ("busy", "drained", "locking", "loop_thread")
 
     def __init__(self) -> None:
         self.loop_thread = 0  # the event loop thread's ident; 0 until one decides
-        self.locking = False
-        self.busy = False
+        self.locking = False  # on for good once another thread decides
+        self.drained = False  # the loop's unlocked decision in flight, if any, is over
+        self.busy = False  # the loop is making an unlocked decision
 
 
 _HandOff: Callable[[], Any] = _PyHandOff if speedups is None else speedups.HandOff
@@ -168,14 +169,19 @@ class LocalLimiter:
     # unlocked decision in flight.  The two flags form a Dekker-style
     # hand-off, correct because the GIL orders these attribute reads and writes:
     # the loop sets ``busy`` before it reads ``locking``; the other thread sets
-    # ``locking`` before it reads ``busy``.  One of them sees the other.  The flags
-    # live in a ``_HandOff`` (the C one when built, which the C step reads directly).
+    # ``locking`` before it reads ``busy``.  One of them sees the other.  Every
+    # thread waits out the loop's decision in flight, not only the one that turned
+    # locking on: ``drained`` says the wait is over, and until it is set a thread
+    # that finds ``locking`` already on waits as well (else it could decide beside
+    # an unlocked multi-check decision the loop is still making).  The flags live
+    # in a ``_HandOff`` (the C one when built, which the C step reads directly).
 
     def _lock_from_now_on(self) -> None:
         gate = self._gate
         gate.locking = True
         while gate.busy:
             time.sleep(0)
+        gate.drained = True
 
     def _may_skip_locks(self) -> bool:
         gate = self._gate
@@ -204,7 +210,7 @@ class LocalLimiter:
         Redis fallback enforces ``1 / live instances`` of a global limit).
         Safe from any thread.
         """
-        if not self._gate.locking:
+        if not self._gate.drained:
             if self._init_lock is _NO_LOCKING:
                 return self._decide_unlocked(checks, share)
             self._lock_from_now_on()
@@ -241,24 +247,25 @@ class LocalLimiter:
             return self.decide(checks, share)
         gate.busy = True
         try:
-            if gate.locking:  # another thread arrived between the two reads
-                return self.decide(checks, share)
-            if len(checks) == 1 and share == 1.0:  # _decide_unlocked inline: one frame less
-                decision = _decide_single(
-                    self._plain_shards, self._mask, self._compiled, checks[0], self._clock(), False
-                )
-                if decision is not None:
-                    return decision
-            return self._decide_slowly(checks, share, False)
+            if not gate.locking:  # else another thread arrived between the two reads
+                if len(checks) == 1 and share == 1.0:  # _decide_unlocked inline
+                    decision = _decide_single(
+                        self._plain_shards, self._mask, self._compiled, checks[0],
+                        self._clock(), False,
+                    )  # fmt: skip
+                    if decision is not None:
+                        return decision
+                return self._decide_slowly(checks, share, False)
         finally:
             gate.busy = False
+        return self.decide(checks, share)  # after busy is cleared: decide waits for it
 
     def admit(self, policy: Policy, key: str, cost: int = 1) -> bool:
         """Yes or no for one policy and key, without building a ``Decision``.
 
         The leanest path, for callers that need no headers; safe from any thread.
         """
-        if self._init_lock is not _NO_LOCKING and not self._gate.locking:
+        if self._init_lock is not _NO_LOCKING and not self._gate.drained:
             self._lock_from_now_on()
         now = self._clock()
         compiled = self._compiled.get(id(policy))
@@ -294,7 +301,7 @@ class LocalLimiter:
         """
         if not decision.allowed:
             return
-        if self._init_lock is not _NO_LOCKING and not self._gate.locking:
+        if self._init_lock is not _NO_LOCKING and not self._gate.drained:
             self._lock_from_now_on()
         now = self._clock()
         for outcome in decision.outcomes:

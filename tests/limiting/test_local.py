@@ -299,3 +299,67 @@ def test_the_loop_decides_without_the_shard_lock_while_alone_and_waits_for_it_af
     threading.Thread(target=release_later).start()
     assert limiter.decide_on_loop(check).allowed
     assert released and time.monotonic() >= released[0]  # it waited for the lock
+
+
+def test_every_thread_waits_out_the_loops_unlocked_decision_not_only_the_first():
+    """A second thread must not decide beside the loop's unlocked decision in flight.
+
+    The loop's two-check decision is paused after its snapshot (a property on
+    the check stands in for a switch of the GIL).  Thread B turns locking on and
+    waits; the main thread, finding locking already on, must wait too.  Had it
+    not, the loop's rejected decision would restore its snapshot over the main
+    thread's admission, and one admission would go uncounted.
+    """
+    import time
+
+    paused, resume = threading.Event(), threading.Event()
+    wide = Policy("wide", Rate(1000, 3600.0))
+    narrow = Policy("narrow", Rate(1, 3600.0))
+
+    class PausingCheck(LimitCheck):
+        __slots__ = ("_reads",)
+
+        def __init__(self, policy, key):
+            super().__init__(policy, key)
+            self._reads = 0
+
+        @property
+        def cost(self):
+            self._reads += 1
+            if self._reads == 2:  # in consume(), after the snapshot was taken
+                paused.set()
+                resume.wait(10)
+            return 1
+
+        @cost.setter
+        def cost(self, value):
+            pass
+
+    limiter = LocalLimiter(max_keys=64)  # one shard
+    results = {}
+
+    def loop():
+        limiter.decide_on_loop((LimitCheck(narrow, "k"),))  # the loop thread; narrow is full
+        decision = limiter.decide_on_loop((PausingCheck(wide, "k"), LimitCheck(narrow, "k")))
+        results["loop"] = decision.allowed
+
+    def other(name):
+        results[name] = limiter.decide((LimitCheck(wide, "k"),)).allowed
+
+    loop_thread = threading.Thread(target=loop)
+    loop_thread.start()
+    assert paused.wait(10)
+    first = threading.Thread(target=other, args=("first",))
+    first.start()
+    time.sleep(0.1)
+    assert limiter._gate.locking and first.is_alive()  # turned locking on, waiting
+    second = threading.Thread(target=other, args=("second",))
+    second.start()
+    time.sleep(0.1)
+    assert second.is_alive(), "the second thread decided beside the loop's decision"
+    resume.set()
+    for thread in (loop_thread, first, second):
+        thread.join(10)
+    assert results == {"loop": False, "first": True, "second": True}
+    remaining = limiter.decide((LimitCheck(wide, "k"),)).outcomes[0].remaining
+    assert 1000 - remaining == 3  # first, second and this one: none lost

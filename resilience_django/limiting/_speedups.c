@@ -14,7 +14,12 @@
  * tests/limiting/test_speedups.py checks on random sequences: the same
  * operations in the same order on doubles, no contraction to fused
  * multiply-add (setup.py passes -ffp-contract=off), and integer state kept as
- * Python ints.
+ * Python ints.  Two deliberate differences: a negative cost is a ValueError
+ * (the engine never makes one; Python would treat it as a refund), and a time
+ * the sliding window cannot place in a bucket (NaN, infinite, beyond 2**63
+ * buckets) is an OverflowError.  With an integer clock (tests only; real
+ * clocks are floats) a few figures come back as equal floats where Python
+ * gives ints.
  *
  * Thread safety: none of these functions runs Python code or releases the GIL
  * between reading and writing a state list, so on a GIL build each call is
@@ -239,11 +244,17 @@ fail:
 
 /* -- small helpers over the state list ------------------------------------- */
 
-/* Python's floor division result for a double: math.floor(x) as an integer. */
-static inline long long
-floor_ll(double x)
+/* The sliding window's bucket of ``now``: math.floor(now / width) as a C integer. */
+static inline int
+bucket_of(double now, double width, long long *bucket)
 {
-    return (long long)floor(x);
+    double b = floor(now / width);
+    if (!(b > -9.2e18 && b < 9.2e18)) { /* NaN and infinities too */
+        PyErr_SetString(PyExc_OverflowError, "now is not a time the sliding window can place");
+        return -1;
+    }
+    *bucket = (long long)b;
+    return 0;
 }
 
 /* Python's j % n for n > 0 (never negative). */
@@ -254,6 +265,22 @@ pymod(long long j, Py_ssize_t n)
     return (Py_ssize_t)(r < 0 ? r + n : r);
 }
 
+/* A request's cost as a C integer; a negative cost, which the engine never makes, is an error
+ * rather than a refund in disguise. */
+static int
+as_cost(PyObject *value, long long *cost)
+{
+    *cost = PyLong_AsLongLong(value);
+    if (*cost == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*cost < 0) {
+        PyErr_SetString(PyExc_ValueError, "a cost must not be negative");
+        return -1;
+    }
+    return 0;
+}
+
 static int
 get_cost(PyObject *check, long long *cost)
 {
@@ -261,9 +288,9 @@ get_cost(PyObject *check, long long *cost)
     if (value == NULL) {
         return -1;
     }
-    *cost = PyLong_AsLongLong(value);
+    int result = as_cost(value, cost);
     Py_DECREF(value);
-    return (*cost == -1 && PyErr_Occurred()) ? -1 : 0;
+    return result;
 }
 
 static int
@@ -327,14 +354,22 @@ parse_state_now(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const 
 
 /* -- sliding window --------------------------------------------------------- */
 
+/* total + cost > limit, without overflow (0 <= cost, 0 <= total, 1 <= limit). */
+static inline int
+sw_over(long long total, long long cost, long long limit)
+{
+    return cost > limit || total > limit - cost;
+}
+
 typedef struct {
     PyObject_HEAD
     long long limit;
     double period;
+    PyObject *period_obj; /* as given: retry_after = period answers it, like the Python kernel */
     Py_ssize_t buckets;
     double width;
     PyObject *tag;
-    PyObject *zeros;
+    PyObject *zeros; /* a tuple: Python code reads it, nothing may change it */
 } SlidingWindowObject;
 
 static PyObject *
@@ -342,14 +377,18 @@ sw_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"limit", "period", "buckets", NULL};
     long long limit;
-    double period;
+    PyObject *period_obj;
     Py_ssize_t buckets = 10;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Ld|n:SlidingWindow", names, &limit, &period,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO|n:SlidingWindow", names, &limit, &period_obj,
                                      &buckets)) {
         return NULL;
     }
-    if (buckets < 1 || period <= 0.0) {
-        PyErr_SetString(PyExc_ValueError, "buckets and period must be positive");
+    double period = PyFloat_AsDouble(period_obj);
+    if (period == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (buckets < 1 || !(period > 0.0) || limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "limit, period and buckets must be positive");
         return NULL;
     }
     SlidingWindowObject *self = (SlidingWindowObject *)type->tp_alloc(type, 0);
@@ -358,24 +397,19 @@ sw_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->limit = limit;
     self->period = period;
+    self->period_obj = Py_NewRef(period_obj);
     self->buckets = buckets;
     self->width = period / (double)buckets;
-    PyObject *period_obj = PyFloat_FromDouble(period);
-    if (period_obj == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     /* The same tag as the Python kernel: f"sw:{period!r}:{buckets}". */
     self->tag = PyUnicode_FromFormat("sw:%R:%zd", period_obj, buckets);
-    Py_DECREF(period_obj);
-    self->zeros = PyList_New(buckets);
+    self->zeros = PyTuple_New(buckets);
     if (self->tag == NULL || self->zeros == NULL) {
         Py_DECREF(self);
         return NULL;
     }
     PyObject *zero = PyLong_FromLong(0);
     for (Py_ssize_t i = 0; i < buckets; i++) {
-        PyList_SET_ITEM(self->zeros, i, Py_NewRef(zero));
+        PyTuple_SET_ITEM(self->zeros, i, Py_NewRef(zero));
     }
     Py_DECREF(zero);
     return (PyObject *)self;
@@ -385,6 +419,7 @@ static void
 sw_dealloc(SlidingWindowObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
+    Py_CLEAR(self->period_obj);
     Py_CLEAR(self->tag);
     Py_CLEAR(self->zeros);
     /* A static base: subtype_dealloc drops a subclass's type reference. */
@@ -403,12 +438,13 @@ sw_new_state(SlidingWindowObject *self, PyObject *now_obj)
     if (state == NULL) {
         return NULL;
     }
-    PyObject *b = PyLong_FromLongLong(floor_ll(now / self->width));
+    long long bucket;
+    PyObject *b = bucket_of(now, self->width, &bucket) < 0 ? NULL : PyLong_FromLongLong(bucket);
     if (b == NULL) {
         Py_DECREF(state);
         return NULL;
     }
-    PyObject *zero = PyList_GET_ITEM(self->zeros, 0);
+    PyObject *zero = PyTuple_GET_ITEM(self->zeros, 0);
     PyList_SET_ITEM(state, 0, Py_NewRef(b));
     PyList_SET_ITEM(state, 1, Py_NewRef(zero));
     PyList_SET_ITEM(state, 2, b);
@@ -422,8 +458,8 @@ sw_new_state(SlidingWindowObject *self, PyObject *now_obj)
 static int
 sw_advance(SlidingWindowObject *self, PyObject *state, double now, long long *head)
 {
-    long long b = floor_ll(now / self->width);
-    if (item_ll(state, 0, head) < 0) {
+    long long b;
+    if (bucket_of(now, self->width, &b) < 0 || item_ll(state, 0, head) < 0) {
         return -1;
     }
     if (b <= *head) {
@@ -469,12 +505,11 @@ sw_acquire(SlidingWindowObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *state = args[0];
-    cost = PyLong_AsLongLong(args[2]);
-    if ((cost == -1 && PyErr_Occurred()) || check_state(state, self->buckets + 3) < 0 ||
+    if (as_cost(args[2], &cost) < 0 || check_state(state, self->buckets + 3) < 0 ||
         sw_advance(self, state, now, &head) < 0 || item_ll(state, 1, &total) < 0) {
         return NULL;
     }
-    if (total + cost > self->limit) {
+    if (sw_over(total, cost, self->limit)) {
         Py_RETURN_FALSE;
     }
     Py_ssize_t i = pymod(head, self->buckets) + 3;
@@ -527,20 +562,27 @@ sw_outcome(SlidingWindowObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = self->buckets;
     long long limit = self->limit;
     double w = self->width;
-    if (total + cost > limit) {
+    if (sw_over(total, cost, limit)) {
         /* SlidingWindow.info(state, now, cost, allowed=False) */
         long long remaining = total < limit ? limit - total : 0;
-        double retry_after = cost > limit ? self->period : 0.0;
+        /* A cost above the limit never fits: retry after a period (the object, as Python). */
+        PyObject *never = cost > limit ? Py_NewRef(self->period_obj) : NULL;
         if (total == 0) {
-            return make_outcome(check, 0, PyLong_FromLongLong(remaining), PyFloat_FromDouble(0.0),
-                                PyFloat_FromDouble(retry_after));
+            return make_outcome(check, 0, PyLong_FromLongLong(remaining), new_float(0.0),
+                                never != NULL ? never : new_float(0.0));
         }
         if (sw_oldest(self, state, head, &j) < 0) {
+            Py_XDECREF(never);
             return NULL;
         }
         double reset_after = (double)(j + n) * w - now;
-        if (cost <= limit) {
-            long long need = total + cost - limit, freed = 0;
+        if (never != NULL) {
+            return make_outcome(check, 0, PyLong_FromLongLong(remaining),
+                                new_float(reset_after > 0.0 ? reset_after : 0.0), never);
+        }
+        double retry_after;
+        {
+            long long need = (total - limit) + cost, freed = 0;
             for (;;) {
                 if (item_ll(state, pymod(j, n) + 3, &count) < 0) {
                     return NULL;
@@ -576,7 +618,7 @@ static PyMethodDef sw_methods[] = {
 
 static PyMemberDef sw_members[] = {
     {"limit", T_LONGLONG, offsetof(SlidingWindowObject, limit), READONLY, NULL},
-    {"period", T_DOUBLE, offsetof(SlidingWindowObject, period), READONLY, NULL},
+    {"period", T_OBJECT_EX, offsetof(SlidingWindowObject, period_obj), READONLY, NULL},
     {"buckets", T_PYSSIZET, offsetof(SlidingWindowObject, buckets), READONLY, NULL},
     {"width", T_DOUBLE, offsetof(SlidingWindowObject, width), READONLY, NULL},
     {"tag", T_OBJECT_EX, offsetof(SlidingWindowObject, tag), READONLY, NULL},
@@ -601,6 +643,7 @@ typedef struct {
     PyObject_HEAD
     long long limit;
     double period;
+    PyObject *period_obj;
     long long capacity;
     double rate;
     PyObject *tag;
@@ -611,12 +654,16 @@ tb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"limit", "period", "capacity", NULL};
     long long limit, capacity;
-    double period;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LdL:TokenBucket", names, &limit, &period,
+    PyObject *period_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LOL:TokenBucket", names, &limit, &period_obj,
                                      &capacity)) {
         return NULL;
     }
-    if (limit < 1 || period <= 0.0) {
+    double period = PyFloat_AsDouble(period_obj);
+    if (period == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 1 || !(period > 0.0)) {
         PyErr_SetString(PyExc_ValueError, "limit and period must be positive");
         return NULL;
     }
@@ -626,6 +673,7 @@ tb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->limit = limit;
     self->period = period;
+    self->period_obj = Py_NewRef(period_obj);
     self->capacity = capacity;
     self->rate = (double)limit / period;
     self->tag = PyUnicode_InternFromString("tb");
@@ -640,6 +688,7 @@ static void
 tb_dealloc(TokenBucketObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
+    Py_CLEAR(self->period_obj);
     Py_CLEAR(self->tag);
     /* A static base: subtype_dealloc drops a subclass's type reference. */
     type->tp_free((PyObject *)self);
@@ -657,7 +706,8 @@ tb_new_state(TokenBucketObject *self, PyObject *now)
 
 /* TokenBucket.advance; *tokens receives the tokens after it. */
 static int
-tb_advance(TokenBucketObject *self, PyObject *state, double now, double *tokens)
+tb_advance(TokenBucketObject *self, PyObject *state, double now, PyObject *now_obj,
+           double *tokens)
 {
     double last, capacity = (double)self->capacity;
     if (item_double(state, 0, tokens) < 0 || item_double(state, 1, &last) < 0) {
@@ -667,9 +717,10 @@ tb_advance(TokenBucketObject *self, PyObject *state, double now, double *tokens)
     if (elapsed > 0) {
         double t = *tokens + elapsed * self->rate;
         *tokens = t < capacity ? t : capacity;
-        if (set_double(state, 0, *tokens) < 0 || set_double(state, 1, now) < 0) {
+        if (set_double(state, 0, *tokens) < 0) {
             return -1;
         }
+        PyList_SetItem(state, 1, Py_NewRef(now_obj)); /* ``now`` as given, as Python stores it */
     }
     else if (*tokens > capacity) {
         *tokens = capacity;
@@ -686,9 +737,9 @@ tb_acquire(TokenBucketObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *state = args[0];
-    long long cost = PyLong_AsLongLong(args[2]);
-    if ((cost == -1 && PyErr_Occurred()) || check_state(state, 2) < 0 ||
-        tb_advance(self, state, now, &tokens) < 0) {
+    long long cost;
+    if (as_cost(args[2], &cost) < 0 || check_state(state, 2) < 0 ||
+        tb_advance(self, state, now, args[1], &tokens) < 0) {
         return NULL;
     }
     if (tokens + EPSILON < (double)cost) {
@@ -710,7 +761,7 @@ tb_outcome(TokenBucketObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *state = args[0], *check = args[2];
     if (get_cost(check, &cost) < 0 || check_state(state, 2) < 0 ||
-        tb_advance(self, state, now, &tokens) < 0) {
+        tb_advance(self, state, now, args[1], &tokens) < 0) {
         return NULL;
     }
     double rate = self->rate, capacity = (double)self->capacity;
@@ -719,11 +770,12 @@ tb_outcome(TokenBucketObject *self, PyObject *const *args, Py_ssize_t nargs)
         /* TokenBucket.info(state, now, cost, allowed=False) */
         double remaining = floor(tokens + EPSILON);
         double reset_after = (capacity - tokens) / rate;
-        double retry_after =
-            cost > self->capacity ? self->period : ((double)cost - tokens) / rate;
-        return make_outcome(check, 0, PyLong_FromDouble(remaining > 0 ? remaining : 0.0),
-                            PyFloat_FromDouble(reset_after > 0.0 ? reset_after : 0.0),
-                            PyFloat_FromDouble(retry_after > 0.0 ? retry_after : 0.0));
+        double retry_after = ((double)cost - tokens) / rate;
+        return make_outcome(
+            check, 0, PyLong_FromDouble(remaining > 0 ? remaining : 0.0),
+            new_float(reset_after > 0.0 ? reset_after : 0.0),
+            cost > self->capacity ? Py_NewRef(self->period_obj) /* never fits */
+                                  : new_float(retry_after > 0.0 ? retry_after : 0.0));
     }
     if (set_double(state, 0, left) < 0) {
         return NULL;
@@ -742,7 +794,7 @@ static PyMethodDef tb_methods[] = {
 
 static PyMemberDef tb_members[] = {
     {"limit", T_LONGLONG, offsetof(TokenBucketObject, limit), READONLY, NULL},
-    {"period", T_DOUBLE, offsetof(TokenBucketObject, period), READONLY, NULL},
+    {"period", T_OBJECT_EX, offsetof(TokenBucketObject, period_obj), READONLY, NULL},
     {"capacity", T_LONGLONG, offsetof(TokenBucketObject, capacity), READONLY, NULL},
     {"rate", T_DOUBLE, offsetof(TokenBucketObject, rate), READONLY, NULL},
     {"tag", T_OBJECT_EX, offsetof(TokenBucketObject, tag), READONLY, NULL},
@@ -766,6 +818,7 @@ typedef struct {
     PyObject_HEAD
     long long limit;
     double period;
+    PyObject *period_obj;
     long long capacity;
     double interval;
     double tau;
@@ -778,12 +831,16 @@ gcra_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"limit", "period", "capacity", NULL};
     long long limit, capacity;
-    double period;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LdL:Gcra", names, &limit, &period,
+    PyObject *period_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LOL:Gcra", names, &limit, &period_obj,
                                      &capacity)) {
         return NULL;
     }
-    if (limit < 1 || period <= 0.0) {
+    double period = PyFloat_AsDouble(period_obj);
+    if (period == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (limit < 1 || !(period > 0.0)) {
         PyErr_SetString(PyExc_ValueError, "limit and period must be positive");
         return NULL;
     }
@@ -793,6 +850,7 @@ gcra_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->limit = limit;
     self->period = period;
+    self->period_obj = Py_NewRef(period_obj);
     self->capacity = capacity;
     self->interval = period / (double)limit;
     self->tau = (double)capacity * self->interval;
@@ -809,6 +867,7 @@ static void
 gcra_dealloc(GcraObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
+    Py_CLEAR(self->period_obj);
     Py_CLEAR(self->tag);
     /* A static base: subtype_dealloc drops a subclass's type reference. */
     type->tp_free((PyObject *)self);
@@ -828,8 +887,8 @@ gcra_acquire(GcraObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *state = args[0];
-    long long cost = PyLong_AsLongLong(args[2]);
-    if ((cost == -1 && PyErr_Occurred()) || check_state(state, 1) < 0 ||
+    long long cost;
+    if (as_cost(args[2], &cost) < 0 || check_state(state, 1) < 0 ||
         item_double(state, 0, &tat) < 0) {
         return NULL;
     }
@@ -866,11 +925,11 @@ gcra_outcome(GcraObject *self, PyObject *const *args, Py_ssize_t nargs)
         /* Gcra.info(state, now, cost, allowed=False): the state is unchanged. */
         tat = stored > now ? stored : now;
         double remaining = floor((tau - (tat - now)) / t + EPSILON);
-        double retry_after = cost > self->capacity ? self->period
-                                                   : tat + (double)cost * t - now - tau;
-        return make_outcome(check, 0, PyLong_FromDouble(remaining > 0 ? remaining : 0.0),
-                            PyFloat_FromDouble(tat - now),
-                            PyFloat_FromDouble(retry_after > 0.0 ? retry_after : 0.0));
+        double retry_after = tat + (double)cost * t - now - tau;
+        return make_outcome(
+            check, 0, PyLong_FromDouble(remaining > 0 ? remaining : 0.0), new_float(tat - now),
+            cost > self->capacity ? Py_NewRef(self->period_obj) /* never fits */
+                                  : new_float(retry_after > 0.0 ? retry_after : 0.0));
     }
     if (set_double(state, 0, next) < 0) {
         return NULL;
@@ -889,7 +948,7 @@ static PyMethodDef gcra_methods[] = {
 
 static PyMemberDef gcra_members[] = {
     {"limit", T_LONGLONG, offsetof(GcraObject, limit), READONLY, NULL},
-    {"period", T_DOUBLE, offsetof(GcraObject, period), READONLY, NULL},
+    {"period", T_OBJECT_EX, offsetof(GcraObject, period_obj), READONLY, NULL},
     {"capacity", T_LONGLONG, offsetof(GcraObject, capacity), READONLY, NULL},
     {"interval", T_DOUBLE, offsetof(GcraObject, interval), READONLY, NULL},
     {"tau", T_DOUBLE, offsetof(GcraObject, tau), READONLY, NULL},
@@ -1144,7 +1203,12 @@ touch(PyObject *states, Py_ssize_t capacity, PyObject *key, PyObject *kernel, Py
         Py_XDECREF(state);
         return NULL;
     }
-    if (PyObject_Length(states) > capacity) {
+    Py_ssize_t size = PyObject_Length(states);
+    if (size < 0) {
+        Py_DECREF(state);
+        return NULL;
+    }
+    if (size > capacity) {
         /* popitem(last=False): the least recently used key goes. */
         PyObject *evicted = PyObject_CallMethodOneArg(states, str_popitem, Py_False);
         if (evicted == NULL) {
@@ -1443,7 +1507,16 @@ speedups_register(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+in_main_interpreter(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(PyInterpreterState_Get() == PyInterpreterState_Main());
+}
+
 static PyMethodDef module_methods[] = {
+    {"in_main_interpreter", in_main_interpreter, METH_NOARGS,
+     "Whether this is the main interpreter: the module's state is one per process, so "
+     "sub-interpreters (mod_wsgi's default) use the pure-Python kernels."},
     {"register", (PyCFunction)(void (*)(void))speedups_register, METH_FASTCALL,
      "register(outcome_class, decision_class): the classes the kernels build."},
     {"decide_one", (PyCFunction)(void (*)(void))decide_one, METH_FASTCALL,

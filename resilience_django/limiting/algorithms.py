@@ -127,7 +127,7 @@ class _SlidingWindowSteps:
     buckets: int
     width: float
     tag: str
-    _zeros: list[int]
+    _zeros: tuple[int, ...]
 
     def new_state(self, now: float) -> State:
         # [head, total, oldest, c_0 .. c_{N-1}]: ``oldest`` is a lower bound of
@@ -247,7 +247,7 @@ class SlidingWindow(_SlidingWindowSteps):
         self.period = period
         self.buckets = buckets
         self.width = period / buckets
-        self._zeros = [0] * buckets
+        self._zeros = (0,) * buckets
         # State of another period or bucket count is meaningless here; the tag
         # goes into the store key so a rule edited live starts afresh.
         self.tag = f"sw:{period!r}:{buckets}"

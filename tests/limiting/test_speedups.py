@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import time
 from collections import OrderedDict
 
@@ -42,7 +43,8 @@ policies = st.builds(
     rate=st.builds(
         Rate,
         limit=st.integers(1, 50),
-        period=st.sampled_from([0.5, 1.0, 3.0, 10.0, 60.0, 86400.0]),
+        # Integer periods too: Rate(5, 60) is as valid as Rate(5, 60.0).
+        period=st.sampled_from([0.5, 1.0, 3.0, 10.0, 60.0, 86400.0, 1, 60]),
     ),
     algorithm=st.sampled_from(list(Algorithm)),
     burst=st.one_of(st.none(), st.integers(1, 80)),
@@ -63,10 +65,14 @@ steps = st.lists(
 )
 
 
+def _exact(value: object) -> tuple[type, str]:
+    """A value as ``==`` does not see it: its type and repr (so 60 != 60.0, -0.0 != 0.0)."""
+    return type(value), repr(value)
+
+
 def _same_outcome(a: object, b: object) -> None:
     fields = ("allowed", "remaining", "reset_after", "retry_after")
-    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
-    assert type(getattr(a, "remaining")) is int  # noqa: B009 - the header writes an int
+    assert [_exact(getattr(a, f)) for f in fields] == [_exact(getattr(b, f)) for f in fields]
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,7 +91,7 @@ def test_c_and_python_kernels_agree_on_every_answer_and_state(
     assert native.tag == pure.tag
     now = start
     s_native, s_pure = native.new_state(now), pure.new_state(now)
-    assert s_native == s_pure
+    assert list(map(_exact, s_native)) == list(map(_exact, s_pure))
     for op, step, cost in script:
         now += step
         check = LimitCheck(policy, "k", cost)
@@ -105,8 +111,9 @@ def test_c_and_python_kernels_agree_on_every_answer_and_state(
             native.refund(s_native, now, cost)
             pure.refund(s_pure, now, cost)
         else:
-            assert native.info(s_native, now, cost, False) == pure.info(s_pure, now, cost, False)
-        assert s_native == s_pure, (op, now)
+            got = native.info(s_native, now, cost, False)
+            assert list(map(_exact, got)) == list(map(_exact, pure.info(s_pure, now, cost, False)))
+        assert list(map(_exact, s_native)) == list(map(_exact, s_pure)), (op, now)
 
 
 @settings(max_examples=100, deadline=None)
@@ -251,3 +258,51 @@ def test_threads_deciding_on_one_shard_through_the_c_lock_lose_no_update() -> No
         thread.join()
     remaining = limiter.decide(checks).outcomes[0].remaining
     assert 10**9 - remaining == 4 * 4000 + 1  # every decision counted once
+
+
+def test_inputs_python_would_misread_are_clear_errors_in_c() -> None:
+    sliding = kernel_for(Policy("p", Rate(5, 60.0)))
+    state = sliding.new_state(0.0)
+    # A cost near 2**63 must not overflow into an admission.
+    assert sliding.acquire(state, 0.0, 1)
+    assert not sliding.acquire(state, 0.0, 2**63 - 1)
+    assert state[1] == 1
+    with pytest.raises(ValueError, match="negative"):
+        sliding.acquire(state, 0.0, -1)
+    with pytest.raises(OverflowError):
+        sliding.new_state(float("nan"))
+    with pytest.raises(OverflowError):
+        sliding.acquire(state, float("inf"), 1)
+    # The zeros new states start from cannot be changed from Python.
+    assert isinstance(sliding._zeros, tuple)
+
+
+def test_a_sub_interpreter_runs_the_python_kernels_and_leaves_ours_alone() -> None:
+    """mod_wsgi runs each application in a sub-interpreter by default.
+
+    The C module's state is one per process: a sub-interpreter that registered
+    its own answer classes would change what every other interpreter gets.
+    """
+    interpreters = pytest.importorskip(
+        "_xxsubinterpreters" if sys.version_info < (3, 13) else "_interpreters",
+        reason="no sub-interpreter module in this Python",
+    )
+    from resilience_django.limiting.local import LocalLimiter
+
+    policy = Policy("p", Rate(5, 1.0))
+    limiter = LocalLimiter()
+    before = type(limiter.decide((LimitCheck(policy, "k"),)))
+    interp = interpreters.create()
+    try:
+        code = (
+            f"import sys; sys.path[:0] = {sys.path!r}\n"
+            "from resilience_django.limiting.speedups import speedups\n"
+            "assert speedups is None, 'a sub-interpreter must not use the C kernels'\n"
+            "import resilience_django.limiting.decision\n"
+        )
+        assert interpreters.run_string(interp, code) is None
+    finally:
+        interpreters.destroy(interp)
+    after = limiter.decide((LimitCheck(policy, "k"),))
+    assert type(after) is before is Decision
+    assert "allowed=True" in repr(after)

@@ -43,6 +43,16 @@ static PyObject *str_policy;          /* interned "policy" */
 static PyObject *str_key;             /* interned "key" */
 static PyTypeObject *outcome_class;   /* decision.RuleOutcome, set by register() */
 static PyTypeObject *decision_class;  /* decision.Decision, set by register() */
+/*
+ * The compiled entry (policy, kernel, prefix) of the last one-check decision and
+ * the dict it came from: nearly every request of a service meets the same rule,
+ * and this spares the id() integer and the dict lookup.  The entry is held, so
+ * its policy lives and its address cannot be reused by another policy; a stale
+ * hit (that dict emptied, or freed and another at its address) still names the
+ * same policy, whose kernel is the same wherever it was compiled.
+ */
+static PyObject *last_entry;
+static PyObject *last_compiled; /* compared by address only, never dereferenced */
 
 /* -- answer objects ---------------------------------------------------------- */
 
@@ -1365,22 +1375,28 @@ decide_single_impl(PyObject *module, PyObject *const *args, int locked)
     if (policy == NULL) {
         return NULL;
     }
-    PyObject *policy_id = PyLong_FromVoidPtr(policy);
-    if (policy_id == NULL) {
-        Py_DECREF(policy);
-        return NULL;
-    }
-    PyObject *entry = PyDict_GetItemWithError(compiled, policy_id); /* borrowed */
-    Py_DECREF(policy_id);
-    int known = entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 3 &&
-                PyTuple_GET_ITEM(entry, 0) == policy;
-    Py_DECREF(policy);
-    if (!known) {
-        if (PyErr_Occurred()) {
+    PyObject *entry = last_entry; /* borrowed from the cache, or from the dict below */
+    if (entry == NULL || last_compiled != compiled || PyTuple_GET_ITEM(entry, 0) != policy) {
+        PyObject *policy_id = PyLong_FromVoidPtr(policy);
+        if (policy_id == NULL) {
+            Py_DECREF(policy);
             return NULL;
         }
-        Py_RETURN_NONE;
+        entry = PyDict_GetItemWithError(compiled, policy_id);
+        Py_DECREF(policy_id);
+        int known = entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 3 &&
+                    PyTuple_GET_ITEM(entry, 0) == policy;
+        if (!known) {
+            Py_DECREF(policy);
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        Py_XSETREF(last_entry, Py_NewRef(entry));
+        last_compiled = compiled;
     }
+    Py_DECREF(policy);
     Py_INCREF(entry); /* the dict may change under a callback; keep kernel and prefix alive */
     PyObject *client = PyObject_GetAttr(check, str_key);
     PyObject *key = client == NULL ? NULL : PyTuple_Pack(2, PyTuple_GET_ITEM(entry, 2), client);

@@ -306,3 +306,19 @@ def test_a_sub_interpreter_runs_the_python_kernels_and_leaves_ours_alone() -> No
     after = limiter.decide((LimitCheck(policy, "k"),))
     assert type(after) is before is Decision
     assert "allowed=True" in repr(after)
+
+
+def test_the_cached_compiled_policy_never_mixes_limiters_or_rules() -> None:
+    from resilience_django.limiting.local import LocalLimiter
+
+    first, second = LocalLimiter(), LocalLimiter()
+    two = Policy("two", Rate(2, 60.0))
+    three = Policy("three", Rate(3, 60.0), Algorithm.GCRA)
+    for policy, limit in ((two, 2), (three, 3)):
+        for limiter in (first, second):  # alternate limiters and rules on every call
+            got = [limiter.decide((LimitCheck(policy, "k"),)).allowed for _ in range(limit + 1)]
+            assert got == [True] * limit + [False]
+    # A rule edited live (a new Policy, same name, algorithm and period) keeps its
+    # counts under its new limit: the cache must not answer with the old kernel.
+    again = Policy("two", Rate(5, 60.0))
+    assert first.decide((LimitCheck(again, "k"),)).outcomes[0].remaining == 5 - 3

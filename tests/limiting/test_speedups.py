@@ -314,10 +314,15 @@ def test_the_cached_compiled_policy_never_mixes_limiters_or_rules() -> None:
     first, second = LocalLimiter(), LocalLimiter()
     two = Policy("two", Rate(2, 60.0))
     three = Policy("three", Rate(3, 60.0), Algorithm.GCRA)
-    for policy, limit in ((two, 2), (three, 3)):
-        for limiter in (first, second):  # alternate limiters and rules on every call
-            got = [limiter.decide((LimitCheck(policy, "k"),)).allowed for _ in range(limit + 1)]
-            assert got == [True] * limit + [False]
+    got: dict[tuple[int, str], list[bool]] = {}
+    for _ in range(4):  # limiters and rules alternate on every call
+        for limiter in (first, second):
+            for policy in (two, three):
+                decision = limiter.decide((LimitCheck(policy, "k"),))
+                got.setdefault((id(limiter), policy.name), []).append(decision.allowed)
+    for limiter in (first, second):
+        assert got[(id(limiter), "two")] == [True, True, False, False]
+        assert got[(id(limiter), "three")] == [True, True, True, False]
     # A rule edited live (a new Policy, same name, algorithm and period) keeps its
     # counts under its new limit: the cache must not answer with the old kernel.
     again = Policy("two", Rate(5, 60.0))

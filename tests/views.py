@@ -51,8 +51,10 @@ def sync_slow(request: HttpRequest) -> HttpResponse:
     finally:
         if marker:
             # Leaves a trace for the end-to-end test: was the abandoned view stopped?
-            with open(marker, "w") as fh:
+            # Written aside and renamed, so the test never reads a created, empty file.
+            with open(marker + ".tmp", "w") as fh:
                 fh.write(outcome)
+            os.replace(marker + ".tmp", marker)
     return HttpResponse("finished")
 
 

@@ -75,7 +75,7 @@ def test_grpc_timeout_header_shortens_the_budget(server: Server) -> None:
         server.url + "/slow/async/?s=2", headers={"grpc-timeout": "100m"}
     )
     assert response.status_code == 504
-    assert elapsed < 0.3
+    assert elapsed < 0.4  # a 2 s view cut at 100 ms; the margin is for a loaded CI machine
 
 
 def test_x_timeout_ms_header_shortens_the_budget(server: Server) -> None:
@@ -83,7 +83,7 @@ def test_x_timeout_ms_header_shortens_the_budget(server: Server) -> None:
     assert 0 < response.json()["remaining"] <= 0.15
     response, elapsed = _timed_get(server.url + "/slow/async/?s=2", headers={"X-Timeout-Ms": "150"})
     assert response.status_code == 504
-    assert elapsed < 0.3
+    assert elapsed < 0.45  # a 2 s view cut at 150 ms; the margin is for a loaded CI machine
 
 
 def test_looser_header_does_not_extend_the_route_budget(server: Server) -> None:

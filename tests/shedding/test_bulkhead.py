@@ -117,7 +117,7 @@ async def test_full_queue_sheds_at_once_with_a_retry_after_hint() -> None:
     third = await bulkhead.acquire_async(10.0)
     assert isinstance(third, Shed) and third.reason == "queue_full"
     assert third.retry_after > 0
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 0.2  # at once, not after the 10 s wait
     held.release()
     for w in waiters:
         _admitted(await w).release()

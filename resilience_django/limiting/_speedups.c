@@ -38,7 +38,6 @@ static PyObject *str_new_state;       /* interned "new_state" */
 static PyObject *str_outcome;         /* interned "outcome" */
 static PyObject *str_acquire;         /* interned "acquire" */
 static PyObject *str_popitem;         /* interned "popitem" */
-static PyObject *str_release;         /* interned "release" */
 static PyObject *str_policy;          /* interned "policy" */
 static PyObject *str_key;             /* interned "key" */
 static PyTypeObject *outcome_class;   /* decision.RuleOutcome, set by register() */
@@ -647,25 +646,30 @@ static PyTypeObject SlidingWindowType = {
     .tp_members = sw_members,
 };
 
-/* -- token bucket ------------------------------------------------------------ */
+/* -- token bucket and GCRA: the same constructor arguments --------------------- */
+
+/* The fields both bucket kernels start with, so one constructor and one dealloc serve both. */
+#define BUCKET_HEAD                                                                         \
+    PyObject_HEAD                                                                           \
+    long long limit;                                                                        \
+    double period;                                                                          \
+    PyObject *period_obj; /* as given: retry_after = period answers it, like Python */      \
+    PyObject *tag;                                                                          \
+    long long capacity;
 
 typedef struct {
-    PyObject_HEAD
-    long long limit;
-    double period;
-    PyObject *period_obj;
-    long long capacity;
-    double rate;
-    PyObject *tag;
-} TokenBucketObject;
+    BUCKET_HEAD
+} BucketHead;
 
-static PyObject *
-tb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+/* Parse (limit, period, capacity) and fill the head of a new kernel of ``type``. */
+static BucketHead *
+bucket_new(PyTypeObject *type, PyObject *args, PyObject *kwds, const char *format,
+           const char *tag)
 {
     static char *names[] = {"limit", "period", "capacity", NULL};
     long long limit, capacity;
     PyObject *period_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LOL:TokenBucket", names, &limit, &period_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, format, names, &limit, &period_obj,
                                      &capacity)) {
         return NULL;
     }
@@ -677,7 +681,7 @@ tb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "limit and period must be positive");
         return NULL;
     }
-    TokenBucketObject *self = (TokenBucketObject *)type->tp_alloc(type, 0);
+    BucketHead *self = (BucketHead *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
@@ -685,23 +689,40 @@ tb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->period = period;
     self->period_obj = Py_NewRef(period_obj);
     self->capacity = capacity;
-    self->rate = (double)limit / period;
-    self->tag = PyUnicode_InternFromString("tb");
+    self->tag = PyUnicode_InternFromString(tag);
     if (self->tag == NULL) {
         Py_DECREF(self);
         return NULL;
     }
-    return (PyObject *)self;
+    return self;
 }
 
 static void
-tb_dealloc(TokenBucketObject *self)
+bucket_dealloc(BucketHead *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     Py_CLEAR(self->period_obj);
     Py_CLEAR(self->tag);
     /* A static base: subtype_dealloc drops a subclass's type reference. */
     type->tp_free((PyObject *)self);
+}
+
+/* -- token bucket ------------------------------------------------------------ */
+
+typedef struct {
+    BUCKET_HEAD
+    double rate;
+} TokenBucketObject;
+
+static PyObject *
+tb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    TokenBucketObject *self =
+        (TokenBucketObject *)bucket_new(type, args, kwds, "LOL:TokenBucket", "tb");
+    if (self != NULL) {
+        self->rate = (double)self->limit / self->period;
+    }
+    return (PyObject *)self;
 }
 
 static PyObject *
@@ -817,7 +838,7 @@ static PyTypeObject TokenBucketType = {
     .tp_basicsize = sizeof(TokenBucketObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_new = tb_new,
-    .tp_dealloc = (destructor)tb_dealloc,
+    .tp_dealloc = (destructor)bucket_dealloc,
     .tp_methods = tb_methods,
     .tp_members = tb_members,
 };
@@ -825,62 +846,22 @@ static PyTypeObject TokenBucketType = {
 /* -- GCRA -------------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    long long limit;
-    double period;
-    PyObject *period_obj;
-    long long capacity;
+    BUCKET_HEAD
     double interval;
     double tau;
     double slack;
-    PyObject *tag;
 } GcraObject;
 
 static PyObject *
 gcra_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"limit", "period", "capacity", NULL};
-    long long limit, capacity;
-    PyObject *period_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LOL:Gcra", names, &limit, &period_obj,
-                                     &capacity)) {
-        return NULL;
-    }
-    double period = PyFloat_AsDouble(period_obj);
-    if (period == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (limit < 1 || !(period > 0.0)) {
-        PyErr_SetString(PyExc_ValueError, "limit and period must be positive");
-        return NULL;
-    }
-    GcraObject *self = (GcraObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->limit = limit;
-    self->period = period;
-    self->period_obj = Py_NewRef(period_obj);
-    self->capacity = capacity;
-    self->interval = period / (double)limit;
-    self->tau = (double)capacity * self->interval;
-    self->slack = EPSILON * self->interval;
-    self->tag = PyUnicode_InternFromString("gcra");
-    if (self->tag == NULL) {
-        Py_DECREF(self);
-        return NULL;
+    GcraObject *self = (GcraObject *)bucket_new(type, args, kwds, "LOL:Gcra", "gcra");
+    if (self != NULL) {
+        self->interval = self->period / (double)self->limit;
+        self->tau = (double)self->capacity * self->interval;
+        self->slack = EPSILON * self->interval;
     }
     return (PyObject *)self;
-}
-
-static void
-gcra_dealloc(GcraObject *self)
-{
-    PyTypeObject *type = Py_TYPE(self);
-    Py_CLEAR(self->period_obj);
-    Py_CLEAR(self->tag);
-    /* A static base: subtype_dealloc drops a subclass's type reference. */
-    type->tp_free((PyObject *)self);
 }
 
 static PyObject *
@@ -973,7 +954,7 @@ static PyTypeObject GcraType = {
     .tp_basicsize = sizeof(GcraObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_new = gcra_new,
-    .tp_dealloc = (destructor)gcra_dealloc,
+    .tp_dealloc = (destructor)bucket_dealloc,
     .tp_methods = gcra_methods,
     .tp_members = gcra_members,
 };
@@ -1020,42 +1001,6 @@ static PyTypeObject HandOffType = {
     .tp_new = handoff_new,
     .tp_members = handoff_members,
 };
-
-/* -- a pending exception kept across a clean-up call ------------------------- */
-
-typedef struct {
-    PyObject *type, *value, *traceback;
-} SavedError;
-
-static inline SavedError
-save_error(void)
-{
-    SavedError saved = {NULL, NULL, NULL};
-#if PY_VERSION_HEX >= 0x030C0000
-    saved.value = PyErr_GetRaisedException();
-#else
-    PyErr_Fetch(&saved.type, &saved.value, &saved.traceback);
-#endif
-    return saved;
-}
-
-static inline void
-restore_error(SavedError saved)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(saved.value);
-#else
-    PyErr_Restore(saved.type, saved.value, saved.traceback);
-#endif
-}
-
-static inline void
-drop_error(SavedError saved)
-{
-    Py_XDECREF(saved.type);
-    Py_XDECREF(saved.value);
-    Py_XDECREF(saved.traceback);
-}
 
 /* -- the shard lock ------------------------------------------------------------ */
 
@@ -1423,42 +1368,23 @@ decide_single_impl(PyObject *module, PyObject *const *args, int locked)
         return NULL;
     }
     PyObject *lock = PyTuple_GET_ITEM(shard, 2);
-    if (locked && Py_IS_TYPE(lock, &ShardLockType)) {
-        shardlock_take((ShardLockObject *)lock);
-        PyObject *one[6] = {PyTuple_GET_ITEM(shard, 0), PyTuple_GET_ITEM(shard, 1), key,
-                            PyTuple_GET_ITEM(entry, 1), now, check};
-        PyObject *decision = decide_one(module, one, 6);
-        shardlock_give((ShardLockObject *)lock); /* held: cannot fail */
+    if (locked && !Py_IS_TYPE(lock, &ShardLockType)) {
+        PyErr_SetString(PyExc_TypeError, "decide_single(): a shard's lock must be a ShardLock");
         Py_DECREF(key);
         Py_DECREF(entry);
-        return decision;
+        return NULL;
     }
     if (locked) {
-        PyObject *got = PyObject_CallMethodNoArgs(lock, str_acquire);
-        if (got == NULL) {
-            Py_DECREF(key);
-            Py_DECREF(entry);
-            return NULL;
-        }
-        Py_DECREF(got);
+        shardlock_take((ShardLockObject *)lock);
     }
     PyObject *one[6] = {PyTuple_GET_ITEM(shard, 0), PyTuple_GET_ITEM(shard, 1), key,
                         PyTuple_GET_ITEM(entry, 1), now, check};
     PyObject *decision = decide_one(module, one, 6);
+    if (locked) {
+        shardlock_give((ShardLockObject *)lock); /* held by us: cannot fail */
+    }
     Py_DECREF(key);
     Py_DECREF(entry);
-    if (locked) {
-        /* Release whatever happened, keeping a pending exception for the caller. */
-        SavedError saved = save_error();
-        PyObject *done = PyObject_CallMethodNoArgs(lock, str_release);
-        if (done == NULL) {
-            Py_XDECREF(decision);
-            drop_error(saved);
-            return NULL;
-        }
-        Py_DECREF(done);
-        restore_error(saved);
-    }
     return decision;
 }
 
@@ -1574,12 +1500,11 @@ PyInit__speedups(void)
     str_outcome = PyUnicode_InternFromString("outcome");
     str_acquire = PyUnicode_InternFromString("acquire");
     str_popitem = PyUnicode_InternFromString("popitem");
-    str_release = PyUnicode_InternFromString("release");
     str_policy = PyUnicode_InternFromString("policy");
     str_key = PyUnicode_InternFromString("key");
     if (str_cost == NULL || str_local == NULL || float_zero == NULL || str_move_to_end == NULL ||
         str_new_state == NULL || str_outcome == NULL || str_acquire == NULL ||
-        str_popitem == NULL || str_release == NULL || str_policy == NULL || str_key == NULL) {
+        str_popitem == NULL || str_policy == NULL || str_key == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&speedups_module);

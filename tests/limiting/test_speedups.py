@@ -184,6 +184,20 @@ def test_a_malformed_state_is_a_type_error_not_a_crash() -> None:
         kernel.acquire([0], 1.0, 1)
     with pytest.raises(TypeError):
         kernel.outcome(kernel.new_state(0.0), "now", LimitCheck(Policy("p", Rate(5, 1.0)), "k"))
+    import threading
+
+    from resilience_django.limiting.local import LocalLimiter
+
+    limiter = LocalLimiter(max_keys=64)
+    policy = Policy("p", Rate(5, 1.0))
+    limiter.decide((LimitCheck(policy, "k"),))  # compiled
+    foreign = tuple(
+        (states, capacity, threading.Lock()) for states, capacity, _ in limiter._plain_shards
+    )
+    with pytest.raises(TypeError, match="ShardLock"):
+        speedups.decide_single(
+            foreign, limiter._mask, limiter._compiled, LimitCheck(policy, "k"), 0.0, True
+        )
     with pytest.raises(TypeError, match="OrderedDict"):
         speedups.decide_one(
             [], 1, ("p", "k"), kernel, 0.0, LimitCheck(Policy("p", Rate(5, 1.0)), "k")

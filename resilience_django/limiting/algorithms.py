@@ -79,7 +79,6 @@ from .speedups import speedups
 
 __all__ = [
     "EPSILON",
-    "NATIVE",
     "SLIDING_WINDOW_BUCKETS",
     "Gcra",
     "Kernel",
@@ -427,7 +426,6 @@ if speedups is not None:
             (speedups.Gcra, _GcraSteps),
         )
     )
-NATIVE = speedups is not None
 
 
 def kernel_for(

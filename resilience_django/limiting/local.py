@@ -248,14 +248,7 @@ class LocalLimiter:
         gate.busy = True
         try:
             if not gate.locking:  # else another thread arrived between the two reads
-                if len(checks) == 1 and share == 1.0:  # _decide_unlocked inline
-                    decision = _decide_single(
-                        self._plain_shards, self._mask, self._compiled, checks[0],
-                        self._clock(), False,
-                    )  # fmt: skip
-                    if decision is not None:
-                        return decision
-                return self._decide_slowly(checks, share, False)
+                return self._decide_unlocked(checks, share)
         finally:
             gate.busy = False
         return self.decide(checks, share)  # after busy is cleared: decide waits for it
@@ -379,7 +372,7 @@ class LocalLimiter:
     def _decide_locked(
         plan: list[tuple[LimitCheck, Kernel, tuple[str, str], _Shard]], now: float
     ) -> Decision:
-        states = [_touch(shard, key, kernel, now) for _, kernel, key, shard in plan]
+        states = [_touch(s.states, s.capacity, key, kernel, now) for _, kernel, key, s in plan]
         admitted = True
         verdicts: list[bool] = []
         snapshots: list[tuple[State, State]] = []
@@ -404,18 +397,14 @@ class LocalLimiter:
         return _decision(admitted, outcomes, "local")
 
 
-def _touch(shard: _Shard, key: tuple[str, str], kernel: Kernel, now: float) -> State:
-    """The key's state, created if new; marks it most recently used."""
-    return _touch_states(shard.states, shard.capacity, key, kernel, now)
-
-
-def _touch_states(
+def _touch(
     states: OrderedDict[tuple[str, str], State],
     capacity: int,
     key: tuple[str, str],
     kernel: Kernel,
     now: float,
 ) -> State:
+    """The key's state, created if new; marks it most recently used."""
     state = states.get(key)
     if state is None:
         state = kernel.new_state(now)
@@ -440,7 +429,7 @@ def _py_decide_one(
     now: float,
     check: LimitCheck,
 ) -> Decision:
-    outcome = kernel.outcome(_touch_states(states, capacity, key, kernel, now), now, check)
+    outcome = kernel.outcome(_touch(states, capacity, key, kernel, now), now, check)
     return _decision(outcome.allowed, (outcome,), "local")
 
 
@@ -452,7 +441,7 @@ def _py_admit_one(
     now: float,
     cost: int,
 ) -> bool:
-    return kernel.acquire(_touch_states(states, capacity, key, kernel, now), now, cost)
+    return kernel.acquire(_touch(states, capacity, key, kernel, now), now, cost)
 
 
 def _py_decide_single(

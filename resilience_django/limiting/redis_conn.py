@@ -29,6 +29,7 @@ import redis
 import redis.asyncio as aredis
 import redis.asyncio.sentinel as asentinel
 import redis.sentinel as sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -170,11 +171,14 @@ def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
     return location, password if isinstance(password, str) else None, sentinels
 
 
-def _common_kwargs(settings: RedisSettings) -> dict[str, Any]:
+def _common_kwargs(settings: RedisSettings, *, asyncio: bool = False) -> dict[str, Any]:
+    # redis.asyncio clients take redis.asyncio.retry.Retry; redis-py 8 warns when
+    # they are given the sync one (and a later release may refuse it).
+    retry = AsyncRetry(NoBackoff(), 0) if asyncio else Retry(NoBackoff(), 0)
     kwargs: dict[str, Any] = {
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.connect_timeout,
-        "retry": Retry(NoBackoff(), 0),
+        "retry": retry,
         "health_check_interval": 0,
     }
     if settings.password is not None:
@@ -212,7 +216,7 @@ def make_sync_client(settings: RedisSettings) -> SyncClient:
 
 def make_async_client(settings: RedisSettings) -> AsyncClient:
     """A ``redis.asyncio`` client like ``make_sync_client``'s; bound to the loop that uses it."""
-    kwargs = _common_kwargs(settings)
+    kwargs = _common_kwargs(settings, asyncio=True)
     if settings.sentinels:
         service, db = _service(settings)
         timeouts = {"socket_timeout": settings.socket_timeout,

@@ -87,10 +87,14 @@ async def test_shed_requests_get_503_fast_and_admitted_p99_stays_bounded(serve: 
     ok, shed = seen.ok, seen.shed
     assert shed, "2x overload must shed"
     # Admitted: service time plus at most max_wait (100 ms) in the queue, plus
-    # scheduling noise on a shared machine.
-    assert p99(ok) < SERVICE + 0.100 + 0.250
+    # scheduling noise on a loaded 2-core machine (client and server share this
+    # process; 0.64 s was seen with other test suites running beside it). Without
+    # shedding the backlog of 2 s at twice the capacity makes the tail about 2 s,
+    # so the bound still tells the two apart.
+    noise = 0.600
+    assert p99(ok) < SERVICE + 0.100 + noise
     # Shed: at once when the queue is full, or after max_wait; never later.
-    assert p99(shed) < 0.100 + 0.250
+    assert p99(shed) < 0.100 + noise
     assert shed[len(shed) // 2] < 0.050  # most at once: the queue was full
     # Goodput near capacity: shedding keeps the server doing useful work.
     assert len(ok) / 2.0 > 0.6 * CAPACITY / SERVICE

@@ -7,8 +7,8 @@ contender per round), best round of each:
 
 * one decision for a hot key, and for keys cycling over 100,000 clients;
   ours through ``LocalLimiter.decide`` (the full ``Decision`` with remaining
-  and reset for the headers, from sync code: locked), ``adecide`` on an event
-  loop (lock-free while the loop is the only user) and ``LocalLimiter.admit``
+  and reset for the headers), ``adecide`` on an event loop (the same code
+  under the same shard lock, plus the coroutine) and ``LocalLimiter.admit``
   (yes/no only);
 * ``limits`` 5.x MemoryStorage with FixedWindow, MovingWindow (after 50,000
   hits in its window) and SlidingWindowCounter strategies (``hit``), and the
@@ -20,10 +20,8 @@ contender per round), best round of each:
 * "exact under key churn": 1,000 clients x 5 requests each, round-robin, at
   3 per minute: exactly 3,000 must be admitted.
 
-``ours_*`` run the C kernels when they are built (the usual install);
-``pure_decide_*`` is the full decision once more with the pure-Python kernels
-(``RESILIENCE_PURE_PYTHON=1``, in a subprocess, as the choice is made at
-import): what an install without a C compiler gets.
+``ours_*`` is the package's one implementation, pure Python, every decision
+taking its shard's lock.
 """
 
 from __future__ import annotations
@@ -212,7 +210,7 @@ def _django_ratelimit(many: bool, cache: str = "default") -> Callable[[int], Non
 
 
 def _ours_async(algorithm: Algorithm) -> Callable[[int], None]:
-    """``adecide`` on an event loop: the pure-async path, which takes no lock."""
+    """``adecide`` on an event loop: the pure-async path (the shard lock all the same)."""
     import asyncio
 
     limiter = LocalLimiter(max_keys=KEYS * 2)
@@ -282,39 +280,10 @@ def bytes_per_key(n: int = 20_000) -> dict[str, float]:
     return out
 
 
-def _pure_figures(n: int, repeats: int) -> dict[str, float]:
-    """``ours_decide`` rows with the pure-Python kernels, run in this process."""
-    from resilience_django.limiting.speedups import speedups
-
-    assert speedups is None, "run with RESILIENCE_PURE_PYTHON=1"
-    return {
-        f"pure_decide_{algorithm.value}_{'100k_keys' if many else 'hot_key'}": _time(
-            _ours(algorithm, many, lean=False), n, repeats
-        )
-        for many in (False, True)
-        for algorithm in Algorithm
-    }
-
-
-def _pure_in_subprocess(n: int, repeats: int) -> dict[str, float]:
-    import json
-    import os
-    import subprocess
-
-    env = {**os.environ, "RESILIENCE_PURE_PYTHON": "1"}
-    out = subprocess.run(
-        [sys.executable, __file__, "--pure-json", str(n), str(repeats)],
-        env=env, check=True, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    figures: dict[str, float] = json.loads(out.stdout)
-    return figures
-
-
 def run(quick: bool = False) -> dict[str, Any]:
     n_fast = 30_000 if quick else 60_000
     n_slow = 3_000 if quick else 6_000
     repeats = 3 if quick else 5
-    from resilience_django.limiting.speedups import speedups
 
     figures: dict[str, float] = {}
     for many in (False, True):
@@ -352,13 +321,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             )
         contenders[f"django_ratelimit_locmem_{label}"] = (_django_ratelimit(many), n_slow)
         figures.update(_interleaved(contenders, repeats))
-    pure = _pure_in_subprocess(n_fast, repeats)
-    # Rows in the table's order: each label's pure rows after ours.
-    for label in ("hot_key", "100k_keys"):
-        for key in [k for k in pure if k.endswith(label)]:
-            figures[key] = pure[key]
     result: dict[str, Any] = {
-        "c_kernels": speedups is not None,
         "us_per_decision": figures,
         "churn": churn(),
         "bytes_per_key": bytes_per_key(),
@@ -374,7 +337,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     ratios: dict[str, float] = {}
     like_for_like: dict[str, float] = {}
     for key, value in figures.items():
-        if key.startswith(("ours_", "pure_")):
+        if key.startswith("ours_"):
             label = "100k_keys" if key.endswith("100k_keys") else "hot_key"
             ratios[key] = round(fastest(label, False) / value, 2)
             if not key.startswith("ours_admit_"):
@@ -387,11 +350,6 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--pure-json"]:
-        import json
-
-        print(json.dumps(_pure_figures(int(sys.argv[2]), int(sys.argv[3]))))
-        return
     quick = "--quick" in sys.argv
     started = time.perf_counter()
     result = run(quick)

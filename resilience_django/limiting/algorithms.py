@@ -67,6 +67,12 @@ limit and capacity are ``max(1, floor(x * share))``.
 
 Kernels are built by ``kernel_for(policy, share)``; a request whose cost can
 never fit (above the limit or capacity) reports ``retry_after = period``.
+
+This is the one implementation in the process (the Lua scripts are the other,
+in Redis).  ``outcome`` is the hot path of every local decision, about a
+microsecond all told: it is written out in full rather than as
+``acquire`` + ``info``, reads each field into a local once, and never
+allocates more than the ``RuleOutcome`` it returns.
 """
 
 from __future__ import annotations
@@ -75,7 +81,6 @@ import math
 from typing import Any, Protocol
 
 from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
-from .speedups import speedups
 
 __all__ = [
     "EPSILON",
@@ -117,16 +122,20 @@ def _scaled(value: int, share: float) -> int:
     return value if share == 1.0 else max(1, _floor(value * share))
 
 
-class _SlidingWindowSteps:
-    """The sliding window's steps; the fields live in ``SlidingWindow`` or in C."""
+class SlidingWindow:
+    """Ring of ``buckets`` per-slot counts; see the module docstring."""
 
-    __slots__ = ()
-    limit: int
-    period: float
-    buckets: int
-    width: float
-    tag: str
-    _zeros: tuple[int, ...]
+    __slots__ = ("_zeros", "buckets", "limit", "period", "tag", "width")
+
+    def __init__(self, limit: int, period: float, buckets: int = SLIDING_WINDOW_BUCKETS) -> None:
+        self.limit = limit
+        self.period = period
+        self.buckets = buckets
+        self.width = period / buckets
+        self._zeros = (0,) * buckets
+        # State of another period or bucket count is meaningless here; the tag
+        # goes into the store key so a rule edited live starts afresh.
+        self.tag = f"sw:{period!r}:{buckets}"
 
     def new_state(self, now: float) -> State:
         # [head, total, oldest, c_0 .. c_{N-1}]: ``oldest`` is a lower bound of
@@ -181,29 +190,32 @@ class _SlidingWindowSteps:
         # advance() inlined for the hot path: most calls stay in one bucket.
         if _floor(now / self.width) > state[0]:
             self.advance(state, now)
-        if state[1] + cost > self.limit:
+        total = state[1] + cost
+        if total > self.limit:
             return False
         state[state[0] % self.buckets + 3] += cost
-        state[1] += cost
+        state[1] = total
         return True
 
     def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
         """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
         cost = check.cost
-        if _floor(now / self.width) > state[0]:
+        head = state[0]
+        if _floor(now / self.width) > head:
             self.advance(state, now)
+            head = state[0]
         total = state[1] + cost
         limit = self.limit
         if total > limit:
             return RuleOutcome(check, False, *self.info(state, now, cost, False))
         n = self.buckets
-        head = state[0]
         state[head % n + 3] += cost
         state[1] = total
+        # The oldest non-empty bucket, for the reset time; usually found at once.
         j = state[2]
         if j <= head - n:
             j = head - n + 1
-        while state[j % n + 3] == 0 and j < head:
+        while j < head and not state[j % n + 3]:
             j += 1
         state[2] = j
         return RuleOutcome(check, True, limit - total, (j + n) * self.width - now, 0.0)
@@ -236,31 +248,17 @@ class _SlidingWindowSteps:
         return remaining, max(reset_after, 0.0), max(retry_after, 0.0)
 
 
-class SlidingWindow(_SlidingWindowSteps):
-    """Ring of ``buckets`` per-slot counts; see the module docstring."""
+class TokenBucket:
+    """Tokens refilled continuously up to a capacity; see the module docstring."""
 
-    __slots__ = ("_zeros", "buckets", "limit", "period", "tag", "width")
+    __slots__ = ("capacity", "limit", "period", "rate", "tag")
 
-    def __init__(self, limit: int, period: float, buckets: int = SLIDING_WINDOW_BUCKETS) -> None:
+    def __init__(self, limit: int, period: float, capacity: int) -> None:
         self.limit = limit
         self.period = period
-        self.buckets = buckets
-        self.width = period / buckets
-        self._zeros = (0,) * buckets
-        # State of another period or bucket count is meaningless here; the tag
-        # goes into the store key so a rule edited live starts afresh.
-        self.tag = f"sw:{period!r}:{buckets}"
-
-
-class _TokenBucketSteps:
-    """The token bucket's steps; the fields live in ``TokenBucket`` or in C."""
-
-    __slots__ = ()
-    limit: int
-    period: float
-    capacity: int
-    rate: float
-    tag: str
+        self.capacity = capacity
+        self.rate = limit / period
+        self.tag = "tb"
 
     def new_state(self, now: float) -> State:
         return [float(self.capacity), now]
@@ -296,18 +294,24 @@ class _TokenBucketSteps:
     def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
         """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
         cost = check.cost
-        self.advance(state, now)
-        tokens = state[0] - cost
-        if tokens + EPSILON < 0:
+        capacity = self.capacity
+        tokens, last = state
+        # advance(), inlined: refill for the time elapsed, never above capacity.
+        if now > last:
+            tokens += (now - last) * self.rate
+            if tokens > capacity:
+                tokens = float(capacity)
+            state[1] = now
+        elif tokens > capacity:
+            tokens = float(capacity)
+        state[0] = tokens
+        if tokens - cost + EPSILON < 0:
             return RuleOutcome(check, False, *self.info(state, now, cost, False))
+        tokens -= cost
         state[0] = tokens
         remaining = _floor(tokens + EPSILON)
         return RuleOutcome(
-            check,
-            True,
-            remaining if remaining > 0 else 0,
-            (self.capacity - tokens) / self.rate,
-            0.0,
+            check, True, remaining if remaining > 0 else 0, (capacity - tokens) / self.rate, 0.0
         )
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
@@ -321,30 +325,20 @@ class _TokenBucketSteps:
         return max(remaining, 0), max(reset_after, 0.0), max(retry_after, 0.0)
 
 
-class TokenBucket(_TokenBucketSteps):
-    """Tokens refilled continuously up to a capacity; see the module docstring."""
+class Gcra:
+    """Generic cell rate algorithm: one theoretical arrival time per key."""
 
-    __slots__ = ("capacity", "limit", "period", "rate", "tag")
+    __slots__ = ("capacity", "interval", "limit", "period", "slack", "tag", "tau")
 
     def __init__(self, limit: int, period: float, capacity: int) -> None:
         self.limit = limit
         self.period = period
         self.capacity = capacity
-        self.rate = limit / period
-        self.tag = "tb"
-
-
-class _GcraSteps:
-    """GCRA's steps; the fields live in ``Gcra`` or in C."""
-
-    __slots__ = ()
-    limit: int
-    period: float
-    capacity: int
-    interval: float
-    tau: float
-    slack: float
-    tag: str
+        self.interval = period / limit
+        self.tau = capacity * self.interval
+        self.slack = EPSILON * self.interval
+        # TAT is in absolute time whatever the period, so only the kind matters.
+        self.tag = "gcra"
 
     def new_state(self, now: float) -> State:
         return [now]
@@ -379,12 +373,13 @@ class _GcraSteps:
         tat = state[0]
         if tat < now:
             tat = now
-        tat += cost * self.interval
+        interval = self.interval
+        tat += cost * interval
         tau = self.tau
         if tat - now > tau + self.slack:
             return RuleOutcome(check, False, *self.info(state, now, cost, False))
         state[0] = tat
-        remaining = _floor((tau - (tat - now)) / self.interval + EPSILON)
+        remaining = _floor((tau - (tat - now)) / interval + EPSILON)
         return RuleOutcome(check, True, remaining if remaining > 0 else 0, tat - now, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
@@ -397,54 +392,14 @@ class _GcraSteps:
         return max(remaining, 0), tat - now, max(retry_after, 0.0)
 
 
-class Gcra(_GcraSteps):
-    """Generic cell rate algorithm: one theoretical arrival time per key."""
-
-    __slots__ = ("capacity", "interval", "limit", "period", "slack", "tag", "tau")
-
-    def __init__(self, limit: int, period: float, capacity: int) -> None:
-        self.limit = limit
-        self.period = period
-        self.capacity = capacity
-        self.interval = period / limit
-        self.tau = capacity * self.interval
-        self.slack = EPSILON * self.interval
-        # TAT is in absolute time whatever the period, so only the kind matters.
-        self.tag = "gcra"
-
-
-# The classes kernel_for builds: the C ones where _speedups is built (their
-# new_state, acquire and outcome are C; the other steps are inherited from the
-# Python classes above, over the same state lists), else the Python ones.
-_KERNELS: tuple[type[Kernel], type[Kernel], type[Kernel]] = (SlidingWindow, TokenBucket, Gcra)
-if speedups is not None:
-    _KERNELS = tuple(  # type: ignore[assignment]
-        type(f"Native{steps.__name__[1:-5]}", (native, steps), {"__slots__": ()})
-        for native, steps in (
-            (speedups.SlidingWindow, _SlidingWindowSteps),
-            (speedups.TokenBucket, _TokenBucketSteps),
-            (speedups.Gcra, _GcraSteps),
-        )
-    )
-
-
-def kernel_for(
-    policy: Policy,
-    share: float = 1.0,
-    kernels: tuple[type[Kernel], type[Kernel], type[Kernel]] | None = None,
-) -> Kernel:
-    """Build the kernel of ``policy``, scaled to ``share`` of its limit.
-
-    ``kernels``: the (sliding window, token bucket, GCRA) classes to build
-    from; the C ones when they are built, which tests override.
-    """
+def kernel_for(policy: Policy, share: float = 1.0) -> Kernel:
+    """Build the kernel of ``policy``, scaled to ``share`` of its limit."""
     rate = policy.rate
     limit = _scaled(rate.limit, share)
     algorithm = Algorithm(policy.algorithm)
-    sliding_window, token_bucket, gcra = kernels or _KERNELS
     if algorithm is Algorithm.SLIDING_WINDOW:
-        return sliding_window(limit, rate.period)  # type: ignore[call-arg]
+        return SlidingWindow(limit, rate.period)
     capacity = _scaled(policy.capacity, share)
     if algorithm is Algorithm.TOKEN_BUCKET:
-        return token_bucket(limit, rate.period, capacity)  # type: ignore[call-arg]
-    return gcra(limit, rate.period, capacity)  # type: ignore[call-arg]
+        return TokenBucket(limit, rate.period, capacity)
+    return Gcra(limit, rate.period, capacity)

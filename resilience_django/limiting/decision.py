@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..units import Rate
-from .speedups import speedups
 
 __all__ = ["Algorithm", "Decision", "LimitCheck", "Limiter", "Policy", "RuleOutcome"]
 
@@ -48,9 +47,7 @@ class _Value:
     ``LimitCheck``, ``RuleOutcome`` and ``Decision`` are made for every request,
     so they are plain slotted classes: a frozen dataclass's ``__init__`` goes
     through ``object.__setattr__`` per field and costs about twice as much.
-    With the C kernels built, ``RuleOutcome`` and ``Decision`` keep their
-    fields in C (read-only), made without running Python code at all.  Treat
-    them all as read-only; nothing in the package changes one once made.
+    Treat them all as read-only; nothing in the package changes one once made.
     """
 
     __slots__ = ()
@@ -87,11 +84,45 @@ class LimitCheck(_Value):
         self.cost = cost
 
 
-class _DecisionMethods:
-    """What ``Decision`` computes from its fields, in either implementation."""
+_OUTCOME_FIELDS = ("check", "allowed", "remaining", "reset_after", "retry_after")
+_DECISION_FIELDS = ("allowed", "outcomes", "backend")
 
-    __slots__ = ()
-    outcomes: tuple[RuleOutcome, ...]
+
+class RuleOutcome(_Value):
+    """The answer for one check.
+
+    ``remaining`` is how many more requests would be admitted now,
+    ``reset_after`` the seconds until the quota is full again and
+    ``retry_after`` the seconds until a rejected request could pass (0 when
+    admitted).  These feed the ``RateLimit`` and ``Retry-After`` headers.
+    """
+
+    __slots__ = _OUTCOME_FIELDS
+    _fields = _OUTCOME_FIELDS
+
+    def __init__(
+        self, check: LimitCheck, allowed: bool, remaining: int, reset_after: float,
+        retry_after: float,
+    ) -> None:  # fmt: skip
+        self.check = check
+        self.allowed = allowed
+        self.remaining = remaining
+        self.reset_after = reset_after
+        self.retry_after = retry_after
+
+
+class Decision(_Value):
+    """All-or-nothing answer for a request's checks."""
+
+    __slots__ = _DECISION_FIELDS
+    _fields = _DECISION_FIELDS
+
+    def __init__(
+        self, allowed: bool, outcomes: tuple[RuleOutcome, ...], backend: str = "local"
+    ) -> None:
+        self.allowed = allowed
+        self.outcomes = outcomes
+        self.backend = backend
 
     @property
     def rejected_by(self) -> tuple[RuleOutcome, ...]:
@@ -100,61 +131,6 @@ class _DecisionMethods:
     @property
     def retry_after(self) -> float:
         return max((o.retry_after for o in self.outcomes if not o.allowed), default=0.0)
-
-
-_OUTCOME_FIELDS = ("check", "allowed", "remaining", "reset_after", "retry_after")
-_DECISION_FIELDS = ("allowed", "outcomes", "backend")
-
-if TYPE_CHECKING or speedups is None:
-
-    class RuleOutcome(_Value):
-        """The answer for one check.
-
-        ``remaining`` is how many more requests would be admitted now,
-        ``reset_after`` the seconds until the quota is full again and
-        ``retry_after`` the seconds until a rejected request could pass (0 when
-        admitted).  These feed the ``RateLimit`` and ``Retry-After`` headers.
-        """
-
-        __slots__ = _OUTCOME_FIELDS
-        _fields = _OUTCOME_FIELDS
-
-        def __init__(
-            self, check: LimitCheck, allowed: bool, remaining: int, reset_after: float,
-            retry_after: float,
-        ) -> None:  # fmt: skip
-            self.check = check
-            self.allowed = allowed
-            self.remaining = remaining
-            self.reset_after = reset_after
-            self.retry_after = retry_after
-
-    class Decision(_DecisionMethods, _Value):
-        """All-or-nothing answer for a request's checks."""
-
-        __slots__ = _DECISION_FIELDS
-        _fields = _DECISION_FIELDS
-
-        def __init__(
-            self, allowed: bool, outcomes: tuple[RuleOutcome, ...], backend: str = "local"
-        ) -> None:
-            self.allowed = allowed
-            self.outcomes = outcomes
-            self.backend = backend
-
-else:  # the same classes over the C fields of _speedups
-
-    class RuleOutcome(speedups.Outcome, _Value):
-        __doc__ = "The answer for one check (C fields); see the pure-Python class."
-        __slots__ = ()
-        _fields = _OUTCOME_FIELDS
-
-    class Decision(speedups.Decision, _DecisionMethods, _Value):
-        __doc__ = "All-or-nothing answer for a request's checks (C fields)."
-        __slots__ = ()
-        _fields = _DECISION_FIELDS
-
-    speedups.register(RuleOutcome, Decision)
 
 
 ALLOW_ALL = Decision(allowed=True, outcomes=())

@@ -14,7 +14,7 @@ from resilience_django.limiting.algorithms import (
     TokenBucket,
     kernel_for,
 )
-from resilience_django.limiting.decision import Algorithm, Policy
+from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
 from resilience_django.units import Rate
 
 EPS = 1e-6
@@ -205,3 +205,72 @@ def test_retry_after_is_exactly_when_the_request_would_pass(algorithm, gaps, lim
             assert not kernel.acquire(probe, t + retry_after * 0.99 - 1e-6, 1)
             probe = list(state)
             assert kernel.acquire(probe, t + retry_after + 1e-6, 1)
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.TOKEN_BUCKET, Algorithm.GCRA])
+@pytest.mark.parametrize("use_outcome", [False, True])
+def test_a_burst_at_one_instant_admits_exactly_the_capacity_despite_rounding(
+    algorithm, use_outcome
+):
+    # Periods and limits whose emission interval is not a binary fraction: the
+    # sums of intervals round above the tolerance unless the slack is applied.
+    for limit in (3, 7, 10, 13, 49):
+        for period in (0.3, 1.0, 7.0, 60.0):
+            policy = Policy("p", Rate(limit, period), algorithm)
+            kernel = kernel_for(policy)
+            state = kernel.new_state(1000.1)
+            check = LimitCheck(policy, "k")
+            admitted = sum(
+                (kernel.outcome(state, 1000.1, check).allowed if use_outcome
+                 else kernel.acquire(state, 1000.1, 1))
+                for _ in range(limit + 2)
+            )  # fmt: skip
+            assert admitted == limit, (limit, period)
+
+
+policies = st.builds(
+    Policy,
+    name=st.just("p"),
+    rate=st.builds(
+        Rate,
+        limit=st.integers(1, 50),
+        # Integer periods too: Rate(5, 60) is as valid as Rate(5, 60.0).
+        period=st.sampled_from([0.5, 1.0, 3.0, 10.0, 60.0, 86400.0, 1, 60]),
+    ),
+    algorithm=st.sampled_from(list(Algorithm)),
+    burst=st.one_of(st.none(), st.integers(1, 80)),
+)
+# Steps of the clock, some backwards (a clock may be stepped), some across many windows.
+steps = st.lists(
+    st.tuples(
+        st.one_of(st.floats(0.0, 0.3), st.floats(-0.5, 0.0), st.floats(0.0, 200.0), st.just(0.0)),
+        st.integers(1, 6),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=policies, share=st.sampled_from([1.0, 0.5, 0.34]), start=st.floats(0, 1e6), script=steps
+)
+def test_outcome_answers_as_acquire_then_info_and_leaves_the_same_state(
+    policy, share, start, script
+):
+    """``outcome`` is the store's hot path written out in full; it must not drift
+    from the steps it stands for (``acquire`` then ``info``), which the
+    multi-check path and the docs describe."""
+    kernel = kernel_for(policy, share)
+    fast, steps_ = kernel.new_state(start), kernel.new_state(start)
+    now = start
+    for step, cost in script:
+        now += step
+        check = LimitCheck(policy, "k", cost)
+        got = kernel.outcome(fast, now, check)
+        allowed = kernel.acquire(steps_, now, cost)
+        remaining, reset_after, retry_after = kernel.info(steps_, now, cost, allowed)
+        assert got.check is check
+        assert (got.allowed, got.remaining) == (allowed, remaining)
+        assert got.reset_after == pytest.approx(reset_after, abs=1e-9)
+        assert got.retry_after == pytest.approx(retry_after, abs=1e-9)
+        assert fast == steps_

@@ -192,8 +192,8 @@ def test_concurrent_multi_key_decisions_in_opposite_orders_do_not_deadlock():
     assert limiter.decide((LimitCheck(pb, "x"),)).outcomes[0].remaining == 10**9 - 8001
 
 
-def test_unlocked_mode_decides_the_same():
-    limiter = LocalLimiter(clock=ManualClock(), thread_safe=False)
+def test_clear_forgets_every_key():
+    limiter = LocalLimiter(clock=ManualClock())
     check = LimitCheck(policy(limit=2), "k")
     assert [limiter.decide((check,)).allowed for _ in range(3)] == [True, True, False]
     limiter.clear()
@@ -206,29 +206,15 @@ def test_max_keys_must_be_positive():
         LocalLimiter(max_keys=0)
 
 
-async def test_event_loop_alone_decides_without_locks_until_another_thread_arrives():
+async def test_the_event_loop_and_a_thread_share_one_count():
     limiter = LocalLimiter(clock=ManualClock())
     check = (LimitCheck(policy(limit=10), "k"),)
     for _ in range(3):
         assert (await limiter.adecide(check)).allowed
-    assert not limiter._gate.locking
     worker = threading.Thread(target=limiter.decide, args=(check,))
     worker.start()
     worker.join()
-    assert limiter._gate.locking
     assert sum([(await limiter.adecide(check)).allowed for _ in range(10)]) == 6
-
-
-async def test_adecide_from_a_second_thread_turns_locking_on():
-    limiter = LocalLimiter(clock=ManualClock())
-    check = (LimitCheck(policy(limit=10), "k"),)
-    await limiter.adecide(check)
-    import asyncio
-
-    other = threading.Thread(target=lambda: asyncio.run(limiter.adecide(check)))
-    other.start()
-    other.join()
-    assert limiter._gate.locking
 
 
 async def test_loop_and_threads_deciding_together_admit_exactly_the_limit():
@@ -274,43 +260,15 @@ def test_memory_stays_bounded_while_keys_churn_twenty_times_past_max_keys():
     assert held < 2_000 * 600, held
 
 
-def test_the_loop_decides_without_the_shard_lock_while_alone_and_waits_for_it_after():
-    import time
+def test_threads_wait_out_a_multi_check_decision_in_flight_on_the_event_loop():
+    """No thread decides beside the loop's two-check decision while it is in flight.
 
-    limiter = LocalLimiter(max_keys=64)  # one shard: its lock is the only one
-    check = (LimitCheck(policy(limit=100), "k"),)
-    assert limiter.decide_on_loop(check).allowed  # this thread is now the loop thread
-    lock = limiter._shards[0].lock
-    lock.acquire()
-    try:
-        # Alone, the loop takes no lock: this would wait forever if it did.
-        assert limiter.decide_on_loop(check).allowed
-    finally:
-        lock.release()
-    limiter._gate.locking = True  # what another thread's first decision does
-    lock.acquire()
-    released: list[float] = []
-
-    def release_later():
-        time.sleep(0.2)
-        released.append(time.monotonic())
-        lock.release()
-
-    threading.Thread(target=release_later).start()
-    assert limiter.decide_on_loop(check).allowed
-    assert released and time.monotonic() >= released[0]  # it waited for the lock
-
-
-def test_every_thread_waits_out_the_loops_unlocked_decision_not_only_the_first():
-    """A second thread must not decide beside the loop's unlocked decision in flight.
-
-    The loop's two-check decision is paused after its snapshot (a property on
-    the check stands in for a switch of the GIL).  Thread B turns locking on and
-    waits; the main thread, finding locking already on, must wait too.  Had it
-    not, the loop's rejected decision would restore its snapshot over the main
-    thread's admission, and one admission would go uncounted.
+    The loop's decision is paused after its snapshot (a property on the check
+    stands in for a switch of threads).  Had a thread decided meanwhile, the
+    loop's rejected decision would restore its snapshot over that thread's
+    admission, and one admission would go uncounted.
     """
-    import time
+    import asyncio
 
     paused, resume = threading.Event(), threading.Event()
     wide = Policy("wide", Rate(1000, 3600.0))
@@ -338,10 +296,13 @@ def test_every_thread_waits_out_the_loops_unlocked_decision_not_only_the_first()
     limiter = LocalLimiter(max_keys=64)  # one shard
     results = {}
 
-    def loop():
-        limiter.decide_on_loop((LimitCheck(narrow, "k"),))  # the loop thread; narrow is full
-        decision = limiter.decide_on_loop((PausingCheck(wide, "k"), LimitCheck(narrow, "k")))
+    async def decide_on_the_loop():
+        await limiter.adecide((LimitCheck(narrow, "k"),))  # narrow is now full
+        decision = await limiter.adecide((PausingCheck(wide, "k"), LimitCheck(narrow, "k")))
         results["loop"] = decision.allowed
+
+    def loop():
+        asyncio.run(decide_on_the_loop())
 
     def other(name):
         results[name] = limiter.decide((LimitCheck(wide, "k"),)).allowed
@@ -350,16 +311,65 @@ def test_every_thread_waits_out_the_loops_unlocked_decision_not_only_the_first()
     loop_thread.start()
     assert paused.wait(10)
     first = threading.Thread(target=other, args=("first",))
-    first.start()
-    time.sleep(0.1)
-    assert limiter._gate.locking and first.is_alive()  # turned locking on, waiting
     second = threading.Thread(target=other, args=("second",))
+    first.start()
     second.start()
-    time.sleep(0.1)
-    assert second.is_alive(), "the second thread decided beside the loop's decision"
+    first.join(0.2)
+    second.join(0.2)
+    assert first.is_alive(), "a thread decided beside the loop's decision"
+    assert second.is_alive(), "a thread decided beside the loop's decision"
     resume.set()
     for thread in (loop_thread, first, second):
         thread.join(10)
     assert results == {"loop": False, "first": True, "second": True}
     remaining = limiter.decide((LimitCheck(wide, "k"),)).outcomes[0].remaining
     assert 1000 - remaining == 3  # first, second and this one: none lost
+
+
+def test_threads_mixing_one_and_two_check_decisions_on_one_shard_lose_no_update():
+    limiter = LocalLimiter(max_keys=64)  # one shard: every thread meets on the same lock
+    policy = Policy("p", Rate(10**9, 3600.0), Algorithm.SLIDING_WINDOW)
+    one = (LimitCheck(policy, "k"),)
+    two = (LimitCheck(policy, "k"), LimitCheck(Policy("q", Rate(10**9, 3600.0)), "k"))
+
+    def hammer():
+        for i in range(4000):
+            limiter.decide(two if i % 10 == 0 else one)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    remaining = limiter.decide(one).outcomes[0].remaining
+    assert 10**9 - remaining == 4 * 4000 + 1  # every decision counted once
+
+
+def test_the_compiled_policy_cache_never_mixes_limiters_or_rules():
+    first, second = LocalLimiter(), LocalLimiter()
+    two = Policy("two", Rate(2, 60.0))
+    three = Policy("three", Rate(3, 60.0), Algorithm.GCRA)
+    got = {}
+    for _ in range(4):  # limiters and rules alternate on every call
+        for limiter in (first, second):
+            for p in (two, three):
+                decision = limiter.decide((LimitCheck(p, "k"),))
+                got.setdefault((id(limiter), p.name), []).append(decision.allowed)
+    for limiter in (first, second):
+        assert got[(id(limiter), "two")] == [True, True, False, False]
+        assert got[(id(limiter), "three")] == [True, True, True, False]
+    # A rule edited live (a new Policy, same name, algorithm and period) keeps its
+    # counts under its new limit: the cache must not answer with the old kernel.
+    again = Policy("two", Rate(5, 60.0))
+    assert first.decide((LimitCheck(again, "k"),)).outcomes[0].remaining == 5 - 3
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+def test_admit_and_decide_share_one_count(algorithm):
+    limiter = LocalLimiter(clock=ManualClock())
+    p = policy(limit=3, algorithm=algorithm)
+    assert limiter.admit(p, "k")
+    assert limiter.decide((LimitCheck(p, "k"),)).outcomes[0].remaining == 1
+    assert limiter.admit(p, "k", cost=1)
+    assert not limiter.admit(p, "k")
+    assert not limiter.decide((LimitCheck(p, "k"),)).allowed

@@ -26,7 +26,14 @@ from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead, Shed
 
-__all__ = ["TIMEOUT_HEADER", "BulkheadFull", "OutboundGuard", "make_guard", "outbound_budget"]
+__all__ = [
+    "TIMEOUT_HEADER",
+    "BulkheadFull",
+    "OutboundGuard",
+    "cut_short_message",
+    "make_guard",
+    "outbound_budget",
+]
 
 TIMEOUT_HEADER = "X-Timeout-Ms"
 # Methods a transport retries by default: repeating them cannot duplicate an effect.
@@ -53,6 +60,20 @@ def outbound_budget(margin: float | None = None) -> tuple[float, int] | None:
             f"deadline of {deadline.budget:.3f}s for {deadline.route} spent before an outbound call"
         )
     return left, announce
+
+
+def cut_short_message(exc: BaseException | str) -> str:
+    """The message of the ``DeadlineExceeded`` raised in place of a client's timeout ``exc``.
+
+    A transport caps each timeout at the remaining budget; when a capped
+    timeout fires, the caller's budget ran out, not the dependency's patience,
+    so the transports raise ``DeadlineExceeded`` (which breakers record as no
+    verdict) instead of the client's plain timeout.
+    """
+    deadline = _current.get()
+    where = "" if deadline is None else f" of {deadline.budget:.3f}s for {deadline.route}"
+    what = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return f"the request's deadline{where} cut the call short ({what})"
 
 
 class OutboundGuard:

@@ -22,6 +22,15 @@ calls): ``grpc.aio.insecure_channel(target, interceptors=[...])``.
   mistakes (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...) count as
   successes, since the dependency answered; CANCELLED gives no verdict.  An
   open breaker raises ``CircuitOpen`` without calling.
+* **The budget's own timeout.**  When the call ends in DEADLINE_EXCEEDED
+  because the timeout the budget set ran out (the budget, not the caller's
+  ``timeout=``, was the smaller one), the caller's budget is spent, not the
+  dependency's patience: the breaker records no verdict and the call raises
+  :class:`DeadlineExceededRpcError` (:class:`DeadlineExceededAioRpcError` on
+  ``grpc.aio``), both a ``DeadlineExceeded`` (the middleware answers 504) and
+  a ``grpc.RpcError`` whose ``code()`` is DEADLINE_EXCEEDED.  A timeout of the
+  caller's own, or a DEADLINE_EXCEEDED the server sends before the timeout,
+  still counts as a failure.
 
 Where the refusal surfaces is grpcio's choice: a blocking unary call (``stub.M(req)``,
 ``.with_call``) raises it directly; ``.future()`` returns a failed future whose
@@ -48,13 +57,15 @@ from ..breakers.phase import CircuitOpen, Phase
 from ..breakers.registry import get_breaker
 from ..breakers.state import Breaker
 from ..deadline import DeadlineExceeded
-from ._outbound import outbound_budget
+from ._outbound import cut_short_message, outbound_budget
 
 __all__ = [
     "DEFAULT_FAILURE_CODES",
     "AsyncResilientClientInterceptor",
     "CircuitOpen",
     "DeadlineExceeded",
+    "DeadlineExceededAioRpcError",
+    "DeadlineExceededRpcError",
     "ResilientClientInterceptor",
 ]
 
@@ -79,13 +90,158 @@ class _Details(_DetailsFields, grpc.ClientCallDetails):  # type: ignore[misc]
     """The caller's call details with our timeout; grpc wants a ``ClientCallDetails``."""
 
 
-def _bounded_timeout(caller: float | None, margin: float | None) -> float | None:
-    """The caller's timeout capped by the request's budget; raises ``DeadlineExceeded``."""
+# grpc core may end a call a hair before its timeout by our clock (it rounds the
+# deadline it keeps); a DEADLINE_EXCEEDED this close to the timeout is the timeout's.
+_TIMEOUT_SLACK = 0.02
+
+
+class DeadlineExceededRpcError(DeadlineExceeded, grpc.RpcError):  # type: ignore[misc]
+    """A DEADLINE_EXCEEDED the request's budget caused; ``code()``, ``details()`` as grpc's."""
+
+    def __init__(self, message: str, call: Any) -> None:
+        super().__init__(message)
+        self.call = call
+
+    def code(self) -> Any:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def details(self) -> str | None:
+        details = getattr(self.call, "details", None)
+        return details() if callable(details) else None
+
+    def trailing_metadata(self) -> Any:
+        metadata = getattr(self.call, "trailing_metadata", None)
+        return metadata() if callable(metadata) else None
+
+
+class DeadlineExceededAioRpcError(DeadlineExceeded, grpc.aio.AioRpcError):  # type: ignore[misc]
+    """The ``grpc.aio`` twin: also a ``grpc.aio.AioRpcError``."""
+
+    def __init__(self, message: str, *, details: str | None, initial: Any, trailing: Any) -> None:
+        grpc.aio.AioRpcError.__init__(
+            self, grpc.StatusCode.DEADLINE_EXCEEDED, initial, trailing, details or message
+        )
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _bounded_timeout(caller: float | None, margin: float | None) -> tuple[float | None, bool]:
+    """The caller's timeout capped by the request's budget, and whether the budget set it.
+
+    Raises ``DeadlineExceeded`` when no budget is left.
+    """
     budget = outbound_budget(margin)
     if budget is None:
-        return caller
+        return caller, False
     seconds = budget[1] / 1000.0  # remaining minus the margin, as announced over HTTP
-    return seconds if caller is None else min(caller, seconds)
+    if caller is None or seconds < caller:
+        return seconds, True
+    return caller, False
+
+
+class _Cut:
+    """Tells whether a finished call was ended by the timeout the budget set."""
+
+    __slots__ = ("started", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.started = time.monotonic()
+
+    def applies(self, code: Any) -> bool:
+        return (
+            code is grpc.StatusCode.DEADLINE_EXCEEDED
+            and time.monotonic() - self.started >= self.timeout - _TIMEOUT_SLACK
+        )
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """Ours in place of grpc's error when the budget's timeout ended the call."""
+        if isinstance(exc, DeadlineExceeded) or not isinstance(exc, grpc.RpcError):
+            return exc
+        code = getattr(exc, "code", None)
+        if not callable(code) or not self.applies(code()):
+            return exc
+        ours = DeadlineExceededRpcError(cut_short_message(exc), exc)
+        ours.__cause__ = exc
+        return ours
+
+
+class _BudgetCall(grpc.Call, grpc.Future):  # type: ignore[misc]
+    """The call grpcio gave us, raising :class:`DeadlineExceededRpcError` where it would raise
+    its own error for a call the budget's timeout ended; everything else is delegated."""
+
+    def __init__(self, call: Any, cut: _Cut) -> None:
+        self._call = call
+        self._cut = cut
+
+    # grpc.Future
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return self._call.result(timeout)
+        except grpc.RpcError as exc:
+            ours = self._cut.translate(exc)
+            if ours is exc:
+                raise
+            raise ours from exc
+
+    def exception(self, timeout: float | None = None) -> Any:
+        exc = self._call.exception(timeout)
+        return exc if exc is None else self._cut.translate(exc)
+
+    def traceback(self, timeout: float | None = None) -> Any:
+        return self._call.traceback(timeout)
+
+    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+        self._call.add_done_callback(lambda _call: fn(self))
+
+    def cancel(self) -> bool:
+        return bool(self._call.cancel())
+
+    def cancelled(self) -> bool:
+        return bool(self._call.cancelled())
+
+    def running(self) -> bool:
+        return bool(self._call.running())
+
+    def done(self) -> bool:
+        return bool(self._call.done())
+
+    # grpc.Call / grpc.RpcContext
+    def initial_metadata(self) -> Any:
+        return self._call.initial_metadata()
+
+    def trailing_metadata(self) -> Any:
+        return self._call.trailing_metadata()
+
+    def code(self) -> Any:
+        return self._call.code()
+
+    def details(self) -> Any:
+        return self._call.details()
+
+    def is_active(self) -> bool:
+        return bool(self._call.is_active())
+
+    def time_remaining(self) -> Any:
+        return self._call.time_remaining()
+
+    def add_callback(self, callback: Callable[[], Any]) -> Any:
+        return self._call.add_callback(callback)
+
+    # a server-streaming call is also an iterator of responses
+    def __iter__(self) -> _BudgetCall:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._call)
+        except grpc.RpcError as exc:
+            ours = self._cut.translate(exc)
+            if ours is exc:
+                raise
+            raise ours from exc
 
 
 class _Base:
@@ -110,9 +266,13 @@ class _Base:
         breaker = get_breaker(self.breaker)
         return breaker, breaker.acquire()  # raises CircuitOpen without calling
 
-    def _verdict(self, admitted: tuple[Breaker, Phase], code: Any, duration: float) -> None:
+    def _verdict(
+        self, admitted: tuple[Breaker, Phase], code: Any, duration: float, cut: _Cut | None
+    ) -> None:
         breaker, token = admitted
-        if code in self.failure_codes:
+        if cut is not None and cut.applies(code):
+            breaker.release(token)  # the caller's budget ran out: no word on the dependency
+        elif code in self.failure_codes:
             breaker.record_failure(token, duration)
         elif code is grpc.StatusCode.CANCELLED or code is None:
             breaker.release(token)  # cancelled by the caller: no word on the dependency
@@ -137,9 +297,9 @@ class ResilientClientInterceptor(
     def _intercept(
         self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
     ) -> Any:
-        timeout = _bounded_timeout(details.timeout, self.margin)
+        timeout, capped = _bounded_timeout(details.timeout, self.margin)
         admitted = self._admit()
-        if timeout is not details.timeout:
+        if capped:
             details = _Details(
                 details.method,
                 timeout,
@@ -148,8 +308,10 @@ class ResilientClientInterceptor(
                 getattr(details, "wait_for_ready", None),
                 getattr(details, "compression", None),
             )
+        cut = _Cut(timeout) if capped and timeout is not None else None
         if admitted is None:
-            return continuation(details, request)
+            call = continuation(details, request)
+            return call if cut is None else _BudgetCall(call, cut)
         started = time.monotonic()
         try:
             call = continuation(details, request)
@@ -161,10 +323,10 @@ class ResilientClientInterceptor(
         def done(finished: Any) -> None:
             # Runs at once for a finished blocking call, or on grpc's thread
             # when a future or stream ends.
-            self._verdict(admitted, finished.code(), time.monotonic() - started)
+            self._verdict(admitted, finished.code(), time.monotonic() - started, cut)
 
         call.add_done_callback(done)
-        return call
+        return call if cut is None else _BudgetCall(call, cut)
 
     def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
@@ -196,12 +358,13 @@ class AsyncResilientClientInterceptor(
     ) -> Any:
         """Called by grpcio for each unary-unary call on an aio channel."""
         details = client_call_details
-        timeout = _bounded_timeout(details.timeout, self.margin)
+        timeout, capped = _bounded_timeout(details.timeout, self.margin)
         admitted = self._admit()
-        if timeout is not details.timeout:
+        if capped:
             # aio's ClientCallDetails is a namedtuple.
             details = details._replace(timeout=timeout)
-        if admitted is None:
+        cut = _Cut(timeout) if capped and timeout is not None else None
+        if admitted is None and cut is None:
             return await continuation(details, request)
         started = time.monotonic()
         try:
@@ -210,8 +373,17 @@ class AsyncResilientClientInterceptor(
             # the caller awaits this unary call's end anyway.
             code = await call.code()
         except BaseException as exc:
-            breaker, token = admitted
-            breaker.record_failure(token, time.monotonic() - started, exc=exc)
+            if admitted is not None:
+                breaker, token = admitted
+                breaker.record_failure(token, time.monotonic() - started, exc=exc)
             raise
-        self._verdict(admitted, code, time.monotonic() - started)
+        if admitted is not None:
+            self._verdict(admitted, code, time.monotonic() - started, cut)
+        if cut is not None and cut.applies(code):
+            raise DeadlineExceededAioRpcError(
+                cut_short_message(str(code)),
+                details=await call.details(),
+                initial=await call.initial_metadata(),
+                trailing=await call.trailing_metadata(),
+            )
         return call

@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 import pytest
 
+from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.registry import get_breaker
 from resilience_django.breakers.state import CircuitOpen
 from resilience_django.deadline import Deadline, DeadlineExceeded, _current
@@ -62,6 +63,13 @@ def _stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         context.abort(code, "as asked")
 
 
+def _slow_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+    """One item after 300 ms."""
+    _count("SlowStream")
+    time.sleep(0.3)
+    yield b"late"
+
+
 @pytest.fixture(scope="module")
 def target() -> Iterator[str]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -75,6 +83,7 @@ def target() -> Iterator[str]:
                     "Sleep": unary(_sleep),
                     "Fail": unary(_fail),
                     "Stream": grpc.unary_stream_rpc_method_handler(_stream),
+                    "SlowStream": grpc.unary_stream_rpc_method_handler(_slow_stream),
                 },
             ),
         )
@@ -345,3 +354,84 @@ async def test_aio_failures_open_the_breaker_and_refuse_without_calling(target: 
         with pytest.raises(CircuitOpen):
             await fail(b"OK")
     assert calls["Fail"] == before
+
+
+# -- a timeout the budget cut short is the caller's, not the dependency's ---------------
+
+
+def _threshold_3(name: str) -> str:
+    get_breaker(name).configure(BreakerPolicy(failure_threshold=3))
+    return _fresh_breaker(name)
+
+
+def test_calls_cut_short_by_tight_budgets_leave_the_breaker_closed(channel: grpc.Channel) -> None:
+    name = _threshold_3("grpc-cut")
+    sleep = _unary(_client(channel, ResilientClientInterceptor(breaker=name, margin=0.01)), "Sleep")
+    before = calls["Sleep"]
+    for _ in range(4):
+        with within(0.1), pytest.raises(DeadlineExceeded) as info:
+            sleep(b"0.3", timeout=5.0)
+        # Still a grpc.RpcError with grpc's code, for code that catches those.
+        assert isinstance(info.value, grpc.RpcError)
+        assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+    assert calls["Sleep"] - before == 4  # each call reached the server
+    assert get_breaker(name).state == "closed"
+    with within(0.6):
+        assert sleep(b"0.3") == b"slept"
+
+
+def test_a_timeout_of_the_callers_own_still_counts_against_the_breaker(
+    channel: grpc.Channel,
+) -> None:
+    name = _threshold_3("grpc-own-timeout")
+    sleep = _unary(_client(channel, ResilientClientInterceptor(breaker=name, margin=0.01)), "Sleep")
+    for _ in range(3):
+        with within(5.0), pytest.raises(grpc.RpcError) as info:
+            sleep(b"0.3", timeout=0.1)  # tighter than the budget: the caller's own
+        assert not isinstance(info.value, DeadlineExceeded)
+        assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert get_breaker(name).state == "open"
+
+
+def test_futures_and_streams_cut_short_by_the_budget_raise_deadline_exceeded(
+    channel: grpc.Channel,
+) -> None:
+    name = _threshold_3("grpc-cut-future")
+    ignored_before = get_breaker(name)._ignored
+    client = _client(channel, ResilientClientInterceptor(breaker=name, margin=0.01))
+    for _ in range(2):
+        with within(0.1):
+            future = _unary(client, "Sleep").future(b"0.3")
+            with pytest.raises(DeadlineExceeded):
+                future.result()
+            assert isinstance(future.exception(), DeadlineExceeded)
+    with within(0.1), pytest.raises(DeadlineExceeded):
+        # The stream's first item comes only after the sleep.
+        list(client.unary_stream(f"/{SERVICE}/SlowStream")(b""))
+    # The verdicts of futures and streams are given on grpc's thread when they end.
+    deadline = time.monotonic() + 5
+    while get_breaker(name)._ignored - ignored_before < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert get_breaker(name)._ignored - ignored_before == 3
+    assert get_breaker(name).state == "closed"
+
+
+async def test_aio_calls_cut_short_by_tight_budgets_leave_the_breaker_closed(target: str) -> None:
+    name = _threshold_3("grpc-aio-cut")
+    async with grpc.aio.insecure_channel(
+        target, interceptors=[AsyncResilientClientInterceptor(breaker=name, margin=0.01)]
+    ) as channel:
+        sleep = channel.unary_unary(f"/{SERVICE}/Sleep")
+        for _ in range(4):
+            with within(0.1), pytest.raises(DeadlineExceeded) as info:
+                await sleep(b"0.3", timeout=5.0)
+            assert isinstance(info.value, grpc.aio.AioRpcError)
+            assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert get_breaker(name).state == "closed"
+        with within(0.6):
+            assert await sleep(b"0.3") == b"slept"
+        for _ in range(3):
+            with within(5.0), pytest.raises(grpc.aio.AioRpcError) as own:
+                await sleep(b"0.3", timeout=0.1)
+            assert not isinstance(own.value, DeadlineExceeded)
+        assert get_breaker(name).state == "open"

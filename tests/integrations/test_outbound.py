@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 import requests
 
+from resilience_django.breakers.policy import BreakerPolicy
+from resilience_django.breakers.registry import get_breaker
+from resilience_django.breakers.state import Breaker
 from resilience_django.clock import ManualClock
 from resilience_django.deadline import Deadline, DeadlineExceeded, _current
 from resilience_django.integrations.httpx import AsyncResilientTransport, ResilientTransport
@@ -56,8 +61,6 @@ def _session() -> requests.Session:
 
 
 def _spent_ms(deadline: Deadline) -> float:
-    import time
-
     return (time.monotonic() - deadline.started_at) * 1000
 
 
@@ -106,7 +109,6 @@ def test_calls_with_no_budget_left_are_refused_before_they_start(echo_url: str) 
 def test_httpx_read_timeout_is_capped_at_the_budget() -> None:
     # A server that accepts and never answers: the call must end at our budget, not httpx's 5 s.
     import socket
-    import time
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -124,3 +126,156 @@ def test_httpx_read_timeout_is_capped_at_the_budget() -> None:
         _current.reset(token)
         listener.close()
     assert time.monotonic() - start < 0.6
+
+
+# -- a timeout the budget cut short is the caller's, not the dependency's ---------------
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """A healthy dependency that answers every request after 300 ms."""
+
+    arrivals = 0
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        with self.lock:
+            type(self).arrivals += 1
+        time.sleep(0.3)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def slow_url() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@contextmanager
+def _within(seconds: float) -> Iterator[Deadline]:
+    deadline = Deadline(seconds)
+    token = _current.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _current.reset(token)
+
+
+def _breaker(name: str) -> Breaker:
+    breaker = get_breaker(name)
+    breaker.configure(BreakerPolicy(failure_threshold=3))
+    breaker.reset()
+    return breaker
+
+
+def test_httpx_timeouts_cut_short_by_tight_budgets_leave_the_breaker_closed(
+    slow_url: str,
+) -> None:
+    breaker = _breaker("cut-httpx")
+    transport = ResilientTransport(margin=0.01, breaker="cut-httpx")
+    with httpx.Client(transport=transport, timeout=5.0) as client:
+        before = _Slow.arrivals
+        for _ in range(4):
+            with _within(0.1), pytest.raises(DeadlineExceeded) as info:
+                client.get(slow_url)
+            # Still the httpx exception it replaces, which stays its cause.
+            assert isinstance(info.value, httpx.ReadTimeout)
+            assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+        assert _Slow.arrivals - before == 4  # each call reached the dependency
+        assert breaker.state == "closed"
+        with _within(0.6):
+            assert client.get(slow_url).text == "ok"
+
+
+def test_httpx_timeouts_of_the_clients_own_still_open_the_breaker(slow_url: str) -> None:
+    breaker = _breaker("own-httpx")
+    transport = ResilientTransport(margin=0.01, breaker="own-httpx")
+    with httpx.Client(transport=transport) as client:
+        for _ in range(3):
+            with _within(5.0), pytest.raises(httpx.ReadTimeout) as info:
+                client.get(slow_url, timeout=0.1)  # tighter than the budget: its own
+            assert not isinstance(info.value, DeadlineExceeded)
+        assert breaker.state == "open"
+
+
+async def test_async_httpx_timeouts_cut_short_by_tight_budgets_leave_the_breaker_closed(
+    slow_url: str,
+) -> None:
+    breaker = _breaker("cut-httpx-async")
+    transport = AsyncResilientTransport(margin=0.01, breaker="cut-httpx-async")
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+        for _ in range(4):
+            with _within(0.1), pytest.raises(DeadlineExceeded) as info:
+                await client.get(slow_url)
+            assert isinstance(info.value, httpx.ReadTimeout)
+        assert breaker.state == "closed"
+        with _within(0.6):
+            assert (await client.get(slow_url)).text == "ok"
+        for _ in range(3):
+            with pytest.raises(httpx.ReadTimeout) as own:
+                await client.get(slow_url, timeout=0.1)  # outside any request: its own
+            assert not isinstance(own.value, DeadlineExceeded)
+        assert breaker.state == "open"
+
+
+def test_requests_timeouts_cut_short_by_tight_budgets_leave_the_breaker_closed(
+    slow_url: str,
+) -> None:
+    breaker = _breaker("cut-requests")
+    session = requests.Session()
+    session.mount("http://", ResilientAdapter(margin=0.01, breaker="cut-requests"))
+    before = _Slow.arrivals
+    for _ in range(4):
+        with _within(0.1), pytest.raises(DeadlineExceeded) as info:
+            session.get(slow_url, timeout=5.0)
+        assert isinstance(info.value, requests.exceptions.ReadTimeout)
+        assert isinstance(info.value.__cause__, requests.exceptions.ReadTimeout)
+    assert _Slow.arrivals - before == 4
+    assert breaker.state == "closed"
+    with _within(0.6):
+        assert session.get(slow_url).text == "ok"
+    for _ in range(3):
+        with _within(5.0), pytest.raises(requests.exceptions.ReadTimeout) as own:
+            session.get(slow_url, timeout=(1.0, 0.1))  # its own read timeout is tighter
+        assert not isinstance(own.value, DeadlineExceeded)
+    assert breaker.state == "open"
+
+
+def test_a_body_that_stalls_past_the_budget_raises_deadline_exceeded() -> None:
+    # Headers at once, then a body that never comes: the read timeout fires
+    # while the client reads the body, after the transport returned.
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+    def answer_headers_only() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        time.sleep(1.0)
+        conn.close()
+
+    threading.Thread(target=answer_headers_only, daemon=True).start()
+    try:
+        with (
+            httpx.Client(transport=ResilientTransport(margin=0.0)) as client,
+            _within(0.2),
+            pytest.raises(DeadlineExceeded) as info,
+        ):
+            client.get(url, timeout=5.0)
+        assert isinstance(info.value, httpx.ReadTimeout)
+    finally:
+        listener.close()

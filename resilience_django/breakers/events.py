@@ -1,21 +1,33 @@
 """State-change announcements that never block or break the caller.
 
 A transition is put on a queue (a non-blocking, lock-cheap ``SimpleQueue.put``)
-and a daemon thread delivers it: it logs the transition on the
-``resilience_django.breakers`` logger, updates the Prometheus metrics and calls
-the listeners.  An exception in a listener is logged and swallowed.  The thread
-also flushes each breaker's call counters to Prometheus about once a second, so
-the hot path never touches a Prometheus label lookup.
+and a daemon thread, the dispatcher, delivers it: it logs the transition on
+the ``resilience_django.breakers`` logger, updates the Prometheus metrics and
+hands it to each listener's own worker.  The dispatcher also flushes each
+breaker's call counters to Prometheus about once a second, so the hot path
+never touches a Prometheus label lookup.
+
+Why a worker per listener: listeners are code we do not control (the Django
+signal's receivers, a user's ``add_listener``) next to our own (the fleet
+publisher).  One that takes seconds must not hold up the logs and metrics, the
+fleet's propagation, or any other listener.  Each distinct listener gets a
+daemon thread with a bounded queue (``LISTENER_QUEUE`` transitions; beyond
+that, its transitions are dropped and counted in a warning, so a stuck listener
+cannot grow memory), which hands it transitions in order and ends after
+``_IDLE`` seconds without any.  An exception in a listener is logged and
+swallowed.  Django signal receivers share the one signal listener, as Django
+calls them one after another.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +36,7 @@ from .. import metrics
 if TYPE_CHECKING:
     from .state import Breaker
 
-__all__ = ["Transition", "emit", "flush", "track"]
+__all__ = ["LISTENER_QUEUE", "Transition", "emit", "flush", "track"]
 
 logger = logging.getLogger("resilience_django.breakers")
 
@@ -42,7 +54,34 @@ class Transition:
 
 
 Listener = Callable[[Transition], Any]
-_Item = tuple[Transition, "tuple[Listener, ...]"] | threading.Event
+
+
+class _Barrier:
+    """``flush``: set once the dispatcher and every listener worker have reached it."""
+
+    __slots__ = ("_left", "_lock", "done")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._left = 1  # the dispatcher's own pass
+
+    def expect(self, more: int) -> None:
+        with self._lock:
+            self._left += more
+
+    def reached(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left <= 0:
+                self.done.set()
+
+
+_Item = tuple[Transition, "tuple[Listener, ...]"] | _Barrier
+
+#: Transitions a listener may fall behind by before its newer ones are dropped.
+LISTENER_QUEUE = 1000
+_IDLE = 30.0  # seconds a listener's worker waits for work before it ends
 
 _queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
 _thread: threading.Thread | None = None
@@ -64,11 +103,14 @@ def emit(transition: Transition, listeners: tuple[Listener, ...]) -> None:
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until everything queued so far is delivered (tests, shutdown)."""
-    done = threading.Event()
-    _queue.put(done)
+    """Wait until everything queued so far is delivered, to every listener (tests, shutdown).
+
+    ``False`` when that took longer than ``timeout`` (a listener is still busy).
+    """
+    barrier = _Barrier()
+    _queue.put(barrier)
     _ensure_thread()
-    return done.wait(timeout)
+    return barrier.done.wait(timeout)
 
 
 def _ensure_thread() -> None:
@@ -102,15 +144,111 @@ def _deliver(transition: Transition, listeners: tuple[Listener, ...]) -> None:
     except Exception:  # metrics must never stop listeners from hearing the news
         logger.exception("breaker %s: metrics update failed", transition.breaker)
     for listener in listeners:
-        try:
-            listener(transition)
-        except Exception:
-            logger.exception(
-                "breaker %s: listener %r raised",
-                transition.breaker,
-                listener,
-                extra={"breaker": transition.breaker},
-            )
+        _hand_over(listener, transition)
+
+
+class _Worker:
+    """One listener's own thread and bounded queue (see the module docstring)."""
+
+    __slots__ = ("_cond", "_items", "dropped", "key", "listener")
+
+    def __init__(self, key: Hashable, listener: Listener) -> None:
+        self.key = key
+        self.listener = listener
+        self._items: collections.deque[Transition | _Barrier] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self.dropped = 0
+
+    def offer(self, item: Transition | _Barrier) -> bool:
+        """Queue ``item``; ``False`` for a transition that finds the queue full.
+
+        Barriers always fit: a full queue must not make ``flush`` lose count.
+        """
+        with self._cond:
+            if isinstance(item, Transition) and len(self._items) >= LISTENER_QUEUE:
+                self.dropped += 1
+                return False
+            self._items.append(item)
+            self._cond.notify()
+        return True
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._items:
+                    self._cond.wait(_IDLE)
+                item = self._items.popleft() if self._items else None
+            if item is None:
+                # Idle: leave, unless the dispatcher handed us something just now.
+                # Same lock order as the dispatcher (_workers_lock, then ours).
+                with _workers_lock, self._cond:
+                    if not self._items:
+                        if _workers.get(self.key) is self:
+                            del _workers[self.key]
+                        return
+                continue
+            if isinstance(item, _Barrier):
+                item.reached()
+            else:
+                _call(self.listener, item)
+
+
+_workers: dict[Hashable, _Worker] = {}
+_workers_lock = threading.Lock()
+
+
+def _key(listener: Listener) -> Hashable:
+    # Bound methods compare equal when they bind the same method to the same
+    # object, so a publisher re-attached to many breakers gets one worker.
+    try:
+        hash(listener)
+    except TypeError:
+        return ("id", id(listener))
+    return listener
+
+
+def _hand_over(listener: Listener, item: Transition | _Barrier) -> bool:
+    key = _key(listener)
+    with _workers_lock:
+        worker = _workers.get(key)
+        if worker is None:
+            worker = _workers[key] = _Worker(key, listener)
+            threading.Thread(
+                target=worker.run, name="resilience-breaker-listener", daemon=True
+            ).start()
+        accepted = worker.offer(item)
+    if not accepted and isinstance(item, Transition):
+        dropped = worker.dropped
+        if dropped & (dropped - 1) == 0:  # 1, 2, 4, 8...: a stuck listener logs rarely
+            logger.warning(
+                "breaker %s: listener %r is %d transitions behind; dropped %d so far",
+                item.breaker, listener, LISTENER_QUEUE, dropped,
+                extra={"breaker": item.breaker},
+            )  # fmt: skip
+    return accepted
+
+
+def _call(listener: Listener, transition: Transition) -> None:
+    try:
+        listener(transition)
+    except Exception:
+        logger.exception(
+            "breaker %s: listener %r raised",
+            transition.breaker,
+            listener,
+            extra={"breaker": transition.breaker},
+        )
+
+
+def _pass_barrier(barrier: _Barrier) -> None:
+    # Every listener worker alive now must reach it too: flush() means
+    # "everything queued so far was delivered", listeners included.
+    with _workers_lock:
+        workers = list(_workers.values())
+        barrier.expect(len(workers))
+        for worker in workers:
+            worker.offer(barrier)
+    barrier.reached()
 
 
 def _metric_state(state: str) -> str:
@@ -146,18 +284,20 @@ def _run() -> None:
         except queue.Empty:
             _flush_counters()
             continue
-        if isinstance(item, threading.Event):
+        if isinstance(item, _Barrier):
             _flush_counters()
-            item.set()
+            _pass_barrier(item)
             continue
         _deliver(*item)
 
 
 def _after_fork() -> None:
-    # The thread does not survive fork; the next emit starts a fresh one.
-    global _thread, _queue
+    # Threads do not survive fork; the next emit starts fresh ones.
+    global _thread, _queue, _workers_lock
     _thread = None
     _queue = queue.SimpleQueue()
+    _workers.clear()
+    _workers_lock = threading.Lock()  # another thread may have held it at the fork
 
 
 if hasattr(os, "register_at_fork"):

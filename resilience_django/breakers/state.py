@@ -152,7 +152,7 @@ class Breaker:
                 p.window = self._new_window(now)
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(transition)`` on every state change, from a daemon thread."""
+        """Call ``listener(transition)`` on every state change, from its own daemon thread."""
         with self._lock:
             self._listeners = (*self._listeners, listener)
 

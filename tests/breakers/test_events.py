@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
 import prometheus_client
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
 
 from resilience_django.breakers import events
+from resilience_django.breakers.fleet import FleetPublisher
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.state import Breaker, CircuitOpen
+from resilience_django.breakers.store import CacheStore
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -40,3 +48,75 @@ def test_transitions_and_call_outcomes_reach_prometheus_off_the_hot_path() -> No
         for outcome in ("success", "failure", "rejected")
     }
     assert calls == {"success": 3, "failure": 2, "rejected": 1}
+
+
+# -- one slow listener holds up nothing else ----------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def stuck_listener() -> Iterator[tuple[Callable[[events.Transition], None], threading.Event]]:
+    """A listener that blocks until the test lets it go (set free at the end in any case)."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def stuck(transition: events.Transition) -> None:
+        entered.set()
+        release.wait(60)
+
+    yield stuck, entered
+    release.set()
+
+
+def test_a_stuck_listener_holds_up_neither_other_listeners_nor_the_metrics(
+    stuck_listener: tuple[Callable[[events.Transition], None], threading.Event],
+) -> None:
+    stuck, entered = stuck_listener
+    policy = BreakerPolicy(failure_threshold=1, error_rate=None)
+    other, shared2 = Breaker("stuck-other", policy), Breaker("stuck-shared2", policy)
+    heard: list[tuple[str, str]] = []
+    other.add_listener(stuck)
+    other.add_listener(lambda t: heard.append((t.breaker, t.to_state)))
+    shared2.add_listener(lambda t: heard.append((t.breaker, t.to_state)))
+    opened = {"breaker": "stuck-shared2", "from_state": "closed", "to_state": "open"}
+    before = sample("resilience_breaker_transitions_total", opened)
+
+    other.record_failure(other.acquire())
+    assert entered.wait(10)  # the stuck listener now holds its transition
+    shared2.record_failure(shared2.acquire())
+
+    # Neither the other listener of the same breaker, nor another breaker's
+    # listener, nor the metrics wait for it.
+    assert _wait_for(lambda: ("stuck-shared2", "open") in heard)
+    assert ("stuck-other", "open") in heard
+    assert _wait_for(lambda: sample("resilience_breaker_transitions_total", opened) == before + 1)
+
+
+def test_the_fleet_hears_of_an_open_breaker_while_a_listener_is_stuck(
+    stuck_listener: tuple[Callable[[events.Transition], None], threading.Event],
+) -> None:
+    stuck, entered = stuck_listener
+    store = CacheStore(LocMemCache(f"fleet-{uuid.uuid4().hex}", {}), "t")
+    policy = BreakerPolicy(failure_threshold=1, shared=True, shared_poll=0.05, open_for=30)
+    other, shared2 = Breaker("other", policy), Breaker("shared2", policy)
+    publisher = FleetPublisher(store, lambda: [other, shared2], ttl=10)
+    publisher.attach(other)
+    publisher.attach(shared2)
+    other.add_listener(stuck)
+    publisher.start()
+    try:
+        other.record_failure(other.acquire())
+        assert entered.wait(10)
+        shared2.record_failure(shared2.acquire())
+        # The fleet thread writes the shared-open marker other processes follow.
+        assert _wait_for(lambda: "shared2" in store.open_until(["shared2"]))
+    finally:
+        publisher.stop()

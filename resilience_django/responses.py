@@ -2,14 +2,20 @@
 
 JSON for clients that accept it, short text otherwise.  Each kind can be
 replaced through ``RESILIENCE["RESPONSE_HANDLERS"]`` with a callable taking
-the request and keyword details and returning an ``HttpResponse``.
+the request and keyword details and returning an ``HttpResponse``.  A
+handler's ``retry_after`` is whole seconds, rounded up, ready for a
+``Retry-After`` header; the exact value is ``retry_after_exact``, passed only
+to handlers that take it (by name or ``**kwargs``), so handlers written before
+it existed keep working.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -29,6 +35,45 @@ def _wants_json(request: HttpRequest | None) -> bool:
     return "json" in accept
 
 
+def whole_seconds(seconds: float) -> int:
+    """``Retry-After`` seconds: rounded up, so a client that waits this long is not turned away.
+
+    >>> whole_seconds(54.875), whole_seconds(0.2), whole_seconds(3.0), whole_seconds(0.0)
+    (55, 1, 3, 0)
+    """
+    return max(0, math.ceil(seconds))
+
+
+# Details added after handlers were first documented: passed only to handlers
+# that can take them, so a handler with a fixed keyword list keeps working.
+_NEWER_DETAILS = frozenset({"retry_after_exact"})
+
+
+@functools.lru_cache(maxsize=64)
+def _accepts(handler: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword names ``handler`` takes, or ``None`` when it takes any (``**kwargs``)."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass everything
+        return None
+    names = set()
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        names.add(parameter.name)
+    return frozenset(names)
+
+
+def _details_for(handler: Callable[..., Any], details: dict[str, Any]) -> dict[str, Any]:
+    try:
+        accepted = _accepts(handler)
+    except TypeError:  # an unhashable callable: read its signature every time
+        accepted = _accepts.__wrapped__(handler)
+    if accepted is None:
+        return details
+    return {k: v for k, v in details.items() if k not in _NEWER_DETAILS or k in accepted}
+
+
 def _build(
     request: HttpRequest | None,
     status: int,
@@ -42,7 +87,7 @@ def _build(
     if _wants_json(request):
         body: dict[str, Any] = {"error": error, "detail": text}
         if retry_after is not None:
-            body["retry_after"] = max(0, math.ceil(retry_after))
+            body["retry_after"] = whole_seconds(retry_after)
         body.update(extra)
         response = JsonResponse(body, status=status)
     else:
@@ -52,7 +97,7 @@ def _build(
     if retry_after is not None:
         # Integer seconds, rounded up: a client that waits exactly this long
         # must not be turned away again because we rounded down.
-        response["Retry-After"] = str(max(0, math.ceil(retry_after)))
+        response["Retry-After"] = str(whole_seconds(retry_after))
     for name, value in headers:
         response[name] = value
     response["Cache-Control"] = "no-store"
@@ -68,8 +113,11 @@ def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
     handler = get_settings().response_handlers.get(kind)
     if handler is None:
         return None
+    if "retry_after" in details:
+        exact = float(details["retry_after"])
+        details = {**details, "retry_after": whole_seconds(exact), "retry_after_exact": exact}
     try:
-        response: HttpResponse = handler(request, **details)
+        response: HttpResponse = handler(request, **_details_for(handler, details))
     except Exception:
         logger.exception("RESPONSE_HANDLERS[%r] raised; answering with the built-in response", kind)
         return None

@@ -7,8 +7,11 @@ end), then measures, side by side and interleaved in rounds (median of the
 rounds reported), microseconds per decision for one and for three rules:
 
 - floor: a raw redis-py ``GET`` and ``PING`` from the very client our limiter uses;
-- ours: ``RedisLimiter.decide`` (one EVALSHA for all rules) and the production
-  path ``HybridLimiter.decide`` (the same plus the fallback breaker's bookkeeping);
+- ours: ``RedisLimiter.decide`` (one EVALSHA for all rules, sent through
+  redis-py's public client API, ``execute_command``, on the same client as the
+  GET) and the production path ``HybridLimiter.decide`` (the same plus the
+  fallback breaker's bookkeeping and charging the admitted units to the local
+  share);
 - the same on the event loop (rows starting ``async:``): ``adecide`` of both
   against a ``redis.asyncio`` ``GET`` from a client built the same way, timed
   inside the loop; their "x GET" is to that async ``GET``;
@@ -314,6 +317,15 @@ def main() -> None:
             f"{result['round_trips_per_decision'][name]:6.2f} "
             f"{result['redis_commands_per_decision'][name]:6.2f}"
         )
+    print()
+    print("a decision on the public-API path against a GET on the same client (median rounds):")
+    for prefix in ("", "async: "):
+        for n in ("1 rule", "3 rules"):
+            name = f"{prefix}ours HybridLimiter, {n}"
+            print(
+                f"  {prefix or 'sync: '}{n:8} {result['ratio_to_get'][name]:.2f}x GET, "
+                f"{result['round_trips_per_decision'][name]:.2f} round trips"
+            )
     print("trips: commands the client sent per decision (MONITOR);")
     print("cmds: commands Redis executed per decision, scripts' inner calls too (commandstats)")
 

@@ -208,3 +208,57 @@ def test_clocks_of_closed_loops_are_let_go() -> None:
     for _ in range(50):
         asyncio.run(one_request())
     assert len(loop_alarm._clocks) <= 2
+
+
+async def _answer_arrives_while_the_loop_is_blocked(settle: bool) -> str:
+    """A task waits for an answer under an alarm at +10 ms; the loop is blocked
+    for 50 ms, and the answer arrives (at +5 ms) before the alarm is due."""
+    import time
+
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    async def wait_for_answer() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        alarm = alarm_clock(loop).arm(task, loop.time() + 0.01, settle=settle)
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            if alarm.fired_for(task):
+                return "timed out"
+            raise
+        finally:
+            alarm.close(task)
+
+    task = asyncio.create_task(wait_for_answer())
+    await asyncio.sleep(0)  # the task now waits
+    loop.call_at(loop.time() + 0.005, answer.set_result, "answered")
+    loop.call_soon(time.sleep, 0.05)  # the busy worker
+    return await task
+
+
+async def test_a_settling_alarm_takes_an_answer_the_blocked_loop_read_late() -> None:
+    assert await _answer_arrives_while_the_loop_is_blocked(settle=True) == "answered"
+
+
+async def test_a_plain_alarm_cancels_work_whose_answer_the_blocked_loop_read_late() -> None:
+    # Why the Redis limiter settles: the answer and the alarm fall due in the
+    # same loop turn, and the alarm cancels the task before it wakes.
+    assert await _answer_arrives_while_the_loop_is_blocked(settle=False) == "timed out"
+
+
+async def test_a_settling_alarm_still_cancels_work_that_has_no_answer() -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    alarm = alarm_clock(loop).arm(task, loop.time() + 0.01, settle=True)
+    try:
+        await asyncio.sleep(5)
+        outcome = "slept"
+    except asyncio.CancelledError:
+        outcome = "timed out" if alarm.fired_for(task) else "cancelled"
+    finally:
+        alarm.close(task)
+    assert outcome == "timed out"
+    assert task.cancelling() == 0

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..exceptions import ConfigError
-from ..units import parse_duration
+from ..units import MAX_COUNT, MAX_DEADLINE, bounded_int, parse_duration, safe_repr
 
 __all__ = ["CHECK_ID", "FallbackSettings", "parse_fallback_settings"]
 
 CHECK_ID = "resilience.E041"
+_KEYS = frozenset(
+    {"FAILURES", "PROBE_INTERVAL", "RECOVERY_PROBES", "INSTANCES", "SHARE", "HEARTBEAT_TTL"}
+)
+# A probe or a heartbeat further apart than a day would never bring decisions back.
+MAX_PROBE_INTERVAL = MAX_DEADLINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,41 +41,78 @@ class FallbackSettings:
     heartbeat_ttl: float = 5.0
 
 
-def parse_fallback_settings(value: Mapping[str, Any] | None) -> FallbackSettings:
-    """Parse ``RESILIENCE["FALLBACK"]``; raise ``ConfigError`` (``resilience.E041``)."""
-    raw = dict(value or {})
-    known = {"FAILURES", "PROBE_INTERVAL", "RECOVERY_PROBES", "INSTANCES", "SHARE", "HEARTBEAT_TTL"}
-    unknown = set(raw) - known
+def parse_fallback_settings(value: object) -> FallbackSettings:
+    """Parse ``RESILIENCE["FALLBACK"]``; raise ``ConfigError`` (``resilience.E041``).
+
+    >>> parse_fallback_settings({"FAILURES": 5}).failures
+    5
+    """
     hint = (
-        "Keys: FAILURES (int >= 1), PROBE_INTERVAL (duration), RECOVERY_PROBES (int >= 1), "
-        "INSTANCES (int >= 1) or SHARE (0 < x <= 1), HEARTBEAT_TTL (duration)."
+        f"A dict with keys FAILURES (integer 1..{MAX_COUNT:_}), PROBE_INTERVAL (duration, "
+        f"above 0 up to {MAX_PROBE_INTERVAL:g}s), RECOVERY_PROBES (integer 1..{MAX_COUNT:_}), "
+        f"INSTANCES (integer 1..{MAX_COUNT:_}) or SHARE (number, 0 < x <= 1), HEARTBEAT_TTL "
+        f"(duration, above 0 up to {MAX_PROBE_INTERVAL:g}s)."
     )
-    if unknown:
+    if value is None:
+        return FallbackSettings()
+    if not isinstance(value, Mapping):
         raise ConfigError(
-            f"RESILIENCE['FALLBACK'] has unknown keys {sorted(unknown)}",
+            f"RESILIENCE['FALLBACK'] must be a dict, not {type(value).__name__}",
             check_id=CHECK_ID,
             hint=hint,
         )
-    try:
-        interval = parse_duration(raw.get("PROBE_INTERVAL", 1.0))
-        parsed = FallbackSettings(
-            failures=int(raw.get("FAILURES", 3)),
-            probe_interval=interval,
-            recovery_probes=int(raw.get("RECOVERY_PROBES", 2)),
-            instances=None if raw.get("INSTANCES") is None else int(raw["INSTANCES"]),
-            share=None if raw.get("SHARE") is None else float(raw["SHARE"]),
-            heartbeat_ttl=parse_duration(raw.get("HEARTBEAT_TTL", max(5.0, 3 * interval))),
+    unknown = sorted(str(k) for k in value if k not in _KEYS)
+    if unknown:
+        raise ConfigError(
+            f"RESILIENCE['FALLBACK'] has unknown keys {unknown}", check_id=CHECK_ID, hint=hint
         )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"RESILIENCE['FALLBACK']: {exc}", check_id=CHECK_ID, hint=hint) from exc
-    if (
-        parsed.failures < 1
-        or parsed.recovery_probes < 1
-        or parsed.probe_interval <= 0
-        or (parsed.instances is not None and parsed.instances < 1)
-        or (parsed.share is not None and not 0 < parsed.share <= 1)
+
+    def count(key: str, default: int | None) -> int | None:
+        raw = value.get(key, default)
+        if raw is None and default is None:
+            return None
+        number = bounded_int(raw, minimum=1, maximum=MAX_COUNT)
+        if number is None:
+            raise ConfigError(
+                f"RESILIENCE['FALLBACK'][{key!r}] = {safe_repr(raw)} must be an integer "
+                f"from 1 to {MAX_COUNT:_}",
+                check_id=CHECK_ID,
+                hint=hint,
+            )
+        return number
+
+    def duration(key: str, default: float) -> float:
+        raw = value.get(key, default)
+        try:
+            seconds = parse_duration(raw, maximum=MAX_PROBE_INTERVAL)
+        except ValueError as exc:
+            raise ConfigError(
+                f"RESILIENCE['FALLBACK'][{key!r}]: {exc}", check_id=CHECK_ID, hint=hint
+            ) from None
+        if seconds <= 0:
+            raise ConfigError(
+                f"RESILIENCE['FALLBACK'][{key!r}] must be longer than zero",
+                check_id=CHECK_ID,
+                hint=hint,
+            )
+        return seconds
+
+    interval = duration("PROBE_INTERVAL", 1.0)
+    share = value.get("SHARE")
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1
     ):
         raise ConfigError(
-            f"RESILIENCE['FALLBACK'] = {value!r} is out of range", check_id=CHECK_ID, hint=hint
+            f"RESILIENCE['FALLBACK']['SHARE'] = {safe_repr(share)} must be a number above 0 "
+            "and at most 1",
+            check_id=CHECK_ID,
+            hint=hint,
         )
-    return parsed
+    return FallbackSettings(
+        failures=count("FAILURES", 3) or 3,
+        probe_interval=interval,
+        recovery_probes=count("RECOVERY_PROBES", 2) or 2,
+        instances=count("INSTANCES", None),
+        share=None if share is None else float(share),
+        heartbeat_ttl=duration("HEARTBEAT_TTL", min(MAX_PROBE_INTERVAL, max(5.0, 3 * interval))),
+    )

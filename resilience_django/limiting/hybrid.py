@@ -1,31 +1,51 @@
 """Redis limits with automatic local fallback, guarded by a breaker of their own.
 
 Every decision goes to Redis while Redis is healthy.  A call that fails
-(refused, reset, timed out, error reply) or answers slower than the latency
-budget (``FALLBACK_LATENCY``, default 50 ms) counts as a failure; after
-``FAILURES`` (default 3) in a row the backend trips and every decision is
-made by the in-process ``LocalLimiter`` at once.  A failed call still gets an
-answer: that request alone is decided locally, so a Redis failure never
-raises out of ``decide``/``adecide`` and never becomes a 5xx.  No request
-waits longer than the budget: the clients' socket timeouts are the budget
-(sync) and each async call runs under one ``asyncio.timeout(budget)``, set
-by the Redis limiter around the whole call.
+(refused, reset, timed out, error reply) or, on the sync path, answers slower
+than the latency budget (``FALLBACK_LATENCY``, default 50 ms) counts as a
+failure; after ``FAILURES`` (default 3) in a row the backend trips and every
+decision is made by the in-process ``LocalLimiter`` at once.  A failed call
+still gets an answer: that request alone is decided locally, so a Redis
+failure never raises out of ``decide``/``adecide`` and never becomes a 5xx.
+No request waits longer than the budget for Redis: the sync clients' socket
+timeouts are the budget, and each async call runs under the Redis limiter's
+settling alarm at the budget.
+
+Redis latency means Redis's latency.  On the async path the verdict is the
+alarm's alone: an answer read before the alarm settles is a success however
+long the await took, because on a busy worker the await includes the event
+loop's lag (a reply that arrived in time waits for the loop), and that lag
+is not Redis's.  The loop's lag is reported on its own
+(``resilience_event_loop_lag_seconds``, ``loop_lag``) and never feeds the
+fallback.
 
 While falling back each process enforces its *share* of every global limit:
 ``1 / live instances``, where the live count comes from heartbeats kept in a
 Redis sorted set while Redis is healthy (the last count seen is kept during
 the outage).  ``FALLBACK = {"INSTANCES": n}`` fixes the count and
-``{"SHARE": 0.25}`` the share.
+``{"SHARE": 0.25}`` the share.  A process that has never reached Redis knows
+no count: without ``INSTANCES``/``SHARE`` it assumes ``UNKNOWN_INSTANCES``
+(10), never that it is alone.
+
+Double spending: a call that timed out may still run in Redis, while the
+request is decided locally.  Every unit Redis admits is also charged to the
+local limiter (against this process's share), so a local decision after a
+timeout only admits what is left of this process's share in the window: the
+units spent twice are bounded by ``share * limit - (units this process had
+Redis admit in the window)`` per process and window, and are zero once a
+process has used its share (``docs/fallback.md`` states the fleet bound).
 
 A background probe thread (every ``PROBE_INTERVAL``, default 1 s, with ±20 %
-jitter so a fleet does not probe in lockstep) heartbeats while healthy, which
-also trips the backend when Redis dies in a quiet moment, and probes while
-falling back; decisions return to Redis after ``RECOVERY_PROBES`` (default 2)
-consecutive probes answered within budget (while falling back the probe runs
-twice as often, so with the defaults decisions are back on Redis about a
-second after it heals), so a flapping Redis cannot flap decisions faster than
-the probe runs.  Every transition is logged at WARNING
-on ``resilience_django.limiting`` with ``extra`` fields and reported through
+jitter so a fleet does not probe in lockstep) heartbeats at once when it
+starts and then while healthy, which also trips the backend when Redis dies
+in a quiet moment, and probes while falling back; decisions return to Redis
+after ``RECOVERY_PROBES`` (default 2) consecutive probes answered within
+budget (while falling back the probe runs twice as often, so with the
+defaults decisions are back on Redis about a second after it heals), so a
+flapping Redis cannot flap decisions faster than the probe runs; the
+recovering probe loads the limit script too, so the first decisions back on
+a restarted Redis find it.  Every transition is logged at WARNING on
+``resilience_django.limiting`` with ``extra`` fields and reported through
 ``resilience_limiter_fallback_active``; every Redis call's duration goes to
 ``resilience_limiter_backend_seconds``.
 """
@@ -58,6 +78,10 @@ __all__ = ["FallbackSettings", "HybridLimiter", "build_hybrid_limiter", "parse_f
 logger = logging.getLogger("resilience_django.limiting")
 
 _perf = time.perf_counter
+# The instance count a process assumes before it has ever counted the fleet
+# (and with neither FALLBACK["INSTANCES"] nor ["SHARE"]): small enough that a
+# fleet starting during an outage stays near its limits, never "alone".
+UNKNOWN_INSTANCES = 10
 _live_limiters: weakref.WeakSet[HybridLimiter] = weakref.WeakSet()
 
 
@@ -83,6 +107,7 @@ class HybridLimiter:
         "_since",
         "_stop",
         "_successes",
+        "_warm",
         "heartbeat_key",
     )
 
@@ -112,7 +137,9 @@ class HybridLimiter:
         self._fallback = False
         self._failures = 0
         self._successes = 0
-        self._live = 1
+        # None until the first heartbeat has counted the fleet.
+        self._live: int | None = None
+        self._warm = False
         self._last_latency: float | None = None
         self._last_error: str | None = None
         self._since = time.time()
@@ -131,7 +158,9 @@ class HybridLimiter:
         s = self._settings
         if s.share is not None:
             return s.share
-        return 1.0 / (s.instances if s.instances is not None else max(1, self._live))
+        if s.instances is not None:
+            return 1.0 / s.instances
+        return 1.0 / (UNKNOWN_INSTANCES if self._live is None else self._live)
 
     # -- deciding -----------------------------------------------------------------
 
@@ -143,6 +172,8 @@ class HybridLimiter:
             return self._local.decide(checks, self.share)
         if self._probe is None:
             self._start_probe()
+            if not self._warm_up():
+                return self._local.decide(checks, self.share)
         start = _perf()
         try:
             decision = self._redis.decide(checks)
@@ -150,6 +181,8 @@ class HybridLimiter:
             self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
             return self._local.decide(checks, self.share)
         self._answered(_perf() - start)
+        if decision.allowed:
+            self._charge_all(checks)
         return decision
 
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
@@ -164,9 +197,17 @@ class HybridLimiter:
         try:
             decision = await self._redis.adecide(checks)
         except Exception as exc:  # CancelledError is a BaseException and propagates
+            import sys, asyncio as _a, traceback as _t
+            from .. import loop_lag as _ll
+            _s = _ll.watch()
+            print("DBGFAIL", os.getpid(), round((_perf() - start)*1000,1), repr(exc), "lag", _s.lag, "tasks", len(_a.all_tasks()), file=sys.stderr)
+            _t.print_exc(limit=8)
             self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
-            return await self._local.adecide(checks, self.share)
-        self._answered(_perf() - start)
+            return self._local.decide(checks, self.share)
+        # Answered before the settling alarm: in time, whatever the loop's lag.
+        self._answered_async(_perf() - start)
+        if decision.allowed:
+            self._charge_all(checks)
         return decision
 
     def decide_with_shadow(
@@ -179,6 +220,8 @@ class HybridLimiter:
             return self._local_pair(checks, shadow)
         if self._probe is None:
             self._start_probe()
+            if not self._warm_up():
+                return self._local_pair(checks, shadow)
         start = _perf()
         try:
             pair = self._redis.decide_with_shadow(checks, shadow)
@@ -186,6 +229,7 @@ class HybridLimiter:
             self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
             return self._local_pair(checks, shadow)
         self._answered(_perf() - start)
+        self._charge(checks, shadow, pair)
         return pair
 
     async def adecide_with_shadow(
@@ -203,7 +247,8 @@ class HybridLimiter:
         except Exception as exc:
             self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
             return self._local_pair(checks, shadow)
-        self._answered(_perf() - start)
+        self._answered_async(_perf() - start)
+        self._charge(checks, shadow, pair)
         return pair
 
     def _local_pair(
@@ -212,6 +257,57 @@ class HybridLimiter:
         share = self.share
         first = self._local.decide(checks, share) if checks else ALLOW_ALL
         return first, self._local.decide(shadow, share)
+
+    def _charge(
+        self,
+        checks: tuple[LimitCheck, ...],
+        shadow: tuple[LimitCheck, ...],
+        pair: tuple[Decision, Decision | None],
+    ) -> None:
+        """``_charge_all`` for each group of a shadow pair that Redis admitted."""
+        if checks and pair[0].allowed:
+            self._charge_all(checks)
+        if pair[1] is not None and pair[1].allowed:
+            self._charge_all(shadow)
+
+    def _charge_all(self, checks: tuple[LimitCheck, ...]) -> None:
+        """Charge what Redis admitted to the local share (see the module docstring).
+
+        Rule by rule, on the local limiter's one-check fast path: Redis has
+        admitted them all already, so no all-or-nothing is needed, and a rule
+        whose share is spent stays spent without holding back the others.
+        """
+        share, decide = self.share, self._local.decide
+        if len(checks) == 1:
+            decide(checks, share)
+            return
+        for check in checks:
+            decide((check,), share)
+
+    def _warm_up(self) -> bool:
+        """Load the script before the first sync decision; False if Redis did not answer.
+
+        A failure counts like a failed decision, and that first decision is
+        made locally rather than asking Redis a second time.
+        """
+        if self._warm:
+            return True
+        start = _perf()
+        try:
+            self._redis.warm_up()
+        except Exception as exc:
+            self._failed(f"warm-up: {type(exc).__name__}: {exc}", _perf() - start)
+            return False
+        self._warm = True
+        return True
+
+    def _answered_async(self, elapsed: float) -> None:
+        # No "slow answer" verdict from the wall clock here: ``elapsed``
+        # includes the loop's lag, and the alarm already judged Redis.
+        self._last_latency = elapsed
+        metrics.limiter_backend_seconds(elapsed)
+        if self._failures:
+            self._failures = 0
 
     def _answered(self, elapsed: float) -> None:
         self._last_latency = elapsed
@@ -279,10 +375,12 @@ class HybridLimiter:
             self._probe = thread
         thread.start()
 
-    def probe(self) -> bool:
+    def probe(self, *, judge: bool = True) -> bool:
         """Heartbeat once; count the answer toward tripping or recovering.
 
         Runs on the probe thread; public so tests and operators can force one.
+        ``judge=False`` (the probe thread's first, at start) only counts the
+        fleet: the decisions under way judge Redis by themselves.
         """
         client = self._redis.client
         ttl_ms = str(int(self._settings.heartbeat_ttl * 1000))
@@ -296,9 +394,13 @@ class HybridLimiter:
         except Exception as exc:  # the probe's whole point is to survive Redis failing
             elapsed = _perf() - start
             self._successes = 0
-            self._failed(f"probe: {type(exc).__name__}: {exc}", elapsed)
+            if judge:
+                self._failed(f"probe: {type(exc).__name__}: {exc}", elapsed)
             return False
         elapsed = _perf() - start
+        if not judge:
+            self._live = max(1, int(live))
+            return True
         if elapsed > self._budget:
             self._successes = 0
             self._failed(f"probe: slow answer ({elapsed * 1000:.1f} ms)", elapsed)
@@ -308,6 +410,14 @@ class HybridLimiter:
         if self._fallback:
             self._successes += 1
             if self._successes >= self._settings.recovery_probes:
+                # A restarted Redis has no scripts: load it here, off the
+                # request path, so the first decisions back find it.
+                try:
+                    self._redis.warm_up()
+                except Exception as exc:
+                    self._successes = 0
+                    self._failed(f"probe: {type(exc).__name__}: {exc}", _perf() - start)
+                    return False
                 self._recover(elapsed)
         else:
             self._failures = 0
@@ -343,6 +453,12 @@ class HybridLimiter:
 
 
 def _probe_loop(ref: weakref.ref[HybridLimiter], stop: threading.Event, interval: float) -> None:
+    # Count the fleet at once: until then the share is a guess.
+    limiter = ref()
+    if limiter is None:
+        return
+    limiter.probe(judge=False)
+    del limiter
     while True:
         limiter = ref()
         if limiter is None:

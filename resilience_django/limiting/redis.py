@@ -20,19 +20,36 @@ gap: between peek and commit another request may take the last unit of one
 slot's rule, in which case the other slots' units are spent once, as with any
 non-atomic pair of writes.
 
-The script is registered once and run with EVALSHA; after a ``SCRIPT FLUSH``
-(NOSCRIPT) it is loaded again transparently.  No errors are caught here: the
-``HybridLimiter`` decides what a Redis failure means.
+The script is registered once and run with EVALSHA through redis-py's public
+client API (``execute_command``), with its arguments packed as doubles (one
+``struct.pack`` per rule, built once per policy: cheaper on both ends than
+decimal strings) and its answer packed the same way; after a ``SCRIPT FLUSH``
+or a Redis restart (NOSCRIPT) it is loaded again and the call retried once.
+No errors are caught here: the ``HybridLimiter`` decides what a Redis failure
+means.
+
+Cold start: ``warm_up`` (sync) and the first async call on each event loop
+connect and load the script under the *connect budget* (``CONNECT_TIMEOUT``,
+default 1 s), so a fresh worker's first decisions are not spent on a connect
+and a NOSCRIPT round trip inside the latency budget.
+
+Async calls are bounded by a *settling* alarm (``loop_alarm``): at the
+deadline the loop first reads what has arrived, and only work still waiting
+after that is cancelled.  On a busy worker the loop runs late, and a reply
+that arrived in time but was read late must not count as a slow Redis;
+redis-py's own socket timeout (an ``asyncio`` timer too) would count it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import struct
 import weakref
+from collections.abc import Awaitable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -40,9 +57,16 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
+from .. import loop_lag
+from ..loop_alarm import alarm_clock
 from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
-from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
-from .redis_wire import AsyncWire, SyncWire, within
+from .redis_conn import (
+    CONNECT_TIMEOUT,
+    AsyncClient,
+    RedisSettings,
+    SyncClient,
+    make_async_client,
+)
 
 __all__ = ["RedisLimiter", "load_script"]
 
@@ -54,6 +78,7 @@ _SPEC = struct.Struct("<5d")
 _FLAGS = struct.Struct("<2d")
 _PEEK = _FLAGS.pack(0, 0)
 _COMMIT = _FLAGS.pack(1, 0)
+T = TypeVar("T")
 
 
 def load_script(name: str) -> tuple[str, str]:
@@ -87,43 +112,30 @@ class _Parts:
         return self.spec1 if cost == 1 else _SPEC.pack(*self.spec, cost)
 
 
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
 class RedisLimiter:
     """A ``Limiter`` whose state lives in Redis; ``decide`` sync, ``adecide`` async.
 
     ``client`` serves ``decide``; ``adecide`` uses ``async_client`` or builds one
     from ``settings`` on first use in each event loop (an asyncio Redis client
-    belongs to the loop that created it).  An async call is bounded as a whole
-    by the socket timeout (or a tighter bound, ``bound_async_calls``).
-
-    On a single node the call is written as prebuilt RESP bytes on a socket
-    of the client's own pool (``redis_wire``), and the script answers with
-    packed doubles: redis-py's connection checkout, argument packing and
-    reply parsing cost more than the whole script runs.  On a cluster the
-    regular client call routes by key.
+    belongs to the loop that created it).  An async call is bounded by the
+    socket timeout (or a tighter bound, ``bound_async_calls``), with a
+    settling alarm that forgives the loop's own lag (see the module docstring).
     """
 
     __slots__ = (
         "_aclient",
         "_aclients",
         "_alast",
-        "_aloop",
         "_atimeout",
-        "_awire",
-        "_awires",
         "_client",
         "_cluster",
-        "_heads",
+        "_connect_timeout",
         "_parts",
         "_prefix",
         "_replies",
         "_settings",
         "_sha",
         "_source",
-        "_wire",
     )
 
     def __init__(
@@ -138,35 +150,28 @@ class RedisLimiter:
         self._client = client
         self._settings = settings
         self._aclient = async_client
-        self._awire: AsyncWire | None = None
-        self._aloop: object | None = None
-        # (loop, client, wire) of the last loop served, swapped as one object:
-        # loops in several threads (async_to_sync) must never read one loop's
-        # client with another's wire.
-        self._alast: tuple[object, AsyncClient, AsyncWire | None] | None = None
-        # One async client per event loop (a redis.asyncio client belongs to the
+        # (loop, client, warm-up) of the last loop served, swapped as one
+        # object: loops in several threads (async_to_sync) must never read
+        # one loop's client with another's warm-up.
+        self._alast: tuple[object, AsyncClient, asyncio.Task[None]] | None = None
+        # Each loop's client and warm-up (a redis.asyncio client belongs to the
         # loop it was made on), kept while the loop lives: a process that goes
         # back and forth between loops reuses each loop's pool.
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
-        # And each loop's wire (the connections the limiter keeps to itself).
-        self._awires: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncWire] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._aclients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncClient, asyncio.Task[None]]
+        ] = weakref.WeakKeyDictionary()
         if key_prefix is None:
             key_prefix = settings.key_prefix if settings is not None else "rl"
         self._prefix = (key_prefix + ":{").encode()
         if cluster is None:
             cluster = isinstance(client, RedisCluster)
         self._cluster = cluster
-        self._wire = None if cluster else SyncWire(client.connection_pool)  # type: ignore[union-attr]
         self._atimeout = _timeout_of(settings, async_client)
+        self._connect_timeout = settings.connect_timeout if settings else CONNECT_TIMEOUT
         self._source, self._sha = load_script("limit.lua")
         # Per-policy pieces, computed once per policy rather than per request,
         # found by id(): hashing a frozen dataclass costs a microsecond.
         self._parts: dict[int, _Parts] = {}
-        self._heads: dict[int, tuple[bytes, bytes]] = {}
         self._replies: dict[int, struct.Struct] = {}
 
     @property
@@ -183,20 +188,6 @@ class RedisLimiter:
             parts = self._parts[id(policy)] = _Parts(policy)
         return parts
 
-    def _key(self, check: LimitCheck, parts: _Parts) -> bytes:
-        return self._prefix + _tag(check.key).encode() + parts.suffix
-
-    def _head(self, n: int) -> tuple[bytes, bytes]:
-        """The command up to its keys, and the argument's length prefix, for ``n`` checks."""
-        heads = self._heads.get(n)
-        if heads is None:
-            count = str(n).encode()
-            heads = self._heads[n] = (
-                b"*%d\r\n$7\r\nEVALSHA\r\n%b%b" % (4 + n, _bulk(self._sha.encode()), _bulk(count)),
-                b"$%d\r\n" % (_FLAGS.size + _SPEC.size * n),
-            )
-        return heads
-
     def _keys_argv(
         self, checks: tuple[LimitCheck, ...], commit: bool, split: int
     ) -> tuple[list[bytes], bytes]:
@@ -209,29 +200,6 @@ class RedisLimiter:
             keys.append(prefix + _tag(check.key).encode() + parts.suffix)
             argv.append(parts.spec1 if check.cost == 1 else parts.packed(check.cost))
         return keys, b"".join(argv)
-
-    def _packed(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> bytes:
-        """The whole EVALSHA command as RESP bytes (``split``: first shadow check, 1-based)."""
-        head, argv_head = self._head(len(checks))
-        if len(checks) == 1 and commit:
-            # The common case, one rule: no lists to build.
-            check = checks[0]
-            parts = self._part(check.policy)
-            key = self._key(check, parts)
-            return b"%b$%d\r\n%b\r\n%b%b%b\r\n" % (
-                head,
-                len(key),
-                key,
-                argv_head,
-                _COMMIT,
-                parts.packed(check.cost),
-            )
-        keys, argv = self._keys_argv(checks, commit, split)
-        pieces = [head]
-        for key in keys:
-            pieces.append(b"$%d\r\n%b\r\n" % (len(key), key))
-        pieces += (argv_head, argv, b"\r\n")
-        return b"".join(pieces)
 
     def _args(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> list[Any]:
         """The EVALSHA command as arguments for a (cluster) client's execute_command."""
@@ -272,20 +240,20 @@ class RedisLimiter:
     # -- sync ---------------------------------------------------------------------
 
     def _raw(self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0) -> bytes:
-        wire = self._wire
-        if wire is None:
-            args = self._args(checks, commit, split)
-            try:
-                return self._client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
-            except NoScriptError:
-                self._client.script_load(self._source)
-                return self._client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
-        command = self._packed(checks, commit, split)
+        args = self._args(checks, commit, split)
+        client = self._client
         try:
-            return wire.call(command)
+            return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
         except NoScriptError:
-            self._client.script_load(self._source)
-            return wire.call(command)
+            client.script_load(self._source)
+            return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
+
+    def warm_up(self) -> None:
+        """Connect and load the script now, so no decision pays for either.
+
+        Bounded by the sync client's own timeouts; raises redis-py errors.
+        """
+        self._client.script_load(self._source)
 
     def _run(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
         return self._decode(checks, self._raw(checks, commit))
@@ -318,31 +286,43 @@ class RedisLimiter:
 
     # -- async --------------------------------------------------------------------
 
-    def _async_side(self) -> tuple[AsyncClient, AsyncWire | None]:
+    def _async_side(self) -> tuple[AsyncClient, asyncio.Task[None]]:
         loop = asyncio.get_running_loop()
         last = self._alast
         if last is not None and last[0] is loop:
             return last[1], last[2]
-        client = self._aclient
-        if self._settings is None:
-            # A client handed in by the caller is used as is, on its own loop.
-            if client is None:
+        entry = self._aclients.get(loop)
+        if entry is None:
+            client = self._aclient
+            if self._settings is not None:
+                client = make_async_client(self._settings)
+            elif client is None:
                 raise RuntimeError("RedisLimiter needs async_client or settings for adecide")
-        else:
-            client = self._aclients.get(loop)
-            if client is None:
-                client = self._aclients[loop] = make_async_client(self._settings)
-        wire = self._awires.get(loop)
-        if wire is None or wire.pool is not getattr(client, "connection_pool", None):
-            wire = self._async_wire(client)
-            if wire is not None:
-                self._awires[loop] = wire
-        self._aclient, self._awire, self._aloop = client, wire, loop
-        self._alast = (loop, client, wire)
-        return client, wire
+            # A client handed in by the caller is used as is, on its own loop.
+            warm = loop.create_task(self._awarm_up(client), name="resilience-redis-warm-up")
+            entry = self._aclients[loop] = (client, warm)
+            loop_lag.watch(loop)
+        client, warm = entry
+        self._aclient = client
+        self._alast = (loop, client, warm)
+        return client, warm
 
-    def _async_wire(self, client: AsyncClient) -> AsyncWire | None:
-        return None if self._cluster else AsyncWire(client.connection_pool)  # type: ignore[union-attr]
+    async def _awarm_up(self, client: AsyncClient) -> None:
+        """Connect and load the script under the connect budget; never raises.
+
+        A failure here is not a decision's failure: the decisions that follow
+        find out for themselves, within the latency budget.
+        """
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await client.script_load(self._source)
+        except Exception:  # reported by the decisions that follow, within their budget
+            pass
+
+    async def awarm_up(self) -> None:
+        """Connect and load the script on this loop now (what the first call does)."""
+        _, warm = self._async_side()
+        await asyncio.shield(warm)
 
     def bound_async_calls(self, seconds: float) -> None:
         """Bound every async call to ``seconds`` when tighter than the socket timeout.
@@ -356,20 +336,21 @@ class RedisLimiter:
     async def _araw(
         self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0
     ) -> bytes:
-        client, wire = self._async_side()
-        if wire is None:
-            args = self._args(checks, commit, split)
-            try:
-                return await client.execute_command(*args)  # type: ignore[no-any-return]
-            except NoScriptError:
-                await client.script_load(self._source)
-                return await client.execute_command(*args)  # type: ignore[no-any-return]
-        command = self._packed(checks, commit, split)
+        client, warm = self._async_side()
+        if not warm.done():
+            # Shielded: a request that gives up must not cancel the loop's warm-up.
+            await asyncio.shield(warm)
+        return await self._araw_on(client, checks, commit, split)
+
+    async def _araw_on(
+        self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool, split: int
+    ) -> bytes:
+        args = self._args(checks, commit, split)
         try:
-            return await wire.call(command)
+            return await client.execute_command(*args)  # type: ignore[no-any-return]
         except NoScriptError:
             await client.script_load(self._source)
-            return await wire.call(command)
+            return await client.execute_command(*args)  # type: ignore[no-any-return]
 
     async def _arun(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
         return self._decode(checks, await self._araw(checks, commit))
@@ -377,16 +358,21 @@ class RedisLimiter:
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
         """``decide`` on ``redis.asyncio``; never blocks the event loop.
 
-        The whole call, connecting and a NOSCRIPT reload included, is bounded
-        by the socket timeout (see ``bound_async_calls``); past it, ``TimeoutError``.
+        The call, a NOSCRIPT reload included, is bounded by the socket timeout
+        (see ``bound_async_calls``); past it, ``TimeoutError``.  The first call
+        on a loop first waits for the loop's warm-up (connect and load the
+        script), which has the connect budget of its own.
         """
         if not checks:
             return _EMPTY
+        client, warm = self._async_side()
+        if not warm.done():
+            await asyncio.shield(warm)
         if self._cluster:
-            return await within(self._adecide(checks), self._atimeout)
-        # The single-node path awaits the round trip itself: no coroutine layers
-        # that only pass the answer up.
-        return self._decode(checks, await within(self._araw(checks), self._atimeout))
+            return await _bounded(self._adecide(checks), self._atimeout)
+        return self._decode(
+            checks, await _bounded(self._araw_on(client, checks, True, 0), self._atimeout)
+        )
 
     async def _adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
         if self._cluster and len(checks) > 1:
@@ -408,7 +394,10 @@ class RedisLimiter:
             return await self.adecide(checks), None
         if not checks:
             return _EMPTY, await self.adecide(shadow)
-        return await within(self._adecide_with_shadow(checks, shadow), self._atimeout)
+        _, warm = self._async_side()
+        if not warm.done():
+            await asyncio.shield(warm)
+        return await _bounded(self._adecide_with_shadow(checks, shadow), self._atimeout)
 
     async def _adecide_with_shadow(
         self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
@@ -431,14 +420,14 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         """Close this loop's async client's connections (for tests and shutdown)."""
-        client, self._aclient, self._awire = self._aclient, None, None
+        client, self._aclient = self._aclient, None
         self._alast = None
         if client is None:
             return
-        for loop, made in list(self._aclients.items()):
+        for loop, (made, warm) in list(self._aclients.items()):
             if made is client:
                 del self._aclients[loop]
-                self._awires.pop(loop, None)
+                warm.cancel()
         if isinstance(client, AsyncRedis):
             pool = client.connection_pool
             for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
@@ -446,6 +435,37 @@ class RedisLimiter:
             await client.aclose(close_connection_pool=True)
         else:
             await client.aclose()
+
+
+async def _bounded(aw: Awaitable[T], seconds: float | None) -> T:
+    """``await aw``, or ``TimeoutError`` once ``seconds`` have passed and it is still pending.
+
+    ``asyncio.timeout``'s semantics (the task is cancelled, the cancellation
+    turned into ``TimeoutError`` and taken back; a cancellation from
+    elsewhere passes through) on the loop's alarm clock, with a *settling*
+    alarm: a reply that the loop reads in the turn the deadline falls due is
+    taken, not cancelled (see ``loop_alarm``).
+    """
+    if seconds is None:
+        return await aw
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    if task is None:  # as asyncio.timeout says
+        if asyncio.iscoroutine(aw):
+            aw.close()
+        raise RuntimeError("Timeout should be used inside a task")
+    _t0 = loop.time()
+    alarm = alarm_clock(loop).arm(task, loop.time() + seconds, settle=True)
+    try:
+        return await aw
+    except asyncio.CancelledError as exc:
+        if alarm.fired_for(task):
+            import sys
+            print("DBGARM", round((loop.time()-_t0)*1000,1), getattr(alarm, "_dbg", None), file=sys.stderr)
+            raise builtins.TimeoutError from exc
+        raise
+    finally:
+        alarm.close(task)
 
 
 def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[RuleOutcome, ...]:

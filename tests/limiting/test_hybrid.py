@@ -13,6 +13,7 @@ import pytest
 from resilience_django.exceptions import ConfigError
 from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
 from resilience_django.limiting.hybrid import (
+    UNKNOWN_INSTANCES,
     FallbackSettings,
     HybridLimiter,
     build_hybrid_limiter,
@@ -142,7 +143,9 @@ def test_each_instance_enforces_its_share_while_falling_back(server: RedisServer
 
 
 @pytest.mark.parametrize(
-    ("fallback", "share"), [({"INSTANCES": 5}, 0.2), ({"SHARE": 0.5}, 0.5), ({}, 1.0)]
+    ("fallback", "share"),
+    # Without either, before any heartbeat: a guess of ten instances, never "alone".
+    [({"INSTANCES": 5}, 0.2), ({"SHARE": 0.5}, 0.5), ({}, 1 / UNKNOWN_INSTANCES)],
 )
 def test_settings_can_fix_the_count_or_the_share(fallback: dict[str, object], share: float) -> None:
     limiter = make("redis://127.0.0.1:1/0", **fallback)
@@ -253,3 +256,44 @@ def test_an_error_reply_counts_as_a_failure_and_is_decided_locally(
     assert decision.backend == "local" and decision.allowed
     assert hybrid.health()["consecutive_failures"] == 1
     assert "ResponseError" in hybrid.health()["last_error"]
+
+
+@pytest.mark.parametrize(("fallback", "admitted"), [({"INSTANCES": 4}, 10), ({}, 4)])
+def test_a_worker_that_never_reached_redis_enforces_a_share_not_the_whole_limit(
+    dead_url: str, fallback: dict[str, object], admitted: int
+) -> None:
+    # A fleet started during an outage: each worker's share bounds the fleet.
+    limiter = make(dead_url, **fallback)
+    check = LimitCheck(Policy("outage", Rate(40, 3600.0), Algorithm.TOKEN_BUCKET), "ip:1")
+    try:
+        allowed = [limiter.decide((check,)).allowed for _ in range(50)]
+        assert limiter.fallback_active
+        assert sum(allowed) == admitted
+    finally:
+        limiter.close()
+
+
+def test_the_first_heartbeat_counts_the_fleet_without_judging_redis(dead_url: str) -> None:
+    limiter = make(dead_url)
+    try:
+        assert not limiter.probe(judge=False)
+        assert limiter.health()["consecutive_failures"] == 0
+    finally:
+        limiter.close()
+
+
+def test_units_redis_admitted_are_charged_to_the_local_share(server: RedisServer) -> None:
+    # Two instances: this one's share of 10/h is 5, and Redis admits it 5.
+    limiter = make(server.url, 0.5, INSTANCES=2, FAILURES=100)
+    limiter._redis.client.flushdb()
+    check = LimitCheck(Policy("spent", Rate(10, 3600.0), Algorithm.SLIDING_WINDOW), "ip:1")
+    try:
+        assert [limiter.decide((check,)).backend for _ in range(5)] == ["redis"] * 5
+        # Redis stops answering (these calls may still have run there): the
+        # local decisions find this process's share already spent.
+        limiter._redis = make(f"redis://127.0.0.1:{free_port()}/0")._redis
+        decisions = [limiter.decide((check,)) for _ in range(5)]
+        assert {d.backend for d in decisions} == {"local"}
+        assert not any(d.allowed for d in decisions)
+    finally:
+        limiter.close()

@@ -207,3 +207,113 @@ def test_script_flush_under_load_is_survived_on_redis(server: RedisServer) -> No
         assert limiter.health()["consecutive_failures"] == 0
     finally:
         limiter.close()
+
+
+# -- the event loop's lag is not Redis's latency ------------------------------------
+
+
+async def _hammer_async(
+    limiter: HybridLimiter, seconds: float, *, block: float = 0.0, tasks: int = 16
+) -> tuple[list[str], bool]:
+    """``tasks`` coroutines deciding for ``seconds``; optionally the loop blocked
+    ``block`` seconds at a time while they wait.  Returns the backends and
+    whether the fallback was ever active."""
+    backends: list[str] = []
+    tripped = False
+    end = time.monotonic() + seconds
+
+    async def decide() -> None:
+        nonlocal tripped
+        while time.monotonic() < end:
+            backends.append((await limiter.adecide(CHECKS)).backend)
+            tripped = tripped or limiter.fallback_active
+            # A local decision never yields: let the others run, as a server would.
+            await asyncio.sleep(0)
+
+    async def busy_view() -> None:
+        # A worker busy with something else (a slow sync call on the loop,
+        # a large response to encode) while decisions are in flight.
+        while time.monotonic() < end:
+            await asyncio.sleep(0.01)
+            time.sleep(block)
+
+    jobs = [decide() for _ in range(tasks)]
+    if block:
+        jobs.append(busy_view())
+    await asyncio.gather(*jobs)
+    return backends, tripped
+
+
+async def test_a_blocked_event_loop_does_not_send_decisions_to_local_limits(
+    server: RedisServer,
+) -> None:
+    from resilience_django import loop_lag
+
+    limiter = make(server.url)
+    sampler = loop_lag.watch()
+    try:
+        assert (await limiter.adecide(CHECKS)).backend == "redis"
+        backends, tripped = await _hammer_async(limiter, 2.0, block=0.2)
+        # Redis answered in microseconds; only the loop was late reading it.
+        assert not tripped and set(backends) == {"redis"}
+        assert limiter.health()["consecutive_failures"] == 0
+        # The lag is reported on its own (docs/fallback.md), by one sampler per loop.
+        assert loop_lag.watch() is sampler and sampler.lag > 0.0
+    finally:
+        await limiter.aclose()
+
+
+async def test_redis_slowed_by_100ms_still_falls_back_on_the_async_path(
+    proxy: TcpProxy,
+) -> None:
+    limiter = make(f"redis://127.0.0.1:{proxy.port}/0")
+    try:
+        assert (await limiter.adecide(CHECKS)).backend == "redis"
+        proxy.latency = 0.1
+        start = time.monotonic()
+        backends, tripped = await _hammer_async(limiter, 1.0, tasks=4)
+        assert tripped and backends[-1] == "local"
+        proxy.latency = 0.0
+        deadline = time.monotonic() + 4.0
+        while limiter.fallback_active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert (await limiter.adecide(CHECKS)).backend == "redis"
+        assert time.monotonic() - start < 6.0
+    finally:
+        await limiter.aclose()
+
+
+# -- cold start: connecting and loading the script are not a decision's work --------
+
+
+async def test_a_fresh_worker_decides_on_redis_even_when_connecting_takes_longer_than_the_budget(
+    proxy: TcpProxy,
+) -> None:
+    proxy.connect_latency = 0.08  # the handshake's reply, past the 50 ms budget
+    limiter = make(f"redis://127.0.0.1:{proxy.port}/0")
+    try:
+        decision = await limiter.adecide(CHECKS)
+        assert decision.backend == "redis"
+        assert limiter.health()["consecutive_failures"] == 0
+    finally:
+        await limiter.aclose()
+
+
+def test_the_script_is_loaded_before_the_first_sync_decision(server: RedisServer) -> None:
+    import redis
+
+    from resilience_django.limiting.redis import load_script
+
+    admin = redis.Redis(port=server.port)
+    admin.script_flush()
+    admin.config_resetstat()
+    # The probe thread's heartbeat script is there already: a NOSCRIPT below
+    # can only be the limit script's.
+    admin.script_load(load_script("heartbeat.lua")[0])
+    limiter = make(server.url)
+    try:
+        assert limiter.decide(CHECKS).backend == "redis"
+        assert admin.info("errorstats").get("errorstat_NOSCRIPT") is None
+    finally:
+        limiter.close()
+        admin.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -212,7 +213,7 @@ def test_each_event_loop_keeps_its_own_async_client(limiter: RedisLimiter) -> No
         assert limiter._aclient is client_first
         assert len(limiter._aclients) == 2
         for loop in (first, second):
-            client = limiter._aclients[loop]
+            client, _ = limiter._aclients[loop]
             loop.run_until_complete(client.aclose(close_connection_pool=True))  # type: ignore[call-arg]
     finally:
         first.close()
@@ -267,3 +268,108 @@ async def test_async_enforced_and_shadow_checks_share_one_round_trip(
     # which has had one use (the first call); this use leaves 5 - 2 = 3.
     alone = await async_limiter.adecide((shadow[1],))
     assert alone.outcomes[0].remaining == 3
+
+
+# -- redis-py's public client: timeouts, broken connections, one round trip --------
+
+
+def _kill_clients(server: RedisServer) -> None:
+    admin = redis.Redis(port=server.port)
+    admin.client_kill_filter(_type="normal", skipme=True)
+    admin.close()
+
+
+def test_decisions_use_only_the_public_client_api() -> None:
+    import importlib.util
+    import inspect
+
+    from resilience_django.limiting import redis as redis_module
+
+    # The hand-made wire protocol (private _sock/_reader/BaseParser) is gone.
+    assert importlib.util.find_spec("resilience_django.limiting.redis_wire") is None
+    source = inspect.getsource(redis_module)
+    assert "._sock" not in source and "_parsers" not in source
+
+
+def test_an_idle_connection_redis_closed_is_replaced_without_a_failure(
+    limiter: RedisLimiter, server: RedisServer
+) -> None:
+    check = (LimitCheck(policy("idle", "100/h"), "k"),)
+    assert limiter.decide(check).backend == "redis"
+    _kill_clients(server)  # as a Redis restart in a quiet moment would
+    # redis-py notices the dead pooled socket and connects anew, or fails this
+    # one call (the HybridLimiter then decides it locally); the next is fine.
+    with contextlib.suppress(redis.ConnectionError):
+        limiter.decide(check)
+    assert limiter.decide(check).backend == "redis"
+
+
+async def test_a_timed_out_async_call_never_leaves_its_reply_for_the_next(
+    server: RedisServer,
+) -> None:
+    import asyncio
+
+    from tests.utils.tcp_proxy import TcpProxy
+
+    three = tuple(LimitCheck(policy(f"t{i}", "1000/h"), "k3") for i in range(3))
+    one = three[:1]
+    with TcpProxy(server.port) as proxy:
+        settings = RedisSettings(
+            url=f"redis://127.0.0.1:{proxy.port}/0", socket_timeout=1.0, connect_timeout=1.0
+        )
+        client = make_sync_client(settings)
+        client.flushdb()
+        limiter = RedisLimiter(client, settings=settings)
+        limiter.bound_async_calls(0.05)
+        try:
+            assert (await limiter.adecide(three)).allowed
+            proxy.latency = 0.2
+            with pytest.raises(asyncio.TimeoutError):
+                await limiter.adecide(three)
+            proxy.latency = 0.0
+            await asyncio.sleep(0.3)  # the late reply has arrived by now
+            decision = await limiter.adecide(one)
+            assert [o.check for o in decision.outcomes] == list(one)
+            # Whether or not the timed-out script ran, no reply went astray.
+            assert decision.outcomes[0].remaining in (1000 - 2, 1000 - 3)
+        finally:
+            limiter.close()
+            await limiter.aclose()
+
+
+def test_a_black_holed_sync_call_times_out_within_the_socket_timeout(
+    server: RedisServer,
+) -> None:
+    from tests.utils.tcp_proxy import TcpProxy
+
+    check = (LimitCheck(policy("bh", "100/h"), "k"),)
+    with TcpProxy(server.port) as proxy:
+        settings = RedisSettings(
+            url=f"redis://127.0.0.1:{proxy.port}/0", socket_timeout=0.05, connect_timeout=0.05
+        )
+        limiter = RedisLimiter(make_sync_client(settings), settings=settings)
+        try:
+            assert limiter.decide(check).backend == "redis"
+            proxy.blackhole = True
+            start = time.monotonic()
+            with pytest.raises(redis.TimeoutError):
+                limiter.decide(check)
+            assert time.monotonic() - start < 0.05 + 0.05
+            proxy.blackhole = False
+            assert limiter.decide(check).backend == "redis"
+        finally:
+            limiter.close()
+
+
+async def test_the_first_async_call_on_a_loop_loads_the_script_before_deciding(
+    limiter: RedisLimiter, server: RedisServer
+) -> None:
+    admin = redis.Redis(port=server.port)
+    admin.script_flush()
+    admin.config_resetstat()
+    try:
+        assert (await limiter.adecide((LimitCheck(policy("warm", "100/h"), "k"),))).allowed
+        assert admin.info("errorstats").get("errorstat_NOSCRIPT") is None
+    finally:
+        await limiter.aclose()
+        admin.close()

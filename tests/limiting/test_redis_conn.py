@@ -14,6 +14,7 @@ from resilience_django.limiting.redis import RedisLimiter
 from resilience_django.limiting.redis_conn import (
     make_async_client,
     make_sync_client,
+    make_sync_client_from_url,
     parse_redis_settings,
 )
 from resilience_django.units import Rate
@@ -29,14 +30,36 @@ def server() -> Iterator[RedisServer]:
     srv.stop()
 
 
-def test_timeouts_default_to_the_latency_budget() -> None:
+def test_sync_timeouts_are_the_latency_budget_and_connect_has_its_own_budget() -> None:
     settings = parse_redis_settings({"URL": "redis://127.0.0.1:1/0"}, budget=0.05)
-    assert settings.socket_timeout == settings.connect_timeout == 0.05
+    assert settings.socket_timeout == 0.05 and settings.connect_timeout == 1.0
     client = make_sync_client(settings)
     kwargs = client.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    # A sync decision may have to connect: it does so within the budget too.
     assert kwargs["socket_timeout"] == 0.05 and kwargs["socket_connect_timeout"] == 0.05
     # No hidden retries: the fallback is the retry.
     assert kwargs["retry"].get_retries() == 0
+    client.close()
+
+
+async def test_async_clients_connect_within_the_connect_budget() -> None:
+    settings = parse_redis_settings({"URL": "redis://127.0.0.1:1/0"}, budget=0.05)
+    client = make_async_client(settings)
+    kwargs = client.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    # The per-decision bound is the limiter's settling alarm; this is a backstop.
+    assert kwargs["socket_connect_timeout"] == 1.0 and kwargs["socket_timeout"] == 1.0
+    assert kwargs["retry"].get_retries() == 0
+    await client.aclose()
+
+
+def test_background_client_from_a_url_has_the_given_timeouts_and_no_retries(
+    server: RedisServer,
+) -> None:
+    client = make_sync_client_from_url(server.url, timeout=0.5)
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.5
+    assert kwargs["retry"].get_retries() == 0
+    assert client.ping()
     client.close()
 
 
@@ -46,7 +69,7 @@ def test_pool_size_and_timeouts_are_configurable() -> None:
         budget=0.05,
     )
     assert settings.max_connections == 8 and settings.socket_timeout == 0.02
-    assert settings.connect_timeout == 0.05
+    assert settings.connect_timeout == 1.0
 
 
 def test_cache_alias_reuses_the_django_redis_location_and_password(server: RedisServer) -> None:
@@ -139,3 +162,38 @@ async def test_sentinel_async_client_decides_on_the_primary(sentinel: RedisSenti
     assert not (await limiter.adecide((check,))).allowed
     await limiter.aclose()
     limiter.close()
+
+
+def test_sentinel_primary_keeps_the_urls_acl_user_and_password(sentinel: RedisSentinel) -> None:
+    admin = redis.Redis(port=sentinel.primary.port)
+    admin.acl_setuser(
+        "limiter", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"]
+    )
+    settings = parse_redis_settings(
+        {
+            "URL": "redis://limiter:s3cret@mymaster/0",
+            "SENTINELS": [("127.0.0.1", sentinel.sentinel.port)],
+        },
+        budget=0.5,
+    )
+    limiter = RedisLimiter(make_sync_client(settings), settings=settings)
+    try:
+        assert limiter.decide((LimitCheck(Policy("acl", Rate(2, 60.0)), "k"),)).allowed
+        users = {c["user"] for c in admin.client_list() if c["id"] != str(admin.client_id())}
+        assert "limiter" in users
+    finally:
+        limiter.close()
+        admin.acl_deluser("limiter")
+        admin.close()
+
+
+async def test_sentinel_primary_over_tls_keeps_tls() -> None:
+    settings = parse_redis_settings(
+        {"URL": "rediss://mymaster/0", "SENTINELS": [("127.0.0.1", 1)]}, budget=0.5
+    )
+    client = make_sync_client(settings)
+    assert "SSL" in client.connection_pool.connection_class.__name__  # type: ignore[union-attr]
+    client.close()
+    aclient = make_async_client(settings)
+    assert "SSL" in aclient.connection_pool.connection_class.__name__  # type: ignore[union-attr]
+    await aclient.aclose()

@@ -8,6 +8,7 @@ gone without touching it::
         proxy.latency = 0.2      # every reply now arrives 200 ms late
         proxy.blackhole = True   # bytes go nowhere, nothing comes back
         proxy.cut()              # drop every open connection (new ones still work)
+        proxy.connect_latency = 0.08  # a new connection's first reply (its handshake) is late
 
 The delay is applied to each chunk the server sends back, so a client that
 waits for a reply before its next request sees one delay per round trip.
@@ -28,6 +29,7 @@ class TcpProxy:
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
         self.upstream = (upstream_host, upstream_port)
         self.latency = 0.0
+        self.connect_latency = 0.0
         self.blackhole = False
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -90,6 +92,7 @@ class TcpProxy:
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
+        first = replies
         try:
             while True:
                 data = src.recv(65536)
@@ -97,6 +100,9 @@ class TcpProxy:
                     break
                 if self.blackhole:
                     continue
+                if first and self.connect_latency > 0:
+                    time.sleep(self.connect_latency)
+                first = False
                 if replies and self.latency > 0:
                     time.sleep(self.latency)
                 dst.sendall(data)

@@ -1,0 +1,79 @@
+"""How late an event loop runs its callbacks: a cheap periodic sampler.
+
+A busy worker (a slow view, a large response to encode, the GIL held by a
+thread) runs every ready callback late; the lateness of a timer is that lag.
+A ``LoopLagSampler`` schedules one timer every ``interval`` (default 0.25 s),
+notes how late it ran, and reports the largest lateness of the last
+``window`` samples (about two seconds) as the gauge
+``resilience_event_loop_lag_seconds``.
+
+The lag is a *report* about this worker, never a verdict about Redis: the
+distributed limiter's fallback does not read it (a reply that arrived in
+time but was read late is not a Redis failure, see ``loop_alarm``'s settling
+alarms).  Shedding or an operator's alert may act on it.
+
+One sampler per loop, started by ``watch()`` from the loop's thread; it
+stops by itself when its loop is closed or collected.
+
+>>> import asyncio
+>>> async def main() -> bool:
+...     return watch().lag >= 0.0
+>>> asyncio.run(main())
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import weakref
+
+from . import metrics
+
+__all__ = ["LoopLagSampler", "watch"]
+
+_samplers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLagSampler] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class LoopLagSampler:
+    """Measures the lateness of one timer per ``interval`` on one loop."""
+
+    __slots__ = ("__weakref__", "_due", "_loop", "_recent", "interval", "lag")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, interval: float = 0.25, window: int = 8
+    ) -> None:
+        # The loop only weakly: its timer heap holds this sampler, and the
+        # sampler must not keep a finished loop alive.
+        self._loop = weakref.ref(loop)
+        self.interval = interval
+        self._recent: collections.deque[float] = collections.deque(maxlen=window)
+        # The largest lateness over the recent samples, in seconds.
+        self.lag = 0.0
+        self._due = loop.time() + interval
+        loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            return
+        now = loop.time()
+        self._recent.append(max(0.0, now - self._due))
+        self.lag = max(self._recent)
+        metrics.event_loop_lag(self.lag)
+        # From now, not from the missed due time: a blocked loop gets one
+        # late sample, not a burst of catch-up ones.
+        self._due = now + self.interval
+        loop.call_at(self._due, self._tick)
+
+
+def watch(loop: asyncio.AbstractEventLoop | None = None) -> LoopLagSampler:
+    """The sampler of ``loop`` (default: the running loop), started on first call."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    sampler = _samplers.get(loop)
+    if sampler is None:
+        sampler = _samplers[loop] = LoopLagSampler(loop)
+    return sampler

@@ -1,0 +1,34 @@
+"""The event loop lag sampler: a report of the loop's lateness, and nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import prometheus_client
+
+from resilience_django import loop_lag
+
+
+async def test_one_sampler_per_loop() -> None:
+    assert loop_lag.watch() is loop_lag.watch()
+
+
+async def test_a_blocked_loop_shows_as_lag_in_the_gauge() -> None:
+    sampler = loop_lag.watch()
+    time.sleep(0.5)  # the loop is blocked: its next timer (due in 0.25 s) runs late
+    deadline = time.monotonic() + 5
+    while sampler.lag < 0.1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert sampler.lag >= 0.1
+    value = prometheus_client.REGISTRY.get_sample_value("resilience_event_loop_lag_seconds")
+    assert value is not None and value >= 0.1
+
+
+async def test_an_idle_loop_shows_little_lag() -> None:
+    sampler = loop_lag.LoopLagSampler(asyncio.get_running_loop(), interval=0.02)
+    deadline = time.monotonic() + 5
+    while len(sampler._recent) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    # Generous: a loaded CI machine runs timers late too, but not by 100 ms.
+    assert 0.0 <= sampler.lag < 0.1

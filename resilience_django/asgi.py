@@ -24,7 +24,7 @@ from .checks import MIDDLEWARE_PATH
 from .deadline import Deadline, _current
 from .loop_alarm import alarm_clock
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
-from .routes import scope_path
+from .routes import normalize_method, scope_path
 from .runtime import get_runtime
 
 __all__ = ["ResilienceASGIMiddleware"]
@@ -78,7 +78,7 @@ class _Shim:
 
     def __init__(self, scope: Scope, get_meta: Callable[[str], str | None]) -> None:
         self.scope = scope
-        self.method = scope.get("method", "GET")
+        self.method = normalize_method(scope.get("method", "GET"))
         self.path = scope.get("path", "/")
         self.path_info = scope_path(scope)
         self.META = {"HTTP_ACCEPT": get_meta("HTTP_ACCEPT") or "", "REQUEST_METHOD": self.method}
@@ -118,9 +118,10 @@ class ResilienceASGIMiddleware:
         arrived = time.monotonic()
         runtime = get_runtime()
         get_meta = _meta_getter(scope)
-        deadline = runtime.deadlines.start(
-            scope.get("method", "GET"), scope_path(scope), get_meta, started_at=arrived
-        )
+        # Servers pass the method as the client sent it ("get"); rules and
+        # Django speak upper case, so a lowercase method matches the same rules.
+        method = normalize_method(scope.get("method", "GET"))
+        deadline = runtime.deadlines.start(method, scope_path(scope), get_meta, started_at=arrived)
         scope[SCOPE_ARRIVED] = arrived
         scope[SCOPE_DEADLINE] = deadline
         if deadline is not None and deadline.expired():

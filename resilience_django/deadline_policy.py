@@ -13,6 +13,7 @@ from collections.abc import Callable
 from . import metrics
 from .conf import DeadlineSettings
 from .deadline import Deadline, parse_header
+from .routes import RouteIndex
 
 __all__ = ["DeadlinePolicy"]
 
@@ -21,7 +22,7 @@ logger = logging.getLogger("resilience_django.deadline")
 
 class DeadlinePolicy:
     __slots__ = (
-        "_path_routes",
+        "_path_index",
         "_view_routes",
         "default",
         "header_meta_keys",
@@ -37,14 +38,18 @@ class DeadlinePolicy:
         self.header_meta_keys = tuple(
             (name, "HTTP_" + name.upper().replace("-", "_")) for name in settings.headers
         )
-        self._path_routes = tuple(r for r in settings.routes if not r.matcher.needs_view_name)
+        # First match wins, in settings-then-admin order; the index skips the
+        # routes whose prefix the path does not start with.
+        self._path_index = RouteIndex(
+            (r.matcher, r) for r in settings.routes if not r.matcher.needs_view_name
+        )
         self._view_routes = tuple(r for r in settings.routes if r.matcher.needs_view_name)
         self.margin = settings.outbound_margin
         # Some route budget names a view: tighten once the URL is resolved.
         self.needs_view_name = bool(self._view_routes)
 
     def route_budget(self, method: str, path: str) -> tuple[float | None, str]:
-        for route in self._path_routes:
+        for route in self._path_index.candidates(path):
             if route.matcher.matches(method, path):
                 return route.budget, route.label
         return self.default, "default"

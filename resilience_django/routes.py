@@ -2,21 +2,61 @@
 
 Deadlines, limits, shedding and route breakers all select requests the same
 way, so they share this matcher.  A ``path`` starting with ``^`` is a regular
-expression (matched with ``re.match``), any other ``path`` is a prefix.  A
+expression (matched with ``re.match``), any other ``path`` is a prefix (a
+plain string prefix: ``/api/orders`` also matches ``/api/orders-old``).  A
 ``view`` is a URL name (``"orders:quote"``), known only once Django has
 resolved the URL, which is why matching takes the name as an optional input.
+
+Methods match whatever case the client sent (``get`` is ``GET``: adapters
+pass the method through ``normalize_method``), and a rule that lists ``GET``
+also covers ``HEAD``, which Django serves with the GET view.
+
+Regexes come from settings only, which are code: rules saved in the admin
+take prefixes and URL names (``allow_regex=False``), so nothing an admin
+user saves can make matching slow.  ``RouteIndex`` finds the prefix rules
+that can match a path without trying every rule, so ten thousand rules cost
+about what ten do.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
+from typing import Any, Generic, TypeVar
 
 from .exceptions import ConfigError
 
-__all__ = ["RouteMatcher", "parse_route_matcher", "scope_path"]
+__all__ = [
+    "RouteIndex",
+    "RouteMatcher",
+    "method_set",
+    "normalize_method",
+    "parse_route_matcher",
+    "scope_path",
+]
+
+T = TypeVar("T")
+
+_STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+# The methods clients send, in the cases they send them, mapped to the
+# upper-case name: one dict lookup per request instead of a new string.  Not
+# grown at run time, so a client inventing methods cannot grow it.
+_METHOD_NAMES = {m: m for m in _STANDARD_METHODS} | {m.lower(): m for m in _STANDARD_METHODS}
+
+
+def normalize_method(method: str) -> str:
+    """The method as rules spell it: upper case (``"get"`` → ``"GET"``)."""
+    return _METHOD_NAMES.get(method) or method.upper()
+
+
+def method_set(methods: Iterable[object]) -> frozenset[str]:
+    """Method names as a matcher holds them: upper case, and HEAD wherever GET is."""
+    names = {str(m).upper() for m in methods}
+    if "GET" in names:
+        names.add("HEAD")
+    return frozenset(names)
 
 
 def scope_path(scope: Mapping[str, Any]) -> str:
@@ -30,10 +70,19 @@ def scope_path(scope: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RouteMatcher:
+    """``matches(method, path, view_name)``; ``method`` must be upper case
+    (``normalize_method``), as Django's ``request.method`` always is."""
+
     prefix: str | None = None
     regex: re.Pattern[str] | None = None
     view: str | None = None
     methods: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        # However the matcher was built, its methods are upper case and GET
+        # brings HEAD: matching is then one set lookup.
+        if self.methods is not None:
+            object.__setattr__(self, "methods", method_set(self.methods))
 
     @property
     def needs_view_name(self) -> bool:
@@ -62,10 +111,26 @@ class RouteMatcher:
         return " ".join(parts) or "*"
 
 
+def reject_regex(path: object, *, where: str, check_id: str) -> None:
+    """Raise ``ConfigError`` for a regex path: what admin rows are refused."""
+    if isinstance(path, str) and path.startswith("^"):
+        raise ConfigError(
+            f"{where}: path {path!r} is a regular expression; rules saved in the admin "
+            "take path prefixes, not regexes",
+            check_id=check_id,
+            hint="Use a prefix such as '/api/orders' (or, where the rule takes one, a URL name "
+            "such as 'orders:quote'); regexes belong in settings, which are reviewed as "
+            "code: a regex can make every request slow.",
+        )
+
+
 def compile_path(
-    path: str, *, where: str, check_id: str
+    path: str, *, where: str, check_id: str, allow_regex: bool = True
 ) -> tuple[str | None, re.Pattern[str] | None]:
-    """Split a ``path`` setting into a prefix or a compiled regex."""
+    """Split a ``path`` setting into a prefix or a compiled regex.
+
+    ``allow_regex=False`` (admin rows) refuses a regex with ``ConfigError``.
+    """
     if not isinstance(path, str) or not path:
         raise ConfigError(
             f"{where}: path {path!r} must be a non-empty string",
@@ -73,6 +138,8 @@ def compile_path(
             hint="Use a prefix like '/api/orders' or a regex starting with '^'.",
         )
     if path.startswith("^"):
+        if not allow_regex:
+            reject_regex(path, where=where, check_id=check_id)
         try:
             return None, re.compile(path)
         except re.error as exc:
@@ -90,13 +157,20 @@ def compile_path(
     return path, None
 
 
-def parse_route_matcher(spec: Mapping[str, object], *, where: str, check_id: str) -> RouteMatcher:
+def parse_route_matcher(
+    spec: Mapping[str, object], *, where: str, check_id: str, allow_regex: bool = True
+) -> RouteMatcher:
     """Build a matcher from the ``path``, ``view`` and ``methods`` keys of a rule."""
     prefix: str | None = None
     regex: re.Pattern[str] | None = None
     path = spec.get("path")
     if path is not None:
-        prefix, regex = compile_path(path, where=where, check_id=check_id)  # type: ignore[arg-type]
+        prefix, regex = compile_path(
+            path,  # type: ignore[arg-type]
+            where=where,
+            check_id=check_id,
+            allow_regex=allow_regex,
+        )
     view = spec.get("view")
     if view is not None and (not isinstance(view, str) or not view):
         raise ConfigError(
@@ -113,5 +187,118 @@ def parse_route_matcher(spec: Mapping[str, object], *, where: str, check_id: str
                 check_id=check_id,
                 hint="Write methods as a list of HTTP method names.",
             )
-        methods = frozenset(str(m).upper() for m in methods_value)
+        methods = method_set(methods_value)
     return RouteMatcher(prefix=prefix, regex=regex, view=view, methods=methods)
+
+
+_position = itemgetter(0)
+# Rule lists shorter than this are scanned: a few ``startswith`` calls cost
+# about what slicing the path and looking prefixes up does.
+LINEAR_BELOW = 8
+# A prefix's answer (its rules, those of the shorter prefixes it starts with,
+# and the prefix-less ones, in order) is built ahead of time up to this many
+# rules; a longer one is merged per request, so memory stays linear.
+PREBUILT_MAX = 64
+
+_Pairs = tuple[tuple[int, T], ...]
+
+
+class RouteIndex(Generic[T]):
+    """Rules found by path: the ones that may match, in their original order.
+
+    ``candidates(path)`` returns every item whose matcher has a prefix the
+    path starts with, plus every item without a prefix (regex, view-only or
+    match-all rules), in the order they were given; the caller still asks
+    each candidate's matcher (methods, view, regex).  Prefixes are kept in a
+    dict: a path is looked up once per distinct prefix *length*, longest
+    first, and the longest prefix found holds the whole answer.  The cost
+    follows how many lengths the rules use, not how many rules there are,
+    and the semantics stay ``path.startswith(prefix)`` exactly.
+
+    Below ``linear_below`` rules an index saves nothing: every item is then
+    a candidate, and matching is the plain scan it always was.
+
+    >>> index = RouteIndex([(RouteMatcher(prefix="/api"), "a"), (RouteMatcher(), "b"),
+    ...                     (RouteMatcher(prefix="/api/orders"), "c"),
+    ...                     (RouteMatcher(prefix="/admin"), "d")], linear_below=0)
+    >>> list(index.candidates("/api/orders/1")), list(index.candidates("/other"))
+    (['a', 'b', 'c'], ['b'])
+    """
+
+    __slots__ = ("_answers", "_lengths", "_pairs", "_rest", "_rest_items", "indexed", "items")
+
+    def __init__(
+        self,
+        entries: Iterable[tuple[RouteMatcher, T]],
+        *,
+        linear_below: int = LINEAR_BELOW,
+        prebuilt_max: int = PREBUILT_MAX,
+    ) -> None:
+        listed = tuple(entries)
+        self.items: tuple[T, ...] = tuple(item for _, item in listed)
+        self.indexed = len(listed) >= linear_below
+        by_prefix: dict[str, list[tuple[int, T]]] = {}
+        rest: list[tuple[int, T]] = []
+        for position, (matcher, item) in enumerate(listed):
+            prefix = matcher.prefix
+            if prefix:
+                by_prefix.setdefault(prefix, []).append((position, item))
+            else:
+                rest.append((position, item))
+        self._rest: _Pairs[T] = tuple(rest)
+        self._rest_items = tuple(item for _, item in rest)
+        # (position, item) pairs per prefix, for the answers merged per request.
+        self._pairs: dict[str, _Pairs[T]] = {p: tuple(v) for p, v in by_prefix.items()}
+        # Longest first: the first prefix a path starts with is its longest.
+        # None in linear mode: candidates() answers with every item.
+        self._lengths: tuple[int, ...] | None = None
+        self._answers: dict[str, tuple[T, ...] | None] = {}
+        if self.indexed:
+            self._lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
+            self._answers = {p: self._prebuilt(p, prebuilt_max) for p in by_prefix}
+
+    def _prebuilt(self, prefix: str, most: int) -> tuple[T, ...] | None:
+        assert self._lengths is not None
+        pairs = list(self._rest)
+        for length in self._lengths:
+            if length <= len(prefix):
+                pairs.extend(self._pairs.get(prefix[:length], ()))
+            if len(pairs) > most:
+                return None
+        return _in_order(pairs)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def candidates(self, path: str) -> Sequence[T]:
+        """The items that may match ``path``, in their original order."""
+        lengths = self._lengths
+        if lengths is None:
+            return self.items
+        answers = self._answers
+        size = len(path)
+        for length in lengths:
+            if length > size:
+                continue
+            # Never empty for a prefix in the index (it holds the prefix's own
+            # rules): () means "no rule has this prefix".
+            answer = answers.get(path[:length], ())
+            if answer:
+                return answer
+            if answer is None:
+                return self._merged(path, length)
+        return self._rest_items
+
+    def _merged(self, path: str, longest: int) -> tuple[T, ...]:
+        """The answer too long to keep built: every matching prefix's rules, merged."""
+        assert self._lengths is not None
+        pairs = list(self._rest)
+        for length in self._lengths:
+            if length <= longest:
+                pairs.extend(self._pairs.get(path[:length], ()))
+        return _in_order(pairs)
+
+
+def _in_order(pairs: list[tuple[int, T]]) -> tuple[T, ...]:
+    pairs.sort(key=_position)
+    return tuple(item for _, item in pairs)

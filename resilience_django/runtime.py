@@ -30,7 +30,7 @@ from .limiting.local import LocalLimiter
 from .limiting.responses import rate_limited_response
 from .live import AdminRules, admin_rules, maybe_reload
 from .responses import unavailable
-from .routes import RouteMatcher
+from .routes import RouteIndex, RouteMatcher
 from .shedding.bulkhead import Permit, Shed
 from .shedding.shedder import Shedder
 
@@ -108,6 +108,7 @@ class Runtime:
     __slots__ = (
         "any_at_view",
         "any_before_view",
+        "breaker_index",
         "breakers_before_view",
         "deadlines",
         "limits",
@@ -161,6 +162,11 @@ class Runtime:
             (name, policy.route)
             for name, policy in admin.breaker_policies.items()
             if policy.route is not None
+        )
+        # First match decides, in this order; the index only skips the routes
+        # whose prefix the path does not start with.
+        self.breaker_index: RouteIndex[tuple[str, RouteMatcher]] = RouteIndex(
+            (matcher, (name, matcher)) for name, matcher in self.route_breakers
         )
         self.breakers_before_view = bool(self.route_breakers) and not any(
             m.needs_view_name for _, m in self.route_breakers
@@ -355,7 +361,7 @@ class Runtime:
     ) -> Early | None:
         method = request.method or "GET"
         path = request.path_info
-        for name, matcher in self.route_breakers:
+        for name, matcher in self.breaker_index.candidates(path):
             if matcher.matches(method, path, view_name):
                 breaker = get_breaker(name)
                 try:
@@ -423,6 +429,10 @@ def _build() -> Runtime:
                 stores = _Stores(settings)
             _remember(stores)
             _runtime = Runtime(settings, stores, admin_rules())
+            # Every worker reports its limiter and rejections to the fleet view.
+            from .breakers.fleet import start_reporting
+
+            start_reporting()
         return _runtime
 
 

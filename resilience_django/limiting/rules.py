@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ..exceptions import ConfigError
 from ..routes import RouteMatcher, parse_route_matcher
-from ..units import parse_rate
+from ..units import MAX_BURST, bounded_int, parse_rate, safe_repr
 from .decision import Algorithm, Policy
 from .keys import check_key_spec
 
@@ -52,7 +52,7 @@ CHECK_IDS: dict[str, str] = {
     "resilience.E022": "a limit rule's key is not a known key function or importable callable",
     "resilience.E023": "a limit rule's scope is not 'local' or 'distributed'",
     "resilience.E024": "a limit rule's mode is not 'enforce', 'shadow' or 'off'",
-    "resilience.E025": "a limit rule's burst is not a positive integer",
+    "resilience.E025": "a limit rule's burst is not an integer from 1 to 1_000_000_000",
     "resilience.E026": "a limit rule's name is missing, malformed or used twice",
     "resilience.E027": "a limit rule's path, view or methods cannot be used",
     "resilience.E028": "a limit rule is not a dict",
@@ -86,8 +86,13 @@ def _error(where: str, message: str, check_id: str, hint: str) -> ConfigError:
     return ConfigError(f"{where}: {message}", check_id=f"resilience.{check_id}", hint=hint)
 
 
-def parse_limit_rule(mapping: Mapping[str, Any], *, index: int) -> LimitRule:
-    """Parse one rule of ``RESILIENCE["LIMITS"]``; ``index`` names it in errors."""
+def parse_limit_rule(
+    mapping: Mapping[str, Any], *, index: int, allow_regex: bool = True
+) -> LimitRule:
+    """Parse one rule of ``RESILIENCE["LIMITS"]``; ``index`` names it in errors.
+
+    ``allow_regex=False`` (admin rows) refuses a regex ``path``.
+    """
     where = f"RESILIENCE['LIMITS'][{index}]"
     if not isinstance(mapping, Mapping):
         raise _error(
@@ -119,7 +124,11 @@ def parse_limit_rule(mapping: Mapping[str, Any], *, index: int) -> LimitRule:
         rate = parse_rate(mapping["rate"])
     except ValueError as exc:
         raise _error(
-            where, str(exc), "E020", "Write a rate like '100/m', '10/s', '5000/h' or '100/30s'."
+            where,
+            str(exc),
+            "E020",
+            "Write a rate like '100/m', '10/s', '5000/h' or '100/30s': a count from 1 to "
+            "1_000_000_000 per a period from 1ms to 365 days.",
         ) from exc
     algorithm_value = mapping.get("algorithm", Algorithm.SLIDING_WINDOW.value)
     try:
@@ -132,10 +141,10 @@ def parse_limit_rule(mapping: Mapping[str, Any], *, index: int) -> LimitRule:
             f"Use one of {', '.join(a.value for a in Algorithm)}.",
         ) from None
     burst = mapping.get("burst")
-    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+    if burst is not None and bounded_int(burst, minimum=1, maximum=MAX_BURST) is None:
         raise _error(
             where,
-            f"burst {burst!r} must be a positive integer",
+            f"burst {safe_repr(burst)} must be an integer from 1 to {MAX_BURST:_}",
             "E025",
             "burst is how many requests token bucket and GCRA admit at once; omit it for the "
             "rate's count.",
@@ -158,7 +167,9 @@ def parse_limit_rule(mapping: Mapping[str, Any], *, index: int) -> LimitRule:
             "E024",
             "Use 'enforce', 'shadow' (count and report, never block) or 'off'.",
         )
-    matcher = parse_route_matcher(mapping, where=where, check_id="resilience.E027")
+    matcher = parse_route_matcher(
+        mapping, where=where, check_id="resilience.E027", allow_regex=allow_regex
+    )
     return LimitRule(
         name=name,
         matcher=matcher,

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 from ..clock import Clock, monotonic
 from ..exceptions import ConfigError
-from ..routes import RouteMatcher, compile_path, parse_route_matcher
-from ..units import parse_duration
+from ..routes import RouteMatcher, compile_path, method_set, parse_route_matcher
+from ..units import MAX_CONCURRENT, MAX_DEADLINE, MAX_QUEUE, bounded_int, parse_duration, safe_repr
 from .adaptive import AdaptiveLimit
 from .bulkhead import Bulkhead
 
@@ -125,24 +125,25 @@ class SheddingRule:
         )
 
 
-def _int(value: object, *, minimum: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return None
-    return value
+def _int(value: object, *, minimum: int, maximum: int = MAX_CONCURRENT) -> int | None:
+    return bounded_int(value, minimum=minimum, maximum=maximum)
 
 
 def _methods(value: object, where: str) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigError(
-            f"{where}: critical_methods {value!r} must be a list such as ['DELETE']",
+            f"{where}: critical_methods {safe_repr(value)} must be a list such as ['DELETE']",
             check_id="resilience.E078",
             hint="Write critical_methods as a list of HTTP method names.",
         )
-    return frozenset(str(m).upper() for m in value)
+    return method_set(value)
 
 
-def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
-    """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078)."""
+def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True) -> SheddingRule:
+    """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078).
+
+    ``allow_regex=False`` (admin rows) refuses a regex ``path`` or critical path.
+    """
     where = f"RESILIENCE['SHEDDING'][{index}]"
     if not isinstance(mapping, Mapping):
         raise ConfigError(
@@ -165,41 +166,48 @@ def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
             hint="Name the rule; the name labels its metrics and its 503s.",
         )
     where = f"{where} ({name!r})"
-    matcher = parse_route_matcher(mapping, where=where, check_id="resilience.E072")
+    matcher = parse_route_matcher(
+        mapping, where=where, check_id="resilience.E072", allow_regex=allow_regex
+    )
 
     max_concurrent = _int(mapping.get("max_concurrent"), minimum=1)
     if max_concurrent is None:
         raise ConfigError(
-            f"{where}: max_concurrent {mapping.get('max_concurrent')!r} must be an integer >= 1",
+            f"{where}: max_concurrent {safe_repr(mapping.get('max_concurrent'))} must be an "
+            f"integer from 1 to {MAX_CONCURRENT:_}",
             check_id="resilience.E073",
             hint="Set how many requests of this route may run at once, e.g. 50.",
         )
-    queue = _int(mapping.get("queue", 0), minimum=0)
+    queue = _int(mapping.get("queue", 0), minimum=0, maximum=MAX_QUEUE)
     if queue is None:
         raise ConfigError(
-            f"{where}: queue {mapping.get('queue')!r} must be an integer >= 0",
+            f"{where}: queue {safe_repr(mapping.get('queue'))} must be an integer "
+            f"from 0 to {MAX_QUEUE:_}",
             check_id="resilience.E074",
             hint="Set how many requests may wait for a slot; 0 sheds at once when full.",
         )
     try:
-        max_wait = parse_duration(mapping.get("max_wait", 0.1))
+        # A wait inside one request: no longer than the longest request budget.
+        max_wait = parse_duration(mapping.get("max_wait", 0.1), maximum=MAX_DEADLINE)
     except ValueError as exc:
         raise ConfigError(
-            f"{where}: max_wait: {exc}", check_id="resilience.E075", hint="Write it like '200ms'."
+            f"{where}: max_wait: {exc}",
+            check_id="resilience.E075",
+            hint="Write it like '200ms'; at most a day.",
         ) from exc
 
     adaptive = mapping.get("adaptive", False)
     if not isinstance(adaptive, bool):
         raise ConfigError(
-            f"{where}: adaptive {adaptive!r} must be True or False",
+            f"{where}: adaptive {safe_repr(adaptive)} must be True or False",
             check_id="resilience.E076",
             hint="Set adaptive to True to let the limit follow latency.",
         )
     min_concurrent = _int(mapping.get("min_concurrent", min(20, max_concurrent)), minimum=1)
     if min_concurrent is None or min_concurrent > max_concurrent:
         raise ConfigError(
-            f"{where}: min_concurrent {mapping.get('min_concurrent')!r} must be an integer "
-            f"between 1 and max_concurrent ({max_concurrent})",
+            f"{where}: min_concurrent {safe_repr(mapping.get('min_concurrent'))} must be an "
+            f"integer between 1 and max_concurrent ({max_concurrent})",
             check_id="resilience.E076",
             hint="min_concurrent is the floor the adaptive limit never goes below.",
         )
@@ -207,7 +215,8 @@ def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
     share = mapping.get("critical_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
         raise ConfigError(
-            f"{where}: critical_share {share!r} must be a number from 0 up to (not including) 1",
+            f"{where}: critical_share {safe_repr(share)} must be a number from 0 up to "
+            "(not including) 1",
             check_id="resilience.E077",
             hint="E.g. 0.2 keeps a fifth of the slots for critical requests.",
         )
@@ -215,7 +224,7 @@ def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
     critical = mapping.get("critical", False)
     if not isinstance(critical, bool):
         raise ConfigError(
-            f"{where}: critical {critical!r} must be True or False",
+            f"{where}: critical {safe_repr(critical)} must be True or False",
             check_id="resilience.E078",
             hint="Set critical to True to make every request of this rule critical.",
         )
@@ -224,14 +233,17 @@ def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
     paths = mapping.get("critical_paths", ())
     if isinstance(paths, str) or not isinstance(paths, Sequence):
         raise ConfigError(
-            f"{where}: critical_paths {paths!r} must be a list of paths",
+            f"{where}: critical_paths {safe_repr(paths)} must be a list of paths",
             check_id="resilience.E078",
             hint="E.g. ['/api/orders/checkout'] or ['^/api/orders/\\d+/pay$'].",
         )
     for path in paths:
         # "critical_paths: path '^(' is not ..." says which of the rule's paths is wrong.
         prefix, regex = compile_path(
-            path, where=f"{where}: critical_paths", check_id="resilience.E078"
+            path,
+            where=f"{where}: critical_paths",
+            check_id="resilience.E078",
+            allow_regex=allow_regex,
         )
         if prefix is not None:
             prefixes.append(prefix)
@@ -241,7 +253,7 @@ def parse_shedding_rule(mapping: object, *, index: int) -> SheddingRule:
     header = mapping.get("critical_header")
     if header is not None and (not isinstance(header, str) or not _HEADER.match(header.strip())):
         raise ConfigError(
-            f"{where}: critical_header {header!r} must be a header name",
+            f"{where}: critical_header {safe_repr(header)} must be a header name",
             check_id="resilience.E078",
             hint="E.g. 'X-Priority', set by your own gateway, never trusted from clients.",
         )

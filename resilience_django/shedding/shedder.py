@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .. import deadline
 from ..clock import Clock, monotonic
+from ..routes import RouteIndex
 from .bulkhead import Bulkhead, Permit, Shed
 from .rules import SheddingRule
 
@@ -41,18 +42,20 @@ class Shedder:
         # Rules and their bulkheads, published as one pair: a request thread
         # reading while an admin edit lands sees the old pair or the new one,
         # never a rule of one with the bulkheads of the other.
-        self._state: tuple[tuple[SheddingRule, ...], dict[str, Bulkhead]] = ((), {})
+        # The rules travel in a RouteIndex (``.items`` in order): first match
+        # decides, and only rules whose prefix the path starts with are tried.
+        self._state: tuple[RouteIndex[SheddingRule], dict[str, Bulkhead]] = (RouteIndex(()), {})
         self.needs_view_name = False
         self.update(rules)
 
     @property
     def rules(self) -> tuple[SheddingRule, ...]:
-        return self._state[0]
+        return self._state[0].items
 
     def update(self, rules: Sequence[SheddingRule]) -> None:
         """Put new rules in force, keeping the bulkheads of rules that only changed size."""
-        old_rules, old_bulkheads = self._state
-        old = {rule.name: rule for rule in old_rules}
+        old_index, old_bulkheads = self._state
+        old = {rule.name: rule for rule in old_index.items}
         bulkheads: dict[str, Bulkhead] = {}
         for rule in rules:
             previous = old.get(rule.name)
@@ -63,7 +66,7 @@ class Shedder:
                 bulkheads[rule.name] = kept
             else:
                 bulkheads[rule.name] = rule.make_bulkhead(clock=self._clock)
-        self._state = (tuple(rules), bulkheads)
+        self._state = (RouteIndex((r.matcher, r) for r in rules), bulkheads)
         self.needs_view_name = any(r.matcher.needs_view_name for r in rules)
         for name, bulkhead in old_bulkheads.items():
             if bulkhead is not bulkheads.get(name):
@@ -80,8 +83,8 @@ class Shedder:
     def _prepare(
         self, method: str, path: str, view_name: str | None, header: HeaderLookup | None
     ) -> tuple[Bulkhead, float, bool] | None:
-        rules, bulkheads = self._state  # one snapshot: this rule, these bulkheads
-        rule = _first_match(rules, method, path, view_name)
+        index, bulkheads = self._state  # one snapshot: this rule, these bulkheads
+        rule = _first_match(index, method, path, view_name)
         if rule is None:
             return None
         value = None
@@ -125,9 +128,9 @@ class Shedder:
 
 
 def _first_match(
-    rules: tuple[SheddingRule, ...], method: str, path: str, view_name: str | None
+    index: RouteIndex[SheddingRule], method: str, path: str, view_name: str | None
 ) -> SheddingRule | None:
-    for rule in rules:
+    for rule in index.candidates(path):
         if rule.matches(method, path, view_name):
             return rule
     return None

@@ -80,7 +80,7 @@ def _sections(text: str) -> dict[str, set[str]]:
     sections: dict[str, set[str]] = {}
     current: set[str] | None = None
     for line in text.splitlines():
-        top = re.match(r"^## `([A-Z_]+)`", line)
+        top = re.match(r"^## `([A-Z][A-Z0-9_]*)`", line)
         if top:
             current = sections.setdefault(top.group(1), set())
             continue

@@ -5,7 +5,9 @@ Specs, as written in a rule's ``key``:
 ``ip``
     ``REMOTE_ADDR``, unless ``TRUSTED_PROXIES`` says how to read
     ``X-Forwarded-For`` (see ``TrustedProxies``).  A client that is not behind
-    a trusted proxy cannot change its key by sending that header.
+    a trusted proxy cannot change its key by sending that header, and a
+    header entry that is not an IP address is never a key.  IPv6 clients are
+    keyed by their network (``IPV6_PREFIX``, default ``/64``).
 ``user``
     The authenticated user's primary key.  An anonymous user (or a request
     without ``AuthenticationMiddleware``) has **no key, and the rule does not
@@ -23,8 +25,10 @@ a dotted path
     rule is compiled: an async callable is called from sync code through
     ``async_to_sync``, a sync one from async code through ``sync_to_async``.
 
-Values longer than 64 characters are replaced by a 32-character BLAKE2
-digest, so a client sending huge headers cannot make each stored key huge.
+Every key, of every kind, is at most 64 characters: a longer value (or one
+starting with ``#``) is replaced by ``#`` and a 32-character BLAKE2 digest, so
+a client sending huge headers cannot make each stored key huge, and no short
+value can pose as the digest of a long one.
 
 ``ip`` and ``header:`` also work on a raw ASGI scope (``from_scope``) for the
 ASGI fast path, before Django builds a request; ``needs_request`` says when a
@@ -40,9 +44,10 @@ from typing import Any
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
 from ..exceptions import ConfigError
-from .proxies import TrustedProxies, parse_trusted_proxies
+from .proxies import DEFAULT_IPV6_PREFIX, TrustedProxies, parse_trusted_proxies, peer_key
 
 __all__ = [
+    "MAX_KEY_LENGTH",
     "KeyFunc",
     "TrustedProxies",
     "check_key_spec",
@@ -53,12 +58,15 @@ __all__ = [
 Request = Any  # django.http.HttpRequest; kept loose so tests can pass stand-ins
 Scope = Mapping[str, Any]
 
-_MAX_KEY = 64
+# The longest key stored, of any kind; past it a value is hashed (see _bounded).
+MAX_KEY_LENGTH = 64
 _BUILTIN = frozenset({"ip", "user", "user_or_ip"})
 
 
 def _bounded(value: str) -> str:
-    if len(value) <= _MAX_KEY:
+    # "#" marks a digest: a short value starting with it is hashed too, so it
+    # cannot collide with the digest of some long value.
+    if len(value) <= MAX_KEY_LENGTH and not value.startswith("#"):
         return value
     return "#" + blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
@@ -107,27 +115,43 @@ def _scope_header(scope: Scope, name: bytes) -> str | None:
 
 
 def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
-    if trusted is None:
+    prefix = DEFAULT_IPV6_PREFIX if trusted is None else trusted.ipv6_prefix
+    if trusted is None or not trusted.reads_forwarded_for:
+        # The hot path: a dotted IPv4 peer is the key as the server wrote it,
+        # with no parse and no call; anything else is normalized (IPv6 to
+        # its network) and bounded.
 
         def get(request: Request) -> str | None:
-            return request.META.get("REMOTE_ADDR") or None
+            remote: str | None = request.META.get("REMOTE_ADDR")
+            if not remote:
+                return None
+            if len(remote) <= 15 and ":" not in remote:
+                return remote
+            return _bounded(peer_key(remote, prefix))
 
         def from_scope(scope: Scope) -> str | None:
             client = scope.get("client")
-            return client[0] if client else None
+            remote: str | None = client[0] if client else None
+            if not remote:
+                return None
+            if len(remote) <= 15 and ":" not in remote:
+                return remote
+            return _bounded(peer_key(remote, prefix))
 
     else:
-        client_ip = trusted.client_ip
+        client_key = trusted.client_key
 
         def get(request: Request) -> str | None:
             meta = request.META
-            return client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
+            key = client_key(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
+            return None if key is None else _bounded(key)
 
         def from_scope(scope: Scope) -> str | None:
             client = scope.get("client")
-            return client_ip(
+            key = client_key(
                 client[0] if client else None, _scope_header(scope, b"x-forwarded-for")
             )
+            return None if key is None else _bounded(key)
 
     return KeyFunc("ip", get, _awaitable(get), loop_safe=True, from_scope=from_scope)
 
@@ -142,7 +166,7 @@ def _awaitable(get: Callable[[Request], str | None]) -> Callable[[Request], Awai
 def _user_pk(user: Any) -> str | None:
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    return str(user.pk)
+    return _bounded(str(user.pk))
 
 
 def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
@@ -154,9 +178,9 @@ def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
         if not with_ip:
             return pk
         if pk is not None:
-            return "user:" + pk
+            return _bounded("user:" + pk)
         address = ip_get(request)
-        return None if address is None else "ip:" + address
+        return None if address is None else _bounded("ip:" + address)
 
     async def aget(request: Request) -> str | None:
         # request.user is a lazy object whose first use queries the database,
@@ -166,9 +190,9 @@ def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
         if not with_ip:
             return pk
         if pk is not None:
-            return "user:" + pk
+            return _bounded("user:" + pk)
         address = ip_get(request)
-        return None if address is None else "ip:" + address
+        return None if address is None else _bounded("ip:" + address)
 
     return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
 
@@ -225,11 +249,13 @@ def _callable_key(spec: str, func: Callable[[Request], Any]) -> KeyFunc:
 
 
 def _import_callable(spec: str, where: str) -> Callable[[Request], Any]:
-    from django.utils.module_loading import import_string
+    # Only settings (code) and keys RESILIENCE["ADMIN_CHOICES"] allows get here;
+    # admin rows are checked against that list before anything is imported.
+    from ..dotted import import_dotted
 
     try:
-        func = import_string(spec)
-    except ImportError as exc:
+        func = import_dotted(spec)
+    except ImportError as exc:  # any failure of the module's code, see dotted.py
         raise ConfigError(
             f"{where}: key {spec!r} is not a key function and cannot be imported ({exc})",
             check_id="resilience.E022",

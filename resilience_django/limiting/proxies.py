@@ -1,74 +1,260 @@
 """Which peers may tell us the client's address: ``RESILIENCE["TRUSTED_PROXIES"]``.
 
 ``X-Forwarded-For`` is written by whoever sends the request, so it is only
-read when the peer is a proxy we trust; a bad setting is ``resilience.E010``.
+read when the peer is a proxy we trust; a bad setting is ``resilience.E010``,
+and ``check --deploy`` warns about a hop count (``resilience.W010``), which
+trusts the header's shape rather than who sent it.
+
+Whatever the header holds, the address it yields is an IP address: an entry
+that does not parse as one is never a key (the peer is, and the entry is
+counted in ``resilience_bad_headers_total{header="x-forwarded-for"}``).
+Addresses are normalized (``" 1.2.3.4 "`` and ``"::ffff:1.2.3.4"`` are
+``"1.2.3.4"``), and IPv6 clients are grouped by their ``/64``
+(``RESILIENCE["IPV6_PREFIX"]``, ``resilience.E016``), since one subscriber
+usually holds a whole /64 and could otherwise take a fresh key per request.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
+from .. import metrics
 from ..exceptions import ConfigError
 
-__all__ = ["TrustedProxies", "parse_trusted_proxies"]
+__all__ = [
+    "DEFAULT_IPV6_PREFIX",
+    "TrustedProxies",
+    "address_key",
+    "parse_address",
+    "parse_ipv6_prefix",
+    "parse_trusted_proxies",
+]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+DEFAULT_IPV6_PREFIX = 64
+# The longest text of an IP address is 45 characters (an IPv4-mapped IPv6
+# address written in full); a little room is left for a zone id.  Longer text
+# is not parsed at all, so a 10 KB header costs nothing and is never cached.
+_MAX_ADDRESS_TEXT = 64
+# Walking a trusted chain stops after this many entries: no real deployment
+# has more proxies, and a long header must not cost a parse per entry.
+_MAX_WALK = 32
+# Both caches hold short strings only (see _MAX_ADDRESS_TEXT): together about
+# 2.5 MB at most (measured full of IPv6 addresses), whatever clients send.
+# They spare the common case a parse per request (about 3 µs for IPv6, 7 µs
+# with the prefix).
+_CACHE_SIZE = 4096
+_HEADER = "x-forwarded-for"
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _parse(text: str) -> Address | None:
+    try:
+        ip: Address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; they are
+        # the same client as a.b.c.d and must match IPv4 networks.
+        return ip.ipv4_mapped
+    return ip
+
+
+def parse_address(text: str) -> Address | None:
+    """The IP address written in ``text`` (spaces around it allowed), or ``None``.
+
+    IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``) come back as IPv4.
+    """
+    text = text.strip()
+    if not text or len(text) > _MAX_ADDRESS_TEXT:
+        return None
+    return _parse(text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _key(text: str, ipv6_prefix: int) -> str | None:
+    ip = _parse(text)
+    if ip is None:
+        return None
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    # Through the integer, which also drops a zone id (fe80::1%eth0).
+    shift = 128 - ipv6_prefix
+    network = ipaddress.IPv6Address(int(ip) >> shift << shift)
+    return str(network) if ipv6_prefix == 128 else f"{network}/{ipv6_prefix}"
+
+
+def address_key(text: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str | None:
+    """The ``ip`` key of the address in ``text``, or ``None`` if it is not an IP address.
+
+    IPv4 addresses are their normalized text; IPv6 addresses are the network
+    of their first ``ipv6_prefix`` bits, written ``2001:db8:1:2::/64`` (or
+    the bare address for 128).
+    """
+    text = text.strip()
+    if not text or len(text) > _MAX_ADDRESS_TEXT:
+        return None
+    return _key(text, ipv6_prefix)
+
+
+def peer_key(remote: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
+    """The ``ip`` key of the peer the server reports (``REMOTE_ADDR``, the ASGI client).
+
+    The server wrote it, so a dotted IPv4 address is taken as is, without a
+    parse (the hot path); anything else is normalized, and a peer that is no
+    IP address at all (a Unix socket) stays what the server said.
+    """
+    if len(remote) <= 15 and ":" not in remote:
+        return remote
+    return address_key(remote, ipv6_prefix) or remote
+
 
 class TrustedProxies:
-    """How far to trust ``X-Forwarded-For``.
+    """How far to trust ``X-Forwarded-For``, and how to group IPv6 clients.
 
     ``hops=n``: exactly ``n`` proxies append to the header before us; the
     client is the address ``n`` places left of ``REMOTE_ADDR`` in the chain
-    ``X-Forwarded-For + [REMOTE_ADDR]``.  ``networks``: walk that chain from
-    the right, skipping addresses inside the trusted networks; the first
-    address outside them is the client.  Either way, a peer that is not a
-    trusted proxy is itself the client, whatever header it sends.
+    ``X-Forwarded-For + [REMOTE_ADDR]``.  This trusts *every* peer: a client
+    that reaches the server without passing through the ``n`` proxies picks
+    the entry itself.  ``networks``: walk that chain from the right, skipping
+    addresses inside the trusted networks; the first address outside them is
+    the client.  A peer that is not a trusted proxy is itself the client,
+    whatever header it sends.
+
+    Either way the chosen entry must be an IP address; when it is not, the
+    peer is the client and the entry is counted as a bad header.
+    ``ipv6_prefix`` is how many leading bits of an IPv6 client make its key.
     """
 
-    __slots__ = ("hops", "networks")
+    __slots__ = ("hops", "ipv6_prefix", "networks")
 
-    def __init__(self, hops: int = 0, networks: tuple[Network, ...] = ()) -> None:
+    def __init__(
+        self,
+        hops: int = 0,
+        networks: tuple[Network, ...] = (),
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+    ) -> None:
         self.hops = hops
         self.networks = networks
+        self.ipv6_prefix = ipv6_prefix
 
-    def _trusted(self, address: str) -> bool:
-        try:
-            ip: Address = ipaddress.ip_address(address)
-        except ValueError:
-            return False
+    @property
+    def reads_forwarded_for(self) -> bool:
+        """False when no proxy is trusted: the peer is always the client."""
+        return bool(self.hops or self.networks)
+
+    def _trusted(self, ip: Address) -> bool:
         return any(ip in net for net in self.networks)
 
-    def client_ip(self, remote: str | None, forwarded_for: str | None) -> str | None:
-        if not remote:
-            return None
+    def _forwarded(self, remote: str, forwarded_for: str) -> str | None:
+        """The header's entry that names the client, or ``None`` for the peer.
+
+        The entry returned is an IP address (checked here, so that a bad
+        entry is counted once); an entry that is not falls back to the peer.
+        """
         if self.hops:
-            if not forwarded_for:
-                return remote
-            chain = [*(a.strip() for a in forwarded_for.split(",")), remote]
+            # Only the last `hops` entries matter: rsplit leaves the rest of
+            # a long header in one piece instead of splitting all of it.
+            parts = forwarded_for.rsplit(",", self.hops)
             # A chain shorter than the hop count was not built by our proxies;
             # its leftmost entry is the best we know.
-            return chain[-(self.hops + 1)] if len(chain) > self.hops else chain[0]
-        if not self.networks or not self._trusted(remote):
-            return remote
-        client = remote
-        if forwarded_for:
-            for address in reversed([a.strip() for a in forwarded_for.split(",")]):
-                if not address:
+            entry = parts[1] if len(parts) > self.hops else parts[0]
+            valid = parse_address(entry) is not None
+        else:
+            peer = parse_address(remote)
+            if peer is None or not self._trusted(peer):
+                return None
+            found: str | None = None
+            valid = False
+            for candidate in reversed(forwarded_for.rsplit(",", _MAX_WALK)[-_MAX_WALK:]):
+                if not candidate.strip():
                     continue
-                client = address
-                if not self._trusted(address):
+                found = candidate
+                ip = parse_address(candidate)
+                valid = ip is not None
+                if ip is None or not self._trusted(ip):
                     break
-        return client
+            if found is None:
+                return None
+            entry = found
+        if not valid:
+            metrics.bad_header(_HEADER)
+            return None
+        return entry
+
+    def client_key(self, remote: str | None, forwarded_for: str | None) -> str | None:
+        """The ``ip`` key: the client's address, IPv6 grouped by ``ipv6_prefix``."""
+        if not remote:
+            return None
+        if forwarded_for and self.reads_forwarded_for:
+            entry = self._forwarded(remote, forwarded_for)
+            if entry is not None:
+                return address_key(entry, self.ipv6_prefix)
+        return peer_key(remote, self.ipv6_prefix)
+
+    def client_ip(self, remote: str | None, forwarded_for: str | None) -> str | None:
+        """The client's address, normalized (IPv6 in full, not grouped)."""
+        if not remote:
+            return None
+        if forwarded_for and self.reads_forwarded_for:
+            entry = self._forwarded(remote, forwarded_for)
+            if entry is not None:
+                return address_key(entry, 128)
+        return peer_key(remote, 128)
 
 
-def parse_trusted_proxies(value: Any) -> TrustedProxies | None:
-    """Parse ``RESILIENCE["TRUSTED_PROXIES"]``: ``None``, a hop count or a list of CIDRs."""
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: Network) -> tuple[Network, ...]:
+    """``network`` in the form addresses are compared against.
+
+    Addresses are unmapped (``::ffff:10.0.0.1`` is ``10.0.0.1``), so the IPv4
+    part of an IPv6 network is given as the IPv4 network it covers.
+    """
+    if not isinstance(network, ipaddress.IPv6Network):
+        return (network,)
+    if network.subnet_of(_MAPPED):
+        low = int(network.network_address) & 0xFFFFFFFF
+        return (ipaddress.IPv4Network((low, network.prefixlen - 96)),)
+    if network.supernet_of(_MAPPED):  # ::/0 and the like
+        return (network, ipaddress.IPv4Network("0.0.0.0/0"))
+    return (network,)
+
+
+def parse_ipv6_prefix(value: Any) -> int:
+    """Parse ``RESILIENCE["IPV6_PREFIX"]``: an integer from 1 to 128."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+        raise ConfigError(
+            f"RESILIENCE['IPV6_PREFIX'] = {value!r} is not a prefix length from 1 to 128",
+            check_id="resilience.E016",
+            hint="How many leading bits of an IPv6 client's address make its 'ip' key: "
+            "64 (the default) counts one subnet as one client, 128 each address.",
+        )
+    return value
+
+
+# More proxies than this in front of one service is a typo, not a deployment.
+MAX_HOPS = 100
+
+
+def parse_trusted_proxies(
+    value: Any, ipv6_prefix: int = DEFAULT_IPV6_PREFIX
+) -> TrustedProxies | None:
+    """Parse ``RESILIENCE["TRUSTED_PROXIES"]``: ``None``, a hop count or a list of CIDRs.
+
+    ``None`` when no proxy is trusted and IPv6 clients are grouped by the
+    default prefix: the ``ip`` key then reads the peer only.
+    """
     if value is None or value == 0 or value == [] or value == ():
-        return None
+        if ipv6_prefix == DEFAULT_IPV6_PREFIX:
+            return None
+        return TrustedProxies(ipv6_prefix=ipv6_prefix)
     hint = "Use a hop count such as 1, or a list of networks such as ['10.0.0.0/8']."
     if isinstance(value, bool):
         raise ConfigError(
@@ -77,13 +263,13 @@ def parse_trusted_proxies(value: Any) -> TrustedProxies | None:
             hint=hint,
         )
     if isinstance(value, int):
-        if value < 0:
+        if not 0 <= value <= MAX_HOPS:
             raise ConfigError(
-                "RESILIENCE['TRUSTED_PROXIES'] must not be negative",
+                f"RESILIENCE['TRUSTED_PROXIES'] as a hop count must be from 0 to {MAX_HOPS}",
                 check_id="resilience.E010",
                 hint=hint,
             )
-        return TrustedProxies(hops=value)
+        return TrustedProxies(hops=value, ipv6_prefix=ipv6_prefix)
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigError(
             f"RESILIENCE['TRUSTED_PROXIES'] = {value!r} is not a hop count or a list",
@@ -93,11 +279,16 @@ def parse_trusted_proxies(value: Any) -> TrustedProxies | None:
     networks: list[Network] = []
     for item in value:
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            # Only text: ipaddress also takes ints, bools and tuples, and raises
+            # IndexError or warns on some of them.
+            if not isinstance(item, str):
+                raise TypeError(f"a network is written as text, not {type(item).__name__}")
+            network = ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
                 f"RESILIENCE['TRUSTED_PROXIES'] entry {item!r} is not a network ({exc})",
                 check_id="resilience.E010",
                 hint=hint,
             ) from exc
-    return TrustedProxies(networks=tuple(networks))
+        networks.extend(_unmapped(network))
+    return TrustedProxies(networks=tuple(networks), ipv6_prefix=ipv6_prefix)

@@ -8,8 +8,11 @@ import pytest
 from django.test import RequestFactory
 
 from resilience_django.exceptions import ConfigError
+from resilience_django.limiting.engine import LimitEngine
 from resilience_django.limiting.keys import check_key_spec, compile_key
+from resilience_django.limiting.local import LocalLimiter
 from resilience_django.limiting.proxies import parse_trusted_proxies
+from resilience_django.limiting.rules import parse_limit_rules
 
 rf = RequestFactory()
 
@@ -142,3 +145,98 @@ def test_bad_key_specs_are_e022(spec):
     with pytest.raises(ConfigError) as info:
         check_key_spec(spec, where="rule")
     assert info.value.check_id == "resilience.E022"
+
+
+def huge_key(request):
+    """A key callable the tests name by dotted path: 10,000 characters."""
+    return "k" * 10_000
+
+
+@pytest.mark.parametrize("junk", ["junk-1", "junk-2", "1.2.3." + "9" * 5, "a" * 10_000])
+def test_ip_under_a_hop_count_falls_back_to_the_peer_for_an_entry_that_is_no_ip(junk):
+    key = compile_key("ip", parse_trusted_proxies(1))
+    request = rf.get("/", REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR=junk)
+    assert key.get(request) == "198.51.100.4"
+    raw = scope(headers=[(b"x-forwarded-for", junk.encode())])
+    assert key.from_scope(raw) == "198.51.100.4"
+
+
+def test_ip_under_a_hop_count_still_reads_a_well_formed_entry():
+    # What a hop count trusts: the entry's shape, not who wrote it.
+    key = compile_key("ip", parse_trusted_proxies(1))
+    request = rf.get("/", REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR=" ::ffff:1.2.3.4")
+    assert key.get(request) == "1.2.3.4"
+
+
+def test_ipv6_clients_in_one_64_share_an_ip_key_on_request_and_scope():
+    key = compile_key("ip")
+    a = key.get(rf.get("/", REMOTE_ADDR="2001:db8:1:2::a"))
+    b = key.from_scope(scope(client=("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 1)))
+    other = key.get(rf.get("/", REMOTE_ADDR="2001:db8:1:3::a"))
+    assert a == b == "2001:db8:1:2::/64"
+    assert other == "2001:db8:1:3::/64"
+
+
+def test_ipv6_prefix_setting_changes_the_grouping():
+    key = compile_key("ip", parse_trusted_proxies(None, ipv6_prefix=48))
+    assert key.get(rf.get("/", REMOTE_ADDR="2001:db8:1:2::a")) == "2001:db8:1::/48"
+    exact = compile_key("ip", parse_trusted_proxies(["10.0.0.0/8"], ipv6_prefix=128))
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="2001:db8::7")
+    assert exact.get(request) == "2001:db8::7"
+
+
+def test_ipv4_mapped_peer_is_the_ipv4_client():
+    key = compile_key("ip")
+    assert key.get(rf.get("/", REMOTE_ADDR="::ffff:198.51.100.4")) == "198.51.100.4"
+    assert key.from_scope(scope(client=("::ffff:198.51.100.4", 1))) == "198.51.100.4"
+
+
+async def test_user_keys_with_a_huge_primary_key_are_bounded():
+    for spec in ("user", "user_or_ip"):
+        key = compile_key(spec)
+        got = key.get(request_with("p" * 10_000))
+        assert len(got) <= 64
+        assert await key.aget(request_with("p" * 10_000)) == got
+        assert key.get(request_with("q" * 10_000)) != got
+
+
+def test_a_short_key_cannot_pose_as_the_digest_of_a_long_one():
+    key = compile_key("header:X-Api-Key")
+    digest = key.get(rf.get("/", HTTP_X_API_KEY="a" * 5000))
+    assert digest.startswith("#")
+    impostor = key.get(rf.get("/", HTTP_X_API_KEY=digest))
+    assert impostor != digest and impostor.startswith("#") and len(impostor) == len(digest)
+
+
+class Recording(LocalLimiter):
+    """A local limiter that remembers the keys it was asked to store."""
+
+    def __init__(self):
+        super().__init__()
+        self.keys = []
+
+    def decide(self, checks, share=1.0):
+        self.keys.extend(check.key for check in checks)
+        return super().decide(checks, share)
+
+
+@pytest.mark.parametrize(
+    ("key", "request_"),
+    [
+        ("tests.limiting.test_keys.huge_key", lambda: request_with(None)),
+        ("user", lambda: request_with("u" * 10_000)),
+        ("user_or_ip", lambda: request_with("u" * 10_000)),
+        ("header:X-Api-Key", lambda: rf.get("/", HTTP_X_API_KEY="h" * 10_000)),
+        ("ip", lambda: rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="1" * 10_000)),
+    ],
+)
+def test_stored_keys_are_bounded_whatever_the_key_kind(key, request_):
+    rules, errors = parse_limit_rules([{"name": "r", "key": key, "rate": "3/m"}])
+    assert not errors
+    store = Recording()
+    engine = LimitEngine(rules, store, trusted_proxies=parse_trusted_proxies(1))
+    for _ in range(4):
+        result = engine.decide("GET", "/", request_())
+    assert not result.decision.allowed  # one client, one key: the 4th is refused
+    assert store.keys and all(len(k) <= 64 for k in store.keys)
+    assert len(set(store.keys)) == 1

@@ -12,11 +12,26 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from .conf import parse_settings
+from .conf import UNEXPECTED, parse_settings
 from .exceptions import ConfigError
-from .observability.config import deploy_warnings, parse_metrics
+from .observability.config import MetricsSettings, deploy_warnings, parse_metrics
 
 MIDDLEWARE_PATH = "resilience_django.middleware.ResilienceMiddleware"
+
+
+def _metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
+    """``parse_metrics`` that never raises: the checks must not, whatever the settings."""
+    try:
+        return parse_metrics(raw, errors)
+    except Exception as exc:  # a parser bug: still a check error, not a traceback
+        errors.append(
+            ConfigError(
+                f"RESILIENCE['METRICS'] {UNEXPECTED}: {type(exc).__name__}",
+                check_id="resilience.E090",
+                hint="Check RESILIENCE['METRICS'] against docs/settings.md.",
+            )
+        )
+        return MetricsSettings()
 
 
 @checks.register("resilience")
@@ -25,7 +40,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     # settings as they are now, and this runs rarely.
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
     errors: list[ConfigError] = list(parsed.errors)
-    parse_metrics(parsed.raw.get("METRICS"), errors)
+    _metrics(parsed.raw.get("METRICS"), errors)
     messages: list[checks.CheckMessage] = [
         checks.Error(str(error), hint=error.hint or None, id=error.check_id) for error in errors
     ]
@@ -48,7 +63,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     metrics_errors: list[ConfigError] = []
     messages: list[checks.CheckMessage] = [
         checks.Warning(str(w), hint=w.hint or None, id=w.check_id)
-        for w in deploy_warnings(parse_metrics(parsed.raw.get("METRICS"), metrics_errors))
+        for w in deploy_warnings(_metrics(parsed.raw.get("METRICS"), metrics_errors))
     ]
     cache_backend = str(getattr(settings, "CACHES", {}).get("default", {}).get("BACKEND", ""))
     per_process_cache = cache_backend.endswith(("LocMemCache", "DummyCache"))
@@ -71,6 +86,20 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
                 hint="Use BACKEND 'redis' to share limits across processes, or divide the "
                 "rates by the number of workers.",
                 id="resilience.W001",
+            )
+        )
+    hops = parsed.trusted_proxies.hops if parsed.trusted_proxies is not None else 0
+    if hops:
+        messages.append(
+            checks.Warning(
+                f"RESILIENCE['TRUSTED_PROXIES'] is a hop count ({hops}): the X-Forwarded-For "
+                f"entry {hops} place(s) left of the peer is the client's key, whoever sent the "
+                "request, so a client that reaches the server without passing through your "
+                "proxies chooses its own key",
+                hint="List your proxies' networks instead, e.g. ['10.0.0.0/8']: X-Forwarded-For "
+                "is then read only from them. Keep a hop count only if nothing reaches the "
+                "server but through exactly that many proxies, each appending to the header.",
+                id="resilience.W010",
             )
         )
     return messages

@@ -9,25 +9,46 @@ is cached and dropped on Django's ``setting_changed`` signal so that
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from django.core.signals import setting_changed
-from django.utils.module_loading import import_string
 
+from .admin_choices import check_admin_choices
 from .breakers.policy import BreakerPolicy, parse_breakers
+from .dotted import import_dotted
 from .exceptions import ConfigError
 from .limiting.hybrid import FallbackSettings, parse_fallback_settings
-from .limiting.proxies import TrustedProxies, parse_trusted_proxies
+from .limiting.proxies import (
+    DEFAULT_IPV6_PREFIX,
+    TrustedProxies,
+    parse_ipv6_prefix,
+    parse_trusted_proxies,
+)
 from .limiting.redis_conn import RedisSettings, parse_redis_settings
 from .limiting.rules import LimitRule, parse_limit_rules
 from .routes import RouteMatcher, compile_path
 from .shedding.rules import SheddingRule, parse_shedding_rules
-from .units import parse_duration
+from .units import (
+    MAX_DEADLINE,
+    MAX_DURATION,
+    MAX_LOCAL_KEYS,
+    bounded_int,
+    parse_duration,
+    safe_repr,
+)
 
-__all__ = ["DeadlineSettings", "ResilienceSettings", "RouteBudget", "get_settings"]
+__all__ = [
+    "DeadlineSettings",
+    "FleetSettings",
+    "ResilienceSettings",
+    "RouteBudget",
+    "get_settings",
+]
 
 KNOWN_KEYS = frozenset(
     {
@@ -37,6 +58,7 @@ KNOWN_KEYS = frozenset(
         "FALLBACK",
         "DEADLINE",
         "TRUSTED_PROXIES",
+        "IPV6_PREFIX",
         "LIMITS",
         "SHEDDING",
         "BREAKERS",
@@ -46,8 +68,10 @@ KNOWN_KEYS = frozenset(
         "LOCAL_MAX_KEYS",
         "RELOAD_INTERVAL",
         "METRICS",
+        "ADMIN_CHOICES",
     }
 )
+logger = logging.getLogger("resilience_django")
 HANDLER_KINDS = ("deadline", "rate_limited", "unavailable")
 
 
@@ -72,6 +96,24 @@ class DeadlineSettings:
         return any(r.matcher.needs_view_name for r in self.routes)
 
 
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """``RESILIENCE["FLEET"]``, validated (``breakers/fleet.py`` reads the raw mapping)."""
+
+    enabled: bool = True
+    url: str | None = None
+    cache: str = "default"
+    prefix: str = "resilience:fleet"
+    ttl: float = 10.0
+
+
+FLEET_KEYS = frozenset({"ENABLED", "URL", "CACHE", "PREFIX", "TTL"})
+FLEET_CHECK_ID = "resilience.E042"
+# A silent process stays listed this long at most; longer reads as a typo.
+MAX_FLEET_TTL = MAX_DEADLINE
+FALLBACK_LATENCY_MAX = 60.0
+
+
 def route_breakers(settings: ResilienceSettings) -> tuple[tuple[str, RouteMatcher], ...]:
     """``(breaker name, matcher)`` for the breakers that guard routes, in settings order."""
     return tuple(
@@ -88,6 +130,7 @@ class ResilienceSettings:
     redis_settings: RedisSettings | None = None
     fallback_latency: float = 0.050
     fallback: FallbackSettings = field(default_factory=FallbackSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
     deadline: DeadlineSettings = field(default_factory=DeadlineSettings)
     trusted_proxies: TrustedProxies | None = None
     limits: tuple[LimitRule, ...] = ()
@@ -109,20 +152,22 @@ def _parse_duration_setting(
     errors: list[ConfigError],
     default: float | None,
     positive: bool = False,
+    maximum: float = MAX_DURATION,
+    why_positive: str = "a zero budget answers every request 504",
 ) -> float | None:
     try:
-        seconds = parse_duration(value)
+        seconds = parse_duration(value, maximum=maximum)
         if positive and seconds <= 0:
-            raise ValueError(
-                "it must be longer than zero (a zero budget answers every request 504)"
-            )
+            raise ValueError(f"it must be longer than zero ({why_positive})")
         return seconds
     except ValueError as exc:
+        low = "longer than 0" if positive else "from 0"
         errors.append(
             ConfigError(
-                f"RESILIENCE[{name}] = {value!r} is not a duration: {exc}",
+                f"RESILIENCE[{name}] is not a usable duration: {exc}",
                 check_id=check_id,
-                hint="Write durations as a number and a unit: '800ms', '30s', '5m'.",
+                hint="Write durations as a number and a unit: '800ms', '30s', '5m'; "
+                f"this one {low} up to {maximum:g}s.",
             )
         )
         return default
@@ -152,12 +197,13 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
                 errors=errors,
                 default=30.0,
                 positive=True,
+                maximum=MAX_DEADLINE,
             )
         )
     headers: tuple[str, ...] = ("grpc-timeout", "x-timeout-ms")
     if "HEADERS" in raw:
         value = raw["HEADERS"]
-        if isinstance(value, list | tuple) and all(isinstance(h, str) and h for h in value):
+        if isinstance(value, list | tuple) and all(isinstance(h, str) and h.strip() for h in value):
             headers = tuple(h.lower() for h in value)
         else:
             errors.append(
@@ -177,6 +223,7 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
                 check_id="resilience.E007",
                 errors=errors,
                 default=0.010,
+                maximum=MAX_DEADLINE,
             )
             or 0.0
         )
@@ -200,6 +247,7 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
             errors=errors,
             default=None,
             positive=True,
+            maximum=MAX_DEADLINE,
         )
         if budget is None:
             continue
@@ -252,7 +300,7 @@ def _parse_handlers(raw: Any, errors: list[ConfigError]) -> dict[str, Callable[.
             )
             continue
         try:
-            handler = import_string(path) if isinstance(path, str) else path
+            handler = import_dotted(path) if isinstance(path, str) else path
         except ImportError as exc:
             errors.append(
                 ConfigError(
@@ -294,7 +342,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         if key not in KNOWN_KEYS:
             errors.append(
                 ConfigError(
-                    f"RESILIENCE has an unknown key {key!r}",
+                    f"RESILIENCE has an unknown key {safe_repr(key)}",
                     check_id="resilience.E002",
                     hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
                 )
@@ -303,7 +351,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     if backend not in ("local", "redis"):
         errors.append(
             ConfigError(
-                f"RESILIENCE['BACKEND'] = {backend!r} is not a backend",
+                f"RESILIENCE['BACKEND'] = {safe_repr(backend)} is not a backend",
                 check_id="resilience.E003",
                 hint="Use 'local' (per process) or 'redis' (shared, with local fallback).",
             )
@@ -325,6 +373,9 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         check_id="resilience.E011",
         errors=errors,
         default=0.050,
+        positive=True,
+        maximum=FALLBACK_LATENCY_MAX,
+        why_positive="every Redis call would count as slow",
     )
     ratelimit_headers = raw.get("RATELIMIT_HEADERS", True)
     if not isinstance(ratelimit_headers, bool):
@@ -339,26 +390,46 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     fallback_latency = fallback_latency or 0.050
     redis_settings: RedisSettings | None = None
     if backend == "redis" or redis:
-        try:
-            redis_settings = parse_redis_settings(redis, budget=fallback_latency)
-        except ConfigError as exc:
-            errors.append(exc)
+        budget = fallback_latency
+        redis_settings = _guarded(
+            errors, "REDIS", "resilience.E040", lambda: parse_redis_settings(redis, budget=budget)
+        )
+        if redis_settings is None:
             backend = "local"
-    fallback = FallbackSettings()
-    try:
-        fallback = parse_fallback_settings(raw.get("FALLBACK"))
-    except ConfigError as exc:
-        errors.append(exc)
-    trusted_proxies: TrustedProxies | None = None
-    try:
-        trusted_proxies = parse_trusted_proxies(raw.get("TRUSTED_PROXIES"))
-    except ConfigError as exc:
-        errors.append(exc)
-    limits, limit_errors = parse_limit_rules(raw.get("LIMITS"))
+    fallback = (
+        _guarded(
+            errors,
+            "FALLBACK",
+            "resilience.E041",
+            lambda: parse_fallback_settings(raw.get("FALLBACK")),
+        )
+        or FallbackSettings()
+    )
+    # The IPv6 grouping rides on TrustedProxies: every `ip` key is built from it.
+    ipv6_prefix = (
+        _guarded(
+            errors,
+            "IPV6_PREFIX",
+            "resilience.E016",
+            lambda: parse_ipv6_prefix(raw.get("IPV6_PREFIX", DEFAULT_IPV6_PREFIX)),
+        )
+        or DEFAULT_IPV6_PREFIX
+    )
+    trusted_proxies: TrustedProxies | None = _guarded(
+        errors,
+        "TRUSTED_PROXIES",
+        "resilience.E010",
+        lambda: parse_trusted_proxies(raw.get("TRUSTED_PROXIES"), ipv6_prefix),
+    )
+    limits, limit_errors = _guarded(
+        errors, "LIMITS", "resilience.E030", lambda: parse_limit_rules(raw.get("LIMITS"))
+    ) or ((), ())
     errors.extend(limit_errors)
     shedding_raw = raw.get("SHEDDING") or ()
     if isinstance(shedding_raw, list | tuple):
-        shedding, shedding_errors = parse_shedding_rules(shedding_raw)
+        shedding, shedding_errors = _guarded(
+            errors, "SHEDDING", "resilience.E070", lambda: parse_shedding_rules(shedding_raw)
+        ) or ((), ())
         errors.extend(shedding_errors)
     else:
         shedding = ()
@@ -369,17 +440,27 @@ def parse_settings(raw: Any) -> ResilienceSettings:
                 hint="Example: [{'name': 'orders', 'path': '/api/orders', 'max_concurrent': 50}]",
             )
         )
-    breakers, breaker_errors = parse_breakers(raw.get("BREAKERS"))
+    breakers, breaker_errors = _guarded(
+        errors, "BREAKERS", "resilience.E050", lambda: parse_breakers(raw.get("BREAKERS"))
+    ) or ({}, [])
     errors.extend(breaker_errors)
-    local_max_keys = raw.get("LOCAL_MAX_KEYS", 100_000)
-    if (
-        isinstance(local_max_keys, bool)
-        or not isinstance(local_max_keys, int)
-        or local_max_keys < 1
-    ):
+    errors.extend(
+        _guarded(
+            errors,
+            "ADMIN_CHOICES",
+            "resilience.E085",
+            lambda: check_admin_choices(raw.get("ADMIN_CHOICES")),
+        )
+        or ()
+    )
+    local_max_keys = bounded_int(
+        raw.get("LOCAL_MAX_KEYS", 100_000), minimum=1, maximum=MAX_LOCAL_KEYS
+    )
+    if local_max_keys is None:
         errors.append(
             ConfigError(
-                f"RESILIENCE['LOCAL_MAX_KEYS'] = {local_max_keys!r} must be a positive integer",
+                f"RESILIENCE['LOCAL_MAX_KEYS'] = {safe_repr(raw.get('LOCAL_MAX_KEYS'))} must be "
+                f"an integer from 1 to {MAX_LOCAL_KEYS:_}",
                 check_id="resilience.E013",
                 hint="The most client keys the local limiter remembers (LRU); default 100000.",
             )
@@ -396,6 +477,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
                 check_id="resilience.E014",
                 errors=errors,
                 default=1.0,
+                maximum=MAX_DEADLINE,
             )
         )
         if reload_interval == 0:
@@ -414,18 +496,159 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         redis_settings=redis_settings,
         fallback_latency=fallback_latency,
         fallback=fallback,
+        fleet=_guarded(
+            errors, "FLEET", FLEET_CHECK_ID, lambda: _parse_fleet(raw.get("FLEET"), errors)
+        )
+        or FleetSettings(),
         trusted_proxies=trusted_proxies,
         limits=limits,
         shedding=shedding,
         breakers=breakers,
         local_max_keys=local_max_keys,
         reload_interval=reload_interval,
-        deadline=_parse_deadline(raw.get("DEADLINE"), errors),
-        response_handlers=_parse_handlers(raw.get("RESPONSE_HANDLERS"), errors),
+        deadline=_guarded(
+            errors,
+            "DEADLINE",
+            "resilience.E005",
+            lambda: _parse_deadline(raw.get("DEADLINE"), errors),
+        )
+        or DeadlineSettings(),
+        response_handlers=_guarded(
+            errors,
+            "RESPONSE_HANDLERS",
+            "resilience.E009",
+            lambda: _parse_handlers(raw.get("RESPONSE_HANDLERS"), errors),
+        )
+        or {},
         ratelimit_headers=ratelimit_headers,
         raw=raw,
         errors=tuple(errors),
     )
+
+
+_T = TypeVar("_T")
+# Marks an error that a parser failed to phrase (a bug): tests look for it.
+UNEXPECTED = "could not be read"
+
+
+def _guarded(
+    errors: list[ConfigError], section: str, check_id: str, parse: Callable[[], _T]
+) -> _T | None:
+    """``parse()``, with its ``ConfigError`` collected; ``None`` when it raised.
+
+    Anything else it raises is a bug in a parser, and still a check error
+    rather than a traceback out of ``manage.py check``: the checks never raise,
+    whatever the settings hold.
+    """
+    try:
+        return parse()
+    except ConfigError as exc:
+        errors.append(exc)
+    except Exception as exc:
+        logger.warning("RESILIENCE[%r] could not be parsed", section, exc_info=True)
+        errors.append(
+            ConfigError(
+                f"RESILIENCE[{section!r}] {UNEXPECTED}: {type(exc).__name__}: "
+                f"{safe_repr(str(exc), 200)}",
+                check_id=check_id,
+                hint=f"Check RESILIENCE[{section!r}] against docs/settings.md; "
+                "this error should have been clearer, please report it.",
+            )
+        )
+    return None
+
+
+def _fleet_error(message: str, hint: str) -> ConfigError:
+    return ConfigError(f"RESILIENCE['FLEET']{message}", check_id=FLEET_CHECK_ID, hint=hint)
+
+
+def _fleet_url(url: object) -> str:
+    """A Redis URL the fleet store can connect to, or ``ConfigError``."""
+    hint = "Write it like 'redis://127.0.0.1:6379/0' (or rediss://, unix://)."
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise _fleet_error(f"['URL'] = {safe_repr(url)} is not a Redis URL", hint)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise _fleet_error(f"['URL'] = {safe_repr(url)} is not a Redis URL: {exc}", hint) from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise _fleet_error(f"['URL'] = {safe_repr(url)} has no host", hint)
+    if parts.scheme == "unix" and not parts.path:
+        raise _fleet_error(f"['URL'] = {safe_repr(url)} has no socket path", hint)
+    return url
+
+
+def _parse_fleet(raw: Any, errors: list[ConfigError]) -> FleetSettings:
+    """Validate ``RESILIENCE["FLEET"]``; each bad key is reported and left at its default."""
+    if raw is None:
+        return FleetSettings()
+    keys = ", ".join(sorted(FLEET_KEYS))
+    if not isinstance(raw, Mapping):
+        errors.append(
+            _fleet_error(
+                f" must be a dict, not {type(raw).__name__}",
+                "Example: {'CACHE': 'default', 'TTL': 10}; keys: " + keys + ".",
+            )
+        )
+        return FleetSettings()
+    unknown = sorted(str(k) for k in raw if k not in FLEET_KEYS)
+    if unknown:
+        errors.append(_fleet_error(f" has unknown key(s) {', '.join(unknown)}", f"Keys: {keys}."))
+    fleet = FleetSettings()
+    enabled = raw.get("ENABLED", True)
+    if not isinstance(enabled, bool):
+        errors.append(
+            _fleet_error("['ENABLED'] must be True or False", "False turns the fleet view off.")
+        )
+        enabled = True
+    url: str | None = None
+    if raw.get("URL") is not None:
+        try:
+            url = _fleet_url(raw["URL"])
+        except ConfigError as exc:
+            errors.append(exc)
+    cache = raw.get("CACHE", "default")
+    if not isinstance(cache, str) or not _cache_exists(cache):
+        errors.append(
+            _fleet_error(
+                f"['CACHE'] = {safe_repr(cache)} is not an alias in CACHES",
+                "Name a cache alias from CACHES (used when FLEET has no URL), e.g. 'default'.",
+            )
+        )
+        cache = fleet.cache
+    prefix = raw.get("PREFIX", fleet.prefix)
+    if not isinstance(prefix, str) or not prefix.strip() or len(prefix) > 200:
+        errors.append(
+            _fleet_error(
+                f"['PREFIX'] = {safe_repr(prefix)} must be a non-empty string (at most 200)",
+                "The key prefix of the fleet's entries, e.g. 'resilience:fleet'.",
+            )
+        )
+        prefix = fleet.prefix
+    ttl = raw.get("TTL", fleet.ttl)
+    # A plain number of seconds: breakers/fleet.py reads it with float().
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not 0 < ttl <= MAX_FLEET_TTL  # False for nan too
+    ):
+        errors.append(
+            _fleet_error(
+                f"['TTL'] = {safe_repr(ttl)} must be a number of seconds, "
+                f"above 0 and at most {MAX_FLEET_TTL:g}",
+                "How long a process that stopped reporting stays listed, e.g. 10.",
+            )
+        )
+        ttl = fleet.ttl
+    return FleetSettings(enabled=enabled, url=url, cache=cache, prefix=prefix, ttl=float(ttl))
+
+
+def _cache_exists(alias: str) -> bool:
+    from django.conf import settings
+
+    caches = getattr(settings, "CACHES", None)
+    return isinstance(caches, Mapping) and alias in caches
 
 
 _lock = threading.Lock()

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from .clock import Clock
 from .exceptions import ResilienceError
 from .loop_alarm import Alarm, alarm_clock
-from .units import parse_duration
+from .units import MAX_DEADLINE, parse_duration
 
 __all__ = [
     "Deadline",
@@ -210,7 +210,7 @@ def deadline(budget: str | float) -> Callable[[F], F]:
     The budget counts from the request's arrival, like every deadline, and
     only ever tightens: a route budget that is already shorter wins.
     """
-    seconds = parse_duration(budget)
+    seconds = parse_duration(budget, maximum=MAX_DEADLINE)  # a day at most, as in settings
 
     def decorate(view: F) -> F:
         if asyncio.iscoroutinefunction(view):

@@ -2,7 +2,9 @@
 
 Parsing lives here, apart from the settings, because the admin forms, the
 view decorators and the settings all accept the same strings and must agree
-on what they mean.
+on what they mean.  The ranges every numeric setting and admin field is held
+to live here too, for the same reason: a value the settings check refuses,
+the admin form refuses with the same words (docs/settings.md lists them).
 """
 
 from __future__ import annotations
@@ -10,7 +12,46 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Rate", "parse_duration", "parse_rate"]
+__all__ = [
+    "MAX_BURST",
+    "MAX_CONCURRENT",
+    "MAX_COUNT",
+    "MAX_DEADLINE",
+    "MAX_DURATION",
+    "MAX_LOCAL_KEYS",
+    "MAX_QUEUE",
+    "MAX_RATE_COUNT",
+    "MAX_RATE_PERIOD",
+    "MIN_RATE_PERIOD",
+    "Rate",
+    "bounded_int",
+    "parse_deadline_budget",
+    "parse_duration",
+    "parse_rate",
+    "safe_repr",
+]
+
+# The ranges.  Each is far above any sane setting and far below what would
+# overflow a C integer, a float, Redis' millisecond expiries or PostgreSQL's
+# statement_timeout; a value past one is a typo, refused with a check error.
+DAY = 86400.0
+#: Any duration setting (timeouts, intervals, windows, waits).
+MAX_DURATION = 365 * DAY
+#: A request's budget (DEADLINE DEFAULT and ROUTES, admin route budgets, @deadline).
+MAX_DEADLINE = DAY
+#: A rate's count ("100/m": 100) and a rule's burst.
+MAX_RATE_COUNT = 1_000_000_000
+MAX_BURST = MAX_RATE_COUNT
+#: A rate's period: from one millisecond up to a year.
+MIN_RATE_PERIOD = 0.001
+MAX_RATE_PERIOD = MAX_DURATION
+#: LOCAL_MAX_KEYS: client keys the local limiter remembers (each costs ~200 bytes).
+MAX_LOCAL_KEYS = 10_000_000
+#: A shedding rule's max_concurrent / min_concurrent, and its queue.
+MAX_CONCURRENT = 1_000_000
+MAX_QUEUE = 1_000_000
+#: Any other count: breaker thresholds and trial calls, fallback failures and probes.
+MAX_COUNT = 1_000_000
 
 _UNIT_SECONDS = {
     "ms": 0.001,
@@ -25,8 +66,8 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
 _RATE_WORDS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h", "day": "d"}
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Return a duration in seconds.
+def parse_duration(value: str | int | float, *, maximum: float = MAX_DURATION) -> float:
+    """Return a duration in seconds, from 0 up to ``maximum`` (a year unless told).
 
     Numbers are taken as seconds; strings need a unit.
 
@@ -34,22 +75,76 @@ def parse_duration(value: str | int | float) -> float:
     (0.8, 30.0, 300.0)
     """
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
+        raise ValueError(f"{_short(value)} is not a duration")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range
+            seconds = float("inf")
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
             raise ValueError(
-                f"{value!r} is not a duration; write a number and a unit, like '800ms', "
+                f"{_short(value)} is not a duration; write a number and a unit, like '800ms', "
                 "'30s', '5m', '1h'"
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError(f"{value!r} is not a duration")
+        raise ValueError(f"{_short(value)} is not a duration")
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"{value!r} is not a duration: it must be a finite number >= 0")
+        raise ValueError(f"{_short(value)} is not a duration: it must be a finite number >= 0")
+    if seconds > maximum:
+        raise ValueError(
+            f"{_short(value)} is too long a duration: the most is {_describe(maximum)}"
+        )
     return seconds
+
+
+def parse_deadline_budget(value: str | int | float) -> float:
+    """A request budget: longer than zero, at most ``MAX_DEADLINE`` (one day).
+
+    >>> parse_deadline_budget("800ms")
+    0.8
+    """
+    seconds = parse_duration(value, maximum=MAX_DEADLINE)
+    if seconds <= 0:
+        raise ValueError(
+            f"{_short(value)}: a budget must be longer than zero "
+            "(a zero budget answers every request 504)"
+        )
+    return seconds
+
+
+def bounded_int(value: object, *, minimum: int, maximum: int) -> int | None:
+    """``value`` when it is an int (not a bool) in ``minimum..maximum``, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        return None
+    return value
+
+
+def safe_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for an error message: short, and never raising.
+
+    ``repr`` itself raises for an int of more than 4300 digits, and a
+    10,000-character value in a message helps nobody.
+    """
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"an integer of {len(hex(value)) * 1.2:.0f}-odd digits"
+    try:
+        text = repr(value)
+    except Exception:  # a value whose __repr__ fails (or is too deep) still gets named
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_short = safe_repr
+
+
+def _describe(seconds: float) -> str:
+    if seconds >= DAY and seconds % DAY == 0:
+        days = int(seconds // DAY)
+        return f"{days} day" if days == 1 else f"{days} days"
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +174,7 @@ def parse_rate(value: str | Rate) -> Rate:
     if isinstance(value, Rate):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a rate; write it like '100/m' or '100/30s'")
+        raise ValueError(f"{_short(value)} is not a rate; write it like '100/m' or '100/30s'")
     text = value.strip().lower()
     for word, unit in _RATE_WORDS.items():
         if text.endswith("/" + word):
@@ -88,14 +183,22 @@ def parse_rate(value: str | Rate) -> Rate:
     match = _RATE.match(text)
     if match is None:
         raise ValueError(
-            f"{value!r} is not a rate; write a count, a slash and a period, like '100/m', "
+            f"{_short(value)} is not a rate; write a count, a slash and a period, like '100/m', "
             "'10/s', '5000/h' or '100/30s'"
         )
-    limit = int(match.group(1))
+    digits = match.group(1).lstrip("0") or "0"
+    # Compared as text first: int() of a 5,000-digit string raises.
+    limit = int(digits) if len(digits) <= 12 else MAX_RATE_COUNT + 1
     count = float(match.group(2)) if match.group(2) else 1.0
     period = count * _UNIT_SECONDS[match.group(3)]
     if limit <= 0:
-        raise ValueError(f"{value!r}: the count must be at least 1")
+        raise ValueError(f"{_short(value)}: the count must be at least 1")
+    if limit > MAX_RATE_COUNT:
+        raise ValueError(f"{_short(value)}: the count must be at most {MAX_RATE_COUNT:_}")
     if period <= 0:
-        raise ValueError(f"{value!r}: the period must be longer than zero")
+        raise ValueError(f"{_short(value)}: the period must be longer than zero")
+    if not MIN_RATE_PERIOD <= period <= MAX_RATE_PERIOD:
+        raise ValueError(
+            f"{_short(value)}: the period must be from 1ms up to {_describe(MAX_RATE_PERIOD)}"
+        )
     return Rate(limit=limit, period=period)

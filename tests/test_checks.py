@@ -122,3 +122,86 @@ def test_per_process_default_cache_warns_on_deploy() -> None:
         assert "resilience.W003" not in _ids(redis, check_deploy)
     with override_settings(CACHES=shared):
         assert "resilience.W003" not in _ids({}, check_deploy)
+
+
+# Values that passed the checks and then made requests fail (issue 12, items 3,
+# 5 and 9): each is out of its documented range now, and refused with an id.
+@pytest.mark.parametrize(
+    ("setting", "check_id"),
+    [
+        ({"LOCAL_MAX_KEYS": 10**30}, "resilience.E013"),
+        ({"LOCAL_MAX_KEYS": 10_000_001}, "resilience.E013"),
+        ({"LIMITS": [{"name": "a", "rate": "9223372036854775808/s"}]}, "resilience.E020"),
+        ({"LIMITS": [{"name": "a", "rate": "1000000001/s"}]}, "resilience.E020"),
+        ({"LIMITS": [{"name": "a", "rate": "1/400d"}]}, "resilience.E020"),
+        ({"LIMITS": [{"name": "a", "rate": "1" * 5000 + "/s"}]}, "resilience.E020"),
+        ({"LIMITS": [{"name": "a", "rate": "10/s", "burst": 10**30}]}, "resilience.E025"),
+        ({"DEADLINE": {"DEFAULT": "30d"}}, "resilience.E005"),
+        ({"DEADLINE": {"DEFAULT": 86401}}, "resilience.E005"),
+        ({"DEADLINE": {"DEFAULT": float("inf")}}, "resilience.E005"),
+        ({"DEADLINE": {"ROUTES": {"/api": "25d"}}}, "resilience.E008"),
+        ({"DEADLINE": {"OUTBOUND_MARGIN": "2d"}}, "resilience.E007"),
+        ({"FALLBACK_LATENCY": "0ms"}, "resilience.E011"),
+        ({"FALLBACK_LATENCY": "2m"}, "resilience.E011"),
+        ({"RELOAD_INTERVAL": "2d"}, "resilience.E014"),
+        ({"TRUSTED_PROXIES": 10**30}, "resilience.E010"),
+        ({"TRUSTED_PROXIES": [False]}, "resilience.E010"),
+        ({"FALLBACK": "x"}, "resilience.E041"),
+        ({"FALLBACK": 5}, "resilience.E041"),
+        ({"FALLBACK": {"FAILURES": 10**30}}, "resilience.E041"),
+        ({"FALLBACK": {"FAILURES": "3"}}, "resilience.E041"),
+        ({"FALLBACK": {"PROBE_INTERVAL": "2d"}}, "resilience.E041"),
+        ({"FALLBACK": {"SHARE": float("nan")}}, "resilience.E041"),
+        ({"BREAKERS": {"p": {"failure_threshold": 10**30}}}, "resilience.E053"),
+        ({"BREAKERS": {"p": {"open_for": "400d"}}}, "resilience.E054"),
+        ({"BREAKERS": {"p": {"shared_poll": float("inf")}}}, "resilience.E067"),
+        ({"SHEDDING": [{"name": "o", "max_concurrent": 2**63 - 1}]}, "resilience.E073"),
+        ({"FLEET": "x"}, "resilience.E042"),
+        ({"FLEET": {"TTL": "x"}}, "resilience.E042"),
+        ({"FLEET": {"TTL": 0}}, "resilience.E042"),
+        ({"FLEET": {"TTL": float("nan")}}, "resilience.E042"),
+        ({"FLEET": {"CACHE": "nope"}}, "resilience.E042"),
+        ({"FLEET": {"URL": "http://cache"}}, "resilience.E042"),
+        ({"FLEET": {"URL": "redis://127.0.0.1:port/0"}}, "resilience.E042"),
+        ({"FLEET": {"URL": "redis://"}}, "resilience.E042"),
+        ({"FLEET": {"ENABLED": "yes"}}, "resilience.E042"),
+        ({"FLEET": {"PREFIX": ""}}, "resilience.E042"),
+        ({"FLEET": {"NOPE": 1}}, "resilience.E042"),
+    ],
+)
+def test_out_of_range_or_malformed_value_fails_its_check(setting: Any, check_id: str) -> None:
+    with override_settings(RESILIENCE=setting):
+        messages = check_settings()
+    found = [m for m in messages if m.id == check_id]
+    assert found, [(m.id, m.msg) for m in messages]
+    assert found[0].level == checks.ERROR and found[0].hint
+    assert len(found[0].msg) < 400  # a 5,000-digit value is not echoed whole
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"LOCAL_MAX_KEYS": 10_000_000},
+        {"LIMITS": [{"name": "a", "rate": "1000000000/s", "burst": 1_000_000_000}]},
+        {"LIMITS": [{"name": "a", "rate": "1/365d"}]},
+        {"DEADLINE": {"DEFAULT": "1d", "ROUTES": {"/api": "24h"}}},
+        {"SHEDDING": [{"name": "o", "max_concurrent": 1_000_000, "queue": 1_000_000}]},
+        {"FALLBACK": {"FAILURES": 1_000_000, "PROBE_INTERVAL": "1d", "SHARE": 1}},
+        {"FLEET": {"URL": "redis://127.0.0.1:6379/0", "TTL": 86400, "PREFIX": "x"}},
+        {"FLEET": {"URL": "unix:///tmp/redis.sock", "CACHE": "default", "ENABLED": False}},
+    ],
+)
+def test_the_ends_of_each_range_pass(setting: Any) -> None:
+    assert _ids(setting) == []
+
+
+def test_a_valid_fleet_is_parsed_into_fleet_settings() -> None:
+    with override_settings(RESILIENCE={"FLEET": {"TTL": 30, "PREFIX": "p"}}):
+        fleet = get_settings().fleet
+    assert (fleet.ttl, fleet.prefix, fleet.cache, fleet.url, fleet.enabled) == (
+        30.0,
+        "p",
+        "default",
+        None,
+        True,
+    )

@@ -35,14 +35,14 @@ System check ids (one per kind of problem), raised as ``ConfigError``:
     resilience.E050  BREAKERS is not a mapping, or a breaker's entry is not a mapping
     resilience.E051  a breaker name is not a non-empty string
     resilience.E052  an unknown key in a breaker's entry
-    resilience.E053  failure_threshold is not an integer >= 1 (or None)
+    resilience.E053  failure_threshold is not an integer 1..1_000_000 (or None)
     resilience.E054  a duration (open_for, window, slow_call, half_open_max_wait,
                      open_for_max) cannot be parsed or is zero
     resilience.E055  open_for_max is shorter than open_for
-    resilience.E056  half_open_calls is not an integer >= 1
+    resilience.E056  half_open_calls is not an integer 1..1_000_000
     resilience.E057  close_ratio is not in (0, 1]
     resilience.E058  error_rate, slow_call_rate or ewma_threshold is not in (0, 1] (or None)
-    resilience.E059  min_calls is not an integer >= 1
+    resilience.E059  min_calls is not an integer 1..1_000_000
     resilience.E060  window is shorter than 1s or longer than 1h
     resilience.E061  slow_call_rate is set but slow_call is not
     resilience.E062  ewma_alpha is not in (0, 1]
@@ -51,7 +51,7 @@ System check ids (one per kind of problem), raised as ``ConfigError``:
     resilience.E064  failure_result is not an importable callable
     resilience.E065  mode is not "normal", "disabled" or "metrics_only"
     resilience.E066  shared is not a boolean
-    resilience.E067  shared_poll is not a number of milliseconds >= 10
+    resilience.E067  shared_poll is not a number of milliseconds from 10 to 3_600_000
     resilience.E068  nothing can trip the breaker (every criterion is None) in "normal" mode
     resilience.E069  path / view / methods of a route breaker are invalid
 """
@@ -59,15 +59,15 @@ System check ids (one per kind of problem), raised as ``ConfigError``:
 from __future__ import annotations
 
 import asyncio
-import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..dotted import import_dotted
 from ..exceptions import ConfigError
 from ..routes import RouteMatcher, parse_route_matcher
-from ..units import parse_duration
+from ..units import MAX_COUNT, bounded_int, parse_duration, safe_repr
 
 __all__ = [
     "FAILURE",
@@ -79,6 +79,9 @@ __all__ = [
     "parse_breaker_policy",
     "parse_breakers",
 ]
+
+# shared_poll, in milliseconds: at most an hour between reads of the shared marker.
+MAX_POLL_MS = 3_600_000
 
 # Verdicts of BreakerPolicy.classify()
 FAILURE = "failure"
@@ -166,16 +169,24 @@ def _err(name: str, check_id: str, message: str, hint: str) -> ConfigError:
 def _int(name: str, key: str, value: Any, check_id: str, *, optional: bool) -> int | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _err(name, check_id, f"{key} must be an integer >= 1, not {value!r}", "e.g. 5")
-    return value
+    number = bounded_int(value, minimum=1, maximum=MAX_COUNT)
+    if number is None:
+        raise _err(
+            name,
+            check_id,
+            f"{key} must be an integer from 1 to {MAX_COUNT:_}, not {safe_repr(value)}",
+            "e.g. 5",
+        )
+    return number
 
 
 def _ratio(name: str, key: str, value: Any, check_id: str, *, optional: bool) -> float | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise _err(name, check_id, f"{key} must be a number in (0, 1], not {value!r}", "e.g. 0.5")
+        raise _err(
+            name, check_id, f"{key} must be a number in (0, 1], not {safe_repr(value)}", "e.g. 0.5"
+        )
     return float(value)
 
 
@@ -192,10 +203,10 @@ def _duration(name: str, key: str, value: Any, *, optional: bool) -> float | Non
 
 
 def _import(path: str) -> Any:
-    module, _, attr = path.rpartition(".")
-    if not module:
-        raise ImportError(path)
-    return getattr(importlib.import_module(module), attr)
+    # Any failure of the module's code is an ImportError (see dotted.py), so a
+    # bad path is a check error or a form error, never a traceback.  Admin rows
+    # reach this only with paths RESILIENCE["ADMIN_CHOICES"] allows.
+    return import_dotted(path)
 
 
 def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
@@ -204,15 +215,16 @@ def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
         raise _err(name, "resilience.E063", f"{key} must be a list of exception classes", "")
     out: list[type[BaseException]] = []
     for item in items:
+        reason = ""
         try:
             cls = _import(item) if isinstance(item, str) else item
-        except (ImportError, AttributeError, ValueError):
-            cls = None
+        except ImportError as exc:
+            cls, reason = None, f" ({exc})"
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise _err(
                 name,
                 "resilience.E063",
-                f"{key}: {item!r} is not an importable exception class",
+                f"{key}: {safe_repr(item)} is not an importable exception class{reason}",
                 "use a dotted path like 'requests.exceptions.ConnectionError'",
             )
         out.append(cls)
@@ -227,7 +239,7 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(
-            f"RESILIENCE['BREAKERS']: breaker name {name!r} must be a non-empty string",
+            f"RESILIENCE['BREAKERS']: breaker name {safe_repr(name)} must be a non-empty string",
             check_id="resilience.E051",
             hint="name breakers after the dependency, like 'pricing'",
         )
@@ -262,24 +274,38 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         raise _err(name, "resilience.E061", "slow_call_rate needs slow_call", "add slow_call")
     alpha = g("ewma_alpha", d.ewma_alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
-        raise _err(name, "resilience.E062", f"ewma_alpha must be in (0, 1], not {alpha!r}", "")
+        raise _err(
+            name, "resilience.E062", f"ewma_alpha must be in (0, 1], not {safe_repr(alpha)}", ""
+        )
     predicate = g("failure_result")
+    reason = ""
     if isinstance(predicate, str):
         try:
             predicate = _import(predicate)
-        except (ImportError, AttributeError, ValueError):
-            predicate = 0  # not callable: reported just below
+        except ImportError as exc:
+            predicate, reason = 0, f" ({exc})"  # not callable: reported just below
     if predicate is not None and not callable(predicate):
-        raise _err(name, "resilience.E064", "failure_result is not an importable callable", "")
+        raise _err(
+            name,
+            "resilience.E064",
+            f"failure_result is not an importable callable{reason}",
+            "use a dotted path like 'myapp.breakers.is_5xx'",
+        )
     mode = g("mode", d.mode)
     if mode not in MODES:
-        raise _err(name, "resilience.E065", f"mode {mode!r} is not one of {MODES}", "")
+        raise _err(name, "resilience.E065", f"mode {safe_repr(mode)} is not one of {MODES}", "")
     shared = g("shared", False)
     if not isinstance(shared, bool):
         raise _err(name, "resilience.E066", "shared must be True or False", "")
     poll = g("shared_poll", 500)
-    if isinstance(poll, bool) or not isinstance(poll, int | float) or poll < 10:
-        raise _err(name, "resilience.E067", "shared_poll must be >= 10 (ms)", "e.g. 500")
+    # "not 10 <= poll <= MAX" is also true for nan.
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 10 <= poll <= MAX_POLL_MS:
+        raise _err(
+            name,
+            "resilience.E067",
+            f"shared_poll must be from 10 to {MAX_POLL_MS:_} (ms)",
+            "e.g. 500",
+        )
     caller_fault = d.caller_fault + _exc_types(name, "caller_fault", g("caller_fault", []))
     policy = BreakerPolicy(
         failure_threshold=_int(

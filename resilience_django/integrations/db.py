@@ -31,6 +31,10 @@ __all__ = ["deadline_execute_wrapper", "install"]
 _STATE_ATTR = "_resilience_statement_timeout"
 # Overrun we accept before paying a round trip to tighten the server timeout.
 TOLERANCE = 0.050
+# PostgreSQL's largest statement_timeout (INT_MAX ms, about 24.8 days); a
+# larger value is an error on every query.  Settings hold budgets to a day,
+# but a caller's grpc-timeout header may ask for years.
+MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647
 
 
 def deadline_execute_wrapper(
@@ -60,7 +64,7 @@ def deadline_execute_wrapper(
         or state[0] != deadline.expires_at
         or now + state[1] / 1000 > deadline.expires_at + TOLERANCE
     ):
-        millis = max(1, int(left * 1000))
+        millis = min(MAX_STATEMENT_TIMEOUT_MS, max(1, int(left * 1000)))
         _raw_execute(context, f"SET statement_timeout = {millis}")
         setattr(connection, _STATE_ATTR, (deadline.expires_at, millis))
     try:

@@ -69,6 +69,8 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
     networks: list[Network] = []
     for entry in value:
         try:
+            if not isinstance(entry, str):  # ipaddress raises IndexError on some tuples
+                raise TypeError(entry)
             networks.append(ipaddress.ip_network(entry, strict=False))
         except (TypeError, ValueError):
             errors.append(

@@ -10,8 +10,10 @@ step is a single atomic operation on a built-in container (``deque.pop`` /
 (free-threaded CPython guards each with a per-object lock; that build is
 not tested here):
 
-* a free slot is a token in ``_Pool.tokens``; taking one is ``pop()``, so two
-  takers can never both get the last one: in-flight never exceeds the limit;
+* a free slot is a token in ``_Pool.tokens``, or one not yet handed out by
+  the pool's *mints*; taking one is ``tokens.pop()`` or ``next()`` on a mint
+  (a ``range`` iterator, whose ``next`` is one atomic step too), so two takers
+  can never both get the last one: in-flight never exceeds the limit;
 * a waiting request is claimed by exactly one party through
   ``_claims.pop(waiter)``: either a releaser (which then hands it a token) or
   the waiter itself giving up; whoever loses the pop knows the other won;
@@ -23,6 +25,13 @@ not tested here):
 Threads block on a per-waiter ``threading.Lock`` (sync path only); tasks await
 a future of their own loop, woken with ``call_soon_threadsafe`` when the
 releaser is a thread.
+
+Memory follows the requests, not the limits: slots never taken are counted
+by the mints, not stored, and the queue's free places likewise, so a token
+exists only for a slot that was once in use (at most the peak in flight) and
+a free place only for one that was once taken (at most the peak waiting).  A
+limit of a million costs what a limit of ten does until a million requests
+actually come.
 """
 
 from __future__ import annotations
@@ -31,22 +40,95 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from itertools import islice
+from operator import length_hint
 from typing import Final
 
 _MISSING: Final = object()
 
 
-class _Pool:
-    """Slots of one kind: ``tokens`` are the free ones, ``burn`` the ones to destroy."""
+class _Mint:
+    """Places never handed out yet: ``take()`` one, atomically; ``left`` of them.
 
-    __slots__ = ("burn", "size", "tokens")
+    A ``range`` iterator counts them without storing them; its ``next`` is a
+    single atomic step, like ``deque.pop``, so concurrent takers never get the
+    same place.
+    """
+
+    __slots__ = ("_places",)
+
+    def __init__(self, count: int) -> None:
+        self._places = iter(range(max(0, count)))
+
+    def take(self) -> bool:
+        return next(self._places, None) is not None
+
+    def take_up_to(self, count: int) -> int:
+        """Take as many as are left, up to ``count``; how many were taken."""
+        return sum(1 for _ in islice(self._places, count))
+
+    @property
+    def left(self) -> int:
+        return length_hint(self._places)
+
+
+class _Pool:
+    """Slots of one kind: free ones are ``tokens`` or still in ``mints``; ``burn``
+    marks the ones to destroy."""
+
+    __slots__ = ("burn", "mints", "size", "tokens")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.tokens: deque[bool] = deque([True] * size)
+        # Slots given back after use; never more than were ever in flight.
+        self.tokens: deque[bool] = deque()
+        # Slots never used yet, one mint per growth (resizes add mints).
+        self.mints: deque[_Mint] = deque([_Mint(size)])
         # Shrinking cannot take back slots in use; each marker here destroys
         # one slot when it is released instead of returning it.
         self.burn: deque[bool] = deque()
+
+    def take(self) -> bool:
+        """Take one free slot, if any (atomic steps only)."""
+        try:
+            self.tokens.pop()
+            return True
+        except IndexError:
+            pass
+        while True:
+            try:
+                mint = self.mints[0]
+            except IndexError:
+                return False
+            if mint.take():
+                return True
+            # Spent: drop it (ValueError: another taker dropped it first).
+            with contextlib.suppress(ValueError):
+                self.mints.remove(mint)
+
+    def take_up_to(self, count: int) -> int:
+        """Take up to ``count`` free slots at once; how many were taken."""
+        taken = 0
+        while taken < count:
+            try:
+                self.tokens.pop()
+                taken += 1
+                continue
+            except IndexError:
+                pass
+            try:
+                mint = self.mints[0]
+            except IndexError:
+                break
+            taken += mint.take_up_to(count - taken)
+            if taken < count:
+                with contextlib.suppress(ValueError):
+                    self.mints.remove(mint)
+        return taken
+
+    @property
+    def free(self) -> int:
+        return len(self.tokens) + sum(mint.left for mint in list(self.mints))
 
 
 class _Waiter:
@@ -76,6 +158,7 @@ class SlotQueue:
         "_crit_q",
         "_general",
         "_norm_q",
+        "_queue_fresh",
         "_queue_slots",
         "_reserved",
         "critical_share",
@@ -92,7 +175,9 @@ class SlotQueue:
         reserved = self._reserved_for(size)
         self._general = _Pool(size - reserved)
         self._reserved = _Pool(reserved)
-        self._queue_slots: deque[bool] = deque([True] * queue)
+        # Free queue places: given back after use, or never used yet.
+        self._queue_slots: deque[bool] = deque()
+        self._queue_fresh = _Mint(queue)
         self._norm_q: deque[_Waiter] = deque()
         self._crit_q: deque[_Waiter] = deque()
         self._claims: dict[_Waiter, None] = {}
@@ -104,11 +189,11 @@ class SlotQueue:
     @property
     def inflight(self) -> int:
         g, r = self._general, self._reserved
-        return g.size - len(g.tokens) + r.size - len(r.tokens) + len(g.burn) + len(r.burn)
+        return g.size - g.free + r.size - r.free + len(g.burn) + len(r.burn)
 
     @property
     def waiting(self) -> int:
-        return self.queue - len(self._queue_slots)
+        return self.queue - len(self._queue_slots) - self._queue_fresh.left
 
     def _reserved_for(self, size: int) -> int:
         return min(size - 1, round(size * self.critical_share)) if self.critical_share else 0
@@ -120,24 +205,18 @@ class SlotQueue:
         return self._take_any(critical)
 
     def _take_any(self, critical: bool) -> _Pool | None:
-        try:
-            self._general.tokens.pop()
+        if self._general.take():
             return self._general
-        except IndexError:
-            pass
-        if critical:
-            try:
-                self._reserved.tokens.pop()
-                return self._reserved
-            except IndexError:
-                pass
+        if critical and self._reserved.take():
+            return self._reserved
         return None
 
     def _enqueue(self, waiter: _Waiter) -> _Waiter | None:
         try:
             self._queue_slots.pop()
         except IndexError:
-            return None
+            if not self._queue_fresh.take():
+                return None
         self._claims[waiter] = None
         (self._crit_q if waiter.critical else self._norm_q).append(waiter)
         return waiter
@@ -242,13 +321,22 @@ class SlotQueue:
     def _resize_pool(self, pool: _Pool, size: int) -> None:
         delta = size - pool.size
         pool.size = size
-        for _ in range(delta):  # grow: first cancel pending burns
+        grow = delta
+        while grow > 0:  # grow: first cancel pending burns (no more than are in use)
             try:
                 pool.burn.pop()
             except IndexError:
+                break
+            grow -= 1
+        if grow > 0:
+            # New slots are minted, not stored; then any waiter gets one, as a
+            # release would give it (Dekker's pattern again: a waiter that
+            # enqueues after this look finds the mint in its recheck).
+            pool.mints.append(_Mint(grow))
+            while self._crit_q or (pool is self._general and self._norm_q):
+                if not pool.take():
+                    break
                 self._put(pool)
-        for _ in range(-delta):  # shrink: take free slots, else burn one on release
-            try:
-                pool.tokens.pop()
-            except IndexError:
+        if delta < 0:  # shrink: take free slots, else burn one on each release
+            for _ in range(-delta - pool.take_up_to(-delta)):
                 pool.burn.append(True)

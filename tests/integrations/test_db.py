@@ -98,3 +98,27 @@ def test_view_with_a_slow_postgres_query_gets_504_not_500(pg: object, client: Cl
     response = client.get("/pg-sleep/?s=3")
     assert response.status_code == 504
     assert time.monotonic() - start < 0.8
+
+
+@pytest.mark.postgres
+def test_postgres_query_under_a_month_long_deadline_runs_with_the_largest_timeout(
+    pg: object,
+) -> None:
+    # 30 days is 2_592_000_000 ms, past PostgreSQL's largest statement_timeout:
+    # sent as is, SET failed and every query of the request was a 500.
+    token = _current.set(Deadline(30 * 86400.0))
+    try:
+        assert _run(pg, "SELECT 1") == (1,)
+        assert _run(pg, "SHOW statement_timeout") == ("2147483647ms",)
+    finally:
+        _current.reset(token)
+    assert _run(pg, "SHOW statement_timeout") == ("0",)
+
+
+@pytest.mark.postgres
+@override_settings(RESILIENCE={"DEADLINE": {"DEFAULT": None}})
+def test_view_with_a_caller_budget_of_a_month_queries_postgres_normally(
+    pg: object, client: Client
+) -> None:
+    response = client.get("/pg-sleep/?s=0", headers={"X-Timeout-Ms": str(30 * 86_400_000)})
+    assert response.status_code == 200

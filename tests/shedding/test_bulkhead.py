@@ -3,6 +3,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -472,3 +475,72 @@ async def test_a_slot_freed_while_a_task_enqueues_is_not_lost() -> None:
     assert second.admitted and bulkhead.waiting == 0
     held._pool = None
     second.release()
+
+
+@contextmanager
+def _allocated() -> Iterator[list[int]]:
+    """Bytes allocated (and still held) inside the block, in ``result[0]``."""
+    result = [0]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        yield result
+        result[0] = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_limit_and_queue_cost_memory_for_the_requests_only() -> None:
+    # The slot pool used to hold one element per slot: at 2**63 - 1 a MemoryError
+    # on every request; at a million, 8 MB per bulkhead before any request came.
+    with _allocated() as used:
+        bulkhead = Bulkhead("huge", 1_000_000, queue=1_000_000, report_metrics=False)
+        permits = [_admitted(bulkhead.acquire_sync(0)) for _ in range(10)]
+    assert used[0] < 100_000
+    assert bulkhead.inflight == 10 and bulkhead.waiting == 0 and bulkhead.limit == 1_000_000
+    for permit in permits:
+        permit.release()
+    assert bulkhead.inflight == 0
+
+
+def test_growing_to_a_huge_limit_stores_no_slots_and_shrinking_back_holds() -> None:
+    bulkhead = Bulkhead("grow", 2, queue=0, report_metrics=False)
+    held = [_admitted(bulkhead.acquire_sync(0)) for _ in range(2)]
+    with _allocated() as used:
+        bulkhead.resize(1_000_000)
+    assert used[0] < 100_000
+    held.append(_admitted(bulkhead.acquire_sync(0)))
+    assert bulkhead.inflight == 3
+    bulkhead.resize(2)  # three in use: one is destroyed when released
+    assert not bulkhead.acquire_sync(0).admitted
+    for permit in held:
+        permit.release()
+    assert bulkhead.inflight == 0
+    again = [bulkhead.acquire_sync(0) for _ in range(3)]
+    assert [p.admitted for p in again] == [True, True, False]
+    for permit in again:
+        permit.release()
+
+
+def test_growing_hands_the_new_slots_to_waiters_first() -> None:
+    bulkhead = Bulkhead("waiters", 1, queue=2, report_metrics=False)
+    held = _admitted(bulkhead.acquire_sync(0))
+    results: list[Permit | Shed] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(bulkhead.acquire_sync(10.0)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while bulkhead.waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert bulkhead.waiting == 2
+    bulkhead.resize(3)
+    for thread in threads:
+        thread.join(10)
+    assert [r.admitted for r in results] == [True, True]
+    assert bulkhead.waiting == 0 and bulkhead.inflight == 3
+    for result in (*results, held):
+        result.release()
+    assert bulkhead.inflight == 0

@@ -84,6 +84,10 @@ def test_adaptive_rule_runs_between_floor_and_max_concurrent() -> None:
         ({"max_concurrent": "50"}, "resilience.E073"),
         ({"max_concurrent": True}, "resilience.E073"),
         ({"queue": -1}, "resilience.E074"),
+        ({"max_concurrent": 2**63 - 1}, "resilience.E073"),
+        ({"max_concurrent": 1_000_001}, "resilience.E073"),
+        ({"queue": 2**31 - 1}, "resilience.E074"),
+        ({"max_wait": "2d"}, "resilience.E075"),
         ({"max_wait": "soon"}, "resilience.E075"),
         ({"adaptive": "yes"}, "resilience.E076"),
         ({"min_concurrent": 51}, "resilience.E076"),
@@ -124,3 +128,8 @@ def test_a_bad_critical_path_error_names_critical_paths_not_the_rule_path() -> N
     assert "('orders'): critical_paths: path '^/api/(' is not a valid regular expression" in str(
         info.value
     )
+
+
+def test_the_largest_sizes_in_range_parse() -> None:
+    rule = parse_shedding_rule({**GOOD, "max_concurrent": 1_000_000, "queue": 1_000_000}, index=0)
+    assert (rule.max_concurrent, rule.queue) == (1_000_000, 1_000_000)

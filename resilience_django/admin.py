@@ -20,8 +20,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from . import admin_views
-from .forms import BreakerPolicyForm, LimitRuleForm, SheddingRuleForm
-from .live import settings_names
+from .forms import BreakerPolicyForm, LimitRuleForm, RouteDeadlineForm, SheddingRuleForm
+from .live import row_problem, settings_names
 from .models import BreakerDashboard, BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 
 __all__ = [
@@ -61,6 +61,17 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 '<span class="rd-conflict" title="{}">{}</span>',
                 "Settings define a rule with this name; the settings rule is in force.",
                 "overridden by settings",
+            )
+        # What the live loader would say of this row (the same function), so a
+        # row it leaves out, e.g. naming a dotted path settings do not allow, or
+        # saved before a rule tightened, is shown with the reason.
+        problem = row_problem(self.kind, obj)
+        if problem is not None:
+            return format_html(
+                '<span class="rd-conflict" title="{}">{}</span><br><small>{}</small>',
+                problem,
+                "not in force",
+                problem,
             )
         return format_html('<span class="rd-ok">{}</span>', "✔ in force")
 
@@ -210,6 +221,7 @@ class BreakerPolicyAdmin(_RuleAdmin):
 class RouteDeadlineAdmin(_RuleAdmin):
     kind = "route"
     name_field = "route"
+    form = RouteDeadlineForm
     list_display = ("route", "budget", "enabled", "in_force", "updated_at")
     list_filter = ("enabled",)
     search_fields = ("route", "notes")

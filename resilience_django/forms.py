@@ -10,9 +10,21 @@ from typing import Any
 
 from django import forms
 
-from .models import BreakerPolicy, LimitRule, SheddingRule
+from .admin_choices import admin_choices
+from .allowed_fields import (
+    DatalistInput,
+    DottedPathsField,
+    exception_choices,
+    key_options,
+    predicate_choices,
+)
+from .models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 
-__all__ = ["BreakerPolicyForm", "LimitRuleForm", "SheddingRuleForm"]
+__all__ = ["BreakerPolicyForm", "LimitRuleForm", "RouteDeadlineForm", "SheddingRuleForm"]
+
+# Admin rows take prefixes and URL names, never regexes (``Model.clean()``
+# refuses them): a regex saved here could make every request slow.
+_PATH_HELP = "Path prefix such as '/api/orders' (regexes only in settings); empty: any."
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -47,12 +59,43 @@ class LimitRuleForm(forms.ModelForm):  # type: ignore[type-arg]
             "burst", "algorithm", "scope",
         ]  # fmt: skip
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
+        help_texts = {"path": _PATH_HELP}
 
-
-_LIST = forms.Textarea(attrs={"rows": 2, "placeholder": "package.module.ExceptionClass"})
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Suggestions only: header:<Name> takes any name.  What is not built in
+        # must be listed in RESILIENCE["ADMIN_CHOICES"]["KEYS"] (Model.clean()).
+        key = self.fields["key"]
+        key.widget = DatalistInput(key_options(admin_choices()))
+        key.help_text = (
+            "ip, user, user_or_ip, header:<Name>, param:<name>, or a key function "
+            "listed in RESILIENCE['ADMIN_CHOICES']['KEYS']."
+        )
 
 
 class BreakerPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    # Picked from what settings allow (RESILIENCE["ADMIN_CHOICES"]), never typed.
+    record = DottedPathsField(
+        help_text="Exception classes counted as failures; none: any Exception."
+    )
+    ignore = DottedPathsField(help_text="Exception classes that count as successes.")
+    caller_fault = DottedPathsField(help_text="Exception classes that are the caller's fault.")
+    failure_result = forms.ChoiceField(
+        required=False, help_text="A predicate(result) -> bool marking results as failures."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = admin_choices()
+        instance = self.instance
+        for name in ("record", "ignore", "caller_fault"):
+            field = self.fields[name]
+            assert isinstance(field, DottedPathsField)
+            field.choices = exception_choices(choices, field.prepare_value(getattr(instance, name)))
+        predicate = self.fields["failure_result"]
+        assert isinstance(predicate, forms.ChoiceField)
+        predicate.choices = predicate_choices(choices, instance.failure_result or "")
+
     class Meta:
         model = BreakerPolicy
         fields = [
@@ -61,12 +104,7 @@ class BreakerPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
             "half_open_max_wait", "slow_call", "slow_call_rate", "ewma_alpha", "ewma_threshold",
             "record", "ignore", "caller_fault", "failure_result", "shared", "shared_poll",
         ]  # fmt: skip
-        widgets = {
-            "record": _LIST,
-            "ignore": _LIST,
-            "caller_fault": _LIST,
-            "notes": forms.Textarea(attrs={"rows": 3}),
-        }
+        widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
 
 
 class SheddingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -87,4 +125,18 @@ class SheddingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
                 attrs={"rows": 2, "placeholder": "/api/orders/checkout"}
             ),
             "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+        help_texts = {
+            "path": _PATH_HELP,
+            "critical_paths": "Critical path prefixes, one a line (regexes only in settings).",
+        }
+
+
+class RouteDeadlineForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = RouteDeadline
+        fields = ["route", "budget", "enabled", "notes"]
+        help_texts = {
+            "route": "Path prefix ('/api/orders') or URL name ('orders:quote'); "
+            "regexes only in settings."
         }

@@ -9,12 +9,15 @@ by ``live.py`` in a background thread, never per request.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .admin_choices import AdminChoices
 
 __all__ = [
     "BreakerDashboard",
@@ -61,6 +64,21 @@ class _Timestamped(models.Model):
 
     class Meta:
         abstract = True
+
+    def refusals(self, choices: AdminChoices) -> dict[str, str]:
+        """Field → why the dotted path it names is not one settings allow admin rows.
+
+        A string comparison against ``RESILIENCE["ADMIN_CHOICES"]``, made before
+        anything is imported (``clean()`` and the live loader call it first).
+        """
+        return {}
+
+    def _refuse_first(self) -> None:
+        from .admin_choices import admin_choices
+
+        refusals = self.refusals(admin_choices())
+        if refusals:
+            raise ValidationError(refusals)
 
 
 def _match_entry(path: str, view: str, methods: str) -> dict[str, Any]:
@@ -162,11 +180,18 @@ class LimitRule(_Timestamped):
             entry["burst"] = self.burst
         return entry
 
+    def refusals(self, choices: AdminChoices) -> dict[str, str]:
+        refusal = choices.refuse_key(self.key) if isinstance(self.key, str) else None
+        return {"key": refusal} if refusal else {}
+
     def clean(self) -> None:
         from .limiting.rules import parse_limit_rule
 
+        self._refuse_first()
         try:
-            parse_limit_rule(self.as_setting(), index=0)
+            # Prefixes and URL names only: a regex saved here could make
+            # every request slow (regexes belong in settings, which are code).
+            parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
         except ConfigError as exc:
             raise config_error(exc, ("path", "view", "methods"), _LIMIT_FIELDS) from None
 
@@ -255,9 +280,23 @@ class BreakerPolicy(_Timestamped):
                 entry[name] = _split(getattr(self, name))
         return entry
 
+    def refusals(self, choices: AdminChoices) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name in self.LISTS:
+            for path in _split(getattr(self, name) or ""):
+                refusal = choices.refuse_exception(path)
+                if refusal:
+                    found.setdefault(name, refusal)
+        if isinstance(self.failure_result, str) and self.failure_result:
+            refusal = choices.refuse_predicate(self.failure_result)
+            if refusal:
+                found["failure_result"] = refusal
+        return found
+
     def clean(self) -> None:
         from .breakers.policy import parse_breaker_policy
 
+        self._refuse_first()
         fields = tuple(f.name for f in self._meta.fields)
         try:
             parse_breaker_policy(self.name, self.as_setting())
@@ -284,13 +323,15 @@ class RouteDeadline(_Timestamped):
 
     def parsed_budget(self) -> float:
         """The budget in seconds; raises ``ConfigError`` when it is not a positive duration."""
-        from .units import parse_duration
+        from .units import MAX_DEADLINE, parse_duration
 
         try:
-            seconds = parse_duration(self.budget)
+            seconds = parse_duration(self.budget, maximum=MAX_DEADLINE)
         except ValueError as exc:
             raise ConfigError(
-                str(exc), check_id="resilience.E008", hint="Write it like '800ms' or '2s'."
+                str(exc),
+                check_id="resilience.E008",
+                hint="Write it like '800ms' or '2s'; at most a day.",
             ) from None
         if seconds <= 0:
             raise ConfigError(
@@ -302,6 +343,7 @@ class RouteDeadline(_Timestamped):
 
     def clean(self) -> None:
         from .conf import _route_key_matcher
+        from .routes import reject_regex
 
         errors: dict[str, str] = {}
         try:
@@ -309,7 +351,9 @@ class RouteDeadline(_Timestamped):
         except ConfigError as exc:
             errors["budget"] = config_error(exc).messages[0]
         try:
-            _route_key_matcher(self.route, f"RESILIENCE['DEADLINE']['ROUTES'][{self.route!r}]")
+            where = f"RESILIENCE['DEADLINE']['ROUTES'][{self.route!r}]"
+            reject_regex(self.route, where=where, check_id="resilience.E008")
+            _route_key_matcher(self.route, where)
         except ConfigError as exc:
             errors["route"] = config_error(exc).messages[0]
         if errors:
@@ -430,7 +474,7 @@ class SheddingRule(_Timestamped):
         from .shedding.rules import parse_shedding_rule
 
         try:
-            parse_shedding_rule(self.as_setting(), index=0)
+            parse_shedding_rule(self.as_setting(), index=0, allow_regex=False)
         except ConfigError as exc:
             raise config_error(exc, _SHEDDING_BY_MESSAGE, _SHEDDING_FIELDS) from None
 

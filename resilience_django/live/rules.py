@@ -5,19 +5,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from ..admin_choices import AdminChoices, admin_choices
 from ..breakers.policy import BreakerPolicy, parse_breaker_policy
 from ..conf import RouteBudget, _route_key_matcher, get_settings
 from ..exceptions import ConfigError
 from ..limiting.rules import LimitRule, parse_limit_rule
+from ..routes import reject_regex
 from ..shedding.rules import SheddingRule, parse_shedding_rule
 
-__all__ = ["AdminRules", "load_admin_rules", "settings_names"]
+__all__ = [
+    "AdminRows",
+    "AdminRules",
+    "build_admin_rules",
+    "load_admin_rules",
+    "read_admin_rows",
+    "row_problem",
+    "settings_names",
+]
 
 logger = logging.getLogger("resilience_django.live")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,9 @@ class AdminRules:
     shedding_rules: tuple[SheddingRule, ...] = ()
     # (kind, name) of enabled admin rules left out because settings define the name.
     conflicts: tuple[tuple[str, str], ...] = ()
+    # (kind, name, reason) of enabled admin rows left out because they cannot be
+    # loaded: a dotted path settings do not allow, or a value that no longer parses.
+    skipped: tuple[tuple[str, str, str], ...] = ()
     # Fingerprint of the rows loaded: what "changed" is decided on.
     fingerprint: tuple[Any, ...] = ()
 
@@ -57,79 +68,127 @@ def _list_names(entries: Any) -> frozenset[str]:
     return frozenset(str(e.get("name")) for e in entries if isinstance(e, Mapping))
 
 
-def load_admin_rules() -> AdminRules:
-    """Read the enabled rows and parse them with the settings' own parsers.
+@dataclass(frozen=True, slots=True)
+class AdminRows:
+    """The enabled admin rows as read from the database, per kind, in the order they load.
 
-    A row that no longer parses (written around the admin, or a key function
-    that went away) is left out and logged, never allowed to break the rest.
+    Kept by the live module so that a settings change can recompute what is in
+    force (which names the settings now claim, which paths they now allow)
+    at once and without a database query.
     """
+
+    limit: tuple[Any, ...] = ()
+    breaker: tuple[Any, ...] = ()
+    route: tuple[Any, ...] = ()
+    shedding: tuple[Any, ...] = ()
+
+
+def read_admin_rows() -> AdminRows:
+    """The enabled rows of every kind: the only database reads of the live reload."""
     from ..models import BreakerPolicy as BreakerRow
     from ..models import LimitRule as LimitRow
     from ..models import RouteDeadline as RouteRow
     from ..models import SheddingRule as SheddingRow
 
+    return AdminRows(
+        limit=tuple(LimitRow.objects.filter(enabled=True).order_by("name")),
+        breaker=tuple(BreakerRow.objects.filter(enabled=True).order_by("name")),
+        route=tuple(RouteRow.objects.filter(enabled=True).order_by("route")),
+        shedding=tuple(SheddingRow.objects.filter(enabled=True).order_by("position", "name")),
+    )
+
+
+def load_admin_rules() -> AdminRules:
+    """Read the enabled rows and parse them with the settings' own parsers.
+
+    A row that cannot be loaded (a dotted path settings do not allow, a value
+    written around the admin, a key function whose module no longer imports)
+    is left out, logged and listed in ``skipped``, never allowed to break the rest.
+    """
+    return build_admin_rules(read_admin_rows())
+
+
+def build_admin_rules(rows: AdminRows) -> AdminRules:
+    """The rules in force from these rows under the current settings (no database query)."""
     taken = settings_names()
+    choices = admin_choices()
     conflicts: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str, str]] = []
     fingerprint: list[Any] = []
 
-    def load(
-        kind: str, rows: Any, name: Callable[[Any], str], parse: Callable[[Any, int], T]
-    ) -> list[T]:
+    def load(kind: str, kind_rows: tuple[Any, ...]) -> list[Any]:
         # Every kind alike: fingerprint each enabled row, leave out the names the
         # settings define (they win), and parse with the settings' own parser.
-        parsed: list[T] = []
-        for index, row in enumerate(rows):
+        parsed: list[Any] = []
+        for index, row in enumerate(kind_rows):
             fingerprint.append((kind, row.pk, row.updated_at))
-            if name(row) in taken[kind]:
-                conflicts.append((kind, name(row)))
+            name = _NAMES[kind](row)
+            if name in taken[kind]:
+                conflicts.append((kind, name))
                 continue
-            value = _parse(lambda r=row, i=index: parse(r, i))
-            if value is not None:
-                parsed.append(value)
+            value, problem = _load_row(kind, row, index, choices)
+            if problem is not None:
+                logger.error("admin %s rule %r left out: %s", kind, name, problem)
+                skipped.append((kind, name, problem))
+                continue
+            parsed.append(value)
         return parsed
 
-    limits = load(
-        "limit",
-        LimitRow.objects.filter(enabled=True).order_by("name"),
-        lambda r: r.name,
-        lambda r, i: parse_limit_rule(r.as_setting(), index=i),
-    )
-    policies = load(
-        "breaker",
-        BreakerRow.objects.filter(enabled=True).order_by("name"),
-        lambda r: r.name,
-        lambda r, i: (r.name, parse_breaker_policy(r.name, r.as_setting())),
-    )
-    budgets = load(
-        "route",
-        RouteRow.objects.filter(enabled=True).order_by("route"),
-        lambda r: r.route,
-        lambda r, i: _route_budget(r.route, r.parsed_budget()),
-    )
-    shedding = load(
-        "shedding",
-        SheddingRow.objects.filter(enabled=True).order_by("position", "name"),
-        lambda r: r.name,
-        lambda r, i: parse_shedding_rule(r.as_setting(), index=i),
-    )
+    limits = load("limit", rows.limit)
+    policies = load("breaker", rows.breaker)
+    budgets = load("route", rows.route)
+    shedding = load("shedding", rows.shedding)
     return AdminRules(
         limit_rules=tuple(limits),
         breaker_policies=dict(policies),
         route_budgets=tuple(budgets),
         shedding_rules=tuple(shedding),
         conflicts=tuple(conflicts),
+        skipped=tuple(skipped),
         fingerprint=tuple(fingerprint),
     )
 
 
-def _route_budget(route: str, budget: float) -> RouteBudget:
-    matcher = _route_key_matcher(route, f"admin route deadline {route!r}")
-    return RouteBudget(matcher=matcher, budget=budget, label=route)
+def row_problem(kind: str, row: Any) -> str | None:
+    """Why this admin row cannot be in force, or ``None``: what the loader would say.
+
+    The admin's "in force" column asks this, so the page and the loader agree.
+    """
+    return _load_row(kind, row, 0, admin_choices())[1]
 
 
-def _parse(make: Any) -> Any:
+_NAMES: dict[str, Callable[[Any], str]] = {
+    "limit": lambda r: r.name,
+    "breaker": lambda r: r.name,
+    "route": lambda r: r.route,
+    "shedding": lambda r: r.name,
+}
+# Admin rows take path prefixes and URL names only (allow_regex=False): a row
+# saved before regexes were refused is left out, as the form would refuse it.
+_PARSERS: dict[str, Callable[[Any, int], Any]] = {
+    "limit": lambda r, i: parse_limit_rule(r.as_setting(), index=i, allow_regex=False),
+    "breaker": lambda r, i: (r.name, parse_breaker_policy(r.name, r.as_setting())),
+    "route": lambda r, i: _route_budget(r.route, r.parsed_budget()),
+    "shedding": lambda r, i: parse_shedding_rule(r.as_setting(), index=i, allow_regex=False),
+}
+
+
+def _load_row(kind: str, row: Any, index: int, choices: AdminChoices) -> tuple[Any, str | None]:
+    # The allowlist first, as strings: a path settings do not list is never
+    # imported, not even to find out that it is bad.
+    refusals = row.refusals(choices)
+    if refusals:
+        return None, "; ".join(f"{field}: {why}" for field, why in refusals.items())
     try:
-        return make()
+        return _PARSERS[kind](row, index), None
     except ConfigError as exc:
-        logger.error("admin rule left out: %s (%s)", exc, exc.check_id)
-        return None
+        return None, f"{exc} ({exc.check_id})"
+    except Exception as exc:  # a row must never stop the others from loading
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _route_budget(route: str, budget: float) -> RouteBudget:
+    where = f"admin route deadline {route!r}"
+    reject_regex(route, where=where, check_id="resilience.E008")
+    matcher = _route_key_matcher(route, where)
+    return RouteBudget(matcher=matcher, budget=budget, label=route)

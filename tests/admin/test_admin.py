@@ -71,7 +71,9 @@ def client(editor: User) -> Client:
         ("shedding", {"name": "o", "max_concurrent": "5", "min_concurrent": "9"},
          "min_concurrent", "between 1 and max_concurrent (5)"),
         ("shedding", {"name": "o", "max_concurrent": "5", "critical_paths": "/ok\n^/pay/("},
-         "critical_paths", "'^/pay/(' is not a valid regular expression"),
+         "critical_paths", "'^/pay/(' is a regular expression"),
+        ("limit", {"name": "api", "rate": "1/s", "path": "^/(a+)+$"}, "path",
+         "rules saved in the admin take path prefixes"),
         ("shedding", {"name": "o", "max_concurrent": "5", "critical_header": "X Priority"},
          "critical_header", "must be a header name"),
     ],
@@ -112,7 +114,7 @@ def test_adding_a_rule_saves_it_logs_it_and_bumps_the_live_version(
 
 def test_a_full_breaker_policy_form_round_trips(client: Client) -> None:
     data = _data(BreakerPolicyForm, name="pricing", slow_call="2s", slow_call_rate="0.5",
-                 record="builtins.ConnectionError\nbuiltins.TimeoutError")  # fmt: skip
+                 record=["builtins.ConnectionError", "builtins.TimeoutError"])  # fmt: skip
     response = client.post(ADD["breaker"], data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert BreakerPolicy.objects.get().as_setting()["record"] == [

@@ -1,0 +1,39 @@
+"""Import a ``module.attribute`` dotted path, with every failure as ``ImportError``.
+
+Importing runs the module's code, which can fail in any way: a ``SyntaxError``,
+Django's ``ImproperlyConfigured`` (``django.contrib.gis`` without GDAL), a
+``TypeError`` for a relative path.  Callers report a path that cannot be
+used as a check error or a form error; they catch ``ImportError`` alone and
+stay correct whatever the module raises.
+
+Only settings (code) and admin values the settings allow reach this
+function: see ``admin_choices.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["import_dotted"]
+
+
+def import_dotted(path: str) -> Any:
+    """The attribute ``path`` names; ``ImportError`` whatever goes wrong.
+
+    >>> import_dotted("os.path.join").__name__
+    'join'
+    """
+    module, _, attr = path.rpartition(".")
+    if not module or not attr:
+        raise ImportError(f"{path!r} is not a dotted path (module.attribute)")
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError:
+        raise
+    except Exception as exc:  # whatever the module's code raised, see the docstring
+        raise ImportError(f"importing {module!r} failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(loaded, attr)
+    except Exception:  # AttributeError, or whatever a module-level __getattr__ raises
+        raise ImportError(f"module {module!r} has no attribute {attr!r}") from None

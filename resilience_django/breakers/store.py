@@ -5,37 +5,99 @@ client) and :class:`CacheStore` (any Django cache, e.g. django-redis or a
 file-based cache).  Only the fleet thread and operator tools call them, never a
 request.
 
-Commands are kept as "the latest command per breaker", each with its own
-version number.  A process applies a breaker's command when that version
-differs from the one it last applied, so two operators racing cannot hide one
-command behind the other's version, and a process that starts later still
-picks up a standing force-open.
+Operator commands are a **log**.  Each command takes the next number of one
+sequence and gets an entry of its own, so two operators acting at once get two
+numbers and neither command overwrites the other; every process applies the
+log in sequence order, so everywhere the command in force is the last one by
+number.  Next to the log, each breaker's *standing* command (its latest) lets a
+process that starts later, or fell behind the log's retention, begin there.
+
+* Redis: one Lua script numbers the command (``INCR``), appends it to the log
+  (a sorted set keeping the newest :data:`COMMAND_LOG`) and sets the standing
+  command, all atomically.
+* Django cache: a sender claims number ``n`` with ``cache.add("cmd:<n>")`` and
+  tries ``n + 1`` when it is taken.  ``add`` is atomic in Django's Redis,
+  Memcached, database and local-memory caches (and django-redis); the
+  file-based cache's ``add`` is check-then-write, so with it the senders take a
+  file lock in the cache's directory (:class:`FileLock`).  Entries expire after
+  :data:`COMMAND_TTL`; the standing map is a checkpoint that readers write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from importlib import resources
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
-__all__ = ["CacheStore", "FleetStore", "RedisStore"]
+__all__ = [
+    "COMMAND_LOG",
+    "COMMAND_TTL",
+    "CacheStore",
+    "CommandBatch",
+    "FileLock",
+    "FleetStore",
+    "RedisStore",
+]
+
+logger = logging.getLogger("resilience_django.breakers")
+
+COMMAND_LOG = 10_000
+"""Commands the Redis log keeps (the newest); a reader further behind starts over from the
+standing commands."""
+COMMAND_TTL = 86_400
+"""Seconds a command stays in a Django-cache log; a reader further behind starts over from
+the standing commands."""
+READ_BATCH = 500
+_PROBE = 4  # log entries read along with the head in the steady-state poll
+
+
+class CommandBatch(NamedTuple):
+    """What a reader gets from :meth:`FleetStore.read_commands`.
+
+    ``standing``: when not ``None``, the reader starts over from it (breaker ->
+    its latest command, as of some number before ``log``).  ``log``: the
+    commands to apply next, in sequence order.  ``seen``: the number to pass as
+    ``after`` next time.  ``stale``: the store's standing map is older than
+    ``seen``, so the reader should save its own (:meth:`FleetStore.save_standing`).
+    """
+
+    standing: dict[str, dict[str, Any]] | None
+    log: list[dict[str, Any]]
+    seen: int
+    stale: bool = False
 
 
 class FleetStore(Protocol):
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None: ...
     def processes(self, ttl: float) -> list[dict[str, Any]]: ...
-    def command_version(self) -> int: ...
-    def commands(self) -> dict[str, dict[str, Any]]: ...
     def send_command(self, breaker: str, action: str) -> int: ...
+    def read_commands(self, after: int | None) -> CommandBatch: ...
+    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None: ...
     def set_open_until(self, breaker: str, until: float) -> None: ...
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]: ...
+
+
+def command_seq(command: Mapping[str, Any]) -> int:
+    try:
+        return int(command.get("seq", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _key(name: str) -> str:
     # Breaker names are user text: keep keys free of spaces and control characters.
     return quote(name, safe="-_.:")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisStore:
@@ -44,6 +106,9 @@ class RedisStore:
     def __init__(self, client: Any, prefix: str = "resilience:fleet") -> None:
         self.client = client
         self.p = "{" + prefix + "}"
+        source = resources.files("resilience_django").joinpath("lua", "fleet_command.lua")
+        self._send = client.register_script(source.read_text(encoding="utf-8"))
+        self._cmd_keys = [f"{self.p}:cmd:seq", f"{self.p}:cmd:log", f"{self.p}:cmd:standing"]
 
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None:
         now = time.time()
@@ -57,27 +122,37 @@ class RedisStore:
         procs = self.client.zrangebyscore(f"{self.p}:procs", time.time() - ttl, "+inf")
         if not procs:
             return []
-        names = [p.decode() if isinstance(p, bytes) else str(p) for p in procs]
-        values = self.client.mget([f"{self.p}:proc:{_key(n)}" for n in names])
+        values = self.client.mget([f"{self.p}:proc:{_key(_text(p))}" for p in procs])
         return [json.loads(v) for v in values if v is not None]
 
-    def command_version(self) -> int:
-        return int(self.client.get(f"{self.p}:cmdver") or 0)
-
-    def commands(self) -> dict[str, dict[str, Any]]:
-        raw = self.client.hgetall(f"{self.p}:cmds")
-        return {
-            (k.decode() if isinstance(k, bytes) else str(k)): json.loads(v) for k, v in raw.items()
-        }
-
     def send_command(self, breaker: str, action: str) -> int:
-        version = int(self.client.incr(f"{self.p}:cmdseq"))
-        payload = json.dumps({"action": action, "version": version, "at": time.time()})
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(f"{self.p}:cmds", breaker, payload)
-        pipe.incr(f"{self.p}:cmdver")  # bumped after the command is readable
-        pipe.execute()
-        return version
+        args = [breaker, action, repr(time.time()), COMMAND_LOG]
+        return int(self._send(keys=self._cmd_keys, args=args))
+
+    def read_commands(self, after: int | None) -> CommandBatch:
+        seq_key, log_key, standing_key = self._cmd_keys
+        if after is not None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(seq_key)
+            pipe.zrangebyscore(log_key, after + 1, "+inf", start=0, num=READ_BATCH)
+            head_raw, raw = pipe.execute()
+            head = int(head_raw or 0)
+            log = [json.loads(v) for v in raw]
+            if head == after:
+                return CommandBatch(None, [], after)
+            if head > after and log and command_seq(log[0]) == after + 1:
+                return CommandBatch(None, log, command_seq(log[-1]))
+            # The log no longer reaches back to `after` (trimmed, or Redis lost its
+            # data): start over from the standing commands.
+        pipe = self.client.pipeline(transaction=True)  # the head and the map it belongs to
+        pipe.get(seq_key)
+        pipe.hgetall(standing_key)
+        head_raw, raw_standing = pipe.execute()
+        standing = {_text(k): json.loads(v) for k, v in raw_standing.items()}
+        return CommandBatch(standing, [], int(head_raw or 0))
+
+    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
+        pass  # the script keeps the standing map exact
 
     def set_open_until(self, breaker: str, until: float) -> None:
         ms = int((until - time.time()) * 1000)
@@ -91,12 +166,44 @@ class RedisStore:
         return {b: float(v) for b, v in zip(breakers, values, strict=True) if v is not None}
 
 
-class CacheStore:
-    """Fleet state in a Django cache (cross-process only with a shared backend)."""
+class FileLock:
+    """An exclusive lock on ``path`` across processes (and threads: one open file each)."""
 
-    def __init__(self, cache: Any, prefix: str = "resilience:fleet") -> None:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        from django.core.files import locks
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "a+b") as f:
+            locks.lock(f, locks.LOCK_EX)
+            try:
+                yield
+            finally:
+                locks.unlock(f)
+
+
+class CacheStore:
+    """Fleet state in a Django cache (cross-process only with a shared backend).
+
+    ``lock`` serializes senders; pass one when the backend's ``add`` is not
+    atomic (the file-based cache: ``FileLock(<its directory>/...)``).
+    """
+
+    def __init__(
+        self,
+        cache: Any,
+        prefix: str = "resilience:fleet",
+        *,
+        lock: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self.cache = cache
         self.p = prefix
+        self.lock = lock or contextlib.nullcontext
+        self._head = f"{prefix}:cmd:head"
+        self._standing = f"{prefix}:cmd:standing"
 
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None:
         now = time.time()
@@ -118,23 +225,71 @@ class CacheStore:
         found = self.cache.get_many(keys)
         return [found[k] for k in keys if k in found]
 
-    def _commands(self) -> dict[str, Any]:
-        value: dict[str, Any] = self.cache.get(f"{self.p}:cmds") or {"version": 0, "commands": {}}
-        return value
-
-    def command_version(self) -> int:
-        return int(self._commands()["version"])
-
-    def commands(self) -> dict[str, dict[str, Any]]:
-        return dict(self._commands()["commands"])
+    def _slot(self, seq: int) -> str:
+        return f"{self.p}:cmd:{seq}"
 
     def send_command(self, breaker: str, action: str) -> int:
-        state = self._commands()
-        version = int(state["version"]) + 1
-        state["commands"][breaker] = {"action": action, "version": version, "at": time.time()}
-        state["version"] = version
-        self.cache.set(f"{self.p}:cmds", state, None)
-        return version
+        with self.lock():
+            found = self.cache.get_many([self._head, self._standing])
+            standing = found.get(self._standing) or {}
+            # The head is a hint (two senders may write it out of order), so a sender
+            # may find the next numbers taken: add() fails and it tries the next.
+            seq = max(int(found.get(self._head) or 0), int(standing.get("seq", 0))) + 1
+            while True:
+                command = {"seq": seq, "breaker": breaker, "action": action, "at": time.time()}
+                if self.cache.add(self._slot(seq), command, COMMAND_TTL):
+                    break
+                seq += 1
+            # Written only after the entry: every number up to the head is in the log
+            # (or expired), which is what lets a reader skip a hole below it.
+            self.cache.set(self._head, seq, None)
+        return seq
+
+    def read_commands(self, after: int | None) -> CommandBatch:
+        probe = [] if after is None else [self._slot(after + 1 + i) for i in range(_PROBE)]
+        found = self.cache.get_many([self._head, self._standing, *probe])
+        head = int(found.get(self._head) or 0)
+        saved = found.get(self._standing) or {"seq": 0, "commands": {}}
+        saved_seq = int(saved["seq"])
+        standing = None
+        if after is None or (after < saved_seq and self._slot(after + 1) not in found):
+            # First read, or the log no longer reaches back to `after`: start over.
+            standing, after, probe = dict(saved["commands"]), saved_seq, []
+        log, seen = self._log_after(after, head, found, after + 1 + len(probe))
+        return CommandBatch(standing, log, seen, stale=saved_seq < seen)
+
+    def _log_after(
+        self, after: int, head: int, found: dict[str, Any], fetched_to: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        log: list[dict[str, Any]] = []
+        seq = after + 1
+        while seq <= after + READ_BATCH:
+            if seq >= fetched_to:
+                window = [self._slot(n) for n in range(seq, seq + 64)]
+                found = self.cache.get_many(window)
+                fetched_to = seq + 64
+            command = found.get(self._slot(seq))
+            if command is None:
+                if seq > head:
+                    break  # not sent yet
+                # Below the head every number was written: this entry expired or the
+                # cache evicted it.  Waiting would stall every later command.
+                logger.warning("breaker fleet: command %d is gone from the cache", seq)
+            else:
+                log.append(command)
+            seq += 1
+        return log, seq - 1
+
+    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
+        saved = self.cache.get(self._standing) or {"seq": 0}
+        if int(saved["seq"]) < seen:
+            # Racing readers may write an older map over a newer one; each is right
+            # for its number, the log covers the rest, and the next poll writes again.
+            self.cache.set(
+                self._standing,
+                {"seq": seen, "commands": {k: dict(v) for k, v in standing.items()}},
+                None,
+            )
 
     def set_open_until(self, breaker: str, until: float) -> None:
         seconds = until - time.time()

@@ -12,10 +12,11 @@ struggling dependency's 1x load into 3x exactly when it can take it least.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 from ..clock import Clock, monotonic
 
-__all__ = ["RetryBudget", "budget_for"]
+__all__ = ["MAX_BUDGETS", "BudgetRegistry", "RetryBudget", "budget_for", "budgets"]
 
 _BUCKETS = 10
 
@@ -107,7 +108,62 @@ class RetryBudget:
         return f"<RetryBudget ratio={self.ratio} balance={self.balance():.1f}>"
 
 
-_budgets: dict[str, RetryBudget] = {}
+MAX_BUDGETS = 10_000
+"""How many targets' budgets a process keeps (least recently used go first).
+
+Targets come from callers' URLs (a transport's policy without a ``target`` budgets
+each host), so without a bound a flood of distinct hosts would keep a budget each
+for ever.  Ten thousand is far more dependencies than a service talks to, and
+about 8 MB at most.
+"""
+
+
+class BudgetRegistry:
+    """The process-wide budgets, one per target, at most ``max_size`` of them (LRU).
+
+    An evicted target that comes back gets a fresh budget: it starts with the
+    floor and no history, which is what a target unseen for ``max_size`` other
+    targets deserves.  A policy that already holds a budget keeps using it.
+    """
+
+    __slots__ = ("_budgets", "_lock", "max_size")
+
+    def __init__(self, max_size: int = MAX_BUDGETS) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.max_size = max_size
+        self._budgets: OrderedDict[str, RetryBudget] = OrderedDict()
+        # Guards the order as well as the entries: move_to_end and popitem from
+        # two threads at once could otherwise evict the budget just refreshed.
+        self._lock = threading.Lock()
+
+    def get(
+        self, target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
+    ) -> RetryBudget:
+        with self._lock:
+            budget = self._budgets.get(target)
+            if budget is not None:
+                self._budgets.move_to_end(target)
+                return budget
+            budget = self._budgets[target] = RetryBudget(
+                ratio, min_per_second=min_per_second, ttl=ttl
+            )
+            while len(self._budgets) > self.max_size:
+                self._budgets.popitem(last=False)
+            return budget
+
+    def __len__(self) -> int:
+        return len(self._budgets)
+
+    def __contains__(self, target: object) -> bool:
+        return target in self._budgets
+
+    def clear(self) -> None:
+        with self._lock:
+            self._budgets.clear()
+
+
+budgets = BudgetRegistry()
 
 
 def budget_for(
@@ -116,12 +172,7 @@ def budget_for(
     """The process-wide budget of ``target``, created on first use.
 
     One target (a downstream service) shares one budget across every call site;
-    the first caller's settings win.
+    the first caller's settings win.  At most :data:`MAX_BUDGETS` targets are
+    kept (``budgets.max_size`` changes it); the least recently looked up goes first.
     """
-    budget = _budgets.get(target)
-    if budget is None:
-        # setdefault is atomic: two first callers end up with the same budget.
-        budget = _budgets.setdefault(
-            target, RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
-        )
-    return budget
+    return budgets.get(target, ratio, min_per_second=min_per_second, ttl=ttl)

@@ -5,7 +5,13 @@ import threading
 import pytest
 
 from resilience_django.clock import ManualClock
-from resilience_django.retrying.budget import RetryBudget, budget_for
+from resilience_django.retrying.budget import (
+    MAX_BUDGETS,
+    BudgetRegistry,
+    RetryBudget,
+    budget_for,
+    budgets,
+)
 
 
 def test_retries_are_capped_at_the_ratio_of_calls() -> None:
@@ -63,8 +69,55 @@ def test_one_budget_per_target() -> None:
     assert budget_for("test-budget-a") is not budget_for("test-budget-b")
 
 
+def test_fifty_thousand_distinct_targets_keep_at_most_the_bound() -> None:
+    try:
+        for i in range(50_000):
+            budget_for(f"host-{i}.example")
+        assert len(budgets) <= MAX_BUDGETS == 10_000
+        assert "host-49999.example" in budgets and "host-0.example" not in budgets
+    finally:
+        budgets.clear()
+
+
+def test_a_recently_used_budget_survives_eviction_with_its_state() -> None:
+    registry = BudgetRegistry(max_size=100)
+    hot = registry.get("pricing", 0.0, min_per_second=1, ttl=10)
+    assert sum(hot.try_withdraw() for _ in range(3)) == 3
+    for i in range(1_000):
+        registry.get(f"host-{i}")
+        if i % 50 == 0:
+            assert registry.get("pricing") is hot  # in use: refreshed, never evicted
+    assert len(registry) == 100
+    assert registry.get("pricing") is hot and hot.balance() == pytest.approx(7)
+    assert "host-0" not in registry
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         RetryBudget(-0.1)
     with pytest.raises(ValueError):
         RetryBudget(0.2, ttl=0)
+    with pytest.raises(ValueError):
+        BudgetRegistry(max_size=0)
+
+
+def test_a_transport_calling_many_hosts_keeps_at_most_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    import resilience_django
+    from resilience_django.integrations.httpx import ResilientTransport
+
+    monkeypatch.setattr(budgets, "max_size", 50)
+    transport = ResilientTransport(
+        retry=resilience_django.retry(attempts=2, backoff="1ms"),
+        transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+    )
+    try:
+        with httpx.Client(transport=transport) as client:
+            for i in range(400):
+                assert client.get(f"http://host-{i}.example/").status_code == 200
+        assert 0 < len(budgets) <= 50 and "host-399.example" in budgets
+    finally:
+        budgets.clear()

@@ -2,17 +2,22 @@
 
 A daemon thread per process (never the request path):
 
-* publishes a snapshot of this process's breakers at most once a second and
-  right after every transition;
-* polls the command version about twice a second and applies operator commands
-  (``force_open``, ``force_close``, ``reset``, ``disable``);
+* publishes a report of this process at least once a second and right after
+  every breaker transition: its breakers, its limiter backend's health, and its
+  rejections and deadline misses (totals and per second over the last minute,
+  see ``observability/recent.py``), so the dashboard and ``resilience_status``
+  show what every worker sees, history included;
+* reads the operator command log about twice a second and applies every new
+  command (``force_open``, ``force_close``, ``reset``, ``disable``) in sequence
+  order, so each process ends in the state of the last command sent;
 * for breakers in shared mode, writes an open-until marker when this process
   opens one, and reads the markers every ``shared_poll`` so every process opens
   together.
 
 The store is Redis when ``RESILIENCE["FLEET"]["URL"]`` (or ``REDIS.URL``) is set,
 else the Django cache ``FLEET.CACHE`` (default ``"default"``).  A process that
-stops publishing disappears after ``FLEET.TTL`` seconds.
+stops publishing disappears after ``FLEET.TTL`` seconds.  A process starts its
+fleet thread when it first uses a breaker or builds its runtime (first request).
 """
 
 from __future__ import annotations
@@ -30,9 +35,20 @@ from .events import Transition
 from .registry import all_breakers, get_breaker, on_create, registry
 from .settings import fleet_settings, on_change
 from .state import OPEN, Breaker
-from .store import CacheStore, FleetStore, RedisStore
+from .store import CacheStore, FileLock, FleetStore, RedisStore, command_seq
 
-__all__ = ["ACTIONS", "FleetPublisher", "fleet_snapshot", "get_store", "send_command", "start"]
+__all__ = [
+    "ACTIONS",
+    "FleetPublisher",
+    "breaker_rows",
+    "fleet_processes",
+    "fleet_snapshot",
+    "get_store",
+    "process_report",
+    "send_command",
+    "start",
+    "start_reporting",
+]
 
 logger = logging.getLogger("resilience_django.breakers")
 ACTIONS = ("force_open", "force_close", "reset", "disable")
@@ -78,9 +94,19 @@ class FleetPublisher:
         self._lock = threading.Lock()
         self._dirty = True
         self._opened: list[str] = []
+        # Commands: the number of the last one applied to each breaker, the latest
+        # one for each breaker this process does not have yet, and the latest for
+        # every breaker (saved back to a store whose standing map lags).
         self._applied: dict[str, int] = {}
         self._pending: dict[str, dict[str, Any]] = {}
-        self._cmd_version = -1
+        self._standing: dict[str, dict[str, Any]] = {}
+        self._cmd_seq: int | None = None
+        self._attached: dict[str, Breaker] = {}
+        # send_command applies a command here before the log numbers it.  Meeting
+        # it in the log, the fleet thread skips it only if it applied nothing to
+        # that breaker in between (same epoch); else it applies it again, in order.
+        self._epochs: dict[str, int] = {}
+        self._sent_here: dict[int, tuple[str, int]] = {}
         self._next_publish = self._next_command = 0.0
         self._next_shared: dict[str, float] = {}
         self._error_logged = 0.0
@@ -95,6 +121,7 @@ class FleetPublisher:
                 breaker.remove_listener(listener)
         breaker.add_listener(self._on_transition)
         with self._lock:
+            self._attached[breaker.name] = breaker
             command = self._pending.pop(breaker.name, None)
         if command is not None:
             self._apply_command(breaker, command)
@@ -148,7 +175,7 @@ class FleetPublisher:
             breaker.poll()
         if now >= self._next_command:
             self._next_command = now + self.command_poll
-            self._poll_commands(breakers)
+            self._poll_commands()
         self._share(breakers, now)
         if self._dirty or now >= self._next_publish:
             self._dirty = False
@@ -156,36 +183,54 @@ class FleetPublisher:
             self.publish(breakers)
 
     def publish(self, breakers: list[Breaker]) -> None:
-        pid = os.getpid()
-        self.store.publish(
-            f"{self.host}:{pid}",
-            {
-                "host": self.host,
-                "pid": pid,
-                "time": self.wall(),
-                "breakers": [b.snapshot() for b in breakers],
-            },
-            self.ttl,
-        )
+        report = process_report(breakers, host=self.host, wall=self.wall())
+        self.store.publish(f"{self.host}:{report['pid']}", report, self.ttl)
 
-    def _poll_commands(self, breakers: list[Breaker]) -> None:
-        version = self.store.command_version()
-        if version == self._cmd_version:
-            return
-        self._cmd_version = version
-        by_name = {b.name: b for b in breakers}
-        for name, command in self.store.commands().items():
-            if self._applied.get(name) == command.get("version"):
-                continue
-            breaker = by_name.get(name)
-            if breaker is None:
-                with self._lock:  # applied when this process first uses the breaker
-                    self._pending[name] = command
-            else:
-                self._apply_command(breaker, command)
+    def _poll_commands(self) -> None:
+        batch = self.store.read_commands(self._cmd_seq)
+        if batch.standing is not None:
+            self._standing = dict(batch.standing)
+            for name, command in batch.standing.items():
+                if self._applied.get(name) != command_seq(command):
+                    self._deliver(name, command)
+        for command in batch.log:
+            name = str(command.get("breaker"))
+            self._standing[name] = command
+            self._deliver(name, command)
+        self._cmd_seq = batch.seen
+        if self._sent_here:
+            with self._lock:  # marks for numbers already passed can never match now
+                self._sent_here = {s: m for s, m in self._sent_here.items() if s > batch.seen}
+        if batch.stale:
+            self.store.save_standing(batch.seen, self._standing)
+
+    def _deliver(self, name: str, command: Mapping[str, Any]) -> None:
+        seq = command_seq(command)
+        with self._lock:
+            epoch = self._epochs.get(name, 0)
+            if self._sent_here.pop(seq, None) == (name, epoch):
+                self._applied[name] = seq  # applied by send_command, and nothing since
+                return
+            self._epochs[name] = epoch + 1
+            breaker = self._attached.get(name)
+            if breaker is None:  # applied when this process first uses the breaker
+                self._pending[name] = dict(command)
+                return
+        self._apply_command(breaker, command)
+
+    def applying_here(self, breaker: str) -> int:
+        """Called by :func:`send_command` before it applies a command in this process."""
+        with self._lock:
+            return self._epochs.get(breaker, 0)
+
+    def sent_here(self, breaker: str, seq: int, epoch: int) -> None:
+        """Called by :func:`send_command` once the store has numbered that command."""
+        with self._lock:
+            if self._epochs.get(breaker, 0) == epoch and (self._cmd_seq or 0) < seq:
+                self._sent_here[seq] = (breaker, epoch)
 
     def _apply_command(self, breaker: Breaker, command: Mapping[str, Any]) -> None:
-        self._applied[breaker.name] = int(command.get("version", 0))
+        self._applied[breaker.name] = command_seq(command)
         _apply(breaker, str(command.get("action")))
         self._dirty = True
 
@@ -231,13 +276,26 @@ def _build_store() -> FleetStore | None:
     prefix = str(conf.get("PREFIX", "resilience:fleet"))
     url = conf.get("URL")
     if url:
-        import redis
+        from ..limiting.redis_conn import make_sync_client_from_url
 
-        client = redis.Redis.from_url(str(url), socket_timeout=1.0, socket_connect_timeout=1.0)
-        return RedisStore(client, prefix)
+        return RedisStore(make_sync_client_from_url(str(url), 1.0), prefix)
     from django.core.cache import caches
 
-    return CacheStore(caches[str(conf.get("CACHE", "default"))], prefix)
+    alias = str(conf.get("CACHE", "default"))
+    return CacheStore(caches[alias], prefix, lock=_sender_lock(alias))
+
+
+def _sender_lock(alias: str) -> FileLock | None:
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.core.cache.backends.filebased import FileBasedCache
+
+    if not isinstance(caches[alias], FileBasedCache):
+        return None  # add() is atomic: no lock needed
+    # Its add() is check-then-write: serialize senders with a lock beside the cache
+    # files (the cache's own clear and cull only touch *.djcache files).
+    location = os.path.abspath(str(settings.CACHES[alias]["LOCATION"]))
+    return FileLock(os.path.join(location, "resilience-fleet-commands.lock"))
 
 
 def _ttl() -> float:
@@ -261,6 +319,26 @@ def start() -> FleetPublisher | None:
         return _publisher
 
 
+_reporting_failed = False
+
+
+def start_reporting() -> None:
+    """Start the fleet thread if the fleet is on; never raises (the runtime calls it).
+
+    A worker reports even before it uses a breaker: its limiter backend and its
+    rejections are what ``resilience_status`` and the dashboard show.
+    """
+    global _reporting_failed
+    if _publisher is not None:
+        return
+    try:
+        start()
+    except Exception:
+        if not _reporting_failed:  # once per process: this runs on every runtime build
+            _reporting_failed = True
+            logger.exception("breaker fleet: cannot report this process; it works alone")
+
+
 def stop() -> None:
     """Stop the fleet thread (settings changed, tests); the next breaker restarts it."""
     global _publisher, _store
@@ -279,45 +357,91 @@ def _on_breaker_created(breaker: Breaker) -> None:
         publisher.attach(breaker)
 
 
-def fleet_snapshot() -> list[dict[str, Any]]:
-    """One row per breaker per live process: the breaker's snapshot plus host, pid, time.
+def process_report(
+    breakers: list[Breaker], *, host: str | None = None, wall: float | None = None
+) -> dict[str, Any]:
+    """What this process publishes: breakers, limiter health, rejections, deadline misses."""
+    from ..conf import get_settings
+    from ..limiting.health import health
+    from ..observability import recent
 
-    Without a fleet store, the rows describe this process only.
+    try:
+        backend = get_settings().backend
+    except Exception:  # bad settings: the checks say so; the report goes on
+        backend = None
+    return {
+        "host": host or socket.gethostname(),
+        "pid": os.getpid(),
+        "time": time.time() if wall is None else wall,
+        "backend": backend,
+        "limiter": health(),
+        "breakers": [b.snapshot() for b in breakers],
+        "rejections": recent.rejections.report(),
+        "deadlines": recent.deadlines.report(),
+    }
+
+
+def fleet_processes() -> list[dict[str, Any]]:
+    """Every live process's latest report (see :func:`process_report`); raises when the
+    store is unreachable.  Without a fleet store: this process only.
+
+    This process's own counters are always taken fresh, not from its last
+    publication, so a page served right after a rejection already counts it.
     """
+    from ..observability import recent
+
     store = get_store()
-    procs: list[dict[str, Any]]
     if store is None:
-        procs = [
-            {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "time": time.time(),
-                "breakers": [b.snapshot() for b in all_breakers()],
-            }
-        ]
-    else:
-        procs = store.processes(_ttl())
+        return [process_report(all_breakers())]
+    procs = [dict(p) for p in store.processes(_ttl()) if isinstance(p, Mapping)]
+    host, pid = socket.gethostname(), os.getpid()
+    mine = next((p for p in procs if p.get("host") == host and p.get("pid") == pid), None)
+    rejections, deadlines = recent.rejections.report(), recent.deadlines.report()
+    if mine is not None:
+        mine["rejections"], mine["deadlines"] = rejections, deadlines
+    elif rejections or deadlines:
+        procs.append(
+            {"host": host, "pid": pid, "time": time.time(), "breakers": [],
+             "rejections": rejections, "deadlines": deadlines}
+        )  # fmt: skip
+    return procs
+
+
+def breaker_rows(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per breaker per process: the breaker's snapshot plus host, pid, time."""
     rows = []
     for proc in procs:
-        for snap in proc.get("breakers", []):
+        for snap in proc.get("breakers") or []:
             rows.append(
                 {**snap, "host": proc.get("host"), "pid": proc.get("pid"), "time": proc.get("time")}
             )
     return sorted(rows, key=lambda r: (str(r.get("name")), str(r.get("host")), r.get("pid") or 0))
 
 
+def fleet_snapshot() -> list[dict[str, Any]]:
+    """One row per breaker per live process: the breaker's snapshot plus host, pid, time.
+
+    Without a fleet store, the rows describe this process only.
+    """
+    return breaker_rows(fleet_processes())
+
+
 def send_command(breaker: str, action: str) -> int:
     """Tell every process to ``force_open``, ``force_close``, ``reset`` or ``disable``.
 
     Applied at once in this process, and within about a second everywhere else.
-    Returns the command's version (0 when the shared store could not be reached:
-    then only this process has it).
+    Returns the command's number in the fleet's command sequence: distinct for
+    every command, and every process applies the commands in that order, so the
+    highest number is the state everywhere.  Returns 0 when the shared store
+    could not be reached: then only this process has it.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown breaker action {action!r}; use one of {ACTIONS}")
     # This process first: an operator acting during a store outage (when it
     # matters most) still gets the breaker here, and the outage is logged.
     local = get_breaker(breaker)
+    publisher = _publisher
+    epoch = publisher.applying_here(breaker) if publisher is not None else 0
     _apply(local, action)
     store = get_store()
     version = 0
@@ -329,8 +453,8 @@ def send_command(breaker: str, action: str) -> int:
                 "breaker %s: %s applied here but not sent to the fleet (store unreachable)",
                 breaker, action, extra={"breaker": breaker, "action": action},
             )  # fmt: skip
-    if _publisher is not None:
-        _publisher._applied[breaker] = version
+    if publisher is not None and version:
+        publisher.sent_here(breaker, version, epoch)
     return version
 
 

@@ -1,10 +1,15 @@
 """A worker process for the fleet tests: ``python -m tests.breakers.fleet_worker CONFIG``.
 
 CONFIG is JSON: ``{"resilience": {...}, "caches": {...}, "dir": "...", "names": [...],
-"trip": "name"}``.  The worker creates the named breakers (which starts its fleet
-thread), then, when the file ``<dir>/trip`` appears and it was given ``trip``,
+"trip": "name", "send": [...]}``.  The worker creates the named breakers (which starts its
+fleet thread), then, when the file ``<dir>/trip`` appears and it was given ``trip``,
 fails calls on that breaker until it opens.  It exits when ``<dir>/stop``
 appears or after 60 s, so a failed test never leaves it behind.
+
+With ``send`` (a list of ``[breaker, action]``), it is an operator instead: it
+touches ``<dir>/ready-<pid>``, waits for ``<dir>/go``, sends the commands as
+fast as it can, writes ``[[version, breaker, action], ...]`` to
+``<dir>/sent-<pid>.json`` and exits.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ def main() -> None:
     django.setup()
     from resilience_django.breakers.registry import get_breaker
 
+    if config.get("send"):
+        send(config["dir"], config["send"])
+        return
     breakers = [get_breaker(name) for name in config["names"]]
     print("ready", flush=True)
     trip_name = config.get("trip")
@@ -43,6 +51,23 @@ def main() -> None:
             tripped = True
         time.sleep(0.02)
     del breakers
+
+
+def send(directory: str, commands: list[list[str]]) -> None:
+    from resilience_django.breakers.fleet import send_command
+
+    pid = os.getpid()
+    open(os.path.join(directory, f"ready-{pid}"), "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(directory, "go")):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+    sent = [[send_command(name, action), name, action] for name, action in commands]
+    path = os.path.join(directory, f"sent-{pid}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(sent, f)
+    os.replace(path + ".tmp", path)  # the test never reads a half-written file
 
 
 if __name__ == "__main__":

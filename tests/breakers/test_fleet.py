@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,11 +17,12 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
 from resilience_django.breakers import fleet
+from resilience_django.breakers import store as store_module
 from resilience_django.breakers.fleet import FleetPublisher, fleet_snapshot, send_command
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.registry import registry
 from resilience_django.breakers.state import Breaker
-from resilience_django.breakers.store import CacheStore, RedisStore
+from resilience_django.breakers.store import CacheStore, RedisStore, command_seq
 from resilience_django.clock import ManualClock
 from tests.services import redis_url
 
@@ -244,7 +246,9 @@ def test_fleet_over_a_file_based_django_cache(tmp_path: Path) -> None:
 
 
 @pytest.mark.redis
-def test_redis_store_keeps_the_latest_command_per_breaker() -> None:
+def test_redis_store_numbers_every_command_and_keeps_the_latest_per_breaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url())
@@ -252,12 +256,30 @@ def test_redis_store_keeps_the_latest_command_per_breaker() -> None:
     try:
         v1 = store.send_command("a", "force_open")
         v2 = store.send_command("a", "reset")
-        store.send_command("b", "disable")
-        assert v2 > v1 and store.command_version() == 3
-        assert {k: v["action"] for k, v in store.commands().items()} == {
+        v3 = store.send_command("b", "disable")
+        assert (v1, v2, v3) == (1, 2, 3)
+        batch = store.read_commands(None)  # a process starting now
+        assert batch.seen == 3 and batch.log == []
+        assert {k: v["action"] for k, v in (batch.standing or {}).items()} == {
             "a": "reset",
             "b": "disable",
         }
+        batch = store.read_commands(0)  # a process that was there all along
+        assert [(c["seq"], c["breaker"], c["action"]) for c in batch.log] == [
+            (1, "a", "force_open"),
+            (2, "a", "reset"),
+            (3, "b", "disable"),
+        ]
+        assert batch.standing is None and batch.seen == 3
+        assert store.read_commands(3) == (None, [], 3, False)
+
+        monkeypatch.setattr(store_module, "COMMAND_LOG", 2)
+        for _ in range(3):
+            store.send_command("b", "force_close")
+        batch = store.read_commands(3)  # the log was trimmed past 3: start over
+        assert batch.seen == 6 and batch.standing is not None
+        assert batch.standing["b"]["seq"] == 6 and batch.standing["a"]["seq"] == 2
+
         store.set_open_until("a", time.time() + 5)
         assert set(store.open_until(["a", "b"])) == {"a"}
     finally:
@@ -265,6 +287,203 @@ def test_redis_store_keeps_the_latest_command_per_breaker() -> None:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+class Recording(FleetPublisher):
+    """A publisher that notes every command it applies, in the order it applies them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.applied: list[tuple[int, str, str]] = []
+
+    def _apply_command(self, breaker: Breaker, command: Any) -> None:
+        self.applied.append((command_seq(command), breaker.name, str(command["action"])))
+        super()._apply_command(breaker, command)
+
+
+def test_a_command_sent_here_is_not_applied_twice_when_nothing_came_between() -> None:
+    clock = ManualClock(0)
+    store = local_store()
+    a = Breaker("a", BreakerPolicy(failure_threshold=2), clock=clock)
+    pub = Recording(store, lambda: [a], clock=clock, command_poll=0)
+    pub.attach(a)
+    epoch = pub.applying_here("a")
+    a.reset()  # what send_command does here first
+    a.record_failure(a.acquire())
+    seq = store.send_command("a", "reset")
+    pub.sent_here("a", seq, epoch)
+    pub.tick()
+    assert pub.applied == [] and a.snapshot()["consecutive_failures"] == 1
+
+
+def test_a_command_sent_here_is_applied_again_after_an_earlier_one_from_elsewhere() -> None:
+    clock = ManualClock(0)
+    store = local_store()
+    a = Breaker("a", clock=clock)
+    pub = Recording(store, lambda: [a], clock=clock, command_poll=0)
+    pub.attach(a)
+    earlier = store.send_command("a", "force_close")  # another process, numbered first
+    epoch = pub.applying_here("a")
+    a.force_open()
+    mine = store.send_command("a", "force_open")
+    pub.sent_here("a", mine, epoch)
+    pub.tick()
+    assert pub.applied == [(earlier, "a", "force_close"), (mine, "a", "force_open")]
+    assert a.state == "forced_open"  # the last by number, not the last to arrive
+
+
+def test_a_late_process_starts_from_the_standing_commands_once_the_log_expired() -> None:
+    clock = ManualClock(0)
+    store = local_store()
+    store.send_command("a", "force_open")
+    store.send_command("b", "disable")
+    store.send_command("a", "reset")
+    first = Recording(store, list, clock=clock, command_poll=0)
+    first.tick()  # reads the log and saves the standing commands it found stale
+    for seq in (1, 2, 3):
+        store.cache.delete(f"t:cmd:{seq}")  # what COMMAND_TTL does a day later
+    clock.advance(1)
+    a, b = Breaker("a", clock=clock), Breaker("b", clock=clock)
+    late = Recording(store, lambda: [a, b], clock=clock, command_poll=0)
+    late.attach(a)
+    late.attach(b)
+    late.tick()
+    assert sorted(late.applied) == [(2, "b", "disable"), (3, "a", "reset")]
+    assert (a.state, b.state) == ("closed", "disabled")
+
+
+def test_a_command_lost_from_the_cache_does_not_stall_the_ones_after_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock(0)
+    store = local_store()
+    a = Breaker("a", clock=clock)
+    pub = Recording(store, lambda: [a], clock=clock, command_poll=0)
+    pub.attach(a)
+    pub.tick()
+    for action in ("force_open", "reset", "disable"):
+        store.send_command("a", action)
+    store.cache.delete("t:cmd:2")  # evicted by the cache
+    pub.tick()
+    assert pub.applied == [(1, "a", "force_open"), (3, "a", "disable")]
+    assert "command 2 is gone" in caplog.text
+
+
+# -- many operators at once, in several processes ---------------------------------------
+
+SENDERS, PER_SENDER = 5, 10
+
+
+def _shared_stores() -> list[Any]:
+    return [
+        pytest.param("redis", marks=pytest.mark.redis, id="redis-fleet-store"),
+        pytest.param("django-redis", marks=pytest.mark.redis, id="django-redis-cache"),
+        pytest.param("file", id="file-based-cache"),
+    ]
+
+
+def _fleet_config(kind: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    prefix = f"test:fleet:{uuid.uuid4().hex}"
+    if kind == "redis":
+        return {"FLEET": {"URL": redis_url(), "PREFIX": prefix}}, None
+    local = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if kind == "django-redis":
+        fleet_cache = {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_url(),
+            "KEY_PREFIX": prefix,
+        }
+    else:
+        fleet_cache = {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp / "cache"),
+        }
+    return {"FLEET": {"CACHE": "fleet", "PREFIX": prefix}}, {"default": local, "fleet": fleet_cache}
+
+
+def _cleanup_redis(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url())
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kind", _shared_stores())
+def test_fifty_concurrent_commands_from_several_processes_are_all_applied_in_order(
+    kind: str, tmp_path: Path
+) -> None:
+    resilience, caches = _fleet_config(kind, tmp_path)
+    settings_kwargs: dict[str, Any] = {"RESILIENCE": resilience}
+    if caches is not None:
+        settings_kwargs["CACHES"] = caches
+    rng = random.Random(12)
+    plans = [
+        [["contested", rng.choice(["force_open", "force_close"])] for _ in range(PER_SENDER)]
+        for _ in range(SENDERS)
+    ]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with override_settings(**settings_kwargs):
+            store = fleet.get_store()
+            assert store is not None
+            reader = Breaker("contested")
+            pub = Recording(store, lambda: [reader], command_poll=0)
+            pub.attach(reader)
+            pub.tick()  # in the log from before the first command
+            for plan in plans:
+                config = {"resilience": resilience, "caches": caches, "dir": str(tmp_path)}
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "tests.breakers.fleet_worker",
+                         json.dumps({**config, "names": [], "send": plan})],
+                        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    )
+                )  # fmt: skip
+            pids = [p.pid for p in procs]
+
+            def senders_ok() -> None:
+                failed = [p.returncode for p in procs if p.poll() not in (None, 0)]
+                assert not failed, f"a sender exited with {failed}"
+
+            def all_ready() -> bool:
+                senders_ok()
+                return all((tmp_path / f"ready-{pid}").exists() for pid in pids)
+
+            wait_for(all_ready, 60)
+            (tmp_path / "go").touch()
+
+            def all_read() -> bool:
+                senders_ok()
+                pub.tick()  # reading while the others are still sending
+                return len(pub.applied) >= SENDERS * PER_SENDER
+
+            wait_for(all_read, 60)
+            wait_for(lambda: all((tmp_path / f"sent-{pid}.json").exists() for pid in pids), 30)
+        sent = sorted(
+            tuple(entry)
+            for pid in pids
+            for entry in json.loads((tmp_path / f"sent-{pid}.json").read_text())
+        )
+        versions = [v for v, _, _ in sent]
+        assert len(set(versions)) == SENDERS * PER_SENDER  # no two commands share a number
+        assert pub.applied == sent  # every command, each once, in sequence order
+        last_action = sent[-1][2]
+        assert reader.state == {"force_open": "forced_open", "force_close": "closed"}[last_action]
+    finally:
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        fleet.stop()
+        if kind != "file":
+            _cleanup_redis(resilience["FLEET"]["PREFIX"])
 
 
 def _child_sleeps() -> None:

@@ -51,15 +51,9 @@ def _local(r: dict[str, Any]) -> str:
         )
     out = [
         "µs per decision, CPU time, best of repeats. `ours_decide` is the full decision "
-        "the middleware makes (remaining and reset for the headers; locked, as from sync code), "
-        "`ours_adecide` the same on an event loop (no lock), `ours_admit` yes/no only. "
-        + (
-            "These run the C kernels; `pure_decide` is `ours_decide` with the pure-Python "
-            "kernels (`RESILIENCE_PURE_PYTHON=1`), what an install without a C compiler gets. "
-            if r.get("c_kernels")
-            else "The C kernels were not built for this run: every row is pure Python. "
-        )
-        + "Ratio: the fastest `limits` MemoryStorage strategy's time over ours "
+        "the middleware makes (remaining and reset for the headers), `ours_adecide` the same "
+        "on an event loop, `ours_admit` yes/no only; all pure Python, each taking its shard's "
+        "lock. Ratio: the fastest `limits` MemoryStorage strategy's time over ours "
         "(higher is better).",
         "",
         _table(
@@ -90,20 +84,21 @@ def _local_targets(r: dict[str, Any]) -> list[Target]:
         keys = [f"ours_decide_{a}_{label}" for a in ALGORITHMS if f"ours_decide_{a}_{label}" in us]
         worst = max(keys, key=lambda k: us[k])
         slowest = min(keys, key=lambda k: ratios[k])
+        # #15 dropped the C kernels and set these for pure Python (#3 asked < 1 µs, 3x).
         rows.append(
             (
-                "#3",
-                f"one-rule decision under 1 µs ({words}, each algorithm)",
+                "#15",
+                f"one-rule decision ≤ 2.5 µs ({words}, each algorithm)",
                 f"slowest {us[worst]:.2f} µs ({_algo(worst)})",
-                us[worst] < 1.0,
+                us[worst] <= 2.5,
             )
         )
         rows.append(
             (
-                "#3",
-                f"≥ 3x faster than the fastest `limits` memory strategy ({words})",
+                "#15",
+                f"≥ 1.5x faster than the fastest `limits` memory strategy ({words})",
                 f"least {ratios[slowest]:.2f}x ({_algo(slowest)})",
-                ratios[slowest] >= 3.0,
+                ratios[slowest] >= 1.5,
             )
         )
     like = r.get("ratio_limits_with_stats_over_ours")

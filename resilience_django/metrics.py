@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from .observability import otel
+from .observability import otel, recent
 
 __all__ = [
     "BREAKER_STATE_VALUES",
@@ -32,6 +32,7 @@ __all__ = [
     "concurrency_limit",
     "deadline_exceeded",
     "enabled",
+    "event_loop_lag",
     "inflight",
     "limiter_backend_seconds",
     "limiter_fallback_active",
@@ -66,7 +67,8 @@ _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
     "bad_header": (
         "Counter",
         "resilience_bad_headers",
-        "Incoming deadline headers that could not be parsed and were ignored, by header.",
+        "Incoming headers that could not be parsed and were ignored, by header "
+        "(deadline headers, X-Forwarded-For entries that are not an IP address).",
         ("header",),
         {},
     ),
@@ -103,6 +105,14 @@ _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
         "resilience_limiter_fallback_active",
         "1 while distributed limits are decided locally because Redis is unhealthy "
         "(max over live processes).",
+        (),
+        {"multiprocess_mode": "livemax"},
+    ),
+    "loop_lag": (
+        "Gauge",
+        "resilience_event_loop_lag_seconds",
+        "How late the event loop ran a timer, largest of the last ~2 s (max over live "
+        "processes).  A report only: the limiter's Redis fallback does not read it.",
         (),
         {"multiprocess_mode": "livemax"},
     ),
@@ -207,6 +217,7 @@ def request_rejected(rule: str, reason: str) -> None:
     """A request was (or in shadow mode would have been) refused by ``rule``."""
     span = otel.recording_span()
     _count("rejected", (rule, reason), span)
+    recent.rejections.add((rule, reason))  # the fleet's "last minute" (dashboard)
     if span is not None:
         otel.add_event(
             span, otel.EVENT_REJECTED, {"resilience.rule": rule, "resilience.reason": reason}
@@ -217,6 +228,7 @@ def deadline_exceeded(route: str, budget: float | None = None) -> None:
     """A request was answered 504; ``route`` is the route label of its ``budget`` (seconds)."""
     span = otel.recording_span()
     _count("deadline", (route,), span)
+    recent.deadlines.add((route,))
     if span is not None:
         attributes: dict[str, Any] = {
             "resilience.route": route,
@@ -230,7 +242,7 @@ def deadline_exceeded(route: str, budget: float | None = None) -> None:
 
 
 def bad_header(header: str) -> None:
-    """An incoming deadline header could not be parsed and was ignored."""
+    """An incoming header (a deadline, ``x-forwarded-for``) could not be parsed and was ignored."""
     _count("bad_header", (header,), None)
 
 
@@ -299,6 +311,13 @@ def limiter_fallback_active(active: bool, reason: str | None = None) -> None:
         if reason is not None:
             attributes["resilience.reason"] = reason
         otel.add_event(span, otel.EVENT_FALLBACK, attributes)
+
+
+def event_loop_lag(seconds: float) -> None:
+    """The event loop's recent lag (``loop_lag.LoopLagSampler``)."""
+    gauge = _get("loop_lag")
+    if gauge is not None:
+        gauge.set(seconds)
 
 
 def inflight(route: str, delta: int) -> None:

@@ -16,9 +16,16 @@ How a change travels (no restart, no database query per request):
    :func:`maybe_reload` returns ``True`` once, so the caller rebuilds what it
    compiled from them.  The request never waits for the cache or the database.
 
+With ``RELOAD_INTERVAL: None`` admin rules are off: no thread, no version
+store, no database reads; :func:`admin_rules` is empty, so the settings rules
+alone are in force.
+
 If the store or the database fails, the rules loaded last (at first: none,
 so the settings rules alone) stay in force, the error is logged at most once
-a minute, and the thread tries again at the next interval.
+a minute, and the thread tries again at the next interval.  A single row that
+cannot be loaded (a dotted path ``ADMIN_CHOICES`` does not list, a module
+whose import raises) is left out and listed in ``AdminRules.skipped``; it
+never stops the other rows from loading.
 
 Precedence: a settings rule and an admin rule with the same name (limit rule
 name, breaker name, deadline route, shedding rule name) → **the settings rule
@@ -26,7 +33,9 @@ wins**; the admin rule is left out of :func:`admin_rules` and listed in
 ``conflicts`` (the admin shows it as "overridden by settings").  Otherwise both
 apply.  Shedding rules are tried in order and the first match decides, so the
 settings rules come first there too: an admin shedding rule only gets the
-requests no settings shedding rule matches.
+requests no settings shedding rule matches.  A settings change
+(``override_settings``) recomputes the precedence at once from the rows loaded
+last, so two rules of one name are never both in force.
 """
 
 from __future__ import annotations
@@ -36,22 +45,33 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 from ..conf import get_settings, on_reload
-from .rules import AdminRules, load_admin_rules, settings_names
+from .rules import (
+    AdminRows,
+    AdminRules,
+    build_admin_rules,
+    load_admin_rules,
+    read_admin_rows,
+    row_problem,
+    settings_names,
+)
 from .store import VERSION_KEY, VersionStore, build_version_store
 
 __all__ = [
     "VERSION_KEY",
     "AdminRules",
     "admin_rules",
+    "build_admin_rules",
     "bump",
     "connect_signals",
+    "enabled",
     "load_admin_rules",
     "maybe_reload",
+    "read_admin_rows",
     "reload_now",
+    "row_problem",
     "settings_names",
 ]
 
@@ -60,13 +80,17 @@ logger = logging.getLogger("resilience_django.live")
 
 _EMPTY = AdminRules()
 _UNSET = object()
+# The interval that RELOAD_INTERVAL None stands for: never.
+_OFF = float("inf")
 
 
 class _State:
-    __slots__ = ("error_logged", "interval", "loaded_version", "rules", "store", "thread")
+    __slots__ = ("error_logged", "interval", "loaded_version", "rows", "rules", "store", "thread")
 
     def __init__(self) -> None:
         self.rules = _EMPTY
+        # The rows the rules were built from, to rebuild them when settings change.
+        self.rows: AdminRows | None = None
         self.loaded_version: object = _UNSET
         self.interval: float | None = None
         self.store: VersionStore | None = None
@@ -83,8 +107,14 @@ _changed = False
 
 
 def admin_rules() -> AdminRules:
-    """The admin-defined rules loaded last (empty until the first load)."""
-    return _state.rules
+    """The admin-defined rules loaded last (empty until the first load, and always
+    empty with ``RELOAD_INTERVAL: None``)."""
+    return _EMPTY if _interval() == _OFF else _state.rules
+
+
+def enabled() -> bool:
+    """False with ``RESILIENCE["RELOAD_INTERVAL"]`` None: admin rules are not in force."""
+    return _interval() != _OFF
 
 
 def maybe_reload(now: float) -> bool:
@@ -98,8 +128,10 @@ def maybe_reload(now: float) -> bool:
         return True
     if now < _next_check:
         return False
-    _next_check = now + _interval()
-    _kick()
+    interval = _interval()
+    _next_check = now + interval
+    if interval != _OFF:
+        _kick()
     return False
 
 
@@ -108,7 +140,7 @@ def _interval() -> float:
     if interval is None:
         # RELOAD_INTERVAL None turns admin rules off: no thread, no database reads.
         configured = get_settings().reload_interval
-        interval = float("inf") if configured is None else configured
+        interval = _OFF if configured is None else configured
         _state.interval = interval
     return interval
 
@@ -150,8 +182,11 @@ def reload_now() -> bool:
     """Check the version key and reload from the database if it changed; ``True`` if it did.
 
     Runs on the background thread; tests call it directly.  Never raises.
+    With ``RELOAD_INTERVAL: None`` it reads nothing and returns ``False``.
     """
     global _changed
+    if _interval() == _OFF:
+        return False
     try:
         version = _version_store().get()
     except Exception:
@@ -162,14 +197,19 @@ def reload_now() -> bool:
     if _state.loaded_version is not _UNSET and version == _state.loaded_version:
         return False
     try:
-        rules = load_admin_rules()
+        rows = read_admin_rows()
+        rules = build_admin_rules(rows)
     except Exception:
         _log_error("cannot load admin rules from the database")
         return False
     _state.loaded_version = version
-    if rules.fingerprint == _state.rules.fingerprint and rules.conflicts == _state.rules.conflicts:
+    _state.rows = rows
+    current = _state.rules
+    if (rules.fingerprint, rules.conflicts, rules.skipped) == (
+        current.fingerprint, current.conflicts, current.skipped,
+    ):  # fmt: skip
         return False
-    previous, _state.rules = _state.rules, rules
+    previous, _state.rules = current, rules
     _apply_breaker_policies(previous, rules)
     _changed = True
     return True
@@ -200,6 +240,8 @@ def bump() -> None:
     token = f"{time.time_ns()}:{os.getpid()}:{id(object())}"
     # This process reloads at its next check even if the store is unreachable.
     _state.loaded_version = _UNSET
+    if _interval() == _OFF:
+        return  # nobody reads the version: admin rules are off
     try:
         _version_store().set(token)
     except Exception:
@@ -226,6 +268,7 @@ def reset() -> None:
     """Forget everything loaded (settings changed, tests)."""
     global _changed, _next_check
     _state.rules = _EMPTY
+    _state.rows = None
     _state.loaded_version = _UNSET
     _state.interval = None
     _state.store = None
@@ -235,13 +278,28 @@ def reset() -> None:
 
 
 def _on_settings_reload() -> None:
-    # The rules stay in force until the next load, which must count as a change
-    # even with the same rows: the precedence may differ under the new settings,
-    # and the breaker registry has just put every breaker back on its settings policy.
-    _state.rules = replace(_state.rules, fingerprint=("settings changed",))
-    _state.loaded_version = _UNSET
+    # Which admin rules are in force depends on the settings (the names they
+    # claim, the paths they allow): recompute it now from the rows loaded last,
+    # without a query, so a rule of the settings and an admin rule of the same
+    # name are never both in force, not even until the next load.  The next
+    # request also starts a full reload (the store may have changed too).
+    global _next_check
     _state.interval = None
     _state.store = None
+    _state.loaded_version = _UNSET
+    _next_check = 0.0
+    rows = _state.rows
+    if rows is not None:
+        try:
+            _state.rules = build_admin_rules(rows)
+        except Exception:  # a settings change must not fail on an admin row
+            logger.exception("cannot rebuild the admin rules for the new settings")
+            _state.rules = _EMPTY
+    # The breakers follow whatever is in force now (admin_rules() honours a
+    # RELOAD_INTERVAL that became None); settings win on a shared name.
+    from ..breakers.registry import registry
+
+    registry.reload()
 
 
 def _after_fork() -> None:

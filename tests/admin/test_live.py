@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 import tracemalloc
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.db import OperationalError, connection
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from resilience_django import live
 from resilience_django.breakers.policy import BreakerPolicy as ParsedPolicy
@@ -379,3 +381,80 @@ def test_database_down_keeps_the_last_shedding_rules_in_force(
     monkeypatch.setattr(connection, "cursor", down)
     assert live.reload_now() is False
     assert [r.name for r in fresh_runtime.get_runtime().shedder.rules] == ["hello"]
+
+
+# -- RELOAD_INTERVAL None ------------------------------------------------------------
+
+
+def _reload_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "resilience-live"}
+
+
+@override_settings(RESILIENCE={"RELOAD_INTERVAL": None})
+def test_reload_interval_none_starts_no_thread_reads_nothing_and_enforces_settings_rules_alone(
+    live_thread: None, client: Client
+) -> None:
+    LimitRule.objects.create(name="admin-tight", path="/hello/", key="ip", rate="1/m")
+    before = _reload_threads()
+    with CaptureQueriesContext(connection) as queries:
+        codes = [client.get("/hello/", REMOTE_ADDR="10.6.0.1").status_code for _ in range(3)]
+        # What the thread would do if there were one: it reads nothing, loads nothing.
+        assert live.reload_now() is False
+        codes += [client.get("/hello/", REMOTE_ADDR="10.6.0.1").status_code for _ in range(3)]
+    assert codes == [200] * 6
+    assert "RateLimit" not in client.get("/hello/", REMOTE_ADDR="10.6.0.1")
+    assert live.admin_rules().limit_rules == ()
+    assert _reload_threads() <= before  # no reload thread was started
+    assert len(queries) == 0, [q["sql"] for q in queries]
+
+
+@override_settings(RESILIENCE={"RELOAD_INTERVAL": None})
+def test_reload_interval_none_logs_nothing_when_the_version_store_is_down(
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    class Down:
+        def get(self) -> Any:
+            raise ConnectionError("version store unreachable")
+
+        def set(self, token: str) -> None:
+            raise ConnectionError("version store unreachable")
+
+    monkeypatch.setattr(live, "build_version_store", Down)
+    with caplog.at_level(logging.ERROR, logger="resilience_django.live"):
+        assert client.get("/hello/", REMOTE_ADDR="10.6.0.2").status_code == 200
+        assert live.reload_now() is False
+        with django_capture_on_commit_callbacks(execute=True):
+            LimitRule.objects.create(name="saved", rate="1/s")  # bumps after the commit
+        assert client.get("/hello/", REMOTE_ADDR="10.6.0.2").status_code == 200
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# -- precedence follows the settings -----------------------------------------------------
+
+API_PER_IP = {"LIMITS": [{"name": "api-per-ip", "path": "/hello/", "key": "ip", "rate": "2/m"}]}
+
+
+@override_settings(RESILIENCE=API_PER_IP)
+def test_leaving_override_settings_recomputes_conflicts_so_one_rule_of_a_name_is_in_force(
+    client: Client,
+) -> None:
+    LimitRule.objects.create(name="api-per-ip", path="/hello/", key="ip", rate="1/m")
+    live.reload_now()
+    assert live.admin_rules().conflicts == (("limit", "api-per-ip"),)
+    with override_settings(RESILIENCE={"LIMITS": []}):
+        # The settings no longer claim the name: the admin rule is in force at once.
+        assert [r.name for r in live.admin_rules().limit_rules] == ["api-per-ip"]
+        live.reload_now()  # what the reload thread does within a second
+        inside = client.get("/hello/", REMOTE_ADDR="10.7.0.1")
+        assert inside["RateLimit-Policy"] == '"api-per-ip";q=1;w=60'
+    # Back to the settings' rule, with no reload in between: the settings win again.
+    assert live.admin_rules().limit_rules == ()
+    assert live.admin_rules().conflicts == (("limit", "api-per-ip"),)
+    first = client.get("/hello/", REMOTE_ADDR="10.7.0.2")
+    assert first.status_code == 200
+    assert first["RateLimit-Policy"] == '"api-per-ip";q=2;w=60'
+    codes = [client.get("/hello/", REMOTE_ADDR="10.7.0.2").status_code for _ in range(2)]
+    assert codes == [200, 429]

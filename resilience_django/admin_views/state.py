@@ -1,12 +1,14 @@
 """What the breaker dashboard shows, as one JSON-ready dict.
 
-Plain Python over the fleet rows (``fleet_snapshot()``), the limiter health
-(``health()``) and prometheus-client's registry; no Django request in here.
+Plain Python over the fleet's process reports (``fleet_processes()``) and the
+limiter health (``health()``); no Django request in here.
 
-Counts of rejections and deadline misses come from the Prometheus counters of
-the process serving the dashboard (with prometheus-client's multiprocess mode,
-of every process writing to its directory).  "Last minute" is the growth since
-the oldest sample of the last minute; samples are taken when it is polled.
+Counts of rejections and deadline misses come from the fleet: every process
+publishes its totals and its per-second counts of the last minute
+(``observability/recent.py``), and "last minute" is their sum over the live
+processes at the moment of the request.  So a dashboard opened in the middle of
+an incident shows the last minute at once, not from when it started polling.
+The page's own process counts fresh, without waiting for its next publication.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..clock import Clock, monotonic
+from ..observability.recent import SPAN, window_counts
 
 __all__ = [
     "CounterHistory",
     "RateHistory",
     "aggregate_breakers",
     "counter_totals",
+    "fleet_reports",
     "history",
+    "limiters",
     "snapshot",
 ]
 
@@ -109,7 +114,11 @@ def counter_totals(metric: str, labels: tuple[str, ...]) -> dict[tuple[str, ...]
 
 
 class CounterHistory:
-    """A ring of counter samples, to tell how much a counter grew in the last minute."""
+    """A ring of counter samples, to tell how much a counter grew in the last minute.
+
+    No longer what the dashboard uses (its history comes from the fleet, see
+    :func:`history`); kept for code that samples a Prometheus counter itself.
+    """
 
     def __init__(self, *, window: float = 60.0, every: float = 2.0, clock: Clock = monotonic):
         self.window = window
@@ -171,61 +180,83 @@ class RateHistory:
             return list(self._rates.get(name, ()))
 
 
-_rejections = CounterHistory()
-_deadlines = CounterHistory()
 _rates = RateHistory()
 
 
-def history() -> dict[str, Any]:
-    """Top rejecting rules and deadline misses over the last minute, plus totals."""
-    rejected = counter_totals("resilience_requests_rejected", ("rule", "reason"))
-    recent, seconds = _rejections.delta(rejected)
-    deadline = counter_totals("resilience_deadline_exceeded", ("route",))
-    recent_deadline, _ = _deadlines.delta(deadline)
-    top = sorted(recent.items(), key=lambda item: (-item[1], item[0]))[:10]
+def fleet_reports() -> tuple[list[dict[str, Any]], str | None]:
+    """Every live process's report, and why the fleet store could not be read (or None).
+
+    With the store down, this process's own report stands in for the fleet.
+    """
+    from ..breakers.fleet import fleet_processes, process_report
+
+    try:
+        return fleet_processes(), None
+    except Exception as exc:  # the fleet store is down: say so, show the rest
+        return [process_report([])], f"{type(exc).__name__}: {exc}"
+
+
+def history(
+    procs: list[dict[str, Any]] | None = None, *, now: float | None = None
+) -> dict[str, Any]:
+    """Top rejecting rules and deadline misses over the last minute across the fleet, plus
+    totals (since each live process started)."""
+    if procs is None:
+        procs = fleet_reports()[0]
+    now = time.time() if now is None else now
+    rejected = window_counts((p.get("rejections") for p in procs), now=now)
+    deadline = window_counts((p.get("deadlines") for p in procs), now=now)
+    recent = [(labels, counts) for labels, counts in rejected.items() if counts[0] > 0]
+    top = sorted(recent, key=lambda item: (-item[1][0], item[0]))[:10]
     return {
-        "window_seconds": round(seconds, 1),
+        "window_seconds": SPAN,
         "top_rejections": [
             {
-                "rule": rule,
-                "reason": reason,
-                "count": int(count),
-                "total": int(rejected[(rule, reason)]),
+                "rule": labels[0] if labels else "",
+                "reason": labels[1] if len(labels) > 1 else "",
+                "count": count,
+                "total": total,
             }
-            for (rule, reason), count in top
+            for labels, (count, total) in top
         ],
         "deadline_exceeded": [
-            {
-                "route": route,
-                "last_minute": int(recent_deadline.get((route,), 0)),
-                "total": int(total),
-            }
-            for (route,), total in sorted(deadline.items(), key=lambda item: -item[1])
+            {"route": labels[0] if labels else "", "last_minute": count, "total": total}
+            for labels, (count, total) in sorted(
+                deadline.items(), key=lambda item: (-item[1][0], -item[1][1], item[0])
+            )
         ],
-        "sampled_at": time.time(),
+        "sampled_at": now,
     }
+
+
+def limiters(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each reporting process's limiter backend and health, for the fleet view."""
+    out = []
+    for p in procs:
+        health = p.get("limiter")
+        if isinstance(health, Mapping):
+            out.append({"host": p.get("host"), "pid": p.get("pid"), "time": p.get("time"),
+                        "configured": p.get("backend"), **health})  # fmt: skip
+    return sorted(out, key=lambda h: (str(h.get("host")), h.get("pid") or 0))
 
 
 def snapshot(*, can_operate: bool = False) -> dict[str, Any]:
     """The whole dashboard: fleet breakers, limiter health, rejections, deadline misses."""
-    from ..breakers.fleet import fleet_snapshot
+    from ..breakers.fleet import breaker_rows
     from ..limiting.health import health
 
-    try:
-        breakers = aggregate_breakers(fleet_snapshot())
-        fleet_error = None
-    except Exception as exc:  # the fleet store is down: say so, show the rest
-        breakers, fleet_error = [], f"{type(exc).__name__}: {exc}"
+    procs, fleet_error = fleet_reports()
+    breakers = [] if fleet_error else aggregate_breakers(breaker_rows(procs))
     _rates.record(breakers)
     for breaker in breakers:
         breaker["history"] = _rates.get(breaker["name"])
-    processes = {(p["host"], p["pid"]) for b in breakers for p in b["processes"]}
     return {
         "time": time.time(),
         "breakers": breakers,
-        "processes": len(processes),
+        "processes": 0 if fleet_error else len(procs),
         "fleet_error": fleet_error,
         "limiter": health(),
-        **history(),
+        "limiters": limiters(procs),
+        **history(procs),
         "can_operate": can_operate,
     }

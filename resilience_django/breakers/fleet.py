@@ -381,12 +381,13 @@ def process_report(
     }
 
 
-def fleet_processes() -> list[dict[str, Any]]:
+def fleet_processes(*, fresh_counts: bool = True) -> list[dict[str, Any]]:
     """Every live process's latest report (see :func:`process_report`); raises when the
     store is unreachable.  Without a fleet store: this process only.
 
-    This process's own counters are always taken fresh, not from its last
-    publication, so a page served right after a rejection already counts it.
+    With ``fresh_counts``, this process's own counters are taken fresh, not from
+    its last publication, so a page served right after a rejection already
+    counts it (``resilience_status`` passes False: it serves no request).
     """
     from ..observability import recent
 
@@ -394,6 +395,8 @@ def fleet_processes() -> list[dict[str, Any]]:
     if store is None:
         return [process_report(all_breakers())]
     procs = [dict(p) for p in store.processes(_ttl()) if isinstance(p, Mapping)]
+    if not fresh_counts:
+        return procs
     host, pid = socket.gethostname(), os.getpid()
     mine = next((p for p in procs if p.get("host") == host and p.get("pid") == pid), None)
     rejections, deadlines = recent.rejections.report(), recent.deadlines.report()

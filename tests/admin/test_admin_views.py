@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -184,7 +185,7 @@ def test_counter_history_reports_growth_over_the_last_minute_only() -> None:
     assert growth == {("r",): 2.0} and seconds == 40.0
 
 
-def test_history_reads_rejections_and_deadline_misses_from_prometheus() -> None:
+def test_history_counts_this_process_rejections_and_deadline_misses_at_once() -> None:
     before = {r["rule"]: r["total"] for r in history()["top_rejections"]}
     metrics.request_rejected("dash-test-rule", "rate_limited")
     metrics.deadline_exceeded("/dash-test/")
@@ -242,3 +243,53 @@ def test_an_action_during_a_fleet_store_outage_is_applied_here_and_reported(
     assert response.status_code == 200
     assert "fleet_error" in response.json()
     assert get_breaker("pricing").state == "forced_open"
+
+
+# -- history from the fleet --------------------------------------------------------------
+
+
+@override_settings(
+    RESILIENCE={
+        "FLEET": {"ENABLED": False},
+        "LIMITS": [{"name": "burst-196", "path": "/hello/", "key": "ip", "rate": "1/m"}],
+    }
+)
+def test_state_right_after_rejections_lists_the_rule_with_their_count(viewer: User) -> None:
+    statuses = [Client().get("/hello/", REMOTE_ADDR="10.10.0.1").status_code for _ in range(8)]
+    assert statuses.count(429) == 7
+    state = _client(viewer).get(API).json()  # the page's first request: no earlier sample
+    row = next(r for r in state["top_rejections"] if r["rule"] == "burst-196")
+    assert (row["reason"], row["count"], row["total"]) == ("rate_limited", 7, 7)
+    assert state["window_seconds"] == 60
+
+
+def test_state_sums_the_last_minute_of_every_process_in_the_fleet(viewer: User) -> None:
+    from resilience_django.breakers import fleet
+
+    config = {"FLEET": {"PREFIX": "history-test", "TTL": 30}}
+    with override_settings(RESILIENCE=config):
+        store = fleet.get_store()
+        assert store is not None
+        now = int(time.time())
+        other = {
+            "host": "elsewhere", "pid": 1, "time": time.time(), "breakers": [],
+            "limiter": {"backend": "redis", "healthy": False, "fallback_active": True},
+            "rejections": [
+                # 5 in the last minute (and 40 more before it), 45 since it started.
+                {"labels": ["fleet-rule", "rate_limited"], "total": 45,
+                 "recent": [[now - 90, 40], [now - 30, 2], [now - 1, 3]]},
+                {"labels": "not a list", "total": "x", "recent": None},  # skipped, not fatal
+            ],
+            "deadlines": [{"labels": ["/slow/"], "total": 4, "recent": [[now - 2, 4]]}],
+        }  # fmt: skip
+        store.publish("elsewhere:1", other, 30)
+        for _ in range(2):
+            metrics.request_rejected("fleet-rule", "rate_limited")  # this process, unpublished
+        state = _client(viewer).get(API).json()
+        fleet.stop()
+    row = next(r for r in state["top_rejections"] if r["rule"] == "fleet-rule")
+    assert (row["count"], row["total"]) == (7, 47)
+    assert {"route": "/slow/", "last_minute": 4, "total": 4} in state["deadline_exceeded"]
+    (elsewhere,) = [w for w in state["limiters"] if w["host"] == "elsewhere"]
+    assert elsewhere["fallback_active"] is True and elsewhere["backend"] == "redis"
+    assert state["processes"] >= 2

@@ -22,8 +22,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 ARTIFACTS = ROOT / "test-artifacts"
 BREAKER = "browser-demo"
+LIMITED_RULE = "browser-burst"
 CONFIG = {
     "BREAKERS": {BREAKER: {"failure_threshold": 3, "open_for": "60s", "min_calls": 100}},
+    "LIMITS": [{"name": LIMITED_RULE, "path": "/hello/", "key": "ip", "rate": "1/m"}],
 }
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -116,6 +118,28 @@ def login(browser: Any, url: str) -> None:
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     _wait(lambda: "/admin/login/" not in browser.current_url, what="the login")
+
+
+# First in the module on purpose: the server has never served the dashboard, as
+# when an operator opens it for the first time in the middle of an incident.
+def test_first_open_shows_the_rejections_of_the_last_minute_at_once(
+    server: tuple[Server, Path], driver: Any
+) -> None:
+    url = server[0].url
+    statuses = [httpx.get(url + "/hello/").status_code for _ in range(13)]
+    assert statuses.count(429) == 12, statuses  # 1/m: the first passes, twelve are refused
+    login(driver, url)
+    driver.get(url + "/admin/resilience_django/breakerdashboard/")
+    read_rows = (
+        "return Array.from(document.querySelectorAll('#rd-rejections tr'))"
+        ".map((tr) => Array.from(tr.cells).map((td) => td.textContent));"
+    )
+    # The first render (the page's own state, before any poll) already has the figures.
+    rows = _wait(lambda: driver.execute_script(read_rows), what="the rejections table")
+    assert [LIMITED_RULE, "rate_limited", "12", "12"] in rows, rows
+    window = driver.execute_script("return document.getElementById('rd-window').textContent;")
+    assert "60 s" in window
+    _shot(driver, "dashboard-first-open.png")
 
 
 def test_breaker_trips_shows_open_without_reload_and_an_operator_force_closes_it(

@@ -513,3 +513,48 @@ def test_a_forked_worker_publishes_under_its_own_pid(tmp_path: Path) -> None:
         finally:
             child.terminate()
             child.join()
+
+
+# -- what a process reports besides its breakers -----------------------------------------
+
+
+def test_a_process_reports_its_limiter_health_and_rejections_of_the_last_minute() -> None:
+    from resilience_django import metrics
+    from resilience_django.limiting.health import register
+
+    register(None)
+    rule = f"fleet-report-{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        metrics.request_rejected(rule, "rate_limited")
+    store = local_store()
+    publisher(store, clock=ManualClock(0)).tick()  # no breaker at all: it reports anyway
+    (proc,) = store.processes(10)
+    assert proc["limiter"]["backend"] == "local" and proc["backend"] == "local"
+    (mine,) = [r for r in proc["rejections"] if r["labels"] == [rule, "rate_limited"]]
+    assert mine["total"] == 3 and sum(n for _, n in mine["recent"]) == 3
+
+
+def test_the_first_request_starts_reporting_without_any_breaker() -> None:
+    from resilience_django.runtime import get_runtime, reset_runtime
+
+    with override_settings(RESILIENCE={"FLEET": {"PREFIX": f"first-{uuid.uuid4().hex}"}}):
+        reset_runtime()
+        get_runtime()
+        store = fleet.get_store()
+        assert store is not None
+        deadline = time.monotonic() + 10
+        while not any(p.get("pid") == os.getpid() for p in store.processes(10)):
+            assert time.monotonic() < deadline, "this process never reported"
+            time.sleep(0.05)
+        reset_runtime()
+
+
+@pytest.mark.redis
+def test_the_redis_fleet_store_uses_the_package_client_factory_with_bounded_timeouts() -> None:
+    url = redis_url()
+    with override_settings(RESILIENCE={"FLEET": {"URL": url, "PREFIX": "factory-test"}}):
+        store = fleet.get_store()
+        assert isinstance(store, RedisStore)
+        kwargs = store.client.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == 1.0 and kwargs["socket_connect_timeout"] == 1.0
+        assert store.client.get_retry().get_retries() == 0  # no retry multiplies the wait

@@ -147,7 +147,14 @@
     metric(lim, "Redis latency", h.last_latency_ms === null || h.last_latency_ms === undefined ? "—" : h.last_latency_ms + " ms");
     metric(lim, "live instances", h.live_instances === null || h.live_instances === undefined ? "—" : String(h.live_instances));
     if (h.last_error) metric(lim, "last error", String(h.last_error));
-    document.getElementById("rd-window").textContent = `(last ${Math.round(state.window_seconds)} s)`;
+    // What every worker reports to the fleet store, not only the process serving this page.
+    const workers = state.limiters || [];
+    if (workers.length) {
+      const falling = workers.filter((p) => p.fallback_active).length;
+      metric(lim, "workers", `${workers.length} reporting, ` + (falling ? `${falling} falling back` : "none falling back"));
+    }
+    // The server sums the fleet's per-second counts: the last minute is there on first open.
+    document.getElementById("rd-window").textContent = `(last ${Math.round(state.window_seconds)} s, all processes)`;
     const rej = state.top_rejections.map((r) => el("tr", {}, [el("td", {text: r.rule}), el("td", {text: r.reason}), el("td", {text: String(r.count)}), el("td", {text: String(r.total)})]));
     document.getElementById("rd-rejections").replaceChildren(...(rej.length ? rej : [el("tr", {}, [el("td", {colspan: "4", class: "rd-muted", text: "none"})])]));
     const dl = state.deadline_exceeded.map((r) => el("tr", {}, [el("td", {text: r.route}), el("td", {text: String(r.last_minute)}), el("td", {text: String(r.total)})]));

@@ -1,8 +1,19 @@
-"""``manage.py resilience_status``: fleet breakers, limiter backend health, rules in force.
+"""``manage.py resilience_status``: what the fleet's workers report, and what is configured.
 
-Rules in force are the limit and shedding rules from settings, then the
-admin's, read from the database (the command runs outside the workers, so it
-shows what they will load, not a worker's memory).
+Breakers, limiter backend and health come from the fleet store, where every
+worker publishes its state (the command's own process serves no request, so
+its own view would say nothing).  Every configured breaker is listed, used or
+not, and every rule in force: the settings' first, then the admin's, read from
+the database (what every worker loads within ``RELOAD_INTERVAL``).
+
+``--json`` prints one JSON document.  ``--check`` exits 0 when every breaker is
+closed and every worker limits on its configured backend, 1 when a breaker is
+open or half-open or a worker falls back, 2 when it cannot tell (the fleet
+store is unreachable, the fleet is off, or no worker has reported).
+
+Settings with errors are reported as ``manage.py check`` reports them, and
+the command exits with status 1 (2 with ``--check``) without reading anything:
+a report built from settings the workers cannot use would mislead.
 """
 
 from __future__ import annotations
@@ -11,57 +22,10 @@ import json
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...breakers.fleet import fleet_snapshot, get_store
-from ...conf import get_settings
-from ...limiting.health import health as limiter_health
-from ...limiting.rules import LimitRule
-from ...live.rules import load_admin_rules
-from ...shedding.rules import SheddingRule
-
-
-def _rules_in_force() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
-    """Limit and shedding rules: settings first, then the admin's (from the database),
-    in the order they apply, and why admin rules are missing."""
-    settings = get_settings()
-    rules = [_describe(rule, "settings") for rule in settings.limits]
-    shedding = [_describe_shedding(rule, "settings") for rule in settings.shedding]
-    try:
-        admin = load_admin_rules()
-    except Exception as exc:  # the database may be down: say so, show the rest
-        return rules, shedding, f"admin rules unavailable: {type(exc).__name__}: {exc}"
-    rules += [_describe(rule, "admin") for rule in admin.limit_rules]
-    shedding += [_describe_shedding(rule, "admin") for rule in admin.shedding_rules]
-    return rules, shedding, None
-
-
-def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
-    return {
-        "name": rule.name,
-        "rate": f"{rule.policy.rate.limit}/{rule.policy.rate.period:g}s",
-        "algorithm": str(rule.policy.algorithm),
-        "key": rule.key,
-        "match": rule.matcher.describe(),
-        "scope": rule.scope,
-        "mode": rule.mode,
-        "source": source,
-    }
-
-
-def _describe_shedding(rule: SheddingRule, source: str) -> dict[str, Any]:
-    return {
-        "name": rule.name,
-        "match": rule.matcher.describe(),
-        "max_concurrent": rule.max_concurrent,
-        "queue": rule.queue,
-        "max_wait": rule.max_wait,
-        "adaptive": rule.adaptive,
-        "min_concurrent": rule.min_concurrent,
-        "critical_share": rule.critical_share,
-        "critical": rule.critical,
-        "source": source,
-    }
+from ...checks import check_settings
+from ..status import UNKNOWN, gather
 
 
 def _duration(seconds: float) -> str:
@@ -99,33 +63,109 @@ def _pct(value: Any) -> str:
 
 
 class Command(BaseCommand):
-    help = "Show every breaker of the fleet, the limiter backend's health and the rules in force."
+    help = (
+        "Show what the fleet's workers report (breakers, limiter backend health), every "
+        "configured breaker and the rules in force; --check sets the exit status."
+    )
+
+    def _refuse_bad_settings(self, *, check: bool) -> None:
+        # Run here too, not only through requires_system_checks: call_command()
+        # and --skip-checks skip those, and the store would then raise.
+        errors = [m for m in check_settings() if m.is_serious()]
+        if not errors:
+            return
+        for error in errors:
+            self.stderr.write(self.style.ERROR(f"{error.id}: {error.msg}"))
+            if error.hint:
+                self.stderr.write(f"    HINT: {error.hint}")
+        raise CommandError(
+            f"RESILIENCE has {len(errors)} error(s), listed above; "
+            "fix them (python manage.py check lists them too) and run this again.",
+            returncode=UNKNOWN if check else 1,
+        )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON document")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="exit 0 if all is well, 1 if a breaker is open or half-open or a worker "
+            "falls back, 2 if it cannot tell (store unreachable, no worker reporting)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rows = fleet_snapshot()
-        health = limiter_health()
-        rules, shedding, rules_error = _rules_in_force()
+        self._refuse_bad_settings(check=options["check"])
+        doc = gather()
         if options["json"]:
-            doc = {
-                "breakers": rows,
-                "limiter": health,
-                "rules": rules,
-                "shedding": shedding,
-                "rules_error": rules_error,
-            }
             self.stdout.write(json.dumps(doc, indent=2, default=str))
-            return
-        store = get_store()
-        where = "this process only" if store is None else type(store).__name__
-        self.stdout.write(self.style.MIGRATE_HEADING(f"Breakers ({where})"))
-        if not rows:
-            self.stdout.write("  no breakers reported")
         else:
-            header = ("BREAKER", "PROCESS", "STATE", "CALLS", "FAIL", "SLOW", "EWMA", "LAST CHANGE")
-            table = [header]
+            self._print(doc)
+        status = doc["status"]
+        if options["check"] and status["code"]:
+            reasons = status["unknown"] or status["problems"]
+            raise CommandError(
+                f"status {status['state']}: " + "; ".join(reasons), returncode=status["code"]
+            )
+
+    # -- text output ----------------------------------------------------------------
+
+    def _heading(self, text: str) -> None:
+        self.stdout.write(self.style.MIGRATE_HEADING(text))
+
+    def _print(self, doc: dict[str, Any]) -> None:
+        fleet = doc["fleet"]
+        self._heading("Fleet")
+        if fleet["error"] is not None:
+            self.stdout.write(self.style.ERROR(f"  fleet store unreachable: {fleet['error']}"))
+        else:
+            count = len(fleet["processes"])
+            self.stdout.write(f"  store: {fleet['store']}, {count} process(es) reporting")
+        self._print_limiter(doc)
+        self._print_breakers(doc)
+        self._print_rules(doc)
+        status = doc["status"]
+        self._heading("Status")
+        line = f"  {status['state']} ({status['code']})"
+        style = {0: self.style.SUCCESS, 1: self.style.WARNING}.get(status["code"], self.style.ERROR)
+        self.stdout.write(style(line))
+        for reason in [*status["unknown"], *status["problems"]]:
+            self.stdout.write(f"  - {reason}")
+
+    def _print_limiter(self, doc: dict[str, Any]) -> None:
+        self._heading("Limiter backend")
+        self.stdout.write(f"  configured backend: {doc['configured_backend']}")
+        redis = doc["redis"]
+        if redis is not None:
+            if redis["reachable"]:
+                self.stdout.write(f"  redis: reachable from here ({redis['latency_ms']:g} ms)")
+            else:
+                self.stdout.write(self.style.ERROR(f"  redis: unreachable: {redis['error']}"))
+        if not doc["limiters"]:
+            self.stdout.write("  no worker has reported its limiter")
+        for w in doc["limiters"]:
+            latency = w.get("last_latency_ms")
+            self.stdout.write(
+                f"  {w.get('host')}:{w.get('pid')}: backend={w.get('backend')} "
+                f"healthy={w.get('healthy')} fallback_active={w.get('fallback_active')} "
+                f"live_instances={w.get('live_instances')} "
+                f"last_latency={'-' if latency is None else f'{latency:g}ms'} "
+                f"reported {_ago(w.get('time'))}"
+            )
+
+    def _print_breakers(self, doc: dict[str, Any]) -> None:
+        self._heading("Breakers")
+        configured = doc["configured_breakers"]
+        if not configured:
+            self.stdout.write("  no breakers reported or configured")
+            return
+        header = ("BREAKER", "SOURCE", "PROCESS", "STATE", "CALLS", "FAIL", "SLOW", "EWMA",
+                  "LAST CHANGE")  # fmt: skip
+        table = [header]
+        for breaker in configured:
+            rows = [r for r in doc["breakers"] if r.get("name") == breaker["name"]]
+            if not rows:
+                table.append((breaker["name"], breaker["source"], "-", "not used yet",
+                              "", "", "", "", ""))  # fmt: skip
             for r in rows:
                 t = r.get("last_transition") or {}
                 change = (
@@ -135,7 +175,8 @@ class Command(BaseCommand):
                 )
                 table.append(
                     (
-                        str(r.get("name")),
+                        breaker["name"],
+                        breaker["source"],
                         f"{r.get('host')}:{r.get('pid')}",
                         str(r.get("state")),
                         str(r.get("calls", 0)),
@@ -145,25 +186,29 @@ class Command(BaseCommand):
                         change,
                     )
                 )
-            widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-            for row in table:
-                cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-                self.stdout.write("  " + "  ".join([*cells, row[-1]]).rstrip())
-        self.stdout.write(self.style.MIGRATE_HEADING("Limiter backend"))
-        for key, value in health.items():
-            self.stdout.write(f"  {key}: {value}")
-        self.stdout.write(self.style.MIGRATE_HEADING("Rules in force"))
-        if not rules:
+        widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+        for row in table:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            self.stdout.write("  " + "  ".join([*cells, row[-1]]).rstrip())
+
+    def _print_rules(self, doc: dict[str, Any]) -> None:
+        self._heading("Rules in force")
+        if not doc["rules"]:
             self.stdout.write("  no limit rules")
-        for rule in rules:
+        for rule in doc["rules"]:
             self.stdout.write(
                 f"  {rule['name']}: {rule['rate']} {rule['algorithm']} key={rule['key']} "
                 f"on {rule['match']} {rule['scope']} {rule['mode']} ({rule['source']})"
             )
-        self.stdout.write(self.style.MIGRATE_HEADING("Shedding rules in force (first match)"))
-        if not shedding:
+        self._heading("Shedding rules in force (first match)")
+        if not doc["shedding"]:
             self.stdout.write("  no shedding rules")
-        for rule in shedding:
+        for rule in doc["shedding"]:
             self.stdout.write(_shedding_line(rule))
-        if rules_error is not None:
-            self.stdout.write(self.style.WARNING(f"  {rules_error}"))
+        for kind, name in doc["overridden"]:
+            self.stdout.write(f"  admin {kind} rule {name!r}: overridden by settings")
+        for kind, name, reason in doc["skipped"]:
+            line = f"  admin {kind} rule {name!r} left out: {reason}"
+            self.stdout.write(self.style.WARNING(line))
+        if doc["rules_error"] is not None:
+            self.stdout.write(self.style.WARNING(f"  {doc['rules_error']}"))

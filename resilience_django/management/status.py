@@ -1,0 +1,198 @@
+"""What ``manage.py resilience_status`` reports, gathered as one JSON-ready dict.
+
+The command runs in its own short-lived process, which serves no request: its
+own limiter and breakers say nothing.  So everything about the running service
+comes from the fleet store, where every worker publishes its report (breakers,
+limiter backend health, rejections; see ``breakers/fleet.py``).  The command
+adds what only configuration knows: every configured breaker (settings and
+admin, used or not) and every rule in force.
+
+Nothing here raises for an unreachable store or database: each becomes a line
+in the report and, for ``--check``, a reason for the exit status.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..admin_views.state import limiters
+from ..breakers.fleet import breaker_rows, fleet_processes, get_store
+from ..conf import get_settings
+from ..limiting.rules import LimitRule
+from ..shedding.rules import SheddingRule
+
+__all__ = ["BAD_STATES", "OK", "PROBLEM", "UNKNOWN", "gather"]
+
+# --check exit statuses.
+OK, PROBLEM, UNKNOWN = 0, 1, 2
+BAD_STATES = frozenset({"open", "forced_open", "half_open"})
+
+
+def gather() -> dict[str, Any]:
+    """The whole report; ``status`` says what ``--check`` exits with, and why."""
+    settings = get_settings()
+    procs, where, fleet_error = _fleet()
+    rows = breaker_rows(procs)
+    admin, rules_error = _admin_rules()
+    rules = [_describe(rule, "settings") for rule in settings.limits]
+    shedding = [_describe_shedding(rule, "settings") for rule in settings.shedding]
+    if admin is not None:
+        rules += [_describe(rule, "admin") for rule in admin.limit_rules]
+        shedding += [_describe_shedding(rule, "admin") for rule in admin.shedding_rules]
+    configured = _configured_breakers(settings.breakers, admin, rows)
+    workers = limiters(procs) if where != "this process only" else []
+    redis = _ping_redis() if settings.backend == "redis" else None
+    doc: dict[str, Any] = {
+        "configured_backend": settings.backend,
+        "redis": redis,
+        "fleet": {
+            "store": where,
+            "error": fleet_error,
+            "processes": [
+                {"host": p.get("host"), "pid": p.get("pid"), "time": p.get("time")} for p in procs
+            ],
+        },
+        "limiters": workers,
+        "limiter": {
+            "configured": settings.backend,
+            "processes": len(workers),
+            "falling_back": sum(1 for w in workers if w.get("fallback_active")),
+        },
+        "breakers": rows,
+        "configured_breakers": configured,
+        "rules": rules,
+        "shedding": shedding,
+        "rules_error": rules_error,
+        "overridden": [list(c) for c in admin.conflicts] if admin is not None else [],
+        "skipped": [list(s) for s in admin.skipped] if admin is not None else [],
+    }
+    doc["status"] = _status(doc)
+    return doc
+
+
+def _fleet() -> tuple[list[dict[str, Any]], str, str | None]:
+    """The live processes' reports, where they come from, and why they could not be read."""
+    try:
+        store = get_store()
+        where = "this process only" if store is None else type(store).__name__
+        return fleet_processes(fresh_counts=False), where, None
+    except Exception as exc:  # an unreachable store is a line in the report, not a traceback
+        return [], "unreachable", f"{type(exc).__name__}: {exc}"
+
+
+def _admin_rules() -> tuple[Any, str | None]:
+    from .. import live
+
+    if not live.enabled():
+        return None, "admin rules are off (RELOAD_INTERVAL is None): the settings rules alone"
+    try:
+        # From the database, not a worker's memory: what every worker loads
+        # within RELOAD_INTERVAL.
+        return live.load_admin_rules(), None
+    except Exception as exc:  # the database may be down: say so, show the rest
+        return None, f"admin rules unavailable: {type(exc).__name__}: {exc}"
+
+
+def _configured_breakers(
+    settings_breakers: Any, admin: Any, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every breaker: configured (settings, admin) or reported by a process, with its states."""
+    sources: dict[str, str] = {str(name): "settings" for name in settings_breakers}
+    if admin is not None:
+        for name in admin.breaker_policies:
+            sources.setdefault(str(name), "admin")
+    for row in rows:
+        sources.setdefault(str(row.get("name")), "defaults")
+    out = []
+    for name in sorted(sources):
+        states = [str(r.get("state")) for r in rows if r.get("name") == name]
+        out.append(
+            {
+                "name": name,
+                "source": sources[name],
+                "processes": len(states),
+                "states": {s: states.count(s) for s in sorted(set(states))},
+            }
+        )
+    return out
+
+
+def _ping_redis() -> dict[str, Any]:
+    """Can this host reach the limiter's Redis?  One PING, bounded by a second."""
+    from ..limiting.redis_conn import make_sync_client, parse_redis_settings
+
+    client = None
+    started = time.perf_counter()
+    try:
+        client = make_sync_client(parse_redis_settings(get_settings().redis, budget=1.0))
+        client.ping()
+    except Exception as exc:
+        return {"reachable": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if client is not None:
+            client.close()
+    latency = round((time.perf_counter() - started) * 1000, 3)
+    return {"reachable": True, "latency_ms": latency, "error": None}
+
+
+def _status(doc: dict[str, Any]) -> dict[str, Any]:
+    """0: all closed and every worker on its configured backend; 1: something open,
+    half-open or falling back; 2: cannot tell (store unreachable, nobody reporting)."""
+    unknown: list[str] = []
+    problems: list[str] = []
+    fleet = doc["fleet"]
+    if fleet["error"] is not None:
+        unknown.append(f"fleet store unreachable: {fleet['error']}")
+    elif fleet["store"] == "this process only":
+        unknown.append("the fleet is off (FLEET ENABLED False): no worker reports here")
+    elif not fleet["processes"]:
+        unknown.append("no worker has reported (each reports once it serves a request)")
+    for row in doc["breakers"]:
+        if row.get("state") in BAD_STATES:
+            where = f"{row.get('host')}:{row.get('pid')}"
+            problems.append(f"breaker {row.get('name')} is {row.get('state')} in {where}")
+    configured = doc["configured_backend"]
+    for w in doc["limiters"]:
+        where = f"{w.get('host')}:{w.get('pid')}"
+        if w.get("fallback_active"):
+            problems.append(f"{where} is falling back to local limits")
+        elif w.get("backend") != configured:
+            problems.append(f"{where} limits on {w.get('backend')}, configured {configured}")
+        elif not w.get("healthy", True):
+            problems.append(f"{where} reports its limiter unhealthy")
+    redis = doc["redis"]
+    if redis is not None and not redis["reachable"]:
+        problems.append(f"Redis unreachable from here: {redis['error']}")
+    # Not knowing wins: with the fleet out of sight, "nothing open" would be a guess.
+    code = UNKNOWN if unknown else PROBLEM if problems else OK
+    state = {OK: "ok", PROBLEM: "degraded", UNKNOWN: "unknown"}[code]
+    return {"code": code, "state": state, "problems": problems, "unknown": unknown}
+
+
+def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "rate": f"{rule.policy.rate.limit}/{rule.policy.rate.period:g}s",
+        "algorithm": str(rule.policy.algorithm),
+        "key": rule.key,
+        "match": rule.matcher.describe(),
+        "scope": rule.scope,
+        "mode": rule.mode,
+        "source": source,
+    }
+
+
+def _describe_shedding(rule: SheddingRule, source: str) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "match": rule.matcher.describe(),
+        "max_concurrent": rule.max_concurrent,
+        "queue": rule.queue,
+        "max_wait": rule.max_wait,
+        "adaptive": rule.adaptive,
+        "min_concurrent": rule.min_concurrent,
+        "critical_share": rule.critical_share,
+        "critical": rule.critical,
+        "source": source,
+    }

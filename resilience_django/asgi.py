@@ -12,22 +12,24 @@ in the scope and reuses it, so each request is decided once.
 
 from __future__ import annotations
 
-import asyncio
-import time
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.http import HttpResponseBase
 
 from . import metrics, responses
+from .asgi_deadline import run_with_deadline
 from .checks import MIDDLEWARE_PATH
+from .clock import monotonic
 from .deadline import Deadline, _current
-from .loop_alarm import alarm_clock
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
 from .routes import normalize_method, scope_path
 from .runtime import get_runtime
 
 __all__ = ["ResilienceASGIMiddleware"]
+
+logger = logging.getLogger("resilience_django.deadline")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,8 +97,9 @@ async def send_response(send: Send, response: HttpResponseBase) -> None:
 class ResilienceASGIMiddleware:
     """Starts each request's deadline before Django runs; see the module docstring.
 
-    ``enforce_deadline``: cancel the app at the deadline here.  By default it
-    does so only when ``ResilienceMiddleware`` is not in ``MIDDLEWARE``: with
+    ``enforce_deadline``: answer 504 at the deadline here, without waiting for
+    the app, which is told the client went away (``asgi_deadline.py``).  By
+    default it does so only when ``ResilienceMiddleware`` is not in ``MIDDLEWARE``: with
     it, the Django middleware enforces the deadline (answering with the real
     request at hand), and a second timer would only cost each request a
     schedule and a cancel.  Pass ``True`` when the wrapped app also serves
@@ -115,7 +118,7 @@ class ResilienceASGIMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        arrived = time.monotonic()
+        arrived = monotonic()
         runtime = get_runtime()
         get_meta = _meta_getter(scope)
         # Servers pass the method as the client sent it ("get"); rules and
@@ -148,30 +151,30 @@ class ResilienceASGIMiddleware:
         deadline: Deadline,
         get_meta: Callable[[str], str | None],
     ) -> None:
-        started = False
+        shim = _Shim(scope, get_meta)
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def answer() -> None:
+            # Django logs its own 5xx; here Django never sees this one, so say it once.
+            logger.warning(
+                "Gateway Timeout: %s %s (route %s, budget %.3fs): answered 504 at the "
+                "deadline; the app goes on in the background until it stops",
+                shim.method, shim.path, deadline.route, deadline.budget,
+            )  # fmt: skip
+            await self._deadline(send, shim, deadline)
 
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None  # an ASGI server runs each request in a task
-        # Not bound to the deadline (Deadline.arm): this outer alarm keeps its
-        # grace, and a budget tightened inside Django moves only Django's.
-        alarm = alarm_clock(loop).arm(task, loop.time() + deadline.remaining() + _GRACE)
-        try:
-            await self.app(scope, receive, tracking_send)
-        except asyncio.CancelledError:
-            # Only our own expiry is a 504; a cancellation from the server is its own.
-            if not alarm.fired_for(task):
-                raise
-            if not started:
-                await self._deadline(send, _Shim(scope, get_meta), deadline)
-        finally:
-            alarm.close(task)  # also when the app swallowed our cancellation
+        def exempt_stream() -> bool:
+            # Before Django resolves the URL only path routes can match.
+            return get_runtime().deadlines.exempts_stream(shim.method, shim.path_info, None)
+
+        await run_with_deadline(
+            lambda r, s: self.app(scope, r, s),
+            receive,
+            send,
+            deadline,
+            grace=_GRACE,
+            answer=answer,
+            exempt_stream=exempt_stream,
+        )
 
     @staticmethod
     async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:

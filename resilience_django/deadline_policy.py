@@ -7,10 +7,10 @@ way: both hand over a header getter and the path, and get a ``Deadline``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from . import metrics
+from .clock import monotonic
 from .conf import DeadlineSettings
 from .deadline import Deadline, parse_header
 from .routes import RouteIndex
@@ -22,6 +22,7 @@ logger = logging.getLogger("resilience_django.deadline")
 
 class DeadlinePolicy:
     __slots__ = (
+        "_exempt_streams",
         "_path_index",
         "_view_routes",
         "default",
@@ -47,6 +48,7 @@ class DeadlinePolicy:
         self.margin = settings.outbound_margin
         # Some route budget names a view: tighten once the URL is resolved.
         self.needs_view_name = bool(self._view_routes)
+        self._exempt_streams = settings.exempt_streams
 
     def route_budget(self, method: str, path: str) -> tuple[float | None, str]:
         for route in self._path_index.candidates(path):
@@ -62,6 +64,12 @@ class DeadlinePolicy:
             if route.matcher.matches(method, path, view_name):
                 return route.budget, route.label
         return None
+
+    def exempts_stream(self, method: str, path: str, view_name: str | None) -> bool:
+        """Whether a body streamed for this route may run past the deadline
+        (``DEADLINE["EXEMPT_STREAMS"]``); ``view_name`` is ``None`` before the URL
+        is resolved, when only path routes can match."""
+        return any(m.matches(method, path, view_name) for m in self._exempt_streams)
 
     def header_budget(self, get: Callable[[str], str | None]) -> float | None:
         """The tightest valid budget the caller sent; malformed values are counted and ignored."""
@@ -95,6 +103,6 @@ class DeadlinePolicy:
             return None
         return Deadline(
             budget,
-            started_at=time.monotonic() if started_at is None else started_at,
+            started_at=monotonic() if started_at is None else started_at,
             route=label,
         )

@@ -9,14 +9,14 @@ hot path has no branch on it, and no request state is kept on ``self``.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from . import metrics, responses
+from . import abandoned, metrics, responses
+from .clock import monotonic
 from .deadline import Deadline, DeadlineExceeded, _current
 from .runtime import Runtime, get_runtime
 
@@ -68,7 +68,18 @@ class ResilienceMiddleware:
             except BaseException:
                 runtime.release(request, timed_out=False)
                 raise
-            return runtime.finish(request, response)
+            if (
+                deadline is not None
+                and getattr(response, "streaming", False)
+                and deadline.expired()
+                and runtime.bounds_stream(request)
+            ):
+                # A late sync view (WSGI) streaming a body that may not send a
+                # byte: a 504 says so, an empty 200 would not.
+                response.close()
+                runtime.release(request, timed_out=True)
+                return self._deadline_response(request, deadline)
+            return runtime.finish(request, response, deadline)
         finally:
             _current.reset(token)
 
@@ -90,7 +101,7 @@ class ResilienceMiddleware:
                 except BaseException:
                     runtime.release(request, timed_out=False)
                     raise
-                return runtime.finish(request, response)
+                return runtime.finish(request, response, None)
             loop = asyncio.get_running_loop()
             task = asyncio.current_task(loop)
             assert task is not None  # Django runs every async request in a task
@@ -101,7 +112,7 @@ class ResilienceMiddleware:
                 # Only our own alarm turns into a 504; a cancellation from
                 # elsewhere (the client went away) goes on.
                 if alarm.fired_for(task):
-                    runtime.release(request, timed_out=True)
+                    self._abandon(request, runtime, deadline)
                     return self._deadline_response(request, deadline)
                 runtime.release(request, timed_out=False)
                 raise
@@ -112,7 +123,7 @@ class ResilienceMiddleware:
                 raise
             finally:
                 alarm.close(task)  # also when the view swallowed our cancellation
-            return runtime.finish(request, response)
+            return runtime.finish(request, response, deadline)
         finally:
             _current.reset(token)
 
@@ -162,7 +173,7 @@ class ResilienceMiddleware:
             request.method or "GET",
             request.path_info,
             request.META.get,
-            started_at=arrived if arrived is not None else time.monotonic(),
+            started_at=arrived if arrived is not None else monotonic(),
         )
 
     @staticmethod
@@ -175,6 +186,21 @@ class ResilienceMiddleware:
         deadline = _current.get()
         if found is not None and deadline is not None:
             deadline.tighten(found[0], route=found[1])
+
+    @staticmethod
+    def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline) -> None:
+        """The deadline cut the view short: the route's verdict now, the slot when
+        the work has really stopped."""
+        match = request.resolver_match
+        if match is None or iscoroutinefunction(match.func):
+            # An async view's task is unwound by now: nothing of it runs on.
+            runtime.release(request, timed_out=True)
+            return
+        # A sync view's thread runs on; its slot stays taken until the thread
+        # ends, so the bulkhead bounds the work actually running.
+        permit = runtime.take_permit(request)
+        runtime.release(request, timed_out=True)
+        abandoned.hold_until_thread_ends(deadline.route, permit)
 
     @staticmethod
     def _deadline_response(request: HttpRequest, deadline: Deadline) -> Response:

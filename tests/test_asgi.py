@@ -131,3 +131,122 @@ async def test_enforce_deadline_true_cuts_non_django_apps_even_with_the_middlewa
     sent = await _call(ResilienceASGIMiddleware(slow_app, enforce_deadline=True), _scope("/"))
     assert _status(sent) == 504
     assert time.monotonic() - start < 0.5
+
+
+# -- the wrapper alone: answer at the deadline, never wait for the app ----------------
+
+BUDGET = {"DEADLINE": {"DEFAULT": "100ms", "EXEMPT_STREAMS": ["/events"]}}
+
+
+class Exchange:
+    """A server's side of one request: what was sent, and a receive that waits for
+    the client (who never leaves)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.after: list[dict[str, Any]] = []  # sent once the wrapper had returned
+        self.returned = False
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.sleep(30)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        (self.after if self.returned else self.sent).append(message)
+
+    async def call(self, app: Any, path: str = "/") -> float:
+        start = time.monotonic()
+        await ResilienceASGIMiddleware(app, enforce_deadline=True)(
+            _scope(path), self.receive, self.send
+        )
+        self.returned = True
+        return time.monotonic() - start
+
+
+@override_settings(RESILIENCE=BUDGET)
+async def test_the_504_is_sent_at_the_deadline_while_the_app_cannot_stop_yet() -> None:
+    # Like Django's handler joining a sync view's thread: the app cannot be
+    # stopped at once, and answers when it is done.
+    done = asyncio.Event()
+
+    async def stubborn_app(scope: Any, receive: Any, send: Any) -> None:
+        work = asyncio.ensure_future(asyncio.sleep(0.5))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await work  # cancelled or not, it waits for its work to end
+        try:
+            await ok_app(scope, receive, send)
+        finally:
+            done.set()
+
+    exchange = Exchange()
+    elapsed = await exchange.call(stubborn_app)
+    assert _status(exchange.sent) == 504
+    assert elapsed < 0.4
+    # Its late answer goes nowhere, quietly.
+    await asyncio.wait_for(done.wait(), timeout=5)
+    assert exchange.after == []
+
+
+@override_settings(RESILIENCE=BUDGET)
+async def test_an_app_waiting_in_receive_hears_that_the_client_is_gone() -> None:
+    heard: list[str] = []
+
+    async def listening_app(scope: Any, receive: Any, send: Any) -> None:
+        # Django waits in receive() to notice a disconnect, and cancels its view then.
+        heard.append((await receive())["type"])
+
+    exchange = Exchange()
+    await exchange.call(listening_app)
+    assert _status(exchange.sent) == 504
+    await asyncio.sleep(0)  # its receive() returns on the next turn
+    assert heard == ["http.disconnect"]
+
+
+@override_settings(RESILIENCE=BUDGET)
+async def test_an_app_failing_after_its_504_is_retrieved_not_left_unretrieved() -> None:
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    failed = asyncio.Event()
+
+    async def failing_late_app(scope: Any, receive: Any, send: Any) -> None:
+        work = asyncio.ensure_future(asyncio.sleep(0.3))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await work
+        finally:
+            failed.set()
+        raise RuntimeError("late failure")
+
+    try:
+        await Exchange().call(failing_late_app)
+        await asyncio.wait_for(failed.wait(), timeout=5)
+        await asyncio.sleep(0.05)
+        import gc
+
+        gc.collect()
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
+
+
+@override_settings(RESILIENCE=BUDGET)
+async def test_a_streamed_body_is_ended_at_the_deadline_unless_its_route_is_exempt() -> None:
+    async def streaming_app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(6):
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b""})
+
+    cut = Exchange()
+    await cut.call(streaming_app, "/stream")
+    assert _status(cut.sent) == 200
+    assert cut.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert 1 <= sum(m.get("body") == b"x" for m in cut.sent) < 6
+    exempt = Exchange()
+    await exempt.call(streaming_app, "/events/1")
+    assert sum(m.get("body") == b"x" for m in exempt.sent) == 6

@@ -6,10 +6,11 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from resilience_django import deadline as deadline_api
 from resilience_django.deadline import DeadlineExceeded
@@ -120,3 +121,39 @@ def dependency_open(request: HttpRequest) -> HttpResponse:
 
     with resilience_django.breaker(request.GET.get("name", "forced-dependency")):
         return HttpResponse("called")
+
+
+def _chunks(request: HttpRequest) -> tuple[int, float]:
+    return int(request.GET.get("n", "3")), float(request.GET.get("step", "0"))
+
+
+def stream_sync(request: HttpRequest) -> StreamingHttpResponse:
+    """Streams ``n`` chunks, one every ``step`` seconds, from a sync generator
+    (after ``wait`` seconds of work before answering)."""
+    n, step = _chunks(request)
+    time.sleep(float(request.GET.get("wait", "0")))
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(n):
+            time.sleep(step)
+            yield b"%d," % i
+
+    return StreamingHttpResponse(chunks())
+
+
+async def stream_async(request: HttpRequest) -> StreamingHttpResponse:
+    """Streams ``n`` chunks, one every ``step`` seconds, from an async generator."""
+    n, step = _chunks(request)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(n):
+            await asyncio.sleep(step)
+            yield b"%d," % i
+
+    return StreamingHttpResponse(chunks())
+
+
+def sync_sleep(request: HttpRequest) -> HttpResponse:
+    """Sleeps ``s`` seconds and makes no query: nothing stops it at its deadline."""
+    time.sleep(float(request.GET.get("s", "0.5")))
+    return HttpResponse("slept")

@@ -54,6 +54,11 @@ class Permit:
         self._pool: _Pool | None = pool
         self.started_at = started_at
 
+    @property
+    def exempt_streams(self) -> bool:
+        """Whether a streamed response gives this slot back when its view returns."""
+        return self._bulkhead.exempt_streams
+
     def release(self) -> None:
         pool = self._pool
         if pool is not None:
@@ -86,6 +91,7 @@ class Bulkhead(SlotQueue):
         "_retired",
         "_samples",
         "clock",
+        "exempt_streams",
         "name",
         "report_metrics",
     )
@@ -110,6 +116,9 @@ class Bulkhead(SlotQueue):
         self._adapt_busy = threading.Lock()
         self._hold = 0.0  # moving average of how long a slot is held
         self._retired = False
+        # Set from the shedding rule: whether a streamed response keeps its slot
+        # to the body's end (False) or gives it back when the view returns (True).
+        self.exempt_streams = False
         if report_metrics:
             metrics.concurrency_limit(name, self.limit)
 

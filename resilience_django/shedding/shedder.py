@@ -63,6 +63,7 @@ class Shedder:
             if previous is not None and kept is not None and _same_shape(previous, rule):
                 if rule.max_concurrent != previous.max_concurrent:
                     kept.resize(rule.max_concurrent)
+                kept.exempt_streams = rule.exempt_streams
                 bulkheads[rule.name] = kept
             else:
                 bulkheads[rule.name] = rule.make_bulkhead(clock=self._clock)

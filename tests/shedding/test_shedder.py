@@ -158,3 +158,15 @@ def test_limit_gauge_of_a_removed_rule_drops_to_zero() -> None:
     assert gauge("gauge-kept") == 4
     retired.resize(40)
     assert gauge("gauge-kept") == 4
+
+
+def test_update_that_only_flips_exempt_streams_keeps_the_bulkhead_and_its_permits() -> None:
+    door = Shedder([rule()])
+    permit = door.admit_sync("GET", "/api/x")
+    assert permit is not None and permit.admitted and not permit.exempt_streams
+    bulkhead = door.bulkhead("api")
+    door.update([rule(exempt_streams=True)])
+    assert door.bulkhead("api") is bulkhead
+    assert permit.exempt_streams  # a permit asks its rule as it is now
+    permit.release()
+    assert bulkhead.inflight == 0

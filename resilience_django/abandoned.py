@@ -1,0 +1,63 @@
+"""Sync views answered 504 at their deadline keep their slot until their thread ends.
+
+Under ASGI a sync view runs in a thread that nothing can stop: the client gets
+its 504 at the deadline, but the view runs on until its next query or call
+raises ``DeadlineExceeded`` (or it simply finishes).  Freeing its bulkhead
+slot at the 504 would let the next request start another thread beside it,
+and a burst would pile up threads without bound.  So the slot is held until
+the thread is really done, and ``resilience_abandoned_views{route}`` counts
+the views meanwhile.
+
+How we learn that the thread is done, with asgiref's public API only:
+Django's ``ASGIHandler`` gives each request a ``ThreadSensitiveContext``,
+whose thread-sensitive calls run one at a time on the request's one thread.
+A no-op sent there runs once the view's call is over.  It must be submitted
+before the request's handler exits that context (which joins the thread);
+``hold_until_thread_ends`` is called as the 504 is decided, and the task it
+creates takes its first step before the handler can resume: tasks step in
+the order they were scheduled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+
+from . import metrics
+from .shedding.bulkhead import Permit
+
+__all__ = ["hold_until_thread_ends"]
+
+logger = logging.getLogger("resilience_django.deadline")
+
+# Strong references: the loop keeps only weak ones to running tasks.
+_waiting: set[asyncio.Task[None]] = set()
+
+
+def _nothing() -> None:
+    """Runs on the request's thread once the abandoned view has left it."""
+
+
+def hold_until_thread_ends(route: str, permit: Permit | None) -> None:
+    """Count an abandoned sync view of ``route``; release ``permit`` when its thread ends.
+
+    Call it in the request's task (its context names the request's thread), as
+    the 504 is decided.
+    """
+    metrics.abandoned_views(route, 1)
+    task = asyncio.get_running_loop().create_task(_wait(route, permit))
+    _waiting.add(task)
+    task.add_done_callback(_waiting.discard)
+
+
+async def _wait(route: str, permit: Permit | None) -> None:
+    try:
+        await sync_to_async(_nothing, thread_sensitive=True)()
+    except Exception:  # never a "Task exception was never retrieved"
+        logger.debug("could not wait for an abandoned view's thread", exc_info=True)
+    finally:
+        if permit is not None:
+            permit.release()
+        metrics.abandoned_views(route, -1)

@@ -1,0 +1,182 @@
+"""The ASGI wrapper's own deadline: answer at the deadline, never wait for the app.
+
+Used by ``ResilienceASGIMiddleware`` when no ``ResilienceMiddleware`` runs
+behind it.  The app runs as a task of its own, and its ``send`` and
+``receive`` pass through an ``_Exchange``.  At the deadline the wrapper:
+
+1. answers 504 through the server's ``send`` if the app has not started its
+   response, or ends a streamed body that is under way (unless its route is
+   in ``DEADLINE["EXEMPT_STREAMS"]``);
+2. from then on drops whatever the app sends: the client has its answer, and
+   a second ``http.response.start`` would only make the server raise;
+3. tells the app the client is gone: a ``receive()`` it is waiting in (Django
+   always waits in one, to notice disconnects) returns ``http.disconnect``, on
+   which Django cancels the view as for any client that went away; an app
+   that is not listening is cancelled instead;
+4. returns without waiting for the app.  Django's handler may take as long as
+   a sync view's thread runs (it joins the thread); the task finishes in the
+   background, counted in ``resilience_abandoned_views{route}``, and whatever
+   it raises is retrieved and logged at DEBUG, never "Task exception was never
+   retrieved".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import metrics
+from .deadline import Deadline
+
+__all__ = ["run_with_deadline"]
+
+logger = logging.getLogger("resilience_django.deadline")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+# Strong references to apps that outlived their deadline (the loop keeps weak ones).
+_background: set[asyncio.Future[None]] = set()
+
+
+def _disconnect() -> Message:
+    return {"type": "http.disconnect"}
+
+
+class _Exchange:
+    """The app's ``send`` and ``receive``, which the wrapper can close at the deadline.
+
+    All on the loop thread: the flags are read and set between awaits, so the
+    wrapper and the app's task never see one half-done.
+    """
+
+    __slots__ = ("_receive", "_send", "_woken", "closed", "finished", "receivers", "sending",
+                 "started")  # fmt: skip
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.started = False  # http.response.start has gone out (or is going)
+        self.finished = False  # the last body message has gone out (or is going)
+        self.sending = False  # a message of the app's is on its way
+        self.closed = False  # the deadline passed: the app's messages go nowhere
+        # Tasks waiting in receive(), with their cancel count on entry.
+        self.receivers: dict[asyncio.Task[Any], int] = {}
+        self._woken: set[asyncio.Task[Any]] = set()
+
+    async def send(self, message: Message) -> None:
+        if self.closed:
+            return
+        kind = message.get("type")
+        if kind == "http.response.start":
+            self.started = True
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        self.sending = True
+        try:
+            await self._send(message)
+        finally:
+            self.sending = False
+        if self.closed and not self.finished:
+            # The deadline passed while this chunk was on its way: end the body here.
+            self.finished = True
+            await self._send(_END)
+
+    async def receive(self) -> Message:
+        if self.closed:
+            return _disconnect()
+        task = asyncio.current_task()
+        assert task is not None
+        self.receivers[task] = task.cancelling()
+        try:
+            return await self._receive()
+        except asyncio.CancelledError:
+            # Our wake-up, and only it: the app hears that the client is gone.
+            if task in self._woken and task.uncancel() <= self.receivers[task]:
+                return _disconnect()
+            raise
+        finally:
+            self.receivers.pop(task, None)
+            self._woken.discard(task)
+
+    def wake_receivers(self) -> bool:
+        """Make every pending ``receive()`` return ``http.disconnect``; False if none waits."""
+        for task in self.receivers:
+            self._woken.add(task)
+            task.cancel()
+        return bool(self.receivers)
+
+
+async def run_with_deadline(
+    app: Callable[[Receive, Send], Awaitable[None]],
+    receive: Receive,
+    send: Send,
+    deadline: Deadline,
+    *,
+    grace: float,
+    answer: Callable[[], Awaitable[None]],
+    exempt_stream: Callable[[], bool],
+) -> None:
+    """Run ``app(receive, send)``; at ``deadline`` + ``grace`` ``answer()`` (the 504) or
+    end the streamed body, then leave the app to finish in the background."""
+    exchange = _Exchange(receive, send)
+    # ensure_future: an ASGI app may return any awaitable, not only a coroutine.
+    task: asyncio.Future[None] = asyncio.ensure_future(app(exchange.receive, exchange.send))
+    try:
+        done, _ = await asyncio.wait((task,), timeout=max(0.0, deadline.remaining()) + grace)
+    except asyncio.CancelledError:
+        # The server cancelled the request: the app goes with it.
+        task.cancel()
+        _leave(task, route=None)
+        raise
+    if done:
+        task.result()  # the app's own outcome, exception included
+        return
+    if exchange.finished or (exchange.started and exempt_stream()):
+        # The client has its whole answer (the app is tidying up), or the body
+        # is a long-lived stream the deadline does not cover.
+        await task
+        return
+    exchange.closed = True
+    if not exchange.started:
+        await answer()
+    else:
+        metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
+        if not exchange.sending:  # else the chunk on its way ends the body
+            exchange.finished = True
+            try:
+                await send(_END)
+            except Exception:
+                # The client is gone, or the body declared a Content-Length it
+                # now cannot reach: the server closes the connection either way.
+                logger.debug("could not end a body cut at its deadline", exc_info=True)
+    if not exchange.wake_receivers():
+        task.cancel()
+    _leave(task, route=deadline.route)
+
+
+def _leave(task: asyncio.Future[None], *, route: str | None) -> None:
+    """Let ``task`` finish on its own; count it meanwhile, and retrieve its outcome."""
+    if task.done():
+        _retrieve(task)
+        return
+    if route is not None:
+        metrics.abandoned_views(route, 1)
+    _background.add(task)
+
+    def done(task: asyncio.Future[None]) -> None:
+        _background.discard(task)
+        if route is not None:
+            metrics.abandoned_views(route, -1)
+        _retrieve(task)
+
+    task.add_done_callback(done)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("the app failed after its deadline's answer", exc_info=task.exception())

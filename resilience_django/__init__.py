@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ALL",
+    "UNSAFE",
     "CircuitOpen",
     "DeadlineExceeded",
+    "aget_usage",
+    "ais_ratelimited",
     "breaker",
     "deadline",
+    "get_usage",
+    "is_ratelimited",
     "limit",
     "retry",
 ]
@@ -25,6 +31,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "deadline": (".deadline", None),
     "DeadlineExceeded": (".deadline", "DeadlineExceeded"),
     "limit": (".limiting.decorator", "limit"),
+    # django-ratelimit's vocabulary (docs/migrating-from-django-ratelimit.md).
+    "ALL": (".limiting.compat", "ALL"),
+    "UNSAFE": (".limiting.compat", "UNSAFE"),
+    "is_ratelimited": (".limiting.compat", "is_ratelimited"),
+    "ais_ratelimited": (".limiting.compat", "ais_ratelimited"),
+    "get_usage": (".limiting.compat", "get_usage"),
+    "aget_usage": (".limiting.compat", "aget_usage"),
     "breaker": (".breakers.api", "breaker"),
     "CircuitOpen": (".breakers.state", "CircuitOpen"),
     "retry": (".retrying", "retry"),
@@ -35,6 +48,12 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from .breakers.api import breaker as breaker
     from .breakers.state import CircuitOpen as CircuitOpen
     from .deadline import DeadlineExceeded as DeadlineExceeded
+    from .limiting.compat import ALL as ALL
+    from .limiting.compat import UNSAFE as UNSAFE
+    from .limiting.compat import aget_usage as aget_usage
+    from .limiting.compat import ais_ratelimited as ais_ratelimited
+    from .limiting.compat import get_usage as get_usage
+    from .limiting.compat import is_ratelimited as is_ratelimited
     from .limiting.decorator import limit as limit
     from .retrying import retry as retry
 

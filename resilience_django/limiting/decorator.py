@@ -1,22 +1,27 @@
-"""``@limit``: a rate limit on one view, sync or async, on the middleware's engine.
+"""``@limit``: a rate limit on one view, sync or async, on the middleware's limiters.
 
 >>> from resilience_django import limit
 >>> @limit("10/s", key="user_or_ip")  # doctest: +SKIP
 ... def quote(request): ...
 
 The rule is parsed when the view is decorated (a bad rate raises
-``ConfigError`` at import, like any other programming error), and decided by
-a ``LimitEngine`` over the process-wide ``LocalLimiter`` (``process_limiter``),
-rebuilt when the settings change (``TRUSTED_PROXIES``, ``LOCAL_MAX_KEYS``).
-A rejected request gets ``rate_limited_response`` (429); an admitted one
+``ConfigError`` at import, like any other programming error) and decided on
+the runtime's stores (``standalone.py``): like a settings rule, it is shared
+through Redis (with the automatic local fallback) when ``BACKEND`` is
+``"redis"`` and ``scope`` is not ``"local"``, and counted per process
+otherwise.  A rejected request gets ``rate_limited_response`` (429), or with
+``block=False`` runs the view with ``request.limited`` set; an admitted one
 runs the view and, unless ``RESILIENCE["RATELIMIT_HEADERS"]`` is False, gets
 the ``RateLimit-Policy``/``RateLimit`` headers.
+
+django-ratelimit's arguments work too (``compat.py``): ``group=`` (the
+counter's name, shared by every view and ``is_ratelimited`` call naming it),
+``method=`` (``ALL``, ``UNSAFE``, a name or a list), ``block=``, keys
+``get:<name>``/``post:<field>``/callables, and a callable ``rate``.
 """
 
 from __future__ import annotations
 
-import re
-import threading
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
@@ -24,138 +29,148 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from ..conf import get_settings, on_reload
-from ..exceptions import ConfigError
-from .engine import LimitEngine, LimitResult
+from ..conf import get_settings
+from .compat import (
+    ALL,
+    RateSpec,
+    adapt_key,
+    default_group,
+    method_list,
+    parse_compat_rate,
+    rate_getter,
+    resolve_policy,
+)
+from .engine import LimitResult
 from .headers import add_headers
 from .local import LocalLimiter
-from .proxies import TrustedProxies, parse_trusted_proxies
+from .proxies import TrustedProxies
 from .responses import rate_limited_response
-from .rules import LimitRule, parse_limit_rule
+from .standalone import StandaloneRule
 
-__all__ = ["limit", "process_limiter", "trusted_proxies"]
+__all__ = ["DECISION_ATTR", "limit", "process_limiter", "trusted_proxies"]
 
 View = TypeVar("View", bound=Callable[..., Any])
 
-_lock = threading.Lock()
-_limiter: LocalLimiter | None = None
-_generation = 0
-
-
-def _on_reload() -> None:
-    global _limiter, _generation
-    with _lock:
-        _generation += 1
-        _limiter = None
-
-
-on_reload(_on_reload)
+# The request attribute holding the last @limit decision (a LimitResult).
+DECISION_ATTR = "resilience_decision"
 
 
 def process_limiter() -> LocalLimiter:
-    """The process-wide local limiter (``RESILIENCE["LOCAL_MAX_KEYS"]`` keys, default 100,000)."""
-    global _limiter
-    limiter = _limiter
-    if limiter is None:
-        with _lock:
-            if _limiter is None:
-                settings = get_settings()
-                max_keys = getattr(settings, "local_max_keys", None)
-                if max_keys is None:
-                    max_keys = settings.raw.get("LOCAL_MAX_KEYS", 100_000)
-                ok = isinstance(max_keys, int) and not isinstance(max_keys, bool) and max_keys > 0
-                _limiter = LocalLimiter(max_keys=max_keys if ok else 100_000)
-            limiter = _limiter
-    return limiter
+    """The process's local limiter: the one the middleware's rules and ``@limit`` share."""
+    from ..runtime import get_runtime
+
+    return get_runtime().stores.local
 
 
 def trusted_proxies() -> TrustedProxies | None:
     """``RESILIENCE["TRUSTED_PROXIES"]``; a bad value trusts no proxy (the check reports it)."""
-    settings = get_settings()
-    if hasattr(settings, "trusted_proxies"):  # parsed once with the settings
-        trusted: TrustedProxies | None = settings.trusted_proxies
-        return trusted
-    try:
-        return parse_trusted_proxies(settings.raw.get("TRUSTED_PROXIES"))
-    except ConfigError:
-        return None
+    return get_settings().trusted_proxies
 
 
-class _Holder:
-    """Builds the view's engine on first use and again after a settings reload."""
-
-    __slots__ = ("_engine", "_generation", "rule")
-
-    def __init__(self, rule: LimitRule) -> None:
-        self.rule = rule
-        self._engine: LimitEngine | None = None
-        self._generation = -1
-
-    def engine(self) -> LimitEngine:
-        engine = self._engine
-        if engine is None or self._generation != _generation:
-            generation = _generation
-            engine = LimitEngine((self.rule,), process_limiter(), trusted_proxies=trusted_proxies())
-            self._engine, self._generation = engine, generation
-        return engine
-
-
-def _default_name(view: Callable[..., Any]) -> str:
-    name = f"{view.__module__}.{view.__qualname__}"
-    return re.sub(r"[^A-Za-z0-9_.:/-]", "_", name)[-100:]
-
-
-def _with_headers(response: HttpResponseBase, result: LimitResult) -> HttpResponseBase:
-    if get_settings().ratelimit_headers:
+def _with_headers(response: Any, result: LimitResult | None) -> Any:
+    if (
+        result is not None
+        and isinstance(response, HttpResponseBase)
+        and get_settings().ratelimit_headers
+    ):
         add_headers(response, result.headers)
     return response
 
 
+def _mark(request: Any, result: LimitResult | None) -> None:
+    # As django-ratelimit: once a decorator found the request limited, it
+    # stays limited for the decorators and the view after it.
+    limited = result is not None and not result.allowed
+    request.limited = getattr(request, "limited", False) or limited
+    if result is not None:
+        setattr(request, DECISION_ATTR, result)
+
+
 def limit(
-    rate: str,
-    key: str = "ip",
+    rate: RateSpec,
+    key: Any = "ip",
     *,
+    group: str | None = None,
+    name: str | None = None,
     algorithm: str = "sliding_window",
     burst: int | None = None,
-    name: str | None = None,
     methods: Iterable[str] | None = None,
+    method: Any = ALL,
     mode: str = "enforce",
+    scope: str | None = None,
+    block: bool = True,
 ) -> Callable[[View], View]:
     """Limit a view to ``rate`` per ``key``; see the module docstring.
 
-    ``methods`` restricts the limit to those HTTP methods; ``mode="shadow"``
-    counts and reports without rejecting; ``name`` (default: the view's dotted
-    path) names the rule in headers and metrics.
+    ``rate``: ``"10/s"`` and the like, or ``rate(group, request)`` returning
+    one (``None``: no limit for this request).  ``key``: a key spec
+    (``ip``, ``user``, ``header:X-Api-Key``, ...), ``get:``/``post:<field>``,
+    or ``key(group, request)``/``key(request)``.  ``group`` (alias ``name``;
+    default: the view's dotted path) names the counter in headers, metrics and
+    stores.  ``methods``/``method`` restrict the limit to those HTTP methods.
+    ``mode="shadow"`` counts and reports without rejecting.  ``scope``:
+    ``"local"``, ``"distributed"`` or ``None`` (follow ``BACKEND``).
+    ``block=False`` never answers 429: it sets ``request.limited`` and runs
+    the view.  Every decision is on ``request.resilience_decision``.
     """
+    if group is not None and name is not None and group != name:
+        raise TypeError("@limit: pass group= or name= (they are the same), not both")
+    chosen = method_list(method)
+    if methods is not None and chosen is not None:
+        raise TypeError("@limit: pass methods= or method= (they are the same), not both")
+    if methods is not None:
+        chosen = list(methods)
 
     def decorate(view: View) -> View:
-        spec: dict[str, Any] = {
-            "name": name or _default_name(view),
-            "rate": rate,
-            "key": key,
+        counter = group or name or default_group(view)
+        where = f"@limit on {view.__qualname__}"
+        spec, key_func = adapt_key(key, counter)
+        computed = rate_getter(rate, counter)
+        fields: dict[str, Any] = {
+            "name": counter,
+            # A computed rate is checked per request; the rule needs one to parse.
+            "rate": "1/s" if computed is not None else _fixed_rate(rate, where),
+            "key": spec,
             "algorithm": algorithm,
             "mode": mode,
+            "scope": scope,
         }
         if burst is not None:
-            spec["burst"] = burst
-        if methods is not None:
-            spec["methods"] = list(methods)
-        try:
-            rule = parse_limit_rule(spec, index=0)
-        except ConfigError as exc:
-            raise ConfigError(
-                f"@limit on {view.__qualname__}: {exc}", check_id=exc.check_id, hint=exc.hint
-            ) from exc
-        holder = _Holder(rule)
+            fields["burst"] = burst
+        if chosen is not None:
+            fields["methods"] = chosen
+        rule = StandaloneRule(fields, where=where, key_func=key_func)
+        fixed = None if computed is not None else rule.policy()
+
+        def decide(request: HttpRequest) -> LimitResult | None:
+            if not rule.applies(request.method or "GET"):
+                return None
+            policy = fixed
+            if computed is not None:
+                policy = resolve_policy(rule, computed[0](request), computed=True)
+                if policy is None:
+                    return None
+            assert policy is not None
+            return rule.decide(request, policy)
+
+        async def adecide(request: HttpRequest) -> LimitResult | None:
+            if not rule.applies(request.method or "GET"):
+                return None
+            policy = fixed
+            if computed is not None:
+                policy = resolve_policy(rule, await computed[1](request), computed=True)
+                if policy is None:
+                    return None
+            assert policy is not None
+            return await rule.adecide(request, policy)
 
         if iscoroutinefunction(view):
 
             @wraps(view)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                result = await holder.engine().adecide(
-                    request.method or "GET", request.path_info, request
-                )
-                if not result.allowed:
+                result = await adecide(request)
+                _mark(request, result)
+                if block and result is not None and not result.allowed:
                     return rate_limited_response(request, result)
                 return _with_headers(await view(request, *args, **kwargs), result)
 
@@ -163,11 +178,20 @@ def limit(
 
         @wraps(view)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            result = holder.engine().decide(request.method or "GET", request.path_info, request)
-            if not result.allowed:
+            result = decide(request)
+            _mark(request, result)
+            if block and result is not None and not result.allowed:
                 return rate_limited_response(request, result)
             return _with_headers(view(request, *args, **kwargs), result)
 
         return sync_view  # type: ignore[return-value]
 
     return decorate
+
+
+def _fixed_rate(rate: Any, where: str) -> Any:
+    """django-ratelimit's rate forms (``"5/10"``, ``(5, 10)``) as ours; others as given."""
+    try:
+        return parse_compat_rate(rate)
+    except (ValueError, TypeError):
+        return rate  # the rule's parser reports it, with its check id and hint

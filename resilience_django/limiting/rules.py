@@ -4,15 +4,23 @@ A rule in ``RESILIENCE["LIMITS"]`` (or an admin-defined one) is a mapping::
 
     {"name": "orders-per-ip", "path": "/api/orders", "methods": ["POST"],
      "key": "ip", "rate": "100/m", "burst": 20, "algorithm": "sliding_window",
-     "scope": "local", "mode": "enforce"}
+     "scope": "distributed", "mode": "enforce"}
 
 Only ``name`` and ``rate`` are required.  Defaults: ``key="ip"``,
-``algorithm="sliding_window"``, ``scope="local"``, ``mode="enforce"``, no
-``burst`` (token bucket and GCRA then allow ``rate``'s count at once), and no
-``path``/``view``/``methods`` (the rule matches every request).
+``algorithm="sliding_window"``, ``mode="enforce"``, no ``burst`` (token bucket
+and GCRA then allow ``rate``'s count at once), no ``path``/``view``/``methods``
+(the rule matches every request), ``after_auth=False``, and ``scope``
+following ``BACKEND``: ``"distributed"`` with ``"redis"``, else ``"local"``
+(the caller passes it as ``default_scope``).
 
-Every problem raises ``ConfigError`` with its own check id (listed in
-``CHECK_IDS`` so the docs and the system checks can name them):
+``after_auth: True`` keeps a rule out of the middleware: it is decided by
+``resilience_django.integrations.drf.ResilienceRulesThrottle`` once Django
+REST framework has authenticated the request (DRF authenticates inside the
+view, so the middleware never sees a token- or basic-authenticated user).
+
+Every problem is a ``ConfigError`` with its own check id (listed in
+``CHECK_IDS`` so the docs and the system checks can name them); a rule with
+several problems raises them together as ``ConfigErrors``:
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, ConfigErrors, every_error
 from ..routes import RouteMatcher, parse_route_matcher
 from ..units import MAX_BURST, bounded_int, parse_rate, safe_repr
 from .decision import Algorithm, Policy
@@ -43,8 +51,11 @@ Mode = Literal["enforce", "shadow", "off"]
 SCOPES: tuple[Scope, ...] = ("local", "distributed")
 MODES: tuple[Mode, ...] = ("enforce", "shadow", "off")
 RULE_FIELDS = frozenset(
-    {"name", "path", "view", "methods", "key", "rate", "burst", "algorithm", "scope", "mode"}
-)
+    {
+        "name", "path", "view", "methods", "key", "rate", "burst", "algorithm", "scope", "mode",
+        "after_auth",
+    }
+)  # fmt: skip
 
 CHECK_IDS: dict[str, str] = {
     "resilience.E020": "a limit rule's rate is missing or not a rate such as '100/m'",
@@ -58,6 +69,7 @@ CHECK_IDS: dict[str, str] = {
     "resilience.E028": "a limit rule is not a dict",
     "resilience.E029": "a limit rule has an unknown field",
     "resilience.E030": "RESILIENCE['LIMITS'] is not a list of rules",
+    "resilience.E031": "a limit rule's after_auth is not True or False",
 }
 __doc__ = (__doc__ or "") + "\n" + "\n".join(f"- ``{k}``: {v}" for k, v in CHECK_IDS.items())
 
@@ -76,6 +88,8 @@ class LimitRule:
     policy: Policy
     scope: Scope = "local"
     mode: Mode = "enforce"
+    # Decided by the DRF throttle after authentication, never by the middleware.
+    after_auth: bool = False
 
     @property
     def rate(self) -> str:
@@ -87,11 +101,16 @@ def _error(where: str, message: str, check_id: str, hint: str) -> ConfigError:
 
 
 def parse_limit_rule(
-    mapping: Mapping[str, Any], *, index: int, allow_regex: bool = True
+    mapping: Mapping[str, Any],
+    *,
+    index: int,
+    allow_regex: bool = True,
+    default_scope: Scope = "local",
 ) -> LimitRule:
     """Parse one rule of ``RESILIENCE["LIMITS"]``; ``index`` names it in errors.
 
-    ``allow_regex=False`` (admin rows) refuses a regex ``path``.
+    ``allow_regex=False`` (admin rows) refuses a regex ``path``;
+    ``default_scope`` is the scope of a rule that names none (``BACKEND``'s).
     """
     where = f"RESILIENCE['LIMITS'][{index}]"
     if not isinstance(mapping, Mapping):
@@ -101,75 +120,103 @@ def parse_limit_rule(
             "E028",
             "Example: {'name': 'api-per-ip', 'path': '/api/', 'rate': '100/m'}",
         )
+    # Every problem of the rule is collected and raised together (ConfigErrors),
+    # so `check` lists them all at once instead of one per fix-and-rerun.
+    problems: list[ConfigError] = []
     name = mapping.get("name")
     if not isinstance(name, str) or _NAME.match(name) is None:
-        raise _error(
+        problems.append(_error(
             where,
             f"name {name!r} must be 1-100 letters, digits or _ . : / -",
             "E026",
             "Every rule needs a unique name; it appears in headers, metrics and errors.",
-        )
-    where = f"{where} ({name!r})"
+        ))  # fmt: skip
+        name = ""
+    else:
+        where = f"{where} ({name!r})"
     unknown = sorted(set(map(str, mapping)) - RULE_FIELDS)
     if unknown:
-        raise _error(
+        problems.append(_error(
             where,
             f"unknown field(s) {', '.join(unknown)}",
             "E029",
             f"Known fields: {', '.join(sorted(RULE_FIELDS))}.",
-        )
+        ))  # fmt: skip
+    rate = None
     if "rate" not in mapping:
-        raise _error(where, "rate is missing", "E020", "Add a rate such as '100/m' or '10/s'.")
-    try:
-        rate = parse_rate(mapping["rate"])
-    except ValueError as exc:
-        raise _error(
-            where,
-            str(exc),
-            "E020",
-            "Write a rate like '100/m', '10/s', '5000/h' or '100/30s': a count from 1 to "
-            "1_000_000_000 per a period from 1ms to 365 days.",
-        ) from exc
+        problems.append(
+            _error(where, "rate is missing", "E020", "Add a rate such as '100/m' or '10/s'.")
+        )
+    else:
+        try:
+            rate = parse_rate(mapping["rate"])
+        except ValueError as exc:
+            problems.append(_error(
+                where,
+                str(exc),
+                "E020",
+                "Write a rate like '100/m', '10/s', '5000/h' or '100/30s': a count from 1 to "
+                "1_000_000_000 per a period from 1ms to 365 days.",
+            ))  # fmt: skip
     algorithm_value = mapping.get("algorithm", Algorithm.SLIDING_WINDOW.value)
+    algorithm = Algorithm.SLIDING_WINDOW
     try:
         algorithm = Algorithm(algorithm_value)
     except ValueError:
-        raise _error(
+        problems.append(_error(
             where,
             f"algorithm {algorithm_value!r} is unknown",
             "E021",
             f"Use one of {', '.join(a.value for a in Algorithm)}.",
-        ) from None
+        ))  # fmt: skip
     burst = mapping.get("burst")
     if burst is not None and bounded_int(burst, minimum=1, maximum=MAX_BURST) is None:
-        raise _error(
+        problems.append(_error(
             where,
             f"burst {safe_repr(burst)} must be an integer from 1 to {MAX_BURST:_}",
             "E025",
             "burst is how many requests token bucket and GCRA admit at once; omit it for the "
             "rate's count.",
-        )
+        ))  # fmt: skip
     key = mapping.get("key", "ip")
-    check_key_spec(key, where=where)
-    scope = mapping.get("scope", "local")
+    try:
+        check_key_spec(key, where=where)
+    except ConfigError as exc:
+        problems.append(exc)
+    scope = mapping.get("scope", default_scope)
     if scope not in SCOPES:
-        raise _error(
+        problems.append(_error(
             where,
             f"scope {scope!r} is unknown",
             "E023",
             "Use 'local' (per process) or 'distributed' (shared through Redis).",
-        )
+        ))  # fmt: skip
     mode = mapping.get("mode", "enforce")
     if mode not in MODES:
-        raise _error(
+        problems.append(_error(
             where,
             f"mode {mode!r} is unknown",
             "E024",
             "Use 'enforce', 'shadow' (count and report, never block) or 'off'.",
+        ))  # fmt: skip
+    after_auth = mapping.get("after_auth", False)
+    if not isinstance(after_auth, bool):
+        problems.append(_error(
+            where,
+            f"after_auth {safe_repr(after_auth)} must be True or False",
+            "E031",
+            "after_auth: True leaves the rule to the DRF throttle ResilienceRulesThrottle, "
+            "decided once DRF has authenticated the request.",
+        ))  # fmt: skip
+    try:
+        matcher = parse_route_matcher(
+            mapping, where=where, check_id="resilience.E027", allow_regex=allow_regex
         )
-    matcher = parse_route_matcher(
-        mapping, where=where, check_id="resilience.E027", allow_regex=allow_regex
-    )
+    except ConfigError as exc:
+        problems.append(exc)
+    if problems:
+        raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
+    assert rate is not None  # no problem reported: the rate parsed
     return LimitRule(
         name=name,
         matcher=matcher,
@@ -177,14 +224,18 @@ def parse_limit_rule(
         policy=Policy(name=name, rate=rate, algorithm=algorithm, burst=burst),
         scope=scope,
         mode=mode,
+        after_auth=after_auth,
     )
 
 
-def parse_limit_rules(value: Any) -> tuple[tuple[LimitRule, ...], tuple[ConfigError, ...]]:
+def parse_limit_rules(
+    value: Any, *, default_scope: Scope = "local"
+) -> tuple[tuple[LimitRule, ...], tuple[ConfigError, ...]]:
     """Parse the whole ``LIMITS`` list: the rules that parsed, and every problem.
 
     Never raises, like the rest of the settings: a bad rule is left out and
-    reported, the others stay in force.
+    reported, the others stay in force.  ``default_scope`` as for
+    ``parse_limit_rule``.
     """
     if value is None:
         return (), ()
@@ -201,9 +252,9 @@ def parse_limit_rules(value: Any) -> tuple[tuple[LimitRule, ...], tuple[ConfigEr
     seen: set[str] = set()
     for index, raw in enumerate(value):
         try:
-            rule = parse_limit_rule(raw, index=index)
+            rule = parse_limit_rule(raw, index=index, default_scope=default_scope)
         except ConfigError as exc:
-            errors.append(exc)
+            errors.extend(every_error(exc))
             continue
         if rule.name in seen:
             errors.append(

@@ -141,3 +141,88 @@ def test_bad_decorator_arguments_raise_at_decoration():
     assert "@limit on" in str(info.value)
     with pytest.raises(ConfigError):
         limit("1/s", key="nope")(lambda request: None)
+
+
+# -- @limit on the runtime's limiters: BACKEND and scope ----------------------------
+
+
+def test_limit_counts_in_the_same_local_store_as_the_middleware(rf):
+    from resilience_django.runtime import get_runtime
+
+    @limit("5/m", name="store-probe")
+    def view(request):
+        from django.http import HttpResponse
+
+        return HttpResponse("ok")
+
+    view(rf.get("/"))
+    # One store, one LOCAL_MAX_KEYS bound: not a second LocalLimiter of its own.
+    assert process_limiter() is get_runtime().stores.local
+    assert len(get_runtime().stores.local) == 1
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    from tests.utils.redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_backend(redis_server):
+    from resilience_django.runtime import get_runtime
+
+    with override_settings(RESILIENCE={"BACKEND": "redis", "REDIS": {"URL": redis_server.url},
+                                       "FALLBACK_LATENCY": "500ms"}):  # fmt: skip
+        yield
+        stores = get_runtime().stores
+        # The asyncio client closes on the test's own loop; the probe thread ends too.
+        await stores.distributed.aclose()
+        stores.close()
+
+
+def _decorated(scope):
+    from django.http import HttpResponse
+
+    @limit("2/m", name=f"backend-{scope}", scope=scope)
+    def view(request):
+        return HttpResponse("ok")
+
+    @limit("2/m", name=f"abackend-{scope}", scope=scope)
+    async def aview(request):
+        return HttpResponse("ok")
+
+    return view, aview
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(("scope", "backend"), [(None, "redis"), ("distributed", "redis"),
+                                                ("local", "local")])  # fmt: skip
+async def test_limit_follows_backend_and_scope_like_a_settings_rule(
+    rf, redis_backend, scope, backend
+):
+    from asgiref.sync import sync_to_async
+
+    view, aview = _decorated(scope)
+    requests = [rf.get("/") for _ in range(3)]
+    codes = [(await sync_to_async(view)(r)).status_code for r in requests]
+    assert codes == [200, 200, 429]
+    assert {r.resilience_decision.decision.backend for r in requests} == {backend}
+    arequests = [rf.get("/") for _ in range(3)]
+    assert [(await aview(r)).status_code for r in arequests] == [200, 200, 429]
+    assert {r.resilience_decision.decision.backend for r in arequests} == {backend}
+
+
+def test_a_settings_rule_without_scope_follows_backend():
+    from resilience_django.conf import parse_settings
+
+    rule = {"name": "r", "rate": "1/s"}
+    redis = parse_settings({"BACKEND": "redis", "REDIS": {"URL": "redis://127.0.0.1:1/0"},
+                            "LIMITS": [rule]})  # fmt: skip
+    assert [r.scope for r in redis.limits] == ["distributed"]
+    assert [r.scope for r in parse_settings({"LIMITS": [rule]}).limits] == ["local"]
+    pinned = parse_settings({"BACKEND": "redis", "REDIS": {"URL": "redis://127.0.0.1:1/0"},
+                             "LIMITS": [{**rule, "scope": "local"}]})  # fmt: skip
+    assert [r.scope for r in pinned.limits] == ["local"]

@@ -1,0 +1,159 @@
+"""One rule decided on demand, outside the middleware's rule set.
+
+``@limit``, ``is_ratelimited`` and the DRF throttles each decide one rule
+for one request.  They decide it on the runtime's stores, the very ones the
+middleware uses: the process's local LRU (so ``LOCAL_MAX_KEYS`` bounds them
+all together) and, with ``BACKEND: "redis"``, the hybrid Redis limiter with
+its automatic local fallback.  So such a rule follows ``BACKEND`` and
+``scope`` exactly like a settings rule: without a ``scope`` it is shared
+through Redis when the backend is Redis, and counted per process otherwise.
+
+The rate may differ from request to request (django-ratelimit's callable
+rates, per-plan tiers): each distinct rate gets its own ``Policy``, made once
+and kept (a bounded number of them), because the stores find a policy's
+compiled form by identity.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from .. import metrics
+from ..conf import ResilienceSettings
+from ..exceptions import ConfigError
+from ..switch import limits_enabled
+from ..units import Rate, parse_rate
+from .decision import ALLOW_ALL, Decision, LimitCheck, Policy
+from .engine import LimitResult
+from .keys import KeyFunc, compile_key
+from .local import LocalLimiter
+from .rules import LimitRule, Scope, parse_limit_rule
+
+__all__ = ["StandaloneRule"]
+
+# Distinct rates one rule remembers; past it the cache starts afresh.  Tiers
+# are a handful; a rate computed per client would otherwise grow without bound.
+_MAX_POLICIES = 256
+
+
+class StandaloneRule:
+    """A parsed rule plus what deciding it needs; safe to share between threads.
+
+    ``spec`` is a rule mapping as in ``RESILIENCE["LIMITS"]`` (``scope``
+    omitted or ``None``: follow ``BACKEND``).  ``key_func`` replaces the
+    compiled ``key`` spec (keys this module's callers add, such as
+    django-ratelimit's ``post:<field>`` and ``(group, request)`` callables).
+    Raises ``ConfigError`` for a bad spec.
+    """
+
+    __slots__ = ("_key", "_lock", "_policies", "key_func", "rule", "scope")
+
+    def __init__(
+        self, spec: Mapping[str, Any], *, where: str, key_func: KeyFunc | None = None
+    ) -> None:
+        spec = dict(spec)
+        scope = spec.pop("scope", None)
+        if scope is not None:
+            spec["scope"] = scope
+        if key_func is not None:
+            spec["key"] = "ip"  # validated elsewhere; only the other fields are checked here
+        try:
+            rule = parse_limit_rule(spec, index=0)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}", check_id=exc.check_id, hint=exc.hint) from exc
+        self.rule: LimitRule = rule if key_func is None else replace(rule, key=key_func.spec)
+        self.scope: Scope | None = scope
+        self.key_func = key_func
+        self._policies: dict[Rate, Policy] = {rule.policy.rate: rule.policy}
+        self._key: tuple[ResilienceSettings, KeyFunc] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+    def policy(self, rate: str | Rate | None = None) -> Policy:
+        """The policy for ``rate`` (default: the rule's own); raises ``ValueError`` if bad."""
+        if rate is None:
+            return self.rule.policy
+        parsed = parse_rate(rate)
+        policy = self._policies.get(parsed)
+        if policy is None:
+            policy = replace(self.rule.policy, rate=parsed)
+            with self._lock:
+                if len(self._policies) >= _MAX_POLICIES:
+                    self._policies.clear()
+                policy = self._policies.setdefault(parsed, policy)
+        return policy
+
+    def applies(self, method: str) -> bool:
+        """Whether the rule covers this method (and is not ``mode="off"``)."""
+        # limits_enabled(): resilience_django.testing.disable_limits() turns these off too.
+        return (
+            limits_enabled()
+            and self.rule.mode != "off"
+            and self.rule.matcher.matches(method, "/", None)
+        )
+
+    # -- deciding -----------------------------------------------------------
+
+    def decide(self, request: Any, policy: Policy, cost: int = 1) -> LimitResult | None:
+        """Decide ``request`` against ``policy`` (sync code); ``None`` if it has no key.
+
+        ``cost=0`` peeks: nothing is consumed, nothing reported, and the
+        outcome's ``remaining`` says how many requests would still pass.
+        """
+        store, key_func = self._parts()
+        key = key_func.get(request)
+        if key is None:
+            return None
+        return self._result(store.decide((LimitCheck(policy, key, cost),)), cost)
+
+    async def adecide(self, request: Any, policy: Policy, cost: int = 1) -> LimitResult | None:
+        """``decide`` on the event loop."""
+        store, key_func = self._parts()
+        key = key_func.get(request) if key_func.loop_safe else await key_func.aget(request)
+        if key is None:
+            return None
+        checks = (LimitCheck(policy, key, cost),)
+        if isinstance(store, LocalLimiter):  # no I/O: decided inline, no coroutine
+            return self._result(store.decide(checks), cost)
+        return self._result(await store.adecide(checks), cost)
+
+    # -- pieces -------------------------------------------------------------
+
+    def _parts(self) -> tuple[Any, KeyFunc]:
+        # Imported here: the runtime imports most of the package, and views
+        # import @limit early, at URLconf load.
+        from ..runtime import get_runtime
+
+        runtime = get_runtime()
+        stores = runtime.stores
+        shared = stores.distributed
+        scope = self.scope or ("distributed" if shared is not None else "local")
+        store = shared if scope == "distributed" and shared is not None else stores.local
+        key_func = self.key_func
+        if key_func is None:
+            # ip keys read TRUSTED_PROXIES: compiled again when the settings change.
+            cached = self._key
+            if cached is None or cached[0] is not runtime.settings:
+                trusted = runtime.settings.trusted_proxies
+                cached = (runtime.settings, compile_key(self.rule.key, trusted))
+                self._key = cached
+            key_func = cached[1]
+        return store, key_func
+
+    def _result(self, decision: Decision, cost: int) -> LimitResult:
+        if cost == 0:
+            return LimitResult(decision)
+        name = self.rule.name
+        if self.rule.mode == "shadow":
+            if not decision.allowed:
+                metrics.request_rejected(name, "shadow")
+            return LimitResult(ALLOW_ALL, decision)
+        if not decision.allowed:
+            metrics.request_rejected(name, "rate_limited")
+        return LimitResult(decision)

@@ -23,6 +23,7 @@ from . import admin_views
 from .forms import BreakerPolicyForm, LimitRuleForm, RouteDeadlineForm, SheddingRuleForm
 from .live import row_problem, settings_names
 from .models import BreakerDashboard, BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
+from .units import parse_rate
 
 __all__ = [
     "BreakerDashboardAdmin",
@@ -133,7 +134,9 @@ class LimitRuleAdmin(_RuleAdmin):
     enforce_value = "enforce"
     form = LimitRuleForm
     # Scope and algorithm are filters, not columns: the list must fit beside the sidebars.
-    list_display = ("name", "route", "key", "rate", "mode", "enabled", "in_force", "updated_at")
+    list_display = (
+        "name", "route", "key", "rate_shown", "mode", "enabled", "in_force", "updated_at",
+    )  # fmt: skip
     list_filter = ("enabled", "mode", "scope", "algorithm")
     search_fields = ("name", "path", "view", "key", "notes")
     actions = ("enable", "disable", "shadow", "enforce")
@@ -149,11 +152,23 @@ class LimitRuleAdmin(_RuleAdmin):
         parts = [obj.path or "", f"view={obj.view}" if obj.view else "", obj.methods]
         return " ".join(p for p in parts if p) or "*"
 
+    @admin.display(description="rate", ordering="rate")
+    def rate_shown(self, obj: LimitRule) -> str:
+        # As the settings table below shows rates ("100/m"), for rows saved before
+        # clean() stored them that way too; an unreadable one as it was typed.
+        try:
+            return str(parse_rate(obj.rate))
+        except ValueError:
+            return obj.rate
+
     def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
         from .conf import get_settings
-        from .limiting.rules import parse_limit_rules
+        from .limiting.rules import Scope, parse_limit_rules
 
-        rules, errors = parse_limit_rules(get_settings().raw.get("LIMITS"))
+        settings = get_settings()
+        # Scope-less rules follow BACKEND, as conf.py parses them.
+        default_scope: Scope = "distributed" if settings.backend == "redis" else "local"
+        rules, errors = parse_limit_rules(settings.raw.get("LIMITS"), default_scope=default_scope)
         rows = [
             [r.name, r.matcher.describe(), r.key, r.rate, r.policy.algorithm.value, r.scope, r.mode]
             for r in rules

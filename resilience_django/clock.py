@@ -1,14 +1,41 @@
-"""The clock every time-based core takes, so tests can inject their own."""
+"""The clock every time-based core takes, so tests can inject their own.
+
+Cores take a ``clock`` argument (``Breaker(clock=...)``, ``LocalLimiter(clock=...)``);
+its default is :func:`monotonic`, the process clock.  The process clock is
+``time.monotonic`` unless a test installs another with :func:`set_clock`
+(``resilience_django.testing.use_clock`` does, and resets the state kept in the
+old clock's time), so the parts the package builds itself (the middleware's
+limiters, bulkheads, breakers and deadlines) follow a test's clock without
+anything patching ``time.monotonic`` for the whole process.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-__all__ = ["Clock", "ManualClock", "monotonic"]
+__all__ = ["Clock", "ManualClock", "monotonic", "set_clock"]
 
 Clock = Callable[[], float]
-monotonic: Clock = time.monotonic
+_source: Clock = time.monotonic
+
+
+def monotonic() -> float:
+    """Seconds on the process clock: ``time.monotonic()`` unless a test set another."""
+    return _source()
+
+
+def set_clock(clock: Clock | None) -> Clock:
+    """Make ``clock`` the process clock (``None``: ``time.monotonic``); returns the previous one.
+
+    Meant for tests: components compare times taken before and after the
+    change, so call it between tests (``resilience_django.testing.use_clock``
+    resets them around it), not while requests are running.
+    """
+    global _source
+    previous = _source
+    _source = time.monotonic if clock is None else clock
+    return previous
 
 
 class ManualClock:
@@ -27,4 +54,7 @@ class ManualClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            # A monotonic clock never goes back; the cores assume it.
+            raise ValueError("a monotonic clock cannot go back")
         self.now += seconds

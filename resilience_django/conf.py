@@ -90,6 +90,9 @@ class DeadlineSettings:
     # Taken off the remaining budget before it is sent downstream, so the
     # downstream's answer has time to travel back before our own deadline.
     outbound_margin: float = 0.010
+    # Routes whose streamed bodies may outlive the budget (server-sent events,
+    # downloads): the deadline covers their view, not the body it streams.
+    exempt_streams: tuple[RouteMatcher, ...] = ()
 
     @property
     def has_view_routes(self) -> bool:
@@ -105,9 +108,12 @@ class FleetSettings:
     cache: str = "default"
     prefix: str = "resilience:fleet"
     ttl: float = 10.0
+    # None: chosen by fleetstore/select.py (Redis > a shared cache > the database).
+    store: str | None = None
 
 
-FLEET_KEYS = frozenset({"ENABLED", "URL", "CACHE", "PREFIX", "TTL"})
+FLEET_KEYS = frozenset({"ENABLED", "URL", "CACHE", "PREFIX", "TTL", "STORE"})
+FLEET_STORES = ("redis", "cache", "database")
 FLEET_CHECK_ID = "resilience.E042"
 # A silent process stays listed this long at most; longer reads as a typo.
 MAX_FLEET_TTL = MAX_DEADLINE
@@ -258,8 +264,26 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
             continue
         routes.append(RouteBudget(matcher=matcher, budget=budget, label=str(route)))
     return DeadlineSettings(
-        default=default, headers=headers, routes=tuple(routes), outbound_margin=margin
-    )
+        default=default, headers=headers, routes=tuple(routes), outbound_margin=margin,
+        exempt_streams=_parse_exempt_streams(raw.get("EXEMPT_STREAMS", ()), errors),
+    )  # fmt: skip
+
+
+def _parse_exempt_streams(raw: Any, errors: list[ConfigError]) -> tuple[RouteMatcher, ...]:
+    where = "RESILIENCE['DEADLINE']['EXEMPT_STREAMS']"
+    hint = "A list of routes like the ROUTES keys: ['/api/events', 'reports:download']."
+    if isinstance(raw, str) or not isinstance(raw, list | tuple):
+        errors.append(
+            ConfigError(f"{where} must be a list of routes", check_id="resilience.E015", hint=hint)
+        )
+        return ()
+    matchers: list[RouteMatcher] = []
+    for route in raw:
+        try:
+            matchers.append(_route_key_matcher(route, f"{where} entry {route!r}"))
+        except ConfigError as exc:
+            errors.append(ConfigError(str(exc), check_id="resilience.E015", hint=hint))
+    return tuple(matchers)
 
 
 def _route_key_matcher(route: Any, where: str) -> RouteMatcher:
@@ -389,7 +413,9 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         ratelimit_headers = True
     fallback_latency = fallback_latency or 0.050
     redis_settings: RedisSettings | None = None
-    if backend == "redis" or redis:
+    # Only the redis backend uses REDIS: a test settings file that switches to
+    # "local" and keeps REDIS pointing at a cache that is now LocMem must run.
+    if backend == "redis":
         budget = fallback_latency
         redis_settings = _guarded(
             errors, "REDIS", "resilience.E040", lambda: parse_redis_settings(redis, budget=budget)
@@ -422,7 +448,13 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         lambda: parse_trusted_proxies(raw.get("TRUSTED_PROXIES"), ipv6_prefix),
     )
     limits, limit_errors = _guarded(
-        errors, "LIMITS", "resilience.E030", lambda: parse_limit_rules(raw.get("LIMITS"))
+        errors,
+        "LIMITS",
+        "resilience.E030",
+        # A rule without a scope follows BACKEND: shared when Redis is configured.
+        lambda: parse_limit_rules(
+            raw.get("LIMITS"), default_scope="distributed" if backend == "redis" else "local"
+        ),
     ) or ((), ())
     errors.extend(limit_errors)
     shedding_raw = raw.get("SHEDDING") or ()
@@ -497,7 +529,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         fallback_latency=fallback_latency,
         fallback=fallback,
         fleet=_guarded(
-            errors, "FLEET", FLEET_CHECK_ID, lambda: _parse_fleet(raw.get("FLEET"), errors)
+            errors, "FLEET", FLEET_CHECK_ID, lambda: _parse_fleet(raw.get("FLEET"), errors, raw)
         )
         or FleetSettings(),
         trusted_proxies=trusted_proxies,
@@ -579,7 +611,7 @@ def _fleet_url(url: object) -> str:
     return url
 
 
-def _parse_fleet(raw: Any, errors: list[ConfigError]) -> FleetSettings:
+def _parse_fleet(raw: Any, errors: list[ConfigError], root: Any = None) -> FleetSettings:
     """Validate ``RESILIENCE["FLEET"]``; each bad key is reported and left at its default."""
     if raw is None:
         return FleetSettings()
@@ -641,7 +673,36 @@ def _parse_fleet(raw: Any, errors: list[ConfigError]) -> FleetSettings:
             )
         )
         ttl = fleet.ttl
-    return FleetSettings(enabled=enabled, url=url, cache=cache, prefix=prefix, ttl=float(ttl))
+    store = raw.get("STORE")
+    if store is not None and store not in FLEET_STORES:
+        errors.append(
+            _fleet_error(
+                f"['STORE'] = {safe_repr(store)} is not one of {', '.join(FLEET_STORES)}",
+                "Leave it out to choose by itself (Redis, else a shared cache, else the "
+                "database), or force one: 'redis', 'cache' or 'database'.",
+            )
+        )
+        store = None
+    if store == "redis" and url is None and not _names_redis(root):
+        errors.append(
+            _fleet_error(
+                "['STORE'] is 'redis' but no Redis is configured",
+                "Give FLEET a 'URL', or set REDIS 'URL' (or BACKEND 'redis' with REDIS 'CACHE').",
+            )
+        )
+        store = None
+    return FleetSettings(
+        enabled=enabled, url=url, cache=cache, prefix=prefix, ttl=float(ttl), store=store
+    )
+
+
+def _names_redis(root: Any) -> bool:
+    """Whether RESILIENCE outside FLEET gives the fleet store a Redis (its REDIS URL, or
+    the redis backend's settings)."""
+    redis = root.get("REDIS") if isinstance(root, Mapping) else None
+    if not isinstance(redis, Mapping):
+        return False
+    return bool(redis.get("URL")) or (root.get("BACKEND") == "redis" and bool(redis))
 
 
 def _cache_exists(alias: str) -> bool:
@@ -686,6 +747,12 @@ def reset_settings() -> None:
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("RESILIENCE", "CACHES", "ROOT_URLCONF"):
         reset_settings()
+    if setting == "RESILIENCE":
+        # Counts and breaker states of other settings would leak into a test's
+        # override_settings(RESILIENCE=...): it starts from nothing.
+        from .testing.reset import reset_state
+
+        reset_state()
 
 
 setting_changed.connect(_setting_changed, dispatch_uid="resilience_django.conf")

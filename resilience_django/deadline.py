@@ -21,13 +21,12 @@ import asyncio
 import functools
 import re
 import sys
-import time
 import types
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-from .clock import Clock
+from .clock import Clock, monotonic
 from .exceptions import ResilienceError
 from .loop_alarm import Alarm, alarm_clock
 from .units import MAX_DEADLINE, parse_duration
@@ -62,7 +61,7 @@ class Deadline:
         *,
         started_at: float | None = None,
         route: str = "default",
-        clock: Clock = time.monotonic,
+        clock: Clock = monotonic,
     ) -> None:
         self._clock = clock
         self.started_at = clock() if started_at is None else started_at

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["BulkheadFull", "ConfigError", "ResilienceError"]
+from collections.abc import Sequence
+
+__all__ = ["BulkheadFull", "ConfigError", "ConfigErrors", "ResilienceError", "every_error"]
 
 
 class ResilienceError(Exception):
@@ -20,6 +22,26 @@ class ConfigError(ResilienceError, ValueError):
         super().__init__(message)
         self.check_id = check_id
         self.hint = hint
+
+
+class ConfigErrors(ConfigError):
+    """Every problem of one settings entry (a rule), so a check reports them all at once.
+
+    It reads as its first problem (message, ``check_id``, ``hint``) for code
+    that knows only ``ConfigError``; ``errors`` holds them all.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(str(first), check_id=first.check_id, hint=first.hint)
+        self.errors: tuple[ConfigError, ...] = tuple(
+            e for error in errors for e in every_error(error)
+        )
+
+
+def every_error(exc: ConfigError) -> tuple[ConfigError, ...]:
+    """The problems ``exc`` stands for: its ``errors`` if it has several, else itself."""
+    return exc.errors if isinstance(exc, ConfigErrors) else (exc,)
 
 
 class BulkheadFull(ResilienceError):

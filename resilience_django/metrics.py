@@ -24,6 +24,7 @@ from .observability import otel, recent
 
 __all__ = [
     "BREAKER_STATE_VALUES",
+    "abandoned_views",
     "bad_header",
     "breaker_call",
     "breaker_short_circuit",
@@ -34,6 +35,7 @@ __all__ = [
     "enabled",
     "event_loop_lag",
     "inflight",
+    "limiter_backend_failure",
     "limiter_backend_seconds",
     "limiter_fallback_active",
     "multiprocess_mode",
@@ -100,6 +102,14 @@ _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
         (),
         {"buckets": BACKEND_BUCKETS},
     ),
+    "backend_failures": (
+        "Counter",
+        "resilience_limiter_backend_failures",
+        "Distributed limiter calls to Redis that failed or timed out; each such request was "
+        "decided locally.",
+        (),
+        {},
+    ),
     "fallback": (
         "Gauge",
         "resilience_limiter_fallback_active",
@@ -120,6 +130,14 @@ _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
         "Gauge",
         "resilience_inflight_requests",
         "Requests in flight under a shedding rule (sum over live processes).",
+        ("route",),
+        {"multiprocess_mode": "livesum"},
+    ),
+    "abandoned": (
+        "Gauge",
+        "resilience_abandoned_views",
+        "Sync views answered 504 at their deadline whose threads still run, by route "
+        "(sum over live processes); each keeps its shedding slot until it ends.",
         ("route",),
         {"multiprocess_mode": "livesum"},
     ),
@@ -300,6 +318,13 @@ def limiter_backend_seconds(seconds: float) -> None:
             histogram.observe(seconds)
 
 
+def limiter_backend_failure() -> None:
+    """One call to the distributed limiter backend failed; its request was decided locally."""
+    counter = _get("backend_failures")
+    if counter is not None:
+        counter.inc()
+
+
 def limiter_fallback_active(active: bool, reason: str | None = None) -> None:
     """Distributed limits went local (``active``) or back to Redis."""
     gauge = _get("fallback")
@@ -323,6 +348,13 @@ def event_loop_lag(seconds: float) -> None:
 def inflight(route: str, delta: int) -> None:
     """``delta`` requests entered (+) or left (-) the shedding rule ``route``."""
     child = _child("inflight", (route,))
+    if child is not None:
+        child.inc(delta)
+
+
+def abandoned_views(route: str, delta: int) -> None:
+    """``delta`` views of ``route`` were abandoned at their deadline (+) or have ended (-)."""
+    child = _child("abandoned", (route,))
     if child is not None:
         child.inc(delta)
 

@@ -21,6 +21,7 @@ from .breakers.phase import Phase
 from .breakers.registry import get_breaker
 from .breakers.state import Breaker, CircuitOpen
 from .conf import ResilienceSettings, get_settings, on_reload, route_breakers
+from .deadline import Deadline
 from .deadline_policy import DeadlinePolicy
 from .limiting.engine import LimitEngine, LimitResult
 from .limiting.headers import add_headers
@@ -33,8 +34,10 @@ from .responses import unavailable
 from .routes import RouteIndex, RouteMatcher
 from .shedding.bulkhead import Permit, Shed
 from .shedding.shedder import Shedder
+from .streaming import guard_stream
+from .switch import limits_enabled
 
-__all__ = ["Early", "RequestState", "Runtime", "get_runtime", "reset_runtime"]
+__all__ = ["Early", "RequestState", "Runtime", "discard_stores", "get_runtime", "reset_runtime"]
 
 # Attribute on the Django request holding what admission took (a permit, a
 # limit result), for `finish` to give back and report.
@@ -132,7 +135,8 @@ class Runtime:
         self.deadlines = DeadlinePolicy(
             replace(settings.deadline, routes=settings.deadline.routes + admin.route_budgets)
         )
-        rules = settings.limits + admin.limit_rules
+        # after_auth rules wait for DRF's authentication: its throttle decides them.
+        rules = tuple(r for r in settings.limits + admin.limit_rules if not r.after_auth)
         if stores.distributed is not None:
             engine = LimitEngine(
                 rules, stores.distributed, local=stores.local,
@@ -151,7 +155,7 @@ class Runtime:
         # The shedder lives with the stores: a rebuild (an admin edit) must not
         # hand out a fresh set of slots while requests still hold the old ones.
         # First match decides: settings rules first, so they win here too.
-        shedding = settings.shedding + admin.shedding_rules
+        shedding = settings.shedding + admin.shedding_rules if limits_enabled() else ()
         stores.shedder.update(shedding)
         self.shedder: Shedder | None = stores.shedder if shedding else None
         self.shed_before_view = self.shedder is not None and not self.shedder.needs_view_name
@@ -264,13 +268,28 @@ class Runtime:
 
     # -- after the view -------------------------------------------------------------
 
-    def finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    def finish(
+        self, request: HttpRequest, response: HttpResponseBase, deadline: Deadline | None = None
+    ) -> HttpResponseBase:
+        """The response is ready: give back what admission took and report.
+
+        A streamed body is part of the work: it keeps the slot (unless its rule
+        has ``exempt_streams``) and runs under ``deadline`` (unless its route is
+        in ``DEADLINE["EXEMPT_STREAMS"]``) until it ends.
+        """
         state: RequestState | None = getattr(request, STATE_ATTR, None)
+        # Not every HttpResponseBase subclass says (HttpResponse and StreamingHttpResponse do).
+        streaming: bool = getattr(response, "streaming", False)
         if state is None:
+            if streaming and deadline is not None:
+                self._guard_stream(request, response, None, deadline)
             return response
-        if state.permit is not None:
-            state.permit.release()
+        permit = state.permit
+        if permit is not None:
             state.permit = None
+            if not streaming or permit.exempt_streams:
+                permit.release()
+                permit = None
         breaker = state.breaker
         if breaker is not None and state.token is not None:
             if state.refused:
@@ -284,7 +303,35 @@ class Runtime:
         result = state.limits
         if result is not None and self.ratelimit_headers:
             add_headers(response, result.headers)
+        if streaming:
+            self._guard_stream(request, response, permit, deadline)
         return response
+
+    def _guard_stream(
+        self,
+        request: HttpRequest,
+        response: HttpResponseBase,
+        permit: Permit | None,
+        deadline: Deadline | None,
+    ) -> None:
+        if deadline is not None and not self.bounds_stream(request):
+            deadline = None
+        if permit is not None or deadline is not None:
+            guard_stream(response, permit=permit, deadline=deadline)
+
+    def bounds_stream(self, request: HttpRequest) -> bool:
+        """Whether the deadline covers a body streamed for this request."""
+        return not self.deadlines.exempts_stream(
+            request.method or "GET", request.path_info, _view_name(request)
+        )
+
+    def take_permit(self, request: HttpRequest) -> Permit | None:
+        """Hand the request's slot to the caller, who now releases it (an abandoned view)."""
+        state: RequestState | None = getattr(request, STATE_ATTR, None)
+        if state is None:
+            return None
+        permit, state.permit = state.permit, None
+        return permit
 
     def release(self, request: HttpRequest, *, timed_out: bool) -> None:
         """The view did not answer: free its slot; a timeout counts against the route.
@@ -448,6 +495,18 @@ def reset_runtime() -> None:
     global _runtime
     with _lock:
         _runtime = None
+
+
+def discard_stores() -> None:
+    """Forget the limiter stores too (counts, bulkhead slots): the next request starts afresh.
+
+    For tests (``resilience_django.testing.reset``); an admin edit keeps them.
+    """
+    global _runtime, _previous_stores
+    with _lock:
+        stores, _previous_stores, _runtime = _previous_stores, None, None
+    if stores is not None:
+        stores.close()
 
 
 on_reload(reset_runtime)

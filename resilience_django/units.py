@@ -147,6 +147,9 @@ def _describe(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+_DISPLAY_UNITS = (("d", DAY), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 0.001))
+
+
 @dataclass(frozen=True, slots=True)
 class Rate:
     """``limit`` events per ``period`` seconds."""
@@ -159,10 +162,16 @@ class Rate:
         return self.limit / self.period
 
     def __str__(self) -> str:
-        period = self.period
-        if period == int(period):
-            return f"{self.limit}/{int(period)}s"
-        return f"{self.limit}/{int(period * 1000)}ms"
+        """The rate as settings write it, in the largest whole unit: ``100/m``, ``100/30s``.
+
+        Settings rules, admin rules, the admin's tables and ``resilience_status``
+        all show rates this way, and ``parse_rate`` reads it back.
+        """
+        for unit, seconds in _DISPLAY_UNITS:
+            count = round(self.period / seconds, 6)
+            if count >= 1 and count.is_integer():
+                return f"{self.limit}/{unit}" if count == 1 else f"{self.limit}/{int(count)}{unit}"
+        return f"{self.limit}/{self.period * 1000:g}ms"
 
 
 def parse_rate(value: str | Rate) -> Rate:

@@ -26,6 +26,24 @@ def _quiet_live_reload(
     yield
 
 
+@pytest.fixture(autouse=True)
+def _per_process_cache_store(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the suite's LocMemCache the fleet store would fall to the database, and
+    # every test that uses a breaker would write to the test database from the fleet
+    # thread. Tests of that choice ask for `database_fallback`; FLEET["STORE"] wins.
+    if "database_fallback" not in request.fixturenames:
+        from resilience_django.fleetstore import select
+
+        monkeypatch.setattr(select, "FALLBACK", "cache")
+
+
+@pytest.fixture
+def database_fallback() -> None:
+    """Request it to let a per-process cache make the fleet store fall to the database."""
+
+
 @pytest.fixture
 def live_thread() -> None:
     """Request it to let the real admin-rules reload thread run."""

@@ -118,8 +118,7 @@ def _nested_keys() -> dict[str, set[str]]:
         "DEADLINE": _upper_constants(PACKAGE / "conf.py", "_parse_deadline"),
         "REDIS": _upper_constants(LIMITING / "redis_conn.py", "parse_redis_settings"),
         "FALLBACK": _upper_constants(LIMITING / "fallback.py", "parse_fallback_settings"),
-        "FLEET": _upper_constants(PACKAGE / "breakers" / "fleet.py", "_build_store")
-        | _upper_constants(PACKAGE / "breakers" / "fleet.py", "_ttl"),
+        "FLEET": _upper_constants(PACKAGE / "conf.py", "_parse_fleet"),
         "METRICS": set(metrics_config.KNOWN_KEYS),
         "LIMITS": set(limit_rules.RULE_FIELDS),
         "SHEDDING": set(shedding_rules.KNOWN_KEYS),

@@ -111,6 +111,14 @@ class BreakerRegistry:
         for name, breaker in list(self._breakers.items()):
             breaker.configure(self.policy_for(name))
 
+    def reset_all(self, reason: str = "reset") -> None:
+        """Every breaker back to its base state with empty statistics, kept in place.
+
+        In place, not forgotten: decorators hold their breaker (tests).
+        """
+        for breaker in list(self._breakers.values()):
+            breaker.reset(reason)
+
     def clear(self) -> None:
         """Forget every breaker (tests)."""
         with self._lock:

@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import metrics
 from ..routes import RouteIndex, normalize_method, scope_path
+from ..switch import limits_enabled
 from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
 from .headers import build_headers
 from .keys import KeyFunc, TrustedProxies, compile_key
@@ -139,7 +140,8 @@ class LimitEngine:
         key_funcs: Mapping[str, KeyFunc] | None = None,
     ) -> None:
         """``key_funcs`` may supply compiled keys by spec (tests, custom adapters)."""
-        self.rules = tuple(r for r in rules if r.mode != "off")
+        # limits_enabled(): read once here, so disable_limits() costs requests nothing.
+        self.rules = tuple(r for r in rules if r.mode != "off") if limits_enabled() else ()
         self._limiter = limiter
         self._local = local
         # A local store decides without I/O: on the event loop it is called

@@ -55,11 +55,11 @@ restored from snapshots taken under the locks, so no rule is consumed.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ..clock import monotonic
 from .algorithms import Kernel, State, kernel_for
 from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome
 
@@ -101,7 +101,7 @@ class LocalLimiter:
     def __init__(
         self,
         max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = monotonic,
         *,
         stripes: int = 16,
     ) -> None:

@@ -173,7 +173,7 @@ def _status(doc: dict[str, Any]) -> dict[str, Any]:
 def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
     return {
         "name": rule.name,
-        "rate": f"{rule.policy.rate.limit}/{rule.policy.rate.period:g}s",
+        "rate": rule.rate,  # "100/m", as the admin and the settings show it
         "algorithm": str(rule.policy.algorithm),
         "key": rule.key,
         "match": rule.matcher.describe(),

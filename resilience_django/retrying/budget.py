@@ -104,6 +104,13 @@ class RetryBudget:
             self._retries[slot] += 1
             return True
 
+    def reset(self) -> None:
+        """Forget every call and retry counted (tests)."""
+        with self._lock:
+            self._epochs = [-1] * _BUCKETS
+            self._calls = [0] * _BUCKETS
+            self._retries = [0] * _BUCKETS
+
     def __repr__(self) -> str:
         return f"<RetryBudget ratio={self.ratio} balance={self.balance():.1f}>"
 
@@ -161,6 +168,13 @@ class BudgetRegistry:
     def clear(self) -> None:
         with self._lock:
             self._budgets.clear()
+
+    def reset_all(self) -> None:
+        """Empty every budget in place: retry policies keep the budget they hold (tests)."""
+        with self._lock:
+            held = list(self._budgets.values())
+        for budget in held:
+            budget.reset()
 
 
 budgets = BudgetRegistry()

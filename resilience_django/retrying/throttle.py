@@ -21,7 +21,7 @@ from collections.abc import Callable
 from ..clock import Clock, monotonic
 from ..exceptions import ResilienceError
 
-__all__ = ["AdaptiveThrottle", "LocallyThrottled", "throttle_for"]
+__all__ = ["AdaptiveThrottle", "LocallyThrottled", "reset_throttles", "throttle_for"]
 
 _BUCKETS = 24
 
@@ -125,11 +125,24 @@ class AdaptiveThrottle:
             with self._lock:
                 self._accepts[self._slot()] += 1
 
+    def reset(self) -> None:
+        """Forget every request and acceptance counted (tests)."""
+        with self._lock:
+            self._epochs = [-1] * _BUCKETS
+            self._requests = [0] * _BUCKETS
+            self._accepts = [0] * _BUCKETS
+
     def __repr__(self) -> str:
         return f"<AdaptiveThrottle {self.target} p={self.probability():.2f}>"
 
 
 _throttles: dict[str, AdaptiveThrottle] = {}
+
+
+def reset_throttles() -> None:
+    """Empty every process-wide throttle in place: policies keep theirs (tests)."""
+    for throttle in list(_throttles.values()):
+        throttle.reset()
 
 
 def throttle_for(target: str) -> AdaptiveThrottle:

@@ -30,6 +30,7 @@ Check ids (each problem has its own):
 * ``resilience.E078`` ``critical``, ``critical_paths``, ``critical_methods`` or
   ``critical_header`` invalid (a header name is an HTTP token: no spaces, no colon)
 * ``resilience.E079`` two rules with the same name (``parse_shedding_rules``)
+* ``resilience.E080`` ``exempt_streams`` not a boolean
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..clock import Clock, monotonic
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, ConfigErrors, every_error
 from ..routes import RouteMatcher, compile_path, method_set, parse_route_matcher
 from ..units import MAX_CONCURRENT, MAX_DEADLINE, MAX_QUEUE, bounded_int, parse_duration, safe_repr
 from .adaptive import AdaptiveLimit
@@ -63,6 +64,7 @@ KNOWN_KEYS = frozenset(
         "critical_paths",
         "critical_methods",
         "critical_header",
+        "exempt_streams",
     }
 )
 _FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
@@ -87,6 +89,10 @@ class SheddingRule:
     critical_regexes: tuple[re.Pattern[str], ...] = ()
     critical_methods: frozenset[str] = frozenset()
     critical_header: str | None = None
+    # A streamed body gives its slot back when the view returns, not when the
+    # body ends: for long-lived streams (server-sent events) this rule should
+    # not count.
+    exempt_streams: bool = False
 
     def matches(self, method: str, path: str, view_name: str | None = None) -> bool:
         return self.matcher.matches(method, path, view_name)
@@ -120,9 +126,11 @@ class SheddingRule:
                 max_limit=self.max_concurrent,
                 clock=clock,
             )
-        return Bulkhead(
+        bulkhead = Bulkhead(
             self.name, limit, queue=self.queue, critical_share=self.critical_share, clock=clock
         )
+        bulkhead.exempt_streams = self.exempt_streams
+        return bulkhead
 
 
 def _int(value: object, *, minimum: int, maximum: int = MAX_CONCURRENT) -> int | None:
@@ -140,7 +148,8 @@ def _methods(value: object, where: str) -> frozenset[str]:
 
 
 def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True) -> SheddingRule:
-    """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078).
+    """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078),
+    ``ConfigErrors`` with every problem when there are several.
 
     ``allow_regex=False`` (admin rows) refuses a regex ``path`` or critical path.
     """
@@ -151,112 +160,143 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
             check_id="resilience.E070",
             hint="Write each shedding rule as a dict with at least 'name' and 'max_concurrent'.",
         )
+    # Every problem of the rule is collected and raised together (ConfigErrors),
+    # so `check` lists them all at once instead of one per fix-and-rerun.
+    problems: list[ConfigError] = []
     unknown = sorted(str(k) for k in mapping if k not in KNOWN_KEYS)
     if unknown:
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: unknown key(s) {', '.join(unknown)}",
             check_id="resilience.E070",
             hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
-        )
+        ))  # fmt: skip
     name = mapping.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: 'name' must be a non-empty string",
             check_id="resilience.E071",
             hint="Name the rule; the name labels its metrics and its 503s.",
+        ))  # fmt: skip
+        name = ""
+    else:
+        where = f"{where} ({name!r})"
+    try:
+        matcher = parse_route_matcher(
+            mapping, where=where, check_id="resilience.E072", allow_regex=allow_regex
         )
-    where = f"{where} ({name!r})"
-    matcher = parse_route_matcher(
-        mapping, where=where, check_id="resilience.E072", allow_regex=allow_regex
-    )
+    except ConfigError as exc:
+        problems.append(exc)
 
     max_concurrent = _int(mapping.get("max_concurrent"), minimum=1)
     if max_concurrent is None:
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: max_concurrent {safe_repr(mapping.get('max_concurrent'))} must be an "
             f"integer from 1 to {MAX_CONCURRENT:_}",
             check_id="resilience.E073",
             hint="Set how many requests of this route may run at once, e.g. 50.",
-        )
+        ))  # fmt: skip
     queue = _int(mapping.get("queue", 0), minimum=0, maximum=MAX_QUEUE)
     if queue is None:
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: queue {safe_repr(mapping.get('queue'))} must be an integer "
             f"from 0 to {MAX_QUEUE:_}",
             check_id="resilience.E074",
             hint="Set how many requests may wait for a slot; 0 sheds at once when full.",
-        )
+        ))  # fmt: skip
+    max_wait = 0.1
     try:
         # A wait inside one request: no longer than the longest request budget.
         max_wait = parse_duration(mapping.get("max_wait", 0.1), maximum=MAX_DEADLINE)
     except ValueError as exc:
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: max_wait: {exc}",
             check_id="resilience.E075",
             hint="Write it like '200ms'; at most a day.",
-        ) from exc
+        ))  # fmt: skip
 
     adaptive = mapping.get("adaptive", False)
     if not isinstance(adaptive, bool):
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: adaptive {safe_repr(adaptive)} must be True or False",
             check_id="resilience.E076",
             hint="Set adaptive to True to let the limit follow latency.",
-        )
-    min_concurrent = _int(mapping.get("min_concurrent", min(20, max_concurrent)), minimum=1)
-    if min_concurrent is None or min_concurrent > max_concurrent:
-        raise ConfigError(
+        ))  # fmt: skip
+    # Checked against max_concurrent only when that one is usable.
+    ceiling = max_concurrent or MAX_CONCURRENT
+    min_concurrent = _int(mapping.get("min_concurrent", min(20, ceiling)), minimum=1)
+    if min_concurrent is None or min_concurrent > ceiling:
+        problems.append(ConfigError(
             f"{where}: min_concurrent {safe_repr(mapping.get('min_concurrent'))} must be an "
-            f"integer between 1 and max_concurrent ({max_concurrent})",
+            f"integer between 1 and max_concurrent ({ceiling})",
             check_id="resilience.E076",
             hint="min_concurrent is the floor the adaptive limit never goes below.",
-        )
+        ))  # fmt: skip
 
     share = mapping.get("critical_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: critical_share {safe_repr(share)} must be a number from 0 up to "
             "(not including) 1",
             check_id="resilience.E077",
             hint="E.g. 0.2 keeps a fifth of the slots for critical requests.",
-        )
+        ))  # fmt: skip
 
     critical = mapping.get("critical", False)
     if not isinstance(critical, bool):
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: critical {safe_repr(critical)} must be True or False",
             check_id="resilience.E078",
             hint="Set critical to True to make every request of this rule critical.",
-        )
+        ))  # fmt: skip
     prefixes: list[str] = []
     regexes: list[re.Pattern[str]] = []
     paths = mapping.get("critical_paths", ())
     if isinstance(paths, str) or not isinstance(paths, Sequence):
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: critical_paths {safe_repr(paths)} must be a list of paths",
             check_id="resilience.E078",
             hint="E.g. ['/api/orders/checkout'] or ['^/api/orders/\\d+/pay$'].",
-        )
+        ))  # fmt: skip
+        paths = ()
     for path in paths:
         # "critical_paths: path '^(' is not ..." says which of the rule's paths is wrong.
-        prefix, regex = compile_path(
-            path,
-            where=f"{where}: critical_paths",
-            check_id="resilience.E078",
-            allow_regex=allow_regex,
-        )
+        try:
+            prefix, regex = compile_path(
+                path,
+                where=f"{where}: critical_paths",
+                check_id="resilience.E078",
+                allow_regex=allow_regex,
+            )
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
         if prefix is not None:
             prefixes.append(prefix)
         if regex is not None:
             regexes.append(regex)
-    methods = _methods(mapping.get("critical_methods", ()), where)
+    methods: frozenset[str] = frozenset()
+    try:
+        methods = _methods(mapping.get("critical_methods", ()), where)
+    except ConfigError as exc:
+        problems.append(exc)
     header = mapping.get("critical_header")
     if header is not None and (not isinstance(header, str) or not _HEADER.match(header.strip())):
-        raise ConfigError(
+        problems.append(ConfigError(
             f"{where}: critical_header {safe_repr(header)} must be a header name",
             check_id="resilience.E078",
             hint="E.g. 'X-Priority', set by your own gateway, never trusted from clients.",
-        )
+        ))  # fmt: skip
+    exempt_streams = mapping.get("exempt_streams", False)
+    if not isinstance(exempt_streams, bool):
+        problems.append(ConfigError(
+            f"{where}: exempt_streams {safe_repr(exempt_streams)} must be True or False",
+            check_id="resilience.E080",
+            hint="True lets a streamed response give its slot back when the view returns it "
+            "(long-lived streams such as server-sent events); False holds it to the body's end.",
+        ))  # fmt: skip
+    if problems:
+        raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
+    assert max_concurrent is not None and queue is not None and min_concurrent is not None
     return SheddingRule(
         name=name,
         matcher=matcher,
@@ -271,6 +311,7 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
         critical_regexes=tuple(regexes),
         critical_methods=methods,
         critical_header=header.strip() if isinstance(header, str) else None,
+        exempt_streams=exempt_streams,
     )
 
 
@@ -285,7 +326,7 @@ def parse_shedding_rules(
         try:
             rule = parse_shedding_rule(entry, index=index)
         except ConfigError as exc:
-            errors.append(exc)
+            errors.extend(every_error(exc))
             continue
         if rule.name in seen:
             errors.append(

@@ -2,7 +2,8 @@
 
 A real server, a real browser, and traffic to three dependencies: one healthy,
 one going bad gradually (it trips on its error rate, probes, re-opens), one
-failing hard.  Writes docs/img/breaker-dashboard{,-dark}.png.
+failing hard.  Writes docs/img/breaker-dashboard{,-dark}.png.  The changelist
+images (``changelist_screenshots``) are drawn by the browser test itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,6 +45,28 @@ def _traffic(url: str, stop: threading.Event) -> None:
             client.get("/admin-test/flaky/pricing/", params={"p": min(0.05 + t / 45, 0.8)})
             client.get("/admin-test/flaky/risk/", params={"p": 0.02 if t < SECONDS / 2 else 1.0})
             time.sleep(0.05)
+
+
+# The changelist images: drawn by tests/admin/test_browser_changelist.py on every
+# browser run, so docs/admin.md shows the admin as it is.
+CHANGELIST = "/admin/resilience_django/limitrule/"
+
+
+def changelist_screenshots(driver: Any, url: str, out: Path) -> list[Path]:
+    """Save the limit rules changelist (admin rows above, settings rules below) to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    # Wide and tall enough for every column and the settings table under them,
+    # with the admin's navigation sidebar folded away.
+    driver.set_window_size(1400, 1150)
+    driver.get(url + CHANGELIST)
+    driver.execute_script(
+        "localStorage.setItem('theme', 'light');"
+        "localStorage.setItem('django.admin.navSidebarIsOpen', 'false');"
+    )
+    driver.get(url + CHANGELIST)
+    path = out / "limit-rules.png"
+    driver.save_screenshot(str(path))
+    return [path]
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from resilience_django.breakers import events
 from resilience_django.breakers.fleet import FleetPublisher
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.state import Breaker, CircuitOpen
-from resilience_django.breakers.store import CacheStore
+from resilience_django.fleetstore.cache import CacheStore
 
 
 def sample(name: str, labels: dict[str, str]) -> float:

@@ -22,7 +22,7 @@ def test_minimal_rule_gets_the_documented_defaults():
     assert rule.policy.burst is None and rule.policy.name == "api"
     assert (rule.scope, rule.mode) == ("local", "enforce")
     assert rule.matcher.matches("GET", "/anything")
-    assert rule.rate == "100/60s"
+    assert rule.rate == "100/m"
 
 
 def test_full_rule_parses_every_field():

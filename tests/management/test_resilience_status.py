@@ -73,9 +73,9 @@ def test_prints_the_limiter_backend_health_and_the_rules_from_settings_and_admin
     assert "Limiter backend" in text
     assert "backend: local" in text
     assert (
-        "orders-per-ip: 100/60s sliding_window key=ip on * distributed enforce (settings)" in text
+        "orders-per-ip: 100/m sliding_window key=ip on * distributed enforce (settings)" in text
     )
-    assert "admin-burst: 5/1s gcra key=ip on * local enforce (admin)" in text
+    assert "admin-burst: 5/s gcra key=ip on * local enforce (admin)" in text
 
 
 @pytest.mark.django_db

@@ -1,0 +1,40 @@
+"""The process-wide switch that turns rate limits and load shedding off.
+
+For tests (``resilience_django.testing.disable_limits``): a test about a
+view's behaviour should not get a 429 because an earlier test spent the
+quota, nor a 503 because the suite runs requests in parallel.  Engines and
+shedders read the switch when they are built, not per request, so the hot
+path pays nothing for it; flipping it drops the parsed settings so every
+engine is rebuilt on the next request.
+"""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["limits_enabled", "set_limits_enabled"]
+
+_lock = threading.Lock()
+# A depth, not a flag: nested disable_limits() blocks each undo only their own.
+_disabled = 0
+
+
+def limits_enabled() -> bool:
+    """False while some ``disable_limits()`` is in effect."""
+    return _disabled == 0
+
+
+def set_limits_enabled(enabled: bool) -> None:
+    """``False`` turns limits and shedding off (nestable); ``True`` undoes one ``False``."""
+    global _disabled
+    with _lock:
+        before = _disabled
+        _disabled = before - 1 if enabled else before + 1
+        if _disabled < 0:
+            _disabled = 0
+            raise RuntimeError("set_limits_enabled(True) without a matching False")
+        changed = (before == 0) != (_disabled == 0)
+    if changed:
+        from .conf import reset_settings
+
+        reset_settings()

@@ -1,0 +1,54 @@
+"""Put every piece of process state the package keeps back to a fresh start.
+
+What a process remembers between requests: the limiters' counts (the
+middleware's stores and ``@limit``'s), the bulkheads' slots, each breaker's
+state and statistics, the retry budgets and adaptive throttles, and the
+dashboard's recent counts.  Tests that share a process share all of it, so a
+quota spent by one test is gone for the next; these functions undo that.
+
+Redis keeps what the distributed limits counted: that store is shared, not
+this process's to wipe.  Tests that use ``BACKEND: "redis"`` point it at a
+database of their own (``/15``) and flush it, or switch to ``"local"``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["reset", "reset_state"]
+
+REASON = "reset by resilience_django.testing"
+
+
+def reset_state() -> None:
+    """Forget counts, slots, breaker states and budgets; the settings stay parsed.
+
+    Called on Django's ``setting_changed`` for ``RESILIENCE`` (``conf.py``), so
+    ``override_settings(RESILIENCE=...)`` starts from nothing too.
+    """
+    from ..breakers.registry import registry
+    from ..observability.recent import deadlines, rejections
+    from ..retrying.budget import budgets
+    from ..retrying.throttle import reset_throttles
+    from ..runtime import discard_stores
+
+    discard_stores()
+    # In place: decorators and retry policies hold the objects themselves.
+    registry.reset_all(REASON)
+    budgets.reset_all()
+    reset_throttles()
+    rejections.clear()
+    deadlines.clear()
+
+
+def reset() -> None:
+    """Every limiter, bulkhead, breaker, retry budget and throttle of this process, fresh.
+
+    Also drops the parsed settings and the admin rules loaded last (the next
+    request reads both again), and ``@limit``'s limiter.
+
+    >>> from resilience_django.testing import reset
+    >>> reset()
+    """
+    from ..conf import reset_settings
+
+    reset_settings()
+    reset_state()

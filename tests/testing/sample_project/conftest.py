@@ -1,0 +1,1 @@
+pytest_plugins = ["resilience_django.testing.pytest_plugin"]

@@ -57,6 +57,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return messages
 
 
+def _per_process_store(parsed: Any) -> checks.Warning | None:
+    """W003: the fleet store is a cache that lives in each process.
+
+    Only when ``FLEET["STORE"]`` forces the cache: left to itself, a per-process
+    cache makes the choice fall to the database, which every worker shares.
+    """
+    from .fleetstore.select import per_process_cache
+
+    alias = parsed.fleet.cache
+    if parsed.fleet.store != "cache" or not per_process_cache(alias):
+        return None
+    backend = str(settings.CACHES[alias]["BACKEND"]).rsplit(".", 1)[-1]
+    return checks.Warning(
+        f"RESILIENCE['FLEET']['STORE'] is 'cache' and the cache {alias!r} ({backend}) is not "
+        "shared between processes: admin rule changes reach only the process that saved "
+        "them, and the breaker dashboard and operator commands see only one process",
+        hint="Leave STORE out (the database, or Redis when configured, carries them), or "
+        "name a shared cache in FLEET['CACHE'] (django-redis, memcached, database or file "
+        "based).",
+        id="resilience.W003",
+    )
+
+
 @checks.register("resilience", deploy=True)
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
@@ -65,19 +88,9 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
         checks.Warning(str(w), hint=w.hint or None, id=w.check_id)
         for w in deploy_warnings(_metrics(parsed.raw.get("METRICS"), metrics_errors))
     ]
-    cache_backend = str(getattr(settings, "CACHES", {}).get("default", {}).get("BACKEND", ""))
-    per_process_cache = cache_backend.endswith(("LocMemCache", "DummyCache"))
-    if per_process_cache and parsed.backend != "redis":
-        messages.append(
-            checks.Warning(
-                f"The default cache ({cache_backend.rsplit('.', 1)[-1]}) is not shared between "
-                "processes: admin rule changes reach only the process that saved them, and the "
-                "breaker dashboard and operator commands see only one process",
-                hint="Use a shared default cache (django-redis, memcached, database or file "
-                "based), or BACKEND 'redis' so these go through Redis.",
-                id="resilience.W003",
-            )
-        )
+    w003 = _per_process_store(parsed)
+    if w003 is not None:
+        messages.append(w003)
     if parsed.backend == "local" and parsed.raw.get("LIMITS"):
         messages.append(
             checks.Warning(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, every_error
 
 if TYPE_CHECKING:
     from .admin_choices import AdminChoices
@@ -39,6 +39,21 @@ def config_error(
     message.  The field is the check id's (``by_check``), else the field the
     message starts with or names.
     """
+    problems = every_error(exc)
+    if len(problems) == 1:
+        field, text = _field_and_text(exc, fields, by_check)
+        return ValidationError({field: text} if field else text)
+    # Several problems of one rule: each on its field, all shown at once.
+    by_field: dict[str, list[str]] = {}
+    for problem in problems:
+        field, text = _field_and_text(problem, fields, by_check)
+        by_field.setdefault(field or NON_FIELD_ERRORS, []).append(text)
+    return ValidationError(by_field)
+
+
+def _field_and_text(
+    exc: ConfigError, fields: tuple[str, ...], by_check: dict[str, str] | None
+) -> tuple[str | None, str]:
     message = str(exc)
     head, sep, tail = message.partition(": ")
     if sep and head.startswith("RESILIENCE["):
@@ -51,7 +66,7 @@ def config_error(
             if message.startswith(name) or f" {name} " in f" {message} ":
                 field = name
                 break
-    return ValidationError({field: text} if field else text)
+    return field, text
 
 
 class _Timestamped(models.Model):
@@ -72,6 +87,29 @@ class _Timestamped(models.Model):
         anything is imported (``clean()`` and the live loader call it first).
         """
         return {}
+
+    # Which names settings claim (``live.settings_names()`` kind) and the field holding ours.
+    settings_kind = ""
+    name_field = "name"
+
+    def _refuse_settings_name(self) -> None:
+        """A name the settings already use: the settings rule would win, this row never would.
+
+        Refused here rather than saved and shown "overridden by settings": an
+        operator would believe the edit in force.
+        """
+        from .live import settings_names
+
+        name = getattr(self, self.name_field)
+        if name in settings_names()[self.settings_kind]:
+            kind = self._meta.verbose_name
+            raise ValidationError(
+                {
+                    self.name_field: f"The settings (RESILIENCE) already define a {kind} "
+                    f"named {name!r}, and settings win: this one would never be in force. "
+                    "Choose another name, or change the rule in the settings."
+                }
+            )
 
     def _refuse_first(self) -> None:
         from .admin_choices import admin_choices
@@ -184,16 +222,22 @@ class LimitRule(_Timestamped):
         refusal = choices.refuse_key(self.key) if isinstance(self.key, str) else None
         return {"key": refusal} if refusal else {}
 
+    settings_kind = "limit"
+
     def clean(self) -> None:
         from .limiting.rules import parse_limit_rule
 
+        self._refuse_settings_name()
         self._refuse_first()
         try:
             # Prefixes and URL names only: a regex saved here could make
             # every request slow (regexes belong in settings, which are code).
-            parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
+            rule = parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
         except ConfigError as exc:
             raise config_error(exc, ("path", "view", "methods"), _LIMIT_FIELDS) from None
+        # Saved as every other rate is shown ("100/minute" and "100/60s" are "100/m"),
+        # so the changelist and the settings table read alike.
+        self.rate = rule.rate
 
 
 class BreakerPolicy(_Timestamped):
@@ -293,9 +337,12 @@ class BreakerPolicy(_Timestamped):
                 found["failure_result"] = refusal
         return found
 
+    settings_kind = "breaker"
+
     def clean(self) -> None:
         from .breakers.policy import parse_breaker_policy
 
+        self._refuse_settings_name()
         self._refuse_first()
         fields = tuple(f.name for f in self._meta.fields)
         try:
@@ -341,10 +388,14 @@ class RouteDeadline(_Timestamped):
             )
         return seconds
 
+    settings_kind = "route"
+    name_field = "route"
+
     def clean(self) -> None:
         from .conf import _route_key_matcher
         from .routes import reject_regex
 
+        self._refuse_settings_name()
         errors: dict[str, str] = {}
         try:
             self.parsed_budget()
@@ -470,9 +521,12 @@ class SheddingRule(_Timestamped):
             entry["critical_header"] = self.critical_header.strip()
         return entry
 
+    settings_kind = "shedding"
+
     def clean(self) -> None:
         from .shedding.rules import parse_shedding_rule
 
+        self._refuse_settings_name()
         try:
             parse_shedding_rule(self.as_setting(), index=0, allow_regex=False)
         except ConfigError as exc:
@@ -502,3 +556,56 @@ def _connect() -> None:
 
 
 _connect()
+
+
+# -- the database fleet store (fleetstore/database.py) ------------------------------------
+# Used when no Redis and no shared cache are configured: nothing else is shared
+# between workers then.  Only background threads and operator tools touch these
+# tables, never a request; none of them is in the admin.
+
+
+class FleetProcess(models.Model):
+    """One process's latest report; rows not refreshed within ``FLEET["TTL"]`` are dead."""
+
+    process = models.CharField(max_length=255, unique=True)  # "host:pid"
+    report = models.TextField()  # JSON, never queried into
+    # Written with the database's clock, so hosts whose clocks disagree still agree.
+    updated_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        default_permissions = ()
+        verbose_name = "fleet process"
+
+    def __str__(self) -> str:
+        return self.process
+
+
+class FleetCommand(models.Model):
+    """An operator command; its id is its number in the fleet's command sequence."""
+
+    breaker = models.TextField()
+    action = models.CharField(max_length=20)
+    at = models.FloatField(db_index=True)  # wall-clock seconds; old ones are deleted
+
+    class Meta:
+        default_permissions = ()
+        verbose_name = "fleet command"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} {self.breaker}"
+
+
+class FleetValue(models.Model):
+    """Small shared values: the admin rules' version, the row that orders operator
+    commands, shared breakers' open-until markers (with an expiry)."""
+
+    key = models.CharField(max_length=255, primary_key=True)
+    value = models.TextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        default_permissions = ()
+        verbose_name = "fleet value"
+
+    def __str__(self) -> str:
+        return self.key

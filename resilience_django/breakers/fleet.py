@@ -14,14 +14,16 @@ A daemon thread per process (never the request path):
   opens one, and reads the markers every ``shared_poll`` so every process opens
   together.
 
-The store is Redis when ``RESILIENCE["FLEET"]["URL"]`` (or ``REDIS.URL``) is set,
-else the Django cache ``FLEET.CACHE`` (default ``"default"``).  A process that
-stops publishing disappears after ``FLEET.TTL`` seconds.  A process starts its
+The store is the one ``resilience_django.fleetstore`` chooses: Redis when one is
+configured, else the Django cache ``FLEET.CACHE`` when it is shared between
+processes, else the database (``FLEET.STORE`` forces one).  A process that stops
+publishing disappears after ``FLEET.TTL`` seconds.  A process starts its
 fleet thread when it first uses a breaker or builds its runtime (first request).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -30,12 +32,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import fleetstore
 from ..clock import Clock, monotonic
+from ..conf import get_settings
+from ..fleetstore import FleetStore, command_seq
 from .events import Transition
 from .registry import all_breakers, get_breaker, on_create, registry
-from .settings import fleet_settings, on_change
+from .settings import on_change
 from .state import OPEN, Breaker
-from .store import CacheStore, FileLock, FleetStore, RedisStore, command_seq
 
 __all__ = [
     "ACTIONS",
@@ -158,6 +162,8 @@ class FleetPublisher:
                 if now - self._error_logged > 60:
                     self._error_logged = now
                     logger.warning("breaker fleet store unavailable: %r", exc)
+                with contextlib.suppress(Exception):
+                    self.store.recover()
             self._wake.wait(self._sleep_time())
             self._wake.clear()
 
@@ -258,48 +264,15 @@ _publisher: FleetPublisher | None = None
 _publisher_lock = threading.Lock()
 
 
-_store: tuple[FleetStore | None] | None = None
-
-
 def get_store() -> FleetStore | None:
-    """The configured store (built once per settings), or ``None`` when the fleet is off."""
-    global _store
-    if _store is None:
-        _store = (_build_store(),)
-    return _store[0]
-
-
-def _build_store() -> FleetStore | None:
-    conf = fleet_settings()
-    if not conf.get("ENABLED", True):
+    """The fleet store for the current settings, or ``None`` when the fleet is off."""
+    if not get_settings().fleet.enabled:
         return None
-    prefix = str(conf.get("PREFIX", "resilience:fleet"))
-    url = conf.get("URL")
-    if url:
-        from ..limiting.redis_conn import make_sync_client_from_url
-
-        return RedisStore(make_sync_client_from_url(str(url), 1.0), prefix)
-    from django.core.cache import caches
-
-    alias = str(conf.get("CACHE", "default"))
-    return CacheStore(caches[alias], prefix, lock=_sender_lock(alias))
-
-
-def _sender_lock(alias: str) -> FileLock | None:
-    from django.conf import settings
-    from django.core.cache import caches
-    from django.core.cache.backends.filebased import FileBasedCache
-
-    if not isinstance(caches[alias], FileBasedCache):
-        return None  # add() is atomic: no lock needed
-    # Its add() is check-then-write: serialize senders with a lock beside the cache
-    # files (the cache's own clear and cull only touch *.djcache files).
-    location = os.path.abspath(str(settings.CACHES[alias]["LOCATION"]))
-    return FileLock(os.path.join(location, "resilience-fleet-commands.lock"))
+    return fleetstore.get_store()
 
 
 def _ttl() -> float:
-    return float(fleet_settings().get("TTL", 10.0))
+    return get_settings().fleet.ttl
 
 
 def start() -> FleetPublisher | None:
@@ -310,8 +283,13 @@ def start() -> FleetPublisher | None:
             store = get_store()
             if store is None:
                 return None
+            ttl = _ttl()
             _publisher = FleetPublisher(
-                store, lambda: sorted(registry._breakers.values(), key=lambda b: b.name), ttl=_ttl()
+                store,
+                lambda: sorted(registry._breakers.values(), key=lambda b: b.name),
+                ttl=ttl,
+                # Three reports per TTL at least, so one lost report never drops a process.
+                interval=min(store.publish_every, ttl / 3),
             )
             for breaker in list(registry._breakers.values()):
                 _publisher.attach(breaker)
@@ -341,10 +319,10 @@ def start_reporting() -> None:
 
 def stop() -> None:
     """Stop the fleet thread (settings changed, tests); the next breaker restarts it."""
-    global _publisher, _store
+    global _publisher
     with _publisher_lock:
         publisher, _publisher = _publisher, None
-        _store = None
+    fleetstore.reset()
     if publisher is not None:
         publisher.stop()
 
@@ -465,9 +443,10 @@ def _after_fork() -> None:
     # The fleet thread does not survive fork.  A worker forked after breakers were
     # made (gunicorn --preload) needs its own publisher at once: it is a new process
     # with a new pid to report.  The lock is replaced in case fork caught it held.
-    global _publisher, _publisher_lock, _store
+    global _publisher, _publisher_lock
     had_publisher = _publisher is not None
-    _publisher, _store = None, None
+    _publisher = None
+    fleetstore.reset()  # a Redis client's connections belong to the parent
     _publisher_lock = threading.Lock()
     if had_publisher:
         try:

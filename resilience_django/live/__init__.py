@@ -5,16 +5,19 @@ How a change travels (no restart, no database query per request):
 1. The admin saves a row.  ``post_save``/``post_delete`` schedule
    :func:`bump` with ``transaction.on_commit``, so a rolled-back change bumps
    nothing and a reader never sees the bump before the row.
-2. :func:`bump` writes a fresh token to one version key in the shared store:
-   the Django cache ``default``, or Redis when ``RESILIENCE["BACKEND"]`` is
-   ``"redis"``.
+2. :func:`bump` writes a fresh token as the version in the fleet store
+   (``resilience_django.fleetstore``): Redis when one is configured, else a
+   shared Django cache, else the database itself, so it works with nothing
+   shared between workers but the database.
 3. Every process calls :func:`maybe_reload` on its request path.  When not due
    it is two global reads and a float compare: no lock, no allocation.  At most
    every ``RESILIENCE["RELOAD_INTERVAL"]`` (default 1 s) it wakes a background
-   thread, which reads the version key and, when it changed, reloads the rules
-   from the database and swaps :func:`admin_rules` whole.  The next
-   :func:`maybe_reload` returns ``True`` once, so the caller rebuilds what it
-   compiled from them.  The request never waits for the cache or the database.
+   thread, which reads the version (with the database store: one small query,
+   which also sees an edit that set ``updated_at`` without a signal) and, when
+   it changed, reloads the rules from the database and swaps
+   :func:`admin_rules` whole.  The next :func:`maybe_reload` returns ``True``
+   once, so the caller rebuilds what it compiled from them.  The request never
+   waits for the store or the database.
 
 With ``RELOAD_INTERVAL: None`` admin rules are off: no thread, no version
 store, no database reads; :func:`admin_rules` is empty, so the settings rules
@@ -47,7 +50,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from .. import fleetstore
 from ..conf import get_settings, on_reload
+from ..fleetstore import VERSION_KEY, FleetStore
 from .rules import (
     AdminRows,
     AdminRules,
@@ -57,7 +62,6 @@ from .rules import (
     row_problem,
     settings_names,
 )
-from .store import VERSION_KEY, VersionStore, build_version_store
 
 __all__ = [
     "VERSION_KEY",
@@ -85,7 +89,9 @@ _OFF = float("inf")
 
 
 class _State:
-    __slots__ = ("error_logged", "interval", "loaded_version", "rows", "rules", "store", "thread")
+    __slots__ = (
+        "error_logged", "failed", "interval", "loaded_version", "rows", "rules", "store", "thread",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.rules = _EMPTY
@@ -93,9 +99,10 @@ class _State:
         self.rows: AdminRows | None = None
         self.loaded_version: object = _UNSET
         self.interval: float | None = None
-        self.store: VersionStore | None = None
+        self.store: FleetStore | None = None
         self.thread: threading.Thread | None = None
         self.error_logged = -1e9
+        self.failed = False  # the last round failed: drop its connections
 
 
 _state = _State()
@@ -164,14 +171,22 @@ def _run() -> None:
         _wake.wait()
         _wake.clear()
         try:
+            _state.failed = False
             reload_now()
-            # This thread's connections would otherwise stay open between reloads.
-            connections.close_all()
+            store = _state.store
+            if _state.failed and store is not None:
+                store.recover()
+            # The database store reads the version here every interval: keep that one
+            # connection rather than open one a second.  Otherwise this thread only
+            # reads rows after a change, and its connections would stay open between.
+            if _state.failed or store is None or store.kind != "database":
+                connections.close_all()
         except Exception:  # never let the thread die: the next interval tries again
             _log_error("admin rules reload failed")
 
 
 def _log_error(message: str) -> None:
+    _state.failed = True
     now = time.monotonic()
     if now - _state.error_logged >= 60.0:
         _state.error_logged = now
@@ -188,7 +203,7 @@ def reload_now() -> bool:
     if _interval() == _OFF:
         return False
     try:
-        version = _version_store().get()
+        version = _version_store().version()
     except Exception:
         _log_error("cannot read the admin rules version")
         if _state.loaded_version is not _UNSET:
@@ -226,10 +241,10 @@ def _apply_breaker_policies(previous: AdminRules, rules: AdminRules) -> None:
         get_breaker(name).configure(registry.policy_for(name))
 
 
-def _version_store() -> VersionStore:
+def _version_store() -> FleetStore:
     store = _state.store
     if store is None:
-        store = _state.store = build_version_store()
+        store = _state.store = fleetstore.get_store()
     return store
 
 
@@ -243,7 +258,7 @@ def bump() -> None:
     if _interval() == _OFF:
         return  # nobody reads the version: admin rules are off
     try:
-        _version_store().set(token)
+        _version_store().bump_version(token)
     except Exception:
         logger.exception("cannot publish the admin rules version; other processes will not reload")
 

@@ -30,6 +30,17 @@ def shared_env(tmp: Path) -> dict[str, str]:
     }
 
 
+def database_only_env(database: Mapping[str, Any]) -> dict[str, str]:
+    """Environment that makes every server use ``database`` and nothing else shared
+    (each keeps Django's default per-process LocMemCache)."""
+    import json
+
+    return {
+        "DJANGO_SETTINGS_MODULE": "tests.admin.server_settings",
+        "RESILIENCE_TEST_DATABASE": json.dumps(dict(database)),
+    }
+
+
 def prepare_database(env: Mapping[str, str], config: Mapping[str, Any]) -> None:
     """Migrate the shared database and create the superuser the tests log in as."""
     import json
@@ -48,8 +59,11 @@ def prepare_database(env: Mapping[str, str], config: Mapping[str, Any]) -> None:
 
 
 @contextmanager
-def servers(config: Mapping[str, Any], tmp: Path, count: int) -> Iterator[list[Server]]:
-    env = shared_env(tmp)
+def servers(
+    config: Mapping[str, Any], tmp: Path, count: int, *, database: Mapping[str, Any] | None = None
+) -> Iterator[list[Server]]:
+    """``count`` servers sharing a SQLite file and a file-based cache, or only ``database``."""
+    env = shared_env(tmp) if database is None else database_only_env(database)
     prepare_database(env, config)
     with ExitStack() as stack:
         yield [stack.enter_context(uvicorn_server(config, extra_env=env)) for _ in range(count)]

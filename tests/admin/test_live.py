@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import tracemalloc
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from django.db import OperationalError, connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from resilience_django import live
+from resilience_django import fleetstore, live
 from resilience_django.breakers.policy import BreakerPolicy as ParsedPolicy
 from resilience_django.breakers.registry import get_breaker
 from resilience_django.models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
@@ -416,13 +417,15 @@ def test_reload_interval_none_logs_nothing_when_the_version_store_is_down(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     class Down:
-        def get(self) -> Any:
-            raise ConnectionError("version store unreachable")
+        kind, publish_every = "cache", 1.0
 
-        def set(self, token: str) -> None:
-            raise ConnectionError("version store unreachable")
+        def __getattr__(self, name: str) -> Any:
+            def down(*args: Any) -> Any:
+                raise ConnectionError("version store unreachable")
 
-    monkeypatch.setattr(live, "build_version_store", Down)
+            return down
+
+    monkeypatch.setattr(fleetstore, "get_store", Down)
     with caplog.at_level(logging.ERROR, logger="resilience_django.live"):
         assert client.get("/hello/", REMOTE_ADDR="10.6.0.2").status_code == 200
         assert live.reload_now() is False
@@ -458,3 +461,38 @@ def test_leaving_override_settings_recomputes_conflicts_so_one_rule_of_a_name_is
     assert first["RateLimit-Policy"] == '"api-per-ip";q=2;w=60'
     codes = [client.get("/hello/", REMOTE_ADDR="10.7.0.2").status_code for _ in range(2)]
     assert codes == [200, 429]
+
+
+# -- with nothing shared but the database ------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(RESILIENCE={"FLEET": {"STORE": "database", "ENABLED": False}})
+def test_database_store_sees_an_update_without_signals_and_requests_never_query(
+    live_thread: None, client: Client
+) -> None:
+    from django.utils import timezone
+
+    LimitRule.objects.create(name="db-api", path="/hello/", key="ip", rate="100/m")
+    rows = LimitRule.objects.filter(name="db-api")
+    policies: list[str] = []
+    with CaptureQueriesContext(connection) as queries:
+
+        def policy() -> str:
+            policies.append(
+                client.get("/hello/", REMOTE_ADDR="10.8.0.1").get("RateLimit-Policy", "")
+            )
+            return policies[-1]
+
+        deadline = time.monotonic() + 10
+        while policy() != '"db-api";q=100;w=60':
+            assert time.monotonic() < deadline, policies[-5:]
+            time.sleep(0.05)
+        # QuerySet.update() sends no signal; the updated_at it sets changes the version.
+        rows.update(rate="5/m", updated_at=timezone.now() + timedelta(seconds=1))
+        during = len(queries)
+        while policy() != '"db-api";q=5;w=60':
+            assert time.monotonic() < deadline, policies[-5:]
+            time.sleep(0.05)
+    # The only query on the request thread was the test's own update.
+    assert len(queries) == 1 and during == 1, [q["sql"] for q in queries]

@@ -17,13 +17,15 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
 from resilience_django.breakers import fleet
-from resilience_django.breakers import store as store_module
 from resilience_django.breakers.fleet import FleetPublisher, fleet_snapshot, send_command
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.registry import registry
 from resilience_django.breakers.state import Breaker
-from resilience_django.breakers.store import CacheStore, RedisStore, command_seq
 from resilience_django.clock import ManualClock
+from resilience_django.fleetstore import base as store_module
+from resilience_django.fleetstore import command_seq
+from resilience_django.fleetstore.cache import CacheStore
+from resilience_django.fleetstore.redis import RedisStore
 from tests.services import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]

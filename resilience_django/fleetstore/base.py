@@ -1,0 +1,101 @@
+"""The one protocol every fleet store implements, and what its backends share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import quote
+
+__all__ = [
+    "COMMAND_LOG",
+    "COMMAND_TTL",
+    "READ_BATCH",
+    "VERSION_KEY",
+    "CommandBatch",
+    "FleetStore",
+    "command_seq",
+]
+
+VERSION_KEY = "resilience:admin-rules:version"
+"""Where the Redis and cache stores keep the admin rules' version (no prefix: every
+process of a deployment must agree on it whatever its FLEET settings)."""
+COMMAND_LOG = 10_000
+"""Commands the Redis log keeps (the newest); a reader further behind starts over from the
+standing commands."""
+COMMAND_TTL = 86_400
+"""Seconds a command stays in a cache or database log; a reader further behind starts over
+from the standing commands (the database keeps each breaker's latest command for good)."""
+READ_BATCH = 500
+
+
+class CommandBatch(NamedTuple):
+    """What a reader gets from :meth:`FleetStore.read_commands`.
+
+    ``standing``: when not ``None``, the reader starts over from it (breaker ->
+    its latest command, as of some number before ``log``).  ``log``: the
+    commands to apply next, in sequence order.  ``seen``: the number to pass as
+    ``after`` next time.  ``stale``: the store's standing map is older than
+    ``seen``, so the reader should save its own (:meth:`FleetStore.save_standing`).
+    """
+
+    standing: dict[str, dict[str, Any]] | None
+    log: list[dict[str, Any]]
+    seen: int
+    stale: bool = False
+
+
+class FleetStore(Protocol):
+    """Where the processes of a deployment meet.
+
+    Only background threads (the live-reload and fleet threads) and operator
+    tools (the admin, ``resilience_status``) call a store, never a request.
+    Every method may raise when the store is unreachable; callers log and retry.
+    """
+
+    @property
+    def kind(self) -> str:
+        """``"redis"``, ``"cache"`` or ``"database"``."""
+        ...
+
+    @property
+    def publish_every(self) -> float:
+        """Seconds between two reports of a process (the longest; transitions publish at once)."""
+        ...
+
+    # -- the admin rules' version ---------------------------------------------------------
+    def version(self) -> str | None: ...
+    def bump_version(self, token: str) -> None: ...
+
+    # -- process reports ----------------------------------------------------------------------
+    def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None: ...
+    def processes(self, ttl: float) -> list[dict[str, Any]]: ...
+
+    # -- operator commands: a numbered log, and each breaker's latest -------------------------
+    def send_command(self, breaker: str, action: str) -> int: ...
+    def read_commands(self, after: int | None) -> CommandBatch: ...
+    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None: ...
+
+    # -- shared breakers' open-until markers ---------------------------------------------------
+    def set_open_until(self, breaker: str, until: float) -> None: ...
+    def open_until(self, breakers: Sequence[str]) -> dict[str, float]: ...
+
+    def recover(self) -> None:
+        """Called by a background thread after a failed round: drop what may be broken
+        (the database store closes that thread's connection; the others keep theirs)."""
+        ...
+
+
+def command_seq(command: Mapping[str, Any]) -> int:
+    try:
+        return int(command.get("seq", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def safe_key(name: str) -> str:
+    # Breaker names are user text: keep keys free of spaces and control characters.
+    return quote(name, safe="-_.:")
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

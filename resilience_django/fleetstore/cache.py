@@ -1,0 +1,176 @@
+"""The fleet store in a Django cache (it must be shared between processes).
+
+A sender claims command number ``n`` with ``cache.add("cmd:<n>")`` and tries
+``n + 1`` when it is taken.  ``add`` is atomic in Django's Redis, Memcached,
+database and local-memory caches (and django-redis); the file-based cache's
+``add`` is check-then-write, so with it the senders take a file lock in the
+cache's directory (:class:`FileLock`).  Entries expire after
+:data:`COMMAND_TTL`; the standing map is a checkpoint that readers write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from . import base
+from .base import VERSION_KEY, CommandBatch, safe_key
+
+__all__ = ["CacheStore", "FileLock"]
+
+logger = logging.getLogger("resilience_django.breakers")
+_PROBE = 4  # log entries read along with the head in the steady-state poll
+
+
+class FileLock:
+    """An exclusive lock on ``path`` across processes (and threads: one open file each)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        from django.core.files import locks
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "a+b") as f:
+            locks.lock(f, locks.LOCK_EX)
+            try:
+                yield
+            finally:
+                locks.unlock(f)
+
+
+class CacheStore:
+    """Fleet state in a Django cache (cross-process only with a shared backend).
+
+    ``lock`` serializes senders; pass one when the backend's ``add`` is not
+    atomic (the file-based cache: ``FileLock(<its directory>/...)``).
+    """
+
+    kind = "cache"
+    publish_every = 1.0
+
+    def __init__(
+        self,
+        cache: Any,
+        prefix: str = "resilience:fleet",
+        *,
+        lock: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.p = prefix
+        self.lock = lock or contextlib.nullcontext
+        self._head = f"{prefix}:cmd:head"
+        self._standing = f"{prefix}:cmd:standing"
+
+    def version(self) -> str | None:
+        value = self.cache.get(VERSION_KEY)
+        return None if value is None else str(value)
+
+    def bump_version(self, token: str) -> None:
+        self.cache.set(VERSION_KEY, token, timeout=None)
+
+    def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None:
+        now = time.time()
+        self.cache.set(f"{self.p}:proc:{safe_key(proc)}", dict(data), ttl)
+        index_key = f"{self.p}:procs"
+        index: dict[str, float] = self.cache.get(index_key) or {}
+        # The index is read-modify-write (a cache has no sets): write it only when this
+        # process is new or half-way to ageing out, so racing writers rarely collide,
+        # and a lost entry is restored on the next publish.
+        if now - index.get(proc, 0.0) > ttl / 2:
+            index = {p: t for p, t in index.items() if now - t <= ttl}
+            index[proc] = now
+            self.cache.set(index_key, index, None)
+
+    def processes(self, ttl: float) -> list[dict[str, Any]]:
+        now = time.time()
+        index: dict[str, float] = self.cache.get(f"{self.p}:procs") or {}
+        keys = [f"{self.p}:proc:{safe_key(p)}" for p, t in index.items() if now - t <= ttl * 1.5]
+        found = self.cache.get_many(keys)
+        return [found[k] for k in keys if k in found]
+
+    def _slot(self, seq: int) -> str:
+        return f"{self.p}:cmd:{seq}"
+
+    def send_command(self, breaker: str, action: str) -> int:
+        with self.lock():
+            found = self.cache.get_many([self._head, self._standing])
+            standing = found.get(self._standing) or {}
+            # The head is a hint (two senders may write it out of order), so a sender
+            # may find the next numbers taken: add() fails and it tries the next.
+            seq = max(int(found.get(self._head) or 0), int(standing.get("seq", 0))) + 1
+            while True:
+                command = {"seq": seq, "breaker": breaker, "action": action, "at": time.time()}
+                if self.cache.add(self._slot(seq), command, base.COMMAND_TTL):
+                    break
+                seq += 1
+            # Written only after the entry: every number up to the head is in the log
+            # (or expired), which is what lets a reader skip a hole below it.
+            self.cache.set(self._head, seq, None)
+        return seq
+
+    def read_commands(self, after: int | None) -> CommandBatch:
+        probe = [] if after is None else [self._slot(after + 1 + i) for i in range(_PROBE)]
+        found = self.cache.get_many([self._head, self._standing, *probe])
+        head = int(found.get(self._head) or 0)
+        saved = found.get(self._standing) or {"seq": 0, "commands": {}}
+        saved_seq = int(saved["seq"])
+        standing = None
+        if after is None or (after < saved_seq and self._slot(after + 1) not in found):
+            # First read, or the log no longer reaches back to `after`: start over.
+            standing, after, probe = dict(saved["commands"]), saved_seq, []
+        log, seen = self._log_after(after, head, found, after + 1 + len(probe))
+        return CommandBatch(standing, log, seen, stale=saved_seq < seen)
+
+    def _log_after(
+        self, after: int, head: int, found: dict[str, Any], fetched_to: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        log: list[dict[str, Any]] = []
+        seq = after + 1
+        while seq <= after + base.READ_BATCH:
+            if seq >= fetched_to:
+                window = [self._slot(n) for n in range(seq, seq + 64)]
+                found = self.cache.get_many(window)
+                fetched_to = seq + 64
+            command = found.get(self._slot(seq))
+            if command is None:
+                if seq > head:
+                    break  # not sent yet
+                # Below the head every number was written: this entry expired or the
+                # cache evicted it.  Waiting would stall every later command.
+                logger.warning("breaker fleet: command %d is gone from the cache", seq)
+            else:
+                log.append(command)
+            seq += 1
+        return log, seq - 1
+
+    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
+        saved = self.cache.get(self._standing) or {"seq": 0}
+        if int(saved["seq"]) < seen:
+            # Racing readers may write an older map over a newer one; each is right
+            # for its number, the log covers the rest, and the next poll writes again.
+            self.cache.set(
+                self._standing,
+                {"seq": seen, "commands": {k: dict(v) for k, v in standing.items()}},
+                None,
+            )
+
+    def set_open_until(self, breaker: str, until: float) -> None:
+        seconds = until - time.time()
+        if seconds > 0:
+            self.cache.set(f"{self.p}:open:{safe_key(breaker)}", until, seconds)
+
+    def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
+        keys = {f"{self.p}:open:{safe_key(b)}": b for b in breakers}
+        found = self.cache.get_many(list(keys))
+        return {keys[k]: float(v) for k, v in found.items()}
+
+    def recover(self) -> None:
+        pass  # the cache backend reconnects by itself

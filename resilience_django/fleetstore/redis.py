@@ -1,0 +1,101 @@
+"""The fleet store in Redis: one Lua script numbers and logs operator commands atomically.
+
+``send_command`` runs ``lua/fleet_command.lua``: it takes the next number
+(``INCR``), appends the command to the log (a sorted set keeping the newest
+:data:`COMMAND_LOG`) and makes it the breaker's standing command, all in one
+step, so the log and the standing map always agree.  Every fleet key shares one
+hash tag, so the store works on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from . import base
+from .base import VERSION_KEY, CommandBatch, command_seq, safe_key, text
+
+__all__ = ["RedisStore"]
+
+
+class RedisStore:
+    """Fleet state in Redis, under ``prefix`` (all keys share one hash tag for Cluster)."""
+
+    kind = "redis"
+    publish_every = 1.0
+
+    def __init__(self, client: Any, prefix: str = "resilience:fleet") -> None:
+        self.client = client
+        self.p = "{" + prefix + "}"
+        source = resources.files("resilience_django").joinpath("lua", "fleet_command.lua")
+        self._send = client.register_script(source.read_text(encoding="utf-8"))
+        self._cmd_keys = [f"{self.p}:cmd:seq", f"{self.p}:cmd:log", f"{self.p}:cmd:standing"]
+
+    def version(self) -> str | None:
+        value = self.client.get(VERSION_KEY)
+        return None if value is None else text(value)
+
+    def bump_version(self, token: str) -> None:
+        self.client.set(VERSION_KEY, token)
+
+    def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None:
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(f"{self.p}:proc:{safe_key(proc)}", json.dumps(data), px=int(ttl * 1000))
+        pipe.zadd(f"{self.p}:procs", {proc: now})
+        pipe.zremrangebyscore(f"{self.p}:procs", "-inf", now - ttl)
+        pipe.execute()
+
+    def processes(self, ttl: float) -> list[dict[str, Any]]:
+        procs = self.client.zrangebyscore(f"{self.p}:procs", time.time() - ttl, "+inf")
+        if not procs:
+            return []
+        values = self.client.mget([f"{self.p}:proc:{safe_key(text(p))}" for p in procs])
+        return [json.loads(v) for v in values if v is not None]
+
+    def send_command(self, breaker: str, action: str) -> int:
+        # Read at call time so tests can shorten the log.
+        args = [breaker, action, repr(time.time()), base.COMMAND_LOG]
+        return int(self._send(keys=self._cmd_keys, args=args))
+
+    def read_commands(self, after: int | None) -> CommandBatch:
+        seq_key, log_key, standing_key = self._cmd_keys
+        if after is not None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(seq_key)
+            pipe.zrangebyscore(log_key, after + 1, "+inf", start=0, num=base.READ_BATCH)
+            head_raw, raw = pipe.execute()
+            head = int(head_raw or 0)
+            log = [json.loads(v) for v in raw]
+            if head == after:
+                return CommandBatch(None, [], after)
+            if head > after and log and command_seq(log[0]) == after + 1:
+                return CommandBatch(None, log, command_seq(log[-1]))
+            # The log no longer reaches back to `after` (trimmed, or Redis lost its
+            # data): start over from the standing commands.
+        pipe = self.client.pipeline(transaction=True)  # the head and the map it belongs to
+        pipe.get(seq_key)
+        pipe.hgetall(standing_key)
+        head_raw, raw_standing = pipe.execute()
+        standing = {text(k): json.loads(v) for k, v in raw_standing.items()}
+        return CommandBatch(standing, [], int(head_raw or 0))
+
+    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
+        pass  # the script keeps the standing map exact
+
+    def set_open_until(self, breaker: str, until: float) -> None:
+        ms = int((until - time.time()) * 1000)
+        if ms > 0:
+            self.client.set(f"{self.p}:open:{safe_key(breaker)}", repr(until), px=ms)
+
+    def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
+        if not breakers:
+            return {}
+        values = self.client.mget([f"{self.p}:open:{safe_key(b)}" for b in breakers])
+        return {b: float(v) for b, v in zip(breakers, values, strict=True) if v is not None}
+
+    def recover(self) -> None:
+        pass  # redis-py reconnects by itself

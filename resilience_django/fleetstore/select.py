@@ -1,0 +1,135 @@
+"""Which fleet store a deployment uses, chosen once per settings.
+
+``RESILIENCE["FLEET"]["STORE"]`` forces one; without it:
+
+1. **Redis**, when ``FLEET["URL"]`` or ``REDIS["URL"]`` is set, or ``BACKEND``
+   is ``"redis"`` (its ``REDIS`` settings, a URL or a django-redis cache alias);
+2. else the cache ``FLEET["CACHE"]`` (``"default"``), **when it is shared**
+   between processes: anything but ``LocMemCache`` and ``DummyCache``;
+3. else **the database**: what every Django site shares already.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from ..conf import ResilienceSettings, get_settings, on_reload
+from .base import FleetStore
+
+__all__ = ["choose", "get_store", "per_process_cache", "reset"]
+
+PER_PROCESS_CACHES = ("LocMemCache", "DummyCache")
+# What the automatic choice falls back to when there is no Redis and the cache is
+# per process.  The test suite pins "cache" so that its many in-process tests do
+# not write to the test database from background threads; the database store's
+# own tests ask for it by name.
+FALLBACK = "database"
+
+_lock = threading.Lock()
+_store: FleetStore | None = None
+
+
+def per_process_cache(alias: str) -> bool:
+    """Whether the cache ``alias`` lives in each process (so it cannot carry the fleet)."""
+    from django.conf import settings
+
+    backend = str(getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", ""))
+    return backend.rsplit(".", 1)[-1] in PER_PROCESS_CACHES
+
+
+def _redis_configured(settings: ResilienceSettings) -> bool:
+    redis = settings.redis
+    return bool(settings.fleet.url or redis.get("URL")) or (
+        settings.backend == "redis" and bool(redis)
+    )
+
+
+def choose(settings: ResilienceSettings | None = None) -> str:
+    """``"redis"``, ``"cache"`` or ``"database"``: the store these settings use."""
+    settings = settings or get_settings()
+    forced = settings.fleet.store
+    if forced is not None:
+        return forced
+    if _redis_configured(settings):
+        return "redis"
+    return FALLBACK if per_process_cache(settings.fleet.cache) else "cache"
+
+
+def build(settings: ResilienceSettings | None = None) -> FleetStore:
+    """A new store for these settings (no I/O: connections open on first use)."""
+    settings = settings or get_settings()
+    kind = choose(settings)
+    prefix = settings.fleet.prefix
+    if kind == "redis":
+        from .redis import RedisStore
+
+        return RedisStore(_redis_client(settings), prefix)
+    if kind == "cache":
+        from django.core.cache import caches
+
+        from .cache import CacheStore
+
+        alias = settings.fleet.cache
+        return CacheStore(caches[alias], prefix, lock=_sender_lock(alias))
+    from .database import DatabaseStore
+
+    return DatabaseStore()
+
+
+def _redis_client(settings: ResilienceSettings) -> Any:
+    from ..limiting.redis_conn import (
+        make_sync_client,
+        make_sync_client_from_url,
+        parse_redis_settings,
+    )
+
+    # Only background threads and operator tools use it, so a generous timeout
+    # costs no request anything.
+    if settings.fleet.url:
+        return make_sync_client_from_url(settings.fleet.url, 1.0)
+    return make_sync_client(parse_redis_settings(settings.redis, budget=1.0))
+
+
+def _sender_lock(alias: str) -> Any:
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.core.cache.backends.filebased import FileBasedCache
+
+    from .cache import FileLock
+
+    if not isinstance(caches[alias], FileBasedCache):
+        return None  # add() is atomic: no lock needed
+    # Its add() is check-then-write: serialize senders with a lock beside the cache
+    # files (the cache's own clear and cull only touch *.djcache files).
+    location = os.path.abspath(str(settings.CACHES[alias]["LOCATION"]))
+    return FileLock(os.path.join(location, "resilience-fleet-commands.lock"))
+
+
+def get_store() -> FleetStore:
+    """This process's store for the current settings (built once; raises on bad settings)."""
+    global _store
+    store = _store
+    if store is None:
+        with _lock:
+            if _store is None:
+                _store = build()
+            store = _store
+    return store
+
+
+def reset() -> None:
+    """Forget the store (settings changed, a fork); the next :func:`get_store` builds anew."""
+    global _store
+    _store = None
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # fork may have caught it held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+on_reload(reset)

@@ -101,7 +101,7 @@ class DeadlineSettings:
 
 @dataclass(frozen=True, slots=True)
 class FleetSettings:
-    """``RESILIENCE["FLEET"]``, validated (``breakers/fleet.py`` reads the raw mapping)."""
+    """``RESILIENCE["FLEET"]``, validated (``fleetstore/select.py`` chooses the store from it)."""
 
     enabled: bool = True
     url: str | None = None

@@ -60,7 +60,7 @@ SETTLE_STEP = 0.001
 class Alarm:
     """One armed deadline: cancels ``task`` at ``when`` (loop time) unless disarmed."""
 
-    __slots__ = ("_clock", "_dbg", "cancelling", "fired", "settle", "task", "when")
+    __slots__ = ("_clock", "cancelling", "fired", "settle", "task", "when")
 
     def __init__(
         self, clock: AlarmClock, task: asyncio.Task[Any], when: float, settle: bool = False
@@ -95,9 +95,6 @@ class Alarm:
         if self.task is None or self.fired or when != self.when:
             return
         loop = self._clock._loop
-        if checks == 0:
-            self._dbg = []
-        self._dbg.append(round((loop.time() - when) * 1000, 1))
         if checks >= SETTLE_CHECKS:
             # One more turn: a reply read in this turn wakes its task in the next.
             loop.call_soon(self._fire, when)

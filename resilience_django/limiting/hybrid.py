@@ -4,7 +4,9 @@ Every decision goes to Redis while Redis is healthy.  A call that fails
 (refused, reset, timed out, error reply) or, on the sync path, answers slower
 than the latency budget (``FALLBACK_LATENCY``, default 50 ms) counts as a
 failure; after ``FAILURES`` (default 3) in a row the backend trips and every
-decision is made by the in-process ``LocalLimiter`` at once.  A failed call
+decision is made by the in-process ``LocalLimiter`` at once.  "In a row"
+counts only calls that started after the previous counted failure: the
+calls in flight during one stall saw one failure, not many (see ``_failed``).  A failed call
 still gets an answer: that request alone is decided locally, so a Redis
 failure never raises out of ``decide``/``adecide`` and never becomes a 5xx.
 No request waits longer than the budget for Redis: the sync clients' socket
@@ -34,6 +36,9 @@ timeout only admits what is left of this process's share in the window: the
 units spent twice are bounded by ``share * limit - (units this process had
 Redis admit in the window)`` per process and window, and are zero once a
 process has used its share (``docs/fallback.md`` states the fleet bound).
+And a rule Redis rejected for a client stays rejected in local decisions
+until the ``retry_after`` Redis gave (``_local_decide``), so a timeout after
+the limit is spent cannot admit a fresh local share on top of it.
 
 A background probe thread (every ``PROBE_INTERVAL``, default 1 s, with ±20 %
 jitter so a fleet does not probe in lockstep) heartbeats at once when it
@@ -66,10 +71,11 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .. import metrics
-from .decision import ALLOW_ALL, Decision, LimitCheck
+from .decision import ALLOW_ALL, Decision, LimitCheck, RuleOutcome
 from .fallback import FallbackSettings, parse_fallback_settings
 from .health import register as _register_health
 from .local import LocalLimiter
+from .nodes import NodeHealth
 from .redis import RedisLimiter, load_script
 from .redis_conn import RedisSettings, make_sync_client, parse_redis_settings
 
@@ -82,6 +88,9 @@ _perf = time.perf_counter
 # (and with neither FALLBACK["INSTANCES"] nor ["SHARE"]): small enough that a
 # fleet starting during an outage stays near its limits, never "alone".
 UNKNOWN_INSTANCES = 10
+# The most (rule, client) pairs remembered as exhausted by Redis; past it,
+# expired ones are dropped, and if none has expired, all of them.
+_MAX_EXHAUSTED = 10_000
 _live_limiters: weakref.WeakSet[HybridLimiter] = weakref.WeakSet()
 
 
@@ -91,6 +100,8 @@ class HybridLimiter:
     __slots__ = (
         "__weakref__",
         "_budget",
+        "_counted_at",
+        "_exhausted",
         "_failures",
         "_fallback",
         "_hb_sha",
@@ -101,6 +112,7 @@ class HybridLimiter:
         "_live",
         "_local",
         "_lock",
+        "_nodes",
         "_probe",
         "_redis",
         "_settings",
@@ -136,6 +148,12 @@ class HybridLimiter:
         self._lock = threading.Lock()
         self._fallback = False
         self._failures = 0
+        # When the last failure was counted: calls already in flight then
+        # saw the same stall and do not count again (see _failed).
+        self._counted_at = float("-inf")
+        # (rule name, client key) -> perf time until which Redis said the
+        # rule has nothing left for that client (see _local_decide).
+        self._exhausted: dict[tuple[str, str], float] = {}
         self._successes = 0
         # None until the first heartbeat has counted the fleet.
         self._live: int | None = None
@@ -145,12 +163,24 @@ class HybridLimiter:
         self._since = time.time()
         self._stop = threading.Event()
         self._probe: threading.Thread | None = None
+        # Redis Cluster: one breaker per master (``nodes``), so a dead master
+        # sends only its own slots' keys to local limiting.
+        self._nodes = (
+            NodeHealth(
+                failures=self._settings.failures,
+                recovery_probes=self._settings.recovery_probes,
+                announce=self._announce_node,
+            )
+            if redis.cluster
+            else None
+        )
         _live_limiters.add(self)
         _register_health(self)
 
     @property
     def fallback_active(self) -> bool:
-        return self._fallback
+        """Decisions are (at least partly) local: the backend, or on a cluster a master, is down."""
+        return self._fallback or (self._nodes is not None and bool(self._nodes.down))
 
     @property
     def share(self) -> float:
@@ -169,20 +199,25 @@ class HybridLimiter:
         if not checks:
             return ALLOW_ALL
         if self._fallback:
-            return self._local.decide(checks, self.share)
+            return self._local_decide(checks)
+        nodes = self._nodes
+        if nodes is not None and nodes.down and self._redis.node_of(checks) in nodes.down:
+            return self._local_decide(checks)
         if self._probe is None:
             self._start_probe()
             if not self._warm_up():
-                return self._local.decide(checks, self.share)
+                return self._local_decide(checks)
         start = _perf()
         try:
             decision = self._redis.decide(checks)
         except Exception as exc:  # any failure of the backend means "decide locally"
-            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
-            return self._local.decide(checks, self.share)
-        self._answered(_perf() - start)
+            self._failed(f"{type(exc).__name__}: {exc}", start, checks=checks)
+            return self._local_decide(checks)
+        self._answered(_perf() - start, start, checks)
         if decision.allowed:
             self._charge_all(checks)
+        else:
+            self._note_rejection(decision)
         return decision
 
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
@@ -190,24 +225,28 @@ class HybridLimiter:
         if not checks:
             return ALLOW_ALL
         if self._fallback:
-            return await self._local.adecide(checks, self.share)
+            return self._local_decide(checks)
+        nodes = self._nodes
+        if (
+            nodes is not None
+            and nodes.down
+            and self._redis.node_of(checks, asynchronous=True) in nodes.down
+        ):
+            return self._local_decide(checks)
         if self._probe is None:
             self._start_probe()
         start = _perf()
         try:
             decision = await self._redis.adecide(checks)
         except Exception as exc:  # CancelledError is a BaseException and propagates
-            import sys, asyncio as _a, traceback as _t
-            from .. import loop_lag as _ll
-            _s = _ll.watch()
-            print("DBGFAIL", os.getpid(), round((_perf() - start)*1000,1), repr(exc), "lag", _s.lag, "tasks", len(_a.all_tasks()), file=sys.stderr)
-            _t.print_exc(limit=8)
-            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
-            return self._local.decide(checks, self.share)
+            self._failed(f"{type(exc).__name__}: {exc}", start, checks=checks, asynchronous=True)
+            return self._local_decide(checks)
         # Answered before the settling alarm: in time, whatever the loop's lag.
-        self._answered_async(_perf() - start)
+        self._answered_async(_perf() - start, checks)
         if decision.allowed:
             self._charge_all(checks)
+        else:
+            self._note_rejection(decision)
         return decision
 
     def decide_with_shadow(
@@ -226,9 +265,9 @@ class HybridLimiter:
         try:
             pair = self._redis.decide_with_shadow(checks, shadow)
         except Exception as exc:
-            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
+            self._failed(f"{type(exc).__name__}: {exc}", start, checks=checks + shadow)
             return self._local_pair(checks, shadow)
-        self._answered(_perf() - start)
+        self._answered(_perf() - start, start, checks + shadow)
         self._charge(checks, shadow, pair)
         return pair
 
@@ -245,18 +284,18 @@ class HybridLimiter:
         try:
             pair = await self._redis.adecide_with_shadow(checks, shadow)
         except Exception as exc:
-            self._failed(f"{type(exc).__name__}: {exc}", _perf() - start)
+            self._failed(
+                f"{type(exc).__name__}: {exc}", start, checks=checks + shadow, asynchronous=True
+            )
             return self._local_pair(checks, shadow)
-        self._answered_async(_perf() - start)
+        self._answered_async(_perf() - start, checks + shadow)
         self._charge(checks, shadow, pair)
         return pair
 
     def _local_pair(
         self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
     ) -> tuple[Decision, Decision | None]:
-        share = self.share
-        first = self._local.decide(checks, share) if checks else ALLOW_ALL
-        return first, self._local.decide(shadow, share)
+        return (self._local_decide(checks) if checks else ALLOW_ALL), self._local_decide(shadow)
 
     def _charge(
         self,
@@ -265,10 +304,16 @@ class HybridLimiter:
         pair: tuple[Decision, Decision | None],
     ) -> None:
         """``_charge_all`` for each group of a shadow pair that Redis admitted."""
-        if checks and pair[0].allowed:
-            self._charge_all(checks)
-        if pair[1] is not None and pair[1].allowed:
-            self._charge_all(shadow)
+        if checks:
+            if pair[0].allowed:
+                self._charge_all(checks)
+            else:
+                self._note_rejection(pair[0])
+        if pair[1] is not None:
+            if pair[1].allowed:
+                self._charge_all(shadow)
+            else:
+                self._note_rejection(pair[1])
 
     def _charge_all(self, checks: tuple[LimitCheck, ...]) -> None:
         """Charge what Redis admitted to the local share (see the module docstring).
@@ -284,6 +329,41 @@ class HybridLimiter:
         for check in checks:
             decide((check,), share)
 
+    def _note_rejection(self, decision: Decision) -> None:
+        """Remember, until its ``retry_after``, each rule Redis found exhausted.
+
+        Rejections only: the admitted path pays nothing for it.
+        """
+        exhausted = self._exhausted
+        if len(exhausted) >= _MAX_EXHAUSTED:
+            now = _perf()
+            for key in [k for k, until in exhausted.items() if until <= now]:
+                del exhausted[key]
+            if len(exhausted) >= _MAX_EXHAUSTED:
+                exhausted.clear()
+        now = _perf()
+        for outcome in decision.outcomes:
+            if not outcome.allowed and outcome.retry_after > 0:
+                check = outcome.check
+                exhausted[check.policy.name, check.key] = now + outcome.retry_after
+
+    def _local_decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
+        """Decide locally, but never admit what Redis said was exhausted.
+
+        A rule Redis rejected for a client stays rejected here until the
+        ``retry_after`` Redis gave: a call that times out after the limit is
+        spent (or the fallback that follows) cannot admit a fresh local share
+        on top of it.  Nothing local is consumed by such a rejection.
+        """
+        exhausted = self._exhausted
+        if exhausted:
+            now = _perf()
+            for check in checks:
+                until = exhausted.get((check.policy.name, check.key))
+                if until is not None and until > now:
+                    return _rejected(checks, check, until - now)
+        return self._local.decide(checks, self.share)
+
     def _warm_up(self) -> bool:
         """Load the script before the first sync decision; False if Redis did not answer.
 
@@ -296,32 +376,75 @@ class HybridLimiter:
         try:
             self._redis.warm_up()
         except Exception as exc:
-            self._failed(f"warm-up: {type(exc).__name__}: {exc}", _perf() - start)
+            self._failed(f"warm-up: {type(exc).__name__}: {exc}", start)
             return False
         self._warm = True
         return True
 
-    def _answered_async(self, elapsed: float) -> None:
+    def _answered_async(self, elapsed: float, checks: tuple[LimitCheck, ...]) -> None:
         # No "slow answer" verdict from the wall clock here: ``elapsed``
         # includes the loop's lag, and the alarm already judged Redis.
         self._last_latency = elapsed
         metrics.limiter_backend_seconds(elapsed)
         if self._failures:
             self._failures = 0
+        nodes = self._nodes
+        if nodes is not None and nodes.suspects:
+            nodes.answered(self._redis.node_of(checks, asynchronous=True))
 
-    def _answered(self, elapsed: float) -> None:
+    def _answered(self, elapsed: float, start: float, checks: tuple[LimitCheck, ...]) -> None:
         self._last_latency = elapsed
         metrics.limiter_backend_seconds(elapsed)
         if elapsed > self._budget:
-            self._failed(f"slow answer ({elapsed * 1000:.1f} ms)", elapsed)
-        elif self._failures:
+            self._failed(f"slow answer ({elapsed * 1000:.1f} ms)", start, checks=checks)
+            return
+        if self._failures:
             self._failures = 0
+        nodes = self._nodes
+        if nodes is not None and nodes.suspects:
+            nodes.answered(self._redis.node_of(checks))
 
-    def _failed(self, reason: str, elapsed: float) -> None:
+    def _failed(
+        self,
+        reason: str,
+        start: float,
+        *,
+        decision: bool = True,
+        checks: tuple[LimitCheck, ...] = (),
+        asynchronous: bool = False,
+    ) -> None:
+        """Count a failed or slow call that started at ``start`` (``perf_counter``).
+
+        Calls that were already under way when the last failure was counted
+        saw the same stall: under 64 concurrent requests one 60 ms hiccup
+        would otherwise be 64 "consecutive" failures and trip at once.  So
+        ``FAILURES`` counts failures of calls that started after the previous
+        counted one: a Redis that stays slow or dead still trips after
+        ``FAILURES`` budgets, a single hiccup does not.  Each failed call is
+        still decided locally.
+
+        On a cluster, a failure is the failure of the master that holds the
+        request's slot (``checks``) and counts toward that node's breaker only.
+        """
+        now = _perf()
+        elapsed = now - start
         metrics.limiter_backend_seconds(elapsed)
+        if decision:
+            metrics.limiter_backend_failure()
+        nodes = self._nodes
+        if nodes is not None and checks:
+            node = self._redis.node_of(checks, asynchronous=asynchronous)
+            if node is not None:
+                self._last_error = f"{node}: {reason}"
+                self._last_latency = elapsed
+                nodes.failed(node, start, self._redis.slot_key(checks))
+                return
         with self._lock:
             self._last_error = reason
             self._last_latency = elapsed
+            if start < self._counted_at:
+                return
+            self._counted_at = now
             self._failures += 1
             if self._fallback or self._failures < self._settings.failures:
                 return
@@ -341,8 +464,14 @@ class HybridLimiter:
             False, f"{self._settings.recovery_probes} probes answered in budget", elapsed
         )
 
-    def _announce(self, active: bool, reason: str, elapsed: float) -> None:
-        metrics.limiter_fallback_active(active, reason=reason)
+    def _announce_node(self, active: bool, reason: str, elapsed: float) -> None:
+        """A cluster master went down or came back (``NodeHealth``)."""
+        self._announce(active, reason, elapsed, gauge=active or self.fallback_active)
+
+    def _announce(
+        self, active: bool, reason: str, elapsed: float, *, gauge: bool | None = None
+    ) -> None:
+        metrics.limiter_fallback_active(active if gauge is None else gauge, reason=reason)
         logger.warning(
             "Distributed limits %s: %s",
             "falling back to local limits" if active else "back on Redis",
@@ -394,16 +523,20 @@ class HybridLimiter:
         except Exception as exc:  # the probe's whole point is to survive Redis failing
             elapsed = _perf() - start
             self._successes = 0
-            if judge:
-                self._failed(f"probe: {type(exc).__name__}: {exc}", elapsed)
+            self._probe_nodes()
+            # On a cluster the heartbeat's node is one master among several:
+            # its failure is that node's business (the decisions tell).
+            if judge and self._nodes is None:
+                self._failed(f"probe: {type(exc).__name__}: {exc}", start, decision=False)
             return False
         elapsed = _perf() - start
+        self._probe_nodes()
         if not judge:
             self._live = max(1, int(live))
             return True
-        if elapsed > self._budget:
+        if elapsed > self._budget and self._nodes is None:
             self._successes = 0
-            self._failed(f"probe: slow answer ({elapsed * 1000:.1f} ms)", elapsed)
+            self._failed(f"probe: slow answer ({elapsed * 1000:.1f} ms)", start, decision=False)
             return False
         self._last_latency = elapsed
         self._live = max(1, int(live))
@@ -416,12 +549,17 @@ class HybridLimiter:
                     self._redis.warm_up()
                 except Exception as exc:
                     self._successes = 0
-                    self._failed(f"probe: {type(exc).__name__}: {exc}", _perf() - start)
+                    self._failed(f"probe: {type(exc).__name__}: {exc}", start, decision=False)
                     return False
                 self._recover(elapsed)
         else:
             self._failures = 0
         return True
+
+    def _probe_nodes(self) -> None:
+        nodes = self._nodes
+        if nodes is not None and nodes.down:
+            nodes.probe(self._redis.client, self._budget)
 
     def close(self) -> None:
         """Stop the probe thread and close Redis connections."""
@@ -440,8 +578,8 @@ class HybridLimiter:
         latency = self._last_latency
         return {
             "backend": "redis",
-            "healthy": not self._fallback,
-            "fallback_active": self._fallback,
+            "healthy": not self.fallback_active,
+            "fallback_active": self.fallback_active,
             "last_latency_ms": None if latency is None else round(latency * 1000, 3),
             "live_instances": self._live,
             "share": self.share,
@@ -449,7 +587,17 @@ class HybridLimiter:
             "last_error": self._last_error,
             "since": self._since,
             "budget_ms": self._budget * 1000,
+            **(self._nodes.health() if self._nodes is not None else {}),
         }
+
+
+def _rejected(checks: tuple[LimitCheck, ...], spent: LimitCheck, wait: float) -> Decision:
+    """A local rejection by ``spent``, which Redis found exhausted ``wait`` seconds more."""
+    outcomes = tuple(
+        RuleOutcome(c, False, 0, wait, wait) if c is spent else RuleOutcome(c, True, 0, 0.0, 0.0)
+        for c in checks
+    )
+    return Decision(False, outcomes, "local")
 
 
 def _probe_loop(ref: weakref.ref[HybridLimiter], stop: threading.Event, interval: float) -> None:
@@ -465,7 +613,7 @@ def _probe_loop(ref: weakref.ref[HybridLimiter], stop: threading.Event, interval
             return
         # Twice as often while falling back, so RECOVERY_PROBES (2) good
         # answers bring decisions back within about one interval.
-        wait = interval / 2 if limiter._fallback else interval
+        wait = interval / 2 if limiter.fallback_active else interval
         del limiter
         if stop.wait(wait * random.uniform(0.8, 1.2)):
             return

@@ -53,9 +53,11 @@ from typing import Any, TypeVar
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .. import loop_lag
 from ..loop_alarm import alarm_clock
@@ -68,7 +70,11 @@ from .redis_conn import (
     make_async_client,
 )
 
-__all__ = ["RedisLimiter", "load_script"]
+__all__ = ["UNASSIGNED", "RedisLimiter", "load_script"]
+
+# The node name of a cluster slot that no master serves (its master died, no
+# replica has taken over yet): such keys share one breaker.
+UNASSIGNED = "unassigned"
 
 _ALGO_CODES = {Algorithm.SLIDING_WINDOW: 1, Algorithm.TOKEN_BUCKET: 2, Algorithm.GCRA: 3}
 _ALGO_TAGS = {Algorithm.SLIDING_WINDOW: "sw", Algorithm.TOKEN_BUCKET: "tb", Algorithm.GCRA: "gc"}
@@ -132,7 +138,9 @@ class RedisLimiter:
         "_connect_timeout",
         "_parts",
         "_prefix",
+        "_refreshes",
         "_replies",
+        "_rewarms",
         "_settings",
         "_sha",
         "_source",
@@ -153,13 +161,21 @@ class RedisLimiter:
         # (loop, client, warm-up) of the last loop served, swapped as one
         # object: loops in several threads (async_to_sync) must never read
         # one loop's client with another's warm-up.
-        self._alast: tuple[object, AsyncClient, asyncio.Task[None]] | None = None
+        self._alast: tuple[object, AsyncClient, asyncio.Task[bool]] | None = None
         # Each loop's client and warm-up (a redis.asyncio client belongs to the
         # loop it was made on), kept while the loop lives: a process that goes
         # back and forth between loops reuses each loop's pool.
         self._aclients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncClient, asyncio.Task[None]]
+            asyncio.AbstractEventLoop, tuple[AsyncClient, asyncio.Task[bool]]
         ] = weakref.WeakKeyDictionary()
+        # A cluster client's topology refresh, run outside any decision.
+        self._refreshes: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Task[None]
+        ] = weakref.WeakKeyDictionary()
+        # A cluster client's background warm-up after its first one failed.
+        self._rewarms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[bool]] = (
+            weakref.WeakKeyDictionary()
+        )
         if key_prefix is None:
             key_prefix = settings.key_prefix if settings is not None else "rl"
         self._prefix = (key_prefix + ":{").encode()
@@ -177,6 +193,25 @@ class RedisLimiter:
     @property
     def client(self) -> SyncClient:
         return self._client
+
+    @property
+    def cluster(self) -> bool:
+        return self._cluster
+
+    def slot_key(self, checks: tuple[LimitCheck, ...]) -> bytes:
+        """A key in the first check's cluster slot (its hash tag alone)."""
+        return self._prefix + _tag(checks[0].key).encode() + b"}"
+
+    def node_of(self, checks: tuple[LimitCheck, ...], *, asynchronous: bool = False) -> str | None:
+        """The cluster node (``host:port``) that holds the first check's slot, as the
+        client that decides it sees the topology now; ``UNASSIGNED`` for a slot the
+        topology gives to no node (its master died), None before any topology."""
+        client: Any = self._aclient if asynchronous and self._aclient is not None else self._client
+        try:
+            node = client.get_node_from_key(self.slot_key(checks))
+        except Exception:  # a slot without a master, or no topology yet
+            return UNASSIGNED if _has_topology(client) else None
+        return UNASSIGNED if node is None else str(node.name)
 
     # -- encoding -----------------------------------------------------------------
 
@@ -240,13 +275,7 @@ class RedisLimiter:
     # -- sync ---------------------------------------------------------------------
 
     def _raw(self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0) -> bytes:
-        args = self._args(checks, commit, split)
-        client = self._client
-        try:
-            return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
-        except NoScriptError:
-            client.script_load(self._source)
-            return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
+        return self._raw_args(self._args(checks, commit, split))
 
     def warm_up(self) -> None:
         """Connect and load the script now, so no decision pays for either.
@@ -286,7 +315,7 @@ class RedisLimiter:
 
     # -- async --------------------------------------------------------------------
 
-    def _async_side(self) -> tuple[AsyncClient, asyncio.Task[None]]:
+    def _async_side(self) -> tuple[AsyncClient, asyncio.Task[bool]]:
         loop = asyncio.get_running_loop()
         last = self._alast
         if last is not None and last[0] is loop:
@@ -307,7 +336,7 @@ class RedisLimiter:
         self._alast = (loop, client, warm)
         return client, warm
 
-    async def _awarm_up(self, client: AsyncClient) -> None:
+    async def _awarm_up(self, client: AsyncClient) -> bool:
         """Connect and load the script under the connect budget; never raises.
 
         A failure here is not a decision's failure: the decisions that follow
@@ -317,7 +346,39 @@ class RedisLimiter:
             async with asyncio.timeout(self._connect_timeout):
                 await client.script_load(self._source)
         except Exception:  # reported by the decisions that follow, within their budget
-            pass
+            return False
+        return True
+
+    async def _ready(self) -> AsyncClient:
+        """This loop's client, once its warm-up is over (the first call waits for it).
+
+        A cluster client whose warm-up failed has no topology yet, and its
+        first ``initialize()`` (cluster discovery, 45-80 ms measured) must
+        not run inside a decision: the decision's timer would cancel it, and
+        redis-py tears down a cancelled first initialization, so every
+        decision would start it again and fail.  Instead, a new warm-up runs
+        in the background under the connect budget (at most one at a time),
+        and until one succeeds decisions fail at once with ``ConnectionError``
+        (the ``HybridLimiter`` decides them locally).
+        """
+        client, warm = self._async_side()
+        if not warm.done():
+            # Shielded: a request that gives up must not cancel the loop's warm-up.
+            await asyncio.shield(warm)
+        if self._cluster and not warm.result():
+            loop = asyncio.get_running_loop()
+            retry = self._rewarms.get(loop)
+            if retry is not None and retry.done() and retry.result():
+                self._aclients[loop] = (client, retry)
+                self._alast = (loop, client, retry)
+                del self._rewarms[loop]
+                return client
+            if retry is None or retry.done():
+                self._rewarms[loop] = loop.create_task(
+                    self._awarm_up(client), name="resilience-redis-warm-up"
+                )
+            raise RedisConnectionError("the cluster client is not initialized yet")
+        return client
 
     async def awarm_up(self) -> None:
         """Connect and load the script on this loop now (what the first call does)."""
@@ -336,11 +397,7 @@ class RedisLimiter:
     async def _araw(
         self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0
     ) -> bytes:
-        client, warm = self._async_side()
-        if not warm.done():
-            # Shielded: a request that gives up must not cancel the loop's warm-up.
-            await asyncio.shield(warm)
-        return await self._araw_on(client, checks, commit, split)
+        return await self._araw_on(await self._ready(), checks, commit, split)
 
     async def _araw_on(
         self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool, split: int
@@ -351,6 +408,26 @@ class RedisLimiter:
         except NoScriptError:
             await client.script_load(self._source)
             return await client.execute_command(*args)  # type: ignore[no-any-return]
+        except ClusterError:
+            if not self._cluster:
+                raise
+            # "TTL exhausted": redis.asyncio follows an ASK redirect by sending
+            # ASKING and the command as two calls, each on a connection taken
+            # from the node's pool; under concurrency they can land on two
+            # connections, the target answers MOVED, and the redirects go round
+            # until the TTL runs out (seen during slot migrations under load).
+            # The command never ran; the sync client sends both on one
+            # connection, so this one call goes through it, in a thread,
+            # bounded by its socket timeouts (and by the caller's timer).
+            return await asyncio.to_thread(self._raw_args, args)
+
+    def _raw_args(self, args: list[Any]) -> bytes:
+        client = self._client
+        try:
+            return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
+        except NoScriptError:
+            client.script_load(self._source)
+            return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
 
     async def _arun(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
         return self._decode(checks, await self._araw(checks, commit))
@@ -365,11 +442,13 @@ class RedisLimiter:
         """
         if not checks:
             return _EMPTY
-        client, warm = self._async_side()
-        if not warm.done():
-            await asyncio.shield(warm)
+        client = await self._ready()
         if self._cluster:
-            return await _bounded(self._adecide(checks), self._atimeout)
+            try:
+                return await _bounded(self._adecide(checks), self._atimeout)
+            except Exception:
+                self._refresh_in_background(client)
+                raise
         return self._decode(
             checks, await _bounded(self._araw_on(client, checks, True, 0), self._atimeout)
         )
@@ -394,10 +473,40 @@ class RedisLimiter:
             return await self.adecide(checks), None
         if not checks:
             return _EMPTY, await self.adecide(shadow)
-        _, warm = self._async_side()
-        if not warm.done():
-            await asyncio.shield(warm)
-        return await _bounded(self._adecide_with_shadow(checks, shadow), self._atimeout)
+        client = await self._ready()
+        try:
+            return await _bounded(self._adecide_with_shadow(checks, shadow), self._atimeout)
+        except Exception:
+            if self._cluster:
+                self._refresh_in_background(client)
+            raise
+
+    def _refresh_in_background(self, client: AsyncClient) -> None:
+        """After a failed cluster call, refresh the topology in a task of its own.
+
+        redis-py refreshes a cluster's topology inside the next command after
+        an error; inside a decision, the decision's timer cancels the refresh
+        (a refresh with a master down takes longer than the budget) and the
+        next command starts it again: measured, every call to the *healthy*
+        masters then timed out until failover ended.  While this task holds
+        the refresh, commands use the current topology (redis-py skips a
+        refresh another task is running), and it has the connect budget.
+        """
+        loop = asyncio.get_running_loop()
+        running = self._refreshes.get(loop)
+        if running is None or running.done():
+            self._refreshes[loop] = loop.create_task(
+                self._arefresh(client), name="resilience-redis-cluster-refresh"
+            )
+
+    async def _arefresh(self, client: AsyncClient) -> None:
+        if not isinstance(client, AsyncRedisCluster):
+            return
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await client.initialize()
+        except Exception:  # the next failure starts another
+            pass
 
     async def _adecide_with_shadow(
         self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
@@ -428,6 +537,9 @@ class RedisLimiter:
             if made is client:
                 del self._aclients[loop]
                 warm.cancel()
+                for pending in (self._rewarms.pop(loop, None), self._refreshes.pop(loop, None)):
+                    if pending is not None:
+                        pending.cancel()
         if isinstance(client, AsyncRedis):
             pool = client.connection_pool
             for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
@@ -454,18 +566,22 @@ async def _bounded(aw: Awaitable[T], seconds: float | None) -> T:
         if asyncio.iscoroutine(aw):
             aw.close()
         raise RuntimeError("Timeout should be used inside a task")
-    _t0 = loop.time()
     alarm = alarm_clock(loop).arm(task, loop.time() + seconds, settle=True)
     try:
         return await aw
     except asyncio.CancelledError as exc:
         if alarm.fired_for(task):
-            import sys
-            print("DBGARM", round((loop.time()-_t0)*1000,1), getattr(alarm, "_dbg", None), file=sys.stderr)
             raise builtins.TimeoutError from exc
         raise
     finally:
         alarm.close(task)
+
+
+def _has_topology(client: Any) -> bool:
+    try:
+        return bool(client.get_nodes())
+    except Exception:  # not initialized
+        return False
 
 
 def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[RuleOutcome, ...]:

@@ -80,3 +80,42 @@ async def overload(
 
 def p99(values: list[float]) -> float:
     return values[int(0.99 * (len(values) - 1))]
+
+
+async def burst(
+    port: int,
+    paths: list[str],
+    *,
+    connections: int = 64,
+    timeout: float = 30.0,
+    headers: str = "",
+) -> list[tuple[str, int]]:
+    """Send every path of ``paths`` once over ``connections`` concurrent connections.
+
+    Closed loop: each of the ``connections`` workers sends its next request
+    as soon as the previous one is answered, one new connection per request
+    (so the kernel spreads them over every worker process).  Returns
+    ``(path, status)`` in completion order; a request that fails to connect
+    or answer within ``timeout`` raises.
+    """
+    queue = list(reversed(paths))
+    results: list[tuple[str, int]] = []
+
+    async def one(path: str) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
+            writer.write(request.encode())
+            status = int((await reader.readline()).split()[1])
+            await reader.read()
+            return status
+        finally:
+            writer.close()
+
+    async def worker() -> None:
+        while queue:
+            path = queue.pop()
+            results.append((path, await asyncio.wait_for(one(path), timeout)))
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -106,3 +107,131 @@ def test_hybrid_on_a_cluster_heartbeats_and_decides_on_redis(cluster: RedisClust
         assert hybrid.health()["live_instances"] >= 1
     finally:
         hybrid.close()
+
+
+def _migrate_slot_while(cluster: RedisCluster, client_key: str, decide_some: object) -> None:
+    """Move ``client_key``'s slot to another master the way ``redis-cli --cluster reshard``
+    does (IMPORTING, MIGRATING, MIGRATE of the slot's keys, SETSLOT NODE), calling
+    ``decide_some()`` in each in-between state."""
+    import redis.crc
+
+    slot = redis.crc.key_slot(client_key.encode())
+    masters = cluster.masters()
+    source = next(
+        port for port, ranges in masters.items() if any(a <= slot <= b for a, b in ranges)
+    )
+    target = next(port for port in masters if port != source)
+    src, dst = redis.Redis(port=source), redis.Redis(port=target)
+    try:
+        src_id = src.execute_command("CLUSTER", "MYID").decode()
+        dst_id = dst.execute_command("CLUSTER", "MYID").decode()
+        decide_some()  # type: ignore[operator]
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        decide_some()  # type: ignore[operator]  # keys still on the source: served there
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        assert keys
+        src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        decide_some()  # type: ignore[operator]  # keys moved, slot not yet: ASK
+        for port in masters:
+            node = redis.Redis(port=port)
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            node.close()
+        decide_some()  # type: ignore[operator]  # slot moved: MOVED, then the new owner
+    finally:
+        src.close()
+        dst.close()
+
+
+def _cluster_limiter(cluster: RedisCluster) -> RedisLimiter:
+    # The production budget: redirections must not need retries or a longer timeout.
+    settings = RedisSettings(url=cluster.url, cluster=True, socket_timeout=0.05)
+    return RedisLimiter(make_sync_client(settings), settings=settings)
+
+
+def test_a_slot_migrated_under_load_stays_exact_on_the_sync_path(cluster: RedisCluster) -> None:
+    limiter = _cluster_limiter(cluster)
+    key = "ip:192.0.2.44"
+    checks = (
+        LimitCheck(p("mig-tb", 40, Algorithm.TOKEN_BUCKET), key),
+        LimitCheck(p("mig-gc", 60, Algorithm.GCRA), key),
+    )
+    admitted: list[bool] = []
+
+    def decide_some() -> None:
+        admitted.extend(limiter.decide(checks).allowed for _ in range(15))
+
+    try:
+        _migrate_slot_while(cluster, key, decide_some)
+    finally:
+        limiter.close()
+    assert len(admitted) == 60  # and no call raised
+    assert admitted.count(True) == 40
+
+
+async def test_a_slot_migrated_under_load_stays_exact_on_the_async_path(
+    cluster: RedisCluster,
+) -> None:
+    limiter = _cluster_limiter(cluster)
+    key = "ip:192.0.2.45"
+    checks = (
+        LimitCheck(p("amig-tb", 40, Algorithm.TOKEN_BUCKET), key),
+        LimitCheck(p("amig-gc", 60, Algorithm.GCRA), key),
+    )
+    await limiter.awarm_up()  # the loop's cold start, outside any decision
+    admitted: list[bool] = []
+
+    async def burst() -> None:
+        # 15 concurrent decisions: under load, several in flight at each step.
+        answers = await asyncio.gather(*(limiter.adecide(checks) for _ in range(15)))
+        admitted.extend(a.allowed for a in answers)
+
+    def step() -> None:
+        # Called from the migration's thread: the step's decisions run on this loop.
+        asyncio.run_coroutine_threadsafe(burst(), loop).result(timeout=30)
+        steps.append(None)
+
+    steps: list[None] = []
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.to_thread(_migrate_slot_while, cluster, key, step)
+    finally:
+        await limiter.aclose()
+        limiter.close()
+    assert len(steps) == 4
+    assert len(admitted) == 60  # and no call raised
+    assert admitted.count(True) == 40
+
+
+async def test_a_cluster_silent_at_start_is_never_initialized_inside_a_decision() -> None:
+    # A port that accepts connections (the kernel's backlog) but never answers.
+    import socket
+    import time
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    port = hole.getsockname()[1]
+    settings = RedisSettings(
+        url=f"redis://127.0.0.1:{port}/0", cluster=True, socket_timeout=0.05, connect_timeout=0.3
+    )
+    # Only the async side is under test; a sync cluster client would connect right here.
+    limiter = RedisLimiter(redis.Redis(port=port), settings=settings, cluster=True)
+    check = LimitCheck(p("cold", 10), "ip:1")
+    errors: list[str] = []
+    try:
+        # The first call waits for the loop's warm-up (the connect budget), which fails.
+        start = time.monotonic()
+        for _ in range(20):
+            try:
+                await limiter.adecide((check,))
+            except Exception as exc:  # the test looks at which
+                errors.append(type(exc).__name__)
+        took = time.monotonic() - start
+    finally:
+        await limiter.aclose()
+        hole.close()
+    assert errors == ["ConnectionError"] * 20
+    # One warm-up of 0.3 s, then every decision fails at once instead of
+    # starting a cluster discovery of its own inside the 50 ms budget.
+    assert took < 0.3 + 20 * 0.05

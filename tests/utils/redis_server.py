@@ -114,18 +114,34 @@ def redis_server(extra: tuple[str, ...] = ()) -> Iterator[RedisServer]:
 
 
 class RedisCluster:
-    """Three cluster-enabled redis-servers joined with ``redis-cli --cluster create``."""
+    """Cluster-enabled redis-servers joined with ``redis-cli --cluster create``.
 
-    def __init__(self, nodes: int = 3) -> None:
+    ``replicas=1`` gives every master a replica (6 processes for 3 masters),
+    so a killed master fails over; the node timeout is short so that takes
+    a few seconds.
+    """
+
+    def __init__(
+        self,
+        nodes: int = 3,
+        replicas: int = 0,
+        node_timeout_ms: int = 2000,
+        full_coverage: bool = True,
+    ) -> None:
         self.cli = require_binary("redis-cli")
+        self.replicas = replicas
         self.servers: list[RedisServer] = []
-        for _ in range(nodes):
+        for _ in range(nodes * (1 + replicas)):
             server = RedisServer(port=cluster_port())
             conf = Path(server.dir) / "nodes.conf"
             server.extra = (
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(conf),
-                "--cluster-node-timeout", "2000",
+                "--cluster-node-timeout", str(node_timeout_ms),
+                "--cluster-require-full-coverage", "yes" if full_coverage else "no",
+                # A replica fails over only once it has synced: sync at once.
+                "--repl-diskless-sync-delay", "0",
+                "--cluster-replica-validity-factor", "0",
             )  # fmt: skip
             self.servers.append(server)
 
@@ -138,8 +154,8 @@ class RedisCluster:
             server.start()
         addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
         subprocess.run(
-            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
-             "--cluster-yes"],
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas",
+             str(self.replicas), "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30,
         )  # fmt: skip
         self._wait_ok()
@@ -148,14 +164,70 @@ class RedisCluster:
     def _wait_ok(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = subprocess.run(
-                [self.cli, "-p", str(self.servers[0].port), "cluster", "info"],
-                capture_output=True, text=True, timeout=5,
-            ).stdout  # fmt: skip
-            if "cluster_state:ok" in out:
+            running = [s for s in self.servers if s.proc and s.proc.poll() is None]
+            if all(self._ok(s) for s in running) and self._replicas_linked():
                 return
             time.sleep(0.1)
         raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
+
+    def _ok(self, server: RedisServer) -> bool:
+        out = subprocess.run(
+            [self.cli, "-p", str(server.port), "cluster", "info"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout  # fmt: skip
+        return "cluster_state:ok" in out
+
+    def _replicas_linked(self) -> bool:
+        if not self.replicas:
+            return True
+        out = subprocess.run(
+            [self.cli, "-p", str(self.servers[0].port), "cluster", "nodes"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout  # fmt: skip
+        slaves = [line for line in out.splitlines() if " slave " in line]
+        if len(slaves) != len(self.servers) // (1 + self.replicas) * self.replicas:
+            return False
+        for line in slaves:  # and every replica has synced with its master
+            port = line.split()[1].split("@")[0].rsplit(":", 1)[1]
+            info = subprocess.run(
+                [self.cli, "-p", port, "info", "replication"],
+                capture_output=True, text=True, timeout=5,
+            ).stdout  # fmt: skip
+            if "master_link_status:up" not in info:
+                return False
+        return True
+
+    def masters(self) -> dict[int, list[tuple[int, int]]]:
+        """port -> slot ranges of every master that holds slots, as the cluster now says."""
+        import redis as redis_py
+
+        for server in self.servers:
+            if server.proc is None or server.proc.poll() is not None:
+                continue
+            client = redis_py.Redis(port=server.port, socket_timeout=2)
+            try:
+                shards = client.execute_command("CLUSTER", "SLOTS")
+            except redis_py.RedisError:
+                continue
+            finally:
+                client.close()
+            out: dict[int, list[tuple[int, int]]] = {}
+            for start, end, master, *_ in shards:
+                out.setdefault(int(master[1]), []).append((int(start), int(end)))
+            return out
+        raise RuntimeError("no cluster node answered CLUSTER SLOTS")
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.port == port)
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every running node says ``cluster_state:ok`` (after a failover)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._ok(s) for s in self.servers if s.proc and s.proc.poll() is None):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the test Redis Cluster did not recover to cluster_state:ok")
 
     def stop(self) -> None:
         for server in self.servers:

@@ -30,14 +30,14 @@ __all__ = [
 _LAZY: dict[str, tuple[str, str | None]] = {
     "deadline": (".deadline", None),
     "DeadlineExceeded": (".deadline", "DeadlineExceeded"),
-    "limit": (".limiting.decorator", "limit"),
+    "limit": (".view_limits.decorator", "limit"),
     # django-ratelimit's vocabulary (docs/migrating-from-django-ratelimit.md).
-    "ALL": (".limiting.compat", "ALL"),
-    "UNSAFE": (".limiting.compat", "UNSAFE"),
-    "is_ratelimited": (".limiting.compat", "is_ratelimited"),
-    "ais_ratelimited": (".limiting.compat", "ais_ratelimited"),
-    "get_usage": (".limiting.compat", "get_usage"),
-    "aget_usage": (".limiting.compat", "aget_usage"),
+    "ALL": (".view_limits.compat", "ALL"),
+    "UNSAFE": (".view_limits.compat", "UNSAFE"),
+    "is_ratelimited": (".view_limits.compat", "is_ratelimited"),
+    "ais_ratelimited": (".view_limits.compat", "ais_ratelimited"),
+    "get_usage": (".view_limits.compat", "get_usage"),
+    "aget_usage": (".view_limits.compat", "aget_usage"),
     "breaker": (".breakers.api", "breaker"),
     "CircuitOpen": (".breakers.state", "CircuitOpen"),
     "retry": (".retrying", "retry"),
@@ -48,14 +48,14 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from .breakers.api import breaker as breaker
     from .breakers.state import CircuitOpen as CircuitOpen
     from .deadline import DeadlineExceeded as DeadlineExceeded
-    from .limiting.compat import ALL as ALL
-    from .limiting.compat import UNSAFE as UNSAFE
-    from .limiting.compat import aget_usage as aget_usage
-    from .limiting.compat import ais_ratelimited as ais_ratelimited
-    from .limiting.compat import get_usage as get_usage
-    from .limiting.compat import is_ratelimited as is_ratelimited
-    from .limiting.decorator import limit as limit
     from .retrying import retry as retry
+    from .view_limits.compat import ALL as ALL
+    from .view_limits.compat import UNSAFE as UNSAFE
+    from .view_limits.compat import aget_usage as aget_usage
+    from .view_limits.compat import ais_ratelimited as ais_ratelimited
+    from .view_limits.compat import get_usage as get_usage
+    from .view_limits.compat import is_ratelimited as is_ratelimited
+    from .view_limits.decorator import limit as limit
 
 
 def __getattr__(name: str) -> Any:

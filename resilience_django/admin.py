@@ -3,7 +3,7 @@
 Each changelist also shows, read-only, the rules ``RESILIENCE`` defines in
 settings, so operators see everything in force in one place; an admin rule
 whose name a settings rule already uses is marked "overridden by settings"
-(the settings rule wins, see ``live.py``).  Every save, delete, bulk action and
+(the settings rule wins, see ``live/``).  Every save, delete, bulk action and
 dashboard action is written to the admin history.
 """
 
@@ -163,15 +163,12 @@ class LimitRuleAdmin(_RuleAdmin):
 
     def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
         from .conf import get_settings
-        from .limiting.rules import Scope, parse_limit_rules
 
         settings = get_settings()
-        # Scope-less rules follow BACKEND, as conf.py parses them.
-        default_scope: Scope = "distributed" if settings.backend == "redis" else "local"
-        rules, errors = parse_limit_rules(settings.raw.get("LIMITS"), default_scope=default_scope)
+        errors = settings.errors_of("LIMITS")
         rows = [
             [r.name, r.matcher.describe(), r.key, r.rate, r.policy.algorithm.value, r.scope, r.mode]
-            for r in rules
+            for r in settings.limits
         ]
         headings = ["name", "route", "key", "rate", "algorithm", "scope", "mode"]
         return headings, rows, [f"{e} ({e.check_id})" for e in errors]
@@ -204,17 +201,12 @@ class BreakerPolicyAdmin(_RuleAdmin):
     )  # fmt: skip
 
     def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
-        from .breakers.policy import parse_breaker_policy
-        from .breakers.settings import breaker_settings
-        from .exceptions import ConfigError
+        from .conf import get_settings
 
-        rows, problems = [], []
-        for name, raw in breaker_settings().items():
-            try:
-                p = parse_breaker_policy(name, raw)
-            except ConfigError as exc:
-                problems.append(f"{exc} ({exc.check_id})")
-                continue
+        settings = get_settings()
+        problems = [f"{e} ({e.check_id})" for e in settings.errors_of("BREAKERS")]
+        rows = []
+        for name, p in settings.breakers.items():
             rows.append(
                 [
                     str(name),
@@ -292,10 +284,10 @@ class SheddingRuleAdmin(_RuleAdmin):
 
     def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
         from .conf import get_settings
-        from .shedding.rules import parse_shedding_rules
 
-        raw = get_settings().raw.get("SHEDDING") or ()
-        rules, errors = parse_shedding_rules(raw if isinstance(raw, list | tuple) else ())
+        settings = get_settings()
+        errors = settings.errors_of("SHEDDING")
+        rules = settings.shedding
         rows = [
             [
                 r.name,

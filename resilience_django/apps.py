@@ -13,5 +13,8 @@ class ResilienceConfig(AppConfig):
         # time, keeps `import resilience_django` free of side effects.
         from . import checks  # noqa: F401
         from .integrations import db
+        from .wiring import connect
 
         db.install()
+        # Breaker policies, the breaker signal and the fleet, handed to the core.
+        connect()

@@ -18,10 +18,10 @@ from typing import Any
 
 from django.http import HttpResponseBase
 
+from . import clock as _clock
 from . import metrics, responses
 from .asgi_deadline import run_with_deadline
 from .checks import MIDDLEWARE_PATH
-from .clock import monotonic
 from .deadline import Deadline, _current
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
 from .routes import normalize_method, scope_path
@@ -78,7 +78,8 @@ class _Shim:
 
     __slots__ = ("META", "method", "path", "path_info", "scope")
 
-    def __init__(self, scope: Scope, get_meta: Callable[[str], str | None]) -> None:
+    def __init__(self, scope: Scope) -> None:
+        get_meta = _meta_getter(scope)
         self.scope = scope
         self.method = normalize_method(scope.get("method", "GET"))
         self.path = scope.get("path", "/")
@@ -118,40 +119,41 @@ class ResilienceASGIMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        arrived = monotonic()
+        arrived = _clock.source()
         runtime = get_runtime()
-        get_meta = _meta_getter(scope)
         # Servers pass the method as the client sent it ("get"); rules and
         # Django speak upper case, so a lowercase method matches the same rules.
         method = normalize_method(scope.get("method", "GET"))
-        deadline = runtime.deadlines.start(method, scope_path(scope), get_meta, started_at=arrived)
+        path = scope_path(scope)
+        deadline = runtime.deadlines.start_scope(method, path, scope.get("headers", ()), arrived)
         scope[SCOPE_ARRIVED] = arrived
         scope[SCOPE_DEADLINE] = deadline
         if deadline is not None and deadline.expired():
-            await self._deadline(send, _Shim(scope, get_meta), deadline)
+            await self._deadline(send, _Shim(scope), deadline)
             return
-        early = await runtime.admit_scope(scope, lambda: _Shim(scope, get_meta))
-        if early is not None:
-            await send_response(send, early.response)
-            return
+        if runtime.limits_before_view:
+            # A local store decides inline: no coroutine for the common case.
+            early = (
+                runtime.admit_scope_now(scope, method, path, _Shim)
+                if runtime.arrival_on_loop
+                else await runtime.admit_scope(scope, _Shim)
+            )
+            if early is not None:
+                await send_response(send, early.response)
+                return
         token = _current.set(deadline)
         try:
             if deadline is None or self._django_enforces:
                 await self.app(scope, receive, send)
                 return
-            await self._run_with_deadline(scope, receive, send, deadline, get_meta)
+            await self._run_with_deadline(scope, receive, send, deadline)
         finally:
             _current.reset(token)
 
     async def _run_with_deadline(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        deadline: Deadline,
-        get_meta: Callable[[str], str | None],
+        self, scope: Scope, receive: Receive, send: Send, deadline: Deadline
     ) -> None:
-        shim = _Shim(scope, get_meta)
+        shim = _Shim(scope)
 
         async def answer() -> None:
             # Django logs its own 5xx; here Django never sees this one, so say it once.

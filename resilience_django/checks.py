@@ -12,26 +12,10 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from .conf import UNEXPECTED, parse_settings
-from .exceptions import ConfigError
-from .observability.config import MetricsSettings, deploy_warnings, parse_metrics
+from .conf import parse_settings
+from .observability.config import deploy_warnings
 
 MIDDLEWARE_PATH = "resilience_django.middleware.ResilienceMiddleware"
-
-
-def _metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
-    """``parse_metrics`` that never raises: the checks must not, whatever the settings."""
-    try:
-        return parse_metrics(raw, errors)
-    except Exception as exc:  # a parser bug: still a check error, not a traceback
-        errors.append(
-            ConfigError(
-                f"RESILIENCE['METRICS'] {UNEXPECTED}: {type(exc).__name__}",
-                check_id="resilience.E090",
-                hint="Check RESILIENCE['METRICS'] against docs/settings.md.",
-            )
-        )
-        return MetricsSettings()
 
 
 @checks.register("resilience")
@@ -39,10 +23,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     # Parse afresh rather than reading the cache: checks must report the
     # settings as they are now, and this runs rarely.
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
-    errors: list[ConfigError] = list(parsed.errors)
-    _metrics(parsed.raw.get("METRICS"), errors)
     messages: list[checks.CheckMessage] = [
-        checks.Error(str(error), hint=error.hint or None, id=error.check_id) for error in errors
+        checks.Error(str(error), hint=error.hint or None, id=error.check_id)
+        for error in parsed.errors
     ]
     middleware = list(getattr(settings, "MIDDLEWARE", []))
     if MIDDLEWARE_PATH in middleware and middleware.index(MIDDLEWARE_PATH) != 0:
@@ -83,10 +66,9 @@ def _per_process_store(parsed: Any) -> checks.Warning | None:
 @checks.register("resilience", deploy=True)
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
-    metrics_errors: list[ConfigError] = []
     messages: list[checks.CheckMessage] = [
         checks.Warning(str(w), hint=w.hint or None, id=w.check_id)
-        for w in deploy_warnings(_metrics(parsed.raw.get("METRICS"), metrics_errors))
+        for w in deploy_warnings(parsed.metrics)
     ]
     w003 = _per_process_store(parsed)
     if w003 is not None:

@@ -7,6 +7,12 @@ its default is :func:`monotonic`, the process clock.  The process clock is
 old clock's time), so the parts the package builds itself (the middleware's
 limiters, bulkheads, breakers and deadlines) follow a test's clock without
 anything patching ``time.monotonic`` for the whole process.
+
+Hot paths do not call :func:`monotonic` (a Python frame on every reading):
+they read :data:`source`, the process clock's function itself, once per
+request or per object (``clock.source()``, or ``Deadline`` binding it when
+built), and call that.  ``set_clock`` is for between tests, so a request or
+a deadline never sees the clock change under it.
 """
 
 from __future__ import annotations
@@ -14,15 +20,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["Clock", "ManualClock", "monotonic", "set_clock"]
+__all__ = ["Clock", "ManualClock", "monotonic", "set_clock", "source"]
 
 Clock = Callable[[], float]
-_source: Clock = time.monotonic
+# The process clock's function (read it, never assign it: ``set_clock`` does).
+source: Clock = time.monotonic
 
 
 def monotonic() -> float:
     """Seconds on the process clock: ``time.monotonic()`` unless a test set another."""
-    return _source()
+    return source()
 
 
 def set_clock(clock: Clock | None) -> Clock:
@@ -32,9 +39,9 @@ def set_clock(clock: Clock | None) -> Clock:
     change, so call it between tests (``resilience_django.testing.use_clock``
     resets them around it), not while requests are running.
     """
-    global _source
-    previous = _source
-    _source = time.monotonic if clock is None else clock
+    global source
+    previous = source
+    source = time.monotonic if clock is None else clock
     return previous
 
 

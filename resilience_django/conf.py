@@ -1,28 +1,38 @@
 """The ``RESILIENCE`` setting, parsed once into frozen dataclasses.
 
+The one parser of ``RESILIENCE``: every key (``FLEET`` and ``METRICS``
+included) is read here, into one ``ResilienceSettings``, with one cache and
+one ``setting_changed`` receiver; the system checks (``checks.py``) report
+the errors of this same parse, and the admin's rows go through the same rule
+parsers (``live/rules.py``).  Each key's parser lives beside what it
+configures (``limiting/rules.py``, ``breakers/policy.py``, ...), framework-free;
+reading Django's other settings (``CACHES``) is done here.
+
 Parsing never raises: every problem becomes a ``ConfigError`` kept in
-``ResilienceSettings.errors`` and reported by the system checks
-(``checks.py``), while the parts that did parse stay usable.  The parsed value
-is cached and dropped on Django's ``setting_changed`` signal so that
-``override_settings`` works in tests.
+``ResilienceSettings.errors`` and reported by the system checks, while the
+parts that did parse stay usable.  The parsed value is cached and dropped on
+Django's ``setting_changed`` signal so that ``override_settings`` works in
+tests.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.core.signals import setting_changed
 
+from . import switch
 from .admin_choices import check_admin_choices
 from .breakers.policy import BreakerPolicy, parse_breakers
+from .deadline_policy import DeadlineSettings, RouteBudget
 from .dotted import import_dotted
 from .exceptions import ConfigError
-from .limiting.hybrid import FallbackSettings, parse_fallback_settings
+from .limiting.fallback import FallbackSettings, parse_fallback_settings
 from .limiting.proxies import (
     DEFAULT_IPV6_PREFIX,
     TrustedProxies,
@@ -31,6 +41,7 @@ from .limiting.proxies import (
 )
 from .limiting.redis_conn import RedisSettings, parse_redis_settings
 from .limiting.rules import LimitRule, parse_limit_rules
+from .observability.config import MetricsSettings, parse_metrics
 from .routes import RouteMatcher, compile_path
 from .shedding.rules import SheddingRule, parse_shedding_rules
 from .units import (
@@ -48,6 +59,7 @@ __all__ = [
     "ResilienceSettings",
     "RouteBudget",
     "get_settings",
+    "parse_redis",
 ]
 
 KNOWN_KEYS = frozenset(
@@ -73,30 +85,6 @@ KNOWN_KEYS = frozenset(
 )
 logger = logging.getLogger("resilience_django")
 HANDLER_KINDS = ("deadline", "rate_limited", "unavailable")
-
-
-@dataclass(frozen=True, slots=True)
-class RouteBudget:
-    matcher: RouteMatcher
-    budget: float
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeadlineSettings:
-    default: float | None = 30.0
-    headers: tuple[str, ...] = ("grpc-timeout", "x-timeout-ms")
-    routes: tuple[RouteBudget, ...] = ()
-    # Taken off the remaining budget before it is sent downstream, so the
-    # downstream's answer has time to travel back before our own deadline.
-    outbound_margin: float = 0.010
-    # Routes whose streamed bodies may outlive the budget (server-sent events,
-    # downloads): the deadline covers their view, not the body it streams.
-    exempt_streams: tuple[RouteMatcher, ...] = ()
-
-    @property
-    def has_view_routes(self) -> bool:
-        return any(r.matcher.needs_view_name for r in self.routes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +130,20 @@ class ResilienceSettings:
     limits: tuple[LimitRule, ...] = ()
     shedding: tuple[SheddingRule, ...] = ()
     breakers: Mapping[str, BreakerPolicy] = field(default_factory=dict)
+    # Every name BREAKERS lists, its entry valid or not (a bad one runs on the defaults).
+    breaker_names: tuple[str, ...] = ()
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     local_max_keys: int = 100_000
     reload_interval: float | None = 1.0
     response_handlers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     ratelimit_headers: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict)
     errors: tuple[ConfigError, ...] = ()
+
+    def errors_of(self, key: str) -> tuple[ConfigError, ...]:
+        """The errors found in ``RESILIENCE[key]`` (the admin shows them beside its rules)."""
+        prefix = f"RESILIENCE[{key!r}]"
+        return tuple(e for e in self.errors if str(e).startswith(prefix))
 
 
 def _parse_duration_setting(
@@ -418,7 +414,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     if backend == "redis":
         budget = fallback_latency
         redis_settings = _guarded(
-            errors, "REDIS", "resilience.E040", lambda: parse_redis_settings(redis, budget=budget)
+            errors, "REDIS", "resilience.E040", lambda: parse_redis(redis, budget=budget)
         )
         if redis_settings is None:
             backend = "local"
@@ -476,6 +472,12 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         errors, "BREAKERS", "resilience.E050", lambda: parse_breakers(raw.get("BREAKERS"))
     ) or ({}, [])
     errors.extend(breaker_errors)
+    breakers_raw = raw.get("BREAKERS")
+    breaker_names = (
+        tuple(n for n in breakers_raw if isinstance(n, str) and n.strip())
+        if isinstance(breakers_raw, Mapping)
+        else ()
+    )
     errors.extend(
         _guarded(
             errors,
@@ -536,6 +538,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         limits=limits,
         shedding=shedding,
         breakers=breakers,
+        breaker_names=breaker_names,
         local_max_keys=local_max_keys,
         reload_interval=reload_interval,
         deadline=_guarded(
@@ -553,6 +556,11 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         )
         or {},
         ratelimit_headers=ratelimit_headers,
+        # Anything unparseable falls back to the closed default: never an open endpoint.
+        metrics=_guarded(
+            errors, "METRICS", "resilience.E090", lambda: parse_metrics(raw.get("METRICS"), errors)
+        )
+        or MetricsSettings(),
         raw=raw,
         errors=tuple(errors),
     )
@@ -659,7 +667,7 @@ def _parse_fleet(raw: Any, errors: list[ConfigError], root: Any = None) -> Fleet
         )
         prefix = fleet.prefix
     ttl = raw.get("TTL", fleet.ttl)
-    # A plain number of seconds: breakers/fleet.py reads it with float().
+    # A plain number of seconds: fleet.py reads it with float().
     if (
         isinstance(ttl, bool)
         or not isinstance(ttl, int | float)
@@ -712,6 +720,51 @@ def _cache_exists(alias: str) -> bool:
     return isinstance(caches, Mapping) and alias in caches
 
 
+def parse_redis(value: Mapping[str, Any] | None, *, budget: float) -> RedisSettings:
+    """``RESILIENCE["REDIS"]`` as ``RedisSettings`` (a ``CACHE`` alias read from ``CACHES``).
+
+    Raises ``ConfigError`` (``resilience.E040``) when unusable.  Reading a
+    ``CACHE`` alias looks at Django's ``CACHES`` setting (not at the cache
+    object), so it is cheap and can run inside a system check.
+    """
+    value = dict(value or {"CACHE": "default"})
+    alias = value.pop("CACHE", "default")
+    if value.get("URL") is None:
+        url, password, sentinels = _url_from_cache(str(alias))
+        value["URL"] = url
+        value["PASSWORD"] = value.get("PASSWORD") or password
+        value["SENTINELS"] = value.get("SENTINELS") or sentinels
+    return parse_redis_settings(value, budget=budget)
+
+
+def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
+    """A django-redis cache's URL, password and Sentinel addresses."""
+    from django.conf import settings
+
+    caches: Mapping[str, Any] = getattr(settings, "CACHES", {})
+    cache = caches.get(alias)
+    if cache is None:
+        raise ConfigError(
+            f"RESILIENCE['REDIS'] names cache {alias!r}, which is not in CACHES",
+            check_id="resilience.E040",
+            hint="Name a django-redis cache alias, or give a URL instead.",
+        )
+    location = cache.get("LOCATION")
+    # django-redis takes a list for primary/replicas; writes go to the first.
+    if isinstance(location, list | tuple):
+        location = location[0] if location else None
+    if not isinstance(location, str) or "://" not in location:
+        raise ConfigError(
+            f"cache {alias!r} has no Redis URL in LOCATION ({location!r})",
+            check_id="resilience.E040",
+            hint="Point RESILIENCE['REDIS'] at a django-redis cache or give a URL.",
+        )
+    options = cache.get("OPTIONS") or {}
+    password = options.get("PASSWORD")
+    sentinels = options.get("SENTINELS") or ()
+    return location, password if isinstance(password, str) else None, sentinels
+
+
 _lock = threading.Lock()
 _cached: ResilienceSettings | None = None
 _listeners: list[Callable[[], None]] = []
@@ -728,6 +781,11 @@ def get_settings() -> ResilienceSettings:
             if _cached is None:
                 _cached = parse_settings(getattr(settings, "RESILIENCE", {}))
             settings_value = _cached
+        # Outside the lock: wiring reads the settings.  Usually done already by
+        # AppConfig.ready(); this covers Django set up without the app.
+        from .wiring import connect
+
+        connect()
     return settings_value
 
 
@@ -749,10 +807,15 @@ def _setting_changed(*, setting: str, **kwargs: Any) -> None:
         reset_settings()
     if setting == "RESILIENCE":
         # Counts and breaker states of other settings would leak into a test's
-        # override_settings(RESILIENCE=...): it starts from nothing.
+        # override_settings(RESILIENCE=...): it starts from nothing, and the fleet
+        # thread starts again on the new FLEET and REDIS at the next breaker.
+        from .fleet import stop as stop_fleet
         from .testing.reset import reset_state
 
         reset_state()
+        stop_fleet()
 
 
 setting_changed.connect(_setting_changed, dispatch_uid="resilience_django.conf")
+# disable_limits() (testing) rebuilds the engines without limits: they read the switch once.
+switch.on_change(reset_settings)

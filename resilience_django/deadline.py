@@ -26,7 +26,8 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
-from .clock import Clock, monotonic
+from . import clock as _clock
+from .clock import Clock
 from .exceptions import ResilienceError
 from .loop_alarm import Alarm, alarm_clock
 from .units import MAX_DEADLINE, parse_duration
@@ -61,8 +62,12 @@ class Deadline:
         *,
         started_at: float | None = None,
         route: str = "default",
-        clock: Clock = monotonic,
+        clock: Clock | None = None,
     ) -> None:
+        # None: the process clock, bound now (a deadline lives within one
+        # request, and set_clock is only called between them), so each
+        # reading is one call, not a call through clock.monotonic.
+        clock = _clock.source if clock is None else clock
         self._clock = clock
         self.started_at = clock() if started_at is None else started_at
         self.budget = budget

@@ -22,28 +22,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .conf import get_settings
-from .exceptions import ConfigError
-from .observability.config import MetricsSettings, parse_metrics
+from .observability.config import MetricsSettings
 from .observability.exposition import PrometheusMissing, render
 
 __all__ = ["metrics_settings", "metrics_view"]
 
-# (the parsed RESILIENCE settings object, what we made of its METRICS key):
-# get_settings() returns a new object after setting_changed, which refreshes this.
-_cache: tuple[object, MetricsSettings] | None = None
-
 
 def metrics_settings() -> MetricsSettings:
-    """The parsed ``RESILIENCE["METRICS"]``, cached with the package settings."""
-    global _cache
-    parsed = get_settings()
-    cached = _cache
-    if cached is not None and cached[0] is parsed:
-        return cached[1]
-    errors: list[ConfigError] = []  # reported by the system checks, not here
-    settings = parse_metrics(parsed.raw.get("METRICS"), errors)
-    _cache = (parsed, settings)
-    return settings
+    """The parsed ``RESILIENCE["METRICS"]`` (part of the package settings and their cache)."""
+    return get_settings().metrics
 
 
 def _allowed(request: HttpRequest, settings: MetricsSettings) -> bool:

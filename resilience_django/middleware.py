@@ -16,7 +16,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from . import abandoned, metrics, responses
-from .clock import monotonic
+from . import clock as _clock
 from .deadline import Deadline, DeadlineExceeded, _current
 from .runtime import Runtime, get_runtime
 
@@ -26,8 +26,6 @@ __all__ = ["ResilienceMiddleware"]
 # reuses its deadline and its limit decision, so each request is decided once.
 SCOPE_ARRIVED = "resilience.arrived"
 SCOPE_DEADLINE = "resilience.deadline"
-SCOPE_DECIDED = "resilience.limits_decided"
-SCOPE_HEADERS = "resilience.ratelimit_headers"
 
 Response = HttpResponseBase
 
@@ -59,7 +57,7 @@ class ResilienceMiddleware:
             return self._deadline_response(request, deadline)
         token = _current.set(deadline)
         try:
-            early = runtime.admit_sync(request)
+            early = runtime.admit_sync(request) if runtime.any_before_view else None
             if early is not None:
                 # A later stage refused: give back what earlier stages took.
                 return runtime.finish(request, early.response)
@@ -88,10 +86,19 @@ class ResilienceMiddleware:
         deadline = self._start(request, runtime)
         if deadline is not None and deadline.expired():
             return self._deadline_response(request, deadline)
-        token = _current.set(deadline)
+        # Behind the ASGI wrapper the request's task already carries the
+        # deadline (tasks copy their context): no second set and reset.
+        token = None if _current.get() is deadline else _current.set(deadline)
         try:
-            # Checked here too: no coroutine to create when nothing is decided on arrival.
-            early = await runtime.admit_async(request) if runtime.any_before_view else None
+            # Checked here too: no coroutine to create when nothing is decided on
+            # arrival, nor when nothing decided on arrival can wait (a local
+            # store, no bulkhead): then the sync admission runs inline.
+            if not runtime.any_before_view:
+                early = None
+            elif runtime.arrival_on_loop:
+                early = runtime.admit_sync(request)
+            else:
+                early = await runtime.admit_async(request)
             if early is not None:
                 # A later stage refused: give back what earlier stages took.
                 return runtime.finish(request, early.response)
@@ -125,7 +132,8 @@ class ResilienceMiddleware:
                 alarm.close(task)  # also when the view swallowed our cancellation
             return runtime.finish(request, response, deadline)
         finally:
-            _current.reset(token)
+            if token is not None:
+                _current.reset(token)
 
     # -- hooks Django calls ----------------------------------------------------
 
@@ -133,7 +141,10 @@ class ResilienceMiddleware:
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
         runtime = get_runtime()
-        self._tighten_by_view_name(request, runtime)
+        if runtime.deadlines.needs_view_name:
+            self._tighten_by_view_name(request, runtime)
+        if not runtime.any_at_view:
+            return None
         early = runtime.admit_view_sync(request)
         return None if early is None else early.response
 
@@ -173,13 +184,11 @@ class ResilienceMiddleware:
             request.method or "GET",
             request.path_info,
             request.META.get,
-            started_at=arrived if arrived is not None else monotonic(),
+            started_at=arrived if arrived is not None else _clock.source(),
         )
 
     @staticmethod
     def _tighten_by_view_name(request: HttpRequest, runtime: Runtime) -> None:
-        if not runtime.deadlines.needs_view_name:
-            return
         match = request.resolver_match
         view_name = match.view_name if match is not None else None
         found = runtime.deadlines.view_budget(request.method or "GET", request.path_info, view_name)

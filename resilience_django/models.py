@@ -4,7 +4,7 @@ Each model mirrors one kind of settings entry field for field, and turns
 itself back into that entry (``as_setting()``) so the very parser the settings
 use validates it (``full_clean()`` → ``parse_*`` → ``ValidationError``): the
 admin and the settings can never disagree about what is valid.  Rows are read
-by ``live.py`` in a background thread, never per request.
+by ``live/`` in a background thread, never per request.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ handler's ``retry_after`` is whole seconds, rounded up, ready for a
 ``Retry-After`` header; the exact value is ``retry_after_exact``, passed only
 to handlers that take it (by name or ``**kwargs``), so handlers written before
 it existed keep working.
+
+Also the one place that writes the limiter's ``RateLimit-Policy``/``RateLimit``
+pairs (built Django-free in ``limiting/headers.py``) onto a Django response.
 """
 
 from __future__ import annotations
@@ -15,15 +18,25 @@ import functools
 import inspect
 import logging
 import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import ResponseHeaders
 
 from .conf import get_settings
 from .observability import otel
 
-__all__ = ["deadline_exceeded", "rate_limited", "unavailable"]
+if TYPE_CHECKING:
+    from .limiting.engine import LimitResult
+
+__all__ = [
+    "add_headers",
+    "deadline_exceeded",
+    "rate_limited",
+    "rate_limited_response",
+    "unavailable",
+]
 
 logger = logging.getLogger("resilience_django.responses")
 
@@ -177,3 +190,50 @@ def unavailable(
         texts.get(reason, "Service unavailable; retry later."),
         max(retry_after, 1.0),
     )
+
+
+def rate_limited_response(request: Any, result: LimitResult) -> HttpResponse:
+    """The 429 for a request ``result`` rejected; ``request`` may be an ASGI shim."""
+    # Retry-After is at least one second: "0" would invite an instant retry
+    # that the window, rounding aside, has not yet made room for.
+    return rate_limited(
+        request,
+        rules=result.rejected,
+        retry_after=max(result.retry_after, 1.0),
+        headers=result.headers,
+    )
+
+
+def _headers_have_a_store() -> bool:
+    """Whether Django's ``ResponseHeaders`` keeps ``{lower name: (name, value)}`` in ``_store``.
+
+    True on every Django this package supports; checked once at import, so a
+    Django that changes it only loses the shortcut below, never a request.
+    """
+    try:
+        headers = ResponseHeaders({})
+        headers["X-Probe"] = "1"
+        return getattr(headers, "_store", None) == {"x-probe": ("X-Probe", "1")}
+    except Exception:  # pragma: no cover - any surprise means: use the public API
+        return False
+
+
+_DIRECT = _headers_have_a_store()
+
+
+def add_headers(response: Any, pairs: Sequence[tuple[str, str]]) -> None:
+    """Set the ``RateLimit-Policy``/``RateLimit`` pairs on a Django response.
+
+    ``response[name] = value`` re-validates both strings for their charsets
+    (four conversions, about a third of what the headers cost a request).  Our
+    names are constants and our values ASCII built from validated rule names
+    and integers, so they go straight into the header store when Django keeps
+    one as expected (``_DIRECT``); otherwise through the public API.
+    """
+    if _DIRECT:
+        store = response.headers._store
+        for name, value in pairs:
+            store[name.lower()] = (name, value)
+        return
+    for name, value in pairs:
+        response[name] = value

@@ -24,13 +24,11 @@ from .conf import ResilienceSettings, get_settings, on_reload, route_breakers
 from .deadline import Deadline
 from .deadline_policy import DeadlinePolicy
 from .limiting.engine import LimitEngine, LimitResult
-from .limiting.headers import add_headers
 from .limiting.health import register as register_limiter_health
 from .limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from .limiting.local import LocalLimiter
-from .limiting.responses import rate_limited_response
 from .live import AdminRules, admin_rules, maybe_reload
-from .responses import unavailable
+from .responses import add_headers, rate_limited_response, unavailable
 from .routes import RouteIndex, RouteMatcher
 from .shedding.bulkhead import Permit, Shed
 from .shedding.shedder import Shedder
@@ -111,6 +109,7 @@ class Runtime:
     __slots__ = (
         "any_at_view",
         "any_before_view",
+        "arrival_on_loop",
         "breaker_index",
         "breakers_before_view",
         "deadlines",
@@ -178,6 +177,12 @@ class Runtime:
         self.any_before_view = (
             self.limits_before_view or self.shed_before_view or self.breakers_before_view
         )
+        # The arrival stages may run inline on the event loop (the sync
+        # admission, no coroutines) when none can wait: no bulkhead queue, and
+        # limits decided by the local store with keys that read nothing blocking.
+        self.arrival_on_loop = not self.shed_before_view and (
+            not self.limits_before_view or engine.loop_safe
+        )
         self.any_at_view = (
             (self.limits is not None and not self.limits_before_view)
             or (self.shedder is not None and not self.shed_before_view)
@@ -208,15 +213,33 @@ class Runtime:
             return None
         return await self._admit_async(request, _view_name(request), before_view=False)
 
-    async def admit_scope(self, scope: Any, make_shim: Callable[[], Any]) -> Early | None:
-        """The ASGI fast path: decide the limits that need no Django request."""
+    async def admit_scope(self, scope: Any, make_shim: Callable[[Any], Any]) -> Early | None:
+        """The ASGI fast path: decide the limits that need no Django request.
+
+        ``make_shim(scope)`` stands in for the request in a 429.
+        """
         if not self.limits_before_view or self.limits is None:
             return None
-        result = await self.limits.decide_scope(scope)
+        return self._scope_answer(scope, make_shim, await self.limits.decide_scope(scope))
+
+    def admit_scope_now(
+        self, scope: Any, method: str, path: str, make_shim: Callable[[Any], Any]
+    ) -> Early | None:
+        """``admit_scope`` without a coroutine, when ``arrival_on_loop``; ``method``
+        (upper case) and ``path`` (``scope_path``) as the caller computed them."""
+        if not self.limits_before_view or self.limits is None:
+            return None
+        result = self.limits.decide_scope_now(scope, method, path)
+        return self._scope_answer(scope, make_shim, result)
+
+    @staticmethod
+    def _scope_answer(
+        scope: Any, make_shim: Callable[[Any], Any], result: LimitResult | None
+    ) -> Early | None:
         if result is None:
             return None
         if not result.allowed:
-            return Early(rate_limited_response(make_shim(), result))
+            return Early(rate_limited_response(make_shim(scope), result))
         scope[SCOPE_LIMITS] = result
         return None
 
@@ -227,11 +250,22 @@ class Runtime:
     def _admit_sync(
         self, request: HttpRequest, view_name: str | None, *, before_view: bool
     ) -> Early | None:
-        state = self._state(request)
-        if self.limits is not None and self.limits_before_view is before_view:
-            early = self._limits_sync(request, state, view_name)
-            if early is not None:
-                return self._refused(state, early)
+        # _state() and the limits stage written out: the per-request path.
+        state: RequestState | None = getattr(request, STATE_ATTR, None)
+        if state is None:
+            state = RequestState()
+            setattr(request, STATE_ATTR, state)
+        limits = self.limits
+        if limits is not None and self.limits_before_view is before_view:
+            # The ASGI fast path may have decided already.
+            scope = getattr(request, "scope", None)
+            result = scope.get(SCOPE_LIMITS) if scope is not None else None
+            if result is None:
+                result = limits.decide(request.method or "GET", request.path_info, request,
+                                       view_name)  # fmt: skip
+            state.limits = result
+            if not result.allowed:
+                return self._refused(state, Early(rate_limited_response(request, result)))
         if self.shedder is not None and self.shed_before_view is before_view:
             answer = self.shedder.admit_sync(
                 request.method or "GET", request.path_info, view_name, header=request.headers.get
@@ -374,20 +408,6 @@ class Runtime:
             setattr(request, STATE_ATTR, state)
         return state
 
-    def _limits_sync(
-        self, request: HttpRequest, state: RequestState, view_name: str | None
-    ) -> Early | None:
-        assert self.limits is not None
-        scope = getattr(request, "scope", None)
-        result = scope.get(SCOPE_LIMITS) if scope is not None else None
-        if result is None:
-            result = self.limits.decide(request.method or "GET", request.path_info, request,
-                                        view_name)  # fmt: skip
-        state.limits = result
-        if not result.allowed:
-            return Early(rate_limited_response(request, result))
-        return None
-
     async def _limits_async(
         self, request: HttpRequest, state: RequestState, view_name: str | None
     ) -> Early | None:
@@ -477,7 +497,7 @@ def _build() -> Runtime:
             _remember(stores)
             _runtime = Runtime(settings, stores, admin_rules())
             # Every worker reports its limiter and rejections to the fleet view.
-            from .breakers.fleet import start_reporting
+            from .fleet import start_reporting
 
             start_reporting()
         return _runtime

@@ -4,19 +4,23 @@ For tests (``resilience_django.testing.disable_limits``): a test about a
 view's behaviour should not get a 429 because an earlier test spent the
 quota, nor a 503 because the suite runs requests in parallel.  Engines and
 shedders read the switch when they are built, not per request, so the hot
-path pays nothing for it; flipping it drops the parsed settings so every
-engine is rebuilt on the next request.
+path pays nothing for it; flipping it calls the ``on_change`` callbacks, and
+``conf`` registers one that drops the parsed settings, so every engine is
+rebuilt on the next request (this module knows nothing of ``conf``: it is
+part of the framework-free core).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
-__all__ = ["limits_enabled", "set_limits_enabled"]
+__all__ = ["limits_enabled", "on_change", "set_limits_enabled"]
 
 _lock = threading.Lock()
 # A depth, not a flag: nested disable_limits() blocks each undo only their own.
 _disabled = 0
+_callbacks: list[Callable[[], None]] = []
 
 
 def limits_enabled() -> bool:
@@ -35,6 +39,10 @@ def set_limits_enabled(enabled: bool) -> None:
             raise RuntimeError("set_limits_enabled(True) without a matching False")
         changed = (before == 0) != (_disabled == 0)
     if changed:
-        from .conf import reset_settings
+        for callback in list(_callbacks):
+            callback()
 
-        reset_settings()
+
+def on_change(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` whenever limits turn on or off."""
+    _callbacks.append(callback)

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 import resilience_django
 from resilience_django import deadline as deadline_module
 from resilience_django.clock import ManualClock
-from resilience_django.conf import DeadlineSettings, RouteBudget
 from resilience_django.deadline import (
     Deadline,
     DeadlineExceeded,
@@ -21,7 +20,7 @@ from resilience_django.deadline import (
     parse_timeout_ms,
     remaining,
 )
-from resilience_django.deadline_policy import DeadlinePolicy
+from resilience_django.deadline_policy import DeadlinePolicy, DeadlineSettings, RouteBudget
 from resilience_django.routes import RouteMatcher
 
 

@@ -116,7 +116,8 @@ def _nested_keys() -> dict[str, set[str]]:
     }
     return {
         "DEADLINE": _upper_constants(PACKAGE / "conf.py", "_parse_deadline"),
-        "REDIS": _upper_constants(LIMITING / "redis_conn.py", "parse_redis_settings"),
+        "REDIS": _upper_constants(LIMITING / "redis_conn.py", "parse_redis_settings")
+        | _upper_constants(PACKAGE / "conf.py", "parse_redis"),
         "FALLBACK": _upper_constants(LIMITING / "fallback.py", "parse_fallback_settings"),
         "FLEET": _upper_constants(PACKAGE / "conf.py", "_parse_fleet"),
         "METRICS": set(metrics_config.KNOWN_KEYS),

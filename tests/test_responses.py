@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
 
 from resilience_django import responses
+from resilience_django.limiting.decision import LimitCheck, Policy, RuleOutcome
+from resilience_django.limiting.headers import build_headers
+from resilience_django.units import Rate
 
 received: list[dict[str, Any]] = []
 
@@ -74,3 +78,22 @@ def test_whole_seconds_never_rounds_down() -> None:
         2,
         55,
     ]
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_add_headers_sets_what_the_public_api_would(
+    monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    assert responses._DIRECT  # this Django keeps the store the shortcut writes to
+    monkeypatch.setattr(responses, "_DIRECT", direct)
+    pairs = build_headers(
+        [RuleOutcome(LimitCheck(Policy("a", Rate(10, 1.0)), "k"), True, 3, 0.4, 0.0)]
+    )
+    ours, public = HttpResponse(b"x"), HttpResponse(b"x")
+    ours["ratelimit"] = "stale"  # replaced whatever its spelling
+    responses.add_headers(ours, pairs)
+    for name, value in pairs:
+        public[name] = value
+    assert sorted(ours.items()) == sorted(public.items())
+    assert ours["ratelimit-policy"] == '"a";q=10;w=1'
+    assert ours.headers["RateLimit"] == '"a";r=3;t=1'

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilience_django.conf import DeadlineSettings, RouteBudget
-from resilience_django.deadline_policy import DeadlinePolicy
+from resilience_django.deadline_policy import DeadlinePolicy, DeadlineSettings, RouteBudget
 from resilience_django.exceptions import ConfigError
 from resilience_django.routes import (
     RouteIndex,

@@ -24,23 +24,19 @@ from typing import Any, cast
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .state import (
-    CounterHistory,
     RateHistory,
     aggregate_breakers,
-    counter_totals,
     history,
     snapshot,
 )
 
 __all__ = [
     "ACTION_ALIASES",
-    "CounterHistory",
     "RateHistory",
     "aggregate_breakers",
     "api_view",
     "can_operate",
     "can_view",
-    "counter_totals",
     "dashboard_state",
     "history",
 ]
@@ -118,14 +114,14 @@ def _requested_action(request: HttpRequest) -> str | None:
 
 def _known(name: str, breakers: list[dict[str, Any]]) -> bool:
     from ..breakers.registry import registry
-    from ..breakers.settings import breaker_settings
+    from ..conf import get_settings
     from ..live import admin_rules
 
     return (
         any(b["name"] == name for b in breakers)
-        or name in breaker_settings()
+        or name in get_settings().breaker_names
         or name in admin_rules().breaker_policies
-        or name in registry._breakers
+        or name in registry
     )
 
 
@@ -151,8 +147,8 @@ def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
     action = _requested_action(request)
     if action is None:
         return _error(400, f"Send updateState: one of {', '.join(sorted(ACTION_ALIASES)[:5])}.")
-    from ..breakers.fleet import fleet_snapshot, send_command
     from ..breakers.registry import all_breakers
+    from ..fleet import fleet_snapshot, send_command
 
     try:
         known = _known(name, aggregate_breakers(fleet_snapshot()))

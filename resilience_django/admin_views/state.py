@@ -19,14 +19,12 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..clock import Clock, monotonic
+from ..clock import Clock
 from ..observability.recent import SPAN, window_counts
 
 __all__ = [
-    "CounterHistory",
     "RateHistory",
     "aggregate_breakers",
-    "counter_totals",
     "fleet_reports",
     "history",
     "limiters",
@@ -96,55 +94,6 @@ def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def counter_totals(metric: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
-    """Current ``*_total`` values of one counter in the default registry, by label values."""
-    try:
-        from prometheus_client import REGISTRY
-    except ImportError:  # pragma: no cover - prometheus-client is a dependency
-        return {}
-    totals: dict[tuple[str, ...], float] = {}
-    for family in REGISTRY.collect():
-        if family.name != metric:
-            continue
-        for sample in family.samples:
-            if sample.name == metric + "_total":
-                key = tuple(sample.labels.get(label, "") for label in labels)
-                totals[key] = totals.get(key, 0.0) + sample.value
-    return totals
-
-
-class CounterHistory:
-    """A ring of counter samples, to tell how much a counter grew in the last minute.
-
-    No longer what the dashboard uses (its history comes from the fleet, see
-    :func:`history`); kept for code that samples a Prometheus counter itself.
-    """
-
-    def __init__(self, *, window: float = 60.0, every: float = 2.0, clock: Clock = monotonic):
-        self.window = window
-        self.every = every
-        self.clock = clock
-        self._samples: deque[tuple[float, dict[tuple[str, ...], float]]] = deque()
-        self._lock = threading.Lock()
-
-    def delta(
-        self, totals: dict[tuple[str, ...], float]
-    ) -> tuple[dict[tuple[str, ...], float], float]:
-        """Growth since about ``window`` seconds ago, and the seconds it covers."""
-        now = self.clock()
-        with self._lock:
-            samples = self._samples
-            if not samples or now - samples[-1][0] >= self.every:
-                samples.append((now, dict(totals)))
-            # The baseline is the oldest sample inside the window: the growth
-            # reported never covers more than the window, and says how much it covers.
-            while len(samples) > 1 and now - samples[0][0] > self.window:
-                samples.popleft()
-            since, base = samples[0]
-        growth = {k: v - base.get(k, 0.0) for k, v in totals.items() if v - base.get(k, 0.0) > 0}
-        return growth, now - since
-
-
 class RateHistory:
     """Each breaker's error rate over the last minutes, for the sparklines.
 
@@ -188,7 +137,7 @@ def fleet_reports() -> tuple[list[dict[str, Any]], str | None]:
 
     With the store down, this process's own report stands in for the fleet.
     """
-    from ..breakers.fleet import fleet_processes, process_report
+    from ..fleet import fleet_processes, process_report
 
     try:
         return fleet_processes(), None
@@ -242,7 +191,7 @@ def limiters(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def snapshot(*, can_operate: bool = False) -> dict[str, Any]:
     """The whole dashboard: fleet breakers, limiter health, rejections, deadline misses."""
-    from ..breakers.fleet import breaker_rows
+    from ..fleet import breaker_rows
     from ..limiting.health import health
 
     procs, fleet_error = fleet_reports()

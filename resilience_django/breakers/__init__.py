@@ -1,23 +1,17 @@
-"""Circuit breakers: a framework-free state machine, a registry, and fleet visibility.
+"""Circuit breakers: a framework-free state machine, windows, events and a registry.
 
-The core (``policy``, ``window``, ``state``, ``events``) imports nothing from
-Django; the names that need Django (the registry reads settings) are loaded on
-first access, so ``from resilience_django.breakers.state import Breaker`` stays
-framework-free.
+Nothing here imports Django (the import-linter contract in ``pyproject.toml``
+checks it).  Policies from settings and the admin, the ``breaker_state_changed``
+signal and the fleet are handed to the registry by ``resilience_django.wiring``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
+from .api import BreakerGuard, breaker
 from .events import Transition
 from .policy import BreakerPolicy, parse_breaker_policy
+from .registry import all_breakers, get_breaker
 from .state import Breaker, CircuitOpen
-
-if TYPE_CHECKING:
-    from .api import BreakerGuard, breaker
-    from .registry import all_breakers, get_breaker
 
 __all__ = [
     "Breaker",
@@ -30,17 +24,3 @@ __all__ = [
     "get_breaker",
     "parse_breaker_policy",
 ]
-
-_LAZY = {
-    "BreakerGuard": ".api",
-    "breaker": ".api",
-    "all_breakers": ".registry",
-    "get_breaker": ".registry",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)

@@ -1,50 +1,38 @@
 """The process-wide registry: one :class:`Breaker` per name.
 
-Breakers named in ``RESILIENCE["BREAKERS"]`` get their policy from there; any
-other name gets the defaults on first use.  When the setting changes, existing
-breakers are reconfigured in place, so references held by decorators stay valid.
+Framework-free: where policies come from is handed in with
+:meth:`BreakerRegistry.set_policy_source` (``resilience_django.wiring`` hands
+in ``RESILIENCE["BREAKERS"]`` and the admin's breaker policies), and what
+happens around a breaker is added with :meth:`~BreakerRegistry.add_listener`
+(every transition of every breaker; the Django signal) and
+:func:`on_create` (every new breaker; the fleet).  A name without a policy
+gets the defaults on first use.  When the policies change, existing breakers
+are reconfigured in place, so references held by decorators stay valid.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .. import metrics
-from ..exceptions import ConfigError
-from .events import Transition
-from .policy import BreakerPolicy, parse_breaker_policy
-from .settings import breaker_settings, on_change
+from .events import Listener
+from .policy import BreakerPolicy
 from .state import Breaker
 
-__all__ = ["all_breakers", "get_breaker", "on_create", "registry"]
+__all__ = ["BreakerRegistry", "all_breakers", "get_breaker", "on_create", "registry"]
 
 logger = logging.getLogger("resilience_django.breakers")
 
-
-def _send_signal(transition: Transition) -> None:
-    from ..signals import breaker_state_changed
-
-    for receiver, result in breaker_state_changed.send_robust(
-        sender=Breaker,
-        name=transition.breaker,
-        from_state=transition.from_state,
-        to_state=transition.to_state,
-        reason=transition.reason,
-        transition=transition,
-    ):
-        if isinstance(result, Exception):
-            logger.error(
-                "breaker %s: breaker_state_changed receiver %r raised %r",
-                transition.breaker,
-                receiver,
-                result,
-                extra={"breaker": transition.breaker},
-            )
-
+# name -> its policy, or None for the defaults.
+PolicySource = Callable[[str], BreakerPolicy | None]
 
 _GAUGE_STATES = frozenset({"closed", "open", "half_open"})
+
+
+def _no_policy(name: str) -> BreakerPolicy | None:
+    return None
 
 
 class BreakerRegistry:
@@ -54,22 +42,45 @@ class BreakerRegistry:
         self._breakers: dict[str, Breaker] = {}
         self._lock = threading.Lock()
         self._on_create: list[Callable[[Breaker], None]] = []
+        self._listeners: tuple[Listener, ...] = ()
+        self._policies: PolicySource = _no_policy
+        self._names: Callable[[], Iterable[str]] = tuple
+
+    # -- what the adapters hand in -------------------------------------------
+
+    def set_policy_source(
+        self, policy: PolicySource, names: Callable[[], Iterable[str]] = tuple
+    ) -> None:
+        """Take policies from ``policy(name)``; ``names()`` lists the configured breakers.
+
+        Existing breakers are reconfigured at once.
+        """
+        self._policies, self._names = policy, names
+        self.reload()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(transition)`` on every transition of every breaker, now and later."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker.add_listener(listener)
+
+    def on_create(self, hook: Callable[[Breaker], None]) -> None:
+        """Call ``hook(breaker)`` whenever this registry creates a breaker."""
+        self._on_create.append(hook)
+
+    # -- lookups -------------------------------------------------------------
 
     def policy_for(self, name: str) -> BreakerPolicy:
-        raw = breaker_settings().get(name)
-        if raw is None:
-            # Not in settings: an admin-defined policy, if one is in force
-            # (settings win on a shared name, so they are looked at first).
-            from ..live import admin_rules
-
-            return admin_rules().breaker_policies.get(name) or BreakerPolicy()
         try:
-            return parse_breaker_policy(name, raw)
-        except ConfigError:
-            # The system check reports it at start-up; at run time a bad entry must
-            # not turn every call into a 500, so the breaker runs on the defaults.
-            logger.exception("breaker %s: bad settings, using the defaults", name)
-            return BreakerPolicy()
+            policy = self._policies(name)
+        except Exception:
+            # A policy source that fails must not turn every call into a 500:
+            # the breaker runs on the defaults.
+            logger.exception("breaker %s: no policy (the source raised), using the defaults", name)
+            policy = None
+        return policy if policy is not None else BreakerPolicy()
 
     def get(self, name: str) -> Breaker:
         breaker = self._breakers.get(name)
@@ -79,7 +90,8 @@ class BreakerRegistry:
             breaker = self._breakers.get(name)
             if breaker is None:
                 breaker = Breaker(name, self.policy_for(name))
-                breaker.add_listener(_send_signal)
+                for listener in self._listeners:
+                    breaker.add_listener(listener)
                 self._breakers[name] = breaker
                 created = True
             else:
@@ -90,7 +102,6 @@ class BreakerRegistry:
             # Publishing to the fleet is a side concern: a misconfigured or
             # unreachable fleet store must never fail the call that made the breaker.
             try:
-                _load_fleet()
                 for hook in list(self._on_create):
                     hook(breaker)
             except Exception:
@@ -100,12 +111,21 @@ class BreakerRegistry:
                 )  # fmt: skip
         return breaker
 
+    def created(self) -> list[Breaker]:
+        """The breakers made so far, by name (configured ones not yet used are not made)."""
+        return sorted(self._breakers.values(), key=lambda b: b.name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._breakers
+
     def all(self) -> list[Breaker]:
         """Every breaker this process knows, configured ones included."""
-        for name in breaker_settings():
+        for name in self._names():
             if isinstance(name, str) and name.strip():
                 self.get(name)
-        return sorted(self._breakers.values(), key=lambda b: b.name)
+        return self.created()
+
+    # -- changes -------------------------------------------------------------
 
     def reload(self) -> None:
         for name, breaker in list(self._breakers.items()):
@@ -125,15 +145,7 @@ class BreakerRegistry:
             self._breakers.clear()
 
 
-def _load_fleet() -> None:
-    # The fleet module registers its on_create hook when imported; importing it here
-    # (not at module level: it imports this module) makes every process publish as
-    # soon as it has a breaker, without the app having to wire anything.
-    from . import fleet  # noqa: F401
-
-
 registry = BreakerRegistry()
-on_change(registry.reload)
 
 
 def get_breaker(name: str) -> Breaker:
@@ -147,4 +159,4 @@ def all_breakers() -> list[Breaker]:
 
 def on_create(hook: Callable[[Breaker], None]) -> None:
     """Call ``hook(breaker)`` whenever the registry creates a breaker (the fleet uses it)."""
-    registry._on_create.append(hook)
+    registry.on_create(hook)

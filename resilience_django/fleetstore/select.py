@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Any
 
-from ..conf import ResilienceSettings, get_settings, on_reload
+from ..conf import ResilienceSettings, get_settings, on_reload, parse_redis
 from .base import FleetStore
 
 __all__ = ["choose", "get_store", "per_process_cache", "reset"]
@@ -79,17 +79,13 @@ def build(settings: ResilienceSettings | None = None) -> FleetStore:
 
 
 def _redis_client(settings: ResilienceSettings) -> Any:
-    from ..limiting.redis_conn import (
-        make_sync_client,
-        make_sync_client_from_url,
-        parse_redis_settings,
-    )
+    from ..limiting.redis_conn import make_sync_client, make_sync_client_from_url
 
     # Only background threads and operator tools use it, so a generous timeout
     # costs no request anything.
     if settings.fleet.url:
         return make_sync_client_from_url(settings.fleet.url, 1.0)
-    return make_sync_client(parse_redis_settings(settings.redis, budget=1.0))
+    return make_sync_client(parse_redis(settings.redis, budget=1.0))
 
 
 def _sender_lock(alias: str) -> Any:

@@ -47,9 +47,9 @@ from rest_framework.throttling import BaseThrottle  # type: ignore[import-untype
 from ..conf import get_settings
 from ..limiting.decision import Decision
 from ..limiting.engine import LimitEngine, LimitResult
-from ..limiting.standalone import StandaloneRule
 from ..runtime import STATE_ATTR, RequestState, Runtime, get_runtime
 from ..units import Rate, parse_rate
+from ..view_limits.standalone import StandaloneRule
 
 __all__ = [
     "AnonResilienceThrottle",

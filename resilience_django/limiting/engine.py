@@ -123,6 +123,7 @@ class LimitEngine:
         "_local",
         "_on_loop",
         "_rules",
+        "loop_safe",
         "needs_request",
         "needs_user",
         "needs_view_name",
@@ -165,6 +166,14 @@ class LimitEngine:
         # running before it must decide such engines in process_view.
         self.needs_user = any(r.key.needs_user for r in self._rules)
         self.scope_capable = any(r.key.from_scope is not None and r.view_free for r in self._rules)
+        # No I/O anywhere (one local store, keys that read nothing blocking):
+        # the sync ``decide`` may then run on the event loop, saving the
+        # coroutines of ``adecide`` (the adapters' hot path).
+        self.loop_safe = (
+            self._on_loop is not None
+            and local is None
+            and all(r.key.loop_safe for r in self._rules)
+        )
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -193,7 +202,10 @@ class LimitEngine:
             if not enforce:
                 return NO_LIMITS
             if self._local is None:
-                return self._result(self._limiter.decide(tuple(enforce)), None)
+                decision = self._limiter.decide(tuple(enforce))
+                if decision.allowed:  # reported only when refused: no call on the way
+                    return LimitResult(decision)
+                return self._result(decision, None)
         return self._result(*self._decide_both(enforce, shadow or []))
 
     def _decide_both(
@@ -256,9 +268,14 @@ class LimitEngine:
                 return NO_LIMITS
             if self._local is None:
                 on_loop = self._on_loop
-                if on_loop is not None:
-                    return self._result(on_loop(tuple(enforce)), None)
-                return self._result(await self._limiter.adecide(tuple(enforce)), None)
+                decision = (
+                    on_loop(tuple(enforce))
+                    if on_loop is not None
+                    else await self._limiter.adecide(tuple(enforce))
+                )
+                if decision.allowed:
+                    return LimitResult(decision)
+                return self._result(decision, None)
         return await self._adecide_checks(enforce, shadow)
 
     async def _adecide_checks(
@@ -294,7 +311,41 @@ class LimitEngine:
         """
         # The method as sent ("get" too): Django upper-cases it, so must we.
         method = normalize_method(scope.get("method", "GET"))
-        path = scope_path(scope)  # Django matches on path_info, without the mount point
+        checks = self._scope_checks(scope, method, scope_path(scope))
+        if checks is None:
+            return None
+        enforce, shadow = checks
+        if not shadow and self._local is None:
+            if not enforce:
+                return NO_LIMITS
+            on_loop = self._on_loop
+            if on_loop is not None:  # the common case, without a coroutine
+                return self._result(on_loop(tuple(enforce)), None)
+        return await self._adecide_checks(enforce, shadow or None)
+
+    def decide_scope_now(
+        self, scope: Mapping[str, Any], method: str, path: str
+    ) -> LimitResult | None:
+        """``decide_scope`` without a coroutine, only for a ``loop_safe`` engine;
+        ``method`` upper case, ``path`` as ``scope_path`` gives it."""
+        checks = self._scope_checks(scope, method, path)
+        if checks is None:
+            return None
+        enforce, shadow = checks
+        if shadow:
+            return self._result(*self._limiter.decide_with_shadow(tuple(enforce), tuple(shadow)))
+        if not enforce:
+            return NO_LIMITS
+        decision = self._limiter.decide(tuple(enforce))
+        return LimitResult(decision) if decision.allowed else self._result(decision, None)
+
+    def _scope_checks(
+        self, scope: Mapping[str, Any], method: str, path: str
+    ) -> tuple[list[LimitCheck], list[LimitCheck]] | None:
+        """The checks of a scope's request, or ``None`` if only the middleware can tell.
+
+        ``path`` is the one Django matches on (``path_info``, no mount point).
+        """
         enforce: list[LimitCheck] = []
         shadow: list[LimitCheck] = []
         for rule in self._index.candidates(path):
@@ -310,13 +361,7 @@ class LimitEngine:
             if key is None:
                 continue
             (shadow if rule.shadow else enforce).append(LimitCheck(rule.policy, key, 1))
-        if not shadow and self._local is None:
-            if not enforce:
-                return NO_LIMITS
-            on_loop = self._on_loop
-            if on_loop is not None:  # the common case, without a coroutine
-                return self._result(on_loop(tuple(enforce)), None)
-        return await self._adecide_checks(enforce, shadow or None)
+        return enforce, shadow
 
     # -- shared -------------------------------------------------------------
 

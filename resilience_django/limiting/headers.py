@@ -6,20 +6,21 @@ window ``w`` seconds); ``RateLimit: "name";r=0;t=12`` says what is left
 listed comma-separated in one header.  ``Retry-After`` is an integer, rounded
 up, so a client that waits exactly that long is never turned away again for
 our rounding: it is never earlier than the real reset.
+
+Framework-free: ``resilience_django.responses.add_headers`` writes these
+pairs onto a Django response.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from .decision import Policy, RuleOutcome
 
 __all__ = [
     "POLICY_HEADER",
     "RATELIMIT_HEADER",
-    "add_headers",
     "build_headers",
     "retry_after_header",
     "seconds",
@@ -73,9 +74,23 @@ def _items(outcome: RuleOutcome) -> tuple[str, str]:
 
 def build_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[str, str]]:
     """``RateLimit-Policy`` and ``RateLimit`` for the given outcomes (empty if none)."""
-    if len(outcomes) == 1:  # the common case, without the joins
-        policy_item, limit_item = _items(outcomes[0])
-        return [(POLICY_HEADER, policy_item), (RATELIMIT_HEADER, limit_item)]
+    if len(outcomes) == 1:
+        # The common case, written out (``_items`` without the call or the joins).
+        outcome = outcomes[0]
+        policy = outcome.check.policy
+        entry = _policy_texts.get(id(policy))
+        if entry is None or entry[0] is not policy:
+            entry = _policy_text(policy)
+        reset = outcome.reset_after
+        if not outcome.allowed and outcome.retry_after > reset:
+            reset = outcome.retry_after
+        return [
+            (POLICY_HEADER, entry[1]),
+            (
+                RATELIMIT_HEADER,
+                f"{entry[2]}{outcome.remaining};t={_ceil(reset) if reset > 0 else 0}",
+            ),
+        ]
     if not outcomes:
         return []
     pairs = [_items(o) for o in outcomes]
@@ -83,40 +98,3 @@ def build_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[str, str]]:
         (POLICY_HEADER, ", ".join(p for p, _ in pairs)),
         (RATELIMIT_HEADER, ", ".join(r for _, r in pairs)),
     ]
-
-
-def _headers_have_a_store() -> bool:
-    """Whether Django's ``ResponseHeaders`` keeps ``{lower name: (name, value)}`` in ``_store``.
-
-    True on every Django this package supports; checked once at import, so a
-    Django that changes it only loses the shortcut below, never a request.
-    """
-    try:
-        from django.http.response import ResponseHeaders
-
-        headers = ResponseHeaders({})
-        headers["X-Probe"] = "1"
-        return getattr(headers, "_store", None) == {"x-probe": ("X-Probe", "1")}
-    except Exception:  # pragma: no cover - any surprise means: use the public API
-        return False
-
-
-_DIRECT = _headers_have_a_store()
-
-
-def add_headers(response: Any, pairs: Sequence[tuple[str, str]]) -> None:
-    """Set the ``RateLimit-Policy``/``RateLimit`` pairs on a Django response.
-
-    ``response[name] = value`` re-validates both strings for their charsets
-    (four conversions, about a third of what the headers cost a request).  Our
-    names are constants and our values ASCII built from validated rule names
-    and integers, so they go straight into the header store when Django keeps
-    one as expected (``_DIRECT``); otherwise through the public API.
-    """
-    if _DIRECT:
-        store = response.headers._store
-        for name, value in pairs:
-            store[name.lower()] = (name, value)
-        return
-    for name, value in pairs:
-        response[name] = value

@@ -2,7 +2,8 @@
 
 Connection settings come from ``RESILIENCE["REDIS"]``: either a django-redis
 cache alias (``{"CACHE": "default"}``: its ``LOCATION``, password and
-Sentinel addresses are reused) or a URL (``{"URL": "redis://...", "CLUSTER":
+Sentinel addresses are reused; ``resilience_django.conf`` reads them from
+``CACHES``, so this module knows nothing of Django) or a URL (``{"URL": "redis://...", "CLUSTER":
 True}``; ``rediss://`` for TLS, ``redis://user:password@host`` for an ACL user,
 ``unix://`` for a socket).  For a cache alias the limiter builds its *own*
 pools from the cache's settings rather than borrowing django-redis's
@@ -37,7 +38,7 @@ cache alias, give ``{"URL": "redis://mymaster/0", "SENTINELS": [("10.0.0.5",
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import unquote, urlparse
@@ -94,14 +95,14 @@ class RedisSettings:
 
 
 def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> RedisSettings:
-    """Turn ``RESILIENCE["REDIS"]`` into ``RedisSettings``; raise ``ConfigError`` if unusable.
+    """Turn a ``RESILIENCE["REDIS"]`` with a ``URL`` into ``RedisSettings``, or ``ConfigError``.
 
-    Reading a ``CACHE`` alias looks at Django's ``CACHES`` setting (not at the
-    cache object), so it is cheap and can run inside a system check.
+    A ``CACHE`` alias is Django's business: ``resilience_django.conf`` reads
+    that cache's ``LOCATION``, password and Sentinel addresses from ``CACHES``
+    and hands them over here as ``URL``, ``PASSWORD`` and ``SENTINELS``.
     """
-    value = dict(value or {"CACHE": "default"})
+    value = dict(value or {})
     unknown = set(value) - {
-        "CACHE",
         "URL",
         "CLUSTER",
         "PASSWORD",
@@ -119,12 +120,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
             "SOCKET_TIMEOUT, CONNECT_TIMEOUT, KEY_PREFIX.",
         )
     url = value.get("URL")
-    password = value.get("PASSWORD")
     sentinels = value.get("SENTINELS") or ()
-    if url is None:
-        url, cache_password, cache_sentinels = _url_from_cache(str(value.get("CACHE", "default")))
-        password = password or cache_password
-        sentinels = sentinels or cache_sentinels
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             f"RESILIENCE['REDIS'] URL {url!r} is not a Redis URL",
@@ -154,43 +150,17 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
             check_id=CHECK_ID,
             hint="Write it like [('10.0.0.5', 26379), ('10.0.0.6', 26379)].",
         ) from exc
+    password = value.get("PASSWORD")
     return RedisSettings(
         sentinels=addresses,
         url=url,
         cluster=bool(value.get("CLUSTER", False)),
-        password=password,
+        password=password if isinstance(password, str) else None,
         max_connections=max_connections,
         socket_timeout=socket_timeout,
         connect_timeout=connect_timeout,
         key_prefix=str(value.get("KEY_PREFIX", "rl")),
     )
-
-
-def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
-    from django.conf import settings
-
-    caches: Mapping[str, Any] = getattr(settings, "CACHES", {})
-    cache = caches.get(alias)
-    if cache is None:
-        raise ConfigError(
-            f"RESILIENCE['REDIS'] names cache {alias!r}, which is not in CACHES",
-            check_id=CHECK_ID,
-            hint="Name a django-redis cache alias, or give a URL instead.",
-        )
-    location = cache.get("LOCATION")
-    # django-redis takes a list for primary/replicas; writes go to the first.
-    if isinstance(location, list | tuple):
-        location = location[0] if location else None
-    if not isinstance(location, str) or "://" not in location:
-        raise ConfigError(
-            f"cache {alias!r} has no Redis URL in LOCATION ({location!r})",
-            check_id=CHECK_ID,
-            hint="Point RESILIENCE['REDIS'] at a django-redis cache or give a URL.",
-        )
-    options = cache.get("OPTIONS") or {}
-    password = options.get("PASSWORD")
-    sentinels = options.get("SENTINELS") or ()
-    return location, password if isinstance(password, str) else None, sentinels
 
 
 def _timeouts(settings: RedisSettings, *, asyncio: bool) -> tuple[float, float]:

@@ -3,7 +3,7 @@
 The command runs in its own short-lived process, which serves no request: its
 own limiter and breakers say nothing.  So everything about the running service
 comes from the fleet store, where every worker publishes its report (breakers,
-limiter backend health, rejections; see ``breakers/fleet.py``).  The command
+limiter backend health, rejections; see ``fleet.py``).  The command
 adds what only configuration knows: every configured breaker (settings and
 admin, used or not) and every rule in force.
 
@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 from ..admin_views.state import limiters
-from ..breakers.fleet import breaker_rows, fleet_processes, get_store
-from ..conf import get_settings
+from ..conf import get_settings, parse_redis
+from ..fleet import breaker_rows, fleet_processes, get_store
 from ..limiting.rules import LimitRule
 from ..shedding.rules import SheddingRule
 
@@ -120,12 +120,12 @@ def _configured_breakers(
 
 def _ping_redis() -> dict[str, Any]:
     """Can this host reach the limiter's Redis?  One PING, bounded by a second."""
-    from ..limiting.redis_conn import make_sync_client, parse_redis_settings
+    from ..limiting.redis_conn import make_sync_client
 
     client = None
     started = time.perf_counter()
     try:
-        client = make_sync_client(parse_redis_settings(get_settings().redis, budget=1.0))
+        client = make_sync_client(parse_redis(get_settings().redis, budget=1.0))
         client.ping()
     except Exception as exc:
         return {"reachable": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"}

@@ -4,7 +4,7 @@ Prometheus counters only know totals, and only the process (or multiprocess
 directory) that holds them; the dashboard must show the fleet's last minute the
 moment it opens.  So each process keeps, beside its counters, one small ring of
 per-second counts per label set, and its fleet thread publishes them with its
-breakers (``breakers/fleet.py``).  Whoever reads the fleet store can then sum
+breakers (``fleet.py``).  Whoever reads the fleet store can then sum
 any window of the last minute across every live process.
 
 Bounded: at most ``max_keys`` label sets (rule names and route labels come from

@@ -142,7 +142,7 @@ class RetryPolicy:
         if b is None:
             return False
         if isinstance(b, str):
-            from ..breakers import get_breaker  # Django-aware registry, needed only here
+            from ..breakers.registry import get_breaker  # needed only for a breaker by name
 
             b = self.breaker = get_breaker(b)
         return getattr(b, "state", None) in _OPEN_STATES

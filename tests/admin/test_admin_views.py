@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from resilience_django import admin_views, metrics
-from resilience_django.admin_views import CounterHistory, RateHistory, aggregate_breakers, history
+from resilience_django.admin_views import RateHistory, aggregate_breakers, history
 from resilience_django.breakers.registry import get_breaker
 from resilience_django.clock import ManualClock
 
@@ -174,17 +174,6 @@ def test_aggregate_shows_the_worst_state_and_fleet_wide_rates() -> None:
     assert summary["last_transition"]["reason"] == "r2"
 
 
-def test_counter_history_reports_growth_over_the_last_minute_only() -> None:
-    clock = ManualClock(1000.0)
-    h = CounterHistory(window=60.0, every=2.0, clock=clock)
-    assert h.delta({("r",): 5.0}) == ({}, 0.0)
-    clock.advance(30)
-    assert h.delta({("r",): 8.0}) == ({("r",): 3.0}, 30.0)
-    clock.advance(40)  # the first sample is now 70 s old: the 30 s one is the baseline
-    growth, seconds = h.delta({("r",): 10.0})
-    assert growth == {("r",): 2.0} and seconds == 40.0
-
-
 def test_history_counts_this_process_rejections_and_deadline_misses_at_once() -> None:
     before = {r["rule"]: r["total"] for r in history()["top_rejections"]}
     metrics.request_rejected("dash-test-rule", "rate_limited")
@@ -222,7 +211,7 @@ def test_dashboard_state_carries_each_breakers_recent_history(
 def test_an_action_during_a_fleet_store_outage_is_applied_here_and_reported(
     operator: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from resilience_django.breakers import fleet
+    from resilience_django import fleet
 
     class DeadStore:
         def send_command(self, breaker: str, action: str) -> int:
@@ -264,7 +253,7 @@ def test_state_right_after_rejections_lists_the_rule_with_their_count(viewer: Us
 
 
 def test_state_sums_the_last_minute_of_every_process_in_the_fleet(viewer: User) -> None:
-    from resilience_django.breakers import fleet
+    from resilience_django import fleet
 
     config = {"FLEET": {"PREFIX": "history-test", "TTL": 30}}
     with override_settings(RESILIENCE=config):

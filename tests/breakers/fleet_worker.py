@@ -33,6 +33,11 @@ def main() -> None:
     )
     django.setup()
     from resilience_django.breakers.registry import get_breaker
+    from resilience_django.wiring import connect
+
+    # The app is not in INSTALLED_APPS here: wire the breakers to the settings and
+    # the fleet as its AppConfig.ready() would.
+    connect()
 
     if config.get("send"):
         send(config["dir"], config["send"])
@@ -54,7 +59,7 @@ def main() -> None:
 
 
 def send(directory: str, commands: list[list[str]]) -> None:
-    from resilience_django.breakers.fleet import send_command
+    from resilience_django.fleet import send_command
 
     pid = os.getpid()
     open(os.path.join(directory, f"ready-{pid}"), "w").close()

@@ -10,9 +10,9 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
 from resilience_django.breakers import events
-from resilience_django.breakers.fleet import FleetPublisher
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.state import Breaker, CircuitOpen
+from resilience_django.fleet import FleetPublisher
 from resilience_django.fleetstore.cache import CacheStore
 
 

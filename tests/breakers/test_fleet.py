@@ -16,12 +16,12 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
-from resilience_django.breakers import fleet
-from resilience_django.breakers.fleet import FleetPublisher, fleet_snapshot, send_command
+from resilience_django import fleet
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.registry import registry
 from resilience_django.breakers.state import Breaker
 from resilience_django.clock import ManualClock
+from resilience_django.fleet import FleetPublisher, fleet_snapshot, send_command
 from resilience_django.fleetstore import base as store_module
 from resilience_django.fleetstore import command_seq
 from resilience_django.fleetstore.cache import CacheStore

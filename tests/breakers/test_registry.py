@@ -74,14 +74,15 @@ def test_state_changes_send_the_django_signal_from_the_listener_thread(
 
 
 def test_a_broken_fleet_store_never_fails_the_caller_that_makes_a_breaker(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from resilience_django.breakers import registry as registry_module
+    from resilience_django.breakers.registry import BreakerRegistry
 
-    def broken() -> None:
+    def broken(breaker: object) -> None:
         raise RuntimeError("FLEET['CACHE'] names no cache")
 
-    monkeypatch.setattr(registry_module, "_load_fleet", broken)
-    breaker = registry_module.BreakerRegistry().get("made-despite-fleet")
+    fresh = BreakerRegistry()
+    fresh.on_create(broken)
+    breaker = fresh.get("made-despite-fleet")
     assert breaker.name == "made-despite-fleet"
     assert "could not join the fleet" in caplog.text

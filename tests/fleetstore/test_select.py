@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from resilience_django import fleetstore, live
-from resilience_django.breakers import fleet
+from resilience_django import fleet, fleetstore, live
 from resilience_django.checks import check_settings
 from resilience_django.fleetstore.cache import CacheStore
 from resilience_django.fleetstore.database import DatabaseStore

@@ -14,8 +14,8 @@ from django.test import override_settings
 pytest.importorskip("rest_framework")
 
 from resilience_django.integrations.drf import parse_drf_rate
-from resilience_django.limiting.decorator import process_limiter
 from resilience_django.units import Rate
+from resilience_django.view_limits.decorator import process_limiter
 
 RATES = {"user": "3/min", "anon": "2/minute", "uploads": "2/m", "keys": "2/hour"}
 SETTINGS = {

@@ -8,10 +8,10 @@ from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
 from resilience_django.clock import ManualClock
-from resilience_django.limiting.decorator import limit, process_limiter
 from resilience_django.limiting.engine import NO_LIMITS, LimitEngine
 from resilience_django.limiting.local import LocalLimiter
 from resilience_django.limiting.rules import parse_limit_rules
+from resilience_django.view_limits.decorator import limit, process_limiter
 
 rf = RequestFactory()
 

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-from resilience_django.limiting import headers as headers_module
 from resilience_django.limiting.decision import LimitCheck, Policy, RuleOutcome
-from resilience_django.limiting.headers import (
-    add_headers,
-    build_headers,
-    retry_after_header,
-    seconds,
-)
+from resilience_django.limiting.headers import build_headers, retry_after_header, seconds
 from resilience_django.units import Rate
 
 
@@ -51,22 +43,3 @@ def test_retry_after_is_an_integer_rounded_up_and_at_least_one():
     assert retry_after_header(12.0) == "12"
     assert retry_after_header(0.0) == "1"
     assert seconds(-3.0) == 0
-
-
-@pytest.mark.parametrize("direct", [True, False])
-def test_add_headers_sets_what_the_public_api_would(
-    monkeypatch: pytest.MonkeyPatch, direct: bool
-) -> None:
-    from django.http import HttpResponse
-
-    assert headers_module._DIRECT  # this Django keeps the store the shortcut writes to
-    monkeypatch.setattr(headers_module, "_DIRECT", direct)
-    pairs = build_headers([outcome("a", 10, 1.0, True, 3, 0.4)])
-    ours, public = HttpResponse(b"x"), HttpResponse(b"x")
-    ours["ratelimit"] = "stale"  # replaced whatever its spelling
-    add_headers(ours, pairs)
-    for name, value in pairs:
-        public[name] = value
-    assert sorted(ours.items()) == sorted(public.items())
-    assert ours["ratelimit-policy"] == '"a";q=10;w=1'
-    assert ours.headers["RateLimit"] == '"a";r=3;t=1'

@@ -8,6 +8,7 @@ import pytest
 import redis
 from django.test import override_settings
 
+from resilience_django.conf import parse_redis
 from resilience_django.exceptions import ConfigError
 from resilience_django.limiting.decision import LimitCheck, Policy
 from resilience_django.limiting.redis import RedisLimiter
@@ -82,7 +83,7 @@ def test_cache_alias_reuses_the_django_redis_location_and_password(server: Redis
         },
     }
     with override_settings(CACHES=caches):
-        settings = parse_redis_settings({"CACHE": "limits"}, budget=0.5)
+        settings = parse_redis({"CACHE": "limits"}, budget=0.5)
     assert settings.url == server.url
     limiter = RedisLimiter(make_sync_client(settings), settings=settings)
     assert limiter.decide((LimitCheck(Policy("c", Rate(1, 60.0)), "k"),)).backend == "redis"
@@ -109,7 +110,7 @@ async def test_async_client_talks_to_the_same_server(server: RedisServer) -> Non
 )
 def test_unusable_settings_raise_config_error_e040(value: dict[str, object]) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_redis_settings(value, budget=0.05)
+        parse_redis(value, budget=0.05)
     assert info.value.check_id == "resilience.E040"
     assert info.value.hint or "MAX_CONNECTIONS" in str(info.value)
 
@@ -140,7 +141,7 @@ def test_sentinel_cache_alias_finds_the_primary_through_the_sentinels(
     sentinel: RedisSentinel,
 ) -> None:
     with override_settings(CACHES=sentinel_caches(sentinel)):
-        settings = parse_redis_settings({"CACHE": "limits"}, budget=0.5)
+        settings = parse_redis({"CACHE": "limits"}, budget=0.5)
     assert settings.sentinels == (("127.0.0.1", sentinel.sentinel.port),)
     limiter = RedisLimiter(make_sync_client(settings), settings=settings)
     check = LimitCheck(Policy("s", Rate(2, 60.0)), "k")

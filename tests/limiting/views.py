@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 
-from resilience_django.limiting.decorator import limit
+from resilience_django.view_limits.decorator import limit
 
 
 @limit("2/m", name="sync-ip")

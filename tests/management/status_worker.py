@@ -27,8 +27,8 @@ def main() -> None:
         RESILIENCE=config["resilience"],
     )
     django.setup()
-    from resilience_django.breakers.fleet import get_store
     from resilience_django.breakers.registry import get_breaker
+    from resilience_django.fleet import get_store
     from resilience_django.runtime import get_runtime
 
     get_runtime()

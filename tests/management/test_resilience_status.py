@@ -13,11 +13,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from resilience_django.breakers import fleet
-from resilience_django.breakers.fleet import FleetPublisher
+from resilience_django import fleet
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.registry import registry
 from resilience_django.breakers.state import Breaker
+from resilience_django.fleet import FleetPublisher
 from resilience_django.limiting.health import register as register_limiter_health
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +72,7 @@ def test_prints_the_limiter_backend_health_and_the_rules_from_settings_and_admin
     text = out.getvalue()
     assert "Limiter backend" in text
     assert "backend: local" in text
-    assert (
-        "orders-per-ip: 100/m sliding_window key=ip on * distributed enforce (settings)" in text
-    )
+    assert "orders-per-ip: 100/m sliding_window key=ip on * distributed enforce (settings)" in text
     assert "admin-burst: 5/s gcra key=ip on * local enforce (admin)" in text
 
 

@@ -98,3 +98,16 @@ def test_deploy_warning_when_every_address_is_allowed():
     assert deploy_warnings(closed) == []
     off, _, _ = parse({"ENABLED": False, "ALLOWED_NETWORKS": ["::/0"]})
     assert deploy_warnings(off) == []
+
+
+def test_metrics_are_parsed_with_the_rest_of_resilience_into_one_settings_object():
+    from django.test import override_settings
+
+    from resilience_django.conf import get_settings, parse_settings
+
+    parsed = parse_settings({"METRICS": {"ENABLED": "yes", "BEARER_TOKEN": TOKEN}})
+    assert parsed.metrics == MetricsSettings(enabled=False, bearer_token=TOKEN)
+    assert [e.check_id for e in parsed.errors] == ["resilience.E092"]
+    with override_settings(RESILIENCE={"METRICS": {"ENABLED": True, "BEARER_TOKEN": TOKEN}}):
+        assert get_settings().metrics.enabled is True
+    assert get_settings().metrics.enabled is False

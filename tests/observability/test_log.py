@@ -11,8 +11,8 @@ from django.test import override_settings
 from resilience_django.breakers import events
 from resilience_django.breakers.policy import parse_breaker_policy
 from resilience_django.breakers.state import Breaker
-from resilience_django.limiting.decorator import process_limiter
 from resilience_django.observability.log import JsonFormatter, fields, fields_of, get_logger
+from resilience_django.view_limits.decorator import process_limiter
 
 
 def test_fields_renames_names_a_log_record_already_has():

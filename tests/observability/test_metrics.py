@@ -14,7 +14,7 @@ import pytest
 from django.test import override_settings
 
 from resilience_django import metrics
-from resilience_django.limiting.decorator import process_limiter
+from resilience_django.view_limits.decorator import process_limiter
 
 from .scrape import families, value
 

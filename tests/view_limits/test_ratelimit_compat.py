@@ -23,7 +23,7 @@ from resilience_django import (
     is_ratelimited,
     limit,
 )
-from resilience_django.limiting.decorator import process_limiter
+from resilience_django.view_limits.decorator import process_limiter
 
 factory = RequestFactory()
 
@@ -56,7 +56,7 @@ def test_block_false_sets_request_limited_and_still_runs_the_view():
     assert request.limited is True
     decision = request.resilience_decision  # our decision, for headers or logging
     assert not decision.allowed and decision.rejected == (
-        "tests.limiting.test_ratelimit_compat.myview",
+        "tests.view_limits.test_ratelimit_compat.myview",
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from resilience_django.exceptions import ConfigError
-from resilience_django.limiting.decorator import limit, process_limiter
+from resilience_django.view_limits.decorator import limit, process_limiter
 
 pytestmark = pytest.mark.urls("tests.limiting.urls")
 
@@ -109,7 +109,7 @@ def test_trusted_proxies_setting_is_honoured(client):
 
 @override_settings(
     **SETTINGS,
-    RESILIENCE={"RESPONSE_HANDLERS": {"rate_limited": "tests.limiting.test_decorator.teapot"}},
+    RESILIENCE={"RESPONSE_HANDLERS": {"rate_limited": "tests.view_limits.test_decorator.teapot"}},
 )
 def test_the_429_is_replaceable_through_the_handler_setting(client):
     client.get("/sync-ip/")

@@ -18,7 +18,8 @@ The store is the one ``resilience_django.fleetstore`` chooses: Redis when one is
 configured, else the Django cache ``FLEET.CACHE`` when it is shared between
 processes, else the database (``FLEET.STORE`` forces one).  A process that stops
 publishing disappears after ``FLEET.TTL`` seconds.  A process starts its
-fleet thread when it first uses a breaker or builds its runtime (first request).
+fleet thread when it first uses a breaker (the registry's ``on_create`` hook,
+connected by ``wiring.py``) or builds its runtime (first request).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import fleetstore
-from ..clock import Clock, monotonic
-from ..conf import get_settings
-from ..fleetstore import FleetStore, command_seq
-from .events import Transition
-from .registry import all_breakers, get_breaker, on_create, registry
-from .settings import on_change
-from .state import OPEN, Breaker
+from . import fleetstore
+from .breakers.events import Transition
+from .breakers.registry import all_breakers, get_breaker, registry
+from .breakers.state import OPEN, Breaker
+from .clock import Clock, monotonic
+from .conf import get_settings
+from .fleetstore import FleetStore, command_seq
 
 __all__ = [
     "ACTIONS",
@@ -48,6 +48,7 @@ __all__ = [
     "fleet_processes",
     "fleet_snapshot",
     "get_store",
+    "on_breaker_created",
     "process_report",
     "send_command",
     "start",
@@ -286,12 +287,12 @@ def start() -> FleetPublisher | None:
             ttl = _ttl()
             _publisher = FleetPublisher(
                 store,
-                lambda: sorted(registry._breakers.values(), key=lambda b: b.name),
+                registry.created,
                 ttl=ttl,
                 # Three reports per TTL at least, so one lost report never drops a process.
                 interval=min(store.publish_every, ttl / 3),
             )
-            for breaker in list(registry._breakers.values()):
+            for breaker in registry.created():
                 _publisher.attach(breaker)
         _publisher.start()
         return _publisher
@@ -327,7 +328,8 @@ def stop() -> None:
         publisher.stop()
 
 
-def _on_breaker_created(breaker: Breaker) -> None:
+def on_breaker_created(breaker: Breaker) -> None:
+    """The registry's ``on_create`` hook (``wiring.py``): the new breaker joins the fleet."""
     publisher = _publisher
     if publisher is None:
         start()  # attaches every breaker the registry holds, this one included
@@ -339,9 +341,8 @@ def process_report(
     breakers: list[Breaker], *, host: str | None = None, wall: float | None = None
 ) -> dict[str, Any]:
     """What this process publishes: breakers, limiter health, rejections, deadline misses."""
-    from ..conf import get_settings
-    from ..limiting.health import health
-    from ..observability import recent
+    from .limiting.health import health
+    from .observability import recent
 
     try:
         backend = get_settings().backend
@@ -367,7 +368,7 @@ def fleet_processes(*, fresh_counts: bool = True) -> list[dict[str, Any]]:
     its last publication, so a page served right after a rejection already
     counts it (``resilience_status`` passes False: it serves no request).
     """
-    from ..observability import recent
+    from .observability import recent
 
     store = get_store()
     if store is None:
@@ -457,5 +458,3 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-on_create(_on_breaker_created)
-on_change(stop)

@@ -30,6 +30,10 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from ..conf import get_settings
+from ..limiting.engine import LimitResult
+from ..limiting.local import LocalLimiter
+from ..limiting.proxies import TrustedProxies
+from ..responses import add_headers, rate_limited_response
 from .compat import (
     ALL,
     RateSpec,
@@ -40,11 +44,6 @@ from .compat import (
     rate_getter,
     resolve_policy,
 )
-from .engine import LimitResult
-from .headers import add_headers
-from .local import LocalLimiter
-from .proxies import TrustedProxies
-from .responses import rate_limited_response
 from .standalone import StandaloneRule
 
 __all__ = ["DECISION_ATTR", "limit", "process_limiter", "trusted_proxies"]

@@ -34,10 +34,10 @@ from typing import Any, TypedDict
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
 from ..exceptions import ConfigError
+from ..limiting.decision import Algorithm, Policy
+from ..limiting.engine import LimitResult
+from ..limiting.keys import MAX_KEY_LENGTH, KeyFunc
 from ..units import Rate, parse_rate, safe_repr
-from .decision import Algorithm, Policy
-from .engine import LimitResult
-from .keys import MAX_KEY_LENGTH, KeyFunc
 from .standalone import StandaloneRule
 
 __all__ = [

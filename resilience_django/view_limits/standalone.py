@@ -24,13 +24,13 @@ from typing import Any
 from .. import metrics
 from ..conf import ResilienceSettings
 from ..exceptions import ConfigError
+from ..limiting.decision import ALLOW_ALL, Decision, LimitCheck, Policy
+from ..limiting.engine import LimitResult
+from ..limiting.keys import KeyFunc, compile_key
+from ..limiting.local import LocalLimiter
+from ..limiting.rules import LimitRule, Scope, parse_limit_rule
 from ..switch import limits_enabled
 from ..units import Rate, parse_rate
-from .decision import ALLOW_ALL, Decision, LimitCheck, Policy
-from .engine import LimitResult
-from .keys import KeyFunc, compile_key
-from .local import LocalLimiter
-from .rules import LimitRule, Scope, parse_limit_rule
 
 __all__ = ["StandaloneRule"]
 

@@ -1,0 +1,101 @@
+"""Plugs the Django side of the package into its framework-free core, once per process.
+
+The core (``limiting``, ``breakers``, ``shedding``, ``retrying``, deadlines)
+imports nothing of Django and nothing of this side of the package — the
+import-linter contracts in ``pyproject.toml`` hold it to that — so what it
+needs from here is handed to it:
+
+* the breaker registry takes its policies from ``RESILIENCE["BREAKERS"]``
+  (settings win on a shared name) and from the admin's breaker policies; it
+  is reconfigured when either changes (``live._on_settings_reload`` and
+  ``live.reload_now``);
+* every breaker transition is sent as Django's ``breaker_state_changed``
+  signal (``signals.py``);
+* every breaker the registry creates joins the fleet (``fleet.py``).
+
+:func:`connect` runs from ``AppConfig.ready()`` and from the first parse of
+the settings (``conf.get_settings``), so a project that configures Django
+without the app in ``INSTALLED_APPS`` (the benchmarks) is wired as soon as
+anything reads the settings — its first request, at the latest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from .breakers.events import Transition
+from .breakers.policy import BreakerPolicy
+from .breakers.registry import registry
+from .breakers.state import Breaker
+
+__all__ = ["breaker_names", "breaker_policy", "connect"]
+
+logger = logging.getLogger("resilience_django.breakers")
+
+_lock = threading.Lock()
+_connected = False
+
+
+def connect() -> None:
+    """Hand the core what it needs from the adapters; idempotent, cheap after the first call."""
+    global _connected
+    if _connected:
+        return
+    with _lock:
+        if _connected:
+            return
+        # Before the calls below: they read the settings, which may call back here.
+        _connected = True
+    from . import fleet, live  # noqa: F401 - live reconfigures the breakers on changes
+
+    registry.add_listener(send_signal)
+    registry.on_create(fleet.on_breaker_created)
+    registry.set_policy_source(breaker_policy, breaker_names)
+
+
+def breaker_policy(name: str) -> BreakerPolicy | None:
+    """The policy ``RESILIENCE["BREAKERS"]`` gives ``name``, else the admin's, else ``None``."""
+    from .conf import get_settings
+    from .live import admin_rules
+
+    settings = get_settings()
+    policy = settings.breakers.get(name)
+    if policy is not None:
+        return policy
+    if name in settings.breaker_names:
+        # The system check reports the bad entry at start-up; at run time it must
+        # not turn every call into a 500, so the breaker runs on the defaults.
+        logger.error("breaker %s: bad settings, using the defaults", name)
+        return None
+    return admin_rules().breaker_policies.get(name)
+
+
+def breaker_names() -> Iterable[str]:
+    """The breakers ``RESILIENCE["BREAKERS"]`` names, valid or not (the dashboard lists them)."""
+    from .conf import get_settings
+
+    return get_settings().breaker_names
+
+
+def send_signal(transition: Transition) -> None:
+    """Send ``breaker_state_changed``; runs on the breaker's listener thread."""
+    from .signals import breaker_state_changed
+
+    for receiver, result in breaker_state_changed.send_robust(
+        sender=Breaker,
+        name=transition.breaker,
+        from_state=transition.from_state,
+        to_state=transition.to_state,
+        reason=transition.reason,
+        transition=transition,
+    ):
+        if isinstance(result, Exception):
+            logger.error(
+                "breaker %s: breaker_state_changed receiver %r raised %r",
+                transition.breaker,
+                receiver,
+                result,
+                extra={"breaker": transition.breaker},
+            )

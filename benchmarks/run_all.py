@@ -38,6 +38,7 @@ BENCHMARKS = {
     "redis_limits": "bench_redis_limits",
     "breakers": "bench_breakers",
     "shedding": "bench_shedding",
+    "middleware": "bench_middleware_overhead",
     "e2e": "bench_e2e",
 }
 PACKAGES = (

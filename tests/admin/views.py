@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 
 from django.http import HttpRequest, JsonResponse
 
 from resilience_django import live
 from resilience_django.breakers.api import breaker
 from resilience_django.breakers.state import CircuitOpen
+from resilience_django.runtime import get_runtime
 
 
 def failing_call(request: HttpRequest, name: str) -> JsonResponse:
@@ -43,8 +43,14 @@ def limited(request: HttpRequest) -> JsonResponse:
 
 
 def live_rules(request: HttpRequest) -> JsonResponse:
-    """The admin rules this process has in force (calls maybe_reload as a request would)."""
-    live.maybe_reload(time.monotonic())
+    """The admin rules this process has in force.
+
+    It asks for the runtime as the middleware does, so a reload that finished is
+    built into the runtime first. Calling ``live.maybe_reload`` here instead would
+    take the one "rebuild" signal meant for the runtime, which would then keep
+    deciding with the old rules while this view reported the new ones.
+    """
+    get_runtime()
     rules = live.admin_rules()
     return JsonResponse(
         {

@@ -171,6 +171,11 @@ def _within(seconds: float) -> Iterator[Deadline]:
         _current.reset(token)
 
 
+# Four calls must reach the dependency and run into their budget there
+# (were they failures, three would open the breaker). On a loaded machine a call can
+# spend its 100 ms before it gets there, so the tests send until four have (at most 20).
+
+
 def _breaker(name: str) -> Breaker:
     breaker = get_breaker(name)
     breaker.configure(BreakerPolicy(failure_threshold=3))
@@ -185,13 +190,15 @@ def test_httpx_timeouts_cut_short_by_tight_budgets_leave_the_breaker_closed(
     transport = ResilientTransport(margin=0.01, breaker="cut-httpx")
     with httpx.Client(transport=transport, timeout=5.0) as client:
         before = _Slow.arrivals
-        for _ in range(4):
+        sent = 0
+        while sent < 4 or (_Slow.arrivals - before < 4 and sent < 20):  # note above _breaker
             with _within(0.1), pytest.raises(DeadlineExceeded) as info:
                 client.get(slow_url)
             # Still the httpx exception it replaces, which stays its cause.
-            assert isinstance(info.value, httpx.ReadTimeout)
-            assert isinstance(info.value.__cause__, httpx.ReadTimeout)
-        assert _Slow.arrivals - before == 4  # each call reached the dependency
+            assert isinstance(info.value, httpx.TimeoutException)
+            assert isinstance(info.value.__cause__, httpx.TimeoutException)
+            sent += 1
+        assert _Slow.arrivals - before >= 4
         assert breaker.state == "closed"
         with _within(0.6):
             assert client.get(slow_url).text == "ok"
@@ -235,12 +242,14 @@ def test_requests_timeouts_cut_short_by_tight_budgets_leave_the_breaker_closed(
     session = requests.Session()
     session.mount("http://", ResilientAdapter(margin=0.01, breaker="cut-requests"))
     before = _Slow.arrivals
-    for _ in range(4):
+    sent = 0
+    while sent < 4 or (_Slow.arrivals - before < 4 and sent < 20):  # note above _breaker
         with _within(0.1), pytest.raises(DeadlineExceeded) as info:
             session.get(slow_url, timeout=5.0)
-        assert isinstance(info.value, requests.exceptions.ReadTimeout)
-        assert isinstance(info.value.__cause__, requests.exceptions.ReadTimeout)
-    assert _Slow.arrivals - before == 4
+        assert isinstance(info.value, requests.exceptions.Timeout)
+        assert isinstance(info.value.__cause__, requests.exceptions.Timeout)
+        sent += 1
+    assert _Slow.arrivals - before >= 4
     assert breaker.state == "closed"
     with _within(0.6):
         assert session.get(slow_url).text == "ok"

@@ -318,16 +318,15 @@ class HybridLimiter:
     def _charge_all(self, checks: tuple[LimitCheck, ...]) -> None:
         """Charge what Redis admitted to the local share (see the module docstring).
 
-        Rule by rule, on the local limiter's one-check fast path: Redis has
-        admitted them all already, so no all-or-nothing is needed, and a rule
-        whose share is spent stays spent without holding back the others.
+        Rule by rule, with the local limiter's ``admit`` (the same state and
+        consumption as a one-check ``decide``, without building a decision
+        nobody reads): Redis has admitted them all already, so no
+        all-or-nothing is needed, and a rule whose share is spent stays spent
+        without holding back the others.
         """
-        share, decide = self.share, self._local.decide
-        if len(checks) == 1:
-            decide(checks, share)
-            return
+        share, admit = self.share, self._local.admit
         for check in checks:
-            decide((check,), share)
+            admit(check.policy, check.key, check.cost, share)
 
     def _note_rejection(self, decision: Decision) -> None:
         """Remember, until its ``retry_after``, each rule Redis found exhausted.

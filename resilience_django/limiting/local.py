@@ -183,12 +183,13 @@ class LocalLimiter:
         """
         return self.decide(checks, share)
 
-    def admit(self, policy: Policy, key: str, cost: int = 1) -> bool:
+    def admit(self, policy: Policy, key: str, cost: int = 1, share: float = 1.0) -> bool:
         """Yes or no for one policy and key, without building a ``Decision``.
 
-        The leanest path, for callers that need no headers; safe from any thread.
+        The leanest path, for callers that need no headers (the Redis
+        fallback's charge of its ``share``); safe from any thread.
         """
-        _, kernel, prefix = self._compiled_for(policy, 1.0)
+        _, kernel, prefix = self._compiled_for(policy, share)
         store_key = (prefix, key)
         now = self._clock()
         shard = self._shards[hash(store_key) & self._mask]

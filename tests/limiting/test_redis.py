@@ -119,6 +119,47 @@ def test_keys_expire_by_themselves(limiter: RedisLimiter) -> None:
         assert 0 < ttl <= 61_000, (key, ttl)
 
 
+def _time_to_next_bucket(client: redis.Redis, period: float) -> float:
+    """Seconds until the script's next sliding-window bucket starts, on Redis's clock."""
+    seconds, micros = client.time()
+    now = (seconds - 1_700_000_000) * 1_000_000 + micros
+    width = period * 1_000_000 / 10
+    return (width - now % width) / 1_000_000
+
+
+def test_sliding_window_in_one_bucket_keeps_the_ttl_it_got_when_the_bucket_began(
+    limiter: RedisLimiter,
+) -> None:
+    client = limiter.client
+    check = LimitCheck(policy("a", "50/h"), "ip:9")  # buckets of 6 minutes
+    while _time_to_next_bucket(client, 3600.0) < 5:  # rare: let the bucket turn first
+        time.sleep(0.1)
+    limiter.decide((check,))
+    (key,) = client.keys("rl:*")
+    first = client.pttl(key)
+    deadline = time.monotonic() + 10
+    while client.pttl(key) > first - 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert limiter.decide((check,)).outcomes[0].remaining == 48
+    # Not pushed back to the period: the first write's TTL already outlives
+    # the bucket in the window (and the window's state).
+    assert client.pttl(key) <= first - 20
+
+
+def test_sliding_window_ttl_is_renewed_when_a_new_bucket_becomes_the_newest(
+    limiter: RedisLimiter,
+) -> None:
+    client = limiter.client
+    check = LimitCheck(policy("a", "50/s"), "ip:9")  # buckets of 100 ms
+    limiter.decide((check,))
+    (key,) = client.keys("rl:*")
+    time.sleep(_time_to_next_bucket(client, 1.0) + 0.01)
+    before = client.pttl(key)
+    assert limiter.decide((check,)).allowed
+    after = client.pttl(key)
+    assert before < after <= 1000
+
+
 def test_keys_of_one_client_share_a_hash_tag(limiter: RedisLimiter) -> None:
     a = LimitCheck(policy("a", "5/m"), "ip:10.0.0.1")
     b = LimitCheck(policy("b", "5/m", Algorithm.GCRA), "ip:10.0.0.1")
@@ -156,7 +197,7 @@ def test_one_round_trip_per_decision_whatever_the_rule_count(
     # Every decision is exactly one EVALSHA; commandstats also counts the
     # commands the script runs inside Redis, which are no round trips.
     assert calls.pop("cmdstat_evalsha") == 10
-    inside = {"time", "mget", "set"}
+    inside = {"time", "get", "mget", "set", "setrange"}
     sent = {k for k, v in calls.items() if v and k.removeprefix("cmdstat_") not in inside}
     assert sent <= {"cmdstat_info"}
 

@@ -23,8 +23,9 @@
 -- 2023-11-14 (1.7e9 s): small enough that doubles keep them exact, which
 -- keeps GCRA's burst boundary exact too.
 --
--- State is one string per key, packed with struct (one MGET for all rules,
--- then one SET PX per rule; no hash to walk):
+-- State is one string per key, packed with struct (one GET/MGET for all
+-- rules, then one SET PX per rule, or SETRANGE for a sliding window that
+-- keeps its TTL; no hash to walk):
 --   sliding window  BUCKETS + 1 doubles: newest bucket index, then the
 --                   ring of counts, bucket j in slot j mod BUCKETS
 --   token bucket    2 doubles: tokens, last refill (us)
@@ -49,13 +50,21 @@ local commit, split, pos = sunpack('<dd', spec)
 local n = #KEYS
 -- Checks split.. form the shadow group; without one, split is past the end.
 if split == 0 then split = n + 1 end
--- One MGET for every rule's state: each redis.call costs microseconds.
-local states = redis.call('MGET', unpack(KEYS))
+-- One read for every rule's state: each redis.call costs microseconds.  A
+-- single rule (most requests) reads with GET: no table of keys to unpack.
+local states
+if n == 1 then states = {redis.call('GET', KEYS[1])} else
+  states = redis.call('MGET', unpack(KEYS))
+end
+-- The answer's numbers; a single check's are packed straight into the
+-- reply (no table, no format string built per call).
 local out = {1, 1}
+local single
 local all_ok = true
 local shadow_ok = true
 -- What pass 2 writes for check i: the packed value and its TTL in ms (as
--- text: SET's argument, formatted with %d, far cheaper than Lua's default).
+-- text: SET's argument, formatted with %d, far cheaper than Lua's default),
+-- or false to keep the key's TTL (see pass 2).
 local new_value = {}
 local new_ttl = {}
 
@@ -73,6 +82,9 @@ for i = 1, n do
     local w = period / BUCKETS
     local cur = floor(now / w)
     local s
+    -- Same newest bucket as stored: the key keeps the TTL it got when that
+    -- bucket became the newest (see pass 2).
+    local same_head = false
     if raw then
       s = {sunpack(SW_FORMAT, raw)}
       local head = s[1]
@@ -83,6 +95,8 @@ for i = 1, n do
         -- that went backwards (failover) counts into the newest bucket.
         for b = head + 1, cur do s[b % BUCKETS + 2] = 0 end
         s[1] = cur
+      else
+        same_head = true
       end
     else
       s = {cur, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
@@ -119,7 +133,11 @@ for i = 1, n do
     end
     new_value[i] = spack(SW_FORMAT, head, s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9],
       s[10], s[11])
-    new_ttl[i] = format('%d', ceil(period / 1000))
+    if same_head then
+      new_ttl[i] = false
+    else
+      new_ttl[i] = format('%d', ceil(period / 1000))
+    end
 
   elseif algo == 2 then
     -- Token bucket: cap tokens refilled at limit / period; a new key is full.
@@ -169,28 +187,39 @@ for i = 1, n do
   if not ok then
     if i < split then all_ok = false else shadow_ok = false end
   end
-  local o = 4 * i - 1
-  out[o] = ok and 1 or 0
-  out[o + 1] = remaining
-  out[o + 2] = ceil(reset)
-  out[o + 3] = ceil(retry)
+  if n == 1 then
+    single = spack('<dddd', ok and 1 or 0, remaining, ceil(reset), ceil(retry))
+  else
+    local o = 4 * i - 1
+    out[o] = ok and 1 or 0
+    out[o + 1] = remaining
+    out[o + 2] = ceil(reset)
+    out[o + 3] = ceil(retry)
+  end
 end
 
 if commit == 1 then
   -- Each group commits on its own: a shadow rejection never rolls back an
   -- enforced rule, and an enforced rejection never hides a shadow count.
-  if all_ok then
-    for i = 1, split - 1 do
-      redis.call('SET', KEYS[i], new_value[i], 'PX', new_ttl[i])
-    end
-  end
-  if shadow_ok then
-    for i = split, n do
-      redis.call('SET', KEYS[i], new_value[i], 'PX', new_ttl[i])
+  -- A TTL of false (a sliding window whose newest bucket is the stored one)
+  -- overwrites the value in place with SETRANGE, which keeps the key's TTL
+  -- and skips SET's expiry bookkeeping: that TTL was set to the period when
+  -- the bucket became the newest, so it ends no earlier than the moment the
+  -- bucket leaves the window (when the state is no state at all).  The value
+  -- has the stored one's length, so nothing of the old one is left behind.
+  for i = 1, n do
+    if (i < split and all_ok) or (i >= split and shadow_ok) then
+      local ttl = new_ttl[i]
+      if ttl then
+        redis.call('SET', KEYS[i], new_value[i], 'PX', ttl)
+      else
+        redis.call('SETRANGE', KEYS[i], '0', new_value[i])
+      end
     end
   end
 end
 
+if n == 1 then return spack('<dd', all_ok and 1 or 0, shadow_ok and 1 or 0) .. single end
 out[1] = all_ok and 1 or 0
 out[2] = shadow_ok and 1 or 0
 return spack('<' .. string.rep('d', #out), unpack(out))

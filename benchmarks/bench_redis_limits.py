@@ -24,7 +24,9 @@ Round trips per decision are counted on the server: ``INFO commandstats``
 deltas give every command Redis executed (including those a Lua script ran
 inside Redis, which are no round trips), and a short ``MONITOR`` capture
 tells which of them the client sent (lines not marked ``lua``); the client-sent
-count per decision is the round-trip figure.
+count per decision is the round-trip figure.  ``srv us`` is what one decision
+costs inside Redis: ``INFO commandstats`` ``usec`` per call of ``EVALSHA`` (a
+script's inner commands included), or of the command a contender sends most.
 """
 
 from __future__ import annotations
@@ -97,6 +99,34 @@ async def _atime_op(op: AsyncOp, n: int) -> float:
 
 def _commandstats(client: Any) -> dict[str, int]:
     return {k: v["calls"] for k, v in client.info("commandstats").items()}
+
+
+def _usec(client: Any) -> dict[str, tuple[int, int]]:
+    """``(calls, usec)`` per command, from ``INFO commandstats``."""
+    return {k: (v["calls"], v["usec"]) for k, v in client.info("commandstats").items()}
+
+
+def _server_usec(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> float:
+    """Microseconds Redis spent per call of the command the contender sent most.
+
+    EVALSHA when there is one (its figure includes the commands the script
+    ran), else the most called command: what one request costs inside Redis.
+    """
+    deltas = {
+        k: (c - before.get(k, (0, 0))[0], u - before.get(k, (0, 0))[1])
+        for k, (c, u) in after.items()
+        if k != "cmdstat_info"
+    }
+    deltas = {k: d for k, d in deltas.items() if d[0] > 0}
+    if not deltas:
+        return 0.0
+    name = (
+        "cmdstat_evalsha"
+        if "cmdstat_evalsha" in deltas
+        else max(deltas, key=lambda k: deltas[k][0])
+    )
+    calls, usec = deltas[name]
+    return usec / calls
 
 
 def _client_sent(port: int, op: Op, n: int) -> float:
@@ -265,9 +295,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         trips: dict[str, float] = {}
         executed: dict[str, float] = {}
         calib = 50
+        server_calls = 500 if quick else 3000
         counted: dict[str, Op] = dict(ops)
         for name, aop in aops.items():
             counted[name] = lambda aop=aop: loop.run_until_complete(aop())
+        server_us: dict[str, float] = {}
         for name, op in counted.items():
             before = _commandstats(client)
             for _ in range(calib):
@@ -275,6 +307,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             after = _commandstats(client)
             # The INFO call that read "before" is counted in "after"; take it off.
             executed[name] = (sum(after.values()) - sum(before.values()) - 1) / calib
+            timed = _usec(client)
+            for _ in range(server_calls):
+                op()
+            server_us[name] = _server_usec(timed, _usec(client))
             trips[name] = _client_sent(server.port, op, calib)
         loop.run_until_complete(close())
     finally:
@@ -292,6 +328,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "best_ratio_to_get": {name: v / best[floor_of(name)] for name, v in best.items()},
         "round_trips_per_decision": trips,
         "redis_commands_per_decision": executed,
+        "redis_usec_per_call": server_us,
         "iterations": n,
         "rounds": rounds,
     }
@@ -306,7 +343,7 @@ def main() -> None:
     )
     header = (
         f"{'contender':42} {'dec/s':>7} {'us/dec':>8} {'x GET':>6} {'best':>7} {'x GET':>6} "
-        f"{'trips':>6} {'cmds':>6}"
+        f"{'trips':>6} {'cmds':>6} {'srv us':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -315,7 +352,8 @@ def main() -> None:
             f"{name:42} {1e6 / us:7.0f} {us:8.1f} {result['ratio_to_get'][name]:6.2f} "
             f"{result['best_us_per_decision'][name]:7.1f} {result['best_ratio_to_get'][name]:6.2f} "
             f"{result['round_trips_per_decision'][name]:6.2f} "
-            f"{result['redis_commands_per_decision'][name]:6.2f}"
+            f"{result['redis_commands_per_decision'][name]:6.2f} "
+            f"{result['redis_usec_per_call'][name]:7.2f}"
         )
     print()
     print("a decision on the public-API path against a GET on the same client (median rounds):")
@@ -328,6 +366,7 @@ def main() -> None:
             )
     print("trips: commands the client sent per decision (MONITOR);")
     print("cmds: commands Redis executed per decision, scripts' inner calls too (commandstats)")
+    print("srv us: usec_per_call inside Redis of EVALSHA (else of the command sent most)")
 
 
 if __name__ == "__main__":

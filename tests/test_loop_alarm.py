@@ -35,7 +35,7 @@ async def test_alarm_cancels_the_task_at_its_time_and_says_it_was_its_own() -> N
     await guarded()
     elapsed = time.monotonic() - started
     assert outcome == [True, 0]  # ours, and taken back: the task is not left cancelling
-    assert 0.045 <= elapsed < 0.5
+    assert 0.045 <= elapsed < 1.5  # at the alarm, not after the 2 s sleep (a loaded machine)
 
 
 async def test_disarmed_alarm_never_fires() -> None:
@@ -101,13 +101,13 @@ async def test_alarm_and_an_outside_cancel_together_are_not_only_the_alarms() ->
 async def test_rescheduled_alarm_fires_at_the_new_time_once() -> None:
     loop = asyncio.get_running_loop()
     clock = AlarmClock(loop)
-    task = asyncio.create_task(_sleeper(2))
-    alarm = clock.arm(task, loop.time() + 1.0)
+    task = asyncio.create_task(_sleeper(10))
+    alarm = clock.arm(task, loop.time() + 5.0)
     alarm.reschedule(loop.time() + 0.03)
     started = time.monotonic()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0  # the new time, not the old 5 s (a loaded machine)
     assert alarm.fired
     # The stale entry for the old time does nothing when it comes due.
     other = asyncio.create_task(_sleeper(0.05))

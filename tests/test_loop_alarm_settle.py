@@ -69,4 +69,5 @@ async def test_on_an_idle_loop_the_grace_is_a_few_milliseconds() -> None:
     waited = loop.time() - start
     assert outcome == "timed out"
     grace = SETTLE_CHECKS * SETTLE_STEP
-    assert 0.02 + grace <= waited < 0.02 + grace + 0.5  # generous: a loaded machine
+    # Generous for a loaded machine, and still well short of the 5 s sleep.
+    assert 0.02 + grace <= waited < 0.02 + grace + 1.5

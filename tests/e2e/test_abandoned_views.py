@@ -1,6 +1,6 @@
 """Sync views abandoned at their deadline keep their bulkhead slot, over a real uvicorn.
 
-``/work/`` (``tests.e2e.streaming_app``) is a sync view that works 3 s in small
+``/work/`` (``tests.e2e.streaming_app``) is a sync view that works 6 s in small
 steps, making no query that the deadline could stop it at, and records how
 many of its bodies run at once.  Its budget is 200 ms and its bulkhead holds 4.
 """
@@ -46,7 +46,7 @@ def _abandoned(server: Server) -> float:
 
 def _wave(server: Server, size: int) -> list[int]:
     def get(_: int) -> int:
-        return httpx.get(server.url + "/work/?s=3", timeout=10).status_code
+        return httpx.get(server.url + "/work/?s=6", timeout=10).status_code
 
     with concurrent.futures.ThreadPoolExecutor(size) as pool:
         return sorted(pool.map(get, range(size)))
@@ -60,11 +60,13 @@ def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
 
 
 def test_abandoned_sync_views_keep_their_slots_until_their_threads_end(server: Server) -> None:
-    _wait_for(lambda: _stats(server)["running"] == 0, timeout=10)
+    _wait_for(lambda: _stats(server)["running"] == 0, timeout=20)
     baseline = _stats(server, reset="1")["threads"]
     # A first wave fills the bulkhead; its views are answered 504 at 200 ms and
-    # work on for 3 s.  The next waves come while they do: their slots are
-    # still taken, so they are shed instead of starting more threads.
+    # work on for 6 s (long enough for a loaded machine to send the next waves
+    # and read the gauge while they do).  The next waves come while they do:
+    # their slots are still taken, so they are shed instead of starting more
+    # threads.
     first = _wave(server, 8)
     assert first == [503] * 4 + [504] * 4
     later = _wave(server, 6) + _wave(server, 6)
@@ -74,8 +76,8 @@ def test_abandoned_sync_views_keep_their_slots_until_their_threads_end(server: S
     assert stats["most"] <= 4
     # Four abandoned threads (and asgiref's joiner of each): not one per request.
     assert stats["threads"] <= baseline + 2 * 4 + 2, (baseline, stats)
-    assert _abandoned(server) == 4  # they still run (for 3 s), counted
+    assert _abandoned(server) == 4  # they still run (for 6 s), counted
     # When the abandoned views end, their slots come back.
-    _wait_for(lambda: _abandoned(server) == 0, timeout=10)
+    _wait_for(lambda: _abandoned(server) == 0, timeout=20)
     assert _stats(server)["running"] == 0
     assert httpx.get(server.url + "/work/?s=0.01", timeout=5).status_code == 200

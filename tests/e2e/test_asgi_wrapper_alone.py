@@ -64,10 +64,10 @@ def test_a_slow_sync_view_gets_its_504_at_the_deadline_and_nothing_is_logged_but
 def test_an_async_stream_is_cut_at_the_deadline_unless_its_route_is_exempt(
     server: Server,
 ) -> None:
-    response, elapsed = _timed_get(server.url + "/cut/async/?n=20&step=0.1")
+    response, elapsed = _timed_get(server.url + "/cut/async/?n=40&step=0.1")
     assert response.status_code == 200
     assert len(response.content) < 200
-    assert elapsed < 1.7  # a 2 s body under a 1 s budget
+    assert elapsed < 2.5  # a 4 s body under a 1 s budget (room for a loaded machine)
     response, elapsed = _timed_get(server.url + "/events/async/?n=20&step=0.1")
     assert (response.status_code, len(response.content)) == (200, 200)
     assert elapsed >= 1.9

@@ -41,14 +41,15 @@ def test_an_outbound_call_cut_short_by_the_deadline_is_a_504_not_a_500(
     started = time.monotonic()
     response = httpx.get(
         f"{server.url}/{view}/",
-        params={"url": downstream.url + "?s=2"},
+        params={"url": downstream.url + "?s=5"},
         headers={"X-Timeout-Ms": "800", "Accept": "application/json"},
         timeout=10.0,
     )
     elapsed = time.monotonic() - started
     assert response.status_code == 504, response.text
     assert response.json()["error"] == "deadline_exceeded"
-    # Answered when the budget ran out, not when the 2 s downstream did.
-    assert 0.75 <= elapsed < 1.9
+    # Answered when the budget ran out, not when the 5 s downstream did (the
+    # bound leaves a loaded machine room to be slow).
+    assert 0.75 <= elapsed < 3.0
     assert "Traceback" not in server.output()
     assert "ReadTimeout" not in server.output()

@@ -233,5 +233,6 @@ async def test_a_cluster_silent_at_start_is_never_initialized_inside_a_decision(
         hole.close()
     assert errors == ["ConnectionError"] * 20
     # One warm-up of 0.3 s, then every decision fails at once instead of
-    # starting a cluster discovery of its own inside the 50 ms budget.
-    assert took < 0.3 + 20 * 0.05
+    # starting a cluster discovery of its own (a 0.3 s connect budget each:
+    # 6 s for 20); the bound leaves a loaded machine room to be slow.
+    assert took < 0.3 + 20 * 0.3 / 2

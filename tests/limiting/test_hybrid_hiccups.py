@@ -22,7 +22,9 @@ from tests.utils.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
-BUDGET = 0.05
+# A stalled Redis is cut at the budget, whatever its size; a healthy one must
+# answer within it even on a loaded machine, or the exact counts below go local.
+BUDGET = 0.25
 
 
 @pytest.fixture

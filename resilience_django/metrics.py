@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from .observability import otel, recent
+from .observability import otel, recent, registered
 
 __all__ = [
     "BREAKER_STATE_VALUES",
@@ -167,20 +167,21 @@ def multiprocess_mode() -> bool:
 def _register(prom: Any, key: str) -> Any | None:
     kind, name, doc, labels, extra = _SPECS[key]
     cls = getattr(prom, kind)
+    # Registered by this process already (this module reloaded): reuse it.
+    existing = registered.COLLECTORS.get(name)
+    if isinstance(existing, cls):
+        return existing
     try:
-        return cls(name, doc, labels, **extra)
+        collector = cls(name, doc, labels, **extra)
     except ValueError:
-        # Already registered: a reloaded module, or this module imported under
-        # a second name.  Reuse the collector if it is really ours.
-        existing = prom.REGISTRY._names_to_collectors.get(name)
-        if isinstance(existing, cls) and tuple(existing._labelnames) == labels:
-            return existing
         logger.warning(
-            "metric %s is registered by someone else with another shape; not reporting it",
+            "metric %s is registered by someone else already; not reporting it",
             name,
             extra={"metric": name},
         )
         return None
+    registered.COLLECTORS[name] = collector
+    return collector
 
 
 def _build() -> dict[str, Any]:

@@ -129,7 +129,7 @@ class Runtime:
         self.settings = settings
         self.stores = stores
         admin = admin or AdminRules()
-        # Settings rules first, then the admin's (live.py leaves out admin rules
+        # Settings rules first, then the admin's (resilience_django.live leaves out admin rules
         # whose names the settings already use: settings win).
         self.deadlines = DeadlinePolicy(
             replace(settings.deadline, routes=settings.deadline.routes + admin.route_budgets)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -240,9 +241,15 @@ def test_a_dropped_limiter_is_collected_and_its_probe_thread_ends(server: RedisS
     health_module.register(None)
     redis_limiter = limiter._redis
     del limiter
+    # The probe thread holds the limiter only while a probe runs (every 20 ms, and
+    # on a loaded machine a probe can take a while): collected once none runs.
+    deadline = time.monotonic() + 10
     gc.collect()
+    while ref() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        gc.collect()
     assert ref() is None
-    thread.join(timeout=2)
+    thread.join(timeout=10)
     assert not thread.is_alive()
     redis_limiter.close()
 

@@ -1,18 +1,11 @@
 """The clock every time-based core takes, so tests can inject their own.
 
-Cores take a ``clock`` argument (``Breaker(clock=...)``, ``LocalLimiter(clock=...)``);
-its default is :func:`monotonic`, the process clock.  The process clock is
-``time.monotonic`` unless a test installs another with :func:`set_clock`
-(``resilience_django.testing.use_clock`` does, and resets the state kept in the
-old clock's time), so the parts the package builds itself (the middleware's
-limiters, bulkheads, breakers and deadlines) follow a test's clock without
-anything patching ``time.monotonic`` for the whole process.
-
-Hot paths do not call :func:`monotonic` (a Python frame on every reading):
-they read :data:`source`, the process clock's function itself, once per
-request or per object (``clock.source()``, or ``Deadline`` binding it when
-built), and call that.  ``set_clock`` is for between tests, so a request or
-a deadline never sees the clock change under it.
+Cores take a ``clock`` argument whose default is :func:`monotonic`, the process
+clock: ``time.monotonic`` unless a test installs another with :func:`set_clock`
+(as ``resilience_django.testing.use_clock`` does), so what the package builds
+itself follows a test's clock without patching ``time.monotonic``.  Hot paths
+read :data:`source`, the clock's function itself, once per request or object
+rather than pay a Python frame per reading.
 """
 
 from __future__ import annotations
@@ -35,9 +28,8 @@ def monotonic() -> float:
 def set_clock(clock: Clock | None) -> Clock:
     """Make ``clock`` the process clock (``None``: ``time.monotonic``); returns the previous one.
 
-    Meant for tests: components compare times taken before and after the
-    change, so call it between tests (``resilience_django.testing.use_clock``
-    resets them around it), not while requests are running.
+    Call it between tests, not while requests run: times taken on one clock
+    mean nothing on the other.
     """
     global source
     previous = source

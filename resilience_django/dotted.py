@@ -1,13 +1,8 @@
 """Import a ``module.attribute`` dotted path, with every failure as ``ImportError``.
 
-Importing runs the module's code, which can fail in any way: a ``SyntaxError``,
-Django's ``ImproperlyConfigured`` (``django.contrib.gis`` without GDAL), a
-``TypeError`` for a relative path.  Callers report a path that cannot be
-used as a check error or a form error; they catch ``ImportError`` alone and
-stay correct whatever the module raises.
-
-Only settings (code) and admin values the settings allow reach this
-function: see ``admin_choices.py``.
+Importing runs the module's code, which can fail in any way (a ``SyntaxError``,
+Django's ``ImproperlyConfigured``); callers catch ``ImportError`` alone.  Only
+settings and admin values the settings allow reach it (``admin_choices.py``).
 """
 
 from __future__ import annotations

@@ -14,10 +14,8 @@ A daemon thread per process (never the request path):
   opens one, and reads the markers every ``shared_poll`` so every process opens
   together.
 
-The store is the one ``resilience_django.fleetstore`` chooses: Redis when one is
-configured, else the Django cache ``FLEET.CACHE`` when it is shared between
-processes, else the database (``FLEET.STORE`` forces one).  A process that stops
-publishing disappears after ``FLEET.TTL`` seconds.  A process starts its
+The store is the one ``resilience_django.fleetstore`` chooses.  A process that
+stops publishing disappears after ``FLEET.TTL`` seconds.  A process starts its
 fleet thread when it first uses a breaker (the registry's ``on_create`` hook,
 connected by ``wiring.py``) or builds its runtime (first request).
 """
@@ -31,6 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from . import fleetstore
@@ -42,18 +41,9 @@ from .conf import get_settings
 from .fleetstore import FleetStore, command_seq
 
 __all__ = [
-    "ACTIONS",
-    "FleetPublisher",
-    "breaker_rows",
-    "fleet_processes",
-    "fleet_snapshot",
-    "get_store",
-    "on_breaker_created",
-    "process_report",
-    "send_command",
-    "start",
-    "start_reporting",
-]
+    "ACTIONS", "FleetPublisher", "breaker_rows", "fleet_processes", "fleet_snapshot", "get_store",
+    "on_breaker_created", "process_report", "send_command", "start", "start_reporting",
+]  # fmt: skip
 
 logger = logging.getLogger("resilience_django.breakers")
 ACTIONS = ("force_open", "force_close", "reset", "disable")
@@ -61,37 +51,24 @@ SHARED_REASON = "opened by another process"
 
 
 def _apply(breaker: Breaker, action: str) -> None:
-    if action == "force_open":
-        breaker.force_open()
-    elif action == "force_close":
-        breaker.force_close()
-    elif action == "reset":
-        breaker.reset()
-    elif action == "disable":
-        breaker.disable()
+    if action in ACTIONS:  # a store holds what any version of any process wrote
+        getattr(breaker, action)()
 
 
+@dataclass(eq=False)
 class FleetPublisher:
     """The per-process fleet thread; :meth:`tick` is one round, for tests to drive."""
 
-    def __init__(
-        self,
-        store: FleetStore,
-        breakers: Callable[[], list[Breaker]],
-        *,
-        ttl: float = 10.0,
-        interval: float = 1.0,
-        command_poll: float = 0.5,
-        clock: Clock = monotonic,
-        wall: Clock = time.time,
-    ) -> None:
-        self.store = store
-        self.breakers = breakers
-        self.ttl = ttl
-        self.interval = interval
-        self.command_poll = command_poll
-        self.clock = clock
-        self.wall = wall
+    store: FleetStore
+    breakers: Callable[[], list[Breaker]]
+    _: KW_ONLY
+    ttl: float = 10.0
+    interval: float = 1.0
+    command_poll: float = 0.5
+    clock: Clock = monotonic
+    wall: Clock = time.time
+
+    def __post_init__(self) -> None:
         self.host = socket.gethostname()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -115,8 +92,6 @@ class FleetPublisher:
         self._next_publish = self._next_command = 0.0
         self._next_shared: dict[str, float] = {}
         self._error_logged = 0.0
-
-    # -- wiring ------------------------------------------------------------------
 
     def attach(self, breaker: Breaker) -> None:
         """Follow ``breaker``'s transitions (and hand it any command waiting for it)."""
@@ -165,15 +140,9 @@ class FleetPublisher:
                     logger.warning("breaker fleet store unavailable: %r", exc)
                 with contextlib.suppress(Exception):
                     self.store.recover()
-            self._wake.wait(self._sleep_time())
+            due = min([self._next_publish, self._next_command, *self._next_shared.values()])
+            self._wake.wait(min(max(due - self.clock(), 0.01), self.command_poll))
             self._wake.clear()
-
-    def _sleep_time(self) -> float:
-        now = self.clock()
-        due = min([self._next_publish, self._next_command, *self._next_shared.values()])
-        return min(max(due - now, 0.01), self.command_poll)
-
-    # -- one round -------------------------------------------------------------
 
     def tick(self) -> None:
         now = self.clock()
@@ -272,10 +241,6 @@ def get_store() -> FleetStore | None:
     return fleetstore.get_store()
 
 
-def _ttl() -> float:
-    return get_settings().fleet.ttl
-
-
 def start() -> FleetPublisher | None:
     """Start this process's fleet thread (idempotent); ``None`` when the fleet is off."""
     global _publisher
@@ -284,14 +249,10 @@ def start() -> FleetPublisher | None:
             store = get_store()
             if store is None:
                 return None
-            ttl = _ttl()
-            _publisher = FleetPublisher(
-                store,
-                registry.created,
-                ttl=ttl,
-                # Three reports per TTL at least, so one lost report never drops a process.
-                interval=min(store.publish_every, ttl / 3),
-            )
+            ttl = get_settings().fleet.ttl
+            # Three reports per TTL at least, so one lost report never drops a process.
+            interval = min(store.publish_every, ttl / 3)
+            _publisher = FleetPublisher(store, registry.created, ttl=ttl, interval=interval)
             for breaker in registry.created():
                 _publisher.attach(breaker)
         _publisher.start()
@@ -373,7 +334,7 @@ def fleet_processes(*, fresh_counts: bool = True) -> list[dict[str, Any]]:
     store = get_store()
     if store is None:
         return [process_report(all_breakers())]
-    procs = [dict(p) for p in store.processes(_ttl()) if isinstance(p, Mapping)]
+    procs = [dict(p) for p in store.processes(get_settings().fleet.ttl) if isinstance(p, Mapping)]
     if not fresh_counts:
         return procs
     host, pid = socket.gethostname(), os.getpid()
@@ -391,20 +352,16 @@ def fleet_processes(*, fresh_counts: bool = True) -> list[dict[str, Any]]:
 
 def breaker_rows(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per breaker per process: the breaker's snapshot plus host, pid, time."""
-    rows = []
-    for proc in procs:
-        for snap in proc.get("breakers") or []:
-            rows.append(
-                {**snap, "host": proc.get("host"), "pid": proc.get("pid"), "time": proc.get("time")}
-            )
+    rows = [
+        {**snap, "host": proc.get("host"), "pid": proc.get("pid"), "time": proc.get("time")}
+        for proc in procs
+        for snap in proc.get("breakers") or []
+    ]
     return sorted(rows, key=lambda r: (str(r.get("name")), str(r.get("host")), r.get("pid") or 0))
 
 
 def fleet_snapshot() -> list[dict[str, Any]]:
-    """One row per breaker per live process: the breaker's snapshot plus host, pid, time.
-
-    Without a fleet store, the rows describe this process only.
-    """
+    """:func:`breaker_rows` of every live process (without a fleet store: this one)."""
     return breaker_rows(fleet_processes())
 
 

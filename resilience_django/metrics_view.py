@@ -1,14 +1,10 @@
 """The metrics view: Prometheus exposition behind a switch and an access check.
 
-Off unless ``RESILIENCE["METRICS"]["ENABLED"]`` is True (404 otherwise, so the
-endpoint's existence is not advertised).  When on, a request is let in if any
-of these holds, else it gets 403:
-
-* its ``REMOTE_ADDR`` is in ``ALLOWED_NETWORKS`` (``X-Forwarded-For`` is never
-  consulted: scrapers talk to the workers directly, and a header any client can
-  set must not open the endpoint);
-* it carries ``Authorization: Bearer <BEARER_TOKEN>`` (compared in constant time);
-* ``ALLOW_STAFF`` is True (the default) and ``request.user`` is active staff.
+Off unless ``RESILIENCE["METRICS"]["ENABLED"]`` (404, so the endpoint is not
+advertised).  When on, a request gets in from ``ALLOWED_NETWORKS`` (by
+``REMOTE_ADDR`` only: a header any client can set must not open the endpoint),
+with ``Authorization: Bearer <BEARER_TOKEN>``, or as active staff with
+``ALLOW_STAFF``; else 403.
 """
 
 from __future__ import annotations
@@ -25,12 +21,7 @@ from .conf import get_settings
 from .observability.config import MetricsSettings
 from .observability.exposition import PrometheusMissing, render
 
-__all__ = ["metrics_settings", "metrics_view"]
-
-
-def metrics_settings() -> MetricsSettings:
-    """The parsed ``RESILIENCE["METRICS"]`` (part of the package settings and their cache)."""
-    return get_settings().metrics
+__all__ = ["metrics_view"]
 
 
 def _allowed(request: HttpRequest, settings: MetricsSettings) -> bool:
@@ -59,7 +50,7 @@ def _allowed(request: HttpRequest, settings: MetricsSettings) -> bool:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Serve the Prometheus exposition of this process, or of all workers in multiprocess mode."""
-    settings = metrics_settings()
+    settings = get_settings().metrics
     if not settings.enabled:
         raise Http404("metrics are not enabled")
     if not _allowed(request, settings):

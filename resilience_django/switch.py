@@ -1,13 +1,8 @@
-"""The process-wide switch that turns rate limits and load shedding off.
+"""The process-wide switch that turns rate limits and load shedding off (for tests).
 
-For tests (``resilience_django.testing.disable_limits``): a test about a
-view's behaviour should not get a 429 because an earlier test spent the
-quota, nor a 503 because the suite runs requests in parallel.  Engines and
-shedders read the switch when they are built, not per request, so the hot
-path pays nothing for it; flipping it calls the ``on_change`` callbacks, and
-``conf`` registers one that drops the parsed settings, so every engine is
-rebuilt on the next request (this module knows nothing of ``conf``: it is
-part of the framework-free core).
+Engines and shedders read it when they are built, so the hot path pays nothing;
+flipping it calls the ``on_change`` callbacks (``conf`` registers one that drops
+the parsed settings, so every engine is rebuilt on the next request).
 """
 
 from __future__ import annotations

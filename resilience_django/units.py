@@ -13,23 +13,10 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
-    "MAX_BURST",
-    "MAX_CONCURRENT",
-    "MAX_COUNT",
-    "MAX_DEADLINE",
-    "MAX_DURATION",
-    "MAX_LOCAL_KEYS",
-    "MAX_QUEUE",
-    "MAX_RATE_COUNT",
-    "MAX_RATE_PERIOD",
-    "MIN_RATE_PERIOD",
-    "Rate",
-    "bounded_int",
-    "parse_deadline_budget",
-    "parse_duration",
-    "parse_rate",
-    "safe_repr",
-]
+    "MAX_BURST", "MAX_CONCURRENT", "MAX_COUNT", "MAX_DEADLINE", "MAX_DURATION", "MAX_LOCAL_KEYS",
+    "MAX_QUEUE", "MAX_RATE_COUNT", "MAX_RATE_PERIOD", "MIN_RATE_PERIOD", "Rate", "bounded_int",
+    "parse_deadline_budget", "parse_duration", "parse_rate", "safe_repr",
+]  # fmt: skip
 
 # The ranges.  Each is far above any sane setting and far below what would
 # overflow a C integer, a float, Redis' millisecond expiries or PostgreSQL's
@@ -53,13 +40,7 @@ MAX_QUEUE = 1_000_000
 #: Any other count: breaker thresholds and trial calls, fallback failures and probes.
 MAX_COUNT = 1_000_000
 
-_UNIT_SECONDS = {
-    "ms": 0.001,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-}
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
 # A period in a rate may be a bare unit ("m") or a count and a unit ("30s").
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
@@ -74,14 +55,9 @@ def parse_duration(value: str | int | float, *, maximum: float = MAX_DURATION) -
     >>> parse_duration("800ms"), parse_duration("30s"), parse_duration("5m")
     (0.8, 30.0, 300.0)
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{_short(value)} is not a duration")
-    if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int past float's range
-            seconds = float("inf")
-    elif isinstance(value, str):
+    if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
             raise ValueError(
@@ -90,8 +66,11 @@ def parse_duration(value: str | int | float, *, maximum: float = MAX_DURATION) -
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError(f"{_short(value)} is not a duration")
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range
+            seconds = float("inf")
+    if not 0 <= seconds < float("inf"):  # NaN fails both
         raise ValueError(f"{_short(value)} is not a duration: it must be a finite number >= 0")
     if seconds > maximum:
         raise ValueError(
@@ -147,7 +126,7 @@ def _describe(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-_DISPLAY_UNITS = (("d", DAY), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 0.001))
+_DISPLAY_UNITS = tuple(reversed(_UNIT_SECONDS.items()))  # the largest first
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,12 @@ import-linter contracts in ``pyproject.toml`` hold it to that — so what it
 needs from here is handed to it:
 
 * the breaker registry takes its policies from ``RESILIENCE["BREAKERS"]``
-  (settings win on a shared name) and from the admin's breaker policies; it
-  is reconfigured when either changes (``live._on_settings_reload`` and
-  ``live.reload_now``);
-* every breaker transition is sent as Django's ``breaker_state_changed``
-  signal (``signals.py``);
+  (settings win on a shared name), then the admin's;
+* every breaker transition is sent as Django's ``breaker_state_changed`` signal;
 * every breaker the registry creates joins the fleet (``fleet.py``).
 
-:func:`connect` runs from ``AppConfig.ready()`` and from the first parse of
-the settings (``conf.get_settings``), so a project that configures Django
-without the app in ``INSTALLED_APPS`` (the benchmarks) is wired as soon as
-anything reads the settings — its first request, at the latest.
+:func:`connect` runs from ``AppConfig.ready()`` and from the first parse of the
+settings, so a project without the app in ``INSTALLED_APPS`` is wired too.
 """
 
 from __future__ import annotations
@@ -83,19 +78,13 @@ def send_signal(transition: Transition) -> None:
     """Send ``breaker_state_changed``; runs on the breaker's listener thread."""
     from .signals import breaker_state_changed
 
+    t = transition
     for receiver, result in breaker_state_changed.send_robust(
-        sender=Breaker,
-        name=transition.breaker,
-        from_state=transition.from_state,
-        to_state=transition.to_state,
-        reason=transition.reason,
-        transition=transition,
-    ):
+        sender=Breaker, name=t.breaker, from_state=t.from_state, to_state=t.to_state,
+        reason=t.reason, transition=t,
+    ):  # fmt: skip
         if isinstance(result, Exception):
             logger.error(
                 "breaker %s: breaker_state_changed receiver %r raised %r",
-                transition.breaker,
-                receiver,
-                result,
-                extra={"breaker": transition.breaker},
-            )
+                t.breaker, receiver, result, extra={"breaker": t.breaker},
+            )  # fmt: skip

@@ -1,22 +1,16 @@
 """State-change announcements that never block or break the caller.
 
-A transition is put on a queue (a non-blocking, lock-cheap ``SimpleQueue.put``)
-and a daemon thread, the dispatcher, delivers it: it logs the transition on
-the ``resilience_django.breakers`` logger, updates the Prometheus metrics and
-hands it to each listener's own worker.  The dispatcher also flushes each
-breaker's call counters to Prometheus about once a second, so the hot path
-never touches a Prometheus label lookup.
+A transition is put on a queue (a non-blocking ``SimpleQueue.put``) and a daemon
+thread, the dispatcher, logs it on ``resilience_django.breakers``, updates the
+Prometheus metrics and hands it to each listener's own worker.  The dispatcher
+also flushes each breaker's call counters to Prometheus about once a second, so
+the hot path never touches a Prometheus label lookup.
 
-Why a worker per listener: listeners are code we do not control (the Django
-signal's receivers, a user's ``add_listener``) next to our own (the fleet
-publisher).  One that takes seconds must not hold up the logs and metrics, the
-fleet's propagation, or any other listener.  Each distinct listener gets a
-daemon thread with a bounded queue (``LISTENER_QUEUE`` transitions; beyond
-that, its transitions are dropped and counted in a warning, so a stuck listener
-cannot grow memory), which hands it transitions in order and ends after
-``_IDLE`` seconds without any.  An exception in a listener is logged and
-swallowed.  Django signal receivers share the one signal listener, as Django
-calls them one after another.
+Why a worker per listener: listeners are code we do not control (signal
+receivers, a user's ``add_listener``) next to our own (the fleet publisher); one
+that takes seconds must hold up nothing else.  Each worker has a bounded queue
+(``LISTENER_QUEUE``; beyond it transitions are dropped and counted in a warning),
+delivers in order and ends after ``_IDLE`` idle seconds (docs/breakers.md).
 """
 
 from __future__ import annotations
@@ -124,25 +118,17 @@ def _ensure_thread() -> None:
 
 
 def _deliver(transition: Transition, listeners: tuple[Listener, ...]) -> None:
+    t = transition
     logger.warning(
-        "breaker %s: %s -> %s (%s)",
-        transition.breaker,
-        transition.from_state,
-        transition.to_state,
-        transition.reason,
-        extra={
-            "breaker": transition.breaker,
-            "from_state": transition.from_state,
-            "to_state": transition.to_state,
-            "reason": transition.reason,
-            "generation": transition.generation,
-        },
-    )
+        "breaker %s: %s -> %s (%s)", t.breaker, t.from_state, t.to_state, t.reason,
+        extra={"breaker": t.breaker, "from_state": t.from_state, "to_state": t.to_state,
+               "reason": t.reason, "generation": t.generation},
+    )  # fmt: skip
     try:
-        metrics.breaker_transition(transition.breaker, transition.from_state, transition.to_state)
-        metrics.breaker_state(transition.breaker, _metric_state(transition.to_state))
+        metrics.breaker_transition(t.breaker, t.from_state, t.to_state)
+        metrics.breaker_state(t.breaker, _metric_state(t.to_state))
     except Exception:  # metrics must never stop listeners from hearing the news
-        logger.exception("breaker %s: metrics update failed", transition.breaker)
+        logger.exception("breaker %s: metrics update failed", t.breaker)
     for listener in listeners:
         _hand_over(listener, transition)
 
@@ -207,37 +193,31 @@ def _key(listener: Listener) -> Hashable:
     return listener
 
 
-def _hand_over(listener: Listener, item: Transition | _Barrier) -> bool:
+def _hand_over(listener: Listener, transition: Transition) -> None:
     key = _key(listener)
     with _workers_lock:
         worker = _workers.get(key)
         if worker is None:
             worker = _workers[key] = _Worker(key, listener)
-            threading.Thread(
-                target=worker.run, name="resilience-breaker-listener", daemon=True
-            ).start()
-        accepted = worker.offer(item)
-    if not accepted and isinstance(item, Transition):
-        dropped = worker.dropped
-        if dropped & (dropped - 1) == 0:  # 1, 2, 4, 8...: a stuck listener logs rarely
-            logger.warning(
-                "breaker %s: listener %r is %d transitions behind; dropped %d so far",
-                item.breaker, listener, LISTENER_QUEUE, dropped,
-                extra={"breaker": item.breaker},
-            )  # fmt: skip
-    return accepted
+            name = "resilience-breaker-listener"
+            threading.Thread(target=worker.run, name=name, daemon=True).start()
+        if worker.offer(transition):
+            return
+    dropped = worker.dropped
+    if dropped & (dropped - 1) == 0:  # 1, 2, 4, 8...: a stuck listener logs rarely
+        logger.warning(
+            "breaker %s: listener %r is %d transitions behind; dropped %d so far",
+            transition.breaker, listener, LISTENER_QUEUE, dropped,
+            extra={"breaker": transition.breaker},
+        )  # fmt: skip
 
 
 def _call(listener: Listener, transition: Transition) -> None:
     try:
         listener(transition)
     except Exception:
-        logger.exception(
-            "breaker %s: listener %r raised",
-            transition.breaker,
-            listener,
-            extra={"breaker": transition.breaker},
-        )
+        name = transition.breaker
+        logger.exception("breaker %s: listener %r raised", name, listener, extra={"breaker": name})
 
 
 def _pass_barrier(barrier: _Barrier) -> None:
@@ -251,30 +231,25 @@ def _pass_barrier(barrier: _Barrier) -> None:
     barrier.reached()
 
 
+_METRIC_STATES = {"forced_open": "open", "disabled": "closed", "metrics_only": "closed"}
+
+
 def _metric_state(state: str) -> str:
-    if state == "forced_open":
-        return "open"
-    if state in ("disabled", "metrics_only"):
-        return "closed"
-    return state
+    return _METRIC_STATES.get(state, state)
 
 
 def _flush_counters() -> None:
+    # metrics.breaker_call() adds one; batches need the collector itself.
+    counter = metrics._get("breaker_calls")
     for breaker in list(_breakers):
         try:
             for outcome, delta in breaker._counter_deltas():
-                _inc_calls(breaker.name, outcome, delta)
+                if counter is not None:
+                    counter.labels(breaker.name, outcome).inc(delta)
             # Also keeps the gauge right for breakers that never changed state.
             metrics.breaker_state(breaker.name, _metric_state(breaker.state))
         except Exception:
             logger.exception("breaker %s: counter flush failed", breaker.name)
-
-
-def _inc_calls(name: str, outcome: str, delta: int) -> None:
-    # metrics.breaker_call() adds one; batches need the collector itself.
-    counter = metrics._get("breaker_calls")
-    if counter is not None and delta > 0:
-        counter.labels(name, outcome).inc(delta)
 
 
 def _run() -> None:

@@ -15,24 +15,10 @@ is configured, else a shared cache, else the database.
 
 from __future__ import annotations
 
-from .base import (
-    COMMAND_LOG,
-    COMMAND_TTL,
-    VERSION_KEY,
-    CommandBatch,
-    FleetStore,
-    command_seq,
-)
+from .base import COMMAND_LOG, COMMAND_TTL, VERSION_KEY, CommandBatch, FleetStore, command_seq
 from .select import choose, get_store, reset
 
 __all__ = [
-    "COMMAND_LOG",
-    "COMMAND_TTL",
-    "VERSION_KEY",
-    "CommandBatch",
-    "FleetStore",
-    "choose",
-    "command_seq",
-    "get_store",
-    "reset",
-]
+    "COMMAND_LOG", "COMMAND_TTL", "VERSION_KEY", "CommandBatch", "FleetStore", "choose",
+    "command_seq", "get_store", "reset",
+]  # fmt: skip

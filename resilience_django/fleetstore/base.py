@@ -7,14 +7,9 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 __all__ = [
-    "COMMAND_LOG",
-    "COMMAND_TTL",
-    "READ_BATCH",
-    "VERSION_KEY",
-    "CommandBatch",
-    "FleetStore",
+    "COMMAND_LOG", "COMMAND_TTL", "READ_BATCH", "VERSION_KEY", "CommandBatch", "FleetStore",
     "command_seq",
-]
+]  # fmt: skip
 
 VERSION_KEY = "resilience:admin-rules:version"
 """Where the Redis and cache stores keep the admin rules' version (no prefix: every
@@ -50,6 +45,7 @@ class FleetStore(Protocol):
     Only background threads (the live-reload and fleet threads) and operator
     tools (the admin, ``resilience_status``) call a store, never a request.
     Every method may raise when the store is unreachable; callers log and retry.
+    The backends inherit the two no-op defaults below.
     """
 
     @property
@@ -73,7 +69,8 @@ class FleetStore(Protocol):
     # -- operator commands: a numbered log, and each breaker's latest -------------------------
     def send_command(self, breaker: str, action: str) -> int: ...
     def read_commands(self, after: int | None) -> CommandBatch: ...
-    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None: ...
+    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
+        return None  # a store whose standing map is exact (a script, a query) never lags
 
     # -- shared breakers' open-until markers ---------------------------------------------------
     def set_open_until(self, breaker: str, until: float) -> None: ...
@@ -81,8 +78,9 @@ class FleetStore(Protocol):
 
     def recover(self) -> None:
         """Called by a background thread after a failed round: drop what may be broken
-        (the database store closes that thread's connection; the others keep theirs)."""
-        ...
+        (the database store closes that thread's connection; the others reconnect by
+        themselves)."""
+        return None
 
 
 def command_seq(command: Mapping[str, Any]) -> int:

@@ -4,7 +4,7 @@ A sender claims command number ``n`` with ``cache.add("cmd:<n>")`` and tries
 ``n + 1`` when it is taken.  ``add`` is atomic in Django's Redis, Memcached,
 database and local-memory caches (and django-redis); the file-based cache's
 ``add`` is check-then-write, so with it the senders take a file lock in the
-cache's directory (:class:`FileLock`).  Entries expire after
+cache's directory (:func:`file_lock`).  Entries expire after
 :data:`COMMAND_TTL`; the standing map is a checkpoint that readers write.
 """
 
@@ -19,38 +19,33 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from . import base
-from .base import VERSION_KEY, CommandBatch, safe_key
+from .base import VERSION_KEY, CommandBatch, FleetStore, safe_key
 
-__all__ = ["CacheStore", "FileLock"]
+__all__ = ["CacheStore", "file_lock"]
 
 logger = logging.getLogger("resilience_django.breakers")
 _PROBE = 4  # log entries read along with the head in the steady-state poll
 
 
-class FileLock:
+@contextlib.contextmanager
+def file_lock(path: str) -> Iterator[None]:
     """An exclusive lock on ``path`` across processes (and threads: one open file each)."""
+    from django.core.files import locks
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        from django.core.files import locks
-
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path, "a+b") as f:
-            locks.lock(f, locks.LOCK_EX)
-            try:
-                yield
-            finally:
-                locks.unlock(f)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+b") as f:
+        locks.lock(f, locks.LOCK_EX)
+        try:
+            yield
+        finally:
+            locks.unlock(f)
 
 
-class CacheStore:
+class CacheStore(FleetStore):
     """Fleet state in a Django cache (cross-process only with a shared backend).
 
     ``lock`` serializes senders; pass one when the backend's ``add`` is not
-    atomic (the file-based cache: ``FileLock(<its directory>/...)``).
+    atomic (the file-based cache: ``partial(file_lock, <its directory>/...)``).
     """
 
     kind = "cache"
@@ -171,6 +166,3 @@ class CacheStore:
         keys = {f"{self.p}:open:{safe_key(b)}": b for b in breakers}
         found = self.cache.get_many(list(keys))
         return {keys[k]: float(v) for k, v in found.items()}
-
-    def recover(self) -> None:
-        pass  # the cache backend reconnects by itself

@@ -1,12 +1,8 @@
 """The fleet store in the project's database: works with nothing else shared.
 
-What it costs (see docs/deployment.md): per process, one report upsert every
-:attr:`DatabaseStore.publish_every` seconds, one primary-key range read of the
-command log about twice a second, one read of the admin rules' version per
-``RELOAD_INTERVAL`` while the process serves requests, and a clean-up once a
-minute (dead processes, commands older than :data:`COMMAND_TTL` but each
-breaker's latest, expired open markers).  The background threads keep their
-connection between rounds and drop it after a failure.
+What it costs per process is in docs/deployment.md; a clean-up once a minute
+drops dead processes, commands older than :data:`COMMAND_TTL` (but each
+breaker's latest) and expired open markers.
 
 **Command order.**  A command's number is its row id.  Ids are handed out at
 insert but become visible at commit, so two senders could commit 12 before
@@ -36,7 +32,7 @@ from django.db.models import Max, Model, Subquery
 from django.db.models.functions import Now
 
 from . import base
-from .base import CommandBatch
+from .base import CommandBatch, FleetStore
 
 __all__ = ["DatabaseStore"]
 
@@ -56,7 +52,7 @@ def _ago(seconds: float) -> Any:
     return Now() - timedelta(seconds=seconds)
 
 
-class DatabaseStore:
+class DatabaseStore(FleetStore):
     """Fleet state in Django models (``FleetProcess``, ``FleetCommand``, ``FleetValue``)."""
 
     kind = "database"
@@ -67,22 +63,15 @@ class DatabaseStore:
     def __init__(self) -> None:
         self._next_housekeeping = 0.0
 
-    # -- the admin rules' version ------------------------------------------------------------
-
     def version(self) -> str | None:
         from ..models import BreakerPolicy, FleetValue, LimitRule, RouteDeadline, SheddingRule
 
-        rule_models: tuple[type[Model], ...] = (
-            LimitRule,
-            BreakerPolicy,
-            RouteDeadline,
-            SheddingRule,
-        )
+        rules: tuple[type[Model], ...] = (LimitRule, BreakerPolicy, RouteDeadline, SheddingRule)
         latest = {
             f"m{i}": Subquery(
                 model._default_manager.order_by("-updated_at").values("updated_at")[:1]
             )
-            for i, model in enumerate(rule_models)
+            for i, model in enumerate(rules)
         }
         row = (
             FleetValue.objects.filter(key=_VERSION)
@@ -94,8 +83,6 @@ class DatabaseStore:
 
     def bump_version(self, token: str) -> None:
         self._put(_VERSION, token)
-
-    # -- process reports --------------------------------------------------------------------
 
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None:
         from ..models import FleetProcess
@@ -131,8 +118,6 @@ class DatabaseStore:
         )
         FleetValue.objects.filter(expires_at__lt=Now()).delete()
 
-    # -- operator commands ------------------------------------------------------------------
-
     def send_command(self, breaker: str, action: str) -> int:
         from ..models import FleetCommand, FleetValue
 
@@ -163,11 +148,6 @@ class DatabaseStore:
         log = [_command(r) for r in rows[: base.READ_BATCH]]
         return CommandBatch(None, log, log[-1]["seq"] if log else after)
 
-    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
-        pass  # the standing commands are a query, never stale
-
-    # -- shared breakers ---------------------------------------------------------------------
-
     def set_open_until(self, breaker: str, until: float) -> None:
         seconds = until - time.time()
         if seconds > 0:
@@ -190,8 +170,6 @@ class DatabaseStore:
         from ..models import FleetProcess
 
         connections[router.db_for_write(FleetProcess)].close()
-
-    # -- helpers -----------------------------------------------------------------------------
 
     def _put(self, key: str, value: str, **fields: Any) -> None:
         from ..models import FleetValue

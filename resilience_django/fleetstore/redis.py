@@ -16,12 +16,12 @@ from importlib import resources
 from typing import Any
 
 from . import base
-from .base import VERSION_KEY, CommandBatch, command_seq, safe_key, text
+from .base import VERSION_KEY, CommandBatch, FleetStore, command_seq, safe_key, text
 
 __all__ = ["RedisStore"]
 
 
-class RedisStore:
+class RedisStore(FleetStore):
     """Fleet state in Redis, under ``prefix`` (all keys share one hash tag for Cluster)."""
 
     kind = "redis"
@@ -83,9 +83,6 @@ class RedisStore:
         standing = {text(k): json.loads(v) for k, v in raw_standing.items()}
         return CommandBatch(standing, [], int(head_raw or 0))
 
-    def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
-        pass  # the script keeps the standing map exact
-
     def set_open_until(self, breaker: str, until: float) -> None:
         ms = int((until - time.time()) * 1000)
         if ms > 0:
@@ -96,6 +93,3 @@ class RedisStore:
             return {}
         values = self.client.mget([f"{self.p}:open:{safe_key(b)}" for b in breakers])
         return {b: float(v) for b, v in zip(breakers, values, strict=True) if v is not None}
-
-    def recover(self) -> None:
-        pass  # redis-py reconnects by itself

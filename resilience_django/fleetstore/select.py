@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Any
@@ -39,20 +40,14 @@ def per_process_cache(alias: str) -> bool:
     return backend.rsplit(".", 1)[-1] in PER_PROCESS_CACHES
 
 
-def _redis_configured(settings: ResilienceSettings) -> bool:
-    redis = settings.redis
-    return bool(settings.fleet.url or redis.get("URL")) or (
-        settings.backend == "redis" and bool(redis)
-    )
-
-
 def choose(settings: ResilienceSettings | None = None) -> str:
     """``"redis"``, ``"cache"`` or ``"database"``: the store these settings use."""
     settings = settings or get_settings()
     forced = settings.fleet.store
     if forced is not None:
         return forced
-    if _redis_configured(settings):
+    redis = settings.redis
+    if settings.fleet.url or redis.get("URL") or (settings.backend == "redis" and redis):
         return "redis"
     return FALLBACK if per_process_cache(settings.fleet.cache) else "cache"
 
@@ -93,26 +88,23 @@ def _sender_lock(alias: str) -> Any:
     from django.core.cache import caches
     from django.core.cache.backends.filebased import FileBasedCache
 
-    from .cache import FileLock
+    from .cache import file_lock
 
     if not isinstance(caches[alias], FileBasedCache):
         return None  # add() is atomic: no lock needed
     # Its add() is check-then-write: serialize senders with a lock beside the cache
     # files (the cache's own clear and cull only touch *.djcache files).
     location = os.path.abspath(str(settings.CACHES[alias]["LOCATION"]))
-    return FileLock(os.path.join(location, "resilience-fleet-commands.lock"))
+    return functools.partial(file_lock, os.path.join(location, "resilience-fleet-commands.lock"))
 
 
 def get_store() -> FleetStore:
     """This process's store for the current settings (built once; raises on bad settings)."""
     global _store
-    store = _store
-    if store is None:
-        with _lock:
-            if _store is None:
-                _store = build()
-            store = _store
-    return store
+    with _lock:  # callers are background threads and operator tools, never a request
+        if _store is None:
+            _store = build()
+        return _store
 
 
 def reset() -> None:

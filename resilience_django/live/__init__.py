@@ -1,44 +1,14 @@
 """Admin-defined rules in force in every worker within about a second.
 
-How a change travels (no restart, no database query per request):
-
-1. The admin saves a row.  ``post_save``/``post_delete`` schedule
-   :func:`bump` with ``transaction.on_commit``, so a rolled-back change bumps
-   nothing and a reader never sees the bump before the row.
-2. :func:`bump` writes a fresh token as the version in the fleet store
-   (``resilience_django.fleetstore``): Redis when one is configured, else a
-   shared Django cache, else the database itself, so it works with nothing
-   shared between workers but the database.
-3. Every process calls :func:`maybe_reload` on its request path.  When not due
-   it is two global reads and a float compare: no lock, no allocation.  At most
-   every ``RESILIENCE["RELOAD_INTERVAL"]`` (default 1 s) it wakes a background
-   thread, which reads the version (with the database store: one small query,
-   which also sees an edit that set ``updated_at`` without a signal) and, when
-   it changed, reloads the rules from the database and swaps
-   :func:`admin_rules` whole.  The next :func:`maybe_reload` returns ``True``
-   once, so the caller rebuilds what it compiled from them.  The request never
-   waits for the store or the database.
-
-With ``RELOAD_INTERVAL: None`` admin rules are off: no thread, no version
-store, no database reads; :func:`admin_rules` is empty, so the settings rules
-alone are in force.
-
-If the store or the database fails, the rules loaded last (at first: none,
-so the settings rules alone) stay in force, the error is logged at most once
-a minute, and the thread tries again at the next interval.  A single row that
-cannot be loaded (a dotted path ``ADMIN_CHOICES`` does not list, a module
-whose import raises) is left out and listed in ``AdminRules.skipped``; it
-never stops the other rows from loading.
-
-Precedence: a settings rule and an admin rule with the same name (limit rule
-name, breaker name, deadline route, shedding rule name) → **the settings rule
-wins**; the admin rule is left out of :func:`admin_rules` and listed in
-``conflicts`` (the admin shows it as "overridden by settings").  Otherwise both
-apply.  Shedding rules are tried in order and the first match decides, so the
-settings rules come first there too: an admin shedding rule only gets the
-requests no settings shedding rule matches.  A settings change
-(``override_settings``) recomputes the precedence at once from the rows loaded
-last, so two rules of one name are never both in force.
+A committed admin save or delete calls :func:`bump` (``transaction.on_commit``),
+which writes a fresh token as the version in the fleet store.  Every process
+calls :func:`maybe_reload` on its request path: when not due, two global reads
+and a float compare.  At most every ``RELOAD_INTERVAL`` it wakes a background
+thread that reads the version and, when it changed, reloads the rules and swaps
+:func:`admin_rules` whole; the next :func:`maybe_reload` returns ``True`` once.
+The request never waits for the store or the database; when either fails, the
+rules loaded last stay in force.  A settings rule and an admin rule of one name:
+the settings rule wins.  docs/admin.md ("Live reload") tells the whole story.
 """
 
 from __future__ import annotations
@@ -64,23 +34,12 @@ from .rules import (
 )
 
 __all__ = [
-    "VERSION_KEY",
-    "AdminRules",
-    "admin_rules",
-    "build_admin_rules",
-    "bump",
-    "connect_signals",
-    "enabled",
-    "load_admin_rules",
-    "maybe_reload",
-    "read_admin_rows",
-    "reload_now",
-    "row_problem",
+    "VERSION_KEY", "AdminRules", "admin_rules", "build_admin_rules", "bump", "connect_signals",
+    "enabled", "load_admin_rules", "maybe_reload", "read_admin_rows", "reload_now", "row_problem",
     "settings_names",
-]
+]  # fmt: skip
 
 logger = logging.getLogger("resilience_django.live")
-
 
 _EMPTY = AdminRules()
 _UNSET = object()
@@ -94,15 +53,18 @@ class _State:
     )  # fmt: skip
 
     def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.failed = False  # the last round failed: drop its connections
+        self.clear()
+
+    def clear(self) -> None:
         self.rules = _EMPTY
         # The rows the rules were built from, to rebuild them when settings change.
         self.rows: AdminRows | None = None
         self.loaded_version: object = _UNSET
         self.interval: float | None = None
         self.store: FleetStore | None = None
-        self.thread: threading.Thread | None = None
         self.error_logged = -1e9
-        self.failed = False  # the last round failed: drop its connections
 
 
 _state = _State()
@@ -153,14 +115,13 @@ def _interval() -> float:
 
 
 def _kick() -> None:
-    thread = _state.thread
-    if thread is None or not thread.is_alive():
-        with _reload_lock:
-            thread = _state.thread
-            if thread is None or not thread.is_alive():
-                thread = threading.Thread(target=_run, name="resilience-live", daemon=True)
-                _state.thread = thread
-                thread.start()
+    with _reload_lock:  # taken at most once per interval, never per request
+        thread = _state.thread
+        if thread is None or not thread.is_alive():
+            thread = _state.thread = threading.Thread(
+                target=_run, name="resilience-live", daemon=True
+            )
+            thread.start()
     _wake.set()
 
 
@@ -282,12 +243,7 @@ def connect_signals(models: Iterable[Any]) -> None:
 def reset() -> None:
     """Forget everything loaded (settings changed, tests)."""
     global _changed, _next_check
-    _state.rules = _EMPTY
-    _state.rows = None
-    _state.loaded_version = _UNSET
-    _state.interval = None
-    _state.store = None
-    _state.error_logged = -1e9
+    _state.clear()
     _changed = False
     _next_check = 0.0
 

@@ -16,14 +16,9 @@ from ..routes import reject_regex
 from ..shedding.rules import SheddingRule, parse_shedding_rule
 
 __all__ = [
-    "AdminRows",
-    "AdminRules",
-    "build_admin_rules",
-    "load_admin_rules",
-    "read_admin_rows",
-    "row_problem",
-    "settings_names",
-]
+    "AdminRows", "AdminRules", "build_admin_rules", "load_admin_rules", "read_admin_rows",
+    "row_problem", "settings_names",
+]  # fmt: skip
 
 logger = logging.getLogger("resilience_django.live")
 
@@ -99,12 +94,8 @@ def read_admin_rows() -> AdminRows:
 
 
 def load_admin_rules() -> AdminRules:
-    """Read the enabled rows and parse them with the settings' own parsers.
-
-    A row that cannot be loaded (a dotted path settings do not allow, a value
-    written around the admin, a key function whose module no longer imports)
-    is left out, logged and listed in ``skipped``, never allowed to break the rest.
-    """
+    """Read the enabled rows and parse them with the settings' own parsers; a row that
+    cannot be loaded is left out, logged and listed in ``skipped``."""
     return build_admin_rules(read_admin_rows())
 
 
@@ -122,7 +113,7 @@ def build_admin_rules(rows: AdminRows) -> AdminRules:
         parsed: list[Any] = []
         for index, row in enumerate(kind_rows):
             fingerprint.append((kind, row.pk, row.updated_at))
-            name = _NAMES[kind](row)
+            name = row.route if kind == "route" else row.name
             if name in taken[kind]:
                 conflicts.append((kind, name))
                 continue
@@ -134,15 +125,11 @@ def build_admin_rules(rows: AdminRows) -> AdminRules:
             parsed.append(value)
         return parsed
 
-    limits = load("limit", rows.limit)
-    policies = load("breaker", rows.breaker)
-    budgets = load("route", rows.route)
-    shedding = load("shedding", rows.shedding)
     return AdminRules(
-        limit_rules=tuple(limits),
-        breaker_policies=dict(policies),
-        route_budgets=tuple(budgets),
-        shedding_rules=tuple(shedding),
+        limit_rules=tuple(load("limit", rows.limit)),
+        breaker_policies=dict(load("breaker", rows.breaker)),
+        route_budgets=tuple(load("route", rows.route)),
+        shedding_rules=tuple(load("shedding", rows.shedding)),
         conflicts=tuple(conflicts),
         skipped=tuple(skipped),
         fingerprint=tuple(fingerprint),
@@ -157,12 +144,6 @@ def row_problem(kind: str, row: Any) -> str | None:
     return _load_row(kind, row, 0, admin_choices())[1]
 
 
-_NAMES: dict[str, Callable[[Any], str]] = {
-    "limit": lambda r: r.name,
-    "breaker": lambda r: r.name,
-    "route": lambda r: r.route,
-    "shedding": lambda r: r.name,
-}
 # Admin rows take path prefixes and URL names only (allow_regex=False): a row
 # saved before regexes were refused is left out, as the form would refuse it.
 _PARSERS: dict[str, Callable[[Any, int], Any]] = {

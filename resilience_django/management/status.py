@@ -1,14 +1,9 @@
 """What ``manage.py resilience_status`` reports, gathered as one JSON-ready dict.
 
-The command runs in its own short-lived process, which serves no request: its
-own limiter and breakers say nothing.  So everything about the running service
-comes from the fleet store, where every worker publishes its report (breakers,
-limiter backend health, rejections; see ``fleet.py``).  The command
-adds what only configuration knows: every configured breaker (settings and
-admin, used or not) and every rule in force.
-
-Nothing here raises for an unreachable store or database: each becomes a line
-in the report and, for ``--check``, a reason for the exit status.
+The running service is seen through the fleet store (``fleet.py``); configuration
+adds every configured breaker and every rule in force.  Nothing here raises for
+an unreachable store or database: each becomes a line in the report and, for
+``--check``, a reason for the exit status.
 """
 
 from __future__ import annotations
@@ -107,13 +102,9 @@ def _configured_breakers(
     out = []
     for name in sorted(sources):
         states = [str(r.get("state")) for r in rows if r.get("name") == name]
+        counts = {s: states.count(s) for s in sorted(set(states))}
         out.append(
-            {
-                "name": name,
-                "source": sources[name],
-                "processes": len(states),
-                "states": {s: states.count(s) for s in sorted(set(states))},
-            }
+            {"name": name, "source": sources[name], "processes": len(states), "states": counts}
         )
     return out
 

@@ -43,28 +43,20 @@ def _bool(
     value = raw.get(key, default)
     if isinstance(value, bool):
         return value
-    errors.append(
-        ConfigError(
-            f"{_where(key)} must be True or False, not {value!r}",
-            check_id=check_id,
-            hint=f"Use {key}: {default}.",
-        )
-    )
+    message = f"{_where(key)} must be True or False, not {value!r}"
+    errors.append(ConfigError(message, check_id=check_id, hint=f"Use {key}: {default}."))
     # A typo must not switch the endpoint on: ENABLED falls back to off.
     return False if key == "ENABLED" else default
 
 
 def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
+    where = _where("ALLOWED_NETWORKS")
     if value is None:
         return ()
     if isinstance(value, str) or not isinstance(value, list | tuple):
-        errors.append(
-            ConfigError(
-                f"{_where('ALLOWED_NETWORKS')} must be a list of networks, not {value!r}",
-                check_id="resilience.E093",
-                hint="For example ['127.0.0.1/32', '10.0.0.0/8'].",
-            )
-        )
+        hint = "For example ['127.0.0.1/32', '10.0.0.0/8']."
+        message = f"{where} must be a list of networks, not {value!r}"
+        errors.append(ConfigError(message, check_id="resilience.E093", hint=hint))
         return ()
     networks: list[Network] = []
     for entry in value:
@@ -73,36 +65,25 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
                 raise TypeError(entry)
             networks.append(ipaddress.ip_network(entry, strict=False))
         except (TypeError, ValueError):
-            errors.append(
-                ConfigError(
-                    f"{_where('ALLOWED_NETWORKS')} has {entry!r}, which is not an IP network",
-                    check_id="resilience.E094",
-                    hint="Use CIDR notation such as '10.0.0.0/8' or a single address.",
-                )
-            )
+            hint = "Use CIDR notation such as '10.0.0.0/8' or a single address."
+            message = f"{where} has {entry!r}, which is not an IP network"
+            errors.append(ConfigError(message, check_id="resilience.E094", hint=hint))
     return tuple(networks)
 
 
 def _token(value: Any, errors: list[ConfigError]) -> str | None:
+    where = _where("BEARER_TOKEN")
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        errors.append(
-            ConfigError(
-                f"{_where('BEARER_TOKEN')} must be a non-empty string",
-                check_id="resilience.E095",
-                hint="Read it from the environment, e.g. os.environ['METRICS_TOKEN'].",
-            )
-        )
+        hint = "Read it from the environment, e.g. os.environ['METRICS_TOKEN']."
+        message = f"{where} must be a non-empty string"
+        errors.append(ConfigError(message, check_id="resilience.E095", hint=hint))
         return None
     if len(value) < MIN_TOKEN_LENGTH:
-        errors.append(
-            ConfigError(
-                f"{_where('BEARER_TOKEN')} is shorter than {MIN_TOKEN_LENGTH} characters",
-                check_id="resilience.E096",
-                hint="Use a random token, e.g. from secrets.token_urlsafe().",
-            )
-        )
+        hint = "Use a random token, e.g. from secrets.token_urlsafe()."
+        message = f"{where} is shorter than {MIN_TOKEN_LENGTH} characters"
+        errors.append(ConfigError(message, check_id="resilience.E096", hint=hint))
         return None
     return value
 
@@ -112,23 +93,15 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
     if raw is None:
         return MetricsSettings()
     if not isinstance(raw, Mapping):
-        errors.append(
-            ConfigError(
-                f"RESILIENCE['METRICS'] must be a dict, not {type(raw).__name__}",
-                check_id="resilience.E090",
-                hint="For example {'ENABLED': True, 'ALLOWED_NETWORKS': ['127.0.0.1/32']}.",
-            )
-        )
+        hint = "For example {'ENABLED': True, 'ALLOWED_NETWORKS': ['127.0.0.1/32']}."
+        message = f"RESILIENCE['METRICS'] must be a dict, not {type(raw).__name__}"
+        errors.append(ConfigError(message, check_id="resilience.E090", hint=hint))
         return MetricsSettings()
     for key in raw:
         if key not in KNOWN_KEYS:
-            errors.append(
-                ConfigError(
-                    f"RESILIENCE['METRICS'] has an unknown key {key!r}",
-                    check_id="resilience.E091",
-                    hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
-                )
-            )
+            hint = f"Known keys: {', '.join(sorted(KNOWN_KEYS))}."
+            message = f"RESILIENCE['METRICS'] has an unknown key {key!r}"
+            errors.append(ConfigError(message, check_id="resilience.E091", hint=hint))
     enabled = _bool(raw, "ENABLED", False, "resilience.E092", errors)
     allow_staff = _bool(raw, "ALLOW_STAFF", True, "resilience.E097", errors)
     settings = MetricsSettings(
@@ -141,26 +114,16 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
         try:
             import prometheus_client  # noqa: F401
         except ImportError:
-            errors.append(
-                ConfigError(
-                    "RESILIENCE['METRICS'] is enabled but prometheus-client is not installed",
-                    check_id="resilience.E098",
-                    hint="pip install prometheus-client, or set ENABLED to False.",
-                )
-            )
+            hint = "pip install prometheus-client, or set ENABLED to False."
+            message = "RESILIENCE['METRICS'] is enabled but prometheus-client is not installed"
+            errors.append(ConfigError(message, check_id="resilience.E098", hint=hint))
     return settings
 
 
 def deploy_warnings(settings: MetricsSettings) -> list[ConfigError]:
     """Deploy-time concerns (``resilience.W090``): the view open to any address."""
-    if not settings.enabled:
+    if not settings.enabled or all(n.prefixlen for n in settings.allowed_networks):
         return []
-    if any(net.prefixlen == 0 for net in settings.allowed_networks):
-        return [
-            ConfigError(
-                "RESILIENCE['METRICS']['ALLOWED_NETWORKS'] admits every address",
-                check_id="resilience.W090",
-                hint="Restrict it to your Prometheus servers' networks, or use BEARER_TOKEN.",
-            )
-        ]
-    return []
+    hint = "Restrict it to your Prometheus servers' networks, or use BEARER_TOKEN."
+    message = "RESILIENCE['METRICS']['ALLOWED_NETWORKS'] admits every address"
+    return [ConfigError(message, check_id="resilience.W090", hint=hint)]

@@ -14,10 +14,6 @@ class PrometheusMissing(RuntimeError):
     """prometheus-client is not installed, so there is nothing to render."""
 
 
-def _multiproc_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
 def render(accept: str = "") -> tuple[bytes, str]:
     """The exposition body and its content type, negotiated from ``accept``.
 
@@ -37,7 +33,7 @@ def render(accept: str = "") -> tuple[bytes, str]:
     from .. import metrics
 
     metrics.enabled()
-    path = _multiproc_dir()
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         from prometheus_client.multiprocess import MultiProcessCollector
 

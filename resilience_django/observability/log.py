@@ -1,18 +1,8 @@
 """Structured log records: a safe ``extra=`` builder and a JSON formatter.
 
-Every logger of the package lives under ``resilience_django.*``.  State changes
-(breaker transitions, limiter fallback) are logged at WARNING with their facts
-in ``extra=`` fields, listed in ``docs/metrics.md``; per-request events never go
-above DEBUG, so a flood of rejections cannot flood the logs.
-
-Example, to get one JSON object per line with the fields::
-
-    LOGGING = {
-        "version": 1,
-        "formatters": {"json": {"()": "resilience_django.observability.log.JsonFormatter"}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
-        "loggers": {"resilience_django": {"handlers": ["console"], "level": "WARNING"}},
-    }
+State changes are logged at WARNING with their facts in ``extra=`` fields;
+per-request events never go above DEBUG, so a flood of rejections cannot flood
+the logs.  docs/metrics.md lists the fields and shows a ``LOGGING`` example.
 """
 
 from __future__ import annotations

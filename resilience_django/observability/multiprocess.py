@@ -1,15 +1,8 @@
 """Multiprocess bookkeeping for servers that fork workers (gunicorn, uvicorn --workers).
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set, each worker writes its values to files
-in that directory and a scrape merges them.  The ``live*`` gauges
-(breaker state, fallback active, in-flight requests) drop a worker's files only
-when someone marks it dead; gunicorn can do that from its config file::
-
-    # gunicorn.conf.py
-    from resilience_django.observability.multiprocess import child_exit  # noqa: F401
-
-Counters and histograms keep a dead worker's totals, as they should: those
-requests happened.
+With ``PROMETHEUS_MULTIPROC_DIR`` set, the ``live*`` gauges drop a worker's files
+only when someone marks it dead: gunicorn's ``child_exit`` hook can (docs/metrics.md).
+Counters and histograms keep a dead worker's totals: those requests happened.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """OpenTelemetry linkage: span events, span status and exemplar trace ids.
 
-``opentelemetry-api`` is optional.  It is imported once, on first use; without
-it every function here returns at once.  With it, the cost when no span is
-recording is one context-variable lookup, so the metrics facade can call
-:func:`recording_span` on every event without a measurable price.
-
-Attribute names (all under ``resilience.``) are documented in
-``docs/metrics.md``; durations are in seconds, as the metrics are.
+``opentelemetry-api`` is optional and imported once, on first use; without it
+every function here returns at once, with it a span that does not record costs
+one context-variable lookup.  Attribute names are listed in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -16,17 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "ATTR_REMAINING",
-    "EVENT_BREAKER_SHORT_CIRCUIT",
-    "EVENT_DEADLINE_EXCEEDED",
-    "EVENT_FALLBACK",
-    "EVENT_REJECTED",
-    "add_event",
-    "available",
-    "mark_http_status",
-    "recording_span",
+    "ATTR_REMAINING", "EVENT_BREAKER_SHORT_CIRCUIT", "EVENT_DEADLINE_EXCEEDED", "EVENT_FALLBACK",
+    "EVENT_REJECTED", "add_event", "available", "mark_http_status", "recording_span",
     "trace_exemplar",
-]
+]  # fmt: skip
 
 EVENT_REJECTED = "resilience.request_rejected"
 EVENT_DEADLINE_EXCEEDED = "resilience.deadline_exceeded"
@@ -40,17 +29,13 @@ _trace: Any = _UNLOADED
 _load_lock = threading.Lock()
 
 
-def _no_span() -> None:
-    return None
-
-
 def _first_span() -> Any:
     _load()
     return _current_span()
 
 
-# Replaced on first use by trace.get_current_span (or _no_span without
-# OpenTelemetry), so later calls pay no "is it loaded?" test.
+# Replaced on first use by trace.get_current_span (or a function returning None
+# without OpenTelemetry), so later calls pay no "is it loaded?" test.
 _current_span: Callable[[], Any] = _first_span
 
 
@@ -62,7 +47,7 @@ def _load() -> Any:
                 from opentelemetry import trace
             except ImportError:
                 _trace = None
-                _current_span = _no_span
+                _current_span = lambda: None  # noqa: E731
             else:
                 _trace = trace
                 _current_span = trace.get_current_span
@@ -105,14 +90,10 @@ def mark_http_status(status: int) -> None:
     """Set the current span's status for an answer we gave instead of the view.
 
     HTTP semantic conventions, server side: a 5xx answer sets the status to
-    ERROR (with ``error.type`` the status code, and no description because the
-    code says it all); a 4xx answer such as 429 leaves the status unset.
+    ERROR (with ``error.type`` the status code); a 4xx such as 429 leaves it unset.
     """
-    if status < 500:
-        return
-    span = recording_span()
+    span = recording_span() if status >= 500 else None
     if span is None:
         return
-    trace = _trace
-    span.set_status(trace.Status(trace.StatusCode.ERROR))
+    span.set_status(_trace.Status(_trace.StatusCode.ERROR))
     span.set_attribute("error.type", str(status))

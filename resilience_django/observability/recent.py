@@ -1,17 +1,11 @@
 """This process's rejections and deadline misses: totals and the last minute, per second.
 
-Prometheus counters only know totals, and only the process (or multiprocess
-directory) that holds them; the dashboard must show the fleet's last minute the
-moment it opens.  So each process keeps, beside its counters, one small ring of
-per-second counts per label set, and its fleet thread publishes them with its
-breakers (``fleet.py``).  Whoever reads the fleet store can then sum
-any window of the last minute across every live process.
-
-Bounded: at most ``max_keys`` label sets (rule names and route labels come from
-configuration, so far fewer in practice; a label set past the bound is not
-tallied, and still counted by Prometheus) and ``span`` buckets per label set.
-One lock, taken once per counted event: events are rejections and 504s, never
-admitted requests.
+Prometheus counters only know totals, and only in the process that holds them;
+the dashboard must show the fleet's last minute the moment it opens.  So each
+process keeps one small ring of per-second counts per label set, and its fleet
+thread publishes them (``fleet.py``).  Bounded: at most ``max_keys`` label sets
+(past it, still counted by Prometheus) and ``span`` buckets each.  One lock per
+counted event: events are rejections and 504s, never admitted requests.
 
 >>> counts = RecentCounts(clock=lambda: 1000.5)
 >>> counts.add(("api", "rate_limited")); counts.add(("api", "rate_limited"))

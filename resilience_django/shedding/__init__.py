@@ -1,8 +1,7 @@
 """Load shedding: concurrency limits (bulkheads) with bounded queues, adaptive limits, rules.
 
-The middleware holds a ``Shedder`` built from the parsed rules, calls
-``admit_async`` / ``admit_sync`` for each request, releases the ``Permit`` when
-the response is done, and answers 503 + ``Retry-After`` for a ``Shed``.
+The middleware asks a ``Shedder`` for each request, releases the ``Permit`` when the
+response is done, and answers 503 + ``Retry-After`` for a ``Shed``.
 """
 
 from __future__ import annotations
@@ -13,12 +12,6 @@ from .rules import SheddingRule, parse_shedding_rule, parse_shedding_rules
 from .shedder import Shedder
 
 __all__ = [
-    "AdaptiveLimit",
-    "Bulkhead",
-    "Permit",
-    "Shed",
-    "Shedder",
-    "SheddingRule",
-    "parse_shedding_rule",
+    "AdaptiveLimit", "Bulkhead", "Permit", "Shed", "Shedder", "SheddingRule", "parse_shedding_rule",
     "parse_shedding_rules",
-]
+]  # fmt: skip

@@ -26,12 +26,9 @@ Threads block on a per-waiter ``threading.Lock`` (sync path only); tasks await
 a future of their own loop, woken with ``call_soon_threadsafe`` when the
 releaser is a thread.
 
-Memory follows the requests, not the limits: slots never taken are counted
-by the mints, not stored, and the queue's free places likewise, so a token
-exists only for a slot that was once in use (at most the peak in flight) and
-a free place only for one that was once taken (at most the peak waiting).  A
-limit of a million costs what a limit of ten does until a million requests
-actually come.
+Memory follows the requests, not the limits: slots and queue places never
+taken are counted by the mints, not stored, so a limit of a million costs what
+a limit of ten does until a million requests actually come.
 """
 
 from __future__ import annotations
@@ -48,12 +45,7 @@ _MISSING: Final = object()
 
 
 class _Mint:
-    """Places never handed out yet: ``take()`` one, atomically; ``left`` of them.
-
-    A ``range`` iterator counts them without storing them; its ``next`` is a
-    single atomic step, like ``deque.pop``, so concurrent takers never get the
-    same place.
-    """
+    """Places never handed out yet, counted by a ``range`` iterator (``next`` is atomic)."""
 
     __slots__ = ("_places",)
 
@@ -89,7 +81,6 @@ class _Pool:
         self.burn: deque[bool] = deque()
 
     def take(self) -> bool:
-        """Take one free slot, if any (atomic steps only)."""
         try:
             self.tokens.pop()
             return True
@@ -154,16 +145,9 @@ class SlotQueue:
     """Slots (ordinary and reserved-for-critical) and the FIFO queues of their waiters."""
 
     __slots__ = (
-        "_claims",
-        "_crit_q",
-        "_general",
-        "_norm_q",
-        "_queue_fresh",
-        "_queue_slots",
-        "_reserved",
-        "critical_share",
-        "queue",
-    )
+        "_claims", "_crit_q", "_general", "_norm_q", "_queue_fresh", "_queue_slots", "_reserved",
+        "critical_share", "queue",
+    )  # fmt: skip
 
     def __init__(self, size: int, *, queue: int, critical_share: float) -> None:
         if not 0.0 <= critical_share < 1.0:

@@ -6,10 +6,9 @@ deadline)``).  ``critical_share`` of the slots is reserved: ordinary requests
 may use only the rest, critical ones may use all of it, and a freed slot goes
 to a waiting critical request first.
 
-The same bulkhead serves async views in the event loop and sync views in
-threads at once, with no lock on either admission path: see ``_slots.py``
-for how.  The adaptive limit is updated under a *try*-lock that nobody ever
-waits on: if it is busy, the sample is left for the next release.
+The same bulkhead serves the event loop and threads at once, with no lock on
+either admission path (``_slots.py``).  The adaptive limit is updated under a
+*try*-lock nobody waits on: if it is busy, the sample is left for the next release.
 """
 
 from __future__ import annotations
@@ -85,16 +84,9 @@ class Bulkhead(SlotQueue):
     """
 
     __slots__ = (
-        "_adapt_busy",
-        "_adaptive",
-        "_hold",
-        "_retired",
-        "_samples",
-        "clock",
-        "exempt_streams",
-        "name",
-        "report_metrics",
-    )
+        "_adapt_busy", "_adaptive", "_hold", "_retired", "_samples", "clock", "exempt_streams",
+        "name", "report_metrics",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -122,30 +114,22 @@ class Bulkhead(SlotQueue):
         if report_metrics:
             metrics.concurrency_limit(name, self.limit)
 
-    # --- admission ----------------------------------------------------------
-
     def acquire_sync(self, timeout: float | None, critical: bool = False) -> Permit | Shed:
         """Admit now, or wait (blocking this thread) up to ``timeout`` seconds in FIFO order."""
         pool = self._take(critical)
         if pool is not None:
             return self._admit(pool)
-        if timeout is not None and timeout <= 0:
-            return self._shed("queue_full")
         lock = threading.Lock()
         lock.acquire()  # released by the releaser that grants us a slot
-        waiter = self._enqueue(_Waiter(critical, lock=lock))
-        if waiter is None:
-            return self._shed("queue_full")
-        pool = self._recheck(waiter)
-        if pool is not None:
-            return self._admit(pool)
+        waiter = _Waiter(critical, lock=lock)
+        decided = self._line_up(waiter, timeout)
+        if decided is not None:
+            return decided
         if not lock.acquire(timeout=-1 if timeout is None else timeout):
             if self._withdraw(waiter):
                 return self._shed("timeout")
             lock.acquire()  # a releaser claimed us first; its wake-up is on its way
-        self._queue_slots.append(True)
-        assert waiter.pool is not None
-        return self._admit(waiter.pool)
+        return self._granted(waiter)
 
     # A wait that runs out is answered with a Shed, not raised, hence ``timeout``.
     async def acquire_async(
@@ -157,16 +141,12 @@ class Bulkhead(SlotQueue):
         pool = self._take(critical)
         if pool is not None:
             return self._admit(pool)
-        if timeout is not None and timeout <= 0:
-            return self._shed("queue_full")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        waiter = self._enqueue(_Waiter(critical, future=future, loop=loop))
-        if waiter is None:
-            return self._shed("queue_full")
-        pool = self._recheck(waiter)
-        if pool is not None:
-            return self._admit(pool)
+        waiter = _Waiter(critical, future=future, loop=loop)
+        decided = self._line_up(waiter, timeout)
+        if decided is not None:
+            return decided
         try:
             # asyncio.wait never cancels the future it watches, not even when
             # this task is cancelled, so only _abandon decides its fate.
@@ -178,7 +158,17 @@ class Bulkhead(SlotQueue):
         except asyncio.CancelledError:
             self._abandon(waiter)
             raise
-        self._queue_slots.append(True)
+        return self._granted(waiter)
+
+    def _line_up(self, waiter: _Waiter, timeout: float | None) -> Permit | Shed | None:
+        """Queue ``waiter``; a Permit or Shed when that settles it at once, else ``None``."""
+        if (timeout is not None and timeout <= 0) or self._enqueue(waiter) is None:
+            return self._shed("queue_full")
+        pool = self._recheck(waiter)
+        return None if pool is None else self._admit(pool)
+
+    def _granted(self, waiter: _Waiter) -> Permit:
+        self._queue_slots.append(True)  # its place in the queue is free again
         assert waiter.pool is not None
         return self._admit(waiter.pool)
 
@@ -212,8 +202,6 @@ class Bulkhead(SlotQueue):
         self._put(pool)
         self._samples.append((held, inflight))
         self._adapt()
-
-    # --- adaptive limit -----------------------------------------------------
 
     def _adapt(self) -> None:
         adaptive = self._adaptive

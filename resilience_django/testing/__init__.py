@@ -12,19 +12,92 @@ in their ``conftest.py``.  See docs/testing.md.
 
 from __future__ import annotations
 
-from .breakers import force_closed, force_open, trip
-from .clock import ManualClock, use_clock
-from .mixin import ResilienceTestMixin
-from .reset import reset
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..breakers.registry import get_breaker
+from ..breakers.state import Breaker
+from ..clock import ManualClock, monotonic, set_clock
+from .reset import reset, reset_state
 from .switch import disable_limits
 
 __all__ = [
-    "ManualClock",
-    "ResilienceTestMixin",
-    "disable_limits",
-    "force_closed",
-    "force_open",
-    "reset",
-    "trip",
-    "use_clock",
-]
+    "ManualClock", "ResilienceTestMixin", "disable_limits", "force_closed", "force_open", "reset",
+    "trip", "use_clock",
+]  # fmt: skip
+
+
+def force_open(name: str) -> Breaker:
+    """Hold the breaker open, as an operator's force-open does, until ``force_closed``/reset."""
+    breaker = get_breaker(name)
+    breaker.force_open("forced open by a test")
+    return breaker
+
+
+def force_closed(name: str) -> Breaker:
+    """Close the breaker with empty statistics (the operator's force-close)."""
+    breaker = get_breaker(name)
+    breaker.force_close("closed by a test")
+    return breaker
+
+
+def trip(name: str) -> Breaker:
+    """Open the breaker as a run of failures would: for its policy's ``open_for``.
+
+    Unlike ``force_open``, time moves it on: after ``open_for`` (advance a
+    ``use_clock`` clock) it lets trial calls through, half-open.
+    """
+    breaker = get_breaker(name)
+    breaker.reset("reset by a test before tripping")
+    breaker.open_until(monotonic() + breaker.policy.open_for, "tripped by a test")
+    if breaker.state != "open":
+        raise ValueError(
+            f"breaker {name!r} cannot trip: its mode is {breaker.policy.mode!r}, not 'normal'"
+        )
+    return breaker
+
+
+@contextmanager
+def use_clock(clock: ManualClock | None = None) -> Iterator[ManualClock]:
+    """Run the package on ``clock`` (a fresh :class:`ManualClock` if none) inside the block.
+
+    Local limits, bulkheads, breakers, retry budgets and request deadlines
+    read it instead of ``time.monotonic``; distributed limits keep Redis's
+    clock.  The state is reset on the way in and out: times taken on one
+    clock mean nothing on the other.
+
+    >>> from resilience_django.testing import use_clock
+    >>> with use_clock() as clock:
+    ...     clock.advance(30)  # a breaker's open_for, a rate's window, a deadline
+    """
+    # Starting from the real reading keeps any time taken just before comparable.
+    clock = clock if clock is not None else ManualClock(time.monotonic())
+    previous = set_clock(clock)
+    reset_state()
+    try:
+        yield clock
+    finally:
+        set_clock(previous)
+        reset_state()
+
+
+class ResilienceTestMixin:
+    """Reset every limiter, breaker, bulkhead and budget before each test.
+
+    >>> from django.test import TestCase
+    >>> from resilience_django.testing import ResilienceTestMixin
+    >>> class OrderTests(ResilienceTestMixin, TestCase):
+    ...     def test_fifth_order_is_limited(self): ...
+
+    Put it before ``TestCase`` so its ``setUp`` runs first; a class-level
+    ``override_settings`` is applied once per class, so without it a test
+    inherits the quota the previous test of the class spent.
+    """
+
+    def setUp(self) -> None:
+        reset()
+        super_setup: Any = getattr(super(), "setUp", None)
+        if super_setup is not None:
+            super_setup()

@@ -2,12 +2,8 @@
 
     pytest_plugins = ["resilience_django.testing.pytest_plugin"]
 
-Registered, every test starts from a fresh process state (the autouse reset),
-and these fixtures are available:
-
-* ``resilience_reset``: the ``reset`` function, to start afresh within a test;
-* ``resilience_clock``: a :class:`ManualClock` the package runs on for the test;
-* ``resilience_disabled``: limits and shedding off for the test.
+Every test then starts from a fresh process state (the autouse reset), with the
+fixtures ``resilience_reset``, ``resilience_clock`` and ``resilience_disabled``.
 """
 
 from __future__ import annotations
@@ -16,9 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .clock import ManualClock, use_clock
-from .reset import reset
-from .switch import disable_limits
+from . import ManualClock, disable_limits, reset, use_clock
 
 __all__ = ["resilience_clock", "resilience_disabled", "resilience_reset"]
 

@@ -1,14 +1,7 @@
 """Put every piece of process state the package keeps back to a fresh start.
 
-What a process remembers between requests: the limiters' counts (the
-middleware's stores and ``@limit``'s), the bulkheads' slots, each breaker's
-state and statistics, the retry budgets and adaptive throttles, and the
-dashboard's recent counts.  Tests that share a process share all of it, so a
-quota spent by one test is gone for the next; these functions undo that.
-
-Redis keeps what the distributed limits counted: that store is shared, not
-this process's to wipe.  Tests that use ``BACKEND: "redis"`` point it at a
-database of their own (``/15``) and flush it, or switch to ``"local"``.
+Redis keeps what the distributed limits counted: that store is shared, not this
+process's to wipe (docs/testing.md).
 """
 
 from __future__ import annotations

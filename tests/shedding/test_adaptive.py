@@ -139,7 +139,7 @@ def test_within_the_target_the_limit_grows_by_the_headroom() -> None:
 
 def test_a_limit_pinned_to_the_floor_probes_again_at_once() -> None:
     limit = stepping(min_limit=4, initial_limit=40, probe_interval=60.0, jitter=0)
-    clock = limit._clock
+    clock = limit.clock
     assert isinstance(clock, ManualClock)
     # The work gets 5x slower for good (a slower database, not overload): read
     # against the old baseline it looks like overload and the limit sinks.

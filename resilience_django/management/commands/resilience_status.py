@@ -1,19 +1,10 @@
 """``manage.py resilience_status``: what the fleet's workers report, and what is configured.
 
-Breakers, limiter backend and health come from the fleet store, where every
-worker publishes its state (the command's own process serves no request, so
-its own view would say nothing).  Every configured breaker is listed, used or
-not, and every rule in force: the settings' first, then the admin's, read from
-the database (what every worker loads within ``RELOAD_INTERVAL``).
-
-``--json`` prints one JSON document.  ``--check`` exits 0 when every breaker is
-closed and every worker limits on its configured backend, 1 when a breaker is
-open or half-open or a worker falls back, 2 when it cannot tell (the fleet
-store is unreachable, the fleet is off, or no worker has reported).
-
-Settings with errors are reported as ``manage.py check`` reports them, and
-the command exits with status 1 (2 with ``--check``) without reading anything:
-a report built from settings the workers cannot use would mislead.
+Everything about the running service comes from the fleet store (this process
+serves no request); configuration adds every configured breaker and every rule
+in force.  ``--json`` prints one JSON document; ``--check`` exits 0 when all is
+well, 1 on a problem, 2 when it cannot tell (docs/admin.md).  Settings with
+errors are reported as ``manage.py check`` reports them, and nothing is read.
 """
 
 from __future__ import annotations
@@ -36,11 +27,8 @@ def _shedding_line(rule: dict[str, Any]) -> str:
     size = str(rule["max_concurrent"])
     if rule["adaptive"]:
         size = f"{rule['min_concurrent']}..{size} adaptive"
-    extra = ""
-    if rule["critical"]:
-        extra = " critical"
-    elif rule["critical_share"]:
-        extra = f" critical_share={rule['critical_share']:g}"
+    share = rule["critical_share"]
+    extra = " critical" if rule["critical"] else f" critical_share={share:g}" if share else ""
     return (
         f"  {rule['name']}: max_concurrent={size} queue={rule['queue']} "
         f"max_wait={_duration(rule['max_wait'])} on {rule['match']}{extra} ({rule['source']})"
@@ -107,8 +95,6 @@ class Command(BaseCommand):
                 f"status {status['state']}: " + "; ".join(reasons), returncode=status["code"]
             )
 
-    # -- text output ----------------------------------------------------------------
-
     def _heading(self, text: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(text))
 
@@ -162,30 +148,19 @@ class Command(BaseCommand):
                   "LAST CHANGE")  # fmt: skip
         table = [header]
         for breaker in configured:
-            rows = [r for r in doc["breakers"] if r.get("name") == breaker["name"]]
+            name, source = breaker["name"], breaker["source"]
+            rows = [r for r in doc["breakers"] if r.get("name") == name]
             if not rows:
-                table.append((breaker["name"], breaker["source"], "-", "not used yet",
-                              "", "", "", "", ""))  # fmt: skip
+                table.append((name, source, "-", "not used yet", "", "", "", "", ""))
             for r in rows:
                 t = r.get("last_transition") or {}
-                change = (
-                    f"{t.get('from')} -> {t.get('to')} {_ago(t.get('at'))} ({t.get('reason')})"
-                    if t
-                    else ""
-                )
-                table.append(
-                    (
-                        breaker["name"],
-                        breaker["source"],
-                        f"{r.get('host')}:{r.get('pid')}",
-                        str(r.get("state")),
-                        str(r.get("calls", 0)),
-                        _pct(r.get("failure_rate")),
-                        _pct(r.get("slow_rate")),
-                        f"{float(r.get('ewma') or 0):.2f}",
-                        change,
-                    )
-                )
+                at = _ago(t.get("at"))
+                change = f"{t.get('from')} -> {t.get('to')} {at} ({t.get('reason')})" if t else ""
+                table.append((
+                    name, source, f"{r.get('host')}:{r.get('pid')}", str(r.get("state")),
+                    str(r.get("calls", 0)), _pct(r.get("failure_rate")), _pct(r.get("slow_rate")),
+                    f"{float(r.get('ewma') or 0):.2f}", change,
+                ))  # fmt: skip
         widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
         for row in table:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]

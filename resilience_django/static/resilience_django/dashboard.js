@@ -2,7 +2,8 @@
    Text from the server (breaker names, reasons) is only ever set as textContent. */
 "use strict";
 (function () {
-  const root = document.getElementById("rd-dashboard");
+  const $ = (id) => document.getElementById(id);
+  const root = $("rd-dashboard");
   if (!root) return;
   const api = root.dataset.api;
   const interval = parseInt(root.dataset.interval || "2000", 10);
@@ -14,15 +15,19 @@
   let canOperate = root.dataset.canOperate === "1";
   let pending = null; // {name, action} awaiting confirmation
 
-  function el(tag, attrs, children) {
-    const node = document.createElement(tag);
+  function el(tag, attrs, children, ns) {
+    const node = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
       if (k === "text") node.textContent = v; else node.setAttribute(k, v);
     }
     for (const child of children || []) if (child) node.appendChild(child);
     return node;
   }
-  const pct = (x) => (x === null || x === undefined) ? "—" : (100 * x).toFixed(1) + "%";
+  const svg = (tag, attrs) => el(tag, attrs, [], "http://www.w3.org/2000/svg");
+  const tr = (cells) => el("tr", {}, cells.map((c) => el("td", {text: String(c)})));
+  const none = (cols) => [el("tr", {}, [el("td", {colspan: String(cols), class: "rd-muted", text: "none"})])];
+  const orDash = (x, f) => (x === null || x === undefined) ? "—" : f(x);
+  const pct = (x) => orDash(x, (v) => (100 * v).toFixed(1) + "%");
   function ago(seconds) {
     if (seconds < 1) return "just now";
     if (seconds < 90) return Math.round(seconds) + " s ago";
@@ -31,40 +36,26 @@
   }
 
   function sparkline(points, state) {
-    const ns = "http://www.w3.org/2000/svg";
     const w = 120, h = 28;
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-    svg.setAttribute("preserveAspectRatio", "none"); // stretch to the card's width
-    svg.setAttribute("class", "rd-spark rd-spark-" + state);
-    svg.setAttribute("role", "img");
     const last = points.length ? points[points.length - 1] : 0;
-    svg.setAttribute("aria-label", "error rate over the last minutes, now " + pct(last));
+    const chart = svg("svg", {viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none", // stretch to the card's width
+      class: "rd-spark rd-spark-" + state, role: "img", "aria-label": "error rate over the last minutes, now " + pct(last)});
     const step = w / Math.max(HISTORY - 1, 1);
     const x0 = w - step * (points.length - 1);
     const xy = points.map((p, i) => [(x0 + i * step).toFixed(1), (h - 1 - p * (h - 2)).toFixed(1)]);
-    const base = document.createElementNS(ns, "line");
-    for (const [k, v] of Object.entries({x1: 0, x2: w, y1: h - 1, y2: h - 1, class: "rd-spark-base"})) base.setAttribute(k, v);
-    svg.appendChild(base);
-    const half = document.createElementNS(ns, "line"); // the 50% mark, to read the height by
-    for (const [k, v] of Object.entries({x1: 0, x2: w, y1: h / 2, y2: h / 2, class: "rd-spark-grid"})) half.setAttribute(k, v);
-    svg.appendChild(half);
+    chart.appendChild(svg("line", {x1: 0, x2: w, y1: h - 1, y2: h - 1, class: "rd-spark-base"}));
+    // The 50% mark, to read the height by.
+    chart.appendChild(svg("line", {x1: 0, x2: w, y1: h / 2, y2: h / 2, class: "rd-spark-grid"}));
     if (xy.length > 1) {
-      const area = document.createElementNS(ns, "polygon");
-      area.setAttribute("points", `${xy[0][0]},${h - 1} ` + xy.map((p) => p.join(",")).join(" ") + ` ${xy[xy.length - 1][0]},${h - 1}`);
-      area.setAttribute("class", "rd-spark-area");
-      svg.appendChild(area);
-      const line = document.createElementNS(ns, "polyline");
-      line.setAttribute("points", xy.map((p) => p.join(",")).join(" "));
-      line.setAttribute("class", "rd-spark-line");
-      svg.appendChild(line);
+      const line = xy.map((p) => p.join(",")).join(" ");
+      chart.appendChild(svg("polygon", {points: `${xy[0][0]},${h - 1} ${line} ${xy[xy.length - 1][0]},${h - 1}`, class: "rd-spark-area"}));
+      chart.appendChild(svg("polyline", {points: line, class: "rd-spark-line"}));
     }
-    return svg;
+    return chart;
   }
 
-  function metric(dl, term, value) {
-    dl.appendChild(el("dt", {text: term}));
-    dl.appendChild(el("dd", {text: value}));
+  function metric(dl, term, value, cls) {
+    dl.append(el("dt", {text: term}), el("dd", cls ? {class: cls, text: value} : {text: value}));
   }
 
   function card(b, now) {
@@ -93,11 +84,8 @@
     details.addEventListener("toggle", () => details.open ? openDetails.add(b.name) : openDetails.delete(b.name));
     const states = Object.entries(b.states).map(([s, n]) => `${n} ${labels[s] || s}`).join(", ");
     details.appendChild(el("summary", {text: `${b.processes.length} process${b.processes.length === 1 ? "" : "es"}: ${states}`}));
-    const rows = b.processes.map((p) => el("tr", {}, [
-      el("td", {text: `${p.host}:${p.pid}`}), el("td", {text: labels[p.state] || p.state}),
-      el("td", {text: String(p.calls)}), el("td", {text: pct(p.failure_rate)}),
-      el("td", {text: pct(p.ewma)}), el("td", {text: String(p.rejected)}),
-    ]));
+    const rows = b.processes.map((p) => tr([`${p.host}:${p.pid}`, labels[p.state] || p.state,
+      p.calls, pct(p.failure_rate), pct(p.ewma), p.rejected]));
     details.appendChild(el("div", {class: "rd-scroll"}, [el("table", {class: "rd-small"}, [
       el("thead", {}, [el("tr", {}, ["process", "state", "calls", "failure rate", "EWMA", "rejected"].map((h) => el("th", {text: h})))]),
       el("tbody", {}, rows),
@@ -133,19 +121,17 @@
       history.set(b.name, points);
     }
     for (const name of history.keys()) if (!seen.has(name)) history.delete(name);
-    const container = document.getElementById("rd-breakers");
-    container.replaceChildren(...(state.breakers.length
+    $("rd-breakers").replaceChildren(...(state.breakers.length
       ? state.breakers.map((b) => card(b, now))
       : [el("p", {class: "rd-muted", text: "No breaker has been used yet."})]));
-    const lim = document.getElementById("rd-limiter");
+    const lim = $("rd-limiter");
     lim.replaceChildren();
     const h = state.limiter || {};
     metric(lim, "backend", String(h.backend));
-    const health = el("dd", {class: h.healthy ? "rd-ok" : "rd-bad", text: h.healthy ? "healthy" : "unhealthy"});
-    lim.appendChild(el("dt", {text: "health"})); lim.appendChild(health);
+    metric(lim, "health", h.healthy ? "healthy" : "unhealthy", h.healthy ? "rd-ok" : "rd-bad");
     metric(lim, "fallback active", h.fallback_active ? "yes — deciding locally" : "no");
-    metric(lim, "Redis latency", h.last_latency_ms === null || h.last_latency_ms === undefined ? "—" : h.last_latency_ms + " ms");
-    metric(lim, "live instances", h.live_instances === null || h.live_instances === undefined ? "—" : String(h.live_instances));
+    metric(lim, "Redis latency", orDash(h.last_latency_ms, (v) => v + " ms"));
+    metric(lim, "live instances", orDash(h.live_instances, String));
     if (h.last_error) metric(lim, "last error", String(h.last_error));
     // What every worker reports to the fleet store, not only the process serving this page.
     const workers = state.limiters || [];
@@ -154,13 +140,13 @@
       metric(lim, "workers", `${workers.length} reporting, ` + (falling ? `${falling} falling back` : "none falling back"));
     }
     // The server sums the fleet's per-second counts: the last minute is there on first open.
-    document.getElementById("rd-window").textContent = `(last ${Math.round(state.window_seconds)} s, all processes)`;
-    const rej = state.top_rejections.map((r) => el("tr", {}, [el("td", {text: r.rule}), el("td", {text: r.reason}), el("td", {text: String(r.count)}), el("td", {text: String(r.total)})]));
-    document.getElementById("rd-rejections").replaceChildren(...(rej.length ? rej : [el("tr", {}, [el("td", {colspan: "4", class: "rd-muted", text: "none"})])]));
-    const dl = state.deadline_exceeded.map((r) => el("tr", {}, [el("td", {text: r.route}), el("td", {text: String(r.last_minute)}), el("td", {text: String(r.total)})]));
-    document.getElementById("rd-deadlines").replaceChildren(...(dl.length ? dl : [el("tr", {}, [el("td", {colspan: "3", class: "rd-muted", text: "none"})])]));
-    document.getElementById("rd-updated").textContent = "Updated " + new Date(now * 1000).toLocaleTimeString();
-    document.getElementById("rd-fleet").textContent = state.fleet_error
+    $("rd-window").textContent = `(last ${Math.round(state.window_seconds)} s, all processes)`;
+    const rej = state.top_rejections.map((r) => tr([r.rule, r.reason, r.count, r.total]));
+    $("rd-rejections").replaceChildren(...(rej.length ? rej : none(4)));
+    const dl = state.deadline_exceeded.map((r) => tr([r.route, r.last_minute, r.total]));
+    $("rd-deadlines").replaceChildren(...(dl.length ? dl : none(3)));
+    $("rd-updated").textContent = "Updated " + new Date(now * 1000).toLocaleTimeString();
+    $("rd-fleet").textContent = state.fleet_error
       ? " · fleet store unavailable: " + state.fleet_error
       : ` · ${state.processes} process${state.processes === 1 ? "" : "es"} reporting`;
   }
@@ -171,17 +157,17 @@
       if (!response.ok) throw new Error("HTTP " + response.status);
       render(await response.json());
     } catch (error) {
-      document.getElementById("rd-updated").textContent = "Update failed (" + error.message + "); retrying";
+      $("rd-updated").textContent = "Update failed (" + error.message + "); retrying";
     }
   }
 
   function confirmAction(name, action, label) {
     pending = {name, action};
-    document.getElementById("rd-confirm-text").textContent = `${label} breaker “${name}” in every process?`;
-    document.getElementById("rd-confirm").showModal();
+    $("rd-confirm-text").textContent = `${label} breaker “${name}” in every process?`;
+    $("rd-confirm").showModal();
   }
 
-  document.getElementById("rd-confirm").addEventListener("close", async (event) => {
+  $("rd-confirm").addEventListener("close", async (event) => {
     const dialog = event.target;
     const todo = pending;
     pending = null;
@@ -194,12 +180,12 @@
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
-      document.getElementById("rd-updated").textContent = `Action refused: ${body.error || response.status}`;
+      $("rd-updated").textContent = `Action refused: ${body.error || response.status}`;
     }
     await poll();
   });
 
-  const initial = document.getElementById("rd-initial-state");
+  const initial = $("rd-initial-state");
   if (initial) render(JSON.parse(initial.textContent));
   (async function loop() { await poll(); setTimeout(loop, interval); })();
 })();

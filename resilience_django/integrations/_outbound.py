@@ -1,53 +1,40 @@
-"""What every outbound transport does, written once: deadline → retry → breaker → bulkhead → call.
+"""What every outbound transport does: deadline → retry → breaker → bulkhead → call.
 
-The order matters:
-
-* the **deadline** comes first and is re-read before every attempt, so a retry
-  never starts without budget and each attempt announces what is left;
-* **retry** wraps the breaker, so every attempt is counted by the breaker and a
-  breaker that opens mid-way stops the retries (``CircuitOpen`` is never
-  retried) instead of retries hammering a dependency the breaker protects;
-* the **breaker** wraps the bulkhead, so an open breaker answers without
-  taking a concurrency slot, and a call refused by a full bulkhead is not
-  counted against the dependency (it never reached it);
-* the **bulkhead** is innermost, held only while the call is on the wire.
-"""
+Why this order: docs/retries.md.  The transports differ only in their I/O."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack
 
+from ..breakers.phase import Phase
 from ..breakers.registry import get_breaker
+from ..breakers.state import Breaker
 from ..conf import get_settings
 from ..deadline import DeadlineExceeded, _current
 from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
-from ..shedding.bulkhead import Bulkhead, Shed
-
-__all__ = [
-    "TIMEOUT_HEADER",
-    "BulkheadFull",
-    "OutboundGuard",
-    "cut_short_message",
-    "make_guard",
-    "outbound_budget",
-]
+from ..shedding.bulkhead import Bulkhead, Permit, Shed
 
 TIMEOUT_HEADER = "X-Timeout-Ms"
 # Methods a transport retries by default: repeating them cannot duplicate an effect.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
-T = TypeVar("T")
+
+class _Answer(Protocol):
+    status_code: int  # 5xx: a failure for the breaker
+
+
+T = TypeVar("T", bound=_Answer)
+# (the client's timeout exception, the timeout phase it is about, ours in its place)
+Kinds = tuple[tuple[type[BaseException], str, Callable[..., BaseException]], ...]
 
 
 def outbound_budget(margin: float | None = None) -> tuple[float, int] | None:
-    """``(seconds left for the call, ms to announce downstream)`` or ``None`` outside a deadline.
-
-    Raises ``DeadlineExceeded`` when nothing is left, so no call starts that
-    cannot finish in time.
-    """
+    """``(seconds left, ms to announce)``, ``None`` outside a deadline; raises
+    ``DeadlineExceeded`` when nothing is left, so no call starts that cannot finish."""
     deadline = _current.get()
     if deadline is None:
         return None
@@ -63,24 +50,112 @@ def outbound_budget(margin: float | None = None) -> tuple[float, int] | None:
 
 
 def cut_short_message(exc: BaseException | str) -> str:
-    """The message of the ``DeadlineExceeded`` raised in place of a client's timeout ``exc``.
-
-    A transport caps each timeout at the remaining budget; when a capped
-    timeout fires, the caller's budget ran out, not the dependency's patience,
-    so the transports raise ``DeadlineExceeded`` (which breakers record as no
-    verdict) instead of the client's plain timeout.
-    """
     deadline = _current.get()
     where = "" if deadline is None else f" of {deadline.budget:.3f}s for {deadline.route}"
     what = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return f"the request's deadline{where} cut the call short ({what})"
 
 
-class OutboundGuard:
-    """Breaker, bulkhead and retry around one outbound call; HTTP-agnostic.
+class Scope:
+    """A ``with`` block whose ``exit`` hears the exception that ended it, if any."""
 
-    ``status_of(result)`` tells the breaker which results are failures (5xx).
-    """
+    __slots__ = ()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.exit(exc)
+
+    def exit(self, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+
+class CutShort(Scope):
+    """Raises ours (a ``DeadlineExceeded``: no breaker verdict, a 504) in place of a client's
+    timeout when the budget set the timeout that fired: the budget ran out, not the dependency."""
+
+    __slots__ = ("kinds", "phases", "request")
+
+    def __init__(self, kinds: Kinds, phases: frozenset[str], request: Any) -> None:
+        self.kinds = kinds
+        self.phases = phases
+        self.request = request
+
+    def exit(self, exc: BaseException | None) -> None:
+        if exc is None or not self.phases or isinstance(exc, DeadlineExceeded):
+            return  # (already ours: one transport wrapping another)
+        for theirs, phase, ours in self.kinds:
+            if isinstance(exc, theirs):
+                if phase in self.phases:
+                    raise ours(cut_short_message(exc), request=self.request) from exc
+                return
+
+
+def bound(request: Any, timeouts: dict[str, Any], kinds: Kinds, margin: float | None) -> CutShort:
+    """Caps ``timeouts`` (phase → seconds or ``None``) in place at the budget, sends
+    ``X-Timeout-Ms``; the ``CutShort`` of the phases the budget now sets (none outside one)."""
+    budget = outbound_budget(margin)
+    if budget is None:
+        return CutShort(kinds, frozenset(), request)
+    left, announce = budget
+    request.headers[TIMEOUT_HEADER] = str(announce)
+    cut = frozenset(p for p, t in timeouts.items() if t is None or left < t)
+    timeouts.update(dict.fromkeys(cut, left))
+    return CutShort(kinds, cut, request)
+
+
+class Admitted(Scope):
+    """A call the breaker (if any) admitted; ``verdict`` tells the breaker how it ended."""
+
+    __slots__ = ("admitted", "started")
+
+    def __init__(self, breaker: str | None) -> None:
+        self.admitted: tuple[Breaker, Phase] | None = None
+        if breaker is not None:
+            found = get_breaker(breaker)
+            self.admitted = found, found.acquire()  # raises CircuitOpen without calling
+        self.started = time.monotonic()
+
+    def verdict(self, failed: bool | None, exc: BaseException | None = None) -> None:
+        """``None``: no word on the dependency (the call never reached it, or was cut short)."""
+        if self.admitted is None:
+            return
+        breaker, token = self.admitted
+        if failed is None:
+            breaker.release(token)
+        elif failed:
+            breaker.record_failure(token, time.monotonic() - self.started, exc=exc)
+        else:
+            breaker.record_success(token, time.monotonic() - self.started)
+
+
+class _Attempt(Admitted):
+    """One attempt: its breaker token and bulkhead slot."""
+
+    permit: Permit | None = None
+
+    def admit(self, bulkhead: Bulkhead, answer: Permit | Shed) -> None:
+        if isinstance(answer, Shed):
+            self.verdict(None)
+            raise BulkheadFull(bulkhead.name, answer.retry_after)
+        self.permit = answer
+
+    def exit(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.verdict(True, exc)  # the policy may judge exc no failure
+        if self.permit is not None:
+            self.permit.release()
+
+    def judge(self, result: T) -> T:
+        self.verdict(result.status_code >= 500)
+        return result
+
+
+class OutboundGuard:
+    """Retry, breaker and bulkhead around one outbound HTTP call."""
 
     __slots__ = ("_by_host", "breaker", "bulkhead", "retry", "retry_methods")
 
@@ -109,110 +184,54 @@ class OutboundGuard:
             return None
         if policy.target is not None:
             return policy
-        bound = self._by_host.get(host)
-        if bound is None:
+        target = self._by_host.get(host)
+        if target is None:
             if len(self._by_host) >= 256:  # bounded: hosts come from callers' URLs
                 self._by_host.clear()
-            bound = self._by_host[host] = policy.for_target(host)
-        return bound
+            target = self._by_host[host] = policy.for_target(host)
+        return target
 
-    # -- sync ----------------------------------------------------------------
-
-    def call(
-        self, method: str, host: str, attempt: Callable[[], T], status_of: Callable[[T], int]
-    ) -> T:
+    def call(self, method: str, host: str, attempt: Callable[[], T]) -> T:
         policy = self._retry_for(method, host)
         if policy is None:
-            return self._once(attempt, status_of)
-        return policy.call(self._once, attempt, status_of)
+            return self._once(attempt)
+        return policy.call(self._once, attempt)
 
-    def _once(self, attempt: Callable[[], T], status_of: Callable[[T], int]) -> T:
-        breaker = get_breaker(self.breaker) if self.breaker is not None else None
-        token = breaker.acquire() if breaker is not None else None
-        started = time.monotonic()
-        permit = None
-        if self.bulkhead is not None:
-            answer = self.bulkhead.acquire_sync(_wait_budget())
-            if isinstance(answer, Shed):
-                if breaker is not None and token is not None:
-                    breaker.release(token)
-                raise BulkheadFull(self.bulkhead.name, answer.retry_after)
-            permit = answer
-        try:
-            result = attempt()
-        except BaseException as exc:
-            if breaker is not None and token is not None:
-                breaker.record_failure(token, time.monotonic() - started, exc=exc)
-            raise
-        finally:
-            if permit is not None:
-                permit.release()
-        if breaker is not None and token is not None:
-            _record(breaker, token, status_of(result), time.monotonic() - started)
-        return result
-
-    # -- async ---------------------------------------------------------------
-
-    async def acall(
-        self,
-        method: str,
-        host: str,
-        attempt: Callable[[], Awaitable[T]],
-        status_of: Callable[[T], int],
-    ) -> T:
+    async def acall(self, method: str, host: str, attempt: Callable[[], Awaitable[T]]) -> T:
         policy = self._retry_for(method, host)
         if policy is None:
-            return await self._aonce(attempt, status_of)
-        return await policy.acall(self._aonce, attempt, status_of)
+            return await self._aonce(attempt)
+        return await policy.acall(self._aonce, attempt)
 
-    async def _aonce(self, attempt: Callable[[], Awaitable[T]], status_of: Callable[[T], int]) -> T:
-        breaker = get_breaker(self.breaker) if self.breaker is not None else None
-        token = breaker.acquire() if breaker is not None else None
-        started = time.monotonic()
-        permit = None
+    def _once(self, attempt: Callable[[], T]) -> T:
+        trial = _Attempt(self.breaker)
         if self.bulkhead is not None:
-            answer = await self.bulkhead.acquire_async(_wait_budget())
-            if isinstance(answer, Shed):
-                if breaker is not None and token is not None:
-                    breaker.release(token)
-                raise BulkheadFull(self.bulkhead.name, answer.retry_after)
-            permit = answer
-        try:
-            result = await attempt()
-        except BaseException as exc:
-            if breaker is not None and token is not None:
-                breaker.record_failure(token, time.monotonic() - started, exc=exc)
-            raise
-        finally:
-            if permit is not None:
-                permit.release()
-        if breaker is not None and token is not None:
-            _record(breaker, token, status_of(result), time.monotonic() - started)
-        return result
+            trial.admit(self.bulkhead, self.bulkhead.acquire_sync(_wait_budget()))
+        with trial:
+            return trial.judge(attempt())
+
+    async def _aonce(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        trial = _Attempt(self.breaker)
+        if self.bulkhead is not None:
+            trial.admit(self.bulkhead, await self.bulkhead.acquire_async(_wait_budget()))
+        with trial:
+            return trial.judge(await attempt())
 
 
-def make_guard(
-    *,
-    breaker: str | None,
-    retry: RetryPolicy | None,
-    bulkhead: Bulkhead | None,
-    retry_methods: frozenset[str],
-) -> OutboundGuard | None:
+class GuardOptions(TypedDict, total=False):
+    breaker: str | None
+    retry: RetryPolicy | None
+    bulkhead: Bulkhead | None
+    retry_methods: frozenset[str]
+
+
+def make_guard(**options: Unpack[GuardOptions]) -> OutboundGuard | None:
     """A guard when any of breaker, retry or bulkhead is asked for; ``None`` keeps calls bare."""
-    if breaker is None and retry is None and bulkhead is None:
-        return None
-    return OutboundGuard(
-        breaker=breaker, bulkhead=bulkhead, retry=retry, retry_methods=retry_methods
-    )
+    guard = OutboundGuard(**options)  # a TypeError for an unknown option
+    bare = guard.breaker is None and guard.retry is None and guard.bulkhead is None
+    return None if bare else guard
 
 
 def _wait_budget() -> float | None:
     deadline = _current.get()
     return None if deadline is None else max(deadline.remaining(), 0.0)
-
-
-def _record(breaker: Any, token: Any, status: int, duration: float) -> None:
-    if status >= 500:
-        breaker.record_failure(token, duration)
-    else:
-        breaker.record_success(token, duration)

@@ -1,16 +1,9 @@
-"""Database queries bounded by the request's deadline.
+"""Database queries bounded by the request's deadline (docs/deadlines.md, "Downstream").
 
-Every query made inside a request first checks the deadline and raises
-``DeadlineExceeded`` instead of starting when the budget is spent: that is
-what stops a sync view whose client was already answered 504.  On PostgreSQL
-the remaining budget also bounds the query on the server through
-``statement_timeout``.
-
-Setting ``statement_timeout`` costs a round trip, so it is sent only when the
-value in force on the connection would let the query outlive the deadline by
-more than a small tolerance, and reset when a query runs outside any
-deadline.  (A ``SET`` inside a transaction that later rolls back is undone by
-PostgreSQL; the tracking then errs on the side of a timeout already reset.)
+A query inside a request whose budget is spent raises ``DeadlineExceeded``
+instead of starting; on PostgreSQL the budget also bounds it on the server
+through ``statement_timeout``, sent only when the value in force would let the
+query outlive the deadline (each ``SET`` costs a round trip).
 """
 
 from __future__ import annotations
@@ -27,13 +20,11 @@ from ..deadline import DeadlineExceeded, _current
 
 __all__ = ["deadline_execute_wrapper", "install"]
 
-# Attribute on the connection wrapper: (expiry of the deadline it was set for, ms set)
+# On the connection wrapper: (expiry of the deadline it was set for, ms set)
 _STATE_ATTR = "_resilience_statement_timeout"
-# Overrun we accept before paying a round trip to tighten the server timeout.
-TOLERANCE = 0.050
-# PostgreSQL's largest statement_timeout (INT_MAX ms, about 24.8 days); a
-# larger value is an error on every query.  Settings hold budgets to a day,
-# but a caller's grpc-timeout header may ask for years.
+TOLERANCE = 0.050  # overrun accepted before paying a round trip to tighten the server timeout
+# PostgreSQL's largest (INT_MAX ms): more is an error on every query, and a
+# caller's grpc-timeout header may ask for years.
 MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647
 
 
@@ -70,7 +61,9 @@ def deadline_execute_wrapper(
     try:
         return execute(sql, params, many, context)
     except DatabaseError as exc:
-        if _is_statement_timeout(exc):
+        # psycopg (3) and psycopg2 both report SQLSTATE 57014 (query_canceled).
+        cause = exc.__cause__
+        if (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) == "57014":
             raise DeadlineExceeded(
                 f"query cancelled by the {deadline.budget:.3f}s deadline of {deadline.route}"
             ) from exc
@@ -78,16 +71,7 @@ def deadline_execute_wrapper(
 
 
 def _raw_execute(context: dict[str, Any], sql: str) -> None:
-    # The DB-API cursor under Django's wrapper: going through the wrapper
-    # would run this function again.
-    context["cursor"].cursor.execute(sql)
-
-
-def _is_statement_timeout(exc: BaseException) -> bool:
-    cause = exc.__cause__
-    # psycopg (3) and psycopg2 both report SQLSTATE 57014 (query_canceled).
-    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    return code == "57014"
+    context["cursor"].cursor.execute(sql)  # under Django's wrapper, which would run us again
 
 
 def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

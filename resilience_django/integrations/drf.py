@@ -1,41 +1,9 @@
-"""Django REST framework throttles backed by this package's limiters.
-
-DRF authenticates inside the view (token, basic, session...), after every
-middleware has run, so a middleware rule keyed on ``user`` never sees a
-DRF-authenticated user.  These throttles run where DRF runs its own, after
-authentication::
-
-    REST_FRAMEWORK = {
-        "DEFAULT_THROTTLE_CLASSES": [
-            "resilience_django.integrations.drf.ResilienceThrottle",
-            "resilience_django.integrations.drf.ResilienceRulesThrottle",
-        ],
-        "DEFAULT_THROTTLE_RATES": {"user": "1000/day", "anon": "100/hour"},
-    }
-
-- ``ResilienceThrottle`` (scope ``"user"``: the user, or the IP for anonymous
-  requests), ``AnonResilienceThrottle`` (scope ``"anon"``, anonymous only)
-  and ``ScopedResilienceThrottle`` (the view's ``throttle_scope``) follow
-  DRF's ``UserRateThrottle``, ``AnonRateThrottle`` and ``ScopedRateThrottle``:
-  rates from ``DEFAULT_THROTTLE_RATES`` in DRF's units (``"100/min"``,
-  ``"10/second"``, ``"1000/day"``; the first letter of the unit counts, as in
-  DRF), or ours (``"100/30s"``).  They decide on the middleware's limiters:
-  exact algorithms, shared through Redis with the automatic local fallback
-  when ``BACKEND`` is ``"redis"``.  Subclass to change ``key`` (any key spec),
-  ``algorithm``, ``burst`` or ``limit_scope``.
-- ``ResilienceRulesThrottle`` decides the ``RESILIENCE["LIMITS"]`` rules
-  marked ``"after_auth": True`` (the middleware leaves them alone), so a
-  ``key: "user"`` rule sees the token- or basic-authenticated user.
-
-Every decision's ``RateLimit-Policy``/``RateLimit`` headers go on the
-response (DRF adds ``view.headers`` to every response it finalizes, its 429
-included, which also carries ``Retry-After`` from ``wait()``); when the
-middleware decided rules for the same request, both sets are listed.  The
-decision is on ``request.resilience_decision``.
-"""
+"""Django REST framework throttles on this package's limiters, decided where DRF decides its
+own: after authentication, so ``user`` keys see DRF's user (docs/drf.md)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from typing import Any, ClassVar
@@ -47,8 +15,9 @@ from rest_framework.throttling import BaseThrottle  # type: ignore[import-untype
 from ..conf import get_settings
 from ..limiting.decision import Decision
 from ..limiting.engine import LimitEngine, LimitResult
-from ..runtime import STATE_ATTR, RequestState, Runtime, get_runtime
+from ..runtime import STATE_ATTR, Runtime, get_runtime
 from ..units import Rate, parse_rate
+from ..view_limits.decorator import DECISION_ATTR
 from ..view_limits.standalone import StandaloneRule
 
 __all__ = [
@@ -59,21 +28,12 @@ __all__ = [
     "parse_drf_rate",
 ]
 
-DECISION_ATTR = "resilience_decision"
-
 _DRF_RATE = re.compile(r"\s*(\d+)\s*/\s*([A-Za-z]+)\s*\Z")
 
 
 def parse_drf_rate(value: str) -> Rate:
-    """A rate in DRF's convention: ``"100/min"``, ``"10/second"``, ``"1000/day"``.
-
-    As in DRF, a unit that is a word counts by its first letter (``s``, ``m``,
-    ``h``, ``d``), so ``"5/hours"`` is 5 per hour and ``"5/ms"`` 5 per minute;
-    ours work too (``"100/30s"``, ``"10/5m"``).  Raises ``ValueError``.
-
-    >>> parse_drf_rate("100/min"), parse_drf_rate("3/days")
-    (Rate(limit=100, period=60.0), Rate(limit=3, period=259200.0))
-    """
+    """``"100/min"``, ``"10/second"``: as in DRF, a word unit counts by its first letter
+    (``"5/ms"`` is 5 per minute); ours work too (``"100/30s"``).  Raises ``ValueError``."""
     match = _DRF_RATE.match(value) if isinstance(value, str) else None
     if match is not None:
         unit = match.group(2)[0].lower()
@@ -83,24 +43,19 @@ def parse_drf_rate(value: str) -> Rate:
 
 
 def _publish(request: Any, view: Any, result: LimitResult) -> None:
-    """Put ``result`` where the response will pick it up, and on the request."""
-    # Our middleware writes its own decision's headers after the view: merge
-    # ours into that decision so that neither set hides the other.  (DRF's
-    # Request hands attribute reads to Django's request, where the state is.)
-    state: RequestState | None = getattr(request, STATE_ATTR, None)
-    earlier = state.limits if state is not None else None
-    if state is not None and earlier is not None:
-        state.limits = result = _merge(earlier, result)
-    else:
-        # Without a middleware decision, an earlier throttle's for this request.
-        previous = getattr(request, DECISION_ATTR, None)
-        if isinstance(previous, LimitResult):
-            result = _merge(previous, result)
+    """Put ``result`` on the request and in ``view.headers``, which DRF adds to its response."""
+    # Merged into the middleware's decision (it writes its headers after the view), or else
+    # an earlier throttle's, so that neither set hides the other.  (DRF's Request reads
+    # through to Django's, where the middleware's state is.)
+    state = getattr(request, STATE_ATTR, None)
+    if state is not None and state.limits is not None:
+        state.limits = result = _merge(state.limits, result)
+    elif isinstance(previous := getattr(request, DECISION_ATTR, None), LimitResult):
+        result = _merge(previous, result)
     setattr(request, DECISION_ATTR, result)
     headers = getattr(view, "headers", None)
     if isinstance(headers, dict) and (not result.allowed or get_settings().ratelimit_headers):
-        for name, value in result.headers:
-            headers[name] = value
+        headers.update(result.headers)
 
 
 def _merge(first: LimitResult, second: LimitResult) -> LimitResult:
@@ -114,70 +69,30 @@ def _merge(first: LimitResult, second: LimitResult) -> LimitResult:
     return LimitResult(decision, shadow)
 
 
-class _Rules:
-    """``StandaloneRule``s by their fields, shared by every throttle instance."""
-
-    _MAX = 1024
-
-    def __init__(self) -> None:
-        self._rules: dict[tuple[Any, ...], StandaloneRule] = {}
-        self._lock = threading.Lock()
-
-    def get(self, fields: dict[str, Any], where: str) -> StandaloneRule:
-        cache_key = tuple(sorted(fields.items()))
-        rule = self._rules.get(cache_key)
-        if rule is None:
-            rule = StandaloneRule(fields, where=where)
-            with self._lock:
-                if len(self._rules) >= self._MAX:
-                    self._rules.clear()
-                rule = self._rules.setdefault(cache_key, rule)
-        return rule
+_rules: dict[tuple[Any, ...], StandaloneRule] = {}  # by their fields, shared by every throttle
+_rules_lock = threading.Lock()
 
 
-_rules = _Rules()
+def _rule(fields: dict[str, Any], where: str) -> StandaloneRule:
+    cache_key = tuple(sorted(fields.items()))
+    rule = _rules.get(cache_key)
+    if rule is None:
+        rule = StandaloneRule(fields, where=where)
+        with _rules_lock:
+            if len(_rules) >= 1024:
+                _rules.clear()
+            rule = _rules.setdefault(cache_key, rule)
+    return rule
 
 
-class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
-    """DRF's ``UserRateThrottle`` on our limiters: the user's pk, or the IP when anonymous.
-
-    Class attributes: ``scope`` (the ``DEFAULT_THROTTLE_RATES`` entry, and
-    the counter's name ``drf.<scope>``), ``rate`` (overrides the setting),
-    ``key`` (a key spec: ``user_or_ip``, ``ip``, ``user``,
-    ``header:X-Api-Key``, a dotted path...), ``algorithm``, ``burst`` and
-    ``limit_scope`` (``"local"``, ``"distributed"``, or ``None`` to follow
-    ``BACKEND``).
-    """
-
-    scope: ClassVar[str | None] = "user"
-    rate: ClassVar[str | None] = None
-    key: ClassVar[str] = "user_or_ip"
-    algorithm: ClassVar[str] = "sliding_window"
-    burst: ClassVar[int | None] = None
-    limit_scope: ClassVar[str | None] = None
-
+class _Throttle(BaseThrottle):  # type: ignore[misc]
     def __init__(self) -> None:
         self.result: LimitResult | None = None
 
-    # -- DRF's interface ----------------------------------------------------
-
     def allow_request(self, request: Any, view: Any) -> bool:
-        self.result = None
-        if not self.applies(request, view):
+        self.result = result = self._decide(request, view)
+        if result is None:
             return True
-        scope = self.get_scope(view)
-        if not scope:
-            return True
-        rate = self.get_rate(scope)
-        if rate is None:
-            return True
-        rule = self.get_rule(scope, rate)
-        if not rule.applies(request.method or "GET"):  # e.g. testing.disable_limits()
-            return True
-        result = rule.decide(request, rule.policy(rate))
-        if result is None:  # no key for this request (say, an absent header)
-            return True
-        self.result = result
         _publish(request, view, result)
         return result.allowed
 
@@ -188,7 +103,32 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
             return None
         return max(result.retry_after, 1.0)
 
-    # -- hooks for subclasses -------------------------------------------------
+    def _decide(self, request: Any, view: Any) -> LimitResult | None:
+        raise NotImplementedError  # None: nothing limits this request
+
+
+class ResilienceThrottle(_Throttle):
+    """DRF's ``UserRateThrottle`` on our limiters: the user's pk, or the IP when anonymous.
+
+    Subclasses set the class attributes below (docs/drf.md, "Choosing the key").
+    """
+
+    scope: ClassVar[str | None] = "user"
+    rate: ClassVar[str | None] = None
+    key: ClassVar[str] = "user_or_ip"
+    algorithm: ClassVar[str] = "sliding_window"
+    burst: ClassVar[int | None] = None
+    limit_scope: ClassVar[str | None] = None
+
+    def _decide(self, request: Any, view: Any) -> LimitResult | None:
+        scope = self.get_scope(view) if self.applies(request, view) else None
+        rate = self.get_rate(scope) if scope else None
+        if scope is None or rate is None:
+            return None
+        rule = self.get_rule(scope, rate)
+        if not rule.applies(request.method or "GET"):  # e.g. testing.disable_limits()
+            return None
+        return rule.decide(request, rule.policy(rate))  # None: no key (say, an absent header)
 
     def applies(self, request: Any, view: Any) -> bool:
         """Whether this throttle limits the request at all (``AnonResilienceThrottle``)."""
@@ -201,17 +141,15 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
         """``rate``, else ``DEFAULT_THROTTLE_RATES[scope]``; ``None``: no limit, as in DRF."""
         raw = self.rate
         if raw is None:
-            # Read per request, not at import: override_settings and DRF's
-            # setting_changed reload must be seen.
-            rates = api_settings.DEFAULT_THROTTLE_RATES
+            rates = api_settings.DEFAULT_THROTTLE_RATES  # per request: override_settings
             if scope not in rates:
                 raise ImproperlyConfigured(
                     f"No default throttle rate set for {scope!r} scope "
                     f"(REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'], {type(self).__name__})"
                 )
             raw = rates[scope]
-            if raw is None:
-                return None
+        if raw is None:
+            return None
         try:
             return parse_drf_rate(raw)
         except ValueError as exc:
@@ -222,16 +160,11 @@ class ResilienceThrottle(BaseThrottle):  # type: ignore[misc]
     def get_rule(self, scope: str, rate: Rate) -> StandaloneRule:
         # Rule names travel in headers and metric labels: keep them plain.
         name = "drf." + re.sub(r"[^A-Za-z0-9_.:/-]", "_", scope)[:96]
-        fields: dict[str, Any] = {
-            "name": name,
-            "rate": rate,
-            "key": self.key,
-            "algorithm": self.algorithm,
-            "scope": self.limit_scope,
-        }
+        fields: dict[str, Any] = {"name": name, "rate": rate, "key": self.key}
+        fields.update(algorithm=self.algorithm, scope=self.limit_scope)
         if self.burst is not None:
             fields["burst"] = self.burst
-        return _rules.get(fields, where=type(self).__name__)
+        return _rule(fields, where=type(self).__name__)
 
 
 class AnonResilienceThrottle(ResilienceThrottle):
@@ -256,61 +189,31 @@ class ScopedResilienceThrottle(ResilienceThrottle):
         return scope if isinstance(scope, str) and scope else None
 
 
-class ResilienceRulesThrottle(BaseThrottle):  # type: ignore[misc]
-    """Decides the ``RESILIENCE["LIMITS"]`` rules marked ``"after_auth": True``.
+class ResilienceRulesThrottle(_Throttle):
+    """Decides the ``RESILIENCE["LIMITS"]`` rules marked ``"after_auth": True``, all or nothing,
+    as the middleware decides the others, once DRF has authenticated the request."""
 
-    All of a request's after-auth rules together, all-or-nothing, exactly as
-    the middleware decides the others, but once DRF has authenticated the
-    request, so ``user`` and ``user_or_ip`` keys see its user.
-    """
-
-    _lock = threading.Lock()
-    _engine: ClassVar[tuple[Runtime, LimitEngine | None] | None] = None
-
-    def __init__(self) -> None:
-        self.result: LimitResult | None = None
-
-    def allow_request(self, request: Any, view: Any) -> bool:
-        self.result = None
-        engine = self._engine_for(get_runtime())
+    def _decide(self, request: Any, view: Any) -> LimitResult | None:
+        engine = _after_auth_engine(get_runtime())
         if engine is None:
-            return True
-        match = request.resolver_match
-        result = engine.decide(
-            request.method or "GET",
-            request.path_info,
-            request,
-            match.view_name if match is not None else None,
-        )
-        if not result.decision.outcomes and (result.shadow is None or not result.shadow.outcomes):
-            return True  # no after-auth rule matched
-        self.result = result
-        _publish(request, view, result)
-        return result.allowed
-
-    def wait(self) -> float | None:
-        result = self.result
-        if result is None or result.allowed:
             return None
-        return max(result.retry_after, 1.0)
+        match = request.resolver_match
+        view_name = match.view_name if match is not None else None
+        result = engine.decide(request.method or "GET", request.path_info, request, view_name)
+        if not result.decision.outcomes and (result.shadow is None or not result.shadow.outcomes):
+            return None  # no after-auth rule matched
+        return result
 
-    @classmethod
-    def _engine_for(cls, runtime: Runtime) -> LimitEngine | None:
-        # Rebuilt with the runtime (settings change, admin edit), which keeps
-        # its stores: counters survive the rebuild.
-        cached = cls._engine
-        if cached is not None and cached[0] is runtime:
-            return cached[1]
-        with cls._lock:
-            rules = tuple(r for r in runtime.settings.limits if r.after_auth)
-            stores = runtime.stores
-            trusted = runtime.settings.trusted_proxies
-            engine: LimitEngine | None = None
-            if rules and stores.distributed is not None:
-                engine = LimitEngine(
-                    rules, stores.distributed, local=stores.local, trusted_proxies=trusted
-                )
-            elif rules:
-                engine = LimitEngine(rules, stores.local, trusted_proxies=trusted)
-            cls._engine = (runtime, engine)
-        return engine
+
+@functools.lru_cache(maxsize=1)
+def _after_auth_engine(runtime: Runtime) -> LimitEngine | None:
+    # Rebuilt with the runtime (settings change, admin edit), which keeps its
+    # stores: counters survive the rebuild.
+    rules = tuple(r for r in runtime.settings.limits if r.after_auth)
+    if not rules:
+        return None
+    local, remote = runtime.stores.local, runtime.stores.distributed
+    trusted = runtime.settings.trusted_proxies
+    if remote is None:
+        return LimitEngine(rules, local, trusted_proxies=trusted)
+    return LimitEngine(rules, remote, local=local, trusted_proxies=trusted)

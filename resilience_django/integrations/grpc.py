@@ -7,57 +7,23 @@
 ...     ResilientClientInterceptor(breaker="pricing"),
 ... )
 
-For ``grpc.aio`` channels use :class:`AsyncResilientClientInterceptor` (unary
-calls): ``grpc.aio.insecure_channel(target, interceptors=[...])``.
-
-* **Deadline.**  Inside a request each call's timeout becomes the smaller of
-  the caller's own ``timeout=`` and the remaining budget minus the outbound
-  margin (``DEADLINE["OUTBOUND_MARGIN"]``, or ``margin=``).  grpcio turns
-  that timeout into the ``grpc-timeout`` header, so the server sees the same
-  deadline, and cancels the call locally when it passes.  With no budget left
-  the call is refused with ``DeadlineExceeded`` before anything is sent.
-* **Breaker.**  With ``breaker="name"`` a call that ends with a status in
-  ``failure_codes`` (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN,
-  RESOURCE_EXHAUSTED by default) counts as a failure; OK and the caller's own
-  mistakes (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...) count as
-  successes, since the dependency answered; CANCELLED gives no verdict.  An
-  open breaker raises ``CircuitOpen`` without calling.
-* **The budget's own timeout.**  When the call ends in DEADLINE_EXCEEDED
-  because the timeout the budget set ran out (the budget, not the caller's
-  ``timeout=``, was the smaller one), the caller's budget is spent, not the
-  dependency's patience: the breaker records no verdict and the call raises
-  :class:`DeadlineExceededRpcError` (:class:`DeadlineExceededAioRpcError` on
-  ``grpc.aio``), both a ``DeadlineExceeded`` (the middleware answers 504) and
-  a ``grpc.RpcError`` whose ``code()`` is DEADLINE_EXCEEDED.  A timeout of the
-  caller's own, or a DEADLINE_EXCEEDED the server sends before the timeout,
-  still counts as a failure.
-
-Where the refusal surfaces is grpcio's choice: a blocking unary call (``stub.M(req)``,
-``.with_call``) raises it directly; ``.future()`` returns a failed future whose
-``result()`` raises it; a server-streaming call returns an iterator that raises
-it on the first ``next()``.  The verdict of a ``.future()`` or streaming call is
-recorded when the call ends, from grpcio's done callback, so the interceptor
-never blocks a call that the caller meant to run in the background.
-
-Retries are left to grpcio's own retry policy (the channel's service config),
-which already honours the deadline this interceptor sets.
+What counts as a failure, where refusals surface, retries: docs/retries.md ("gRPC");
+calls the budget's own timeout ended: docs/deadlines.md.
 """
 
 from __future__ import annotations
 
+import abc
 import time
-from collections import namedtuple
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from ..breakers.phase import CircuitOpen, Phase
-from ..breakers.registry import get_breaker
-from ..breakers.state import Breaker
+from ..breakers.phase import CircuitOpen
 from ..deadline import DeadlineExceeded
-from ._outbound import cut_short_message, outbound_budget
+from ._outbound import Admitted, cut_short_message, outbound_budget
 
 __all__ = [
     "DEFAULT_FAILURE_CODES",
@@ -69,25 +35,21 @@ __all__ = [
     "ResilientClientInterceptor",
 ]
 
+_S = grpc.StatusCode
 #: Status codes that say the dependency is unwell, as opposed to the request being wrong.
 DEFAULT_FAILURE_CODES: frozenset[Any] = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
-
-_DetailsFields = namedtuple(  # grpc reads these fields by name
-    "_DetailsFields",
-    ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    (_S.UNAVAILABLE, _S.DEADLINE_EXCEEDED, _S.INTERNAL, _S.UNKNOWN, _S.RESOURCE_EXHAUSTED)
 )
 
 
-class _Details(_DetailsFields, grpc.ClientCallDetails):  # type: ignore[misc]
-    """The caller's call details with our timeout; grpc wants a ``ClientCallDetails``."""
+class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
+    """The caller's call details with our timeout (grpc reads the fields by name)."""
+
+    def __init__(self, details: Any, timeout: float) -> None:
+        self.method, self.metadata = details.method, details.metadata
+        self.credentials, self.timeout = details.credentials, timeout
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
 
 
 # grpc core may end a call a hair before its timeout by our clock (it rounds the
@@ -127,121 +89,93 @@ class DeadlineExceededAioRpcError(DeadlineExceeded, grpc.aio.AioRpcError):  # ty
         return str(self.args[0])
 
 
-def _bounded_timeout(caller: float | None, margin: float | None) -> tuple[float | None, bool]:
-    """The caller's timeout capped by the request's budget, and whether the budget set it.
+class _Call(Admitted):
+    """One call: its breaker token, and the timeout the budget set (``None``: the caller's)."""
 
-    Raises ``DeadlineExceeded`` when no budget is left.
-    """
-    budget = outbound_budget(margin)
-    if budget is None:
-        return caller, False
-    seconds = budget[1] / 1000.0  # remaining minus the margin, as announced over HTTP
-    if caller is None or seconds < caller:
-        return seconds, True
-    return caller, False
+    __slots__ = ("codes", "timeout")
 
-
-class _Cut:
-    """Tells whether a finished call was ended by the timeout the budget set."""
-
-    __slots__ = ("started", "timeout")
-
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, interceptor: _Base, timeout: float | None) -> None:
+        self.codes = interceptor.failure_codes
         self.timeout = timeout
-        self.started = time.monotonic()
+        super().__init__(interceptor.breaker)
 
-    def applies(self, code: Any) -> bool:
+    def cut(self, code: Any) -> bool:
+        """Whether the timeout the budget set ended the call."""
         return (
-            code is grpc.StatusCode.DEADLINE_EXCEEDED
+            self.timeout is not None
+            and code is grpc.StatusCode.DEADLINE_EXCEEDED
             and time.monotonic() - self.started >= self.timeout - _TIMEOUT_SLACK
         )
+
+    def ended(self, code: Any) -> None:
+        if self.cut(code):  # the caller's budget ran out: no word on the dependency
+            self.verdict(None)
+        elif code in self.codes:
+            self.verdict(True)
+        elif code is grpc.StatusCode.CANCELLED or code is None:  # cancelled by the caller
+            self.verdict(None)
+        else:
+            self.verdict(False)
 
     def translate(self, exc: BaseException) -> BaseException:
         """Ours in place of grpc's error when the budget's timeout ended the call."""
         if isinstance(exc, DeadlineExceeded) or not isinstance(exc, grpc.RpcError):
             return exc
         code = getattr(exc, "code", None)
-        if not callable(code) or not self.applies(code()):
+        if not callable(code) or not self.cut(code()):
             return exc
         ours = DeadlineExceededRpcError(cut_short_message(exc), exc)
         ours.__cause__ = exc
         return ours
+
+    def exit(self, exc: BaseException | None) -> None:
+        ours = None if exc is None else self.translate(exc)
+        if ours is not None and ours is not exc:
+            raise ours
+
+
+def _delegate(name: str) -> Any:
+    def method(self: _BudgetCall, *args: Any) -> Any:
+        return getattr(self._call, name)(*args)
+
+    method.__name__ = name
+    return method
 
 
 class _BudgetCall(grpc.Call, grpc.Future):  # type: ignore[misc]
     """The call grpcio gave us, raising :class:`DeadlineExceededRpcError` where it would raise
     its own error for a call the budget's timeout ended; everything else is delegated."""
 
-    def __init__(self, call: Any, cut: _Cut) -> None:
+    def __init__(self, call: Any, judge: _Call) -> None:
         self._call = call
-        self._cut = cut
+        self._judge = judge
 
-    # grpc.Future
     def result(self, timeout: float | None = None) -> Any:
-        try:
+        with self._judge:
             return self._call.result(timeout)
-        except grpc.RpcError as exc:
-            ours = self._cut.translate(exc)
-            if ours is exc:
-                raise
-            raise ours from exc
 
     def exception(self, timeout: float | None = None) -> Any:
         exc = self._call.exception(timeout)
-        return exc if exc is None else self._cut.translate(exc)
-
-    def traceback(self, timeout: float | None = None) -> Any:
-        return self._call.traceback(timeout)
+        return exc if exc is None else self._judge.translate(exc)
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
         self._call.add_done_callback(lambda _call: fn(self))
-
-    def cancel(self) -> bool:
-        return bool(self._call.cancel())
-
-    def cancelled(self) -> bool:
-        return bool(self._call.cancelled())
-
-    def running(self) -> bool:
-        return bool(self._call.running())
-
-    def done(self) -> bool:
-        return bool(self._call.done())
-
-    # grpc.Call / grpc.RpcContext
-    def initial_metadata(self) -> Any:
-        return self._call.initial_metadata()
-
-    def trailing_metadata(self) -> Any:
-        return self._call.trailing_metadata()
-
-    def code(self) -> Any:
-        return self._call.code()
-
-    def details(self) -> Any:
-        return self._call.details()
-
-    def is_active(self) -> bool:
-        return bool(self._call.is_active())
-
-    def time_remaining(self) -> Any:
-        return self._call.time_remaining()
-
-    def add_callback(self, callback: Callable[[], Any]) -> Any:
-        return self._call.add_callback(callback)
 
     # a server-streaming call is also an iterator of responses
     def __iter__(self) -> _BudgetCall:
         return self
 
     def __next__(self) -> Any:
-        try:
+        with self._judge:
             return next(self._call)
-        except grpc.RpcError as exc:
-            ours = self._cut.translate(exc)
-            if ours is exc:
-                raise
-            raise ours from exc
+
+
+# grpc.Call and grpc.Future declare these abstract; _BudgetCall hands them to the call.
+_DELEGATED = """traceback cancel cancelled running done initial_metadata trailing_metadata code
+    details is_active time_remaining add_callback"""
+for _name in _DELEGATED.split():
+    setattr(_BudgetCall, _name, _delegate(_name))
+abc.update_abstractmethods(_BudgetCall)
 
 
 class _Base:
@@ -258,26 +192,17 @@ class _Base:
         self.margin = margin
         self.failure_codes = frozenset(failure_codes)
 
-    def _admit(self) -> tuple[Breaker, Phase] | None:
-        # Callers read the deadline first: a call refused for a spent budget
-        # must not have taken a half-open trial slot it would never use.
-        if self.breaker is None:
-            return None
-        breaker = get_breaker(self.breaker)
-        return breaker, breaker.acquire()  # raises CircuitOpen without calling
-
-    def _verdict(
-        self, admitted: tuple[Breaker, Phase], code: Any, duration: float, cut: _Cut | None
-    ) -> None:
-        breaker, token = admitted
-        if cut is not None and cut.applies(code):
-            breaker.release(token)  # the caller's budget ran out: no word on the dependency
-        elif code in self.failure_codes:
-            breaker.record_failure(token, duration)
-        elif code is grpc.StatusCode.CANCELLED or code is None:
-            breaker.release(token)  # cancelled by the caller: no word on the dependency
-        else:
-            breaker.record_success(token, duration)
+    def _start(self, details: Any, replace: Callable[[Any, float], Any]) -> tuple[Any, _Call]:
+        # The deadline first: a call refused for a spent budget must not take
+        # a half-open trial slot it would never use.
+        budget = outbound_budget(self.margin)
+        timeout = None
+        if budget is not None:
+            seconds = budget[1] / 1000.0  # remaining minus the margin, as announced over HTTP
+            if details.timeout is None or seconds < details.timeout:
+                timeout = seconds
+                details = replace(details, seconds)
+        return details, _Call(self, timeout)
 
 
 class ResilientClientInterceptor(
@@ -285,101 +210,53 @@ class ResilientClientInterceptor(
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
     grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
 ):
-    """Bounds each unary and server-streaming call by the request's budget; feeds a breaker.
-
-    ``breaker`` names the breaker (``RESILIENCE["BREAKERS"]`` configures it),
-    ``margin`` overrides ``DEADLINE["OUTBOUND_MARGIN"]`` (seconds), and
-    ``failure_codes`` replaces :data:`DEFAULT_FAILURE_CODES`.
-    """
+    """Bounds each unary and server-streaming call by the request's budget; feeds a breaker."""
 
     __slots__ = ()
 
     def _intercept(
-        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
     ) -> Any:
-        timeout, capped = _bounded_timeout(details.timeout, self.margin)
-        admitted = self._admit()
-        if capped:
-            details = _Details(
-                details.method,
-                timeout,
-                details.metadata,
-                details.credentials,
-                getattr(details, "wait_for_ready", None),
-                getattr(details, "compression", None),
-            )
-        cut = _Cut(timeout) if capped and timeout is not None else None
-        if admitted is None:
-            call = continuation(details, request)
-            return call if cut is None else _BudgetCall(call, cut)
-        started = time.monotonic()
+        details, judge = self._start(client_call_details, _Details)
         try:
             call = continuation(details, request)
         except BaseException as exc:
-            breaker, token = admitted
-            breaker.record_failure(token, time.monotonic() - started, exc=exc)
+            judge.verdict(True, exc)
             raise
+        if judge.admitted is not None:
+            # At once for a finished blocking call, or on grpc's thread when a
+            # future or stream ends: never blocks a call meant to run in the background.
+            call.add_done_callback(lambda finished: judge.ended(finished.code()))
+        return call if judge.timeout is None else _BudgetCall(call, judge)
 
-        def done(finished: Any) -> None:
-            # Runs at once for a finished blocking call, or on grpc's thread
-            # when a future or stream ends.
-            self._verdict(admitted, finished.code(), time.monotonic() - started, cut)
-
-        call.add_done_callback(done)
-        return call if cut is None else _BudgetCall(call, cut)
-
-    def intercept_unary_unary(
-        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
-    ) -> Any:
-        """Called by grpcio for each unary-unary call."""
-        return self._intercept(continuation, client_call_details, request)
-
-    def intercept_unary_stream(
-        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
-    ) -> Any:
-        """Called by grpcio for each unary-stream call."""
-        return self._intercept(continuation, client_call_details, request)
+    intercept_unary_unary = intercept_unary_stream = _intercept
 
 
 class AsyncResilientClientInterceptor(
     _Base,
     grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
 ):
-    """The ``grpc.aio`` twin of :class:`ResilientClientInterceptor`, for unary-unary calls.
-
-    Refusals (``DeadlineExceeded``, ``CircuitOpen``) are raised when the call
-    is awaited.
-    """
+    """The ``grpc.aio`` twin of :class:`ResilientClientInterceptor`, for unary-unary calls;
+    refusals (``DeadlineExceeded``, ``CircuitOpen``) are raised when the call is awaited."""
 
     __slots__ = ()
 
     async def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
     ) -> Any:
-        """Called by grpcio for each unary-unary call on an aio channel."""
-        details = client_call_details
-        timeout, capped = _bounded_timeout(details.timeout, self.margin)
-        admitted = self._admit()
-        if capped:
-            # aio's ClientCallDetails is a namedtuple.
-            details = details._replace(timeout=timeout)
-        cut = _Cut(timeout) if capped and timeout is not None else None
-        if admitted is None and cut is None:
+        details, judge = self._start(client_call_details, lambda d, t: d._replace(timeout=t))
+        if judge.admitted is None and judge.timeout is None:
             return await continuation(details, request)
-        started = time.monotonic()
         try:
             call = await continuation(details, request)
             # aio's code() is a coroutine, so a done callback cannot read it;
             # the caller awaits this unary call's end anyway.
             code = await call.code()
         except BaseException as exc:
-            if admitted is not None:
-                breaker, token = admitted
-                breaker.record_failure(token, time.monotonic() - started, exc=exc)
+            judge.verdict(True, exc)
             raise
-        if admitted is not None:
-            self._verdict(admitted, code, time.monotonic() - started, cut)
-        if cut is not None and cut.applies(code):
+        judge.ended(code)
+        if judge.cut(code):
             raise DeadlineExceededAioRpcError(
                 cut_short_message(str(code)),
                 details=await call.details(),

@@ -77,6 +77,14 @@ async def test_async_httpx_sends_remaining_budget(echo_url: str, budget_2s: Dead
     assert 1950 - _spent_ms(budget_2s) - 1 <= sent <= 1950
 
 
+async def test_async_httpx_reads_a_body_that_is_both_sync_and_async(budget_2s: Deadline) -> None:
+    # httpx.MockTransport answers with such a body; under a deadline it once failed an assert.
+    inner = httpx.MockTransport(lambda request: httpx.Response(200, content=b"hi"))
+    transport = AsyncResilientTransport(transport=inner)
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get("http://downstream.test/")).text == "hi"
+
+
 def test_requests_sends_remaining_budget(echo_url: str, budget_2s: Deadline) -> None:
     sent = int(_session().get(echo_url).json()["timeout"])
     assert 1950 - _spent_ms(budget_2s) - 1 <= sent <= 1950

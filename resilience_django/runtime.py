@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.http import HttpRequest, HttpResponseBase
 
@@ -44,13 +44,10 @@ STATE_ATTR = "_resilience_state"
 SCOPE_LIMITS = "resilience.limits"
 
 
-class Early:
+class Early(NamedTuple):
     """A response given without running the view (429, 503)."""
 
-    __slots__ = ("response",)
-
-    def __init__(self, response: HttpResponseBase) -> None:
-        self.response = response
+    response: HttpResponseBase
 
 
 class RequestState:
@@ -66,12 +63,25 @@ class RequestState:
         self.started = 0.0
         self.refused = False
 
+    def end_breaker(self, failed: bool | None) -> None:
+        """The route breaker's verdict on the view (``None``: none, only free its trial)."""
+        breaker, token = self.breaker, self.token
+        if breaker is None or token is None:
+            return
+        self.token = None
+        if failed is None:
+            breaker.release(token)
+        elif failed:
+            breaker.record_failure(token, time.monotonic() - self.started)
+        else:
+            breaker.record_success(token, time.monotonic() - self.started)
+
 
 class _Stores:
     """The limiter stores; kept across rebuilds while their settings stay the same."""
 
     def __init__(self, settings: ResilienceSettings) -> None:
-        self.key = _stores_key(settings)
+        self.key = self._key(settings)
         self.local = LocalLimiter(max_keys=settings.local_max_keys)
         self.shedder = Shedder()
         self.distributed: HybridLimiter | None = None
@@ -87,41 +97,26 @@ class _Stores:
         else:
             register_limiter_health(None)
 
+    @staticmethod
+    def _key(settings: ResilienceSettings) -> tuple[Any, ...]:
+        s = settings
+        return (s.backend, s.redis_settings, s.fallback, s.fallback_latency, s.local_max_keys)
+
     def matches(self, settings: ResilienceSettings) -> bool:
-        return self.key == _stores_key(settings)
+        return self.key == self._key(settings)
 
     def close(self) -> None:
         if self.distributed is not None:
             self.distributed.close()
 
 
-def _stores_key(settings: ResilienceSettings) -> tuple[Any, ...]:
-    return (
-        settings.backend,
-        settings.redis_settings,
-        settings.fallback,
-        settings.fallback_latency,
-        settings.local_max_keys,
-    )
-
-
 class Runtime:
-    __slots__ = (
-        "any_at_view",
-        "any_before_view",
-        "arrival_on_loop",
-        "breaker_index",
-        "breakers_before_view",
-        "deadlines",
-        "limits",
-        "limits_before_view",
-        "ratelimit_headers",
-        "route_breakers",
-        "settings",
-        "shed_before_view",
-        "shedder",
-        "stores",
-    )
+    """The compiled rules and stores, and the stages a request goes through."""
+
+    __slots__ = ("any_at_view", "any_before_view", "arrival_on_loop", "breaker_index",
+                 "breakers_before_view", "deadlines", "limits", "limits_before_view",
+                 "ratelimit_headers", "route_breakers", "settings", "shed_before_view",
+                 "shedder", "stores")  # fmt: skip
 
     def __init__(
         self, settings: ResilienceSettings, stores: _Stores, admin: AdminRules | None = None
@@ -129,20 +124,20 @@ class Runtime:
         self.settings = settings
         self.stores = stores
         admin = admin or AdminRules()
-        # Settings rules first, then the admin's (resilience_django.live leaves out admin rules
-        # whose names the settings already use: settings win).
+        # Settings rules first, then the admin's (live leaves out admin rules named
+        # like a settings one: settings win).
         self.deadlines = DeadlinePolicy(
             replace(settings.deadline, routes=settings.deadline.routes + admin.route_budgets)
         )
         # after_auth rules wait for DRF's authentication: its throttle decides them.
         rules = tuple(r for r in settings.limits + admin.limit_rules if not r.after_auth)
-        if stores.distributed is not None:
-            engine = LimitEngine(
-                rules, stores.distributed, local=stores.local,
-                trusted_proxies=settings.trusted_proxies,
-            )  # fmt: skip
-        else:
-            engine = LimitEngine(rules, stores.local, trusted_proxies=settings.trusted_proxies)
+        shared = stores.distributed
+        # With Redis, local-scope rules still decide on the local store.
+        engine = LimitEngine(
+            rules, stores.local if shared is None else shared,
+            local=None if shared is None else stores.local,
+            trusted_proxies=settings.trusted_proxies,
+        )  # fmt: skip
         self.limits: LimitEngine | None = engine if engine else None
         # Rules keyed by user or a callable need AuthenticationMiddleware, and
         # rules naming a view need the resolved URL: those are decided in
@@ -159,15 +154,11 @@ class Runtime:
         self.shedder: Shedder | None = stores.shedder if shedding else None
         self.shed_before_view = self.shedder is not None and not self.shedder.needs_view_name
         self.ratelimit_headers = settings.ratelimit_headers
-        self.route_breakers: tuple[tuple[str, RouteMatcher], ...] = route_breakers(
-            settings
-        ) + tuple(
-            (name, policy.route)
-            for name, policy in admin.breaker_policies.items()
-            if policy.route is not None
+        admin_routes = (
+            (n, p.route) for n, p in admin.breaker_policies.items() if p.route is not None
         )
-        # First match decides, in this order; the index only skips the routes
-        # whose prefix the path does not start with.
+        self.route_breakers = route_breakers(settings) + tuple(admin_routes)
+        # The index only skips the routes whose prefix the path does not start with.
         self.breaker_index: RouteIndex[tuple[str, RouteMatcher]] = RouteIndex(
             (matcher, (name, matcher)) for name, matcher in self.route_breakers
         )
@@ -193,9 +184,7 @@ class Runtime:
 
     def admit_sync(self, request: HttpRequest) -> Early | None:
         """On arrival: the stages that need neither the user nor the resolved URL."""
-        if not self.any_before_view:
-            return None
-        return self._admit_sync(request, None, before_view=True)
+        return self._admit_sync(request, None, before_view=True) if self.any_before_view else None
 
     async def admit_async(self, request: HttpRequest) -> Early | None:
         if not self.any_before_view:
@@ -214,10 +203,8 @@ class Runtime:
         return await self._admit_async(request, _view_name(request), before_view=False)
 
     async def admit_scope(self, scope: Any, make_shim: Callable[[Any], Any]) -> Early | None:
-        """The ASGI fast path: decide the limits that need no Django request.
-
-        ``make_shim(scope)`` stands in for the request in a 429.
-        """
+        """The ASGI fast path: the limits that need no Django request (``make_shim(scope)``
+        stands in for the request in a 429)."""
         if not self.limits_before_view or self.limits is None:
             return None
         return self._scope_answer(scope, make_shim, await self.limits.decide_scope(scope))
@@ -229,8 +216,9 @@ class Runtime:
         (upper case) and ``path`` (``scope_path``) as the caller computed them."""
         if not self.limits_before_view or self.limits is None:
             return None
-        result = self.limits.decide_scope_now(scope, method, path)
-        return self._scope_answer(scope, make_shim, result)
+        return self._scope_answer(
+            scope, make_shim, self.limits.decide_scope_now(scope, method, path)
+        )
 
     @staticmethod
     def _scope_answer(
@@ -250,55 +238,47 @@ class Runtime:
     def _admit_sync(
         self, request: HttpRequest, view_name: str | None, *, before_view: bool
     ) -> Early | None:
-        # _state() and the limits stage written out: the per-request path.
-        state: RequestState | None = getattr(request, STATE_ATTR, None)
-        if state is None:
-            state = RequestState()
-            setattr(request, STATE_ATTR, state)
-        limits = self.limits
-        if limits is not None and self.limits_before_view is before_view:
-            # The ASGI fast path may have decided already.
-            scope = getattr(request, "scope", None)
-            result = scope.get(SCOPE_LIMITS) if scope is not None else None
-            if result is None:
-                result = limits.decide(request.method or "GET", request.path_info, request,
-                                       view_name)  # fmt: skip
+        state, method, path = _state(request), request.method or "GET", request.path_info
+        if self.limits is not None and self.limits_before_view is before_view:
+            result = _decided(request) or self.limits.decide(method, path, request, view_name)
             state.limits = result
             if not result.allowed:
                 return self._refused(state, Early(rate_limited_response(request, result)))
+        answer = None
         if self.shedder is not None and self.shed_before_view is before_view:
-            answer = self.shedder.admit_sync(
-                request.method or "GET", request.path_info, view_name, header=request.headers.get
-            )
-            early = self._shed_answer(request, state, answer)
-            if early is not None:
-                return self._refused(state, early)
-        if self.route_breakers and self.breakers_before_view is before_view:
-            early = self._breaker(request, state, view_name)
-            if early is not None:
-                return self._refused(state, early)
-        return None
+            answer = self.shedder.admit_sync(method, path, view_name, header=request.headers.get)
+        return self._shed_then_breaker(request, state, answer, view_name, before_view)
 
     async def _admit_async(
         self, request: HttpRequest, view_name: str | None, *, before_view: bool
     ) -> Early | None:
-        state = self._state(request)
+        state, method, path = _state(request), request.method or "GET", request.path_info
         if self.limits is not None and self.limits_before_view is before_view:
-            early = await self._limits_async(request, state, view_name)
-            if early is not None:
-                return self._refused(state, early)
+            decided = _decided(request)
+            result = decided or await self.limits.adecide(method, path, request, view_name)
+            state.limits = result
+            if not result.allowed:
+                return self._refused(state, Early(rate_limited_response(request, result)))
+        answer = None
         if self.shedder is not None and self.shed_before_view is before_view:
-            answer = await self.shedder.admit_async(
-                request.method or "GET", request.path_info, view_name, header=request.headers.get
-            )
-            early = self._shed_answer(request, state, answer)
-            if early is not None:
-                return self._refused(state, early)
-        if self.route_breakers and self.breakers_before_view is before_view:
-            early = self._breaker(request, state, view_name)
-            if early is not None:
-                return self._refused(state, early)
-        return None
+            header = request.headers.get
+            answer = await self.shedder.admit_async(method, path, view_name, header=header)
+        return self._shed_then_breaker(request, state, answer, view_name, before_view)
+
+    def _shed_then_breaker(
+        self, request: HttpRequest, state: RequestState, answer: Permit | Shed | None,
+        view_name: str | None, before_view: bool,
+    ) -> Early | None:  # fmt: skip
+        """The bulkhead's answer, then the route breaker: what follows the I/O stages."""
+        early: Early | None
+        if isinstance(answer, Shed):
+            early = _unavailable(request, "shed", answer.reason, answer.retry_after)
+        else:
+            state.permit = answer
+            early = None
+            if self.route_breakers and self.breakers_before_view is before_view:
+                early = self._breaker(request, state, view_name)
+        return None if early is None else self._refused(state, early)
 
     # -- after the view -------------------------------------------------------------
 
@@ -324,16 +304,8 @@ class Runtime:
             if not streaming or permit.exempt_streams:
                 permit.release()
                 permit = None
-        breaker = state.breaker
-        if breaker is not None and state.token is not None:
-            if state.refused:
-                # Our own 429/503 in process_view: the route did not run.
-                breaker.release(state.token)
-            elif response.status_code >= 500:
-                breaker.record_failure(state.token, time.monotonic() - state.started)
-            else:
-                breaker.record_success(state.token, time.monotonic() - state.started)
-            state.token = None
+        # Our own 429/503 in process_view: the route did not run, no verdict.
+        state.end_breaker(None if state.refused else response.status_code >= 500)
         result = state.limits
         if result is not None and self.ratelimit_headers:
             add_headers(response, result.headers)
@@ -342,12 +314,9 @@ class Runtime:
         return response
 
     def _guard_stream(
-        self,
-        request: HttpRequest,
-        response: HttpResponseBase,
-        permit: Permit | None,
+        self, request: HttpRequest, response: HttpResponseBase, permit: Permit | None,
         deadline: Deadline | None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         if deadline is not None and not self.bounds_stream(request):
             deadline = None
         if permit is not None or deadline is not None:
@@ -379,12 +348,7 @@ class Runtime:
         if state.permit is not None:
             state.permit.release()
             state.permit = None
-        if state.breaker is not None and state.token is not None:
-            if timed_out:
-                state.breaker.record_failure(state.token, time.monotonic() - state.started)
-            else:
-                state.breaker.release(state.token)
-            state.token = None
+        state.end_breaker(True if timed_out else None)
 
     def exception_response(
         self, request: HttpRequest, exception: Exception
@@ -400,29 +364,6 @@ class Runtime:
 
     # -- pieces ---------------------------------------------------------------------
 
-    @staticmethod
-    def _state(request: HttpRequest) -> RequestState:
-        state: RequestState | None = getattr(request, STATE_ATTR, None)
-        if state is None:
-            state = RequestState()
-            setattr(request, STATE_ATTR, state)
-        return state
-
-    async def _limits_async(
-        self, request: HttpRequest, state: RequestState, view_name: str | None
-    ) -> Early | None:
-        assert self.limits is not None
-        scope = getattr(request, "scope", None)
-        result = scope.get(SCOPE_LIMITS) if scope is not None else None
-        if result is None:
-            result = await self.limits.adecide(
-                request.method or "GET", request.path_info, request, view_name
-            )
-        state.limits = result
-        if not result.allowed:
-            return Early(rate_limited_response(request, result))
-        return None
-
     def _breaker(
         self, request: HttpRequest, state: RequestState, view_name: str | None
     ) -> Early | None:
@@ -434,10 +375,7 @@ class Runtime:
                 try:
                     state.token = breaker.acquire()
                 except CircuitOpen as exc:
-                    return Early(
-                        unavailable(request, reason="breaker_open", name=name,
-                                    retry_after=exc.retry_after)
-                    )  # fmt: skip
+                    return _unavailable(request, "breaker_open", name, exc.retry_after)
                 state.breaker = breaker
                 state.started = time.monotonic()
                 return None
@@ -448,20 +386,23 @@ class Runtime:
         state.refused = True
         return early
 
-    @staticmethod
-    def _shed_answer(
-        request: HttpRequest, state: RequestState, answer: Permit | Shed | None
-    ) -> Early | None:
-        if answer is None:
-            return None
-        if isinstance(answer, Shed):
-            return Early(
-                unavailable(
-                    request, reason="shed", name=answer.reason, retry_after=answer.retry_after
-                )
-            )
-        state.permit = answer
-        return None
+
+def _state(request: HttpRequest) -> RequestState:
+    state: RequestState | None = getattr(request, STATE_ATTR, None)
+    if state is None:
+        state = RequestState()
+        setattr(request, STATE_ATTR, state)
+    return state
+
+
+def _decided(request: HttpRequest) -> LimitResult | None:
+    """The ASGI fast path's limit decision, if it made one (a ``LimitResult`` is always true)."""
+    scope = getattr(request, "scope", None)
+    return scope.get(SCOPE_LIMITS) if scope is not None else None
+
+
+def _unavailable(request: HttpRequest, reason: str, name: str, retry_after: float) -> Early:
+    return Early(unavailable(request, reason=reason, name=name, retry_after=retry_after))
 
 
 def _view_name(request: HttpRequest) -> str | None:
@@ -471,6 +412,7 @@ def _view_name(request: HttpRequest) -> str | None:
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
+_previous_stores: _Stores | None = None
 
 
 def get_runtime() -> Runtime:
@@ -478,14 +420,12 @@ def get_runtime() -> Runtime:
     # background thread and only flags that the runtime must be rebuilt.
     if maybe_reload(time.monotonic()):
         reset_runtime()
-    runtime = _runtime
-    if runtime is None:
-        runtime = _build()
-    return runtime
+    runtime = _runtime  # read once: another thread may reset it
+    return runtime if runtime is not None else _build()
 
 
 def _build() -> Runtime:
-    global _runtime
+    global _runtime, _previous_stores
     with _lock:
         if _runtime is None:
             settings = get_settings()
@@ -493,22 +433,13 @@ def _build() -> Runtime:
             if stores is None or not stores.matches(settings):
                 if stores is not None:
                     stores.close()
-                stores = _Stores(settings)
-            _remember(stores)
+                stores = _previous_stores = _Stores(settings)
             _runtime = Runtime(settings, stores, admin_rules())
             # Every worker reports its limiter and rejections to the fleet view.
             from .fleet import start_reporting
 
             start_reporting()
         return _runtime
-
-
-_previous_stores: _Stores | None = None
-
-
-def _remember(stores: _Stores) -> None:
-    global _previous_stores
-    _previous_stores = stores
 
 
 def reset_runtime() -> None:

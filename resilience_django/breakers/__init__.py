@@ -13,14 +13,5 @@ from .policy import BreakerPolicy, parse_breaker_policy
 from .registry import all_breakers, get_breaker
 from .state import Breaker, CircuitOpen
 
-__all__ = [
-    "Breaker",
-    "BreakerGuard",
-    "BreakerPolicy",
-    "CircuitOpen",
-    "Transition",
-    "all_breakers",
-    "breaker",
-    "get_breaker",
-    "parse_breaker_policy",
-]
+__all__ = ["Breaker", "BreakerGuard", "BreakerPolicy", "CircuitOpen", "Transition",
+           "all_breakers", "breaker", "get_breaker", "parse_breaker_policy"]  # fmt: skip

@@ -15,7 +15,6 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .registry import get_breaker
@@ -25,6 +24,8 @@ __all__ = ["BreakerGuard", "CircuitOpen", "breaker"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# A call's token and start time (None: not timed).
+Admitted = tuple[Phase, float | None]
 
 
 class BreakerGuard:
@@ -33,21 +34,14 @@ class BreakerGuard:
     __slots__ = ("_breaker", "_calls", "failure_result", "fallback", "name")
 
     def __init__(
-        self,
-        name: str,
-        fallback: Callable[..., Any] | None = None,
+        self, name: str, fallback: Callable[..., Any] | None = None,
         failure_result: Callable[[Any], bool] | None = None,
-    ) -> None:
-        self.name = name
-        self.fallback = fallback
-        self.failure_result = failure_result
-        # Resolved on first use, not at decoration (import) time: settings are
-        # not read at import time.
+    ) -> None:  # fmt: skip
+        self.name, self.fallback, self.failure_result = name, fallback, failure_result
+        # Resolved on first use: settings are not read at decoration (import) time.
         self._breaker: Breaker | None = None
-        # (token, started) of the blocks in progress, per thread / per task.
-        self._calls: ContextVar[tuple[tuple[Phase, float], ...]] = ContextVar(
-            f"breaker:{name}", default=()
-        )
+        # The blocks in progress, per thread / per task.
+        self._calls: ContextVar[tuple[Admitted, ...]] = ContextVar(f"breaker:{name}", default=())
 
     @property
     def breaker(self) -> Breaker:
@@ -56,92 +50,48 @@ class BreakerGuard:
             b = self._breaker = get_breaker(self.name)
         return b
 
-    # -- decorator ---------------------------------------------------------------
+    # -- decorator: the wrappers differ only in calling or awaiting ---------------
 
     @overload
     def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        guard, fallback, own_check = self, self.fallback, self.failure_result
         if inspect.iscoroutinefunction(fn):
-            return self._wrap_async(cast(Callable[P, Awaitable[Any]], fn))
-        return self._wrap_sync(fn)
 
-    def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
-        guard = self
-        fallback = self.fallback
-        own_check = self.failure_result
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                b = guard._breaker or guard.breaker
+                admitted = _admit(b, fallback)
+                if admitted is None:
+                    value = cast(Callable[..., Any], fallback)(*args, **kwargs)
+                    return await value if inspect.isawaitable(value) else value
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    _failed(b, admitted, exc)
+                    raise
+                return _done(b, admitted, result, own_check or b._result_check)
+
+            return async_wrapper
 
         @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             b = guard._breaker or guard.breaker
-            p = b._phase
-            if not p.free:  # only open / half-open / forced states take the slow path
-                try:
-                    p = b._acquire_slow(p)
-                except CircuitOpen:
-                    if fallback is None:
-                        raise
-                    return cast(R, fallback(*args, **kwargs))
-            clock = b._clock
-            # Time the call only when slowness matters: one clock read saved per call.
-            timed = b._slow is not None
-            started = clock() if timed else 0.0
+            admitted = _admit(b, fallback)
+            if admitted is None:
+                return cast(Callable[..., Any], fallback)(*args, **kwargs)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                now = clock()
-                b._failed(p, now, now - started if timed else None, exc)
+                _failed(b, admitted, exc)
                 raise
-            now = clock()
-            check = own_check or b._result_check
-            if check is not None and check(result):
-                b._failed(p, now, now - started if timed else None, None)
-            else:
-                b._ok(p, now, now - started if timed else None)
-            return result
+            return _done(b, admitted, result, own_check or b._result_check)
 
         return wrapper
 
-    def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        guard = self
-        fallback = self.fallback
-        own_check = self.failure_result
-
-        @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            b = guard._breaker or guard.breaker
-            p = b._phase
-            if not p.free:
-                try:
-                    p = b._acquire_slow(p)
-                except CircuitOpen:
-                    if fallback is None:
-                        raise
-                    value = fallback(*args, **kwargs)
-                    if inspect.isawaitable(value):
-                        value = await value
-                    return cast(R, value)
-            clock = b._clock
-            timed = b._slow is not None
-            started = clock() if timed else 0.0
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                now = clock()
-                b._failed(p, now, now - started if timed else None, exc)
-                raise
-            now = clock()
-            check = own_check or b._result_check
-            if check is not None and check(result):
-                b._failed(p, now, now - started if timed else None, None)
-            else:
-                b._ok(p, now, now - started if timed else None)
-            return result
-
-        return wrapper
-
-    # -- context manager -----------------------------------------------------------
+    # -- context manager: always timed, no result to check -------------------------
 
     def __enter__(self) -> BreakerGuard:
         b = self.breaker
@@ -149,40 +99,60 @@ class BreakerGuard:
         self._calls.set((*self._calls.get(), (token, b._clock())))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         stack = self._calls.get()
-        token, started = stack[-1]
         self._calls.set(stack[:-1])
-        b = self.breaker
-        now = b._clock()
         if exc is None:
-            b._ok(token, now, now - started)
+            _done(self.breaker, stack[-1], None, None)
         else:
-            b._failed(token, now, now - started, exc)
+            _failed(self.breaker, stack[-1], exc)
 
     async def __aenter__(self) -> BreakerGuard:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        self.__exit__(_type, exc, _tb)
+
+
+# A call's bookkeeping, the same for every wrapper: all of it but the call.
+
+
+def _admit(b: Breaker, fallback: object) -> Admitted | None:
+    """Admit a call, or ``None`` to run the fallback; ``CircuitOpen`` if there is none."""
+    p = b._phase
+    if not p.free:  # only open / half-open / forced states take the slow path
+        try:
+            p = b._acquire_slow(p)
+        except CircuitOpen:
+            if fallback is None:
+                raise
+            return None
+    # Time the call only when slowness matters: one clock read saved per call.
+    return p, (b._clock() if b._slow is not None else None)
+
+
+def _failed(b: Breaker, admitted: Admitted, exc: BaseException) -> None:
+    now = b._clock()
+    token, started = admitted
+    b._failed(token, now, None if started is None else now - started, exc)
+
+
+def _done(b: Breaker, admitted: Admitted, result: R, check: Callable[[Any], bool] | None) -> R:
+    """Report a call that returned ``result`` (a failure if a result check says so)."""
+    now = b._clock()
+    token, started = admitted
+    duration = None if started is None else now - started
+    if check is not None and check(result):
+        b._failed(token, now, duration, None)
+    else:
+        b._ok(token, now, duration)
+    return result
 
 
 def breaker(
-    name: str,
-    fallback: Callable[..., Any] | None = None,
-    *,
+    name: str, fallback: Callable[..., Any] | None = None, *,
     failure_result: Callable[[Any], bool] | None = None,
-) -> BreakerGuard:
+) -> BreakerGuard:  # fmt: skip
     """Guard calls to a dependency with the breaker called ``name``.
 
     ``fallback`` is called with the same arguments instead of the function while

@@ -1,13 +1,9 @@
 """The process-wide registry: one :class:`Breaker` per name.
 
-Framework-free: where policies come from is handed in with
-:meth:`BreakerRegistry.set_policy_source` (``resilience_django.wiring`` hands
-in ``RESILIENCE["BREAKERS"]`` and the admin's breaker policies), and what
-happens around a breaker is added with :meth:`~BreakerRegistry.add_listener`
-(every transition of every breaker; the Django signal) and
-:func:`on_create` (every new breaker; the fleet).  A name without a policy
-gets the defaults on first use.  When the policies change, existing breakers
-are reconfigured in place, so references held by decorators stay valid.
+Framework-free: ``resilience_django.wiring`` hands in where policies come
+from (``set_policy_source``), listeners for every transition (the Django
+signal) and ``on_create`` hooks (the fleet).  When the policies change,
+existing breakers are reconfigured in place, so decorators' references stay valid.
 """
 
 from __future__ import annotations
@@ -31,10 +27,6 @@ PolicySource = Callable[[str], BreakerPolicy | None]
 _GAUGE_STATES = frozenset({"closed", "open", "half_open"})
 
 
-def _no_policy(name: str) -> BreakerPolicy | None:
-    return None
-
-
 class BreakerRegistry:
     """Name -> Breaker; lookups of existing names take no lock."""
 
@@ -43,7 +35,7 @@ class BreakerRegistry:
         self._lock = threading.Lock()
         self._on_create: list[Callable[[Breaker], None]] = []
         self._listeners: tuple[Listener, ...] = ()
-        self._policies: PolicySource = _no_policy
+        self._policies: PolicySource = lambda name: None
         self._names: Callable[[], Iterable[str]] = tuple
 
     # -- what the adapters hand in -------------------------------------------
@@ -51,10 +43,8 @@ class BreakerRegistry:
     def set_policy_source(
         self, policy: PolicySource, names: Callable[[], Iterable[str]] = tuple
     ) -> None:
-        """Take policies from ``policy(name)``; ``names()`` lists the configured breakers.
-
-        Existing breakers are reconfigured at once.
-        """
+        """Take policies from ``policy(name)`` (existing breakers at once); ``names()`` lists
+        the configured breakers."""
         self._policies, self._names = policy, names
         self.reload()
 
@@ -87,28 +77,25 @@ class BreakerRegistry:
         if breaker is not None:
             return breaker
         with self._lock:
-            breaker = self._breakers.get(name)
-            if breaker is None:
-                breaker = Breaker(name, self.policy_for(name))
-                for listener in self._listeners:
-                    breaker.add_listener(listener)
-                self._breakers[name] = breaker
-                created = True
-            else:
-                created = False
-        if created:
-            # A series from the start, so dashboards list every breaker, not only tripped ones.
-            metrics.breaker_state(name, breaker.state if breaker.state in _GAUGE_STATES else "open")
-            # Publishing to the fleet is a side concern: a misconfigured or
-            # unreachable fleet store must never fail the call that made the breaker.
-            try:
-                for hook in list(self._on_create):
-                    hook(breaker)
-            except Exception:
-                logger.exception(
-                    "breaker %s: could not join the fleet; it works in this process only",
-                    name, extra={"breaker": name},
-                )  # fmt: skip
+            existing = self._breakers.get(name)
+            if existing is not None:
+                return existing
+            breaker = Breaker(name, self.policy_for(name))
+            for listener in self._listeners:
+                breaker.add_listener(listener)
+            self._breakers[name] = breaker
+        # A series from the start, so dashboards list every breaker, not only tripped ones.
+        metrics.breaker_state(name, breaker.state if breaker.state in _GAUGE_STATES else "open")
+        # Publishing to the fleet is a side concern: a misconfigured or
+        # unreachable fleet store must never fail the call that made the breaker.
+        try:
+            for hook in list(self._on_create):
+                hook(breaker)
+        except Exception:
+            logger.exception(
+                "breaker %s: could not join the fleet; it works in this process only",
+                name, extra={"breaker": name},
+            )  # fmt: skip
         return breaker
 
     def created(self) -> list[Breaker]:
@@ -132,10 +119,7 @@ class BreakerRegistry:
             breaker.configure(self.policy_for(name))
 
     def reset_all(self, reason: str = "reset") -> None:
-        """Every breaker back to its base state with empty statistics, kept in place.
-
-        In place, not forgotten: decorators hold their breaker (tests).
-        """
+        """Every breaker back to its base state, kept in place: decorators hold theirs (tests)."""
         for breaker in list(self._breakers.values()):
             breaker.reset(reason)
 

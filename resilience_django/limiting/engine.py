@@ -1,27 +1,21 @@
 """One limiting engine for every adapter: middleware, ASGI fast path, view decorator.
 
-Given a request's method, path, optional URL name and a key source (a Django
-request, or an ASGI scope for the fast path), the engine finds the rules that
-match, computes each rule's key, asks the limiter once for all ``enforce``
-rules and returns a ``LimitResult``.  ``shadow`` rules are decided in a
-separate call, so they are counted and reported (metrics, headers) but never
-block, and a shadow rule's rejection never rolls back an enforced rule;
-``off`` rules are dropped when the engine is built.  A rule whose key is
-missing for this request (an anonymous user under ``key="user"``, an absent
-header) does not apply to it.
+The engine finds the rules matching a request's method, path and URL name,
+computes each rule's key (from a Django request, or an ASGI scope), and asks
+the limiter once for all ``enforce`` rules, all-or-nothing.  ``shadow`` rules
+are decided as a group of their own: counted and reported, never blocking,
+never rolling back an enforced rule.  A rule whose key is missing for this
+request (an anonymous user under ``key="user"``) does not apply to it.
 
-With a ``local`` limiter, rules with ``scope="local"`` are decided there and
-``scope="distributed"`` ones by ``limiter``: local first, and only if local
-admits, the distributed store (one round trip).  A request the distributed
-store rejects gets its local consumption refunded at once, so the decision
+With a ``local`` limiter, ``scope="local"`` rules are decided there first and,
+only if they admit, the ``distributed`` ones by ``limiter`` (one round trip);
+a distributed refusal refunds the local consumption at once, so the decision
 stays all-or-nothing across the two stores (between the two steps another
 request may briefly see the local quota as spent).
 
-The ASGI fast path calls ``decide_scope``: it decides the request when every
-rule that could match it has a key available from the scope (``ip``,
-``header:``) and no ``view=`` condition, and returns ``None`` otherwise, so
-the middleware decides the whole request: each request is decided once and
-all-or-nothing.
+``decide_scope`` (the ASGI fast path) decides only when every rule that could
+match has a key in the scope and no ``view=``; otherwise it returns ``None``
+and the middleware decides the whole request, so each is decided once.
 """
 
 from __future__ import annotations
@@ -60,18 +54,12 @@ class LimitResult:
     @property
     def rejected(self) -> tuple[str, ...]:
         """Names of the enforced rules that rejected."""
-        decision = self.decision
-        if decision.allowed:
-            return ()
-        return tuple(o.check.policy.name for o in decision.outcomes if not o.allowed)
+        return _refusing(self.decision)
 
     @property
     def shadow_rejected(self) -> tuple[str, ...]:
         """Names of the shadow rules that would have rejected."""
-        shadow = self.shadow
-        if shadow is None or shadow.allowed:
-            return ()
-        return tuple(o.check.policy.name for o in shadow.outcomes if not o.allowed)
+        return _refusing(self.shadow)
 
     @property
     def retry_after(self) -> float:
@@ -92,6 +80,12 @@ class LimitResult:
 
 
 NO_LIMITS = LimitResult(ALLOW_ALL)
+
+
+def _refusing(decision: Decision | None) -> tuple[str, ...]:
+    if decision is None or decision.allowed:
+        return ()
+    return tuple(o.check.policy.name for o in decision.outcomes if not o.allowed)
 
 
 class _Rule:
@@ -116,30 +110,15 @@ class LimitEngine:
     request), ``scope_capable`` (some rule can be decided from an ASGI scope).
     """
 
-    __slots__ = (
-        "_distributed",
-        "_index",
-        "_limiter",
-        "_local",
-        "_on_loop",
-        "_rules",
-        "loop_safe",
-        "needs_request",
-        "needs_user",
-        "needs_view_name",
-        "rules",
-        "scope_capable",
-    )
+    __slots__ = ("_distributed", "_index", "_limiter", "_local", "_on_loop", "_rules",
+                 "loop_safe", "needs_request", "needs_user", "needs_view_name", "rules",
+                 "scope_capable")  # fmt: skip
 
     def __init__(
-        self,
-        rules: Sequence[LimitRule],
-        limiter: Limiter,
-        *,
-        local: LocalLimiter | None = None,
+        self, rules: Sequence[LimitRule], limiter: Limiter, *, local: LocalLimiter | None = None,
         trusted_proxies: TrustedProxies | None = None,
         key_funcs: Mapping[str, KeyFunc] | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """``key_funcs`` may supply compiled keys by spec (tests, custom adapters)."""
         # limits_enabled(): read once here, so disable_limits() costs requests nothing.
         self.rules = tuple(r for r in rules if r.mode != "off") if limits_enabled() else ()
@@ -169,137 +148,76 @@ class LimitEngine:
         # No I/O anywhere (one local store, keys that read nothing blocking):
         # the sync ``decide`` may then run on the event loop, saving the
         # coroutines of ``adecide`` (the adapters' hot path).
-        self.loop_safe = (
-            self._on_loop is not None
-            and local is None
-            and all(r.key.loop_safe for r in self._rules)
-        )
+        self.loop_safe = self._on_loop is not None and local is None
+        self.loop_safe &= all(r.key.loop_safe for r in self._rules)
 
     def __bool__(self) -> bool:
         return bool(self._rules)
 
-    # -- sync -------------------------------------------------------------
+    # -- deciding: the sync and async twins differ only in reading keys and asking stores
 
     def decide(
         self, method: str, path: str, request: Any, view_name: str | None = None
     ) -> LimitResult:
         """Decide a Django request (sync code: a WSGI worker or a thread)."""
-        enforce: list[LimitCheck] = []
-        shadow: list[LimitCheck] | None = None
-        for rule in self._index.candidates(path):
-            if not rule.matcher.matches(method, path, view_name):
-                continue
-            key = rule.key.get(request)
-            if key is None:
-                continue
-            if rule.shadow:
-                if shadow is None:
-                    shadow = []
-                shadow.append(LimitCheck(rule.policy, key, 1))
-            else:
-                enforce.append(LimitCheck(rule.policy, key, 1))
-        if shadow is None:
-            if not enforce:
-                return NO_LIMITS
-            if self._local is None:
-                decision = self._limiter.decide(tuple(enforce))
-                if decision.allowed:  # reported only when refused: no call on the way
-                    return LimitResult(decision)
-                return self._result(decision, None)
-        return self._result(*self._decide_both(enforce, shadow or []))
-
-    def _decide_both(
-        self, enforce: list[LimitCheck], shadow: list[LimitCheck]
-    ) -> tuple[Decision, Decision | None]:
-        """Enforced checks all-or-nothing, shadow checks as their own group.
-
-        Each store is asked once for both groups: with Redis, shadow rules
-        ride in the same script call as enforced ones (one round trip).
-        """
-        if self._local is None:
-            return self._limiter.decide_with_shadow(tuple(enforce), tuple(shadow))
-        local_e, shared_e = self._split(enforce)
-        local_s, shared_s = self._split(shadow)
-        first, first_s = self._local.decide_with_shadow(local_e, local_s)
-        # Enforced distributed checks only when the local ones admitted.
-        ask = shared_e if first.allowed else ()
-        if not ask and not shared_s:
-            return first, first_s
-        second, second_s = self._limiter.decide_with_shadow(ask, shared_s)
-        if ask and not second.allowed and local_e:
-            # All-or-nothing across the two stores: the shared store said no,
-            # so the local rules give back what they just took.
-            self._local.refund(first)
-        return (_merge(first, second) if ask else first), _merge_optional(first_s, second_s)
-
-    def _split(
-        self, checks: list[LimitCheck]
-    ) -> tuple[tuple[LimitCheck, ...], tuple[LimitCheck, ...]]:
-        distributed = self._distributed
-        return (
-            tuple(c for c in checks if id(c.policy) not in distributed),
-            tuple(c for c in checks if id(c.policy) in distributed),
-        )
-
-    # -- async ------------------------------------------------------------
+        found = [
+            (rule, rule.key.get(request))
+            for rule in self._index.candidates(path)
+            if rule.matcher.matches(method, path, view_name)
+        ]
+        return self._decide_checks(*_checks(found))
 
     async def adecide(
         self, method: str, path: str, request: Any, view_name: str | None = None
     ) -> LimitResult:
         """Decide a Django request on the event loop."""
-        enforce: list[LimitCheck] = []
-        shadow: list[LimitCheck] | None = None
-        for rule in self._index.candidates(path):
-            if not rule.matcher.matches(method, path, view_name):
-                continue
-            keyf = rule.key
-            key = keyf.get(request) if keyf.loop_safe else await keyf.aget(request)
-            if key is None:
-                continue
-            if rule.shadow:
-                if shadow is None:
-                    shadow = []
-                shadow.append(LimitCheck(rule.policy, key, 1))
-            else:
-                enforce.append(LimitCheck(rule.policy, key, 1))
-        if shadow is None:
-            # The common case, one coroutine deep: enforced rules, one store.
-            if not enforce:
-                return NO_LIMITS
-            if self._local is None:
-                on_loop = self._on_loop
-                decision = (
-                    on_loop(tuple(enforce))
-                    if on_loop is not None
-                    else await self._limiter.adecide(tuple(enforce))
-                )
-                if decision.allowed:
-                    return LimitResult(decision)
-                return self._result(decision, None)
-        return await self._adecide_checks(enforce, shadow)
+        found = [
+            (rule, rule.key.get(request) if rule.key.loop_safe else await rule.key.aget(request))
+            for rule in self._index.candidates(path)
+            if rule.matcher.matches(method, path, view_name)
+        ]
+        enforce, shadow = _checks(found)
+        result = self._without_io(enforce, shadow)
+        return result if result is not None else await self._adecide_checks(enforce, shadow)
 
-    async def _adecide_checks(
-        self, enforce: list[LimitCheck], shadow: list[LimitCheck] | None
-    ) -> LimitResult:
+    def _without_io(self, enforce: Checks, shadow: Checks) -> LimitResult | None:
+        """The answer when it needs no I/O (no checks, or one local store), else ``None``.
+
+        So the common case on the event loop awaits no coroutine: a coroutine
+        per request costs a third of a decision.
+        """
         if not enforce and not shadow:
             return NO_LIMITS
-        return self._result(*await self._adecide_both(enforce, shadow or []))
+        if shadow or self._local is not None or self._on_loop is None:
+            return None
+        return self._result(self._on_loop(enforce), None)
 
-    async def _adecide_both(
-        self, enforce: list[LimitCheck], shadow: list[LimitCheck]
-    ) -> tuple[Decision, Decision | None]:
+    def _decide_checks(self, enforce: Checks, shadow: Checks) -> LimitResult:
+        """Enforced checks all-or-nothing, shadow checks as their own group.
+
+        Each store is asked once for both groups: with Redis, shadow rules
+        ride in the same script call as enforced ones (one round trip).
+        """
+        if not enforce and not shadow:
+            return NO_LIMITS
         if self._local is None:
-            return await self._limiter.adecide_with_shadow(tuple(enforce), tuple(shadow))
-        local_e, shared_e = self._split(enforce)
-        local_s, shared_s = self._split(shadow)
-        first, first_s = await self._local.adecide_with_shadow(local_e, local_s)
-        ask = shared_e if first.allowed else ()
-        if not ask and not shared_s:
-            return first, first_s
-        second, second_s = await self._limiter.adecide_with_shadow(ask, shared_s)
-        if ask and not second.allowed and local_e:
-            self._local.refund(first)
-        return (_merge(first, second) if ask else first), _merge_optional(first_s, second_s)
+            if not shadow:
+                return self._result(self._limiter.decide(enforce), None)
+            return self._result(*self._limiter.decide_with_shadow(enforce, shadow))
+        split = _Split(self._local, self._distributed, enforce, shadow)
+        if split.ask or split.shared_s:
+            split.second(*self._limiter.decide_with_shadow(split.ask, split.shared_s))
+        return self._result(split.first, split.first_s)
+
+    async def _adecide_checks(self, enforce: Checks, shadow: Checks) -> LimitResult:
+        if self._local is None:
+            if not shadow:
+                return self._result(await self._limiter.adecide(enforce), None)
+            return self._result(*await self._limiter.adecide_with_shadow(enforce, shadow))
+        split = _Split(self._local, self._distributed, enforce, shadow)
+        if split.ask or split.shared_s:
+            split.second(*await self._limiter.adecide_with_shadow(split.ask, split.shared_s))
+        return self._result(split.first, split.first_s)
 
     # -- ASGI fast path -----------------------------------------------------
 
@@ -314,14 +232,8 @@ class LimitEngine:
         checks = self._scope_checks(scope, method, scope_path(scope))
         if checks is None:
             return None
-        enforce, shadow = checks
-        if not shadow and self._local is None:
-            if not enforce:
-                return NO_LIMITS
-            on_loop = self._on_loop
-            if on_loop is not None:  # the common case, without a coroutine
-                return self._result(on_loop(tuple(enforce)), None)
-        return await self._adecide_checks(enforce, shadow or None)
+        result = self._without_io(*checks)
+        return result if result is not None else await self._adecide_checks(*checks)
 
     def decide_scope_now(
         self, scope: Mapping[str, Any], method: str, path: str
@@ -329,25 +241,16 @@ class LimitEngine:
         """``decide_scope`` without a coroutine, only for a ``loop_safe`` engine;
         ``method`` upper case, ``path`` as ``scope_path`` gives it."""
         checks = self._scope_checks(scope, method, path)
-        if checks is None:
-            return None
-        enforce, shadow = checks
-        if shadow:
-            return self._result(*self._limiter.decide_with_shadow(tuple(enforce), tuple(shadow)))
-        if not enforce:
-            return NO_LIMITS
-        decision = self._limiter.decide(tuple(enforce))
-        return LimitResult(decision) if decision.allowed else self._result(decision, None)
+        return None if checks is None else self._decide_checks(*checks)
 
     def _scope_checks(
         self, scope: Mapping[str, Any], method: str, path: str
-    ) -> tuple[list[LimitCheck], list[LimitCheck]] | None:
+    ) -> tuple[Checks, Checks] | None:
         """The checks of a scope's request, or ``None`` if only the middleware can tell.
 
         ``path`` is the one Django matches on (``path_info``, no mount point).
         """
-        enforce: list[LimitCheck] = []
-        shadow: list[LimitCheck] = []
+        found = []
         for rule in self._index.candidates(path):
             matcher = rule.matcher
             # Passing the rule's own view name asks "would it match if the URL
@@ -357,11 +260,8 @@ class LimitEngine:
             from_scope = rule.key.from_scope
             if from_scope is None or not rule.view_free:
                 return None
-            key = from_scope(scope)
-            if key is None:
-                continue
-            (shadow if rule.shadow else enforce).append(LimitCheck(rule.policy, key, 1))
-        return enforce, shadow
+            found.append((rule, from_scope(scope)))
+        return _checks(found)
 
     # -- shared -------------------------------------------------------------
 
@@ -378,12 +278,50 @@ class LimitEngine:
         return result
 
 
-def _merge_optional(first: Decision | None, second: Decision | None) -> Decision | None:
-    if first is None:
-        return second
-    if second is None:
-        return first
-    return _merge(first, second)
+Checks = tuple[LimitCheck, ...]
+
+
+def _checks(found: list[tuple[_Rule, str | None]]) -> tuple[Checks, Checks]:
+    """The matching rules with a key, as (enforced checks, shadow checks)."""
+    enforce: list[LimitCheck] = []
+    shadow: list[LimitCheck] = []
+    for rule, key in found:
+        if key is not None:  # a rule whose key is missing does not apply
+            (shadow if rule.shadow else enforce).append(LimitCheck(rule.policy, key, 1))
+    return tuple(enforce), tuple(shadow)
+
+
+class _Split:
+    """A decision across two stores, but for the distributed store's I/O.
+
+    Local rules are decided at once, here; the distributed ones are asked
+    (``ask``, ``shared_s``) by the caller, sync or async, and handed to
+    ``second``.  Enforced distributed checks are asked only when the local ones
+    admitted, and refused ones get the local consumption refunded.
+    """
+
+    __slots__ = ("ask", "first", "first_s", "local", "local_e", "shared_s")
+
+    def __init__(
+        self, local: LocalLimiter, distributed: frozenset[int], enforce: Checks, shadow: Checks
+    ) -> None:
+        self.local = local
+        self.local_e = tuple(c for c in enforce if id(c.policy) not in distributed)
+        local_s = tuple(c for c in shadow if id(c.policy) not in distributed)
+        self.shared_s = tuple(c for c in shadow if id(c.policy) in distributed)
+        self.first, self.first_s = local.decide_with_shadow(self.local_e, local_s)
+        shared_e = tuple(c for c in enforce if id(c.policy) in distributed)
+        self.ask = shared_e if self.first.allowed else ()
+
+    def second(self, decision: Decision, shadow: Decision | None) -> None:
+        if self.ask:
+            if not decision.allowed and self.local_e:
+                # All-or-nothing across the two stores: the shared store said no,
+                # so the local rules give back what they just took.
+                self.local.refund(self.first)
+            self.first = _merge(self.first, decision)
+        if shadow is not None:
+            self.first_s = shadow if self.first_s is None else _merge(self.first_s, shadow)
 
 
 def _merge(first: Decision, second: Decision) -> Decision:

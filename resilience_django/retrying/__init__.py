@@ -13,18 +13,7 @@ from .budget import RetryBudget, budget_for
 from .policy import RetryPolicy, default_retry_on, default_retry_on_result, retry
 from .throttle import AdaptiveThrottle, LocallyThrottled, throttle_for
 
-__all__ = [
-    "RETRY_STATUSES",
-    "AdaptiveThrottle",
-    "LocallyThrottled",
-    "RetryBudget",
-    "RetryPolicy",
-    "budget_for",
-    "default_retry_on",
-    "default_retry_on_result",
-    "full_jitter",
-    "parse_retry_after",
-    "retry",
-    "retry_after_of",
-    "throttle_for",
-]
+__all__ = ["RETRY_STATUSES", "AdaptiveThrottle", "LocallyThrottled", "RetryBudget",
+           "RetryPolicy", "budget_for", "default_retry_on",
+           "default_retry_on_result", "full_jitter", "parse_retry_after", "retry",
+           "retry_after_of", "throttle_for"]  # fmt: skip

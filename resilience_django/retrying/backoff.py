@@ -1,14 +1,9 @@
 """Backoff delays and what an answer says about retrying: status codes, ``Retry-After``.
 
-Full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"): the
-n-th retry sleeps a uniformly random time in ``[0, min(cap, base * 2**n))``.
-Spreading retries over the whole interval is what keeps a crowd of clients
-that failed together from retrying together.
-
-Responses are recognised by duck typing (``.status_code`` and ``.headers``),
-so httpx and requests answers work without importing either; an exception is
-looked at through its ``.response`` (``httpx.HTTPStatusError``,
-``requests.HTTPError``).
+Full jitter (AWS, "Exponential Backoff and Jitter") spreads the retries of
+clients that failed together over the whole interval.  Responses are
+recognised by duck typing (``.status_code``, ``.headers``; an exception's
+``.response``), so httpx and requests answers work without importing either.
 """
 
 from __future__ import annotations
@@ -22,17 +17,9 @@ from typing import Any
 
 from ..clock import Clock
 
-__all__ = [
-    "RETRY_STATUSES",
-    "default_retry_on",
-    "default_retry_on_result",
-    "full_jitter",
-    "is_circuit_open",
-    "parse_retry_after",
-    "response_of",
-    "retry_after_of",
-    "status_of",
-]
+__all__ = ["RETRY_STATUSES", "default_retry_on", "default_retry_on_result",
+           "full_jitter", "is_circuit_open", "parse_retry_after", "response_of",
+           "retry_after_of", "status_of"]  # fmt: skip
 
 # 502/504 are a gateway's word that the upstream failed or timed out; 429 and
 # 503 say "later", usually with a Retry-After.
@@ -63,8 +50,6 @@ def parse_retry_after(value: str, *, wall: Clock = time.time) -> float | None:
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(text)
     try:
         seconds = float(text)  # not in the RFC, but some servers send "1.5"
     except ValueError:
@@ -92,10 +77,7 @@ def response_of(outcome: object) -> Any | None:
 
 
 def status_of(outcome: object) -> int | None:
-    response = response_of(outcome)
-    if response is None:
-        return None
-    status = response.status_code
+    status = getattr(response_of(outcome), "status_code", None)
     return status if isinstance(status, int) else None
 
 
@@ -113,9 +95,7 @@ def retry_after_of(outcome: object, *, wall: Clock = time.time) -> float | None:
 
 def default_retry_on(exc: BaseException) -> bool:
     """Network failures, timeouts, and HTTP errors that carry a retryable status."""
-    if status_of(exc) in RETRY_STATUSES:
-        return True
-    if isinstance(exc, ConnectionError | TimeoutError):
+    if isinstance(exc, ConnectionError | TimeoutError) or status_of(exc) in RETRY_STATUSES:
         return True
     # Look the libraries up only when something failed, and never import them.
     httpx = sys.modules.get("httpx")

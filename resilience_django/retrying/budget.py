@@ -1,12 +1,8 @@
 """Retry budgets: retries may add at most a share of the calls, so they cannot multiply an outage.
 
-In the spirit of Finagle's ``RetryBudget`` (defaults: 20 % of requests, a
-floor of 10 retries a second, deposits kept for 10 seconds): every call
-deposits, every retry withdraws, and only what was deposited in the last
-``ttl`` seconds counts.  Without a budget, three attempts per call turn a
-struggling dependency's 1x load into 3x exactly when it can take it least.
-
-    allowed retries in the window = min_per_second * ttl + ratio * calls in the window
+As Finagle's ``RetryBudget`` (20 % of calls, a floor of 10 retries a second,
+deposits kept 10 s): every call deposits, every retry withdraws, and only the
+last ``ttl`` seconds count.  See docs/retries.md.
 """
 
 from __future__ import annotations
@@ -16,9 +12,41 @@ from collections import OrderedDict
 
 from ..clock import Clock, monotonic
 
-__all__ = ["MAX_BUDGETS", "BudgetRegistry", "RetryBudget", "budget_for", "budgets"]
+__all__ = ["MAX_BUDGETS", "BudgetRegistry", "RetryBudget", "WindowCounts",
+           "budget_for", "budgets"]  # fmt: skip
 
-_BUCKETS = 10
+
+class WindowCounts:
+    """Two counters over a sliding window cut in ``slices``; the owner holds the lock.
+
+    A ring of per-slice counts: a slice is reset when reused, and only the
+    slices inside the window are summed.
+    """
+
+    __slots__ = ("_clock", "_counts", "_epochs", "_slices", "_width")
+
+    def __init__(self, window: float, slices: int, clock: Clock) -> None:
+        self._clock, self._slices, self._width = clock, slices, window / slices
+        self.reset()
+
+    def reset(self) -> None:
+        self._epochs = [-1] * self._slices
+        self._counts = [[0, 0] for _ in range(self._slices)]
+
+    def add(self, which: int) -> None:
+        """Count one on counter ``which`` (0 or 1) in the current slice."""
+        epoch = int(self._clock() / self._width)
+        slot = epoch % self._slices
+        if self._epochs[slot] != epoch:
+            self._epochs[slot] = epoch
+            self._counts[slot] = [0, 0]
+        self._counts[slot][which] += 1
+
+    def totals(self) -> tuple[int, int]:
+        """Both counters over the window."""
+        oldest = int(self._clock() / self._width) - self._slices + 1
+        live = [c for c, e in zip(self._counts, self._epochs, strict=True) if e >= oldest]
+        return sum(c[0] for c in live), sum(c[1] for c in live)
 
 
 class RetryBudget:
@@ -32,105 +60,63 @@ class RetryBudget:
     [True, True, False]
     """
 
-    __slots__ = (
-        "_calls",
-        "_clock",
-        "_epochs",
-        "_lock",
-        "_retries",
-        "_width",
-        "min_per_second",
-        "ratio",
-        "ttl",
-    )
+    __slots__ = ("_counts", "_lock", "min_per_second", "ratio", "ttl")
 
     def __init__(
-        self,
-        ratio: float = 0.2,
-        *,
-        min_per_second: float = 10.0,
-        ttl: float = 10.0,
+        self, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0,
         clock: Clock = monotonic,
-    ) -> None:
+    ) -> None:  # fmt: skip
         if ratio < 0 or min_per_second < 0 or ttl <= 0:
             raise ValueError("need ratio >= 0, min_per_second >= 0 and ttl > 0")
-        self.ratio = ratio
-        self.min_per_second = min_per_second
-        self.ttl = ttl
-        self._clock = clock
-        self._width = ttl / _BUCKETS
-        # A ring of per-slice counters; a slice older than ttl is reset on reuse.
-        self._epochs = [-1] * _BUCKETS
-        self._calls = [0] * _BUCKETS
-        self._retries = [0] * _BUCKETS
+        self.ratio, self.min_per_second, self.ttl = ratio, min_per_second, ttl
+        self._counts = WindowCounts(ttl, 10, clock)  # calls, retries
         # Held for a handful of integer operations; outbound calls around it
         # take milliseconds, so contention is negligible.
         self._lock = threading.Lock()
 
-    def _slot(self) -> int:
-        epoch = int(self._clock() / self._width)
-        slot = epoch % _BUCKETS
-        if self._epochs[slot] != epoch:
-            self._epochs[slot] = epoch
-            self._calls[slot] = 0
-            self._retries[slot] = 0
-        return slot
-
-    def _live(self, counts: list[int]) -> int:
-        oldest = int(self._clock() / self._width) - _BUCKETS + 1
-        return sum(c for c, e in zip(counts, self._epochs, strict=True) if e >= oldest)
+    def _balance(self) -> float:
+        calls, retries = self._counts.totals()
+        return self.min_per_second * self.ttl + self.ratio * calls - retries
 
     def deposit(self) -> None:
         """Count one call (its first attempt)."""
         with self._lock:
-            self._calls[self._slot()] += 1
+            self._counts.add(0)
 
     def balance(self) -> float:
         """Retries still allowed in the current window."""
         with self._lock:
-            self._slot()
             return self._balance()
-
-    def _balance(self) -> float:
-        allowed = self.min_per_second * self.ttl + self.ratio * self._live(self._calls)
-        return allowed - self._live(self._retries)
 
     def try_withdraw(self) -> bool:
         """Take one retry from the budget; False when it is spent."""
         with self._lock:
-            slot = self._slot()
             if self._balance() < 1:
                 return False
-            self._retries[slot] += 1
+            self._counts.add(1)
             return True
 
     def reset(self) -> None:
         """Forget every call and retry counted (tests)."""
         with self._lock:
-            self._epochs = [-1] * _BUCKETS
-            self._calls = [0] * _BUCKETS
-            self._retries = [0] * _BUCKETS
+            self._counts.reset()
 
     def __repr__(self) -> str:
         return f"<RetryBudget ratio={self.ratio} balance={self.balance():.1f}>"
 
 
+# How many targets' budgets a process keeps (LRU).  Targets may come from
+# callers' URLs (a transport budgets each host), so a flood of distinct hosts
+# must not keep a budget each for ever; 10 000 is far more dependencies than
+# a service talks to, and about 8 MB at most.
 MAX_BUDGETS = 10_000
-"""How many targets' budgets a process keeps (least recently used go first).
-
-Targets come from callers' URLs (a transport's policy without a ``target`` budgets
-each host), so without a bound a flood of distinct hosts would keep a budget each
-for ever.  Ten thousand is far more dependencies than a service talks to, and
-about 8 MB at most.
-"""
 
 
 class BudgetRegistry:
     """The process-wide budgets, one per target, at most ``max_size`` of them (LRU).
 
-    An evicted target that comes back gets a fresh budget: it starts with the
-    floor and no history, which is what a target unseen for ``max_size`` other
-    targets deserves.  A policy that already holds a budget keeps using it.
+    An evicted target that comes back starts afresh (a policy holding its
+    budget keeps it): the floor and no history, what a target unseen that long deserves.
     """
 
     __slots__ = ("_budgets", "_lock", "max_size")
@@ -152,9 +138,8 @@ class BudgetRegistry:
             if budget is not None:
                 self._budgets.move_to_end(target)
                 return budget
-            budget = self._budgets[target] = RetryBudget(
-                ratio, min_per_second=min_per_second, ttl=ttl
-            )
+            budget = RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
+            self._budgets[target] = budget
             while len(self._budgets) > self.max_size:
                 self._budgets.popitem(last=False)
             return budget
@@ -183,10 +168,6 @@ budgets = BudgetRegistry()
 def budget_for(
     target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
 ) -> RetryBudget:
-    """The process-wide budget of ``target``, created on first use.
-
-    One target (a downstream service) shares one budget across every call site;
-    the first caller's settings win.  At most :data:`MAX_BUDGETS` targets are
-    kept (``budgets.max_size`` changes it); the least recently looked up goes first.
-    """
+    """The process-wide budget of ``target`` (shared by every call site; the first
+    caller's settings win), created on first use; see :class:`BudgetRegistry`."""
     return budgets.get(target, ratio, min_per_second=min_per_second, ttl=ttl)

@@ -1,20 +1,10 @@
 """``@retry``: retries with full-jitter backoff that respect deadlines, budgets and breakers.
 
-A retry happens only when all of these agree:
-
-* the outcome is retryable: an exception in ``retry_on`` (by default network
-  errors and HTTP errors carrying a 429/502/503/504 answer), or a result for
-  which ``retry_on_result`` says so (by default an HTTP answer with one of
-  those statuses);
-* it is never one of ours that means "stop": ``DeadlineExceeded``, an open
-  circuit (``CircuitOpen``, recognised by its ``retry_after``), a local throttle;
-* attempts are left, the target's retry budget has a retry to give, and the
-  named ``breaker`` (if any) is not open;
-* the sleep, ``max(full jitter, Retry-After)``, ends before the request's
-  deadline, and a ``Retry-After`` is no longer than ``max_backoff``.
-
-Otherwise the last outcome stands: its exception is raised or its result
-returned, unchanged.
+A retry happens only for a retryable outcome (``retry_on``, ``retry_on_result``;
+never ``DeadlineExceeded``, an open circuit or a local throttle) while attempts
+are left, the budget gives one, the named breaker is not open and the sleep,
+``max(full jitter, Retry-After)``, ends before the deadline.  Otherwise the
+last outcome stands, unchanged.  The decision flow is drawn in docs/retries.md.
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ import inspect
 import random as _random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .. import deadline
 from ..units import parse_duration
@@ -44,6 +34,7 @@ __all__ = ["RetryPolicy", "default_retry_on", "default_retry_on_result", "retry"
 P = ParamSpec("P")
 R = TypeVar("R")
 
+RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool] | None
 _NEVER_RETRY = (deadline.DeadlineExceeded, LocallyThrottled)
 _OPEN_STATES = frozenset({"open", "forced_open"})
 
@@ -55,40 +46,19 @@ class RetryPolicy:
     ``await policy.acall(fn, *a)`` run one call under the policy.
     """
 
-    __slots__ = (
-        "_budget",
-        "_throttle",
-        "async_sleep",
-        "attempts",
-        "backoff",
-        "breaker",
-        "budget_ratio",
-        "max_backoff",
-        "random",
-        "retry_on",
-        "retry_on_result",
-        "sleep",
-        "target",
-        "wall",
-    )
+    __slots__ = ("_budget", "_throttle", "async_sleep", "attempts", "backoff", "breaker",
+                 "budget_ratio", "max_backoff", "random", "retry_on", "retry_on_result", "sleep",
+                 "target", "wall")  # fmt: skip
 
     def __init__(
-        self,
-        *,
-        attempts: int = 3,
-        backoff: str | float = "100ms",
-        max_backoff: str | float = "2s",
-        budget: float | RetryBudget | None = 0.2,
-        retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] | None = None,
-        retry_on_result: Callable[[Any], bool] | None = None,
-        target: str | None = None,
-        breaker: str | Any | None = None,
-        throttle: bool | AdaptiveThrottle = False,
-        sleep: Callable[[float], None] = time.sleep,
+        self, *, attempts: int = 3, backoff: str | float = "100ms",
+        max_backoff: str | float = "2s", budget: float | RetryBudget | None = 0.2,
+        retry_on: RetryOn = None, retry_on_result: Callable[[Any], bool] | None = None,
+        target: str | None = None, breaker: str | Any | None = None,
+        throttle: bool | AdaptiveThrottle = False, sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        random: Callable[[], float] = _random.random,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
+        random: Callable[[], float] = _random.random, wall: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.attempts = attempts
@@ -100,12 +70,8 @@ class RetryPolicy:
         else:
             self.retry_on = retry_on or default_retry_on
         self.retry_on_result = retry_on_result or default_retry_on_result
-        self.target = target
-        self.breaker = breaker
-        self.sleep = sleep
-        self.async_sleep = async_sleep
-        self.random = random
-        self.wall = wall
+        self.target, self.breaker, self.wall = target, breaker, wall
+        self.sleep, self.async_sleep, self.random = sleep, async_sleep, random
         # Budgets and throttles are per target, shared by every call site; a
         # decorator without a target gets its function's name when applied.
         self.budget_ratio: float | None = None
@@ -147,94 +113,37 @@ class RetryPolicy:
             b = self.breaker = get_breaker(b)
         return getattr(b, "state", None) in _OPEN_STATES
 
-    # --- the decision -------------------------------------------------------
-
-    def _retryable(self, outcome: object, failed: bool) -> bool:
-        if failed:
-            assert isinstance(outcome, BaseException)
-            if isinstance(outcome, _NEVER_RETRY) or is_circuit_open(outcome):
-                return False
-            return isinstance(outcome, Exception) and self.retry_on(outcome)
-        return self.retry_on_result(outcome)
-
-    def _delay(self, retry: int, outcome: object, budget: RetryBudget | None) -> float | None:
-        """Seconds to sleep before retry number ``retry``, or ``None`` to stop."""
-        if retry + 1 >= self.attempts or self._breaker_open():
-            return None
-        delay = full_jitter(retry, self.backoff, self.max_backoff, self.random)
-        hinted = retry_after_of(outcome, wall=self.wall)
-        if hinted is not None:
-            if hinted > self.max_backoff:
-                return None  # the server asks for longer than we are willing to wait
-            delay = max(delay, hinted)
-        left = deadline.remaining()
-        if left is not None and delay >= left:
-            return None  # waking after the deadline would only waste the retry
-        if budget is not None and not budget.try_withdraw():
-            return None
-        return delay
-
-    def _record(self, throttle: AdaptiveThrottle | None, outcome: object, failed: bool) -> None:
-        if throttle is not None:
-            throttle.record(accepted=not self._retryable(outcome, failed))
-
-    # --- the loops ----------------------------------------------------------
+    # --- the loops: the decisions are _Run's; these only call (or await) and sleep
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn`` under this policy (sync)."""
-        budget, throttle = self._resolve()
-        if budget is not None:
-            budget.deposit()
-        retry = 0
+        run = _Run(self)
+        outcome: R | BaseException
         while True:
-            if throttle is not None:
-                throttle.check()
+            run.check()
             try:
-                result = fn(*args, **kwargs)
+                outcome, failed = fn(*args, **kwargs), False
             except BaseException as exc:
-                self._record(throttle, exc, True)
-                if not self._retryable(exc, True):
-                    raise
-                delay = self._delay(retry, exc, budget)
-                if delay is None:
-                    raise
-            else:
-                self._record(throttle, result, False)
-                if not self._retryable(result, False):
-                    return result
-                delay = self._delay(retry, result, budget)
-                if delay is None:
-                    return result
+                outcome, failed = exc, True
+            delay = run.after(outcome, failed)
+            if delay is None:
+                return _give(outcome, failed)
             self.sleep(delay)
-            retry += 1
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn`` under this policy (async); the same decisions as ``call``."""
-        budget, throttle = self._resolve()
-        if budget is not None:
-            budget.deposit()
-        retry = 0
+        run = _Run(self)
+        outcome: R | BaseException
         while True:
-            if throttle is not None:
-                throttle.check()
+            run.check()
             try:
-                result = await fn(*args, **kwargs)
+                outcome, failed = await fn(*args, **kwargs), False
             except BaseException as exc:
-                self._record(throttle, exc, True)
-                if not self._retryable(exc, True):
-                    raise
-                delay = self._delay(retry, exc, budget)
-                if delay is None:
-                    raise
-            else:
-                self._record(throttle, result, False)
-                if not self._retryable(result, False):
-                    return result
-                delay = self._delay(retry, result, budget)
-                if delay is None:
-                    return result
+                outcome, failed = exc, True
+            delay = run.after(outcome, failed)
+            if delay is None:
+                return _give(outcome, failed)
             await self.async_sleep(delay)
-            retry += 1
 
     @overload
     def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
@@ -258,12 +167,64 @@ class RetryPolicy:
         return sync_wrapper
 
 
+class _Run:
+    """One call under a policy: its budget, throttle and retries so far, and every decision."""
+
+    __slots__ = ("budget", "policy", "retry", "throttle")
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.budget, self.throttle = policy._resolve()
+        if self.budget is not None:
+            self.budget.deposit()
+        self.retry = 0
+
+    def check(self) -> None:
+        """Before each attempt: the throttle may refuse it (``LocallyThrottled``)."""
+        if self.throttle is not None:
+            self.throttle.check()
+
+    def after(self, outcome: object, failed: bool) -> float | None:
+        """After an attempt: the seconds to sleep before the next, or ``None`` to stop."""
+        p = self.policy
+        if failed:
+            assert isinstance(outcome, BaseException)
+            never = isinstance(outcome, _NEVER_RETRY) or is_circuit_open(outcome)
+            retryable = not never and isinstance(outcome, Exception) and p.retry_on(outcome)
+        else:
+            retryable = p.retry_on_result(outcome)
+        if self.throttle is not None:
+            self.throttle.record(accepted=not retryable)
+        if not retryable or self.retry + 1 >= p.attempts or p._breaker_open():
+            return None
+        delay = full_jitter(self.retry, p.backoff, p.max_backoff, p.random)
+        hinted = retry_after_of(outcome, wall=p.wall)
+        if hinted is not None:
+            if hinted > p.max_backoff:
+                return None  # the server asks for longer than we are willing to wait
+            delay = max(delay, hinted)
+        left = deadline.remaining()
+        if left is not None and delay >= left:
+            return None  # waking after the deadline would only waste the retry
+        if self.budget is not None and not self.budget.try_withdraw():
+            return None
+        self.retry += 1
+        return delay
+
+
+def _give(outcome: R | BaseException, failed: bool) -> R:
+    """The last outcome stands: its exception raised, or its result returned."""
+    if failed:
+        raise cast(BaseException, outcome)
+    return cast(R, outcome)
+
+
 def retry(
     attempts: int = 3,
     backoff: str | float = "100ms",
     max_backoff: str | float = "2s",
     budget: float | RetryBudget | None = 0.2,
-    retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] | None = None,
+    retry_on: RetryOn = None,
     retry_on_result: Callable[[Any], bool] | None = None,
     target: str | None = None,
     *,
@@ -292,16 +253,7 @@ def retry(
     ('ok', 3)
     """
     return RetryPolicy(
-        attempts=attempts,
-        backoff=backoff,
-        max_backoff=max_backoff,
-        budget=budget,
-        retry_on=retry_on,
-        retry_on_result=retry_on_result,
-        target=target,
-        breaker=breaker,
-        throttle=throttle,
-        sleep=sleep,
-        async_sleep=async_sleep,
-        random=random,
-    )
+        attempts=attempts, backoff=backoff, max_backoff=max_backoff, budget=budget,
+        retry_on=retry_on, retry_on_result=retry_on_result, target=target, breaker=breaker,
+        throttle=throttle, sleep=sleep, async_sleep=async_sleep, random=random,
+    )  # fmt: skip

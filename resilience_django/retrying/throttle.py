@@ -1,15 +1,10 @@
 """Client-side adaptive throttling, from Google's SRE book ("Handling Overload").
 
-Each client keeps, over a sliding window (two minutes in the book), the
-number of ``requests`` it attempted and the number the backend ``accepts``,
-and rejects a new request locally with probability::
-
-    p = max(0, (requests - K * accepts) / (requests + 1))
-
-With K = 2 the client sends up to twice what the backend accepts, so the
-backend still sees enough traffic to notice recovery, while the rest fails
-fast on the client without costing the overloaded backend anything.
-Requests rejected locally count as requests, which is what makes ``p`` rise.
+Over a sliding window a client counts the ``requests`` it attempted and the
+``accepts`` of the backend, and rejects a new request locally with
+probability ``max(0, (requests - K * accepts) / (requests + 1))``: with K = 2
+the backend still sees enough traffic to notice recovery.  Requests rejected
+locally count as requests, which is what makes the probability rise.
 """
 
 from __future__ import annotations
@@ -20,10 +15,9 @@ from collections.abc import Callable
 
 from ..clock import Clock, monotonic
 from ..exceptions import ResilienceError
+from .budget import WindowCounts
 
 __all__ = ["AdaptiveThrottle", "LocallyThrottled", "reset_throttles", "throttle_for"]
-
-_BUCKETS = 24
 
 
 class LocallyThrottled(ResilienceError):
@@ -46,72 +40,34 @@ class AdaptiveThrottle:
     0.91
     """
 
-    __slots__ = (
-        "_accepts",
-        "_clock",
-        "_epochs",
-        "_lock",
-        "_random",
-        "_requests",
-        "_width",
-        "k",
-        "target",
-        "window",
-    )
+    __slots__ = ("_counts", "_lock", "_random", "k", "target", "window")
 
     def __init__(
-        self,
-        target: str,
-        *,
-        k: float = 2.0,
-        window: float = 120.0,
-        clock: Clock = monotonic,
+        self, target: str, *, k: float = 2.0, window: float = 120.0, clock: Clock = monotonic,
         random_: Callable[[], float] = random.random,
-    ) -> None:
+    ) -> None:  # fmt: skip
         if k < 1 or window <= 0:
             raise ValueError("need k >= 1 and window > 0")
-        self.target = target
-        self.k = k
-        self.window = window
-        self._clock = clock
+        self.target, self.k, self.window = target, k, window
         self._random = random_
-        self._width = window / _BUCKETS
-        self._epochs = [-1] * _BUCKETS
-        self._requests = [0] * _BUCKETS
-        self._accepts = [0] * _BUCKETS
+        self._counts = WindowCounts(window, 24, clock)  # requests, accepts
         self._lock = threading.Lock()  # a few integer operations; see budget.py
 
-    def _slot(self) -> int:
-        epoch = int(self._clock() / self._width)
-        slot = epoch % _BUCKETS
-        if self._epochs[slot] != epoch:
-            self._epochs[slot] = epoch
-            self._requests[slot] = 0
-            self._accepts[slot] = 0
-        return slot
-
     def _probability(self) -> float:
-        oldest = int(self._clock() / self._width) - _BUCKETS + 1
-        requests = accepts = 0
-        for i, epoch in enumerate(self._epochs):
-            if epoch >= oldest:
-                requests += self._requests[i]
-                accepts += self._accepts[i]
+        requests, accepts = self._counts.totals()
         return max(0.0, (requests - self.k * accepts) / (requests + 1))
 
     def probability(self) -> float:
         """The current chance that ``allow()`` says no."""
         with self._lock:
-            self._slot()
             return self._probability()
 
     def allow(self) -> bool:
         """Count a request and decide whether to send it (False: reject it locally)."""
         with self._lock:
-            slot = self._slot()
             # The history decides, then this request joins it (rejected or not).
             p = self._probability()
-            self._requests[slot] += 1
+            self._counts.add(0)
         return p <= 0.0 or self._random() >= p
 
     def check(self) -> None:
@@ -123,14 +79,12 @@ class AdaptiveThrottle:
         """Report whether the backend accepted a request that was sent."""
         if accepted:
             with self._lock:
-                self._accepts[self._slot()] += 1
+                self._counts.add(1)
 
     def reset(self) -> None:
         """Forget every request and acceptance counted (tests)."""
         with self._lock:
-            self._epochs = [-1] * _BUCKETS
-            self._requests = [0] * _BUCKETS
-            self._accepts = [0] * _BUCKETS
+            self._counts.reset()
 
     def __repr__(self) -> str:
         return f"<AdaptiveThrottle {self.target} p={self.probability():.2f}>"

@@ -84,6 +84,7 @@ class Shedder:
     def _prepare(
         self, method: str, path: str, view_name: str | None, header: HeaderLookup | None
     ) -> tuple[Bulkhead, float, bool] | None:
+        """The bulkhead, wait and criticality of a request; ``None`` when no rule applies."""
         index, bulkheads = self._state  # one snapshot: this rule, these bulkheads
         rule = _first_match(index, method, path, view_name)
         if rule is None:
@@ -94,13 +95,8 @@ class Shedder:
         critical = rule.is_critical(method, path, value)
         return bulkheads[rule.name], rule.wait_timeout(deadline.remaining()), critical
 
-    def admit_sync(
-        self,
-        method: str,
-        path: str,
-        view_name: str | None = None,
-        header: HeaderLookup | None = None,
-    ) -> Permit | Shed | None:
+    def admit_sync(self, method: str, path: str, view_name: str | None = None,
+                   header: HeaderLookup | None = None) -> Permit | Shed | None:  # fmt: skip
         """A slot (release it when the response is done), a ``Shed`` (answer 503), or
         ``None`` when no rule applies.  Waits at most ``min(max_wait, deadline)``.
 
@@ -108,33 +104,19 @@ class Shedder:
         called for rules that name a ``critical_header``.
         """
         found = self._prepare(method, path, view_name, header)
-        if found is None:
-            return None
-        bulkhead, timeout, critical = found
-        return bulkhead.acquire_sync(timeout, critical)
+        return None if found is None else found[0].acquire_sync(found[1], found[2])
 
-    async def admit_async(
-        self,
-        method: str,
-        path: str,
-        view_name: str | None = None,
-        header: HeaderLookup | None = None,
-    ) -> Permit | Shed | None:
+    async def admit_async(self, method: str, path: str, view_name: str | None = None,
+                          header: HeaderLookup | None = None) -> Permit | Shed | None:  # fmt: skip
         """``admit_sync`` for the event loop: waits without blocking it."""
         found = self._prepare(method, path, view_name, header)
-        if found is None:
-            return None
-        bulkhead, timeout, critical = found
-        return await bulkhead.acquire_async(timeout, critical)
+        return None if found is None else await found[0].acquire_async(found[1], found[2])
 
 
 def _first_match(
     index: RouteIndex[SheddingRule], method: str, path: str, view_name: str | None
 ) -> SheddingRule | None:
-    for rule in index.candidates(path):
-        if rule.matches(method, path, view_name):
-            return rule
-    return None
+    return next((r for r in index.candidates(path) if r.matches(method, path, view_name)), None)
 
 
 def _same_shape(a: SheddingRule, b: SheddingRule) -> bool:
@@ -142,7 +124,5 @@ def _same_shape(a: SheddingRule, b: SheddingRule) -> bool:
     if (a.queue, a.adaptive, a.critical_share) != (b.queue, b.adaptive, b.critical_share):
         return False
     # An adaptive limit owns its size: any change to its bounds rebuilds it.
-    return not a.adaptive or (a.min_concurrent, a.max_concurrent) == (
-        b.min_concurrent,
-        b.max_concurrent,
-    )
+    bounds = (a.min_concurrent, a.max_concurrent) == (b.min_concurrent, b.max_concurrent)
+    return not a.adaptive or bounds

@@ -4,20 +4,11 @@
 >>> UNSAFE
 ['DELETE', 'PATCH', 'POST', 'PUT']
 
-What django-ratelimit users write, understood here too:
-
-- ``method=ALL`` (every method), ``method=UNSAFE``, one method or a list;
-- keys ``get:<name>`` (our ``param:<name>``), ``post:<field>``, and a
-  callable ``key(group, request)`` (or ``key(request)``), sync or async;
-- rates ``"5/m"``, ``"100/h"``, ``"10/5m"``, ``"5/10"`` (seconds), a
-  ``(count, seconds)`` tuple, or a callable ``rate(group, request)``
-  returning one of those or ``None`` (no limit for this request);
-- ``is_ratelimited(request, group=..., key=..., rate=..., method=...,
-  increment=...)`` and ``get_usage(...)``, with ``ais_ratelimited`` and
-  ``aget_usage`` for async views.
-
-``is_ratelimited`` shares its counters with ``@limit`` and with every other
-call naming the same ``group``, key and rate: a group is a counter's name.
+``method=ALL``/``UNSAFE``, keys ``get:``/``post:<field>`` and callables,
+rates ``"5/10"``/``(5, 10)`` and callables, ``is_ratelimited`` and
+``get_usage``: see docs/migrating-from-django-ratelimit.md.  A group is a
+counter's name, shared with ``@limit`` and every call naming the same group,
+key and rate.
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ import math
 import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from hashlib import blake2b
+from functools import partial
 from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
@@ -36,26 +27,15 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from ..exceptions import ConfigError
 from ..limiting.decision import Algorithm, Policy
 from ..limiting.engine import LimitResult
-from ..limiting.keys import MAX_KEY_LENGTH, KeyFunc
+from ..limiting.keys import KeyFunc, _awaitable
+from ..limiting.keys import _bounded as _bound
 from ..units import Rate, parse_rate, safe_repr
 from .standalone import StandaloneRule
 
-__all__ = [
-    "ALL",
-    "UNSAFE",
-    "RateSpec",
-    "Usage",
-    "adapt_key",
-    "aget_usage",
-    "ais_ratelimited",
-    "default_group",
-    "get_usage",
-    "is_ratelimited",
-    "method_list",
-    "parse_compat_rate",
-    "rate_getter",
-    "resolve_policy",
-]
+__all__ = ["ALL", "UNSAFE", "RateSpec", "Usage", "adapt_key", "aget_usage",
+           "ais_ratelimited", "default_group", "get_usage", "is_ratelimited",
+           "make_rule", "method_list", "parse_compat_rate", "rate_getter",
+           "resolve_policy"]  # fmt: skip
 
 logger = logging.getLogger("resilience_django.limiting")
 
@@ -96,11 +76,7 @@ _PLAIN_SECONDS = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*\Z")
 
 
 def parse_compat_rate(value: str | Rate | tuple[int, int]) -> Rate:
-    """A rate as django-ratelimit writes it; raises ``ValueError`` if it is none.
-
-    ``"5/10"`` is 5 per 10 seconds and ``(5, 10)`` the same, as there;
-    everything else is ours (``"100/m"``, ``"10/5m"``, ``"100/30s"``).
-    """
+    """A rate as django-ratelimit writes it (``"5/10"`` and ``(5, 10)``: per 10 s) or as we do."""
     if isinstance(value, tuple) and len(value) == 2:
         value = f"{value[0]}/{value[1]}s"
     elif isinstance(value, str):
@@ -110,45 +86,30 @@ def parse_compat_rate(value: str | Rate | tuple[int, int]) -> Rate:
     return parse_rate(value)
 
 
+def _callers(func: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
+    # A user's function, sync or async, callable from both sides: a sync one
+    # may query the database (the user's plan), so async code runs it in a
+    # thread, as Django requires.
+    if iscoroutinefunction(func):
+        return async_to_sync(func), func
+    return func, sync_to_async(func)
+
+
 def rate_getter(
     rate: RateSpec, group: str
 ) -> tuple[Callable[[Any], RateValue], Callable[[Any], Awaitable[RateValue]]] | None:
     """``(sync, async)`` getters of a callable rate's value per request; ``None`` if fixed."""
     if not callable(rate):
         return None
-    func = rate
-    if iscoroutinefunction(func):
-        sync_call = async_to_sync(func)
-
-        def get(request: Any) -> RateValue:
-            return sync_call(group, request)  # type: ignore[no-any-return]
-
-        async def aget(request: Any) -> RateValue:
-            return await func(group, request)  # type: ignore[no-any-return]
-
-        return get, aget
-    # A sync rate function may query the database (the user's plan): from
-    # async views it runs in a thread, as Django requires.
-    async_call = sync_to_async(func)
-
-    def get_sync(request: Any) -> RateValue:
-        return func(group, request)  # type: ignore[no-any-return]
-
-    async def aget_sync(request: Any) -> RateValue:
-        return await async_call(group, request)  # type: ignore[no-any-return]
-
-    return get_sync, aget_sync
+    call, acall = _callers(rate)
+    return partial(call, group), partial(acall, group)
 
 
 def _bounded(value: Any) -> str | None:
-    # The same bound as every other key (keys.py): at most 64 characters, a
-    # longer value (or one starting with "#") replaced by its digest.
+    # The same bound as every other key (keys.py): a long value becomes its digest.
     if value is None or value == "":
         return None
-    text = value if isinstance(value, str) else str(value)
-    if len(text) <= MAX_KEY_LENGTH and not text.startswith("#"):
-        return text
-    return "#" + blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return _bound(value if isinstance(value, str) else str(value))
 
 
 def _takes_group(func: Callable[..., Any]) -> bool:
@@ -168,23 +129,13 @@ def _takes_group(func: Callable[..., Any]) -> bool:
 def _callable_key(func: Callable[..., Any], group: str) -> KeyFunc:
     spec = "callable:" + getattr(func, "__qualname__", type(func).__name__)
     args: tuple[str, ...] = (group,) if _takes_group(func) else ()
-    if iscoroutinefunction(func):
-        sync_call = async_to_sync(func)
+    call, acall = _callers(func)
 
-        def get(request: Any) -> str | None:
-            return _bounded(sync_call(*args, request))
+    def get(request: Any) -> str | None:
+        return _bounded(call(*args, request))
 
-        async def aget(request: Any) -> str | None:
-            return _bounded(await func(*args, request))
-
-    else:
-        async_call = sync_to_async(func)
-
-        def get(request: Any) -> str | None:
-            return _bounded(func(*args, request))
-
-        async def aget(request: Any) -> str | None:
-            return _bounded(await async_call(*args, request))
+    async def aget(request: Any) -> str | None:
+        return _bounded(await acall(*args, request))
 
     return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
 
@@ -195,10 +146,7 @@ def _post_key(spec: str, field: str) -> KeyFunc:
         # parsing the form does no I/O, so the loop may call this directly.
         return _bounded(request.POST.get(field))
 
-    async def aget(request: Any) -> str | None:
-        return get(request)
-
-    return KeyFunc(spec, get, aget, loop_safe=True)
+    return KeyFunc(spec, get, _awaitable(get), loop_safe=True)
 
 
 def adapt_key(key: Any, group: str) -> tuple[str, KeyFunc | None]:
@@ -225,94 +173,23 @@ def default_group(func: Callable[..., Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.:/-]", "_", name)[-100:]
 
 
-# -- is_ratelimited / get_usage ---------------------------------------------------
-
-_rules: dict[tuple[Any, ...], StandaloneRule] = {}
-_rules_lock = threading.Lock()
-_MAX_RULES = 1024
-
-
-def _rule(
-    group: str, key: Any, algorithm: str, burst: int | None, scope: str | None
-) -> StandaloneRule:
-    cache_key = (group, key, algorithm, burst, scope)
-    rule = _rules.get(cache_key)
-    if rule is None:
-        spec, key_func = adapt_key(key, group)
-        fields: dict[str, Any] = {"name": group, "rate": "1/s", "key": spec,
-                                  "algorithm": algorithm, "scope": scope}  # fmt: skip
-        if burst is not None:
-            fields["burst"] = burst
-        rule = StandaloneRule(fields, where="is_ratelimited", key_func=key_func)
-        with _rules_lock:
-            if len(_rules) >= _MAX_RULES:
-                _rules.clear()
-            rule = _rules.setdefault(cache_key, rule)
-    return rule
-
-
-class _Call:
-    """One ``is_ratelimited``/``get_usage`` call's arguments, resolved."""
-
-    __slots__ = ("cost", "group", "rule")
-
-    def __init__(
-        self,
-        request: Any,
-        group: str | None,
-        fn: Callable[..., Any] | None,
-        key: Any,
-        method: Any,
-        increment: bool,
-        algorithm: str,
-        burst: int | None,
-        scope: str | None,
-    ) -> None:
-        if group is None:
-            if fn is None:
-                raise ConfigError(
-                    "is_ratelimited needs a group or fn",
-                    check_id="resilience.E026",
-                    hint="group names the counter; fn=view uses the view's dotted path, "
-                    "which is also what @limit on that view counts under.",
-                )
-            group = default_group(fn)
-        self.group = group
-        self.cost = 1 if increment else 0
-        methods = method_list(method)
-        rule = _rule(group, key if key is not None else "ip", algorithm, burst, scope)
-        applies = rule.applies(request.method or "GET")
-        if applies and methods is not None:
-            applies = (request.method or "GET") in [m.upper() for m in methods]
-        self.rule = rule if applies else None
-
-
-def _usage(result: LimitResult | None, cost: int) -> Usage | None:
-    if result is None:
-        return None
-    decision = result.decision if result.shadow is None else result.shadow
-    outcome = decision.outcomes[0]
-    policy = outcome.check.policy
-    # The most a window admits: the sliding window ignores burst.
-    limit = policy.rate.limit if policy.algorithm is Algorithm.SLIDING_WINDOW else policy.capacity
-    # A peek admits whatever is left; "limited" means the next request would not fit.
-    should_limit = not decision.allowed if cost else outcome.remaining < 1
-    return Usage(
-        count=max(0, limit - outcome.remaining),
-        limit=limit,
-        should_limit=should_limit,
-        time_left=math.ceil(max(outcome.reset_after, outcome.retry_after)),
-        decision=result,
-    )
+def make_rule(
+    group: str, key: Any, rate: Any, *, where: str, algorithm: str, burst: int | None,
+    scope: str | None, **fields: Any,
+) -> StandaloneRule:  # fmt: skip
+    """The ``StandaloneRule`` of a django-ratelimit style group, key and rate; extra ``fields``."""
+    spec, key_func = adapt_key(key, group)
+    fields.update(name=group, rate=rate, key=spec, algorithm=algorithm, scope=scope)
+    if burst is not None:
+        fields["burst"] = burst
+    return StandaloneRule(fields, where=where, key_func=key_func)
 
 
 def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> Policy | None:
     """The policy for a rate value; ``None`` for no limit.
 
-    A fixed rate that is not a rate is a programming error (``ConfigError``,
-    ``resilience.E020``).  A rate a callable computed may come from data (a
-    plan's rate stored in the database): a bad one is logged and that request
-    is not limited, rather than answered 500.
+    A bad fixed rate is a programming error (``ConfigError``, ``resilience.E020``);
+    a bad computed one may come from data: it is logged and the request not limited.
     """
     if rate is None:
         return None
@@ -333,102 +210,131 @@ def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> 
         ) from exc
 
 
+# -- is_ratelimited / get_usage ---------------------------------------------------
+
+_rules: dict[tuple[Any, ...], StandaloneRule] = {}
+_rules_lock = threading.Lock()
+_MAX_RULES = 1024
+
+
+def _rule(
+    group: str, key: Any, algorithm: str, burst: int | None, scope: str | None
+) -> StandaloneRule:
+    cache_key = (group, key, algorithm, burst, scope)
+    rule = _rules.get(cache_key)
+    if rule is None:
+        rule = make_rule(group, key, "1/s", where="is_ratelimited", algorithm=algorithm,
+                         burst=burst, scope=scope)  # fmt: skip
+        with _rules_lock:
+            if len(_rules) >= _MAX_RULES:
+                _rules.clear()
+            rule = _rules.setdefault(cache_key, rule)
+    return rule
+
+
+class _Call:
+    """One ``get_usage`` call resolved, but for the I/O: the rate getter and the store."""
+
+    __slots__ = ("cost", "getters", "policy", "rule")
+
+    def __init__(
+        self, request: Any, group: str | None, fn: Callable[..., Any] | None, key: Any,
+        rate: RateSpec | None, method: Any, increment: bool, algorithm: str,
+        burst: int | None, scope: str | None,
+    ) -> None:  # fmt: skip
+        if group is None:
+            if fn is None:
+                raise ConfigError(
+                    "is_ratelimited needs a group or fn",
+                    check_id="resilience.E026",
+                    hint="group names the counter; fn=view uses the view's dotted path, "
+                    "which is also what @limit on that view counts under.",
+                )
+            group = default_group(fn)
+        self.cost = 1 if increment else 0
+        methods = method_list(method)
+        self.rule = _rule(group, key if key is not None else "ip", algorithm, burst, scope)
+        request_method = request.method or "GET"
+        applies = self.rule.applies(request_method) and (
+            methods is None or request_method in [m.upper() for m in methods]
+        )
+        # getters: a computed rate, read per request; policy: a fixed one (None: no limit).
+        self.getters = rate_getter(rate, group) if applies and rate is not None else None
+        self.policy = None
+        if applies and self.getters is None:
+            self.policy = resolve_policy(self.rule, rate, computed=False)  # type: ignore[arg-type]
+
+    def computed(self, value: RateValue) -> Policy | None:
+        return resolve_policy(self.rule, value, computed=True)
+
+    def usage(self, result: LimitResult | None) -> Usage | None:
+        if result is None:
+            return None
+        decision = result.decision if result.shadow is None else result.shadow
+        outcome = decision.outcomes[0]
+        policy = outcome.check.policy
+        # The most a window admits: the sliding window ignores burst.
+        sliding = policy.algorithm is Algorithm.SLIDING_WINDOW
+        limit = policy.rate.limit if sliding else policy.capacity
+        # A peek admits whatever is left; "limited" means the next request would not fit.
+        should_limit = not decision.allowed if self.cost else outcome.remaining < 1
+        return Usage(
+            count=max(0, limit - outcome.remaining),
+            limit=limit,
+            should_limit=should_limit,
+            time_left=math.ceil(max(outcome.reset_after, outcome.retry_after)),
+            decision=result,
+        )
+
+
 def get_usage(
-    request: Any,
-    group: str | None = None,
-    fn: Callable[..., Any] | None = None,
-    key: Any = None,
-    rate: RateSpec | None = None,
-    method: Any = ALL,
-    increment: bool = False,
-    *,
-    algorithm: str = "sliding_window",
-    burst: int | None = None,
-    scope: str | None = None,
-) -> Usage | None:
+    request: Any, group: str | None = None, fn: Callable[..., Any] | None = None,
+    key: Any = None, rate: RateSpec | None = None, method: Any = ALL, increment: bool = False,
+    *, algorithm: str = "sliding_window", burst: int | None = None, scope: str | None = None,
+) -> Usage | None:  # fmt: skip
     """django-ratelimit's ``get_usage``: ``None`` when no limit applies to ``request``.
 
     ``increment=False`` peeks: nothing is consumed and ``should_limit`` says
     whether the next request would be refused.  ``increment=True`` counts
     this request (if it fits: a refused request consumes nothing).
     """
-    call = _Call(request, group, fn, key, method, increment, algorithm, burst, scope)
-    if call.rule is None:
-        return None
-    getters = rate_getter(rate, call.group) if rate is not None else None
-    value = getters[0](request) if getters is not None else rate
-    policy = resolve_policy(call.rule, value, computed=getters is not None)  # type: ignore[arg-type]
-    if policy is None:
-        return None
-    return _usage(call.rule.decide(request, policy, call.cost), call.cost)
+    call = _Call(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
+    policy = call.policy if call.getters is None else call.computed(call.getters[0](request))
+    return call.usage(call.rule.decide(request, policy, call.cost))
 
 
 async def aget_usage(
-    request: Any,
-    group: str | None = None,
-    fn: Callable[..., Any] | None = None,
-    key: Any = None,
-    rate: RateSpec | None = None,
-    method: Any = ALL,
-    increment: bool = False,
-    *,
-    algorithm: str = "sliding_window",
-    burst: int | None = None,
-    scope: str | None = None,
-) -> Usage | None:
+    request: Any, group: str | None = None, fn: Callable[..., Any] | None = None,
+    key: Any = None, rate: RateSpec | None = None, method: Any = ALL, increment: bool = False,
+    *, algorithm: str = "sliding_window", burst: int | None = None, scope: str | None = None,
+) -> Usage | None:  # fmt: skip
     """``get_usage`` for async views."""
-    call = _Call(request, group, fn, key, method, increment, algorithm, burst, scope)
-    if call.rule is None:
-        return None
-    getters = rate_getter(rate, call.group) if rate is not None else None
-    value = await getters[1](request) if getters is not None else rate
-    policy = resolve_policy(call.rule, value, computed=getters is not None)  # type: ignore[arg-type]
-    if policy is None:
-        return None
-    return _usage(await call.rule.adecide(request, policy, call.cost), call.cost)
+    call = _Call(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
+    policy = call.policy if call.getters is None else call.computed(await call.getters[1](request))
+    return call.usage(await call.rule.adecide(request, policy, call.cost))
 
 
 def is_ratelimited(
-    request: Any,
-    group: str | None = None,
-    fn: Callable[..., Any] | None = None,
-    key: Any = None,
-    rate: RateSpec | None = None,
-    method: Any = ALL,
-    increment: bool = False,
-    *,
-    algorithm: str = "sliding_window",
-    burst: int | None = None,
-    scope: str | None = None,
-) -> bool:
+    request: Any, group: str | None = None, fn: Callable[..., Any] | None = None,
+    key: Any = None, rate: RateSpec | None = None, method: Any = ALL, increment: bool = False,
+    *, algorithm: str = "sliding_window", burst: int | None = None, scope: str | None = None,
+) -> bool:  # fmt: skip
     """Whether ``request`` is over the limit; see ``get_usage``.
 
     >>> is_ratelimited(request, group="login", key="post:username", rate="5/m",
     ...                method=UNSAFE, increment=True)  # doctest: +SKIP
     """
-    usage = get_usage(
-        request, group, fn, key, rate, method, increment,
-        algorithm=algorithm, burst=burst, scope=scope,
-    )  # fmt: skip
+    usage = get_usage(request, group, fn, key, rate, method, increment,
+                      algorithm=algorithm, burst=burst, scope=scope)  # fmt: skip
     return usage is not None and usage["should_limit"]
 
 
 async def ais_ratelimited(
-    request: Any,
-    group: str | None = None,
-    fn: Callable[..., Any] | None = None,
-    key: Any = None,
-    rate: RateSpec | None = None,
-    method: Any = ALL,
-    increment: bool = False,
-    *,
-    algorithm: str = "sliding_window",
-    burst: int | None = None,
-    scope: str | None = None,
-) -> bool:
+    request: Any, group: str | None = None, fn: Callable[..., Any] | None = None,
+    key: Any = None, rate: RateSpec | None = None, method: Any = ALL, increment: bool = False,
+    *, algorithm: str = "sliding_window", burst: int | None = None, scope: str | None = None,
+) -> bool:  # fmt: skip
     """``is_ratelimited`` for async views."""
-    usage = await aget_usage(
-        request, group, fn, key, rate, method, increment,
-        algorithm=algorithm, burst=burst, scope=scope,
-    )  # fmt: skip
+    usage = await aget_usage(request, group, fn, key, rate, method, increment,
+                             algorithm=algorithm, burst=burst, scope=scope)  # fmt: skip
     return usage is not None and usage["should_limit"]

@@ -5,19 +5,10 @@
 ... def quote(request): ...
 
 The rule is parsed when the view is decorated (a bad rate raises
-``ConfigError`` at import, like any other programming error) and decided on
-the runtime's stores (``standalone.py``): like a settings rule, it is shared
-through Redis (with the automatic local fallback) when ``BACKEND`` is
-``"redis"`` and ``scope`` is not ``"local"``, and counted per process
-otherwise.  A rejected request gets ``rate_limited_response`` (429), or with
-``block=False`` runs the view with ``request.limited`` set; an admitted one
-runs the view and, unless ``RESILIENCE["RATELIMIT_HEADERS"]`` is False, gets
-the ``RateLimit-Policy``/``RateLimit`` headers.
-
-django-ratelimit's arguments work too (``compat.py``): ``group=`` (the
-counter's name, shared by every view and ``is_ratelimited`` call naming it),
-``method=`` (``ALL``, ``UNSAFE``, a name or a list), ``block=``, keys
-``get:<name>``/``post:<field>``/callables, and a callable ``rate``.
+``ConfigError`` at import) and decided on the runtime's stores like a
+settings rule (``standalone.py``).  A refused request gets a 429, an admitted
+one the ``RateLimit`` headers (unless ``RATELIMIT_HEADERS`` is False).
+django-ratelimit's arguments work too (``compat.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +21,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from ..conf import get_settings
+from ..limiting.decision import Policy
 from ..limiting.engine import LimitResult
 from ..limiting.local import LocalLimiter
 from ..limiting.proxies import TrustedProxies
@@ -37,14 +29,13 @@ from ..responses import add_headers, rate_limited_response
 from .compat import (
     ALL,
     RateSpec,
-    adapt_key,
     default_group,
+    make_rule,
     method_list,
     parse_compat_rate,
     rate_getter,
     resolve_policy,
 )
-from .standalone import StandaloneRule
 
 __all__ = ["DECISION_ATTR", "limit", "process_limiter", "trusted_proxies"]
 
@@ -67,38 +58,31 @@ def trusted_proxies() -> TrustedProxies | None:
 
 
 def _with_headers(response: Any, result: LimitResult | None) -> Any:
-    if (
-        result is not None
-        and isinstance(response, HttpResponseBase)
-        and get_settings().ratelimit_headers
-    ):
+    if result is None or not isinstance(response, HttpResponseBase):
+        return response
+    if get_settings().ratelimit_headers:
         add_headers(response, result.headers)
     return response
 
 
-def _mark(request: Any, result: LimitResult | None) -> None:
+def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
+    """Mark the request with the decision; the 429 to answer, if any."""
+    limited = result is not None and not result.allowed
     # As django-ratelimit: once a decorator found the request limited, it
     # stays limited for the decorators and the view after it.
-    limited = result is not None and not result.allowed
     request.limited = getattr(request, "limited", False) or limited
-    if result is not None:
-        setattr(request, DECISION_ATTR, result)
+    if result is None:
+        return None
+    setattr(request, DECISION_ATTR, result)
+    return rate_limited_response(request, result) if block and limited else None
 
 
 def limit(
-    rate: RateSpec,
-    key: Any = "ip",
-    *,
-    group: str | None = None,
-    name: str | None = None,
-    algorithm: str = "sliding_window",
-    burst: int | None = None,
-    methods: Iterable[str] | None = None,
-    method: Any = ALL,
-    mode: str = "enforce",
-    scope: str | None = None,
-    block: bool = True,
-) -> Callable[[View], View]:
+    rate: RateSpec, key: Any = "ip", *, group: str | None = None, name: str | None = None,
+    algorithm: str = "sliding_window", burst: int | None = None,
+    methods: Iterable[str] | None = None, method: Any = ALL, mode: str = "enforce",
+    scope: str | None = None, block: bool = True,
+) -> Callable[[View], View]:  # fmt: skip
     """Limit a view to ``rate`` per ``key``; see the module docstring.
 
     ``rate``: ``"10/s"`` and the like, or ``rate(group, request)`` returning
@@ -123,64 +107,41 @@ def limit(
     def decorate(view: View) -> View:
         counter = group or name or default_group(view)
         where = f"@limit on {view.__qualname__}"
-        spec, key_func = adapt_key(key, counter)
         computed = rate_getter(rate, counter)
-        fields: dict[str, Any] = {
-            "name": counter,
-            # A computed rate is checked per request; the rule needs one to parse.
-            "rate": "1/s" if computed is not None else _fixed_rate(rate, where),
-            "key": spec,
-            "algorithm": algorithm,
-            "mode": mode,
-            "scope": scope,
-        }
-        if burst is not None:
-            fields["burst"] = burst
-        if chosen is not None:
-            fields["methods"] = chosen
-        rule = StandaloneRule(fields, where=where, key_func=key_func)
+        # A computed rate is checked per request; the rule needs one to parse.
+        fixed_rate = "1/s" if computed is not None else _fixed_rate(rate)
+        extra = {} if chosen is None else {"methods": chosen}
+        rule = make_rule(counter, key, fixed_rate, where=where, algorithm=algorithm,
+                         burst=burst, scope=scope, mode=mode, **extra)  # fmt: skip
         fixed = None if computed is not None else rule.policy()
 
-        def decide(request: HttpRequest) -> LimitResult | None:
-            if not rule.applies(request.method or "GET"):
-                return None
-            policy = fixed
-            if computed is not None:
-                policy = resolve_policy(rule, computed[0](request), computed=True)
-                if policy is None:
-                    return None
-            assert policy is not None
-            return rule.decide(request, policy)
-
-        async def adecide(request: HttpRequest) -> LimitResult | None:
-            if not rule.applies(request.method or "GET"):
-                return None
-            policy = fixed
-            if computed is not None:
-                policy = resolve_policy(rule, await computed[1](request), computed=True)
-                if policy is None:
-                    return None
-            assert policy is not None
-            return await rule.adecide(request, policy)
+        def policy(value: Any) -> Policy | None:
+            return fixed if computed is None else resolve_policy(rule, value, computed=True)
 
         if iscoroutinefunction(view):
 
             @wraps(view)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                result = await adecide(request)
-                _mark(request, result)
-                if block and result is not None and not result.allowed:
-                    return rate_limited_response(request, result)
+                result = None
+                if rule.applies(request.method or "GET"):
+                    value = None if computed is None else await computed[1](request)
+                    result = await rule.adecide(request, policy(value))
+                refused = _refusal(request, result, block)
+                if refused is not None:
+                    return refused
                 return _with_headers(await view(request, *args, **kwargs), result)
 
             return async_view  # type: ignore[return-value]
 
         @wraps(view)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            result = decide(request)
-            _mark(request, result)
-            if block and result is not None and not result.allowed:
-                return rate_limited_response(request, result)
+            result = None
+            if rule.applies(request.method or "GET"):
+                value = None if computed is None else computed[0](request)
+                result = rule.decide(request, policy(value))
+            refused = _refusal(request, result, block)
+            if refused is not None:
+                return refused
             return _with_headers(view(request, *args, **kwargs), result)
 
         return sync_view  # type: ignore[return-value]
@@ -188,7 +149,7 @@ def limit(
     return decorate
 
 
-def _fixed_rate(rate: Any, where: str) -> Any:
+def _fixed_rate(rate: Any) -> Any:
     """django-ratelimit's rate forms (``"5/10"``, ``(5, 10)``) as ours; others as given."""
     try:
         return parse_compat_rate(rate)

@@ -1,17 +1,13 @@
 """One rule decided on demand, outside the middleware's rule set.
 
-``@limit``, ``is_ratelimited`` and the DRF throttles each decide one rule
-for one request.  They decide it on the runtime's stores, the very ones the
-middleware uses: the process's local LRU (so ``LOCAL_MAX_KEYS`` bounds them
-all together) and, with ``BACKEND: "redis"``, the hybrid Redis limiter with
-its automatic local fallback.  So such a rule follows ``BACKEND`` and
-``scope`` exactly like a settings rule: without a ``scope`` it is shared
-through Redis when the backend is Redis, and counted per process otherwise.
+``@limit``, ``is_ratelimited`` and the DRF throttles decide one rule for one
+request, on the runtime's stores, the very ones the middleware uses (so
+``LOCAL_MAX_KEYS`` bounds them all together): such a rule follows ``BACKEND``
+and ``scope`` exactly like a settings rule.
 
-The rate may differ from request to request (django-ratelimit's callable
-rates, per-plan tiers): each distinct rate gets its own ``Policy``, made once
-and kept (a bounded number of them), because the stores find a policy's
-compiled form by identity.
+The rate may differ per request (callable rates, per-plan tiers): each
+distinct rate gets its own ``Policy``, made once and kept (a bounded number),
+because the stores find a policy's compiled form by identity.
 """
 
 from __future__ import annotations
@@ -92,33 +88,35 @@ class StandaloneRule:
     def applies(self, method: str) -> bool:
         """Whether the rule covers this method (and is not ``mode="off"``)."""
         # limits_enabled(): resilience_django.testing.disable_limits() turns these off too.
-        return (
-            limits_enabled()
-            and self.rule.mode != "off"
-            and self.rule.matcher.matches(method, "/", None)
-        )
+        rule = self.rule
+        return limits_enabled() and rule.mode != "off" and rule.matcher.matches(method, "/", None)
 
-    # -- deciding -----------------------------------------------------------
+    # -- deciding: the sync and async twins differ only in reading the key and asking the store
 
-    def decide(self, request: Any, policy: Policy, cost: int = 1) -> LimitResult | None:
-        """Decide ``request`` against ``policy`` (sync code); ``None`` if it has no key.
+    def decide(self, request: Any, policy: Policy | None, cost: int = 1) -> LimitResult | None:
+        """Decide ``request`` against ``policy``; ``None`` if it has no key or there is no policy.
 
         ``cost=0`` peeks: nothing is consumed, nothing reported, and the
         outcome's ``remaining`` says how many requests would still pass.
         """
+        if policy is None:
+            return None
         store, key_func = self._parts()
         key = key_func.get(request)
-        if key is None:
-            return None
-        return self._result(store.decide((LimitCheck(policy, key, cost),)), cost)
+        checks = self._checks(policy, key, cost)
+        return None if checks is None else self._result(store.decide(checks), cost)
 
-    async def adecide(self, request: Any, policy: Policy, cost: int = 1) -> LimitResult | None:
+    async def adecide(
+        self, request: Any, policy: Policy | None, cost: int = 1
+    ) -> LimitResult | None:
         """``decide`` on the event loop."""
+        if policy is None:
+            return None
         store, key_func = self._parts()
         key = key_func.get(request) if key_func.loop_safe else await key_func.aget(request)
-        if key is None:
+        checks = self._checks(policy, key, cost)
+        if checks is None:
             return None
-        checks = (LimitCheck(policy, key, cost),)
         if isinstance(store, LocalLimiter):  # no I/O: decided inline, no coroutine
             return self._result(store.decide(checks), cost)
         return self._result(await store.adecide(checks), cost)
@@ -131,10 +129,9 @@ class StandaloneRule:
         from ..runtime import get_runtime
 
         runtime = get_runtime()
-        stores = runtime.stores
-        shared = stores.distributed
-        scope = self.scope or ("distributed" if shared is not None else "local")
-        store = shared if scope == "distributed" and shared is not None else stores.local
+        shared = runtime.stores.distributed
+        # Without a scope, the rule follows BACKEND: shared whenever there is Redis.
+        store = shared if shared is not None and self.scope != "local" else runtime.stores.local
         key_func = self.key_func
         if key_func is None:
             # ip keys read TRUSTED_PROXIES: compiled again when the settings change.
@@ -146,14 +143,14 @@ class StandaloneRule:
             key_func = cached[1]
         return store, key_func
 
+    @staticmethod
+    def _checks(policy: Policy, key: str | None, cost: int) -> tuple[LimitCheck, ...] | None:
+        return None if key is None else (LimitCheck(policy, key, cost),)
+
     def _result(self, decision: Decision, cost: int) -> LimitResult:
         if cost == 0:
             return LimitResult(decision)
-        name = self.rule.name
-        if self.rule.mode == "shadow":
-            if not decision.allowed:
-                metrics.request_rejected(name, "shadow")
-            return LimitResult(ALLOW_ALL, decision)
+        shadow = self.rule.mode == "shadow"
         if not decision.allowed:
-            metrics.request_rejected(name, "rate_limited")
-        return LimitResult(decision)
+            metrics.request_rejected(self.rule.name, "shadow" if shadow else "rate_limited")
+        return LimitResult(ALLOW_ALL, decision) if shadow else LimitResult(decision)

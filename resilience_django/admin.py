@@ -13,14 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from . import admin_views
-from .forms import BreakerPolicyForm, LimitRuleForm, RouteDeadlineForm, SheddingRuleForm
+from . import admin_views, forms
+from .conf import ResilienceSettings, get_settings
 from .live import row_problem, settings_names
 from .models import BreakerDashboard, BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 from .units import parse_rate
@@ -33,8 +34,6 @@ __all__ = [
     "SheddingRuleAdmin",
 ]
 
-CHANGE_LIST = "resilience_django/admin/change_list.html"
-
 
 def _seconds(value: float | None) -> str:
     if value is None:
@@ -43,14 +42,14 @@ def _seconds(value: float | None) -> str:
 
 
 class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """What the rule admins share: the in-force column, actions, settings table."""
+    """What the rule admins share: the in-force column, actions, the settings table."""
 
     kind = ""
     name_field = "name"
-    shadow_field = "mode"
+    settings_key = ""  # the RESILIENCE key whose errors the changelist shows
     shadow_value = ""
     enforce_value = ""
-    change_list_template = CHANGE_LIST
+    change_list_template = "resilience_django/admin/change_list.html"
     readonly_fields = ("created_at", "updated_at")
 
     @admin.display(description="in force")
@@ -104,35 +103,45 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         permissions=["change"],
     )
     def shadow(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._bulk(request, queryset, self.shadow_field, self.shadow_value)
+        self._bulk(request, queryset, "mode", self.shadow_value)
 
     @admin.action(description="Enforce selected %(verbose_name_plural)s", permissions=["change"])
     def enforce(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._bulk(request, queryset, self.shadow_field, self.enforce_value)
+        self._bulk(request, queryset, "mode", self.enforce_value)
 
-    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
-        """Column headings, rows and problems of the rules settings define."""
+    def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
+        """Column headings and rows of the rules settings define."""
         raise NotImplementedError
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        headings, rows, problems = self.settings_rows()
+        settings = get_settings()
+        headings, rows = self.settings_rows(settings)
+        errors = settings.errors_of(self.settings_key) if self.settings_key else ()
         context = {
             "settings_headings": headings,
             "settings_rows": rows,
-            "settings_problems": problems,
+            "settings_problems": [f"{e} ({e.check_id})" for e in errors],
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
 
 
+class _RoutedRuleAdmin(_RuleAdmin):
+    @admin.display(description="route")
+    def route(self, obj: Any) -> str:
+        parts = [obj.path or "", f"view={obj.view}" if obj.view else "", obj.methods]
+        return " ".join(p for p in parts if p) or "*"
+
+
 @admin.register(LimitRule)
-class LimitRuleAdmin(_RuleAdmin):
+class LimitRuleAdmin(_RoutedRuleAdmin):
     kind = "limit"
+    settings_key = "LIMITS"
     shadow_value = "shadow"
     enforce_value = "enforce"
-    form = LimitRuleForm
+    form = forms.LimitRuleForm
     # Scope and algorithm are filters, not columns: the list must fit beside the sidebars.
     list_display = (
         "name", "route", "key", "rate_shown", "mode", "enabled", "in_force", "updated_at",
@@ -140,17 +149,7 @@ class LimitRuleAdmin(_RuleAdmin):
     list_filter = ("enabled", "mode", "scope", "algorithm")
     search_fields = ("name", "path", "view", "key", "notes")
     actions = ("enable", "disable", "shadow", "enforce")
-    fieldsets = (
-        (None, {"fields": ("name", "enabled", "mode", "notes")}),
-        ("Which requests", {"fields": ("path", "view", "methods")}),
-        ("How fast", {"fields": ("key", "rate", "burst", "algorithm", "scope")}),
-        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
-    )
-
-    @admin.display(description="route")
-    def route(self, obj: LimitRule) -> str:
-        parts = [obj.path or "", f"view={obj.view}" if obj.view else "", obj.methods]
-        return " ".join(p for p in parts if p) or "*"
+    fieldsets = forms.LIMIT_FIELDSETS
 
     @admin.display(description="rate", ordering="rate")
     def rate_shown(self, obj: LimitRule) -> str:
@@ -161,25 +160,21 @@ class LimitRuleAdmin(_RuleAdmin):
         except ValueError:
             return obj.rate
 
-    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
-        from .conf import get_settings
-
-        settings = get_settings()
-        errors = settings.errors_of("LIMITS")
+    def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
         rows = [
             [r.name, r.matcher.describe(), r.key, r.rate, r.policy.algorithm.value, r.scope, r.mode]
             for r in settings.limits
         ]
-        headings = ["name", "route", "key", "rate", "algorithm", "scope", "mode"]
-        return headings, rows, [f"{e} ({e.check_id})" for e in errors]
+        return ["name", "route", "key", "rate", "algorithm", "scope", "mode"], rows
 
 
 @admin.register(BreakerPolicy)
 class BreakerPolicyAdmin(_RuleAdmin):
     kind = "breaker"
+    settings_key = "BREAKERS"
     shadow_value = "metrics_only"
     enforce_value = "normal"
-    form = BreakerPolicyForm
+    form = forms.BreakerPolicyForm
     list_display = (
         "name", "failure_threshold", "error_rate", "open_for", "window", "mode", "enabled",
         "in_force", "updated_at",
@@ -187,61 +182,35 @@ class BreakerPolicyAdmin(_RuleAdmin):
     list_filter = ("enabled", "mode", "shared")
     search_fields = ("name", "notes")
     actions = ("enable", "disable", "shadow", "enforce")
-    fieldsets = (
-        (None, {"fields": ("name", "enabled", "mode", "notes")}),
-        ("Tripping", {"fields": ("failure_threshold", "window", "error_rate", "min_calls")}),
-        ("Open and half-open", {"fields": ("open_for", "open_for_max", "half_open_calls",
-                                           "close_ratio", "half_open_max_wait")}),
-        ("Slow calls and EWMA", {"fields": ("slow_call", "slow_call_rate", "ewma_alpha",
-                                            "ewma_threshold"), "classes": ("collapse",)}),
-        ("What counts as a failure", {"fields": ("record", "ignore", "caller_fault",
-                                                 "failure_result"), "classes": ("collapse",)}),
-        ("Fleet", {"fields": ("shared", "shared_poll"), "classes": ("collapse",)}),
-        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
-    )  # fmt: skip
+    fieldsets = forms.BREAKER_FIELDSETS
 
-    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
-        from .conf import get_settings
-
-        settings = get_settings()
-        problems = [f"{e} ({e.check_id})" for e in settings.errors_of("BREAKERS")]
-        rows = []
-        for name, p in settings.breakers.items():
-            rows.append(
-                [
-                    str(name),
-                    str(p.failure_threshold or "—"),
-                    str(p.error_rate or "—"),
-                    str(p.min_calls),
-                    _seconds(p.open_for),
-                    _seconds(p.window),
-                    p.mode,
-                    "yes" if p.shared else "no",
-                ]
-            )
+    def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
+        rows = [
+            [str(name), str(p.failure_threshold or "—"), str(p.error_rate or "—"),
+             str(p.min_calls), _seconds(p.open_for), _seconds(p.window), p.mode,
+             "yes" if p.shared else "no"]
+            for name, p in settings.breakers.items()
+        ]  # fmt: skip
         headings = ["name", "failure threshold", "error rate", "min calls", "open for", "window",
                     "mode", "shared"]  # fmt: skip
-        return headings, rows, problems
+        return headings, rows
 
 
 @admin.register(RouteDeadline)
 class RouteDeadlineAdmin(_RuleAdmin):
     kind = "route"
     name_field = "route"
-    form = RouteDeadlineForm
+    form = forms.RouteDeadlineForm
     list_display = ("route", "budget", "enabled", "in_force", "updated_at")
     list_filter = ("enabled",)
     search_fields = ("route", "notes")
     actions = ("enable", "disable")
     fields = ("route", "budget", "enabled", "notes", "created_at", "updated_at")
 
-    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
-        from .conf import get_settings
-
-        deadline = get_settings().deadline
+    def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
+        deadline = settings.deadline
         rows = [["(every request)", _seconds(deadline.default)]]
-        rows += [[r.label, _seconds(r.budget)] for r in deadline.routes]
-        return ["route", "budget"], rows, []
+        return ["route", "budget"], rows + [[r.label, _seconds(r.budget)] for r in deadline.routes]
 
 
 def _critical(share: float, critical: bool) -> str:
@@ -251,9 +220,10 @@ def _critical(share: float, critical: bool) -> str:
 
 
 @admin.register(SheddingRule)
-class SheddingRuleAdmin(_RuleAdmin):
+class SheddingRuleAdmin(_RoutedRuleAdmin):
     kind = "shedding"
-    form = SheddingRuleForm
+    settings_key = "SHEDDING"
+    form = forms.SheddingRuleForm
     # No "updated at" column: ten columns already fill the width beside the filters.
     list_display = (
         "name", "position", "route", "max_concurrent", "queue", "max_wait", "adaptive",
@@ -263,46 +233,22 @@ class SheddingRuleAdmin(_RuleAdmin):
     search_fields = ("name", "path", "view", "critical_paths", "critical_header", "notes")
     # No shadow mode: a bulkhead either holds requests back or does nothing.
     actions = ("enable", "disable")
-    fieldsets = (
-        (None, {"fields": ("name", "enabled", "position", "notes")}),
-        ("Which requests", {"fields": ("path", "view", "methods")}),
-        ("How many at once", {"fields": ("max_concurrent", "queue", "max_wait", "adaptive",
-                                         "min_concurrent")}),
-        ("Critical requests", {"fields": ("critical_share", "critical", "critical_paths",
-                                          "critical_methods", "critical_header")}),
-        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
-    )  # fmt: skip
-
-    @admin.display(description="route")
-    def route(self, obj: SheddingRule) -> str:
-        parts = [obj.path or "", f"view={obj.view}" if obj.view else "", obj.methods]
-        return " ".join(p for p in parts if p) or "*"
+    fieldsets = forms.SHEDDING_FIELDSETS
 
     @admin.display(description="critical")
     def priority(self, obj: SheddingRule) -> str:
         return _critical(obj.critical_share, obj.critical)
 
-    def settings_rows(self) -> tuple[list[str], list[list[str]], list[str]]:
-        from .conf import get_settings
-
-        settings = get_settings()
-        errors = settings.errors_of("SHEDDING")
-        rules = settings.shedding
+    def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
         rows = [
-            [
-                r.name,
-                r.matcher.describe(),
-                str(r.max_concurrent),
-                str(r.queue),
-                _seconds(r.max_wait),
-                f"yes (floor {r.min_concurrent})" if r.adaptive else "no",
-                _critical(r.critical_share, r.critical),
-            ]
-            for r in rules
-        ]
+            [r.name, r.matcher.describe(), str(r.max_concurrent), str(r.queue),
+             _seconds(r.max_wait), f"yes (floor {r.min_concurrent})" if r.adaptive else "no",
+             _critical(r.critical_share, r.critical)]
+            for r in settings.shedding
+        ]  # fmt: skip
         headings = ["name", "route", "max concurrent", "queue", "max wait", "adaptive",
                     "critical"]  # fmt: skip
-        return headings, rows, [f"{e} ({e.check_id})" for e in errors]
+        return headings, rows
 
 
 @admin.register(BreakerDashboard)
@@ -312,14 +258,10 @@ class BreakerDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return admin_views.can_view(request.user)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    has_add_permission = has_delete_permission = has_change_permission
 
     def get_urls(self) -> list[URLPattern]:
         info = (self.opts.app_label, self.opts.model_name)
@@ -337,8 +279,6 @@ class BreakerDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not admin_views.can_view(request.user):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         info = (self.opts.app_label, self.opts.model_name)
         context = {

@@ -1,38 +1,22 @@
 """What admin users may pick: the dotted paths ``RESILIENCE["ADMIN_CHOICES"]`` lists.
 
-The trust model (``docs/security.md``): settings are code and may name any
-dotted path; admin users are trusted with values, not code.  An admin row may
-name a key function, an exception class or a result predicate only when the
-settings list it here::
-
-    RESILIENCE["ADMIN_CHOICES"] = {
-        "KEYS": ["myapp.keys.by_tenant"],
-        "EXCEPTIONS": ["httpx.HTTPError"],
-        "PREDICATES": ["myapp.breakers.is_5xx"],
-    }
-
-Built-in key kinds (``ip``, ``user``, ``user_or_ip``, ``header:<Name>``,
-``param:<name>``) and built-in exception classes (``builtins.ConnectionError``)
-import nothing and are always allowed.  Every check here is a string
-comparison made *before* anything is imported: an admin value that is not
-listed never reaches ``importlib``.
-
-System check ids:
-
-    resilience.E085  ADMIN_CHOICES is not a dict of KEYS / EXCEPTIONS / PREDICATES
-                     lists of dotted paths
-    resilience.E086  an ADMIN_CHOICES entry cannot be imported, or is not what its
-                     list holds (a callable; an exception class)
+Settings are code and may name any dotted path; admin users are trusted with
+values, not code (``docs/security.md``).  An admin row may name a key function,
+an exception class or a result predicate only when the settings list it under
+``KEYS``, ``EXCEPTIONS`` or ``PREDICATES``.  Built-in key kinds and built-in
+exception classes import nothing and are always allowed.  Every check here is
+a string comparison made *before* anything is imported: an admin value that is
+not listed never reaches ``importlib``.  Check ids: E085 (shape), E086 (imports).
 """
 
 from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .conf import _mapping, _report
 from .dotted import import_dotted
 from .exceptions import ConfigError
 
@@ -61,8 +45,7 @@ def is_builtin_key(spec: str) -> bool:
 def is_builtin_exception(path: str) -> bool:
     """``builtins.<Name>`` naming an exception class: already loaded, imports nothing."""
     module, _, name = path.rpartition(".")
-    value = getattr(builtins, name, None) if module == "builtins" else None
-    return isinstance(value, type) and issubclass(value, BaseException)
+    return module == "builtins" and _is_exception_class(getattr(builtins, name, None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,42 +60,36 @@ class AdminChoices:
         """Why an admin row may not use this key, or ``None`` when it may."""
         if is_builtin_key(spec) or spec in self.keys:
             return None
+        use = f"ip, user, user_or_ip, header:<Name>, param:<name>{_or_listed(self.keys)}"
         if "." not in spec or ":" in spec:
             # Not a dotted path at all: the parser's words, and its check id.
-            return (
-                f"key {spec!r} is not a known key function: use ip, user, user_or_ip, "
-                f"header:<Name>, param:<name>{_or_listed(self.keys)} (resilience.E022)"
-            )
-        return (
-            f"key {spec!r} is not allowed here: use ip, user, user_or_ip, header:<Name>, "
-            f"param:<name>{_or_listed(self.keys)}. "
-            "Other key functions must be listed in the RESILIENCE setting, "
-            "under ADMIN_CHOICES['KEYS']."
-        )
+            return f"key {spec!r} is not a known key function: use {use} (resilience.E022)"
+        return _refusal(f"key {spec!r}", use, "Other key functions", "KEYS")
 
     def refuse_exception(self, path: str) -> str | None:
         if is_builtin_exception(path) or path in self.exceptions:
             return None
-        return (
-            f"{path!r} is not allowed here: use a built-in exception class such as "
-            f"builtins.ConnectionError{_or_listed(self.exceptions)}. "
-            "Other classes must be listed in the RESILIENCE setting, "
-            "under ADMIN_CHOICES['EXCEPTIONS']."
+        use = "a built-in exception class such as builtins.ConnectionError"
+        return _refusal(
+            repr(path), use + _or_listed(self.exceptions), "Other classes", "EXCEPTIONS"
         )
 
     def refuse_predicate(self, path: str) -> str | None:
         if path in self.predicates:
             return None
-        listed = _or_listed(self.predicates).removeprefix(" or ")
-        return (
-            f"{path!r} is not allowed here{': use ' + listed if listed else ''}. "
-            "Predicates must be listed in the RESILIENCE setting, "
-            "under ADMIN_CHOICES['PREDICATES']."
-        )
+        use = _or_listed(self.predicates).removeprefix(" or ")
+        return _refusal(repr(path), use, "Predicates", "PREDICATES")
 
 
 def _or_listed(paths: tuple[str, ...]) -> str:
     return f" or one of {', '.join(paths)}" if paths else ""
+
+
+def _refusal(what: str, use: str, others: str, kind: str) -> str:
+    return (
+        f"{what} is not allowed here{': use ' + use if use else ''}. {others} must be listed "
+        f"in the RESILIENCE setting, under ADMIN_CHOICES[{kind!r}]."
+    )
 
 
 def parse_admin_choices(raw: Any, errors: list[ConfigError] | None = None) -> AdminChoices:
@@ -120,52 +97,33 @@ def parse_admin_choices(raw: Any, errors: list[ConfigError] | None = None) -> Ad
     found: list[ConfigError] = [] if errors is None else errors
     if raw is None:
         return AdminChoices()
-    if not isinstance(raw, Mapping):
-        found.append(
-            ConfigError(
-                f"{_WHERE} must be a dict, not {type(raw).__name__}",
-                check_id="resilience.E085",
-                hint="Example: {'KEYS': ['myapp.keys.by_tenant'], 'EXCEPTIONS': "
-                "['httpx.HTTPError'], 'PREDICATES': ['myapp.breakers.is_5xx']}",
-            )
-        )
+    raw = _mapping(found, raw, _WHERE, "resilience.E085", "Example: {'KEYS': "
+                   "['myapp.keys.by_tenant'], 'EXCEPTIONS': ['httpx.HTTPError'], "
+                   "'PREDICATES': ['myapp.breakers.is_5xx']}")  # fmt: skip
+    if raw is None:
         return AdminChoices()
     for kind in raw:
         if kind not in KINDS:
-            found.append(
-                ConfigError(
-                    f"{_WHERE} has an unknown key {kind!r}",
-                    check_id="resilience.E085",
-                    hint=f"Known keys: {', '.join(KINDS)}.",
-                )
-            )
-    lists: dict[str, tuple[str, ...]] = {}
+            _report(found, f"{_WHERE} has an unknown key {kind!r}", "resilience.E085",
+                    f"Known keys: {', '.join(KINDS)}.")  # fmt: skip
+    lists: list[tuple[str, ...]] = []
     for kind in KINDS:
         value = raw.get(kind, ())
         if isinstance(value, str) or not isinstance(value, list | tuple):
-            found.append(
-                ConfigError(
-                    f"{_WHERE}[{kind!r}] must be a list of dotted paths, not "
-                    f"{type(value).__name__}",
-                    check_id="resilience.E085",
-                    hint="Example: ['myapp.keys.by_tenant'].",
-                )
-            )
+            _report(found, f"{_WHERE}[{kind!r}] must be a list of dotted paths, not "
+                    f"{type(value).__name__}", "resilience.E085",
+                    "Example: ['myapp.keys.by_tenant'].")  # fmt: skip
             value = ()
         good: list[str] = []
         for item in value:
             if isinstance(item, str) and _DOTTED.match(item):
                 good.append(item)
             else:
-                found.append(
-                    ConfigError(
-                        f"{_WHERE}[{kind!r}]: {item!r} is not a dotted path",
-                        check_id="resilience.E085",
-                        hint="Write module.attribute, e.g. 'myapp.keys.by_tenant'.",
-                    )
-                )
-        lists[kind] = tuple(dict.fromkeys(good))
-    return AdminChoices(lists["KEYS"], lists["EXCEPTIONS"], lists["PREDICATES"])
+                hint = "Write module.attribute, e.g. 'myapp.keys.by_tenant'."
+                message = f"{_WHERE}[{kind!r}]: {item!r} is not a dotted path"
+                _report(found, message, "resilience.E085", hint)
+        lists.append(tuple(dict.fromkeys(good)))
+    return AdminChoices(*lists)
 
 
 def check_admin_choices(raw: Any) -> list[ConfigError]:
@@ -179,22 +137,13 @@ def check_admin_choices(raw: Any) -> list[ConfigError]:
     )
     for kind, paths, test, what in expect:
         for path in paths:
-            problem: str | None
             try:
-                value = import_dotted(path)
+                problem = None if test(import_dotted(path)) else f"is not {what}"
             except ImportError as exc:
                 problem = f"cannot be imported ({exc})"
-            else:
-                problem = None if test(value) else f"is not {what}"
             if problem is not None:
-                errors.append(
-                    ConfigError(
-                        f"{_WHERE}[{kind!r}]: {path!r} {problem}",
-                        check_id="resilience.E086",
-                        hint=f"List the dotted path of {what}; fix the module if importing "
-                        "it fails.",
-                    )
-                )
+                hint = f"List the dotted path of {what}; fix the module if importing it fails."
+                _report(errors, f"{_WHERE}[{kind!r}]: {path!r} {problem}", "resilience.E086", hint)
     return errors
 
 

@@ -40,61 +40,43 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return messages
 
 
-def _per_process_store(parsed: Any) -> checks.Warning | None:
-    """W003: the fleet store is a cache that lives in each process.
-
-    Only when ``FLEET["STORE"]`` forces the cache: left to itself, a per-process
-    cache makes the choice fall to the database, which every worker shares.
-    """
-    from .fleetstore.select import per_process_cache
-
-    alias = parsed.fleet.cache
-    if parsed.fleet.store != "cache" or not per_process_cache(alias):
-        return None
-    backend = str(settings.CACHES[alias]["BACKEND"]).rsplit(".", 1)[-1]
-    return checks.Warning(
-        f"RESILIENCE['FLEET']['STORE'] is 'cache' and the cache {alias!r} ({backend}) is not "
-        "shared between processes: admin rule changes reach only the process that saved "
-        "them, and the breaker dashboard and operator commands see only one process",
-        hint="Leave STORE out (the database, or Redis when configured, carries them), or "
-        "name a shared cache in FLEET['CACHE'] (django-redis, memcached, database or file "
-        "based).",
-        id="resilience.W003",
-    )
-
-
 @checks.register("resilience", deploy=True)
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .fleetstore.select import per_process_cache
+
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
-    messages: list[checks.CheckMessage] = [
-        checks.Warning(str(w), hint=w.hint or None, id=w.check_id)
-        for w in deploy_warnings(parsed.metrics)
-    ]
-    w003 = _per_process_store(parsed)
-    if w003 is not None:
-        messages.append(w003)
+    found = [(str(w), w.hint, w.check_id) for w in deploy_warnings(parsed.metrics)]
+    alias = parsed.fleet.cache
+    # Only when STORE forces the cache: left to itself, a per-process cache makes
+    # the choice fall to the database, which every worker shares.
+    if parsed.fleet.store == "cache" and per_process_cache(alias):
+        backend = str(settings.CACHES[alias]["BACKEND"]).rsplit(".", 1)[-1]
+        found.append((
+            f"RESILIENCE['FLEET']['STORE'] is 'cache' and the cache {alias!r} ({backend}) is not "
+            "shared between processes: admin rule changes reach only the process that saved "
+            "them, and the breaker dashboard and operator commands see only one process",
+            "Leave STORE out (the database, or Redis when configured, carries them), or name a "
+            "shared cache in FLEET['CACHE'] (django-redis, memcached, database or file based).",
+            "resilience.W003",
+        ))  # fmt: skip
     if parsed.backend == "local" and parsed.raw.get("LIMITS"):
-        messages.append(
-            checks.Warning(
-                "RESILIENCE['BACKEND'] is 'local': every worker process enforces each limit on "
-                "its own, so N workers admit up to N times the configured rate",
-                hint="Use BACKEND 'redis' to share limits across processes, or divide the "
-                "rates by the number of workers.",
-                id="resilience.W001",
-            )
-        )
+        found.append((
+            "RESILIENCE['BACKEND'] is 'local': every worker process enforces each limit on its "
+            "own, so N workers admit up to N times the configured rate",
+            "Use BACKEND 'redis' to share limits across processes, or divide the rates by the "
+            "number of workers.",
+            "resilience.W001",
+        ))  # fmt: skip
     hops = parsed.trusted_proxies.hops if parsed.trusted_proxies is not None else 0
     if hops:
-        messages.append(
-            checks.Warning(
-                f"RESILIENCE['TRUSTED_PROXIES'] is a hop count ({hops}): the X-Forwarded-For "
-                f"entry {hops} place(s) left of the peer is the client's key, whoever sent the "
-                "request, so a client that reaches the server without passing through your "
-                "proxies chooses its own key",
-                hint="List your proxies' networks instead, e.g. ['10.0.0.0/8']: X-Forwarded-For "
-                "is then read only from them. Keep a hop count only if nothing reaches the "
-                "server but through exactly that many proxies, each appending to the header.",
-                id="resilience.W010",
-            )
-        )
-    return messages
+        found.append((
+            f"RESILIENCE['TRUSTED_PROXIES'] is a hop count ({hops}): the X-Forwarded-For entry "
+            f"{hops} place(s) left of the peer is the client's key, whoever sent the request, so "
+            "a client that reaches the server without passing through your proxies chooses its "
+            "own key",
+            "List your proxies' networks instead, e.g. ['10.0.0.0/8']: X-Forwarded-For is then "
+            "read only from them. Keep a hop count only if nothing reaches the server but "
+            "through exactly that many proxies, each appending to the header.",
+            "resilience.W010",
+        ))  # fmt: skip
+    return [checks.Warning(message, hint=hint or None, id=id_) for message, hint, id_ in found]

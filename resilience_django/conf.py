@@ -1,18 +1,11 @@
 """The ``RESILIENCE`` setting, parsed once into frozen dataclasses.
 
-The one parser of ``RESILIENCE``: every key (``FLEET`` and ``METRICS``
-included) is read here, into one ``ResilienceSettings``, with one cache and
-one ``setting_changed`` receiver; the system checks (``checks.py``) report
-the errors of this same parse, and the admin's rows go through the same rule
-parsers (``live/rules.py``).  Each key's parser lives beside what it
-configures (``limiting/rules.py``, ``breakers/policy.py``, ...), framework-free;
-reading Django's other settings (``CACHES``) is done here.
-
-Parsing never raises: every problem becomes a ``ConfigError`` kept in
-``ResilienceSettings.errors`` and reported by the system checks, while the
-parts that did parse stay usable.  The parsed value is cached and dropped on
-Django's ``setting_changed`` signal so that ``override_settings`` works in
-tests.
+The one parser of every key, with one cache dropped on ``setting_changed`` (so
+``override_settings`` works); the system checks report this same parse's errors,
+and admin rows go through the same rule parsers.  Each key's parser lives beside
+what it configures, framework-free; Django's other settings (``CACHES``) are read
+here.  Parsing never raises: every problem becomes a ``ConfigError`` in
+``ResilienceSettings.errors``, while the parts that did parse stay usable.
 """
 
 from __future__ import annotations
@@ -27,7 +20,6 @@ from urllib.parse import urlsplit
 from django.core.signals import setting_changed
 
 from . import switch
-from .admin_choices import check_admin_choices
 from .breakers.policy import BreakerPolicy, parse_breakers
 from .deadline_policy import DeadlineSettings, RouteBudget
 from .dotted import import_dotted
@@ -44,14 +36,7 @@ from .limiting.rules import LimitRule, parse_limit_rules
 from .observability.config import MetricsSettings, parse_metrics
 from .routes import RouteMatcher, compile_path
 from .shedding.rules import SheddingRule, parse_shedding_rules
-from .units import (
-    MAX_DEADLINE,
-    MAX_DURATION,
-    MAX_LOCAL_KEYS,
-    bounded_int,
-    parse_duration,
-    safe_repr,
-)
+from .units import MAX_DEADLINE, MAX_LOCAL_KEYS, bounded_int, parse_duration, safe_repr
 
 __all__ = [
     "DeadlineSettings",
@@ -64,25 +49,11 @@ __all__ = [
 
 KNOWN_KEYS = frozenset(
     {
-        "BACKEND",
-        "REDIS",
-        "FALLBACK_LATENCY",
-        "FALLBACK",
-        "DEADLINE",
-        "TRUSTED_PROXIES",
-        "IPV6_PREFIX",
-        "LIMITS",
-        "SHEDDING",
-        "BREAKERS",
-        "FLEET",
-        "RESPONSE_HANDLERS",
-        "RATELIMIT_HEADERS",
-        "LOCAL_MAX_KEYS",
-        "RELOAD_INTERVAL",
-        "METRICS",
-        "ADMIN_CHOICES",
+        "BACKEND", "REDIS", "FALLBACK_LATENCY", "FALLBACK", "DEADLINE", "TRUSTED_PROXIES",
+        "IPV6_PREFIX", "LIMITS", "SHEDDING", "BREAKERS", "FLEET", "RESPONSE_HANDLERS",
+        "RATELIMIT_HEADERS", "LOCAL_MAX_KEYS", "RELOAD_INTERVAL", "METRICS", "ADMIN_CHOICES",
     }
-)
+)  # fmt: skip
 logger = logging.getLogger("resilience_django")
 HANDLER_KINDS = ("deadline", "rate_limited", "unavailable")
 
@@ -110,11 +81,7 @@ FALLBACK_LATENCY_MAX = 60.0
 
 def route_breakers(settings: ResilienceSettings) -> tuple[tuple[str, RouteMatcher], ...]:
     """``(breaker name, matcher)`` for the breakers that guard routes, in settings order."""
-    return tuple(
-        (name, policy.route)
-        for name, policy in settings.breakers.items()
-        if policy.route is not None
-    )
+    return tuple((name, p.route) for name, p in settings.breakers.items() if p.route is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,17 +113,56 @@ class ResilienceSettings:
         return tuple(e for e in self.errors if str(e).startswith(prefix))
 
 
-def _parse_duration_setting(
+def _report(errors: list[ConfigError], message: str, check_id: str, hint: str) -> None:
+    errors.append(ConfigError(message, check_id=check_id, hint=hint))
+
+
+def _mapping(
+    errors: list[ConfigError], raw: Any, where: str, check_id: str, hint: str
+) -> Mapping[str, Any] | None:
+    """``raw`` when it is a dict; else ``None``, and a check error naming ``where``."""
+    if isinstance(raw, Mapping):
+        return raw
+    _report(errors, f"{where} must be a dict, not {type(raw).__name__}", check_id, hint)
+    return None
+
+
+def _checked(
+    errors: list[ConfigError],
+    raw: Mapping[str, Any],
+    where: str,
+    key: str,
+    default: Any,
+    usable: Callable[[Any], object],
+    check_id: str,
+    must: str,
+    hint: str,
+) -> Any:
+    """``raw[key]`` when ``usable``, else ``default`` and a check error."""
+    value = raw.get(key, default)
+    if usable(value):
+        return value
+    _report(errors, f"{where}[{key!r}] = {safe_repr(value)} {must}", check_id, hint)
+    return default
+
+
+def _duration(
+    errors: list[ConfigError],
     value: Any,
-    *,
     name: str,
     check_id: str,
-    errors: list[ConfigError],
     default: float | None,
-    positive: bool = False,
-    maximum: float = MAX_DURATION,
+    *,
+    positive: bool = True,
+    maximum: float = MAX_DEADLINE,
     why_positive: str = "a zero budget answers every request 504",
+    none_ok: bool = False,
+    hint: str = "",
 ) -> float | None:
+    """``value`` in seconds (``None`` when ``none_ok`` and it is: off), or ``default`` and a
+    check error naming ``RESILIENCE[name]``."""
+    if value is None and none_ok:
+        return None
     try:
         seconds = parse_duration(value, maximum=maximum)
         if positive and seconds <= 0:
@@ -164,93 +170,35 @@ def _parse_duration_setting(
         return seconds
     except ValueError as exc:
         low = "longer than 0" if positive else "from 0"
-        errors.append(
-            ConfigError(
-                f"RESILIENCE[{name}] is not a usable duration: {exc}",
-                check_id=check_id,
-                hint="Write durations as a number and a unit: '800ms', '30s', '5m'; "
-                f"this one {low} up to {maximum:g}s.",
-            )
-        )
+        _report(errors, f"RESILIENCE[{name}] is not a usable duration: {exc}", check_id,
+                hint or "Write durations as a number and a unit: '800ms', '30s', '5m'; "
+                f"this one {low} up to {maximum:g}s.")  # fmt: skip
         return default
 
 
 def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
     if raw is None:
         return DeadlineSettings()
-    if not isinstance(raw, Mapping):
-        errors.append(
-            ConfigError(
-                f"RESILIENCE['DEADLINE'] must be a dict, not {type(raw).__name__}",
-                check_id="resilience.E005",
-                hint="Example: {'DEFAULT': '30s', 'ROUTES': {'/api/orders': '800ms'}}",
-            )
-        )
+    raw = _mapping(errors, raw, "RESILIENCE['DEADLINE']", "resilience.E005",
+                   "Example: {'DEFAULT': '30s', 'ROUTES': {'/api/orders': '800ms'}}")  # fmt: skip
+    if raw is None:
         return DeadlineSettings()
-    default: float | None = 30.0
-    if "DEFAULT" in raw:
-        default = (
-            None
-            if raw["DEFAULT"] is None
-            else _parse_duration_setting(
-                raw["DEFAULT"],
-                name="'DEADLINE']['DEFAULT'",
-                check_id="resilience.E005",
-                errors=errors,
-                default=30.0,
-                positive=True,
-                maximum=MAX_DEADLINE,
-            )
-        )
-    headers: tuple[str, ...] = ("grpc-timeout", "x-timeout-ms")
-    if "HEADERS" in raw:
-        value = raw["HEADERS"]
-        if isinstance(value, list | tuple) and all(isinstance(h, str) and h.strip() for h in value):
-            headers = tuple(h.lower() for h in value)
-        else:
-            errors.append(
-                ConfigError(
-                    f"RESILIENCE['DEADLINE']['HEADERS'] = {value!r} must be a list of header names",
-                    check_id="resilience.E006",
-                    hint="Example: ['grpc-timeout', 'X-Timeout-Ms']; "
-                    "use [] to ignore callers' budgets.",
-                )
-            )
-    margin = 0.010
-    if "OUTBOUND_MARGIN" in raw:
-        margin = (
-            _parse_duration_setting(
-                raw["OUTBOUND_MARGIN"],
-                name="'DEADLINE']['OUTBOUND_MARGIN'",
-                check_id="resilience.E007",
-                errors=errors,
-                default=0.010,
-                maximum=MAX_DEADLINE,
-            )
-            or 0.0
-        )
+    default = _duration(errors, raw.get("DEFAULT", 30.0), "'DEADLINE']['DEFAULT'",
+                        "resilience.E005", 30.0, none_ok=True)  # fmt: skip
+    headers = _checked(errors, raw, "RESILIENCE['DEADLINE']", "HEADERS",
+        ("grpc-timeout", "x-timeout-ms"),
+        lambda v: isinstance(v, list | tuple) and all(isinstance(h, str) and h.strip() for h in v),
+        "resilience.E006", "must be a list of header names", "Example: ['grpc-timeout', "
+        "'X-Timeout-Ms']; use [] to ignore callers' budgets.")  # fmt: skip
+    margin = _duration(errors, raw.get("OUTBOUND_MARGIN", 0.010), "'DEADLINE']['OUTBOUND_MARGIN'",
+                       "resilience.E007", 0.010, positive=False)  # fmt: skip
     routes: list[RouteBudget] = []
-    routes_raw = raw.get("ROUTES", {})
-    if not isinstance(routes_raw, Mapping):
-        errors.append(
-            ConfigError(
-                "RESILIENCE['DEADLINE']['ROUTES'] must be a dict of route -> budget",
-                check_id="resilience.E008",
-                hint="Example: {'/api/orders': '800ms', 'orders:quote': '300ms'}",
-            )
-        )
-        routes_raw = {}
-    for route, budget_raw in routes_raw.items():
+    routes_raw = _mapping(errors, raw.get("ROUTES", {}), "RESILIENCE['DEADLINE']['ROUTES']",
+                          "resilience.E008", "A dict of route -> budget. Example: "
+                          "{'/api/orders': '800ms', 'orders:quote': '300ms'}")  # fmt: skip
+    for route, budget_raw in (routes_raw or {}).items():
         where = f"RESILIENCE['DEADLINE']['ROUTES'][{route!r}]"
-        budget = _parse_duration_setting(
-            budget_raw,
-            name=where[11:-1],
-            check_id="resilience.E008",
-            errors=errors,
-            default=None,
-            positive=True,
-            maximum=MAX_DEADLINE,
-        )
+        budget = _duration(errors, budget_raw, where[11:-1], "resilience.E008", None)
         if budget is None:
             continue
         try:
@@ -260,7 +208,8 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
             continue
         routes.append(RouteBudget(matcher=matcher, budget=budget, label=str(route)))
     return DeadlineSettings(
-        default=default, headers=headers, routes=tuple(routes), outbound_margin=margin,
+        default=default, headers=tuple(h.lower() for h in headers), routes=tuple(routes),
+        outbound_margin=margin or 0.0,
         exempt_streams=_parse_exempt_streams(raw.get("EXEMPT_STREAMS", ()), errors),
     )  # fmt: skip
 
@@ -269,16 +218,14 @@ def _parse_exempt_streams(raw: Any, errors: list[ConfigError]) -> tuple[RouteMat
     where = "RESILIENCE['DEADLINE']['EXEMPT_STREAMS']"
     hint = "A list of routes like the ROUTES keys: ['/api/events', 'reports:download']."
     if isinstance(raw, str) or not isinstance(raw, list | tuple):
-        errors.append(
-            ConfigError(f"{where} must be a list of routes", check_id="resilience.E015", hint=hint)
-        )
+        _report(errors, f"{where} must be a list of routes", "resilience.E015", hint)
         return ()
     matchers: list[RouteMatcher] = []
     for route in raw:
         try:
             matchers.append(_route_key_matcher(route, f"{where} entry {route!r}"))
         except ConfigError as exc:
-            errors.append(ConfigError(str(exc), check_id="resilience.E015", hint=hint))
+            _report(errors, str(exc), "resilience.E015", hint)
     return tuple(matchers)
 
 
@@ -297,180 +244,117 @@ def _route_key_matcher(route: Any, where: str) -> RouteMatcher:
 
 
 def _parse_handlers(raw: Any, errors: list[ConfigError]) -> dict[str, Callable[..., Any]]:
+    where = "RESILIENCE['RESPONSE_HANDLERS']"
+    known = ", ".join(HANDLER_KINDS)
     handlers: dict[str, Callable[..., Any]] = {}
-    if raw is None:
-        return handlers
-    if not isinstance(raw, Mapping):
-        errors.append(
-            ConfigError(
-                "RESILIENCE['RESPONSE_HANDLERS'] must be a dict",
-                check_id="resilience.E009",
-                hint=f"Keys: {', '.join(HANDLER_KINDS)}; values: dotted paths to callables.",
-            )
-        )
-        return handlers
-    for kind, path in raw.items():
+    if raw is not None:
+        raw = _mapping(errors, raw, where, "resilience.E009",
+                       f"Keys: {known}; values: dotted paths to callables.")  # fmt: skip
+    for kind, path in (raw or {}).items():
         if kind not in HANDLER_KINDS:
-            errors.append(
-                ConfigError(
-                    f"RESILIENCE['RESPONSE_HANDLERS'] has an unknown key {kind!r}",
-                    check_id="resilience.E009",
-                    hint=f"Known keys: {', '.join(HANDLER_KINDS)}.",
-                )
-            )
+            _report(errors, f"{where} has an unknown key {kind!r}", "resilience.E009",
+                    f"Known keys: {known}.")  # fmt: skip
             continue
         try:
             handler = import_dotted(path) if isinstance(path, str) else path
+            problem = None if callable(handler) else "is not callable"
         except ImportError as exc:
-            errors.append(
-                ConfigError(
-                    f"RESILIENCE['RESPONSE_HANDLERS'][{kind!r}] = {path!r} "
-                    f"cannot be imported: {exc}",
-                    check_id="resilience.E009",
-                    hint="Give the dotted path of a callable(request, **info) -> HttpResponse.",
-                )
-            )
-            continue
-        if not callable(handler):
-            errors.append(
-                ConfigError(
-                    f"RESILIENCE['RESPONSE_HANDLERS'][{kind!r}] = {path!r} is not callable",
-                    check_id="resilience.E009",
-                    hint="Give the dotted path of a callable(request, **info) -> HttpResponse.",
-                )
-            )
-            continue
-        handlers[kind] = handler
+            problem = f"cannot be imported: {exc}"
+        if problem is None:
+            handlers[kind] = handler
+        else:
+            hint = "Give the dotted path of a callable(request, **info) -> HttpResponse."
+            _report(errors, f"{where}[{kind!r}] = {path!r} {problem}", "resilience.E009", hint)
     return handlers
+
+
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+# Marks an error that a parser failed to phrase (a bug): tests look for it.
+UNEXPECTED = "could not be read"
+
+
+def _guarded(
+    errors: list[ConfigError], section: str, check_id: str, parse: Callable[[], _T], default: _D
+) -> _T | _D:
+    """``parse()``, or ``default`` with its ``ConfigError`` collected when it raised.
+
+    Anything else it raises is a bug in a parser, and still a check error
+    rather than a traceback out of ``manage.py check``: the checks never raise,
+    whatever the settings hold.
+    """
+    try:
+        return parse() or default
+    except ConfigError as exc:
+        errors.append(exc)
+    except Exception as exc:
+        logger.warning("RESILIENCE[%r] could not be parsed", section, exc_info=True)
+        message = f"{UNEXPECTED}: {type(exc).__name__}: {safe_repr(str(exc), 200)}"
+        _report(errors, f"RESILIENCE[{section!r}] {message}", check_id,
+                f"Check RESILIENCE[{section!r}] against docs/settings.md; "
+                "this error should have been clearer, please report it.")  # fmt: skip
+    return default
 
 
 def parse_settings(raw: Any) -> ResilienceSettings:
     """Parse a ``RESILIENCE`` value; never raises."""
+    from .admin_choices import check_admin_choices  # it imports this module
+
+    raw = {} if raw is None else raw
     errors: list[ConfigError] = []
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        errors.append(
-            ConfigError(
-                f"RESILIENCE must be a dict, not {type(raw).__name__}",
-                check_id="resilience.E001",
-                hint="Set RESILIENCE = {} to use every default.",
-            )
-        )
+    hint = "Set RESILIENCE = {} to use every default."
+    if _mapping(errors, raw, "RESILIENCE", "resilience.E001", hint) is None:
         return ResilienceSettings(errors=tuple(errors))
+    hint = f"Known keys: {', '.join(sorted(KNOWN_KEYS))}."
     for key in raw:
         if key not in KNOWN_KEYS:
-            errors.append(
-                ConfigError(
-                    f"RESILIENCE has an unknown key {safe_repr(key)}",
-                    check_id="resilience.E002",
-                    hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
-                )
+            _report(
+                errors, f"RESILIENCE has an unknown key {safe_repr(key)}", "resilience.E002", hint
             )
-    backend = raw.get("BACKEND", "local")
-    if backend not in ("local", "redis"):
-        errors.append(
-            ConfigError(
-                f"RESILIENCE['BACKEND'] = {safe_repr(backend)} is not a backend",
-                check_id="resilience.E003",
-                hint="Use 'local' (per process) or 'redis' (shared, with local fallback).",
-            )
-        )
-        backend = "local"
-    redis = raw.get("REDIS", {})
-    if not isinstance(redis, Mapping):
-        errors.append(
-            ConfigError(
-                "RESILIENCE['REDIS'] must be a dict",
-                check_id="resilience.E004",
-                hint="Use {'CACHE': 'default'} or {'URL': 'redis://127.0.0.1:6379/0'}.",
-            )
-        )
-        redis = {}
-    fallback_latency = _parse_duration_setting(
-        raw.get("FALLBACK_LATENCY", 0.050),
-        name="'FALLBACK_LATENCY'",
-        check_id="resilience.E011",
-        errors=errors,
-        default=0.050,
-        positive=True,
-        maximum=FALLBACK_LATENCY_MAX,
-        why_positive="every Redis call would count as slow",
-    )
-    ratelimit_headers = raw.get("RATELIMIT_HEADERS", True)
-    if not isinstance(ratelimit_headers, bool):
-        errors.append(
-            ConfigError(
-                "RESILIENCE['RATELIMIT_HEADERS'] must be True or False",
-                check_id="resilience.E012",
-                hint="False stops RateLimit headers on admitted responses.",
-            )
-        )
-        ratelimit_headers = True
-    fallback_latency = fallback_latency or 0.050
+    backend = _checked(errors, raw, "RESILIENCE", "BACKEND", "local",
+        lambda v: v in ("local", "redis"), "resilience.E003", "is not a backend",
+        "Use 'local' (per process) or 'redis' (shared, with local fallback).")  # fmt: skip
+    hint = "Use {'CACHE': 'default'} or {'URL': 'redis://127.0.0.1:6379/0'}."
+    redis = _mapping(errors, raw.get("REDIS", {}), "RESILIENCE['REDIS']", "resilience.E004", hint)
+    redis = redis or {}
+    fallback_latency = _duration(
+        errors, raw.get("FALLBACK_LATENCY", 0.050), "'FALLBACK_LATENCY'", "resilience.E011", 0.050,
+        maximum=FALLBACK_LATENCY_MAX, why_positive="every Redis call would count as slow",
+    ) or 0.050  # fmt: skip
+    ratelimit_headers = _checked(errors, raw, "RESILIENCE", "RATELIMIT_HEADERS", True,
+        lambda v: isinstance(v, bool), "resilience.E012", "must be True or False",
+        "False stops RateLimit headers on admitted responses.")  # fmt: skip
     redis_settings: RedisSettings | None = None
     # Only the redis backend uses REDIS: a test settings file that switches to
     # "local" and keeps REDIS pointing at a cache that is now LocMem must run.
     if backend == "redis":
-        budget = fallback_latency
-        redis_settings = _guarded(
-            errors, "REDIS", "resilience.E040", lambda: parse_redis(redis, budget=budget)
-        )
-        if redis_settings is None:
-            backend = "local"
-    fallback = (
-        _guarded(
-            errors,
-            "FALLBACK",
-            "resilience.E041",
-            lambda: parse_fallback_settings(raw.get("FALLBACK")),
-        )
-        or FallbackSettings()
-    )
+        parse = lambda: parse_redis(redis, budget=fallback_latency)  # noqa: E731
+        redis_settings = _guarded(errors, "REDIS", "resilience.E040", parse, None)
+        backend = "local" if redis_settings is None else backend
+    fallback = _guarded(errors, "FALLBACK", "resilience.E041",
+        lambda: parse_fallback_settings(raw.get("FALLBACK")), FallbackSettings())  # fmt: skip
     # The IPv6 grouping rides on TrustedProxies: every `ip` key is built from it.
-    ipv6_prefix = (
-        _guarded(
-            errors,
-            "IPV6_PREFIX",
-            "resilience.E016",
-            lambda: parse_ipv6_prefix(raw.get("IPV6_PREFIX", DEFAULT_IPV6_PREFIX)),
-        )
-        or DEFAULT_IPV6_PREFIX
-    )
-    trusted_proxies: TrustedProxies | None = _guarded(
-        errors,
-        "TRUSTED_PROXIES",
-        "resilience.E010",
-        lambda: parse_trusted_proxies(raw.get("TRUSTED_PROXIES"), ipv6_prefix),
-    )
-    limits, limit_errors = _guarded(
-        errors,
-        "LIMITS",
-        "resilience.E030",
-        # A rule without a scope follows BACKEND: shared when Redis is configured.
-        lambda: parse_limit_rules(
-            raw.get("LIMITS"), default_scope="distributed" if backend == "redis" else "local"
-        ),
-    ) or ((), ())
+    ipv6_prefix = _guarded(errors, "IPV6_PREFIX", "resilience.E016",
+        lambda: parse_ipv6_prefix(raw.get("IPV6_PREFIX", DEFAULT_IPV6_PREFIX)),
+        DEFAULT_IPV6_PREFIX)  # fmt: skip
+    trusted_proxies: TrustedProxies | None = _guarded(errors, "TRUSTED_PROXIES", "resilience.E010",
+        lambda: parse_trusted_proxies(raw.get("TRUSTED_PROXIES"), ipv6_prefix), None)  # fmt: skip
+    # A rule without a scope follows BACKEND: shared when Redis is configured.
+    limits, limit_errors = _guarded(errors, "LIMITS", "resilience.E030", lambda: parse_limit_rules(
+        raw.get("LIMITS"), default_scope="distributed" if backend == "redis" else "local"
+    ), ((), ()))  # fmt: skip
     errors.extend(limit_errors)
     shedding_raw = raw.get("SHEDDING") or ()
+    shedding: tuple[SheddingRule, ...] = ()
     if isinstance(shedding_raw, list | tuple):
-        shedding, shedding_errors = _guarded(
-            errors, "SHEDDING", "resilience.E070", lambda: parse_shedding_rules(shedding_raw)
-        ) or ((), ())
+        shedding, shedding_errors = _guarded(errors, "SHEDDING", "resilience.E070",
+            lambda: parse_shedding_rules(shedding_raw), ((), ()))  # fmt: skip
         errors.extend(shedding_errors)
     else:
-        shedding = ()
-        errors.append(
-            ConfigError(
-                "RESILIENCE['SHEDDING'] must be a list of rules",
-                check_id="resilience.E070",
-                hint="Example: [{'name': 'orders', 'path': '/api/orders', 'max_concurrent': 50}]",
-            )
-        )
-    breakers, breaker_errors = _guarded(
-        errors, "BREAKERS", "resilience.E050", lambda: parse_breakers(raw.get("BREAKERS"))
-    ) or ({}, [])
+        hint = "Example: [{'name': 'orders', 'path': '/api/orders', 'max_concurrent': 50}]"
+        _report(errors, "RESILIENCE['SHEDDING'] must be a list of rules", "resilience.E070", hint)
+    breakers, breaker_errors = _guarded(errors, "BREAKERS", "resilience.E050",
+        lambda: parse_breakers(raw.get("BREAKERS")), ({}, []))  # fmt: skip
     errors.extend(breaker_errors)
     breakers_raw = raw.get("BREAKERS")
     breaker_names = (
@@ -478,62 +362,25 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         if isinstance(breakers_raw, Mapping)
         else ()
     )
-    errors.extend(
-        _guarded(
-            errors,
-            "ADMIN_CHOICES",
-            "resilience.E085",
-            lambda: check_admin_choices(raw.get("ADMIN_CHOICES")),
-        )
-        or ()
-    )
-    local_max_keys = bounded_int(
-        raw.get("LOCAL_MAX_KEYS", 100_000), minimum=1, maximum=MAX_LOCAL_KEYS
-    )
-    if local_max_keys is None:
-        errors.append(
-            ConfigError(
-                f"RESILIENCE['LOCAL_MAX_KEYS'] = {safe_repr(raw.get('LOCAL_MAX_KEYS'))} must be "
-                f"an integer from 1 to {MAX_LOCAL_KEYS:_}",
-                check_id="resilience.E013",
-                hint="The most client keys the local limiter remembers (LRU); default 100000.",
-            )
-        )
-        local_max_keys = 100_000
-    reload_interval: float | None = 1.0
-    if "RELOAD_INTERVAL" in raw:
-        reload_interval = (
-            None
-            if raw["RELOAD_INTERVAL"] is None
-            else _parse_duration_setting(
-                raw["RELOAD_INTERVAL"],
-                name="'RELOAD_INTERVAL'",
-                check_id="resilience.E014",
-                errors=errors,
-                default=1.0,
-                maximum=MAX_DEADLINE,
-            )
-        )
-        if reload_interval == 0:
-            errors.append(
-                ConfigError(
-                    "RESILIENCE['RELOAD_INTERVAL'] must be longer than zero",
-                    check_id="resilience.E014",
-                    hint="How often each process looks for admin changes, e.g. '1s'; "
-                    "None turns admin-defined rules off.",
-                )
-            )
-            reload_interval = 1.0
+    errors.extend(_guarded(errors, "ADMIN_CHOICES", "resilience.E085",
+        lambda: check_admin_choices(raw.get("ADMIN_CHOICES")), []))  # fmt: skip
+    local_max_keys = _checked(errors, raw, "RESILIENCE", "LOCAL_MAX_KEYS", 100_000,
+        lambda v: bounded_int(v, minimum=1, maximum=MAX_LOCAL_KEYS) is not None,
+        "resilience.E013", f"must be an integer from 1 to {MAX_LOCAL_KEYS:_}",
+        "The most client keys the local limiter remembers (LRU); default 100000.")  # fmt: skip
+    reload_interval = _duration(
+        errors, raw.get("RELOAD_INTERVAL", 1.0), "'RELOAD_INTERVAL'", "resilience.E014", 1.0,
+        none_ok=True, why_positive="None turns admin-defined rules off", hint="How often each "
+        "process looks for admin changes, e.g. '1s'; None turns admin-defined rules off.",
+    )  # fmt: skip
     return ResilienceSettings(
         backend=backend,
         redis=dict(redis),
         redis_settings=redis_settings,
         fallback_latency=fallback_latency,
         fallback=fallback,
-        fleet=_guarded(
-            errors, "FLEET", FLEET_CHECK_ID, lambda: _parse_fleet(raw.get("FLEET"), errors, raw)
-        )
-        or FleetSettings(),
+        fleet=_guarded(errors, "FLEET", FLEET_CHECK_ID,
+            lambda: _parse_fleet(raw.get("FLEET"), errors, raw), FleetSettings()),
         trusted_proxies=trusted_proxies,
         limits=limits,
         shedding=shedding,
@@ -541,61 +388,17 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         breaker_names=breaker_names,
         local_max_keys=local_max_keys,
         reload_interval=reload_interval,
-        deadline=_guarded(
-            errors,
-            "DEADLINE",
-            "resilience.E005",
-            lambda: _parse_deadline(raw.get("DEADLINE"), errors),
-        )
-        or DeadlineSettings(),
-        response_handlers=_guarded(
-            errors,
-            "RESPONSE_HANDLERS",
-            "resilience.E009",
-            lambda: _parse_handlers(raw.get("RESPONSE_HANDLERS"), errors),
-        )
-        or {},
+        deadline=_guarded(errors, "DEADLINE", "resilience.E005",
+            lambda: _parse_deadline(raw.get("DEADLINE"), errors), DeadlineSettings()),
+        response_handlers=_guarded(errors, "RESPONSE_HANDLERS", "resilience.E009",
+            lambda: _parse_handlers(raw.get("RESPONSE_HANDLERS"), errors), {}),
         ratelimit_headers=ratelimit_headers,
         # Anything unparseable falls back to the closed default: never an open endpoint.
-        metrics=_guarded(
-            errors, "METRICS", "resilience.E090", lambda: parse_metrics(raw.get("METRICS"), errors)
-        )
-        or MetricsSettings(),
+        metrics=_guarded(errors, "METRICS", "resilience.E090",
+            lambda: parse_metrics(raw.get("METRICS"), errors), MetricsSettings()),
         raw=raw,
         errors=tuple(errors),
-    )
-
-
-_T = TypeVar("_T")
-# Marks an error that a parser failed to phrase (a bug): tests look for it.
-UNEXPECTED = "could not be read"
-
-
-def _guarded(
-    errors: list[ConfigError], section: str, check_id: str, parse: Callable[[], _T]
-) -> _T | None:
-    """``parse()``, with its ``ConfigError`` collected; ``None`` when it raised.
-
-    Anything else it raises is a bug in a parser, and still a check error
-    rather than a traceback out of ``manage.py check``: the checks never raise,
-    whatever the settings hold.
-    """
-    try:
-        return parse()
-    except ConfigError as exc:
-        errors.append(exc)
-    except Exception as exc:
-        logger.warning("RESILIENCE[%r] could not be parsed", section, exc_info=True)
-        errors.append(
-            ConfigError(
-                f"RESILIENCE[{section!r}] {UNEXPECTED}: {type(exc).__name__}: "
-                f"{safe_repr(str(exc), 200)}",
-                check_id=check_id,
-                hint=f"Check RESILIENCE[{section!r}] against docs/settings.md; "
-                "this error should have been clearer, please report it.",
-            )
-        )
-    return None
+    )  # fmt: skip
 
 
 def _fleet_error(message: str, hint: str) -> ConfigError:
@@ -621,87 +424,49 @@ def _fleet_url(url: object) -> str:
 
 def _parse_fleet(raw: Any, errors: list[ConfigError], root: Any = None) -> FleetSettings:
     """Validate ``RESILIENCE["FLEET"]``; each bad key is reported and left at its default."""
-    if raw is None:
-        return FleetSettings()
     keys = ", ".join(sorted(FLEET_KEYS))
-    if not isinstance(raw, Mapping):
-        errors.append(
-            _fleet_error(
-                f" must be a dict, not {type(raw).__name__}",
-                "Example: {'CACHE': 'default', 'TTL': 10}; keys: " + keys + ".",
-            )
-        )
+    if raw is None or (raw := _mapping(errors, raw, "RESILIENCE['FLEET']", FLEET_CHECK_ID,
+            "Example: {'CACHE': 'default', 'TTL': 10}; keys: " + keys + ".")) is None:  # fmt: skip
         return FleetSettings()
     unknown = sorted(str(k) for k in raw if k not in FLEET_KEYS)
     if unknown:
         errors.append(_fleet_error(f" has unknown key(s) {', '.join(unknown)}", f"Keys: {keys}."))
-    fleet = FleetSettings()
-    enabled = raw.get("ENABLED", True)
-    if not isinstance(enabled, bool):
-        errors.append(
-            _fleet_error("['ENABLED'] must be True or False", "False turns the fleet view off.")
-        )
-        enabled = True
-    url: str | None = None
+    # Each key: whether a value is usable, what it must be, and what it is for.
+    rules: tuple[tuple[str, Callable[[Any], object], str, str], ...] = (
+        ("ENABLED", lambda v: isinstance(v, bool), "must be True or False",
+         "False turns the fleet view off."),
+        ("CACHE", lambda v: isinstance(v, str) and v in _caches(), "is not an alias in CACHES",
+         "Name a cache alias from CACHES (used when FLEET has no URL), e.g. 'default'."),
+        ("PREFIX", lambda v: isinstance(v, str) and v.strip() and len(v) <= 200,
+         "must be a non-empty string (at most 200)",
+         "The key prefix of the fleet's entries, e.g. 'resilience:fleet'."),
+        # A plain number of seconds: fleet.py reads it with float().  (False for nan too.)
+        ("TTL", lambda v: not isinstance(v, bool) and isinstance(v, int | float)
+         and 0 < v <= MAX_FLEET_TTL,
+         f"must be a number of seconds, above 0 and at most {MAX_FLEET_TTL:g}",
+         "How long a process that stopped reporting stays listed, e.g. 10."),
+        ("STORE", lambda v: v is None or v in FLEET_STORES,
+         f"is not one of {', '.join(FLEET_STORES)}",
+         "Leave it out to choose by itself (Redis, else a shared cache, else the database), "
+         "or force one: 'redis', 'cache' or 'database'."),
+    )  # fmt: skip
+    defaults, where = FleetSettings(), "RESILIENCE['FLEET']"
+    values = {
+        key.lower(): _checked(errors, raw, where, key, getattr(defaults, key.lower()), usable,
+                              FLEET_CHECK_ID, must, hint)
+        for key, usable, must, hint in rules
+    }  # fmt: skip
+    values["url"] = None
     if raw.get("URL") is not None:
         try:
-            url = _fleet_url(raw["URL"])
+            values["url"] = _fleet_url(raw["URL"])
         except ConfigError as exc:
             errors.append(exc)
-    cache = raw.get("CACHE", "default")
-    if not isinstance(cache, str) or not _cache_exists(cache):
-        errors.append(
-            _fleet_error(
-                f"['CACHE'] = {safe_repr(cache)} is not an alias in CACHES",
-                "Name a cache alias from CACHES (used when FLEET has no URL), e.g. 'default'.",
-            )
-        )
-        cache = fleet.cache
-    prefix = raw.get("PREFIX", fleet.prefix)
-    if not isinstance(prefix, str) or not prefix.strip() or len(prefix) > 200:
-        errors.append(
-            _fleet_error(
-                f"['PREFIX'] = {safe_repr(prefix)} must be a non-empty string (at most 200)",
-                "The key prefix of the fleet's entries, e.g. 'resilience:fleet'.",
-            )
-        )
-        prefix = fleet.prefix
-    ttl = raw.get("TTL", fleet.ttl)
-    # A plain number of seconds: fleet.py reads it with float().
-    if (
-        isinstance(ttl, bool)
-        or not isinstance(ttl, int | float)
-        or not 0 < ttl <= MAX_FLEET_TTL  # False for nan too
-    ):
-        errors.append(
-            _fleet_error(
-                f"['TTL'] = {safe_repr(ttl)} must be a number of seconds, "
-                f"above 0 and at most {MAX_FLEET_TTL:g}",
-                "How long a process that stopped reporting stays listed, e.g. 10.",
-            )
-        )
-        ttl = fleet.ttl
-    store = raw.get("STORE")
-    if store is not None and store not in FLEET_STORES:
-        errors.append(
-            _fleet_error(
-                f"['STORE'] = {safe_repr(store)} is not one of {', '.join(FLEET_STORES)}",
-                "Leave it out to choose by itself (Redis, else a shared cache, else the "
-                "database), or force one: 'redis', 'cache' or 'database'.",
-            )
-        )
-        store = None
-    if store == "redis" and url is None and not _names_redis(root):
-        errors.append(
-            _fleet_error(
-                "['STORE'] is 'redis' but no Redis is configured",
-                "Give FLEET a 'URL', or set REDIS 'URL' (or BACKEND 'redis' with REDIS 'CACHE').",
-            )
-        )
-        store = None
-    return FleetSettings(
-        enabled=enabled, url=url, cache=cache, prefix=prefix, ttl=float(ttl), store=store
-    )
+    if values["store"] == "redis" and values["url"] is None and not _names_redis(root):
+        hint = "Give FLEET a 'URL', or set REDIS 'URL' (or BACKEND 'redis' with REDIS 'CACHE')."
+        errors.append(_fleet_error("['STORE'] is 'redis' but no Redis is configured", hint))
+        values["store"] = None
+    return FleetSettings(**{**values, "ttl": float(values["ttl"])})
 
 
 def _names_redis(root: Any) -> bool:
@@ -713,11 +478,11 @@ def _names_redis(root: Any) -> bool:
     return bool(redis.get("URL")) or (root.get("BACKEND") == "redis" and bool(redis))
 
 
-def _cache_exists(alias: str) -> bool:
+def _caches() -> Mapping[str, Any]:
     from django.conf import settings
 
     caches = getattr(settings, "CACHES", None)
-    return isinstance(caches, Mapping) and alias in caches
+    return caches if isinstance(caches, Mapping) else {}
 
 
 def parse_redis(value: Mapping[str, Any] | None, *, budget: float) -> RedisSettings:
@@ -739,10 +504,7 @@ def parse_redis(value: Mapping[str, Any] | None, *, budget: float) -> RedisSetti
 
 def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
     """A django-redis cache's URL, password and Sentinel addresses."""
-    from django.conf import settings
-
-    caches: Mapping[str, Any] = getattr(settings, "CACHES", {})
-    cache = caches.get(alias)
+    cache = _caches().get(alias)
     if cache is None:
         raise ConfigError(
             f"RESILIENCE['REDIS'] names cache {alias!r}, which is not in CACHES",
@@ -761,8 +523,7 @@ def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
         )
     options = cache.get("OPTIONS") or {}
     password = options.get("PASSWORD")
-    sentinels = options.get("SENTINELS") or ()
-    return location, password if isinstance(password, str) else None, sentinels
+    return location, password if isinstance(password, str) else None, options.get("SENTINELS") or ()
 
 
 _lock = threading.Lock()

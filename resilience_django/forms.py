@@ -1,26 +1,98 @@
 """Admin forms: friendlier widgets over the models; validation stays in ``Model.clean()``.
 
 The models validate by calling the settings' own parsers, so these forms add
-no rules of their own, only input that is hard to get wrong.
+no rules of their own, only input that is hard to get wrong.  Key functions,
+exception classes and predicates are picked from what
+``RESILIENCE["ADMIN_CHOICES"]`` allows (``admin_choices.py``), built when each
+form is made; a value a row holds but the settings do not allow is shown,
+marked, so the operator sees why the form refuses it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django import forms
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from .admin_choices import admin_choices
-from .allowed_fields import (
-    DatalistInput,
-    DottedPathsField,
-    exception_choices,
-    key_options,
-    predicate_choices,
+from .admin_choices import BUILTIN_KEYS, AdminChoices, admin_choices, is_builtin_exception
+from .models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule, _split
+
+__all__ = [
+    "BreakerPolicyForm",
+    "DottedPathsField",
+    "LimitRuleForm",
+    "RouteDeadlineForm",
+    "SheddingRuleForm",
+]
+
+# Offered on every breaker form: built-in classes import nothing, so they need no listing.
+COMMON_EXCEPTIONS = (
+    "builtins.Exception",
+    "builtins.ConnectionError",
+    "builtins.TimeoutError",
+    "builtins.OSError",
 )
-from .models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
+_NOT_ALLOWED = "{} (not allowed by settings)"
 
-__all__ = ["BreakerPolicyForm", "LimitRuleForm", "RouteDeadlineForm", "SheddingRuleForm"]
+
+class DatalistInput(forms.TextInput):
+    """A text input with suggestions: built-in key kinds take an argument, so not a select."""
+
+    def __init__(self, options: Sequence[str] = (), attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.options = tuple(options)
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        list_id = f"{(attrs or {}).get('id') or 'id_' + name}_choices"
+        html = super().render(name, value, {**(attrs or {}), "list": list_id}, renderer)
+        options = format_html_join("", '<option value="{}"></option>', ((o,) for o in self.options))
+        return html + format_html('<datalist id="{}">{}</datalist>', list_id, options)
+
+
+class DottedPathsField(forms.MultipleChoiceField):
+    """Dotted paths as checkboxes, stored one a line (the model's text format)."""
+
+    widget = forms.CheckboxSelectMultiple
+    joiner = "\n"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return _split(value) if isinstance(value, str) else value
+
+    def clean(self, value: Any) -> str:
+        return self.joiner.join(super().clean(value))
+
+
+def key_options(choices: AdminChoices) -> list[str]:
+    """Suggestions for a limit rule's key: the built-in kinds, then what settings list."""
+    return [*BUILTIN_KEYS, "header:X-Api-Key", "param:token", *choices.keys]
+
+
+def exception_choices(choices: AdminChoices, current: Iterable[str]) -> list[tuple[str, str]]:
+    """Common built-ins, the listed classes, and the row's own values (marked when refused)."""
+    allowed = list(dict.fromkeys([*COMMON_EXCEPTIONS, *choices.exceptions]))
+    out = [(path, path) for path in allowed]
+    for path in dict.fromkeys(current):
+        if path not in allowed:
+            refused = not is_builtin_exception(path) and path not in choices.exceptions
+            out.append((path, _NOT_ALLOWED.format(path) if refused else path))
+    return out
+
+
+def predicate_choices(choices: AdminChoices, current: str) -> list[tuple[str, str]]:
+    out = [("", "— none —"), *((path, path) for path in choices.predicates)]
+    if current and current not in choices.predicates:
+        out.append((current, _NOT_ALLOWED.format(current)))
+    return out
+
 
 # Admin rows take prefixes and URL names, never regexes (``Model.clean()``
 # refuses them): a regex saved here could make every request slow.
@@ -28,25 +100,53 @@ _PATH_HELP = "Path prefix such as '/api/orders' (regexes only in settings); empt
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
+# How the admin groups each form's fields (``admin.py``); the forms take the fields from them.
+_HISTORY = ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)})
+LIMIT_FIELDSETS: Any = (
+    (None, {"fields": ("name", "enabled", "mode", "notes")}),
+    ("Which requests", {"fields": ("path", "view", "methods")}),
+    ("How fast", {"fields": ("key", "rate", "burst", "algorithm", "scope")}),
+    _HISTORY,
+)
+BREAKER_FIELDSETS: Any = (
+    (None, {"fields": ("name", "enabled", "mode", "notes")}),
+    ("Tripping", {"fields": ("failure_threshold", "window", "error_rate", "min_calls")}),
+    ("Open and half-open", {"fields": ("open_for", "open_for_max", "half_open_calls",
+                                       "close_ratio", "half_open_max_wait")}),
+    ("Slow calls and EWMA", {"fields": ("slow_call", "slow_call_rate", "ewma_alpha",
+                                        "ewma_threshold"), "classes": ("collapse",)}),
+    ("What counts as a failure", {"fields": ("record", "ignore", "caller_fault",
+                                             "failure_result"), "classes": ("collapse",)}),
+    ("Fleet", {"fields": ("shared", "shared_poll"), "classes": ("collapse",)}),
+    _HISTORY,
+)  # fmt: skip
+SHEDDING_FIELDSETS: Any = (
+    (None, {"fields": ("name", "enabled", "position", "notes")}),
+    ("Which requests", {"fields": ("path", "view", "methods")}),
+    ("How many at once", {"fields": ("max_concurrent", "queue", "max_wait", "adaptive",
+                                     "min_concurrent")}),
+    ("Critical requests", {"fields": ("critical_share", "critical", "critical_paths",
+                                      "critical_methods", "critical_header")}),
+    _HISTORY,
+)  # fmt: skip
 
-class MethodsField(forms.MultipleChoiceField):
+
+def _editable(fieldsets: Any) -> list[str]:
+    return [f for _, options in fieldsets[:-1] for f in options["fields"]]
+
+
+class MethodsField(DottedPathsField):
     """HTTP methods as checkboxes, stored as "POST, PUT" (none ticked: every method)."""
 
-    widget = forms.CheckboxSelectMultiple
+    joiner = ", "
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("choices", [(m, m) for m in METHODS])
-        kwargs.setdefault("required", False)
         kwargs.setdefault("help_text", "None ticked: the rule applies to every method.")
         super().__init__(**kwargs)
 
     def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return [m.strip().upper() for m in value.split(",") if m.strip()]
-        return value
-
-    def clean(self, value: Any) -> str:
-        return ", ".join(super().clean(value))
+        return [m.upper() for m in super().prepare_value(value) or ()]
 
 
 class LimitRuleForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -54,10 +154,7 @@ class LimitRuleForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = LimitRule
-        fields = [
-            "name", "enabled", "mode", "notes", "path", "view", "methods", "key", "rate",
-            "burst", "algorithm", "scope",
-        ]  # fmt: skip
+        fields = _editable(LIMIT_FIELDSETS)
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
         help_texts = {"path": _PATH_HELP}
 
@@ -98,12 +195,7 @@ class BreakerPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = BreakerPolicy
-        fields = [
-            "name", "enabled", "mode", "notes", "failure_threshold", "window", "error_rate",
-            "min_calls", "open_for", "open_for_max", "half_open_calls", "close_ratio",
-            "half_open_max_wait", "slow_call", "slow_call_rate", "ewma_alpha", "ewma_threshold",
-            "record", "ignore", "caller_fault", "failure_result", "shared", "shared_poll",
-        ]  # fmt: skip
+        fields = _editable(BREAKER_FIELDSETS)
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
 
 
@@ -115,11 +207,7 @@ class SheddingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = SheddingRule
-        fields = [
-            "name", "enabled", "position", "notes", "path", "view", "methods", "max_concurrent",
-            "queue", "max_wait", "adaptive", "min_concurrent", "critical_share", "critical",
-            "critical_paths", "critical_methods", "critical_header",
-        ]  # fmt: skip
+        fields = _editable(SHEDDING_FIELDSETS)
         widgets = {
             "critical_paths": forms.Textarea(
                 attrs={"rows": 2, "placeholder": "/api/orders/checkout"}

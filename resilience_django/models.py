@@ -1,10 +1,10 @@
 """Rules operators tune live in the Django admin.
 
-Each model mirrors one kind of settings entry field for field, and turns
-itself back into that entry (``as_setting()``) so the very parser the settings
-use validates it (``full_clean()`` → ``parse_*`` → ``ValidationError``): the
-admin and the settings can never disagree about what is valid.  Rows are read
-by ``live/`` in a background thread, never per request.
+Each model mirrors one kind of settings entry field for field and turns itself
+back into that entry (``as_setting()``), so the settings' own parser validates
+it (``full_clean()`` → ``parse_*`` → ``ValidationError``): the admin and the
+settings never disagree about what is valid.  Rows are read by ``live/`` in a
+background thread, never per request.
 """
 
 from __future__ import annotations
@@ -39,37 +39,27 @@ def config_error(
     message.  The field is the check id's (``by_check``), else the field the
     message starts with or names.
     """
-    problems = every_error(exc)
-    if len(problems) == 1:
-        field, text = _field_and_text(exc, fields, by_check)
-        return ValidationError({field: text} if field else text)
     # Several problems of one rule: each on its field, all shown at once.
     by_field: dict[str, list[str]] = {}
-    for problem in problems:
-        field, text = _field_and_text(problem, fields, by_check)
-        by_field.setdefault(field or NON_FIELD_ERRORS, []).append(text)
+    for problem in every_error(exc):
+        message = str(problem)
+        head, sep, tail = message.partition(": ")
+        if sep and head.startswith("RESILIENCE["):
+            message = tail
+        # Else by name, the longest first, so "slow_call_rate" wins over "slow_call".
+        field = (by_check or {}).get(problem.check_id) or next(
+            (n for n in sorted(fields, key=len, reverse=True)
+             if message.startswith(n) or f" {n} " in f" {message} "),
+            NON_FIELD_ERRORS,
+        )  # fmt: skip
+        hint = f" — {problem.hint}" if problem.hint else ""
+        by_field.setdefault(field, []).append(f"{message}{hint} ({problem.check_id})")
     return ValidationError(by_field)
 
 
-def _field_and_text(
-    exc: ConfigError, fields: tuple[str, ...], by_check: dict[str, str] | None
-) -> tuple[str | None, str]:
-    message = str(exc)
-    head, sep, tail = message.partition(": ")
-    if sep and head.startswith("RESILIENCE["):
-        message = tail
-    text = f"{message} — {exc.hint} ({exc.check_id})" if exc.hint else f"{message} ({exc.check_id})"
-    field = (by_check or {}).get(exc.check_id)
-    if field is None:
-        # The longest name first, so "slow_call_rate" wins over "slow_call".
-        for name in sorted(fields, key=len, reverse=True):
-            if message.startswith(name) or f" {name} " in f" {message} ":
-                field = name
-                break
-    return field, text
+class _Rule(models.Model):
+    """What every admin rule has: on/off, notes, history, validation by the settings' parser."""
 
-
-class _Timestamped(models.Model):
     enabled = models.BooleanField(
         default=True, help_text="Only enabled rules are in force; disabled ones are kept."
     )
@@ -77,8 +67,24 @@ class _Timestamped(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Which names settings claim (``live.settings_names()`` kind) and the field holding ours.
+    settings_kind = ""
+    name_field = "name"
+    # Which form field a parser's problem is about: by its check id, else by the field
+    # its message names (every field when none are listed).
+    fields_by_check: dict[str, str] = {}
+    fields_by_message: tuple[str, ...] = ()
+    # How ``as_setting()`` writes the row: fields always there, fields left out when
+    # empty (the setting's default), text fields split into lists (comma or newline).
+    always: tuple[str, ...] = ()
+    when_set: tuple[str, ...] = ()
+    as_lists: tuple[str, ...] = ()
+
     class Meta:
         abstract = True
+
+    def __str__(self) -> str:
+        return str(getattr(self, self.name_field))
 
     def refusals(self, choices: AdminChoices) -> dict[str, str]:
         """Field → why the dotted path it names is not one settings allow admin rows.
@@ -88,66 +94,71 @@ class _Timestamped(models.Model):
         """
         return {}
 
-    # Which names settings claim (``live.settings_names()`` kind) and the field holding ours.
-    settings_kind = ""
-    name_field = "name"
+    def as_setting(self) -> dict[str, Any]:
+        """This row as the settings entry it mirrors."""
+        entry = {name: getattr(self, name) for name in self.always}
+        entry.update(
+            {n: getattr(self, n) for n in self.when_set if getattr(self, n) not in ("", None)}
+        )
+        entry.update(
+            {n: _split(getattr(self, n)) for n in self.as_lists if getattr(self, n).strip()}
+        )
+        return entry
+
+    def parse(self) -> object:
+        """This row through the settings' own parser; raises ``ConfigError``."""
+        raise NotImplementedError
+
+    def clean(self) -> None:
+        from .admin_choices import admin_choices
+
+        self._refuse_settings_name()
+        refusals = self.refusals(admin_choices())
+        if refusals:
+            raise ValidationError(refusals)
+        try:
+            self.parse()
+        except ConfigError as exc:
+            fields = self.fields_by_message or tuple(f.name for f in self._meta.fields)
+            raise config_error(exc, fields, self.fields_by_check) from None
 
     def _refuse_settings_name(self) -> None:
-        """A name the settings already use: the settings rule would win, this row never would.
-
-        Refused here rather than saved and shown "overridden by settings": an
-        operator would believe the edit in force.
-        """
+        # Refused rather than saved and shown "overridden by settings": the settings
+        # rule would win, and an operator would believe the edit in force.
         from .live import settings_names
 
         name = getattr(self, self.name_field)
         if name in settings_names()[self.settings_kind]:
             kind = self._meta.verbose_name
-            raise ValidationError(
-                {
-                    self.name_field: f"The settings (RESILIENCE) already define a {kind} "
-                    f"named {name!r}, and settings win: this one would never be in force. "
-                    "Choose another name, or change the rule in the settings."
-                }
-            )
-
-    def _refuse_first(self) -> None:
-        from .admin_choices import admin_choices
-
-        refusals = self.refusals(admin_choices())
-        if refusals:
-            raise ValidationError(refusals)
-
-
-def _match_entry(path: str, view: str, methods: str) -> dict[str, Any]:
-    """The ``path``/``view``/``methods`` keys a row sets, as a settings entry has them."""
-    entry: dict[str, Any] = {}
-    if path:
-        entry["path"] = path
-    if view:
-        entry["view"] = view
-    if methods:
-        entry["methods"] = _split(methods)
-    return entry
+            why = f"The settings (RESILIENCE) already define a {kind} named {name!r}, and settings "
+            why += "win: this one would never be in force. Choose another name, or change the rule "
+            raise ValidationError({self.name_field: why + "in the settings."})
 
 
 def _split(value: str) -> list[str]:
     return [part for part in (p.strip() for p in value.replace("\n", ",").split(",")) if part]
 
 
-# Which form field each limit-rule check id is about (E027: path, view or methods).
-_LIMIT_FIELDS = {
-    "resilience.E020": "rate",
-    "resilience.E021": "algorithm",
-    "resilience.E022": "key",
-    "resilience.E023": "scope",
-    "resilience.E024": "mode",
-    "resilience.E025": "burst",
-    "resilience.E026": "name",
-}
+class _RoutedRule(_Rule):
+    """A rule that selects requests by path, view and methods."""
+
+    path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Path prefix ('/api/orders') or regex ('^/api/\\d+$'); empty: any.",
+    )
+    view = models.CharField(
+        max_length=200, blank=True, help_text="URL name such as 'orders:quote'; empty: any."
+    )
+    methods = models.CharField(
+        max_length=100, blank=True, help_text="Comma-separated, e.g. 'POST, PUT'; empty: any."
+    )
+
+    class Meta:
+        abstract = True
 
 
-class LimitRule(_Timestamped):
+class LimitRule(_RoutedRule):
     """One entry of ``RESILIENCE["LIMITS"]``, defined in the admin."""
 
     ALGORITHMS = [
@@ -161,17 +172,6 @@ class LimitRule(_Timestamped):
         max_length=100,
         unique=True,
         help_text="Unique; in RateLimit headers and metrics. Letters, digits, _ . : / -",
-    )
-    path = models.CharField(
-        max_length=500,
-        blank=True,
-        help_text="Path prefix ('/api/orders') or regex ('^/api/\\d+$'); empty: any.",
-    )
-    view = models.CharField(
-        max_length=200, blank=True, help_text="URL name such as 'orders:quote'; empty: any."
-    )
-    methods = models.CharField(
-        max_length=100, blank=True, help_text="Comma-separated, e.g. 'POST, PUT'; empty: any."
     )
     key = models.CharField(
         max_length=200,
@@ -196,51 +196,43 @@ class LimitRule(_Timestamped):
         help_text="shadow: counted and reported, never blocks; off: ignored.",
     )
 
+    settings_kind = "limit"
+    # E027 (path, view or methods) is found from the message.
+    fields_by_check = {
+        "resilience.E020": "rate",
+        "resilience.E021": "algorithm",
+        "resilience.E022": "key",
+        "resilience.E023": "scope",
+        "resilience.E024": "mode",
+        "resilience.E025": "burst",
+        "resilience.E026": "name",
+    }
+    fields_by_message = ("path", "view", "methods")
+    always = ("name", "key", "rate", "algorithm", "scope", "mode")
+    when_set = ("path", "view", "burst")
+    as_lists = ("methods",)
+
     class Meta:
         ordering = ["name"]
         verbose_name = "limit rule"
-
-    def __str__(self) -> str:
-        return self.name
-
-    def as_setting(self) -> dict[str, Any]:
-        """This row as a ``RESILIENCE["LIMITS"]`` entry."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "key": self.key,
-            "rate": self.rate,
-            "algorithm": self.algorithm,
-            "scope": self.scope,
-            "mode": self.mode,
-        }
-        entry.update(_match_entry(self.path, self.view, self.methods))
-        if self.burst is not None:
-            entry["burst"] = self.burst
-        return entry
 
     def refusals(self, choices: AdminChoices) -> dict[str, str]:
         refusal = choices.refuse_key(self.key) if isinstance(self.key, str) else None
         return {"key": refusal} if refusal else {}
 
-    settings_kind = "limit"
-
-    def clean(self) -> None:
+    def parse(self) -> object:
         from .limiting.rules import parse_limit_rule
 
-        self._refuse_settings_name()
-        self._refuse_first()
-        try:
-            # Prefixes and URL names only: a regex saved here could make
-            # every request slow (regexes belong in settings, which are code).
-            rule = parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
-        except ConfigError as exc:
-            raise config_error(exc, ("path", "view", "methods"), _LIMIT_FIELDS) from None
+        # Prefixes and URL names only: a regex saved here could make every request
+        # slow (regexes belong in settings, which are code).
+        rule = parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
         # Saved as every other rate is shown ("100/minute" and "100/60s" are "100/m"),
         # so the changelist and the settings table read alike.
         self.rate = rule.rate
+        return rule
 
 
-class BreakerPolicy(_Timestamped):
+class BreakerPolicy(_Rule):
     """One entry of ``RESILIENCE["BREAKERS"]``, defined in the admin.
 
     Durations are strings as in the settings ("30s"); an empty optional field
@@ -248,9 +240,7 @@ class BreakerPolicy(_Timestamped):
     """
 
     MODES = [("normal", "normal"), ("disabled", "disabled"), ("metrics_only", "metrics only")]
-    DURATIONS = ("open_for", "open_for_max", "window", "slow_call", "half_open_max_wait")
     LISTS = ("record", "ignore", "caller_fault")
-    OPTIONAL = ("failure_threshold", "error_rate", "slow_call_rate", "ewma_threshold")
 
     name = models.CharField(
         max_length=100, unique=True, help_text="The name code passes to breaker()."
@@ -289,40 +279,19 @@ class BreakerPolicy(_Timestamped):
     shared = models.BooleanField(default=False, help_text="Open in every process together.")
     shared_poll = models.IntegerField(default=500, help_text="Milliseconds.")
 
+    settings_kind = "breaker"
+    always = (
+        "failure_threshold", "open_for", "half_open_calls", "close_ratio", "window", "error_rate",
+        "min_calls", "ewma_alpha", "ewma_threshold", "half_open_max_wait", "mode", "shared",
+        "shared_poll",
+    )  # fmt: skip
+    when_set = ("open_for_max", "slow_call", "failure_result", "slow_call_rate")
+    as_lists = LISTS
+
     class Meta:
         ordering = ["name"]
         verbose_name = "breaker policy"
         verbose_name_plural = "breaker policies"
-
-    def __str__(self) -> str:
-        return self.name
-
-    def as_setting(self) -> dict[str, Any]:
-        """This row as a ``RESILIENCE["BREAKERS"][name]`` mapping."""
-        entry: dict[str, Any] = {
-            "failure_threshold": self.failure_threshold,
-            "open_for": self.open_for,
-            "half_open_calls": self.half_open_calls,
-            "close_ratio": self.close_ratio,
-            "window": self.window,
-            "error_rate": self.error_rate,
-            "min_calls": self.min_calls,
-            "ewma_alpha": self.ewma_alpha,
-            "ewma_threshold": self.ewma_threshold,
-            "half_open_max_wait": self.half_open_max_wait,
-            "mode": self.mode,
-            "shared": self.shared,
-            "shared_poll": self.shared_poll,
-        }
-        for name in ("open_for_max", "slow_call", "failure_result"):
-            if getattr(self, name):
-                entry[name] = getattr(self, name)
-        if self.slow_call_rate is not None:
-            entry["slow_call_rate"] = self.slow_call_rate
-        for name in self.LISTS:
-            if getattr(self, name).strip():
-                entry[name] = _split(getattr(self, name))
-        return entry
 
     def refusals(self, choices: AdminChoices) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -337,21 +306,13 @@ class BreakerPolicy(_Timestamped):
                 found["failure_result"] = refusal
         return found
 
-    settings_kind = "breaker"
-
-    def clean(self) -> None:
+    def parse(self) -> object:
         from .breakers.policy import parse_breaker_policy
 
-        self._refuse_settings_name()
-        self._refuse_first()
-        fields = tuple(f.name for f in self._meta.fields)
-        try:
-            parse_breaker_policy(self.name, self.as_setting())
-        except ConfigError as exc:
-            raise config_error(exc, fields) from None
+        return parse_breaker_policy(self.name, self.as_setting())
 
 
-class RouteDeadline(_Timestamped):
+class RouteDeadline(_Rule):
     """One entry of ``RESILIENCE["DEADLINE"]["ROUTES"]``, defined in the admin."""
 
     route = models.CharField(
@@ -360,6 +321,9 @@ class RouteDeadline(_Timestamped):
         help_text="Path prefix ('/api/orders'), regex ('^/api/.*$') or URL name.",
     )
     budget = models.CharField(max_length=20, help_text="'800ms', '2s'.")
+
+    settings_kind = "route"
+    name_field = "route"
 
     class Meta:
         ordering = ["route"]
@@ -388,9 +352,6 @@ class RouteDeadline(_Timestamped):
             )
         return seconds
 
-    settings_kind = "route"
-    name_field = "route"
-
     def clean(self) -> None:
         from .conf import _route_key_matcher
         from .routes import reject_regex
@@ -411,23 +372,7 @@ class RouteDeadline(_Timestamped):
             raise ValidationError(errors)
 
 
-# Which form field each shedding check id is about (E072: path, view or methods;
-# E078: one of the critical_* fields; both found from the message).
-_SHEDDING_FIELDS = {
-    "resilience.E071": "name",
-    "resilience.E073": "max_concurrent",
-    "resilience.E074": "queue",
-    "resilience.E075": "max_wait",
-    # "adaptive" is a checkbox and cannot be wrong: an E076 is about the floor.
-    "resilience.E076": "min_concurrent",
-    "resilience.E077": "critical_share",
-}
-_SHEDDING_BY_MESSAGE = (
-    "path", "view", "methods", "critical", "critical_paths", "critical_methods", "critical_header",
-)  # fmt: skip
-
-
-class SheddingRule(_Timestamped):
+class SheddingRule(_RoutedRule):
     """One entry of ``RESILIENCE["SHEDDING"]``, defined in the admin.
 
     Shedding rules are tried in order and the first match decides: the settings
@@ -441,17 +386,6 @@ class SheddingRule(_Timestamped):
         default=0,
         help_text="Admin rules are tried lowest first, after the settings rules; "
         "the first rule that matches a request decides.",
-    )
-    path = models.CharField(
-        max_length=500,
-        blank=True,
-        help_text="Path prefix ('/api/orders') or regex ('^/api/\\d+$'); empty: any.",
-    )
-    view = models.CharField(
-        max_length=200, blank=True, help_text="URL name such as 'orders:quote'; empty: any."
-    )
-    methods = models.CharField(
-        max_length=100, blank=True, help_text="Comma-separated, e.g. 'POST, PUT'; empty: any."
     )
     max_concurrent = models.IntegerField(help_text="Requests of this rule that may run at once.")
     queue = models.IntegerField(
@@ -467,9 +401,7 @@ class SheddingRule(_Timestamped):
         help_text="The limit follows latency, between min_concurrent and max_concurrent.",
     )
     min_concurrent = models.IntegerField(
-        null=True,
-        blank=True,
-        help_text="Adaptive only: the floor; empty: min(20, max_concurrent).",
+        null=True, blank=True, help_text="Adaptive only: the floor; empty: min(20, max_concurrent)."
     )
     critical_share = models.FloatField(
         default=0.0, help_text="Share of the slots kept for critical requests, from 0 up to 1."
@@ -478,8 +410,7 @@ class SheddingRule(_Timestamped):
         default=False, help_text="Every request of this rule is critical."
     )
     critical_paths = models.TextField(
-        blank=True,
-        help_text="Critical path prefixes or regexes ('^...'), one a line.",
+        blank=True, help_text="Critical path prefixes or regexes ('^...'), one a line."
     )
     critical_methods = models.CharField(
         max_length=100, blank=True, help_text="Comma-separated, e.g. 'DELETE'; empty: none."
@@ -490,47 +421,44 @@ class SheddingRule(_Timestamped):
         help_text="A header your own gateway sets (never trusted from clients); empty: none.",
     )
 
+    settings_kind = "shedding"
+    # E072 (path, view or methods) and E078 (a critical_* field) are found from the message.
+    fields_by_check = {
+        "resilience.E071": "name",
+        "resilience.E073": "max_concurrent",
+        "resilience.E074": "queue",
+        "resilience.E075": "max_wait",
+        # "adaptive" is a checkbox and cannot be wrong: an E076 is about the floor.
+        "resilience.E076": "min_concurrent",
+        "resilience.E077": "critical_share",
+    }
+    fields_by_message = (
+        "path", "view", "methods", "critical", "critical_paths", "critical_methods",
+        "critical_header",
+    )  # fmt: skip
+    always = ("name", "max_concurrent", "queue", "max_wait", "adaptive", "critical_share",
+              "critical")  # fmt: skip
+    when_set = ("path", "view", "min_concurrent")
+    as_lists = ("methods", "critical_methods")
+
     class Meta:
         ordering = ["position", "name"]
         verbose_name = "shedding rule"
 
-    def __str__(self) -> str:
-        return self.name
-
     def as_setting(self) -> dict[str, Any]:
-        """This row as a ``RESILIENCE["SHEDDING"]`` entry."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "max_concurrent": self.max_concurrent,
-            "queue": self.queue,
-            "max_wait": self.max_wait,
-            "adaptive": self.adaptive,
-            "critical_share": self.critical_share,
-            "critical": self.critical,
-        }
-        entry.update(_match_entry(self.path, self.view, self.methods))
-        if self.min_concurrent is not None:
-            entry["min_concurrent"] = self.min_concurrent
+        entry = super().as_setting()
         # One a line, not comma-separated: a regex may hold a comma ("\\d{1,3}").
         paths = [line.strip() for line in self.critical_paths.splitlines() if line.strip()]
         if paths:
             entry["critical_paths"] = paths
-        if self.critical_methods:
-            entry["critical_methods"] = _split(self.critical_methods)
         if self.critical_header.strip():
             entry["critical_header"] = self.critical_header.strip()
         return entry
 
-    settings_kind = "shedding"
-
-    def clean(self) -> None:
+    def parse(self) -> object:
         from .shedding.rules import parse_shedding_rule
 
-        self._refuse_settings_name()
-        try:
-            parse_shedding_rule(self.as_setting(), index=0, allow_regex=False)
-        except ConfigError as exc:
-            raise config_error(exc, _SHEDDING_BY_MESSAGE, _SHEDDING_FIELDS) from None
+        return parse_shedding_rule(self.as_setting(), index=0, allow_regex=False)
 
 
 class BreakerDashboard(models.Model):
@@ -540,7 +468,7 @@ class BreakerDashboard(models.Model):
         managed = False
         default_permissions = ("view",)
         permissions = [
-            ("operate_breakers", "Can force-open, force-close, reset and disable breakers"),
+            ("operate_breakers", "Can force-open, force-close, reset and disable breakers")
         ]
         verbose_name = "breaker dashboard"
         verbose_name_plural = "breaker dashboard"

@@ -1,18 +1,8 @@
 """The breaker dashboard: an admin page, and its JSON endpoint (GET state, POST actions).
 
-The endpoint mirrors Spring Boot actuator's ``circuitbreakers``:
-
-``GET  <admin>/resilience_django/breakerdashboard/api/``
-    Every breaker across the fleet, limiter health, top rejecting rules,
-    deadline misses (see ``docs/admin.md`` for the fields).
-``GET  .../api/<breaker>/``
-    One breaker.
-``POST .../api/<breaker>/`` with ``{"updateState": "FORCE_OPEN"}``
-    (or ``CLOSE``/``FORCE_CLOSE``, ``RESET``, ``DISABLE``; ``{"action": "force_open"}``
-    works too).  Needs ``resilience_django.operate_breakers`` and a CSRF token;
-    each action is written to the admin history (``LogEntry``).
-
-The views are wrapped by ``AdminSite.admin_view`` (login, CSRF) in ``admin.py``.
+The endpoint mirrors Spring Boot actuator's ``circuitbreakers`` (``docs/admin.md``).
+The views are wrapped by ``AdminSite.admin_view`` (login, CSRF) in ``admin.py``;
+each action is written to the admin history (``LogEntry``).
 """
 
 from __future__ import annotations
@@ -23,12 +13,7 @@ from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .state import (
-    RateHistory,
-    aggregate_breakers,
-    history,
-    snapshot,
-)
+from .state import RateHistory, aggregate_breakers, history, snapshot
 
 __all__ = [
     "ACTION_ALIASES",
@@ -44,18 +29,13 @@ __all__ = [
 logger = logging.getLogger("resilience_django.admin")
 
 
-# -- permissions -------------------------------------------------------------------
-
 OPERATE = "resilience_django.operate_breakers"
 # "viewing: staff with the app's view permissions" (DESIGN.md): any of these will do.
 _VIEW = (
-    "resilience_django.view_breakerdashboard",
-    "resilience_django.view_breakerpolicy",
-    "resilience_django.view_limitrule",
-    "resilience_django.view_routedeadline",
-    "resilience_django.view_sheddingrule",
+    *(f"resilience_django.view_{model}" for model in
+      ("breakerdashboard", "breakerpolicy", "limitrule", "routedeadline", "sheddingrule")),
     OPERATE,
-)
+)  # fmt: skip
 
 
 def can_view(user: Any) -> bool:
@@ -73,27 +53,18 @@ def dashboard_state(user: Any = None) -> dict[str, Any]:
     return snapshot(can_operate=user is not None and can_operate(user))
 
 
-# -- the endpoint ------------------------------------------------------------------
-
-# Spring actuator's updateState values, and our own action names.
-ACTION_ALIASES = {
-    "FORCE_OPEN": "force_open",
-    "CLOSE": "force_close",
-    "CLOSED": "force_close",
-    "FORCE_CLOSE": "force_close",
-    "RESET": "reset",
-    "DISABLE": "disable",
-    "force_open": "force_open",
-    "force_close": "force_close",
-    "reset": "reset",
-    "disable": "disable",
-}
 ACTION_LABELS = {
     "force_open": "Forced open",
     "force_close": "Forced closed",
     "reset": "Reset",
     "disable": "Disabled",
 }
+# Spring actuator's updateState values, and our own action names.
+ACTION_ALIASES = {
+    "FORCE_OPEN": "force_open", "CLOSE": "force_close", "CLOSED": "force_close",
+    "FORCE_CLOSE": "force_close", "RESET": "reset", "DISABLE": "disable",
+    **{action: action for action in ACTION_LABELS},
+}  # fmt: skip
 
 
 def _error(status: int, message: str) -> JsonResponse:
@@ -126,10 +97,7 @@ def _known(name: str, breakers: list[dict[str, Any]]) -> bool:
 
 
 def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
-    """GET: state (all breakers, or one); POST <name>: an operator action.
-
-    Wrapped by ``AdminSite.admin_view`` (login and CSRF) in ``admin.py``.
-    """
+    """GET: state (all breakers, or one); POST <name>: an operator action."""
     if not can_view(request.user):
         return _error(403, "You may not view the breaker dashboard.")
     if request.method == "GET":

@@ -1,14 +1,8 @@
-"""What the breaker dashboard shows, as one JSON-ready dict.
+"""What the breaker dashboard shows, as one JSON-ready dict; no Django request in here.
 
-Plain Python over the fleet's process reports (``fleet_processes()``) and the
-limiter health (``health()``); no Django request in here.
-
-Counts of rejections and deadline misses come from the fleet: every process
-publishes its totals and its per-second counts of the last minute
-(``observability/recent.py``), and "last minute" is their sum over the live
-processes at the moment of the request.  So a dashboard opened in the middle of
-an incident shows the last minute at once, not from when it started polling.
-The page's own process counts fresh, without waiting for its next publication.
+Rejections and deadline misses are summed over the live processes' published
+per-second counts of the last minute (``observability/recent.py``), so a
+dashboard opened in the middle of an incident shows the last minute at once.
 """
 
 from __future__ import annotations
@@ -22,20 +16,15 @@ from typing import Any
 from ..clock import Clock
 from ..observability.recent import SPAN, window_counts
 
-__all__ = [
-    "RateHistory",
-    "aggregate_breakers",
-    "fleet_reports",
-    "history",
-    "limiters",
-    "snapshot",
-]
+__all__ = ["RateHistory", "aggregate_breakers", "fleet_reports", "history", "limiters", "snapshot"]
 
 # Worst first: a breaker is shown in the worst state any process has it in.
 _SEVERITY = ("forced_open", "open", "half_open", "metrics_only", "disabled", "closed")
-
-
 _REFUSING = frozenset({"forced_open", "open"})
+# What the dashboard shows of each process's copy of a breaker.
+_PROCESS_FIELDS = (
+    "host", "pid", "state", "calls", "failure_rate", "slow_rate", "ewma", "rejected", "retry_after",
+)  # fmt: skip
 
 
 def _severity(state: str) -> int:
@@ -75,18 +64,7 @@ def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
                 "retry_after": max(float(p.get("retry_after") or 0.0) for p in procs),
                 "last_transition": last,
                 "processes": [
-                    {
-                        "host": p.get("host"),
-                        "pid": p.get("pid"),
-                        "state": p.get("state"),
-                        "calls": p.get("calls"),
-                        "failure_rate": p.get("failure_rate"),
-                        "slow_rate": p.get("slow_rate"),
-                        "ewma": p.get("ewma"),
-                        "rejected": p.get("rejected"),
-                        "retry_after": p.get("retry_after"),
-                        "reported": p.get("time"),
-                    }
+                    {**{key: p.get(key) for key in _PROCESS_FIELDS}, "reported": p.get("time")}
                     for p in procs
                 ],
             }

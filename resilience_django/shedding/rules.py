@@ -10,27 +10,11 @@ A rule looks like::
 ``path`` / ``view`` / ``methods`` select requests as every rule does
 (``routes.py``).  With ``adaptive`` the limit follows latency between
 ``min_concurrent`` (default ``min(20, max_concurrent)``) and ``max_concurrent``.
-A request is critical when the whole rule is (``"critical": True``), when its
-path starts with one of ``critical_paths`` (``^`` for a regex), its method is
-in ``critical_methods``, or ``critical_header`` is present and not ``0``,
-``false`` or ``no``.  Only name a header your own proxy sets: a client that
-could set it would make all its requests critical.
-
-Check ids (each problem has its own):
-
-* ``resilience.E070`` the rule is not a mapping, or has unknown keys
-* ``resilience.E071`` ``name`` missing or not a non-empty string
-* ``resilience.E072`` ``path``, ``view`` or ``methods`` invalid
-* ``resilience.E073`` ``max_concurrent`` not an integer >= 1
-* ``resilience.E074`` ``queue`` not an integer >= 0
-* ``resilience.E075`` ``max_wait`` not a duration
-* ``resilience.E076`` ``adaptive`` not a boolean, or ``min_concurrent`` not an
-  integer between 1 and ``max_concurrent``
-* ``resilience.E077`` ``critical_share`` not a number in [0, 1)
-* ``resilience.E078`` ``critical``, ``critical_paths``, ``critical_methods`` or
-  ``critical_header`` invalid (a header name is an HTTP token: no spaces, no colon)
-* ``resilience.E079`` two rules with the same name (``parse_shedding_rules``)
-* ``resilience.E080`` ``exempt_streams`` not a boolean
+A request is critical when the whole rule is, when its path starts with one of
+``critical_paths`` (``^`` for a regex), its method is in ``critical_methods``,
+or ``critical_header`` is present and not ``0``, ``false`` or ``no``.  Only
+name a header your own proxy sets: a client that could set it would make all
+its requests critical.  Check ids E070-E080: ``docs/checks.md``.
 """
 
 from __future__ import annotations
@@ -48,28 +32,17 @@ from .bulkhead import Bulkhead
 
 __all__ = ["SheddingRule", "parse_shedding_rule", "parse_shedding_rules"]
 
-KNOWN_KEYS = frozenset(
-    {
-        "name",
-        "path",
-        "view",
-        "methods",
-        "max_concurrent",
-        "queue",
-        "max_wait",
-        "adaptive",
-        "min_concurrent",
-        "critical_share",
-        "critical",
-        "critical_paths",
-        "critical_methods",
-        "critical_header",
-        "exempt_streams",
-    }
-)
 _FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 # An HTTP field name (RFC 9110 token): a name with a space or a colon never matches a header.
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+KNOWN_KEYS = frozenset(
+    {
+        "name", "path", "view", "methods", "max_concurrent", "queue", "max_wait", "adaptive",
+        "min_concurrent", "critical_share", "critical", "critical_paths", "critical_methods",
+        "critical_header", "exempt_streams",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +71,8 @@ class SheddingRule:
         return self.matcher.matches(method, path, view_name)
 
     def is_critical(self, method: str, path: str, header: str | None = None) -> bool:
-        """Whether a request may use the reserved share.
-
-        ``header`` is the value of ``critical_header`` on the request (``None``
-        when absent or when the rule names no header); the adapter looks it up.
-        """
+        """Whether a request may use the reserved share; ``header`` is the value of
+        ``critical_header`` on the request (``None`` when absent or unnamed)."""
         if self.critical or method in self.critical_methods:
             return True
         if header is not None and header.strip().lower() not in _FALSE_WORDS:
@@ -133,20 +103,6 @@ class SheddingRule:
         return bulkhead
 
 
-def _int(value: object, *, minimum: int, maximum: int = MAX_CONCURRENT) -> int | None:
-    return bounded_int(value, minimum=minimum, maximum=maximum)
-
-
-def _methods(value: object, where: str) -> frozenset[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigError(
-            f"{where}: critical_methods {safe_repr(value)} must be a list such as ['DELETE']",
-            check_id="resilience.E078",
-            hint="Write critical_methods as a list of HTTP method names.",
-        )
-    return method_set(value)
-
-
 def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True) -> SheddingRule:
     """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078),
     ``ConfigErrors`` with every problem when there are several.
@@ -163,140 +119,104 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
     # Every problem of the rule is collected and raised together (ConfigErrors),
     # so `check` lists them all at once instead of one per fix-and-rerun.
     problems: list[ConfigError] = []
+
+    def bad(check_id: str, message: str, hint: str) -> None:
+        problems.append(ConfigError(f"{where}{message}", check_id=check_id, hint=hint))
+
+    def flag(key: str, check_id: str, hint: str) -> bool:
+        value = mapping.get(key, False)
+        if isinstance(value, bool):
+            return value
+        bad(check_id, f": {key} {safe_repr(value)} must be True or False", hint)
+        return False
+
     unknown = sorted(str(k) for k in mapping if k not in KNOWN_KEYS)
     if unknown:
-        problems.append(ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}",
-            check_id="resilience.E070",
-            hint=f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.",
-        ))  # fmt: skip
+        bad("resilience.E070", f": unknown key(s) {', '.join(unknown)}",
+            f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.")  # fmt: skip
     name = mapping.get("name")
     if not isinstance(name, str) or not name.strip():
-        problems.append(ConfigError(
-            f"{where}: 'name' must be a non-empty string",
-            check_id="resilience.E071",
-            hint="Name the rule; the name labels its metrics and its 503s.",
-        ))  # fmt: skip
+        bad("resilience.E071", ": 'name' must be a non-empty string",
+            "Name the rule; the name labels its metrics and its 503s.")  # fmt: skip
         name = ""
     else:
         where = f"{where} ({name!r})"
+    matcher = None
     try:
         matcher = parse_route_matcher(
             mapping, where=where, check_id="resilience.E072", allow_regex=allow_regex
         )
     except ConfigError as exc:
         problems.append(exc)
-
-    max_concurrent = _int(mapping.get("max_concurrent"), minimum=1)
+    max_concurrent = bounded_int(mapping.get("max_concurrent"), minimum=1, maximum=MAX_CONCURRENT)
     if max_concurrent is None:
-        problems.append(ConfigError(
-            f"{where}: max_concurrent {safe_repr(mapping.get('max_concurrent'))} must be an "
-            f"integer from 1 to {MAX_CONCURRENT:_}",
-            check_id="resilience.E073",
-            hint="Set how many requests of this route may run at once, e.g. 50.",
-        ))  # fmt: skip
-    queue = _int(mapping.get("queue", 0), minimum=0, maximum=MAX_QUEUE)
+        bad("resilience.E073", f": max_concurrent {safe_repr(mapping.get('max_concurrent'))} "
+            f"must be an integer from 1 to {MAX_CONCURRENT:_}",
+            "Set how many requests of this route may run at once, e.g. 50.")  # fmt: skip
+    queue = bounded_int(mapping.get("queue", 0), minimum=0, maximum=MAX_QUEUE)
     if queue is None:
-        problems.append(ConfigError(
-            f"{where}: queue {safe_repr(mapping.get('queue'))} must be an integer "
+        bad("resilience.E074", f": queue {safe_repr(mapping.get('queue'))} must be an integer "
             f"from 0 to {MAX_QUEUE:_}",
-            check_id="resilience.E074",
-            hint="Set how many requests may wait for a slot; 0 sheds at once when full.",
-        ))  # fmt: skip
+            "Set how many requests may wait for a slot; 0 sheds at once when full.")  # fmt: skip
     max_wait = 0.1
     try:
         # A wait inside one request: no longer than the longest request budget.
         max_wait = parse_duration(mapping.get("max_wait", 0.1), maximum=MAX_DEADLINE)
     except ValueError as exc:
-        problems.append(ConfigError(
-            f"{where}: max_wait: {exc}",
-            check_id="resilience.E075",
-            hint="Write it like '200ms'; at most a day.",
-        ))  # fmt: skip
-
-    adaptive = mapping.get("adaptive", False)
-    if not isinstance(adaptive, bool):
-        problems.append(ConfigError(
-            f"{where}: adaptive {safe_repr(adaptive)} must be True or False",
-            check_id="resilience.E076",
-            hint="Set adaptive to True to let the limit follow latency.",
-        ))  # fmt: skip
+        bad("resilience.E075", f": max_wait: {exc}", "Write it like '200ms'; at most a day.")
+    adaptive = flag("adaptive", "resilience.E076", "Set adaptive to True to let the limit "
+                    "follow latency.")  # fmt: skip
     # Checked against max_concurrent only when that one is usable.
     ceiling = max_concurrent or MAX_CONCURRENT
-    min_concurrent = _int(mapping.get("min_concurrent", min(20, ceiling)), minimum=1)
-    if min_concurrent is None or min_concurrent > ceiling:
-        problems.append(ConfigError(
-            f"{where}: min_concurrent {safe_repr(mapping.get('min_concurrent'))} must be an "
-            f"integer between 1 and max_concurrent ({ceiling})",
-            check_id="resilience.E076",
-            hint="min_concurrent is the floor the adaptive limit never goes below.",
-        ))  # fmt: skip
-
+    min_concurrent = bounded_int(
+        mapping.get("min_concurrent", min(20, ceiling)), minimum=1, maximum=ceiling
+    )
+    if min_concurrent is None:
+        bad("resilience.E076", f": min_concurrent {safe_repr(mapping.get('min_concurrent'))} "
+            f"must be an integer between 1 and max_concurrent ({ceiling})",
+            "min_concurrent is the floor the adaptive limit never goes below.")  # fmt: skip
     share = mapping.get("critical_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
-        problems.append(ConfigError(
-            f"{where}: critical_share {safe_repr(share)} must be a number from 0 up to "
-            "(not including) 1",
-            check_id="resilience.E077",
-            hint="E.g. 0.2 keeps a fifth of the slots for critical requests.",
-        ))  # fmt: skip
-
-    critical = mapping.get("critical", False)
-    if not isinstance(critical, bool):
-        problems.append(ConfigError(
-            f"{where}: critical {safe_repr(critical)} must be True or False",
-            check_id="resilience.E078",
-            hint="Set critical to True to make every request of this rule critical.",
-        ))  # fmt: skip
-    prefixes: list[str] = []
-    regexes: list[re.Pattern[str]] = []
+        bad("resilience.E077", f": critical_share {safe_repr(share)} must be a number from 0 up "
+            "to (not including) 1",
+            "E.g. 0.2 keeps a fifth of the slots for critical requests.")  # fmt: skip
+    critical = flag("critical", "resilience.E078", "Set critical to True to make every request "
+                    "of this rule critical.")  # fmt: skip
     paths = mapping.get("critical_paths", ())
     if isinstance(paths, str) or not isinstance(paths, Sequence):
-        problems.append(ConfigError(
-            f"{where}: critical_paths {safe_repr(paths)} must be a list of paths",
-            check_id="resilience.E078",
-            hint="E.g. ['/api/orders/checkout'] or ['^/api/orders/\\d+/pay$'].",
-        ))  # fmt: skip
+        bad("resilience.E078", f": critical_paths {safe_repr(paths)} must be a list of paths",
+            "E.g. ['/api/orders/checkout'] or ['^/api/orders/\\d+/pay$'].")  # fmt: skip
         paths = ()
+    prefixes: list[str] = []
+    regexes: list[re.Pattern[str]] = []
     for path in paths:
         # "critical_paths: path '^(' is not ..." says which of the rule's paths is wrong.
         try:
             prefix, regex = compile_path(
-                path,
-                where=f"{where}: critical_paths",
-                check_id="resilience.E078",
+                path, where=f"{where}: critical_paths", check_id="resilience.E078",
                 allow_regex=allow_regex,
-            )
+            )  # fmt: skip
         except ConfigError as exc:
             problems.append(exc)
             continue
-        if prefix is not None:
-            prefixes.append(prefix)
-        if regex is not None:
-            regexes.append(regex)
-    methods: frozenset[str] = frozenset()
-    try:
-        methods = _methods(mapping.get("critical_methods", ()), where)
-    except ConfigError as exc:
-        problems.append(exc)
+        prefixes += [prefix] if prefix is not None else []
+        regexes += [regex] if regex is not None else []
+    methods = mapping.get("critical_methods", ())
+    if isinstance(methods, str) or not isinstance(methods, Iterable):
+        bad("resilience.E078", f": critical_methods {safe_repr(methods)} must be a list such "
+            "as ['DELETE']", "Write critical_methods as a list of HTTP method names.")  # fmt: skip
+        methods = ()
     header = mapping.get("critical_header")
     if header is not None and (not isinstance(header, str) or not _HEADER.match(header.strip())):
-        problems.append(ConfigError(
-            f"{where}: critical_header {safe_repr(header)} must be a header name",
-            check_id="resilience.E078",
-            hint="E.g. 'X-Priority', set by your own gateway, never trusted from clients.",
-        ))  # fmt: skip
-    exempt_streams = mapping.get("exempt_streams", False)
-    if not isinstance(exempt_streams, bool):
-        problems.append(ConfigError(
-            f"{where}: exempt_streams {safe_repr(exempt_streams)} must be True or False",
-            check_id="resilience.E080",
-            hint="True lets a streamed response give its slot back when the view returns it "
-            "(long-lived streams such as server-sent events); False holds it to the body's end.",
-        ))  # fmt: skip
+        bad("resilience.E078", f": critical_header {safe_repr(header)} must be a header name",
+            "E.g. 'X-Priority', set by your own gateway, never trusted from clients.")  # fmt: skip
+    exempt_streams = flag("exempt_streams", "resilience.E080", "True lets a streamed response "
+        "give its slot back when the view returns it (long-lived streams such as server-sent "
+        "events); False holds it to the body's end.")  # fmt: skip
     if problems:
         raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
     assert max_concurrent is not None and queue is not None and min_concurrent is not None
+    assert matcher is not None
     return SheddingRule(
         name=name,
         matcher=matcher,
@@ -309,7 +229,7 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
         critical=critical,
         critical_prefixes=tuple(prefixes),
         critical_regexes=tuple(regexes),
-        critical_methods=methods,
+        critical_methods=method_set(methods),
         critical_header=header.strip() if isinstance(header, str) else None,
         exempt_streams=exempt_streams,
     )
@@ -319,24 +239,18 @@ def parse_shedding_rules(
     entries: Iterable[object],
 ) -> tuple[tuple[SheddingRule, ...], tuple[ConfigError, ...]]:
     """Parse every rule, keeping the good ones and collecting every error (E070-E079)."""
-    rules: list[SheddingRule] = []
+    rules: dict[str, SheddingRule] = {}
     errors: list[ConfigError] = []
-    seen: set[str] = set()
     for index, entry in enumerate(entries):
         try:
             rule = parse_shedding_rule(entry, index=index)
         except ConfigError as exc:
             errors.extend(every_error(exc))
             continue
-        if rule.name in seen:
-            errors.append(
-                ConfigError(
-                    f"RESILIENCE['SHEDDING'][{index}]: a rule named {rule.name!r} already exists",
-                    check_id="resilience.E079",
-                    hint="Give each shedding rule its own name.",
-                )
-            )
-            continue
-        seen.add(rule.name)
-        rules.append(rule)
-    return tuple(rules), tuple(errors)
+        if rule.name in rules:
+            message = f"RESILIENCE['SHEDDING'][{index}]: a rule named {rule.name!r} already exists"
+            hint = "Give each shedding rule its own name."
+            errors.append(ConfigError(message, check_id="resilience.E079", hint=hint))
+        else:
+            rules[rule.name] = rule
+    return tuple(rules.values()), tuple(errors)

@@ -109,7 +109,9 @@ def _upper_constants(path: Path, function: str) -> set[str]:
 
 
 def _nested_keys() -> dict[str, set[str]]:
-    breaker_keys = (set(breaker_policy.BreakerPolicy.__dataclass_fields__) - {"route"}) | {
+    # stall_counts_once is set in code only (the limiter's fallback), never in settings.
+    code_only = {"route", "stall_counts_once"}
+    breaker_keys = (set(breaker_policy.BreakerPolicy.__dataclass_fields__) - code_only) | {
         "path",
         "view",
         "methods",

@@ -43,6 +43,7 @@ class Phase:
     __slots__ = (
         "admitted",
         "consecutive",
+        "counted_at",
         "entered",
         "failed",
         "free",
@@ -65,6 +66,8 @@ class Phase:
         self.until = until
         self.reason = reason
         self.consecutive = 0
+        # When the last failure counted (``BreakerPolicy.stall_counts_once``).
+        self.counted_at = float("-inf")
         self.admitted = 0
         self.succeeded = 0
         self.failed = 0

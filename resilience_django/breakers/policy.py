@@ -129,6 +129,11 @@ class BreakerPolicy:
     shared: bool = False
     shared_poll: float = 0.5
     route: RouteMatcher | None = None
+    # Set in code, not a setting: a failure of a call that was already under way
+    # when the previous failure counted is the same stall and does not count
+    # again (needs the call's duration).  The limiter's fallback uses it: one
+    # Redis hiccup seen by 64 concurrent calls is one failure, not a trip.
+    stall_counts_once: bool = False
 
     @property
     def trials_to_close(self) -> int:
@@ -159,7 +164,9 @@ class BreakerPolicy:
 
 
 _ROUTE_KEYS = frozenset({"path", "view", "methods"})
-_KEYS = (frozenset(BreakerPolicy.__dataclass_fields__) - {"route"}) | _ROUTE_KEYS
+_KEYS = (
+    frozenset(BreakerPolicy.__dataclass_fields__) - {"route", "stall_counts_once"}
+) | _ROUTE_KEYS
 
 
 def _err(name: str, check_id: str, message: str, hint: str) -> ConfigError:

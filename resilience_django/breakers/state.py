@@ -71,7 +71,7 @@ class Breaker:
     >>> from resilience_django.clock import ManualClock
     >>> b = Breaker("pricing", BreakerPolicy(failure_threshold=2), clock=ManualClock())
     >>> for _ in range(2):
-    ...     b.record_failure(b.acquire())
+    ...     _ = b.record_failure(b.acquire())
     >>> b.state
     'open'
     """
@@ -179,6 +179,15 @@ class Breaker:
             return p
         return self._acquire_slow(p)
 
+    def try_acquire(self) -> Phase | None:
+        """The token if the breaker admits calls freely (closed or measuring), else ``None``.
+
+        For callers that have somewhere else to go (the limiter decides
+        locally): no rejection is counted, and nothing moves to half-open.
+        """
+        p = self._phase
+        return p if p.free else None
+
     def _acquire_slow(self, p: Phase) -> Phase:
         policy = self.policy
         while not p.free:
@@ -210,15 +219,23 @@ class Breaker:
         metrics.breaker_short_circuit(self.name, retry_after)
         return CircuitOpen(self.name, retry_after)
 
-    def record_success(self, token: Phase, duration: float | None = None) -> None:
-        """The call admitted with ``token`` succeeded (``duration`` in seconds, if known)."""
-        self._ok(token, self._clock(), duration)
+    def record_success(self, token: Phase, duration: float | None = None) -> Transition | None:
+        """The call admitted with ``token`` succeeded (``duration`` in seconds, if known).
+
+        Returns the transition this call made, if it made one (a slow call
+        can trip; a half-open trial can close): exactly one caller gets each.
+        """
+        return self._ok(token, self._clock(), duration)
 
     def record_failure(
         self, token: Phase, duration: float | None = None, exc: BaseException | None = None
-    ) -> None:
-        """The call failed; with ``exc`` the policy decides whether it really counts."""
-        self._failed(token, self._clock(), duration, exc)
+    ) -> Transition | None:
+        """The call failed; with ``exc`` the policy decides whether it really counts.
+
+        Returns the transition this failure made (a trip), if any, so a caller
+        can announce it at once and exactly once.
+        """
+        return self._failed(token, self._clock(), duration, exc)
 
     def release(self, token: Phase) -> None:
         """The call ended without a verdict (cancelled, caller's deadline); free its slot."""
@@ -232,39 +249,37 @@ class Breaker:
         """``"failure"``, ``"success"`` or ``"ignored"`` for a call that raised ``exc``."""
         return self.policy.classify(exc, duration)
 
-    def _ok(self, token: Phase, now: float, duration: float | None) -> None:
+    def _ok(self, token: Phase, now: float, duration: float | None) -> Transition | None:
         slow = self._slow
         is_slow = slow is not None and duration is not None and duration >= slow
         if not token.free:
-            self._trial(token, now, ok=not is_slow)
-        elif is_slow:
-            self._record(token, now, failure=self._slow_fails, slow=True)
-        else:
-            # The hot path: no lock (see the module docstring).
+            return self._trial(token, now, ok=not is_slow)
+        if is_slow:
+            return self._record(token, now, duration, failure=self._slow_fails, slow=True)
+        # The hot path: no lock (see the module docstring).
+        w = token.window
+        if now >= w.roll_at:
+            self._roll(token, now)
             w = token.window
-            if now >= w.roll_at:
-                self._roll(token, now)
-                w = token.window
-            w.cur_calls += 1
-            token.consecutive = 0
+        w.cur_calls += 1
+        token.consecutive = 0
+        return None
 
     def _failed(
         self, token: Phase, now: float, duration: float | None, exc: BaseException | None
-    ) -> None:
+    ) -> Transition | None:
         if exc is not None:
             verdict = self.classify(exc, duration)
             if verdict is SUCCESS:
-                self._ok(token, now, duration)
-                return
+                return self._ok(token, now, duration)
             if verdict is IGNORED:
                 self.release(token)
-                return
+                return None
         if token.free:
             slow = self._slow
             is_slow = slow is not None and duration is not None and duration >= slow
-            self._record(token, now, failure=True, slow=is_slow)
-        else:
-            self._trial(token, now, ok=False)
+            return self._record(token, now, duration, failure=True, slow=is_slow)
+        return self._trial(token, now, ok=False)
 
     # -- locked paths --------------------------------------------------------------
 
@@ -274,20 +289,26 @@ class Breaker:
             if self._phase is token:
                 self._check(token, now)
 
-    def _record(self, token: Phase, now: float, *, failure: bool, slow: bool) -> None:
+    def _record(
+        self, token: Phase, now: float, duration: float | None, *, failure: bool, slow: bool
+    ) -> Transition | None:
         with self._lock:
             if self._phase is not token:
-                return  # started in an earlier generation: does not count now
+                return None  # started in an earlier generation: does not count now
+            if failure and duration is not None and self.policy.stall_counts_once:
+                if now - duration < token.counted_at:
+                    return None  # under way when the last failure counted: the same stall
+                token.counted_at = now
             token.window.add(now, failure=failure, slow=slow)
             token.consecutive = token.consecutive + 1 if failure else 0
-            self._check(token, now)
+            return self._check(token, now)
 
-    def _check(self, token: Phase, now: float) -> None:
+    def _check(self, token: Phase, now: float) -> Transition | None:
         if token.state is DISABLED:
-            return
+            return None
         reason = self._trip_reason(token)
         if reason is None:
-            return
+            return None
         if token.state is METRICS_ONLY:
             # Measure, never trip: say what would have happened and start afresh.
             self.shadow_trips += 1
@@ -300,8 +321,8 @@ class Breaker:
             self._retire(token.window)
             token.window = self._new_window(now)
             token.consecutive = 0
-        else:
-            self._trip(now, reason)
+            return None
+        return self._trip(now, reason)
 
     def _trip_reason(self, token: Phase) -> str | None:
         policy = self.policy
@@ -319,10 +340,10 @@ class Breaker:
             return f"failure-rate EWMA {w.ewma:.2f}"
         return None
 
-    def _trial(self, token: Phase, now: float, *, ok: bool) -> None:
+    def _trial(self, token: Phase, now: float, *, ok: bool) -> Transition | None:
         with self._lock:
             if self._phase is not token:
-                return
+                return None
             policy = self.policy
             need = policy.trials_to_close
             if ok:
@@ -334,20 +355,23 @@ class Breaker:
             # Decide as soon as the outcome is certain, not when the last trial ends.
             if token.succeeded >= need:
                 self._retrips = 0
-                self._set(
+                return self._set(
                     BASE[policy.mode],
                     now,
                     f"{token.succeeded} of {policy.half_open_calls} trial calls succeeded",
                 )
-            elif token.failed > policy.half_open_calls - need:
-                self._trip(now, f"{token.failed} of {policy.half_open_calls} trial calls failed")
+            if token.failed > policy.half_open_calls - need:
+                return self._trip(
+                    now, f"{token.failed} of {policy.half_open_calls} trial calls failed"
+                )
+            return None
 
-    def _trip(self, now: float, reason: str) -> None:
+    def _trip(self, now: float, reason: str) -> Transition:
         # Lock held.  A trip from half-open is a re-trip: the open time grows.
         self._retrips = self._retrips + 1 if self._phase.state is HALF_OPEN else 0
-        self._set(OPEN, now, reason, until=now + self.policy.open_duration(self._retrips))
+        return self._set(OPEN, now, reason, until=now + self.policy.open_duration(self._retrips))
 
-    def _set(self, state: str, now: float, reason: str, until: float = 0.0) -> None:
+    def _set(self, state: str, now: float, reason: str, until: float = 0.0) -> Transition:
         # Lock held.  Exactly one caller gets here per transition: everyone else
         # finds ``self._phase`` already replaced when they take the lock.
         old = self._phase
@@ -359,6 +383,7 @@ class Breaker:
         transition = Transition(self.name, old.state, state, reason, self._wall(), new.gen)
         self.last_transition = transition
         events.emit(transition, self._listeners)
+        return transition
 
     def _retire(self, window: SlidingWindow) -> None:
         calls, failures, _slow = window.lifetime()
@@ -380,19 +405,19 @@ class Breaker:
             if self._phase.state is not DISABLED:
                 self._set(DISABLED, self._clock(), reason)
 
-    def reset(self, reason: str = "reset by an operator") -> None:
-        """Back to the policy's base state with empty statistics."""
+    def reset(self, reason: str = "reset by an operator") -> Transition | None:
+        """Back to the policy's base state with empty statistics; the transition, if one."""
         with self._lock:
             self._retrips = 0
             base = BASE[self.policy.mode]
             p = self._phase
             now = self._clock()
             if p.state is not base:
-                self._set(base, now, reason)
-            else:
-                self._retire(p.window)
-                p.window = self._new_window(now)
-                p.consecutive = 0
+                return self._set(base, now, reason)
+            self._retire(p.window)
+            p.window = self._new_window(now)
+            p.consecutive = 0
+            return None
 
     def open_until(self, until: float, reason: str = "opened by another process") -> None:
         """Open (shared mode) until the monotonic time ``until``, unless the operator rules."""

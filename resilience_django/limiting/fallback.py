@@ -1,24 +1,23 @@
 """``RESILIENCE["FALLBACK"]``: when the Redis limiter trips, how it probes, how it shares.
 
-Keys (all optional): ``FAILURES`` (consecutive failed or slow calls that trip
-the backend, default 3), ``PROBE_INTERVAL`` (default ``"1s"``),
-``RECOVERY_PROBES`` (consecutive good probes before decisions return to
-Redis, default 2), ``INSTANCES`` (fix the instance count instead of counting
-heartbeats) or ``SHARE`` (fix each process's share of a global limit),
-``HEARTBEAT_TTL`` (how long a heartbeat keeps an instance counted, default
-``max(5s, 3 * PROBE_INTERVAL)``).  Problems raise ``ConfigError`` with check
-id ``resilience.E041``.
+The keys and their defaults are the fields of ``FallbackSettings`` (``docs/settings.md``
+has one heading each); problems raise ``ConfigError`` with check id ``resilience.E041``.
+``FallbackSettings.breaker`` builds the core breaker these settings describe.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..breakers.policy import BreakerPolicy
+from ..breakers.state import Breaker
 from ..exceptions import ConfigError
 from ..units import MAX_COUNT, MAX_DEADLINE, bounded_int, parse_duration, safe_repr
 
-__all__ = ["CHECK_ID", "FallbackSettings", "parse_fallback_settings"]
+__all__ = ["CHECK_ID", "UNKNOWN_INSTANCES", "FallbackSettings", "parse_fallback_settings"]
 
 CHECK_ID = "resilience.E041"
 _KEYS = frozenset(
@@ -26,6 +25,10 @@ _KEYS = frozenset(
 )
 # A probe or a heartbeat further apart than a day would never bring decisions back.
 MAX_PROBE_INTERVAL = MAX_DEADLINE
+# The instance count a process assumes before it has ever counted the fleet
+# (and with neither INSTANCES nor SHARE): small enough that a fleet starting
+# during an outage stays near its limits, never "alone".
+UNKNOWN_INSTANCES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,28 @@ class FallbackSettings:
     share: float | None = None
     # A heartbeat older than this no longer counts its instance as live.
     heartbeat_ttl: float = 5.0
+
+    def share_for(self, live: int | None) -> float:
+        """The fraction of each global limit a process enforces, given the live count seen."""
+        if self.share is not None:
+            return self.share
+        return 1.0 / (self.instances or live or UNKNOWN_INSTANCES)
+
+    def breaker(self, name: str) -> Breaker:
+        """The core breaker guarding Redis (or one cluster master).
+
+        ``failures`` failures in a row trip it, one stall counts once, and it
+        stays open until the probes close it (``reset``): no half-open trial
+        ever sends a request to a Redis that is down.
+        """
+        policy = BreakerPolicy(
+            failure_threshold=self.failures,
+            open_for=math.inf,
+            error_rate=None,
+            caller_fault=(),
+            stall_counts_once=True,
+        )
+        return Breaker(name, policy, clock=time.perf_counter)
 
 
 def parse_fallback_settings(value: object) -> FallbackSettings:
@@ -55,17 +80,15 @@ def parse_fallback_settings(value: object) -> FallbackSettings:
     )
     if value is None:
         return FallbackSettings()
+
+    def error(message: str) -> ConfigError:
+        return ConfigError(f"RESILIENCE['FALLBACK']{message}", check_id=CHECK_ID, hint=hint)
+
     if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"RESILIENCE['FALLBACK'] must be a dict, not {type(value).__name__}",
-            check_id=CHECK_ID,
-            hint=hint,
-        )
+        raise error(f" must be a dict, not {type(value).__name__}")
     unknown = sorted(str(k) for k in value if k not in _KEYS)
     if unknown:
-        raise ConfigError(
-            f"RESILIENCE['FALLBACK'] has unknown keys {unknown}", check_id=CHECK_ID, hint=hint
-        )
+        raise error(f" has unknown keys {unknown}")
 
     def count(key: str, default: int | None) -> int | None:
         raw = value.get(key, default)
@@ -73,28 +96,16 @@ def parse_fallback_settings(value: object) -> FallbackSettings:
             return None
         number = bounded_int(raw, minimum=1, maximum=MAX_COUNT)
         if number is None:
-            raise ConfigError(
-                f"RESILIENCE['FALLBACK'][{key!r}] = {safe_repr(raw)} must be an integer "
-                f"from 1 to {MAX_COUNT:_}",
-                check_id=CHECK_ID,
-                hint=hint,
-            )
+            raise error(f"[{key!r}] = {safe_repr(raw)} must be an integer from 1 to {MAX_COUNT:_}")
         return number
 
     def duration(key: str, default: float) -> float:
-        raw = value.get(key, default)
         try:
-            seconds = parse_duration(raw, maximum=MAX_PROBE_INTERVAL)
+            seconds = parse_duration(value.get(key, default), maximum=MAX_PROBE_INTERVAL)
         except ValueError as exc:
-            raise ConfigError(
-                f"RESILIENCE['FALLBACK'][{key!r}]: {exc}", check_id=CHECK_ID, hint=hint
-            ) from None
+            raise error(f"[{key!r}]: {exc}") from None
         if seconds <= 0:
-            raise ConfigError(
-                f"RESILIENCE['FALLBACK'][{key!r}] must be longer than zero",
-                check_id=CHECK_ID,
-                hint=hint,
-            )
+            raise error(f"[{key!r}] must be longer than zero")
         return seconds
 
     interval = duration("PROBE_INTERVAL", 1.0)
@@ -102,12 +113,7 @@ def parse_fallback_settings(value: object) -> FallbackSettings:
     if share is not None and (
         isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1
     ):
-        raise ConfigError(
-            f"RESILIENCE['FALLBACK']['SHARE'] = {safe_repr(share)} must be a number above 0 "
-            "and at most 1",
-            check_id=CHECK_ID,
-            hint=hint,
-        )
+        raise error(f"['SHARE'] = {safe_repr(share)} must be a number above 0 and at most 1")
     return FallbackSettings(
         failures=count("FAILURES", 3) or 3,
         probe_interval=interval,

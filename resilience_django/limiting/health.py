@@ -12,44 +12,30 @@ healthy.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Protocol
 
-__all__ = ["HasHealth", "active", "health", "register"]
+__all__ = ["HasHealth", "health", "register"]
 
 
 class HasHealth(Protocol):
     def health(self) -> dict[str, Any]: ...
 
 
-_lock = threading.Lock()
+# One store replaces it whole: readers need no lock.
 _active: HasHealth | None = None
 
-_LOCAL = {
-    "backend": "local",
-    "healthy": True,
-    "fallback_active": False,
-    "last_latency_ms": None,
-    "live_instances": None,
-}
+_LOCAL = {"backend": "local", "healthy": True, "fallback_active": False,
+          "last_latency_ms": None, "live_instances": None}  # fmt: skip
 
 
 def register(limiter: HasHealth | None) -> None:
     """Make ``limiter`` the one ``health()`` reports on (``None``: local only)."""
     global _active
-    with _lock:
-        _active = limiter
-
-
-def active() -> HasHealth | None:
-    """The registered limiter, if any."""
-    return _active
+    _active = limiter
 
 
 def health() -> dict[str, Any]:
     """The limiter backend's health: ``backend``, ``healthy``, ``fallback_active``,
     ``last_latency_ms``, ``live_instances`` and, for Redis, a few more details."""
     limiter = _active
-    if limiter is None:
-        return dict(_LOCAL)
-    return limiter.health()
+    return dict(_LOCAL) if limiter is None else limiter.health()

@@ -1,58 +1,24 @@
-"""Redis limits with automatic local fallback, guarded by a breaker of their own.
+"""Redis limits with automatic local fallback, guarded by the core breaker (docs/fallback.md).
 
-Every decision goes to Redis while Redis is healthy.  A call that fails
-(refused, reset, timed out, error reply) or, on the sync path, answers slower
-than the latency budget (``FALLBACK_LATENCY``, default 50 ms) counts as a
-failure; after ``FAILURES`` (default 3) in a row the backend trips and every
-decision is made by the in-process ``LocalLimiter`` at once.  "In a row"
-counts only calls that started after the previous counted failure: the
-calls in flight during one stall saw one failure, not many (see ``_failed``).  A failed call
-still gets an answer: that request alone is decided locally, so a Redis
-failure never raises out of ``decide``/``adecide`` and never becomes a 5xx.
-No request waits longer than the budget for Redis: the sync clients' socket
-timeouts are the budget, and each async call runs under the Redis limiter's
-settling alarm at the budget.
+Every decision goes to Redis while the ``Breaker`` (``FallbackSettings.breaker``;
+on Redis Cluster one per master, ``nodes.py``) is closed.  A call that fails, or
+on the sync path answers slower than the budget, counts one failure, unless it
+was under way when the previous one counted (one stall, one failure).
+``FAILURES`` in a row trip the breaker: every decision is then made by the
+``LocalLimiter`` at this process's *share* of each limit, and a failed call is
+decided locally too, so a Redis failure never raises out of ``decide``.  On the
+async path the verdict is the Redis limiter's settling alarm alone: the await's
+wall-clock time includes the event loop's lag, which is not Redis's.
 
-Redis latency means Redis's latency.  On the async path the verdict is the
-alarm's alone: an answer read before the alarm settles is a success however
-long the await took, because on a busy worker the await includes the event
-loop's lag (a reply that arrived in time waits for the loop), and that lag
-is not Redis's.  The loop's lag is reported on its own
-(``resilience_event_loop_lag_seconds``, ``loop_lag``) and never feeds the
-fallback.
+Only the probe thread closes the breaker, after ``RECOVERY_PROBES`` answers in a
+row within budget (it heartbeats while healthy too, so a Redis that dies in a
+quiet moment trips).  The caller that made a transition announces it
+(``Breaker.record_failure`` returns it): logged at WARNING on
+``resilience_django.limiting``, gauge ``resilience_limiter_fallback_active``.
 
-While falling back each process enforces its *share* of every global limit:
-``1 / live instances``, where the live count comes from heartbeats kept in a
-Redis sorted set while Redis is healthy (the last count seen is kept during
-the outage).  ``FALLBACK = {"INSTANCES": n}`` fixes the count and
-``{"SHARE": 0.25}`` the share.  A process that has never reached Redis knows
-no count: without ``INSTANCES``/``SHARE`` it assumes ``UNKNOWN_INSTANCES``
-(10), never that it is alone.
-
-Double spending: a call that timed out may still run in Redis, while the
-request is decided locally.  Every unit Redis admits is also charged to the
-local limiter (against this process's share), so a local decision after a
-timeout only admits what is left of this process's share in the window: the
-units spent twice are bounded by ``share * limit - (units this process had
-Redis admit in the window)`` per process and window, and are zero once a
-process has used its share (``docs/fallback.md`` states the fleet bound).
-And a rule Redis rejected for a client stays rejected in local decisions
-until the ``retry_after`` Redis gave (``_local_decide``), so a timeout after
-the limit is spent cannot admit a fresh local share on top of it.
-
-A background probe thread (every ``PROBE_INTERVAL``, default 1 s, with ±20 %
-jitter so a fleet does not probe in lockstep) heartbeats at once when it
-starts and then while healthy, which also trips the backend when Redis dies
-in a quiet moment, and probes while falling back; decisions return to Redis
-after ``RECOVERY_PROBES`` (default 2) consecutive probes answered within
-budget (while falling back the probe runs twice as often, so with the
-defaults decisions are back on Redis about a second after it heals), so a
-flapping Redis cannot flap decisions faster than the probe runs; the
-recovering probe loads the limit script too, so the first decisions back on
-a restarted Redis find it.  Every transition is logged at WARNING on
-``resilience_django.limiting`` with ``extra`` fields and reported through
-``resilience_limiter_fallback_active``; every Redis call's duration goes to
-``resilience_limiter_backend_seconds``.
+Double spending after a timeout: every unit Redis admits is also charged to the
+local share, and a rule Redis rejected for a client stays rejected in local
+decisions until the ``retry_after`` Redis gave (``_local_decide``).
 """
 
 from __future__ import annotations
@@ -71,23 +37,28 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .. import metrics
+from ..breakers.state import Phase
 from .decision import ALLOW_ALL, Decision, LimitCheck, RuleOutcome
-from .fallback import FallbackSettings, parse_fallback_settings
+from .fallback import UNKNOWN_INSTANCES, FallbackSettings, parse_fallback_settings
 from .health import register as _register_health
 from .local import LocalLimiter
-from .nodes import NodeHealth
+from .nodes import NodeBreakers
 from .redis import RedisLimiter, load_script
 from .redis_conn import RedisSettings, make_sync_client, parse_redis_settings
 
-__all__ = ["FallbackSettings", "HybridLimiter", "build_hybrid_limiter", "parse_fallback_settings"]
+__all__ = [
+    "UNKNOWN_INSTANCES",
+    "FallbackSettings",
+    "HybridLimiter",
+    "build_hybrid_limiter",
+    "parse_fallback_settings",
+]
 
 logger = logging.getLogger("resilience_django.limiting")
 
 _perf = time.perf_counter
-# The instance count a process assumes before it has ever counted the fleet
-# (and with neither FALLBACK["INSTANCES"] nor ["SHARE"]): small enough that a
-# fleet starting during an outage stays near its limits, never "alone".
-UNKNOWN_INSTANCES = 10
+Checks = tuple[LimitCheck, ...]
+Pair = tuple[Decision, Decision | None]
 # The most (rule, client) pairs remembered as exhausted by Redis; past it,
 # expired ones are dropped, and if none has expired, all of them.
 _MAX_EXHAUSTED = 10_000
@@ -97,31 +68,10 @@ _live_limiters: weakref.WeakSet[HybridLimiter] = weakref.WeakSet()
 class HybridLimiter:
     """A ``Limiter`` on Redis that falls back to a ``LocalLimiter`` by itself."""
 
-    __slots__ = (
-        "__weakref__",
-        "_budget",
-        "_counted_at",
-        "_exhausted",
-        "_failures",
-        "_fallback",
-        "_hb_sha",
-        "_hb_source",
-        "_instance",
-        "_last_error",
-        "_last_latency",
-        "_live",
-        "_local",
-        "_lock",
-        "_nodes",
-        "_probe",
-        "_redis",
-        "_settings",
-        "_since",
-        "_stop",
-        "_successes",
-        "_warm",
-        "heartbeat_key",
-    )
+    __slots__ = ("__weakref__", "_breaker", "_budget", "_created", "_exhausted", "_hb_sha",
+                 "_hb_source", "_instance", "_last_error", "_last_latency", "_live", "_local",
+                 "_lock", "_nodes", "_probe", "_redis", "_settings", "_share", "_stop",
+                 "_successes", "_warm", "heartbeat_key")  # fmt: skip
 
     def __init__(
         self,
@@ -136,297 +86,181 @@ class HybridLimiter:
         self._redis = redis
         self._local = local
         self._budget = budget
-        # The Redis limiter bounds each async call itself, with one timer; a
-        # second asyncio.timeout around it here would only double the cost.
+        # The Redis limiter bounds each async call itself, with one timer.
         redis.bound_async_calls(budget)
-        self._settings = settings or FallbackSettings()
+        self._settings = settings = settings or FallbackSettings()
         self._instance = (
             instance_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
         self.heartbeat_key = f"{key_prefix}:instances"
         self._hb_source, self._hb_sha = load_script("heartbeat.lua")
         self._lock = threading.Lock()
-        self._fallback = False
-        self._failures = 0
-        # When the last failure was counted: calls already in flight then
-        # saw the same stall and do not count again (see _failed).
-        self._counted_at = float("-inf")
+        self._breaker = settings.breaker("limiter:redis")
+        self._nodes = NodeBreakers(settings, self._announce) if redis.cluster else None
         # (rule name, client key) -> perf time until which Redis said the
         # rule has nothing left for that client (see _local_decide).
         self._exhausted: dict[tuple[str, str], float] = {}
-        self._successes = 0
-        # None until the first heartbeat has counted the fleet.
-        self._live: int | None = None
+        self._successes = 0  # good probes in a row while falling back
+        self._live: int | None = None  # until the first heartbeat has counted the fleet
+        self._share = settings.share_for(None)
         self._warm = False
         self._last_latency: float | None = None
         self._last_error: str | None = None
-        self._since = time.time()
+        self._created = time.time()
         self._stop = threading.Event()
         self._probe: threading.Thread | None = None
-        # Redis Cluster: one breaker per master (``nodes``), so a dead master
-        # sends only its own slots' keys to local limiting.
-        self._nodes = (
-            NodeHealth(
-                failures=self._settings.failures,
-                recovery_probes=self._settings.recovery_probes,
-                announce=self._announce_node,
-            )
-            if redis.cluster
-            else None
-        )
         _live_limiters.add(self)
         _register_health(self)
 
     @property
     def fallback_active(self) -> bool:
         """Decisions are (at least partly) local: the backend, or on a cluster a master, is down."""
-        return self._fallback or (self._nodes is not None and bool(self._nodes.down))
+        return self._breaker.try_acquire() is None or bool(self._nodes and self._nodes.down)
 
     @property
     def share(self) -> float:
         """The fraction of each global limit this process enforces while falling back."""
-        s = self._settings
-        if s.share is not None:
-            return s.share
-        if s.instances is not None:
-            return 1.0 / s.instances
-        return 1.0 / (UNKNOWN_INSTANCES if self._live is None else self._live)
+        return self._share
 
     # -- deciding -----------------------------------------------------------------
 
-    def decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
+    def decide(self, checks: Checks) -> Decision:
         """Decide on Redis, or locally while Redis is unhealthy; never raises for Redis."""
         if not checks:
             return ALLOW_ALL
-        if self._fallback:
-            return self._local_decide(checks)
-        nodes = self._nodes
-        if nodes is not None and nodes.down and self._redis.node_of(checks) in nodes.down:
-            return self._local_decide(checks)
-        if self._probe is None:
-            self._start_probe()
-            if not self._warm_up():
-                return self._local_decide(checks)
-        start = _perf()
-        try:
-            decision = self._redis.decide(checks)
-        except Exception as exc:  # any failure of the backend means "decide locally"
-            self._failed(f"{type(exc).__name__}: {exc}", start, checks=checks)
-            return self._local_decide(checks)
-        self._answered(_perf() - start, start, checks)
-        if decision.allowed:
-            self._charge_all(checks)
-        else:
-            self._note_rejection(decision)
-        return decision
+        token = self._admit(checks, False)
+        if token is not None:
+            start = _perf()
+            try:
+                decision = self._redis.decide(checks)
+            except Exception as exc:  # any failure of the backend means "decide locally"
+                self._failed(_why(exc), start, token, checks)
+            else:
+                self._answered(start, token, checks, False, decision)
+                return decision
+        return self._local_decide(checks)
 
-    async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
+    async def adecide(self, checks: Checks) -> Decision:
         """``decide`` on ``redis.asyncio``, each call bounded by the budget."""
         if not checks:
             return ALLOW_ALL
-        if self._fallback:
-            return self._local_decide(checks)
-        nodes = self._nodes
-        if (
-            nodes is not None
-            and nodes.down
-            and self._redis.node_of(checks, asynchronous=True) in nodes.down
-        ):
-            return self._local_decide(checks)
-        if self._probe is None:
-            self._start_probe()
-        start = _perf()
-        try:
-            decision = await self._redis.adecide(checks)
-        except Exception as exc:  # CancelledError is a BaseException and propagates
-            self._failed(f"{type(exc).__name__}: {exc}", start, checks=checks, asynchronous=True)
-            return self._local_decide(checks)
-        # Answered before the settling alarm: in time, whatever the loop's lag.
-        self._answered_async(_perf() - start, checks)
-        if decision.allowed:
-            self._charge_all(checks)
-        else:
-            self._note_rejection(decision)
-        return decision
+        token = self._admit(checks, True)
+        if token is not None:
+            start = _perf()
+            try:
+                decision = await self._redis.adecide(checks)
+            except Exception as exc:  # CancelledError is a BaseException and propagates
+                self._failed(_why(exc), start, token, checks, True)
+            else:
+                self._answered(start, token, checks, True, decision)
+                return decision
+        return self._local_decide(checks)
 
-    def decide_with_shadow(
-        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
-    ) -> tuple[Decision, Decision | None]:
+    def decide_with_shadow(self, checks: Checks, shadow: Checks) -> Pair:
         """Enforced and shadow checks in one Redis call (or locally), never raising for Redis."""
         if not shadow:
             return self.decide(checks), None
-        if self._fallback:
-            return self._local_pair(checks, shadow)
-        if self._probe is None:
-            self._start_probe()
-            if not self._warm_up():
-                return self._local_pair(checks, shadow)
-        start = _perf()
-        try:
-            pair = self._redis.decide_with_shadow(checks, shadow)
-        except Exception as exc:
-            self._failed(f"{type(exc).__name__}: {exc}", start, checks=checks + shadow)
-            return self._local_pair(checks, shadow)
-        self._answered(_perf() - start, start, checks + shadow)
-        self._charge(checks, shadow, pair)
-        return pair
+        both = checks + shadow
+        token = self._admit(both, False)
+        if token is not None:
+            start = _perf()
+            try:
+                pair = self._redis.decide_with_shadow(checks, shadow)
+            except Exception as exc:
+                self._failed(_why(exc), start, token, both)
+            else:
+                self._answered(start, token, both, False, None)
+                return self._settle_pair(checks, shadow, pair)
+        return self._local_pair(checks, shadow)
 
-    async def adecide_with_shadow(
-        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
-    ) -> tuple[Decision, Decision | None]:
+    async def adecide_with_shadow(self, checks: Checks, shadow: Checks) -> Pair:
         if not shadow:
             return await self.adecide(checks), None
-        if self._fallback:
-            return self._local_pair(checks, shadow)
+        both = checks + shadow
+        token = self._admit(both, True)
+        if token is not None:
+            start = _perf()
+            try:
+                pair = await self._redis.adecide_with_shadow(checks, shadow)
+            except Exception as exc:
+                self._failed(_why(exc), start, token, both, True)
+            else:
+                self._answered(start, token, both, True, None)
+                return self._settle_pair(checks, shadow, pair)
+        return self._local_pair(checks, shadow)
+
+    def _admit(self, checks: Checks, asynchronous: bool) -> Phase | None:
+        """The breaker's token for a Redis call, or ``None``: decide locally."""
+        token = self._breaker.try_acquire()
+        if token is None:
+            return None
+        nodes = self._nodes
+        if (
+            nodes
+            and nodes.down
+            and self._redis.node_of(checks, asynchronous=asynchronous) in nodes.down
+        ):
+            return None
         if self._probe is None:
             self._start_probe()
-        start = _perf()
-        try:
-            pair = await self._redis.adecide_with_shadow(checks, shadow)
-        except Exception as exc:
-            self._failed(
-                f"{type(exc).__name__}: {exc}", start, checks=checks + shadow, asynchronous=True
-            )
-            return self._local_pair(checks, shadow)
-        self._answered_async(_perf() - start, checks + shadow)
-        self._charge(checks, shadow, pair)
-        return pair
+            # Load the script before the first sync decision (async calls load it
+            # under their own alarm); a failure counts and sends that decision local.
+            if not asynchronous and not self._warm:
+                start = _perf()
+                try:
+                    self._redis.warm_up()
+                except Exception as exc:
+                    self._failed(f"warm-up: {_why(exc)}", start, token)
+                    return None
+                self._warm = True
+        return token
 
-    def _local_pair(
-        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
-    ) -> tuple[Decision, Decision | None]:
-        return (self._local_decide(checks) if checks else ALLOW_ALL), self._local_decide(shadow)
-
-    def _charge(
+    def _answered(
         self,
-        checks: tuple[LimitCheck, ...],
-        shadow: tuple[LimitCheck, ...],
-        pair: tuple[Decision, Decision | None],
+        start: float,
+        token: Phase,
+        checks: Checks,
+        asynchronous: bool,
+        decision: Decision | None,
     ) -> None:
-        """``_charge_all`` for each group of a shadow pair that Redis admitted."""
-        if checks:
-            if pair[0].allowed:
-                self._charge_all(checks)
-            else:
-                self._note_rejection(pair[0])
-        if pair[1] is not None:
-            if pair[1].allowed:
-                self._charge_all(shadow)
-            else:
-                self._note_rejection(pair[1])
-
-    def _charge_all(self, checks: tuple[LimitCheck, ...]) -> None:
-        """Charge what Redis admitted to the local share (see the module docstring).
-
-        Rule by rule, with the local limiter's ``admit`` (the same state and
-        consumption as a one-check ``decide``, without building a decision
-        nobody reads): Redis has admitted them all already, so no
-        all-or-nothing is needed, and a rule whose share is spent stays spent
-        without holding back the others.
-        """
-        share, admit = self.share, self._local.admit
-        for check in checks:
-            admit(check.policy, check.key, check.cost, share)
-
-    def _note_rejection(self, decision: Decision) -> None:
-        """Remember, until its ``retry_after``, each rule Redis found exhausted.
-
-        Rejections only: the admitted path pays nothing for it.
-        """
-        exhausted = self._exhausted
-        if len(exhausted) >= _MAX_EXHAUSTED:
-            now = _perf()
-            for key in [k for k, until in exhausted.items() if until <= now]:
-                del exhausted[key]
-            if len(exhausted) >= _MAX_EXHAUSTED:
-                exhausted.clear()
-        now = _perf()
-        for outcome in decision.outcomes:
-            if not outcome.allowed and outcome.retry_after > 0:
-                check = outcome.check
-                exhausted[check.policy.name, check.key] = now + outcome.retry_after
-
-    def _local_decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
-        """Decide locally, but never admit what Redis said was exhausted.
-
-        A rule Redis rejected for a client stays rejected here until the
-        ``retry_after`` Redis gave: a call that times out after the limit is
-        spent (or the fallback that follows) cannot admit a fresh local share
-        on top of it.  Nothing local is consumed by such a rejection.
-        """
-        exhausted = self._exhausted
-        if exhausted:
-            now = _perf()
-            for check in checks:
-                until = exhausted.get((check.policy.name, check.key))
-                if until is not None and until > now:
-                    return _rejected(checks, check, until - now)
-        return self._local.decide(checks, self.share)
-
-    def _warm_up(self) -> bool:
-        """Load the script before the first sync decision; False if Redis did not answer.
-
-        A failure counts like a failed decision, and that first decision is
-        made locally rather than asking Redis a second time.
-        """
-        if self._warm:
-            return True
-        start = _perf()
-        try:
-            self._redis.warm_up()
-        except Exception as exc:
-            self._failed(f"warm-up: {type(exc).__name__}: {exc}", start)
-            return False
-        self._warm = True
-        return True
-
-    def _answered_async(self, elapsed: float, checks: tuple[LimitCheck, ...]) -> None:
-        # No "slow answer" verdict from the wall clock here: ``elapsed``
-        # includes the loop's lag, and the alarm already judged Redis.
-        self._last_latency = elapsed
-        metrics.limiter_backend_seconds(elapsed)
-        if self._failures:
-            self._failures = 0
-        nodes = self._nodes
-        if nodes is not None and nodes.suspects:
-            nodes.answered(self._redis.node_of(checks, asynchronous=True))
-
-    def _answered(self, elapsed: float, start: float, checks: tuple[LimitCheck, ...]) -> None:
-        self._last_latency = elapsed
-        metrics.limiter_backend_seconds(elapsed)
-        if elapsed > self._budget:
-            self._failed(f"slow answer ({elapsed * 1000:.1f} ms)", start, checks=checks)
+        """Judge an answered call; with ``decision``, also settle it (``_settle``, inlined:
+        this is the hot path)."""
+        elapsed = _perf() - start
+        # No "slow" verdict from the wall clock on the async path: ``elapsed``
+        # includes the loop's lag, and the settling alarm already judged Redis.
+        if not asynchronous and elapsed > self._budget:
+            self._failed(f"slow answer ({elapsed * 1000:.1f} ms)", start, token, checks)
+        else:
+            self._last_latency = elapsed
+            metrics.limiter_backend_seconds(elapsed)
+            if token.consecutive:  # the common case pays only this test
+                self._breaker.record_success(token)
+            nodes = self._nodes
+            if nodes is not None and nodes.breakers:
+                nodes.answered(self._redis.node_of(checks, asynchronous=asynchronous))
+        if decision is None:
             return
-        if self._failures:
-            self._failures = 0
-        nodes = self._nodes
-        if nodes is not None and nodes.suspects:
-            nodes.answered(self._redis.node_of(checks))
+        if decision.allowed:
+            share, admit = self._share, self._local.admit
+            for check in checks:
+                admit(check.policy, check.key, check.cost, share)
+        else:
+            self._note_rejection(decision)
 
     def _failed(
         self,
         reason: str,
         start: float,
+        token: Phase | None,
+        checks: Checks = (),
+        asynchronous: bool = False,
         *,
         decision: bool = True,
-        checks: tuple[LimitCheck, ...] = (),
-        asynchronous: bool = False,
     ) -> None:
-        """Count a failed or slow call that started at ``start`` (``perf_counter``).
-
-        Calls that were already under way when the last failure was counted
-        saw the same stall: under 64 concurrent requests one 60 ms hiccup
-        would otherwise be 64 "consecutive" failures and trip at once.  So
-        ``FAILURES`` counts failures of calls that started after the previous
-        counted one: a Redis that stays slow or dead still trips after
-        ``FAILURES`` budgets, a single hiccup does not.  Each failed call is
-        still decided locally.
-
-        On a cluster, a failure is the failure of the master that holds the
-        request's slot (``checks``) and counts toward that node's breaker only.
-        """
-        now = _perf()
-        elapsed = now - start
+        """Count a failed or slow call that started at ``start`` (on a cluster: toward
+        the breaker of the master holding the request's slot)."""
+        elapsed = _perf() - start
+        self._last_latency = elapsed
         metrics.limiter_backend_seconds(elapsed)
         if decision:
             metrics.limiter_backend_failure()
@@ -435,55 +269,74 @@ class HybridLimiter:
             node = self._redis.node_of(checks, asynchronous=asynchronous)
             if node is not None:
                 self._last_error = f"{node}: {reason}"
-                self._last_latency = elapsed
-                nodes.failed(node, start, self._redis.slot_key(checks))
+                nodes.failed(node, elapsed, self._redis.slot_key(checks))
                 return
-        with self._lock:
-            self._last_error = reason
-            self._last_latency = elapsed
-            if start < self._counted_at:
-                return
-            self._counted_at = now
-            self._failures += 1
-            if self._fallback or self._failures < self._settings.failures:
-                return
-            self._fallback = True
+        self._last_error = reason
+        if token is not None and self._breaker.record_failure(token, elapsed) is not None:
             self._successes = 0
-            self._since = time.time()
-        self._announce(True, reason, elapsed)
+            self._announce(True, reason, elapsed)
 
-    def _recover(self, elapsed: float) -> None:
-        with self._lock:
-            if not self._fallback:
-                return
-            self._fallback = False
-            self._failures = 0
-            self._since = time.time()
-        self._announce(
-            False, f"{self._settings.recovery_probes} probes answered in budget", elapsed
-        )
+    def _settle(self, checks: Checks, decision: Decision) -> None:
+        """Charge what Redis admitted to the local share (rule by rule, with ``admit``:
+        no decision to build, no all-or-nothing), or remember what it rejected."""
+        if decision.allowed:
+            share, admit = self._share, self._local.admit
+            for check in checks:
+                admit(check.policy, check.key, check.cost, share)
+        else:
+            self._note_rejection(decision)
 
-    def _announce_node(self, active: bool, reason: str, elapsed: float) -> None:
-        """A cluster master went down or came back (``NodeHealth``)."""
-        self._announce(active, reason, elapsed, gauge=active or self.fallback_active)
+    def _settle_pair(self, checks: Checks, shadow: Checks, pair: Pair) -> Pair:
+        if checks:
+            self._settle(checks, pair[0])
+        if pair[1] is not None:
+            self._settle(shadow, pair[1])
+        return pair
 
-    def _announce(
-        self, active: bool, reason: str, elapsed: float, *, gauge: bool | None = None
-    ) -> None:
-        metrics.limiter_fallback_active(active if gauge is None else gauge, reason=reason)
+    def _local_pair(self, checks: Checks, shadow: Checks) -> Pair:
+        return (self._local_decide(checks) if checks else ALLOW_ALL), self._local_decide(shadow)
+
+    def _note_rejection(self, decision: Decision) -> None:
+        """Remember, until its ``retry_after``, each rule Redis found exhausted."""
+        exhausted = self._exhausted
+        now = _perf()
+        if len(exhausted) >= _MAX_EXHAUSTED:
+            for key in [k for k, until in exhausted.items() if until <= now]:
+                del exhausted[key]
+            if len(exhausted) >= _MAX_EXHAUSTED:
+                exhausted.clear()
+        for outcome in decision.outcomes:
+            if not outcome.allowed and outcome.retry_after > 0:
+                check = outcome.check
+                exhausted[check.policy.name, check.key] = now + outcome.retry_after
+
+    def _local_decide(self, checks: Checks) -> Decision:
+        """Decide locally, but never admit what Redis said was exhausted.
+
+        A rule Redis rejected for a client stays rejected here, consuming
+        nothing, until the ``retry_after`` Redis gave: a call that times out
+        after the limit is spent cannot admit a fresh local share on top of it.
+        """
+        exhausted = self._exhausted
+        if exhausted:
+            now = _perf()
+            for check in checks:
+                until = exhausted.get((check.policy.name, check.key))
+                if until is not None and until > now:
+                    return _rejected(checks, check, until - now)
+        return self._local.decide(checks, self._share)
+
+    def _announce(self, active: bool, reason: str, elapsed: float) -> None:
+        """The backend or a cluster master went down (``active``) or came back."""
+        # The gauge says whether any decision is local now, whichever breaker moved.
+        metrics.limiter_fallback_active(self.fallback_active, reason=reason)
         logger.warning(
             "Distributed limits %s: %s",
-            "falling back to local limits" if active else "back on Redis",
-            reason,
-            extra={
-                "limiter_backend": "local" if active else "redis",
-                "fallback_active": active,
-                "reason": reason,
-                "latency_ms": round(elapsed * 1000, 3),
-                "live_instances": self._live,
-                "share": self.share,
-            },
-        )
+            "falling back to local limits" if active else "back on Redis", reason,
+            extra={"limiter_backend": "local" if active else "redis", "fallback_active": active,
+                   "reason": reason, "latency_ms": round(elapsed * 1000, 3),
+                   "live_instances": self._live, "share": self._share},
+        )  # fmt: skip
 
     # -- probing ------------------------------------------------------------------
 
@@ -494,12 +347,9 @@ class HybridLimiter:
             self._stop.clear()
             # The thread holds the limiter only weakly, so a limiter dropped by
             # a settings rebuild is collected and its probe ends by itself.
-            thread = threading.Thread(
-                target=_probe_loop,
-                args=(weakref.ref(self), self._stop, self._settings.probe_interval),
-                name="resilience-redis-probe",
-                daemon=True,
-            )
+            args = (weakref.ref(self), self._stop, self._settings.probe_interval)
+            thread = threading.Thread(target=_probe_loop, args=args, daemon=True,
+                                      name="resilience-redis-probe")  # fmt: skip
             self._probe = thread
         thread.start()
 
@@ -510,55 +360,60 @@ class HybridLimiter:
         ``judge=False`` (the probe thread's first, at start) only counts the
         fleet: the decisions under way judge Redis by themselves.
         """
-        client = self._redis.client
-        ttl_ms = str(int(self._settings.heartbeat_ttl * 1000))
+        token = self._breaker.try_acquire()  # None: falling back
+        client, ttl_ms = self._redis.client, str(int(self._settings.heartbeat_ttl * 1000))
+        args = (1, self.heartbeat_key, self._instance, ttl_ms)
         start = _perf()
         try:
             try:
-                live = client.evalsha(self._hb_sha, 1, self.heartbeat_key, self._instance, ttl_ms)
+                live = client.evalsha(self._hb_sha, *args)
             except NoScriptError:
                 client.script_load(self._hb_source)
-                live = client.evalsha(self._hb_sha, 1, self.heartbeat_key, self._instance, ttl_ms)
+                live = client.evalsha(self._hb_sha, *args)
         except Exception as exc:  # the probe's whole point is to survive Redis failing
-            elapsed = _perf() - start
-            self._successes = 0
-            self._probe_nodes()
-            # On a cluster the heartbeat's node is one master among several:
-            # its failure is that node's business (the decisions tell).
-            if judge and self._nodes is None:
-                self._failed(f"probe: {type(exc).__name__}: {exc}", start, decision=False)
-            return False
+            return self._probe_failed(f"probe: {_why(exc)}", start, token, judge)
         elapsed = _perf() - start
+        # On a cluster the heartbeat's node is one master among several: its
+        # latency and failures are that node's business (the decisions tell).
+        if judge and elapsed > self._budget and self._nodes is None:
+            msg = f"probe: slow answer ({elapsed * 1000:.1f} ms)"
+            return self._probe_failed(msg, start, token, judge)
         self._probe_nodes()
-        if not judge:
-            self._live = max(1, int(live))
-            return True
-        if elapsed > self._budget and self._nodes is None:
-            self._successes = 0
-            self._failed(f"probe: slow answer ({elapsed * 1000:.1f} ms)", start, decision=False)
-            return False
-        self._last_latency = elapsed
         self._live = max(1, int(live))
-        if self._fallback:
-            self._successes += 1
-            if self._successes >= self._settings.recovery_probes:
-                # A restarted Redis has no scripts: load it here, off the
-                # request path, so the first decisions back find it.
-                try:
-                    self._redis.warm_up()
-                except Exception as exc:
-                    self._successes = 0
-                    self._failed(f"probe: {type(exc).__name__}: {exc}", start, decision=False)
-                    return False
-                self._recover(elapsed)
-        else:
-            self._failures = 0
+        self._share = self._settings.share_for(self._live)
+        if not judge:
+            return True
+        self._last_latency = elapsed
+        if token is not None:
+            if token.consecutive:
+                self._breaker.record_success(token)
+            return True
+        self._successes += 1
+        if self._successes < self._settings.recovery_probes:
+            return True
+        # A restarted Redis has no scripts: load it here, off the request path,
+        # so the first decisions back find it.
+        try:
+            self._redis.warm_up()
+        except Exception as exc:
+            self._successes = 0
+            self._failed(f"probe: {_why(exc)}", start, None, decision=False)
+            return False
+        reason = f"{self._settings.recovery_probes} probes answered in budget"
+        if self._breaker.reset(reason) is not None:
+            self._announce(False, reason, elapsed)
         return True
 
+    def _probe_failed(self, reason: str, start: float, token: Phase | None, judge: bool) -> bool:
+        self._successes = 0
+        self._probe_nodes()
+        if judge and self._nodes is None:
+            self._failed(reason, start, token, decision=False)
+        return False
+
     def _probe_nodes(self) -> None:
-        nodes = self._nodes
-        if nodes is not None and nodes.down:
-            nodes.probe(self._redis.client, self._budget)
+        if self._nodes is not None and self._nodes.down:
+            self._nodes.probe(self._redis.client, self._budget)
 
     def close(self) -> None:
         """Stop the probe thread and close Redis connections."""
@@ -574,23 +429,29 @@ class HybridLimiter:
 
     def health(self) -> dict[str, Any]:
         """What ``resilience_status`` and the dashboard show about the backend."""
-        latency = self._last_latency
+        latency, token = self._last_latency, self._breaker.try_acquire()
+        transition = self._breaker.last_transition
         return {
             "backend": "redis",
             "healthy": not self.fallback_active,
             "fallback_active": self.fallback_active,
             "last_latency_ms": None if latency is None else round(latency * 1000, 3),
             "live_instances": self._live,
-            "share": self.share,
-            "consecutive_failures": self._failures,
+            "share": self._share,
+            # While falling back: the failures in a row that tripped it.
+            "consecutive_failures": self._settings.failures if token is None else token.consecutive,
             "last_error": self._last_error,
-            "since": self._since,
+            "since": self._created if transition is None else transition.at,
             "budget_ms": self._budget * 1000,
             **(self._nodes.health() if self._nodes is not None else {}),
         }
 
 
-def _rejected(checks: tuple[LimitCheck, ...], spent: LimitCheck, wait: float) -> Decision:
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _rejected(checks: Checks, spent: LimitCheck, wait: float) -> Decision:
     """A local rejection by ``spent``, which Redis found exhausted ``wait`` seconds more."""
     outcomes = tuple(
         RuleOutcome(c, False, 0, wait, wait) if c is spent else RuleOutcome(c, True, 0, 0.0, 0.0)
@@ -600,27 +461,16 @@ def _rejected(checks: tuple[LimitCheck, ...], spent: LimitCheck, wait: float) ->
 
 
 def _probe_loop(ref: weakref.ref[HybridLimiter], stop: threading.Event, interval: float) -> None:
-    # Count the fleet at once: until then the share is a guess.
-    limiter = ref()
-    if limiter is None:
-        return
-    limiter.probe(judge=False)
-    del limiter
-    while True:
-        limiter = ref()
-        if limiter is None:
-            return
+    judge = False  # the first heartbeat, at once, only counts the fleet: the share is a guess
+    while (limiter := ref()) is not None:
+        limiter.probe(judge=judge)
         # Twice as often while falling back, so RECOVERY_PROBES (2) good
         # answers bring decisions back within about one interval.
         wait = interval / 2 if limiter.fallback_active else interval
-        del limiter
+        del limiter  # held only during a probe: a dropped limiter is collected
+        judge = True
         if stop.wait(wait * random.uniform(0.8, 1.2)):
             return
-        limiter = ref()
-        if limiter is None:
-            return
-        limiter.probe()
-        del limiter
 
 
 def _after_fork_in_child() -> None:
@@ -645,19 +495,15 @@ def build_hybrid_limiter(
     ``redis`` and ``fallback`` are the raw ``REDIS``/``FALLBACK`` dicts or their
     parsed forms.  Connects lazily: building never touches the network.
     """
-    redis_settings = (
-        redis
-        if isinstance(redis, RedisSettings)
-        else parse_redis_settings(redis, budget=fallback_latency)
-    )
-    fallback_settings = (
-        fallback if isinstance(fallback, FallbackSettings) else parse_fallback_settings(fallback)
-    )
-    limiter = RedisLimiter(make_sync_client(redis_settings), settings=redis_settings)
+    if not isinstance(redis, RedisSettings):
+        redis = parse_redis_settings(redis, budget=fallback_latency)
+    if not isinstance(fallback, FallbackSettings):
+        fallback = parse_fallback_settings(fallback)
+    limiter = RedisLimiter(make_sync_client(redis), settings=redis)
     return HybridLimiter(
         limiter,
         local or LocalLimiter(),
         budget=fallback_latency,
-        settings=fallback_settings,
-        key_prefix=redis_settings.key_prefix,
+        settings=fallback,
+        key_prefix=redis.key_prefix,
     )

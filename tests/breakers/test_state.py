@@ -556,3 +556,45 @@ def test_a_rate_of_one_trips_when_every_call_fails(make: Make) -> None:
     succeed(mixed)
     fail(mixed, 20)
     assert mixed.state == "closed"  # one success in the window: not all failed
+
+
+def test_the_failure_that_trips_returns_the_transition_and_no_other_call_does(
+    make: Make,
+) -> None:
+    b = make(failure_threshold=2, error_rate=None)
+    token = b.acquire()
+    assert b.record_failure(token) is None
+    tripped = b.record_failure(token)
+    assert tripped is not None and (tripped.from_state, tripped.to_state) == ("closed", "open")
+    assert b.record_failure(token) is None  # an earlier generation's call: no second trip
+    closed = b.reset("probes answered")
+    assert closed is not None and closed.to_state == "closed" and b.reset() is None
+
+
+def test_try_acquire_hands_out_the_token_only_while_closed_and_counts_no_rejection(
+    make: Make, clock: ManualClock
+) -> None:
+    b = make(failure_threshold=1, error_rate=None, open_for=1.0)
+    assert b.try_acquire() is b.acquire()
+    trip(b)
+    clock.advance(5.0)
+    assert b.try_acquire() is None
+    assert b.state == "open"  # no move to half-open, unlike acquire()
+    assert b.snapshot()["rejected"] == 0
+
+
+def test_with_stall_counts_once_calls_under_way_at_a_counted_failure_count_once(
+    make: Make, clock: ManualClock
+) -> None:
+    b = make(failure_threshold=3, error_rate=None, stall_counts_once=True)
+    token = b.acquire()
+    # Five calls that all started at t=1000 fail together at t=1000.2: one stall.
+    clock.advance(0.2)
+    for _ in range(5):
+        b.record_failure(token, 0.2)
+    assert b.state == "closed" and token.consecutive == 1
+    # Calls that started after it each count; the third in a row trips.
+    for _ in range(2):
+        clock.advance(0.1)
+        b.record_failure(token, 0.05)
+    assert b.state == "open"

@@ -51,7 +51,8 @@ def test_one_clients_rules_share_a_slot_and_decide_in_one_call(limiter: RedisLim
     client = limiter.client
     keys = client.keys(target_nodes=client.ALL_NODES)
     slots = {client.keyslot(k) for k in keys}
-    assert len(keys) == 2 and len(slots) == 1
+    # However the rules' state is laid out in keys, it lives in one slot.
+    assert keys and len(slots) == 1
 
 
 def test_different_clients_spread_over_the_nodes(limiter: RedisLimiter) -> None:

@@ -257,8 +257,15 @@ def test_a_dropped_limiter_is_collected_and_its_probe_thread_ends(server: RedisS
 def test_an_error_reply_counts_as_a_failure_and_is_decided_locally(
     hybrid: HybridLimiter,
 ) -> None:
-    # A corrupt state makes the script fail with an error reply.
-    hybrid._redis.client.set("rl:{ip:1}:orders:gc3600000", "not a number")
+    # A corrupt state makes the script fail with an error reply.  Whatever the
+    # layout of the rule's state keys (all carry the client's hash tag), each is
+    # overwritten; the heartbeat's key is left alone.
+    client = hybrid._redis.client
+    assert hybrid.decide((CHECK,)).backend == "redis"
+    corrupted = list(client.scan_iter(match="rl:{ip:1}*"))
+    assert corrupted
+    for key in corrupted:
+        client.set(key, "not a number")
     decision = hybrid.decide((CHECK,))
     assert decision.backend == "local" and decision.allowed
     assert hybrid.health()["consecutive_failures"] == 1

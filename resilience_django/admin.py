@@ -151,6 +151,11 @@ class LimitRuleAdmin(_RoutedRuleAdmin):
     actions = ("enable", "disable", "shadow", "enforce")
     fieldsets = forms.LIMIT_FIELDSETS
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # A new rule's scope follows BACKEND, as a settings rule that names none does.
+        scope = "distributed" if get_settings().backend == "redis" else "local"
+        return {"scope": scope, **super().get_changeform_initial_data(request)}
+
     @admin.display(description="rate", ordering="rate")
     def rate_shown(self, obj: LimitRule) -> str:
         # As the settings table below shows rates ("100/m"), for rows saved before

@@ -2,15 +2,14 @@
 
 Off unless ``RESILIENCE["METRICS"]["ENABLED"]`` (404, so the endpoint is not
 advertised).  When on, a request gets in from ``ALLOWED_NETWORKS`` (by
-``REMOTE_ADDR`` only: a header any client can set must not open the endpoint),
-with ``Authorization: Bearer <BEARER_TOKEN>``, or as active staff with
-``ALLOW_STAFF``; else 403.
+``REMOTE_ADDR`` only, ``::ffff:10.0.0.1`` as ``10.0.0.1``: a header any client
+can set must not open the endpoint), with ``Authorization: Bearer <BEARER_TOKEN>``,
+or as active staff with ``ALLOW_STAFF``; else 403.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
@@ -18,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .conf import get_settings
+from .limiting.proxies import parse_address
 from .observability.config import MetricsSettings
 from .observability.exposition import PrometheusMissing, render
 
@@ -26,10 +26,7 @@ __all__ = ["metrics_view"]
 
 def _allowed(request: HttpRequest, settings: MetricsSettings) -> bool:
     if settings.allowed_networks:
-        try:
-            address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-        except ValueError:
-            address = None
+        address = parse_address(request.META.get("REMOTE_ADDR", ""))
         if address is not None and any(address in net for net in settings.allowed_networks):
             return True
     if settings.bearer_token is not None:

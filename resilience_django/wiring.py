@@ -29,25 +29,29 @@ __all__ = ["breaker_names", "breaker_policy", "connect"]
 
 logger = logging.getLogger("resilience_django.breakers")
 
-_lock = threading.Lock()
-_connected = False
+_lock = threading.RLock()  # reentrant: the steps read the settings, whose first parse calls back
+_connected = _connecting = False
 
 
 def connect() -> None:
     """Hand the core what it needs from the adapters; idempotent, cheap after the first call."""
-    global _connected
+    global _connected, _connecting
     if _connected:
         return
     with _lock:
-        if _connected:
+        if _connected or _connecting:  # _connecting: this thread, calling back from a step
             return
-        # Before the calls below: they read the settings, which may call back here.
-        _connected = True
-    from . import fleet, live  # noqa: F401 - live reconfigures the breakers on changes
+        _connecting = True
+        try:
+            from . import fleet, live  # noqa: F401 - live reconfigures the breakers on changes
 
-    registry.add_listener(send_signal)
-    registry.on_create(fleet.on_breaker_created)
-    registry.set_policy_source(breaker_policy, breaker_names)
+            registry.add_listener(send_signal)
+            registry.on_create(fleet.on_breaker_created)
+            # Last: a breaker made under the registry's lock calls back here through it.
+            registry.set_policy_source(breaker_policy, breaker_names)
+            _connected = True  # only now: others wait till here; a failure is retried
+        finally:
+            _connecting = False
 
 
 def breaker_policy(name: str) -> BreakerPolicy | None:

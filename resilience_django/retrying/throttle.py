@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 from ..clock import Clock, monotonic
 from ..exceptions import ResilienceError
-from .budget import WindowCounts
+from .budget import MAX_BUDGETS, WindowCounts
 
 __all__ = ["AdaptiveThrottle", "LocallyThrottled", "reset_throttles", "throttle_for"]
 
@@ -90,7 +91,9 @@ class AdaptiveThrottle:
         return f"<AdaptiveThrottle {self.target} p={self.probability():.2f}>"
 
 
-_throttles: dict[str, AdaptiveThrottle] = {}
+# At most MAX_BUDGETS (LRU), like the budgets (budget.py): targets may be callers' hosts.
+_throttles: OrderedDict[str, AdaptiveThrottle] = OrderedDict()
+_lock = threading.Lock()
 
 
 def reset_throttles() -> None:
@@ -100,8 +103,10 @@ def reset_throttles() -> None:
 
 
 def throttle_for(target: str) -> AdaptiveThrottle:
-    """The process-wide throttle of ``target``, created on first use."""
-    throttle = _throttles.get(target)
-    if throttle is None:
-        throttle = _throttles.setdefault(target, AdaptiveThrottle(target))
+    """The process-wide throttle of ``target``, created on first use (see ``_throttles``)."""
+    with _lock:  # once per policy and target, never per call
+        found = _throttles.pop(target, None)  # and back in, as the most recently used
+        throttle = _throttles[target] = found or AdaptiveThrottle(target)
+        if len(_throttles) > MAX_BUDGETS:
+            _throttles.popitem(last=False)
     return throttle

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import override_settings
+from django.urls import reverse
 
 from resilience_django.models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 
@@ -204,3 +206,19 @@ def test_shedding_rule_defaults_are_the_settings_defaults() -> None:
     from_row = parse_shedding_rule(row.as_setting(), index=0)
     from_settings = parse_shedding_rule({"name": "api", "max_concurrent": 5}, index=0)
     assert from_row == from_settings
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("backend", "scope"),
+    [
+        ({}, "local"),
+        ({"BACKEND": "redis", "REDIS": {"URL": "redis://127.0.0.1:1/0"}}, "distributed"),
+    ],
+)
+def test_the_admin_add_form_preselects_the_scope_that_follows_backend(
+    admin_client: Any, backend: dict[str, Any], scope: str
+) -> None:
+    with override_settings(RESILIENCE=backend):
+        response = admin_client.get(reverse("admin:resilience_django_limitrule_add"))
+    assert response.context["adminform"].form["scope"].value() == scope

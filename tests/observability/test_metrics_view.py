@@ -53,6 +53,12 @@ def test_an_allowed_network_reads_the_exposition(client):
     assert client.get(URL, REMOTE_ADDR="::1").status_code == 200
 
 
+@enabled(ALLOWED_NETWORKS=["10.0.0.0/8"])
+def test_an_ipv4_peer_on_a_dual_stack_socket_matches_ipv4_networks(client):
+    assert client.get(URL, REMOTE_ADDR="::ffff:10.0.0.1").status_code == 200
+    assert client.get(URL, REMOTE_ADDR="::ffff:11.0.0.1").status_code == 403
+
+
 @enabled(BEARER_TOKEN=TOKEN)
 def test_the_bearer_token_opens_the_view_and_a_wrong_one_does_not(client):
     ok = client.get(URL, REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from resilience_django.clock import ManualClock
+from resilience_django.retrying.budget import MAX_BUDGETS
 from resilience_django.retrying.throttle import AdaptiveThrottle, LocallyThrottled
 
 
@@ -48,3 +49,21 @@ def test_old_outcomes_leave_the_window() -> None:
     assert throttle.probability() > 0.9
     clock.advance(121)
     assert throttle.probability() == 0.0
+
+
+def test_fifty_thousand_distinct_targets_keep_at_most_the_bound_least_recent_dropped() -> None:
+    from resilience_django.retrying import throttle as module
+
+    hot = module.throttle_for("pricing")
+    try:
+        for i in range(50_000):
+            module.throttle_for(f"host-{i}.example")
+            if i % 5_000 == 0:
+                assert module.throttle_for("pricing") is hot  # in use: never dropped
+        assert len(module._throttles) == MAX_BUDGETS
+        assert (
+            "host-49999.example" in module._throttles and "host-0.example" not in module._throttles
+        )
+        assert module.throttle_for("pricing") is hot
+    finally:
+        module._throttles.clear()

@@ -126,7 +126,7 @@ def _kick() -> None:
 
 
 def _run() -> None:
-    from django.db import connections
+    from django.db import close_old_connections
 
     while True:
         _wake.wait()
@@ -137,11 +137,9 @@ def _run() -> None:
             store = _state.store
             if _state.failed and store is not None:
                 store.recover()
-            # The database store reads the version here every interval: keep that one
-            # connection rather than open one a second.  Otherwise this thread only
-            # reads rows after a change, and its connections would stay open between.
-            if _state.failed or store is None or store.kind != "database":
-                connections.close_all()
+            # What Django does after each request: closes connections past CONN_MAX_AGE
+            # (all of them with the default 0) or broken, and keeps the others.
+            close_old_connections()
         except Exception:  # never let the thread die: the next interval tries again
             _log_error("admin rules reload failed")
 

@@ -205,6 +205,28 @@ def test_a_committed_change_is_picked_up_by_the_background_thread_within_a_secon
     assert time.monotonic() < deadline - 1.0  # within about the 1 s interval
 
 
+def test_the_reload_thread_closes_its_database_connection_after_each_round(
+    live_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connections
+
+    from resilience_django.fleetstore.database import DatabaseStore
+
+    closed = threading.Event()
+
+    def one_round() -> bool:  # runs on the thread: reads the version from the database
+        live._state.store = DatabaseStore()
+        db = connections["default"]
+        db.ensure_connection()
+        # The test database lives in memory, where close() does nothing: watch for it.
+        monkeypatch.setattr(db, "close", closed.set)
+        return False
+
+    monkeypatch.setattr(live, "reload_now", one_round)
+    live.maybe_reload(time.monotonic())
+    assert closed.wait(10), "the thread kept its connection (CONN_MAX_AGE is 0)"
+
+
 @pytest.mark.redis
 def test_redis_backend_keeps_the_version_in_redis() -> None:
     import redis

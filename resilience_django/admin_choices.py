@@ -1,12 +1,8 @@
 """What admin users may pick: the dotted paths ``RESILIENCE["ADMIN_CHOICES"]`` lists.
 
-Settings are code and may name any dotted path; admin users are trusted with
-values, not code (``docs/security.md``).  An admin row may name a key function,
-an exception class or a result predicate only when the settings list it under
-``KEYS``, ``EXCEPTIONS`` or ``PREDICATES``.  Built-in key kinds and built-in
-exception classes import nothing and are always allowed.  Every check here is
-a string comparison made *before* anything is imported: an admin value that is
-not listed never reaches ``importlib``.  Check ids: E085 (shape), E086 (imports).
+Admin users are trusted with values, not code (docs/security.md).  Every check
+here is a string comparison made *before* anything is imported: an admin value
+that is not listed never reaches ``importlib``.  Check ids: E085 (shape), E086 (imports).
 """
 
 from __future__ import annotations

@@ -79,11 +79,6 @@ MAX_FLEET_TTL = MAX_DEADLINE
 FALLBACK_LATENCY_MAX = 60.0
 
 
-def route_breakers(settings: ResilienceSettings) -> tuple[tuple[str, RouteMatcher], ...]:
-    """``(breaker name, matcher)`` for the breakers that guard routes, in settings order."""
-    return tuple((name, p.route) for name, p in settings.breakers.items() if p.route is not None)
-
-
 @dataclass(frozen=True, slots=True)
 class ResilienceSettings:
     backend: str = "local"

@@ -1,23 +1,9 @@
-"""Every process's breakers, visible and steerable across the fleet.
+"""Every process's breakers, visible and steerable across the fleet (docs/breakers.md).
 
-A daemon thread per process (never the request path):
-
-* publishes a report of this process at least once a second and right after
-  every breaker transition: its breakers, its limiter backend's health, and its
-  rejections and deadline misses (totals and per second over the last minute,
-  see ``observability/recent.py``), so the dashboard and ``resilience_status``
-  show what every worker sees, history included;
-* reads the operator command log about twice a second and applies every new
-  command (``force_open``, ``force_close``, ``reset``, ``disable``) in sequence
-  order, so each process ends in the state of the last command sent;
-* for breakers in shared mode, writes an open-until marker when this process
-  opens one, and reads the markers every ``shared_poll`` so every process opens
-  together.
-
-The store is the one ``resilience_django.fleetstore`` chooses.  A process that
-stops publishing disappears after ``FLEET.TTL`` seconds.  A process starts its
-fleet thread when it first uses a breaker (the registry's ``on_create`` hook,
-connected by ``wiring.py``) or builds its runtime (first request).
+A daemon thread per process publishes its report (breakers, limiter health,
+recent rejections) and applies operator commands and shared breakers'
+open-until markers from the store ``fleetstore`` chooses.  It starts when the
+process first uses a breaker (``wiring.py``) or builds its runtime.
 """
 
 from __future__ import annotations
@@ -323,11 +309,8 @@ def process_report(
 
 def fleet_processes(*, fresh_counts: bool = True) -> list[dict[str, Any]]:
     """Every live process's latest report (see :func:`process_report`); raises when the
-    store is unreachable.  Without a fleet store: this process only.
-
-    With ``fresh_counts``, this process's own counters are taken fresh, not from
-    its last publication, so a page served right after a rejection already
-    counts it (``resilience_status`` passes False: it serves no request).
+    store is unreachable.  Without a fleet store: this process only.  ``fresh_counts``:
+    this process's own counters fresh, so a page served right after a rejection counts it.
     """
     from .observability import recent
 
@@ -366,14 +349,10 @@ def fleet_snapshot() -> list[dict[str, Any]]:
 
 
 def send_command(breaker: str, action: str) -> int:
-    """Tell every process to ``force_open``, ``force_close``, ``reset`` or ``disable``.
-
-    Applied at once in this process, and within about a second everywhere else.
-    Returns the command's number in the fleet's command sequence: distinct for
-    every command, and every process applies the commands in that order, so the
-    highest number is the state everywhere.  Returns 0 when the shared store
-    could not be reached: then only this process has it.
-    """
+    """Tell every process to ``force_open``, ``force_close``, ``reset`` or ``disable``: at
+    once here, within about a second everywhere else (docs/breakers.md).  Returns the
+    command's number in the fleet's sequence, or 0 when the store could not be reached
+    (then only this process has it)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown breaker action {action!r}; use one of {ACTIONS}")
     # This process first: an operator acting during a store outage (when it

@@ -20,13 +20,14 @@ from django.http import HttpRequest, HttpResponseBase
 from .breakers.phase import Phase
 from .breakers.registry import get_breaker
 from .breakers.state import Breaker, CircuitOpen
-from .conf import ResilienceSettings, get_settings, on_reload, route_breakers
+from .conf import ResilienceSettings, get_settings, on_reload
 from .deadline import Deadline
 from .deadline_policy import DeadlinePolicy
 from .limiting.engine import LimitEngine, LimitResult
 from .limiting.health import register as register_limiter_health
 from .limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from .limiting.local import LocalLimiter
+from .limiting.rules import LimitRule
 from .live import AdminRules, admin_rules, maybe_reload
 from .responses import add_headers, rate_limited_response, unavailable
 from .routes import RouteIndex, RouteMatcher
@@ -102,6 +103,13 @@ class _Stores:
         s = settings
         return (s.backend, s.redis_settings, s.fallback, s.fallback_latency, s.local_max_keys)
 
+    def engine(self, rules: tuple[LimitRule, ...], settings: ResilienceSettings) -> LimitEngine:
+        """An engine on these stores; with Redis, local-scope rules still decide locally."""
+        trusted, shared = settings.trusted_proxies, self.distributed
+        if shared is None:
+            return LimitEngine(rules, self.local, trusted_proxies=trusted)
+        return LimitEngine(rules, shared, local=self.local, trusted_proxies=trusted)
+
     def matches(self, settings: ResilienceSettings) -> bool:
         return self.key == self._key(settings)
 
@@ -131,13 +139,7 @@ class Runtime:
         )
         # after_auth rules wait for DRF's authentication: its throttle decides them.
         rules = tuple(r for r in settings.limits + admin.limit_rules if not r.after_auth)
-        shared = stores.distributed
-        # With Redis, local-scope rules still decide on the local store.
-        engine = LimitEngine(
-            rules, stores.local if shared is None else shared,
-            local=None if shared is None else stores.local,
-            trusted_proxies=settings.trusted_proxies,
-        )  # fmt: skip
+        engine = stores.engine(rules, settings)
         self.limits: LimitEngine | None = engine if engine else None
         # Rules keyed by user or a callable need AuthenticationMiddleware, and
         # rules naming a view need the resolved URL: those are decided in
@@ -154,10 +156,9 @@ class Runtime:
         self.shedder: Shedder | None = stores.shedder if shedding else None
         self.shed_before_view = self.shedder is not None and not self.shedder.needs_view_name
         self.ratelimit_headers = settings.ratelimit_headers
-        admin_routes = (
-            (n, p.route) for n, p in admin.breaker_policies.items() if p.route is not None
-        )
-        self.route_breakers = route_breakers(settings) + tuple(admin_routes)
+        # (breaker name, matcher) of the breakers that guard routes, settings' first.
+        both = (*settings.breakers.items(), *admin.breaker_policies.items())
+        self.route_breakers = tuple((n, p.route) for n, p in both if p.route is not None)
         # The index only skips the routes whose prefix the path does not start with.
         self.breaker_index: RouteIndex[tuple[str, RouteMatcher]] = RouteIndex(
             (matcher, (name, matcher)) for name, matcher in self.route_breakers

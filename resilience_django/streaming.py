@@ -1,14 +1,8 @@
 """Streamed bodies stay under their request's bulkhead slot and deadline.
 
-A streamed body is produced while the server sends it, so the middleware
-wraps it (as Django's own middleware wraps ``streaming_content``): the slot
-goes back when the body ends, fails or is closed (``close()`` comes even for
-a body nobody iterated: a ``HEAD``, a client gone early), and the body stops
-at the deadline.  The status line is out by then, so a cut body simply ends
-early; it counts in ``resilience_deadline_exceeded_total``.  Async bodies
-wait for each chunk at most until the deadline; sync ones are checked between
-chunks (a blocking chunk cannot be interrupted, and what it yields late is
-not sent).
+The middleware wraps a streamed body (as Django's own middleware wraps
+``streaming_content``): the slot goes back once the body ends, fails or is
+closed, and the body stops at the deadline (docs/deadlines.md, "Streamed responses").
 """
 
 from __future__ import annotations

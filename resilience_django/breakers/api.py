@@ -29,12 +29,18 @@ Admitted = tuple[Phase, float | None]
 
 
 class BreakerGuard:
-    """What :func:`breaker` returns; see the module docstring."""
+    """Guard calls to a dependency with the breaker called ``name``.
+
+    ``fallback`` is called with the same arguments instead of the function while
+    the circuit is open; ``failure_result(result) -> bool`` marks results that
+    count as failures (for example an HTTP response with a 5xx status), on top of
+    the policy's ``failure_result``.
+    """
 
     __slots__ = ("_breaker", "_calls", "failure_result", "fallback", "name")
 
     def __init__(
-        self, name: str, fallback: Callable[..., Any] | None = None,
+        self, name: str, fallback: Callable[..., Any] | None = None, *,
         failure_result: Callable[[Any], bool] | None = None,
     ) -> None:  # fmt: skip
         self.name, self.fallback, self.failure_result = name, fallback, failure_result
@@ -149,15 +155,5 @@ def _done(b: Breaker, admitted: Admitted, result: R, check: Callable[[Any], bool
     return result
 
 
-def breaker(
-    name: str, fallback: Callable[..., Any] | None = None, *,
-    failure_result: Callable[[Any], bool] | None = None,
-) -> BreakerGuard:  # fmt: skip
-    """Guard calls to a dependency with the breaker called ``name``.
-
-    ``fallback`` is called with the same arguments instead of the function while
-    the circuit is open; ``failure_result(result) -> bool`` marks results that
-    count as failures (for example an HTTP response with a 5xx status), on top of
-    the policy's ``failure_result``.
-    """
-    return BreakerGuard(name, fallback, failure_result)
+# ``breaker("pricing")`` builds the guard itself: the decorator is the class.
+breaker = BreakerGuard

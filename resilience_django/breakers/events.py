@@ -1,16 +1,10 @@
 """State-change announcements that never block or break the caller.
 
-A transition is put on a queue (a non-blocking ``SimpleQueue.put``) and a daemon
-thread, the dispatcher, logs it on ``resilience_django.breakers``, updates the
-Prometheus metrics and hands it to each listener's own worker.  The dispatcher
-also flushes each breaker's call counters to Prometheus about once a second, so
-the hot path never touches a Prometheus label lookup.
-
-Why a worker per listener: listeners are code we do not control (signal
-receivers, a user's ``add_listener``) next to our own (the fleet publisher); one
-that takes seconds must hold up nothing else.  Each worker has a bounded queue
-(``LISTENER_QUEUE``; beyond it transitions are dropped and counted in a warning),
-delivers in order and ends after ``_IDLE`` idle seconds (docs/breakers.md).
+A transition goes on a queue; a daemon thread logs it, updates the metrics
+(and flushes each breaker's call counters about once a second, so the hot
+path never looks up a Prometheus label) and hands it to each listener's own
+worker with a bounded queue, so a slow listener holds up nothing else
+(docs/breakers.md, "Listeners").
 """
 
 from __future__ import annotations
@@ -126,7 +120,7 @@ def _deliver(transition: Transition, listeners: tuple[Listener, ...]) -> None:
     )  # fmt: skip
     try:
         metrics.breaker_transition(t.breaker, t.from_state, t.to_state)
-        metrics.breaker_state(t.breaker, _metric_state(t.to_state))
+        metrics.breaker_state(t.breaker, _METRIC_STATES.get(t.to_state, t.to_state))
     except Exception:  # metrics must never stop listeners from hearing the news
         logger.exception("breaker %s: metrics update failed", t.breaker)
     for listener in listeners:
@@ -231,11 +225,8 @@ def _pass_barrier(barrier: _Barrier) -> None:
     barrier.reached()
 
 
+# The gauge knows closed, open and half-open.
 _METRIC_STATES = {"forced_open": "open", "disabled": "closed", "metrics_only": "closed"}
-
-
-def _metric_state(state: str) -> str:
-    return _METRIC_STATES.get(state, state)
 
 
 def _flush_counters() -> None:
@@ -247,7 +238,8 @@ def _flush_counters() -> None:
                 if counter is not None:
                     counter.labels(breaker.name, outcome).inc(delta)
             # Also keeps the gauge right for breakers that never changed state.
-            metrics.breaker_state(breaker.name, _metric_state(breaker.state))
+            state = breaker.state
+            metrics.breaker_state(breaker.name, _METRIC_STATES.get(state, state))
         except Exception:
             logger.exception("breaker %s: counter flush failed", breaker.name)
 

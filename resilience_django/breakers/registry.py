@@ -17,7 +17,7 @@ from .events import Listener
 from .policy import BreakerPolicy
 from .state import Breaker
 
-__all__ = ["BreakerRegistry", "all_breakers", "get_breaker", "on_create", "registry"]
+__all__ = ["BreakerRegistry", "all_breakers", "get_breaker", "registry"]
 
 logger = logging.getLogger("resilience_django.breakers")
 
@@ -139,8 +139,3 @@ def get_breaker(name: str) -> Breaker:
 
 def all_breakers() -> list[Breaker]:
     return registry.all()
-
-
-def on_create(hook: Callable[[Breaker], None]) -> None:
-    """Call ``hook(breaker)`` whenever the registry creates a breaker (the fleet uses it)."""
-    registry.on_create(hook)

@@ -1,16 +1,9 @@
-"""One store where the processes of a deployment meet.
+"""One store where the processes of a deployment meet (docs/breakers.md, docs/admin.md).
 
-It carries the admin rules' version (live reload), every process's report
-(the dashboard, ``resilience_status``), the operator command log and shared
-breakers' open-until markers.  One protocol (:class:`FleetStore`), three
-backends:
-
-* ``redis.py``: Redis, with a Lua script that numbers commands atomically;
-* ``cache.py``: a shared Django cache (django-redis, Memcached, file, database);
-* ``database.py``: Django models, when nothing else is shared.
-
-``select.py`` picks one: ``RESILIENCE["FLEET"]["STORE"]``, else Redis when one
-is configured, else a shared cache, else the database.
+It carries the admin rules' version, every process's report, the operator
+command log and shared breakers' open-until markers: one protocol
+(:class:`FleetStore`), three backends (``redis.py``, ``cache.py``,
+``database.py``), chosen by ``select.py``.
 """
 
 from __future__ import annotations

@@ -48,15 +48,9 @@ class FleetStore(Protocol):
     The backends inherit the two no-op defaults below.
     """
 
-    @property
-    def kind(self) -> str:
-        """``"redis"``, ``"cache"`` or ``"database"``."""
-        ...
-
-    @property
-    def publish_every(self) -> float:
-        """Seconds between two reports of a process (the longest; transitions publish at once)."""
-        ...
+    kind: str  # "redis", "cache" or "database"
+    # Seconds between two reports of a process (the longest; transitions publish at once).
+    publish_every: float
 
     # -- the admin rules' version ---------------------------------------------------------
     def version(self) -> str | None: ...

@@ -1,11 +1,8 @@
 """The fleet store in a Django cache (it must be shared between processes).
 
-A sender claims command number ``n`` with ``cache.add("cmd:<n>")`` and tries
-``n + 1`` when it is taken.  ``add`` is atomic in Django's Redis, Memcached,
-database and local-memory caches (and django-redis); the file-based cache's
-``add`` is check-then-write, so with it the senders take a file lock in the
-cache's directory (:func:`file_lock`).  Entries expire after
-:data:`COMMAND_TTL`; the standing map is a checkpoint that readers write.
+A sender claims command number ``n`` with the atomic ``cache.add`` and tries
+``n + 1`` when it is taken (docs/breakers.md); the file-based cache's ``add``
+is check-then-write, so there senders take a :func:`file_lock`.
 """
 
 from __future__ import annotations

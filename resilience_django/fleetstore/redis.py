@@ -1,10 +1,6 @@
-"""The fleet store in Redis: one Lua script numbers and logs operator commands atomically.
-
-``send_command`` runs ``lua/fleet_command.lua``: it takes the next number
-(``INCR``), appends the command to the log (a sorted set keeping the newest
-:data:`COMMAND_LOG`) and makes it the breaker's standing command, all in one
-step, so the log and the standing map always agree.  Every fleet key shares one
-hash tag, so the store works on Redis Cluster.
+"""The fleet store in Redis: ``lua/fleet_command.lua`` numbers, logs and records each
+operator command in one atomic step (docs/breakers.md); every key shares one hash tag,
+so the store works on Redis Cluster.
 """
 
 from __future__ import annotations

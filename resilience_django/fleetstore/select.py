@@ -1,12 +1,6 @@
-"""Which fleet store a deployment uses, chosen once per settings.
-
-``RESILIENCE["FLEET"]["STORE"]`` forces one; without it:
-
-1. **Redis**, when ``FLEET["URL"]`` or ``REDIS["URL"]`` is set, or ``BACKEND``
-   is ``"redis"`` (its ``REDIS`` settings, a URL or a django-redis cache alias);
-2. else the cache ``FLEET["CACHE"]`` (``"default"``), **when it is shared**
-   between processes: anything but ``LocMemCache`` and ``DummyCache``;
-3. else **the database**: what every Django site shares already.
+"""Which fleet store a deployment uses, chosen once per settings: ``FLEET["STORE"]``, else
+Redis when one is configured, else the ``FLEET["CACHE"]`` cache when it is shared between
+processes, else the database (docs/settings.md, ``FLEET``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,12 +12,11 @@ from rest_framework.settings import api_settings  # type: ignore[import-untyped]
 from rest_framework.throttling import BaseThrottle  # type: ignore[import-untyped]
 
 from ..conf import get_settings
-from ..limiting.decision import Decision
-from ..limiting.engine import LimitEngine, LimitResult
+from ..limiting.engine import LimitEngine, LimitResult, merge_decisions
 from ..runtime import STATE_ATTR, Runtime, get_runtime
 from ..units import Rate, parse_rate
 from ..view_limits.decorator import DECISION_ATTR
-from ..view_limits.standalone import StandaloneRule
+from ..view_limits.standalone import StandaloneRule, shared_rule
 
 __all__ = [
     "AnonResilienceThrottle",
@@ -59,30 +57,8 @@ def _publish(request: Any, view: Any, result: LimitResult) -> None:
 
 
 def _merge(first: LimitResult, second: LimitResult) -> LimitResult:
-    a, b = first.decision, second.decision
-    decision = Decision(a.allowed and b.allowed, a.outcomes + b.outcomes, b.backend)
-    shadows = [s for s in (first.shadow, second.shadow) if s is not None]
-    shadow = None
-    if shadows:
-        outcomes = tuple(o for s in shadows for o in s.outcomes)
-        shadow = Decision(all(s.allowed for s in shadows), outcomes, shadows[-1].backend)
-    return LimitResult(decision, shadow)
-
-
-_rules: dict[tuple[Any, ...], StandaloneRule] = {}  # by their fields, shared by every throttle
-_rules_lock = threading.Lock()
-
-
-def _rule(fields: dict[str, Any], where: str) -> StandaloneRule:
-    cache_key = tuple(sorted(fields.items()))
-    rule = _rules.get(cache_key)
-    if rule is None:
-        rule = StandaloneRule(fields, where=where)
-        with _rules_lock:
-            if len(_rules) >= 1024:
-                _rules.clear()
-            rule = _rules.setdefault(cache_key, rule)
-    return rule
+    shadow = first.shadow if second.shadow is None else merge_decisions(first.shadow, second.shadow)
+    return LimitResult(merge_decisions(first.decision, second.decision), shadow)
 
 
 class _Throttle(BaseThrottle):  # type: ignore[misc]
@@ -164,7 +140,10 @@ class ResilienceThrottle(_Throttle):
         fields.update(algorithm=self.algorithm, scope=self.limit_scope)
         if self.burst is not None:
             fields["burst"] = self.burst
-        return _rule(fields, where=type(self).__name__)
+        where = type(self).__name__
+        return shared_rule(
+            ("drf", *sorted(fields.items())), lambda: StandaloneRule(fields, where=where)
+        )
 
 
 class AnonResilienceThrottle(ResilienceThrottle):
@@ -210,10 +189,4 @@ def _after_auth_engine(runtime: Runtime) -> LimitEngine | None:
     # Rebuilt with the runtime (settings change, admin edit), which keeps its
     # stores: counters survive the rebuild.
     rules = tuple(r for r in runtime.settings.limits if r.after_auth)
-    if not rules:
-        return None
-    local, remote = runtime.stores.local, runtime.stores.distributed
-    trusted = runtime.settings.trusted_proxies
-    if remote is None:
-        return LimitEngine(rules, local, trusted_proxies=trusted)
-    return LimitEngine(rules, remote, local=local, trusted_proxies=trusted)
+    return runtime.stores.engine(rules, runtime.settings) if rules else None

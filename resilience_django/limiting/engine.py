@@ -1,21 +1,13 @@
 """One limiting engine for every adapter: middleware, ASGI fast path, view decorator.
 
-The engine finds the rules matching a request's method, path and URL name,
-computes each rule's key (from a Django request, or an ASGI scope), and asks
-the limiter once for all ``enforce`` rules, all-or-nothing.  ``shadow`` rules
-are decided as a group of their own: counted and reported, never blocking,
-never rolling back an enforced rule.  A rule whose key is missing for this
-request (an anonymous user under ``key="user"``) does not apply to it.
-
-With a ``local`` limiter, ``scope="local"`` rules are decided there first and,
-only if they admit, the ``distributed`` ones by ``limiter`` (one round trip);
-a distributed refusal refunds the local consumption at once, so the decision
-stays all-or-nothing across the two stores (between the two steps another
-request may briefly see the local quota as spent).
-
-``decide_scope`` (the ASGI fast path) decides only when every rule that could
-match has a key in the scope and no ``view=``; otherwise it returns ``None``
-and the middleware decides the whole request, so each is decided once.
+The engine finds the rules matching a request, computes each rule's key (from
+a Django request or an ASGI scope) and asks the limiter once for all
+``enforce`` rules, all-or-nothing; ``shadow`` rules are a group of their own
+that never blocks.  A rule without a key for this request does not apply.
+With a ``local`` limiter, local-scope rules decide first and a distributed
+refusal refunds them (docs/limits.md).  ``decide_scope`` (the ASGI fast path)
+returns ``None`` when some rule needs the Django request: then the middleware
+decides the whole request, so each is decided once.
 """
 
 from __future__ import annotations
@@ -32,7 +24,7 @@ from .keys import KeyFunc, TrustedProxies, compile_key
 from .local import LocalLimiter
 from .rules import LimitRule
 
-__all__ = ["NO_LIMITS", "LimitEngine", "LimitResult"]
+__all__ = ["NO_LIMITS", "LimitEngine", "LimitResult", "merge_decisions"]
 
 
 class LimitResult:
@@ -141,8 +133,6 @@ class LimitEngine:
         self._distributed = frozenset(id(r.policy) for r in self._rules if r.distributed)
         self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
         self.needs_request = any(r.key.needs_request for r in self._rules)
-        # request.user exists only after AuthenticationMiddleware: an adapter
-        # running before it must decide such engines in process_view.
         self.needs_user = any(r.key.needs_user for r in self._rules)
         self.scope_capable = any(r.key.from_scope is not None and r.view_free for r in self._rules)
         # No I/O anywhere (one local store, keys that read nothing blocking):
@@ -319,13 +309,14 @@ class _Split:
                 # All-or-nothing across the two stores: the shared store said no,
                 # so the local rules give back what they just took.
                 self.local.refund(self.first)
-            self.first = _merge(self.first, decision)
+            self.first = merge_decisions(self.first, decision)
         if shadow is not None:
-            self.first_s = shadow if self.first_s is None else _merge(self.first_s, shadow)
+            self.first_s = merge_decisions(self.first_s, shadow)
 
 
-def _merge(first: Decision, second: Decision) -> Decision:
-    if not first.outcomes:
+def merge_decisions(first: Decision | None, second: Decision) -> Decision:
+    """Two decisions as one, allowed only if both are (``first`` may be absent or empty)."""
+    if first is None or not first.outcomes:
         return second
     return Decision(
         first.allowed and second.allowed, first.outcomes + second.outcomes, second.backend

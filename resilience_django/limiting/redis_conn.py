@@ -1,21 +1,10 @@
 """The one place that builds Redis clients: limiter, live reload and fleet use it.
 
-``RESILIENCE["REDIS"]`` is a URL (``redis://``, ``rediss://``, ``unix://``;
-``CLUSTER``, ``SENTINELS``) or a django-redis cache alias, whose ``LOCATION``,
-password and Sentinel addresses ``resilience_django.conf`` hands over as a
-URL.  For a cache alias the limiter builds its *own* pools rather than
-borrowing django-redis's: its socket timeouts must be the latency budget,
-and a cache pool with no timeout would let one hung Redis hold a request for
-minutes.  See docs/redis.md for the timeouts:
-
-- sync clients read, write *and connect* within ``socket_timeout`` (the
-  latency budget): a decision may have to open a connection;
-- async clients connect within ``connect_timeout`` and use it as a backstop
-  socket timeout only: the per-decision bound is the limiter's own,
-  loop-lag-aware one, which redis-py's timer-based timeout is not.
-
-Every client is built with redis-py's retries off: the limiter's fallback is
-its retry.  Decisions always go to the primary (they write).
+Why the limiter builds its own pools for a cache alias, and the timeouts:
+docs/redis.md.  Sync clients read, write and connect within the latency
+budget; async ones connect within ``connect_timeout``, the per-decision bound
+being the limiter's own.  redis-py's retries are off (the fallback is the
+retry), and decisions go to the primary (they write).
 """
 
 from __future__ import annotations

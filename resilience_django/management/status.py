@@ -174,16 +174,10 @@ def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
     }
 
 
+# What the report shows of a shedding rule, after its name and match.
+_SHEDDING_FIELDS = "max_concurrent queue max_wait adaptive min_concurrent critical_share critical"
+
+
 def _describe_shedding(rule: SheddingRule, source: str) -> dict[str, Any]:
-    return {
-        "name": rule.name,
-        "match": rule.matcher.describe(),
-        "max_concurrent": rule.max_concurrent,
-        "queue": rule.queue,
-        "max_wait": rule.max_wait,
-        "adaptive": rule.adaptive,
-        "min_concurrent": rule.min_concurrent,
-        "critical_share": rule.critical_share,
-        "critical": rule.critical,
-        "source": source,
-    }
+    fields = {field: getattr(rule, field) for field in _SHEDDING_FIELDS.split()}
+    return {"name": rule.name, "match": rule.matcher.describe(), **fields, "source": source}

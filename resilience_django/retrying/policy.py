@@ -40,25 +40,49 @@ _OPEN_STATES = frozenset({"open", "forced_open"})
 
 
 class RetryPolicy:
-    """The retry decision and loop; ``retry(...)`` builds one, transports may use it directly.
+    """Retry a sync or async callable: ``@retry(attempts=3, backoff="100ms", max_backoff="2s")``.
 
+    ``budget`` is the share of calls that may be retried (per ``target``,
+    default the function's dotted name), or a ``RetryBudget``, or ``None``
+    for no budget.  ``breaker`` names a breaker whose open state stops
+    retries; ``throttle=True`` adds client-side adaptive throttling for the
+    target.  ``sleep``/``async_sleep``/``random``/``wall`` are for tests.
     ``policy(fn)`` decorates (sync or async), ``policy.call(fn, *a)`` and
     ``await policy.acall(fn, *a)`` run one call under the policy.
+
+    >>> attempts = []
+    >>> @retry(attempts=3, backoff=0, budget=None)
+    ... def flaky():
+    ...     attempts.append(1)
+    ...     if len(attempts) < 3:
+    ...         raise ConnectionError("reset")
+    ...     return "ok"
+    >>> flaky(), len(attempts)
+    ('ok', 3)
     """
 
-    __slots__ = ("_budget", "_throttle", "async_sleep", "attempts", "backoff", "breaker",
-                 "budget_ratio", "max_backoff", "random", "retry_on", "retry_on_result", "sleep",
-                 "target", "wall")  # fmt: skip
+    __slots__ = (
+        "_budget", "_throttle", "async_sleep", "attempts", "backoff", "breaker", "budget_ratio",
+        "max_backoff", "random", "retry_on", "retry_on_result", "sleep", "target", "wall",
+    )  # fmt: skip
 
     def __init__(
-        self, *, attempts: int = 3, backoff: str | float = "100ms",
-        max_backoff: str | float = "2s", budget: float | RetryBudget | None = 0.2,
-        retry_on: RetryOn = None, retry_on_result: Callable[[Any], bool] | None = None,
-        target: str | None = None, breaker: str | Any | None = None,
-        throttle: bool | AdaptiveThrottle = False, sleep: Callable[[float], None] = time.sleep,
+        self,
+        attempts: int = 3,
+        backoff: str | float = "100ms",
+        max_backoff: str | float = "2s",
+        budget: float | RetryBudget | None = 0.2,
+        retry_on: RetryOn = None,
+        retry_on_result: Callable[[Any], bool] | None = None,
+        target: str | None = None,
+        *,
+        breaker: str | Any | None = None,
+        throttle: bool | AdaptiveThrottle = False,
+        sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        random: Callable[[], float] = _random.random, wall: Callable[[], float] = time.time,
-    ) -> None:  # fmt: skip
+        random: Callable[[], float] = _random.random,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.attempts = attempts
@@ -219,41 +243,5 @@ def _give(outcome: R | BaseException, failed: bool) -> R:
     return cast(R, outcome)
 
 
-def retry(
-    attempts: int = 3,
-    backoff: str | float = "100ms",
-    max_backoff: str | float = "2s",
-    budget: float | RetryBudget | None = 0.2,
-    retry_on: RetryOn = None,
-    retry_on_result: Callable[[Any], bool] | None = None,
-    target: str | None = None,
-    *,
-    breaker: str | Any | None = None,
-    throttle: bool | AdaptiveThrottle = False,
-    sleep: Callable[[float], None] = time.sleep,
-    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    random: Callable[[], float] = _random.random,
-) -> RetryPolicy:
-    """Retry a sync or async callable: ``@retry(attempts=3, backoff="100ms", max_backoff="2s")``.
-
-    ``budget`` is the share of calls that may be retried (per ``target``,
-    default the function's dotted name), or a ``RetryBudget``, or ``None``
-    for no budget.  ``breaker`` names a breaker whose open state stops
-    retries; ``throttle=True`` adds client-side adaptive throttling for the
-    target.  ``sleep``/``async_sleep``/``random`` are for tests.
-
-    >>> attempts = []
-    >>> @retry(attempts=3, backoff=0, budget=None)
-    ... def flaky():
-    ...     attempts.append(1)
-    ...     if len(attempts) < 3:
-    ...         raise ConnectionError("reset")
-    ...     return "ok"
-    >>> flaky(), len(attempts)
-    ('ok', 3)
-    """
-    return RetryPolicy(
-        attempts=attempts, backoff=backoff, max_backoff=max_backoff, budget=budget,
-        retry_on=retry_on, retry_on_result=retry_on_result, target=target, breaker=breaker,
-        throttle=throttle, sleep=sleep, async_sleep=async_sleep, random=random,
-    )  # fmt: skip
+# ``@retry(...)`` builds the policy itself: the decorator is the class.
+retry = RetryPolicy

@@ -1,19 +1,8 @@
 """An adaptive concurrency limit that follows measured latency.
 
 A gradient controller in the line of Netflix concurrency-limits' Gradient2 and
-Envoy's adaptive concurrency filter, tuned so that under overload the limit
-settles near the server's real capacity (about 1.1x it) rather than well above::
-
-    target    = baseline_rtt * (1 + buffer)                   buffer 0.1
-    new_limit = limit + sqrt(limit)                if rtt <= target   (room: probe upwards)
-              = limit * max(0.5, target / rtt)     otherwise          (past the knee)
-    limit     = limit * (1 - smoothing) + new_limit * smoothing       smoothing 0.2
-
-Samples are averaged (the mean, by Little's law) over a window before each
-step; the baseline is Envoy's periodic minimum-RTT probe at the floor, and may
-only move down between probes.  docs/shedding.md explains why each choice.
-
-Pure Python and single-threaded: the bulkhead feeds it samples from one
+Envoy's adaptive concurrency filter; docs/shedding.md gives the formula and
+why each choice.  Single-threaded: the bulkhead feeds it samples from one
 thread at a time (see ``bulkhead.py``).
 """
 

@@ -1,14 +1,9 @@
 """Bulkhead: a concurrency limit with a bounded FIFO queue, for threads and tasks alike.
 
-At most ``limit`` requests run at once, at most ``queue`` wait for a slot, and
-each waits at most the timeout its caller gives (``min(max_wait, remaining
-deadline)``).  ``critical_share`` of the slots is reserved: ordinary requests
-may use only the rest, critical ones may use all of it, and a freed slot goes
-to a waiting critical request first.
-
-The same bulkhead serves the event loop and threads at once, with no lock on
-either admission path (``_slots.py``).  The adaptive limit is updated under a
-*try*-lock nobody waits on: if it is busy, the sample is left for the next release.
+Limit, queue, wait and the reserved ``critical_share``: docs/shedding.md.  The
+same bulkhead serves the event loop and threads at once, with no lock on
+either admission path (``_slots.py``); the adaptive limit is updated under a
+try-lock nobody waits on.
 """
 
 from __future__ import annotations

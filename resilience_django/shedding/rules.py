@@ -1,20 +1,7 @@
 """``RESILIENCE["SHEDDING"]`` rules: which requests share a bulkhead, and how big it is.
 
-A rule looks like::
-
-    {"name": "orders", "path": "/api/orders", "max_concurrent": 50, "queue": 100,
-     "max_wait": "200ms", "adaptive": False, "critical_share": 0.2,
-     "critical_paths": ["/api/orders/checkout"], "critical_methods": ["DELETE"],
-     "critical_header": "X-Priority"}
-
-``path`` / ``view`` / ``methods`` select requests as every rule does
-(``routes.py``).  With ``adaptive`` the limit follows latency between
-``min_concurrent`` (default ``min(20, max_concurrent)``) and ``max_concurrent``.
-A request is critical when the whole rule is, when its path starts with one of
-``critical_paths`` (``^`` for a regex), its method is in ``critical_methods``,
-or ``critical_header`` is present and not ``0``, ``false`` or ``no``.  Only
-name a header your own proxy sets: a client that could set it would make all
-its requests critical.  Check ids E070-E080: ``docs/checks.md``.
+The keys, criticality and adaptive bounds: docs/shedding.md; check ids
+E070-E080: docs/checks.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """The door: pick a request's shedding rule and admit it through that rule's bulkhead.
 
-The middleware and the ASGI wrapper hold one ``Shedder``; it owns one
-bulkhead per rule, so every worker thread and task of the process shares the
-same slots.  ``update(rules)`` applies re-read settings or admin edits
-without dropping state: a rule whose only change is ``max_concurrent`` keeps
-its bulkhead and resizes it; any other change builds a new bulkhead, and
-requests still holding slots of the old one release them there.
+One ``Shedder`` per process owns one bulkhead per rule; ``update(rules)`` keeps
+a rule's bulkhead across edits that only resize it (docs/shedding.md).
 """
 
 from __future__ import annotations

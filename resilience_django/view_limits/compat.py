@@ -4,11 +4,8 @@
 >>> UNSAFE
 ['DELETE', 'PATCH', 'POST', 'PUT']
 
-``method=ALL``/``UNSAFE``, keys ``get:``/``post:<field>`` and callables,
-rates ``"5/10"``/``(5, 10)`` and callables, ``is_ratelimited`` and
-``get_usage``: see docs/migrating-from-django-ratelimit.md.  A group is a
-counter's name, shared with ``@limit`` and every call naming the same group,
-key and rate.
+Keys, rates and groups as django-ratelimit writes them:
+docs/migrating-from-django-ratelimit.md.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import inspect
 import logging
 import math
 import re
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypedDict
@@ -30,7 +26,7 @@ from ..limiting.engine import LimitResult
 from ..limiting.keys import KeyFunc, _awaitable
 from ..limiting.keys import _bounded as _bound
 from ..units import Rate, parse_rate, safe_repr
-from .standalone import StandaloneRule
+from .standalone import StandaloneRule, shared_rule
 
 __all__ = ["ALL", "UNSAFE", "RateSpec", "Usage", "adapt_key", "aget_usage",
            "ais_ratelimited", "default_group", "get_usage", "is_ratelimited",
@@ -212,24 +208,17 @@ def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> 
 
 # -- is_ratelimited / get_usage ---------------------------------------------------
 
-_rules: dict[tuple[Any, ...], StandaloneRule] = {}
-_rules_lock = threading.Lock()
-_MAX_RULES = 1024
-
 
 def _rule(
     group: str, key: Any, algorithm: str, burst: int | None, scope: str | None
 ) -> StandaloneRule:
-    cache_key = (group, key, algorithm, burst, scope)
-    rule = _rules.get(cache_key)
-    if rule is None:
-        rule = make_rule(group, key, "1/s", where="is_ratelimited", algorithm=algorithm,
-                         burst=burst, scope=scope)  # fmt: skip
-        with _rules_lock:
-            if len(_rules) >= _MAX_RULES:
-                _rules.clear()
-            rule = _rules.setdefault(cache_key, rule)
-    return rule
+    def make() -> StandaloneRule:
+        where = "is_ratelimited"
+        return make_rule(
+            group, key, "1/s", where=where, algorithm=algorithm, burst=burst, scope=scope
+        )
+
+    return shared_rule(("is_ratelimited", group, key, algorithm, burst, scope), make)
 
 
 class _Call:

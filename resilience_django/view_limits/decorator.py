@@ -4,11 +4,8 @@
 >>> @limit("10/s", key="user_or_ip")  # doctest: +SKIP
 ... def quote(request): ...
 
-The rule is parsed when the view is decorated (a bad rate raises
-``ConfigError`` at import) and decided on the runtime's stores like a
-settings rule (``standalone.py``).  A refused request gets a 429, an admitted
-one the ``RateLimit`` headers (unless ``RATELIMIT_HEADERS`` is False).
-django-ratelimit's arguments work too (``compat.py``).
+Parsed when the view is decorated (a bad rate raises ``ConfigError`` at
+import), decided on the runtime's stores like a settings rule (``standalone.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ from ..conf import get_settings
 from ..limiting.decision import Policy
 from ..limiting.engine import LimitResult
 from ..limiting.local import LocalLimiter
-from ..limiting.proxies import TrustedProxies
 from ..responses import add_headers, rate_limited_response
 from .compat import (
     ALL,
@@ -37,7 +33,7 @@ from .compat import (
     resolve_policy,
 )
 
-__all__ = ["DECISION_ATTR", "limit", "process_limiter", "trusted_proxies"]
+__all__ = ["DECISION_ATTR", "limit", "process_limiter"]
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -50,11 +46,6 @@ def process_limiter() -> LocalLimiter:
     from ..runtime import get_runtime
 
     return get_runtime().stores.local
-
-
-def trusted_proxies() -> TrustedProxies | None:
-    """``RESILIENCE["TRUSTED_PROXIES"]``; a bad value trusts no proxy (the check reports it)."""
-    return get_settings().trusted_proxies
 
 
 def _with_headers(response: Any, result: LimitResult | None) -> Any:
@@ -83,18 +74,10 @@ def limit(
     methods: Iterable[str] | None = None, method: Any = ALL, mode: str = "enforce",
     scope: str | None = None, block: bool = True,
 ) -> Callable[[View], View]:  # fmt: skip
-    """Limit a view to ``rate`` per ``key``; see the module docstring.
+    """Limit a view to ``rate`` per ``key``; every argument: docs/limits.md ("@limit").
 
-    ``rate``: ``"10/s"`` and the like, or ``rate(group, request)`` returning
-    one (``None``: no limit for this request).  ``key``: a key spec
-    (``ip``, ``user``, ``header:X-Api-Key``, ...), ``get:``/``post:<field>``,
-    or ``key(group, request)``/``key(request)``.  ``group`` (alias ``name``;
-    default: the view's dotted path) names the counter in headers, metrics and
-    stores.  ``methods``/``method`` restrict the limit to those HTTP methods.
-    ``mode="shadow"`` counts and reports without rejecting.  ``scope``:
-    ``"local"``, ``"distributed"`` or ``None`` (follow ``BACKEND``).
-    ``block=False`` never answers 429: it sets ``request.limited`` and runs
-    the view.  Every decision is on ``request.resilience_decision``.
+    ``block=False`` never answers 429: it sets ``request.limited`` and runs the
+    view.  Every decision is on ``request.resilience_decision``.
     """
     if group is not None and name is not None and group != name:
         raise TypeError("@limit: pass group= or name= (they are the same), not both")

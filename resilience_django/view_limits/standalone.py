@@ -1,19 +1,14 @@
-"""One rule decided on demand, outside the middleware's rule set.
+"""One rule decided on demand (``@limit``, ``is_ratelimited``, the DRF throttles), on the
+runtime's stores, so it follows ``BACKEND`` and ``scope`` exactly like a settings rule.
 
-``@limit``, ``is_ratelimited`` and the DRF throttles decide one rule for one
-request, on the runtime's stores, the very ones the middleware uses (so
-``LOCAL_MAX_KEYS`` bounds them all together): such a rule follows ``BACKEND``
-and ``scope`` exactly like a settings rule.
-
-The rate may differ per request (callable rates, per-plan tiers): each
-distinct rate gets its own ``Policy``, made once and kept (a bounded number),
-because the stores find a policy's compiled form by identity.
+Each distinct per-request rate gets its own ``Policy``, made once and kept (a
+bounded number): the stores find a policy's compiled form by identity.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -28,11 +23,27 @@ from ..limiting.rules import LimitRule, Scope, parse_limit_rule
 from ..switch import limits_enabled
 from ..units import Rate, parse_rate
 
-__all__ = ["StandaloneRule"]
+__all__ = ["StandaloneRule", "shared_rule"]
 
 # Distinct rates one rule remembers; past it the cache starts afresh.  Tiers
 # are a handful; a rate computed per client would otherwise grow without bound.
 _MAX_POLICIES = 256
+_MAX_RULES = 1024
+_rules: dict[Hashable, StandaloneRule] = {}
+_rules_lock = threading.Lock()
+
+
+def shared_rule(definition: Hashable, make: Callable[[], StandaloneRule]) -> StandaloneRule:
+    """The rule ``make()`` builds, made once per distinct ``definition`` and shared by every
+    caller (``is_ratelimited``, the DRF throttles); past ``_MAX_RULES`` the cache starts afresh."""
+    rule = _rules.get(definition)
+    if rule is None:
+        rule = make()
+        with _rules_lock:
+            if len(_rules) >= _MAX_RULES:
+                _rules.clear()
+            rule = _rules.setdefault(definition, rule)
+    return rule
 
 
 class StandaloneRule:

@@ -219,7 +219,12 @@ def _import(path: str) -> Any:
 def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
     items = [value] if isinstance(value, str | type) else value
     if not isinstance(items, list | tuple):
-        raise _err(name, "resilience.E063", f"{key} must be a list of exception classes", "")
+        raise _err(
+            name,
+            "resilience.E063",
+            f"{key} must be a list of exception classes",
+            "for example ['requests.exceptions.ConnectionError', 'myapp.errors.Unavailable']",
+        )
     out: list[type[BaseException]] = []
     for item in items:
         reason = ""
@@ -268,7 +273,12 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
     open_for_max = _duration(name, "open_for_max", g("open_for_max"), optional=True)
     assert open_for is not None
     if open_for_max is not None and open_for_max < open_for:
-        raise _err(name, "resilience.E055", "open_for_max is shorter than open_for", "")
+        raise _err(
+            name,
+            "resilience.E055",
+            "open_for_max is shorter than open_for",
+            "make open_for_max at least open_for, or None",
+        )
     window = _duration(name, "window", g("window", d.window), optional=False)
     assert window is not None
     if not 1.0 <= window <= 3600.0:
@@ -282,7 +292,10 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
     alpha = g("ewma_alpha", d.ewma_alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
         raise _err(
-            name, "resilience.E062", f"ewma_alpha must be in (0, 1], not {safe_repr(alpha)}", ""
+            name,
+            "resilience.E062",
+            f"ewma_alpha must be in (0, 1], not {safe_repr(alpha)}",
+            "e.g. 0.2",
         )
     predicate = g("failure_result")
     reason = ""
@@ -300,10 +313,20 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         )
     mode = g("mode", d.mode)
     if mode not in MODES:
-        raise _err(name, "resilience.E065", f"mode {safe_repr(mode)} is not one of {MODES}", "")
+        raise _err(
+            name,
+            "resilience.E065",
+            f"mode {safe_repr(mode)} is not one of {MODES}",
+            "leave it out for the default",
+        )
     shared = g("shared", False)
     if not isinstance(shared, bool):
-        raise _err(name, "resilience.E066", "shared must be True or False", "")
+        raise _err(
+            name,
+            "resilience.E066",
+            "shared must be True or False",
+            "use True to share the breaker across processes",
+        )
     poll = g("shared_poll", 500)
     # "not 10 <= poll <= MAX" is also true for nan.
     if isinstance(poll, bool) or not isinstance(poll, int | float) or not 10 <= poll <= MAX_POLL_MS:

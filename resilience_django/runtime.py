@@ -414,12 +414,15 @@ def _view_name(request: HttpRequest) -> str | None:
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 _previous_stores: _Stores | None = None
+_generation = 0  # of the admin rules _runtime was built from (live.maybe_reload)
 
 
 def get_runtime() -> Runtime:
     # Admin edits: a float compare per request; the reload itself happens on a
-    # background thread and only flags that the runtime must be rebuilt.
-    if maybe_reload(time.monotonic()):
+    # background thread and only moves the admin rules' generation on.
+    global _generation
+    if (generation := maybe_reload(time.monotonic())) != _generation:
+        _generation = generation
         reset_runtime()
     runtime = _runtime  # read once: another thread may reset it
     return runtime if runtime is not None else _build()

@@ -5,7 +5,7 @@ which writes a fresh token as the version in the fleet store.  Every process
 calls :func:`maybe_reload` on its request path: when not due, two global reads
 and a float compare.  At most every ``RELOAD_INTERVAL`` it wakes a background
 thread that reads the version and, when it changed, reloads the rules and swaps
-:func:`admin_rules` whole; the next :func:`maybe_reload` returns ``True`` once.
+:func:`admin_rules` whole, with a new generation for :func:`maybe_reload` to return.
 The request never waits for the store or the database; when either fails, the
 rules loaded last stay in force.  A settings rule and an admin rule of one name:
 the settings rule wins.  docs/admin.md ("Live reload") tells the whole story.
@@ -13,6 +13,7 @@ the settings rule wins.  docs/admin.md ("Live reload") tells the whole story.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -72,7 +73,8 @@ _wake = threading.Event()
 _reload_lock = threading.Lock()
 # Hot-path flags kept as plain module globals: the cheapest reads Python has.
 _next_check = 0.0
-_changed = False
+_generations = itertools.count(1)
+_generation = 0
 
 
 def admin_rules() -> AdminRules:
@@ -86,22 +88,19 @@ def enabled() -> bool:
     return _interval() != _OFF
 
 
-def maybe_reload(now: float) -> bool:
-    """Call with ``time.monotonic()`` on each request; ``True`` once after new rules loaded.
+def maybe_reload(now: float) -> int:
+    """Call with ``time.monotonic()`` on each request; the generation of :func:`admin_rules`.
 
-    Never blocks and never raises: the check itself runs on a background thread.
+    Each consumer keeps the one it built from (read before the rules) and rebuilds when
+    they differ.  Never blocks and never raises: the check runs on a background thread.
     """
-    global _changed, _next_check
-    if _changed:
-        _changed = False
-        return True
-    if now < _next_check:
-        return False
-    interval = _interval()
-    _next_check = now + interval
-    if interval != _OFF:
-        _kick()
-    return False
+    global _next_check
+    if now >= _next_check:
+        interval = _interval()
+        _next_check = now + interval
+        if interval != _OFF:
+            _kick()
+    return _generation
 
 
 def _interval() -> float:
@@ -158,7 +157,6 @@ def reload_now() -> bool:
     Runs on the background thread; tests call it directly.  Never raises.
     With ``RELOAD_INTERVAL: None`` it reads nothing and returns ``False``.
     """
-    global _changed
     if _interval() == _OFF:
         return False
     try:
@@ -183,9 +181,8 @@ def reload_now() -> bool:
         current.fingerprint, current.conflicts, current.skipped,
     ):  # fmt: skip
         return False
-    previous, _state.rules = current, rules
-    _apply_breaker_policies(previous, rules)
-    _changed = True
+    _swap(rules)
+    _apply_breaker_policies(current, rules)
     return True
 
 
@@ -238,11 +235,17 @@ def connect_signals(models: Iterable[Any]) -> None:
         post_delete.connect(_on_change, sender=model, dispatch_uid=uid + ".delete")
 
 
+def _swap(rules: AdminRules) -> None:
+    global _generation
+    _state.rules = rules
+    _generation = next(_generations)  # after: whoever sees it finds these rules (or newer)
+
+
 def reset() -> None:
     """Forget everything loaded (settings changed, tests)."""
-    global _changed, _next_check
+    global _next_check
     _state.clear()
-    _changed = False
+    _swap(_EMPTY)
     _next_check = 0.0
 
 
@@ -260,10 +263,10 @@ def _on_settings_reload() -> None:
     rows = _state.rows
     if rows is not None:
         try:
-            _state.rules = build_admin_rules(rows)
+            _swap(build_admin_rules(rows))
         except Exception:  # a settings change must not fail on an admin row
             logger.exception("cannot rebuild the admin rules for the new settings")
-            _state.rules = _EMPTY
+            _swap(_EMPTY)
     # The breakers follow whatever is in force now (admin_rules() honours a
     # RELOAD_INTERVAL that became None); settings win on a shared name.
     from ..breakers.registry import registry

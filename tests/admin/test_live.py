@@ -171,32 +171,38 @@ def test_maybe_reload_checks_at_most_once_per_interval(monkeypatch: pytest.Monke
     monkeypatch.setattr(live, "_kick", lambda: kicks.append(1.0))
     with override_settings(RESILIENCE={"RELOAD_INTERVAL": "250ms"}):
         live.reset()
-        assert live.maybe_reload(100.0) is False
-        assert live.maybe_reload(100.2) is False
+        generation = live.maybe_reload(100.0)
+        assert live.maybe_reload(100.2) == generation
         assert len(kicks) == 1
-        assert live.maybe_reload(100.25) is False
+        assert live.maybe_reload(100.25) == generation
         assert len(kicks) == 2
 
 
-def test_maybe_reload_says_true_once_after_new_rules_loaded(
+def test_every_consumer_sees_the_generation_move_on_after_new_rules_loaded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Two consumers in one process (the runtime and, say, a view or a second
+    # engine): a change that one of them sees first is not lost to the other.
     monkeypatch.setattr(live, "_kick", lambda: None)
+    runtime_seen = view_seen = live.maybe_reload(0.0)
     LimitRule.objects.create(name="api", rate="1/s")
     assert live.reload_now() is True
-    assert live.maybe_reload(0.0) is True
-    assert live.maybe_reload(0.0) is False
+    runtime_seen, before = live.maybe_reload(0.0), runtime_seen
+    assert runtime_seen != before
+    assert live.maybe_reload(0.0) != view_seen
+    assert live.maybe_reload(0.0) == runtime_seen  # unchanged until the next load
+    assert [r.name for r in live.admin_rules().limit_rules] == ["api"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_committed_change_is_picked_up_by_the_background_thread_within_a_second(
     live_thread: None,
 ) -> None:
-    live.maybe_reload(time.monotonic())
+    seen = live.maybe_reload(time.monotonic())
     LimitRule.objects.create(name="api", rate="1/s")  # autocommit: bumps at once
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
-        if live.maybe_reload(time.monotonic()):
+        if live.maybe_reload(time.monotonic()) != seen:
             break
         time.sleep(0.05)
     else:

@@ -46,9 +46,7 @@ def live_rules(request: HttpRequest) -> JsonResponse:
     """The admin rules this process has in force.
 
     It asks for the runtime as the middleware does, so a reload that finished is
-    built into the runtime first. Calling ``live.maybe_reload`` here instead would
-    take the one "rebuild" signal meant for the runtime, which would then keep
-    deciding with the old rules while this view reported the new ones.
+    built into the runtime first: what this view reports is what requests are decided by.
     """
     get_runtime()
     rules = live.admin_rules()

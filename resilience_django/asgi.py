@@ -44,30 +44,6 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 _GRACE = 0.005
 
 
-# META key -> raw header name, filled as keys are first asked for (a handful).
-_RAW_NAMES: dict[str, bytes] = {}
-
-
-def _meta_getter(scope: Scope) -> Callable[[str], str | None]:
-    """A META-style getter (``HTTP_X_TIMEOUT_MS``) over the raw ASGI headers.
-
-    Only the two or three headers asked for are looked up and decoded; the
-    rest of the request's headers are never touched.
-    """
-    headers = scope.get("headers", ())
-
-    def get(meta_key: str) -> str | None:
-        raw_name = _RAW_NAMES.get(meta_key)
-        if raw_name is None:
-            raw_name = _RAW_NAMES[meta_key] = meta_key[5:].lower().replace("_", "-").encode()
-        for name, value in headers:
-            if name == raw_name:
-                return value.decode("latin-1")  # type: ignore[no-any-return]
-        return None
-
-    return get
-
-
 class _Shim:
     """What a response handler gets for a request Django has not built yet.
 
@@ -79,12 +55,12 @@ class _Shim:
     __slots__ = ("META", "method", "path", "path_info", "scope")
 
     def __init__(self, scope: Scope) -> None:
-        get_meta = _meta_getter(scope)
         self.scope = scope
         self.method = normalize_method(scope.get("method", "GET"))
         self.path = scope.get("path", "/")
         self.path_info = scope_path(scope)
-        self.META = {"HTTP_ACCEPT": get_meta("HTTP_ACCEPT") or "", "REQUEST_METHOD": self.method}
+        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+        self.META = {"HTTP_ACCEPT": accept.decode("latin-1"), "REQUEST_METHOD": self.method}
 
 
 async def send_response(send: Send, response: HttpResponseBase) -> None:
@@ -100,11 +76,11 @@ class ResilienceASGIMiddleware:
 
     ``enforce_deadline``: answer 504 at the deadline here, without waiting for
     the app, which is told the client went away (``asgi_deadline.py``).  By
-    default it does so only when ``ResilienceMiddleware`` is not in ``MIDDLEWARE``: with
-    it, the Django middleware enforces the deadline (answering with the real
-    request at hand), and a second timer would only cost each request a
-    schedule and a cancel.  Pass ``True`` when the wrapped app also serves
-    routes that do not go through Django.
+    default only when ``ResilienceMiddleware`` is not in ``MIDDLEWARE``: with
+    it, the Django middleware enforces the deadline (with the real request at
+    hand), and a second timer would only cost each request a schedule and a
+    cancel.  Pass ``True`` when the wrapped app also serves routes that do not
+    go through Django.
     """
 
     def __init__(self, app: ASGIApp, *, enforce_deadline: bool | None = None) -> None:
@@ -125,11 +101,12 @@ class ResilienceASGIMiddleware:
         # Django speak upper case, so a lowercase method matches the same rules.
         method = normalize_method(scope.get("method", "GET"))
         path = scope_path(scope)
-        deadline = runtime.deadlines.start_scope(method, path, scope.get("headers", ()), arrived)
         scope[SCOPE_ARRIVED] = arrived
-        scope[SCOPE_DEADLINE] = deadline
+        scope[SCOPE_DEADLINE] = deadline = runtime.deadlines.start_scope(
+            method, path, scope.get("headers", ()), arrived
+        )
         if deadline is not None and deadline.expired():
-            await self._deadline(send, _Shim(scope), deadline)
+            await _deadline(send, _Shim(scope), deadline)
             return
         if runtime.limits_before_view:
             # A local store decides inline: no coroutine for the common case.
@@ -145,8 +122,8 @@ class ResilienceASGIMiddleware:
         try:
             if deadline is None or self._django_enforces:
                 await self.app(scope, receive, send)
-                return
-            await self._run_with_deadline(scope, receive, send, deadline)
+            else:
+                await self._run_with_deadline(scope, receive, send, deadline)
         finally:
             _current.reset(token)
 
@@ -162,11 +139,7 @@ class ResilienceASGIMiddleware:
                 "deadline; the app goes on in the background until it stops",
                 shim.method, shim.path, deadline.route, deadline.budget,
             )  # fmt: skip
-            await self._deadline(send, shim, deadline)
-
-        def exempt_stream() -> bool:
-            # Before Django resolves the URL only path routes can match.
-            return get_runtime().deadlines.exempts_stream(shim.method, shim.path_info, None)
+            await _deadline(send, shim, deadline)
 
         await run_with_deadline(
             lambda r, s: self.app(scope, r, s),
@@ -175,12 +148,15 @@ class ResilienceASGIMiddleware:
             deadline,
             grace=_GRACE,
             answer=answer,
-            exempt_stream=exempt_stream,
+            # Before Django resolves the URL only path routes can match.
+            exempt_stream=lambda: get_runtime().deadlines.exempts_stream(
+                shim.method, shim.path_info, None
+            ),
         )
 
-    @staticmethod
-    async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:
-        metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
-        await send_response(
-            send, responses.deadline_exceeded(shim, route=deadline.route, budget=deadline.budget)
-        )
+
+async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:
+    metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
+    await send_response(
+        send, responses.deadline_exceeded(shim, route=deadline.route, budget=deadline.budget)
+    )

@@ -59,7 +59,6 @@ class Deadline:
     def __init__(
         self,
         budget: float,
-        *,
         started_at: float | None = None,
         route: str = "default",
         clock: Clock | None = None,
@@ -67,21 +66,19 @@ class Deadline:
         # None: the process clock, bound now (a deadline lives within one
         # request, and set_clock is only called between them), so each
         # reading is one call, not a call through clock.monotonic.
-        clock = _clock.source if clock is None else clock
-        self._clock = clock
-        self.started_at = clock() if started_at is None else started_at
+        self._clock = clock = _clock.source if clock is None else clock
+        self.started_at = started_at = clock() if started_at is None else started_at
         self.budget = budget
-        self.expires_at = self.started_at + budget
+        self.expires_at = started_at + budget
         self.route = route
-        # The alarm that cancels an async view, so a budget tightened later (by
-        # URL name, or a decorator) moves the cancellation too.
-        self._alarm: Alarm | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # _alarm and _loop are set by arm(): the alarm that cancels an async
+        # view, so a budget tightened later (by URL name, or a decorator) moves
+        # the cancellation too.  Unset until then, which costs requests nothing.
 
     @property
     def enforced(self) -> bool:
         """Whether an alarm cancels the async handler at expiry (see ``arm``)."""
-        return self._alarm is not None
+        return getattr(self, "_alarm", None) is not None
 
     def arm(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Alarm:
         """Cancel ``task`` when the budget runs out; call on ``loop``.
@@ -89,9 +86,8 @@ class Deadline:
         The caller disarms the returned alarm when the task's work ends and asks
         it, on ``CancelledError``, whether the cancellation was the deadline's.
         """
-        alarm = alarm_clock(loop).arm(task, loop.time() + self.remaining())
-        self._alarm = alarm
-        self._loop = loop
+        alarm = alarm_clock(loop).arm(task, loop.time() + self.expires_at - self._clock())
+        self._alarm, self._loop = alarm, loop
         return alarm
 
     def remaining(self) -> float:
@@ -103,26 +99,28 @@ class Deadline:
     def tighten(self, budget: float, route: str | None = None) -> None:
         """Shorten the budget (counted from arrival); a looser budget is ignored."""
         expires_at = self.started_at + budget
-        if expires_at < self.expires_at:
-            self.expires_at = expires_at
-            self.budget = budget
-            if route is not None:
-                self.route = route
-            if self._alarm is not None and self._loop is not None:
-                # A sync view tightening its budget runs in a worker thread; the
-                # alarm belongs to the event loop and must be moved there.
-                try:
-                    in_loop = asyncio.get_running_loop() is self._loop
-                except RuntimeError:
-                    in_loop = False
-                if in_loop:
-                    self._reschedule()
-                else:
-                    self._loop.call_soon_threadsafe(self._reschedule)
+        if expires_at >= self.expires_at:
+            return
+        self.expires_at = expires_at
+        self.budget = budget
+        if route is not None:
+            self.route = route
+        loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
+        if loop is None:
+            return
+        # A sync view tightening its budget runs in a worker thread; the alarm
+        # belongs to the event loop and must be moved there.
+        try:
+            in_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            self._reschedule()
+        else:
+            loop.call_soon_threadsafe(self._reschedule)
 
     def _reschedule(self) -> None:
-        if self._alarm is not None and self._loop is not None:
-            self._alarm.reschedule(self._loop.time() + self.remaining())
+        self._alarm.reschedule(self._loop.time() + self.remaining())
 
     def __repr__(self) -> str:
         return (
@@ -216,15 +214,28 @@ def deadline(budget: str | float) -> Callable[[F], F]:
     """
     seconds = parse_duration(budget, maximum=MAX_DEADLINE)  # a day at most, as in settings
 
+    def enter(view: Callable[..., Any]) -> tuple[Deadline, Token[Deadline | None] | None]:
+        route = getattr(view, "__qualname__", "view")
+        dl = _current.get()
+        token = None
+        if dl is None:
+            dl = Deadline(seconds, route=route)
+            token = _current.set(dl)
+        else:
+            dl.tighten(seconds, route=route)
+        if dl.expired():
+            if token is not None:
+                _current.reset(token)
+            raise DeadlineExceeded(f"deadline of {seconds:.3f}s spent before the view")
+        return dl, token
+
     def decorate(view: F) -> F:
         if asyncio.iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                dl, token = _tighten_or_start(seconds, view)
+                dl, token = enter(view)
                 try:
-                    if dl.expired():
-                        raise DeadlineExceeded(f"deadline of {seconds:.3f}s spent before the view")
                     if dl.enforced:
                         return await view(*args, **kwargs)
                     # Used without the middleware: enforce it here.
@@ -241,10 +252,8 @@ def deadline(budget: str | float) -> Callable[[F], F]:
 
         @functools.wraps(view)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            dl, token = _tighten_or_start(seconds, view)
+            _, token = enter(view)
             try:
-                if dl.expired():
-                    raise DeadlineExceeded(f"deadline of {seconds:.3f}s spent before the view")
                 return view(*args, **kwargs)
             finally:
                 if token is not None:
@@ -253,18 +262,6 @@ def deadline(budget: str | float) -> Callable[[F], F]:
         return sync_wrapper  # type: ignore[return-value]
 
     return decorate
-
-
-def _tighten_or_start(
-    seconds: float, view: Callable[..., Any]
-) -> tuple[Deadline, Token[Deadline | None] | None]:
-    route = getattr(view, "__qualname__", "view")
-    dl = _current.get()
-    if dl is None:
-        dl = Deadline(seconds, route=route)
-        return dl, _current.set(dl)
-    dl.tighten(seconds, route=route)
-    return dl, None
 
 
 class _CallableModule(types.ModuleType):

@@ -9,7 +9,7 @@ way: both hand over a header getter and the path, and get a ``Deadline``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from . import clock as _clock
@@ -20,8 +20,6 @@ from .routes import RouteIndex, RouteMatcher
 __all__ = ["DeadlinePolicy", "DeadlineSettings", "RouteBudget"]
 
 logger = logging.getLogger("resilience_django.deadline")
-
-_EMPTY: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,27 +45,26 @@ class DeadlineSettings:
     # downloads): the deadline covers their view, not the body it streams.
     exempt_streams: tuple[RouteMatcher, ...] = ()
 
-    @property
-    def has_view_routes(self) -> bool:
-        return any(r.matcher.needs_view_name for r in self.routes)
+
+# The route-budget memo's bound, whatever paths clients send: about 0.3 MB.
+_MAX_BUDGETS = 1024
+_MAX_CACHED_PATH = 128
 
 
 class DeadlinePolicy:
     __slots__ = (
+        "_budgets",
         "_exempt_streams",
         "_path_index",
         "_raw_names",
         "_view_routes",
         "default",
         "header_meta_keys",
-        "headers",
-        "margin",
         "needs_view_name",
     )
 
     def __init__(self, settings: DeadlineSettings) -> None:
         self.default = settings.default
-        self.headers = settings.headers
         # Django's META spells headers as HTTP_GRPC_TIMEOUT; computed once here.
         self.header_meta_keys = tuple(
             (name, "HTTP_" + name.upper().replace("-", "_")) for name in settings.headers
@@ -82,11 +79,13 @@ class DeadlinePolicy:
         self._path_index = RouteIndex(
             (r.matcher, r) for r in settings.routes if not r.matcher.needs_view_name
         )
-        self._view_routes = tuple(r for r in settings.routes if r.matcher.needs_view_name)
-        self.margin = settings.outbound_margin
         # Some route budget names a view: tighten once the URL is resolved.
+        self._view_routes = tuple(r for r in settings.routes if r.matcher.needs_view_name)
         self.needs_view_name = bool(self._view_routes)
         self._exempt_streams = settings.exempt_streams
+        # (method, path) -> route_budget(): the route match once per path seen,
+        # not per request.  Bounded, as paths come from clients (see above).
+        self._budgets: dict[tuple[str, str], tuple[float | None, str]] = {}
 
     def route_budget(self, method: str, path: str) -> tuple[float | None, str]:
         for route in self._path_index.candidates(path):
@@ -109,63 +108,54 @@ class DeadlinePolicy:
         is resolved, when only path routes can match."""
         return any(m.matches(method, path, view_name) for m in self._exempt_streams)
 
-    def header_budget(self, get: Callable[[str], str | None]) -> float | None:
+    def header_budget(self, meta: Mapping[str, str]) -> float | None:
         """The tightest valid budget the caller sent; malformed values are counted and ignored."""
         tightest: float | None = None
         for name, meta_key in self.header_meta_keys:
-            value = get(meta_key)
+            value = meta.get(meta_key)
             if value is None:
                 continue
             seconds = parse_header(name, value)
             if seconds is None:
                 metrics.bad_header(name)
                 logger.debug("ignored malformed %s header %r", name, value[:64])
-                continue
-            if tightest is None or seconds < tightest:
+            elif tightest is None or seconds < tightest:
                 tightest = seconds
         return tightest
 
     def start(
-        self,
-        method: str,
-        path: str,
-        get_meta: Callable[[str], str | None],
-        started_at: float | None = None,
+        self, method: str, path: str, meta: Mapping[str, str], started_at: float | None = None
     ) -> Deadline | None:
-        """The request's deadline, or ``None`` when no budget applies at all."""
-        # route_budget() and header_budget() written out: this runs on every
-        # request, and nearly every request sends no deadline header.
-        budget, label = self.default, "default"
-        for route in self._path_index.candidates(path):
-            if route.matcher.matches(method, path):
-                budget, label = route.budget, route.label
-                break
+        """The request's deadline from its ``META`` (or ``HTTP_*`` keys), or ``None``
+        when no budget applies at all."""
+        found = self._budgets.get((method, path))
+        if found is None:
+            found = self.route_budget(method, path)
+            if len(path) <= _MAX_CACHED_PATH:
+                if len(self._budgets) >= _MAX_BUDGETS:
+                    self._budgets.clear()
+                self._budgets[method, path] = found
+        budget, label = found
         for _, meta_key in self.header_meta_keys:
-            if get_meta(meta_key) is not None:
-                incoming = self.header_budget(get_meta)
+            if meta_key in meta:
+                incoming = self.header_budget(meta)
                 if incoming is not None and (budget is None or incoming < budget):
                     budget = incoming
                 break
         if budget is None:
             return None
-        return Deadline(
-            budget, started_at=_clock.source() if started_at is None else started_at, route=label
-        )
+        return Deadline(budget, _clock.source() if started_at is None else started_at, label)
 
     def start_scope(
         self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], started_at: float
     ) -> Deadline | None:
         """``start`` for an ASGI scope's raw ``headers``: one pass, decoding only ours."""
         raw_names = self._raw_names
-        found: dict[str, str] | None = None
+        found: dict[str, str] = {}
         if raw_names:
             for name, value in headers:
                 meta_key = raw_names.get(name)
-                if meta_key is not None:
-                    if found is None:
-                        found = {}
-                    # The first one counts, as a header getter's would.
-                    found.setdefault(meta_key, value.decode("latin-1"))
-        return self.start(
-            method, path, (_EMPTY if found is None else found).get, started_at=started_at
-        )
+                # The first one counts.
+                if meta_key is not None and meta_key not in found:
+                    found[meta_key] = value.decode("latin-1")
+        return self.start(method, path, found, started_at)

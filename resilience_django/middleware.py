@@ -9,7 +9,7 @@ hot path has no branch on it, and no request state is kept on ``self``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -28,6 +28,8 @@ SCOPE_ARRIVED = "resilience.arrived"
 SCOPE_DEADLINE = "resilience.deadline"
 
 Response = HttpResponseBase
+_current_task = asyncio.current_task
+_running_loop = asyncio.get_running_loop
 
 
 class ResilienceMiddleware:
@@ -46,15 +48,13 @@ class ResilienceMiddleware:
         else:
             self.process_view = self._process_view_sync
 
-    # -- entry points --------------------------------------------------------
-
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
             return self.__acall__(request)
         runtime = get_runtime()
-        deadline = self._start(request, runtime)
+        deadline = _start(request, runtime)
         if deadline is not None and deadline.expired():
-            return self._deadline_response(request, deadline)
+            return _deadline_response(request, deadline)
         token = _current.set(deadline)
         try:
             early = runtime.admit_sync(request) if runtime.any_before_view else None
@@ -76,32 +76,31 @@ class ResilienceMiddleware:
                 # byte: a 504 says so, an empty 200 would not.
                 response.close()
                 runtime.release(request, timed_out=True)
-                return self._deadline_response(request, deadline)
+                return _deadline_response(request, deadline)
             return runtime.finish(request, response, deadline)
         finally:
             _current.reset(token)
 
     async def __acall__(self, request: HttpRequest) -> Response:
         runtime = get_runtime()
-        deadline = self._start(request, runtime)
+        deadline = _start(request, runtime)
         if deadline is not None and deadline.expired():
-            return self._deadline_response(request, deadline)
+            return _deadline_response(request, deadline)
         # Behind the ASGI wrapper the request's task already carries the
         # deadline (tasks copy their context): no second set and reset.
         token = None if _current.get() is deadline else _current.set(deadline)
         try:
-            # Checked here too: no coroutine to create when nothing is decided on
-            # arrival, nor when nothing decided on arrival can wait (a local
-            # store, no bulkhead): then the sync admission runs inline.
-            if not runtime.any_before_view:
-                early = None
-            elif runtime.arrival_on_loop:
-                early = runtime.admit_sync(request)
-            else:
-                early = await runtime.admit_async(request)
-            if early is not None:
-                # A later stage refused: give back what earlier stages took.
-                return runtime.finish(request, early.response)
+            # No coroutine when nothing is decided on arrival, nor when nothing
+            # decided on arrival can wait (a local store, no bulkhead).
+            if runtime.any_before_view:
+                early = (
+                    runtime.admit_sync(request)
+                    if runtime.arrival_on_loop
+                    else await runtime.admit_async(request)
+                )
+                if early is not None:
+                    # A later stage refused: give back what earlier stages took.
+                    return runtime.finish(request, early.response)
             if deadline is None:
                 try:
                     response: Response = await self.get_response(request)
@@ -109,8 +108,8 @@ class ResilienceMiddleware:
                     runtime.release(request, timed_out=False)
                     raise
                 return runtime.finish(request, response, None)
-            loop = asyncio.get_running_loop()
-            task = asyncio.current_task(loop)
+            loop = _running_loop()
+            task = _current_task(loop)
             assert task is not None  # Django runs every async request in a task
             alarm = deadline.arm(task, loop)
             try:
@@ -119,8 +118,8 @@ class ResilienceMiddleware:
                 # Only our own alarm turns into a 504; a cancellation from
                 # elsewhere (the client went away) goes on.
                 if alarm.fired_for(task):
-                    self._abandon(request, runtime, deadline)
-                    return self._deadline_response(request, deadline)
+                    _abandon(request, runtime, deadline)
+                    return _deadline_response(request, deadline)
                 runtime.release(request, timed_out=False)
                 raise
             except BaseException:
@@ -142,7 +141,7 @@ class ResilienceMiddleware:
     ) -> Response | None:
         runtime = get_runtime()
         if runtime.deadlines.needs_view_name:
-            self._tighten_by_view_name(request, runtime)
+            _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:
             return None
         early = runtime.admit_view_sync(request)
@@ -153,7 +152,7 @@ class ResilienceMiddleware:
     ) -> Response | None:
         runtime = get_runtime()
         if runtime.deadlines.needs_view_name:
-            self._tighten_by_view_name(request, runtime)
+            _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:
             return None
         early = await runtime.admit_view_async(request)
@@ -165,56 +164,50 @@ class ResilienceMiddleware:
             deadline = _current.get()
             if deadline is None:
                 return responses.deadline_exceeded(request, route="view", budget=0.0)
-            return self._deadline_response(request, deadline)
+            return _deadline_response(request, deadline)
         return get_runtime().exception_response(request, exception)
 
-    # -- helpers -----------------------------------------------------------------
 
-    @staticmethod
-    def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
-        scope = getattr(request, "scope", None)
-        if scope is not None:
-            existing = scope.get(SCOPE_DEADLINE)
-            if existing is not None:
-                return existing  # type: ignore[no-any-return]
-            arrived = scope.get(SCOPE_ARRIVED)
-        else:
-            arrived = None
-        return runtime.deadlines.start(
-            request.method or "GET",
-            request.path_info,
-            request.META.get,
-            started_at=arrived if arrived is not None else _clock.source(),
-        )
+def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
+    scope = getattr(request, "scope", None)
+    arrived = None
+    if scope is not None:
+        existing: Deadline | None = scope.get(SCOPE_DEADLINE)
+        if existing is not None:
+            return existing
+        arrived = scope.get(SCOPE_ARRIVED)
+    return runtime.deadlines.start(
+        request.method or "GET",
+        request.path_info,
+        request.META,
+        _clock.source() if arrived is None else arrived,
+    )
 
-    @staticmethod
-    def _tighten_by_view_name(request: HttpRequest, runtime: Runtime) -> None:
-        match = request.resolver_match
-        view_name = match.view_name if match is not None else None
-        found = runtime.deadlines.view_budget(request.method or "GET", request.path_info, view_name)
-        deadline = _current.get()
-        if found is not None and deadline is not None:
-            deadline.tighten(found[0], route=found[1])
 
-    @staticmethod
-    def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline) -> None:
-        """The deadline cut the view short: the route's verdict now, the slot when
-        the work has really stopped."""
-        match = request.resolver_match
-        if match is None or iscoroutinefunction(match.func):
-            # An async view's task is unwound by now: nothing of it runs on.
-            runtime.release(request, timed_out=True)
-            return
-        # A sync view's thread runs on; its slot stays taken until the thread
-        # ends, so the bulkhead bounds the work actually running.
-        permit = runtime.take_permit(request)
+def _tighten_by_view_name(request: HttpRequest, runtime: Runtime) -> None:
+    match = request.resolver_match
+    view_name = match.view_name if match is not None else None
+    found = runtime.deadlines.view_budget(request.method or "GET", request.path_info, view_name)
+    deadline = _current.get()
+    if found is not None and deadline is not None:
+        deadline.tighten(found[0], route=found[1])
+
+
+def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline) -> None:
+    """The deadline cut the view short: the route's verdict now, the slot when
+    the work has really stopped."""
+    match = request.resolver_match
+    if match is None or iscoroutinefunction(match.func):
+        # An async view's task is unwound by now: nothing of it runs on.
         runtime.release(request, timed_out=True)
-        abandoned.hold_until_thread_ends(deadline.route, permit)
+        return
+    # A sync view's thread runs on; its slot stays taken until the thread
+    # ends, so the bulkhead bounds the work actually running.
+    permit = runtime.take_permit(request)
+    runtime.release(request, timed_out=True)
+    abandoned.hold_until_thread_ends(deadline.route, permit)
 
-    @staticmethod
-    def _deadline_response(request: HttpRequest, deadline: Deadline) -> Response:
-        metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
-        return responses.deadline_exceeded(request, route=deadline.route, budget=deadline.budget)
 
-
-AsyncView = Callable[[HttpRequest], Awaitable[Response]]
+def _deadline_response(request: Any, deadline: Deadline) -> Response:
+    metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
+    return responses.deadline_exceeded(request, route=deadline.route, budget=deadline.budget)

@@ -40,13 +40,6 @@ __all__ = [
 logger = logging.getLogger("resilience_django.responses")
 
 
-def _wants_json(request: HttpRequest | None) -> bool:
-    if request is None:
-        return False
-    accept = request.META.get("HTTP_ACCEPT", "")
-    return "json" in accept
-
-
 def whole_seconds(seconds: float) -> int:
     """``Retry-After`` seconds: rounded up, so a client that waits this long is not turned away.
 
@@ -68,22 +61,9 @@ def _accepts(handler: Callable[..., Any]) -> frozenset[str] | None:
         parameters = inspect.signature(handler).parameters.values()
     except (TypeError, ValueError):  # no signature to read: pass everything
         return None
-    names = set()
-    for parameter in parameters:
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            return None
-        names.add(parameter.name)
-    return frozenset(names)
-
-
-def _details_for(handler: Callable[..., Any], details: dict[str, Any]) -> dict[str, Any]:
-    try:
-        accepted = _accepts(handler)
-    except TypeError:  # an unhashable callable: read its signature every time
-        accepted = _accepts.__wrapped__(handler)
-    if accepted is None:
-        return details
-    return {k: v for k, v in details.items() if k not in _NEWER_DETAILS or k in accepted}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters)
 
 
 def _build(
@@ -96,19 +76,16 @@ def _build(
     **extra: Any,
 ) -> HttpResponse:
     response: HttpResponse
-    if _wants_json(request):
+    if request is not None and "json" in request.META.get("HTTP_ACCEPT", ""):
         body: dict[str, Any] = {"error": error, "detail": text}
         if retry_after is not None:
             body["retry_after"] = whole_seconds(retry_after)
-        body.update(extra)
-        response = JsonResponse(body, status=status)
+        response = JsonResponse({**body, **extra}, status=status)
     else:
         response = HttpResponse(
             text + "\n", status=status, content_type="text/plain; charset=utf-8"
         )
     if retry_after is not None:
-        # Integer seconds, rounded up: a client that waits exactly this long
-        # must not be turned away again because we rounded down.
         response["Retry-After"] = str(whole_seconds(retry_after))
     for name, value in headers:
         response[name] = value
@@ -118,10 +95,8 @@ def _build(
 
 
 def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
-    """The user's handler for ``kind``, if any; a handler that fails gets the built-in answer.
-
-    A broken handler must not turn a 429/503/504 into a 500.
-    """
+    """The user's handler for ``kind``, if any; a handler that fails gets the built-in answer
+    (a broken handler must not turn a 429/503/504 into a 500)."""
     handler = get_settings().response_handlers.get(kind)
     if handler is None:
         return None
@@ -129,7 +104,13 @@ def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
         exact = float(details["retry_after"])
         details = {**details, "retry_after": whole_seconds(exact), "retry_after_exact": exact}
     try:
-        response: HttpResponse = handler(request, **_details_for(handler, details))
+        accepted = _accepts(handler)
+    except TypeError:  # an unhashable callable: read its signature every time
+        accepted = _accepts.__wrapped__(handler)
+    if accepted is not None:
+        details = {k: v for k, v in details.items() if k not in _NEWER_DETAILS or k in accepted}
+    try:
+        response: HttpResponse = handler(request, **details)
     except Exception:
         logger.exception("RESPONSE_HANDLERS[%r] raised; answering with the built-in response", kind)
         return None
@@ -206,9 +187,9 @@ def rate_limited_response(request: Any, result: LimitResult) -> HttpResponse:
 def add_headers(response: Any, pairs: Sequence[tuple[str, str]]) -> None:
     """Set the ``RateLimit-Policy``/``RateLimit`` pairs on a Django response.
 
-    Through Django's public header API: writing into ``ResponseHeaders``'
-    private store would skip a re-validation worth about a microsecond, and tie
-    every request to an internal that any Django release may change.
+    Through Django's public ``response.headers``, which validates each value;
+    its private store would skip that, and tie us to a Django internal.
     """
+    headers = response.headers
     for name, value in pairs:
-        response[name] = value
+        headers[name] = value

@@ -83,3 +83,14 @@ def test_deadline_follows_the_clock_installed_when_it_was_built() -> None:
     finally:
         set_clock(previous)
     assert clock_module.source is previous
+
+
+def test_route_budgets_are_memoized_within_a_bound_whatever_paths_clients_send() -> None:
+    policy = _policy()
+    for i in range(5000):
+        dl = policy.start("GET", f"/api/orders/{i}", {}, 0.0)
+        assert dl is not None and dl.route == "/api/orders"
+    dl = policy.start("GET", "/api/orders/" + "x" * 10_000, {}, 0.0)
+    assert dl is not None and dl.budget == 0.8
+    assert 0 < len(policy._budgets) <= 1024
+    assert all(len(path) <= 128 for _, path in policy._budgets)

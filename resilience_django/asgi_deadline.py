@@ -43,10 +43,6 @@ _END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 _background: set[asyncio.Future[None]] = set()
 
 
-def _disconnect() -> Message:
-    return {"type": "http.disconnect"}
-
-
 class _Exchange:
     """The app's ``send`` and ``receive``, which the wrapper can close at the deadline.
 
@@ -88,7 +84,7 @@ class _Exchange:
 
     async def receive(self) -> Message:
         if self.closed:
-            return _disconnect()
+            return {"type": "http.disconnect"}
         task = asyncio.current_task()
         assert task is not None
         self.receivers[task] = task.cancelling()
@@ -97,7 +93,7 @@ class _Exchange:
         except asyncio.CancelledError:
             # Our wake-up, and only it: the app hears that the client is gone.
             if task in self._woken and task.uncancel() <= self.receivers[task]:
-                return _disconnect()
+                return {"type": "http.disconnect"}
             raise
         finally:
             self.receivers.pop(task, None)
@@ -161,22 +157,19 @@ async def run_with_deadline(
 
 def _leave(task: asyncio.Future[None], *, route: str | None) -> None:
     """Let ``task`` finish on its own; count it meanwhile, and retrieve its outcome."""
+
+    def done(task: asyncio.Future[None]) -> None:
+        if task in _background:
+            _background.discard(task)
+            if route is not None:
+                metrics.abandoned_views(route, -1)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("the app failed after its deadline's answer", exc_info=task.exception())
+
     if task.done():
-        _retrieve(task)
+        done(task)
         return
     if route is not None:
         metrics.abandoned_views(route, 1)
     _background.add(task)
-
-    def done(task: asyncio.Future[None]) -> None:
-        _background.discard(task)
-        if route is not None:
-            metrics.abandoned_views(route, -1)
-        _retrieve(task)
-
     task.add_done_callback(done)
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.debug("the app failed after its deadline's answer", exc_info=task.exception())

@@ -1,16 +1,16 @@
 """Cancel a task at its deadline with one timer per event loop, not one per request.
 
-``asyncio.timeout_at`` costs about 6 µs per request on this kind of machine:
-a ``Timeout`` object, a ``TimerHandle`` pushed on the loop's heap and
-cancelled again, and the state machine of ``__aenter__``/``__aexit__``.  A
-deadline nearly always ends long before it fires, so that work is almost all
-waste.  An ``AlarmClock`` keeps every armed deadline of its loop in a heap of
-its own and holds a single loop timer, for the earliest one: arming costs one
-small object and a ``heappush`` (new deadlines of a route are later than the
-pending ones, so the loop timer rarely moves), and closing is one attribute
-write.  Entries of disarmed alarms leave the heap when their time comes, or
-earlier when the heap grows past twice its live size (``_compact``), so memory
-stays bounded by the requests in flight, not by the rate times the budget.
+``asyncio.timeout_at`` costs about 6 µs per request: a ``Timeout`` object, a
+``TimerHandle`` pushed on the loop's heap and cancelled again, and the state
+machine of ``__aenter__``/``__aexit__``.  A deadline nearly always ends long
+before it fires, so that work is almost all waste.  An ``AlarmClock`` keeps
+every armed deadline of its loop in a heap of its own and holds a single loop
+timer, for the earliest one: arming costs one small object and a ``heappush``
+(new deadlines of a route are later than the pending ones, so the loop timer
+rarely moves), and closing is one attribute write.  Entries of disarmed alarms
+leave the heap when their time comes, or earlier when the heap grows past
+twice its live size (``_compact``), so memory stays bounded by the requests
+in flight, not by the rate times the budget.
 
 Cancellation follows ``asyncio.timeout``: the alarm calls ``task.cancel()``,
 and the owner, catching ``CancelledError``, asks ``fired_for(task)`` whether
@@ -19,22 +19,19 @@ seen when armed) or someone else's (the client went away), which must
 propagate.
 
 A *settling* alarm (``arm(..., settle=True)``, what the Redis limiter uses)
-does not cancel when its time comes, but after a *grace* of ``SETTLE_CHECKS``
+does not cancel when its time comes, but after a grace of ``SETTLE_CHECKS``
 further checks ``SETTLE_STEP`` apart plus one loop turn, and only if its work
-is still pending then.  After the loop was blocked (a busy worker: a slow
-view, a large JSON encode), the loop runs the I/O callbacks that became ready
-*before* the timers that fell due in the same turn; but a reply read in that
-turn only wakes its task in the next one, so an alarm that cancelled at once
-would cancel work whose answer had arrived in time and was only waiting for
-the loop.  Work of several round trips (opening a pool connection: connect,
-then the client's handshake commands, then the call) needs one loop turn per
-step, and on a busy loop every turn is long: measured with four uvicorn
-workers under 64 connections, such work was cancelled while Redis answered
-each step in microseconds.  The grace is counted in checks, each one a timer
-of its own: on an idle loop the checks run on time and the grace is about
-``SETTLE_CHECKS * SETTLE_STEP`` (8 ms), so a Redis that does not answer is
-still given up on promptly; on a busy loop each check waits for a whole turn,
-and the work gets that many turns to read answers that are already there.
+is still pending then.  After the loop was blocked (a slow view, a large JSON
+encode), it runs the I/O callbacks that became ready *before* the timers due
+in the same turn, but a reply read in that turn wakes its task only in the
+next: an alarm that cancelled at once would cancel work whose answer arrived
+in time.  Work of several round trips (a pool connection: connect, handshake,
+call) needs a turn per step, and on a busy loop every turn is long (measured:
+four uvicorn workers under 64 connections had such work cancelled while Redis
+answered each step in microseconds).  Counted in checks, each a timer of its
+own, the grace is about ``SETTLE_CHECKS * SETTLE_STEP`` (8 ms) on an idle
+loop, so a silent Redis is still given up on promptly, and that many turns
+on a busy one.
 
 Single-threaded like the loop it serves: every method runs on the loop's
 thread (``Deadline.tighten`` from a worker thread hops there with
@@ -81,10 +78,9 @@ class Alarm:
         self._clock._push(self, when)
 
     def close(self, task: asyncio.Task[Any]) -> None:
-        """The guarded work is over, however it ended: disarm, and if the alarm
-        fired but the work swallowed its ``CancelledError``, take the cancel
-        request back so the task is not left marked as cancelling (an outer
-        ``asyncio.timeout`` would misread it), as ``asyncio.timeout`` does."""
+        """The work is over, however it ended: disarm.  If the alarm fired but the
+        work swallowed the ``CancelledError``, take the cancel request back, as
+        ``asyncio.timeout`` does (an outer timeout would misread it)."""
         if self.fired:
             self.fired = False
             task.uncancel()
@@ -138,11 +134,8 @@ class AlarmClock:
         self._compact_at = self._MIN_COMPACT
 
     def arm(self, task: asyncio.Task[Any], when: float, *, settle: bool = False) -> Alarm:
-        """An alarm that cancels ``task`` at loop time ``when``.
-
-        ``settle``: cancel after a grace of ``SETTLE_CHECKS`` checks instead,
-        if the work is still pending then (see the module docstring).
-        """
+        """An alarm that cancels ``task`` at loop time ``when`` (``settle``: after a
+        grace, see the module docstring)."""
         alarm = Alarm(self, task, when, settle)
         self._push(alarm, when)
         return alarm

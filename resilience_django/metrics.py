@@ -50,106 +50,52 @@ BACKEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1
 # key -> (type, name, documentation, labels, extra kwargs).  Gauge modes only
 # matter with PROMETHEUS_MULTIPROC_DIR; "live*" modes drop a dead worker's
 # value once it is marked dead, so a crashed worker cannot keep a panel red.
+_LIVEMAX = {"multiprocess_mode": "livemax"}
+_LIVESUM = {"multiprocess_mode": "livesum"}
 _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
-    "rejected": (
-        "Counter",
-        "resilience_requests_rejected",
-        "Requests answered without running the view (or that would have been, in shadow mode), "
-        "by rule and reason.",
-        ("rule", "reason"),
-        {},
-    ),
-    "deadline": (
-        "Counter",
-        "resilience_deadline_exceeded",
-        "Requests answered 504 because their deadline ran out, by route.",
-        ("route",),
-        {},
-    ),
-    "bad_header": (
-        "Counter",
-        "resilience_bad_headers",
-        "Incoming headers that could not be parsed and were ignored, by header "
-        "(deadline headers, X-Forwarded-For entries that are not an IP address).",
-        ("header",),
-        {},
-    ),
-    "breaker_state": (
-        "Gauge",
-        "resilience_breaker_state",
-        "Breaker state: 0 closed, 1 open, 2 half-open (max over live processes).",
-        ("breaker",),
-        {"multiprocess_mode": "livemax"},
-    ),
-    "breaker_transitions": (
-        "Counter",
-        "resilience_breaker_transitions",
-        "Breaker state changes.",
-        ("breaker", "from_state", "to_state"),
-        {},
-    ),
-    "breaker_calls": (
-        "Counter",
-        "resilience_breaker_calls",
-        "Calls through breakers by outcome (success, failure, rejected, ignored).",
-        ("breaker", "outcome"),
-        {},
-    ),
-    "backend_seconds": (
-        "Histogram",
-        "resilience_limiter_backend_seconds",
-        "Time spent asking the distributed limiter backend (Redis) for a decision.",
-        (),
-        {"buckets": BACKEND_BUCKETS},
-    ),
-    "backend_failures": (
-        "Counter",
-        "resilience_limiter_backend_failures",
-        "Distributed limiter calls to Redis that failed or timed out; each such request was "
-        "decided locally.",
-        (),
-        {},
-    ),
-    "fallback": (
-        "Gauge",
-        "resilience_limiter_fallback_active",
-        "1 while distributed limits are decided locally because Redis is unhealthy "
-        "(max over live processes).",
-        (),
-        {"multiprocess_mode": "livemax"},
-    ),
-    "loop_lag": (
-        "Gauge",
-        "resilience_event_loop_lag_seconds",
-        "How late the event loop ran a timer, largest of the last ~2 s (max over live "
-        "processes).  A report only: the limiter's Redis fallback does not read it.",
-        (),
-        {"multiprocess_mode": "livemax"},
-    ),
-    "inflight": (
-        "Gauge",
-        "resilience_inflight_requests",
-        "Requests in flight under a shedding rule (sum over live processes).",
-        ("route",),
-        {"multiprocess_mode": "livesum"},
-    ),
-    "abandoned": (
-        "Gauge",
-        "resilience_abandoned_views",
-        "Sync views answered 504 at their deadline whose threads still run, by route "
-        "(sum over live processes); each keeps its shedding slot until it ends.",
-        ("route",),
-        {"multiprocess_mode": "livesum"},
-    ),
-    "concurrency_limit": (
-        "Gauge",
-        "resilience_concurrency_limit",
-        "Requests a shedding rule lets run at once: its fixed limit, or where the adaptive "
-        "controller has it now (sum over live processes).",
-        ("route",),
-        {"multiprocess_mode": "livesum"},
-    ),
-}
+    "rejected": ("Counter", "resilience_requests_rejected",
+                 "Requests answered without running the view (or that would have been, in "
+                 "shadow mode), by rule and reason.", ("rule", "reason"), {}),
+    "deadline": ("Counter", "resilience_deadline_exceeded",
+                 "Requests answered 504 because their deadline ran out, by route.",
+                 ("route",), {}),
+    "bad_header": ("Counter", "resilience_bad_headers",
+                   "Incoming headers that could not be parsed and were ignored, by header "
+                   "(deadline headers, X-Forwarded-For entries that are not an IP address).",
+                   ("header",), {}),
+    "breaker_state": ("Gauge", "resilience_breaker_state",
+                      "Breaker state: 0 closed, 1 open, 2 half-open (max over live processes).",
+                      ("breaker",), _LIVEMAX),
+    "breaker_transitions": ("Counter", "resilience_breaker_transitions",
+                            "Breaker state changes.", ("breaker", "from_state", "to_state"), {}),
+    "breaker_calls": ("Counter", "resilience_breaker_calls",
+                      "Calls through breakers by outcome (success, failure, rejected, ignored).",
+                      ("breaker", "outcome"), {}),
+    "backend_seconds": ("Histogram", "resilience_limiter_backend_seconds",
+                        "Time spent asking the distributed limiter backend (Redis) for a "
+                        "decision.", (), {"buckets": BACKEND_BUCKETS}),
+    "backend_failures": ("Counter", "resilience_limiter_backend_failures",
+                         "Distributed limiter calls to Redis that failed or timed out; each such "
+                         "request was decided locally.", (), {}),
+    "fallback": ("Gauge", "resilience_limiter_fallback_active",
+                 "1 while distributed limits are decided locally because Redis is unhealthy "
+                 "(max over live processes).", (), _LIVEMAX),
+    "loop_lag": ("Gauge", "resilience_event_loop_lag_seconds",
+                 "How late the event loop ran a timer, largest of the last ~2 s (max over live "
+                 "processes).  A report only: the limiter's Redis fallback does not read it.",
+                 (), _LIVEMAX),
+    "inflight": ("Gauge", "resilience_inflight_requests",
+                 "Requests in flight under a shedding rule (sum over live processes).",
+                 ("route",), _LIVESUM),
+    "abandoned": ("Gauge", "resilience_abandoned_views",
+                  "Sync views answered 504 at their deadline whose threads still run, by route "
+                  "(sum over live processes); each keeps its shedding slot until it ends.",
+                  ("route",), _LIVESUM),
+    "concurrency_limit": ("Gauge", "resilience_concurrency_limit",
+                          "Requests a shedding rule lets run at once: its fixed limit, or where "
+                          "the adaptive controller has it now (sum over live processes).",
+                          ("route",), _LIVESUM),
+}  # fmt: skip
 
 _lock = threading.Lock()
 _collectors: dict[str, Any] | None = None
@@ -265,15 +211,24 @@ def bad_header(header: str) -> None:
     _count("bad_header", (header,), None)
 
 
+def _set(key: str, labels: tuple[str, ...], value: float) -> None:
+    child = _child(key, labels)
+    if child is not None:
+        child.set(value)
+
+
+def _add(key: str, labels: tuple[str, ...], delta: float) -> None:
+    child = _child(key, labels)
+    if child is not None:
+        child.inc(delta)
+
+
 def breaker_state(breaker: str, state: str) -> None:
     """``state`` is ``"closed"``, ``"open"`` or ``"half_open"`` (forced states map onto these)."""
-    child = _child("breaker_state", (breaker,))
-    if child is not None:
-        child.set(BREAKER_STATE_VALUES.get(state, 1))
+    _set("breaker_state", (breaker,), BREAKER_STATE_VALUES.get(state, 1))
 
 
 def breaker_transition(breaker: str, from_state: str, to_state: str) -> None:
-    """A breaker changed state (called from the breakers' event thread)."""
     _count("breaker_transitions", (breaker, from_state, to_state), None)
 
 
@@ -290,12 +245,8 @@ def breaker_call(breaker: str, outcome: str) -> None:
 
 
 def breaker_short_circuit(breaker: str, retry_after: float | None = None) -> None:
-    """A breaker refused a call: span event only.
-
-    The ``resilience_breaker_calls_total{outcome="rejected"}`` counter is
-    flushed in batches by the breakers' event thread, so this adds nothing to
-    it; it exists so the refusal shows on the caller's trace.
-    """
+    """A breaker refused a call: a span event only, so the refusal shows on the caller's
+    trace (the breakers' event thread counts ``outcome="rejected"`` in batches)."""
     span = otel.recording_span()
     if span is not None:
         attributes: dict[str, Any] = {
@@ -320,17 +271,13 @@ def limiter_backend_seconds(seconds: float) -> None:
 
 
 def limiter_backend_failure() -> None:
-    """One call to the distributed limiter backend failed; its request was decided locally."""
-    counter = _get("backend_failures")
-    if counter is not None:
-        counter.inc()
+    """One call to Redis failed; its request was decided locally."""
+    _add("backend_failures", (), 1)
 
 
 def limiter_fallback_active(active: bool, reason: str | None = None) -> None:
     """Distributed limits went local (``active``) or back to Redis."""
-    gauge = _get("fallback")
-    if gauge is not None:
-        gauge.set(1 if active else 0)
+    _set("fallback", (), 1 if active else 0)
     span = otel.recording_span()
     if span is not None:
         attributes: dict[str, Any] = {"resilience.fallback_active": active}
@@ -340,28 +287,19 @@ def limiter_fallback_active(active: bool, reason: str | None = None) -> None:
 
 
 def event_loop_lag(seconds: float) -> None:
-    """The event loop's recent lag (``loop_lag.LoopLagSampler``)."""
-    gauge = _get("loop_lag")
-    if gauge is not None:
-        gauge.set(seconds)
+    _set("loop_lag", (), seconds)
 
 
 def inflight(route: str, delta: int) -> None:
     """``delta`` requests entered (+) or left (-) the shedding rule ``route``."""
-    child = _child("inflight", (route,))
-    if child is not None:
-        child.inc(delta)
+    _add("inflight", (route,), delta)
 
 
 def abandoned_views(route: str, delta: int) -> None:
     """``delta`` views of ``route`` were abandoned at their deadline (+) or have ended (-)."""
-    child = _child("abandoned", (route,))
-    if child is not None:
-        child.inc(delta)
+    _add("abandoned", (route,), delta)
 
 
 def concurrency_limit(route: str, limit: int) -> None:
     """The shedding rule ``route`` now lets ``limit`` requests run at once in this process."""
-    child = _child("concurrency_limit", (route,))
-    if child is not None:
-        child.set(limit)
+    _set("concurrency_limit", (route,), limit)

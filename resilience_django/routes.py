@@ -213,10 +213,8 @@ class RouteIndex(Generic[T]):
     dict: a path is looked up once per distinct prefix *length*, longest
     first, and the longest prefix found holds the whole answer.  The cost
     follows how many lengths the rules use, not how many rules there are,
-    and the semantics stay ``path.startswith(prefix)`` exactly.
-
-    Below ``linear_below`` rules an index saves nothing: every item is then
-    a candidate, and matching is the plain scan it always was.
+    and the semantics stay ``path.startswith(prefix)`` exactly.  Below
+    ``linear_below`` rules every item is a candidate: the plain scan.
 
     >>> index = RouteIndex([(RouteMatcher(prefix="/api"), "a"), (RouteMatcher(), "b"),
     ...                     (RouteMatcher(prefix="/api/orders"), "c"),
@@ -240,9 +238,8 @@ class RouteIndex(Generic[T]):
         by_prefix: dict[str, list[tuple[int, T]]] = {}
         rest: list[tuple[int, T]] = []
         for position, (matcher, item) in enumerate(listed):
-            prefix = matcher.prefix
-            if prefix:
-                by_prefix.setdefault(prefix, []).append((position, item))
+            if matcher.prefix:
+                by_prefix.setdefault(matcher.prefix, []).append((position, item))
             else:
                 rest.append((position, item))
         self._rest: _Pairs[T] = tuple(rest)
@@ -255,17 +252,7 @@ class RouteIndex(Generic[T]):
         self._answers: dict[str, tuple[T, ...] | None] = {}
         if self.indexed:
             self._lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
-            self._answers = {p: self._prebuilt(p, prebuilt_max) for p in by_prefix}
-
-    def _prebuilt(self, prefix: str, most: int) -> tuple[T, ...] | None:
-        assert self._lengths is not None
-        pairs = list(self._rest)
-        for length in self._lengths:
-            if length <= len(prefix):
-                pairs.extend(self._pairs.get(prefix[:length], ()))
-            if len(pairs) > most:
-                return None
-        return _in_order(pairs)
+            self._answers = {p: self._merged(p, len(p), prebuilt_max) for p in by_prefix}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -281,24 +268,24 @@ class RouteIndex(Generic[T]):
             if length > size:
                 continue
             # Never empty for a prefix in the index (it holds the prefix's own
-            # rules): () means "no rule has this prefix".
+            # rules): () means "no rule has this prefix"; None, an answer too
+            # long to keep built, merged per request.
             answer = answers.get(path[:length], ())
             if answer:
                 return answer
             if answer is None:
-                return self._merged(path, length)
+                return self._merged(path, length) or ()
         return self._rest_items
 
-    def _merged(self, path: str, longest: int) -> tuple[T, ...]:
-        """The answer too long to keep built: every matching prefix's rules, merged."""
+    def _merged(self, path: str, longest: int, most: int | None = None) -> tuple[T, ...] | None:
+        """Every rule whose prefix ``path[:longest]`` starts with, and the prefix-less
+        ones, in order; ``None`` past ``most`` rules (so memory stays linear)."""
         assert self._lengths is not None
         pairs = list(self._rest)
         for length in self._lengths:
             if length <= longest:
                 pairs.extend(self._pairs.get(path[:length], ()))
-        return _in_order(pairs)
-
-
-def _in_order(pairs: list[tuple[int, T]]) -> tuple[T, ...]:
-    pairs.sort(key=_position)
-    return tuple(item for _, item in pairs)
+            if most is not None and len(pairs) > most:
+                return None
+        pairs.sort(key=_position)
+        return tuple(item for _, item in pairs)

@@ -69,10 +69,8 @@ Kernels are built by ``kernel_for(policy, share)``; a request whose cost can
 never fit (above the limit or capacity) reports ``retry_after = period``.
 
 This is the one implementation in the process (the Lua scripts are the other,
-in Redis).  ``outcome`` is the hot path of every local decision, about a
-microsecond all told: it is written out in full rather than as
-``acquire`` + ``info``, reads each field into a local once, and never
-allocates more than the ``RuleOutcome`` it returns.
+in Redis).  ``outcome`` is every local decision's hot path: ``acquire`` and
+``info`` written out in one call, allocating only the ``RuleOutcome``.
 """
 
 from __future__ import annotations
@@ -170,10 +168,7 @@ class SlidingWindow:
         state[1] += cost
 
     def refund(self, state: State, now: float, cost: int) -> None:
-        """Give back ``cost`` consumed moments ago (a later store rejected the request).
-
-        Taken from the newest buckets still in the window, where it was counted.
-        """
+        # From the newest buckets still in the window, where it was counted.
         self.advance(state, now)
         n = self.buckets
         head = state[0]
@@ -187,7 +182,7 @@ class SlidingWindow:
             cost -= taken
 
     def acquire(self, state: State, now: float, cost: int) -> bool:
-        # advance() inlined for the hot path: most calls stay in one bucket.
+        # advance() inlined for the fallback's charge: most calls stay in one bucket.
         if _floor(now / self.width) > state[0]:
             self.advance(state, now)
         total = state[1] + cost
@@ -198,7 +193,6 @@ class SlidingWindow:
         return True
 
     def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
-        """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
         cost = check.cost
         head = state[0]
         if _floor(now / self.width) > head:
@@ -292,7 +286,6 @@ class TokenBucket:
         return True
 
     def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
-        """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
         cost = check.cost
         capacity = self.capacity
         tokens, last = state
@@ -358,17 +351,13 @@ class Gcra:
         state[0] -= cost * self.interval
 
     def acquire(self, state: State, now: float, cost: int) -> bool:
-        tat = state[0]
-        if tat < now:
-            tat = now
-        tat += cost * self.interval
+        tat = (state[0] if state[0] > now else now) + cost * self.interval
         if tat - now > self.tau + self.slack:
             return False
         state[0] = tat
         return True
 
     def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
-        """``acquire`` and ``info`` in one call, as the store's hot path needs them."""
         cost = check.cost
         tat = state[0]
         if tat < now:

@@ -47,25 +47,19 @@ def retry_after_header(retry_after: float) -> str:
 _policy_texts: dict[int, tuple[Policy, str, str]] = {}
 
 
-def _policy_text(policy: Policy) -> tuple[Policy, str, str]:
-    rate = policy.rate
-    name = policy.name
-    entry = (
-        policy,
-        f'"{name}";q={rate.limit};w={max(1, seconds(rate.period))}',
-        f'"{name}";r=',
-    )
-    if len(_policy_texts) >= 4096:
-        _policy_texts.clear()
-    _policy_texts[id(policy)] = entry
-    return entry
-
-
 def _items(outcome: RuleOutcome) -> tuple[str, str]:
     policy = outcome.check.policy
     entry = _policy_texts.get(id(policy))
     if entry is None or entry[0] is not policy:
-        entry = _policy_text(policy)
+        name, rate = policy.name, policy.rate
+        entry = (
+            policy,
+            f'"{name}";q={rate.limit};w={max(1, seconds(rate.period))}',
+            f'"{name}";r=',
+        )
+        if len(_policy_texts) >= 4096:
+            _policy_texts.clear()
+        _policy_texts[id(policy)] = entry
     reset = outcome.reset_after
     if not outcome.allowed and outcome.retry_after > reset:
         reset = outcome.retry_after
@@ -74,23 +68,9 @@ def _items(outcome: RuleOutcome) -> tuple[str, str]:
 
 def build_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[str, str]]:
     """``RateLimit-Policy`` and ``RateLimit`` for the given outcomes (empty if none)."""
-    if len(outcomes) == 1:
-        # The common case, written out (``_items`` without the call or the joins).
-        outcome = outcomes[0]
-        policy = outcome.check.policy
-        entry = _policy_texts.get(id(policy))
-        if entry is None or entry[0] is not policy:
-            entry = _policy_text(policy)
-        reset = outcome.reset_after
-        if not outcome.allowed and outcome.retry_after > reset:
-            reset = outcome.retry_after
-        return [
-            (POLICY_HEADER, entry[1]),
-            (
-                RATELIMIT_HEADER,
-                f"{entry[2]}{outcome.remaining};t={_ceil(reset) if reset > 0 else 0}",
-            ),
-        ]
+    if len(outcomes) == 1:  # the common case, without the joins
+        policy_item, item = _items(outcomes[0])
+        return [(POLICY_HEADER, policy_item), (RATELIMIT_HEADER, item)]
     if not outcomes:
         return []
     pairs = [_items(o) for o in outcomes]

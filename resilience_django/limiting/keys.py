@@ -95,12 +95,8 @@ class KeyFunc:
         from_scope: Callable[[Scope], str | None] | None = None,
         needs_user: bool = False,
     ) -> None:
-        self.spec = spec
-        self.needs_user = needs_user
-        self.get = get
-        self.aget = aget
-        self.loop_safe = loop_safe
-        self.from_scope = from_scope
+        self.spec, self.get, self.aget, self.loop_safe = spec, get, aget, loop_safe
+        self.from_scope, self.needs_user = from_scope, needs_user
 
     @property
     def needs_request(self) -> bool:
@@ -121,22 +117,22 @@ def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
         # with no parse and no call; anything else is normalized (IPv6 to
         # its network) and bounded.
 
-        def get(request: Request) -> str | None:
-            remote: str | None = request.META.get("REMOTE_ADDR")
+        def peer(remote: str | None) -> str | None:
             if not remote:
                 return None
             if len(remote) <= 15 and ":" not in remote:
                 return remote
             return _bounded(peer_key(remote, prefix))
 
+        def get(request: Request) -> str | None:
+            remote: str | None = request.META.get("REMOTE_ADDR")
+            if remote and len(remote) <= 15 and ":" not in remote:
+                return remote
+            return peer(remote)
+
         def from_scope(scope: Scope) -> str | None:
             client = scope.get("client")
-            remote: str | None = client[0] if client else None
-            if not remote:
-                return None
-            if len(remote) <= 15 and ":" not in remote:
-                return remote
-            return _bounded(peer_key(remote, prefix))
+            return peer(client[0] if client else None)
 
     else:
         client_key = trusted.client_key
@@ -148,9 +144,8 @@ def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
 
         def from_scope(scope: Scope) -> str | None:
             client = scope.get("client")
-            key = client_key(
-                client[0] if client else None, _scope_header(scope, b"x-forwarded-for")
-            )
+            forwarded = _scope_header(scope, b"x-forwarded-for")
+            key = client_key(client[0] if client else None, forwarded)
             return None if key is None else _bounded(key)
 
     return KeyFunc("ip", get, _awaitable(get), loop_safe=True, from_scope=from_scope)
@@ -163,37 +158,30 @@ def _awaitable(get: Callable[[Request], str | None]) -> Callable[[Request], Awai
     return aget
 
 
-def _user_pk(user: Any) -> str | None:
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return _bounded(str(user.pk))
-
-
 def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
     ip_get = ip.get
-    spec = "user_or_ip" if with_ip else "user"
 
-    def get(request: Request) -> str | None:
-        pk = _user_pk(getattr(request, "user", None))
+    def key(user: Any, request: Request) -> str | None:
+        pk = None
+        if user is not None and getattr(user, "is_authenticated", False):
+            pk = _bounded(str(user.pk))
         if not with_ip:
             return pk
         if pk is not None:
             return _bounded("user:" + pk)
         address = ip_get(request)
         return None if address is None else _bounded("ip:" + address)
+
+    def get(request: Request) -> str | None:
+        return key(getattr(request, "user", None), request)
 
     async def aget(request: Request) -> str | None:
         # request.user is a lazy object whose first use queries the database,
         # which Django refuses on the event loop; auser() is its async twin.
         auser = getattr(request, "auser", None)
-        pk = _user_pk(await auser()) if auser is not None else None
-        if not with_ip:
-            return pk
-        if pk is not None:
-            return _bounded("user:" + pk)
-        address = ip_get(request)
-        return None if address is None else _bounded("ip:" + address)
+        return key(await auser() if auser is not None else None, request)
 
+    spec = "user_or_ip" if with_ip else "user"
     return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
 
 
@@ -222,30 +210,31 @@ def _param_key(spec: str, name: str) -> KeyFunc:
 
 
 def _callable_key(spec: str, func: Callable[[Request], Any]) -> KeyFunc:
-    def _clean(value: Any) -> str | None:
+    def clean(value: Any) -> str | None:
         if value is None or value == "":
             return None
         return _bounded(value if isinstance(value, str) else str(value))
 
+    # Adapted once, here: the other mode goes through asgiref.
     if iscoroutinefunction(func):
-        sync_func = async_to_sync(func)
-
-        def get(request: Request) -> str | None:
-            return _clean(sync_func(request))
-
-        async def aget(request: Request) -> str | None:
-            return _clean(await func(request))
-
+        sync_func, async_func = async_to_sync(func), func
     else:
-        async_func = sync_to_async(func)
+        sync_func, async_func = func, sync_to_async(func)
 
-        def get(request: Request) -> str | None:
-            return _clean(func(request))
+    def get(request: Request) -> str | None:
+        return clean(sync_func(request))
 
-        async def aget(request: Request) -> str | None:
-            return _clean(await async_func(request))
+    async def aget(request: Request) -> str | None:
+        return clean(await async_func(request))
 
     return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
+
+
+_HINT = "Use ip, user, user_or_ip, header:<Name>, param:<name> or a dotted path to a callable."
+
+
+def _key_error(where: str, spec: Any, problem: str, hint: str = _HINT) -> ConfigError:
+    return ConfigError(f"{where}: key {spec!r} {problem}", check_id="resilience.E022", hint=hint)
 
 
 def _import_callable(spec: str, where: str) -> Callable[[Request], Any]:
@@ -256,47 +245,33 @@ def _import_callable(spec: str, where: str) -> Callable[[Request], Any]:
     try:
         func = import_dotted(spec)
     except ImportError as exc:  # any failure of the module's code, see dotted.py
-        raise ConfigError(
-            f"{where}: key {spec!r} is not a key function and cannot be imported ({exc})",
-            check_id="resilience.E022",
-            hint="Use ip, user, user_or_ip, header:<Name>, param:<name> or a dotted path to "
-            "a callable(request).",
+        raise _key_error(
+            where, spec, f"is not a key function and cannot be imported ({exc})"
         ) from exc
     if not callable(func):
-        raise ConfigError(
-            f"{where}: key {spec!r} is not callable",
-            check_id="resilience.E022",
-            hint="The dotted path must name a function taking the request.",
+        raise _key_error(
+            where,
+            spec,
+            "is not callable",
+            "The dotted path must name a function taking the request.",
         )
     return func  # type: ignore[no-any-return]
 
 
 def check_key_spec(spec: Any, *, where: str) -> None:
     """Raise ``ConfigError`` (``resilience.E022``) unless ``spec`` is a usable key."""
-    hint = "Use ip, user, user_or_ip, header:<Name>, param:<name> or a dotted path."
     if not isinstance(spec, str) or not spec:
-        raise ConfigError(
-            f"{where}: key {spec!r} must be a string", check_id="resilience.E022", hint=hint
-        )
+        raise _key_error(where, spec, "must be a string")
     if spec in _BUILTIN:
         return
     kind, sep, arg = spec.partition(":")
     if sep and kind in ("header", "param"):
         if not arg.strip() or (kind == "header" and not arg.isascii()):
-            raise ConfigError(
-                f"{where}: key {spec!r} needs a name after '{kind}:'",
-                check_id="resilience.E022",
-                hint=f"Example: '{kind}:X-Api-Key'."
-                if kind == "header"
-                else "Example: 'param:token'.",
-            )
+            example = "header:X-Api-Key" if kind == "header" else "param:token"
+            raise _key_error(where, spec, f"needs a name after '{kind}:'", f"Example: '{example}'.")
         return
     if "." not in spec or sep:
-        raise ConfigError(
-            f"{where}: key {spec!r} is not a known key function",
-            check_id="resilience.E022",
-            hint=hint,
-        )
+        raise _key_error(where, spec, "is not a known key function")
     _import_callable(spec, where)
 
 

@@ -119,7 +119,6 @@ class LocalLimiter:
         self._compiled: dict[Any, _Compiled] = {}
 
     def __len__(self) -> int:
-        """How many keys are stored now."""
         return sum(len(shard.states) for shard in self._shards)
 
     def clear(self) -> None:
@@ -141,26 +140,23 @@ class LocalLimiter:
             cache[slot] = compiled
         return compiled
 
-    # -- deciding ---------------------------------------------------------------
-
     def decide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
         """Admit the request iff every check fits; consume nothing otherwise.
 
         ``share`` scales every policy to ``max(1, floor(limit * share))`` (the
         Redis fallback enforces ``1 / live instances`` of a global limit).
-        Safe from any thread.
         """
         if len(checks) != 1:
             return self._decide_many(checks, share)
-        # One check, nearly every request: written out, one lock, no helper calls
-        # but the kernel's.
+        # One check, nearly every request: written out, one lock, no call but
+        # the kernel's.
         check = checks[0]
         policy = check.policy
         compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
         if compiled is None or compiled[0] is not policy:
             compiled = self._compiled_for(policy, share)
-        kernel = compiled[1]
-        key = (compiled[2], check.key)
+        _, kernel, prefix = compiled
+        key = (prefix, check.key)
         now = self._clock()
         shard = self._shards[hash(key) & self._mask]
         states = shard.states
@@ -176,25 +172,18 @@ class LocalLimiter:
         return Decision(outcome.allowed, (outcome,), "local")
 
     async def adecide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
-        """``decide`` for the event loop: no I/O, so it runs inline, under the same locks.
-
-        Callers already on the loop may call ``decide`` directly and save the
-        coroutine; the answer is the same.
-        """
+        # No I/O: inline, under the same locks (callers on the loop may call decide).
         return self.decide(checks, share)
 
     def admit(self, policy: Policy, key: str, cost: int = 1, share: float = 1.0) -> bool:
-        """Yes or no for one policy and key, without building a ``Decision``.
-
-        The leanest path, for callers that need no headers (the Redis
-        fallback's charge of its ``share``); safe from any thread.
-        """
+        """Yes or no for one policy and key, without a ``Decision`` (the Redis
+        fallback's charge of its ``share``)."""
         _, kernel, prefix = self._compiled_for(policy, share)
         store_key = (prefix, key)
         now = self._clock()
         shard = self._shards[hash(store_key) & self._mask]
         with shard.lock:
-            state = _touch(shard.states, shard.capacity, store_key, kernel, now)
+            state = _touch(shard, store_key, kernel, now)
             return kernel.acquire(state, now, cost)
 
     def decide_with_shadow(
@@ -210,12 +199,8 @@ class LocalLimiter:
         return self.decide_with_shadow(checks, shadow)
 
     def refund(self, decision: Decision, share: float = 1.0) -> None:
-        """Undo an admitted decision made moments ago by this store.
-
-        For a request whose rules span two stores (local, then Redis): when the
-        second rejects, the first gives back what it took, so the request's
-        decision stays all-or-nothing.  Safe from any thread.
-        """
+        """Undo an admitted decision of this store made moments ago: a request whose
+        rules span two stores, when the second (Redis) rejects."""
         if not decision.allowed:
             return
         now = self._clock()
@@ -233,16 +218,15 @@ class LocalLimiter:
         if not checks:
             return ALLOW_ALL
         plan: list[tuple[LimitCheck, Kernel, tuple[str, str], _Shard]] = []
-        indexes: set[int] = set()
         for check in checks:
             _, kernel, prefix = self._compiled_for(check.policy, share)
             key = (prefix, check.key)
-            index = hash(key) & self._mask
-            indexes.add(index)
-            plan.append((check, kernel, key, self._shards[index]))
+            plan.append((check, kernel, key, self._shards[hash(key) & self._mask]))
         # Ascending shard order: any two decisions take shared locks in the same
         # order, which is what rules out a deadlock.
-        locks = [self._shards[i].lock for i in sorted(indexes)]
+        locks = [
+            self._shards[i].lock for i in sorted({hash(k) & self._mask for _, _, k, _ in plan})
+        ]
         now = self._clock()
         for lock in locks:
             lock.acquire()
@@ -257,7 +241,7 @@ def _decide_all(
     plan: list[tuple[LimitCheck, Kernel, tuple[str, str], _Shard]], now: float
 ) -> Decision:
     """Several checks, all-or-nothing; the caller holds every shard lock involved."""
-    states = [_touch(s.states, s.capacity, key, kernel, now) for _, kernel, key, s in plan]
+    states = [_touch(shard, key, kernel, now) for _, kernel, key, shard in plan]
     admitted = True
     verdicts: list[bool] = []
     snapshots: list[tuple[State, State]] = []
@@ -282,14 +266,13 @@ def _decide_all(
     return Decision(admitted, outcomes, "local")
 
 
-def _touch(
-    states: _States, capacity: int, key: tuple[str, str], kernel: Kernel, now: float
-) -> State:
+def _touch(shard: _Shard, key: tuple[str, str], kernel: Kernel, now: float) -> State:
     """The key's state, created if new; marks it most recently used (under the shard lock)."""
+    states = shard.states
     state = states.get(key)
     if state is None:
         state = states[key] = kernel.new_state(now)
-        if len(states) > capacity:
+        if len(states) > shard.capacity:
             states.popitem(last=False)  # the least recently used key goes
     else:
         states.move_to_end(key)

@@ -189,23 +189,20 @@ class TrustedProxies:
 
     def client_key(self, remote: str | None, forwarded_for: str | None) -> str | None:
         """The ``ip`` key: the client's address, IPv6 grouped by ``ipv6_prefix``."""
-        if not remote:
-            return None
-        if forwarded_for and self.reads_forwarded_for:
-            entry = self._forwarded(remote, forwarded_for)
-            if entry is not None:
-                return address_key(entry, self.ipv6_prefix)
-        return peer_key(remote, self.ipv6_prefix)
+        return self._client(remote, forwarded_for, self.ipv6_prefix)
 
     def client_ip(self, remote: str | None, forwarded_for: str | None) -> str | None:
         """The client's address, normalized (IPv6 in full, not grouped)."""
+        return self._client(remote, forwarded_for, 128)
+
+    def _client(self, remote: str | None, forwarded_for: str | None, prefix: int) -> str | None:
         if not remote:
             return None
         if forwarded_for and self.reads_forwarded_for:
             entry = self._forwarded(remote, forwarded_for)
             if entry is not None:
-                return address_key(entry, 128)
-        return peer_key(remote, 128)
+                return address_key(entry, prefix)
+        return peer_key(remote, prefix)
 
 
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -255,27 +252,20 @@ def parse_trusted_proxies(
         if ipv6_prefix == DEFAULT_IPV6_PREFIX:
             return None
         return TrustedProxies(ipv6_prefix=ipv6_prefix)
-    hint = "Use a hop count such as 1, or a list of networks such as ['10.0.0.0/8']."
-    if isinstance(value, bool):
-        raise ConfigError(
-            f"RESILIENCE['TRUSTED_PROXIES'] = {value!r} is not a hop count or a list",
+
+    def error(message: str) -> ConfigError:
+        return ConfigError(
+            f"RESILIENCE['TRUSTED_PROXIES'] {message}",
             check_id="resilience.E010",
-            hint=hint,
+            hint="Use a hop count such as 1, or a list of networks such as ['10.0.0.0/8'].",
         )
-    if isinstance(value, int):
+
+    if isinstance(value, int) and not isinstance(value, bool):
         if not 0 <= value <= MAX_HOPS:
-            raise ConfigError(
-                f"RESILIENCE['TRUSTED_PROXIES'] as a hop count must be from 0 to {MAX_HOPS}",
-                check_id="resilience.E010",
-                hint=hint,
-            )
+            raise error(f"as a hop count must be from 0 to {MAX_HOPS}")
         return TrustedProxies(hops=value, ipv6_prefix=ipv6_prefix)
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigError(
-            f"RESILIENCE['TRUSTED_PROXIES'] = {value!r} is not a hop count or a list",
-            check_id="resilience.E010",
-            hint=hint,
-        )
+    if isinstance(value, str | bool) or not isinstance(value, Iterable):
+        raise error(f"= {value!r} is not a hop count or a list")
     networks: list[Network] = []
     for item in value:
         try:
@@ -285,10 +275,6 @@ def parse_trusted_proxies(
                 raise TypeError(f"a network is written as text, not {type(item).__name__}")
             network = ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"RESILIENCE['TRUSTED_PROXIES'] entry {item!r} is not a network ({exc})",
-                check_id="resilience.E010",
-                hint=hint,
-            ) from exc
+            raise error(f"entry {item!r} is not a network ({exc})") from exc
         networks.extend(_unmapped(network))
     return TrustedProxies(networks=tuple(networks), ipv6_prefix=ipv6_prefix)

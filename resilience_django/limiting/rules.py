@@ -123,61 +123,43 @@ def parse_limit_rule(
     # Every problem of the rule is collected and raised together (ConfigErrors),
     # so `check` lists them all at once instead of one per fix-and-rerun.
     problems: list[ConfigError] = []
+
+    def bad(message: str, check_id: str, hint: str) -> None:
+        problems.append(_error(where, message, check_id, hint))
+
     name = mapping.get("name")
     if not isinstance(name, str) or _NAME.match(name) is None:
-        problems.append(_error(
-            where,
-            f"name {name!r} must be 1-100 letters, digits or _ . : / -",
-            "E026",
-            "Every rule needs a unique name; it appears in headers, metrics and errors.",
-        ))  # fmt: skip
+        bad(f"name {name!r} must be 1-100 letters, digits or _ . : / -", "E026",
+            "Every rule needs a unique name: it is in headers, metrics and errors.")  # fmt: skip
         name = ""
     else:
         where = f"{where} ({name!r})"
     unknown = sorted(set(map(str, mapping)) - RULE_FIELDS)
     if unknown:
-        problems.append(_error(
-            where,
-            f"unknown field(s) {', '.join(unknown)}",
-            "E029",
-            f"Known fields: {', '.join(sorted(RULE_FIELDS))}.",
-        ))  # fmt: skip
+        bad(f"unknown field(s) {', '.join(unknown)}", "E029",
+            f"Known fields: {', '.join(sorted(RULE_FIELDS))}.")  # fmt: skip
     rate = None
     if "rate" not in mapping:
-        problems.append(
-            _error(where, "rate is missing", "E020", "Add a rate such as '100/m' or '10/s'.")
-        )
+        bad("rate is missing", "E020", "Add a rate such as '100/m' or '10/s'.")
     else:
         try:
             rate = parse_rate(mapping["rate"])
         except ValueError as exc:
-            problems.append(_error(
-                where,
-                str(exc),
-                "E020",
+            bad(str(exc), "E020",
                 "Write a rate like '100/m', '10/s', '5000/h' or '100/30s': a count from 1 to "
-                "1_000_000_000 per a period from 1ms to 365 days.",
-            ))  # fmt: skip
+                "1_000_000_000 per a period from 1ms to 365 days.")  # fmt: skip
     algorithm_value = mapping.get("algorithm", Algorithm.SLIDING_WINDOW.value)
     algorithm = Algorithm.SLIDING_WINDOW
     try:
         algorithm = Algorithm(algorithm_value)
     except ValueError:
-        problems.append(_error(
-            where,
-            f"algorithm {algorithm_value!r} is unknown",
-            "E021",
-            f"Use one of {', '.join(a.value for a in Algorithm)}.",
-        ))  # fmt: skip
+        bad(f"algorithm {algorithm_value!r} is unknown", "E021",
+            f"Use one of {', '.join(a.value for a in Algorithm)}.")  # fmt: skip
     burst = mapping.get("burst")
     if burst is not None and bounded_int(burst, minimum=1, maximum=MAX_BURST) is None:
-        problems.append(_error(
-            where,
-            f"burst {safe_repr(burst)} must be an integer from 1 to {MAX_BURST:_}",
-            "E025",
+        bad(f"burst {safe_repr(burst)} must be an integer from 1 to {MAX_BURST:_}", "E025",
             "burst is how many requests token bucket and GCRA admit at once; omit it for the "
-            "rate's count.",
-        ))  # fmt: skip
+            "rate's count.")  # fmt: skip
     key = mapping.get("key", "ip")
     try:
         check_key_spec(key, where=where)
@@ -185,29 +167,17 @@ def parse_limit_rule(
         problems.append(exc)
     scope = mapping.get("scope", default_scope)
     if scope not in SCOPES:
-        problems.append(_error(
-            where,
-            f"scope {scope!r} is unknown",
-            "E023",
-            "Use 'local' (per process) or 'distributed' (shared through Redis).",
-        ))  # fmt: skip
+        bad(f"scope {scope!r} is unknown", "E023",
+            "Use 'local' (per process) or 'distributed' (shared through Redis).")  # fmt: skip
     mode = mapping.get("mode", "enforce")
     if mode not in MODES:
-        problems.append(_error(
-            where,
-            f"mode {mode!r} is unknown",
-            "E024",
-            "Use 'enforce', 'shadow' (count and report, never block) or 'off'.",
-        ))  # fmt: skip
+        bad(f"mode {mode!r} is unknown", "E024",
+            "Use 'enforce', 'shadow' (count and report, never block) or 'off'.")  # fmt: skip
     after_auth = mapping.get("after_auth", False)
     if not isinstance(after_auth, bool):
-        problems.append(_error(
-            where,
-            f"after_auth {safe_repr(after_auth)} must be True or False",
-            "E031",
+        bad(f"after_auth {safe_repr(after_auth)} must be True or False", "E031",
             "after_auth: True leaves the rule to the DRF throttle ResilienceRulesThrottle, "
-            "decided once DRF has authenticated the request.",
-        ))  # fmt: skip
+            "decided once DRF has authenticated the request.")  # fmt: skip
     try:
         matcher = parse_route_matcher(
             mapping, where=where, check_id="resilience.E027", allow_regex=allow_regex
@@ -225,7 +195,7 @@ def parse_limit_rule(
         scope=scope,
         mode=mode,
         after_auth=after_auth,
-    )
+    )  # fmt: skip
 
 
 def parse_limit_rules(

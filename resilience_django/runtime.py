@@ -52,17 +52,14 @@ class Early(NamedTuple):
 
 
 class RequestState:
-    """What admission took for one request, for ``finish`` to give back and report."""
+    """What admission took for one request (the defaults on the class: no ``__init__`` to run)."""
 
-    __slots__ = ("breaker", "limits", "permit", "refused", "started", "token")
-
-    def __init__(self) -> None:
-        self.limits: LimitResult | None = None
-        self.permit: Permit | None = None
-        self.breaker: Breaker | None = None
-        self.token: Phase | None = None
-        self.started = 0.0
-        self.refused = False
+    limits: LimitResult | None = None
+    permit: Permit | None = None
+    breaker: Breaker | None = None
+    token: Phase | None = None
+    started = 0.0
+    refused = False
 
     def end_breaker(self, failed: bool | None) -> None:
         """The route breaker's verdict on the view (``None``: none, only free its trial)."""
@@ -183,25 +180,16 @@ class Runtime:
 
     # -- admission ----------------------------------------------------------------
 
-    def admit_sync(self, request: HttpRequest) -> Early | None:
-        """On arrival: the stages that need neither the user nor the resolved URL."""
-        return self._admit_sync(request, None, before_view=True) if self.any_before_view else None
-
-    async def admit_async(self, request: HttpRequest) -> Early | None:
-        if not self.any_before_view:
-            return None
-        return await self._admit_async(request, None, before_view=True)
-
     def admit_view_sync(self, request: HttpRequest) -> Early | None:
         """In process_view: the stages that need the user or the URL name."""
         if not self.any_at_view:
             return None
-        return self._admit_sync(request, _view_name(request), before_view=False)
+        return self.admit_sync(request, _view_name(request), before_view=False)
 
     async def admit_view_async(self, request: HttpRequest) -> Early | None:
         if not self.any_at_view:
             return None
-        return await self._admit_async(request, _view_name(request), before_view=False)
+        return await self.admit_async(request, _view_name(request), before_view=False)
 
     async def admit_scope(self, scope: Any, make_shim: Callable[[Any], Any]) -> Early | None:
         """The ASGI fast path: the limits that need no Django request (``make_shim(scope)``
@@ -225,10 +213,12 @@ class Runtime:
     def _scope_answer(
         scope: Any, make_shim: Callable[[Any], Any], result: LimitResult | None
     ) -> Early | None:
+        global _scope_decides
         if result is None:
             return None
         if not result.allowed:
             return Early(rate_limited_response(make_shim(scope), result))
+        _scope_decides = True
         scope[SCOPE_LIMITS] = result
         return None
 
@@ -236,26 +226,33 @@ class Runtime:
     # concurrency slot, then the route breaker, so a request refused by an
     # earlier stage never holds a slot or a half-open trial.
 
-    def _admit_sync(
-        self, request: HttpRequest, view_name: str | None, *, before_view: bool
+    def admit_sync(
+        self, request: HttpRequest, view_name: str | None = None, *, before_view: bool = True
     ) -> Early | None:
+        """On arrival (when ``any_before_view``): the stages needing neither user nor URL."""
         state, method, path = _state(request), request.method or "GET", request.path_info
         if self.limits is not None and self.limits_before_view is before_view:
-            result = _decided(request) or self.limits.decide(method, path, request, view_name)
+            # The ASGI wrapper's decision, if it made one (a LimitResult is always true).
+            scope = getattr(request, "scope", None) if _scope_decides else None
+            decided: LimitResult | None = scope.get(SCOPE_LIMITS) if scope else None
+            result = decided or self.limits.decide(method, path, request, view_name)
             state.limits = result
             if not result.allowed:
                 return self._refused(state, Early(rate_limited_response(request, result)))
         answer = None
         if self.shedder is not None and self.shed_before_view is before_view:
             answer = self.shedder.admit_sync(method, path, view_name, header=request.headers.get)
+        elif not self.route_breakers or self.breakers_before_view is not before_view:
+            return None  # no bulkhead and no route breaker at this stage
         return self._shed_then_breaker(request, state, answer, view_name, before_view)
 
-    async def _admit_async(
-        self, request: HttpRequest, view_name: str | None, *, before_view: bool
+    async def admit_async(
+        self, request: HttpRequest, view_name: str | None = None, *, before_view: bool = True
     ) -> Early | None:
         state, method, path = _state(request), request.method or "GET", request.path_info
         if self.limits is not None and self.limits_before_view is before_view:
-            decided = _decided(request)
+            scope = getattr(request, "scope", None) if _scope_decides else None
+            decided: LimitResult | None = scope.get(SCOPE_LIMITS) if scope else None
             result = decided or await self.limits.adecide(method, path, request, view_name)
             state.limits = result
             if not result.allowed:
@@ -264,6 +261,8 @@ class Runtime:
         if self.shedder is not None and self.shed_before_view is before_view:
             header = request.headers.get
             answer = await self.shedder.admit_async(method, path, view_name, header=header)
+        elif not self.route_breakers or self.breakers_before_view is not before_view:
+            return None
         return self._shed_then_breaker(request, state, answer, view_name, before_view)
 
     def _shed_then_breaker(
@@ -305,8 +304,9 @@ class Runtime:
             if not streaming or permit.exempt_streams:
                 permit.release()
                 permit = None
-        # Our own 429/503 in process_view: the route did not run, no verdict.
-        state.end_breaker(None if state.refused else response.status_code >= 500)
+        if state.breaker is not None:
+            # Our own 429/503 in process_view: the route did not run, no verdict.
+            state.end_breaker(None if state.refused else response.status_code >= 500)
         result = state.limits
         if result is not None and self.ratelimit_headers:
             add_headers(response, result.headers)
@@ -396,10 +396,7 @@ def _state(request: HttpRequest) -> RequestState:
     return state
 
 
-def _decided(request: HttpRequest) -> LimitResult | None:
-    """The ASGI fast path's limit decision, if it made one (a ``LimitResult`` is always true)."""
-    scope = getattr(request, "scope", None)
-    return scope.get(SCOPE_LIMITS) if scope is not None else None
+_scope_decides = False  # True once the ASGI wrapper left a decision in some scope
 
 
 def _unavailable(request: HttpRequest, reason: str, name: str, retry_after: float) -> Early:
@@ -415,16 +412,18 @@ _lock = threading.Lock()
 _runtime: Runtime | None = None
 _previous_stores: _Stores | None = None
 _generation = 0  # of the admin rules _runtime was built from (live.maybe_reload)
+_monotonic = time.monotonic
 
 
 def get_runtime() -> Runtime:
     # Admin edits: a float compare per request; the reload itself happens on a
     # background thread and only moves the admin rules' generation on.
     global _generation
-    if (generation := maybe_reload(time.monotonic())) != _generation:
+    runtime = _runtime  # read once: another thread may reset it
+    if (generation := maybe_reload(_monotonic())) != _generation:
         _generation = generation
         reset_runtime()
-    runtime = _runtime  # read once: another thread may reset it
+        runtime = None
     return runtime if runtime is not None else _build()
 
 

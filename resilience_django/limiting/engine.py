@@ -150,25 +150,27 @@ class LimitEngine:
         self, method: str, path: str, request: Any, view_name: str | None = None
     ) -> LimitResult:
         """Decide a Django request (sync code: a WSGI worker or a thread)."""
-        found = [
-            (rule, rule.key.get(request))
-            for rule in self._index.candidates(path)
-            if rule.matcher.matches(method, path, view_name)
-        ]
-        return self._decide_checks(*_checks(found))
+        checks: list[Checks] = [(), ()]  # enforced, shadow: indexed by rule.shadow
+        for rule in self._index.candidates(path):
+            if rule.matcher.matches(method, path, view_name):
+                key = rule.key.get(request)
+                if key is not None:  # a rule whose key is missing does not apply
+                    checks[rule.shadow] += (LimitCheck(rule.policy, key, 1),)
+        return self._decide_checks(*checks)
 
     async def adecide(
         self, method: str, path: str, request: Any, view_name: str | None = None
     ) -> LimitResult:
         """Decide a Django request on the event loop."""
-        found = [
-            (rule, rule.key.get(request) if rule.key.loop_safe else await rule.key.aget(request))
-            for rule in self._index.candidates(path)
-            if rule.matcher.matches(method, path, view_name)
-        ]
-        enforce, shadow = _checks(found)
-        result = self._without_io(enforce, shadow)
-        return result if result is not None else await self._adecide_checks(enforce, shadow)
+        checks: list[Checks] = [(), ()]  # enforced, shadow
+        for rule in self._index.candidates(path):
+            if rule.matcher.matches(method, path, view_name):
+                key_func = rule.key
+                key = key_func.get(request) if key_func.loop_safe else await key_func.aget(request)
+                if key is not None:
+                    checks[rule.shadow] += (LimitCheck(rule.policy, key, 1),)
+        result = self._without_io(*checks)
+        return result if result is not None else await self._adecide_checks(*checks)
 
     def _without_io(self, enforce: Checks, shadow: Checks) -> LimitResult | None:
         """The answer when it needs no I/O (no checks, or one local store), else ``None``.
@@ -192,7 +194,8 @@ class LimitEngine:
             return NO_LIMITS
         if self._local is None:
             if not shadow:
-                return self._result(self._limiter.decide(enforce), None)
+                decision = self._limiter.decide(enforce)
+                return LimitResult(decision) if decision.allowed else self._result(decision, None)
             return self._result(*self._limiter.decide_with_shadow(enforce, shadow))
         split = _Split(self._local, self._distributed, enforce, shadow)
         if split.ask or split.shared_s:
@@ -235,12 +238,12 @@ class LimitEngine:
 
     def _scope_checks(
         self, scope: Mapping[str, Any], method: str, path: str
-    ) -> tuple[Checks, Checks] | None:
-        """The checks of a scope's request, or ``None`` if only the middleware can tell.
+    ) -> list[Checks] | None:
+        """A scope's [enforced, shadow] checks, or ``None`` if only the middleware can tell.
 
         ``path`` is the one Django matches on (``path_info``, no mount point).
         """
-        found = []
+        checks: list[Checks] = [(), ()]  # enforced, shadow
         for rule in self._index.candidates(path):
             matcher = rule.matcher
             # Passing the rule's own view name asks "would it match if the URL
@@ -250,8 +253,10 @@ class LimitEngine:
             from_scope = rule.key.from_scope
             if from_scope is None or not rule.view_free:
                 return None
-            found.append((rule, from_scope(scope)))
-        return _checks(found)
+            key = from_scope(scope)
+            if key is not None:
+                checks[rule.shadow] += (LimitCheck(rule.policy, key, 1),)
+        return checks
 
     # -- shared -------------------------------------------------------------
 
@@ -268,17 +273,9 @@ class LimitEngine:
         return result
 
 
+# The checks a request's matching rules make, grown a tuple at a time: few rules
+# match one request, and most often one, which then costs a single 1-tuple.
 Checks = tuple[LimitCheck, ...]
-
-
-def _checks(found: list[tuple[_Rule, str | None]]) -> tuple[Checks, Checks]:
-    """The matching rules with a key, as (enforced checks, shadow checks)."""
-    enforce: list[LimitCheck] = []
-    shadow: list[LimitCheck] = []
-    for rule, key in found:
-        if key is not None:  # a rule whose key is missing does not apply
-            (shadow if rule.shadow else enforce).append(LimitCheck(rule.policy, key, 1))
-    return tuple(enforce), tuple(shadow)
 
 
 class _Split:

@@ -238,14 +238,8 @@ class HybridLimiter:
             nodes = self._nodes
             if nodes is not None and nodes.breakers:
                 nodes.answered(self._redis.node_of(checks, asynchronous=asynchronous))
-        if decision is None:
-            return
-        if decision.allowed:
-            share, admit = self._share, self._local.admit
-            for check in checks:
-                admit(check.policy, check.key, check.cost, share)
-        else:
-            self._note_rejection(decision)
+        if decision is not None:
+            self._settle(checks, decision)
 
     def _failed(
         self,

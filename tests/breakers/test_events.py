@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -14,6 +13,7 @@ from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.breakers.state import Breaker, CircuitOpen
 from resilience_django.fleet import FleetPublisher
 from resilience_django.fleetstore.cache import CacheStore
+from tests.utils.waiting import holds_within
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -53,15 +53,6 @@ def test_transitions_and_call_outcomes_reach_prometheus_off_the_hot_path() -> No
 # -- one slow listener holds up nothing else ----------------------------------------------
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.fixture
 def stuck_listener() -> Iterator[tuple[Callable[[events.Transition], None], threading.Event]]:
     """A listener that blocks until the test lets it go (set free at the end in any case)."""
@@ -95,9 +86,10 @@ def test_a_stuck_listener_holds_up_neither_other_listeners_nor_the_metrics(
 
     # Neither the other listener of the same breaker, nor another breaker's
     # listener, nor the metrics wait for it.
-    assert _wait_for(lambda: ("stuck-shared2", "open") in heard)
+    assert holds_within(lambda: ("stuck-shared2", "open") in heard)
     assert ("stuck-other", "open") in heard
-    assert _wait_for(lambda: sample("resilience_breaker_transitions_total", opened) == before + 1)
+    transitions = "resilience_breaker_transitions_total"
+    assert holds_within(lambda: sample(transitions, opened) == before + 1)
 
 
 def test_the_fleet_hears_of_an_open_breaker_while_a_listener_is_stuck(
@@ -117,6 +109,6 @@ def test_the_fleet_hears_of_an_open_breaker_while_a_listener_is_stuck(
         assert entered.wait(10)
         shared2.record_failure(shared2.acquire())
         # The fleet thread writes the shared-open marker other processes follow.
-        assert _wait_for(lambda: "shared2" in store.open_until(["shared2"]))
+        assert holds_within(lambda: "shared2" in store.open_until(["shared2"]))
     finally:
         publisher.stop()

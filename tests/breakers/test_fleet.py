@@ -27,6 +27,7 @@ from resilience_django.fleetstore import command_seq
 from resilience_django.fleetstore.cache import CacheStore
 from resilience_django.fleetstore.redis import RedisStore
 from tests.services import redis_url
+from tests.utils.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,15 +168,6 @@ def states(name: str, pids: set[int]) -> dict[int, str]:
     return {
         r["pid"]: r["state"] for r in fleet_snapshot() if r["name"] == name and r["pid"] in pids
     }
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"not true after {timeout}s")
 
 
 BREAKERS = {

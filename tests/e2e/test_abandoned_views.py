@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.server import Server, uvicorn_server
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -52,15 +52,8 @@ def _wave(server: Server, size: int) -> list[int]:
         return sorted(pool.map(get, range(size)))
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_abandoned_sync_views_keep_their_slots_until_their_threads_end(server: Server) -> None:
-    _wait_for(lambda: _stats(server)["running"] == 0, timeout=20)
+    wait_for(lambda: _stats(server)["running"] == 0, timeout=20)
     baseline = _stats(server, reset="1")["threads"]
     # A first wave fills the bulkhead; its views are answered 504 at 200 ms and
     # work on for 6 s (long enough for a loaded machine to send the next waves
@@ -78,6 +71,6 @@ def test_abandoned_sync_views_keep_their_slots_until_their_threads_end(server: S
     assert stats["threads"] <= baseline + 2 * 4 + 2, (baseline, stats)
     assert _abandoned(server) == 4  # they still run (for 6 s), counted
     # When the abandoned views end, their slots come back.
-    _wait_for(lambda: _abandoned(server) == 0, timeout=20)
+    wait_for(lambda: _abandoned(server) == 0, timeout=20)
     assert _stats(server)["running"] == 0
     assert httpx.get(server.url + "/work/?s=0.01", timeout=5).status_code == 200

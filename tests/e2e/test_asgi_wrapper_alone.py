@@ -7,12 +7,13 @@ when the app is done, and the app's late messages must go nowhere quietly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.e2e.server import Server, uvicorn_server
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +38,6 @@ def _timed_get(url: str) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - start
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_a_slow_sync_view_gets_its_504_at_the_deadline_and_nothing_is_logged_but_the_warning(
     server: Server,
 ) -> None:
@@ -52,7 +46,7 @@ def test_a_slow_sync_view_gets_its_504_at_the_deadline_and_nothing_is_logged_but
     assert elapsed < 2.5  # a 3 s view under a 1 s budget
     # The abandoned view works on; once it has ended (and tried to answer), the
     # log says what was documented and nothing else.
-    _wait_for(lambda: httpx.get(server.url + "/work-stats/").json()["running"] == 0, timeout=10)
+    wait_for(lambda: httpx.get(server.url + "/work-stats/").json()["running"] == 0, timeout=10)
     assert httpx.get(server.url + "/work/?s=0.01").status_code == 200  # and the app still serves
     log = server.output()
     assert "Gateway Timeout: GET /work/ (route /work/" in log

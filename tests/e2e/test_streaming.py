@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.e2e.server import Server, uvicorn_server
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +90,7 @@ def test_the_deadline_cuts_a_streamed_body(server: Server, kind: str) -> None:
     # FileResponse declares its Content-Length: the short body ends the connection.
     assert status == (200 if kind != "file" else "RemoteProtocolError")
     # The server may count the cut just after the client saw the body end.
-    _wait_for(lambda: _counter(server, "resilience_deadline_exceeded_total", "/cut/") > before)
+    wait_for(lambda: _counter(server, "resilience_deadline_exceeded_total", "/cut/") > before)
     assert _counter(server, "resilience_deadline_exceeded_total", "/cut/") == before + 1
 
 
@@ -133,7 +134,7 @@ def test_an_exempt_rule_gives_the_slot_back_when_the_view_returns(server: Server
             for response, _ in opened:
                 response.close()
     # The closed streams give their slot back before the next test needs it.
-    _wait_for(lambda: _inflight(server, "streams") == 0)
+    wait_for(lambda: _inflight(server, "streams") == 0)
 
 
 def test_a_client_that_goes_away_gives_the_slot_back(server: Server) -> None:
@@ -146,17 +147,9 @@ def test_a_client_that_goes_away_gives_the_slot_back(server: Server) -> None:
         assert _get(url)[0] == 503  # held while it streams
         response.close()
         # Well before the 30 s body would have ended, the slot is free again.
-        _wait_for(lambda: _inflight(server, "streams") == 0, timeout=10)
+        wait_for(lambda: _inflight(server, "streams") == 0, timeout=10)
     assert _get(f"{server.url}/stream/async/?n=1&step=0")[0] == 200
 
 
 def _inflight(server: Server, rule: str) -> float:
     return _counter(server, "resilience_inflight_requests", rule)
-
-
-def _wait_for(condition: object, timeout: float = 10.0) -> None:
-    assert callable(condition)
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.05)

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tests.admin.servers import (
     servers,
 )
 from tests.e2e.server import ROOT, Server
+from tests.utils.waiting import wait_for
 
 from .databases import postgres_database, set_connections_allowed, sqlite_database
 
@@ -41,15 +42,6 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[st
     else:
         with postgres_database() as db:
             yield db
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not true after {timeout}s")
 
 
 def policy(server: Server) -> str | None:

@@ -21,6 +21,7 @@ from resilience_django.integrations.grpc import (
     AsyncResilientClientInterceptor,
     ResilientClientInterceptor,
 )
+from tests.utils.waiting import holds_within
 
 SERVICE = "test.Svc"
 calls: Counter[str] = Counter()
@@ -359,17 +360,6 @@ async def test_aio_failures_open_the_breaker_and_refuse_without_calling(target: 
 # -- a timeout the budget cut short is the caller's, not the dependency's ---------------
 
 
-def _started(condition: Callable[[], bool], timeout: float = 1.0) -> bool:
-    """Whether ``condition`` holds within ``timeout`` (the server counts a call when its
-    handler starts, which a loaded machine may do after the client has given up)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def _threshold_3(name: str) -> str:
     get_breaker(name).configure(BreakerPolicy(failure_threshold=3))
     return _fresh_breaker(name)
@@ -383,7 +373,7 @@ def test_calls_cut_short_by_tight_budgets_leave_the_breaker_closed(channel: grpc
     # would open the breaker); on a loaded machine a call can spend its budget before
     # the server's handler starts, so send until four have started (at most 20).
     sent = 0
-    while sent < 4 or (not _started(lambda: calls["Sleep"] - before >= 4) and sent < 20):
+    while sent < 4 or (not holds_within(lambda: calls["Sleep"] - before >= 4, 1.0) and sent < 20):
         with within(0.1), pytest.raises(DeadlineExceeded) as info:
             sleep(b"0.3", timeout=5.0)
         # Still a grpc.RpcError with grpc's code, for code that catches those.

@@ -21,6 +21,7 @@ from resilience_django.limiting.local import LocalLimiter
 from resilience_django.units import Rate
 from tests.utils.redis_server import RedisServer
 from tests.utils.tcp_proxy import TcpProxy
+from tests.utils.waiting import holds_within
 
 pytestmark = pytest.mark.redis
 
@@ -75,14 +76,6 @@ class Recorder:
         return min(s for s, _, b in self.samples if s >= t0 and b == backend)
 
 
-def wait_until(predicate: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-
-
 def test_kill_9_under_load_goes_local_at_once_and_restart_returns_within_2s(
     server: RedisServer,
 ) -> None:
@@ -98,7 +91,7 @@ def test_kill_9_under_load_goes_local_at_once_and_restart_returns_within_2s(
         time.sleep(1.0)
         restarted_at = time.monotonic()
         server.start()
-        wait_until(lambda: recorder.backends_between(restarted_at, 1e18) >= {"redis"}, 4.0)
+        holds_within(lambda: recorder.backends_between(restarted_at, 1e18) >= {"redis"}, 4.0)
         time.sleep(0.2)
     finally:
         recorder.stop.set()
@@ -129,7 +122,7 @@ def test_200ms_latency_falls_back_within_budget_and_recovers_when_it_goes(
         time.sleep(1.5)
         healed_at = time.monotonic()
         proxy.latency = 0.0
-        wait_until(lambda: recorder.backends_between(healed_at, 1e18) >= {"redis"}, 4.0)
+        holds_within(lambda: recorder.backends_between(healed_at, 1e18) >= {"redis"}, 4.0)
     finally:
         recorder.stop.set()
         thread.join()

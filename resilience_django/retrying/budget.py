@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from ..clock import Clock, monotonic
 
-__all__ = ["MAX_BUDGETS", "BudgetRegistry", "RetryBudget", "WindowCounts",
+__all__ = ["MAX_BUDGETS", "BudgetRegistry", "LruRegistry", "RetryBudget", "WindowCounts",
            "budget_for", "budgets"]  # fmt: skip
 
 
@@ -112,53 +114,69 @@ class RetryBudget:
 MAX_BUDGETS = 10_000
 
 
-class BudgetRegistry:
-    """The process-wide budgets, one per target, at most ``max_size`` of them (LRU).
+_T = TypeVar("_T")
 
-    An evicted target that comes back starts afresh (a policy holding its
-    budget keeps it): the floor and no history, what a target unseen that long deserves.
+
+class LruRegistry(Generic[_T]):
+    """At most ``max_size`` values by target, the least recently used dropped first.
+
+    Targets may come from callers (hosts), so the registry is bounded; an evicted
+    target that comes back starts afresh (a policy holding its value keeps it).
     """
 
-    __slots__ = ("_budgets", "_lock", "max_size")
+    __slots__ = ("_items", "_lock", "max_size")
 
     def __init__(self, max_size: int = MAX_BUDGETS) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self.max_size = max_size
-        self._budgets: OrderedDict[str, RetryBudget] = OrderedDict()
+        self._items: OrderedDict[str, _T] = OrderedDict()
         # Guards the order as well as the entries: move_to_end and popitem from
-        # two threads at once could otherwise evict the budget just refreshed.
+        # two threads at once could otherwise evict the value just refreshed.
         self._lock = threading.Lock()
+
+    def get_or_make(self, target: str, make: Callable[[], _T]) -> _T:
+        with self._lock:
+            item = self._items.get(target)
+            if item is not None:
+                self._items.move_to_end(target)
+                return item
+            item = self._items[target] = make()
+            while len(self._items) > self.max_size:
+                self._items.popitem(last=False)
+            return item
+
+    def values(self) -> list[_T]:
+        with self._lock:
+            return list(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, target: object) -> bool:
+        return target in self._items
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class BudgetRegistry(LruRegistry[RetryBudget]):
+    """The process-wide budgets, one per target (the floor and no history for a
+    target unseen long enough to be evicted)."""
+
+    __slots__ = ()
 
     def get(
         self, target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
     ) -> RetryBudget:
-        with self._lock:
-            budget = self._budgets.get(target)
-            if budget is not None:
-                self._budgets.move_to_end(target)
-                return budget
-            budget = RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
-            self._budgets[target] = budget
-            while len(self._budgets) > self.max_size:
-                self._budgets.popitem(last=False)
-            return budget
-
-    def __len__(self) -> int:
-        return len(self._budgets)
-
-    def __contains__(self, target: object) -> bool:
-        return target in self._budgets
-
-    def clear(self) -> None:
-        with self._lock:
-            self._budgets.clear()
+        return self.get_or_make(
+            target, lambda: RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
+        )
 
     def reset_all(self) -> None:
         """Empty every budget in place: retry policies keep the budget they hold (tests)."""
-        with self._lock:
-            held = list(self._budgets.values())
-        for budget in held:
+        for budget in self.values():
             budget.reset()
 
 

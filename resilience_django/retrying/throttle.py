@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
 from ..clock import Clock, monotonic
 from ..exceptions import ResilienceError
-from .budget import MAX_BUDGETS, WindowCounts
+from .budget import LruRegistry, WindowCounts
 
 __all__ = ["AdaptiveThrottle", "LocallyThrottled", "reset_throttles", "throttle_for"]
 
@@ -91,22 +90,17 @@ class AdaptiveThrottle:
         return f"<AdaptiveThrottle {self.target} p={self.probability():.2f}>"
 
 
-# At most MAX_BUDGETS (LRU), like the budgets (budget.py): targets may be callers' hosts.
-_throttles: OrderedDict[str, AdaptiveThrottle] = OrderedDict()
-_lock = threading.Lock()
+# Bounded like the budgets (budget.py): targets may be callers' hosts.
+_throttles: LruRegistry[AdaptiveThrottle] = LruRegistry()
 
 
 def reset_throttles() -> None:
     """Empty every process-wide throttle in place: policies keep theirs (tests)."""
-    for throttle in list(_throttles.values()):
+    for throttle in _throttles.values():
         throttle.reset()
 
 
 def throttle_for(target: str) -> AdaptiveThrottle:
-    """The process-wide throttle of ``target``, created on first use (see ``_throttles``)."""
-    with _lock:  # once per policy and target, never per call
-        found = _throttles.pop(target, None)  # and back in, as the most recently used
-        throttle = _throttles[target] = found or AdaptiveThrottle(target)
-        if len(_throttles) > MAX_BUDGETS:
-            _throttles.popitem(last=False)
-    return throttle
+    """The process-wide throttle of ``target``, created on first use (at most
+    ``MAX_BUDGETS`` of them, least recently used dropped first)."""
+    return _throttles.get_or_make(target, lambda: AdaptiveThrottle(target))

@@ -151,17 +151,33 @@ def test_orders_beyond_the_bulkhead_and_its_queue_are_shed_with_503(
                 for i in range(120)
             ))  # fmt: skip
 
-    answers = asyncio.run(burst())
-    statuses = [a.status_code for a in answers]
-    # 12 run at once and 48 may wait 300 ms: what cannot be served in time is turned away.
-    # Admitted orders end in 201, or in 504 when a loaded CI box pushes them past the
-    # 800 ms deadline (on an idle machine at least 12 succeed); either way the bulkhead
-    # ran full before anything was shed.
+    def shed(answer: httpx.Response) -> bool:
+        return answer.status_code == 503 and "capacity" in answer.text
+
+    # The downstreams are served by the same process as the 120 orders, so on a loaded box
+    # inventory calls can pass their 300 ms timeout and open its breaker: those orders were
+    # admitted and then answered 503 for inventory, not shed. A round where nothing was shed
+    # (the box was too slow to have 61 orders in at once) is tried again once breakers close.
+    for _ in range(3):
+        answers = asyncio.run(burst())
+        statuses = [a.status_code for a in answers]
+        if any(shed(a) for a in answers):
+            break
+        eventually(lambda: breaker_state(staff, "inventory") in (None, "closed"), timeout=15,
+                   every=0.5)  # fmt: skip
     assert set(statuses) <= {201, 503, 504}, statuses
-    assert statuses.count(201) + statuses.count(504) >= 12, statuses
-    shed = [a for a in answers if a.status_code == 503]
-    assert shed, statuses
-    assert all("capacity" in a.text and "Retry-After" in a.headers for a in shed), shed[0].text
+    turned_away = [a for a in answers if shed(a)]
+    assert turned_away, [(a.status_code, a.text[:80]) for a in answers[:5]]
+    assert all("Retry-After" in a.headers for a in turned_away), turned_away[0].text
+    # 12 run at once and 48 may wait 300 ms: what cannot be served in time is turned away.
+    # Admitted orders end in 201, in 504 when a loaded box pushes them past the 800 ms
+    # deadline, or in a downstream's 503 (see above); either way the bulkhead ran full
+    # before anything was shed.
+    admitted = [a for a in answers if not shed(a)]
+    assert len(admitted) >= 12, statuses
+    assert all(
+        a.status_code != 503 or "is unavailable" in a.json()["error"] for a in admitted
+    ), [a.text for a in admitted if a.status_code == 503][:3]
 
 
 def test_every_worker_sees_the_knobs(prepared: tuple[Path, str]) -> None:

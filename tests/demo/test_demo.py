@@ -175,9 +175,9 @@ def test_orders_beyond_the_bulkhead_and_its_queue_are_shed_with_503(
     # before anything was shed.
     admitted = [a for a in answers if not shed(a)]
     assert len(admitted) >= 12, statuses
-    assert all(
-        a.status_code != 503 or "is unavailable" in a.json()["error"] for a in admitted
-    ), [a.text for a in admitted if a.status_code == 503][:3]
+    assert all(a.status_code != 503 or "is unavailable" in a.json()["error"] for a in admitted), [
+        a.text for a in admitted if a.status_code == 503
+    ][:3]
 
 
 def test_every_worker_sees_the_knobs(prepared: tuple[Path, str]) -> None:

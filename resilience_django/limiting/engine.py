@@ -19,7 +19,7 @@ from .. import metrics
 from ..routes import RouteIndex, normalize_method, scope_path
 from ..switch import limits_enabled
 from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
-from .headers import build_headers
+from .headers import build_headers, raw_headers
 from .keys import KeyFunc, TrustedProxies, compile_key
 from .local import LocalLimiter
 from .rules import LimitRule
@@ -66,6 +66,14 @@ class LimitResult:
                 outcomes = outcomes + self.shadow.outcomes
             self._headers = build_headers(outcomes)
         return self._headers
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """``headers`` as ASGI header bytes, for a response still to start."""
+        outcomes = self.decision.outcomes
+        if self.shadow is not None:
+            outcomes = outcomes + self.shadow.outcomes
+        return raw_headers(outcomes)
 
     def __repr__(self) -> str:
         return f"<LimitResult allowed={self.allowed} rejected={self.rejected}>"

@@ -22,6 +22,7 @@ __all__ = [
     "POLICY_HEADER",
     "RATELIMIT_HEADER",
     "build_headers",
+    "raw_headers",
     "retry_after_header",
     "seconds",
 ]
@@ -78,3 +79,16 @@ def build_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[str, str]]:
         (POLICY_HEADER, ", ".join(p for p, _ in pairs)),
         (RATELIMIT_HEADER, ", ".join(r for _, r in pairs)),
     ]
+
+
+_POLICY_RAW = POLICY_HEADER.encode()
+_RATELIMIT_RAW = RATELIMIT_HEADER.encode()
+
+
+def raw_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[bytes, bytes]]:
+    """``build_headers`` as ASGI header bytes (rule names are ASCII: the parser allows
+    ``[A-Za-z0-9_.:/-]``)."""
+    if len(outcomes) == 1:
+        policy_item, item = _items(outcomes[0])
+        return [(_POLICY_RAW, policy_item.encode()), (_RATELIMIT_RAW, item.encode())]
+    return [(name.encode(), value.encode()) for name, value in build_headers(outcomes)]

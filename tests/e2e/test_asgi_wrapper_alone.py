@@ -22,6 +22,7 @@ CONFIG = {
         "ROUTES": {"/work/": "1s", "/cut/": "1s", "/events/": "1s"},
         "EXEMPT_STREAMS": ["/events/"],
     },
+    "LIMITS": [{"name": "ready-3m", "path": "/ready/", "key": "ip", "rate": "3/m"}],
 }
 
 
@@ -65,3 +66,18 @@ def test_an_async_stream_is_cut_at_the_deadline_unless_its_route_is_exempt(
     response, elapsed = _timed_get(server.url + "/events/async/?n=20&step=0.1")
     assert (response.status_code, len(response.content)) == (200, 200)
     assert elapsed >= 1.9
+
+
+def test_the_wrapper_alone_limits_and_says_so_in_its_headers(server: Server) -> None:
+    # The start-up probe also asked for /ready/: count from what the headers say is left.
+    answers = [httpx.get(server.url + "/ready/", timeout=5) for _ in range(5)]
+    statuses = [a.status_code for a in answers]
+    assert 429 in statuses and statuses == sorted(statuses), statuses
+    # No Django middleware to write them: the wrapper adds its decision's headers, once.
+    for answer in answers:
+        assert answer.headers.get_list("RateLimit-Policy") == ['"ready-3m";q=3;w=60']
+        assert len(answer.headers.get_list("RateLimit")) == 1
+    left = [int(a.headers["RateLimit"].split(";")[1].removeprefix("r=")) for a in answers]
+    assert left[statuses.index(429) :] == [0] * statuses.count(429)
+    admitted = left[: statuses.count(200)]
+    assert admitted == list(range(admitted[0], -1, -1))[: len(admitted)], left

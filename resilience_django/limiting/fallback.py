@@ -50,12 +50,8 @@ class FallbackSettings:
         return 1.0 / (self.instances or live or UNKNOWN_INSTANCES)
 
     def breaker(self, name: str) -> Breaker:
-        """The core breaker guarding Redis (or one cluster master).
-
-        ``failures`` failures in a row trip it, one stall counts once, and it
-        stays open until the probes close it (``reset``): no half-open trial
-        ever sends a request to a Redis that is down.
-        """
+        """The core breaker guarding Redis (or one cluster master): ``failures`` in a row
+        trip it, one stall counts once, and only the probes close it (no half-open trial)."""
         policy = BreakerPolicy(
             failure_threshold=self.failures,
             open_for=math.inf,

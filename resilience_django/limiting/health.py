@@ -1,9 +1,7 @@
 """Where the management command and the dashboard find the limiter backend's health.
 
-The limiter in force registers itself here when it is built (the
-``HybridLimiter`` does so on its own); ``health()`` then asks it.  With no
-distributed limiter registered the process decides locally, which is always
-healthy.
+The limiter in force registers itself here when built (the ``HybridLimiter`` does);
+with none registered the process decides locally, which is always healthy.
 
 >>> from resilience_django.limiting import health as h
 >>> h.register(None); h.health()["backend"]

@@ -1,24 +1,9 @@
-"""Redis limits with automatic local fallback, guarded by the core breaker (docs/fallback.md).
+"""Redis limits with automatic local fallback, guarded by the core breaker.
 
-Every decision goes to Redis while the ``Breaker`` (``FallbackSettings.breaker``;
-on Redis Cluster one per master, ``nodes.py``) is closed.  A call that fails, or
-on the sync path answers slower than the budget, counts one failure, unless it
-was under way when the previous one counted (one stall, one failure).
-``FAILURES`` in a row trip the breaker: every decision is then made by the
-``LocalLimiter`` at this process's *share* of each limit, and a failed call is
-decided locally too, so a Redis failure never raises out of ``decide``.  On the
-async path the verdict is the Redis limiter's settling alarm alone: the await's
-wall-clock time includes the event loop's lag, which is not Redis's.
-
-Only the probe thread closes the breaker, after ``RECOVERY_PROBES`` answers in a
-row within budget (it heartbeats while healthy too, so a Redis that dies in a
-quiet moment trips).  The caller that made a transition announces it
-(``Breaker.record_failure`` returns it): logged at WARNING on
-``resilience_django.limiting``, gauge ``resilience_limiter_fallback_active``.
-
-Double spending after a timeout: every unit Redis admits is also charged to the
-local share, and a rule Redis rejected for a client stays rejected in local
-decisions until the ``retry_after`` Redis gave (``_local_decide``).
+The state machine (on Redis Cluster one breaker per master, ``nodes.py``), the
+share, why the async path has no wall-clock verdict, and double spending after a
+timeout: docs/fallback.md.  The caller that makes a transition announces it
+(``Breaker.record_failure`` returns it).
 """
 
 from __future__ import annotations
@@ -81,7 +66,6 @@ class HybridLimiter:
         budget: float = 0.050,
         settings: FallbackSettings | None = None,
         key_prefix: str = "rl",
-        instance_id: str | None = None,
     ) -> None:
         self._redis = redis
         self._local = local
@@ -89,9 +73,7 @@ class HybridLimiter:
         # The Redis limiter bounds each async call itself, with one timer.
         redis.bound_async_calls(budget)
         self._settings = settings = settings or FallbackSettings()
-        self._instance = (
-            instance_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        )
+        self._instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.heartbeat_key = f"{key_prefix}:instances"
         self._hb_source, self._hb_sha = load_script("heartbeat.lua")
         self._lock = threading.Lock()
@@ -121,8 +103,6 @@ class HybridLimiter:
     def share(self) -> float:
         """The fraction of each global limit this process enforces while falling back."""
         return self._share
-
-    # -- deciding -----------------------------------------------------------------
 
     def decide(self, checks: Checks) -> Decision:
         """Decide on Redis, or locally while Redis is unhealthy; never raises for Redis."""
@@ -223,8 +203,7 @@ class HybridLimiter:
         asynchronous: bool,
         decision: Decision | None,
     ) -> None:
-        """Judge an answered call; with ``decision``, also settle it (``_settle``, inlined:
-        this is the hot path)."""
+        """Judge an answered call; with ``decision``, also settle it."""
         elapsed = _perf() - start
         # No "slow" verdict from the wall clock on the async path: ``elapsed``
         # includes the loop's lag, and the settling alarm already judged Redis.
@@ -281,8 +260,7 @@ class HybridLimiter:
             self._note_rejection(decision)
 
     def _settle_pair(self, checks: Checks, shadow: Checks, pair: Pair) -> Pair:
-        if checks:
-            self._settle(checks, pair[0])
+        self._settle(checks, pair[0])  # no checks: an empty, allowed decision settles nothing
         if pair[1] is not None:
             self._settle(shadow, pair[1])
         return pair
@@ -305,12 +283,8 @@ class HybridLimiter:
                 exhausted[check.policy.name, check.key] = now + outcome.retry_after
 
     def _local_decide(self, checks: Checks) -> Decision:
-        """Decide locally, but never admit what Redis said was exhausted.
-
-        A rule Redis rejected for a client stays rejected here, consuming
-        nothing, until the ``retry_after`` Redis gave: a call that times out
-        after the limit is spent cannot admit a fresh local share on top of it.
-        """
+        """Decide locally, but never admit what Redis said was exhausted, until the
+        ``retry_after`` it gave (docs/fallback.md#double-spending-after-a-timeout)."""
         exhausted = self._exhausted
         if exhausted:
             now = _perf()
@@ -332,8 +306,6 @@ class HybridLimiter:
                    "live_instances": self._live, "share": self._share},
         )  # fmt: skip
 
-    # -- probing ------------------------------------------------------------------
-
     def _start_probe(self) -> None:
         with self._lock:
             if self._probe is not None:
@@ -348,12 +320,9 @@ class HybridLimiter:
         thread.start()
 
     def probe(self, *, judge: bool = True) -> bool:
-        """Heartbeat once; count the answer toward tripping or recovering.
-
-        Runs on the probe thread; public so tests and operators can force one.
-        ``judge=False`` (the probe thread's first, at start) only counts the
-        fleet: the decisions under way judge Redis by themselves.
-        """
+        """Heartbeat once (on the probe thread; public so tests and operators can force
+        one) and count the answer toward tripping or recovering; ``judge=False`` (the
+        thread's first) only counts the fleet: decisions under way judge Redis themselves."""
         token = self._breaker.try_acquire()  # None: falling back
         client, ttl_ms = self._redis.client, str(int(self._settings.heartbeat_ttl * 1000))
         args = (1, self.heartbeat_key, self._instance, ttl_ms)
@@ -484,10 +453,8 @@ def build_hybrid_limiter(
     fallback: Mapping[str, Any] | FallbackSettings | None = None,
     local: LocalLimiter | None = None,
 ) -> HybridLimiter:
-    """Build the ``BACKEND: "redis"`` limiter from the ``RESILIENCE`` setting's parts.
-
-    ``redis`` and ``fallback`` are the raw ``REDIS``/``FALLBACK`` dicts or their
-    parsed forms.  Connects lazily: building never touches the network.
+    """Build the ``BACKEND: "redis"`` limiter from the ``RESILIENCE`` setting's parts (the
+    raw ``REDIS``/``FALLBACK`` dicts or their parsed forms); building never touches the network.
     """
     if not isinstance(redis, RedisSettings):
         redis = parse_redis_settings(redis, budget=fallback_latency)

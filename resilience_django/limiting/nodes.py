@@ -1,15 +1,8 @@
-"""Redis Cluster: one core breaker per master, so a dead master sends only its slots local.
+"""Redis Cluster: one core breaker per master, so a dead master sends only its slots local
+(how masters go down, come back and retire: docs/redis.md#redis-cluster).
 
-Each master (``host:port``) gets a ``Breaker`` (``FallbackSettings.breaker``) on
-its first failure; a request whose first rule's slot lives on a *down* master is
-decided locally, every other request stays on Redis.  A down master comes back
-after ``RECOVERY_PROBES`` probes in a row read (``EXISTS``, not ``PING``: during an
-outage keyed commands answer ``CLUSTERDOWN``) a key that failed there within budget,
-routed to whichever master holds its slot *now*.  When a replica took over, the old
-name is *retired*: calls redis-py still sends there before refreshing its topology
-do not count, so a failover switches each worker once each way.  The request path
-reads ``breakers`` and ``down`` (a frozenset, replaced whole) without the lock;
-both are empty while all is well, so a healthy cluster never looks up a node.
+The request path reads ``breakers`` and ``down`` (a frozenset, replaced whole) without the
+lock; both are empty while all is well, so a healthy cluster never looks up a node.
 """
 
 from __future__ import annotations
@@ -79,9 +72,7 @@ class NodeBreakers:
     def probe(self, client: Any, budget: float) -> None:
         """Look at every down master once (probe thread); bring back those that recovered."""
         for node in self.down:
-            key = self._samples.get(node)
-            if key is None:
-                continue
+            key = self._samples[node]  # set before the node could go down
             start = _perf()
             try:
                 client.exists(key)
@@ -91,14 +82,17 @@ class NodeBreakers:
             successes = self._successes[node] = self._successes.get(node, 0) + 1 if back else 0
             if successes < self._settings.recovery_probes:
                 continue
-            owner = _owner(client, key)
-            why = (
-                "it answers again" if owner in (None, node) else f"its slots are served by {owner}"
-            )
+            try:
+                holder = client.get_node_from_key(key)
+            except Exception:  # no master for the slot
+                holder = None
+            owner = None if holder is None else str(holder.name)
+            moved = owner not in (None, node)
+            why = f"its slots are served by {owner}" if moved else "it answers again"
             with self._lock:
                 breaker = self.breakers.pop(node, None)
                 self.down = self.down - {node}
-                if owner not in (None, node):
+                if moved:
                     self.retired = self.retired | {node}
             if breaker is not None:
                 breaker.reset(why)  # reported as a breaker transition too
@@ -106,11 +100,3 @@ class NodeBreakers:
 
     def health(self) -> dict[str, Any]:
         return {"nodes_down": sorted(self.down)}
-
-
-def _owner(client: Any, key: bytes) -> str | None:
-    try:
-        node = client.get_node_from_key(key)
-    except Exception:  # no master for the slot
-        return None
-    return None if node is None else str(node.name)

@@ -1,17 +1,8 @@
-"""Which peers may tell us the client's address: ``RESILIENCE["TRUSTED_PROXIES"]``.
+"""Which peers may tell us the client's address: ``RESILIENCE["TRUSTED_PROXIES"]``
+(``resilience.E010``, ``resilience.W010``) and ``IPV6_PREFIX`` (``resilience.E016``).
 
-``X-Forwarded-For`` is written by whoever sends the request, so it is only
-read when the peer is a proxy we trust; a bad setting is ``resilience.E010``,
-and ``check --deploy`` warns about a hop count (``resilience.W010``), which
-trusts the header's shape rather than who sent it.
-
-Whatever the header holds, the address it yields is an IP address: an entry
-that does not parse as one is never a key (the peer is, and the entry is
-counted in ``resilience_bad_headers_total{header="x-forwarded-for"}``).
-Addresses are normalized (``" 1.2.3.4 "`` and ``"::ffff:1.2.3.4"`` are
-``"1.2.3.4"``), and IPv6 clients are grouped by their ``/64``
-(``RESILIENCE["IPV6_PREFIX"]``, ``resilience.E016``), since one subscriber
-usually holds a whole /64 and could otherwise take a fresh key per request.
+How the header is read, what a bad entry does and how addresses are normalized
+and grouped: docs/settings.md#trusted_proxies.
 """
 
 from __future__ import annotations
@@ -71,9 +62,7 @@ def parse_address(text: str) -> Address | None:
     IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``) come back as IPv4.
     """
     text = text.strip()
-    if not text or len(text) > _MAX_ADDRESS_TEXT:
-        return None
-    return _parse(text)
+    return _parse(text) if text and len(text) <= _MAX_ADDRESS_TEXT else None
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -90,45 +79,26 @@ def _key(text: str, ipv6_prefix: int) -> str | None:
 
 
 def address_key(text: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str | None:
-    """The ``ip`` key of the address in ``text``, or ``None`` if it is not an IP address.
-
-    IPv4 addresses are their normalized text; IPv6 addresses are the network
-    of their first ``ipv6_prefix`` bits, written ``2001:db8:1:2::/64`` (or
-    the bare address for 128).
-    """
+    """The ``ip`` key of the address in ``text``, or ``None`` if it is not an IP address:
+    IPv4 normalized, IPv6 the network of its first ``ipv6_prefix`` bits (``2001:db8::/64``;
+    the bare address for 128)."""
     text = text.strip()
-    if not text or len(text) > _MAX_ADDRESS_TEXT:
-        return None
-    return _key(text, ipv6_prefix)
+    return _key(text, ipv6_prefix) if text and len(text) <= _MAX_ADDRESS_TEXT else None
 
 
 def peer_key(remote: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
-    """The ``ip`` key of the peer the server reports (``REMOTE_ADDR``, the ASGI client).
-
-    The server wrote it, so a dotted IPv4 address is taken as is, without a
-    parse (the hot path); anything else is normalized, and a peer that is no
-    IP address at all (a Unix socket) stays what the server said.
-    """
+    """The ``ip`` key of the peer the server reports (``REMOTE_ADDR``, the ASGI client): a
+    dotted IPv4 address as is, without a parse (the hot path); anything else normalized, and
+    a peer that is no IP address at all (a Unix socket) as the server said."""
     if len(remote) <= 15 and ":" not in remote:
         return remote
     return address_key(remote, ipv6_prefix) or remote
 
 
 class TrustedProxies:
-    """How far to trust ``X-Forwarded-For``, and how to group IPv6 clients.
-
-    ``hops=n``: exactly ``n`` proxies append to the header before us; the
-    client is the address ``n`` places left of ``REMOTE_ADDR`` in the chain
-    ``X-Forwarded-For + [REMOTE_ADDR]``.  This trusts *every* peer: a client
-    that reaches the server without passing through the ``n`` proxies picks
-    the entry itself.  ``networks``: walk that chain from the right, skipping
-    addresses inside the trusted networks; the first address outside them is
-    the client.  A peer that is not a trusted proxy is itself the client,
-    whatever header it sends.
-
-    Either way the chosen entry must be an IP address; when it is not, the
-    peer is the client and the entry is counted as a bad header.
-    ``ipv6_prefix`` is how many leading bits of an IPv6 client make its key.
+    """How far to trust ``X-Forwarded-For``: ``hops`` proxies append to it, or the peers
+    inside ``networks`` (docs/settings.md#trusted_proxies); ``ipv6_prefix`` is how many
+    leading bits of an IPv6 client make its key.
     """
 
     __slots__ = ("hops", "ipv6_prefix", "networks")
@@ -152,11 +122,8 @@ class TrustedProxies:
         return any(ip in net for net in self.networks)
 
     def _forwarded(self, remote: str, forwarded_for: str) -> str | None:
-        """The header's entry that names the client, or ``None`` for the peer.
-
-        The entry returned is an IP address (checked here, so that a bad
-        entry is counted once); an entry that is not falls back to the peer.
-        """
+        """The header's entry that names the client, or ``None`` for the peer (also when
+        that entry is not an IP address: checked here, so a bad entry is counted once)."""
         if self.hops:
             # Only the last `hops` entries matter: rsplit leaves the rest of
             # a long header in one piece instead of splitting all of it.
@@ -169,19 +136,16 @@ class TrustedProxies:
             peer = parse_address(remote)
             if peer is None or not self._trusted(peer):
                 return None
-            found: str | None = None
-            valid = False
+            entry, valid = "", False
             for candidate in reversed(forwarded_for.rsplit(",", _MAX_WALK)[-_MAX_WALK:]):
-                if not candidate.strip():
-                    continue
-                found = candidate
-                ip = parse_address(candidate)
-                valid = ip is not None
-                if ip is None or not self._trusted(ip):
-                    break
-            if found is None:
+                if candidate.strip():
+                    entry = candidate
+                    ip = parse_address(candidate)
+                    valid = ip is not None
+                    if ip is None or not self._trusted(ip):
+                        break
+            if not entry:
                 return None
-            entry = found
         if not valid:
             metrics.bad_header(_HEADER)
             return None
@@ -209,18 +173,15 @@ _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def _unmapped(network: Network) -> tuple[Network, ...]:
-    """``network`` in the form addresses are compared against.
-
-    Addresses are unmapped (``::ffff:10.0.0.1`` is ``10.0.0.1``), so the IPv4
-    part of an IPv6 network is given as the IPv4 network it covers.
-    """
-    if not isinstance(network, ipaddress.IPv6Network):
-        return (network,)
-    if network.subnet_of(_MAPPED):
-        low = int(network.network_address) & 0xFFFFFFFF
-        return (ipaddress.IPv4Network((low, network.prefixlen - 96)),)
-    if network.supernet_of(_MAPPED):  # ::/0 and the like
-        return (network, ipaddress.IPv4Network("0.0.0.0/0"))
+    """``network`` as addresses are compared against it: addresses are unmapped
+    (``::ffff:10.0.0.1`` is ``10.0.0.1``), so the IPv4 part of an IPv6 network is given
+    as the IPv4 network it covers."""
+    if isinstance(network, ipaddress.IPv6Network):
+        if network.subnet_of(_MAPPED):
+            low = int(network.network_address) & 0xFFFFFFFF
+            return (ipaddress.IPv4Network((low, network.prefixlen - 96)),)
+        if network.supernet_of(_MAPPED):  # ::/0 and the like
+            return (network, ipaddress.IPv4Network("0.0.0.0/0"))
     return (network,)
 
 
@@ -243,11 +204,8 @@ MAX_HOPS = 100
 def parse_trusted_proxies(
     value: Any, ipv6_prefix: int = DEFAULT_IPV6_PREFIX
 ) -> TrustedProxies | None:
-    """Parse ``RESILIENCE["TRUSTED_PROXIES"]``: ``None``, a hop count or a list of CIDRs.
-
-    ``None`` when no proxy is trusted and IPv6 clients are grouped by the
-    default prefix: the ``ip`` key then reads the peer only.
-    """
+    """Parse ``RESILIENCE["TRUSTED_PROXIES"]``: ``None``, a hop count or a list of CIDRs
+    (``None`` back when no proxy is trusted and the IPv6 prefix is the default)."""
     if value is None or value == 0 or value == [] or value == ():
         if ipv6_prefix == DEFAULT_IPV6_PREFIX:
             return None

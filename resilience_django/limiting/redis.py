@@ -1,49 +1,16 @@
 """Distributed limits: every rule of a request decided in one Lua call on Redis.
 
-Key layout (one key per rule and client)::
-
-    <prefix>:{<client key>}:<rule name>:<algorithm><period ms>
-
-The hash tag is the *client key* (the ``ip:…``/``user:…`` value the rule
-extracts), not the rule: a request's rules usually key on the same client, so
-all of its keys land in one cluster slot and the decision stays one atomic
-script call; and different clients spread over the cluster instead of one
-rule's traffic piling onto one node.  Client keys that are long or contain
-braces are replaced by a hash, so a hostile header cannot choose the slot.
-The algorithm and period are part of the key so that a rule retuned live (say
-from ``100/m`` to ``100/h``) starts fresh instead of misreading old state.
-
-On Redis Cluster a request whose rules key on different clients can touch
-several slots; it is then decided per slot, first a peek at every slot, then a
-commit per slot.  A rejection in the peek consumes nothing; the documented
-gap: between peek and commit another request may take the last unit of one
-slot's rule, in which case the other slots' units are spent once, as with any
-non-atomic pair of writes.
-
-The script is registered once and run with EVALSHA through redis-py's public
-client API (``execute_command``), with its arguments packed as doubles (one
-``struct.pack`` per rule, built once per policy: cheaper on both ends than
-decimal strings) and its answer packed the same way; after a ``SCRIPT FLUSH``
-or a Redis restart (NOSCRIPT) it is loaded again and the call retried once.
-No errors are caught here: the ``HybridLimiter`` decides what a Redis failure
-means.
-
-Cold start: ``warm_up`` (sync) and the first async call on each event loop
-connect and load the script under the *connect budget* (``CONNECT_TIMEOUT``,
-default 1 s), so a fresh worker's first decisions are not spent on a connect
-and a NOSCRIPT round trip inside the latency budget.
-
-Async calls are bounded by a *settling* alarm (``loop_alarm``): at the
-deadline the loop first reads what has arrived, and only work still waiting
-after that is cancelled.  On a busy worker the loop runs late, and a reply
-that arrived in time but was read late must not count as a slow Redis;
-redis-py's own socket timeout (an ``asyncio`` timer too) would count it.
+Key layout and hash tags, per-slot decisions on Cluster, the packed arguments,
+cold start and the settling alarm: docs/redis.md.  No errors are caught here:
+the ``HybridLimiter`` decides what a Redis failure means.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import functools
 import hashlib
 import struct
 import weakref
@@ -62,13 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from .. import loop_lag
 from ..loop_alarm import alarm_clock
 from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
-from .redis_conn import (
-    CONNECT_TIMEOUT,
-    AsyncClient,
-    RedisSettings,
-    SyncClient,
-    make_async_client,
-)
+from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
 
 __all__ = ["UNASSIGNED", "RedisLimiter", "load_script"]
 
@@ -84,6 +45,7 @@ _SPEC = struct.Struct("<5d")
 _FLAGS = struct.Struct("<2d")
 _PEEK = _FLAGS.pack(0, 0)
 _COMMIT = _FLAGS.pack(1, 0)
+_REPLY1 = struct.Struct("<6d")
 T = TypeVar("T")
 
 
@@ -91,6 +53,12 @@ def load_script(name: str) -> tuple[str, str]:
     """Return ``(source, sha1)`` of a script shipped in ``limiting/lua``."""
     source = resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
     return source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+@functools.cache
+def _reply(n: int) -> struct.Struct:
+    """How the answer for ``n`` checks is packed: two flags, then four numbers per check."""
+    return struct.Struct(f"<{2 + 4 * n}d")
 
 
 def _tag(client_key: str) -> str:
@@ -117,18 +85,10 @@ class _Parts:
         # commonest call of all, then sent without building anything.
         self.alone = _COMMIT + self.spec1
 
-    def packed(self, cost: int) -> bytes:
-        return self.spec1 if cost == 1 else _SPEC.pack(*self.spec, cost)
-
 
 class RedisLimiter:
-    """A ``Limiter`` whose state lives in Redis; ``decide`` sync, ``adecide`` async.
-
-    ``client`` serves ``decide``; ``adecide`` uses ``async_client`` or builds one
-    from ``settings`` on first use in each event loop (an asyncio Redis client
-    belongs to the loop that created it).  An async call is bounded by the
-    socket timeout (or a tighter bound, ``bound_async_calls``), with a
-    settling alarm that forgives the loop's own lag (see the module docstring).
+    """A ``Limiter`` whose state lives in Redis: ``decide`` on ``client``, ``adecide`` on a
+    client built from ``settings`` for each event loop (an asyncio client belongs to its loop).
     """
 
     __slots__ = (
@@ -138,11 +98,9 @@ class RedisLimiter:
         "_atimeout",
         "_client",
         "_cluster",
-        "_connect_timeout",
         "_parts",
         "_prefix",
         "_refreshes",
-        "_replies",
         "_rewarms",
         "_settings",
         "_sha",
@@ -153,14 +111,12 @@ class RedisLimiter:
         self,
         client: SyncClient,
         *,
-        async_client: AsyncClient | None = None,
-        settings: RedisSettings | None = None,
-        key_prefix: str | None = None,
+        settings: RedisSettings,
         cluster: bool | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
-        self._aclient = async_client
+        self._aclient: AsyncClient | None = None
         # (loop, client, warm-up) of the last loop served, swapped as one
         # object: loops in several threads (async_to_sync) must never read
         # one loop's client with another's warm-up.
@@ -179,14 +135,9 @@ class RedisLimiter:
         self._rewarms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[bool]] = (
             weakref.WeakKeyDictionary()
         )
-        if key_prefix is None:
-            key_prefix = settings.key_prefix if settings is not None else "rl"
-        self._prefix = (key_prefix + ":{").encode()
-        if cluster is None:
-            cluster = isinstance(client, RedisCluster)
-        self._cluster = cluster
-        self._atimeout = _timeout_of(settings, async_client)
-        self._connect_timeout = settings.connect_timeout if settings else CONNECT_TIMEOUT
+        self._prefix = (settings.key_prefix + ":{").encode()
+        self._cluster = isinstance(client, RedisCluster) if cluster is None else cluster
+        self._atimeout = settings.socket_timeout
         source, sha = load_script("limit.lua")
         self._source = source
         # Bytes, as redis-py would send them: it passes bytes through, where a
@@ -195,7 +146,6 @@ class RedisLimiter:
         # Per-policy pieces, computed once per policy rather than per request,
         # found by id(): hashing a frozen dataclass costs a microsecond.
         self._parts: dict[int, _Parts] = {}
-        self._replies: dict[int, struct.Struct] = {}
 
     @property
     def client(self) -> SyncClient:
@@ -217,10 +167,11 @@ class RedisLimiter:
         try:
             node = client.get_node_from_key(self.slot_key(checks))
         except Exception:  # a slot without a master, or no topology yet
-            return UNASSIGNED if _has_topology(client) else None
+            with contextlib.suppress(Exception):  # no topology
+                if client.get_nodes():
+                    return UNASSIGNED
+            return None
         return UNASSIGNED if node is None else str(node.name)
-
-    # -- encoding -----------------------------------------------------------------
 
     def _part(self, policy: Policy) -> _Parts:
         parts = self._parts.get(id(policy))
@@ -230,48 +181,37 @@ class RedisLimiter:
             parts = self._parts[id(policy)] = _Parts(policy)
         return parts
 
-    def _keys_argv(
-        self, checks: tuple[LimitCheck, ...], commit: bool, split: int
-    ) -> tuple[list[bytes], bytes]:
-        """The keys, and the one packed argument: flags, then every check's spec."""
-        keys = []
-        argv = [_FLAGS.pack(1 if commit else 0, split) if split else _COMMIT if commit else _PEEK]
-        prefix, part = self._prefix, self._part
-        for check in checks:
-            parts = part(check.policy)
-            keys.append(prefix + _tag(check.key).encode() + parts.suffix)
-            argv.append(parts.spec1 if check.cost == 1 else parts.packed(check.cost))
-        return keys, b"".join(argv)
-
     def _args(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> list[Any]:
-        """The EVALSHA command as arguments for a (cluster) client's execute_command."""
+        """The EVALSHA command as arguments for a (cluster) client's execute_command:
+        the keys, then one packed argument (flags, then every check's spec)."""
         if len(checks) == 1 and commit and not split and checks[0].cost == 1:
             check = checks[0]
             parts = self._part(check.policy)
             key = self._prefix + _tag(check.key).encode() + parts.suffix
             return ["EVALSHA", self._sha, b"1", key, parts.alone]
-        keys, argv = self._keys_argv(checks, commit, split)
-        return ["EVALSHA", self._sha, b"%d" % len(checks), *keys, argv]
-
-    def _reply(self, n: int) -> struct.Struct:
-        reply = self._replies.get(n)
-        if reply is None:
-            reply = self._replies[n] = struct.Struct(f"<{2 + 4 * n}d")
-        return reply
+        args: list[Any] = ["EVALSHA", self._sha, b"%d" % len(checks)]
+        argv = [_FLAGS.pack(1 if commit else 0, split) if split else _COMMIT if commit else _PEEK]
+        prefix, part = self._prefix, self._part
+        for check in checks:
+            parts = part(check.policy)
+            args.append(prefix + _tag(check.key).encode() + parts.suffix)
+            argv.append(parts.spec1 if check.cost == 1 else _SPEC.pack(*parts.spec, check.cost))
+        args.append(b"".join(argv))
+        return args
 
     def _decode(self, checks: tuple[LimitCheck, ...], raw: bytes) -> Decision:
         if len(checks) == 1:
-            v = self._reply(1).unpack(raw)
+            v = _REPLY1.unpack(raw)
             outcome = RuleOutcome(checks[0], v[2] == 1, int(v[3]), v[4] / 1e6, v[5] / 1e6)
             return Decision(v[0] == 1, (outcome,), "redis")
-        v = self._reply(len(checks)).unpack(raw)
+        v = _reply(len(checks)).unpack(raw)
         return Decision(v[0] == 1, _outcomes(checks, v), "redis")
 
     def _decode_pair(
         self, checks: tuple[LimitCheck, ...], enforced: int, raw: bytes
     ) -> tuple[Decision, Decision]:
         """The answer of a call with a shadow group: checks ``enforced``.. are shadow."""
-        v = self._reply(len(checks)).unpack(raw)
+        v = _reply(len(checks)).unpack(raw)
         outcomes = _outcomes(checks, v)
         return (
             Decision(v[0] == 1, outcomes[:enforced], "redis"),
@@ -284,20 +224,10 @@ class RedisLimiter:
             groups.setdefault(key_slot(_tag(check.key).encode()), []).append(check)
         return [tuple(g) for g in groups.values()]
 
-    # -- sync ---------------------------------------------------------------------
-
-    def _raw(self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0) -> bytes:
-        return self._raw_args(self._args(checks, commit, split))
-
     def warm_up(self) -> None:
-        """Connect and load the script now, so no decision pays for either.
-
-        Bounded by the sync client's own timeouts; raises redis-py errors.
-        """
+        """Connect and load the script now, so no decision pays for either; bounded by the
+        sync client's own timeouts, raises redis-py errors."""
         self._client.script_load(self._source)
-
-    def _run(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
-        return self._decode(checks, self._raw(checks, commit))
 
     def decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
         """Decide every check in one script call; raises redis-py errors as they come."""
@@ -306,10 +236,11 @@ class RedisLimiter:
         if self._cluster and len(checks) > 1:
             groups = self._slot_groups(checks)
             if len(groups) > 1:
-                peeks = [self._run(g, commit=False) for g in groups]
-                if not all(p.allowed for p in peeks):
-                    return _merge(checks, peeks)
-                return _merge(checks, [self._run(g) for g in groups])
+                for commit in (False, True):  # peek at every slot, then commit each
+                    parts = [self._decode(g, self._raw_args(self._args(g, commit))) for g in groups]
+                    if not all(p.allowed for p in parts):
+                        break
+                return _merge(checks, parts)
         return self._decode(checks, self._raw_args(self._args(checks, True)))
 
     def decide_with_shadow(
@@ -323,9 +254,8 @@ class RedisLimiter:
         both = checks + shadow
         if self._cluster and len(self._slot_groups(both)) > 1:
             return self.decide(checks), self.decide(shadow)
-        return self._decode_pair(both, len(checks), self._raw(both, split=len(checks) + 1))
-
-    # -- async --------------------------------------------------------------------
+        raw = self._raw_args(self._args(both, True, len(checks) + 1))
+        return self._decode_pair(both, len(checks), raw)
 
     def _async_side(self) -> tuple[AsyncClient, asyncio.Task[bool]]:
         loop = asyncio.get_running_loop()
@@ -334,12 +264,7 @@ class RedisLimiter:
             return last[1], last[2]
         entry = self._aclients.get(loop)
         if entry is None:
-            client = self._aclient
-            if self._settings is not None:
-                client = make_async_client(self._settings)
-            elif client is None:
-                raise RuntimeError("RedisLimiter needs async_client or settings for adecide")
-            # A client handed in by the caller is used as is, on its own loop.
+            client = make_async_client(self._settings)
             warm = loop.create_task(self._awarm_up(client), name="resilience-redis-warm-up")
             entry = self._aclients[loop] = (client, warm)
             loop_lag.watch(loop)
@@ -349,13 +274,9 @@ class RedisLimiter:
         return client, warm
 
     async def _awarm_up(self, client: AsyncClient) -> bool:
-        """Connect and load the script under the connect budget; never raises.
-
-        A failure here is not a decision's failure: the decisions that follow
-        find out for themselves, within the latency budget.
-        """
+        """Connect and load the script under the connect budget; never raises."""
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(self._settings.connect_timeout):
                 await client.script_load(self._source)
         except Exception:  # reported by the decisions that follow, within their budget
             return False
@@ -364,14 +285,8 @@ class RedisLimiter:
     async def _ready(self) -> AsyncClient:
         """This loop's client, once its warm-up is over (the first call waits for it).
 
-        A cluster client whose warm-up failed has no topology yet, and its
-        first ``initialize()`` (cluster discovery, 45-80 ms measured) must
-        not run inside a decision: the decision's timer would cancel it, and
-        redis-py tears down a cancelled first initialization, so every
-        decision would start it again and fail.  Instead, a new warm-up runs
-        in the background under the connect budget (at most one at a time),
-        and until one succeeds decisions fail at once with ``ConnectionError``
-        (the ``HybridLimiter`` decides them locally).
+        A cluster client whose warm-up failed is warmed up again in the background,
+        and until that succeeds decisions fail at once (docs/redis.md#redis-cluster).
         """
         client, warm = self._async_side()
         if not warm.done():
@@ -398,18 +313,9 @@ class RedisLimiter:
         await asyncio.shield(warm)
 
     def bound_async_calls(self, seconds: float) -> None:
-        """Bound every async call to ``seconds`` when tighter than the socket timeout.
-
-        The ``HybridLimiter`` gives its latency budget here, so one timer
-        bounds a call instead of one inside another.
-        """
-        if self._atimeout is None or seconds < self._atimeout:
-            self._atimeout = seconds
-
-    async def _araw(
-        self, checks: tuple[LimitCheck, ...], commit: bool = True, split: int = 0
-    ) -> bytes:
-        return await self._araw_on(await self._ready(), checks, commit, split)
+        """Bound every async call to ``seconds`` when tighter than the socket timeout (the
+        ``HybridLimiter`` gives its budget here: one timer, not one inside another)."""
+        self._atimeout = min(self._atimeout, seconds)
 
     async def _araw_on(
         self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool, split: int
@@ -423,14 +329,9 @@ class RedisLimiter:
         except ClusterError:
             if not self._cluster:
                 raise
-            # "TTL exhausted": redis.asyncio follows an ASK redirect by sending
-            # ASKING and the command as two calls, each on a connection taken
-            # from the node's pool; under concurrency they can land on two
-            # connections, the target answers MOVED, and the redirects go round
-            # until the TTL runs out (seen during slot migrations under load).
-            # The command never ran; the sync client sends both on one
-            # connection, so this one call goes through it, in a thread,
-            # bounded by its socket timeouts (and by the caller's timer).
+            # "TTL exhausted": redis.asyncio split an ASK redirect over two
+            # connections; the command never ran, so it goes through the sync
+            # client, in a thread (docs/redis.md#redis-cluster).
             return await asyncio.to_thread(self._raw_args, args)
 
     def _raw_args(self, args: list[Any]) -> bytes:
@@ -441,23 +342,16 @@ class RedisLimiter:
             client.script_load(self._source)
             return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
 
-    async def _arun(self, checks: tuple[LimitCheck, ...], commit: bool = True) -> Decision:
-        return self._decode(checks, await self._araw(checks, commit))
-
     async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
-        """``decide`` on ``redis.asyncio``; never blocks the event loop.
-
-        The call, a NOSCRIPT reload included, is bounded by the socket timeout
-        (see ``bound_async_calls``); past it, ``TimeoutError``.  The first call
-        on a loop first waits for the loop's warm-up (connect and load the
-        script), which has the connect budget of its own.
-        """
+        """``decide`` on ``redis.asyncio``, a NOSCRIPT reload included, bounded by the
+        socket timeout (``bound_async_calls``): past it, ``TimeoutError``.  The first call
+        on a loop waits for its warm-up (``awarm_up``), under the connect budget."""
         if not checks:
             return _EMPTY
         client = await self._ready()
         if self._cluster:
             try:
-                return await _bounded(self._adecide(checks), self._atimeout)
+                return await _bounded(self._adecide(client, checks), self._atimeout)
             except Exception:
                 self._refresh_in_background(client)
                 raise
@@ -465,15 +359,16 @@ class RedisLimiter:
             checks, await _bounded(self._araw_on(client, checks, True, 0), self._atimeout)
         )
 
-    async def _adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
-        if self._cluster and len(checks) > 1:
-            groups = self._slot_groups(checks)
-            if len(groups) > 1:
-                peeks = [await self._arun(g, commit=False) for g in groups]
-                if not all(p.allowed for p in peeks):
-                    return _merge(checks, peeks)
-                return _merge(checks, [await self._arun(g) for g in groups])
-        return await self._arun(checks)
+    async def _adecide(self, client: AsyncClient, checks: tuple[LimitCheck, ...]) -> Decision:
+        """``decide`` on a cluster (the only caller), on ``client``."""
+        groups = self._slot_groups(checks) if len(checks) > 1 else [checks]
+        if len(groups) > 1:
+            for commit in (False, True):
+                parts = [self._decode(g, await self._araw_on(client, g, commit, 0)) for g in groups]
+                if not all(p.allowed for p in parts):
+                    break
+            return _merge(checks, parts)
+        return self._decode(checks, await self._araw_on(client, checks, True, 0))
 
     async def adecide_with_shadow(
         self,
@@ -487,23 +382,16 @@ class RedisLimiter:
             return _EMPTY, await self.adecide(shadow)
         client = await self._ready()
         try:
-            return await _bounded(self._adecide_with_shadow(checks, shadow), self._atimeout)
+            aw = self._adecide_with_shadow(client, checks, shadow)
+            return await _bounded(aw, self._atimeout)
         except Exception:
             if self._cluster:
                 self._refresh_in_background(client)
             raise
 
     def _refresh_in_background(self, client: AsyncClient) -> None:
-        """After a failed cluster call, refresh the topology in a task of its own.
-
-        redis-py refreshes a cluster's topology inside the next command after
-        an error; inside a decision, the decision's timer cancels the refresh
-        (a refresh with a master down takes longer than the budget) and the
-        next command starts it again: measured, every call to the *healthy*
-        masters then timed out until failover ended.  While this task holds
-        the refresh, commands use the current topology (redis-py skips a
-        refresh another task is running), and it has the connect budget.
-        """
+        """After a failed cluster call, refresh the topology in a task of its own, under
+        the connect budget, not inside a decision's timer (docs/redis.md#redis-cluster)."""
         loop = asyncio.get_running_loop()
         running = self._refreshes.get(loop)
         if running is None or running.done():
@@ -512,21 +400,18 @@ class RedisLimiter:
             )
 
     async def _arefresh(self, client: AsyncClient) -> None:
-        if not isinstance(client, AsyncRedisCluster):
-            return
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                await client.initialize()
-        except Exception:  # the next failure starts another
-            pass
+        if isinstance(client, AsyncRedisCluster):
+            with contextlib.suppress(Exception):  # the next failure starts another
+                async with asyncio.timeout(self._settings.connect_timeout):
+                    await client.initialize()
 
     async def _adecide_with_shadow(
-        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
+        self, client: AsyncClient, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
     ) -> tuple[Decision, Decision | None]:
         both = checks + shadow
         if self._cluster and len(self._slot_groups(both)) > 1:
-            return await self._adecide(checks), await self._adecide(shadow)
-        raw = await self._araw(both, split=len(checks) + 1)
+            return await self._adecide(client, checks), await self._adecide(client, shadow)
+        raw = await self._araw_on(client, both, True, len(checks) + 1)
         return self._decode_pair(both, len(checks), raw)
 
     def close(self) -> None:
@@ -561,17 +446,9 @@ class RedisLimiter:
             await client.aclose()
 
 
-async def _bounded(aw: Awaitable[T], seconds: float | None) -> T:
-    """``await aw``, or ``TimeoutError`` once ``seconds`` have passed and it is still pending.
-
-    ``asyncio.timeout``'s semantics (the task is cancelled, the cancellation
-    turned into ``TimeoutError`` and taken back; a cancellation from
-    elsewhere passes through) on the loop's alarm clock, with a *settling*
-    alarm: a reply that the loop reads in the turn the deadline falls due is
-    taken, not cancelled (see ``loop_alarm``).
-    """
-    if seconds is None:
-        return await aw
+async def _bounded(aw: Awaitable[T], seconds: float) -> T:
+    """``await aw``, or ``TimeoutError`` once ``seconds`` have passed and it is still pending:
+    ``asyncio.timeout``'s semantics on the loop's *settling* alarm (see ``loop_alarm``)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task(loop)
     if task is None:  # as asyncio.timeout says
@@ -589,13 +466,6 @@ async def _bounded(aw: Awaitable[T], seconds: float | None) -> T:
         alarm.close(task)
 
 
-def _has_topology(client: Any) -> bool:
-    try:
-        return bool(client.get_nodes())
-    except Exception:  # not initialized
-        return False
-
-
 def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[RuleOutcome, ...]:
     outcomes = []
     i = 2
@@ -605,15 +475,6 @@ def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[Rul
         )
         i += 4
     return tuple(outcomes)
-
-
-def _timeout_of(settings: RedisSettings | None, client: AsyncClient | None) -> float | None:
-    """The async bound: the settings' socket timeout, or the given client's."""
-    if settings is not None:
-        return settings.socket_timeout
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-    timeout = kwargs.get("socket_timeout")
-    return float(timeout) if timeout is not None else None
 
 
 def _merge(checks: tuple[LimitCheck, ...], parts: list[Decision]) -> Decision:

@@ -1,10 +1,7 @@
 """The one place that builds Redis clients: limiter, live reload and fleet use it.
 
-Why the limiter builds its own pools for a cache alias, and the timeouts:
-docs/redis.md.  Sync clients read, write and connect within the latency
-budget; async ones connect within ``connect_timeout``, the per-decision bound
-being the limiter's own.  redis-py's retries are off (the fallback is the
-retry), and decisions go to the primary (they write).
+Why the limiter builds its own pools for a cache alias, its timeouts, no retries:
+docs/redis.md.
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ CONNECT_TIMEOUT = 1.0
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     """Where the distributed limiter's Redis is and how long to wait for it: the latency
-    budget (``socket_timeout``) and the connect budget (see the module docstring)."""
+    budget (``socket_timeout``) and the connect budget (docs/redis.md#cold-start)."""
 
     url: str
     cluster: bool = False
@@ -108,7 +105,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
 
 
 def _common_kwargs(settings: RedisSettings, *, asyncio: bool = False) -> dict[str, Any]:
-    """Timeouts (see the module docstring), no retries, and the password."""
+    """Timeouts (docs/redis.md#cold-start), no retries, and the password."""
     read, connect = settings.socket_timeout, settings.connect_timeout
     kwargs: dict[str, Any] = {
         "socket_timeout": max(read, connect) if asyncio else read,
@@ -123,40 +120,29 @@ def _common_kwargs(settings: RedisSettings, *, asyncio: bool = False) -> dict[st
     return kwargs
 
 
-def _service(settings: RedisSettings) -> tuple[str, int]:
-    parsed = urlparse(settings.url)
-    db = parsed.path.strip("/")
-    return parsed.hostname or "mymaster", int(db) if db.isdigit() else 0
-
-
-def _primary_kwargs(settings: RedisSettings, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What a Sentinel primary's URL says beyond the service name: TLS, ACL user, password.
-
-    ``master_for`` takes no URL, so these would otherwise be dropped.
-    """
-    parsed = urlparse(settings.url)
-    kwargs = dict(kwargs)
-    if parsed.username:
-        kwargs["username"] = unquote(parsed.username)
-    if parsed.password and "password" not in kwargs:
-        kwargs["password"] = unquote(parsed.password)
-    if parsed.scheme == "rediss":
-        kwargs["ssl"] = True
-    return kwargs
-
-
 def _make_client(settings: RedisSettings, *, asyncio: bool) -> Any:
     # redis and redis.asyncio build their clients with the same names and arguments.
     lib, sentinels = (aredis, asentinel) if asyncio else (redis, sentinel)
     kwargs = _common_kwargs(settings, asyncio=asyncio)
     if settings.sentinels:
-        service, db = _service(settings)
         timeouts = {key: kwargs[key] for key in ("socket_timeout", "socket_connect_timeout")}
         watcher = sentinels.Sentinel(list(settings.sentinels), sentinel_kwargs=timeouts)
+        # The URL's host is the service name; master_for takes no URL, so what else
+        # it says about the primary (db, TLS, ACL user, password) is passed one by one.
+        parsed = urlparse(settings.url)
+        db = parsed.path.strip("/")
+        if parsed.username:
+            kwargs["username"] = unquote(parsed.username)
+        if parsed.password and "password" not in kwargs:
+            kwargs["password"] = unquote(parsed.password)
+        if parsed.scheme == "rediss":
+            kwargs["ssl"] = True
         return watcher.master_for(
-            service, db=db, max_connections=settings.max_connections,
-            **_primary_kwargs(settings, kwargs),
-        )  # fmt: skip
+            parsed.hostname or "mymaster",
+            db=int(db) if db.isdigit() else 0,
+            max_connections=settings.max_connections,
+            **kwargs,
+        )
     # MOVED/ASK redirections are followed whatever the retry policy; the
     # zero-retry policy only stops a broken cluster multiplying the wait.
     # from_url lets the client own its pool, so close() releases the sockets.
@@ -175,11 +161,9 @@ def make_async_client(settings: RedisSettings) -> AsyncClient:
 
 
 def make_sync_client_from_url(url: str, timeout: float = 1.0) -> redis.Redis:
-    """A plain redis-py client for background work (fleet snapshots, live reload).
-
-    ``timeout`` bounds connects, reads and writes; no retries.  For a client
-    that follows ``RESILIENCE["REDIS"]`` (cache alias, Sentinel, Cluster,
-    password) use ``make_sync_client(parse_redis_settings(value, budget=timeout))``.
+    """A plain redis-py client for background work (fleet snapshots, live reload), ``timeout``
+    bounding connects, reads and writes, no retries.  To follow ``RESILIENCE["REDIS"]`` (cache
+    alias, Sentinel, Cluster): ``make_sync_client(parse_redis_settings(value, budget=timeout))``.
     """
     settings = RedisSettings(url, socket_timeout=timeout, connect_timeout=timeout)
     return redis.Redis.from_url(url, **_common_kwargs(settings))

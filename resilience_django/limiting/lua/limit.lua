@@ -1,41 +1,25 @@
--- All distributed limits of one request, decided in one call, all-or-nothing.
+-- All distributed limits of one request, decided in one call, all-or-nothing
+-- (why everything is packed binary, Redis's clock, the state: docs/redis.md).
 --
 -- KEYS[i]  the state key of check i (all keys of one call share a hash slot)
--- ARGV[1]  little-endian doubles (struct '<d'), built once per rule set by
---          the client: commit (1 = write when the group passes, 0 = peek,
---          never writes), split (0, or k: checks k.. are shadow checks,
---          decided and committed as a second all-or-nothing group, so
---          enforced and shadow rules cost one call), then per check i:
---          algorithm (1 sliding window, 2 token bucket, 3 GCRA), limit,
---          period in microseconds, capacity, cost
+-- ARGV[1]  little-endian doubles (struct '<d'): commit (1 = write when the
+--          group passes, 0 = peek, never writes), split (0, or k: checks k..
+--          are shadow checks, decided and committed as a second all-or-nothing
+--          group), then per check: algorithm (1 sliding window, 2 token bucket,
+--          3 GCRA), limit, period in microseconds, capacity, cost
 --
 -- Returns little-endian doubles: allowed (enforced group), allowed (shadow
 -- group), then per check allowed, remaining, reset_after_us, retry_after_us.
 --
--- Both directions are packed binary because, on the server, every argument
--- and every number turned into text costs about as much as the arithmetic
--- of a whole rule (a double prints through "%.14g"; struct packs eleven of
--- them in the time of one), and on the client struct.unpack is one C call.
--- All values are integers below 2^53, which doubles hold exactly.
---
--- The clock is Redis TIME, never the caller's, so every web server agrees on
--- "now" whatever its own clock says.  Times are integer microseconds since
--- 2023-11-14 (1.7e9 s): small enough that doubles keep them exact, which
--- keeps GCRA's burst boundary exact too.
---
--- State is one string per key, packed with struct (one GET/MGET for all
--- rules, then one SET PX per rule, or SETRANGE for a sliding window that
--- keeps its TTL; no hash to walk):
+-- State, one string per key:
 --   sliding window  BUCKETS + 1 doubles: newest bucket index, then the
 --                   ring of counts, bucket j in slot j mod BUCKETS
 --   token bucket    2 doubles: tokens, last refill (us)
 --   GCRA            the theoretical arrival time (us) as a decimal string
 --
--- The first pass reads and evaluates every check without writing; the second
--- pass writes only when all passed, so a request rejected by one rule does
--- not consume the others.  Every key's TTL is the time after which its state
--- is indistinguishable from no state, so memory is bounded by the keys
--- active within one window.
+-- Pass 1 evaluates every check without writing; pass 2 writes a group only
+-- when all of its checks passed.  Every key's TTL is the time after which its
+-- state is indistinguishable from no state.
 
 local BUCKETS = 10
 local SW_FORMAT = '<ddddddddddd'
@@ -75,31 +59,25 @@ for i = 1, n do
   local ok, remaining, reset, retry
 
   if algo == 1 then
-    -- Sliding window: BUCKETS buckets of width w; a request counts in
-    -- bucket floor(now / w) and the window is the newest BUCKETS buckets.
-    -- s is the state as stored: s[1] the newest bucket's index, bucket b's
-    -- count in s[b % BUCKETS + 2].
+    -- Sliding window: BUCKETS buckets of width w; a request counts in bucket
+    -- floor(now / w), the window is the newest BUCKETS buckets, and bucket b's
+    -- count is in s[b % BUCKETS + 2] (s[1]: the newest bucket's index).
     local w = period / BUCKETS
     local cur = floor(now / w)
     local s
     -- Same newest bucket as stored: the key keeps the TTL it got when that
     -- bucket became the newest (see pass 2).
     local same_head = false
-    if raw then
-      s = {sunpack(SW_FORMAT, raw)}
-      local head = s[1]
-      if cur - head >= BUCKETS then
-        s = {cur, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-      elseif cur > head then
-        -- Slide: zero the buckets between the stored head and now; a clock
-        -- that went backwards (failover) counts into the newest bucket.
-        for b = head + 1, cur do s[b % BUCKETS + 2] = 0 end
-        s[1] = cur
-      else
-        same_head = true
-      end
-    else
+    if raw then s = {sunpack(SW_FORMAT, raw)} end
+    if not raw or cur - s[1] >= BUCKETS then
       s = {cur, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+    elseif cur > s[1] then
+      -- Slide: zero the buckets between the stored head and now; a clock
+      -- that went backwards (failover) counts into the newest bucket.
+      for b = s[1] + 1, cur do s[b % BUCKETS + 2] = 0 end
+      s[1] = cur
+    else
+      same_head = true
     end
     local head = s[1]
     local sum = s[2] + s[3] + s[4] + s[5] + s[6] + s[7] + s[8] + s[9] + s[10] + s[11]
@@ -199,14 +177,10 @@ for i = 1, n do
 end
 
 if commit == 1 then
-  -- Each group commits on its own: a shadow rejection never rolls back an
-  -- enforced rule, and an enforced rejection never hides a shadow count.
-  -- A TTL of false (a sliding window whose newest bucket is the stored one)
-  -- overwrites the value in place with SETRANGE, which keeps the key's TTL
-  -- and skips SET's expiry bookkeeping: that TTL was set to the period when
-  -- the bucket became the newest, so it ends no earlier than the moment the
-  -- bucket leaves the window (when the state is no state at all).  The value
-  -- has the stored one's length, so nothing of the old one is left behind.
+  -- Each group commits on its own.  A TTL of false overwrites the value in
+  -- place with SETRANGE, keeping the key's TTL (set to the period when the
+  -- bucket became the newest, so it outlives the bucket in the window) and
+  -- skipping SET's expiry bookkeeping; the value has the stored one's length.
   for i = 1, n do
     if (i < split and all_ok) or (i >= split and shadow_ok) then
       local ttl = new_ttl[i]

@@ -1,15 +1,10 @@
-"""Every process's breakers, visible and steerable across the fleet (docs/breakers.md).
-
-A daemon thread per process publishes its report (breakers, limiter health,
-recent rejections) and applies operator commands and shared breakers'
-open-until markers from the store ``fleetstore`` chooses.  It starts when the
-process first uses a breaker (``wiring.py``) or builds its runtime.
-"""
+"""Every process's breakers, visible and steerable across the fleet (docs/breakers.md): a thread
+per process publishes its report and applies operator commands and shared open-until markers
+from the fleet store.  It starts when the process first uses a breaker or builds its runtime."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 import threading
@@ -19,7 +14,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from . import fleetstore
-from .breakers.events import Transition
+from .breakers.events import Transition, logger
 from .breakers.registry import all_breakers, get_breaker, registry
 from .breakers.state import OPEN, Breaker
 from .clock import Clock, monotonic
@@ -31,14 +26,8 @@ __all__ = [
     "on_breaker_created", "process_report", "send_command", "start", "start_reporting",
 ]  # fmt: skip
 
-logger = logging.getLogger("resilience_django.breakers")
 ACTIONS = ("force_open", "force_close", "reset", "disable")
 SHARED_REASON = "opened by another process"
-
-
-def _apply(breaker: Breaker, action: str) -> None:
-    if action in ACTIONS:  # a store holds what any version of any process wrote
-        getattr(breaker, action)()
 
 
 @dataclass(eq=False)
@@ -142,11 +131,8 @@ class FleetPublisher:
         if self._dirty or now >= self._next_publish:
             self._dirty = False
             self._next_publish = now + self.interval
-            self.publish(breakers)
-
-    def publish(self, breakers: list[Breaker]) -> None:
-        report = process_report(breakers, host=self.host, wall=self.wall())
-        self.store.publish(f"{self.host}:{report['pid']}", report, self.ttl)
+            report = process_report(breakers, host=self.host, wall=self.wall())
+            self.store.publish(f"{self.host}:{report['pid']}", report, self.ttl)
 
     def _poll_commands(self) -> None:
         batch = self.store.read_commands(self._cmd_seq)
@@ -193,7 +179,9 @@ class FleetPublisher:
 
     def _apply_command(self, breaker: Breaker, command: Mapping[str, Any]) -> None:
         self._applied[breaker.name] = command_seq(command)
-        _apply(breaker, str(command.get("action")))
+        action = str(command.get("action"))
+        if action in ACTIONS:  # a store holds what any version of any process wrote
+            getattr(breaker, action)()
         self._dirty = True
 
     def _share(self, breakers: list[Breaker], now: float) -> None:
@@ -202,8 +190,7 @@ class FleetPublisher:
         shared = {b.name: b for b in breakers if b.policy.shared}
         wall = self.wall()
         for name in opened:
-            breaker = shared.get(name)
-            phase = breaker._phase if breaker is not None else None
+            phase = shared[name]._phase if name in shared else None
             if phase is not None and phase.state is OPEN:
                 self.store.set_open_until(name, wall + (phase.until - now))
         due = [n for n, b in shared.items() if now >= self._next_shared.get(n, 0.0)]
@@ -222,9 +209,7 @@ _publisher_lock = threading.Lock()
 
 def get_store() -> FleetStore | None:
     """The fleet store for the current settings, or ``None`` when the fleet is off."""
-    if not get_settings().fleet.enabled:
-        return None
-    return fleetstore.get_store()
+    return fleetstore.get_store() if get_settings().fleet.enabled else None
 
 
 def start() -> FleetPublisher | None:
@@ -249,11 +234,7 @@ _reporting_failed = False
 
 
 def start_reporting() -> None:
-    """Start the fleet thread if the fleet is on; never raises (the runtime calls it).
-
-    A worker reports even before it uses a breaker: its limiter backend and its
-    rejections are what ``resilience_status`` and the dashboard show.
-    """
+    """Start the fleet thread if the fleet is on, even before any breaker; never raises."""
     global _reporting_failed
     if _publisher is not None:
         return
@@ -360,7 +341,7 @@ def send_command(breaker: str, action: str) -> int:
     local = get_breaker(breaker)
     publisher = _publisher
     epoch = publisher.applying_here(breaker) if publisher is not None else 0
-    _apply(local, action)
+    getattr(local, action)()
     store = get_store()
     version = 0
     if store is not None:

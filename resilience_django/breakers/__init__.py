@@ -1,9 +1,5 @@
-"""Circuit breakers: a framework-free state machine, windows, events and a registry.
-
-Nothing here imports Django (the import-linter contract in ``pyproject.toml``
-checks it).  Policies from settings and the admin, the ``breaker_state_changed``
-signal and the fleet are handed to the registry by ``resilience_django.wiring``.
-"""
+"""Circuit breakers: a state machine, windows, events and a registry, with no Django import;
+``wiring.py`` hands the registry its policies, the signal and the fleet (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""``breaker("pricing")``: a decorator and a context manager, sync and async.
-
->>> from resilience_django.breakers.api import breaker
->>> @breaker("pricing", fallback=lambda sku: None)
-... def price(sku): ...
-
-``with breaker("pricing"):`` and ``async with breaker("pricing"):`` guard a
-block; when the circuit is open they raise :class:`CircuitOpen` (a fallback
-can only stand in for a whole function, so it applies to the decorator).
-"""
+"""``breaker("pricing")``: a decorator and a context manager, sync and async (docs/breakers.md)."""
 
 from __future__ import annotations
 
@@ -31,9 +22,12 @@ Admitted = tuple[Phase, float | None]
 class BreakerGuard:
     """Guard calls to a dependency with the breaker called ``name``.
 
+    >>> @breaker("pricing", fallback=lambda sku: None)
+    ... def price(sku): ...
+
     ``fallback`` is called with the same arguments instead of the function while
     the circuit is open; ``failure_result(result) -> bool`` marks results that
-    count as failures (for example an HTTP response with a 5xx status), on top of
+    count as failures (for example an HTTP response with a 5xx status), instead of
     the policy's ``failure_result``.
     """
 

@@ -1,19 +1,14 @@
-"""State-change announcements that never block or break the caller.
-
-A transition goes on a queue; a daemon thread logs it, updates the metrics
-(and flushes each breaker's call counters about once a second, so the hot
-path never looks up a Prometheus label) and hands it to each listener's own
-worker with a bounded queue, so a slow listener holds up nothing else
-(docs/breakers.md, "Listeners").
-"""
+"""State-change announcements that never block or break the caller: a queue, a daemon thread
+that logs and counts, and one bounded worker per listener (docs/breakers.md, "Hearing about
+transitions")."""
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -44,28 +39,9 @@ class Transition:
 Listener = Callable[[Transition], Any]
 
 
-class _Barrier:
-    """``flush``: set once the dispatcher and every listener worker have reached it."""
-
-    __slots__ = ("_left", "_lock", "done")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self._lock = threading.Lock()
-        self._left = 1  # the dispatcher's own pass
-
-    def expect(self, more: int) -> None:
-        with self._lock:
-            self._left += more
-
-    def reached(self) -> None:
-        with self._lock:
-            self._left -= 1
-            if self._left <= 0:
-                self.done.set()
-
-
-_Item = tuple[Transition, "tuple[Listener, ...]"] | _Barrier
+# A flush() barrier is a list of events: the dispatcher's, then (appended by the
+# dispatcher before it sets its own) one for each listener worker alive then.
+_Item = tuple[Transition, "tuple[Listener, ...]"] | list[threading.Event]
 
 #: Transitions a listener may fall behind by before its newer ones are dropped.
 LISTENER_QUEUE = 1000
@@ -91,14 +67,13 @@ def emit(transition: Transition, listeners: tuple[Listener, ...]) -> None:
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until everything queued so far is delivered, to every listener (tests, shutdown).
-
-    ``False`` when that took longer than ``timeout`` (a listener is still busy).
-    """
-    barrier = _Barrier()
+    """Wait until everything queued so far is delivered, to every listener (tests, shutdown);
+    ``False`` when that took longer than ``timeout`` (a listener is still busy)."""
+    deadline = time.monotonic() + timeout
+    barrier = [threading.Event()]
     _queue.put(barrier)
     _ensure_thread()
-    return barrier.done.wait(timeout)
+    return all(reached.wait(deadline - time.monotonic()) for reached in barrier)
 
 
 def _ensure_thread() -> None:
@@ -111,84 +86,66 @@ def _ensure_thread() -> None:
             _thread.start()
 
 
-def _deliver(transition: Transition, listeners: tuple[Listener, ...]) -> None:
-    t = transition
-    logger.warning(
-        "breaker %s: %s -> %s (%s)", t.breaker, t.from_state, t.to_state, t.reason,
-        extra={"breaker": t.breaker, "from_state": t.from_state, "to_state": t.to_state,
-               "reason": t.reason, "generation": t.generation},
-    )  # fmt: skip
-    try:
-        metrics.breaker_transition(t.breaker, t.from_state, t.to_state)
-        metrics.breaker_state(t.breaker, _METRIC_STATES.get(t.to_state, t.to_state))
-    except Exception:  # metrics must never stop listeners from hearing the news
-        logger.exception("breaker %s: metrics update failed", t.breaker)
-    for listener in listeners:
-        _hand_over(listener, transition)
-
-
 class _Worker:
     """One listener's own thread and bounded queue (see the module docstring)."""
 
-    __slots__ = ("_cond", "_items", "dropped", "key", "listener")
+    __slots__ = ("_items", "dropped", "key", "listener")
 
     def __init__(self, key: Hashable, listener: Listener) -> None:
         self.key = key
         self.listener = listener
-        self._items: collections.deque[Transition | _Barrier] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._items: queue.SimpleQueue[Transition | threading.Event] = queue.SimpleQueue()
         self.dropped = 0
 
-    def offer(self, item: Transition | _Barrier) -> bool:
+    def offer(self, item: Transition | threading.Event) -> bool:
         """Queue ``item``; ``False`` for a transition that finds the queue full.
 
-        Barriers always fit: a full queue must not make ``flush`` lose count.
+        Called only under ``_workers_lock``, so the size cannot grow between the
+        check and the put.  Barriers always fit: a full queue must not stall ``flush``.
         """
-        with self._cond:
-            if isinstance(item, Transition) and len(self._items) >= LISTENER_QUEUE:
-                self.dropped += 1
-                return False
-            self._items.append(item)
-            self._cond.notify()
+        if isinstance(item, Transition) and self._items.qsize() >= LISTENER_QUEUE:
+            self.dropped += 1
+            return False
+        self._items.put(item)
         return True
 
     def run(self) -> None:
         while True:
-            with self._cond:
-                if not self._items:
-                    self._cond.wait(_IDLE)
-                item = self._items.popleft() if self._items else None
-            if item is None:
-                # Idle: leave, unless the dispatcher handed us something just now.
-                # Same lock order as the dispatcher (_workers_lock, then ours).
-                with _workers_lock, self._cond:
-                    if not self._items:
+            try:
+                item = self._items.get(timeout=_IDLE)
+            except queue.Empty:
+                # Idle: leave, unless the dispatcher (which offers under
+                # _workers_lock) handed us something just now.
+                with _workers_lock:
+                    if self._items.empty():
                         if _workers.get(self.key) is self:
                             del _workers[self.key]
                         return
                 continue
-            if isinstance(item, _Barrier):
-                item.reached()
-            else:
-                _call(self.listener, item)
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                self.listener(item)
+            except Exception:
+                name = item.breaker
+                logger.exception(
+                    "breaker %s: listener %r raised", name, self.listener, extra={"breaker": name}
+                )
 
 
 _workers: dict[Hashable, _Worker] = {}
 _workers_lock = threading.Lock()
 
 
-def _key(listener: Listener) -> Hashable:
+def _hand_over(listener: Listener, transition: Transition) -> None:
     # Bound methods compare equal when they bind the same method to the same
     # object, so a publisher re-attached to many breakers gets one worker.
+    key: Hashable = listener
     try:
         hash(listener)
     except TypeError:
-        return ("id", id(listener))
-    return listener
-
-
-def _hand_over(listener: Listener, transition: Transition) -> None:
-    key = _key(listener)
+        key = ("id", id(listener))
     with _workers_lock:
         worker = _workers.get(key)
         if worker is None:
@@ -204,25 +161,6 @@ def _hand_over(listener: Listener, transition: Transition) -> None:
             transition.breaker, listener, LISTENER_QUEUE, dropped,
             extra={"breaker": transition.breaker},
         )  # fmt: skip
-
-
-def _call(listener: Listener, transition: Transition) -> None:
-    try:
-        listener(transition)
-    except Exception:
-        name = transition.breaker
-        logger.exception("breaker %s: listener %r raised", name, listener, extra={"breaker": name})
-
-
-def _pass_barrier(barrier: _Barrier) -> None:
-    # Every listener worker alive now must reach it too: flush() means
-    # "everything queued so far was delivered", listeners included.
-    with _workers_lock:
-        workers = list(_workers.values())
-        barrier.expect(len(workers))
-        for worker in workers:
-            worker.offer(barrier)
-    barrier.reached()
 
 
 # The gauge knows closed, open and half-open.
@@ -251,11 +189,29 @@ def _run() -> None:
         except queue.Empty:
             _flush_counters()
             continue
-        if isinstance(item, _Barrier):
+        if isinstance(item, list):
             _flush_counters()
-            _pass_barrier(item)
+            # Every listener worker alive now must reach it too: flush() means
+            # "everything queued so far was delivered", listeners included.
+            with _workers_lock:
+                for worker in _workers.values():
+                    item.append(threading.Event())
+                    worker.offer(item[-1])
+            item[0].set()
             continue
-        _deliver(*item)
+        t, listeners = item
+        logger.warning(
+            "breaker %s: %s -> %s (%s)", t.breaker, t.from_state, t.to_state, t.reason,
+            extra={"breaker": t.breaker, "from_state": t.from_state, "to_state": t.to_state,
+                   "reason": t.reason, "generation": t.generation},
+        )  # fmt: skip
+        try:
+            metrics.breaker_transition(t.breaker, t.from_state, t.to_state)
+            metrics.breaker_state(t.breaker, _METRIC_STATES.get(t.to_state, t.to_state))
+        except Exception:  # metrics must never stop listeners from hearing the news
+            logger.exception("breaker %s: metrics update failed", t.breaker)
+        for listener in listeners:
+            _hand_over(listener, t)
 
 
 def _after_fork() -> None:

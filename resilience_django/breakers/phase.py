@@ -48,7 +48,6 @@ class Phase:
         "failed",
         "free",
         "gen",
-        "reason",
         "state",
         "succeeded",
         "until",
@@ -56,7 +55,7 @@ class Phase:
     )
 
     def __init__(
-        self, state: str, gen: int, window: SlidingWindow, entered: float, until: float, reason: str
+        self, state: str, gen: int, window: SlidingWindow, entered: float, until: float
     ) -> None:
         self.state = state
         self.gen = gen
@@ -64,7 +63,6 @@ class Phase:
         self.window = window
         self.entered = entered
         self.until = until
-        self.reason = reason
         self.consecutive = 0
         # When the last failure counted (``BreakerPolicy.stall_counts_once``).
         self.counted_at = float("-inf")

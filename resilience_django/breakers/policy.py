@@ -1,59 +1,6 @@
 """Breaker policies: the ``RESILIENCE["BREAKERS"]`` entries, parsed into frozen dataclasses.
 
-Keys of one breaker's mapping (all optional) and their defaults::
-
-    failure_threshold   5       consecutive failures that trip it (None: off)
-    open_for            "30s"   how long it stays open after a trip
-    open_for_max        None    cap for exponential growth of open_for on each
-                                consecutive re-trip (None: no growth)
-    half_open_calls     10      trial calls admitted in half-open
-    close_ratio         0.9     share of the trials that must succeed to close
-    window              "60s"   sliding window for the rates (per-second buckets)
-    error_rate          0.5     failure rate over the window that trips it (None: off)
-    min_calls           20      calls the window must hold before a rate can trip it
-    slow_call           None    a call at least this long is slow (None: off)
-    slow_call_rate      None    slow-call rate that trips it (None: slow calls count
-                                as failures when ``slow_call`` is set)
-    ewma_alpha          0.3     smoothing of the per-second EWMA of the failure rate
-    ewma_threshold      None    EWMA value that trips it (None: reported only)
-    half_open_max_wait  "60s"   a half-open whose trials never finish re-opens after it
-    record              ["builtins.Exception"]  exception types that count as failures
-    ignore              []      exception types that count as successes
-    caller_fault        []      extra types that are the caller's fault (added to
-                                asyncio.CancelledError and DeadlineExceeded): neither
-                                success nor failure unless the call was also slow
-    failure_result      None    dotted path to ``predicate(result) -> bool`` (e.g. 5xx)
-    mode                "normal"  "normal" | "disabled" | "metrics_only"
-    shared              False   open in every process when one process opens it
-    shared_poll         500     ms between reads of the shared open-until marker
-    path / view / methods  None  make it a *route breaker*: the middleware guards the
-                                matching requests with it (5xx answers and deadline
-                                504s count as failures; open answers 503 at once)
-
-System check ids (one per kind of problem), raised as ``ConfigError``:
-
-    resilience.E050  BREAKERS is not a mapping, or a breaker's entry is not a mapping
-    resilience.E051  a breaker name is not a non-empty string
-    resilience.E052  an unknown key in a breaker's entry
-    resilience.E053  failure_threshold is not an integer 1..1_000_000 (or None)
-    resilience.E054  a duration (open_for, window, slow_call, half_open_max_wait,
-                     open_for_max) cannot be parsed or is zero
-    resilience.E055  open_for_max is shorter than open_for
-    resilience.E056  half_open_calls is not an integer 1..1_000_000
-    resilience.E057  close_ratio is not in (0, 1]
-    resilience.E058  error_rate, slow_call_rate or ewma_threshold is not in (0, 1] (or None)
-    resilience.E059  min_calls is not an integer 1..1_000_000
-    resilience.E060  window is shorter than 1s or longer than 1h
-    resilience.E061  slow_call_rate is set but slow_call is not
-    resilience.E062  ewma_alpha is not in (0, 1]
-    resilience.E063  record / ignore / caller_fault names something that is not an
-                     importable exception class
-    resilience.E064  failure_result is not an importable callable
-    resilience.E065  mode is not "normal", "disabled" or "metrics_only"
-    resilience.E066  shared is not a boolean
-    resilience.E067  shared_poll is not a number of milliseconds from 10 to 3_600_000
-    resilience.E068  nothing can trip the breaker (every criterion is None) in "normal" mode
-    resilience.E069  path / view / methods of a route breaker are invalid
+Each key and its default: docs/settings.md (``BREAKERS``); each check id: docs/checks.md.
 """
 
 from __future__ import annotations
@@ -69,16 +16,7 @@ from ..exceptions import ConfigError
 from ..routes import RouteMatcher, parse_route_matcher
 from ..units import MAX_COUNT, bounded_int, parse_duration, safe_repr
 
-__all__ = [
-    "FAILURE",
-    "IGNORED",
-    "MODES",
-    "SUCCESS",
-    "BreakerPolicy",
-    "default_caller_fault",
-    "parse_breaker_policy",
-    "parse_breakers",
-]
+__all__ = ["IGNORED", "SUCCESS", "BreakerPolicy", "parse_breaker_policy", "parse_breakers"]
 
 # shared_poll, in milliseconds: at most an hour between reads of the shared marker.
 MAX_POLL_MS = 3_600_000
@@ -94,11 +32,8 @@ ExcTypes = tuple[type[BaseException], ...]
 
 
 def default_caller_fault() -> ExcTypes:
-    """Exceptions that say the *caller* gave up, not that the dependency failed.
-
-    ``DeadlineExceeded`` is imported here, not at module level, so the breaker core
-    never drags in the deadline module (and whatever it grows to import) just to load.
-    """
+    """Exceptions that say the *caller* gave up, not that the dependency failed."""
+    # Imported here so that loading the breaker core never loads the deadline module.
     from ..deadline import DeadlineExceeded
 
     return (asyncio.CancelledError, DeadlineExceeded)
@@ -173,9 +108,7 @@ def _err(name: str, check_id: str, message: str, hint: str) -> ConfigError:
     return ConfigError(f"RESILIENCE['BREAKERS'][{name!r}]: {message}", check_id=check_id, hint=hint)
 
 
-def _int(name: str, key: str, value: Any, check_id: str, *, optional: bool) -> int | None:
-    if value is None and optional:
-        return None
+def _int(name: str, key: str, value: Any, check_id: str) -> int:
     number = bounded_int(value, minimum=1, maximum=MAX_COUNT)
     if number is None:
         raise _err(
@@ -187,9 +120,7 @@ def _int(name: str, key: str, value: Any, check_id: str, *, optional: bool) -> i
     return number
 
 
-def _ratio(name: str, key: str, value: Any, check_id: str, *, optional: bool) -> float | None:
-    if value is None and optional:
-        return None
+def _ratio(name: str, key: str, value: Any, check_id: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         raise _err(
             name, check_id, f"{key} must be a number in (0, 1], not {safe_repr(value)}", "e.g. 0.5"
@@ -197,23 +128,33 @@ def _ratio(name: str, key: str, value: Any, check_id: str, *, optional: bool) ->
     return float(value)
 
 
-def _duration(name: str, key: str, value: Any, *, optional: bool) -> float | None:
-    if value is None and optional:
-        return None
+def _duration(name: str, key: str, value: Any, check_id: str) -> float:
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
-        raise _err(name, "resilience.E054", f"{key}: {exc}", "write it like '30s'") from None
+        raise _err(name, check_id, f"{key}: {exc}", "write it like '30s'") from None
     if seconds <= 0:
-        raise _err(name, "resilience.E054", f"{key} must be longer than zero", "e.g. '30s'")
+        raise _err(name, check_id, f"{key} must be longer than zero", "e.g. '30s'")
     return seconds
 
 
-def _import(path: str) -> Any:
-    # Any failure of the module's code is an ImportError (see dotted.py), so a
-    # bad path is a check error or a form error, never a traceback.  Admin rows
-    # reach this only with paths RESILIENCE["ADMIN_CHOICES"] allows.
-    return import_dotted(path)
+# The numeric keys, checked in this order: parser, check id, whether None (off) is allowed.
+_NUMBERS: dict[str, tuple[Callable[[str, str, Any, str], float], str, bool]] = {
+    "open_for": (_duration, "resilience.E054", False),
+    "open_for_max": (_duration, "resilience.E054", True),
+    "window": (_duration, "resilience.E054", False),
+    "slow_call": (_duration, "resilience.E054", True),
+    "slow_call_rate": (_ratio, "resilience.E058", True),
+    "failure_threshold": (_int, "resilience.E053", True),
+    "half_open_calls": (_int, "resilience.E056", False),
+    "close_ratio": (_ratio, "resilience.E057", False),
+    "error_rate": (_ratio, "resilience.E058", True),
+    "min_calls": (_int, "resilience.E059", False),
+    "ewma_threshold": (_ratio, "resilience.E058", True),
+    "half_open_max_wait": (_duration, "resilience.E054", False),
+}
+# In "normal" mode at least one of these must be set, or nothing can trip the breaker.
+_CRITERIA = ("failure_threshold", "error_rate", "slow_call", "slow_call_rate", "ewma_threshold")
 
 
 def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
@@ -228,8 +169,11 @@ def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
     out: list[type[BaseException]] = []
     for item in items:
         reason = ""
+        # Any failure of the module's code is an ImportError (see dotted.py), so a
+        # bad path is a check error or a form error, never a traceback.  Admin rows
+        # reach this only with paths RESILIENCE["ADMIN_CHOICES"] allows.
         try:
-            cls = _import(item) if isinstance(item, str) else item
+            cls = import_dotted(item) if isinstance(item, str) else item
         except ImportError as exc:
             cls, reason = None, f" ({exc})"
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
@@ -269,25 +213,20 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         )
     d = BreakerPolicy()
     g = mapping.get
-    open_for = _duration(name, "open_for", g("open_for", d.open_for), optional=False)
-    open_for_max = _duration(name, "open_for_max", g("open_for_max"), optional=True)
-    assert open_for is not None
-    if open_for_max is not None and open_for_max < open_for:
+    kw: dict[str, Any] = {}
+    for key, (parse, check_id, optional) in _NUMBERS.items():
+        value = g(key, getattr(d, key))
+        kw[key] = None if value is None and optional else parse(name, key, value, check_id)
+    if kw["open_for_max"] is not None and kw["open_for_max"] < kw["open_for"]:
         raise _err(
             name,
             "resilience.E055",
             "open_for_max is shorter than open_for",
             "make open_for_max at least open_for, or None",
         )
-    window = _duration(name, "window", g("window", d.window), optional=False)
-    assert window is not None
-    if not 1.0 <= window <= 3600.0:
+    if not 1.0 <= kw["window"] <= 3600.0:
         raise _err(name, "resilience.E060", "window must be between 1s and 1h", "e.g. '60s'")
-    slow_call = _duration(name, "slow_call", g("slow_call"), optional=True)
-    slow_call_rate = _ratio(
-        name, "slow_call_rate", g("slow_call_rate"), "resilience.E058", optional=True
-    )
-    if slow_call_rate is not None and slow_call is None:
+    if kw["slow_call_rate"] is not None and kw["slow_call"] is None:
         raise _err(name, "resilience.E061", "slow_call_rate needs slow_call", "add slow_call")
     alpha = g("ewma_alpha", d.ewma_alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
@@ -301,7 +240,7 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
     reason = ""
     if isinstance(predicate, str):
         try:
-            predicate = _import(predicate)
+            predicate = import_dotted(predicate)
         except ImportError as exc:
             predicate, reason = 0, f" ({exc})"  # not callable: reported just below
     if predicate is not None and not callable(predicate):
@@ -336,57 +275,30 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
             f"shared_poll must be from 10 to {MAX_POLL_MS:_} (ms)",
             "e.g. 500",
         )
-    caller_fault = d.caller_fault + _exc_types(name, "caller_fault", g("caller_fault", []))
+    route = None
+    if _ROUTE_KEYS & set(mapping):
+        if g("path") is None and g("view") is None:
+            raise _err(
+                name,
+                "resilience.E069",
+                "a route breaker needs a path or a view",
+                "add 'path': '/api/orders' or 'view': 'orders:create'",
+            )
+        where = f"RESILIENCE['BREAKERS'][{name!r}]"
+        route = parse_route_matcher(mapping, where=where, check_id="resilience.E069")
     policy = BreakerPolicy(
-        failure_threshold=_int(
-            name,
-            "failure_threshold",
-            g("failure_threshold", d.failure_threshold),
-            "resilience.E053",
-            optional=True,
-        ),
-        open_for=open_for,
-        open_for_max=open_for_max,
-        half_open_calls=_int(
-            name, "half_open_calls", g("half_open_calls", 10), "resilience.E056", optional=False
-        )
-        or 1,
-        close_ratio=_ratio(
-            name, "close_ratio", g("close_ratio", 0.9), "resilience.E057", optional=False
-        )
-        or 1.0,
-        window=window,
-        error_rate=_ratio(
-            name, "error_rate", g("error_rate", d.error_rate), "resilience.E058", optional=True
-        ),
-        min_calls=_int(name, "min_calls", g("min_calls", 20), "resilience.E059", optional=False)
-        or 1,
-        slow_call=slow_call,
-        slow_call_rate=slow_call_rate,
+        **kw,
         ewma_alpha=float(alpha),
-        ewma_threshold=_ratio(
-            name, "ewma_threshold", g("ewma_threshold"), "resilience.E058", optional=True
-        ),
-        half_open_max_wait=_duration(
-            name, "half_open_max_wait", g("half_open_max_wait", 60.0), optional=False
-        )
-        or 60.0,
-        record=_exc_types(name, "record", g("record", [Exception])),
-        ignore=_exc_types(name, "ignore", g("ignore", [])),
-        caller_fault=caller_fault,
+        caller_fault=d.caller_fault + _exc_types(name, "caller_fault", g("caller_fault", [])),
+        record=_exc_types(name, "record", g("record", d.record)),
+        ignore=_exc_types(name, "ignore", g("ignore", d.ignore)),
         failure_result=predicate,
         mode=mode,
         shared=shared,
         shared_poll=float(poll) / 1000.0,
-        route=_route(name, mapping),
+        route=route,
     )
-    if mode == "normal" and not (
-        policy.failure_threshold
-        or policy.error_rate
-        or policy.slow_call_rate
-        or policy.ewma_threshold
-        or policy.slow_call
-    ):
+    if mode == "normal" and not any(getattr(policy, key) for key in _CRITERIA):
         raise _err(
             name,
             "resilience.E068",
@@ -394,21 +306,6 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
             "set failure_threshold or error_rate, or use mode='metrics_only'",
         )
     return policy
-
-
-def _route(name: str, mapping: Mapping[str, Any]) -> RouteMatcher | None:
-    if not _ROUTE_KEYS & set(mapping):
-        return None
-    if mapping.get("path") is None and mapping.get("view") is None:
-        raise _err(
-            name,
-            "resilience.E069",
-            "a route breaker needs a path or a view",
-            "add 'path': '/api/orders' or 'view': 'orders:create'",
-        )
-    return parse_route_matcher(
-        mapping, where=f"RESILIENCE['BREAKERS'][{name!r}]", check_id="resilience.E069"
-    )
 
 
 def parse_breakers(raw: Any) -> tuple[dict[str, BreakerPolicy], list[ConfigError]]:

@@ -1,25 +1,18 @@
-"""The process-wide registry: one :class:`Breaker` per name.
-
-Framework-free: ``resilience_django.wiring`` hands in where policies come
-from (``set_policy_source``), listeners for every transition (the Django
-signal) and ``on_create`` hooks (the fleet).  When the policies change,
-existing breakers are reconfigured in place, so decorators' references stay valid.
-"""
+"""The process-wide registry: one :class:`Breaker` per name, reconfigured in place when the
+policies change (decorators keep theirs).  ``wiring.py`` hands it policies, listeners and hooks
+(docs/architecture.md)."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterable
 
 from .. import metrics
-from .events import Listener
+from .events import Listener, logger
 from .policy import BreakerPolicy
 from .state import Breaker
 
 __all__ = ["BreakerRegistry", "all_breakers", "get_breaker", "registry"]
-
-logger = logging.getLogger("resilience_django.breakers")
 
 # name -> its policy, or None for the defaults.
 PolicySource = Callable[[str], BreakerPolicy | None]
@@ -37,8 +30,6 @@ class BreakerRegistry:
         self._listeners: tuple[Listener, ...] = ()
         self._policies: PolicySource = lambda name: None
         self._names: Callable[[], Iterable[str]] = tuple
-
-    # -- what the adapters hand in -------------------------------------------
 
     def set_policy_source(
         self, policy: PolicySource, names: Callable[[], Iterable[str]] = tuple
@@ -59,8 +50,6 @@ class BreakerRegistry:
     def on_create(self, hook: Callable[[Breaker], None]) -> None:
         """Call ``hook(breaker)`` whenever this registry creates a breaker."""
         self._on_create.append(hook)
-
-    # -- lookups -------------------------------------------------------------
 
     def policy_for(self, name: str) -> BreakerPolicy:
         try:
@@ -111,8 +100,6 @@ class BreakerRegistry:
             if isinstance(name, str) and name.strip():
                 self.get(name)
         return self.created()
-
-    # -- changes -------------------------------------------------------------
 
     def reload(self) -> None:
         for name, breaker in list(self._breakers.items()):

@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import metrics
 from ..clock import Clock, monotonic
-from . import events, report
+from . import events
 from .events import Listener, Transition
 from .phase import (
     BASE,
@@ -52,17 +52,7 @@ from .phase import (
 from .policy import IGNORED, SUCCESS, BreakerPolicy
 from .window import SlidingWindow
 
-__all__ = [
-    "CLOSED",
-    "DISABLED",
-    "FORCED_OPEN",
-    "HALF_OPEN",
-    "METRICS_ONLY",
-    "OPEN",
-    "Breaker",
-    "CircuitOpen",
-    "Phase",
-]
+__all__ = ["OPEN", "Breaker", "CircuitOpen", "Phase"]
 
 
 class Breaker:
@@ -121,8 +111,7 @@ class Breaker:
         self.last_transition: Transition | None = None
         self._set_policy(policy or BreakerPolicy())
         now = clock()
-        state = BASE[self.policy.mode]
-        self._phase = Phase(state, 0, self._new_window(now), now, 0.0, "created")
+        self._phase = Phase(BASE[self.policy.mode], 0, self._new_window(now), now, 0.0)
         events.track(self)
 
     # -- configuration ---------------------------------------------------------------
@@ -180,11 +169,8 @@ class Breaker:
         return self._acquire_slow(p)
 
     def try_acquire(self) -> Phase | None:
-        """The token if the breaker admits calls freely (closed or measuring), else ``None``.
-
-        For callers that have somewhere else to go (the limiter decides
-        locally): no rejection is counted, and nothing moves to half-open.
-        """
+        """The token if calls are admitted freely, else ``None`` (no rejection counted, no
+        move to half-open): for callers with somewhere else to go, like the limiter."""
         p = self._phase
         return p if p.free else None
 
@@ -245,10 +231,6 @@ class Breaker:
                 if self._phase is token and token.admitted > 0:
                     token.admitted -= 1
 
-    def classify(self, exc: BaseException, duration: float | None = None) -> str:
-        """``"failure"``, ``"success"`` or ``"ignored"`` for a call that raised ``exc``."""
-        return self.policy.classify(exc, duration)
-
     def _ok(self, token: Phase, now: float, duration: float | None) -> Transition | None:
         slow = self._slow
         is_slow = slow is not None and duration is not None and duration >= slow
@@ -258,8 +240,11 @@ class Breaker:
             return self._record(token, now, duration, failure=self._slow_fails, slow=True)
         # The hot path: no lock (see the module docstring).
         w = token.window
-        if now >= w.roll_at:
-            self._roll(token, now)
+        if now >= w.roll_at:  # once a second: the roll and its checks take the lock
+            with self._lock:
+                token.window.roll(int(now))
+                if self._phase is token:
+                    self._check(token, now)
             w = token.window
         w.cur_calls += 1
         token.consecutive = 0
@@ -269,7 +254,7 @@ class Breaker:
         self, token: Phase, now: float, duration: float | None, exc: BaseException | None
     ) -> Transition | None:
         if exc is not None:
-            verdict = self.classify(exc, duration)
+            verdict = self.policy.classify(exc, duration)
             if verdict is SUCCESS:
                 return self._ok(token, now, duration)
             if verdict is IGNORED:
@@ -282,12 +267,6 @@ class Breaker:
         return self._trial(token, now, ok=False)
 
     # -- locked paths --------------------------------------------------------------
-
-    def _roll(self, token: Phase, now: float) -> None:
-        with self._lock:
-            token.window.roll(int(now))
-            if self._phase is token:
-                self._check(token, now)
 
     def _record(
         self, token: Phase, now: float, duration: float | None, *, failure: bool, slow: bool
@@ -378,7 +357,7 @@ class Breaker:
         if old.free:
             self._retire(old.window)
         window = self._new_window(now) if state in MEASURING else old.window
-        new = Phase(state, old.gen + 1, window, now, until, reason)
+        new = Phase(state, old.gen + 1, window, now, until)
         self._phase = new  # one store publishes the whole new generation
         transition = Transition(self.name, old.state, state, reason, self._wall(), new.gen)
         self.last_transition = transition
@@ -446,21 +425,56 @@ class Breaker:
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready picture of the breaker for dashboards and the fleet store."""
-        return report.snapshot(self)
+        p = self._phase
+        w = p.window
+        t = self.last_transition
+        return {
+            "name": self.name,
+            "state": p.state,
+            "generation": p.gen,
+            "mode": self.policy.mode,
+            "shared": self.policy.shared,
+            "calls": w.total_calls if p.free else 0,
+            "failures": w.total_failures if p.free else 0,
+            "slow": w.total_slow if p.free else 0,
+            "failure_rate": round(w.failure_rate, 4) if p.free else 0.0,
+            "slow_rate": round(w.slow_rate, 4) if p.free else 0.0,
+            "ewma": round(w.ewma, 4) if p.free else 0.0,
+            "consecutive_failures": p.consecutive,
+            "retry_after": round(max(0.0, p.until - self._clock()), 3) if p.state is OPEN else 0.0,
+            "trials": {"admitted": p.admitted, "succeeded": p.succeeded, "failed": p.failed},
+            "rejected": self._rejected,
+            "shadow_trips": self.shadow_trips,
+            "last_transition": None
+            if t is None
+            else {"from": t.from_state, "to": t.to_state, "reason": t.reason, "at": t.at},
+        }
 
     def _counter_deltas(self) -> list[tuple[str, int]]:
         """Outcome counts not yet reported to Prometheus (called by the events thread)."""
-        return report.counter_deltas(self)
+        p = self._phase
+        calls, failures = self._done
+        if p.free:
+            c, f, _s = p.window.lifetime()
+            calls, failures = calls + c, failures + f
+        totals = {
+            "success": calls - failures + self._trials[0],
+            "failure": failures + self._trials[1],
+            "rejected": self._rejected,
+            "ignored": self._ignored,
+        }
+        out = []
+        for outcome, total in totals.items():
+            delta = total - self._reported.get(outcome, 0)
+            if delta > 0:
+                self._reported[outcome] = total
+                out.append((outcome, delta))
+        return out
 
 
 def _exceeds(count: float, rate: float, total: float) -> bool:
-    """Whether ``count`` out of ``total`` is above ``rate`` (DESIGN: a rate that *exceeds*).
-
-    A rate of 1.0 means "all of them": nothing exceeds 100%, and a policy
-    that says 1.0 must still trip when every call fails.  The relative slack
-    keeps float rounding from tripping exactly at the rate (0.57 * 100 is
-    56.99999999999999, and 57 failures of 100 are not above 57%).
-    """
+    """Whether ``count`` of ``total`` is above ``rate`` (1.0: all of them; docs/breakers.md)."""
+    # The slack keeps float rounding from tripping at the rate: 0.57 * 100 is 56.99999999999999.
     if rate >= 1.0:
         return count >= total
     return count > rate * total * (1.0 + 1e-9)

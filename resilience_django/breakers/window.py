@@ -1,24 +1,6 @@
 """A sliding window of per-second buckets with running totals, and an EWMA of the failure rate.
 
-The window is a ring of ``size`` one-second buckets holding calls, failures and
-slow calls.  The bucket of the current second lives in three plain attributes
-(``cur_calls`` ...), and the sum of the other buckets still in the window in
-three more (``base_calls`` ...), so a total is one addition and recording a
-call is one attribute increment: O(1), with no list indexing on the hot path.
-
-Time moves the ring lazily: the first record at or after ``roll_at`` calls
-:meth:`SlidingWindow.roll` (under the breaker's lock), which files the current
-bucket into the ring, clears the buckets that fell out and recomputes the
-base sums — O(size) once a second, which also means nothing can drift.
-
-The breaker's closed-state hot path adds to ``cur_calls`` without a lock.  Under
-the GIL ``x += 1`` on an attribute is a read-add-write that another thread can
-interleave with, so two racing threads may lose one increment of a statistic.
-(The benchmark measures how many: usually none.)
-
-The EWMA is over *seconds*, not calls: when a second with calls closes, its
-failure rate is blended in with weight ``alpha``.  That keeps float arithmetic
-off the hot path and makes the smoothing independent of traffic volume.
+Why it is built this way (O(1) records, a lazy roll, an EWMA over seconds): docs/breakers.md.
 """
 
 from __future__ import annotations
@@ -97,10 +79,8 @@ class SlidingWindow:
         if now >= self.roll_at:
             self.roll(int(now))
         self.cur_calls += 1
-        if failure:
-            self.cur_failures += 1
-        if slow:
-            self.cur_slow += 1
+        self.cur_failures += failure
+        self.cur_slow += slow
 
     @property
     def total_calls(self) -> int:

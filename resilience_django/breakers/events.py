@@ -164,7 +164,7 @@ def _hand_over(listener: Listener, transition: Transition) -> None:
 
 
 # The gauge knows closed, open and half-open.
-_METRIC_STATES = {"forced_open": "open", "disabled": "closed", "metrics_only": "closed"}
+GAUGE_STATES = {"forced_open": "open", "disabled": "closed", "metrics_only": "closed"}
 
 
 def _flush_counters() -> None:
@@ -177,7 +177,7 @@ def _flush_counters() -> None:
                     counter.labels(breaker.name, outcome).inc(delta)
             # Also keeps the gauge right for breakers that never changed state.
             state = breaker.state
-            metrics.breaker_state(breaker.name, _METRIC_STATES.get(state, state))
+            metrics.breaker_state(breaker.name, GAUGE_STATES.get(state, state))
         except Exception:
             logger.exception("breaker %s: counter flush failed", breaker.name)
 
@@ -207,7 +207,7 @@ def _run() -> None:
         )  # fmt: skip
         try:
             metrics.breaker_transition(t.breaker, t.from_state, t.to_state)
-            metrics.breaker_state(t.breaker, _METRIC_STATES.get(t.to_state, t.to_state))
+            metrics.breaker_state(t.breaker, GAUGE_STATES.get(t.to_state, t.to_state))
         except Exception:  # metrics must never stop listeners from hearing the news
             logger.exception("breaker %s: metrics update failed", t.breaker)
         for listener in listeners:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from .. import metrics
-from .events import Listener, logger
+from .events import GAUGE_STATES, Listener, logger
 from .policy import BreakerPolicy
 from .state import Breaker
 
@@ -16,8 +16,6 @@ __all__ = ["BreakerRegistry", "all_breakers", "get_breaker", "registry"]
 
 # name -> its policy, or None for the defaults.
 PolicySource = Callable[[str], BreakerPolicy | None]
-
-_GAUGE_STATES = frozenset({"closed", "open", "half_open"})
 
 
 class BreakerRegistry:
@@ -74,7 +72,7 @@ class BreakerRegistry:
                 breaker.add_listener(listener)
             self._breakers[name] = breaker
         # A series from the start, so dashboards list every breaker, not only tripped ones.
-        metrics.breaker_state(name, breaker.state if breaker.state in _GAUGE_STATES else "open")
+        metrics.breaker_state(name, GAUGE_STATES.get(breaker.state, breaker.state))
         # Publishing to the fleet is a side concern: a misconfigured or
         # unreachable fleet store must never fail the call that made the breaker.
         try:

@@ -86,3 +86,15 @@ def test_a_broken_fleet_store_never_fails_the_caller_that_makes_a_breaker(
     breaker = fresh.get("made-despite-fleet")
     assert breaker.name == "made-despite-fleet"
     assert "could not join the fleet" in caplog.text
+
+
+@override_settings(
+    RESILIENCE={"BREAKERS": {"quiet": {"mode": "disabled"}, "watch": {"mode": "metrics_only"}}}
+)
+def test_a_new_breaker_that_never_opens_shows_closed_on_the_state_gauge_at_once() -> None:
+    from tests.observability.scrape import value
+
+    for name in ("quiet", "watch"):
+        get_breaker(name)
+        # 0 is closed; the gauge used to read "open" until the events thread caught up.
+        assert value("resilience_breaker_state", breaker=name) == 0

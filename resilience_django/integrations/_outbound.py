@@ -1,13 +1,11 @@
-"""What every outbound transport does: deadline → retry → breaker → bulkhead → call.
-
-Why this order: docs/retries.md.  The transports differ only in their I/O."""
+"""Deadline → retry → breaker → bulkhead → call, for every outbound transport (docs/retries.md)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypedDict, TypeVar
 
 from ..breakers.phase import Phase
 from ..breakers.registry import get_breaker
@@ -18,7 +16,6 @@ from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead, Permit, Shed
 
-TIMEOUT_HEADER = "X-Timeout-Ms"
 # Methods a transport retries by default: repeating them cannot duplicate an effect.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -56,35 +53,16 @@ def cut_short_message(exc: BaseException | str) -> str:
     return f"the request's deadline{where} cut the call short ({what})"
 
 
-class Scope:
-    """A ``with`` block whose ``exit`` hears the exception that ended it, if any."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.exit(exc)
-
-    def exit(self, exc: BaseException | None) -> None:
-        raise NotImplementedError
-
-
-class CutShort(Scope):
+class CutShort(AbstractContextManager["CutShort"]):
     """Raises ours (a ``DeadlineExceeded``: no breaker verdict, a 504) in place of a client's
     timeout when the budget set the timeout that fired: the budget ran out, not the dependency."""
 
     __slots__ = ("kinds", "phases", "request")
 
     def __init__(self, kinds: Kinds, phases: frozenset[str], request: Any) -> None:
-        self.kinds = kinds
-        self.phases = phases
-        self.request = request
+        self.kinds, self.phases, self.request = kinds, phases, request
 
-    def exit(self, exc: BaseException | None) -> None:
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if exc is None or not self.phases or isinstance(exc, DeadlineExceeded):
             return  # (already ours: one transport wrapping another)
         for theirs, phase, ours in self.kinds:
@@ -101,13 +79,13 @@ def bound(request: Any, timeouts: dict[str, Any], kinds: Kinds, margin: float | 
     if budget is None:
         return CutShort(kinds, frozenset(), request)
     left, announce = budget
-    request.headers[TIMEOUT_HEADER] = str(announce)
+    request.headers["X-Timeout-Ms"] = str(announce)
     cut = frozenset(p for p, t in timeouts.items() if t is None or left < t)
     timeouts.update(dict.fromkeys(cut, left))
     return CutShort(kinds, cut, request)
 
 
-class Admitted(Scope):
+class Admitted(AbstractContextManager["Admitted"]):
     """A call the breaker (if any) admitted; ``verdict`` tells the breaker how it ended."""
 
     __slots__ = ("admitted", "started")
@@ -143,7 +121,7 @@ class _Attempt(Admitted):
             raise BulkheadFull(bulkhead.name, answer.retry_after)
         self.permit = answer
 
-    def exit(self, exc: BaseException | None) -> None:
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if exc is not None:
             self.verdict(True, exc)  # the policy may judge exc no failure
         if self.permit is not None:
@@ -155,9 +133,9 @@ class _Attempt(Admitted):
 
 
 class OutboundGuard:
-    """Retry, breaker and bulkhead around one outbound HTTP call."""
+    """Retry, breaker and bulkhead around one outbound HTTP call; ``bare`` without any."""
 
-    __slots__ = ("_by_host", "breaker", "bulkhead", "retry", "retry_methods")
+    __slots__ = ("_by_host", "bare", "breaker", "bulkhead", "retry", "retry_methods")
 
     def __init__(
         self,
@@ -167,14 +145,12 @@ class OutboundGuard:
         retry: RetryPolicy | None = None,
         retry_methods: frozenset[str] = IDEMPOTENT_METHODS,
     ) -> None:
-        self.breaker = breaker
-        # A retry budget is per target: one flaky dependency must not spend the
-        # retries of another.  Without an explicit target, the breaker's name
-        # is the target, or else each host is.
+        self.breaker, self.bulkhead = breaker, bulkhead
+        # Retry budgets per dependency (docs/retries.md): the breaker's name, else each host.
         if retry is not None and retry.target is None and breaker is not None:
             retry = retry.for_target(breaker)
-        self.bulkhead = bulkhead
         self.retry = retry
+        self.bare = breaker is None and retry is None and bulkhead is None
         self.retry_methods = frozenset(m.upper() for m in retry_methods)
         self._by_host: dict[str, RetryPolicy] = {}
 
@@ -182,8 +158,6 @@ class OutboundGuard:
         policy = self.retry
         if policy is None or method not in self.retry_methods:
             return None
-        if policy.target is not None:
-            return policy
         target = self._by_host.get(host)
         if target is None:
             if len(self._by_host) >= 256:  # bounded: hosts come from callers' URLs
@@ -193,15 +167,13 @@ class OutboundGuard:
 
     def call(self, method: str, host: str, attempt: Callable[[], T]) -> T:
         policy = self._retry_for(method, host)
-        if policy is None:
-            return self._once(attempt)
-        return policy.call(self._once, attempt)
+        return self._once(attempt) if policy is None else policy.call(self._once, attempt)
 
     async def acall(self, method: str, host: str, attempt: Callable[[], Awaitable[T]]) -> T:
         policy = self._retry_for(method, host)
-        if policy is None:
-            return await self._aonce(attempt)
-        return await policy.acall(self._aonce, attempt)
+        return await (
+            self._aonce(attempt) if policy is None else policy.acall(self._aonce, attempt)
+        )
 
     def _once(self, attempt: Callable[[], T]) -> T:
         trial = _Attempt(self.breaker)
@@ -223,13 +195,6 @@ class GuardOptions(TypedDict, total=False):
     retry: RetryPolicy | None
     bulkhead: Bulkhead | None
     retry_methods: frozenset[str]
-
-
-def make_guard(**options: Unpack[GuardOptions]) -> OutboundGuard | None:
-    """A guard when any of breaker, retry or bulkhead is asked for; ``None`` keeps calls bare."""
-    guard = OutboundGuard(**options)  # a TypeError for an unknown option
-    bare = guard.breaker is None and guard.retry is None and guard.bulkhead is None
-    return None if bare else guard
 
 
 def _wait_budget() -> float | None:

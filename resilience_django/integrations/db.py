@@ -1,10 +1,5 @@
-"""Database queries bounded by the request's deadline (docs/deadlines.md, "Downstream").
-
-A query inside a request whose budget is spent raises ``DeadlineExceeded``
-instead of starting; on PostgreSQL the budget also bounds it on the server
-through ``statement_timeout``, sent only when the value in force would let the
-query outlive the deadline (each ``SET`` costs a round trip).
-"""
+"""Database queries bounded by the request's deadline, on PostgreSQL also on the server through
+``statement_timeout`` (docs/deadlines.md, "Downstream")."""
 
 from __future__ import annotations
 
@@ -36,7 +31,8 @@ def deadline_execute_wrapper(
     postgres = connection.vendor == "postgresql"
     if deadline is None:
         if postgres and getattr(connection, _STATE_ATTR, None) is not None:
-            _raw_execute(context, "SET statement_timeout = DEFAULT")
+            # Under Django's wrapper, which would run us again.
+            context["cursor"].cursor.execute("SET statement_timeout = DEFAULT")
             setattr(connection, _STATE_ATTR, None)
         return execute(sql, params, many, context)
     left = deadline.remaining()
@@ -46,17 +42,16 @@ def deadline_execute_wrapper(
         )
     if not postgres:
         return execute(sql, params, many, context)
-    now = time.monotonic()
     state = getattr(connection, _STATE_ATTR, None)
     # Re-send when the value in force belongs to another request (it could be
     # too short for this one) or would let this query outlive the deadline.
     if (
         state is None
         or state[0] != deadline.expires_at
-        or now + state[1] / 1000 > deadline.expires_at + TOLERANCE
+        or time.monotonic() + state[1] / 1000 > deadline.expires_at + TOLERANCE
     ):
         millis = min(MAX_STATEMENT_TIMEOUT_MS, max(1, int(left * 1000)))
-        _raw_execute(context, f"SET statement_timeout = {millis}")
+        context["cursor"].cursor.execute(f"SET statement_timeout = {millis}")
         setattr(connection, _STATE_ATTR, (deadline.expires_at, millis))
     try:
         return execute(sql, params, many, context)
@@ -68,10 +63,6 @@ def deadline_execute_wrapper(
                 f"query cancelled by the {deadline.budget:.3f}s deadline of {deadline.route}"
             ) from exc
         raise
-
-
-def _raw_execute(context: dict[str, Any], sql: str) -> None:
-    context["cursor"].cursor.execute(sql)  # under Django's wrapper, which would run us again
 
 
 def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

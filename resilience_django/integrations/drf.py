@@ -40,22 +40,6 @@ def parse_drf_rate(value: str) -> Rate:
     return parse_rate(value)
 
 
-def _publish(request: Any, view: Any, result: LimitResult) -> None:
-    """Put ``result`` on the request and in ``view.headers``, which DRF adds to its response."""
-    # Merged into the middleware's decision (it writes its headers after the view), or else
-    # an earlier throttle's, so that neither set hides the other.  (DRF's Request reads
-    # through to Django's, where the middleware's state is.)
-    state = getattr(request, STATE_ATTR, None)
-    if state is not None and state.limits is not None:
-        state.limits = result = _merge(state.limits, result)
-    elif isinstance(previous := getattr(request, DECISION_ATTR, None), LimitResult):
-        result = _merge(previous, result)
-    setattr(request, DECISION_ATTR, result)
-    headers = getattr(view, "headers", None)
-    if isinstance(headers, dict) and (not result.allowed or get_settings().ratelimit_headers):
-        headers.update(result.headers)
-
-
 def _merge(first: LimitResult, second: LimitResult) -> LimitResult:
     shadow = first.shadow if second.shadow is None else merge_decisions(first.shadow, second.shadow)
     return LimitResult(merge_decisions(first.decision, second.decision), shadow)
@@ -69,25 +53,33 @@ class _Throttle(BaseThrottle):  # type: ignore[misc]
         self.result = result = self._decide(request, view)
         if result is None:
             return True
-        _publish(request, view, result)
-        return result.allowed
+        allowed = result.allowed
+        # On the request and in view.headers (DRF adds them to its response), merged into the
+        # middleware's decision (it writes its headers after the view) or an earlier throttle's,
+        # so neither set hides the other.  (DRF's Request reads through to Django's.)
+        state = getattr(request, STATE_ATTR, None)
+        if state is not None and state.limits is not None:
+            state.limits = result = _merge(state.limits, result)
+        elif isinstance(previous := getattr(request, DECISION_ATTR, None), LimitResult):
+            result = _merge(previous, result)
+        setattr(request, DECISION_ATTR, result)
+        headers = getattr(view, "headers", None)
+        if isinstance(headers, dict) and (not result.allowed or get_settings().ratelimit_headers):
+            headers.update(result.headers)
+        return allowed
 
     def wait(self) -> float | None:
         """Seconds until the refused request could pass: DRF's ``Retry-After``."""
         result = self.result
-        if result is None or result.allowed:
-            return None
-        return max(result.retry_after, 1.0)
+        return None if result is None or result.allowed else max(result.retry_after, 1.0)
 
     def _decide(self, request: Any, view: Any) -> LimitResult | None:
         raise NotImplementedError  # None: nothing limits this request
 
 
 class ResilienceThrottle(_Throttle):
-    """DRF's ``UserRateThrottle`` on our limiters: the user's pk, or the IP when anonymous.
-
-    Subclasses set the class attributes below (docs/drf.md, "Choosing the key").
-    """
+    """DRF's ``UserRateThrottle`` on our limiters: the user's pk, or the IP when anonymous;
+    subclasses set the class attributes below (docs/drf.md, "Choosing the key")."""
 
     scope: ClassVar[str | None] = "user"
     rate: ClassVar[str | None] = None

@@ -1,15 +1,4 @@
-"""grpcio client interceptors that carry the request's deadline downstream and feed a breaker.
-
->>> import grpc
->>> from resilience_django.integrations.grpc import ResilientClientInterceptor
->>> channel = grpc.intercept_channel(
-...     grpc.insecure_channel("pricing.internal:50051"),
-...     ResilientClientInterceptor(breaker="pricing"),
-... )
-
-What counts as a failure, where refusals surface, retries: docs/retries.md ("gRPC");
-calls the budget's own timeout ended: docs/deadlines.md.
-"""
+"""grpcio client interceptors: the request's deadline downstream, a breaker (docs/retries.md)."""
 
 from __future__ import annotations
 
@@ -95,8 +84,7 @@ class _Call(Admitted):
     __slots__ = ("codes", "timeout")
 
     def __init__(self, interceptor: _Base, timeout: float | None) -> None:
-        self.codes = interceptor.failure_codes
-        self.timeout = timeout
+        self.codes, self.timeout = interceptor.failure_codes, timeout
         super().__init__(interceptor.breaker)
 
     def cut(self, code: Any) -> bool:
@@ -108,14 +96,12 @@ class _Call(Admitted):
         )
 
     def ended(self, code: Any) -> None:
-        if self.cut(code):  # the caller's budget ran out: no word on the dependency
-            self.verdict(None)
-        elif code in self.codes:
-            self.verdict(True)
-        elif code is grpc.StatusCode.CANCELLED or code is None:  # cancelled by the caller
+        # No word on the dependency when the caller's budget ran out or the caller cancelled.
+        cancelled = code is grpc.StatusCode.CANCELLED or code is None
+        if self.cut(code) or (cancelled and code not in self.codes):
             self.verdict(None)
         else:
-            self.verdict(False)
+            self.verdict(code in self.codes)
 
     def translate(self, exc: BaseException) -> BaseException:
         """Ours in place of grpc's error when the budget's timeout ended the call."""
@@ -128,18 +114,9 @@ class _Call(Admitted):
         ours.__cause__ = exc
         return ours
 
-    def exit(self, exc: BaseException | None) -> None:
-        ours = None if exc is None else self.translate(exc)
-        if ours is not None and ours is not exc:
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and (ours := self.translate(exc)) is not exc:
             raise ours
-
-
-def _delegate(name: str) -> Any:
-    def method(self: _BudgetCall, *args: Any) -> Any:
-        return getattr(self._call, name)(*args)
-
-    method.__name__ = name
-    return method
 
 
 class _BudgetCall(grpc.Call, grpc.Future):  # type: ignore[misc]
@@ -147,8 +124,7 @@ class _BudgetCall(grpc.Call, grpc.Future):  # type: ignore[misc]
     its own error for a call the budget's timeout ended; everything else is delegated."""
 
     def __init__(self, call: Any, judge: _Call) -> None:
-        self._call = call
-        self._judge = judge
+        self._call, self._judge = call, judge
 
     def result(self, timeout: float | None = None) -> Any:
         with self._judge:
@@ -174,7 +150,7 @@ class _BudgetCall(grpc.Call, grpc.Future):  # type: ignore[misc]
 _DELEGATED = """traceback cancel cancelled running done initial_metadata trailing_metadata code
     details is_active time_remaining add_callback"""
 for _name in _DELEGATED.split():
-    setattr(_BudgetCall, _name, _delegate(_name))
+    setattr(_BudgetCall, _name, lambda self, *args, _n=_name: getattr(self._call, _n)(*args))
 abc.update_abstractmethods(_BudgetCall)
 
 
@@ -188,9 +164,7 @@ class _Base:
         *,
         failure_codes: Iterable[Any] = DEFAULT_FAILURE_CODES,
     ) -> None:
-        self.breaker = breaker
-        self.margin = margin
-        self.failure_codes = frozenset(failure_codes)
+        self.breaker, self.margin, self.failure_codes = breaker, margin, frozenset(failure_codes)
 
     def _start(self, details: Any, replace: Callable[[Any, float], Any]) -> tuple[Any, _Call]:
         # The deadline first: a call refused for a spent budget must not take

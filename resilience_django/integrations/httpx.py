@@ -1,12 +1,4 @@
-"""httpx transports that carry the request's deadline downstream, with breaker, retry, bulkhead.
-
->>> import httpx
->>> from resilience_django.integrations.httpx import ResilientTransport
->>> client = httpx.Client(transport=ResilientTransport(breaker="pricing"))
-
-The options and their order: docs/retries.md; timeouts cut short by the budget
-(:class:`DeadlineTimeout`): docs/deadlines.md.
-"""
+"""httpx transports carrying the request's deadline, breaker, retry, bulkhead (docs/retries.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +9,7 @@ import httpx
 
 from ..deadline import DeadlineExceeded
 from ..exceptions import BulkheadFull
-from ._outbound import CutShort, GuardOptions, Kinds, bound, make_guard
+from ._outbound import CutShort, GuardOptions, Kinds, OutboundGuard, bound
 
 __all__ = [
     "AsyncResilientTransport",
@@ -63,28 +55,21 @@ _KINDS: Kinds = (
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
-class _CutSyncStream(httpx.SyncByteStream):
-    def __init__(self, stream: httpx.SyncByteStream, cut: CutShort) -> None:
-        self._stream = stream
-        self._cut = cut
+class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    def __init__(self, stream: Any, cut: CutShort) -> None:
+        self._stream, self._cut = stream, cut
 
     def __iter__(self) -> Iterator[bytes]:
         with self._cut:
             yield from self._stream
 
-    def close(self) -> None:
-        self._stream.close()
-
-
-class _CutAsyncStream(httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.AsyncByteStream, cut: CutShort) -> None:
-        self._stream = stream
-        self._cut = cut
-
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with self._cut:
             async for chunk in self._stream:
                 yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -92,8 +77,7 @@ class _CutAsyncStream(httpx.AsyncByteStream):
 
 class _Resilient(Generic[_T]):
     _default: Callable[[], Any]  # the transport wrapped when none is given
-    _stream: type[httpx.SyncByteStream | httpx.AsyncByteStream]  # the body's kind ...
-    _cut_stream: Callable[[Any, CutShort], Any]  # ... and its wrapper
+    _stream: type[httpx.SyncByteStream | httpx.AsyncByteStream]  # the body's kind
 
     def __init__(
         self,
@@ -104,7 +88,7 @@ class _Resilient(Generic[_T]):
     ) -> None:
         self._transport: _T = transport if transport is not None else self._default()
         self._margin = margin
-        self._guard = make_guard(**options)
+        self._guard = OutboundGuard(**options)
 
     def _bound(self, request: httpx.Request) -> CutShort:
         timeouts: dict[str, Any] = {"connect": None, "read": None, "write": None, "pool": None}
@@ -119,7 +103,7 @@ class _Resilient(Generic[_T]):
         # transport returns, under the same capped read timeout.
         if "read" in cut.phases and isinstance(response.stream, self._stream):
             read = CutShort(_KINDS[1:2], cut.phases, cut.request)
-            response.stream = self._cut_stream(response.stream, read)
+            response.stream = _CutStream(response.stream, read)
         return response
 
 
@@ -127,17 +111,15 @@ class ResilientTransport(_Resilient[httpx.BaseTransport], httpx.BaseTransport):
     """Wraps another sync transport (``httpx.HTTPTransport()`` by default)."""
 
     _default = httpx.HTTPTransport
-    _stream, _cut_stream = httpx.SyncByteStream, _CutSyncStream
+    _stream = httpx.SyncByteStream
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._guard is None:
-            return self._send(request)
         return self._guard.call(request.method, request.url.host, lambda: self._send(request))
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         with self._bound(request) as cut:
             response = self._with_body(self._transport.handle_request(request), cut)
-        if self._guard is not None and response.status_code >= 429:
+        if not self._guard.bare and response.status_code >= 429:
             # An error answer may be retried and dropped: read it now so that
             # dropping it leaks no connection.
             response.read()
@@ -151,11 +133,9 @@ class AsyncResilientTransport(_Resilient[httpx.AsyncBaseTransport], httpx.AsyncB
     """Wraps another async transport (``httpx.AsyncHTTPTransport()`` by default)."""
 
     _default = httpx.AsyncHTTPTransport
-    _stream, _cut_stream = httpx.AsyncByteStream, _CutAsyncStream
+    _stream = httpx.AsyncByteStream
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._guard is None:
-            return await self._send(request)
         return await self._guard.acall(
             request.method, request.url.host, lambda: self._send(request)
         )
@@ -163,7 +143,7 @@ class AsyncResilientTransport(_Resilient[httpx.AsyncBaseTransport], httpx.AsyncB
     async def _send(self, request: httpx.Request) -> httpx.Response:
         with self._bound(request) as cut:
             response = self._with_body(await self._transport.handle_async_request(request), cut)
-        if self._guard is not None and response.status_code >= 429:
+        if not self._guard.bare and response.status_code >= 429:
             await response.aread()
         return response
 

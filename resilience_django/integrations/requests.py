@@ -1,13 +1,4 @@
-"""A requests adapter that carries the request's deadline downstream, with breaker, retry, bulkhead.
-
->>> import requests
->>> from resilience_django.integrations.requests import ResilientAdapter
->>> session = requests.Session()
->>> session.mount("http://", ResilientAdapter(breaker="pricing"))
-
-The same options and order as the httpx transports (docs/retries.md); timeouts
-cut short by the budget: docs/deadlines.md.
-"""
+"""A requests adapter doing what the httpx transports do (docs/retries.md, docs/deadlines.md)."""
 
 from __future__ import annotations
 
@@ -16,29 +7,28 @@ from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ConnectTimeout, ReadTimeout
+from requests.exceptions import ConnectTimeout, ReadTimeout, Timeout
 
 from ..deadline import DeadlineExceeded
 from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead
-from ._outbound import IDEMPOTENT_METHODS, Kinds, bound, make_guard
+from ._outbound import IDEMPOTENT_METHODS, Kinds, OutboundGuard, bound
 
 __all__ = ["BulkheadFull", "DeadlineConnectTimeout", "DeadlineReadTimeout", "ResilientAdapter"]
 
 
-class DeadlineConnectTimeout(DeadlineExceeded, ConnectTimeout):
+class _DeadlineTimeout(DeadlineExceeded, Timeout):
+    def __init__(self, message: str, *, request: PreparedRequest | None = None) -> None:
+        Timeout.__init__(self, message, request=request)
+
+
+class DeadlineConnectTimeout(_DeadlineTimeout, ConnectTimeout):
     """``requests.exceptions.ConnectTimeout`` cut short by the request's budget."""
 
-    def __init__(self, message: str, *, request: PreparedRequest | None = None) -> None:
-        ConnectTimeout.__init__(self, message, request=request)
 
-
-class DeadlineReadTimeout(DeadlineExceeded, ReadTimeout):
+class DeadlineReadTimeout(_DeadlineTimeout, ReadTimeout):
     """``requests.exceptions.ReadTimeout`` cut short by the request's budget."""
-
-    def __init__(self, message: str, *, request: PreparedRequest | None = None) -> None:
-        ReadTimeout.__init__(self, message, request=request)
 
 
 _KINDS: Kinds = (
@@ -48,6 +38,8 @@ _KINDS: Kinds = (
 
 
 class ResilientAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` to mount on a ``requests.Session``, with the httpx transports' options."""
+
     def __init__(
         self,
         *args: Any,
@@ -60,15 +52,13 @@ class ResilientAdapter(HTTPAdapter):
     ) -> None:
         super().__init__(*args, **kwargs)
         self._margin = margin
-        self._guard = make_guard(
+        self._guard = OutboundGuard(
             breaker=breaker, retry=retry, bulkhead=bulkhead, retry_methods=retry_methods
         )
 
     def send(  # type: ignore[override]
         self, request: PreparedRequest, timeout: Any = None, **kwargs: Any
     ) -> Response:
-        if self._guard is None:
-            return self._send(request, timeout, kwargs)
         host = urlsplit(request.url or "").hostname or ""
         return self._guard.call(
             request.method or "GET", host, lambda: self._send(request, timeout, kwargs)
@@ -81,7 +71,7 @@ class ResilientAdapter(HTTPAdapter):
             if cut.phases:
                 timeout = (timeouts["connect"], timeouts["read"])
             response = super().send(request, timeout=timeout, **kwargs)
-        if self._guard is not None and response.status_code >= 429:
+        if not self._guard.bare and response.status_code >= 429:
             # An error answer may be retried and dropped: read it now, which
             # puts its connection back in the pool.
             _ = response.content

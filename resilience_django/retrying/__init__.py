@@ -1,10 +1,4 @@
-"""Retries for outbound calls: full-jitter backoff, deadlines, budgets, client-side throttling.
-
-``retry`` is re-exported as ``resilience_django.retry``.  The documented
-order around an outbound call is deadline -> retry -> breaker -> bulkhead ->
-call: the deadline bounds everything, retries wrap the breaker so an open
-circuit stops them, and each attempt takes its own bulkhead slot.
-"""
+"""Retries for outbound calls (docs/retries.md); ``retry`` is ``resilience_django.retry``."""
 
 from __future__ import annotations
 

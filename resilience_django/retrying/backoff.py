@@ -1,10 +1,5 @@
-"""Backoff delays and what an answer says about retrying: status codes, ``Retry-After``.
-
-Full jitter (AWS, "Exponential Backoff and Jitter") spreads the retries of
-clients that failed together over the whole interval.  Responses are
-recognised by duck typing (``.status_code``, ``.headers``; an exception's
-``.response``), so httpx and requests answers work without importing either.
-"""
+"""Backoff delays and what an answer says about retrying; answers are duck-typed, so httpx and
+requests answers work without importing either (docs/retries.md)."""
 
 from __future__ import annotations
 
@@ -35,8 +30,7 @@ def full_jitter(retry: int, base: float, cap: float, random: Callable[[], float]
     """
     # Cap the exponent first: 2**retry overflows a float long before anyone
     # configures a thousand attempts, but a bug elsewhere should not crash here.
-    ceiling = cap if retry >= 63 else min(cap, base * (1 << retry))
-    return random() * ceiling
+    return random() * (cap if retry >= 63 else min(cap, base * (1 << retry)))
 
 
 def parse_retry_after(value: str, *, wall: Clock = time.time) -> float | None:
@@ -47,22 +41,17 @@ def parse_retry_after(value: str, *, wall: Clock = time.time) -> float | None:
     >>> parse_retry_after("120"), parse_retry_after("soon")
     (120.0, None)
     """
-    text = value.strip()
-    if not text:
-        return None
     try:
-        seconds = float(text)  # not in the RFC, but some servers send "1.5"
+        seconds = float(value)  # not in the RFC, but some servers send "1.5"
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     except ValueError:
         pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
-        when = email.utils.parsedate_to_datetime(text)
+        when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive one is taken as such
-        return None
-    return max(0.0, when.timestamp() - wall())
+    # RFC 9110 dates are GMT: one without a zone ("-0000") is refused
+    return None if when.tzinfo is None else max(0.0, when.timestamp() - wall())
 
 
 def response_of(outcome: object) -> Any | None:
@@ -86,8 +75,7 @@ def retry_after_of(outcome: object, *, wall: Clock = time.time) -> float | None:
     response = response_of(outcome)
     if response is None or response.status_code not in _RETRY_AFTER_STATUSES:
         return None
-    # httpx.Headers and requests' CaseInsensitiveDict both look names up
-    # case-insensitively through .get().
+    # httpx.Headers and requests' CaseInsensitiveDict: .get() is case-insensitive.
     get = getattr(response.headers, "get", None)
     value = get("Retry-After") if callable(get) else None
     return parse_retry_after(value, wall=wall) if isinstance(value, str) else None

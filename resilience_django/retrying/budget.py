@@ -1,9 +1,4 @@
-"""Retry budgets: retries may add at most a share of the calls, so they cannot multiply an outage.
-
-As Finagle's ``RetryBudget`` (20 % of calls, a floor of 10 retries a second,
-deposits kept 10 s): every call deposits, every retry withdraws, and only the
-last ``ttl`` seconds count.  See docs/retries.md.
-"""
+"""Retry budgets, after Finagle's: retries add at most a share of the calls (docs/retries.md)."""
 
 from __future__ import annotations
 
@@ -19,21 +14,22 @@ __all__ = ["MAX_BUDGETS", "BudgetRegistry", "LruRegistry", "RetryBudget", "Windo
 
 
 class WindowCounts:
-    """Two counters over a sliding window cut in ``slices``; the owner holds the lock.
+    """Two counters over a sliding window cut in ``slices`` (a ring of per-slice counts, a slice
+    reset when reused); subclasses count under ``_lock``."""
 
-    A ring of per-slice counts: a slice is reset when reused, and only the
-    slices inside the window are summed.
-    """
-
-    __slots__ = ("_clock", "_counts", "_epochs", "_slices", "_width")
+    __slots__ = ("_clock", "_counts", "_epochs", "_lock", "_slices", "_width")
 
     def __init__(self, window: float, slices: int, clock: Clock) -> None:
         self._clock, self._slices, self._width = clock, slices, window / slices
+        # Held for a few integer operations, around calls of milliseconds: contention is negligible.
+        self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
-        self._epochs = [-1] * self._slices
-        self._counts = [[0, 0] for _ in range(self._slices)]
+        """Forget everything counted (tests)."""
+        with self._lock:
+            self._epochs = [-1] * self._slices
+            self._counts = [[0, 0] for _ in range(self._slices)]
 
     def add(self, which: int) -> None:
         """Count one on counter ``which`` (0 or 1) in the current slice."""
@@ -51,7 +47,7 @@ class WindowCounts:
         return sum(c[0] for c in live), sum(c[1] for c in live)
 
 
-class RetryBudget:
+class RetryBudget(WindowCounts):
     """A thread-safe retry budget over a sliding window of ``ttl`` seconds.
 
     >>> from resilience_django.clock import ManualClock
@@ -62,7 +58,7 @@ class RetryBudget:
     [True, True, False]
     """
 
-    __slots__ = ("_counts", "_lock", "min_per_second", "ratio", "ttl")
+    __slots__ = ("min_per_second", "ratio", "ttl")
 
     def __init__(
         self, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0,
@@ -71,19 +67,16 @@ class RetryBudget:
         if ratio < 0 or min_per_second < 0 or ttl <= 0:
             raise ValueError("need ratio >= 0, min_per_second >= 0 and ttl > 0")
         self.ratio, self.min_per_second, self.ttl = ratio, min_per_second, ttl
-        self._counts = WindowCounts(ttl, 10, clock)  # calls, retries
-        # Held for a handful of integer operations; outbound calls around it
-        # take milliseconds, so contention is negligible.
-        self._lock = threading.Lock()
+        super().__init__(ttl, 10, clock)  # counts calls, retries
 
     def _balance(self) -> float:
-        calls, retries = self._counts.totals()
+        calls, retries = self.totals()
         return self.min_per_second * self.ttl + self.ratio * calls - retries
 
     def deposit(self) -> None:
         """Count one call (its first attempt)."""
         with self._lock:
-            self._counts.add(0)
+            self.add(0)
 
     def balance(self) -> float:
         """Retries still allowed in the current window."""
@@ -95,34 +88,23 @@ class RetryBudget:
         with self._lock:
             if self._balance() < 1:
                 return False
-            self._counts.add(1)
+            self.add(1)
             return True
-
-    def reset(self) -> None:
-        """Forget every call and retry counted (tests)."""
-        with self._lock:
-            self._counts.reset()
 
     def __repr__(self) -> str:
         return f"<RetryBudget ratio={self.ratio} balance={self.balance():.1f}>"
 
 
-# How many targets' budgets a process keeps (LRU).  Targets may come from
-# callers' URLs (a transport budgets each host), so a flood of distinct hosts
-# must not keep a budget each for ever; 10 000 is far more dependencies than
-# a service talks to, and about 8 MB at most.
+# Targets may be callers' hosts, so a process keeps a bounded number (docs/retries.md).
 MAX_BUDGETS = 10_000
 
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound=WindowCounts)
 
 
 class LruRegistry(Generic[_T]):
-    """At most ``max_size`` values by target, the least recently used dropped first.
-
-    Targets may come from callers (hosts), so the registry is bounded; an evicted
-    target that comes back starts afresh (a policy holding its value keeps it).
-    """
+    """At most ``max_size`` values by target, the least recently used dropped first; an evicted
+    target that comes back starts afresh (a policy holding its value keeps it)."""
 
     __slots__ = ("_items", "_lock", "max_size")
 
@@ -146,9 +128,11 @@ class LruRegistry(Generic[_T]):
                 self._items.popitem(last=False)
             return item
 
-    def values(self) -> list[_T]:
-        with self._lock:
-            return list(self._items.values())
+    def reset_all(self) -> None:
+        """Empty every value in place: retry policies keep the ones they hold (tests)."""
+        with self._lock:  # each value's own lock is only ever taken inside this one
+            for item in self._items.values():
+                item.reset()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -170,22 +154,12 @@ class BudgetRegistry(LruRegistry[RetryBudget]):
     def get(
         self, target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
     ) -> RetryBudget:
+        """The budget of ``target`` (shared by every call site; the first caller's settings win),
+        created on first use."""
         return self.get_or_make(
             target, lambda: RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
         )
 
-    def reset_all(self) -> None:
-        """Empty every budget in place: retry policies keep the budget they hold (tests)."""
-        for budget in self.values():
-            budget.reset()
-
 
 budgets = BudgetRegistry()
-
-
-def budget_for(
-    target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
-) -> RetryBudget:
-    """The process-wide budget of ``target`` (shared by every call site; the first
-    caller's settings win), created on first use; see :class:`BudgetRegistry`."""
-    return budgets.get(target, ratio, min_per_second=min_per_second, ttl=ttl)
+budget_for = budgets.get  # the process-wide budget of a target

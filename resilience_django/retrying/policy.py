@@ -1,11 +1,4 @@
-"""``@retry``: retries with full-jitter backoff that respect deadlines, budgets and breakers.
-
-A retry happens only for a retryable outcome (``retry_on``, ``retry_on_result``;
-never ``DeadlineExceeded``, an open circuit or a local throttle) while attempts
-are left, the budget gives one, the named breaker is not open and the sleep,
-``max(full jitter, Retry-After)``, ends before the deadline.  Otherwise the
-last outcome stands, unchanged.  The decision flow is drawn in docs/retries.md.
-"""
+"""``@retry``: full-jitter retries that respect deadlines, budgets, breakers (docs/retries.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +8,7 @@ import inspect
 import random as _random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from .. import deadline
 from ..units import parse_duration
@@ -42,13 +35,8 @@ _OPEN_STATES = frozenset({"open", "forced_open"})
 class RetryPolicy:
     """Retry a sync or async callable: ``@retry(attempts=3, backoff="100ms", max_backoff="2s")``.
 
-    ``budget`` is the share of calls that may be retried (per ``target``,
-    default the function's dotted name), or a ``RetryBudget``, or ``None``
-    for no budget.  ``breaker`` names a breaker whose open state stops
-    retries; ``throttle=True`` adds client-side adaptive throttling for the
-    target.  ``sleep``/``async_sleep``/``random``/``wall`` are for tests.
-    ``policy(fn)`` decorates (sync or async), ``policy.call(fn, *a)`` and
-    ``await policy.acall(fn, *a)`` run one call under the policy.
+    The options: docs/retries.md (``sleep``, ``async_sleep``, ``random``, ``wall``: for tests);
+    ``policy(fn)`` decorates, ``policy.call(fn, *a)``, ``await policy.acall(fn, *a)`` run one call.
 
     >>> attempts = []
     >>> @retry(attempts=3, backoff=0, budget=None)
@@ -98,15 +86,9 @@ class RetryPolicy:
         self.sleep, self.async_sleep, self.random = sleep, async_sleep, random
         # Budgets and throttles are per target, shared by every call site; a
         # decorator without a target gets its function's name when applied.
-        self.budget_ratio: float | None = None
-        self._budget: RetryBudget | None = None
-        if isinstance(budget, RetryBudget):
-            self._budget = budget
-        elif budget is not None:
-            self.budget_ratio = float(budget)
+        self._budget = budget if isinstance(budget, RetryBudget) else None
+        self.budget_ratio = None if isinstance(budget, RetryBudget | None) else float(budget)
         self._throttle: AdaptiveThrottle | bool = throttle
-
-    # --- wiring -------------------------------------------------------------
 
     def for_target(self, target: str) -> RetryPolicy:
         """This policy with per-target state (budget, throttle) bound to ``target``."""
@@ -129,44 +111,42 @@ class RetryPolicy:
 
     def _breaker_open(self) -> bool:
         b = self.breaker
-        if b is None:
-            return False
         if isinstance(b, str):
             from ..breakers.registry import get_breaker  # needed only for a breaker by name
 
             b = self.breaker = get_breaker(b)
         return getattr(b, "state", None) in _OPEN_STATES
 
-    # --- the loops: the decisions are _Run's; these only call (or await) and sleep
-
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn`` under this policy (sync)."""
         run = _Run(self)
-        outcome: R | BaseException
         while True:
-            run.check()
+            if run.throttle is not None:  # it may refuse the attempt: LocallyThrottled
+                run.throttle.check()
             try:
-                outcome, failed = fn(*args, **kwargs), False
+                result = fn(*args, **kwargs)
             except BaseException as exc:
-                outcome, failed = exc, True
-            delay = run.after(outcome, failed)
-            if delay is None:
-                return _give(outcome, failed)
+                if (delay := run.after(exc, True)) is None:
+                    raise  # the last outcome stands, unchanged
+            else:
+                if (delay := run.after(result, False)) is None:
+                    return result
             self.sleep(delay)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn`` under this policy (async); the same decisions as ``call``."""
         run = _Run(self)
-        outcome: R | BaseException
         while True:
-            run.check()
+            if run.throttle is not None:
+                run.throttle.check()
             try:
-                outcome, failed = await fn(*args, **kwargs), False
+                result = await fn(*args, **kwargs)
             except BaseException as exc:
-                outcome, failed = exc, True
-            delay = run.after(outcome, failed)
-            if delay is None:
-                return _give(outcome, failed)
+                if (delay := run.after(exc, True)) is None:
+                    raise
+            else:
+                if (delay := run.after(result, False)) is None:
+                    return result
             await self.async_sleep(delay)
 
     @overload
@@ -203,11 +183,6 @@ class _Run:
             self.budget.deposit()
         self.retry = 0
 
-    def check(self) -> None:
-        """Before each attempt: the throttle may refuse it (``LocallyThrottled``)."""
-        if self.throttle is not None:
-            self.throttle.check()
-
     def after(self, outcome: object, failed: bool) -> float | None:
         """After an attempt: the seconds to sleep before the next, or ``None`` to stop."""
         p = self.policy
@@ -234,13 +209,6 @@ class _Run:
             return None
         self.retry += 1
         return delay
-
-
-def _give(outcome: R | BaseException, failed: bool) -> R:
-    """The last outcome stands: its exception raised, or its result returned."""
-    if failed:
-        raise cast(BaseException, outcome)
-    return cast(R, outcome)
 
 
 # ``@retry(...)`` builds the policy itself: the decorator is the class.

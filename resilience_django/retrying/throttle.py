@@ -1,16 +1,8 @@
-"""Client-side adaptive throttling, from Google's SRE book ("Handling Overload").
-
-Over a sliding window a client counts the ``requests`` it attempted and the
-``accepts`` of the backend, and rejects a new request locally with
-probability ``max(0, (requests - K * accepts) / (requests + 1))``: with K = 2
-the backend still sees enough traffic to notice recovery.  Requests rejected
-locally count as requests, which is what makes the probability rise.
-"""
+"""Client-side adaptive throttling from Google's SRE book, "Handling Overload" (docs/retries.md)."""
 
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 
 from ..clock import Clock, monotonic
@@ -25,11 +17,10 @@ class LocallyThrottled(ResilienceError):
 
     def __init__(self, target: str, probability: float) -> None:
         super().__init__(f"{target}: rejected locally (throttle probability {probability:.2f})")
-        self.target = target
-        self.probability = probability
+        self.target, self.probability = target, probability
 
 
-class AdaptiveThrottle:
+class AdaptiveThrottle(WindowCounts):
     """Reject locally with the SRE formula's probability; report each outcome back.
 
     >>> from resilience_django.clock import ManualClock
@@ -40,7 +31,7 @@ class AdaptiveThrottle:
     0.91
     """
 
-    __slots__ = ("_counts", "_lock", "_random", "k", "target", "window")
+    __slots__ = ("_random", "k", "target", "window")
 
     def __init__(
         self, target: str, *, k: float = 2.0, window: float = 120.0, clock: Clock = monotonic,
@@ -50,11 +41,10 @@ class AdaptiveThrottle:
             raise ValueError("need k >= 1 and window > 0")
         self.target, self.k, self.window = target, k, window
         self._random = random_
-        self._counts = WindowCounts(window, 24, clock)  # requests, accepts
-        self._lock = threading.Lock()  # a few integer operations; see budget.py
+        super().__init__(window, 24, clock)  # counts requests, accepts
 
     def _probability(self) -> float:
-        requests, accepts = self._counts.totals()
+        requests, accepts = self.totals()
         return max(0.0, (requests - self.k * accepts) / (requests + 1))
 
     def probability(self) -> float:
@@ -65,9 +55,10 @@ class AdaptiveThrottle:
     def allow(self) -> bool:
         """Count a request and decide whether to send it (False: reject it locally)."""
         with self._lock:
-            # The history decides, then this request joins it (rejected or not).
+            # The history decides, then this request joins it, rejected or not:
+            # local rejections are what make the probability rise.
             p = self._probability()
-            self._counts.add(0)
+            self.add(0)
         return p <= 0.0 or self._random() >= p
 
     def check(self) -> None:
@@ -79,12 +70,7 @@ class AdaptiveThrottle:
         """Report whether the backend accepted a request that was sent."""
         if accepted:
             with self._lock:
-                self._counts.add(1)
-
-    def reset(self) -> None:
-        """Forget every request and acceptance counted (tests)."""
-        with self._lock:
-            self._counts.reset()
+                self.add(1)
 
     def __repr__(self) -> str:
         return f"<AdaptiveThrottle {self.target} p={self.probability():.2f}>"
@@ -96,8 +82,7 @@ _throttles: LruRegistry[AdaptiveThrottle] = LruRegistry()
 
 def reset_throttles() -> None:
     """Empty every process-wide throttle in place: policies keep theirs (tests)."""
-    for throttle in _throttles.values():
-        throttle.reset()
+    _throttles.reset_all()
 
 
 def throttle_for(target: str) -> AdaptiveThrottle:

@@ -1,15 +1,8 @@
-"""The django-ratelimit vocabulary, on this package's limiters.
-
->>> from resilience_django import is_ratelimited, ALL, UNSAFE
->>> UNSAFE
-['DELETE', 'PATCH', 'POST', 'PUT']
-
-Keys, rates and groups as django-ratelimit writes them:
-docs/migrating-from-django-ratelimit.md.
-"""
+"""django-ratelimit's API on this package's limiters (docs/migrating-from-django-ratelimit.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -75,17 +68,14 @@ def parse_compat_rate(value: str | Rate | tuple[int, int]) -> Rate:
     """A rate as django-ratelimit writes it (``"5/10"`` and ``(5, 10)``: per 10 s) or as we do."""
     if isinstance(value, tuple) and len(value) == 2:
         value = f"{value[0]}/{value[1]}s"
-    elif isinstance(value, str):
-        match = _PLAIN_SECONDS.match(value)
-        if match is not None:
-            value = f"{match.group(1)}/{match.group(2)}s"
+    elif isinstance(value, str) and (match := _PLAIN_SECONDS.match(value)) is not None:
+        value = f"{match.group(1)}/{match.group(2)}s"
     return parse_rate(value)
 
 
 def _callers(func: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
-    # A user's function, sync or async, callable from both sides: a sync one
-    # may query the database (the user's plan), so async code runs it in a
-    # thread, as Django requires.
+    # A user's function, sync or async, callable from both sides: a sync one may query the
+    # database (the user's plan), so async code runs it in a thread, as Django requires.
     if iscoroutinefunction(func):
         return async_to_sync(func), func
     return func, sync_to_async(func)
@@ -114,12 +104,9 @@ def _takes_group(func: Callable[..., Any]) -> bool:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature
         return False
-    positional = [
-        p
-        for p in parameters
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = sum(p.kind in kinds and p.default is p.empty for p in parameters)
+    return required >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
 def _callable_key(func: Callable[..., Any], group: str) -> KeyFunc:
@@ -146,20 +133,16 @@ def _post_key(spec: str, field: str) -> KeyFunc:
 
 
 def adapt_key(key: Any, group: str) -> tuple[str, KeyFunc | None]:
-    """A django-ratelimit key as ``(our key spec, a compiled key or None)``.
-
-    ``get:x`` is our ``param:x``; ``post:x`` and callables are compiled here;
-    every other string is one of our specs and is checked with the rule.
-    """
+    """A django-ratelimit key as ``(our key spec, a compiled key or None)``: ``get:x`` is our
+    ``param:x``; ``post:x`` and callables are compiled here; other strings are our specs."""
     if callable(key):
         compiled = _callable_key(key, group)
         return compiled.spec, compiled
-    if isinstance(key, str):
-        kind, sep, arg = key.partition(":")
-        if sep and kind == "get" and arg.strip():
-            return "param:" + arg.strip(), None
-        if sep and kind == "post" and arg.strip():
-            return key, _post_key(key, arg.strip())
+    kind, _, arg = key.partition(":") if isinstance(key, str) else ("", "", "")
+    if kind == "get" and arg.strip():
+        return "param:" + arg.strip(), None
+    if kind == "post" and arg.strip():
+        return key, _post_key(key, arg.strip())
     return key, None
 
 
@@ -174,6 +157,8 @@ def make_rule(
     scope: str | None, **fields: Any,
 ) -> StandaloneRule:  # fmt: skip
     """The ``StandaloneRule`` of a django-ratelimit style group, key and rate; extra ``fields``."""
+    with contextlib.suppress(ValueError, TypeError):  # a bad rate: the rule's parser reports it
+        rate = parse_compat_rate(rate)
     spec, key_func = adapt_key(key, group)
     fields.update(name=group, rate=rate, key=spec, algorithm=algorithm, scope=scope)
     if burst is not None:
@@ -182,11 +167,8 @@ def make_rule(
 
 
 def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> Policy | None:
-    """The policy for a rate value; ``None`` for no limit.
-
-    A bad fixed rate is a programming error (``ConfigError``, ``resilience.E020``);
-    a bad computed one may come from data: it is logged and the request not limited.
-    """
+    """The policy for a rate value (``None``: no limit).  A bad fixed rate is a programming error
+    (``resilience.E020``); a bad computed one may come from data: logged, request not limited."""
     if rate is None:
         return None
     try:
@@ -195,30 +177,15 @@ def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> 
         if computed:
             logger.error(
                 "rate function of %r returned %s: %s; this request is not limited",
-                rule.name, safe_repr(rate), exc,
-                extra={"rule": rule.name},
+                rule.rule.name, safe_repr(rate), exc,
+                extra={"rule": rule.rule.name},
             )  # fmt: skip
             return None
         raise ConfigError(
-            f"{rule.name}: {exc}",
+            f"{rule.rule.name}: {exc}",
             check_id="resilience.E020",
             hint="Write a rate like '100/m', '10/s', '5000/h' or '100/30s'.",
         ) from exc
-
-
-# -- is_ratelimited / get_usage ---------------------------------------------------
-
-
-def _rule(
-    group: str, key: Any, algorithm: str, burst: int | None, scope: str | None
-) -> StandaloneRule:
-    def make() -> StandaloneRule:
-        where = "is_ratelimited"
-        return make_rule(
-            group, key, "1/s", where=where, algorithm=algorithm, burst=burst, scope=scope
-        )
-
-    return shared_rule(("is_ratelimited", group, key, algorithm, burst, scope), make)
 
 
 class _Call:
@@ -242,7 +209,13 @@ class _Call:
             group = default_group(fn)
         self.cost = 1 if increment else 0
         methods = method_list(method)
-        self.rule = _rule(group, key if key is not None else "ip", algorithm, burst, scope)
+        key, where = (key if key is not None else "ip"), "is_ratelimited"
+        self.rule = shared_rule(
+            (where, group, key, algorithm, burst, scope),
+            lambda: make_rule(
+                group, key, "1/s", where=where, algorithm=algorithm, burst=burst, scope=scope
+            ),
+        )
         request_method = request.method or "GET"
         applies = self.rule.applies(request_method) and (
             methods is None or request_method in [m.upper() for m in methods]
@@ -265,12 +238,11 @@ class _Call:
         # The most a window admits: the sliding window ignores burst.
         sliding = policy.algorithm is Algorithm.SLIDING_WINDOW
         limit = policy.rate.limit if sliding else policy.capacity
-        # A peek admits whatever is left; "limited" means the next request would not fit.
-        should_limit = not decision.allowed if self.cost else outcome.remaining < 1
         return Usage(
             count=max(0, limit - outcome.remaining),
             limit=limit,
-            should_limit=should_limit,
+            # A peek admits whatever is left: "limited" means the next request would not fit.
+            should_limit=not decision.allowed if self.cost else outcome.remaining < 1,
             time_left=math.ceil(max(outcome.reset_after, outcome.retry_after)),
             decision=result,
         )
@@ -281,12 +253,8 @@ def get_usage(
     key: Any = None, rate: RateSpec | None = None, method: Any = ALL, increment: bool = False,
     *, algorithm: str = "sliding_window", burst: int | None = None, scope: str | None = None,
 ) -> Usage | None:  # fmt: skip
-    """django-ratelimit's ``get_usage``: ``None`` when no limit applies to ``request``.
-
-    ``increment=False`` peeks: nothing is consumed and ``should_limit`` says
-    whether the next request would be refused.  ``increment=True`` counts
-    this request (if it fits: a refused request consumes nothing).
-    """
+    """django-ratelimit's ``get_usage``: ``None`` when no limit applies to ``request``;
+    ``increment=False`` only peeks (docs/limits.md, "Deciding in code")."""
     call = _Call(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
     policy = call.policy if call.getters is None else call.computed(call.getters[0](request))
     return call.usage(call.rule.decide(request, policy, call.cost))
@@ -308,11 +276,7 @@ def is_ratelimited(
     key: Any = None, rate: RateSpec | None = None, method: Any = ALL, increment: bool = False,
     *, algorithm: str = "sliding_window", burst: int | None = None, scope: str | None = None,
 ) -> bool:  # fmt: skip
-    """Whether ``request`` is over the limit; see ``get_usage``.
-
-    >>> is_ratelimited(request, group="login", key="post:username", rate="5/m",
-    ...                method=UNSAFE, increment=True)  # doctest: +SKIP
-    """
+    """Whether ``request`` is over the limit; see ``get_usage``."""
     usage = get_usage(request, group, fn, key, rate, method, increment,
                       algorithm=algorithm, burst=burst, scope=scope)  # fmt: skip
     return usage is not None and usage["should_limit"]

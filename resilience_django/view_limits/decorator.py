@@ -1,12 +1,4 @@
-"""``@limit``: a rate limit on one view, sync or async, on the middleware's limiters.
-
->>> from resilience_django import limit
->>> @limit("10/s", key="user_or_ip")  # doctest: +SKIP
-... def quote(request): ...
-
-Parsed when the view is decorated (a bad rate raises ``ConfigError`` at
-import), decided on the runtime's stores like a settings rule (``standalone.py``).
-"""
+"""``@limit``: a rate limit on one view, sync or async (docs/limits.md, "One view")."""
 
 from __future__ import annotations
 
@@ -28,7 +20,6 @@ from .compat import (
     default_group,
     make_rule,
     method_list,
-    parse_compat_rate,
     rate_getter,
     resolve_policy,
 )
@@ -74,11 +65,7 @@ def limit(
     methods: Iterable[str] | None = None, method: Any = ALL, mode: str = "enforce",
     scope: str | None = None, block: bool = True,
 ) -> Callable[[View], View]:  # fmt: skip
-    """Limit a view to ``rate`` per ``key``; every argument: docs/limits.md ("@limit").
-
-    ``block=False`` never answers 429: it sets ``request.limited`` and runs the
-    view.  Every decision is on ``request.resilience_decision``.
-    """
+    """Limit a view to ``rate`` per ``key``; every argument: docs/limits.md ("One view")."""
     if group is not None and name is not None and group != name:
         raise TypeError("@limit: pass group= or name= (they are the same), not both")
     chosen = method_list(method)
@@ -92,7 +79,7 @@ def limit(
         where = f"@limit on {view.__qualname__}"
         computed = rate_getter(rate, counter)
         # A computed rate is checked per request; the rule needs one to parse.
-        fixed_rate = "1/s" if computed is not None else _fixed_rate(rate)
+        fixed_rate = "1/s" if computed is not None else rate
         extra = {} if chosen is None else {"methods": chosen}
         rule = make_rule(counter, key, fixed_rate, where=where, algorithm=algorithm,
                          burst=burst, scope=scope, mode=mode, **extra)  # fmt: skip
@@ -109,8 +96,7 @@ def limit(
                 if rule.applies(request.method or "GET"):
                     value = None if computed is None else await computed[1](request)
                     result = await rule.adecide(request, policy(value))
-                refused = _refusal(request, result, block)
-                if refused is not None:
+                if (refused := _refusal(request, result, block)) is not None:
                     return refused
                 return _with_headers(await view(request, *args, **kwargs), result)
 
@@ -122,19 +108,10 @@ def limit(
             if rule.applies(request.method or "GET"):
                 value = None if computed is None else computed[0](request)
                 result = rule.decide(request, policy(value))
-            refused = _refusal(request, result, block)
-            if refused is not None:
+            if (refused := _refusal(request, result, block)) is not None:
                 return refused
             return _with_headers(view(request, *args, **kwargs), result)
 
         return sync_view  # type: ignore[return-value]
 
     return decorate
-
-
-def _fixed_rate(rate: Any) -> Any:
-    """django-ratelimit's rate forms (``"5/10"``, ``(5, 10)``) as ours; others as given."""
-    try:
-        return parse_compat_rate(rate)
-    except (ValueError, TypeError):
-        return rate  # the rule's parser reports it, with its check id and hint

@@ -1,9 +1,5 @@
 """One rule decided on demand (``@limit``, ``is_ratelimited``, the DRF throttles), on the
-runtime's stores, so it follows ``BACKEND`` and ``scope`` exactly like a settings rule.
-
-Each distinct per-request rate gets its own ``Policy``, made once and kept (a
-bounded number): the stores find a policy's compiled form by identity.
-"""
+runtime's stores, so it follows ``BACKEND`` and ``scope`` exactly like a settings rule."""
 
 from __future__ import annotations
 
@@ -25,8 +21,9 @@ from ..units import Rate, parse_rate
 
 __all__ = ["StandaloneRule", "shared_rule"]
 
-# Distinct rates one rule remembers; past it the cache starts afresh.  Tiers
-# are a handful; a rate computed per client would otherwise grow without bound.
+# Distinct rates one rule remembers, each its own Policy made once (the stores find a policy's
+# compiled form by identity); past it the cache starts afresh, lest a rate computed per client
+# grow without bound.
 _MAX_POLICIES = 256
 _MAX_RULES = 1024
 _rules: dict[Hashable, StandaloneRule] = {}
@@ -49,11 +46,9 @@ def shared_rule(definition: Hashable, make: Callable[[], StandaloneRule]) -> Sta
 class StandaloneRule:
     """A parsed rule plus what deciding it needs; safe to share between threads.
 
-    ``spec`` is a rule mapping as in ``RESILIENCE["LIMITS"]`` (``scope``
-    omitted or ``None``: follow ``BACKEND``).  ``key_func`` replaces the
-    compiled ``key`` spec (keys this module's callers add, such as
-    django-ratelimit's ``post:<field>`` and ``(group, request)`` callables).
-    Raises ``ConfigError`` for a bad spec.
+    ``spec`` is a rule mapping as in ``RESILIENCE["LIMITS"]`` (``scope`` ``None``: follow
+    ``BACKEND``); ``key_func`` replaces its compiled ``key`` (django-ratelimit's ``post:<field>``,
+    callables).  Raises ``ConfigError`` for a bad spec.
     """
 
     __slots__ = ("_key", "_lock", "_policies", "key_func", "rule", "scope")
@@ -61,10 +56,8 @@ class StandaloneRule:
     def __init__(
         self, spec: Mapping[str, Any], *, where: str, key_func: KeyFunc | None = None
     ) -> None:
-        spec = dict(spec)
-        scope = spec.pop("scope", None)
-        if scope is not None:
-            spec["scope"] = scope
+        spec = {k: v for k, v in spec.items() if k != "scope" or v is not None}
+        scope = spec.get("scope")
         if key_func is not None:
             spec["key"] = "ip"  # validated elsewhere; only the other fields are checked here
         try:
@@ -77,10 +70,6 @@ class StandaloneRule:
         self._policies: dict[Rate, Policy] = {rule.policy.rate: rule.policy}
         self._key: tuple[ResilienceSettings, KeyFunc] | None = None
         self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.rule.name
 
     def policy(self, rate: str | Rate | None = None) -> Policy:
         """The policy for ``rate`` (default: the rule's own); raises ``ValueError`` if bad."""
@@ -102,20 +91,16 @@ class StandaloneRule:
         rule = self.rule
         return limits_enabled() and rule.mode != "off" and rule.matcher.matches(method, "/", None)
 
-    # -- deciding: the sync and async twins differ only in reading the key and asking the store
-
     def decide(self, request: Any, policy: Policy | None, cost: int = 1) -> LimitResult | None:
         """Decide ``request`` against ``policy``; ``None`` if it has no key or there is no policy.
-
-        ``cost=0`` peeks: nothing is consumed, nothing reported, and the
-        outcome's ``remaining`` says how many requests would still pass.
-        """
+        ``cost=0`` peeks: nothing consumed or reported; ``remaining`` says how many would pass."""
         if policy is None:
             return None
         store, key_func = self._parts()
         key = key_func.get(request)
-        checks = self._checks(policy, key, cost)
-        return None if checks is None else self._result(store.decide(checks), cost)
+        if key is None:
+            return None
+        return self._result(store.decide((LimitCheck(policy, key, cost),)), cost)
 
     async def adecide(
         self, request: Any, policy: Policy | None, cost: int = 1
@@ -125,14 +110,12 @@ class StandaloneRule:
             return None
         store, key_func = self._parts()
         key = key_func.get(request) if key_func.loop_safe else await key_func.aget(request)
-        checks = self._checks(policy, key, cost)
-        if checks is None:
+        if key is None:
             return None
+        checks = (LimitCheck(policy, key, cost),)
         if isinstance(store, LocalLimiter):  # no I/O: decided inline, no coroutine
             return self._result(store.decide(checks), cost)
         return self._result(await store.adecide(checks), cost)
-
-    # -- pieces -------------------------------------------------------------
 
     def _parts(self) -> tuple[Any, KeyFunc]:
         # Imported here: the runtime imports most of the package, and views
@@ -149,14 +132,9 @@ class StandaloneRule:
             cached = self._key
             if cached is None or cached[0] is not runtime.settings:
                 trusted = runtime.settings.trusted_proxies
-                cached = (runtime.settings, compile_key(self.rule.key, trusted))
-                self._key = cached
+                self._key = cached = (runtime.settings, compile_key(self.rule.key, trusted))
             key_func = cached[1]
         return store, key_func
-
-    @staticmethod
-    def _checks(policy: Policy, key: str | None, cost: int) -> tuple[LimitCheck, ...] | None:
-        return None if key is None else (LimitCheck(policy, key, cost),)
 
     def _result(self, decision: Decision, cost: int) -> LimitResult:
         if cost == 0:

@@ -1,82 +1,20 @@
 """The three limiting algorithms, as pure kernels over a small per-key state list.
 
 Nothing here knows about keys, stores, locks, Django or the wall clock: a
-kernel is built once per policy (and share) with its constants precomputed,
-and every method takes the key's state list and ``now`` in seconds.  The Redis
-Lua scripts mirror these semantics exactly, so they are written down here.
-
-Every kernel splits a decision into steps so a multi-rule decision can be
-all-or-nothing: ``advance(state, now)`` brings the state up to ``now`` (only
-the passage of time, never a consumption, so it is always safe to keep),
-``fits(state, now, cost)`` says whether the request would be admitted, and
-``consume(state, now, cost)`` takes it.  ``acquire`` does all three for the
-common single-rule case.  ``info`` describes the state after the decision for
-the headers: ``(remaining, reset_after, retry_after)``.
-
-Sliding window (``SlidingWindow``)
-    The period is split into ``N`` buckets (``N = 10``) of width
-    ``w = period / N``; a request at time ``t`` falls in bucket
-    ``b = floor(t / w)``.  It is admitted iff the sum of the counts of buckets
-    ``b - N + 1 .. b`` plus ``cost`` is at most ``limit``.  State:
-    ``[head, total, oldest, c_0 .. c_{N-1}]`` where ``head`` is the newest
-    bucket index seen, ``total`` the running sum of the ring, ``oldest`` a
-    search hint for the oldest non-empty bucket, and bucket ``j`` lives in
-    slot ``j mod N``; buckets older than ``b - N + 1`` are zeroed lazily
-    when the key is next touched (a clock that goes backwards counts into the
-    newest bucket).
-    ``remaining = limit - total``; ``reset_after`` is the time until the
-    oldest non-empty bucket leaves the window (bucket ``j`` leaves at
-    ``(j + N) * w``); ``retry_after`` the time until enough old buckets have
-    left for ``cost`` to fit, so never earlier than the real reset.
-
-    Bound: any interval of length ``period * (N - 1) / N`` admits at most
-    ``limit``.  Why: let ``t`` be the last admission in such an interval, in
-    bucket ``b``.  The interval starts at or after ``t - (N - 1) w >=
-    (b - N + 1) w``, so every admission in it lies in buckets
-    ``b - N + 1 .. b``, all of which were counted when ``t`` was admitted,
-    and that count including ``t`` was at most ``limit``.  Any interval of
-    length ``period`` is the union of one such interval and one of length
-    ``w`` (shorter still), so it admits at most ``2 * limit``.
-
-Token bucket (``TokenBucket``)
-    Capacity ``C = policy.capacity`` (the burst, default ``limit``), refilled
-    at ``r = limit / period`` tokens per second.  State ``[tokens, last]``; a
-    new key starts full.  ``advance`` sets ``tokens = min(C, tokens +
-    (now - last) * r)``; admitted iff ``tokens >= cost``.
-    ``remaining = floor(tokens)``, ``reset_after = (C - tokens) / r`` (until
-    full), ``retry_after = (cost - tokens) / r``.
-
-GCRA (``Gcra``)
-    Emission interval ``T = period / limit``, tolerance ``tau = C * T``.
-    State ``[tat]`` (theoretical arrival time); a new key has ``tat = now``.
-    Admitted iff ``max(tat, now) + cost * T - now <= tau``; then ``tat`` becomes
-    that sum.  ``remaining = floor((tau - (tat - now)) / T)``,
-    ``reset_after = tat - now``, ``retry_after = max(tat, now) + cost * T -
-    now - tau``.
-
-    For both token bucket and GCRA, any interval of length ``d`` admits at
-    most ``C + r * d``.
-
-Floating point: the token bucket and GCRA compare with a slack of a
-millionth of a token (``EPSILON``) so that ``C`` requests at one instant are
-all admitted although ``C`` additions of ``T`` may round above ``C * T``.
-
-A ``share`` in ``(0, 1]`` scales a policy for the Redis fallback, where each
-of ``n`` processes enforces ``1 / n`` of the global limit: the effective
-limit and capacity are ``max(1, floor(x * share))``.
-
-Kernels are built by ``kernel_for(policy, share)``; a request whose cost can
-never fit (above the limit or capacity) reports ``retry_after = period``.
-
-This is the one implementation in the process (the Lua scripts are the other,
-in Redis).  ``outcome`` is every local decision's hot path: ``acquire`` and
-``info`` written out in one call, allocating only the ``RuleOutcome``.
+kernel is built once per policy (and share) by ``kernel_for``, and every
+method takes the key's state list and ``now`` in seconds.  ``advance``,
+``fits`` and ``consume`` split a decision so several rules can be decided
+all-or-nothing; ``acquire`` does all three, ``info`` gives ``(remaining,
+reset_after, retry_after)`` for the headers, and ``outcome`` (every local
+decision's hot path) is ``acquire`` and ``info`` in one call, allocating only
+the ``RuleOutcome``.  States, formulas and bounds: docs/limits.md ("Algorithms
+and their bounds"); the Redis Lua script mirrors these semantics exactly.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
 
@@ -91,6 +29,8 @@ __all__ = [
 ]
 
 SLIDING_WINDOW_BUCKETS = 10
+# Slack of a millionth of a token: C requests at one instant all fit although
+# C additions of T may round above C * T.
 EPSILON = 1e-6
 
 _floor = math.floor
@@ -98,30 +38,12 @@ _floor = math.floor
 State = list[Any]
 
 
-class Kernel(Protocol):
-    """What the stores ask of an algorithm; see the module docstring."""
-
-    tag: str
-    period: float
-
-    def new_state(self, now: float) -> State: ...
-    def acquire(self, state: State, now: float, cost: int) -> bool: ...
-    def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome: ...
-    def advance(self, state: State, now: float) -> None: ...
-    def fits(self, state: State, now: float, cost: int) -> bool: ...
-    def consume(self, state: State, now: float, cost: int) -> None: ...
-    def refund(self, state: State, now: float, cost: int) -> None: ...
-    def info(
-        self, state: State, now: float, cost: int, allowed: bool
-    ) -> tuple[int, float, float]: ...
-
-
 def _scaled(value: int, share: float) -> int:
     return value if share == 1.0 else max(1, _floor(value * share))
 
 
 class SlidingWindow:
-    """Ring of ``buckets`` per-slot counts; see the module docstring."""
+    """Ring of ``buckets`` per-slot counts, rolled lazily; see docs/limits.md."""
 
     __slots__ = ("_zeros", "buckets", "limit", "period", "tag", "width")
 
@@ -136,9 +58,7 @@ class SlidingWindow:
         self.tag = f"sw:{period!r}:{buckets}"
 
     def new_state(self, now: float) -> State:
-        # [head, total, oldest, c_0 .. c_{N-1}]: ``oldest`` is a lower bound of
-        # the oldest non-empty bucket; it only moves forward (counts grow at the
-        # head only), which makes finding the reset time amortised O(1).
+        # [head, total, oldest, c_0 .. c_{N-1}]; ``oldest`` only moves forward.
         b = _floor(now / self.width)
         return [b, 0, b, *self._zeros]
 
@@ -232,18 +152,16 @@ class SlidingWindow:
         if not allowed and cost <= limit:
             # Walk forward until enough of the oldest counts have left for cost.
             need = total + cost - limit
-            freed = 0
-            while True:
-                freed += state[j % n + 3]
-                if freed >= need:
-                    break
+            freed = state[j % n + 3]
+            while freed < need:
                 j += 1
+                freed += state[j % n + 3]
             retry_after = (j + n) * w - now
         return remaining, max(reset_after, 0.0), max(retry_after, 0.0)
 
 
 class TokenBucket:
-    """Tokens refilled continuously up to a capacity; see the module docstring."""
+    """Tokens refilled continuously up to a capacity; see docs/limits.md."""
 
     __slots__ = ("capacity", "limit", "period", "rate", "tag")
 
@@ -275,8 +193,7 @@ class TokenBucket:
 
     def refund(self, state: State, now: float, cost: int) -> None:
         self.advance(state, now)
-        tokens = state[0] + cost
-        state[0] = tokens if tokens < self.capacity else float(self.capacity)
+        state[0] = min(state[0] + cost, float(self.capacity))
 
     def acquire(self, state: State, now: float, cost: int) -> bool:
         self.advance(state, now)
@@ -379,6 +296,9 @@ class Gcra:
         if not allowed:
             retry_after = self.period if cost > self.capacity else tat + cost * t - now - self.tau
         return max(remaining, 0), tat - now, max(retry_after, 0.0)
+
+
+Kernel = SlidingWindow | TokenBucket | Gcra
 
 
 def kernel_for(policy: Policy, share: float = 1.0) -> Kernel:

@@ -1,50 +1,23 @@
 """Key functions: which client a request counts against.
 
-Specs, as written in a rule's ``key``:
-
-``ip``
-    ``REMOTE_ADDR``, unless ``TRUSTED_PROXIES`` says how to read
-    ``X-Forwarded-For`` (see ``TrustedProxies``).  A client that is not behind
-    a trusted proxy cannot change its key by sending that header, and a
-    header entry that is not an IP address is never a key.  IPv6 clients are
-    keyed by their network (``IPV6_PREFIX``, default ``/64``).
-``user``
-    The authenticated user's primary key.  An anonymous user (or a request
-    without ``AuthenticationMiddleware``) has **no key, and the rule does not
-    apply to the request**: pair a ``user`` rule with an ``ip`` rule, or use
-    ``user_or_ip``.
-``user_or_ip``
-    ``"user:<pk>"`` when authenticated, else ``"ip:<address>"``.
-``header:<Name>``
-    The value of that request header; absent or empty, the rule does not apply.
-``param:<name>``
-    The value of that query-string parameter; absent or empty, the same.
-a dotted path
-    A callable taking the request and returning a string (or ``None``: the
-    rule does not apply), sync or ``async def``.  It is adapted once when the
-    rule is compiled: an async callable is called from sync code through
-    ``async_to_sync``, a sync one from async code through ``sync_to_async``.
-
-Every key, of every kind, is at most 64 characters: a longer value (or one
-starting with ``#``) is replaced by ``#`` and a 32-character BLAKE2 digest, so
-a client sending huge headers cannot make each stored key huge, and no short
-value can pose as the digest of a long one.
-
-``ip`` and ``header:`` also work on a raw ASGI scope (``from_scope``) for the
-ASGI fast path, before Django builds a request; ``needs_request`` says when a
-key cannot.
+The specs (``ip``, ``user``, ``user_or_ip``, ``header:<Name>``,
+``param:<name>``, a dotted path), when a request has no key, and why every key
+is at most 64 characters: docs/limits.md ("Keys").  ``ip`` and ``header:``
+also work on a raw ASGI scope, for the ASGI fast path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from hashlib import blake2b
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
+from ..dotted import import_dotted
 from ..exceptions import ConfigError
-from .proxies import DEFAULT_IPV6_PREFIX, TrustedProxies, parse_trusted_proxies, peer_key
+from .proxies import DEFAULT_IPV6_PREFIX, TrustedProxies, peer_key
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -52,7 +25,6 @@ __all__ = [
     "TrustedProxies",
     "check_key_spec",
     "compile_key",
-    "parse_trusted_proxies",
 ]
 
 Request = Any  # django.http.HttpRequest; kept loose so tests can pass stand-ins
@@ -71,6 +43,7 @@ def _bounded(value: str) -> str:
     return "#" + blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class KeyFunc:
     """A compiled key spec.
 
@@ -83,20 +56,13 @@ class KeyFunc:
     key needs a Django request (``needs_request``).
     """
 
-    __slots__ = ("aget", "from_scope", "get", "loop_safe", "needs_user", "spec")
-
-    def __init__(
-        self,
-        spec: str,
-        get: Callable[[Request], str | None],
-        aget: Callable[[Request], Awaitable[str | None]],
-        *,
-        loop_safe: bool,
-        from_scope: Callable[[Scope], str | None] | None = None,
-        needs_user: bool = False,
-    ) -> None:
-        self.spec, self.get, self.aget, self.loop_safe = spec, get, aget, loop_safe
-        self.from_scope, self.needs_user = from_scope, needs_user
+    spec: str
+    get: Callable[[Request], str | None]
+    aget: Callable[[Request], Awaitable[str | None]]
+    _: KW_ONLY
+    loop_safe: bool
+    from_scope: Callable[[Scope], str | None] | None = None
+    needs_user: bool = False
 
     @property
     def needs_request(self) -> bool:
@@ -104,10 +70,8 @@ class KeyFunc:
 
 
 def _scope_header(scope: Scope, name: bytes) -> str | None:
-    values = [v for k, v in scope.get("headers", ()) if k.lower() == name]
-    if not values:
-        return None
-    return ",".join(v.decode("latin-1") for v in values)
+    values = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]
+    return ",".join(values) if values else None
 
 
 def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
@@ -237,27 +201,6 @@ def _key_error(where: str, spec: Any, problem: str, hint: str = _HINT) -> Config
     return ConfigError(f"{where}: key {spec!r} {problem}", check_id="resilience.E022", hint=hint)
 
 
-def _import_callable(spec: str, where: str) -> Callable[[Request], Any]:
-    # Only settings (code) and keys RESILIENCE["ADMIN_CHOICES"] allows get here;
-    # admin rows are checked against that list before anything is imported.
-    from ..dotted import import_dotted
-
-    try:
-        func = import_dotted(spec)
-    except ImportError as exc:  # any failure of the module's code, see dotted.py
-        raise _key_error(
-            where, spec, f"is not a key function and cannot be imported ({exc})"
-        ) from exc
-    if not callable(func):
-        raise _key_error(
-            where,
-            spec,
-            "is not callable",
-            "The dotted path must name a function taking the request.",
-        )
-    return func  # type: ignore[no-any-return]
-
-
 def check_key_spec(spec: Any, *, where: str) -> None:
     """Raise ``ConfigError`` (``resilience.E022``) unless ``spec`` is a usable key."""
     if not isinstance(spec, str) or not spec:
@@ -272,7 +215,21 @@ def check_key_spec(spec: Any, *, where: str) -> None:
         return
     if "." not in spec or sep:
         raise _key_error(where, spec, "is not a known key function")
-    _import_callable(spec, where)
+    # Only settings (code) and keys RESILIENCE["ADMIN_CHOICES"] allows get here;
+    # admin rows are checked against that list before anything is imported.
+    try:
+        func = import_dotted(spec)
+    except ImportError as exc:  # any failure of the module's code, see dotted.py
+        raise _key_error(
+            where, spec, f"is not a key function and cannot be imported ({exc})"
+        ) from exc
+    if not callable(func):
+        raise _key_error(
+            where,
+            spec,
+            "is not callable",
+            "The dotted path must name a function taking the request.",
+        )
 
 
 def compile_key(spec: str, trusted: TrustedProxies | None = None) -> KeyFunc:
@@ -288,4 +245,4 @@ def compile_key(spec: str, trusted: TrustedProxies | None = None) -> KeyFunc:
         return _header_key(spec, arg.strip())
     if kind == "param":
         return _param_key(spec, arg.strip())
-    return _callable_key(spec, _import_callable(spec, "key"))
+    return _callable_key(spec, import_dotted(spec))  # importable and callable: checked

@@ -1,21 +1,10 @@
 """The in-process limiter: a bounded LRU of per-key states behind striped locks.
 
 ``LocalLimiter`` implements the ``Limiter`` protocol of ``decision.py`` with
-the kernels of ``algorithms.py``.  States are keyed by ``(policy, client key)``
-in ``stripes`` shards, each an ``OrderedDict`` used as an LRU with its own
-lock, so threads deciding for different keys rarely wait on one another and
-no single lock serialises every request.
-
-Memory is bounded: each shard holds at most ``max_keys // stripes`` keys and
-evicts its least recently used key beyond that, so a flood of a million
-distinct client IPs costs at most ``max_keys`` states.  Measured with
-tracemalloc over 20,000 IPv4 keys (``tests/limiting/test_local.py`` asserts a
-ceiling, ``benchmarks/bench_local_limits.py`` prints the figure): about 380-410
-bytes per key for a sliding window (the ring list of 13 ints, the key tuple
-and string, the LRU entry), about 280-310 for token bucket and GCRA; the
-default 100,000 keys stay under about 40 MB.  An evicted key simply starts
-afresh, which errs on the side of admitting: eviction only reaches keys idle
-for longer than every other key in its shard.
+the kernels of ``algorithms.py``: states keyed by ``(policy, client key)`` in
+up to 16 shards, each an ``OrderedDict`` LRU of at most ``max_keys // shards``
+keys with its own lock (why shards, and the memory bound: docs/limits.md,
+"Memory and threads").
 
 Concurrency.  Every path that reads or writes a shard (``decide``,
 ``adecide``, ``admit``, ``refund``, ``clear``) holds that shard's
@@ -38,7 +27,7 @@ What is read without a lock, and why that is safe:
 
 * The clock, read before the lock is taken: two threads may apply their
   ``now`` to a state out of order.  Every kernel treats a ``now`` earlier than
-  the state's as "no time has passed" (see ``algorithms.py``), so the cost is
+  the state's as "no time has passed" (docs/limits.md), so the cost is
   a few microseconds of refill, never a lost or duplicated admission.
 * The compiled-policy cache (``_compiled``): a plain dict whose entries are
   set whole and never changed, so a reader sees an entry or none.  Two
@@ -47,9 +36,6 @@ What is read without a lock, and why that is safe:
   for (``entry[0] is policy``).
 * ``len(limiter)`` sums the shards without their locks: a figure for
   monitoring, not an exact count while requests are deciding.
-
-Decisions are all-or-nothing: when one check fails, the states touched are
-restored from snapshots taken under the locks, so no rule is consumed.
 """
 
 from __future__ import annotations
@@ -57,6 +43,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..clock import monotonic
@@ -66,20 +53,16 @@ from .decision import ALLOW_ALL, Decision, LimitCheck, Policy, RuleOutcome
 __all__ = ["LocalLimiter"]
 
 
-# A compiled policy: (policy, kernel, store-key prefix).  The kernel tag is in
-# the prefix so a rule edited to another algorithm or period starts with fresh
-# state instead of misreading the old one.
+# A compiled policy: (policy, kernel, store-key prefix with the kernel's tag).
 _Compiled = tuple[Policy, Kernel, str]
 _States = OrderedDict[tuple[str, str], State]
 
 
+@dataclass(slots=True, eq=False)
 class _Shard:
-    __slots__ = ("capacity", "lock", "states")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.lock = threading.Lock()
-        self.states: _States = OrderedDict()
+    capacity: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    states: _States = field(default_factory=OrderedDict)
 
 
 class LocalLimiter:
@@ -98,19 +81,13 @@ class LocalLimiter:
     backend = "local"
     _MAX_COMPILED = 4096
 
-    def __init__(
-        self,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = monotonic,
-        *,
-        stripes: int = 16,
-    ) -> None:
+    def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = monotonic) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
-        # Shards are a power of two (a mask picks one) and hold at least 64 keys
-        # each, so a small store is one exact LRU rather than many tiny ones.
+        # Up to 16 shards, a power of two (a mask picks one), holding at least 64
+        # keys each, so a small store is one exact LRU rather than many tiny ones.
         count = 1
-        while count * 2 <= stripes and max_keys // (count * 2) >= 64:
+        while count < 16 and max_keys // (count * 2) >= 64:
             count *= 2
         self.max_keys = max_keys
         self._mask = count - 1
@@ -143,8 +120,7 @@ class LocalLimiter:
     def decide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
         """Admit the request iff every check fits; consume nothing otherwise.
 
-        ``share`` scales every policy to ``max(1, floor(limit * share))`` (the
-        Redis fallback enforces ``1 / live instances`` of a global limit).
+        ``share`` scales every policy for the Redis fallback (docs/limits.md).
         """
         if len(checks) != 1:
             return self._decide_many(checks, share)
@@ -222,8 +198,7 @@ class LocalLimiter:
             _, kernel, prefix = self._compiled_for(check.policy, share)
             key = (prefix, check.key)
             plan.append((check, kernel, key, self._shards[hash(key) & self._mask]))
-        # Ascending shard order: any two decisions take shared locks in the same
-        # order, which is what rules out a deadlock.
+        # Ascending shard order rules out a deadlock (see the module docstring).
         locks = [
             self._shards[i].lock for i in sorted({hash(k) & self._mask for _, _, k, _ in plan})
         ]
@@ -231,39 +206,32 @@ class LocalLimiter:
         for lock in locks:
             lock.acquire()
         try:
-            return _decide_all(plan, now)
+            states = [_touch(shard, key, kernel, now) for _, kernel, key, shard in plan]
+            admitted = True
+            verdicts: list[bool] = []
+            snapshots: list[tuple[State, State]] = []
+            for (check, kernel, _, _), state in zip(plan, states, strict=True):
+                kernel.advance(state, now)
+                fits = kernel.fits(state, now, check.cost)
+                verdicts.append(fits)
+                if not fits:
+                    admitted = False
+                elif admitted:
+                    # Consume as we go so a check listed twice sees its own first use;
+                    # the snapshot lets the whole decision be undone exactly.
+                    snapshots.append((state, state[:]))
+                    kernel.consume(state, now, check.cost)
+            if not admitted:
+                for state, saved in reversed(snapshots):
+                    state[:] = saved
+            outcomes = tuple(
+                RuleOutcome(check, fits, *kernel.info(state, now, check.cost, fits))
+                for (check, kernel, _, _), state, fits in zip(plan, states, verdicts, strict=True)
+            )
         finally:
             for lock in reversed(locks):
                 lock.release()
-
-
-def _decide_all(
-    plan: list[tuple[LimitCheck, Kernel, tuple[str, str], _Shard]], now: float
-) -> Decision:
-    """Several checks, all-or-nothing; the caller holds every shard lock involved."""
-    states = [_touch(shard, key, kernel, now) for _, kernel, key, shard in plan]
-    admitted = True
-    verdicts: list[bool] = []
-    snapshots: list[tuple[State, State]] = []
-    for (check, kernel, _, _), state in zip(plan, states, strict=True):
-        kernel.advance(state, now)
-        fits = kernel.fits(state, now, check.cost)
-        verdicts.append(fits)
-        if not fits:
-            admitted = False
-        elif admitted:
-            # Consume as we go so a check listed twice sees its own first use;
-            # the snapshot lets the whole decision be undone exactly.
-            snapshots.append((state, state[:]))
-            kernel.consume(state, now, check.cost)
-    if not admitted:
-        for state, saved in reversed(snapshots):
-            state[:] = saved
-    outcomes = tuple(
-        RuleOutcome(check, fits, *kernel.info(state, now, check.cost, fits))
-        for (check, kernel, _, _), state, fits in zip(plan, states, verdicts, strict=True)
-    )
-    return Decision(admitted, outcomes, "local")
+        return Decision(admitted, outcomes, "local")
 
 
 def _touch(shard: _Shard, key: tuple[str, str], kernel: Kernel, now: float) -> State:

@@ -1,26 +1,10 @@
 """Limit rules: which requests, keyed how, limited how fast, enforced or not.
 
-A rule in ``RESILIENCE["LIMITS"]`` (or an admin-defined one) is a mapping::
-
-    {"name": "orders-per-ip", "path": "/api/orders", "methods": ["POST"],
-     "key": "ip", "rate": "100/m", "burst": 20, "algorithm": "sliding_window",
-     "scope": "distributed", "mode": "enforce"}
-
-Only ``name`` and ``rate`` are required.  Defaults: ``key="ip"``,
-``algorithm="sliding_window"``, ``mode="enforce"``, no ``burst`` (token bucket
-and GCRA then allow ``rate``'s count at once), no ``path``/``view``/``methods``
-(the rule matches every request), ``after_auth=False``, and ``scope``
-following ``BACKEND``: ``"distributed"`` with ``"redis"``, else ``"local"``
-(the caller passes it as ``default_scope``).
-
-``after_auth: True`` keeps a rule out of the middleware: it is decided by
-``resilience_django.integrations.drf.ResilienceRulesThrottle`` once Django
-REST framework has authenticated the request (DRF authenticates inside the
-view, so the middleware never sees a token- or basic-authenticated user).
-
-Every problem is a ``ConfigError`` with its own check id (listed in
-``CHECK_IDS`` so the docs and the system checks can name them); a rule with
-several problems raises them together as ``ConfigErrors``:
+The fields of a rule in ``RESILIENCE["LIMITS"]`` (or an admin-defined one) and
+their defaults: docs/settings.md (``LIMITS``).  Every problem is a
+``ConfigError`` with its own check id (``CHECK_IDS``, listed in
+docs/checks.md); a rule with several problems raises them together as
+``ConfigErrors``.
 """
 
 from __future__ import annotations
@@ -71,7 +55,6 @@ CHECK_IDS: dict[str, str] = {
     "resilience.E030": "RESILIENCE['LIMITS'] is not a list of rules",
     "resilience.E031": "a limit rule's after_auth is not True or False",
 }
-__doc__ = (__doc__ or "") + "\n" + "\n".join(f"- ``{k}``: {v}" for k, v in CHECK_IDS.items())
 
 # Names travel in the RateLimit headers as quoted strings and in metric labels:
 # keep them to characters that need no escaping anywhere.
@@ -120,8 +103,7 @@ def parse_limit_rule(
             "E028",
             "Example: {'name': 'api-per-ip', 'path': '/api/', 'rate': '100/m'}",
         )
-    # Every problem of the rule is collected and raised together (ConfigErrors),
-    # so `check` lists them all at once instead of one per fix-and-rerun.
+    # Every problem is raised together, so `check` lists them all in one run.
     problems: list[ConfigError] = []
 
     def bad(message: str, check_id: str, hint: str) -> None:
@@ -227,14 +209,9 @@ def parse_limit_rules(
             errors.extend(every_error(exc))
             continue
         if rule.name in seen:
-            errors.append(
-                _error(
-                    f"RESILIENCE['LIMITS'][{index}]",
-                    f"name {rule.name!r} is used by an earlier rule",
-                    "E026",
-                    "Rule names must be unique: they key the counters.",
-                )
-            )
+            message = f"name {rule.name!r} is used by an earlier rule"
+            hint = "Rule names must be unique: they key the counters."
+            errors.append(_error(f"RESILIENCE['LIMITS'][{index}]", message, "E026", hint))
             continue
         seen.add(rule.name)
         rules.append(rule)

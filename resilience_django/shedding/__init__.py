@@ -1,7 +1,6 @@
 """Load shedding: concurrency limits (bulkheads) with bounded queues, adaptive limits, rules.
 
-The middleware asks a ``Shedder`` for each request, releases the ``Permit`` when the
-response is done, and answers 503 + ``Retry-After`` for a ``Shed``.
+The middleware asks a ``Shedder`` for each request; see docs/shedding.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,18 @@
 """The lock-free core of the bulkhead: slots as tokens, waiters handed slots in FIFO order.
 
-Why there is no lock, and why it is still correct for threads and the loop
-together: one bulkhead serves the async views in the event loop *and* sync
-views in worker threads (WSGI, or ASGI running sync middleware), so plain
-counters would race, and a ``threading.Lock`` on the loop could stall every
-task while a thread that holds it waits for the GIL.  Instead every shared
-step is a single atomic operation on a built-in container (``deque.pop`` /
-``append`` / ``remove``, ``dict.pop``), which CPython runs whole under the GIL
-(free-threaded CPython guards each with a per-object lock; that build is
-not tested here):
+One bulkhead serves the event loop and worker threads at once with no lock:
+every shared step is one atomic operation on a built-in container, so
 
-* a free slot is a token in ``_Pool.tokens``, or one not yet handed out by
-  the pool's *mints*; taking one is ``tokens.pop()`` or ``next()`` on a mint
-  (a ``range`` iterator, whose ``next`` is one atomic step too), so two takers
-  can never both get the last one: in-flight never exceeds the limit;
-* a waiting request is claimed by exactly one party through
-  ``_claims.pop(waiter)``: either a releaser (which then hands it a token) or
-  the waiter itself giving up; whoever loses the pop knows the other won;
-* a releaser appends a token and *then* looks for waiters, a waiter enqueues
-  and *then* looks for tokens (Dekker's pattern): with sequentially
-  consistent atomic steps at least one of them sees the other, so no waiter
-  sleeps while a token lies free.
+* a slot is a token popped from ``_Pool.tokens`` or drawn by ``next`` from a
+  mint (a ``range`` iterator): two takers never both get the last one;
+* a waiter is claimed by exactly one party, a releaser or itself giving up,
+  through ``_claims.pop(waiter)``;
+* a releaser frees and then looks for waiters, a waiter enqueues and then
+  looks for tokens (Dekker's pattern), so no waiter sleeps beside a free slot.
 
-Threads block on a per-waiter ``threading.Lock`` (sync path only); tasks await
-a future of their own loop, woken with ``call_soon_threadsafe`` when the
-releaser is a thread.
-
-Memory follows the requests, not the limits: slots and queue places never
-taken are counted by the mints, not stored, so a limit of a million costs what
-a limit of ten does until a million requests actually come.
+Threads block on a per-waiter lock, tasks await a future of their own loop.
+The full argument, and why memory follows the requests: docs/shedding.md
+("Correct without a lock").
 """
 
 from __future__ import annotations
@@ -37,31 +21,10 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 from operator import length_hint
-from typing import Final
-
-_MISSING: Final = object()
-
-
-class _Mint:
-    """Places never handed out yet, counted by a ``range`` iterator (``next`` is atomic)."""
-
-    __slots__ = ("_places",)
-
-    def __init__(self, count: int) -> None:
-        self._places = iter(range(max(0, count)))
-
-    def take(self) -> bool:
-        return next(self._places, None) is not None
-
-    def take_up_to(self, count: int) -> int:
-        """Take as many as are left, up to ``count``; how many were taken."""
-        return sum(1 for _ in islice(self._places, count))
-
-    @property
-    def left(self) -> int:
-        return length_hint(self._places)
 
 
 class _Pool:
@@ -74,8 +37,8 @@ class _Pool:
         self.size = size
         # Slots given back after use; never more than were ever in flight.
         self.tokens: deque[bool] = deque()
-        # Slots never used yet, one mint per growth (resizes add mints).
-        self.mints: deque[_Mint] = deque([_Mint(size)])
+        # Slots never used yet: one mint per growth (resizes add mints).
+        self.mints: deque[Iterator[int]] = deque([iter(range(size))])
         # Shrinking cannot take back slots in use; each marker here destroys
         # one slot when it is released instead of returning it.
         self.burn: deque[bool] = deque()
@@ -91,62 +54,33 @@ class _Pool:
                 mint = self.mints[0]
             except IndexError:
                 return False
-            if mint.take():
+            if next(mint, None) is not None:
                 return True
             # Spent: drop it (ValueError: another taker dropped it first).
             with contextlib.suppress(ValueError):
                 self.mints.remove(mint)
 
-    def take_up_to(self, count: int) -> int:
-        """Take up to ``count`` free slots at once; how many were taken."""
-        taken = 0
-        while taken < count:
-            try:
-                self.tokens.pop()
-                taken += 1
-                continue
-            except IndexError:
-                pass
-            try:
-                mint = self.mints[0]
-            except IndexError:
-                break
-            taken += mint.take_up_to(count - taken)
-            if taken < count:
-                with contextlib.suppress(ValueError):
-                    self.mints.remove(mint)
-        return taken
-
     @property
     def free(self) -> int:
-        return len(self.tokens) + sum(mint.left for mint in list(self.mints))
+        return len(self.tokens) + sum(map(length_hint, list(self.mints)))
 
 
+@dataclass(slots=True, eq=False)
 class _Waiter:
-    __slots__ = ("critical", "future", "lock", "loop", "pool")
-
-    def __init__(
-        self,
-        critical: bool,
-        *,
-        lock: threading.Lock | None = None,
-        future: asyncio.Future[None] | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        # Everything is set before the waiter is published in a queue.
-        self.critical = critical
-        self.pool: _Pool | None = None
-        self.lock = lock
-        self.future = future
-        self.loop = loop
+    # Everything is set before the waiter is published in a queue.
+    critical: bool
+    lock: threading.Lock | None = None
+    future: asyncio.Future[None] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    pool: _Pool | None = None
 
 
 class SlotQueue:
     """Slots (ordinary and reserved-for-critical) and the FIFO queues of their waiters."""
 
     __slots__ = (
-        "_claims", "_crit_q", "_general", "_norm_q", "_queue_fresh", "_queue_slots", "_reserved",
-        "critical_share", "queue",
+        "_claims", "_crit_q", "_general", "_norm_q", "_places", "_reserved", "critical_share",
+        "queue",
     )  # fmt: skip
 
     def __init__(self, size: int, *, queue: int, critical_share: float) -> None:
@@ -159,12 +93,10 @@ class SlotQueue:
         reserved = self._reserved_for(size)
         self._general = _Pool(size - reserved)
         self._reserved = _Pool(reserved)
-        # Free queue places: given back after use, or never used yet.
-        self._queue_slots: deque[bool] = deque()
-        self._queue_fresh = _Mint(queue)
+        self._places = _Pool(queue)  # free places in the queue, as slots are
         self._norm_q: deque[_Waiter] = deque()
         self._crit_q: deque[_Waiter] = deque()
-        self._claims: dict[_Waiter, None] = {}
+        self._claims: dict[_Waiter, bool] = {}
 
     @property
     def limit(self) -> int:
@@ -177,7 +109,7 @@ class SlotQueue:
 
     @property
     def waiting(self) -> int:
-        return self.queue - len(self._queue_slots) - self._queue_fresh.left
+        return self.queue - self._places.free
 
     def _reserved_for(self, size: int) -> int:
         return min(size - 1, round(size * self.critical_share)) if self.critical_share else 0
@@ -196,12 +128,9 @@ class SlotQueue:
         return None
 
     def _enqueue(self, waiter: _Waiter) -> _Waiter | None:
-        try:
-            self._queue_slots.pop()
-        except IndexError:
-            if not self._queue_fresh.take():
-                return None
-        self._claims[waiter] = None
+        if not self._places.take():
+            return None
+        self._claims[waiter] = True
         (self._crit_q if waiter.critical else self._norm_q).append(waiter)
         return waiter
 
@@ -217,19 +146,19 @@ class SlotQueue:
 
     def _withdraw(self, waiter: _Waiter) -> bool:
         """Give up waiting; False when a releaser claimed this waiter first."""
-        if self._claims.pop(waiter, _MISSING) is _MISSING:
+        if not self._claims.pop(waiter, False):
             return False
         # ValueError: a releaser popped it and then lost the claim.
         with contextlib.suppress(ValueError):
             (self._crit_q if waiter.critical else self._norm_q).remove(waiter)
-        self._queue_slots.append(True)
+        self._places.tokens.append(True)
         return True
 
     def _abandon(self, waiter: _Waiter) -> None:
         """The waiting task was cancelled: withdraw, or return the slot granted to it."""
         if self._withdraw(waiter):
             return
-        self._queue_slots.append(True)
+        self._places.tokens.append(True)
         future = waiter.future
         assert future is not None
         if future.done():  # delivered before we were cancelled
@@ -265,7 +194,7 @@ class SlotQueue:
                     waiter = q.popleft()
                 except IndexError:
                     break
-                if self._claims.pop(waiter, _MISSING) is _MISSING:
+                if not self._claims.pop(waiter, False):
                     continue  # it gave up already
                 waiter.pool = pool
                 if waiter.lock is not None:
@@ -273,7 +202,7 @@ class SlotQueue:
                     return True
                 if self._wake(waiter):
                     return True
-                self._queue_slots.append(True)  # its loop is gone; so is the waiter
+                self._places.tokens.append(True)  # its loop is gone; so is the waiter
         return False
 
     def _wake(self, waiter: _Waiter) -> bool:
@@ -316,11 +245,11 @@ class SlotQueue:
             # New slots are minted, not stored; then any waiter gets one, as a
             # release would give it (Dekker's pattern again: a waiter that
             # enqueues after this look finds the mint in its recheck).
-            pool.mints.append(_Mint(grow))
+            pool.mints.append(iter(range(grow)))
             while self._crit_q or (pool is self._general and self._norm_q):
                 if not pool.take():
                     break
                 self._put(pool)
         if delta < 0:  # shrink: take free slots, else burn one on each release
-            for _ in range(-delta - pool.take_up_to(-delta)):
-                pool.burn.append(True)
+            taken = sum(1 for _ in islice(iter(pool.take, False), -delta))
+            pool.burn.extend([True] * (-delta - taken))

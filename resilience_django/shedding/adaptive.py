@@ -57,9 +57,7 @@ class AdaptiveLimit:
             raise ValueError("need 1 <= min_limit <= max_limit")
         if not 0 < self.smoothing <= 1:
             raise ValueError("smoothing must be in (0, 1]")
-        # Without a buffer, sampling noise alone reads as overload half the
-        # time and the only-down baseline sinks below the typical latency: the
-        # limit decays.
+        # Without a buffer, noise alone reads as overload and the limit decays.
         if self.buffer <= 0:
             raise ValueError("buffer must be > 0")
         self.initial_limit = max(self.min_limit, min(self.max_limit, self.initial_limit))
@@ -101,9 +99,8 @@ class AdaptiveLimit:
         self._step(fmean(self._window), self._window_inflight)
         self._start_window(now)
         if self._floor_windows >= FLOOR_WINDOWS_BEFORE_PROBE:
-            # Envoy's rule: a limit pinned to the floor may mean the baseline
-            # is stale (the work got slower, which no limit can fix), not that
-            # the server is overloaded; measure it again now, not in a minute.
+            # Envoy's rule: pinned to the floor, the baseline may be stale (the
+            # work got slower, which no limit can fix): measure it again now.
             return self._start_probe()
         return int(self._estimate)
 
@@ -123,10 +120,8 @@ class AdaptiveLimit:
             # Latency says there may be room: probe upwards by the headroom.
             new = estimate + self.queue_size(estimate)
         else:
-            # Past the knee latency grows with the limit, so this is the limit
-            # at which it would be back at the target.  No headroom on top:
-            # added here it would hold the limit at (1 + buffer) x capacity
-            # + sqrt(limit) for good.
+            # Past the knee, the limit at which latency would be back at the
+            # target; no headroom on top, or it would rest above the capacity.
             new = estimate * max(0.5, target / rtt)
         new = estimate * (1 - self.smoothing) + new * self.smoothing
         self._estimate = max(float(self.min_limit), min(float(self.max_limit), new))
@@ -142,8 +137,7 @@ class AdaptiveLimit:
         self.baseline_rtt = fmean(self._probe)
         self.probing = False
         self._probe = []
-        # Jitter keeps a fleet of processes from probing (and dropping to the
-        # floor) at the same moment.
+        # Jitter: a fleet of processes does not drop to the floor all at once.
         spread = self.probe_interval * self.jitter * (2 * self.random_() - 1)
         now = self.clock()
         self._next_probe_at = now + self.probe_interval + spread

@@ -1,9 +1,7 @@
 """Bulkhead: a concurrency limit with a bounded FIFO queue, for threads and tasks alike.
 
-Limit, queue, wait and the reserved ``critical_share``: docs/shedding.md.  The
-same bulkhead serves the event loop and threads at once, with no lock on
-either admission path (``_slots.py``); the adaptive limit is updated under a
-try-lock nobody waits on.
+Limit, queue, wait and the reserved ``critical_share``: docs/shedding.md; the
+lock-free admission paths, for the event loop and threads at once: ``_slots.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar
 
 from .. import metrics
 from ..clock import Clock, monotonic
@@ -20,15 +20,13 @@ from .adaptive import AdaptiveLimit
 __all__ = ["Bulkhead", "Permit", "Shed"]
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Shed:
     """A request the bulkhead turned away; answer 503 with ``Retry-After``."""
 
-    __slots__ = ("reason", "retry_after")
-    admitted = False
-
-    def __init__(self, reason: str, retry_after: float) -> None:
-        self.reason = reason  # "queue_full" or "timeout"
-        self.retry_after = retry_after  # seconds; a hint, not a promise
+    reason: str  # "queue_full" or "timeout"
+    retry_after: float  # seconds; a hint, not a promise
+    admitted: ClassVar[bool] = False
 
     def release(self) -> None:
         """Nothing to give back; here so callers can release whatever they got."""
@@ -103,9 +101,7 @@ class Bulkhead(SlotQueue):
         self._adapt_busy = threading.Lock()
         self._hold = 0.0  # moving average of how long a slot is held
         self._retired = False
-        # Set from the shedding rule: whether a streamed response keeps its slot
-        # to the body's end (False) or gives it back when the view returns (True).
-        self.exempt_streams = False
+        self.exempt_streams = False  # set from the shedding rule; see Permit
         if report_metrics:
             metrics.concurrency_limit(name, self.limit)
 
@@ -163,7 +159,7 @@ class Bulkhead(SlotQueue):
         return None if pool is None else self._admit(pool)
 
     def _granted(self, waiter: _Waiter) -> Permit:
-        self._queue_slots.append(True)  # its place in the queue is free again
+        self._places.tokens.append(True)  # its place in the queue is free again
         assert waiter.pool is not None
         return self._admit(waiter.pool)
 
@@ -186,7 +182,8 @@ class Bulkhead(SlotQueue):
         self._hold = held if not self._hold else self._hold * 0.9 + held * 0.1
         if self.report_metrics:
             metrics.inflight(self.name, -1)
-        if self._adaptive is None:
+        adaptive = self._adaptive
+        if adaptive is None:
             self._put(pool)
             return
         # Counted before the slot goes back, this request included (Netflix's
@@ -196,22 +193,15 @@ class Bulkhead(SlotQueue):
         inflight = self.inflight
         self._put(pool)
         self._samples.append((held, inflight))
-        self._adapt()
-
-    def _adapt(self) -> None:
-        adaptive = self._adaptive
-        assert adaptive is not None
         # A try-lock: nobody ever waits here, the loop least of all.
         if not self._adapt_busy.acquire(blocking=False):
             return
         try:
             samples = self._samples
             while samples:
-                held, inflight = samples.popleft()
-                adaptive.update(held, inflight)
-            new = adaptive.limit
-            if new != self.limit:
-                self._resize(new)
+                adaptive.update(*samples.popleft())
+            if adaptive.limit != self.limit:
+                self._resize(adaptive.limit)
         finally:
             self._adapt_busy.release()
 

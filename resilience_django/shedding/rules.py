@@ -49,9 +49,7 @@ class SheddingRule:
     critical_regexes: tuple[re.Pattern[str], ...] = ()
     critical_methods: frozenset[str] = frozenset()
     critical_header: str | None = None
-    # A streamed body gives its slot back when the view returns, not when the
-    # body ends: for long-lived streams (server-sent events) this rule should
-    # not count.
+    # True: a streamed body gives its slot back when the view returns (SSE).
     exempt_streams: bool = False
 
     def matches(self, method: str, path: str, view_name: str | None = None) -> bool:
@@ -70,9 +68,7 @@ class SheddingRule:
 
     def wait_timeout(self, remaining: float | None) -> float:
         """How long a request may queue: ``max_wait``, never past its own deadline."""
-        if remaining is None:
-            return self.max_wait
-        return max(0.0, min(self.max_wait, remaining))
+        return self.max_wait if remaining is None else max(0.0, min(self.max_wait, remaining))
 
     def make_bulkhead(self, *, clock: Clock = monotonic) -> Bulkhead:
         limit: int | AdaptiveLimit = self.max_concurrent
@@ -103,8 +99,7 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
             check_id="resilience.E070",
             hint="Write each shedding rule as a dict with at least 'name' and 'max_concurrent'.",
         )
-    # Every problem of the rule is collected and raised together (ConfigErrors),
-    # so `check` lists them all at once instead of one per fix-and-rerun.
+    # Every problem is raised together, so `check` lists them all in one run.
     problems: list[ConfigError] = []
 
     def bad(check_id: str, message: str, hint: str) -> None:

@@ -35,11 +35,10 @@ class Shedder:
 
     def __init__(self, rules: Sequence[SheddingRule] = (), *, clock: Clock = monotonic) -> None:
         self._clock = clock
-        # Rules and their bulkheads, published as one pair: a request thread
-        # reading while an admin edit lands sees the old pair or the new one,
-        # never a rule of one with the bulkheads of the other.
-        # The rules travel in a RouteIndex (``.items`` in order): first match
-        # decides, and only rules whose prefix the path starts with are tried.
+        # Rules (a RouteIndex, ``.items`` in order) and their bulkheads, published
+        # as one pair: a request thread reading while an admin edit lands sees
+        # the old pair or the new one, never a rule of one with the bulkheads of
+        # the other.
         self._state: tuple[RouteIndex[SheddingRule], dict[str, Bulkhead]] = (RouteIndex(()), {})
         self.needs_view_name = False
         self.update(rules)
@@ -67,8 +66,6 @@ class Shedder:
         self.needs_view_name = any(r.matcher.needs_view_name for r in rules)
         for name, bulkhead in old_bulkheads.items():
             if bulkhead is not bulkheads.get(name):
-                # Its permits still come back to it, but its limit is no longer
-                # the rule's: the gauge shows the new bulkhead's, or 0 if gone.
                 bulkhead.retire(gone=name not in bulkheads)
 
     def match(self, method: str, path: str, view_name: str | None = None) -> SheddingRule | None:

@@ -30,6 +30,7 @@ urlpatterns = [
     path("async-outbound/", views.async_outbound, name="async-outbound"),
     path("decorated/", views.decorated_async_slow, name="decorated"),
     path("marker/", views.ran_marker, name="marker"),
+    path("limited-hello/", views.limited_hello, name="limited-hello"),
     path("stream/sync/", views.stream_sync, name="stream-sync"),
     path("stream/async/", views.stream_async, name="stream-async"),
     path("sleep/sync/", views.sync_sleep, name="sleep-sync"),

@@ -13,6 +13,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from resilience_django import deadline as deadline_api
+from resilience_django import limit
 from resilience_django.deadline import DeadlineExceeded
 from resilience_django.integrations.httpx import AsyncResilientTransport, ResilientTransport
 
@@ -91,6 +92,12 @@ async def async_outbound(request: HttpRequest) -> JsonResponse:
 async def decorated_async_slow(request: HttpRequest) -> HttpResponse:
     await asyncio.sleep(1)
     return HttpResponse("finished")
+
+
+@limit("1000/m", key="ip", group="view-own")
+async def limited_hello(request: HttpRequest) -> HttpResponse:
+    """A view with its own ``@limit``, for paths that also have a middleware rule."""
+    return HttpResponse("Hello")
 
 
 def ran_marker(request: HttpRequest) -> HttpResponse:

@@ -39,12 +39,25 @@ def process_limiter() -> LocalLimiter:
     return get_runtime().stores.local
 
 
-def _with_headers(response: Any, result: LimitResult | None) -> Any:
+def _with_headers(request: Any, response: Any, result: LimitResult | None) -> Any:
     if result is None or not isinstance(response, HttpResponseBase):
         return response
     if get_settings().ratelimit_headers:
         add_headers(response, result.headers)
+        _headers_on_response(request)
     return response
+
+
+def _headers_on_response(request: Any) -> None:
+    """This response carries ``RateLimit`` headers: behind ``ResilienceASGIMiddleware``,
+    take its arrival decision back, so the middleware writes its own on the response
+    (replacing these, as on every path) instead of the wrapper adding a second line."""
+    scope = getattr(request, "scope", None)
+    if scope is not None:
+        from ..runtime import SCOPE_LIMITS
+
+        if scope.get(SCOPE_LIMITS) is not None:
+            scope[SCOPE_LIMITS] = None
 
 
 def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
@@ -56,7 +69,10 @@ def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
     if result is None:
         return None
     setattr(request, DECISION_ATTR, result)
-    return rate_limited_response(request, result) if block and limited else None
+    if not (block and limited):
+        return None
+    _headers_on_response(request)
+    return rate_limited_response(request, result)
 
 
 def limit(
@@ -98,7 +114,7 @@ def limit(
                     result = await rule.adecide(request, policy(value))
                 if (refused := _refusal(request, result, block)) is not None:
                     return refused
-                return _with_headers(await view(request, *args, **kwargs), result)
+                return _with_headers(request, await view(request, *args, **kwargs), result)
 
             return async_view  # type: ignore[return-value]
 
@@ -110,7 +126,7 @@ def limit(
                 result = rule.decide(request, policy(value))
             if (refused := _refusal(request, result, block)) is not None:
                 return refused
-            return _with_headers(view(request, *args, **kwargs), result)
+            return _with_headers(request, view(request, *args, **kwargs), result)
 
         return sync_view  # type: ignore[return-value]
 

@@ -21,6 +21,7 @@ CONFIG = {
             "rate": "10/m",
             "mode": "shadow",
         },
+        {"name": "outer-5m", "path": "/limited-hello/", "key": "ip", "rate": "5/m"},
     ],
     "METRICS": {"ENABLED": True, "ALLOWED_NETWORKS": ["127.0.0.1/32"]},
 }
@@ -73,3 +74,14 @@ def test_shadow_mode_lets_all_30_through_and_still_reports(server: Server) -> No
     assert answers[-1].headers["RateLimit"].startswith('"budget-shadow";r=0;')
     assert _scrape_rejections(server, "budget-shadow", "shadow") == 20
     assert _scrape_rejections(server, "hello-10m", "rate_limited") == 0
+
+
+def test_a_view_with_its_own_limit_answers_one_line_of_each_header(server: Server) -> None:
+    # The middleware's rule is decided on arrival (by the ASGI wrapper when it is there) and
+    # its headers replace the view's @limit ones, on both paths: never two lines of each.
+    with httpx.Client(timeout=5) as client:
+        answers = [client.get(server.url + "/limited-hello/") for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    for answer in answers:
+        assert answer.headers.get_list("RateLimit-Policy") == ['"outer-5m";q=5;w=60']
+        assert len(answer.headers.get_list("RateLimit")) == 1

@@ -1,16 +1,6 @@
-"""Prometheus metrics, optional and lazy, with OpenTelemetry linkage.
+"""Prometheus metrics, optional and lazy, with OpenTelemetry span events and exemplars.
 
-Every capability reports through the small functions below.  prometheus-client
-is imported on first use and the collectors are registered once in its default
-registry, so any ``/metrics`` endpoint (ours, django-prometheus's) shows them;
-without prometheus-client installed the counters are no-ops.  Registering
-again (a reloaded module, a second import path) reuses the collectors already
-in the registry instead of raising "Duplicated timeseries".
-
-When an OpenTelemetry span is recording, rejections, deadline expiries, breaker
-short-circuits and fallback transitions also add a span event, and counters get
-a ``trace_id`` exemplar (not in multiprocess mode: prometheus-client keeps no
-exemplars there).  Names, labels and multiprocess modes: ``docs/metrics.md``.
+Names, labels, multiprocess modes, why collectors are reused: ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +13,6 @@ from typing import Any
 from .observability import otel, recent, registered
 
 __all__ = [
-    "BREAKER_STATE_VALUES",
     "abandoned_views",
     "bad_header",
     "breaker_call",
@@ -38,7 +27,6 @@ __all__ = [
     "limiter_backend_failure",
     "limiter_backend_seconds",
     "limiter_fallback_active",
-    "multiprocess_mode",
     "request_rejected",
 ]
 
@@ -47,9 +35,8 @@ logger = logging.getLogger("resilience_django.metrics")
 BREAKER_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
 BACKEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-# key -> (type, name, documentation, labels, extra kwargs).  Gauge modes only
-# matter with PROMETHEUS_MULTIPROC_DIR; "live*" modes drop a dead worker's
-# value once it is marked dead, so a crashed worker cannot keep a panel red.
+# key -> (type, name, documentation, labels, extra kwargs); why each gauge has its
+# multiprocess mode: docs/metrics.md ("Many worker processes").
 _LIVEMAX = {"multiprocess_mode": "livemax"}
 _LIVESUM = {"multiprocess_mode": "livesum"}
 _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
@@ -105,11 +92,6 @@ _children: dict[str, dict[tuple[str, ...], Any]] = {key: {} for key in _SPECS}
 _exemplars = False
 
 
-def multiprocess_mode() -> bool:
-    """True when prometheus-client writes to ``PROMETHEUS_MULTIPROC_DIR``."""
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-
-
 def _register(prom: Any, key: str) -> Any | None:
     kind, name, doc, labels, extra = _SPECS[key]
     cls = getattr(prom, kind)
@@ -141,41 +123,46 @@ def _build() -> dict[str, Any]:
             _collectors = {}
             return _collectors
         built = {key: _register(prom, key) for key in _SPECS}
-        _exemplars = not multiprocess_mode()
+        # prometheus-client keeps no exemplars in multiprocess mode.
+        _exemplars = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         _collectors = {key: c for key, c in built.items() if c is not None}
         return _collectors
 
 
 def _get(name: str) -> Any:
     """The collector for ``name`` (a key of ``_SPECS``), or None without prometheus-client."""
-    collectors = _collectors if _collectors is not None else _build()
-    return collectors.get(name)
+    return _build().get(name)
 
 
 def enabled() -> bool:
     """True when prometheus-client is installed and the collectors are registered."""
-    return bool(_collectors if _collectors is not None else _build())
+    return bool(_build())
 
 
-def _child(key: str, labels: tuple[str, ...]) -> Any | None:
-    cache = _children[key]
-    child = cache.get(labels)
+class _Unreported:
+    """Stands in for a collector that is not there (no prometheus-client, a foreign metric)."""
+
+    def inc(self, *args: Any) -> None:
+        return None
+
+    set = observe = inc
+
+
+def _child(key: str, labels: tuple[str, ...]) -> Any:
+    child = _children[key].get(labels)
     if child is None:
         collector = _get(key)
         if collector is None:
-            return None
-        child = cache[labels] = collector.labels(*labels) if labels else collector
+            child = _Unreported()
+        else:
+            child = collector.labels(*labels) if labels else collector
+        _children[key][labels] = child
     return child
 
 
 def _count(key: str, labels: tuple[str, ...], span: Any | None) -> None:
-    child = _child(key, labels)
-    if child is None:
-        return
-    if span is not None and _exemplars:
-        child.inc(1, otel.trace_exemplar(span))
-    else:
-        child.inc()
+    child = _child(key, labels)  # first: it builds the collectors, which sets _exemplars
+    child.inc(1, otel.trace_exemplar(span) if span is not None and _exemplars else None)
 
 
 def request_rejected(rule: str, reason: str) -> None:
@@ -184,9 +171,8 @@ def request_rejected(rule: str, reason: str) -> None:
     _count("rejected", (rule, reason), span)
     recent.rejections.add((rule, reason))  # the fleet's "last minute" (dashboard)
     if span is not None:
-        otel.add_event(
-            span, otel.EVENT_REJECTED, {"resilience.rule": rule, "resilience.reason": reason}
-        )
+        attributes = {"resilience.rule": rule, "resilience.reason": reason}
+        otel.add_event(span, "resilience.request_rejected", attributes)
 
 
 def deadline_exceeded(route: str, budget: float | None = None) -> None:
@@ -195,15 +181,14 @@ def deadline_exceeded(route: str, budget: float | None = None) -> None:
     _count("deadline", (route,), span)
     recent.deadlines.add((route,))
     if span is not None:
-        attributes: dict[str, Any] = {
+        attributes = {
             "resilience.route": route,
             "resilience.reason": "deadline_exceeded",
             # Spent by definition; the live deadline, when there is one, refines it.
             otel.ATTR_REMAINING: 0.0,
+            "resilience.deadline.budget_s": None if budget is None else round(budget, 6),
         }
-        if budget is not None:
-            attributes["resilience.deadline.budget_s"] = round(budget, 6)
-        otel.add_event(span, otel.EVENT_DEADLINE_EXCEEDED, attributes)
+        otel.add_event(span, "resilience.deadline_exceeded", attributes)
 
 
 def bad_header(header: str) -> None:
@@ -211,21 +196,9 @@ def bad_header(header: str) -> None:
     _count("bad_header", (header,), None)
 
 
-def _set(key: str, labels: tuple[str, ...], value: float) -> None:
-    child = _child(key, labels)
-    if child is not None:
-        child.set(value)
-
-
-def _add(key: str, labels: tuple[str, ...], delta: float) -> None:
-    child = _child(key, labels)
-    if child is not None:
-        child.inc(delta)
-
-
 def breaker_state(breaker: str, state: str) -> None:
     """``state`` is ``"closed"``, ``"open"`` or ``"half_open"`` (forced states map onto these)."""
-    _set("breaker_state", (breaker,), BREAKER_STATE_VALUES.get(state, 1))
+    _child("breaker_state", (breaker,)).set(BREAKER_STATE_VALUES.get(state, 1))
 
 
 def breaker_transition(breaker: str, from_state: str, to_state: str) -> None:
@@ -237,11 +210,7 @@ def breaker_call(breaker: str, outcome: str) -> None:
     span = otel.recording_span() if outcome == "rejected" else None
     _count("breaker_calls", (breaker, outcome), span)
     if span is not None:
-        otel.add_event(
-            span,
-            otel.EVENT_BREAKER_SHORT_CIRCUIT,
-            {"resilience.breaker": breaker, "resilience.reason": "breaker_open"},
-        )
+        breaker_short_circuit(breaker)
 
 
 def breaker_short_circuit(breaker: str, retry_after: float | None = None) -> None:
@@ -249,57 +218,50 @@ def breaker_short_circuit(breaker: str, retry_after: float | None = None) -> Non
     trace (the breakers' event thread counts ``outcome="rejected"`` in batches)."""
     span = otel.recording_span()
     if span is not None:
-        attributes: dict[str, Any] = {
+        attributes = {
             "resilience.breaker": breaker,
             "resilience.reason": "breaker_open",
+            "resilience.retry_after_s": None if retry_after is None else round(retry_after, 6),
         }
-        if retry_after is not None:
-            attributes["resilience.retry_after_s"] = round(retry_after, 6)
-        otel.add_event(span, otel.EVENT_BREAKER_SHORT_CIRCUIT, attributes)
+        otel.add_event(span, "resilience.breaker_short_circuit", attributes)
 
 
 def limiter_backend_seconds(seconds: float) -> None:
     """One round trip to the distributed limiter backend took ``seconds``."""
-    histogram = _get("backend_seconds")
-    if histogram is not None:
-        # An exemplar here links a slow Redis answer to the request that waited for it.
-        span = otel.recording_span() if _exemplars else None
-        if span is not None:
-            histogram.observe(seconds, otel.trace_exemplar(span))
-        else:
-            histogram.observe(seconds)
+    histogram = _child("backend_seconds", ())
+    # An exemplar here links a slow Redis answer to the request that waited for it.
+    span = otel.recording_span() if _exemplars else None
+    histogram.observe(seconds, None if span is None else otel.trace_exemplar(span))
 
 
 def limiter_backend_failure() -> None:
     """One call to Redis failed; its request was decided locally."""
-    _add("backend_failures", (), 1)
+    _child("backend_failures", ()).inc()
 
 
 def limiter_fallback_active(active: bool, reason: str | None = None) -> None:
     """Distributed limits went local (``active``) or back to Redis."""
-    _set("fallback", (), 1 if active else 0)
+    _child("fallback", ()).set(1 if active else 0)
     span = otel.recording_span()
     if span is not None:
-        attributes: dict[str, Any] = {"resilience.fallback_active": active}
-        if reason is not None:
-            attributes["resilience.reason"] = reason
-        otel.add_event(span, otel.EVENT_FALLBACK, attributes)
+        attributes = {"resilience.fallback_active": active, "resilience.reason": reason}
+        otel.add_event(span, "resilience.limiter_fallback", attributes)
 
 
 def event_loop_lag(seconds: float) -> None:
-    _set("loop_lag", (), seconds)
+    _child("loop_lag", ()).set(seconds)
 
 
 def inflight(route: str, delta: int) -> None:
     """``delta`` requests entered (+) or left (-) the shedding rule ``route``."""
-    _add("inflight", (route,), delta)
+    _child("inflight", (route,)).inc(delta)
 
 
 def abandoned_views(route: str, delta: int) -> None:
     """``delta`` views of ``route`` were abandoned at their deadline (+) or have ended (-)."""
-    _add("abandoned", (route,), delta)
+    _child("abandoned", (route,)).inc(delta)
 
 
 def concurrency_limit(route: str, limit: int) -> None:
     """The shedding rule ``route`` now lets ``limit`` requests run at once in this process."""
-    _set("concurrency_limit", (route,), limit)
+    _child("concurrency_limit", (route,)).set(limit)

@@ -1,15 +1,6 @@
-"""The answers given instead of running the view: 429, 503 and 504.
-
-JSON for clients that accept it, short text otherwise.  Each kind can be
-replaced through ``RESILIENCE["RESPONSE_HANDLERS"]`` with a callable taking
-the request and keyword details and returning an ``HttpResponse``.  A
-handler's ``retry_after`` is whole seconds, rounded up, ready for a
-``Retry-After`` header; the exact value is ``retry_after_exact``, passed only
-to handlers that take it (by name or ``**kwargs``), so handlers written before
-it existed keep working.
-
-Also the one place that writes the limiter's ``RateLimit-Policy``/``RateLimit``
-pairs (built Django-free in ``limiting/headers.py``) onto a Django response.
+"""The answers given instead of running the view: 429, 503 and 504 (docs/settings.md,
+``RESPONSE_HANDLERS``); and the one place that writes the limiter's ``RateLimit-Policy``/
+``RateLimit`` pairs (built Django-free in ``limiting/headers.py``) onto a Django response.
 """
 
 from __future__ import annotations
@@ -49,21 +40,16 @@ def whole_seconds(seconds: float) -> int:
     return max(0, math.ceil(seconds))
 
 
-# Details added after handlers were first documented: passed only to handlers
-# that can take them, so a handler with a fixed keyword list keeps working.
-_NEWER_DETAILS = frozenset({"retry_after_exact"})
-
-
 @functools.lru_cache(maxsize=64)
-def _accepts(handler: Callable[..., Any]) -> frozenset[str] | None:
-    """The keyword names ``handler`` takes, or ``None`` when it takes any (``**kwargs``)."""
+def _takes_exact(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` takes ``retry_after_exact``, by name or through ``**kwargs``."""
     try:
         parameters = inspect.signature(handler).parameters.values()
     except (TypeError, ValueError):  # no signature to read: pass everything
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return frozenset(p.name for p in parameters)
+        return True
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD or p.name == "retry_after_exact" for p in parameters
+    )
 
 
 def _build(
@@ -102,13 +88,15 @@ def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
         return None
     if "retry_after" in details:
         exact = float(details["retry_after"])
-        details = {**details, "retry_after": whole_seconds(exact), "retry_after_exact": exact}
-    try:
-        accepted = _accepts(handler)
-    except TypeError:  # an unhashable callable: read its signature every time
-        accepted = _accepts.__wrapped__(handler)
-    if accepted is not None:
-        details = {k: v for k, v in details.items() if k not in _NEWER_DETAILS or k in accepted}
+        details["retry_after"] = whole_seconds(exact)
+        # Added after handlers were first documented: passed only to the handlers
+        # that take it, so a handler with a fixed keyword list keeps working.
+        try:
+            takes_exact = _takes_exact(handler)
+        except TypeError:  # an unhashable callable: read its signature every time
+            takes_exact = _takes_exact.__wrapped__(handler)
+        if takes_exact:
+            details["retry_after_exact"] = exact
     try:
         response: HttpResponse = handler(request, **details)
     except Exception:
@@ -118,10 +106,7 @@ def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
 
 
 def deadline_exceeded(request: HttpRequest | None, *, route: str, budget: float) -> HttpResponse:
-    custom = _custom("deadline", request, route=route, budget=budget)
-    if custom is not None:
-        return custom
-    return _build(
+    return _custom("deadline", request, route=route, budget=budget) or _build(
         request,
         504,
         "deadline_exceeded",
@@ -139,9 +124,7 @@ def rate_limited(
 ) -> HttpResponse:
     headers = tuple(headers)
     custom = _custom("rate_limited", request, rules=rules, retry_after=retry_after, headers=headers)
-    if custom is not None:
-        return custom
-    return _build(
+    return custom or _build(
         request,
         429,
         "rate_limited",
@@ -152,22 +135,22 @@ def rate_limited(
     )
 
 
+_UNAVAILABLE = {
+    "breaker_open": "A dependency of this service is failing; retry later.",
+    "shed": "The service is at capacity; retry later.",
+}
+
+
 def unavailable(
     request: HttpRequest | None, *, reason: str, name: str, retry_after: float
 ) -> HttpResponse:
     """503: a breaker is open or the request was shed; ``reason`` says which."""
     custom = _custom("unavailable", request, reason=reason, name=name, retry_after=retry_after)
-    if custom is not None:
-        return custom
-    texts = {
-        "breaker_open": "A dependency of this service is failing; retry later.",
-        "shed": "The service is at capacity; retry later.",
-    }
-    return _build(
+    return custom or _build(
         request,
         503,
         reason,
-        texts.get(reason, "Service unavailable; retry later."),
+        _UNAVAILABLE.get(reason, "Service unavailable; retry later."),
         max(retry_after, 1.0),
     )
 
@@ -185,11 +168,8 @@ def rate_limited_response(request: Any, result: LimitResult) -> HttpResponse:
 
 
 def add_headers(response: Any, pairs: Sequence[tuple[str, str]]) -> None:
-    """Set the ``RateLimit-Policy``/``RateLimit`` pairs on a Django response.
-
-    Through Django's public ``response.headers``, which validates each value;
-    its private store would skip that, and tie us to a Django internal.
-    """
+    """Set the ``RateLimit-Policy``/``RateLimit`` pairs on a Django response, through the
+    public ``response.headers``: it validates each value (the private store would not)."""
     headers = response.headers
     for name, value in pairs:
         headers[name] = value

@@ -1,21 +1,7 @@
 """Which requests a rule applies to: path prefix or regex, URL name, methods.
 
-Deadlines, limits, shedding and route breakers all select requests the same
-way, so they share this matcher.  A ``path`` starting with ``^`` is a regular
-expression (matched with ``re.match``), any other ``path`` is a prefix (a
-plain string prefix: ``/api/orders`` also matches ``/api/orders-old``).  A
-``view`` is a URL name (``"orders:quote"``), known only once Django has
-resolved the URL, which is why matching takes the name as an optional input.
-
-Methods match whatever case the client sent (``get`` is ``GET``: adapters
-pass the method through ``normalize_method``), and a rule that lists ``GET``
-also covers ``HEAD``, which Django serves with the GET view.
-
-Regexes come from settings only, which are code: rules saved in the admin
-take prefixes and URL names (``allow_regex=False``), so nothing an admin
-user saves can make matching slow.  ``RouteIndex`` finds the prefix rules
-that can match a path without trying every rule, so ten thousand rules cost
-about what ten do.
+Deadlines, limits, shedding and route breakers all select requests this way, through
+one matcher and one index; docs/limits.md ("Which requests a rule matches") has the rules.
 """
 
 from __future__ import annotations
@@ -99,16 +85,13 @@ class RouteMatcher:
         return self.view is None or self.view == view_name
 
     def describe(self) -> str:
-        parts = []
-        if self.prefix is not None:
-            parts.append(self.prefix)
-        if self.regex is not None:
-            parts.append(self.regex.pattern)
-        if self.view is not None:
-            parts.append(f"view={self.view}")
-        if self.methods:
-            parts.append("|".join(sorted(self.methods)))
-        return " ".join(parts) or "*"
+        parts = (
+            self.prefix,
+            self.regex and self.regex.pattern,
+            self.view and f"view={self.view}",
+            self.methods and "|".join(sorted(self.methods)),
+        )
+        return " ".join(part for part in parts if part) or "*"
 
 
 def reject_regex(path: object, *, where: str, check_id: str) -> None:
@@ -125,12 +108,10 @@ def reject_regex(path: object, *, where: str, check_id: str) -> None:
 
 
 def compile_path(
-    path: str, *, where: str, check_id: str, allow_regex: bool = True
+    path: object, *, where: str, check_id: str, allow_regex: bool = True
 ) -> tuple[str | None, re.Pattern[str] | None]:
-    """Split a ``path`` setting into a prefix or a compiled regex.
-
-    ``allow_regex=False`` (admin rows) refuses a regex with ``ConfigError``.
-    """
+    """Split a ``path`` setting into a prefix or a compiled regex; ``allow_regex=False``
+    (admin rows) refuses a regex with ``ConfigError``."""
     if not isinstance(path, str) or not path:
         raise ConfigError(
             f"{where}: path {path!r} must be a non-empty string",
@@ -161,16 +142,12 @@ def parse_route_matcher(
     spec: Mapping[str, object], *, where: str, check_id: str, allow_regex: bool = True
 ) -> RouteMatcher:
     """Build a matcher from the ``path``, ``view`` and ``methods`` keys of a rule."""
-    prefix: str | None = None
-    regex: re.Pattern[str] | None = None
     path = spec.get("path")
-    if path is not None:
-        prefix, regex = compile_path(
-            path,  # type: ignore[arg-type]
-            where=where,
-            check_id=check_id,
-            allow_regex=allow_regex,
-        )
+    prefix, regex = (
+        (None, None)
+        if path is None
+        else compile_path(path, where=where, check_id=check_id, allow_regex=allow_regex)
+    )
     view = spec.get("view")
     if view is not None and (not isinstance(view, str) or not view):
         raise ConfigError(
@@ -178,17 +155,19 @@ def parse_route_matcher(
             check_id=check_id,
             hint="Use the name given to path(..., name=...), with its namespace.",
         )
-    methods_value = spec.get("methods")
-    methods: frozenset[str] | None = None
-    if methods_value is not None:
-        if isinstance(methods_value, str) or not isinstance(methods_value, Iterable):
-            raise ConfigError(
-                f"{where}: methods {methods_value!r} must be a list such as ['POST']",
-                check_id=check_id,
-                hint="Write methods as a list of HTTP method names.",
-            )
-        methods = method_set(methods_value)
-    return RouteMatcher(prefix=prefix, regex=regex, view=view, methods=methods)
+    methods = spec.get("methods")
+    if methods is not None and (isinstance(methods, str) or not isinstance(methods, Iterable)):
+        raise ConfigError(
+            f"{where}: methods {methods!r} must be a list such as ['POST']",
+            check_id=check_id,
+            hint="Write methods as a list of HTTP method names.",
+        )
+    return RouteMatcher(
+        prefix=prefix,
+        regex=regex,
+        view=view,
+        methods=None if methods is None else method_set(methods),
+    )
 
 
 _position = itemgetter(0)
@@ -206,15 +185,10 @@ _Pairs = tuple[tuple[int, T], ...]
 class RouteIndex(Generic[T]):
     """Rules found by path: the ones that may match, in their original order.
 
-    ``candidates(path)`` returns every item whose matcher has a prefix the
-    path starts with, plus every item without a prefix (regex, view-only or
-    match-all rules), in the order they were given; the caller still asks
-    each candidate's matcher (methods, view, regex).  Prefixes are kept in a
-    dict: a path is looked up once per distinct prefix *length*, longest
-    first, and the longest prefix found holds the whole answer.  The cost
-    follows how many lengths the rules use, not how many rules there are,
-    and the semantics stay ``path.startswith(prefix)`` exactly.  Below
-    ``linear_below`` rules every item is a candidate: the plain scan.
+    ``candidates(path)`` returns the items whose prefix the path starts with and those
+    without a prefix, in order; the caller still asks each one's matcher.  A path is
+    looked up once per distinct prefix *length*, longest first, and the longest prefix
+    found holds the whole answer.  Below ``linear_below`` rules: the plain scan.
 
     >>> index = RouteIndex([(RouteMatcher(prefix="/api"), "a"), (RouteMatcher(), "b"),
     ...                     (RouteMatcher(prefix="/api/orders"), "c"),
@@ -253,9 +227,6 @@ class RouteIndex(Generic[T]):
         if self.indexed:
             self._lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
             self._answers = {p: self._merged(p, len(p), prebuilt_max) for p in by_prefix}
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def candidates(self, path: str) -> Sequence[T]:
         """The items that may match ``path``, in their original order."""

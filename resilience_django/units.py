@@ -1,10 +1,7 @@
-"""Rate and duration strings: ``"100/m"``, ``"100/30s"``, ``"800ms"``, ``"5m"``.
+"""Rate and duration strings (``"100/m"``, ``"800ms"``), and the ranges of every numeric setting.
 
-Parsing lives here, apart from the settings, because the admin forms, the
-view decorators and the settings all accept the same strings and must agree
-on what they mean.  The ranges every numeric setting and admin field is held
-to live here too, for the same reason: a value the settings check refuses,
-the admin form refuses with the same words (docs/settings.md lists them).
+One place, so the settings, the admin forms and the view decorators agree on what a string
+means and refuse an out-of-range value with the same words (docs/settings.md lists the ranges).
 """
 
 from __future__ import annotations
@@ -56,12 +53,12 @@ def parse_duration(value: str | int | float, *, maximum: float = MAX_DURATION) -
     (0.8, 30.0, 300.0)
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{_short(value)} is not a duration")
+        raise ValueError(f"{safe_repr(value)} is not a duration")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
             raise ValueError(
-                f"{_short(value)} is not a duration; write a number and a unit, like '800ms', "
+                f"{safe_repr(value)} is not a duration; write a number and a unit, like '800ms', "
                 "'30s', '5m', '1h'"
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
@@ -71,10 +68,10 @@ def parse_duration(value: str | int | float, *, maximum: float = MAX_DURATION) -
         except OverflowError:  # an int past float's range
             seconds = float("inf")
     if not 0 <= seconds < float("inf"):  # NaN fails both
-        raise ValueError(f"{_short(value)} is not a duration: it must be a finite number >= 0")
+        raise ValueError(f"{safe_repr(value)} is not a duration: it must be a finite number >= 0")
     if seconds > maximum:
         raise ValueError(
-            f"{_short(value)} is too long a duration: the most is {_describe(maximum)}"
+            f"{safe_repr(value)} is too long a duration: the most is {_describe(maximum)}"
         )
     return seconds
 
@@ -88,7 +85,7 @@ def parse_deadline_budget(value: str | int | float) -> float:
     seconds = parse_duration(value, maximum=MAX_DEADLINE)
     if seconds <= 0:
         raise ValueError(
-            f"{_short(value)}: a budget must be longer than zero "
+            f"{safe_repr(value)}: a budget must be longer than zero "
             "(a zero budget answers every request 504)"
         )
     return seconds
@@ -116,9 +113,6 @@ def safe_repr(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_short = safe_repr
-
-
 def _describe(seconds: float) -> str:
     if seconds >= DAY and seconds % DAY == 0:
         days = int(seconds // DAY)
@@ -136,16 +130,9 @@ class Rate:
     limit: int
     period: float
 
-    @property
-    def per_second(self) -> float:
-        return self.limit / self.period
-
     def __str__(self) -> str:
-        """The rate as settings write it, in the largest whole unit: ``100/m``, ``100/30s``.
-
-        Settings rules, admin rules, the admin's tables and ``resilience_status``
-        all show rates this way, and ``parse_rate`` reads it back.
-        """
+        """The rate as settings write it, in the largest whole unit: ``100/m``, ``100/30s``
+        (what the admin and ``resilience_status`` show; ``parse_rate`` reads it back)."""
         for unit, seconds in _DISPLAY_UNITS:
             count = round(self.period / seconds, 6)
             if count >= 1 and count.is_integer():
@@ -162,7 +149,7 @@ def parse_rate(value: str | Rate) -> Rate:
     if isinstance(value, Rate):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"{_short(value)} is not a rate; write it like '100/m' or '100/30s'")
+        raise ValueError(f"{safe_repr(value)} is not a rate; write it like '100/m' or '100/30s'")
     text = value.strip().lower()
     for word, unit in _RATE_WORDS.items():
         if text.endswith("/" + word):
@@ -171,7 +158,7 @@ def parse_rate(value: str | Rate) -> Rate:
     match = _RATE.match(text)
     if match is None:
         raise ValueError(
-            f"{_short(value)} is not a rate; write a count, a slash and a period, like '100/m', "
+            f"{safe_repr(value)} is not a rate; write a count, a slash and a period, like '100/m', "
             "'10/s', '5000/h' or '100/30s'"
         )
     digits = match.group(1).lstrip("0") or "0"
@@ -180,13 +167,13 @@ def parse_rate(value: str | Rate) -> Rate:
     count = float(match.group(2)) if match.group(2) else 1.0
     period = count * _UNIT_SECONDS[match.group(3)]
     if limit <= 0:
-        raise ValueError(f"{_short(value)}: the count must be at least 1")
+        raise ValueError(f"{safe_repr(value)}: the count must be at least 1")
     if limit > MAX_RATE_COUNT:
-        raise ValueError(f"{_short(value)}: the count must be at most {MAX_RATE_COUNT:_}")
+        raise ValueError(f"{safe_repr(value)}: the count must be at most {MAX_RATE_COUNT:_}")
     if period <= 0:
-        raise ValueError(f"{_short(value)}: the period must be longer than zero")
+        raise ValueError(f"{safe_repr(value)}: the period must be longer than zero")
     if not MIN_RATE_PERIOD <= period <= MAX_RATE_PERIOD:
         raise ValueError(
-            f"{_short(value)}: the period must be from 1ms up to {_describe(MAX_RATE_PERIOD)}"
+            f"{safe_repr(value)}: the period must be from 1ms up to {_describe(MAX_RATE_PERIOD)}"
         )
     return Rate(limit=limit, period=period)

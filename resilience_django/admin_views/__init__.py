@@ -1,8 +1,6 @@
-"""The breaker dashboard: an admin page, and its JSON endpoint (GET state, POST actions).
+"""The breaker dashboard's JSON endpoint: GET state, POST operator actions (docs/admin.md).
 
-The endpoint mirrors Spring Boot actuator's ``circuitbreakers`` (``docs/admin.md``).
-The views are wrapped by ``AdminSite.admin_view`` (login, CSRF) in ``admin.py``;
-each action is written to the admin history (``LogEntry``).
+``admin.py`` wraps the views in ``AdminSite.admin_view`` (login, CSRF).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from .state import RateHistory, aggregate_breakers, history, snapshot
 
 __all__ = [
-    "ACTION_ALIASES",
     "RateHistory",
     "aggregate_breakers",
     "api_view",
@@ -83,19 +80,6 @@ def _requested_action(request: HttpRequest) -> str | None:
     return ACTION_ALIASES.get(raw) if isinstance(raw, str) else None
 
 
-def _known(name: str, breakers: list[dict[str, Any]]) -> bool:
-    from ..breakers.registry import registry
-    from ..conf import get_settings
-    from ..live import admin_rules
-
-    return (
-        any(b["name"] == name for b in breakers)
-        or name in get_settings().breaker_names
-        or name in admin_rules().breaker_policies
-        or name in registry
-    )
-
-
 def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
     """GET: state (all breakers, or one); POST <name>: an operator action."""
     if not can_view(request.user):
@@ -115,11 +99,18 @@ def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
     action = _requested_action(request)
     if action is None:
         return _error(400, f"Send updateState: one of {', '.join(sorted(ACTION_ALIASES)[:5])}.")
-    from ..breakers.registry import all_breakers
+    from ..breakers.registry import all_breakers, registry
+    from ..conf import get_settings
     from ..fleet import fleet_snapshot, send_command
+    from ..live import admin_rules
 
     try:
-        known = _known(name, aggregate_breakers(fleet_snapshot()))
+        known = (
+            any(str(row.get("name")) == name for row in fleet_snapshot())
+            or name in get_settings().breaker_names
+            or name in admin_rules().breaker_policies
+            or name in registry
+        )
         fleet_error = None
     except Exception:
         # The shared store is down: act on this process's breakers, and say so.

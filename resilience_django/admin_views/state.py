@@ -1,9 +1,4 @@
-"""What the breaker dashboard shows, as one JSON-ready dict; no Django request in here.
-
-Rejections and deadline misses are summed over the live processes' published
-per-second counts of the last minute (``observability/recent.py``), so a
-dashboard opened in the middle of an incident shows the last minute at once.
-"""
+"""What the breaker dashboard shows, as one JSON-ready dict; no Django request in here."""
 
 from __future__ import annotations
 
@@ -16,7 +11,7 @@ from typing import Any
 from ..clock import Clock
 from ..observability.recent import SPAN, window_counts
 
-__all__ = ["RateHistory", "aggregate_breakers", "fleet_reports", "history", "limiters", "snapshot"]
+__all__ = ["RateHistory", "aggregate_breakers", "history", "limiters", "snapshot"]
 
 # Worst first: a breaker is shown in the worst state any process has it in.
 _SEVERITY = ("forced_open", "open", "half_open", "metrics_only", "disabled", "closed")
@@ -25,10 +20,6 @@ _REFUSING = frozenset({"forced_open", "open"})
 _PROCESS_FIELDS = (
     "host", "pid", "state", "calls", "failure_rate", "slow_rate", "ewma", "rejected", "retry_after",
 )  # fmt: skip
-
-
-def _severity(state: str) -> int:
-    return _SEVERITY.index(state) if state in _SEVERITY else 0
 
 
 def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -45,7 +36,7 @@ def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
         transitions = [p["last_transition"] for p in procs if p.get("last_transition")]
         last = max(transitions, key=lambda t: t.get("at") or 0.0) if transitions else None
         states = [str(p.get("state")) for p in procs]
-        worst = min(states, key=_severity)
+        worst = min(states, key=lambda s: _SEVERITY.index(s) if s in _SEVERITY else 0)
         rate = failures / calls if calls else 0.0
         out.append(
             {
@@ -73,11 +64,8 @@ def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 class RateHistory:
-    """Each breaker's error rate over the last minutes, for the sparklines.
-
-    Sampled (at most every ``every`` seconds) when the dashboard is polled, so a
-    page opened now, or reloaded, still shows how the breakers got where they are.
-    """
+    """Each breaker's error rate over the last minutes, sampled (at most every ``every`` s)
+    when the dashboard is polled: a page opened now still shows how they got there."""
 
     def __init__(self, *, span: float = 180.0, every: float = 2.0, clock: Clock = time.time):
         self.span = span
@@ -111,10 +99,8 @@ _rates = RateHistory()
 
 
 def fleet_reports() -> tuple[list[dict[str, Any]], str | None]:
-    """Every live process's report, and why the fleet store could not be read (or None).
-
-    With the store down, this process's own report stands in for the fleet.
-    """
+    """Every live process's report, and why the fleet store could not be read (or None);
+    with the store down, this process's own report stands in for the fleet."""
     from ..fleet import fleet_processes, process_report
 
     try:
@@ -123,27 +109,21 @@ def fleet_reports() -> tuple[list[dict[str, Any]], str | None]:
         return [process_report([])], f"{type(exc).__name__}: {exc}"
 
 
-def history(
-    procs: list[dict[str, Any]] | None = None, *, now: float | None = None
-) -> dict[str, Any]:
+def history(procs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Top rejecting rules and deadline misses over the last minute across the fleet, plus
-    totals (since each live process started)."""
+    totals (since each live process started).  Summed from the processes' published
+    per-second counts, so a dashboard opened mid-incident shows the last minute at once."""
     if procs is None:
         procs = fleet_reports()[0]
-    now = time.time() if now is None else now
+    now = time.time()
     rejected = window_counts((p.get("rejections") for p in procs), now=now)
     deadline = window_counts((p.get("deadlines") for p in procs), now=now)
     recent = [(labels, counts) for labels, counts in rejected.items() if counts[0] > 0]
     top = sorted(recent, key=lambda item: (-item[1][0], item[0]))[:10]
     return {
         "window_seconds": SPAN,
-        "top_rejections": [
-            {
-                "rule": labels[0] if labels else "",
-                "reason": labels[1] if len(labels) > 1 else "",
-                "count": count,
-                "total": total,
-            }
+        "top_rejections": [  # labels are (rule, reason); a short tuple is padded with ""
+            dict(zip(("rule", "reason"), (*labels, "", ""), strict=False), count=count, total=total)
             for labels, (count, total) in top
         ],
         "deadline_exceeded": [

@@ -26,11 +26,10 @@ READ_BATCH = 500
 class CommandBatch(NamedTuple):
     """What a reader gets from :meth:`FleetStore.read_commands`.
 
-    ``standing``: when not ``None``, the reader starts over from it (breaker ->
-    its latest command, as of some number before ``log``).  ``log``: the
-    commands to apply next, in sequence order.  ``seen``: the number to pass as
-    ``after`` next time.  ``stale``: the store's standing map is older than
-    ``seen``, so the reader should save its own (:meth:`FleetStore.save_standing`).
+    ``standing``: when not ``None``, the reader starts over from it (breaker -> its latest
+    command, as of some number before ``log``).  ``log``: the commands to apply next, in
+    order.  ``seen``: the ``after`` of the next read.  ``stale``: the store's standing map
+    is older than ``seen``: the reader should save its own (:meth:`FleetStore.save_standing`).
     """
 
     standing: dict[str, dict[str, Any]] | None
@@ -40,40 +39,29 @@ class CommandBatch(NamedTuple):
 
 
 class FleetStore(Protocol):
-    """Where the processes of a deployment meet.
-
-    Only background threads (the live-reload and fleet threads) and operator
-    tools (the admin, ``resilience_status``) call a store, never a request.
-    Every method may raise when the store is unreachable; callers log and retry.
-    The backends inherit the two no-op defaults below.
-    """
+    """Where the processes of a deployment meet: called by background threads and operator
+    tools, never by a request.  Any method may raise when the store is unreachable (callers
+    log and retry); the backends inherit the two no-op defaults below."""
 
     kind: str  # "redis", "cache" or "database"
     # Seconds between two reports of a process (the longest; transitions publish at once).
     publish_every: float
 
-    # -- the admin rules' version ---------------------------------------------------------
-    def version(self) -> str | None: ...
+    def version(self) -> str | None: ...  # the admin rules' version
     def bump_version(self, token: str) -> None: ...
-
-    # -- process reports ----------------------------------------------------------------------
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None: ...
     def processes(self, ttl: float) -> list[dict[str, Any]]: ...
-
-    # -- operator commands: a numbered log, and each breaker's latest -------------------------
     def send_command(self, breaker: str, action: str) -> int: ...
     def read_commands(self, after: int | None) -> CommandBatch: ...
     def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
         return None  # a store whose standing map is exact (a script, a query) never lags
 
-    # -- shared breakers' open-until markers ---------------------------------------------------
     def set_open_until(self, breaker: str, until: float) -> None: ...
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]: ...
 
     def recover(self) -> None:
-        """Called by a background thread after a failed round: drop what may be broken
-        (the database store closes that thread's connection; the others reconnect by
-        themselves)."""
+        """After a failed round, on its background thread: drop what may be broken (the
+        database store closes the thread's connection; the others reconnect by themselves)."""
         return None
 
 

@@ -1,9 +1,4 @@
-"""The fleet store in a Django cache (it must be shared between processes).
-
-A sender claims command number ``n`` with the atomic ``cache.add`` and tries
-``n + 1`` when it is taken (docs/breakers.md); the file-based cache's ``add``
-is check-then-write, so there senders take a :func:`file_lock`.
-"""
+"""The fleet store in a Django cache shared between processes (docs/breakers.md)."""
 
 from __future__ import annotations
 
@@ -41,8 +36,9 @@ def file_lock(path: str) -> Iterator[None]:
 class CacheStore(FleetStore):
     """Fleet state in a Django cache (cross-process only with a shared backend).
 
-    ``lock`` serializes senders; pass one when the backend's ``add`` is not
-    atomic (the file-based cache: ``partial(file_lock, <its directory>/...)``).
+    A sender claims command number ``n`` with the atomic ``cache.add``, and tries ``n + 1``
+    when it is taken.  ``lock`` serializes senders where ``add`` is check-then-write (the
+    file-based cache: ``partial(file_lock, <its directory>/...)``).
     """
 
     kind = "cache"
@@ -118,18 +114,11 @@ class CacheStore(FleetStore):
         if after is None or (after < saved_seq and self._slot(after + 1) not in found):
             # First read, or the log no longer reaches back to `after`: start over.
             standing, after, probe = dict(saved["commands"]), saved_seq, []
-        log, seen = self._log_after(after, head, found, after + 1 + len(probe))
-        return CommandBatch(standing, log, seen, stale=saved_seq < seen)
-
-    def _log_after(
-        self, after: int, head: int, found: dict[str, Any], fetched_to: int
-    ) -> tuple[list[dict[str, Any]], int]:
         log: list[dict[str, Any]] = []
-        seq = after + 1
+        seq, fetched_to = after + 1, after + 1 + len(probe)
         while seq <= after + base.READ_BATCH:
             if seq >= fetched_to:
-                window = [self._slot(n) for n in range(seq, seq + 64)]
-                found = self.cache.get_many(window)
+                found = self.cache.get_many([self._slot(n) for n in range(seq, seq + 64)])
                 fetched_to = seq + 64
             command = found.get(self._slot(seq))
             if command is None:
@@ -141,7 +130,7 @@ class CacheStore(FleetStore):
             else:
                 log.append(command)
             seq += 1
-        return log, seq - 1
+        return CommandBatch(standing, log, seq - 1, stale=saved_seq < seq - 1)
 
     def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
         saved = self.cache.get(self._standing) or {"seq": 0}

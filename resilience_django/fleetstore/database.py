@@ -1,21 +1,11 @@
-"""The fleet store in the project's database: works with nothing else shared.
+"""The fleet store in the project's database: works with nothing else shared (costs and
+clean-up: docs/deployment.md).
 
-What it costs per process is in docs/deployment.md; a clean-up once a minute
-drops dead processes, commands older than :data:`COMMAND_TTL` (but each
-breaker's latest) and expired open markers.
-
-**Command order.**  A command's number is its row id.  Ids are handed out at
-insert but become visible at commit, so two senders could commit 12 before
-11 and a reader that saw 12 would skip 11 for good.  Senders therefore take a
-row lock (``SELECT ... FOR UPDATE`` on one :class:`FleetValue` row) before
-inserting and keep it until their commit: ids then become visible in order.
-SQLite needs no lock: it has one writer at a time, and the id is taken inside
-that writer's transaction.
-
-**The version** is the token :meth:`bump_version` writes (on every committed
-admin save or delete) together with the latest ``updated_at`` of each rule
-table, read in one query: an edit that bypasses the signals
-(``QuerySet.update(..., updated_at=now())``) is seen too.
+A command's number is its row id.  Ids are taken at insert but seen at commit: a reader
+that saw 12 before 11 committed would skip 11 for good, so senders hold a row lock until
+their commit (SQLite, one writer at a time, needs none).  The version is the token
+:meth:`DatabaseStore.bump_version` writes plus each rule table's latest ``updated_at``, so
+an edit that bypasses the signals (``QuerySet.update(..., updated_at=now())``) is seen too.
 """
 
 from __future__ import annotations
@@ -31,6 +21,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Max, Model, Subquery
 from django.db.models.functions import Now
 
+from ..models import FleetCommand, FleetProcess, FleetValue
 from . import base
 from .base import CommandBatch, FleetStore
 
@@ -43,9 +34,7 @@ _HOUSEKEEPING_EVERY = 60.0
 
 def _open_key(breaker: str) -> str:
     key = f"open:{breaker}"
-    if len(key) <= 255:
-        return key
-    return "open#" + sha256(breaker.encode()).hexdigest()
+    return key if len(key) <= 255 else "open#" + sha256(breaker.encode()).hexdigest()
 
 
 def _ago(seconds: float) -> Any:
@@ -64,7 +53,7 @@ class DatabaseStore(FleetStore):
         self._next_housekeeping = 0.0
 
     def version(self) -> str | None:
-        from ..models import BreakerPolicy, FleetValue, LimitRule, RouteDeadline, SheddingRule
+        from ..models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 
         rules: tuple[type[Model], ...] = (LimitRule, BreakerPolicy, RouteDeadline, SheddingRule)
         latest = {
@@ -85,42 +74,24 @@ class DatabaseStore(FleetStore):
         self._put(_VERSION, token)
 
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None:
-        from ..models import FleetProcess
-
-        report = json.dumps(data)
-        rows = FleetProcess.objects.filter(process=proc)
-        if not rows.update(report=report, updated_at=Now()):
-            try:
-                with transaction.atomic(using=router.db_for_write(FleetProcess)):
-                    FleetProcess.objects.create(process=proc, report=report, updated_at=Now())
-            except IntegrityError:  # a fork of this process raced us with its first report
-                rows.update(report=report, updated_at=Now())
+        _upsert(FleetProcess, {"process": proc}, report=json.dumps(data), updated_at=Now())
         now = time.monotonic()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + _HOUSEKEEPING_EVERY
             self.housekeeping(ttl)
 
     def processes(self, ttl: float) -> list[dict[str, Any]]:
-        from ..models import FleetProcess
-
         reports = FleetProcess.objects.filter(updated_at__gte=_ago(ttl)).order_by("process")
         return [json.loads(r) for r in reports.values_list("report", flat=True)]
 
     def housekeeping(self, ttl: float) -> None:
         """Delete dead processes, old commands (each breaker's latest stays), expired markers."""
-        from ..models import FleetCommand, FleetProcess, FleetValue
-
         FleetProcess.objects.filter(updated_at__lt=_ago(ttl)).delete()
-        (
-            FleetCommand.objects.filter(at__lt=time.time() - base.COMMAND_TTL)
-            .exclude(id__in=Subquery(_latest_ids()))
-            .delete()
-        )
+        old = FleetCommand.objects.filter(at__lt=time.time() - base.COMMAND_TTL)
+        old.exclude(id__in=Subquery(_latest_ids())).delete()
         FleetValue.objects.filter(expires_at__lt=Now()).delete()
 
     def send_command(self, breaker: str, action: str) -> int:
-        from ..models import FleetCommand, FleetValue
-
         using = router.db_for_write(FleetCommand)
         with transaction.atomic(using=using):
             if connections[using].vendor != "sqlite":
@@ -133,8 +104,6 @@ class DatabaseStore(FleetStore):
         return int(command.pk)
 
     def read_commands(self, after: int | None) -> CommandBatch:
-        from ..models import FleetCommand
-
         fields = ("id", "breaker", "action", "at")
         if after is None:
             # Each breaker's latest command; the highest of them is the head, so the
@@ -156,8 +125,6 @@ class DatabaseStore(FleetStore):
             )
 
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
-        from ..models import FleetValue
-
         if not breakers:
             return {}
         keys = {_open_key(b): b for b in breakers}
@@ -167,26 +134,25 @@ class DatabaseStore(FleetStore):
     def recover(self) -> None:
         # The connection may be the broken part (a restarted server, a dropped socket):
         # this thread opens a fresh one next round.
-        from ..models import FleetProcess
-
         connections[router.db_for_write(FleetProcess)].close()
 
     def _put(self, key: str, value: str, **fields: Any) -> None:
-        from ..models import FleetValue
+        _upsert(FleetValue, {"key": key}, value=value, **fields)
 
-        rows = FleetValue.objects.filter(key=key)
-        if rows.update(value=value, **fields):
-            return
-        try:
-            with transaction.atomic(using=router.db_for_write(FleetValue)):
-                FleetValue.objects.create(key=key, value=value, **fields)
-        except IntegrityError:  # created meanwhile by another process
-            rows.update(value=value, **fields)
+
+def _upsert(model: type[Model], key: dict[str, Any], **values: Any) -> None:
+    """Update the row of ``key`` or create it: one ``UPDATE`` once it exists."""
+    rows = model._default_manager.filter(**key)
+    if rows.update(**values):
+        return
+    try:
+        with transaction.atomic(using=router.db_for_write(model)):
+            model._default_manager.create(**key, **values)
+    except IntegrityError:  # created meanwhile by another process (or a fork of this one)
+        rows.update(**values)
 
 
 def _latest_ids() -> Any:
-    from ..models import FleetCommand
-
     return FleetCommand.objects.order_by().values("breaker").annotate(last=Max("id")).values("last")
 
 

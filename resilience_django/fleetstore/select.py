@@ -1,14 +1,10 @@
-"""Which fleet store a deployment uses, chosen once per settings: ``FLEET["STORE"]``, else
-Redis when one is configured, else the ``FLEET["CACHE"]`` cache when it is shared between
-processes, else the database (docs/settings.md, ``FLEET``).
-"""
+"""Which fleet store a deployment uses, chosen once per settings (docs/settings.md, ``FLEET``)."""
 
 from __future__ import annotations
 
 import functools
 import os
 import threading
-from typing import Any
 
 from ..conf import ResilienceSettings, get_settings, on_reload, parse_redis
 from .base import FleetStore
@@ -16,10 +12,8 @@ from .base import FleetStore
 __all__ = ["choose", "get_store", "per_process_cache", "reset"]
 
 PER_PROCESS_CACHES = ("LocMemCache", "DummyCache")
-# What the automatic choice falls back to when there is no Redis and the cache is
-# per process.  The test suite pins "cache" so that its many in-process tests do
-# not write to the test database from background threads; the database store's
-# own tests ask for it by name.
+# The choice with no Redis and a per-process cache (the test suite pins "cache", so
+# that background threads of in-process tests do not write to the test database).
 FALLBACK = "database"
 
 _lock = threading.Lock()
@@ -46,50 +40,39 @@ def choose(settings: ResilienceSettings | None = None) -> str:
     return FALLBACK if per_process_cache(settings.fleet.cache) else "cache"
 
 
-def build(settings: ResilienceSettings | None = None) -> FleetStore:
-    """A new store for these settings (no I/O: connections open on first use)."""
-    settings = settings or get_settings()
+def build() -> FleetStore:
+    """A new store for the current settings (no I/O: connections open on first use)."""
+    settings = get_settings()
     kind = choose(settings)
     prefix = settings.fleet.prefix
     if kind == "redis":
+        from ..limiting.redis_conn import make_sync_client, make_sync_client_from_url
         from .redis import RedisStore
 
-        return RedisStore(_redis_client(settings), prefix)
+        # Only background threads and operator tools use it, so a generous timeout
+        # costs no request anything.
+        if settings.fleet.url:
+            return RedisStore(make_sync_client_from_url(settings.fleet.url, 1.0), prefix)
+        return RedisStore(make_sync_client(parse_redis(settings.redis, budget=1.0)), prefix)
     if kind == "cache":
+        from django.conf import settings as django_settings
         from django.core.cache import caches
+        from django.core.cache.backends.filebased import FileBasedCache
 
-        from .cache import CacheStore
+        from .cache import CacheStore, file_lock
 
         alias = settings.fleet.cache
-        return CacheStore(caches[alias], prefix, lock=_sender_lock(alias))
+        cache = caches[alias]
+        if not isinstance(cache, FileBasedCache):  # add() is atomic: no lock needed
+            return CacheStore(cache, prefix)
+        # Its add() is check-then-write: serialize senders with a lock beside the cache
+        # files (the cache's own clear and cull only touch *.djcache files).
+        location = os.path.abspath(str(django_settings.CACHES[alias]["LOCATION"]))
+        lock = os.path.join(location, "resilience-fleet-commands.lock")
+        return CacheStore(cache, prefix, lock=functools.partial(file_lock, lock))
     from .database import DatabaseStore
 
     return DatabaseStore()
-
-
-def _redis_client(settings: ResilienceSettings) -> Any:
-    from ..limiting.redis_conn import make_sync_client, make_sync_client_from_url
-
-    # Only background threads and operator tools use it, so a generous timeout
-    # costs no request anything.
-    if settings.fleet.url:
-        return make_sync_client_from_url(settings.fleet.url, 1.0)
-    return make_sync_client(parse_redis(settings.redis, budget=1.0))
-
-
-def _sender_lock(alias: str) -> Any:
-    from django.conf import settings
-    from django.core.cache import caches
-    from django.core.cache.backends.filebased import FileBasedCache
-
-    from .cache import file_lock
-
-    if not isinstance(caches[alias], FileBasedCache):
-        return None  # add() is atomic: no lock needed
-    # Its add() is check-then-write: serialize senders with a lock beside the cache
-    # files (the cache's own clear and cull only touch *.djcache files).
-    location = os.path.abspath(str(settings.CACHES[alias]["LOCATION"]))
-    return functools.partial(file_lock, os.path.join(location, "resilience-fleet-commands.lock"))
 
 
 def get_store() -> FleetStore:

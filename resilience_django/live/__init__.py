@@ -1,14 +1,6 @@
-"""Admin-defined rules in force in every worker within about a second.
-
-A committed admin save or delete calls :func:`bump` (``transaction.on_commit``),
-which writes a fresh token as the version in the fleet store.  Every process
-calls :func:`maybe_reload` on its request path: when not due, two global reads
-and a float compare.  At most every ``RELOAD_INTERVAL`` it wakes a background
-thread that reads the version and, when it changed, reloads the rules and swaps
-:func:`admin_rules` whole, with a new generation for :func:`maybe_reload` to return.
-The request never waits for the store or the database; when either fails, the
-rules loaded last stay in force.  A settings rule and an admin rule of one name:
-the settings rule wins.  docs/admin.md ("Live reload") tells the whole story.
+"""Admin-defined rules in force in every worker within about a second, without a query per
+request: a version in the fleet store, checked by a background thread (docs/admin.md, "Live
+reload").  A settings rule and an admin rule of one name: the settings rule wins.
 """
 
 from __future__ import annotations
@@ -19,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import fleetstore
@@ -28,7 +21,6 @@ from .rules import (
     AdminRows,
     AdminRules,
     build_admin_rules,
-    load_admin_rules,
     read_admin_rows,
     row_problem,
     settings_names,
@@ -36,8 +28,7 @@ from .rules import (
 
 __all__ = [
     "VERSION_KEY", "AdminRules", "admin_rules", "build_admin_rules", "bump", "connect_signals",
-    "enabled", "load_admin_rules", "maybe_reload", "read_admin_rows", "reload_now", "row_problem",
-    "settings_names",
+    "maybe_reload", "read_admin_rows", "reload_now", "row_problem", "settings_names",
 ]  # fmt: skip
 
 logger = logging.getLogger("resilience_django.live")
@@ -48,24 +39,17 @@ _UNSET = object()
 _OFF = float("inf")
 
 
+@dataclass(slots=True)
 class _State:
-    __slots__ = (
-        "error_logged", "failed", "interval", "loaded_version", "rows", "rules", "store", "thread",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
-        self.failed = False  # the last round failed: drop its connections
-        self.clear()
-
-    def clear(self) -> None:
-        self.rules = _EMPTY
-        # The rows the rules were built from, to rebuild them when settings change.
-        self.rows: AdminRows | None = None
-        self.loaded_version: object = _UNSET
-        self.interval: float | None = None
-        self.store: FleetStore | None = None
-        self.error_logged = -1e9
+    rules: AdminRules = _EMPTY
+    # The rows the rules were built from, to rebuild them when settings change.
+    rows: AdminRows | None = None
+    loaded_version: object = _UNSET
+    interval: float | None = None
+    store: FleetStore | None = None
+    error_logged: float = -1e9
+    thread: threading.Thread | None = None
+    failed: bool = False  # the last round failed: drop its connections
 
 
 _state = _State()
@@ -83,17 +67,9 @@ def admin_rules() -> AdminRules:
     return _EMPTY if _interval() == _OFF else _state.rules
 
 
-def enabled() -> bool:
-    """False with ``RESILIENCE["RELOAD_INTERVAL"]`` None: admin rules are not in force."""
-    return _interval() != _OFF
-
-
 def maybe_reload(now: float) -> int:
-    """Call with ``time.monotonic()`` on each request; the generation of :func:`admin_rules`.
-
-    Each consumer keeps the one it built from (read before the rules) and rebuilds when
-    they differ.  Never blocks and never raises: the check runs on a background thread.
-    """
+    """Call with ``time.monotonic()`` on each request; the generation of :func:`admin_rules`
+    (read it before the rules; rebuild when it changed).  Never blocks, never raises."""
     global _next_check
     if now >= _next_check:
         interval = _interval()
@@ -152,11 +128,8 @@ def _log_error(message: str) -> None:
 
 
 def reload_now() -> bool:
-    """Check the version key and reload from the database if it changed; ``True`` if it did.
-
-    Runs on the background thread; tests call it directly.  Never raises.
-    With ``RELOAD_INTERVAL: None`` it reads nothing and returns ``False``.
-    """
+    """Reload the rules if their version changed; ``True`` if it did.  Never raises; reads
+    nothing with ``RELOAD_INTERVAL: None``.  Runs on the thread; tests call it directly."""
     if _interval() == _OFF:
         return False
     try:
@@ -182,19 +155,15 @@ def reload_now() -> bool:
     ):  # fmt: skip
         return False
     _swap(rules)
-    _apply_breaker_policies(current, rules)
-    return True
-
-
-def _apply_breaker_policies(previous: AdminRules, rules: AdminRules) -> None:
     # Breakers live in the registry, not in the runtime the caller rebuilds, so
     # they are reconfigured here, in place (references held by decorators stay valid).
     from ..breakers.registry import get_breaker, registry
 
     for name, policy in rules.breaker_policies.items():
         get_breaker(name).configure(policy)
-    for name in set(previous.breaker_policies) - set(rules.breaker_policies):
+    for name in set(current.breaker_policies) - set(rules.breaker_policies):
         get_breaker(name).configure(registry.policy_for(name))
+    return True
 
 
 def _version_store() -> FleetStore:
@@ -243,18 +212,16 @@ def _swap(rules: AdminRules) -> None:
 
 def reset() -> None:
     """Forget everything loaded (settings changed, tests)."""
-    global _next_check
-    _state.clear()
+    global _next_check, _state
+    _state = _State(thread=_state.thread, failed=_state.failed)
     _swap(_EMPTY)
     _next_check = 0.0
 
 
 def _on_settings_reload() -> None:
-    # Which admin rules are in force depends on the settings (the names they
-    # claim, the paths they allow): recompute it now from the rows loaded last,
-    # without a query, so a rule of the settings and an admin rule of the same
-    # name are never both in force, not even until the next load.  The next
-    # request also starts a full reload (the store may have changed too).
+    # What is in force depends on the settings (the names they claim, the paths they
+    # allow): rebuild it now from the rows loaded last, without a query, so a settings
+    # rule and an admin rule of one name are never both in force; then a full reload.
     global _next_check
     _state.interval = None
     _state.store = None

@@ -16,8 +16,8 @@ from ..routes import reject_regex
 from ..shedding.rules import SheddingRule, parse_shedding_rule
 
 __all__ = [
-    "AdminRows", "AdminRules", "build_admin_rules", "load_admin_rules", "read_admin_rows",
-    "row_problem", "settings_names",
+    "AdminRows", "AdminRules", "build_admin_rules", "read_admin_rows", "row_problem",
+    "settings_names",
 ]  # fmt: skip
 
 logger = logging.getLogger("resilience_django.live")
@@ -63,55 +63,39 @@ def _list_names(entries: Any) -> frozenset[str]:
     return frozenset(str(e.get("name")) for e in entries if isinstance(e, Mapping))
 
 
-@dataclass(frozen=True, slots=True)
-class AdminRows:
-    """The enabled admin rows as read from the database, per kind, in the order they load.
-
-    Kept by the live module so that a settings change can recompute what is in
-    force (which names the settings now claim, which paths they now allow)
-    at once and without a database query.
-    """
-
-    limit: tuple[Any, ...] = ()
-    breaker: tuple[Any, ...] = ()
-    route: tuple[Any, ...] = ()
-    shedding: tuple[Any, ...] = ()
+# The enabled admin rows as read from the database: kind -> rows, in the order they load.
+# The live module keeps them, to recompute what is in force without a query when settings change.
+AdminRows = dict[str, tuple[Any, ...]]
 
 
 def read_admin_rows() -> AdminRows:
     """The enabled rows of every kind: the only database reads of the live reload."""
-    from ..models import BreakerPolicy as BreakerRow
-    from ..models import LimitRule as LimitRow
-    from ..models import RouteDeadline as RouteRow
-    from ..models import SheddingRule as SheddingRow
+    from .. import models
 
-    return AdminRows(
-        limit=tuple(LimitRow.objects.filter(enabled=True).order_by("name")),
-        breaker=tuple(BreakerRow.objects.filter(enabled=True).order_by("name")),
-        route=tuple(RouteRow.objects.filter(enabled=True).order_by("route")),
-        shedding=tuple(SheddingRow.objects.filter(enabled=True).order_by("position", "name")),
-    )
-
-
-def load_admin_rules() -> AdminRules:
-    """Read the enabled rows and parse them with the settings' own parsers; a row that
-    cannot be loaded is left out, logged and listed in ``skipped``."""
-    return build_admin_rules(read_admin_rows())
+    return {
+        "limit": tuple(models.LimitRule.objects.filter(enabled=True).order_by("name")),
+        "breaker": tuple(models.BreakerPolicy.objects.filter(enabled=True).order_by("name")),
+        "route": tuple(models.RouteDeadline.objects.filter(enabled=True).order_by("route")),
+        "shedding": tuple(
+            models.SheddingRule.objects.filter(enabled=True).order_by("position", "name")
+        ),
+    }
 
 
 def build_admin_rules(rows: AdminRows) -> AdminRules:
-    """The rules in force from these rows under the current settings (no database query)."""
+    """The rules in force from these rows under the current settings (no database query);
+    a row that cannot be loaded is left out, logged and listed in ``skipped``."""
     taken = settings_names()
     choices = admin_choices()
     conflicts: list[tuple[str, str]] = []
     skipped: list[tuple[str, str, str]] = []
     fingerprint: list[Any] = []
 
-    def load(kind: str, kind_rows: tuple[Any, ...]) -> list[Any]:
+    def load(kind: str) -> list[Any]:
         # Every kind alike: fingerprint each enabled row, leave out the names the
         # settings define (they win), and parse with the settings' own parser.
         parsed: list[Any] = []
-        for index, row in enumerate(kind_rows):
+        for index, row in enumerate(rows[kind]):
             fingerprint.append((kind, row.pk, row.updated_at))
             name = row.route if kind == "route" else row.name
             if name in taken[kind]:
@@ -126,10 +110,10 @@ def build_admin_rules(rows: AdminRows) -> AdminRules:
         return parsed
 
     return AdminRules(
-        limit_rules=tuple(load("limit", rows.limit)),
-        breaker_policies=dict(load("breaker", rows.breaker)),
-        route_budgets=tuple(load("route", rows.route)),
-        shedding_rules=tuple(load("shedding", rows.shedding)),
+        limit_rules=tuple(load("limit")),
+        breaker_policies=dict(load("breaker")),
+        route_budgets=tuple(load("route")),
+        shedding_rules=tuple(load("shedding")),
         conflicts=tuple(conflicts),
         skipped=tuple(skipped),
         fingerprint=tuple(fingerprint),
@@ -137,10 +121,8 @@ def build_admin_rules(rows: AdminRows) -> AdminRules:
 
 
 def row_problem(kind: str, row: Any) -> str | None:
-    """Why this admin row cannot be in force, or ``None``: what the loader would say.
-
-    The admin's "in force" column asks this, so the page and the loader agree.
-    """
+    """Why this admin row cannot be in force, or ``None``: what the loader would say (the
+    admin's "in force" column asks, so the page and the loader agree)."""
     return _load_row(kind, row, 0, admin_choices())[1]
 
 

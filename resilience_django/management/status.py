@@ -1,9 +1,5 @@
-"""What ``manage.py resilience_status`` reports, gathered as one JSON-ready dict.
-
-The running service is seen through the fleet store (``fleet.py``); configuration
-adds every configured breaker and every rule in force.  Nothing here raises for
-an unreachable store or database: each becomes a line in the report and, for
-``--check``, a reason for the exit status.
+"""What ``manage.py resilience_status`` reports, as one JSON-ready dict.  An unreachable
+store or database is a line in the report (and, for ``--check``, a reason), never a raise.
 """
 
 from __future__ import annotations
@@ -11,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .. import live
 from ..admin_views.state import limiters
 from ..conf import get_settings, parse_redis
 from ..fleet import breaker_rows, fleet_processes, get_store
@@ -27,14 +24,25 @@ BAD_STATES = frozenset({"open", "forced_open", "half_open"})
 def gather() -> dict[str, Any]:
     """The whole report; ``status`` says what ``--check`` exits with, and why."""
     settings = get_settings()
-    procs, where, fleet_error = _fleet()
+    try:
+        store = get_store()
+        where = "this process only" if store is None else type(store).__name__
+        procs, fleet_error = fleet_processes(fresh_counts=False), None
+    except Exception as exc:  # an unreachable store is a line in the report, not a traceback
+        procs, where, fleet_error = [], "unreachable", f"{type(exc).__name__}: {exc}"
     rows = breaker_rows(procs)
-    admin, rules_error = _admin_rules()
+    admin, rules_error = live.AdminRules(), None
+    if settings.reload_interval is None:
+        rules_error = "admin rules are off (RELOAD_INTERVAL is None): the settings rules alone"
+    else:
+        try:  # from the database, not a worker's memory: what every worker loads next
+            admin = live.build_admin_rules(live.read_admin_rows())
+        except Exception as exc:  # the database may be down: say so, show the rest
+            rules_error = f"admin rules unavailable: {type(exc).__name__}: {exc}"
     rules = [_describe(rule, "settings") for rule in settings.limits]
+    rules += [_describe(rule, "admin") for rule in admin.limit_rules]
     shedding = [_describe_shedding(rule, "settings") for rule in settings.shedding]
-    if admin is not None:
-        rules += [_describe(rule, "admin") for rule in admin.limit_rules]
-        shedding += [_describe_shedding(rule, "admin") for rule in admin.shedding_rules]
+    shedding += [_describe_shedding(rule, "admin") for rule in admin.shedding_rules]
     configured = _configured_breakers(settings.breakers, admin, rows)
     workers = limiters(procs) if where != "this process only" else []
     redis = _ping_redis() if settings.backend == "redis" else None
@@ -59,46 +67,21 @@ def gather() -> dict[str, Any]:
         "rules": rules,
         "shedding": shedding,
         "rules_error": rules_error,
-        "overridden": [list(c) for c in admin.conflicts] if admin is not None else [],
-        "skipped": [list(s) for s in admin.skipped] if admin is not None else [],
+        "overridden": [list(c) for c in admin.conflicts],
+        "skipped": [list(s) for s in admin.skipped],
     }
     doc["status"] = _status(doc)
     return doc
-
-
-def _fleet() -> tuple[list[dict[str, Any]], str, str | None]:
-    """The live processes' reports, where they come from, and why they could not be read."""
-    try:
-        store = get_store()
-        where = "this process only" if store is None else type(store).__name__
-        return fleet_processes(fresh_counts=False), where, None
-    except Exception as exc:  # an unreachable store is a line in the report, not a traceback
-        return [], "unreachable", f"{type(exc).__name__}: {exc}"
-
-
-def _admin_rules() -> tuple[Any, str | None]:
-    from .. import live
-
-    if not live.enabled():
-        return None, "admin rules are off (RELOAD_INTERVAL is None): the settings rules alone"
-    try:
-        # From the database, not a worker's memory: what every worker loads
-        # within RELOAD_INTERVAL.
-        return live.load_admin_rules(), None
-    except Exception as exc:  # the database may be down: say so, show the rest
-        return None, f"admin rules unavailable: {type(exc).__name__}: {exc}"
 
 
 def _configured_breakers(
     settings_breakers: Any, admin: Any, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Every breaker: configured (settings, admin) or reported by a process, with its states."""
-    sources: dict[str, str] = {str(name): "settings" for name in settings_breakers}
-    if admin is not None:
-        for name in admin.breaker_policies:
-            sources.setdefault(str(name), "admin")
-    for row in rows:
-        sources.setdefault(str(row.get("name")), "defaults")
+    # Settings win over the admin, the admin over a name only a process reports.
+    sources = {str(row.get("name")): "defaults" for row in rows}
+    sources |= {str(name): "admin" for name in admin.breaker_policies}
+    sources |= {str(name): "settings" for name in settings_breakers}
     out = []
     for name in sorted(sources):
         states = [str(r.get("state")) for r in rows if r.get("name") == name]

@@ -1,7 +1,4 @@
-"""Render one scrape: this process's default registry, or the whole server in multiprocess mode.
-
-Django-free, so the view stays a thin adapter and tests can render directly.
-"""
+"""Render one scrape; Django-free, so the view stays a thin adapter."""
 
 from __future__ import annotations
 
@@ -15,13 +12,8 @@ class PrometheusMissing(RuntimeError):
 
 
 def render(accept: str = "") -> tuple[bytes, str]:
-    """The exposition body and its content type, negotiated from ``accept``.
-
-    ``application/openmetrics-text`` in ``accept`` selects OpenMetrics, the only
-    format that carries exemplars.  With ``PROMETHEUS_MULTIPROC_DIR`` set, a
-    fresh registry reads every worker's files, so one scrape shows the server;
-    the default registry would show only the worker that answered.
-    """
+    """The exposition body and its content type, negotiated from ``accept`` (OpenMetrics
+    carries exemplars).  In multiprocess mode, the whole server: every worker's files."""
     try:
         from prometheus_client import REGISTRY, CollectorRegistry
         from prometheus_client.exposition import choose_encoder

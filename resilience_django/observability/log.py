@@ -1,9 +1,5 @@
-"""Structured log records: a safe ``extra=`` builder and a JSON formatter.
-
-State changes are logged at WARNING with their facts in ``extra=`` fields;
-per-request events never go above DEBUG, so a flood of rejections cannot flood
-the logs.  docs/metrics.md lists the fields and shows a ``LOGGING`` example.
-"""
+"""Structured log records: a safe ``extra=`` builder and a JSON formatter (docs/metrics.md,
+"Logs": the fields, a ``LOGGING`` example, and why nothing per request goes above DEBUG)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Multiprocess bookkeeping for servers that fork workers (gunicorn, uvicorn --workers).
-
-With ``PROMETHEUS_MULTIPROC_DIR`` set, the ``live*`` gauges drop a worker's files
-only when someone marks it dead: gunicorn's ``child_exit`` hook can (docs/metrics.md).
-Counters and histograms keep a dead worker's totals: those requests happened.
-"""
+"""Marking dead workers' ``live*`` gauges in multiprocess mode (docs/metrics.md, "Many
+worker processes")."""
 
 from __future__ import annotations
 

@@ -1,26 +1,19 @@
-"""OpenTelemetry linkage: span events, span status and exemplar trace ids.
+"""OpenTelemetry linkage: span events, span status and exemplar trace ids (docs/metrics.md).
 
-``opentelemetry-api`` is optional and imported once, on first use; without it
-every function here returns at once, with it a span that does not record costs
-one context-variable lookup.  Attribute names are listed in ``docs/metrics.md``.
+``opentelemetry-api`` is optional and imported once, on first use.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "ATTR_REMAINING", "EVENT_BREAKER_SHORT_CIRCUIT", "EVENT_DEADLINE_EXCEEDED", "EVENT_FALLBACK",
-    "EVENT_REJECTED", "add_event", "available", "mark_http_status", "recording_span",
+    "ATTR_REMAINING", "add_event", "available", "mark_http_status", "recording_span",
     "trace_exemplar",
 ]  # fmt: skip
 
-EVENT_REJECTED = "resilience.request_rejected"
-EVENT_DEADLINE_EXCEEDED = "resilience.deadline_exceeded"
-EVENT_BREAKER_SHORT_CIRCUIT = "resilience.breaker_short_circuit"
-EVENT_FALLBACK = "resilience.limiter_fallback"
 ATTR_REMAINING = "resilience.deadline.remaining_s"
 
 _UNLOADED: Any = object()
@@ -29,14 +22,11 @@ _trace: Any = _UNLOADED
 _load_lock = threading.Lock()
 
 
-def _first_span() -> Any:
+def _current_span() -> Any:
+    # Replaced on first use by trace.get_current_span (or a function returning None
+    # without OpenTelemetry), so later calls pay no "is it loaded?" test.
     _load()
     return _current_span()
-
-
-# Replaced on first use by trace.get_current_span (or a function returning None
-# without OpenTelemetry), so later calls pay no "is it loaded?" test.
-_current_span: Callable[[], Any] = _first_span
 
 
 def _load() -> Any:
@@ -56,8 +46,7 @@ def _load() -> Any:
 
 def available() -> bool:
     """True when ``opentelemetry-api`` can be imported."""
-    trace = _trace if _trace is not _UNLOADED else _load()
-    return trace is not None
+    return (_trace if _trace is not _UNLOADED else _load()) is not None
 
 
 def recording_span() -> Any | None:
@@ -74,24 +63,23 @@ def trace_exemplar(span: Any) -> dict[str, str] | None:
     return {"trace_id": format(ctx.trace_id, "032x")}
 
 
-def add_event(span: Any, name: str, attributes: dict[str, Any]) -> None:
-    """Add ``name`` to ``span`` with the remaining deadline budget, if there is one."""
+def add_event(span: Any, name: str, attributes: Mapping[str, Any]) -> None:
+    """Add ``name`` to ``span`` with the ``attributes`` that are not None, and the
+    remaining deadline budget if there is one."""
     # Imported here, not at module level: deadline.py is loaded by then in any
     # process that serves requests, and this keeps observability importable alone.
     from ..deadline import remaining
 
+    known = {key: value for key, value in attributes.items() if value is not None}
     left = remaining()
     if left is not None:
-        attributes[ATTR_REMAINING] = round(left, 6)
-    span.add_event(name, attributes)
+        known[ATTR_REMAINING] = round(left, 6)
+    span.add_event(name, known)
 
 
 def mark_http_status(status: int) -> None:
-    """Set the current span's status for an answer we gave instead of the view.
-
-    HTTP semantic conventions, server side: a 5xx answer sets the status to
-    ERROR (with ``error.type`` the status code); a 4xx such as 429 leaves it unset.
-    """
+    """Set the current span's status for an answer we gave instead of the view: ERROR for
+    a 5xx, as the HTTP semantic conventions ask of server spans; a 4xx leaves it unset."""
     span = recording_span() if status >= 500 else None
     if span is None:
         return

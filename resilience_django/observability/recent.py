@@ -1,16 +1,10 @@
 """This process's rejections and deadline misses: totals and the last minute, per second.
 
-Prometheus counters only know totals, and only in the process that holds them;
-the dashboard must show the fleet's last minute the moment it opens.  So each
-process keeps one small ring of per-second counts per label set, and its fleet
-thread publishes them (``fleet.py``).  Bounded: at most ``max_keys`` label sets
-(past it, still counted by Prometheus) and ``span`` buckets each.  One lock per
-counted event: events are rejections and 504s, never admitted requests.
-
->>> counts = RecentCounts(clock=lambda: 1000.5)
->>> counts.add(("api", "rate_limited")); counts.add(("api", "rate_limited"))
->>> counts.report()
-[{'labels': ['api', 'rate_limited'], 'total': 2, 'recent': [[1000, 2]]}]
+Prometheus counters know only totals, and only in their process; the dashboard must
+show the fleet's last minute the moment it opens, so each process keeps a small ring of
+per-second counts per label set for its fleet thread to publish (``fleet.py``).  Bounded:
+``max_keys`` label sets (past it, still counted by Prometheus), ``SPAN`` buckets each.
+One lock per counted event: events are rejections and 504s, never admitted requests.
 """
 
 from __future__ import annotations
@@ -19,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["RecentCounts", "deadlines", "rejections", "window_counts"]
@@ -26,22 +21,17 @@ __all__ = ["RecentCounts", "deadlines", "rejections", "window_counts"]
 SPAN = 60
 
 
+@dataclass(slots=True)
 class _Entry:
-    __slots__ = ("buckets", "total")
-
-    def __init__(self) -> None:
-        self.total = 0
-        # [second, count], oldest first; at most `span` of them.
-        self.buckets: deque[list[int]] = deque()
+    total: int = 0
+    # [second, count], oldest first; at most SPAN of them.
+    buckets: deque[list[int]] = field(default_factory=deque)
 
 
 class RecentCounts:
-    """Event counts per label set: the total, and per second over the last ``span`` seconds."""
+    """Event counts per label set: the total, and per second over the last ``SPAN`` seconds."""
 
-    def __init__(
-        self, *, span: int = SPAN, max_keys: int = 1000, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.span = span
+    def __init__(self, *, max_keys: int = 1000, clock: Callable[[], float] = time.time) -> None:
         self.max_keys = max_keys
         # Wall-clock seconds: buckets from several hosts are summed by second.
         self.clock = clock
@@ -62,12 +52,12 @@ class RecentCounts:
                 buckets[-1][1] += 1
                 return
             buckets.append([second, 1])
-            while buckets[0][0] <= second - self.span:
+            while buckets[0][0] <= second - SPAN:
                 buckets.popleft()
 
     def report(self) -> list[dict[str, Any]]:
-        """JSON-ready: ``labels``, ``total`` and ``recent`` ([second, count], last ``span`` s)."""
-        oldest = int(self.clock()) - self.span
+        """JSON-ready: ``labels``, ``total`` and ``recent`` ([second, count], last ``SPAN`` s)."""
+        oldest = int(self.clock()) - SPAN
         with self._lock:
             return [
                 {
@@ -84,15 +74,10 @@ class RecentCounts:
             self._entries.clear()
 
 
-def window_counts(
-    reports: Iterable[Any], *, now: float, window: float = SPAN
-) -> dict[tuple[str, ...], tuple[int, int]]:
-    """Sum several processes' reports: label set -> (count in the last ``window`` s, total).
-
-    A malformed entry (a process of another version, a hand-written store value)
-    is skipped, never fatal: the dashboard must not fail on one bad report.
-    """
-    oldest = now - window
+def window_counts(reports: Iterable[Any], *, now: float) -> dict[tuple[str, ...], tuple[int, int]]:
+    """Sum several processes' reports: label set -> (count in the last ``SPAN`` s, total).
+    A malformed entry (another version's, a hand-written one) is skipped, never fatal."""
+    oldest = now - SPAN
     out: dict[tuple[str, ...], tuple[int, int]] = {}
     for report in reports:
         if not isinstance(report, list | tuple):

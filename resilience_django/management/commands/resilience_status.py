@@ -1,11 +1,5 @@
-"""``manage.py resilience_status``: what the fleet's workers report, and what is configured.
-
-Everything about the running service comes from the fleet store (this process
-serves no request); configuration adds every configured breaker and every rule
-in force.  ``--json`` prints one JSON document; ``--check`` exits 0 when all is
-well, 1 on a problem, 2 when it cannot tell (docs/admin.md).  Settings with
-errors are reported as ``manage.py check`` reports them, and nothing is read.
-"""
+"""``manage.py resilience_status``: what the fleet's workers report, what is configured, and
+with ``--check`` an exit status (docs/admin.md)."""
 
 from __future__ import annotations
 
@@ -19,19 +13,16 @@ from ...checks import check_settings
 from ..status import UNKNOWN, gather
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
-
-
 def _shedding_line(rule: dict[str, Any]) -> str:
     size = str(rule["max_concurrent"])
     if rule["adaptive"]:
         size = f"{rule['min_concurrent']}..{size} adaptive"
+    wait = f"{rule['max_wait'] * 1000:g}ms" if rule["max_wait"] < 1 else f"{rule['max_wait']:g}s"
     share = rule["critical_share"]
     extra = " critical" if rule["critical"] else f" critical_share={share:g}" if share else ""
     return (
         f"  {rule['name']}: max_concurrent={size} queue={rule['queue']} "
-        f"max_wait={_duration(rule['max_wait'])} on {rule['match']}{extra} ({rule['source']})"
+        f"max_wait={wait} on {rule['match']}{extra} ({rule['source']})"
     )
 
 
@@ -56,22 +47,6 @@ class Command(BaseCommand):
         "configured breaker and the rules in force; --check sets the exit status."
     )
 
-    def _refuse_bad_settings(self, *, check: bool) -> None:
-        # Run here too, not only through requires_system_checks: call_command()
-        # and --skip-checks skip those, and the store would then raise.
-        errors = [m for m in check_settings() if m.is_serious()]
-        if not errors:
-            return
-        for error in errors:
-            self.stderr.write(self.style.ERROR(f"{error.id}: {error.msg}"))
-            if error.hint:
-                self.stderr.write(f"    HINT: {error.hint}")
-        raise CommandError(
-            f"RESILIENCE has {len(errors)} error(s), listed above; "
-            "fix them (python manage.py check lists them too) and run this again.",
-            returncode=UNKNOWN if check else 1,
-        )
-
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON document")
         parser.add_argument(
@@ -82,7 +57,19 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self._refuse_bad_settings(check=options["check"])
+        # Checked here too, not only through requires_system_checks: call_command()
+        # and --skip-checks skip those, and the store would then raise.
+        errors = [m for m in check_settings() if m.is_serious()]
+        for error in errors:
+            self.stderr.write(self.style.ERROR(f"{error.id}: {error.msg}"))
+            if error.hint:
+                self.stderr.write(f"    HINT: {error.hint}")
+        if errors:
+            raise CommandError(
+                f"RESILIENCE has {len(errors)} error(s), listed above; "
+                "fix them (python manage.py check lists them too) and run this again.",
+                returncode=UNKNOWN if options["check"] else 1,
+            )
         doc = gather()
         if options["json"]:
             self.stdout.write(json.dumps(doc, indent=2, default=str))

@@ -67,8 +67,8 @@
     ]));
     article.appendChild(sparkline(points, b.state));
     const dl = el("dl", {class: "rd-dl"});
-    const refusing = b.state === "open" || b.state === "forced_open";
-    const unmeasured = refusing && !b.calls; // an open breaker's window is not measured
+    // An open breaker's window is not measured.
+    const unmeasured = (b.state === "open" || b.state === "forced_open") && !b.calls;
     metric(dl, "failure rate", unmeasured ? "— (not measured while open)" : pct(b.failure_rate));
     metric(dl, "EWMA", unmeasured ? "—" : pct(b.ewma));
     metric(dl, "slow-call rate", unmeasured ? "—" : pct(b.slow_rate));
@@ -168,10 +168,9 @@
   }
 
   $("rd-confirm").addEventListener("close", async (event) => {
-    const dialog = event.target;
     const todo = pending;
     pending = null;
-    if (dialog.returnValue !== "ok" || !todo) return;
+    if (event.target.returnValue !== "ok" || !todo) return;
     const token = root.querySelector("input[name=csrfmiddlewaretoken]").value;
     const response = await fetch(api + encodeURIComponent(todo.name) + "/", {
       method: "POST", credentials: "same-origin",

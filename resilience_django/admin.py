@@ -1,11 +1,5 @@
-"""Admin pages for live tuning, and the breaker dashboard.
-
-Each changelist also shows, read-only, the rules ``RESILIENCE`` defines in
-settings, so operators see everything in force in one place; an admin rule
-whose name a settings rule already uses is marked "overridden by settings"
-(the settings rule wins, see ``live/``).  Every save, delete, bulk action and
-dashboard action is written to the admin history.
-"""
+"""Admin pages for live tuning, with the rules settings define shown read-only under each
+changelist, and the breaker dashboard (docs/admin.md)."""
 
 from __future__ import annotations
 
@@ -41,14 +35,25 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
 
 
+def _action(description: str, field: str, value: object) -> Callable[..., None]:
+    """A bulk action setting ``field`` to ``value`` on the selected rows."""
+
+    @admin.action(description=description, permissions=["change"])
+    def action(self: _RuleAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._bulk(request, queryset, field, value)
+
+    return action
+
+
+_SHADOW = "Shadow selected %(verbose_name_plural)s (count, never block)"
+_ENFORCE = "Enforce selected %(verbose_name_plural)s"
+
+
 class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """What the rule admins share: the in-force column, actions, the settings table."""
 
-    kind = ""
-    name_field = "name"
     settings_key = ""  # the RESILIENCE key whose errors the changelist shows
-    shadow_value = ""
-    enforce_value = ""
+    actions: tuple[str, ...] = ("enable", "disable")
     change_list_template = "resilience_django/admin/change_list.html"
     readonly_fields = ("created_at", "updated_at")
 
@@ -56,58 +61,28 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def in_force(self, obj: Any) -> str:
         if not obj.enabled:
             return format_html('<span class="rd-muted">{}</span>', "disabled")
-        if getattr(obj, self.name_field) in settings_names()[self.kind]:
-            return format_html(
-                '<span class="rd-conflict" title="{}">{}</span>',
-                "Settings define a rule with this name; the settings rule is in force.",
-                "overridden by settings",
-            )
-        # What the live loader would say of this row (the same function), so a
-        # row it leaves out, e.g. naming a dotted path settings do not allow, or
-        # saved before a rule tightened, is shown with the reason.
-        problem = row_problem(self.kind, obj)
-        if problem is not None:
-            return format_html(
-                '<span class="rd-conflict" title="{}">{}</span><br><small>{}</small>',
-                problem,
-                "not in force",
-                problem,
-            )
+        conflict = '<span class="rd-conflict" title="{}">{}</span>'
+        if getattr(obj, obj.name_field) in settings_names()[obj.settings_kind]:
+            why = "Settings define a rule with this name; the settings rule is in force."
+            return format_html(conflict, why, "overridden by settings")
+        # The live loader's own verdict (the same function): the page and the loader agree.
+        if (problem := row_problem(obj.settings_kind, obj)) is not None:
+            return format_html(conflict + "<br><small>{}</small>", problem, "not in force", problem)
         return format_html('<span class="rd-ok">{}</span>', "✔ in force")
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Any], field: str, value: Any) -> None:
-        changed = 0
-        for obj in queryset:
-            if getattr(obj, field) == value:
-                continue
+        label = str(self.model._meta.get_field(field).verbose_name).capitalize()
+        changed = queryset.exclude(**{field: value})
+        for obj in changed:
             setattr(obj, field, value)
             # save() per row (not update()): post_save bumps the live version.
             obj.save(update_fields=[field, "updated_at"])
-            label = obj._meta.get_field(field).verbose_name
-            self.log_change(request, obj, [{"changed": {"fields": [str(label).capitalize()]}}])
-            changed += 1
-        self.message_user(
-            request, f"{changed} {self.model._meta.verbose_name_plural} updated.", messages.SUCCESS
-        )
+            self.log_change(request, obj, [{"changed": {"fields": [label]}}])
+        plural = self.model._meta.verbose_name_plural
+        self.message_user(request, f"{len(changed)} {plural} updated.", messages.SUCCESS)
 
-    @admin.action(description="Enable selected %(verbose_name_plural)s", permissions=["change"])
-    def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._bulk(request, queryset, "enabled", True)
-
-    @admin.action(description="Disable selected %(verbose_name_plural)s", permissions=["change"])
-    def disable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._bulk(request, queryset, "enabled", False)
-
-    @admin.action(
-        description="Shadow selected %(verbose_name_plural)s (count, never block)",
-        permissions=["change"],
-    )
-    def shadow(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._bulk(request, queryset, "mode", self.shadow_value)
-
-    @admin.action(description="Enforce selected %(verbose_name_plural)s", permissions=["change"])
-    def enforce(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._bulk(request, queryset, "mode", self.enforce_value)
+    enable = _action("Enable selected %(verbose_name_plural)s", "enabled", True)
+    disable = _action("Disable selected %(verbose_name_plural)s", "enabled", False)
 
     def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
         """Column headings and rows of the rules settings define."""
@@ -137,10 +112,9 @@ class _RoutedRuleAdmin(_RuleAdmin):
 
 @admin.register(LimitRule)
 class LimitRuleAdmin(_RoutedRuleAdmin):
-    kind = "limit"
     settings_key = "LIMITS"
-    shadow_value = "shadow"
-    enforce_value = "enforce"
+    shadow = _action(_SHADOW, "mode", "shadow")
+    enforce = _action(_ENFORCE, "mode", "enforce")
     form = forms.LimitRuleForm
     # Scope and algorithm are filters, not columns: the list must fit beside the sidebars.
     list_display = (
@@ -158,8 +132,7 @@ class LimitRuleAdmin(_RoutedRuleAdmin):
 
     @admin.display(description="rate", ordering="rate")
     def rate_shown(self, obj: LimitRule) -> str:
-        # As the settings table below shows rates ("100/m"), for rows saved before
-        # clean() stored them that way too; an unreadable one as it was typed.
+        # As the settings table shows rates ("100/m"), also for rows saved before clean() did.
         try:
             return str(parse_rate(obj.rate))
         except ValueError:
@@ -175,10 +148,9 @@ class LimitRuleAdmin(_RoutedRuleAdmin):
 
 @admin.register(BreakerPolicy)
 class BreakerPolicyAdmin(_RuleAdmin):
-    kind = "breaker"
     settings_key = "BREAKERS"
-    shadow_value = "metrics_only"
-    enforce_value = "normal"
+    shadow = _action(_SHADOW, "mode", "metrics_only")
+    enforce = _action(_ENFORCE, "mode", "normal")
     form = forms.BreakerPolicyForm
     list_display = (
         "name", "failure_threshold", "error_rate", "open_for", "window", "mode", "enabled",
@@ -203,13 +175,10 @@ class BreakerPolicyAdmin(_RuleAdmin):
 
 @admin.register(RouteDeadline)
 class RouteDeadlineAdmin(_RuleAdmin):
-    kind = "route"
-    name_field = "route"
     form = forms.RouteDeadlineForm
     list_display = ("route", "budget", "enabled", "in_force", "updated_at")
     list_filter = ("enabled",)
     search_fields = ("route", "notes")
-    actions = ("enable", "disable")
     fields = ("route", "budget", "enabled", "notes", "created_at", "updated_at")
 
     def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
@@ -226,7 +195,6 @@ def _critical(share: float, critical: bool) -> str:
 
 @admin.register(SheddingRule)
 class SheddingRuleAdmin(_RoutedRuleAdmin):
-    kind = "shedding"
     settings_key = "SHEDDING"
     form = forms.SheddingRuleForm
     # No "updated at" column: ten columns already fill the width beside the filters.
@@ -236,8 +204,7 @@ class SheddingRuleAdmin(_RoutedRuleAdmin):
     )  # fmt: skip
     list_filter = ("enabled", "adaptive", "critical")
     search_fields = ("name", "path", "view", "critical_paths", "critical_header", "notes")
-    # No shadow mode: a bulkhead either holds requests back or does nothing.
-    actions = ("enable", "disable")
+    # No shadow mode (actions: enable, disable): a bulkhead holds requests back or does nothing.
     fieldsets = forms.SHEDDING_FIELDSETS
 
     @admin.display(description="critical")
@@ -269,29 +236,25 @@ class BreakerDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     has_add_permission = has_delete_permission = has_change_permission
 
     def get_urls(self) -> list[URLPattern]:
-        info = (self.opts.app_label, self.opts.model_name)
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
         wrap: Callable[..., Any] = self.admin_site.admin_view
         # Only these: the default change/delete views would query a table that does not exist.
         return [
-            path("", wrap(self.dashboard_view), name="{}_{}_changelist".format(*info)),
-            path("api/", wrap(admin_views.api_view), name="{}_{}_api".format(*info)),
-            path(
-                "api/<path:name>/",
-                wrap(admin_views.api_view),
-                name="{}_{}_api_breaker".format(*info),
-            ),
+            path("", wrap(self.dashboard_view), name=f"{name}_changelist"),
+            path("api/", wrap(admin_views.api_view), name=f"{name}_api"),
+            path("api/<path:name>/", wrap(admin_views.api_view), name=f"{name}_api_breaker"),
         ]
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not admin_views.can_view(request.user):
             raise PermissionDenied
-        info = (self.opts.app_label, self.opts.model_name)
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
         context = {
             **self.admin_site.each_context(request),
             "title": "Breaker dashboard",
             "opts": self.opts,
             "app_label": self.opts.app_label,
-            "api_url": reverse("{}:{}_{}_api".format(self.admin_site.name, *info)),
+            "api_url": reverse(f"{self.admin_site.name}:{name}_api"),
             "state": admin_views.dashboard_state(request.user),
             "can_operate": admin_views.can_operate(request.user),
         }

@@ -1,8 +1,6 @@
 """What admin users may pick: the dotted paths ``RESILIENCE["ADMIN_CHOICES"]`` lists.
 
-Admin users are trusted with values, not code (docs/security.md).  Every check
-here is a string comparison made *before* anything is imported: an admin value
-that is not listed never reaches ``importlib``.  Check ids: E085 (shape), E086 (imports).
+Every check is a string comparison made *before* anything is imported (docs/security.md).
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .conf import _mapping, _report
+from .conf import _mapping, _report, _unknown_keys
 from .dotted import import_dotted
 from .exceptions import ConfigError
 
@@ -22,7 +20,6 @@ __all__ = [
     "admin_choices",
     "check_admin_choices",
     "is_builtin_exception",
-    "is_builtin_key",
     "parse_admin_choices",
 ]
 
@@ -30,12 +27,6 @@ KINDS = ("KEYS", "EXCEPTIONS", "PREDICATES")
 BUILTIN_KEYS = ("ip", "user", "user_or_ip")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+\Z", re.ASCII)
 _WHERE = "RESILIENCE['ADMIN_CHOICES']"
-
-
-def is_builtin_key(spec: str) -> bool:
-    """``ip``, ``user``, ``user_or_ip``, ``header:<Name>`` or ``param:<name>``: no import."""
-    kind, sep, _ = spec.partition(":")
-    return spec in BUILTIN_KEYS or (bool(sep) and kind in ("header", "param"))
 
 
 def is_builtin_exception(path: str) -> bool:
@@ -54,7 +45,8 @@ class AdminChoices:
 
     def refuse_key(self, spec: str) -> str | None:
         """Why an admin row may not use this key, or ``None`` when it may."""
-        if is_builtin_key(spec) or spec in self.keys:
+        kind, sep, _ = spec.partition(":")  # the built-in kinds import nothing
+        if spec in BUILTIN_KEYS or (sep and kind in ("header", "param")) or spec in self.keys:
             return None
         use = f"ip, user, user_or_ip, header:<Name>, param:<name>{_or_listed(self.keys)}"
         if "." not in spec or ":" in spec:
@@ -88,20 +80,13 @@ def _refusal(what: str, use: str, others: str, kind: str) -> str:
     )
 
 
-def parse_admin_choices(raw: Any, errors: list[ConfigError] | None = None) -> AdminChoices:
-    """The lists' shape only, nothing imported; problems go to ``errors`` (E085)."""
-    found: list[ConfigError] = [] if errors is None else errors
-    if raw is None:
+def parse_admin_choices(raw: Any, found: list[ConfigError]) -> AdminChoices:
+    """The lists' shape only, nothing imported; problems go to ``found`` (E085)."""
+    hint = "Example: {'KEYS': ['myapp.keys.by_tenant'], 'EXCEPTIONS': ['httpx.HTTPError'], "
+    hint += "'PREDICATES': ['myapp.breakers.is_5xx']}"
+    if raw is None or (raw := _mapping(found, raw, _WHERE, "resilience.E085", hint)) is None:
         return AdminChoices()
-    raw = _mapping(found, raw, _WHERE, "resilience.E085", "Example: {'KEYS': "
-                   "['myapp.keys.by_tenant'], 'EXCEPTIONS': ['httpx.HTTPError'], "
-                   "'PREDICATES': ['myapp.breakers.is_5xx']}")  # fmt: skip
-    if raw is None:
-        return AdminChoices()
-    for kind in raw:
-        if kind not in KINDS:
-            _report(found, f"{_WHERE} has an unknown key {kind!r}", "resilience.E085",
-                    f"Known keys: {', '.join(KINDS)}.")  # fmt: skip
+    _unknown_keys(found, raw, KINDS, _WHERE, "resilience.E085")
     lists: list[tuple[str, ...]] = []
     for kind in KINDS:
         value = raw.get(kind, ())
@@ -151,4 +136,4 @@ def admin_choices() -> AdminChoices:
     """The allowlist the current settings define (shape-checked, nothing imported)."""
     from .conf import get_settings
 
-    return parse_admin_choices(get_settings().raw.get("ADMIN_CHOICES"))
+    return parse_admin_choices(get_settings().raw.get("ADMIN_CHOICES"), [])

@@ -1,9 +1,5 @@
-"""Django system checks over the ``RESILIENCE`` setting.
-
-Parsing collects every problem as a ``ConfigError`` with its check id; this
-module only turns them into ``checks.Error`` objects, so a problem found by
-the parser and the check that reports it can never drift apart.
-"""
+"""Django system checks over ``RESILIENCE``: the parser's own ``ConfigError`` values, turned
+into ``checks.Error`` objects, so a problem and the check reporting it never drift apart."""
 
 from __future__ import annotations
 
@@ -20,8 +16,7 @@ MIDDLEWARE_PATH = "resilience_django.middleware.ResilienceMiddleware"
 
 @checks.register("resilience")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    # Parse afresh rather than reading the cache: checks must report the
-    # settings as they are now, and this runs rarely.
+    # Afresh, not from the cache: the settings as they are now (and this runs rarely).
     parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
     messages: list[checks.CheckMessage] = [
         checks.Error(str(error), hint=error.hint or None, id=error.check_id)
@@ -29,14 +24,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     ]
     middleware = list(getattr(settings, "MIDDLEWARE", []))
     if MIDDLEWARE_PATH in middleware and middleware.index(MIDDLEWARE_PATH) != 0:
-        messages.append(
-            checks.Warning(
-                f"{MIDDLEWARE_PATH} is not the first middleware",
-                hint="Put it first so deadlines count the whole request and rejections "
-                "happen before sessions and authentication cost anything.",
-                id="resilience.W002",
-            )
-        )
+        hint = "Put it first so deadlines count the whole request and rejections happen before "
+        hint += "sessions and authentication cost anything."
+        message = f"{MIDDLEWARE_PATH} is not the first middleware"
+        messages.append(checks.Warning(message, hint=hint, id="resilience.W002"))
     return messages
 
 

@@ -1,11 +1,6 @@
-"""The ``RESILIENCE`` setting, parsed once into frozen dataclasses.
+"""The ``RESILIENCE`` setting, parsed once into frozen dataclasses (docs/architecture.md).
 
-The one parser of every key, with one cache dropped on ``setting_changed`` (so
-``override_settings`` works); the system checks report this same parse's errors,
-and admin rows go through the same rule parsers.  Each key's parser lives beside
-what it configures, framework-free; Django's other settings (``CACHES``) are read
-here.  Parsing never raises: every problem becomes a ``ConfigError`` in
-``ResilienceSettings.errors``, while the parts that did parse stay usable.
+Parsing never raises: every problem becomes a ``ConfigError`` in ``ResilienceSettings.errors``.
 """
 
 from __future__ import annotations
@@ -122,6 +117,16 @@ def _mapping(
     return None
 
 
+def _unknown_keys(
+    errors: list[ConfigError], raw: Mapping[str, Any], known: Sequence[str], where: str, id_: str
+) -> None:
+    """A check error for each key of ``raw`` that is not in ``known``."""
+    for key in raw:
+        if key not in known:
+            message = f"{where} has an unknown key {safe_repr(key)}"
+            _report(errors, message, id_, f"Known keys: {', '.join(known)}.")
+
+
 def _checked(
     errors: list[ConfigError],
     raw: Mapping[str, Any],
@@ -172,15 +177,13 @@ def _duration(
 
 
 def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
-    if raw is None:
-        return DeadlineSettings()
-    raw = _mapping(errors, raw, "RESILIENCE['DEADLINE']", "resilience.E005",
-                   "Example: {'DEFAULT': '30s', 'ROUTES': {'/api/orders': '800ms'}}")  # fmt: skip
-    if raw is None:
+    where = "RESILIENCE['DEADLINE']"
+    hint = "Example: {'DEFAULT': '30s', 'ROUTES': {'/api/orders': '800ms'}}"
+    if raw is None or (raw := _mapping(errors, raw, where, "resilience.E005", hint)) is None:
         return DeadlineSettings()
     default = _duration(errors, raw.get("DEFAULT", 30.0), "'DEADLINE']['DEFAULT'",
                         "resilience.E005", 30.0, none_ok=True)  # fmt: skip
-    headers = _checked(errors, raw, "RESILIENCE['DEADLINE']", "HEADERS",
+    headers = _checked(errors, raw, where, "HEADERS",
         ("grpc-timeout", "x-timeout-ms"),
         lambda v: isinstance(v, list | tuple) and all(isinstance(h, str) and h.strip() for h in v),
         "resilience.E006", "must be a list of header names", "Example: ['grpc-timeout', "
@@ -188,20 +191,18 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
     margin = _duration(errors, raw.get("OUTBOUND_MARGIN", 0.010), "'DEADLINE']['OUTBOUND_MARGIN'",
                        "resilience.E007", 0.010, positive=False)  # fmt: skip
     routes: list[RouteBudget] = []
-    routes_raw = _mapping(errors, raw.get("ROUTES", {}), "RESILIENCE['DEADLINE']['ROUTES']",
+    routes_raw = _mapping(errors, raw.get("ROUTES", {}), f"{where}['ROUTES']",
                           "resilience.E008", "A dict of route -> budget. Example: "
                           "{'/api/orders': '800ms', 'orders:quote': '300ms'}")  # fmt: skip
     for route, budget_raw in (routes_raw or {}).items():
-        where = f"RESILIENCE['DEADLINE']['ROUTES'][{route!r}]"
-        budget = _duration(errors, budget_raw, where[11:-1], "resilience.E008", None)
+        at = f"{where}['ROUTES'][{route!r}]"
+        budget = _duration(errors, budget_raw, at[11:-1], "resilience.E008", None)
         if budget is None:
             continue
         try:
-            matcher = _route_key_matcher(route, where)
+            routes.append(RouteBudget(_route_key_matcher(route, at), budget, str(route)))
         except ConfigError as exc:
             errors.append(exc)
-            continue
-        routes.append(RouteBudget(matcher=matcher, budget=budget, label=str(route)))
     return DeadlineSettings(
         default=default, headers=tuple(h.lower() for h in headers), routes=tuple(routes),
         outbound_margin=margin or 0.0,
@@ -224,31 +225,29 @@ def _parse_exempt_streams(raw: Any, errors: list[ConfigError]) -> tuple[RouteMat
     return tuple(matchers)
 
 
-def _route_key_matcher(route: Any, where: str) -> RouteMatcher:
+def _route_key_matcher(route: Any, where: str, *, allow_regex: bool = True) -> RouteMatcher:
     """A route key is a path prefix ('/...'), a regex ('^...') or a URL name."""
     if not isinstance(route, str) or not route:
-        raise ConfigError(
-            f"{where}: the route must be a path prefix, a regex or a URL name",
-            check_id="resilience.E008",
-            hint="Use '/api/orders', '^/api/orders/\\d+$' or 'orders:quote'.",
-        )
+        message = f"{where}: the route must be a path prefix, a regex or a URL name"
+        hint = "Use '/api/orders', '^/api/orders/\\d+$' or 'orders:quote'."
+        raise ConfigError(message, check_id="resilience.E008", hint=hint)
     if route.startswith(("/", "^")):
-        prefix, regex = compile_path(route, where=where, check_id="resilience.E008")
+        prefix, regex = compile_path(
+            route, where=where, check_id="resilience.E008", allow_regex=allow_regex
+        )
         return RouteMatcher(prefix=prefix, regex=regex)
     return RouteMatcher(view=route)
 
 
 def _parse_handlers(raw: Any, errors: list[ConfigError]) -> dict[str, Callable[..., Any]]:
     where = "RESILIENCE['RESPONSE_HANDLERS']"
-    known = ", ".join(HANDLER_KINDS)
     handlers: dict[str, Callable[..., Any]] = {}
-    if raw is not None:
-        raw = _mapping(errors, raw, where, "resilience.E009",
-                       f"Keys: {known}; values: dotted paths to callables.")  # fmt: skip
-    for kind, path in (raw or {}).items():
+    hint = f"Keys: {', '.join(HANDLER_KINDS)}; values: dotted paths to callables."
+    if raw is None or (raw := _mapping(errors, raw, where, "resilience.E009", hint)) is None:
+        return handlers
+    _unknown_keys(errors, raw, HANDLER_KINDS, where, "resilience.E009")
+    for kind, path in raw.items():
         if kind not in HANDLER_KINDS:
-            _report(errors, f"{where} has an unknown key {kind!r}", "resilience.E009",
-                    f"Known keys: {known}.")  # fmt: skip
             continue
         try:
             handler = import_dotted(path) if isinstance(path, str) else path
@@ -272,12 +271,8 @@ UNEXPECTED = "could not be read"
 def _guarded(
     errors: list[ConfigError], section: str, check_id: str, parse: Callable[[], _T], default: _D
 ) -> _T | _D:
-    """``parse()``, or ``default`` with its ``ConfigError`` collected when it raised.
-
-    Anything else it raises is a bug in a parser, and still a check error
-    rather than a traceback out of ``manage.py check``: the checks never raise,
-    whatever the settings hold.
-    """
+    """``parse()``, or ``default`` with its ``ConfigError`` collected when it raised; anything
+    else is a parser's bug, still a check error: the checks never raise (docs/checks.md)."""
     try:
         return parse() or default
     except ConfigError as exc:
@@ -300,18 +295,15 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     hint = "Set RESILIENCE = {} to use every default."
     if _mapping(errors, raw, "RESILIENCE", "resilience.E001", hint) is None:
         return ResilienceSettings(errors=tuple(errors))
-    hint = f"Known keys: {', '.join(sorted(KNOWN_KEYS))}."
-    for key in raw:
-        if key not in KNOWN_KEYS:
-            _report(
-                errors, f"RESILIENCE has an unknown key {safe_repr(key)}", "resilience.E002", hint
-            )
+    _unknown_keys(errors, raw, sorted(KNOWN_KEYS), "RESILIENCE", "resilience.E002")
     backend = _checked(errors, raw, "RESILIENCE", "BACKEND", "local",
         lambda v: v in ("local", "redis"), "resilience.E003", "is not a backend",
         "Use 'local' (per process) or 'redis' (shared, with local fallback).")  # fmt: skip
     hint = "Use {'CACHE': 'default'} or {'URL': 'redis://127.0.0.1:6379/0'}."
     redis = _mapping(errors, raw.get("REDIS", {}), "RESILIENCE['REDIS']", "resilience.E004", hint)
     redis = redis or {}
+    # A Redis for the fleet store too: REDIS's URL, or the redis backend's settings.
+    redis_named = bool(redis.get("URL")) or (raw.get("BACKEND") == "redis" and bool(redis))
     fallback_latency = _duration(
         errors, raw.get("FALLBACK_LATENCY", 0.050), "'FALLBACK_LATENCY'", "resilience.E011", 0.050,
         maximum=FALLBACK_LATENCY_MAX, why_positive="every Redis call would count as slow",
@@ -340,23 +332,19 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     ), ((), ()))  # fmt: skip
     errors.extend(limit_errors)
     shedding_raw = raw.get("SHEDDING") or ()
-    shedding: tuple[SheddingRule, ...] = ()
-    if isinstance(shedding_raw, list | tuple):
-        shedding, shedding_errors = _guarded(errors, "SHEDDING", "resilience.E070",
-            lambda: parse_shedding_rules(shedding_raw), ((), ()))  # fmt: skip
-        errors.extend(shedding_errors)
-    else:
+    if not isinstance(shedding_raw, list | tuple):
         hint = "Example: [{'name': 'orders', 'path': '/api/orders', 'max_concurrent': 50}]"
         _report(errors, "RESILIENCE['SHEDDING'] must be a list of rules", "resilience.E070", hint)
+        shedding_raw = ()
+    shedding, shedding_errors = _guarded(errors, "SHEDDING", "resilience.E070",
+        lambda: parse_shedding_rules(shedding_raw), ((), ()))  # fmt: skip
+    errors.extend(shedding_errors)
     breakers, breaker_errors = _guarded(errors, "BREAKERS", "resilience.E050",
         lambda: parse_breakers(raw.get("BREAKERS")), ({}, []))  # fmt: skip
     errors.extend(breaker_errors)
     breakers_raw = raw.get("BREAKERS")
-    breaker_names = (
-        tuple(n for n in breakers_raw if isinstance(n, str) and n.strip())
-        if isinstance(breakers_raw, Mapping)
-        else ()
-    )
+    breakers_raw = breakers_raw if isinstance(breakers_raw, Mapping) else {}
+    breaker_names = tuple(n for n in breakers_raw if isinstance(n, str) and n.strip())
     errors.extend(_guarded(errors, "ADMIN_CHOICES", "resilience.E085",
         lambda: check_admin_choices(raw.get("ADMIN_CHOICES")), []))  # fmt: skip
     local_max_keys = _checked(errors, raw, "RESILIENCE", "LOCAL_MAX_KEYS", 100_000,
@@ -375,7 +363,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         fallback_latency=fallback_latency,
         fallback=fallback,
         fleet=_guarded(errors, "FLEET", FLEET_CHECK_ID,
-            lambda: _parse_fleet(raw.get("FLEET"), errors, raw), FleetSettings()),
+            lambda: _parse_fleet(raw.get("FLEET"), errors, redis_named), FleetSettings()),
         trusted_proxies=trusted_proxies,
         limits=limits,
         shedding=shedding,
@@ -400,32 +388,28 @@ def _fleet_error(message: str, hint: str) -> ConfigError:
     return ConfigError(f"RESILIENCE['FLEET']{message}", check_id=FLEET_CHECK_ID, hint=hint)
 
 
-def _fleet_url(url: object) -> str:
-    """A Redis URL the fleet store can connect to, or ``ConfigError``."""
-    hint = "Write it like 'redis://127.0.0.1:6379/0' (or rediss://, unix://)."
+def _fleet_url_problem(url: object) -> str | None:
+    """Why the fleet store cannot connect to Redis at ``url``, or ``None``."""
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise _fleet_error(f"['URL'] = {safe_repr(url)} is not a Redis URL", hint)
+        return "is not a Redis URL"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise _fleet_error(f"['URL'] = {safe_repr(url)} is not a Redis URL: {exc}", hint) from None
-    if parts.scheme != "unix" and not parts.hostname:
-        raise _fleet_error(f"['URL'] = {safe_repr(url)} has no host", hint)
-    if parts.scheme == "unix" and not parts.path:
-        raise _fleet_error(f"['URL'] = {safe_repr(url)} has no socket path", hint)
-    return url
+        return f"is not a Redis URL: {exc}"
+    if parts.scheme == "unix":
+        return None if parts.path else "has no socket path"
+    return None if parts.hostname else "has no host"
 
 
-def _parse_fleet(raw: Any, errors: list[ConfigError], root: Any = None) -> FleetSettings:
-    """Validate ``RESILIENCE["FLEET"]``; each bad key is reported and left at its default."""
-    keys = ", ".join(sorted(FLEET_KEYS))
-    if raw is None or (raw := _mapping(errors, raw, "RESILIENCE['FLEET']", FLEET_CHECK_ID,
-            "Example: {'CACHE': 'default', 'TTL': 10}; keys: " + keys + ".")) is None:  # fmt: skip
+def _parse_fleet(raw: Any, errors: list[ConfigError], redis_named: bool) -> FleetSettings:
+    """Validate ``RESILIENCE["FLEET"]``; each bad key is reported and left at its default.
+    ``redis_named``: whether the rest of RESILIENCE gives the fleet store a Redis."""
+    where, keys = "RESILIENCE['FLEET']", sorted(FLEET_KEYS)
+    hint = f"Example: {{'CACHE': 'default', 'TTL': 10}}; keys: {', '.join(keys)}."
+    if raw is None or (raw := _mapping(errors, raw, where, FLEET_CHECK_ID, hint)) is None:
         return FleetSettings()
-    unknown = sorted(str(k) for k in raw if k not in FLEET_KEYS)
-    if unknown:
-        errors.append(_fleet_error(f" has unknown key(s) {', '.join(unknown)}", f"Keys: {keys}."))
+    _unknown_keys(errors, raw, keys, where, FLEET_CHECK_ID)
     # Each key: whether a value is usable, what it must be, and what it is for.
     rules: tuple[tuple[str, Callable[[Any], object], str, str], ...] = (
         ("ENABLED", lambda v: isinstance(v, bool), "must be True or False",
@@ -445,32 +429,23 @@ def _parse_fleet(raw: Any, errors: list[ConfigError], root: Any = None) -> Fleet
          "Leave it out to choose by itself (Redis, else a shared cache, else the database), "
          "or force one: 'redis', 'cache' or 'database'."),
     )  # fmt: skip
-    defaults, where = FleetSettings(), "RESILIENCE['FLEET']"
+    defaults = FleetSettings()
     values = {
         key.lower(): _checked(errors, raw, where, key, getattr(defaults, key.lower()), usable,
                               FLEET_CHECK_ID, must, hint)
         for key, usable, must, hint in rules
     }  # fmt: skip
-    values["url"] = None
-    if raw.get("URL") is not None:
-        try:
-            values["url"] = _fleet_url(raw["URL"])
-        except ConfigError as exc:
-            errors.append(exc)
-    if values["store"] == "redis" and values["url"] is None and not _names_redis(root):
+    url = raw.get("URL")
+    problem = None if url is None else _fleet_url_problem(url)
+    values["url"] = None if problem else url
+    if problem:
+        hint = "Write it like 'redis://127.0.0.1:6379/0' (or rediss://, unix://)."
+        errors.append(_fleet_error(f"['URL'] = {safe_repr(url)} {problem}", hint))
+    if values["store"] == "redis" and values["url"] is None and not redis_named:
         hint = "Give FLEET a 'URL', or set REDIS 'URL' (or BACKEND 'redis' with REDIS 'CACHE')."
         errors.append(_fleet_error("['STORE'] is 'redis' but no Redis is configured", hint))
         values["store"] = None
     return FleetSettings(**{**values, "ttl": float(values["ttl"])})
-
-
-def _names_redis(root: Any) -> bool:
-    """Whether RESILIENCE outside FLEET gives the fleet store a Redis (its REDIS URL, or
-    the redis backend's settings)."""
-    redis = root.get("REDIS") if isinstance(root, Mapping) else None
-    if not isinstance(redis, Mapping):
-        return False
-    return bool(redis.get("URL")) or (root.get("BACKEND") == "redis" and bool(redis))
 
 
 def _caches() -> Mapping[str, Any]:
@@ -481,12 +456,8 @@ def _caches() -> Mapping[str, Any]:
 
 
 def parse_redis(value: Mapping[str, Any] | None, *, budget: float) -> RedisSettings:
-    """``RESILIENCE["REDIS"]`` as ``RedisSettings`` (a ``CACHE`` alias read from ``CACHES``).
-
-    Raises ``ConfigError`` (``resilience.E040``) when unusable.  Reading a
-    ``CACHE`` alias looks at Django's ``CACHES`` setting (not at the cache
-    object), so it is cheap and can run inside a system check.
-    """
+    """``RESILIENCE["REDIS"]`` as ``RedisSettings``, or ``ConfigError`` (E040); a ``CACHE`` alias
+    is read from the ``CACHES`` setting, not the cache object, so a system check may call it."""
     value = dict(value or {"CACHE": "default"})
     alias = value.pop("CACHE", "default")
     if value.get("URL") is None:
@@ -500,22 +471,17 @@ def parse_redis(value: Mapping[str, Any] | None, *, budget: float) -> RedisSetti
 def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
     """A django-redis cache's URL, password and Sentinel addresses."""
     cache = _caches().get(alias)
-    if cache is None:
-        raise ConfigError(
-            f"RESILIENCE['REDIS'] names cache {alias!r}, which is not in CACHES",
-            check_id="resilience.E040",
-            hint="Name a django-redis cache alias, or give a URL instead.",
-        )
-    location = cache.get("LOCATION")
+    location = None if cache is None else cache.get("LOCATION")
     # django-redis takes a list for primary/replicas; writes go to the first.
     if isinstance(location, list | tuple):
         location = location[0] if location else None
-    if not isinstance(location, str) or "://" not in location:
-        raise ConfigError(
-            f"cache {alias!r} has no Redis URL in LOCATION ({location!r})",
-            check_id="resilience.E040",
-            hint="Point RESILIENCE['REDIS'] at a django-redis cache or give a URL.",
-        )
+    if cache is None or not isinstance(location, str) or "://" not in location:
+        problem = "which is not in CACHES"
+        if cache is not None:
+            problem = f"whose LOCATION {location!r} is not a Redis URL"
+        hint = "Name a django-redis cache alias in CACHES, or give a URL instead."
+        message = f"RESILIENCE['REDIS'] names cache {alias!r}, {problem}"
+        raise ConfigError(message, check_id="resilience.E040", hint=hint)
     options = cache.get("OPTIONS") or {}
     password = options.get("PASSWORD")
     return location, password if isinstance(password, str) else None, options.get("SENTINELS") or ()

@@ -1,23 +1,19 @@
 """Admin forms: friendlier widgets over the models; validation stays in ``Model.clean()``.
 
-The models validate by calling the settings' own parsers, so these forms add
-no rules of their own, only input that is hard to get wrong.  Key functions,
-exception classes and predicates are picked from what
-``RESILIENCE["ADMIN_CHOICES"]`` allows (``admin_choices.py``), built when each
-form is made; a value a row holds but the settings do not allow is shown,
-marked, so the operator sees why the form refuses it.
+Dotted paths are picked from what ``RESILIENCE["ADMIN_CHOICES"]`` allows; a value a row holds but
+the settings do not allow is shown, marked, so the operator sees why the form refuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .admin_choices import BUILTIN_KEYS, AdminChoices, admin_choices, is_builtin_exception
+from .admin_choices import BUILTIN_KEYS, admin_choices, is_builtin_exception
 from .models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule, _split
 
 __all__ = [
@@ -71,31 +67,6 @@ class DottedPathsField(forms.MultipleChoiceField):
         return self.joiner.join(super().clean(value))
 
 
-def key_options(choices: AdminChoices) -> list[str]:
-    """Suggestions for a limit rule's key: the built-in kinds, then what settings list."""
-    return [*BUILTIN_KEYS, "header:X-Api-Key", "param:token", *choices.keys]
-
-
-def exception_choices(choices: AdminChoices, current: Iterable[str]) -> list[tuple[str, str]]:
-    """Common built-ins, the listed classes, and the row's own values (marked when refused)."""
-    allowed = list(dict.fromkeys([*COMMON_EXCEPTIONS, *choices.exceptions]))
-    out = [(path, path) for path in allowed]
-    for path in dict.fromkeys(current):
-        if path not in allowed:
-            refused = not is_builtin_exception(path) and path not in choices.exceptions
-            out.append((path, _NOT_ALLOWED.format(path) if refused else path))
-    return out
-
-
-def predicate_choices(choices: AdminChoices, current: str) -> list[tuple[str, str]]:
-    out = [("", "— none —"), *((path, path) for path in choices.predicates)]
-    if current and current not in choices.predicates:
-        out.append((current, _NOT_ALLOWED.format(current)))
-    return out
-
-
-# Admin rows take prefixes and URL names, never regexes (``Model.clean()``
-# refuses them): a regex saved here could make every request slow.
 _PATH_HELP = "Path prefix such as '/api/orders' (regexes only in settings); empty: any."
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -160,10 +131,11 @@ class LimitRuleForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Suggestions only: header:<Name> takes any name.  What is not built in
-        # must be listed in RESILIENCE["ADMIN_CHOICES"]["KEYS"] (Model.clean()).
+        # Suggestions only: header:<Name> takes any name; Model.clean() checks ADMIN_CHOICES.
         key = self.fields["key"]
-        key.widget = DatalistInput(key_options(admin_choices()))
+        key.widget = DatalistInput(
+            [*BUILTIN_KEYS, "header:X-Api-Key", "param:token", *admin_choices().keys]
+        )
         key.help_text = (
             "ip, user, user_or_ip, header:<Name>, param:<name>, or a key function "
             "listed in RESILIENCE['ADMIN_CHOICES']['KEYS']."
@@ -184,14 +156,24 @@ class BreakerPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         choices = admin_choices()
-        instance = self.instance
+        # Common built-ins, the listed classes, and the row's own values (marked when refused).
+        allowed = list(dict.fromkeys([*COMMON_EXCEPTIONS, *choices.exceptions]))
         for name in ("record", "ignore", "caller_fault"):
             field = self.fields[name]
             assert isinstance(field, DottedPathsField)
-            field.choices = exception_choices(choices, field.prepare_value(getattr(instance, name)))
+            options = [(path, path) for path in allowed]
+            for path in dict.fromkeys(field.prepare_value(getattr(self.instance, name))):
+                if path not in allowed:
+                    refused = not is_builtin_exception(path) and path not in choices.exceptions
+                    options.append((path, _NOT_ALLOWED.format(path) if refused else path))
+            field.choices = options
         predicate = self.fields["failure_result"]
         assert isinstance(predicate, forms.ChoiceField)
-        predicate.choices = predicate_choices(choices, instance.failure_result or "")
+        current = self.instance.failure_result
+        options = [("", "— none —"), *((p, p) for p in choices.predicates)]
+        if current and current not in choices.predicates:
+            options.append((current, _NOT_ALLOWED.format(current)))
+        predicate.choices = options
 
     class Meta:
         model = BreakerPolicy

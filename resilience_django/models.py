@@ -1,10 +1,7 @@
-"""Rules operators tune live in the Django admin.
+"""Rules operators tune live in the Django admin (docs/admin.md).
 
-Each model mirrors one kind of settings entry field for field and turns itself
-back into that entry (``as_setting()``), so the settings' own parser validates
-it (``full_clean()`` → ``parse_*`` → ``ValidationError``): the admin and the
-settings never disagree about what is valid.  Rows are read by ``live/`` in a
-background thread, never per request.
+Each model turns itself back into the settings entry it mirrors (``as_setting()``), so the
+settings' own parser validates it: the admin and the settings never disagree about what is valid.
 """
 
 from __future__ import annotations
@@ -32,13 +29,9 @@ __all__ = [
 def config_error(
     exc: ConfigError, fields: tuple[str, ...] = (), by_check: dict[str, str] | None = None
 ) -> ValidationError:
-    """A ``ValidationError`` that says what is wrong, attached to the field it concerns.
-
-    The parsers speak in settings terms ("RESILIENCE['LIMITS'][0] ('x'): rate …"):
-    the prefix is noise in a form; the rest, the hint and the check id are the
-    message.  The field is the check id's (``by_check``), else the field the
-    message starts with or names.
-    """
+    """A ``ValidationError`` on the field each problem concerns: the check id's (``by_check``),
+    else the one its message starts with or names; message, hint and check id, without the
+    settings prefix ("RESILIENCE['LIMITS'][0] ('x'): "), noise in a form."""
     # Several problems of one rule: each on its field, all shown at once.
     by_field: dict[str, list[str]] = {}
     for problem in every_error(exc):
@@ -87,11 +80,8 @@ class _Rule(models.Model):
         return str(getattr(self, self.name_field))
 
     def refusals(self, choices: AdminChoices) -> dict[str, str]:
-        """Field → why the dotted path it names is not one settings allow admin rows.
-
-        A string comparison against ``RESILIENCE["ADMIN_CHOICES"]``, made before
-        anything is imported (``clean()`` and the live loader call it first).
-        """
+        """Field → why settings do not allow the dotted path it names (``ADMIN_CHOICES``): a
+        string comparison, made before anything is imported."""
         return {}
 
     def as_setting(self) -> dict[str, Any]:
@@ -113,8 +103,7 @@ class _Rule(models.Model):
         from .admin_choices import admin_choices
 
         self._refuse_settings_name()
-        refusals = self.refusals(admin_choices())
-        if refusals:
+        if refusals := self.refusals(admin_choices()):
             raise ValidationError(refusals)
         try:
             self.parse()
@@ -223,8 +212,7 @@ class LimitRule(_RoutedRule):
     def parse(self) -> object:
         from .limiting.rules import parse_limit_rule
 
-        # Prefixes and URL names only: a regex saved here could make every request
-        # slow (regexes belong in settings, which are code).
+        # Prefixes and URL names only: regexes belong in settings (docs/admin.md, "Paths").
         rule = parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
         # Saved as every other rate is shown ("100/minute" and "100/60s" are "100/m"),
         # so the changelist and the settings table read alike.
@@ -233,11 +221,8 @@ class LimitRule(_RoutedRule):
 
 
 class BreakerPolicy(_Rule):
-    """One entry of ``RESILIENCE["BREAKERS"]``, defined in the admin.
-
-    Durations are strings as in the settings ("30s"); an empty optional field
-    means the setting's ``None``/default.
-    """
+    """One entry of ``RESILIENCE["BREAKERS"]``, defined in the admin (durations as in settings:
+    "30s"; an empty optional field is the setting's ``None`` or default)."""
 
     MODES = [("normal", "normal"), ("disabled", "disabled"), ("metrics_only", "metrics only")]
     LISTS = ("record", "ignore", "caller_fault")
@@ -297,13 +282,11 @@ class BreakerPolicy(_Rule):
         found: dict[str, str] = {}
         for name in self.LISTS:
             for path in _split(getattr(self, name) or ""):
-                refusal = choices.refuse_exception(path)
-                if refusal:
+                if refusal := choices.refuse_exception(path):
                     found.setdefault(name, refusal)
-        if isinstance(self.failure_result, str) and self.failure_result:
-            refusal = choices.refuse_predicate(self.failure_result)
-            if refusal:
-                found["failure_result"] = refusal
+        result = self.failure_result  # a predicate's dotted path
+        if isinstance(result, str) and result and (refusal := choices.refuse_predicate(result)):
+            found["failure_result"] = refusal
         return found
 
     def parse(self) -> object:
@@ -334,50 +317,36 @@ class RouteDeadline(_Rule):
 
     def parsed_budget(self) -> float:
         """The budget in seconds; raises ``ConfigError`` when it is not a positive duration."""
-        from .units import MAX_DEADLINE, parse_duration
+        from .units import parse_deadline_budget
 
         try:
-            seconds = parse_duration(self.budget, maximum=MAX_DEADLINE)
+            return parse_deadline_budget(self.budget)
         except ValueError as exc:
-            raise ConfigError(
-                str(exc),
-                check_id="resilience.E008",
-                hint="Write it like '800ms' or '2s'; at most a day.",
-            ) from None
-        if seconds <= 0:
-            raise ConfigError(
-                f"budget {self.budget!r} must be longer than zero",
-                check_id="resilience.E008",
-                hint="A route budget of zero would answer every request 504.",
-            )
-        return seconds
+            hint = "Write it like '800ms' or '2s': longer than zero, at most a day."
+            raise ConfigError(str(exc), check_id="resilience.E008", hint=hint) from None
 
     def clean(self) -> None:
         from .conf import _route_key_matcher
-        from .routes import reject_regex
 
         self._refuse_settings_name()
+        where = f"RESILIENCE['DEADLINE']['ROUTES'][{self.route!r}]"
         errors: dict[str, str] = {}
-        try:
-            self.parsed_budget()
-        except ConfigError as exc:
-            errors["budget"] = config_error(exc).messages[0]
-        try:
-            where = f"RESILIENCE['DEADLINE']['ROUTES'][{self.route!r}]"
-            reject_regex(self.route, where=where, check_id="resilience.E008")
-            _route_key_matcher(self.route, where)
-        except ConfigError as exc:
-            errors["route"] = config_error(exc).messages[0]
+        # Both fields at once; a route is a prefix or a URL name, never a regex (docs/admin.md).
+        for field, parse in (
+            ("budget", self.parsed_budget),
+            ("route", lambda: _route_key_matcher(self.route, where, allow_regex=False)),
+        ):
+            try:
+                parse()
+            except ConfigError as exc:
+                errors[field] = config_error(exc).messages[0]
         if errors:
             raise ValidationError(errors)
 
 
 class SheddingRule(_RoutedRule):
-    """One entry of ``RESILIENCE["SHEDDING"]``, defined in the admin.
-
-    Shedding rules are tried in order and the first match decides: the settings
-    rules first (in their list order), then these, by ``position`` then name.
-    """
+    """One entry of ``RESILIENCE["SHEDDING"]``, defined in the admin; tried after the settings
+    rules, by ``position`` then name (docs/admin.md, "Precedence")."""
 
     name = models.CharField(
         max_length=100, unique=True, help_text="Unique; labels the rule's metrics and its 503s."
@@ -486,10 +455,8 @@ def _connect() -> None:
 _connect()
 
 
-# -- the database fleet store (fleetstore/database.py) ------------------------------------
-# Used when no Redis and no shared cache are configured: nothing else is shared
-# between workers then.  Only background threads and operator tools touch these
-# tables, never a request; none of them is in the admin.
+# -- the database fleet store (fleetstore/database.py), when no Redis and no shared cache are
+# configured.  Only background threads and operator tools touch these tables, never a request.
 
 
 class FleetProcess(models.Model):

@@ -1,15 +1,11 @@
-"""``RESILIENCE["METRICS"]``: who may read the metrics view.
+"""``RESILIENCE["METRICS"]``: who may read the metrics view (docs/settings.md).
 
-Parsing never raises: problems become ``ConfigError`` values (ids
-``resilience.E090``-``E098``, deploy warning ``resilience.W090``) for the system
-checks, and whatever did parse stays usable.  Anything unparseable falls back
-to the closed default: a bad setting must never open the endpoint.
+Anything unparseable falls back to the closed default: a bad setting must never open the endpoint.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +15,7 @@ __all__ = ["MIN_TOKEN_LENGTH", "MetricsSettings", "deploy_warnings", "parse_metr
 
 KNOWN_KEYS = frozenset({"ENABLED", "ALLOWED_NETWORKS", "BEARER_TOKEN", "ALLOW_STAFF"})
 MIN_TOKEN_LENGTH = 16
+_WHERE = "RESILIENCE['METRICS']"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -33,24 +30,8 @@ class MetricsSettings:
     allow_staff: bool = True
 
 
-def _where(key: str) -> str:
-    return f"RESILIENCE['METRICS']['{key}']"
-
-
-def _bool(
-    raw: Mapping[str, Any], key: str, default: bool, check_id: str, errors: list[ConfigError]
-) -> bool:
-    value = raw.get(key, default)
-    if isinstance(value, bool):
-        return value
-    message = f"{_where(key)} must be True or False, not {value!r}"
-    errors.append(ConfigError(message, check_id=check_id, hint=f"Use {key}: {default}."))
-    # A typo must not switch the endpoint on: ENABLED falls back to off.
-    return False if key == "ENABLED" else default
-
-
 def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
-    where = _where("ALLOWED_NETWORKS")
+    where = f"{_WHERE}['ALLOWED_NETWORKS']"
     if value is None:
         return ()
     if isinstance(value, str) or not isinstance(value, list | tuple):
@@ -72,38 +53,37 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
 
 
 def _token(value: Any, errors: list[ConfigError]) -> str | None:
-    where = _where("BEARER_TOKEN")
-    if value is None:
-        return None
+    if value is None or (isinstance(value, str) and len(value) >= MIN_TOKEN_LENGTH):
+        return value
+    where = f"{_WHERE}['BEARER_TOKEN']"
     if not isinstance(value, str) or not value:
         hint = "Read it from the environment, e.g. os.environ['METRICS_TOKEN']."
         message = f"{where} must be a non-empty string"
         errors.append(ConfigError(message, check_id="resilience.E095", hint=hint))
-        return None
-    if len(value) < MIN_TOKEN_LENGTH:
+    else:
         hint = "Use a random token, e.g. from secrets.token_urlsafe()."
         message = f"{where} is shorter than {MIN_TOKEN_LENGTH} characters"
         errors.append(ConfigError(message, check_id="resilience.E096", hint=hint))
-        return None
-    return value
+    return None
 
 
 def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
     """Parse ``RESILIENCE["METRICS"]`` (``None`` means absent); append problems to ``errors``."""
-    if raw is None:
+    from ..conf import _checked, _mapping, _unknown_keys  # conf imports this module
+
+    hint = "For example {'ENABLED': True, 'ALLOWED_NETWORKS': ['127.0.0.1/32']}."
+    if raw is None or (raw := _mapping(errors, raw, _WHERE, "resilience.E090", hint)) is None:
         return MetricsSettings()
-    if not isinstance(raw, Mapping):
-        hint = "For example {'ENABLED': True, 'ALLOWED_NETWORKS': ['127.0.0.1/32']}."
-        message = f"RESILIENCE['METRICS'] must be a dict, not {type(raw).__name__}"
-        errors.append(ConfigError(message, check_id="resilience.E090", hint=hint))
-        return MetricsSettings()
-    for key in raw:
-        if key not in KNOWN_KEYS:
-            hint = f"Known keys: {', '.join(sorted(KNOWN_KEYS))}."
-            message = f"RESILIENCE['METRICS'] has an unknown key {key!r}"
-            errors.append(ConfigError(message, check_id="resilience.E091", hint=hint))
-    enabled = _bool(raw, "ENABLED", False, "resilience.E092", errors)
-    allow_staff = _bool(raw, "ALLOW_STAFF", True, "resilience.E097", errors)
+    _unknown_keys(errors, raw, sorted(KNOWN_KEYS), _WHERE, "resilience.E091")
+    # A typo falls back to the default; ENABLED's is off: never an open endpoint.
+    must, is_bool = "must be True or False", (lambda v: isinstance(v, bool))
+    enabled, allow_staff = (
+        _checked(errors, raw, _WHERE, key, default, is_bool, id_, must, f"Use {key}: {default}.")
+        for key, default, id_ in [
+            ("ENABLED", False, "resilience.E092"),
+            ("ALLOW_STAFF", True, "resilience.E097"),
+        ]
+    )
     settings = MetricsSettings(
         enabled=enabled,
         allowed_networks=_networks(raw.get("ALLOWED_NETWORKS"), errors),
@@ -115,7 +95,7 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
             import prometheus_client  # noqa: F401
         except ImportError:
             hint = "pip install prometheus-client, or set ENABLED to False."
-            message = "RESILIENCE['METRICS'] is enabled but prometheus-client is not installed"
+            message = f"{_WHERE} is enabled but prometheus-client is not installed"
             errors.append(ConfigError(message, check_id="resilience.E098", hint=hint))
     return settings
 
@@ -125,5 +105,5 @@ def deploy_warnings(settings: MetricsSettings) -> list[ConfigError]:
     if not settings.enabled or all(n.prefixlen for n in settings.allowed_networks):
         return []
     hint = "Restrict it to your Prometheus servers' networks, or use BEARER_TOKEN."
-    message = "RESILIENCE['METRICS']['ALLOWED_NETWORKS'] admits every address"
+    message = f"{_WHERE}['ALLOWED_NETWORKS'] admits every address"
     return [ConfigError(message, check_id="resilience.W090", hint=hint)]

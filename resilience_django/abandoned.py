@@ -1,21 +1,6 @@
 """Sync views answered 504 at their deadline keep their slot until their thread ends.
 
-Under ASGI a sync view runs in a thread that nothing can stop: the client gets
-its 504 at the deadline, but the view runs on until its next query or call
-raises ``DeadlineExceeded`` (or it simply finishes).  Freeing its bulkhead
-slot at the 504 would let the next request start another thread beside it,
-and a burst would pile up threads without bound.  So the slot is held until
-the thread is really done, and ``resilience_abandoned_views{route}`` counts
-the views meanwhile.
-
-How we learn that the thread is done, with asgiref's public API only:
-Django's ``ASGIHandler`` gives each request a ``ThreadSensitiveContext``,
-whose thread-sensitive calls run one at a time on the request's one thread.
-A no-op sent there runs once the view's call is over.  It must be submitted
-before the request's handler exits that context (which joins the thread);
-``hold_until_thread_ends`` is called as the 504 is decided, and the task it
-creates takes its first step before the handler can resume: tasks step in
-the order they were scheduled.
+Why, and how the end of the thread is noticed: docs/deadlines.md, "Abandoned sync views".
 """
 
 from __future__ import annotations

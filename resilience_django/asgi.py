@@ -1,9 +1,7 @@
 """``ResilienceASGIMiddleware``: the cheapest place to start a deadline or say no.
 
-It runs before Django builds a request: it starts the deadline at arrival (so
-the budget counts Django's own set-up time) and answers a spent budget with
-504 at once.  When ``ResilienceMiddleware`` also runs, it finds the deadline
-in the scope and reuses it, so each request is decided once.
+It starts the deadline before Django builds a request (so the budget counts Django's own
+set-up) and ``ResilienceMiddleware`` reuses it, so each request is decided once.
 
 >>> from django.core.asgi import get_asgi_application
 >>> from resilience_django.asgi import ResilienceASGIMiddleware
@@ -20,7 +18,7 @@ from django.http import HttpResponseBase
 
 from . import clock as _clock
 from . import metrics, responses
-from .asgi_deadline import run_with_deadline
+from .asgi_deadline import Message, Receive, Send, run_with_deadline
 from .checks import MIDDLEWARE_PATH
 from .deadline import Deadline, _current
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
@@ -32,9 +30,6 @@ __all__ = ["ResilienceASGIMiddleware"]
 logger = logging.getLogger("resilience_django.deadline")
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 # Loose on purpose: Django's ASGIHandler, Starlette apps and plain functions
 # all differ in how they spell scope/receive/send in their type hints.
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -45,12 +40,8 @@ _GRACE = 0.005
 
 
 class _Shim:
-    """What a response handler gets for a request Django has not built yet.
-
-    It carries ``META`` (with ``HTTP_ACCEPT``), ``method``, ``path`` and
-    ``path_info``, so custom handlers can choose JSON or text and name the
-    route; it is built only when a response is actually given.
-    """
+    """What a response handler gets for a request Django has not built yet (built only
+    for a response): ``META`` (with ``HTTP_ACCEPT``), ``method``, ``path``, ``path_info``."""
 
     __slots__ = ("META", "method", "path", "path_info", "scope")
 
@@ -74,13 +65,10 @@ async def send_response(send: Send, response: HttpResponseBase) -> None:
 class ResilienceASGIMiddleware:
     """Starts each request's deadline before Django runs; see the module docstring.
 
-    ``enforce_deadline``: answer 504 at the deadline here, without waiting for
-    the app, which is told the client went away (``asgi_deadline.py``).  By
-    default only when ``ResilienceMiddleware`` is not in ``MIDDLEWARE``: with
-    it, the Django middleware enforces the deadline (with the real request at
-    hand), and a second timer would only cost each request a schedule and a
-    cancel.  Pass ``True`` when the wrapped app also serves routes that do not
-    go through Django.
+    ``enforce_deadline``: answer 504 at the deadline here, not waiting for the app
+    (docs/deadlines.md, "The ASGI wrapper alone").  By default only without
+    ``ResilienceMiddleware`` in ``MIDDLEWARE``, where a second timer would only cost a
+    schedule and a cancel; ``True`` when the app also serves routes not through Django.
     """
 
     def __init__(self, app: ASGIApp, *, enforce_deadline: bool | None = None) -> None:
@@ -158,14 +146,8 @@ class ResilienceASGIMiddleware:
 
 
 def _sending_ratelimit_headers(send: Send, scope: Scope) -> Send:
-    """``send``, adding the arrival decision's ``RateLimit`` headers as the response starts.
-
-    Written as bytes here rather than on Django's response, where validating
-    and encoding the two values costs about 2 µs a request: rule names are
-    limited to ``[A-Za-z0-9_.:/-]`` by the parser and the rest are numbers,
-    so there is nothing to validate.  ``ResilienceMiddleware`` clears the
-    scope's decision when it writes the headers itself (see ``Runtime.finish``).
-    """
+    """``send``, adding the arrival decision's ``RateLimit`` headers as bytes when the
+    response starts (why: docs/limits.md, "The ASGI fast path"; see ``Runtime.finish``)."""
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":

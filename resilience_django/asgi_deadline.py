@@ -1,23 +1,7 @@
 """The ASGI wrapper's own deadline: answer at the deadline, never wait for the app.
 
-Used by ``ResilienceASGIMiddleware`` when no ``ResilienceMiddleware`` runs
-behind it.  The app runs as a task of its own, and its ``send`` and
-``receive`` pass through an ``_Exchange``.  At the deadline the wrapper:
-
-1. answers 504 through the server's ``send`` if the app has not started its
-   response, or ends a streamed body that is under way (unless its route is
-   in ``DEADLINE["EXEMPT_STREAMS"]``);
-2. from then on drops whatever the app sends: the client has its answer, and
-   a second ``http.response.start`` would only make the server raise;
-3. tells the app the client is gone: a ``receive()`` it is waiting in (Django
-   always waits in one, to notice disconnects) returns ``http.disconnect``, on
-   which Django cancels the view as for any client that went away; an app
-   that is not listening is cancelled instead;
-4. returns without waiting for the app.  Django's handler may take as long as
-   a sync view's thread runs (it joins the thread); the task finishes in the
-   background, counted in ``resilience_abandoned_views{route}``, and whatever
-   it raises is retrieved and logged at DEBUG, never "Task exception was never
-   retrieved".
+Used by ``ResilienceASGIMiddleware`` when no ``ResilienceMiddleware`` runs behind it;
+what happens at the deadline, step by step: docs/deadlines.md, "The ASGI wrapper alone".
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """The clock every time-based core takes, so tests can inject their own.
 
-Cores take a ``clock`` argument whose default is :func:`monotonic`, the process
-clock: ``time.monotonic`` unless a test installs another with :func:`set_clock`
-(as ``resilience_django.testing.use_clock`` does), so what the package builds
-itself follows a test's clock without patching ``time.monotonic``.  Hot paths
-read :data:`source`, the clock's function itself, once per request or object
-rather than pay a Python frame per reading.
+Hot paths read :data:`source`, the clock's function itself, rather than pay a frame per
+reading through :func:`monotonic`; :func:`set_clock` replaces it (``testing.use_clock``).
 """
 
 from __future__ import annotations

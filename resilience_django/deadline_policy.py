@@ -1,9 +1,6 @@
 """How a request's budget is chosen: route budget, default, incoming headers.
 
-Framework-free so the Django middleware and the ASGI wrapper choose the same
-way: both hand over a header getter and the path, and get a ``Deadline``.
-``resilience_django.conf`` parses ``RESILIENCE["DEADLINE"]`` into the
-``DeadlineSettings`` defined here.
+Framework-free, so the Django middleware and the ASGI wrapper choose the same way.
 """
 
 from __future__ import annotations

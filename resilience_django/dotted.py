@@ -1,8 +1,7 @@
 """Import a ``module.attribute`` dotted path, with every failure as ``ImportError``.
 
-Importing runs the module's code, which can fail in any way (a ``SyntaxError``,
-Django's ``ImproperlyConfigured``); callers catch ``ImportError`` alone.  Only
-settings and admin values the settings allow reach it (``admin_choices.py``).
+Importing runs the module's code, which can fail in any way.  Only settings and the
+values the settings allow the admin (``admin_choices.py``) reach it.
 """
 
 from __future__ import annotations

@@ -1,41 +1,7 @@
 """Cancel a task at its deadline with one timer per event loop, not one per request.
 
-``asyncio.timeout_at`` costs about 6 µs per request: a ``Timeout`` object, a
-``TimerHandle`` pushed on the loop's heap and cancelled again, and the state
-machine of ``__aenter__``/``__aexit__``.  A deadline nearly always ends long
-before it fires, so that work is almost all waste.  An ``AlarmClock`` keeps
-every armed deadline of its loop in a heap of its own and holds a single loop
-timer, for the earliest one: arming costs one small object and a ``heappush``
-(new deadlines of a route are later than the pending ones, so the loop timer
-rarely moves), and closing is one attribute write.  Entries of disarmed alarms
-leave the heap when their time comes, or earlier when the heap grows past
-twice its live size (``_compact``), so memory stays bounded by the requests
-in flight, not by the rate times the budget.
-
-Cancellation follows ``asyncio.timeout``: the alarm calls ``task.cancel()``,
-and the owner, catching ``CancelledError``, asks ``fired_for(task)`` whether
-that cancellation was the alarm's own (``Task.uncancel()`` back to the count
-seen when armed) or someone else's (the client went away), which must
-propagate.
-
-A *settling* alarm (``arm(..., settle=True)``, what the Redis limiter uses)
-does not cancel when its time comes, but after a grace of ``SETTLE_CHECKS``
-further checks ``SETTLE_STEP`` apart plus one loop turn, and only if its work
-is still pending then.  After the loop was blocked (a slow view, a large JSON
-encode), it runs the I/O callbacks that became ready *before* the timers due
-in the same turn, but a reply read in that turn wakes its task only in the
-next: an alarm that cancelled at once would cancel work whose answer arrived
-in time.  Work of several round trips (a pool connection: connect, handshake,
-call) needs a turn per step, and on a busy loop every turn is long (measured:
-four uvicorn workers under 64 connections had such work cancelled while Redis
-answered each step in microseconds).  Counted in checks, each a timer of its
-own, the grace is about ``SETTLE_CHECKS * SETTLE_STEP`` (8 ms) on an idle
-loop, so a silent Redis is still given up on promptly, and that many turns
-on a busy one.
-
-Single-threaded like the loop it serves: every method runs on the loop's
-thread (``Deadline.tighten`` from a worker thread hops there with
-``call_soon_threadsafe``).
+Why and how (the heap, compaction, settling alarms): docs/deadlines.md,
+"What happens at the deadline", and docs/fallback.md, "Busy workers".
 """
 
 from __future__ import annotations
@@ -48,8 +14,7 @@ from typing import Any
 
 __all__ = ["SETTLE_CHECKS", "SETTLE_STEP", "Alarm", "AlarmClock", "alarm_clock"]
 
-# The grace of a settling alarm past its deadline: this many checks, each
-# SETTLE_STEP after the previous one ran (see the module docstring).
+# A settling alarm's grace: this many checks, each SETTLE_STEP after the last one ran.
 SETTLE_CHECKS = 8
 SETTLE_STEP = 0.001
 
@@ -170,32 +135,24 @@ class AlarmClock:
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, alarm = heapq.heappop(heap)
-            task = alarm.task
             # A stale entry (the alarm moved earlier and fired from its new
             # entry, or was disarmed) does nothing.
-            if task is None or alarm.fired or when != alarm.when:
+            if alarm.task is None or alarm.fired or when != alarm.when:
                 continue
             if alarm.settle:
                 alarm._settle(when, 0)
-                continue
-            alarm.fired = True
-            alarm.task = None
-            task.cancel()
+            else:
+                alarm._fire(when)
         if heap:
             self._wake_at = heap[0][0]
             self._timer = self._loop.call_at(self._wake_at, self._ring)
 
 
-# One clock per loop.  Not a WeakKeyDictionary: a clock's pending timer refers
-# to its loop, so the entry would keep its own key alive.  Instead, clocks of
-# closed loops are dropped whenever a new loop asks (closing a loop discards
-# its timers), which bounds this to the loops still open: one per server
-# process, or one per request where ``async_to_sync`` runs each in
-# ``asyncio.run`` (a WSGI server with async-only middleware).
+# One clock per open loop.  Not a WeakKeyDictionary: a clock's pending timer
+# refers to its loop, so the entry would keep its own key alive.
 _clocks: dict[asyncio.AbstractEventLoop, AlarmClock] = {}
 _clocks_lock = threading.Lock()
-# The last loop asked for: a server runs one loop per process, so the lookup
-# is one identity check.
+# The last loop asked for: a server runs one loop per process.
 _last: tuple[asyncio.AbstractEventLoop | None, AlarmClock | None] = (None, None)
 
 

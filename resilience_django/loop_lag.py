@@ -1,25 +1,7 @@
-"""How late an event loop runs its callbacks: a cheap periodic sampler.
+"""How late an event loop runs its callbacks: ``resilience_event_loop_lag_seconds``.
 
-A busy worker (a slow view, a large response to encode, the GIL held by a
-thread) runs every ready callback late; the lateness of a timer is that lag.
-A ``LoopLagSampler`` schedules one timer every ``interval`` (default 0.25 s),
-notes how late it ran, and reports the largest lateness of the last
-``window`` samples (about two seconds) as the gauge
-``resilience_event_loop_lag_seconds``.
-
-The lag is a *report* about this worker, never a verdict about Redis: the
-distributed limiter's fallback does not read it (a reply that arrived in
-time but was read late is not a Redis failure, see ``loop_alarm``'s settling
-alarms).  Shedding or an operator's alert may act on it.
-
-One sampler per loop, started by ``watch()`` from the loop's thread; it
-stops by itself when its loop is closed or collected.
-
->>> import asyncio
->>> async def main() -> bool:
-...     return watch().lag >= 0.0
->>> asyncio.run(main())
-True
+A report about this worker, never a verdict about Redis: docs/fallback.md, "Busy workers".
+One sampler per loop, started by ``watch()`` on the loop's thread; it stops with its loop.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """The metrics view: Prometheus exposition behind a switch and an access check.
 
-Off unless ``RESILIENCE["METRICS"]["ENABLED"]`` (404, so the endpoint is not
-advertised).  When on, a request gets in from ``ALLOWED_NETWORKS`` (by
-``REMOTE_ADDR`` only, ``::ffff:10.0.0.1`` as ``10.0.0.1``: a header any client
-can set must not open the endpoint), with ``Authorization: Bearer <BEARER_TOKEN>``,
-or as active staff with ``ALLOW_STAFF``; else 403.
+Off (404) unless ``METRICS["ENABLED"]``; who gets in: docs/metrics.md.
 """
 
 from __future__ import annotations

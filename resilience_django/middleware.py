@@ -1,9 +1,7 @@
 """``ResilienceMiddleware``: the Django adapter around the framework-free cores.
 
-It translates a request into decisions (deadline, limits, shedding, route
-breaker) and decisions into responses; the cores decide.  Sync and async
-capable: the mode is chosen once in ``__init__`` from ``get_response`` so the
-hot path has no branch on it, and no request state is kept on ``self``.
+Sync and async capable: the mode is chosen once in ``__init__``, so the hot path has no
+branch on it, and no request state is kept on ``self``.
 """
 
 from __future__ import annotations
@@ -17,8 +15,9 @@ from django.http import HttpRequest, HttpResponseBase
 
 from . import abandoned, metrics, responses
 from . import clock as _clock
+from .breakers.state import CircuitOpen
 from .deadline import Deadline, DeadlineExceeded, _current
-from .runtime import Runtime, get_runtime
+from .runtime import Runtime, _view_name, get_runtime
 
 __all__ = ["ResilienceMiddleware"]
 
@@ -144,7 +143,7 @@ class ResilienceMiddleware:
             _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:
             return None
-        early = runtime.admit_view_sync(request)
+        early = runtime.admit_sync(request, _view_name(request), before_view=False)
         return None if early is None else early.response
 
     async def _process_view_async(
@@ -155,7 +154,7 @@ class ResilienceMiddleware:
             _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:
             return None
-        early = await runtime.admit_view_async(request)
+        early = await runtime.admit_async(request, _view_name(request), before_view=False)
         return None if early is None else early.response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Response | None:
@@ -165,7 +164,14 @@ class ResilienceMiddleware:
             if deadline is None:
                 return responses.deadline_exceeded(request, route="view", budget=0.0)
             return _deadline_response(request, deadline)
-        return get_runtime().exception_response(request, exception)
+        if isinstance(exception, CircuitOpen):
+            # A dependency's breaker is open and the view did not handle it:
+            # that is "unavailable, retry later", not a server bug.
+            name, retry_after = exception.name, exception.retry_after
+            return responses.unavailable(
+                request, reason="breaker_open", name=name, retry_after=retry_after
+            )
+        return None
 
 
 def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:

@@ -1,10 +1,7 @@
-"""The compiled state the adapters consult on every request.
+"""The compiled state the adapters consult on every request (docs/architecture.md).
 
-Built once from the parsed settings (and the admin's rules) and swapped whole
-when they change, so a request reads one immutable object and never takes a
-lock or queries the database to find its rules.  The limiter stores (local
-counters, the Redis connection) outlive a rebuild: changing a rule must not
-forget who has used how much.
+Built once from the settings and the admin's rules and swapped whole when they change;
+the limiter stores outlive a rebuild, so a rule edit does not forget who used how much.
 """
 
 from __future__ import annotations
@@ -182,17 +179,6 @@ class Runtime:
 
     # -- admission ----------------------------------------------------------------
 
-    def admit_view_sync(self, request: HttpRequest) -> Early | None:
-        """In process_view: the stages that need the user or the URL name."""
-        if not self.any_at_view:
-            return None
-        return self.admit_sync(request, _view_name(request), before_view=False)
-
-    async def admit_view_async(self, request: HttpRequest) -> Early | None:
-        if not self.any_at_view:
-            return None
-        return await self.admit_async(request, _view_name(request), before_view=False)
-
     async def admit_scope(self, scope: Any, make_shim: Callable[[Any], Any]) -> Early | None:
         """The ASGI fast path: the limits that need no Django request (``make_shim(scope)``
         stands in for the request in a 429)."""
@@ -231,7 +217,8 @@ class Runtime:
     def admit_sync(
         self, request: HttpRequest, view_name: str | None = None, *, before_view: bool = True
     ) -> Early | None:
-        """On arrival (when ``any_before_view``): the stages needing neither user nor URL."""
+        """On arrival (when ``any_before_view``): the stages needing neither user nor URL;
+        in process_view (``before_view=False``, when ``any_at_view``): the others."""
         state, method, path = _state(request), request.method or "GET", request.path_info
         if self.limits is not None and self.limits_before_view is before_view:
             # The ASGI wrapper's decision, if it made one (a LimitResult is always true).
@@ -363,18 +350,6 @@ class Runtime:
             state.permit.release()
             state.permit = None
         state.end_breaker(True if timed_out else None)
-
-    def exception_response(
-        self, request: HttpRequest, exception: Exception
-    ) -> HttpResponseBase | None:
-        if isinstance(exception, CircuitOpen):
-            # A dependency's breaker is open and the view did not handle it:
-            # that is "unavailable, retry later", not a server bug.
-            return unavailable(
-                request, reason="breaker_open", name=exception.name,
-                retry_after=exception.retry_after,
-            )  # fmt: skip
-        return None
 
     # -- pieces ---------------------------------------------------------------------
 

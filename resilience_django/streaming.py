@@ -1,9 +1,5 @@
-"""Streamed bodies stay under their request's bulkhead slot and deadline.
-
-The middleware wraps a streamed body (as Django's own middleware wraps
-``streaming_content``): the slot goes back once the body ends, fails or is
-closed, and the body stops at the deadline (docs/deadlines.md, "Streamed responses").
-"""
+"""Streamed bodies stay under their request's bulkhead slot and deadline until they end
+(docs/deadlines.md, "Streamed responses")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """The process-wide switch that turns rate limits and load shedding off (for tests).
 
-Engines and shedders read it when they are built, so the hot path pays nothing;
-flipping it calls the ``on_change`` callbacks (``conf`` registers one that drops
-the parsed settings, so every engine is rebuilt on the next request).
+Read when engines and shedders are built, so the hot path pays nothing.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """Plugs the Django side of the package into its framework-free core, once per process.
 
-The core (``limiting``, ``breakers``, ``shedding``, ``retrying``, deadlines)
-imports nothing of Django and nothing of this side of the package — the
-import-linter contracts in ``pyproject.toml`` hold it to that — so what it
-needs from here is handed to it:
-
-* the breaker registry takes its policies from ``RESILIENCE["BREAKERS"]``
-  (settings win on a shared name), then the admin's;
-* every breaker transition is sent as Django's ``breaker_state_changed`` signal;
-* every breaker the registry creates joins the fleet (``fleet.py``).
-
-:func:`connect` runs from ``AppConfig.ready()`` and from the first parse of the
-settings, so a project without the app in ``INSTALLED_APPS`` is wired too.
+What the core is handed and when :func:`connect` runs: docs/architecture.md, "The boundary".
 """
 
 from __future__ import annotations

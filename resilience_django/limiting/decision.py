@@ -1,10 +1,4 @@
-"""What a limiter is asked and what it answers, shared by every store.
-
-A request is checked against every rule that matches it in one call, and the
-answer is all-or-nothing: if one rule rejects, no rule is consumed.  The local
-store, the Redis store and the hybrid fallback all take a sequence of
-``LimitCheck`` and give back one ``Decision``.
-"""
+"""What a limiter is asked (``LimitCheck``) and answers (``Decision``), for every store."""
 
 from __future__ import annotations
 
@@ -44,10 +38,7 @@ class Policy:
 class _Value:
     """Equality, hashing, pickling and repr from ``_fields``, for the per-request answers.
 
-    ``LimitCheck``, ``RuleOutcome`` and ``Decision`` are made for every request,
-    so they are plain slotted classes: a frozen dataclass's ``__init__`` goes
-    through ``object.__setattr__`` per field and costs about twice as much.
-    Treat them all as read-only; nothing in the package changes one once made.
+    Read-only by convention: a frozen dataclass's ``__init__`` would cost twice as much.
     """
 
     __slots__ = ()

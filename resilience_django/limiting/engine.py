@@ -1,13 +1,8 @@
 """One limiting engine for every adapter: middleware, ASGI fast path, view decorator.
 
-The engine finds the rules matching a request, computes each rule's key (from
-a Django request or an ASGI scope) and asks the limiter once for all
-``enforce`` rules, all-or-nothing; ``shadow`` rules are a group of their own
-that never blocks.  A rule without a key for this request does not apply.
-With a ``local`` limiter, local-scope rules decide first and a distributed
-refusal refunds them (docs/limits.md).  ``decide_scope`` (the ASGI fast path)
-returns ``None`` when some rule needs the Django request: then the middleware
-decides the whole request, so each is decided once.
+Every matching rule with a key is decided in one all-or-nothing call, shadow rules as a
+group of their own; local-scope rules first, refunded on a distributed refusal
+(docs/limits.md, "One decision per request").
 """
 
 from __future__ import annotations
@@ -104,10 +99,9 @@ class LimitEngine:
     """Decide the rate limits of requests; see the module docstring.
 
     Flags for the adapters, fixed when the engine is built: ``needs_view_name``
-    (some rule has ``view=``: decide after URL resolution), ``needs_user``
-    (some key reads ``request.user``: decide after ``AuthenticationMiddleware``,
-    i.e. in ``process_view``), ``needs_request`` (some key needs a Django
-    request), ``scope_capable`` (some rule can be decided from an ASGI scope).
+    (some rule has ``view=``: decide after URL resolution), ``needs_user`` (some key
+    reads ``request.user``: decide in ``process_view``), ``needs_request`` (some key
+    needs a Django request), ``scope_capable`` (some rule can be decided from a scope).
     """
 
     __slots__ = ("_distributed", "_index", "_limiter", "_local", "_on_loop", "_rules",
@@ -117,9 +111,7 @@ class LimitEngine:
     def __init__(
         self, rules: Sequence[LimitRule], limiter: Limiter, *, local: LocalLimiter | None = None,
         trusted_proxies: TrustedProxies | None = None,
-        key_funcs: Mapping[str, KeyFunc] | None = None,
     ) -> None:  # fmt: skip
-        """``key_funcs`` may supply compiled keys by spec (tests, custom adapters)."""
         # limits_enabled(): read once here, so disable_limits() costs requests nothing.
         self.rules = tuple(r for r in rules if r.mode != "off") if limits_enabled() else ()
         self._limiter = limiter
@@ -127,10 +119,9 @@ class LimitEngine:
         # A local store decides without I/O: on the event loop it is called
         # directly, not awaited (a coroutine per request costs a third of a decision).
         self._on_loop = limiter.decide if isinstance(limiter, LocalLimiter) else None
-        compiled: dict[str, KeyFunc] = dict(key_funcs or {})
-        for rule in self.rules:
-            if rule.key not in compiled:
-                compiled[rule.key] = compile_key(rule.key, trusted_proxies)
+        compiled = {
+            k: compile_key(k, trusted_proxies) for k in dict.fromkeys(r.key for r in self.rules)
+        }
         self._rules = tuple(
             _Rule(r, compiled[r.key], split_scope=local is not None) for r in self.rules
         )

@@ -1,15 +1,5 @@
-"""The rate-limit response headers (IETF draft ``draft-ietf-httpapi-ratelimit-headers``).
-
-``RateLimit-Policy: "name";q=100;w=60`` describes each rule (quota ``q`` per
-window ``w`` seconds); ``RateLimit: "name";r=0;t=12`` says what is left
-(``r``) and in how many seconds it comes back (``t``).  Several rules are
-listed comma-separated in one header.  ``Retry-After`` is an integer, rounded
-up, so a client that waits exactly that long is never turned away again for
-our rounding: it is never earlier than the real reset.
-
-Framework-free: ``resilience_django.responses.add_headers`` writes these
-pairs onto a Django response.
-"""
+"""The ``RateLimit-Policy``, ``RateLimit`` and ``Retry-After`` values (IETF draft
+``draft-ietf-httpapi-ratelimit-headers``; docs/limits.md, "Answers and headers")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Put every piece of process state the package keeps back to a fresh start.
-
-Redis keeps what the distributed limits counted: that store is shared, not this
-process's to wipe (docs/testing.md).
-"""
+"""Put every piece of process state the package keeps back to a fresh start (not Redis:
+docs/testing.md)."""
 
 from __future__ import annotations
 

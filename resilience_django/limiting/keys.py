@@ -23,6 +23,8 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "KeyFunc",
     "TrustedProxies",
+    "as_awaitable",
+    "bounded_key",
     "check_key_spec",
     "compile_key",
 ]
@@ -30,12 +32,13 @@ __all__ = [
 Request = Any  # django.http.HttpRequest; kept loose so tests can pass stand-ins
 Scope = Mapping[str, Any]
 
-# The longest key stored, of any kind; past it a value is hashed (see _bounded).
+# The longest key stored, of any kind; past it a value is hashed (see bounded_key).
 MAX_KEY_LENGTH = 64
 _BUILTIN = frozenset({"ip", "user", "user_or_ip"})
 
 
-def _bounded(value: str) -> str:
+def bounded_key(value: str) -> str:
+    """``value``, or its digest past ``MAX_KEY_LENGTH``: what every key function returns."""
     # "#" marks a digest: a short value starting with it is hashed too, so it
     # cannot collide with the digest of some long value.
     if len(value) <= MAX_KEY_LENGTH and not value.startswith("#"):
@@ -86,7 +89,7 @@ def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
                 return None
             if len(remote) <= 15 and ":" not in remote:
                 return remote
-            return _bounded(peer_key(remote, prefix))
+            return bounded_key(peer_key(remote, prefix))
 
         def get(request: Request) -> str | None:
             remote: str | None = request.META.get("REMOTE_ADDR")
@@ -104,18 +107,22 @@ def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
         def get(request: Request) -> str | None:
             meta = request.META
             key = client_key(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
-            return None if key is None else _bounded(key)
+            return None if key is None else bounded_key(key)
 
         def from_scope(scope: Scope) -> str | None:
             client = scope.get("client")
             forwarded = _scope_header(scope, b"x-forwarded-for")
             key = client_key(client[0] if client else None, forwarded)
-            return None if key is None else _bounded(key)
+            return None if key is None else bounded_key(key)
 
-    return KeyFunc("ip", get, _awaitable(get), loop_safe=True, from_scope=from_scope)
+    return KeyFunc("ip", get, as_awaitable(get), loop_safe=True, from_scope=from_scope)
 
 
-def _awaitable(get: Callable[[Request], str | None]) -> Callable[[Request], Awaitable[str | None]]:
+def as_awaitable(
+    get: Callable[[Request], str | None],
+) -> Callable[[Request], Awaitable[str | None]]:
+    """The async twin of a key function that never blocks."""
+
     async def aget(request: Request) -> str | None:
         return get(request)
 
@@ -128,13 +135,13 @@ def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
     def key(user: Any, request: Request) -> str | None:
         pk = None
         if user is not None and getattr(user, "is_authenticated", False):
-            pk = _bounded(str(user.pk))
+            pk = bounded_key(str(user.pk))
         if not with_ip:
             return pk
         if pk is not None:
-            return _bounded("user:" + pk)
+            return bounded_key("user:" + pk)
         address = ip_get(request)
-        return None if address is None else _bounded("ip:" + address)
+        return None if address is None else bounded_key("ip:" + address)
 
     def get(request: Request) -> str | None:
         return key(getattr(request, "user", None), request)
@@ -156,28 +163,28 @@ def _header_key(spec: str, name: str) -> KeyFunc:
 
     def get(request: Request) -> str | None:
         value = request.META.get(meta_key)
-        return _bounded(value) if value else None
+        return bounded_key(value) if value else None
 
     def from_scope(scope: Scope) -> str | None:
         value = _scope_header(scope, raw_name)
-        return _bounded(value) if value else None
+        return bounded_key(value) if value else None
 
-    return KeyFunc(spec, get, _awaitable(get), loop_safe=True, from_scope=from_scope)
+    return KeyFunc(spec, get, as_awaitable(get), loop_safe=True, from_scope=from_scope)
 
 
 def _param_key(spec: str, name: str) -> KeyFunc:
     def get(request: Request) -> str | None:
         value = request.GET.get(name)
-        return _bounded(value) if value else None
+        return bounded_key(value) if value else None
 
-    return KeyFunc(spec, get, _awaitable(get), loop_safe=True)
+    return KeyFunc(spec, get, as_awaitable(get), loop_safe=True)
 
 
 def _callable_key(spec: str, func: Callable[[Request], Any]) -> KeyFunc:
     def clean(value: Any) -> str | None:
         if value is None or value == "":
             return None
-        return _bounded(value if isinstance(value, str) else str(value))
+        return bounded_key(value if isinstance(value, str) else str(value))
 
     # Adapted once, here: the other mode goes through asgiref.
     if iscoroutinefunction(func):

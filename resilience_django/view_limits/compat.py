@@ -16,8 +16,7 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from ..exceptions import ConfigError
 from ..limiting.decision import Algorithm, Policy
 from ..limiting.engine import LimitResult
-from ..limiting.keys import KeyFunc, _awaitable
-from ..limiting.keys import _bounded as _bound
+from ..limiting.keys import KeyFunc, as_awaitable, bounded_key
 from ..units import Rate, parse_rate, safe_repr
 from .standalone import StandaloneRule, shared_rule
 
@@ -95,7 +94,7 @@ def _bounded(value: Any) -> str | None:
     # The same bound as every other key (keys.py): a long value becomes its digest.
     if value is None or value == "":
         return None
-    return _bound(value if isinstance(value, str) else str(value))
+    return bounded_key(value if isinstance(value, str) else str(value))
 
 
 def _takes_group(func: Callable[..., Any]) -> bool:
@@ -129,7 +128,7 @@ def _post_key(spec: str, field: str) -> KeyFunc:
         # parsing the form does no I/O, so the loop may call this directly.
         return _bounded(request.POST.get(field))
 
-    return KeyFunc(spec, get, _awaitable(get), loop_safe=True)
+    return KeyFunc(spec, get, as_awaitable(get), loop_safe=True)
 
 
 def adapt_key(key: Any, group: str) -> tuple[str, KeyFunc | None]:

@@ -22,6 +22,7 @@ __all__ = [
     "parse_address",
     "parse_ipv6_prefix",
     "parse_trusted_proxies",
+    "unmapped_networks",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -172,7 +173,7 @@ class TrustedProxies:
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
-def _unmapped(network: Network) -> tuple[Network, ...]:
+def unmapped_networks(network: Network) -> tuple[Network, ...]:
     """``network`` as addresses are compared against it: addresses are unmapped
     (``::ffff:10.0.0.1`` is ``10.0.0.1``), so the IPv4 part of an IPv6 network is given
     as the IPv4 network it covers."""
@@ -234,5 +235,5 @@ def parse_trusted_proxies(
             network = ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError) as exc:
             raise error(f"entry {item!r} is not a network ({exc})") from exc
-        networks.extend(_unmapped(network))
+        networks.extend(unmapped_networks(network))
     return TrustedProxies(networks=tuple(networks), ipv6_prefix=ipv6_prefix)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import ConfigError
+from ..limiting.proxies import unmapped_networks
 
 __all__ = ["MIN_TOKEN_LENGTH", "MetricsSettings", "deploy_warnings", "parse_metrics"]
 
@@ -44,7 +45,8 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
         try:
             if not isinstance(entry, str):  # ipaddress raises IndexError on some tuples
                 raise TypeError(entry)
-            networks.append(ipaddress.ip_network(entry, strict=False))
+            # Peers are unmapped (::ffff:10.0.0.1 is 10.0.0.1): so are the networks.
+            networks.extend(unmapped_networks(ipaddress.ip_network(entry, strict=False)))
         except (TypeError, ValueError):
             hint = "Use CIDR notation such as '10.0.0.0/8' or a single address."
             message = f"{where} has {entry!r}, which is not an IP network"

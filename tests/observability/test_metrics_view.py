@@ -59,6 +59,13 @@ def test_an_ipv4_peer_on_a_dual_stack_socket_matches_ipv4_networks(client):
     assert client.get(URL, REMOTE_ADDR="::ffff:11.0.0.1").status_code == 403
 
 
+@enabled(ALLOWED_NETWORKS=["::ffff:10.0.0.0/104"])
+def test_a_network_written_in_ipv4_mapped_form_matches_its_ipv4_peers(client):
+    for peer in ("10.0.0.1", "::ffff:10.0.0.1"):
+        assert client.get(URL, REMOTE_ADDR=peer).status_code == 200
+    assert client.get(URL, REMOTE_ADDR="11.0.0.1").status_code == 403
+
+
 @enabled(BEARER_TOKEN=TOKEN)
 def test_the_bearer_token_opens_the_view_and_a_wrong_one_does_not(client):
     ok = client.get(URL, REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")

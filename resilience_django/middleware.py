@@ -50,7 +50,9 @@ class ResilienceMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
             return self.__acall__(request)
-        runtime = get_runtime()
+        # One runtime for the whole request, process_view included, even if an
+        # admin edit swaps it meanwhile (and one lookup instead of two).
+        request._resilience_runtime = runtime = get_runtime()  # type: ignore[attr-defined]
         deadline = _start(request, runtime)
         if deadline is not None and deadline.expired():
             return _deadline_response(request, deadline)
@@ -81,7 +83,7 @@ class ResilienceMiddleware:
             _current.reset(token)
 
     async def __acall__(self, request: HttpRequest) -> Response:
-        runtime = get_runtime()
+        request._resilience_runtime = runtime = get_runtime()  # type: ignore[attr-defined]
         deadline = _start(request, runtime)
         if deadline is not None and deadline.expired():
             return _deadline_response(request, deadline)
@@ -138,7 +140,10 @@ class ResilienceMiddleware:
     def _process_view_sync(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
-        runtime = get_runtime()
+        try:
+            runtime: Runtime = request._resilience_runtime  # type: ignore[attr-defined]
+        except AttributeError:  # called without the middleware's __call__ first
+            runtime = get_runtime()
         if runtime.deadlines.needs_view_name:
             _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:
@@ -149,7 +154,10 @@ class ResilienceMiddleware:
     async def _process_view_async(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
-        runtime = get_runtime()
+        try:
+            runtime: Runtime = request._resilience_runtime  # type: ignore[attr-defined]
+        except AttributeError:  # called without the middleware's __call__ first
+            runtime = get_runtime()
         if runtime.deadlines.needs_view_name:
             _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-__all__ = ["HasHealth", "health", "register"]
+__all__ = ["HasHealth", "health", "register", "unregister"]
 
 
 class HasHealth(Protocol):
@@ -30,6 +30,13 @@ def register(limiter: HasHealth | None) -> None:
     """Make ``limiter`` the one ``health()`` reports on (``None``: local only)."""
     global _active
     _active = limiter
+
+
+def unregister(limiter: HasHealth) -> None:
+    """``limiter`` is closed: stop reporting on it (if it is the one reported on)."""
+    global _active
+    if _active is limiter:
+        _active = None
 
 
 def health() -> dict[str, Any]:

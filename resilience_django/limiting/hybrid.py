@@ -26,6 +26,7 @@ from ..breakers.state import Phase
 from .decision import ALLOW_ALL, Decision, LimitCheck, RuleOutcome
 from .fallback import UNKNOWN_INSTANCES, FallbackSettings, parse_fallback_settings
 from .health import register as _register_health
+from .health import unregister as _unregister_health
 from .local import LocalLimiter
 from .nodes import NodeBreakers
 from .redis import RedisLimiter, load_script
@@ -379,7 +380,8 @@ class HybridLimiter:
             self._nodes.probe(self._redis.client, self._budget)
 
     def close(self) -> None:
-        """Stop the probe thread and close Redis connections."""
+        """Stop the probe thread and close Redis connections; health stops reporting on it."""
+        _unregister_health(self)
         self._stop.set()
         probe, self._probe = self._probe, None
         if probe is not None and probe is not threading.current_thread():

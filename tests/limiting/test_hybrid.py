@@ -202,6 +202,13 @@ def test_health_reports_the_registered_limiter(hybrid: HybridLimiter) -> None:
     assert health_module.health()["backend"] == "local"
 
 
+def test_a_closed_limiter_is_no_longer_the_one_health_reports_on(server: RedisServer) -> None:
+    limiter = make(server.url, 0.5)
+    assert health_module.health()["backend"] == "redis"
+    limiter.close()
+    assert health_module.health()["backend"] == "local"
+
+
 async def test_async_path_trips_and_answers_locally(dead_url: str) -> None:
     limiter = make(dead_url)
     try:

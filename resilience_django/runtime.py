@@ -52,8 +52,6 @@ class RequestState:
     """What admission took for one request (the defaults on the class: no ``__init__`` to run)."""
 
     limits: LimitResult | None = None
-    # The ASGI wrapper's decision when it made one: it writes its headers itself.
-    scope_limits: LimitResult | None = None
     permit: Permit | None = None
     breaker: Breaker | None = None
     token: Phase | None = None
@@ -226,7 +224,6 @@ class Runtime:
             decided: LimitResult | None = scope.get(SCOPE_LIMITS) if scope else None
             result = decided or self.limits.decide(method, path, request, view_name)
             state.limits = result
-            state.scope_limits = decided
             if not result.allowed:
                 return self._refused(state, Early(rate_limited_response(request, result)))
         answer = None
@@ -245,7 +242,6 @@ class Runtime:
             decided: LimitResult | None = scope.get(SCOPE_LIMITS) if scope else None
             result = decided or await self.limits.adecide(method, path, request, view_name)
             state.limits = result
-            state.scope_limits = decided
             if not result.allowed:
                 return self._refused(state, Early(rate_limited_response(request, result)))
         answer = None
@@ -300,16 +296,16 @@ class Runtime:
             state.end_breaker(None if state.refused else response.status_code >= 500)
         result = state.limits
         if result is not None and self.ratelimit_headers:
-            decided = state.scope_limits
             # The ASGI wrapper's decision goes out as bytes when the response
             # starts (``asgi.py``), unless a DRF throttle merged its rules into
             # the result or ``@limit`` wrote its own headers (it takes the
             # scope's decision back): then ours replace them, as on every path.
-            if decided is None:
+            scope: Any = getattr(request, "scope", None) if _scope_decides else None
+            decided = scope.get(SCOPE_LIMITS) if scope else None
+            if result is not decided:
                 add_headers(response, result.headers)
-            elif result is not decided or request.scope.get(SCOPE_LIMITS) is None:  # type: ignore[attr-defined]
-                add_headers(response, result.headers)
-                request.scope[SCOPE_LIMITS] = None  # type: ignore[attr-defined]
+                if decided is not None:
+                    scope[SCOPE_LIMITS] = None
         if streaming:
             self._guard_stream(request, response, permit, deadline)
         return response

@@ -114,6 +114,8 @@ def _register(prom: Any, key: str) -> Any | None:
 
 def _build() -> dict[str, Any]:
     global _collectors, _exemplars
+    if _collectors is not None:  # built: no lock to take
+        return _collectors
     with _lock:
         if _collectors is not None:
             return _collectors

@@ -17,7 +17,7 @@ from . import abandoned, metrics, responses
 from . import clock as _clock
 from .breakers.state import CircuitOpen
 from .deadline import Deadline, DeadlineExceeded, _current
-from .runtime import Runtime, _view_name, get_runtime
+from .runtime import Runtime, get_runtime, view_name_of
 
 __all__ = ["ResilienceMiddleware"]
 
@@ -148,7 +148,7 @@ class ResilienceMiddleware:
             _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:
             return None
-        early = runtime.admit_sync(request, _view_name(request), before_view=False)
+        early = runtime.admit_sync(request, view_name_of(request), before_view=False)
         return None if early is None else early.response
 
     async def _process_view_async(
@@ -162,7 +162,7 @@ class ResilienceMiddleware:
             _tighten_by_view_name(request, runtime)
         if not runtime.any_at_view:
             return None
-        early = await runtime.admit_async(request, _view_name(request), before_view=False)
+        early = await runtime.admit_async(request, view_name_of(request), before_view=False)
         return None if early is None else early.response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Response | None:

@@ -33,7 +33,15 @@ from .shedding.shedder import Shedder
 from .streaming import guard_stream
 from .switch import limits_enabled
 
-__all__ = ["Early", "RequestState", "Runtime", "discard_stores", "get_runtime", "reset_runtime"]
+__all__ = [
+    "Early",
+    "RequestState",
+    "Runtime",
+    "discard_stores",
+    "get_runtime",
+    "reset_runtime",
+    "view_name_of",
+]
 
 # Attribute on the Django request holding what admission took (a permit, a
 # limit result), for `finish` to give back and report.
@@ -322,7 +330,7 @@ class Runtime:
     def bounds_stream(self, request: HttpRequest) -> bool:
         """Whether the deadline covers a body streamed for this request."""
         return not self.deadlines.exempts_stream(
-            request.method or "GET", request.path_info, _view_name(request)
+            request.method or "GET", request.path_info, view_name_of(request)
         )
 
     def take_permit(self, request: HttpRequest) -> Permit | None:
@@ -387,7 +395,8 @@ def _unavailable(request: HttpRequest, reason: str, name: str, retry_after: floa
     return Early(unavailable(request, reason=reason, name=name, retry_after=retry_after))
 
 
-def _view_name(request: HttpRequest) -> str | None:
+def view_name_of(request: HttpRequest) -> str | None:
+    """The resolved URL's name (``None`` before URL resolution, or for an unnamed URL)."""
     match = request.resolver_match
     return match.view_name if match is not None else None
 

@@ -140,13 +140,8 @@ class ResilienceMiddleware:
     def _process_view_sync(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
-        try:
-            runtime: Runtime = request._resilience_runtime  # type: ignore[attr-defined]
-        except AttributeError:  # called without the middleware's __call__ first
-            runtime = get_runtime()
-        if runtime.deadlines.needs_view_name:
-            _tighten_by_view_name(request, runtime)
-        if not runtime.any_at_view:
+        runtime = _view_stage(request)
+        if runtime is None:
             return None
         early = runtime.admit_sync(request, view_name_of(request), before_view=False)
         return None if early is None else early.response
@@ -154,13 +149,8 @@ class ResilienceMiddleware:
     async def _process_view_async(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
-        try:
-            runtime: Runtime = request._resilience_runtime  # type: ignore[attr-defined]
-        except AttributeError:  # called without the middleware's __call__ first
-            runtime = get_runtime()
-        if runtime.deadlines.needs_view_name:
-            _tighten_by_view_name(request, runtime)
-        if not runtime.any_at_view:
+        runtime = _view_stage(request)
+        if runtime is None:
             return None
         early = await runtime.admit_async(request, view_name_of(request), before_view=False)
         return None if early is None else early.response
@@ -196,6 +186,18 @@ def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
         request.META,
         _clock.source() if arrived is None else arrived,
     )
+
+
+def _view_stage(request: HttpRequest) -> Runtime | None:
+    """The request's runtime once the view is known, if anything is decided at the
+    view (the deadline is tightened by view name either way)."""
+    try:
+        runtime: Runtime = request._resilience_runtime  # type: ignore[attr-defined]
+    except AttributeError:  # called without the middleware's __call__ first
+        runtime = get_runtime()
+    if runtime.deadlines.needs_view_name:
+        _tighten_by_view_name(request, runtime)
+    return runtime if runtime.any_at_view else None
 
 
 def _tighten_by_view_name(request: HttpRequest, runtime: Runtime) -> None:

@@ -50,7 +50,7 @@ def config_error(
     return ValidationError(by_field)
 
 
-class _Rule(models.Model):
+class _AdminRule(models.Model):
     """What every admin rule has: on/off, notes, history, validation by the settings' parser."""
 
     enabled = models.BooleanField(
@@ -128,7 +128,7 @@ def _split(value: str) -> list[str]:
     return [part for part in (p.strip() for p in value.replace("\n", ",").split(",")) if part]
 
 
-class _RoutedRule(_Rule):
+class _RoutedRule(_AdminRule):
     """A rule that selects requests by path, view and methods."""
 
     path = models.CharField(
@@ -220,7 +220,7 @@ class LimitRule(_RoutedRule):
         return rule
 
 
-class BreakerPolicy(_Rule):
+class BreakerPolicy(_AdminRule):
     """One entry of ``RESILIENCE["BREAKERS"]``, defined in the admin (durations as in settings:
     "30s"; an empty optional field is the setting's ``None`` or default)."""
 
@@ -295,7 +295,7 @@ class BreakerPolicy(_Rule):
         return parse_breaker_policy(self.name, self.as_setting())
 
 
-class RouteDeadline(_Rule):
+class RouteDeadline(_AdminRule):
     """One entry of ``RESILIENCE["DEADLINE"]["ROUTES"]``, defined in the admin."""
 
     route = models.CharField(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..exceptions import ResilienceError
-from .window import SlidingWindow
+from .window import OutcomeWindow
 
 __all__ = [
     "BASE",
@@ -55,7 +55,7 @@ class Phase:
     )
 
     def __init__(
-        self, state: str, gen: int, window: SlidingWindow, entered: float, until: float
+        self, state: str, gen: int, window: OutcomeWindow, entered: float, until: float
     ) -> None:
         self.state = state
         self.gen = gen

@@ -50,7 +50,7 @@ from .phase import (
     Phase,
 )
 from .policy import IGNORED, SUCCESS, BreakerPolicy
-from .window import SlidingWindow
+from .window import OutcomeWindow
 
 __all__ = ["OPEN", "Breaker", "CircuitOpen", "Phase"]
 
@@ -123,8 +123,8 @@ class Breaker:
         # Without a slow-call rate of its own, a slow call simply counts as a failure.
         self._slow_fails = policy.slow_call_rate is None
 
-    def _new_window(self, now: float) -> SlidingWindow:
-        return SlidingWindow(round(self.policy.window), self.policy.ewma_alpha, now)
+    def _new_window(self, now: float) -> OutcomeWindow:
+        return OutcomeWindow(round(self.policy.window), self.policy.ewma_alpha, now)
 
     def configure(self, policy: BreakerPolicy) -> None:
         """Apply a new policy in place (settings reloaded); references stay valid."""
@@ -364,7 +364,7 @@ class Breaker:
         events.emit(transition, self._listeners)
         return transition
 
-    def _retire(self, window: SlidingWindow) -> None:
+    def _retire(self, window: OutcomeWindow) -> None:
         calls, failures, _slow = window.lifetime()
         self._done[0] += calls
         self._done[1] += failures

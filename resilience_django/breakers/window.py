@@ -5,10 +5,10 @@ Why it is built this way (O(1) records, a lazy roll, an EWMA over seconds): docs
 
 from __future__ import annotations
 
-__all__ = ["SlidingWindow"]
+__all__ = ["OutcomeWindow"]
 
 
-class SlidingWindow:
+class OutcomeWindow:
     """Per-second buckets over the last ``size`` seconds; call :meth:`roll` under a lock."""
 
     __slots__ = (

@@ -83,7 +83,7 @@ def _refusing(decision: Decision | None) -> tuple[str, ...]:
     return tuple(o.check.policy.name for o in decision.outcomes if not o.allowed)
 
 
-class _Rule:
+class _CompiledRule:
     __slots__ = ("distributed", "key", "matcher", "policy", "shadow", "view_free")
 
     def __init__(self, rule: LimitRule, key: KeyFunc, *, split_scope: bool) -> None:
@@ -123,12 +123,12 @@ class LimitEngine:
             k: compile_key(k, trusted_proxies) for k in dict.fromkeys(r.key for r in self.rules)
         }
         self._rules = tuple(
-            _Rule(r, compiled[r.key], split_scope=local is not None) for r in self.rules
+            _CompiledRule(r, compiled[r.key], split_scope=local is not None) for r in self.rules
         )
         # Matching walks only the rules whose prefix the path starts with (plus
         # those without one), in rule order: thousands of admin rules on other
         # paths cost a request nothing.
-        self._index: RouteIndex[_Rule] = RouteIndex((r.matcher, r) for r in self._rules)
+        self._index: RouteIndex[_CompiledRule] = RouteIndex((r.matcher, r) for r in self._rules)
         self._distributed = frozenset(id(r.policy) for r in self._rules if r.distributed)
         self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
         self.needs_request = any(r.key.needs_request for r in self._rules)

@@ -187,7 +187,7 @@ def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> 
         ) from exc
 
 
-class _Call:
+class _UsageCall:
     """One ``get_usage`` call resolved, but for the I/O: the rate getter and the store."""
 
     __slots__ = ("cost", "getters", "policy", "rule")
@@ -254,7 +254,7 @@ def get_usage(
 ) -> Usage | None:  # fmt: skip
     """django-ratelimit's ``get_usage``: ``None`` when no limit applies to ``request``;
     ``increment=False`` only peeks (docs/limits.md, "Deciding in code")."""
-    call = _Call(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
+    call = _UsageCall(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
     policy = call.policy if call.getters is None else call.computed(call.getters[0](request))
     return call.usage(call.rule.decide(request, policy, call.cost))
 
@@ -265,7 +265,7 @@ async def aget_usage(
     *, algorithm: str = "sliding_window", burst: int | None = None, scope: str | None = None,
 ) -> Usage | None:  # fmt: skip
     """``get_usage`` for async views."""
-    call = _Call(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
+    call = _UsageCall(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
     policy = call.policy if call.getters is None else call.computed(await call.getters[1](request))
     return call.usage(await call.rule.adecide(request, policy, call.cost))
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilience_django.breakers.window import SlidingWindow
+from resilience_django.breakers.window import OutcomeWindow
 
 
 def test_totals_cover_only_the_last_size_seconds() -> None:
-    w = SlidingWindow(3)
+    w = OutcomeWindow(3)
     w.add(0.1, failure=True, slow=False)
     w.add(1.5, failure=False, slow=True)
     w.add(2.9, failure=False, slow=False)
@@ -19,7 +19,7 @@ def test_totals_cover_only_the_last_size_seconds() -> None:
 
 
 def test_roll_recomputes_the_running_totals_from_the_buckets() -> None:
-    w = SlidingWindow(5)
+    w = OutcomeWindow(5)
     w.add(0.0, failure=False, slow=False)
     w.base_calls += 7  # whatever went wrong with a running total does not outlive a second
     w.roll(1)
@@ -27,7 +27,7 @@ def test_roll_recomputes_the_running_totals_from_the_buckets() -> None:
 
 
 def test_ewma_blends_each_closed_second_and_skips_idle_ones() -> None:
-    w = SlidingWindow(10, alpha=0.5)
+    w = OutcomeWindow(10, alpha=0.5)
     w.add(0.0, failure=True, slow=False)
     w.roll(1)
     assert w.ewma == 0.5
@@ -39,7 +39,7 @@ def test_ewma_blends_each_closed_second_and_skips_idle_ones() -> None:
 
 
 def test_lifetime_counts_every_call_ever_recorded() -> None:
-    w = SlidingWindow(2)
+    w = OutcomeWindow(2)
     for t in range(10):
         w.add(float(t), failure=t % 2 == 0, slow=False)
     assert w.lifetime() == (10, 5, 0)
@@ -49,7 +49,7 @@ def test_lifetime_counts_every_call_ever_recorded() -> None:
 def test_totals_always_equal_a_brute_force_count_of_the_window(
     steps: list[tuple[int, bool]],
 ) -> None:
-    w = SlidingWindow(5)
+    w = OutcomeWindow(5)
     now = 0
     events: list[tuple[int, bool]] = []
     for gap, failure in steps:

@@ -122,3 +122,48 @@ def test_view_with_a_caller_budget_of_a_month_queries_postgres_normally(
 ) -> None:
     response = client.get("/pg-sleep/?s=0", headers={"X-Timeout-Ms": str(30 * 86_400_000)})
     assert response.status_code == 200
+
+
+@pytest.mark.postgres
+def test_postgres_timeout_undone_by_a_rollback_is_sent_again(
+    pg: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import transaction
+
+    # transaction.atomic(using="pg") finds the connection among Django's own:
+    # point it at this one.
+    monkeypatch.setattr(transaction, "get_connection", lambda using=None: handler[using])
+    # An earlier request leaves a short statement_timeout in force.
+    token = _current.set(Deadline(0.2))
+    try:
+        _run(pg, "SELECT 1")
+    finally:
+        _current.reset(token)
+    token = _current.set(Deadline(5.0))
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic(using="pg"):
+            # This request's own SET goes out in the transaction, and the
+            # rollback undoes it: the 200 ms is back in force.
+            _run(pg, "SELECT 1")
+            raise RuntimeError("rolled back")
+        # Was cancelled by the stale 200 ms: a 504 with 4 s left.
+        assert _run(pg, "SELECT pg_sleep(0.4), 1")[1] == 1  # type: ignore[index]
+        with transaction.atomic(using="pg"):
+            _run(pg, "SELECT 1")
+        # Committed, the value stays in force: still bounded by this deadline.
+        assert _run(pg, "SHOW statement_timeout") != ("200ms",)
+        assert _run(pg, "SHOW statement_timeout") != ("0",)
+    finally:
+        _current.reset(token)
+
+
+@pytest.mark.postgres
+def test_postgres_timeout_is_sent_again_on_a_new_connection(pg: object) -> None:
+    token = _current.set(Deadline(5.0))
+    try:
+        _run(pg, "SELECT 1")
+        pg.close()  # type: ignore[attr-defined]
+        # Same wrapper, new session: it had run with no server-side bound.
+        assert _run(pg, "SHOW statement_timeout") != ("0",)
+    finally:
+        _current.reset(token)

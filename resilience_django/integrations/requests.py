@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ConnectTimeout, ReadTimeout, Timeout
+from urllib3.exceptions import TimeoutStateError
+from urllib3.util import Timeout as Timeout3
 
 from ..deadline import DeadlineExceeded
 from ..exceptions import BulkheadFull
@@ -65,14 +67,35 @@ class ResilientAdapter(HTTPAdapter):
         )
 
     def _send(self, request: PreparedRequest, timeout: Any, kwargs: dict[str, Any]) -> Response:
-        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        total = None
+        if isinstance(timeout, Timeout3):
+            # requests also takes urllib3's Timeout: its phases, under its total.
+            total = timeout.total
+            connect, read = _phases(timeout)
+        else:
+            connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         timeouts = {"connect": connect, "read": read}
         with bound(request, timeouts, _KINDS, self._margin) as cut:
             if cut.phases:
                 timeout = (timeouts["connect"], timeouts["read"])
+                if total is not None:
+                    timeout = Timeout3(connect=timeout[0], read=timeout[1], total=total)
             response = super().send(request, timeout=timeout, **kwargs)
         if not self._guard.bare and response.status_code >= 429:
             # An error answer may be retried and dropped: read it now, which
             # puts its connection back in the pool.
             _ = response.content
         return response
+
+
+def _phases(timeout: Timeout3) -> tuple[float | None, float | None]:
+    """A urllib3 ``Timeout``'s connect and read timeouts (``None``: none), at most its total."""
+    connect = Timeout3.resolve_default_timeout(timeout.connect_timeout)
+    total = Timeout3.resolve_default_timeout(timeout.total)
+    try:
+        read = Timeout3.resolve_default_timeout(timeout.read_timeout)
+    except TimeoutStateError:  # a total and no read timeout: the total bounds the read
+        read = total
+    if total is not None and (read is None or total < read):
+        read = total
+    return connect, read

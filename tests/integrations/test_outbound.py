@@ -296,3 +296,36 @@ def test_a_body_that_stalls_past_the_budget_raises_deadline_exceeded() -> None:
         assert isinstance(info.value, httpx.ReadTimeout)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("header", [("grpc-timeout", "99999999H"), ("X-Timeout-Ms", "9999999999")])
+def test_calls_with_no_timeout_of_their_own_under_the_longest_caller_budget_are_made(
+    echo_url: str, header: tuple[str, str]
+) -> None:
+    from resilience_django.deadline_policy import DeadlinePolicy, DeadlineSettings
+
+    # No route budget: the caller's header is the whole budget, years of it
+    # (grpc-timeout), past what a socket timeout can hold.
+    policy = DeadlinePolicy(DeadlineSettings(default=None))
+    name, value = header
+    deadline = policy.start("GET", "/", {"HTTP_" + name.upper().replace("-", "_"): value})
+    assert deadline is not None
+    token = _current.set(deadline)
+    try:
+        with httpx.Client(transport=ResilientTransport(), timeout=None) as client:
+            assert client.get(echo_url).status_code == 200
+        assert _session().get(echo_url).status_code == 200
+    finally:
+        _current.reset(token)
+
+
+@pytest.mark.parametrize("timeout", [{"connect": 5, "read": 5}, {"total": 5}, {"read": 0.5}])
+def test_requests_call_with_a_urllib3_timeout_is_made_under_a_budget(
+    echo_url: str, budget_2s: Deadline, timeout: dict[str, float]
+) -> None:
+    import urllib3
+
+    # requests takes a urllib3 Timeout as well as a number or a pair.
+    response = _session().get(echo_url, timeout=urllib3.Timeout(**timeout))
+    assert response.status_code == 200
+    assert 0 < int(response.json()["timeout"]) < 2000

@@ -106,14 +106,21 @@ async def run_with_deadline(
     exchange = _Exchange(receive, send)
     # ensure_future: an ASGI app may return any awaitable, not only a coroutine.
     task: asyncio.Future[None] = asyncio.ensure_future(app(exchange.receive, exchange.send))
+    # An alarm, not a timeout: a budget the view tightens (@deadline) moves it.
+    me = asyncio.current_task()
+    assert me is not None
+    alarm = deadline.arm(me, asyncio.get_running_loop(), grace)
     try:
-        done, _ = await asyncio.wait((task,), timeout=max(0.0, deadline.remaining()) + grace)
+        await asyncio.wait((task,))
     except asyncio.CancelledError:
-        # The server cancelled the request: the app goes with it.
-        task.cancel()
-        _leave(task, route=None)
-        raise
-    if done:
+        if not alarm.fired_for(me):
+            # The server cancelled the request: the app goes with it.
+            task.cancel()
+            _leave(task, route=None)
+            raise
+    finally:
+        alarm.close(me)
+    if task.done():
         task.result()  # the app's own outcome, exception included
         return
     if exchange.finished or (exchange.started and exempt_stream()):

@@ -20,7 +20,7 @@ from . import clock as _clock
 from .clock import Clock
 from .exceptions import ResilienceError
 from .loop_alarm import Alarm, alarm_clock
-from .units import MAX_DEADLINE, parse_duration
+from .units import parse_deadline_budget
 
 __all__ = [
     "Deadline",
@@ -44,7 +44,16 @@ class DeadlineExceeded(ResilienceError, TimeoutError):
 class Deadline:
     """A point in monotonic time by which the request must be answered."""
 
-    __slots__ = ("_alarm", "_clock", "_loop", "budget", "expires_at", "route", "started_at")
+    __slots__ = (
+        "_alarm",
+        "_clock",
+        "_grace",
+        "_loop",
+        "budget",
+        "expires_at",
+        "route",
+        "started_at",
+    )
 
     def __init__(
         self,
@@ -70,14 +79,17 @@ class Deadline:
         """Whether an alarm cancels the async handler at expiry (see ``arm``)."""
         return getattr(self, "_alarm", None) is not None
 
-    def arm(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Alarm:
-        """Cancel ``task`` when the budget runs out; call on ``loop``.
+    def arm(
+        self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, grace: float = 0.0
+    ) -> Alarm:
+        """Cancel ``task`` ``grace`` seconds after the budget runs out; call on ``loop``.
 
         The caller disarms the returned alarm when the task's work ends and asks
         it, on ``CancelledError``, whether the cancellation was the deadline's.
+        A budget tightened later moves the alarm of the last ``arm``.
         """
-        alarm = alarm_clock(loop).arm(task, loop.time() + self.expires_at - self._clock())
-        self._alarm, self._loop = alarm, loop
+        alarm = alarm_clock(loop).arm(task, loop.time() + self.expires_at - self._clock() + grace)
+        self._alarm, self._loop, self._grace = alarm, loop, grace
         return alarm
 
     def remaining(self) -> float:
@@ -110,7 +122,7 @@ class Deadline:
             loop.call_soon_threadsafe(self._reschedule)
 
     def _reschedule(self) -> None:
-        self._alarm.reschedule(self._loop.time() + self.remaining())
+        self._alarm.reschedule(self._loop.time() + self.remaining() + self._grace)
 
     def __repr__(self) -> str:
         return (
@@ -194,7 +206,7 @@ def deadline(budget: str | float) -> Callable[[F], F]:
     The budget counts from the request's arrival, like every deadline, and
     only ever tightens: a route budget that is already shorter wins.
     """
-    seconds = parse_duration(budget, maximum=MAX_DEADLINE)  # a day at most, as in settings
+    seconds = parse_deadline_budget(budget)  # more than zero, a day at most, as in settings
 
     def enter(view: Callable[..., Any]) -> tuple[Deadline, Token[Deadline | None] | None]:
         route = getattr(view, "__qualname__", "view")
@@ -218,13 +230,20 @@ def deadline(budget: str | float) -> Callable[[F], F]:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 dl, token = enter(view)
                 try:
-                    if dl.enforced:
+                    # An alarm on this loop cancels the request (and with it this
+                    # view); one on another loop (asyncio.run in a sync view's
+                    # thread) cannot reach here.
+                    if dl.enforced and dl._loop is asyncio.get_running_loop():
                         return await view(*args, **kwargs)
-                    # Used without the middleware: enforce it here.
+                    # Used without the middleware, or out of its alarm's reach:
+                    # enforce it here.
+                    timeout = asyncio.timeout(dl.remaining())
                     try:
-                        async with asyncio.timeout(dl.remaining()):
+                        async with timeout:
                             return await view(*args, **kwargs)
                     except TimeoutError as exc:
+                        if not timeout.expired():
+                            raise  # the view's own, not the budget's
                         raise DeadlineExceeded(f"deadline of {seconds:.3f}s exceeded") from exc
                 finally:
                     if token is not None:

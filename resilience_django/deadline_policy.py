@@ -13,6 +13,7 @@ from . import clock as _clock
 from . import metrics
 from .deadline import Deadline, parse_header
 from .routes import RouteIndex, RouteMatcher
+from .units import MAX_DEADLINE
 
 __all__ = ["DeadlinePolicy", "DeadlineSettings", "RouteBudget"]
 
@@ -118,7 +119,9 @@ class DeadlinePolicy:
                 logger.debug("ignored malformed %s header %r", name, value[:64])
             elif tightest is None or seconds < tightest:
                 tightest = seconds
-        return tightest
+        # At most the longest budget settings allow: a grpc-timeout may ask for
+        # millennia, past what socket and lock timeouts can hold.
+        return tightest if tightest is None else min(tightest, MAX_DEADLINE)
 
     def start(
         self, method: str, path: str, meta: Mapping[str, str], started_at: float | None = None

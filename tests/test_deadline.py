@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from hypothesis import given
@@ -184,3 +185,54 @@ def test_sync_decorator_tightens_the_running_deadline() -> None:
     finally:
         _current.reset(token)
     assert seen[0] is not None and seen[0] <= 0.2
+
+
+async def test_decorator_without_middleware_lets_the_views_own_timeout_through() -> None:
+    @resilience_django.deadline("5s")
+    async def view() -> str:
+        # A dependency's own timeout, long before the budget: a failure of the
+        # dependency (a 500, a breaker verdict), not the request's deadline (a 504).
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(1)
+        return "late"
+
+    with pytest.raises(TimeoutError) as caught:
+        await view()
+    assert not isinstance(caught.value, DeadlineExceeded)
+
+
+async def test_decorator_on_the_loop_of_another_thread_enforces_the_budget_there() -> None:
+    # The request's deadline is armed on this loop, for the request's task; a
+    # decorated coroutine run on a loop of its own (asyncio.run in a sync
+    # view's thread) is out of that alarm's reach.
+    request_task = asyncio.create_task(asyncio.sleep(10))
+    dl = Deadline(0.2)
+    alarm = dl.arm(request_task, asyncio.get_running_loop())
+    token = _current.set(dl)
+
+    @resilience_django.deadline("10s")
+    async def work() -> str:
+        await asyncio.sleep(3)
+        return "late"
+
+    def in_thread() -> float:
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            asyncio.run(work())
+        return time.monotonic() - start
+
+    try:
+        elapsed = await asyncio.to_thread(in_thread)  # in this context: the deadline
+    finally:
+        alarm.close(request_task)
+        request_task.cancel()
+        _current.reset(token)
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("budget", [0, "0ms", "0s"])
+def test_decorator_refuses_a_zero_budget_as_settings_do(budget: str | int) -> None:
+    # A zero budget would answer every request 504; settings refuse it with a
+    # clear error (resilience.E0xx), and so does the decorator, at import time.
+    with pytest.raises(ValueError, match="longer than zero"):
+        resilience_django.deadline(budget)

@@ -21,7 +21,7 @@ from . import metrics, responses
 from .asgi_deadline import Message, Receive, Send, run_with_deadline
 from .checks import MIDDLEWARE_PATH
 from .deadline import Deadline, _current
-from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE
+from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE, cancels_at_deadline
 from .routes import normalize_method, scope_path
 from .runtime import SCOPE_LIMITS, get_runtime
 
@@ -66,18 +66,17 @@ class ResilienceASGIMiddleware:
     """Starts each request's deadline before Django runs; see the module docstring.
 
     ``enforce_deadline``: answer 504 at the deadline here, not waiting for the app
-    (docs/deadlines.md, "The ASGI wrapper alone").  By default only without
-    ``ResilienceMiddleware`` in ``MIDDLEWARE``, where a second timer would only cost a
-    schedule and a cancel; ``True`` when the app also serves routes not through Django.
+    (docs/deadlines.md, "The ASGI wrapper alone").  By default only when no
+    ``ResilienceMiddleware`` in async mode does it (none in ``MIDDLEWARE``, or one
+    that a sync-only middleware below it puts in sync mode), since a second timer
+    would only cost a schedule and a cancel; ``True`` when the app also serves
+    routes not through Django.
     """
 
     def __init__(self, app: ASGIApp, *, enforce_deadline: bool | None = None) -> None:
         self.app = app
-        if enforce_deadline is None:
-            from django.conf import settings
-
-            enforce_deadline = MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", ())
-        self._django_enforces = not enforce_deadline
+        # None: decided at the first request, when Django has built its middleware.
+        self._django_enforces = None if enforce_deadline is None else not enforce_deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,9 +107,12 @@ class ResilienceASGIMiddleware:
                 return
             if runtime.ratelimit_headers and scope.get(SCOPE_LIMITS) is not None:
                 send = _sending_ratelimit_headers(send, scope)
+        django_enforces = self._django_enforces
+        if django_enforces is None:
+            django_enforces = self._django_enforces = _django_enforces()
         token = _current.set(deadline)
         try:
-            if deadline is None or self._django_enforces:
+            if deadline is None or django_enforces:
                 await self.app(scope, receive, send)
             else:
                 await self._run_with_deadline(scope, receive, send, deadline)
@@ -143,6 +145,12 @@ class ResilienceASGIMiddleware:
                 shim.method, shim.path_info, None
             ),
         )
+
+
+def _django_enforces() -> bool:
+    from django.conf import settings
+
+    return MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", ()) and cancels_at_deadline()
 
 
 def _sending_ratelimit_headers(send: Send, scope: Scope) -> Send:

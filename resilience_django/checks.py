@@ -28,7 +28,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         hint += "sessions and authentication cost anything."
         message = f"{MIDDLEWARE_PATH} is not the first middleware"
         messages.append(checks.Warning(message, hint=hint, id="resilience.W002"))
+    if MIDDLEWARE_PATH in middleware:
+        messages.extend(_sync_only_below(middleware[middleware.index(MIDDLEWARE_PATH) + 1 :]))
     return messages
+
+
+def _sync_only_below(below: list[str]) -> list[checks.CheckMessage]:
+    """A sync-only middleware below ours makes Django run ours in sync mode, where
+    it cannot cancel an async view at its deadline (docs/deadlines.md)."""
+    from django.utils.module_loading import import_string
+
+    for path in below:
+        try:
+            middleware = import_string(path)
+        except ImportError:
+            continue  # Django reports it
+        if not getattr(middleware, "async_capable", False):  # Django's default too
+            message = (
+                f"{path} below {MIDDLEWARE_PATH} is sync-only: under ASGI Django then runs "
+                "ResilienceMiddleware in sync mode, and async views are not cancelled at "
+                "their deadline"
+            )
+            hint = (
+                "Wrap the ASGI application in ResilienceASGIMiddleware (it then answers 504 at "
+                "the deadline itself), or make that middleware async-capable.  Served only "
+                "by WSGI: add resilience.W004 to SILENCED_SYSTEM_CHECKS."
+            )
+            return [checks.Warning(message, hint=hint, id="resilience.W004")]
+    return []
 
 
 @checks.register("resilience", deploy=True)

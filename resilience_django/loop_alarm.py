@@ -42,14 +42,17 @@ class Alarm:
         self.when = when
         self._clock._push(self, when)
 
-    def close(self, task: asyncio.Task[Any]) -> None:
+    def close(self, task: asyncio.Task[Any]) -> bool:
         """The work is over, however it ended: disarm.  If the alarm fired but the
         work swallowed the ``CancelledError``, take the cancel request back, as
-        ``asyncio.timeout`` does (an outer timeout would misread it)."""
-        if self.fired:
+        ``asyncio.timeout`` does (an outer timeout would misread it), and say so:
+        ``True`` means the work ran past its deadline and hid it."""
+        swallowed = self.fired
+        if swallowed:
             self.fired = False
             task.uncancel()
         self.task = None  # and a done task holds its result: let it go
+        return swallowed
 
     def _settle(self, when: float, checks: int) -> None:
         # Disarmed, fired, or moved meanwhile: nothing to do.

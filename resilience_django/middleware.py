@@ -19,7 +19,7 @@ from .breakers.state import CircuitOpen
 from .deadline import Deadline, DeadlineExceeded, _current
 from .runtime import Runtime, get_runtime, view_name_of
 
-__all__ = ["ResilienceMiddleware"]
+__all__ = ["ResilienceMiddleware", "cancels_at_deadline"]
 
 # Set by ResilienceASGIMiddleware when it already ran: the middleware then
 # reuses its deadline and its limit decision, so each request is decided once.
@@ -29,6 +29,16 @@ SCOPE_DEADLINE = "resilience.deadline"
 Response = HttpResponseBase
 _current_task = asyncio.current_task
 _running_loop = asyncio.get_running_loop
+
+# Whether Django built this middleware in async mode in this process: only
+# then does it cancel async views at their deadline.  Below a sync-only
+# middleware Django builds it in sync mode, and the ASGI wrapper steps in.
+_built_async = False
+
+
+def cancels_at_deadline() -> bool:
+    """Whether a ``ResilienceMiddleware`` in async mode answers requests at their deadline."""
+    return _built_async
 
 
 class ResilienceMiddleware:
@@ -40,6 +50,8 @@ class ResilienceMiddleware:
         self._is_async = iscoroutinefunction(get_response)
         self.process_view: Callable[..., Any]
         if self._is_async:
+            global _built_async
+            _built_async = True
             markcoroutinefunction(self)
             # Django adapts a sync process_view to async with a thread hop per
             # request; giving it a coroutine in async mode avoids that.
@@ -129,7 +141,14 @@ class ResilienceMiddleware:
                 runtime.release(request, timed_out=False)
                 raise
             finally:
-                alarm.close(task)  # also when the view swallowed our cancellation
+                swallowed = alarm.close(task)
+            if swallowed:
+                # The view caught our cancellation and answered anyway, late: the
+                # deadline's 504 stands (docs/deadlines.md, "Views that catch the
+                # cancellation").  Not response.close(): that sends request_finished
+                # here on the loop, and Django closes the response it is given.
+                runtime.release(request, timed_out=True)
+                return _deadline_response(request, deadline)
             return runtime.finish(request, response, deadline)
         finally:
             if token is not None:
@@ -176,8 +195,10 @@ def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
     scope = getattr(request, "scope", None)
     arrived = None
     if scope is not None:
-        existing: Deadline | None = scope.get(SCOPE_DEADLINE)
-        if existing is not None:
+        if SCOPE_DEADLINE in scope:
+            # The ASGI wrapper decided, no budget included: its headers were read
+            # (and a bad one counted) once.
+            existing: Deadline | None = scope[SCOPE_DEADLINE]
             return existing
         arrived = scope.get(SCOPE_ARRIVED)
     return runtime.deadlines.start(

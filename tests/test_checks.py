@@ -99,6 +99,25 @@ def test_middleware_not_first_is_warned() -> None:
     assert "resilience.W002" in ids
 
 
+class SyncOnlyMiddleware:
+    """A middleware as Django's docs write the simplest one: sync only by default."""
+
+    def __init__(self, get_response: object) -> None:
+        self.get_response = get_response
+
+
+def test_a_sync_only_middleware_below_ours_is_warned() -> None:
+    ours = "resilience_django.middleware.ResilienceMiddleware"
+    sync_only = f"{__name__}.SyncOnlyMiddleware"
+    with override_settings(MIDDLEWARE=[ours, "django.middleware.common.CommonMiddleware"]):
+        assert "resilience.W004" not in [m.id for m in check_settings()]
+    with override_settings(MIDDLEWARE=[ours, sync_only]):
+        warned = [m for m in check_settings() if m.id == "resilience.W004"]
+    assert len(warned) == 1 and sync_only in warned[0].msg
+    with override_settings(MIDDLEWARE=[sync_only, ours]):  # above ours: no effect on it
+        assert "resilience.W004" not in [m.id for m in check_settings()]
+
+
 def test_local_backend_with_limits_warns_on_deploy() -> None:
     ids = _ids({"LIMITS": [{"name": "a", "rate": "1/s", "key": "ip"}]}, check_deploy)
     assert "resilience.W001" in ids

@@ -116,3 +116,24 @@ def test_hostile_requests_never_get_a_server_error(
             assert status == 200 or 400 <= status < 500 or status in OURS_5XX, (
                 status, method, path, raw_headers,
             )  # fmt: skip
+
+
+@pytest.mark.parametrize("default", [None, "30s"])
+def test_a_bad_header_is_counted_once_behind_the_wrapper(default: str | None) -> None:
+    # The wrapper reads the budget headers first; the middleware behind it reuses its
+    # answer, "no budget" included, rather than reading (and counting) them again.
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        labels = {"header": "x-timeout-ms"}
+        return REGISTRY.get_sample_value("resilience_bad_headers_total", labels) or 0.0
+
+    scope = _scope("GET", "/", [("x-timeout-ms", "soon")])
+    with override_settings(
+        MIDDLEWARE=["resilience_django.middleware.ResilienceMiddleware"],
+        RESILIENCE={"DEADLINE": {"DEFAULT": default}},
+    ):
+        app = ResilienceASGIMiddleware(ASGIHandler())
+        before = count()
+        asyncio.run(_status(app, scope))
+    assert count() == before + 1

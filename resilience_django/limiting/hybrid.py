@@ -9,6 +9,7 @@ timeout: docs/fallback.md.  The caller that makes a transition announces it
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
@@ -30,7 +31,7 @@ from .health import unregister as _unregister_health
 from .local import LocalLimiter
 from .nodes import NodeBreakers
 from .redis import RedisLimiter, load_script
-from .redis_conn import RedisSettings, make_sync_client, parse_redis_settings
+from .redis_conn import RedisSettings, parse_redis_settings
 
 __all__ = [
     "UNKNOWN_INSTANCES",
@@ -56,7 +57,7 @@ class HybridLimiter:
 
     __slots__ = ("__weakref__", "_breaker", "_budget", "_created", "_exhausted", "_hb_sha",
                  "_hb_source", "_instance", "_last_error", "_last_latency", "_live", "_local",
-                 "_lock", "_nodes", "_probe", "_redis", "_settings", "_share", "_stop",
+                 "_lock", "_nodes", "_probe", "_redis", "_settings", "_share", "_slow", "_stop",
                  "_successes", "_warm", "heartbeat_key")  # fmt: skip
 
     def __init__(
@@ -73,6 +74,12 @@ class HybridLimiter:
         self._budget = budget
         # The Redis limiter bounds each async call itself, with one timer.
         redis.bound_async_calls(budget)
+        # An answered sync call is judged by the sync client's socket timeouts (the
+        # kernel's clock, while the thread waits in the socket), not by the wall clock:
+        # that also counts the wait for the GIL while other threads run Python
+        # (docs/fallback.md#busy-workers).  Only a read timeout looser than the budget
+        # leaves the wall clock to judge.
+        self._slow = math.inf if redis.socket_timeout <= budget else budget
         self._settings = settings = settings or FallbackSettings()
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.heartbeat_key = f"{key_prefix}:instances"
@@ -208,7 +215,7 @@ class HybridLimiter:
         elapsed = _perf() - start
         # No "slow" verdict from the wall clock on the async path: ``elapsed``
         # includes the loop's lag, and the settling alarm already judged Redis.
-        if not asynchronous and elapsed > self._budget:
+        if not asynchronous and elapsed > self._slow:
             self._failed(f"slow answer ({elapsed * 1000:.1f} ms)", start, token, checks)
         else:
             self._last_latency = elapsed
@@ -309,9 +316,10 @@ class HybridLimiter:
 
     def _start_probe(self) -> None:
         with self._lock:
-            if self._probe is not None:
+            # Stopped: closed, and a request that still holds this limiter (the
+            # settings changed under it) must not bring its probe back.
+            if self._probe is not None or self._stop.is_set():
                 return
-            self._stop.clear()
             # The thread holds the limiter only weakly, so a limiter dropped by
             # a settings rebuild is collected and its probe ends by itself.
             args = (weakref.ref(self), self._stop, self._settings.probe_interval)
@@ -325,10 +333,11 @@ class HybridLimiter:
         one) and count the answer toward tripping or recovering; ``judge=False`` (the
         thread's first) only counts the fleet: decisions under way judge Redis themselves."""
         token = self._breaker.try_acquire()  # None: falling back
-        client, ttl_ms = self._redis.client, str(int(self._settings.heartbeat_ttl * 1000))
+        ttl_ms = str(int(self._settings.heartbeat_ttl * 1000))
         args = (1, self.heartbeat_key, self._instance, ttl_ms)
         start = _perf()
         try:
+            client = self._redis.client  # a cluster client is built (and connects) here
             try:
                 live = client.evalsha(self._hb_sha, *args)
             except NoScriptError:
@@ -339,7 +348,7 @@ class HybridLimiter:
         elapsed = _perf() - start
         # On a cluster the heartbeat's node is one master among several: its
         # latency and failures are that node's business (the decisions tell).
-        if judge and elapsed > self._budget and self._nodes is None:
+        if judge and elapsed > self._slow and self._nodes is None:
             msg = f"probe: slow answer ({elapsed * 1000:.1f} ms)"
             return self._probe_failed(msg, start, token, judge)
         self._probe_nodes()
@@ -377,7 +386,7 @@ class HybridLimiter:
 
     def _probe_nodes(self) -> None:
         if self._nodes is not None and self._nodes.down:
-            self._nodes.probe(self._redis.client, self._budget)
+            self._nodes.probe(self._redis.client, self._slow)
 
     def close(self) -> None:
         """Stop the probe thread and close Redis connections; health stops reporting on it."""
@@ -462,7 +471,9 @@ def build_hybrid_limiter(
         redis = parse_redis_settings(redis, budget=fallback_latency)
     if not isinstance(fallback, FallbackSettings):
         fallback = parse_fallback_settings(fallback)
-    limiter = RedisLimiter(make_sync_client(redis), settings=redis)
+    # No client given: it is built at first use, off the request path when the probe
+    # thread gets there first (a sync cluster client connects as it is built).
+    limiter = RedisLimiter(settings=redis)
     return HybridLimiter(
         limiter,
         local or LocalLimiter(),

@@ -13,8 +13,9 @@ import contextlib
 import functools
 import hashlib
 import struct
+import threading
 import weakref
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -29,7 +30,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from .. import loop_lag
 from ..loop_alarm import alarm_clock
 from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
-from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client
+from .redis_conn import (
+    AsyncClient,
+    RedisSettings,
+    SyncClient,
+    make_async_client,
+    make_sync_client,
+)
 
 __all__ = ["UNASSIGNED", "RedisLimiter", "load_script"]
 
@@ -97,7 +104,9 @@ class RedisLimiter:
         "_alast",
         "_atimeout",
         "_client",
+        "_client_lock",
         "_cluster",
+        "_guards",
         "_parts",
         "_prefix",
         "_refreshes",
@@ -109,12 +118,15 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: SyncClient,
+        client: SyncClient | None = None,
         *,
         settings: RedisSettings,
         cluster: bool | None = None,
     ) -> None:
+        # None: built from ``settings`` at first use (``client``), because a sync
+        # cluster client connects when built, and building the limiter must not.
         self._client = client
+        self._client_lock = threading.Lock()
         self._settings = settings
         self._aclient: AsyncClient | None = None
         # (loop, client, warm-up) of the last loop served, swapped as one
@@ -127,6 +139,10 @@ class RedisLimiter:
         self._aclients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AsyncClient, asyncio.Task[bool]]
         ] = weakref.WeakKeyDictionary()
+        # Each loop's shutdown hook (``_close_with_loop``).
+        self._guards: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
+        ] = weakref.WeakKeyDictionary()
         # A cluster client's topology refresh, run outside any decision.
         self._refreshes: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Task[None]
@@ -136,7 +152,9 @@ class RedisLimiter:
             weakref.WeakKeyDictionary()
         )
         self._prefix = (settings.key_prefix + ":{").encode()
-        self._cluster = isinstance(client, RedisCluster) if cluster is None else cluster
+        if cluster is None:
+            cluster = settings.cluster if client is None else isinstance(client, RedisCluster)
+        self._cluster = cluster
         self._atimeout = settings.socket_timeout
         source, sha = load_script("limit.lua")
         self._source = source
@@ -149,11 +167,25 @@ class RedisLimiter:
 
     @property
     def client(self) -> SyncClient:
-        return self._client
+        """The sync client, built at first use: redis-py's ``RedisCluster`` discovers the
+        cluster when built and raises if no node answers, so it is built by the first call
+        that needs it (and raises there, as that call would), never with the limiter."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = make_sync_client(self._settings)
+                client = self._client
+        return client
 
     @property
     def cluster(self) -> bool:
         return self._cluster
+
+    @property
+    def socket_timeout(self) -> float:
+        """The sync client's read timeout (``SOCKET_TIMEOUT``)."""
+        return self._settings.socket_timeout
 
     def slot_key(self, checks: tuple[LimitCheck, ...]) -> bytes:
         """A key in the first check's cluster slot (its hash tag alone)."""
@@ -227,7 +259,7 @@ class RedisLimiter:
     def warm_up(self) -> None:
         """Connect and load the script now, so no decision pays for either; bounded by the
         sync client's own timeouts, raises redis-py errors."""
-        self._client.script_load(self._source)
+        self.client.script_load(self._source)
 
     def decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
         """Decide every check in one script call; raises redis-py errors as they come."""
@@ -268,10 +300,50 @@ class RedisLimiter:
             warm = loop.create_task(self._awarm_up(client), name="resilience-redis-warm-up")
             entry = self._aclients[loop] = (client, warm)
             loop_lag.watch(loop)
+            self._close_with_loop(loop, client)
         client, warm = entry
         self._aclient = client
         self._alast = (loop, client, warm)
         return client, warm
+
+    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: AsyncClient) -> None:
+        """Close ``client`` when ``loop`` shuts down (``asyncio.run``, and so asgiref's
+        ``async_to_sync``, which runs each call on a loop of its own).  A loop-bound client
+        cannot be closed once its loop is; left open, its connections stayed open and its
+        entry kept the loop alive (the warm-up task refers to it): one loop, one client and
+        one Redis connection leaked per call.  The hook is an async generator, which the
+        loop finalizes in ``shutdown_asyncgens``, before it closes."""
+
+        async def until_shutdown() -> AsyncGenerator[None, None]:
+            try:
+                yield
+            finally:
+                entry = self._aclients.get(loop)
+                if entry is not None and entry[0] is client:  # not closed already
+                    self._forget(loop)
+                    await _aclose_client(client)
+
+        guard = until_shutdown()
+        # Run it to its ``yield`` now: its first step registers it with the running loop,
+        # which holds it weakly, so this limiter keeps it.
+        with contextlib.suppress(StopIteration):
+            guard.asend(None).send(None)
+        self._guards[loop] = guard
+
+    def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop ``loop``'s client and cancel its background tasks (the client stays open)."""
+        entry = self._aclients.pop(loop, None)
+        self._guards.pop(loop, None)
+        if entry is not None:
+            entry[1].cancel()
+            if self._aclient is entry[0]:
+                self._aclient = None
+        for pending in (self._rewarms.pop(loop, None), self._refreshes.pop(loop, None)):
+            if pending is not None:
+                pending.cancel()
+        last = self._alast
+        if last is not None and last[0] is loop:
+            self._alast = None
 
     async def _awarm_up(self, client: AsyncClient) -> bool:
         """Connect and load the script under the connect budget; never raises."""
@@ -335,7 +407,7 @@ class RedisLimiter:
             return await asyncio.to_thread(self._raw_args, args)
 
     def _raw_args(self, args: list[Any]) -> bytes:
-        client = self._client
+        client = self.client
         try:
             return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
         except NoScriptError:
@@ -417,6 +489,8 @@ class RedisLimiter:
     def close(self) -> None:
         """Close the sync client's connections (and its sentinels', if any)."""
         client = self._client
+        if client is None:
+            return
         pool = getattr(client, "connection_pool", None)
         if isinstance(client, Redis) and pool is not None:
             for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
@@ -430,20 +504,21 @@ class RedisLimiter:
         self._alast = None
         if client is None:
             return
-        for loop, (made, warm) in list(self._aclients.items()):
+        for loop, (made, _) in list(self._aclients.items()):
             if made is client:
-                del self._aclients[loop]
-                warm.cancel()
-                for pending in (self._rewarms.pop(loop, None), self._refreshes.pop(loop, None)):
-                    if pending is not None:
-                        pending.cancel()
-        if isinstance(client, AsyncRedis):
-            pool = client.connection_pool
-            for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
-                await watcher.aclose()
-            await client.aclose(close_connection_pool=True)
-        else:
-            await client.aclose()
+                self._forget(loop)
+        await _aclose_client(client)
+
+
+async def _aclose_client(client: AsyncClient) -> None:
+    """Close an async client's connections (and its sentinels', if any)."""
+    if isinstance(client, AsyncRedis):
+        pool = client.connection_pool
+        for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
+            await watcher.aclose()
+        await client.aclose(close_connection_pool=True)
+    else:
+        await client.aclose()
 
 
 async def _bounded(aw: Awaitable[T], seconds: float) -> T:

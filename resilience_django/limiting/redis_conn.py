@@ -91,11 +91,23 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
             f"['SENTINELS'] = {sentinels!r} is not a list of (host, port)",
             "Write it like [('10.0.0.5', 26379), ('10.0.0.6', 26379)].",
         ) from exc
+    cluster = bool(value.get("CLUSTER", False))
+    # redis-py's RedisCluster refuses these only when built, which is at first use
+    # (docs/redis.md#redis-cluster): said here, a mistake is a check error, not a
+    # worker whose every decision fails over.
+    if cluster and (
+        url.startswith("unix://") or urlparse(url).path.strip("/") not in ("", "0") or addresses
+    ):
+        raise _error(
+            f" URL {url!r} with CLUSTER: a cluster has no unix socket, no db but 0 and no "
+            "SENTINELS",
+            "Write it like 'redis://10.0.0.1:7000/0' (any node of the cluster).",
+        )
     password = value.get("PASSWORD")
     return RedisSettings(
         sentinels=addresses,
         url=url,
-        cluster=bool(value.get("CLUSTER", False)),
+        cluster=cluster,
         password=password if isinstance(password, str) else None,
         max_connections=max_connections,
         socket_timeout=socket_timeout,

@@ -318,3 +318,16 @@ def test_units_redis_admitted_are_charged_to_the_local_share(server: RedisServer
         assert not any(d.allowed for d in decisions)
     finally:
         limiter.close()
+
+
+def test_a_closed_limiter_starts_no_probe_again(server: RedisServer) -> None:
+    # A settings change closes the old limiter while requests still hold it: their
+    # decisions must not restart its probe (it would heartbeat a phantom instance,
+    # shrinking every worker's share, and report its own fallback state).
+    limiter = make(server.url, 0.5)
+    limiter.decide((CHECK,))
+    limiter.close()
+    assert limiter._probe is None
+    assert limiter.decide((CHECK,)).allowed
+    assert limiter._probe is None
+    limiter.close()

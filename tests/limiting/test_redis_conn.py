@@ -106,6 +106,10 @@ async def test_async_client_talks_to_the_same_server(server: RedisServer) -> Non
         {"URL": "redis://127.0.0.1/0", "MAX_CONNECTIONS": 0},
         {"URL": "redis://127.0.0.1/0", "SOCKET_TIMEOUT": "soon"},
         {"URL": "redis://127.0.0.1/0", "SENTINEL": True},
+        # redis-py's RedisCluster refuses these when built, which is at first use.
+        {"URL": "redis://127.0.0.1:7000/1", "CLUSTER": True},
+        {"URL": "unix:///tmp/redis.sock", "CLUSTER": True},
+        {"URL": "redis://127.0.0.1:7000/0", "CLUSTER": True, "SENTINELS": [("127.0.0.1", 26379)]},
     ],
 )
 def test_unusable_settings_raise_config_error_e040(value: dict[str, object]) -> None:

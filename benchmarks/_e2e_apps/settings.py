@@ -84,6 +84,11 @@ VARIANTS: dict[str, tuple[list[str], dict[str, object], str, bool]] = {
 }
 
 MIDDLEWARE, RESILIENCE, _cache, RATELIMITED = VARIANTS[VARIANT]
+if os.environ.get("BENCH_E2E_QUIET"):
+    # bench_e2e_instructions.py: no live-reload poll, no fleet publisher.  Their
+    # work is per second, not per request, and valgrind's slowdown would charge
+    # it to requests many times over.
+    RESILIENCE = {**RESILIENCE, "RELOAD_INTERVAL": None, "FLEET": {"ENABLED": False}}
 ASGI_FAST_PATH = VARIANT.endswith("_asgi")
 
 SECRET_KEY = "benchmark-only-not-secret"

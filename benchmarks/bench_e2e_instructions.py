@@ -40,7 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_e2e import ROOT, TARGETS, _free_port, _Process, _wait_port
 
-VARIANTS = ("plain", "ours_empty", "ours_local", "ours_local_asgi", "ratelimit_locmem")
+VARIANTS = (
+    "plain",
+    "ours_empty",
+    "ours_local_noheaders",
+    "ours_local",
+    "ours_local_asgi",
+    "ratelimit_locmem",
+)
 CONNECTIONS = 10
 WARM_UP = 200
 

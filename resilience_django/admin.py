@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, IntegrityError, router, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -47,6 +48,12 @@ def _action(description: str, field: str, value: object) -> Callable[..., None]:
 
 _SHADOW = "Shadow selected %(verbose_name_plural)s (count, never block)"
 _ENFORCE = "Enforce selected %(verbose_name_plural)s"
+# Set on a request whose save lost a race (see _RuleAdmin.changeform_view).
+_CONFLICT = "_resilience_save_conflict"
+_CONFLICT_MESSAGE = (
+    "Not saved: another change to a rule of this name was saved at the same moment. "
+    "Check the list of rules, then save again."
+)
 
 
 class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -72,14 +79,54 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Any], field: str, value: Any) -> None:
         label = str(self.model._meta.get_field(field).verbose_name).capitalize()
-        changed = queryset.exclude(**{field: value})
-        for obj in changed:
+        changed = 0
+        for obj in queryset.exclude(**{field: value}):
             setattr(obj, field, value)
-            # save() per row (not update()): post_save bumps the live version.
-            obj.save(update_fields=[field, "updated_at"])
+            try:
+                # save() per row (not update()): post_save bumps the live version.  In a
+                # savepoint, so a failed save leaves a surrounding transaction usable.
+                with transaction.atomic(using=router.db_for_write(self.model)):
+                    obj.save(update_fields=[field, "updated_at"])
+            except DatabaseError:
+                # "did not affect any rows": another admin deleted it since the list was read.
+                if self.model._default_manager.filter(pk=obj.pk).exists():
+                    raise
+                continue
+            changed += 1
             self.log_change(request, obj, [{"changed": {"fields": [label]}}])
         plural = self.model._meta.verbose_name_plural
-        self.message_user(request, f"{len(changed)} {plural} updated.", messages.SUCCESS)
+        self.message_user(request, f"{changed} {plural} updated.", messages.SUCCESS)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except IntegrityError:
+            # Two admins saved one name at once: both forms passed the unique check before
+            # either row was written, and the second INSERT failed.  Its transaction is rolled
+            # back; the form comes again with the error (and the unique check's), not a 500.
+            setattr(request, _CONFLICT, True)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        if not getattr(request, _CONFLICT, False):
+            return form
+
+        class ConflictForm(form):  # type: ignore[valid-type,misc]
+            def clean(self) -> Any:
+                cleaned = super().clean()
+                self.add_error(None, _CONFLICT_MESSAGE)
+                return cleaned
+
+        return ConflictForm
 
     enable = _action("Enable selected %(verbose_name_plural)s", "enabled", True)
     disable = _action("Disable selected %(verbose_name_plural)s", "enabled", False)

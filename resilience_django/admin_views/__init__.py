@@ -72,7 +72,7 @@ def _requested_action(request: HttpRequest) -> str | None:
     if request.content_type == "application/json":
         try:
             body = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # a deeply nested body exhausts the stack
             return None
         raw = body.get("updateState", body.get("action")) if isinstance(body, dict) else None
     else:
@@ -93,7 +93,9 @@ def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
                 return JsonResponse(breaker)
         return _error(404, f"No breaker {name!r} in the fleet.")
     if request.method != "POST" or name is None:
-        return _error(405, "GET for state; POST to <breaker>/ for an action.")
+        refused = _error(405, "GET for state; POST to <breaker>/ for an action.")
+        refused["Allow"] = "GET" if name is None else "GET, POST"  # a 405 must say (RFC 9110)
+        return refused
     if not can_operate(request.user):
         return _error(403, f"Operating breakers needs the {OPERATE} permission.")
     action = _requested_action(request)

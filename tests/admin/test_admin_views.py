@@ -133,6 +133,30 @@ def test_unknown_action_and_unknown_breaker_are_refused(operator: User) -> None:
     assert not LogEntry.objects.exists()
 
 
+@pytest.mark.parametrize("method", ["head", "options", "put", "patch", "delete"])
+def test_other_methods_are_405_with_allow_and_change_nothing(operator: User, method: str) -> None:
+    c = _client(operator)
+    for url, allow in ((API, "GET"), (API + "pricing/", "GET, POST")):
+        response = getattr(c, method)(url, {"action": "force_open"})
+        assert response.status_code == 405
+        assert response["Allow"] == allow
+    assert c.post(API, {"action": "force_open"})["Allow"] == "GET"
+    assert get_breaker("pricing").state == "closed"
+    assert not LogEntry.objects.exists()
+
+
+def test_a_deeply_nested_json_body_is_a_400_not_a_500(operator: User) -> None:
+    # json.loads raises RecursionError (not a ValueError) past the interpreter's stack depth.
+    c = Client(raise_request_exception=False)
+    c.force_login(operator)
+    for body in ("[" * 100_000, '{"updateState": ' * 100_000):
+        response = c.post(API + "pricing/", body, content_type="application/json")
+        assert response.status_code == 400
+        assert "updateState" in response.json()["error"]
+    assert get_breaker("pricing").state == "closed"
+    assert not LogEntry.objects.exists()
+
+
 def test_csrf_is_enforced_on_actions(operator: User) -> None:
     c = _client(operator, csrf=True)
     assert _force_open(c) == 403

@@ -86,6 +86,9 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
             ("ALLOW_STAFF", True, "resilience.E097"),
         ]
     )
+    if not is_bool(raw.get("ALLOW_STAFF", True)):
+        # Like ENABLED, a typo closes rather than opens: "false" must not let staff in.
+        allow_staff = False
     settings = MetricsSettings(
         enabled=enabled,
         allowed_networks=_networks(raw.get("ALLOWED_NETWORKS"), errors),

@@ -102,11 +102,6 @@ def test_staff_is_refused_when_allow_staff_is_false(client):
     assert client.get(URL, REMOTE_ADDR="203.0.113.9").status_code == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="observability/config.py falls back to ALLOW_STAFF's default (True) on a bad value; "
-    "docs/metrics.md: a bad value falls back to the closed default",
-)
 @pytest.mark.django_db
 @pytest.mark.parametrize("bad", ["false", "no", 0])
 def test_a_bad_allow_staff_value_does_not_let_staff_in(client, bad):

@@ -8,6 +8,7 @@ also work on a raw ASGI scope, for the ASGI fast path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from hashlib import blake2b
@@ -35,6 +36,9 @@ Scope = Mapping[str, Any]
 # The longest key stored, of any kind; past it a value is hashed (see bounded_key).
 MAX_KEY_LENGTH = 64
 _BUILTIN = frozenset({"ip", "user", "user_or_ip"})
+# An HTTP field name (RFC 9110 "token"): any other name can never arrive, and a
+# rule keyed on it would save, show "in force" and never limit anything.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 def bounded_key(value: str) -> str:
@@ -216,9 +220,16 @@ def check_key_spec(spec: Any, *, where: str) -> None:
         return
     kind, sep, arg = spec.partition(":")
     if sep and kind in ("header", "param"):
-        if not arg.strip() or (kind == "header" and not arg.isascii()):
+        if not arg.strip():
             example = "header:X-Api-Key" if kind == "header" else "param:token"
             raise _key_error(where, spec, f"needs a name after '{kind}:'", f"Example: '{example}'.")
+        if kind == "header" and not HEADER_NAME.match(arg.strip()):
+            raise _key_error(
+                where,
+                spec,
+                "is not an HTTP header name (letters, digits and !#$%&'*+.^_`|~- only)",
+                "Example: 'header:X-Api-Key'.",
+            )
         return
     if "." not in spec or sep:
         raise _key_error(where, spec, "is not a known key function")

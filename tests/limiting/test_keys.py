@@ -135,6 +135,9 @@ def test_async_callable_key_works_in_sync_code():
         "",
         "ipv6",
         "header:",
+        "header:X Api Key",  # a space: no header can be named so
+        "header:Schl\u00fcssel",
+        "header:X-Api-Key:v2",
         "param: ",
         "tests.limiting.keyfuncs.missing",
         "tests.limiting.keyfuncs.not_callable",

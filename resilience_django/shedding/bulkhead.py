@@ -7,7 +7,9 @@ lock-free admission paths, for the event loop and threads at once: ``_slots.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
@@ -57,6 +59,16 @@ class Permit:
             self._pool = None
             self._bulkhead._release(pool, self.started_at)
 
+    def __del__(self) -> None:
+        # A safety net, not the way out: a permit dropped unreleased gives its slot
+        # back when it is collected, instead of never.  Django drops a streamed
+        # response without closing it when the client leaves while the response
+        # is between this middleware and the server (docs/shedding.md).
+        pool = self._pool
+        if pool is not None:
+            self._pool = None
+            self._bulkhead._lost(pool)
+
     def __enter__(self) -> Permit:
         return self
 
@@ -77,8 +89,8 @@ class Bulkhead(SlotQueue):
     """
 
     __slots__ = (
-        "_adapt_busy", "_adaptive", "_hold", "_retired", "_samples", "clock", "exempt_streams",
-        "name", "report_metrics",
+        "_adapt_busy", "_adaptive", "_hold", "_retired", "_samples", "_unreported", "clock",
+        "exempt_streams", "name", "report_metrics",
     )  # fmt: skip
 
     def __init__(
@@ -101,6 +113,8 @@ class Bulkhead(SlotQueue):
         self._adapt_busy = threading.Lock()
         self._hold = 0.0  # moving average of how long a slot is held
         self._retired = False
+        # Slots of collected permits not yet taken off the in-flight gauge (see _lost).
+        self._unreported: deque[bool] = deque()
         self.exempt_streams = False  # set from the shedding rule; see Permit
         if report_metrics:
             metrics.concurrency_limit(name, self.limit)
@@ -116,11 +130,28 @@ class Bulkhead(SlotQueue):
         decided = self._line_up(waiter, timeout)
         if decided is not None:
             return decided
-        if not lock.acquire(timeout=-1 if timeout is None else timeout):
-            if self._withdraw(waiter):
-                return self._shed("timeout")
-            lock.acquire()  # a releaser claimed us first; its wake-up is on its way
+        try:
+            if not lock.acquire(timeout=-1 if timeout is None else timeout):
+                if self._withdraw(waiter):
+                    return self._shed("timeout")
+                lock.acquire()  # a releaser claimed us first; its wake-up is on its way
+        except BaseException:
+            # Interrupted while waiting (a signal handler's exception, say): leave
+            # the queue, or hand on the slot a releaser granted meanwhile.
+            self._walk_away(waiter)
+            raise
         return self._granted(waiter)
+
+    def _walk_away(self, waiter: _Waiter) -> None:
+        """A waiting thread gives up for good: ``_abandon`` for a thread."""
+        if self._withdraw(waiter):
+            return
+        self._places.tokens.append(True)
+        # The releaser that claimed us sets the slot in its next step; the lock
+        # may be held by now or not, and nobody needs it any more.
+        while waiter.pool is None:
+            time.sleep(0)
+        self._put(waiter.pool)
 
     # A wait that runs out is answered with a Shed, not raised, hence ``timeout``.
     async def acquire_async(
@@ -165,8 +196,27 @@ class Bulkhead(SlotQueue):
 
     def _admit(self, pool: _Pool) -> Permit:
         if self.report_metrics:
-            metrics.inflight(self.name, 1)
+            metrics.inflight(self.name, 1 - self._count_lost())
         return Permit(self, pool, self.clock())
+
+    def _lost(self, pool: _Pool) -> None:
+        """The slot of a permit collected unreleased: back to the pool, lock-free.
+
+        It runs wherever the collector does, perhaps inside a metrics lock this
+        thread holds: so no lock here, and the gauge is told on the next
+        admission or release (``_count_lost``).
+        """
+        self._put(pool)
+        if self.report_metrics:
+            self._unreported.append(True)
+
+    def _count_lost(self) -> int:
+        lost = 0
+        with contextlib.suppress(IndexError):
+            while self._unreported:
+                self._unreported.pop()
+                lost += 1
+        return lost
 
     def _shed(self, reason: str) -> Shed:
         if self.report_metrics:
@@ -181,7 +231,7 @@ class Bulkhead(SlotQueue):
         # A racy float store at worst loses one sample of a moving average.
         self._hold = held if not self._hold else self._hold * 0.9 + held * 0.1
         if self.report_metrics:
-            metrics.inflight(self.name, -1)
+            metrics.inflight(self.name, -1 - self._count_lost())
         adaptive = self._adaptive
         if adaptive is None:
             self._put(pool)

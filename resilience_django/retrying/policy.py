@@ -50,8 +50,9 @@ class RetryPolicy:
     """
 
     __slots__ = (
-        "_budget", "_throttle", "async_sleep", "attempts", "backoff", "breaker", "budget_ratio",
-        "max_backoff", "random", "retry_on", "retry_on_result", "sleep", "target", "wall",
+        "_budget", "_throttle", "_throttle_per_target", "async_sleep", "attempts", "backoff",
+        "breaker", "budget_ratio", "max_backoff", "random", "retry_on", "retry_on_result", "sleep",
+        "target", "wall",
     )  # fmt: skip
 
     def __init__(
@@ -89,6 +90,7 @@ class RetryPolicy:
         self._budget = budget if isinstance(budget, RetryBudget) else None
         self.budget_ratio = None if isinstance(budget, RetryBudget | None) else float(budget)
         self._throttle: AdaptiveThrottle | bool = throttle
+        self._throttle_per_target = throttle is True
 
     def for_target(self, target: str) -> RetryPolicy:
         """This policy with per-target state (budget, throttle) bound to ``target``."""
@@ -98,6 +100,12 @@ class RetryPolicy:
         for name in RetryPolicy.__slots__:
             setattr(bound, name, getattr(self, name))
         bound.target = target
+        # Not what this policy found for its own target when it was called
+        # directly ("default"): the bound policy looks up its target's own.
+        if self.budget_ratio is not None:
+            bound._budget = None
+        if self._throttle_per_target:
+            bound._throttle = True
         return bound
 
     def _resolve(self) -> tuple[RetryBudget | None, AdaptiveThrottle | None]:

@@ -6,8 +6,9 @@ so the store works on Redis Cluster.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -23,12 +24,42 @@ class RedisStore(FleetStore):
     kind = "redis"
     publish_every = 1.0
 
-    def __init__(self, client: Any, prefix: str = "resilience:fleet") -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: Any = None,
+        prefix: str = "resilience:fleet",
+        *,
+        connect: Callable[[], Any] | None = None,
+    ) -> None:
+        """``client``, or ``connect``: builds it at first use.  redis-py's sync
+        ``RedisCluster`` connects (and raises if no node answers) when built, so building
+        the store must not build it: a store made while the cluster is down would raise
+        on the path that builds the runtime, and the process would never report."""
+        if (client is None) == (connect is None):
+            raise TypeError("RedisStore takes a client or connect, not both nor neither")
+        self._client = client
+        self._connect = connect
+        self._client_lock = threading.Lock()
         self.p = "{" + prefix + "}"
         source = resources.files("resilience_django").joinpath("lua", "fleet_command.lua")
-        self._send = client.register_script(source.read_text(encoding="utf-8"))
+        self._source = source.read_text(encoding="utf-8")
+        self._script: Any = None if client is None else client.register_script(self._source)
         self._cmd_keys = [f"{self.p}:cmd:seq", f"{self.p}:cmd:log", f"{self.p}:cmd:standing"]
+
+    @property
+    def client(self) -> Any:
+        """The client, built by the first call that needs it (a build that raises, the
+        cluster being down, raises there as that call would, and the next call tries again)."""
+        client = self._client
+        if client is None:
+            assert self._connect is not None
+            with self._client_lock:  # one client per store, however many threads ask
+                if self._client is None:
+                    built = self._connect()
+                    self._script = built.register_script(self._source)
+                    self._client = built
+                client = self._client
+        return client
 
     def version(self) -> str | None:
         value = self.client.get(VERSION_KEY)
@@ -55,7 +86,8 @@ class RedisStore(FleetStore):
     def send_command(self, breaker: str, action: str) -> int:
         # Read at call time so tests can shorten the log.
         args = [breaker, action, repr(time.time()), base.COMMAND_LOG]
-        return int(self._send(keys=self._cmd_keys, args=args))
+        client = self.client  # built first: it registers the script
+        return int(self._script(keys=self._cmd_keys, args=args, client=client))
 
     def read_commands(self, after: int | None) -> CommandBatch:
         seq_key, log_key, standing_key = self._cmd_keys

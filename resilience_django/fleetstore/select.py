@@ -50,10 +50,13 @@ def build() -> FleetStore:
         from .redis import RedisStore
 
         # Only background threads and operator tools use it, so a generous timeout
-        # costs no request anything.
-        if settings.fleet.url:
-            return RedisStore(make_sync_client_from_url(settings.fleet.url, 1.0), prefix)
-        return RedisStore(make_sync_client(parse_redis(settings.redis, budget=1.0)), prefix)
+        # costs no request anything.  The client is built at first use, not here: a sync
+        # RedisCluster connects as it is built (docs/redis.md#redis-cluster).
+        url = settings.fleet.url
+        if url:
+            return RedisStore(prefix=prefix, connect=lambda: make_sync_client_from_url(url, 1.0))
+        parsed = parse_redis(settings.redis, budget=1.0)  # bad settings raise here, at once
+        return RedisStore(prefix=prefix, connect=lambda: make_sync_client(parsed))
     if kind == "cache":
         from django.conf import settings as django_settings
         from django.core.cache import caches

@@ -55,10 +55,10 @@ _live_limiters: weakref.WeakSet[HybridLimiter] = weakref.WeakSet()
 class HybridLimiter:
     """A ``Limiter`` on Redis that falls back to a ``LocalLimiter`` by itself."""
 
-    __slots__ = ("__weakref__", "_breaker", "_budget", "_created", "_exhausted", "_hb_sha",
-                 "_hb_source", "_instance", "_last_error", "_last_latency", "_live", "_local",
-                 "_lock", "_nodes", "_probe", "_redis", "_settings", "_share", "_slow", "_stop",
-                 "_successes", "_warm", "heartbeat_key")  # fmt: skip
+    __slots__ = ("__weakref__", "_breaker", "_budget", "_counted_since", "_created", "_exhausted",
+                 "_hb_sha", "_hb_source", "_instance", "_last_error", "_last_latency", "_live",
+                 "_local", "_lock", "_nodes", "_probe", "_redis", "_settings", "_share", "_slow",
+                 "_stop", "_successes", "_warm", "heartbeat_key")  # fmt: skip
 
     def __init__(
         self,
@@ -92,6 +92,9 @@ class HybridLimiter:
         self._exhausted: dict[tuple[str, str], float] = {}
         self._successes = 0  # good probes in a row while falling back
         self._live: int | None = None  # until the first heartbeat has counted the fleet
+        # When the heartbeats of the current unbroken run began (perf time): a count
+        # younger than one HEARTBEAT_TTL may miss peers yet to heartbeat (_count_share).
+        self._counted_since: float | None = None
         self._share = settings.share_for(None)
         self._warm = False
         self._last_latency: float | None = None
@@ -353,7 +356,7 @@ class HybridLimiter:
             return self._probe_failed(msg, start, token, judge)
         self._probe_nodes()
         self._live = max(1, int(live))
-        self._share = self._settings.share_for(self._live)
+        self._share = self._count_share(self._live)
         if not judge:
             return True
         self._last_latency = elapsed
@@ -377,8 +380,26 @@ class HybridLimiter:
             self._announce(False, reason, elapsed)
         return True
 
+    def _count_share(self, live: int) -> float:
+        """The share for ``live`` counted instances.  Until this process has heartbeated for
+        one HEARTBEAT_TTL without a break, peers that started with it may not have
+        heartbeated yet (a fleet starting together, or after an outage that outlived the
+        heartbeats): the count is only a lower bound then, so it may shrink the share
+        below an unknown count's, never grow it (docs/fallback.md#a-cold-fleet)."""
+        settings, now = self._settings, _perf()
+        since = self._counted_since
+        if since is None:
+            since = self._counted_since = now
+        share = settings.share_for(live)
+        if now - since < settings.heartbeat_ttl:
+            share = min(share, settings.share_for(None))
+        return share
+
     def _probe_failed(self, reason: str, start: float, token: Phase | None, judge: bool) -> bool:
         self._successes = 0
+        # Redis unreachable: when it answers again, its heartbeats may have expired
+        # (or a restart lost them), so the count starts over as a young one.
+        self._counted_since = None
         self._probe_nodes()
         if judge and self._nodes is None:
             self._failed(reason, start, token, decision=False)

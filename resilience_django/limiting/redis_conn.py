@@ -17,6 +17,7 @@ import redis.asyncio.sentinel as asentinel
 import redis.sentinel as sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 from ..exceptions import ConfigError
@@ -48,10 +49,23 @@ class RedisSettings:
     key_prefix: str = "rl"
     # Sentinel addresses; when set, ``url``'s host is the service name.
     sentinels: tuple[tuple[str, int], ...] = ()
+    # redis-py's ``Sentinel(sentinel_kwargs=...)``: how to talk to the sentinels
+    # themselves (their password, TLS), as (name, value) pairs.
+    sentinel_kwargs: tuple[tuple[str, str | bool], ...] = ()
 
 
 _KEYS = frozenset(("URL", "CLUSTER", "PASSWORD", "MAX_CONNECTIONS", "SOCKET_TIMEOUT",
-                   "CONNECT_TIMEOUT", "KEY_PREFIX", "SENTINELS"))  # fmt: skip
+                   "CONNECT_TIMEOUT", "KEY_PREFIX", "SENTINELS", "SENTINEL_KWARGS"))  # fmt: skip
+# What SENTINEL_KWARGS may say: the connection arguments of redis-py's sync and asyncio
+# clients that concern reaching and authenticating to a sentinel, with their types.  The
+# timeouts and retries are the limiter's (docs/redis.md#sentinel).
+_SENTINEL_BOOLS = frozenset(("ssl", "ssl_check_hostname"))
+_SENTINEL_STRINGS = frozenset(("username", "password", "client_name", "ssl_keyfile",
+                               "ssl_certfile", "ssl_password", "ssl_ca_certs", "ssl_ca_path",
+                               "ssl_ca_data", "ssl_ciphers", "ssl_cert_reqs"))  # fmt: skip
+_CERT_REQS = ("none", "optional", "required")
+# What parse_url says about where the primary is, which a Sentinel URL does not say.
+_NOT_FROM_SENTINEL_URL = frozenset(("host", "port", "path", "connection_class"))
 
 
 def _error(message: str, hint: str = "") -> ConfigError:
@@ -66,8 +80,8 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     if unknown:
         raise _error(
             f" has unknown keys {sorted(unknown)}",
-            "Use CACHE or URL, and optionally CLUSTER, MAX_CONNECTIONS, "
-            "SOCKET_TIMEOUT, CONNECT_TIMEOUT, KEY_PREFIX.",
+            "Use CACHE or URL, and optionally CLUSTER, PASSWORD, SENTINELS, SENTINEL_KWARGS, "
+            "MAX_CONNECTIONS, SOCKET_TIMEOUT, CONNECT_TIMEOUT, KEY_PREFIX.",
         )
     url = value.get("URL")
     sentinels = value.get("SENTINELS") or ()
@@ -75,6 +89,13 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         raise _error(
             f" URL {url!r} is not a Redis URL", "Write it like 'redis://127.0.0.1:6379/0'."
         )
+    try:  # redis-py parses it at first use: said here, a bad query option is a check error
+        _url_options(url)
+    except ValueError as exc:
+        raise _error(
+            f" URL {url!r}: {exc}",
+            "Query options are redis-py's, like '?socket_keepalive=true&client_name=api'.",
+        ) from None
     try:
         socket_timeout = parse_duration(value.get("SOCKET_TIMEOUT", budget))
         connect_timeout = parse_duration(value.get("CONNECT_TIMEOUT", CONNECT_TIMEOUT))
@@ -91,6 +112,12 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
             f"['SENTINELS'] = {sentinels!r} is not a list of (host, port)",
             "Write it like [('10.0.0.5', 26379), ('10.0.0.6', 26379)].",
         ) from exc
+    if addresses and (url.startswith("unix://") or not urlparse(url).hostname):
+        raise _error(
+            f" URL {url!r} with SENTINELS must name the Sentinel service as its host",
+            "Write it like 'redis://mymaster/0' (rediss:// for TLS to the primary).",
+        )
+    sentinel_kwargs = _sentinel_kwargs(value.get("SENTINEL_KWARGS"))
     cluster = bool(value.get("CLUSTER", False))
     # redis-py's RedisCluster refuses these only when built, which is at first use
     # (docs/redis.md#redis-cluster): said here, a mistake is a check error, not a
@@ -106,6 +133,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     password = value.get("PASSWORD")
     return RedisSettings(
         sentinels=addresses,
+        sentinel_kwargs=sentinel_kwargs,
         url=url,
         cluster=cluster,
         password=password if isinstance(password, str) else None,
@@ -114,6 +142,43 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         connect_timeout=connect_timeout,
         key_prefix=str(value.get("KEY_PREFIX", "rl")),
     )
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    """What redis-py's ``from_url`` takes from ``url`` (``ValueError`` for a bad option)."""
+    return cast("dict[str, Any]", parse_url(url))  # type: ignore[no-untyped-call]
+
+
+def _service_name(url: str) -> str:
+    """The URL's host as written: ``urlparse`` lowercases host names, and a Sentinel
+    service name is case-sensitive ("Orders" is not "orders")."""
+    host = urlparse(url).netloc.rpartition("@")[2]
+    return unquote(host.partition(":")[0])
+
+
+def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
+    """``SENTINEL_KWARGS`` checked name by name (each value's type, the verify mode's word)."""
+    if value is None:
+        return ()
+    hint = (
+        "A dict of redis-py connection arguments for the sentinels: "
+        f"{', '.join(sorted(_SENTINEL_STRINGS))} (strings), {', '.join(sorted(_SENTINEL_BOOLS))} "
+        f"(True or False); ssl_cert_reqs is one of {', '.join(_CERT_REQS)}.  Like "
+        "{'password': 'sentinel-secret', 'ssl': True, 'ssl_ca_certs': '/etc/ssl/ca.pem'}."
+    )
+    if not isinstance(value, Mapping):
+        raise _error(f"['SENTINEL_KWARGS'] must be a dict, not {type(value).__name__}", hint)
+    unknown = sorted(str(k) for k in value if k not in _SENTINEL_STRINGS | _SENTINEL_BOOLS)
+    if unknown:
+        raise _error(f"['SENTINEL_KWARGS'] has unknown keys {unknown}", hint)
+    for name, item in value.items():
+        kind = bool if name in _SENTINEL_BOOLS else str
+        if not isinstance(item, kind) or (name == "ssl_cert_reqs" and item not in _CERT_REQS):
+            want = "True or False" if kind is bool else "a string"
+            if name == "ssl_cert_reqs":
+                want = f"one of {', '.join(_CERT_REQS)}"
+            raise _error(f"['SENTINEL_KWARGS'][{name!r}] = {item!r} must be {want}", hint)
+    return tuple(sorted((str(k), v) for k, v in value.items()))
 
 
 def _common_kwargs(settings: RedisSettings, *, asyncio: bool = False) -> dict[str, Any]:
@@ -137,24 +202,20 @@ def _make_client(settings: RedisSettings, *, asyncio: bool) -> Any:
     lib, sentinels = (aredis, asentinel) if asyncio else (redis, sentinel)
     kwargs = _common_kwargs(settings, asyncio=asyncio)
     if settings.sentinels:
-        timeouts = {key: kwargs[key] for key in ("socket_timeout", "socket_connect_timeout")}
-        watcher = sentinels.Sentinel(list(settings.sentinels), sentinel_kwargs=timeouts)
+        # The sentinels are asked within the same timeouts and with no retries; what
+        # else reaches them (their password, TLS) is SENTINEL_KWARGS.
+        watched = {key: kwargs[key] for key in ("socket_timeout", "socket_connect_timeout")}
+        sentinel_kwargs = {**dict(settings.sentinel_kwargs), **watched, "retry": kwargs["retry"]}
+        watcher = sentinels.Sentinel(list(settings.sentinels), sentinel_kwargs=sentinel_kwargs)
         # The URL's host is the service name; master_for takes no URL, so what else
-        # it says about the primary (db, TLS, ACL user, password) is passed one by one.
-        parsed = urlparse(settings.url)
-        db = parsed.path.strip("/")
-        if parsed.username:
-            kwargs["username"] = unquote(parsed.username)
-        if parsed.password and "password" not in kwargs:
-            kwargs["password"] = unquote(parsed.password)
-        if parsed.scheme == "rediss":
-            kwargs["ssl"] = True
-        return watcher.master_for(
-            parsed.hostname or "mymaster",
-            db=int(db) if db.isdigit() else 0,
-            max_connections=settings.max_connections,
-            **kwargs,
-        )
+        # it says about the primary (db, TLS, ACL user, password, query options) is
+        # passed as arguments, the URL's winning as with from_url.
+        url = _url_options(settings.url)
+        options = {key: url[key] for key in url.keys() - _NOT_FROM_SENTINEL_URL}
+        if urlparse(settings.url).scheme == "rediss":
+            options["ssl"] = True
+        kwargs |= {"max_connections": settings.max_connections, **options}
+        return watcher.master_for(_service_name(settings.url), **kwargs)
     # MOVED/ASK redirections are followed whatever the retry policy; the
     # zero-retry policy only stops a broken cluster multiplying the wait.
     # from_url lets the client own its pool, so close() releases the sockets.

@@ -3,7 +3,7 @@
 CONFIG is JSON: ``{"resilience": {...}, "dir": "...", "use": [...], "trip": "name"}``.
 The worker builds its runtime as a served request would (which starts its
 limiter and its fleet reporting), uses the breakers named in ``use``, prints
-``ready`` once its report is in the fleet store, and trips ``trip`` when the
+``ready`` once a report naming those breakers is in the fleet store, and trips ``trip`` when the
 file ``<dir>/trip`` appears.  It exits when ``<dir>/stop`` appears or after
 60 s, so a failed test never leaves it behind.
 """
@@ -36,8 +36,18 @@ def main() -> None:
     store = get_store()
     assert store is not None
     me = os.getpid()
+    used = set(config.get("use", []))
     deadline = time.monotonic() + 60
-    while not any(p.get("pid") == me for p in store.processes(30)):
+
+    def reported() -> bool:
+        # A report that names every used breaker: the first one, sent as the runtime
+        # was built, may predate them.
+        return any(
+            p.get("pid") == me and used <= {b.get("name") for b in p.get("breakers") or []}
+            for p in store.processes(30)
+        )
+
+    while not reported():
         if time.monotonic() > deadline:
             return
         time.sleep(0.02)

@@ -86,7 +86,7 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
             ("ALLOW_STAFF", True, "resilience.E097"),
         ]
     )
-    if not is_bool(raw.get("ALLOW_STAFF", True)):
+    if not isinstance(raw.get("ALLOW_STAFF", True), bool):
         # Like ENABLED, a typo closes rather than opens: "false" must not let staff in.
         allow_staff = False
     settings = MetricsSettings(

@@ -25,19 +25,21 @@ def _nothing() -> None:
     """Runs on the request's thread once the abandoned view has left it."""
 
 
-def hold_until_thread_ends(route: str, permit: Permit | None) -> None:
+def hold_until_thread_ends(route: str | None, permit: Permit | None) -> None:
     """Count an abandoned sync view of ``route``; release ``permit`` when its thread ends.
 
     Call it in the request's task (its context names the request's thread), as
-    the 504 is decided.
+    the 504 is decided.  ``route`` ``None``: the client went away, no 504 and
+    nothing counted, but the slot is held all the same.
     """
-    metrics.abandoned_views(route, 1)
+    if route is not None:
+        metrics.abandoned_views(route, 1)
     task = asyncio.get_running_loop().create_task(_wait(route, permit))
     _waiting.add(task)
     task.add_done_callback(_waiting.discard)
 
 
-async def _wait(route: str, permit: Permit | None) -> None:
+async def _wait(route: str | None, permit: Permit | None) -> None:
     try:
         await sync_to_async(_nothing, thread_sensitive=True)()
     except Exception:  # never a "Task exception was never retrieved"
@@ -45,4 +47,5 @@ async def _wait(route: str, permit: Permit | None) -> None:
     finally:
         if permit is not None:
             permit.release()
-        metrics.abandoned_views(route, -1)
+        if route is not None:
+            metrics.abandoned_views(route, -1)

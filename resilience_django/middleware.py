@@ -117,6 +117,9 @@ class ResilienceMiddleware:
             if deadline is None:
                 try:
                     response: Response = await self.get_response(request)
+                except asyncio.CancelledError:
+                    _abandon(request, runtime, None)  # the client went away
+                    raise
                 except BaseException:
                     runtime.release(request, timed_out=False)
                     raise
@@ -133,7 +136,7 @@ class ResilienceMiddleware:
                 if alarm.fired_for(task):
                     _abandon(request, runtime, deadline)
                     return _deadline_response(request, deadline)
-                runtime.release(request, timed_out=False)
+                _abandon(request, runtime, None)
                 raise
             except BaseException:
                 # Failed, or cancelled: the slot and the breaker trial must
@@ -230,19 +233,20 @@ def _tighten_by_view_name(request: HttpRequest, runtime: Runtime) -> None:
         deadline.tighten(found[0], route=found[1])
 
 
-def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline) -> None:
-    """The deadline cut the view short: the route's verdict now, the slot when
-    the work has really stopped."""
+def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline | None) -> None:
+    """The deadline (or, with ``None``, the client going away) cut the view short:
+    the route's verdict now, the slot when the work has really stopped."""
+    timed_out = deadline is not None
     match = request.resolver_match
     if match is None or iscoroutinefunction(match.func):
         # An async view's task is unwound by now: nothing of it runs on.
-        runtime.release(request, timed_out=True)
+        runtime.release(request, timed_out=timed_out)
         return
     # A sync view's thread runs on; its slot stays taken until the thread
     # ends, so the bulkhead bounds the work actually running.
     permit = runtime.take_permit(request)
-    runtime.release(request, timed_out=True)
-    abandoned.hold_until_thread_ends(deadline.route, permit)
+    runtime.release(request, timed_out=timed_out)
+    abandoned.hold_until_thread_ends(deadline.route if deadline else None, permit)
 
 
 def _deadline_response(request: Any, deadline: Deadline) -> Response:

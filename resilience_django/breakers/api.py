@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from asgiref.sync import iscoroutinefunction
+
 from .registry import get_breaker
 from .state import Breaker, CircuitOpen, Phase
 
@@ -58,7 +60,10 @@ class BreakerGuard:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         guard, fallback, own_check = self, self.fallback, self.failure_result
-        if inspect.iscoroutinefunction(fn):
+        # asgiref's test, not inspect's: it also knows functions marked as coroutine
+        # functions (an async class-based view's ``as_view()``), whose call only
+        # makes the coroutine; timing that would count every call a success.
+        if iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -142,7 +147,14 @@ def _done(b: Breaker, admitted: Admitted, result: R, check: Callable[[Any], bool
     now = b._clock()
     token, started = admitted
     duration = None if started is None else now - started
-    if check is not None and check(result):
+    try:
+        failed = check is not None and check(result)
+    except BaseException:
+        # A predicate that raises gives no verdict, but the call must still
+        # report: a half-open trial that never does holds its slot.
+        b.release(token)
+        raise
+    if failed:
         b._failed(token, now, duration, None)
     else:
         b._ok(token, now, duration)

@@ -51,12 +51,16 @@ _queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
 _thread: threading.Thread | None = None
 _start_lock = threading.Lock()
 _breakers: weakref.WeakSet[Breaker] = weakref.WeakSet()
+# A WeakSet iterates in Python code: a breaker made by another thread meanwhile
+# would end the iteration with "Set changed size", and the daemon thread with it.
+_breakers_lock = threading.Lock()
 _FLUSH_EVERY = 1.0
 
 
 def track(breaker: Breaker) -> None:
     """Flush this breaker's call counters to Prometheus from the daemon thread."""
-    _breakers.add(breaker)
+    with _breakers_lock:
+        _breakers.add(breaker)
     _ensure_thread()
 
 
@@ -170,7 +174,9 @@ GAUGE_STATES = {"forced_open": "open", "disabled": "closed", "metrics_only": "cl
 def _flush_counters() -> None:
     # metrics.breaker_call() adds one; batches need the collector itself.
     counter = metrics._get("breaker_calls")
-    for breaker in list(_breakers):
+    with _breakers_lock:
+        breakers = list(_breakers)
+    for breaker in breakers:
         try:
             for outcome, delta in breaker._counter_deltas():
                 if counter is not None:
@@ -216,11 +222,14 @@ def _run() -> None:
 
 def _after_fork() -> None:
     # Threads do not survive fork; the next emit starts fresh ones.
-    global _thread, _queue, _workers_lock
+    global _thread, _queue, _workers_lock, _breakers_lock, _start_lock
     _thread = None
     _queue = queue.SimpleQueue()
     _workers.clear()
-    _workers_lock = threading.Lock()  # another thread may have held it at the fork
+    # Another thread may have held any of these at the fork.
+    _workers_lock = threading.Lock()
+    _breakers_lock = threading.Lock()
+    _start_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

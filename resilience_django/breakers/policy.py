@@ -86,6 +86,11 @@ class BreakerPolicy:
             return FAILURE if slow_too else IGNORED
         if self.ignore and isinstance(exc, self.ignore):
             return SUCCESS  # the dependency answered; the answer was an exception
+        if isinstance(exc, BaseExceptionGroup):
+            # A TaskGroup's: judged by its members, so calls that all ran out of the
+            # caller's budget are no verdict, as they would be one by one.
+            verdicts = {self.classify(member, duration) for member in exc.exceptions}
+            return next((v for v in (FAILURE, SUCCESS) if v in verdicts), IGNORED)
         if isinstance(exc, self.record):
             return FAILURE
         return SUCCESS if isinstance(exc, Exception) else IGNORED

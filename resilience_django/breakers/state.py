@@ -139,6 +139,13 @@ class Breaker:
             elif p.free and (policy.window != old.window or policy.ewma_alpha != old.ewma_alpha):
                 self._retire(p.window)
                 p.window = self._new_window(now)
+            elif p.state is OPEN:
+                # A shorter open time holds at once (an open_for of a day set by
+                # mistake and put right); a longer one from the next trip.  Only
+                # when it did shorten: a shared marker may have moved ``until``.
+                duration = policy.open_duration(self._retrips)
+                if duration < old.open_duration(self._retrips):
+                    p.until = min(p.until, p.entered + duration)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(transition)`` on every state change, from its own daemon thread."""
@@ -182,7 +189,8 @@ class Breaker:
                 if now < p.until:
                     raise self._reject(p.until - now)
                 with self._lock:
-                    if self._phase is p:
+                    # ``until`` again: a shared marker may have moved it meanwhile.
+                    if self._phase is p and now >= p.until:
                         self._set(HALF_OPEN, now, "open_for elapsed")
             elif p.state is HALF_OPEN:
                 with self._lock:
@@ -416,7 +424,7 @@ class Breaker:
         now = self._clock()
         if p.state is OPEN and now >= p.until:
             with self._lock:
-                if self._phase is p:
+                if self._phase is p and now >= p.until:
                     self._set(HALF_OPEN, now, "open_for elapsed")
         elif p.state is HALF_OPEN and now - p.entered >= self.policy.half_open_max_wait:
             with self._lock:

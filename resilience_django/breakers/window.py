@@ -55,6 +55,7 @@ class OutcomeWindow:
         if gap <= 0:
             return
         i = self.idx
+        size = self.size
         calls, failures, slow = self.cur_calls, self.cur_failures, self.cur_slow
         self.cur_calls = self.cur_failures = self.cur_slow = 0
         if calls:
@@ -62,7 +63,11 @@ class OutcomeWindow:
             self.done_failures += failures
             self.done_slow += slow
             self.ewma += self.alpha * (failures / calls - self.ewma)
-        size = self.size
+        if gap > size:
+            # Idle for longer than the window: every second the EWMA knows has left
+            # the window too, so it starts afresh, as the totals do; else a first
+            # call after an idle hour would trip on failures an hour old.
+            self.ewma = 0.0
         self.calls[i], self.failures[i], self.slow[i] = calls, failures, slow
         for step in range(1, min(gap, size) + 1):
             j = (i + step) % size

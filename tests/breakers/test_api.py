@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -189,3 +190,80 @@ def test_no_lock_is_held_while_the_protected_call_runs() -> None:
     finally:
         release.set()
         blocked.join()
+
+
+def test_a_failure_result_predicate_that_raises_gives_the_trial_slot_back(
+    clock: ManualClock,
+) -> None:
+    @breaker("dep", failure_result=lambda r: r.status_code >= 500)
+    def fetch(result: object) -> object:
+        return result
+
+    for _ in range(2):
+        fetch(SimpleNamespace(status_code=503))
+    assert get_breaker("dep").state == "open"
+    clock.advance(10)
+    with pytest.raises(AttributeError):
+        fetch(None)  # the one trial: the predicate cannot judge its result
+    # No verdict, and the slot is free again: the next call is the trial, and closes it.
+    assert fetch(SimpleNamespace(status_code=200)).status_code == 200
+    assert get_breaker("dep").state == "closed"
+
+
+async def test_an_async_trial_whose_result_the_predicate_cannot_judge_frees_its_slot(
+    clock: ManualClock,
+) -> None:
+    @breaker("dep", failure_result=lambda r: r.status_code >= 500)
+    async def fetch(result: object) -> object:
+        await asyncio.sleep(0)
+        return result
+
+    for _ in range(2):
+        await fetch(SimpleNamespace(status_code=503))
+    clock.advance(10)
+    with pytest.raises(AttributeError):
+        await fetch(None)
+    assert (await fetch(SimpleNamespace(status_code=200))).status_code == 200
+    assert get_breaker("dep").state == "closed"
+
+
+async def test_a_task_group_that_ran_out_of_the_callers_budget_is_no_failure() -> None:
+    from resilience_django.deadline import DeadlineExceeded
+
+    async def part(exc: BaseException | None) -> None:
+        await asyncio.sleep(0)
+        if exc is not None:
+            raise exc
+
+    @breaker("dep")
+    async def fan_out(*excs: BaseException | None) -> None:
+        async with asyncio.TaskGroup() as group:
+            for exc in excs:
+                group.create_task(part(exc))
+
+    for _ in range(3):
+        with pytest.raises(ExceptionGroup):
+            await fan_out(DeadlineExceeded("spent"), DeadlineExceeded("spent"))
+    assert get_breaker("dep").state == "closed"
+    # A member that really failed still counts, the caller's deadline beside it or not.
+    for _ in range(2):
+        with pytest.raises(ExceptionGroup):
+            await fan_out(DeadlineExceeded("spent"), ConnectionError("down"))
+    assert get_breaker("dep").state == "open"
+
+
+async def test_a_function_marked_as_a_coroutine_function_is_guarded_while_it_runs() -> None:
+    from asgiref.sync import markcoroutinefunction
+
+    async def fetch() -> None:
+        await asyncio.sleep(0)
+        raise ConnectionError("down")
+
+    def view() -> Any:  # how Django's as_view() looks for an async class-based view
+        return fetch()
+
+    guarded = breaker("dep")(markcoroutinefunction(view))
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await guarded()
+    assert get_breaker("dep").state == "open"

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 import uuid
+import warnings
+import weakref
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import prometheus_client
 import pytest
@@ -112,3 +118,92 @@ def test_the_fleet_hears_of_an_open_breaker_while_a_listener_is_stuck(
         assert holds_within(lambda: "shared2" in store.open_until(["shared2"]))
     finally:
         publisher.stop()
+
+
+def test_a_breaker_made_while_counters_are_flushed_does_not_break_the_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A WeakSet iterates in Python code; another thread adding to it meanwhile ended
+    the flush (and the daemon thread that runs it) with "Set changed size"."""
+    tester = threading.current_thread()
+    late = Breaker("made-during-flush", BreakerPolicy())
+    moved_on = threading.Event()  # the adder added, or waits for the flush to let it
+
+    def add() -> None:
+        events.track(late)
+        moved_on.set()
+
+    adder = threading.Thread(target=add, name="adder")
+
+    class AddsWhileIterated(weakref.WeakSet):  # type: ignore[type-arg]
+        def __iter__(self) -> Iterator[Breaker]:
+            items = super().__iter__()
+            if threading.current_thread() is not tester or adder.ident is not None:
+                yield from items
+                return
+            yield next(items)
+            adder.start()
+            assert moved_on.wait(10)
+            yield from items
+
+    class NotesWaiters:
+        def __init__(self, lock: Any) -> None:
+            self.lock = lock
+
+        def __enter__(self) -> None:
+            if threading.current_thread() is adder:
+                moved_on.set()
+            self.lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.lock.release()
+
+    keep = [Breaker(f"tracked-{i}", BreakerPolicy()) for i in range(3)]  # held weakly below
+    tracked = AddsWhileIterated(keep)
+    monkeypatch.setattr(events, "_breakers", tracked)
+    lock = getattr(events, "_breakers_lock", None)
+    if lock is not None:
+        monkeypatch.setattr(events, "_breakers_lock", NotesWaiters(lock))
+    try:
+        events._flush_counters()
+    finally:
+        moved_on.set()
+        adder.join(10)
+    assert late in tracked
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_events_thread_was_starting_can_start_its_own() -> None:
+    held, leave = threading.Event(), threading.Event()
+
+    def start_thread_slowly() -> None:
+        with events._start_lock:  # as _ensure_thread does, for as long as the fork takes
+            held.set()
+            leave.wait(30)
+
+    holder = threading.Thread(target=start_thread_slowly)
+    holder.start()
+    assert held.wait(10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork"
+            pid = os.fork()
+        if pid == 0:  # the child: its first breaker starts the events thread
+            code = 1
+            try:
+                b = Breaker("forked", BreakerPolicy(failure_threshold=1, error_rate=None))
+                b.record_failure(b.acquire())
+                code = 0 if events.flush(10) and b.state == "open" else 1
+            finally:
+                os._exit(code)
+    finally:
+        leave.set()
+        holder.join()
+    deadline = time.monotonic() + 30
+    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if status[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child hung on a lock it inherited held")
+    assert os.waitstatus_to_exitcode(status[1]) == 0

@@ -97,6 +97,21 @@ def test_trips_on_ewma_when_a_second_closes(make: Make, clock: ManualClock) -> N
     assert b.state == "open" and "EWMA" in b.last_transition.reason  # type: ignore[union-attr]
 
 
+def test_the_first_call_after_a_long_idle_spell_does_not_trip_on_old_failures(
+    make: Make, clock: ManualClock
+) -> None:
+    b = make(failure_threshold=None, error_rate=None, ewma_alpha=0.6, ewma_threshold=0.5, window=60)
+    fail(b, 2)  # the EWMA learns of this second only when it closes, at the next call
+    clock.advance(3600)
+    succeed(b)
+    assert b.state == "closed"
+    clock.advance(1)
+    fail(b, 2)
+    clock.advance(30)  # within the window: still news
+    succeed(b)
+    assert b.state == "open"
+
+
 def test_open_rejects_with_retry_after_then_goes_half_open(make: Make, clock: ManualClock) -> None:
     b = make(failure_threshold=1, open_for=30)
     trip(b)
@@ -597,4 +612,75 @@ def test_with_stall_counts_once_calls_under_way_at_a_counted_failure_count_once(
     for _ in range(2):
         clock.advance(0.1)
         b.record_failure(token, 0.05)
+    assert b.state == "open"
+
+
+class OthersFirst:
+    """The breaker's lock, but another thread runs ``first`` (and takes the lock) just
+    before the first ``with`` here gets it: a deterministic interleaving."""
+
+    def __init__(self, lock: threading.Lock, first: Callable[[], object]) -> None:
+        self.lock, self.first, self.done = lock, first, False
+
+    def __enter__(self) -> None:
+        if not self.done:
+            self.done = True
+            other = threading.Thread(target=self.first)
+            other.start()
+            other.join()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+@pytest.mark.parametrize("move", ["acquire", "poll"])
+def test_a_shared_marker_that_extends_the_open_time_meanwhile_keeps_the_breaker_open(
+    make: Make, clock: ManualClock, move: str
+) -> None:
+    b = make(failure_threshold=1, open_for=10, shared=True)
+    trip(b)
+    clock.advance(10)  # open_for has elapsed ...
+    # ... but between that check and the lock, another process's marker says 30 s more.
+    b._lock = OthersFirst(b._lock, lambda: b.open_until(clock() + 30))  # type: ignore[assignment]
+    if move == "acquire":
+        with pytest.raises(CircuitOpen) as info:
+            b.acquire()
+        assert info.value.retry_after == pytest.approx(30)
+    else:
+        b.poll()
+    assert b.state == "open"
+
+
+def test_a_shorter_open_for_applies_to_a_breaker_already_open(
+    make: Make, clock: ManualClock
+) -> None:
+    b = make(failure_threshold=1, open_for=86400, half_open_calls=1)  # a day, by mistake
+    trip(b)
+    clock.advance(5)
+    b.configure(BreakerPolicy(failure_threshold=1, open_for=10, half_open_calls=1))  # put right
+    with pytest.raises(CircuitOpen) as info:
+        b.acquire()
+    assert info.value.retry_after == pytest.approx(5)
+    clock.advance(5)
+    b.record_success(b.acquire())  # the trial, on the corrected schedule
+    assert b.state == "closed"
+    trip(b)
+    longer = BreakerPolicy(failure_threshold=1, open_for=60, half_open_calls=1)
+    b.configure(longer)  # a longer open_for holds from the next trip
+    clock.advance(10)
+    b.acquire()
+    assert b.state == "half_open"
+
+
+def test_a_policy_change_that_keeps_the_open_time_keeps_a_shared_markers_extension(
+    make: Make, clock: ManualClock
+) -> None:
+    b = make(failure_threshold=1, open_for=10, shared=True)
+    trip(b)
+    b.open_until(clock() + 60)  # another process opened it for longer
+    b.configure(BreakerPolicy(failure_threshold=2, open_for=10, shared=True))
+    clock.advance(30)
+    with pytest.raises(CircuitOpen):
+        b.acquire()
     assert b.state == "open"

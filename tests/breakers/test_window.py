@@ -38,6 +38,20 @@ def test_ewma_blends_each_closed_second_and_skips_idle_ones() -> None:
     assert w.ewma == 0.25
 
 
+def test_ewma_starts_afresh_after_an_idle_spell_longer_than_the_window() -> None:
+    w = OutcomeWindow(10, alpha=0.5)
+    w.add(0.0, failure=True, slow=False)
+    w.roll(10)  # the failing second is still in the window
+    assert w.ewma == 0.5
+    w.add(10.0, failure=True, slow=False)
+    w.roll(21)  # ... and now every second it knew is out of it
+    assert w.ewma == 0.0 and w.total_calls == 0
+    one = OutcomeWindow(1, alpha=1.0)  # a one-second window still blends each second
+    one.add(0.0, failure=True, slow=False)
+    one.roll(1)
+    assert one.ewma == 1.0
+
+
 def test_lifetime_counts_every_call_ever_recorded() -> None:
     w = OutcomeWindow(2)
     for t in range(10):

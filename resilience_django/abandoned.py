@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 
@@ -25,21 +26,24 @@ def _nothing() -> None:
     """Runs on the request's thread once the abandoned view has left it."""
 
 
-def hold_until_thread_ends(route: str | None, permit: Permit | None) -> None:
+def hold_until_thread_ends(
+    route: str | None, permit: Permit | None, trial: Callable[[], None] | None = None
+) -> None:
     """Count an abandoned sync view of ``route``; release ``permit`` when its thread ends.
 
     Call it in the request's task (its context names the request's thread), as
     the 504 is decided.  ``route`` ``None``: the client went away, no 504 and
-    nothing counted, but the slot is held all the same.
+    nothing counted, but the slot is held all the same, and so is the route
+    breaker's ``trial`` (freed with no verdict when the thread ends).
     """
     if route is not None:
         metrics.abandoned_views(route, 1)
-    task = asyncio.get_running_loop().create_task(_wait(route, permit))
+    task = asyncio.get_running_loop().create_task(_wait(route, permit, trial))
     _waiting.add(task)
     task.add_done_callback(_waiting.discard)
 
 
-async def _wait(route: str | None, permit: Permit | None) -> None:
+async def _wait(route: str | None, permit: Permit | None, trial: Callable[[], None] | None) -> None:
     try:
         await sync_to_async(_nothing, thread_sensitive=True)()
     except Exception:  # never a "Task exception was never retrieved"
@@ -47,5 +51,7 @@ async def _wait(route: str | None, permit: Permit | None) -> None:
     finally:
         if permit is not None:
             permit.release()
+        if trial is not None:
+            trial()
         if route is not None:
             metrics.abandoned_views(route, -1)

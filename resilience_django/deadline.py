@@ -50,6 +50,7 @@ class Deadline:
         "_grace",
         "_loop",
         "budget",
+        "by_caller",
         "expires_at",
         "route",
         "started_at",
@@ -70,6 +71,9 @@ class Deadline:
         self.budget = budget
         self.expires_at = started_at + budget
         self.route = route
+        # The caller's own budget (grpc-timeout, X-Timeout-Ms) is the one in force:
+        # running out of it says nothing about the route's health.
+        self.by_caller = False
         # _alarm and _loop are set by arm(): the alarm that cancels an async
         # view, so a budget tightened later (by URL name, or a decorator) moves
         # the cancellation too.  Unset until then, which costs requests nothing.
@@ -105,6 +109,7 @@ class Deadline:
             return
         self.expires_at = expires_at
         self.budget = budget
+        self.by_caller = False
         if route is not None:
             self.route = route
         loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)

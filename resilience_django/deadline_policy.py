@@ -136,15 +136,19 @@ class DeadlinePolicy:
                     self._budgets.clear()
                 self._budgets[method, path] = found
         budget, label = found
+        by_caller = False
         for _, meta_key in self.header_meta_keys:
             if meta_key in meta:
                 incoming = self.header_budget(meta)
                 if incoming is not None and (budget is None or incoming < budget):
-                    budget = incoming
+                    budget, by_caller = incoming, True
                 break
         if budget is None:
             return None
-        return Deadline(budget, _clock.source() if started_at is None else started_at, label)
+        deadline = Deadline(budget, _clock.source() if started_at is None else started_at, label)
+        if by_caller:
+            deadline.by_caller = True
+        return deadline
 
     def start_scope(
         self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], started_at: float

@@ -88,7 +88,7 @@ class ResilienceMiddleware:
                 # A late sync view (WSGI) streaming a body that may not send a
                 # byte: a 504 says so, an empty 200 would not.
                 response.close()
-                runtime.release(request, timed_out=True)
+                runtime.release(request, timed_out=True, by_caller=deadline.by_caller)
                 return _deadline_response(request, deadline)
             return runtime.finish(request, response, deadline)
         finally:
@@ -150,7 +150,7 @@ class ResilienceMiddleware:
                 # deadline's 504 stands (docs/deadlines.md, "Views that catch the
                 # cancellation").  Not response.close(): that sends request_finished
                 # here on the loop, and Django closes the response it is given.
-                runtime.release(request, timed_out=True)
+                runtime.release(request, timed_out=True, by_caller=deadline.by_caller)
                 return _deadline_response(request, deadline)
             return runtime.finish(request, response, deadline)
         finally:
@@ -237,16 +237,19 @@ def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline | None) 
     """The deadline (or, with ``None``, the client going away) cut the view short:
     the route's verdict now, the slot when the work has really stopped."""
     timed_out = deadline is not None
+    by_caller = deadline is not None and deadline.by_caller
     match = request.resolver_match
     if match is None or iscoroutinefunction(match.func):
         # An async view's task is unwound by now: nothing of it runs on.
-        runtime.release(request, timed_out=timed_out)
+        runtime.release(request, timed_out=timed_out, by_caller=by_caller)
         return
     # A sync view's thread runs on; its slot stays taken until the thread
-    # ends, so the bulkhead bounds the work actually running.
+    # ends, so the bulkhead bounds the work actually running.  So does a route
+    # breaker's trial whose client went away: the trial is still running.
     permit = runtime.take_permit(request)
-    runtime.release(request, timed_out=timed_out)
-    abandoned.hold_until_thread_ends(deadline.route if deadline else None, permit)
+    trial = None if timed_out else runtime.take_trial(request)
+    runtime.release(request, timed_out=timed_out, by_caller=by_caller)
+    abandoned.hold_until_thread_ends(deadline.route if deadline else None, permit, trial)
 
 
 def _deadline_response(request: Any, deadline: Deadline) -> Response:

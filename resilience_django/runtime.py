@@ -6,6 +6,7 @@ the limiter stores outlive a rebuild, so a rule edit does not forget who used ho
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -66,13 +67,23 @@ class RequestState:
     started = 0.0
     refused = False
 
-    def end_breaker(self, failed: bool | None) -> None:
-        """The route breaker's verdict on the view (``None``: none, only free its trial)."""
+    def end_breaker(self, failed: bool | None, *, by_caller: bool = False) -> None:
+        """The route breaker's verdict on the view (``None``: none, only free its trial).
+
+        ``by_caller``: the view ran out of its caller's own, tighter budget, which
+        says the route is slow only if the call already took ``slow_call``.
+        """
         breaker, token = self.breaker, self.token
         if breaker is None or token is None:
             return
         self.token = None
-        if failed is None:
+        if by_caller:
+            took, slow = time.monotonic() - self.started, breaker.policy.slow_call
+            if slow is not None and took >= slow:
+                breaker.record_success(token, took)  # counted as a slow call
+            else:
+                breaker.release(token)
+        elif failed is None:
             breaker.release(token)
         elif failed:
             breaker.record_failure(token, time.monotonic() - self.started)
@@ -301,7 +312,10 @@ class Runtime:
                 permit = None
         if state.breaker is not None:
             # Our own 429/503 in process_view: the route did not run, no verdict.
-            state.end_breaker(None if state.refused else response.status_code >= 500)
+            # A 504 at the caller's own, tighter budget is the caller's verdict.
+            status = response.status_code
+            by_caller = status == 504 and deadline is not None and deadline.by_caller
+            state.end_breaker(None if state.refused else status >= 500, by_caller=by_caller)
         result = state.limits
         if result is not None and self.ratelimit_headers:
             # The ASGI wrapper's decision goes out as bytes when the response
@@ -333,6 +347,16 @@ class Runtime:
             request.method or "GET", request.path_info, view_name_of(request)
         )
 
+    def take_trial(self, request: HttpRequest) -> Callable[[], None] | None:
+        """Hand the route breaker's trial to the caller, who frees it, with no verdict,
+        when the view's work has really ended (a view whose client went away)."""
+        state: RequestState | None = getattr(request, STATE_ATTR, None)
+        if state is None or state.breaker is None or state.token is None:
+            return None
+        breaker, token = state.breaker, state.token
+        state.token = None
+        return functools.partial(breaker.release, token)
+
     def take_permit(self, request: HttpRequest) -> Permit | None:
         """Hand the request's slot to the caller, who now releases it (an abandoned view)."""
         state: RequestState | None = getattr(request, STATE_ATTR, None)
@@ -341,11 +365,12 @@ class Runtime:
         permit, state.permit = state.permit, None
         return permit
 
-    def release(self, request: HttpRequest, *, timed_out: bool) -> None:
+    def release(self, request: HttpRequest, *, timed_out: bool, by_caller: bool = False) -> None:
         """The view did not answer: free its slot; a timeout counts against the route.
 
         ``timed_out`` is False when the client went away or the handler failed
-        before answering: no verdict for the route breaker then.
+        before answering: no verdict for the route breaker then.  ``by_caller``:
+        the budget that ran out was the caller's own (see ``end_breaker``).
         """
         state: RequestState | None = getattr(request, STATE_ATTR, None)
         if state is None:
@@ -353,7 +378,7 @@ class Runtime:
         if state.permit is not None:
             state.permit.release()
             state.permit = None
-        state.end_breaker(True if timed_out else None)
+        state.end_breaker(True if timed_out else None, by_caller=timed_out and by_caller)
 
     # -- pieces ---------------------------------------------------------------------
 

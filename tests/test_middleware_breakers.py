@@ -90,11 +90,6 @@ async def test_breaker_api_is_exported_from_the_package() -> None:
     assert callable(resilience_django.breaker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime.release(timed_out=True) counts every deadline 504 against the route, "
-    "also one the caller's own X-Timeout-Ms cut short (fix belongs in runtime.py)",
-)
 @override_settings(
     RESILIENCE={"BREAKERS": {"route-callers": {"path": "/slow/async/", "failure_threshold": 2}}}
 )

@@ -35,11 +35,6 @@ def _stats(server: Server) -> dict[str, Any]:
     return httpx.get(server.url + "/work-stats/", timeout=10).json()  # type: ignore[no-any-return]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="middleware.py releases the route breaker's trial as soon as Django cancels the "
-    "request of a client that left, while the sync view runs on in its thread",
-)
 def test_a_sync_trial_whose_client_left_keeps_its_slot_until_its_thread_ends() -> None:
     env = {"DJANGO_SETTINGS_MODULE": "tests.e2e.streaming_settings"}
     with uvicorn_server(CONFIG, extra_env=env) as server:
@@ -60,4 +55,5 @@ def test_a_sync_trial_whose_client_left_keeps_its_slot_until_its_thread_ends() -
             codes.append(httpx.get(server.url + "/work/?s=0", timeout=30).status_code)
         stats = _stats(server)
         assert stats["most"] <= 1, (codes, stats)
-        assert set(codes) <= {503}, codes
+        # Refused while the trial ran; only the last call may have found it just ended.
+        assert codes.count(503) >= 1 and set(codes[:-1]) <= {503}, codes

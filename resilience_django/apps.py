@@ -16,5 +16,13 @@ class ResilienceConfig(AppConfig):
         from .wiring import connect
 
         db.install()
+        # An open breaker or a deadline escaping a middleware below ours: a 503/504, not a 500.
+        from django.core.signals import got_request_exception
+
+        from .middleware import note_inner_exception
+
+        got_request_exception.connect(
+            note_inner_exception, dispatch_uid="resilience_django.inner_exception"
+        )
         # Breaker policies, the breaker signal and the fleet, handed to the core.
         connect()

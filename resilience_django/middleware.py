@@ -7,6 +7,7 @@ branch on it, and no request state is kept on ``self``.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +80,8 @@ class ResilienceMiddleware:
             except BaseException:
                 runtime.release(request, timed_out=False)
                 raise
+            if response.status_code == 500:
+                response = self._inner_exception(request, response)
             if (
                 deadline is not None
                 and getattr(response, "streaming", False)
@@ -123,6 +126,8 @@ class ResilienceMiddleware:
                 except BaseException:
                     runtime.release(request, timed_out=False)
                     raise
+                if response.status_code == 500:
+                    response = self._inner_exception(request, response)
                 return runtime.finish(request, response, None)
             loop = _running_loop()
             task = _current_task(loop)
@@ -152,6 +157,8 @@ class ResilienceMiddleware:
                 # here on the loop, and Django closes the response it is given.
                 runtime.release(request, timed_out=True, by_caller=deadline.by_caller)
                 return _deadline_response(request, deadline)
+            if response.status_code == 500:
+                response = self._inner_exception(request, response)
             return runtime.finish(request, response, deadline)
         finally:
             if token is not None:
@@ -177,6 +184,14 @@ class ResilienceMiddleware:
         early = await runtime.admit_async(request, view_name_of(request), before_view=False)
         return None if early is None else early.response
 
+    def _inner_exception(self, request: HttpRequest, response: Response) -> Response:
+        """A 500 that one of our exceptions, escaping a middleware below this one, became
+        (Django answers those before we see them): its own status code instead."""
+        exception = getattr(request, _INNER_EXCEPTION, None)
+        if exception is None:
+            return response
+        return self.process_exception(request, exception) or response
+
     def process_exception(self, request: HttpRequest, exception: Exception) -> Response | None:
         """Turn our own exceptions escaping a view into their status codes, not a 500."""
         if isinstance(exception, DeadlineExceeded):
@@ -192,6 +207,19 @@ class ResilienceMiddleware:
                 request, reason="breaker_open", name=name, retry_after=retry_after
             )
         return None
+
+
+# Where note_inner_exception leaves one of our exceptions for the middleware.
+_INNER_EXCEPTION = "_resilience_inner_exception"
+
+
+def note_inner_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """``got_request_exception`` receiver: Django is turning an exception into a 500; if
+    it is ours (an open breaker, a deadline), remember it so the middleware answers with
+    its status code (503, 504) instead."""
+    exception = sys.exc_info()[1]
+    if request is not None and isinstance(exception, DeadlineExceeded | CircuitOpen):
+        setattr(request, _INNER_EXCEPTION, exception)
 
 
 def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:

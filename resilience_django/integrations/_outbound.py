@@ -178,14 +178,25 @@ class OutboundGuard:
     def _once(self, attempt: Callable[[], T]) -> T:
         trial = _Attempt(self.breaker)
         if self.bulkhead is not None:
-            trial.admit(self.bulkhead, self.bulkhead.acquire_sync(_wait_budget()))
+            try:
+                answer = self.bulkhead.acquire_sync(_wait_budget())
+            except BaseException:
+                trial.verdict(None)  # interrupted before it ran: its token goes back
+                raise
+            trial.admit(self.bulkhead, answer)
         with trial:
             return trial.judge(attempt())
 
     async def _aonce(self, attempt: Callable[[], Awaitable[T]]) -> T:
         trial = _Attempt(self.breaker)
         if self.bulkhead is not None:
-            trial.admit(self.bulkhead, await self.bulkhead.acquire_async(_wait_budget()))
+            try:
+                answer = await self.bulkhead.acquire_async(_wait_budget())
+            except BaseException:
+                # Cancelled before it ran: a half-open trial slot kept here would be lost.
+                trial.verdict(None)
+                raise
+            trial.admit(self.bulkhead, answer)
         with trial:
             return trial.judge(await attempt())
 

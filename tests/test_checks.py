@@ -205,7 +205,11 @@ def test_out_of_range_or_malformed_value_fails_its_check(setting: Any, check_id:
     "setting",
     [
         {"LOCAL_MAX_KEYS": 10_000_000},
-        {"LIMITS": [{"name": "a", "rate": "1000000000/s", "burst": 1_000_000_000}]},
+        {
+            "LIMITS": [
+                {"name": "a", "rate": "1000000000/s", "algorithm": "gcra", "burst": 1_000_000_000}
+            ]
+        },
         {"LIMITS": [{"name": "a", "rate": "1/365d"}]},
         {"DEADLINE": {"DEFAULT": "1d", "ROUTES": {"/api": "24h"}}},
         {"SHEDDING": [{"name": "o", "max_concurrent": 1_000_000, "queue": 1_000_000}]},

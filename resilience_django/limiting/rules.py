@@ -24,6 +24,7 @@ __all__ = [
     "CHECK_IDS",
     "MODES",
     "RULE_FIELDS",
+    "RULE_NAME",
     "SCOPES",
     "LimitRule",
     "parse_limit_rule",
@@ -47,7 +48,10 @@ CHECK_IDS: dict[str, str] = {
     "resilience.E022": "a limit rule's key is not a known key function or importable callable",
     "resilience.E023": "a limit rule's scope is not 'local' or 'distributed'",
     "resilience.E024": "a limit rule's mode is not 'enforce', 'shadow' or 'off'",
-    "resilience.E025": "a limit rule's burst is not an integer from 1 to 1_000_000_000",
+    "resilience.E025": (
+        "a limit rule's burst is not an integer from 1 to 1_000_000_000, or is given with the "
+        "sliding window"
+    ),
     "resilience.E026": "a limit rule's name is missing, malformed or used twice",
     "resilience.E027": "a limit rule's path, view or methods cannot be used",
     "resilience.E028": "a limit rule is not a dict",
@@ -57,8 +61,8 @@ CHECK_IDS: dict[str, str] = {
 }
 
 # Names travel in the RateLimit headers as quoted strings and in metric labels:
-# keep them to characters that need no escaping anywhere.
-_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}\Z")
+# keep them to characters that need no escaping anywhere (shedding rule names too).
+RULE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,100}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,7 @@ def parse_limit_rule(
         problems.append(_error(where, message, check_id, hint))
 
     name = mapping.get("name")
-    if not isinstance(name, str) or _NAME.match(name) is None:
+    if not isinstance(name, str) or RULE_NAME.match(name) is None:
         bad(f"name {name!r} must be 1-100 letters, digits or _ . : / -", "E026",
             "Every rule needs a unique name: it is in headers, metrics and errors.")  # fmt: skip
         name = ""
@@ -131,10 +135,11 @@ def parse_limit_rule(
                 "Write a rate like '100/m', '10/s', '5000/h' or '100/30s': a count from 1 to "
                 "1_000_000_000 per a period from 1ms to 365 days.")  # fmt: skip
     algorithm_value = mapping.get("algorithm", Algorithm.SLIDING_WINDOW.value)
-    algorithm = Algorithm.SLIDING_WINDOW
+    algorithm: Algorithm | None = Algorithm.SLIDING_WINDOW
     try:
         algorithm = Algorithm(algorithm_value)
     except ValueError:
+        algorithm = None
         bad(f"algorithm {algorithm_value!r} is unknown", "E021",
             f"Use one of {', '.join(a.value for a in Algorithm)}.")  # fmt: skip
     burst = mapping.get("burst")
@@ -142,6 +147,14 @@ def parse_limit_rule(
         bad(f"burst {safe_repr(burst)} must be an integer from 1 to {MAX_BURST:_}", "E025",
             "burst is how many requests token bucket and GCRA admit at once; omit it for the "
             "rate's count.")  # fmt: skip
+    elif burst is not None and algorithm is Algorithm.SLIDING_WINDOW:
+        # The window has no burst to set: taking it silently would promise what it never does.
+        bad(
+            f"burst {burst} has no meaning for the sliding_window algorithm",
+            "E025",
+            "Omit burst, or pick 'algorithm': 'token_bucket' or 'gcra', which admit up to "
+            "burst requests at once.",
+        )
     key = mapping.get("key", "ip")
     try:
         check_key_spec(key, where=where)
@@ -168,7 +181,7 @@ def parse_limit_rule(
         problems.append(exc)
     if problems:
         raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
-    assert rate is not None  # no problem reported: the rate parsed
+    assert rate is not None and algorithm is not None  # no problem reported: both parsed
     return LimitRule(
         name=name,
         matcher=matcher,

@@ -68,7 +68,10 @@ def test_a_number_past_its_range_is_a_form_error_and_nothing_is_saved(
 @pytest.mark.parametrize(
     ("kind", "data"),
     [
-        ("limit", {"name": "api", "rate": "1000000000/s", "burst": "1000000000"}),
+        (
+            "limit",
+            {"name": "api", "rate": "1000000000/s", "algorithm": "gcra", "burst": "1000000000"},
+        ),
         ("shedding", {"name": "o", "max_concurrent": "1000000", "queue": "1000000"}),
         ("route", {"route": "/api/", "budget": "1d"}),
     ],

@@ -51,13 +51,15 @@ def test_bad_limit_rule_value_is_an_error_on_its_field(
 
 @pytest.mark.django_db
 def test_valid_limit_rule_passes_and_round_trips_to_a_setting() -> None:
-    rule = _limit(path="/api/", methods="post, PUT", key="header:X-Api-Key", burst=5)
+    rule = _limit(
+        path="/api/", methods="post, PUT", key="header:X-Api-Key", algorithm="token_bucket", burst=5
+    )
     rule.full_clean()
     assert rule.as_setting() == {
         "name": "api",
         "key": "header:X-Api-Key",
         "rate": "10/s",
-        "algorithm": "sliding_window",
+        "algorithm": "token_bucket",
         "scope": "local",
         "mode": "enforce",
         "path": "/api/",

@@ -69,6 +69,9 @@ def test_dotted_path_key_is_imported_at_parse_time():
         ({"name": "a", "rate": "1/s", "burst": 0}, "E025"),
         ({"name": "a", "rate": "1/s", "burst": "5"}, "E025"),
         ({"name": "a", "rate": "1/s", "burst": True}, "E025"),
+        # The sliding window has no burst: a burst there would be silently ignored.
+        ({"name": "a", "rate": "1/s", "burst": 5}, "E025"),
+        ({"name": "a", "rate": "1/s", "burst": 5, "algorithm": "sliding_window"}, "E025"),
         ({"rate": "1/s"}, "E026"),
         ({"name": 'bad"name', "rate": "1/s"}, "E026"),
         # A newline would end up in the RateLimit headers: $ would let one through.
@@ -111,3 +114,34 @@ def test_limits_that_is_not_a_list_is_e030(value):
 
 def test_no_limits_is_no_rules():
     assert parse_limit_rules(None) == ((), ())
+
+
+def test_burst_with_the_sliding_window_is_refused_with_a_hint_naming_the_algorithms():
+    with pytest.raises(ConfigError) as info:
+        parse_limit_rule({"name": "api", "rate": "100/m", "burst": 20}, index=0)
+    assert info.value.check_id == "resilience.E025"
+    assert "sliding_window" in str(info.value) and "burst" in str(info.value)
+    assert "token_bucket" in info.value.hint and "gcra" in info.value.hint
+
+
+@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra"])
+def test_burst_sets_the_capacity_of_the_token_bucket_and_gcra(algorithm):
+    rule = parse_limit_rule(
+        {"name": "api", "rate": "100/m", "burst": 20, "algorithm": algorithm}, index=0
+    )
+    assert rule.policy.capacity == 20
+
+
+def test_a_burst_out_of_range_with_the_sliding_window_is_one_problem_not_two():
+    with pytest.raises(ConfigError) as info:
+        parse_limit_rule({"name": "api", "rate": "100/m", "burst": 0}, index=0)
+    assert info.value.check_id == "resilience.E025"
+    assert "must be an integer from 1" in str(info.value)
+
+
+def test_an_unknown_algorithm_with_a_burst_is_only_the_unknown_algorithm():
+    with pytest.raises(ConfigError) as info:
+        parse_limit_rule(
+            {"name": "api", "rate": "100/m", "burst": 5, "algorithm": "leaky"}, index=0
+        )
+    assert info.value.check_id == "resilience.E021"

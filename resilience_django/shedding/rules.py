@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from ..clock import Clock, monotonic
 from ..exceptions import ConfigError, ConfigErrors, every_error
+from ..limiting.keys import HEADER_NAME
+from ..limiting.rules import RULE_NAME
 from ..routes import RouteMatcher, compile_path, method_set, parse_route_matcher
 from ..units import MAX_CONCURRENT, MAX_DEADLINE, MAX_QUEUE, bounded_int, parse_duration, safe_repr
 from .adaptive import AdaptiveLimit
@@ -20,8 +22,8 @@ from .bulkhead import Bulkhead
 __all__ = ["SheddingRule", "parse_shedding_rule", "parse_shedding_rules"]
 
 _FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
-# An HTTP field name (RFC 9110 token): a name with a space or a colon never matches a header.
-_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+# Every request of the rule scans them (is_critical): a bound keeps that cheap.
+MAX_CRITICAL_PATHS = 100
 
 KNOWN_KEYS = frozenset(
     {
@@ -117,9 +119,14 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
         bad("resilience.E070", f": unknown key(s) {', '.join(unknown)}",
             f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.")  # fmt: skip
     name = mapping.get("name")
-    if not isinstance(name, str) or not name.strip():
-        bad("resilience.E071", ": 'name' must be a non-empty string",
-            "Name the rule; the name labels its metrics and its 503s.")  # fmt: skip
+    # The limit rules' name rule: a control character in a metric label or a log line
+    # could forge another one.
+    if not isinstance(name, str) or RULE_NAME.match(name) is None:
+        bad(
+            "resilience.E071",
+            f": name {safe_repr(name)} must be 1-100 letters, digits or _ . : / -",
+            "Name the rule; the name labels its metrics and its 503s.",
+        )
         name = ""
     else:
         where = f"{where} ({name!r})"
@@ -169,6 +176,14 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
         bad("resilience.E078", f": critical_paths {safe_repr(paths)} must be a list of paths",
             "E.g. ['/api/orders/checkout'] or ['^/api/orders/\\d+/pay$'].")  # fmt: skip
         paths = ()
+    elif len(paths) > MAX_CRITICAL_PATHS:
+        bad(
+            "resilience.E078",
+            f": critical_paths has {len(paths):_} entries, more than {MAX_CRITICAL_PATHS}",
+            f"At most {MAX_CRITICAL_PATHS}: every request of the rule is checked against each "
+            "path; one prefix or one regex can cover many.",
+        )
+        paths = ()
     prefixes: list[str] = []
     regexes: list[re.Pattern[str]] = []
     for path in paths:
@@ -189,7 +204,9 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
             "as ['DELETE']", "Write critical_methods as a list of HTTP method names.")  # fmt: skip
         methods = ()
     header = mapping.get("critical_header")
-    if header is not None and (not isinstance(header, str) or not _HEADER.match(header.strip())):
+    if header is not None and (
+        not isinstance(header, str) or not HEADER_NAME.match(header.strip())
+    ):
         bad("resilience.E078", f": critical_header {safe_repr(header)} must be a header name",
             "E.g. 'X-Priority', set by your own gateway, never trusted from clients.")  # fmt: skip
     exempt_streams = flag("exempt_streams", "resilience.E080", "True lets a streamed response "

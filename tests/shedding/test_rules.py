@@ -78,6 +78,13 @@ def test_adaptive_rule_runs_between_floor_and_max_concurrent() -> None:
         ({"bogus": 1}, "resilience.E070"),
         ({"name": ""}, "resilience.E071"),
         ({"name": None}, "resilience.E071"),
+        # Names label metrics and 503s: control characters would forge log lines and labels.
+        ({"name": "orders\n"}, "resilience.E071"),
+        ({"name": "orders\r\nX-Injected: 1"}, "resilience.E071"),
+        ({"name": "ord\x00ers"}, "resilience.E071"),
+        ({"name": "ord\x1bers"}, "resilience.E071"),
+        ({"name": "orders api"}, "resilience.E071"),
+        ({"name": "o" * 101}, "resilience.E071"),
         ({"path": "api/orders"}, "resilience.E072"),
         ({"methods": "POST"}, "resilience.E072"),
         ({"max_concurrent": 0}, "resilience.E073"),
@@ -133,3 +140,33 @@ def test_a_bad_critical_path_error_names_critical_paths_not_the_rule_path() -> N
 def test_the_largest_sizes_in_range_parse() -> None:
     rule = parse_shedding_rule({**GOOD, "max_concurrent": 1_000_000, "queue": 1_000_000}, index=0)
     assert (rule.max_concurrent, rule.queue) == (1_000_000, 1_000_000)
+
+
+@pytest.mark.parametrize("name", ["orders", "api.v1:orders/checkout-fast_lane", "o" * 100])
+def test_a_name_a_limit_rule_would_take_is_a_good_shedding_rule_name(name: str) -> None:
+    assert parse_shedding_rule({**GOOD, "name": name}, index=0).name == name
+
+
+def test_a_bad_name_error_says_what_a_name_may_hold() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_shedding_rule({**GOOD, "name": "orders\n"}, index=0)
+    assert info.value.check_id == "resilience.E071"
+    assert "1-100 letters, digits or _ . : / -" in str(info.value)
+    assert "\n" not in str(info.value)  # the bad name is shown escaped, never raw
+
+
+def test_critical_paths_hold_at_most_100_entries() -> None:
+    paths = [f"/api/orders/{i}/" for i in range(100)]
+    rule = parse_shedding_rule({**GOOD, "critical_paths": paths}, index=0)
+    assert len(rule.critical_prefixes) == 100
+    with pytest.raises(ConfigError) as info:
+        parse_shedding_rule({**GOOD, "critical_paths": [*paths, "/api/orders/last/"]}, index=2)
+    assert info.value.check_id == "resilience.E078"
+    assert "critical_paths" in str(info.value) and "101" in str(info.value)
+    assert "100" in info.value.hint
+
+
+def test_a_million_critical_paths_are_refused_too() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_shedding_rule({**GOOD, "critical_paths": ["^/a(b|c)*d$"] * 1_000_000}, index=0)
+    assert info.value.check_id == "resilience.E078"

@@ -12,7 +12,7 @@ from rest_framework.settings import api_settings  # type: ignore[import-untyped]
 from rest_framework.throttling import BaseThrottle  # type: ignore[import-untyped]
 
 from ..conf import get_settings
-from ..limiting.engine import LimitEngine, LimitResult, merge_decisions
+from ..limiting.engine import LimitEngine, LimitResult, merge_results
 from ..runtime import STATE_ATTR, Runtime, get_runtime
 from ..units import Rate, parse_rate
 from ..view_limits.decorator import DECISION_ATTR
@@ -40,11 +40,6 @@ def parse_drf_rate(value: str) -> Rate:
     return parse_rate(value)
 
 
-def _merge(first: LimitResult, second: LimitResult) -> LimitResult:
-    shadow = first.shadow if second.shadow is None else merge_decisions(first.shadow, second.shadow)
-    return LimitResult(merge_decisions(first.decision, second.decision), shadow)
-
-
 class _Throttle(BaseThrottle):  # type: ignore[misc]
     def __init__(self) -> None:
         self.result: LimitResult | None = None
@@ -59,9 +54,9 @@ class _Throttle(BaseThrottle):  # type: ignore[misc]
         # so neither set hides the other.  (DRF's Request reads through to Django's.)
         state = getattr(request, STATE_ATTR, None)
         if state is not None and state.limits is not None:
-            state.limits = result = _merge(state.limits, result)
+            state.limits = result = merge_results(state.limits, result)
         elif isinstance(previous := getattr(request, DECISION_ATTR, None), LimitResult):
-            result = _merge(previous, result)
+            result = merge_results(previous, result)
         setattr(request, DECISION_ATTR, result)
         headers = getattr(view, "headers", None)
         if isinstance(headers, dict) and (not result.allowed or get_settings().ratelimit_headers):

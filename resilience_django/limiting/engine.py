@@ -19,7 +19,7 @@ from .keys import KeyFunc, TrustedProxies, compile_key
 from .local import LocalLimiter
 from .rules import LimitRule
 
-__all__ = ["NO_LIMITS", "LimitEngine", "LimitResult", "merge_decisions"]
+__all__ = ["NO_LIMITS", "LimitEngine", "LimitResult", "merge_decisions", "merge_results"]
 
 
 class LimitResult:
@@ -317,3 +317,11 @@ def merge_decisions(first: Decision | None, second: Decision) -> Decision:
     return Decision(
         first.allowed and second.allowed, first.outcomes + second.outcomes, second.backend
     )
+
+
+def merge_results(first: LimitResult, second: LimitResult) -> LimitResult:
+    """Two requests' worth of decisions as one (the middleware's and a view's own, ``@limit`` or
+    a DRF throttle): allowed only if both are, every rule in the headers."""
+    first_s, second_s = first.shadow, second.shadow
+    shadow = first_s if second_s is None else merge_decisions(first_s, second_s)
+    return LimitResult(merge_decisions(first.decision, second.decision), shadow)

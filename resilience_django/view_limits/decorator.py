@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from ..conf import get_settings
 from ..limiting.decision import Policy
-from ..limiting.engine import LimitResult
+from ..limiting.engine import LimitResult, merge_results
 from ..limiting.local import LocalLimiter
 from ..responses import add_headers, rate_limited_response
 from .compat import (
@@ -69,6 +69,13 @@ def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
     if result is None:
         return None
     setattr(request, DECISION_ATTR, result)
+    # Behind ResilienceMiddleware, which writes its decision's headers on the response after
+    # the view (replacing ours, the 429's too): merged into it, so they name this rule as well.
+    from ..runtime import STATE_ATTR  # here: the runtime imports most of the package
+
+    state = getattr(request, STATE_ATTR, None)
+    if state is not None and state.limits is not None:
+        state.limits = merge_results(state.limits, result)
     if not (block and limited):
         return None
     _headers_on_response(request)

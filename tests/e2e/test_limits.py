@@ -77,11 +77,14 @@ def test_shadow_mode_lets_all_30_through_and_still_reports(server: Server) -> No
 
 
 def test_a_view_with_its_own_limit_answers_one_line_of_each_header(server: Server) -> None:
-    # The middleware's rule is decided on arrival (by the ASGI wrapper when it is there) and
-    # its headers replace the view's @limit ones, on both paths: never two lines of each.
+    # The middleware's rule is decided on arrival (by the ASGI wrapper when it is there); the
+    # view's @limit decision is merged into it, on both paths: one line of each header, naming
+    # both rules while the view runs, only the outer one once it refuses on arrival.
     with httpx.Client(timeout=5) as client:
         answers = [client.get(server.url + "/limited-hello/") for _ in range(7)]
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    both = ['"outer-5m";q=5;w=60, "view-own";q=1000;w=60']
     for answer in answers:
-        assert answer.headers.get_list("RateLimit-Policy") == ['"outer-5m";q=5;w=60']
+        expected = both if answer.status_code == 200 else ['"outer-5m";q=5;w=60']
+        assert answer.headers.get_list("RateLimit-Policy") == expected
         assert len(answer.headers.get_list("RateLimit")) == 1

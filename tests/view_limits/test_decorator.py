@@ -143,6 +143,41 @@ def test_bad_decorator_arguments_raise_at_decoration():
         limit("1/s", key="nope")(lambda request: None)
 
 
+# -- @limit behind ResilienceMiddleware ----------------------------------------------
+
+BEHIND_MIDDLEWARE = {
+    "MIDDLEWARE": ["resilience_django.middleware.ResilienceMiddleware"],
+    "ROOT_URLCONF": "tests.limiting.urls",
+    "RESILIENCE": {"LIMITS": [{"name": "site", "path": "/", "key": "ip", "rate": "100/m"}]},
+}
+
+
+def assert_both_rules_listed(response, rule, remaining):
+    # One line each, naming the middleware's rule and the view's, the one that refused too.
+    assert response["RateLimit-Policy"] == f'"site";q=100;w=60, "{rule}";q=2;w=60'
+    assert re.fullmatch(
+        rf'"site";r=\d+;t=\d+, "{rule}";r={remaining};t=\d+', response["RateLimit"]
+    ), response["RateLimit"]
+
+
+@override_settings(**BEHIND_MIDDLEWARE)
+def test_behind_the_middleware_the_headers_name_the_views_rule_too(client):
+    responses = [client.get("/sync-ip/") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert_both_rules_listed(responses[0], "sync-ip", 1)
+    # The 429 says which rule refused: not only the middleware's rule, with quota left.
+    assert_both_rules_listed(responses[2], "sync-ip", 0)
+    assert int(responses[2]["Retry-After"]) >= 1
+
+
+@override_settings(**BEHIND_MIDDLEWARE)
+async def test_behind_the_middleware_an_async_views_429_names_its_rule(async_client):
+    responses = [await async_client.get("/async-ip/") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert_both_rules_listed(responses[1], "async-ip", 0)
+    assert_both_rules_listed(responses[2], "async-ip", 0)
+
+
 # -- @limit on the runtime's limiters: BACKEND and scope ----------------------------
 
 

@@ -23,6 +23,8 @@ from resilience_django import (
     is_ratelimited,
     limit,
 )
+from resilience_django.exceptions import ConfigError
+from resilience_django.units import Rate
 from resilience_django.view_limits.decorator import process_limiter
 
 factory = RequestFactory()
@@ -246,6 +248,75 @@ def test_a_bad_rate_from_a_rate_function_is_logged_and_not_limited(caplog):
     with caplog.at_level(logging.ERROR, logger="resilience_django.limiting"):
         assert all(view(factory.get("/")).status_code == 200 for _ in range(3))
     assert "bad-tier" in caplog.text and "not limited" in caplog.text
+
+
+def test_a_get_method_filter_also_limits_head():
+    # Django serves HEAD with the GET view: HEAD must not get around a GET limit.
+    args = {"group": "head-too", "key": "ip", "rate": "2/m", "method": "GET", "increment": True}
+    codes = [is_ratelimited(factory.head("/"), **args) for _ in range(2)]
+    assert codes == [False, False]
+    assert is_ratelimited(factory.head("/"), **args) is True
+    assert is_ratelimited(factory.get("/"), **args) is True
+    assert is_ratelimited(factory.post("/"), **args) is False  # not listed
+
+
+@pytest.mark.parametrize("value", [Rate(5, 0), Rate(0, 60), Rate(-1, 60), Rate(2.5, 60)])
+def test_a_rate_object_no_text_could_spell_is_a_bad_rate(caplog, value):
+    @limit(key="ip", rate=lambda group, request: value, group="bad-rate-object")
+    def view(request):
+        return HttpResponse("ok")
+
+    # Not a 500 (a zero period divided by zero), not every request refused: logged, not limited.
+    with caplog.at_level(logging.ERROR, logger="resilience_django.limiting"):
+        assert [view(factory.get("/")).status_code for _ in range(3)] == [200] * 3
+    assert "bad-rate-object" in caplog.text and "not limited" in caplog.text
+    with pytest.raises(ConfigError) as info:  # fixed: an error at decoration, as "0/m" is
+        limit(value, key="ip", group="bad-fixed-rate")(ok)
+    assert info.value.check_id == "resilience.E020"
+    with pytest.raises(ConfigError):
+        is_ratelimited(factory.get("/"), group="bad-fixed-rate", rate=value)
+
+
+def failing_rate(group, request):
+    raise LookupError("no plan for this customer")
+
+
+async def afailing_rate(group, request):
+    raise LookupError("no plan for this customer")
+
+
+@pytest.mark.parametrize("rate", [failing_rate, afailing_rate])
+async def test_a_rate_function_that_raises_is_logged_and_not_limited(caplog, rate):
+    from asgiref.sync import sync_to_async
+
+    @limit(key="ip", rate=rate, group="raising-tier")
+    def view(request):
+        return HttpResponse("ok")
+
+    @limit(key="ip", rate=rate, group="araising-tier")
+    async def aview(request):
+        return HttpResponse("ok")
+
+    with caplog.at_level(logging.ERROR, logger="resilience_django.limiting"):
+        assert (await sync_to_async(view)(factory.get("/"))).status_code == 200
+        assert (await aview(factory.get("/"))).status_code == 200
+        assert await aget_usage(factory.get("/"), group="g-raise", rate=rate) is None
+    assert "raising-tier" in caplog.text and "araising-tier" in caplog.text
+    assert "LookupError" in caplog.text and "not limited" in caplog.text
+
+
+def test_a_deadline_raised_in_a_rate_function_is_not_swallowed():
+    from resilience_django.deadline import DeadlineExceeded
+
+    def rate(group, request):
+        raise DeadlineExceeded("spent")
+
+    @limit(key="ip", rate=rate, group="deadline-tier")
+    def view(request):
+        return HttpResponse("ok")
+
+    with pytest.raises(DeadlineExceeded):
+        view(factory.get("/"))
 
 
 def test_group_and_name_are_one_argument():

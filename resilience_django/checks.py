@@ -41,8 +41,10 @@ def _sync_only_below(below: list[str]) -> list[checks.CheckMessage]:
     for path in below:
         try:
             middleware = import_string(path)
-        except ImportError:
-            continue  # Django reports it
+        except Exception:
+            # Not ours to report (an ImportError, or whatever its module raises at import):
+            # the check must not turn it into a traceback from `manage.py check`.
+            continue
         if not getattr(middleware, "async_capable", False):  # Django's default too
             message = (
                 f"{path} below {MIDDLEWARE_PATH} is sync-only: under ASGI Django then runs "

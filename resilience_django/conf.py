@@ -6,6 +6,7 @@ Parsing never raises: every problem becomes a ``ConfigError`` in ``ResilienceSet
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ KNOWN_KEYS = frozenset(
 )  # fmt: skip
 logger = logging.getLogger("resilience_django")
 HANDLER_KINDS = ("deadline", "rate_limited", "unavailable")
+DEADLINE_KEYS = ("DEFAULT", "EXEMPT_STREAMS", "HEADERS", "OUTBOUND_MARGIN", "ROUTES")
+# A header name is a token (RFC 9110): "X-Timeout-Ms " or "x timeout" would never be read.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +185,13 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
     hint = "Example: {'DEFAULT': '30s', 'ROUTES': {'/api/orders': '800ms'}}"
     if raw is None or (raw := _mapping(errors, raw, where, "resilience.E005", hint)) is None:
         return DeadlineSettings()
+    _unknown_keys(errors, raw, DEADLINE_KEYS, where, "resilience.E005")
     default = _duration(errors, raw.get("DEFAULT", 30.0), "'DEADLINE']['DEFAULT'",
                         "resilience.E005", 30.0, none_ok=True)  # fmt: skip
     headers = _checked(errors, raw, where, "HEADERS",
         ("grpc-timeout", "x-timeout-ms"),
-        lambda v: isinstance(v, list | tuple) and all(isinstance(h, str) and h.strip() for h in v),
+        lambda v: isinstance(v, list | tuple)
+        and all(isinstance(h, str) and _HEADER_NAME.match(h) for h in v),
         "resilience.E006", "must be a list of header names", "Example: ['grpc-timeout', "
         "'X-Timeout-Ms']; use [] to ignore callers' budgets.")  # fmt: skip
     margin = _duration(errors, raw.get("OUTBOUND_MARGIN", 0.010), "'DEADLINE']['OUTBOUND_MARGIN'",
@@ -195,7 +201,7 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
                           "resilience.E008", "A dict of route -> budget. Example: "
                           "{'/api/orders': '800ms', 'orders:quote': '300ms'}")  # fmt: skip
     for route, budget_raw in (routes_raw or {}).items():
-        at = f"{where}['ROUTES'][{route!r}]"
+        at = f"{where}['ROUTES'][{safe_repr(route)}]"
         budget = _duration(errors, budget_raw, at[11:-1], "resilience.E008", None)
         if budget is None:
             continue
@@ -219,7 +225,7 @@ def _parse_exempt_streams(raw: Any, errors: list[ConfigError]) -> tuple[RouteMat
     matchers: list[RouteMatcher] = []
     for route in raw:
         try:
-            matchers.append(_route_key_matcher(route, f"{where} entry {route!r}"))
+            matchers.append(_route_key_matcher(route, f"{where} entry {safe_repr(route)}"))
         except ConfigError as exc:
             _report(errors, str(exc), "resilience.E015", hint)
     return tuple(matchers)
@@ -258,7 +264,8 @@ def _parse_handlers(raw: Any, errors: list[ConfigError]) -> dict[str, Callable[.
             handlers[kind] = handler
         else:
             hint = "Give the dotted path of a callable(request, **info) -> HttpResponse."
-            _report(errors, f"{where}[{kind!r}] = {path!r} {problem}", "resilience.E009", hint)
+            message = f"{where}[{kind!r}] = {safe_repr(path)} {problem}"
+            _report(errors, message, "resilience.E009", hint)
     return handlers
 
 
@@ -331,7 +338,9 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         raw.get("LIMITS"), default_scope="distributed" if backend == "redis" else "local"
     ), ((), ()))  # fmt: skip
     errors.extend(limit_errors)
-    shedding_raw = raw.get("SHEDDING") or ()
+    # Only None means "no rules": {} or 0 is a mistake, as it is for LIMITS.
+    shedding_raw = raw.get("SHEDDING")
+    shedding_raw = () if shedding_raw is None else shedding_raw
     if not isinstance(shedding_raw, list | tuple):
         hint = "Example: [{'name': 'orders', 'path': '/api/orders', 'max_concurrent': 50}]"
         _report(errors, "RESILIENCE['SHEDDING'] must be a list of rules", "resilience.E070", hint)

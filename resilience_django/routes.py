@@ -13,6 +13,7 @@ from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from .exceptions import ConfigError
+from .units import safe_repr
 
 __all__ = [
     "RouteIndex",
@@ -30,6 +31,8 @@ _STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
 # upper-case name: one dict lookup per request instead of a new string.  Not
 # grown at run time, so a client inventing methods cannot grow it.
 _METHOD_NAMES = {m: m for m in _STANDARD_METHODS} | {m.lower(): m for m in _STANDARD_METHODS}
+# An HTTP method is a token (RFC 9110): "GET, POST" or a look-alike letter never matches.
+_METHOD_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 def normalize_method(method: str) -> str:
@@ -114,7 +117,7 @@ def compile_path(
     (admin rows) refuses a regex with ``ConfigError``."""
     if not isinstance(path, str) or not path:
         raise ConfigError(
-            f"{where}: path {path!r} must be a non-empty string",
+            f"{where}: path {safe_repr(path)} must be a non-empty string",
             check_id=check_id,
             hint="Use a prefix like '/api/orders' or a regex starting with '^'.",
         )
@@ -123,9 +126,11 @@ def compile_path(
             reject_regex(path, where=where, check_id=check_id)
         try:
             return None, re.compile(path)
-        except re.error as exc:
+        # A huge repeat count raises OverflowError, deep nesting RecursionError.
+        except (re.error, OverflowError, RecursionError) as exc:
             raise ConfigError(
-                f"{where}: path {path!r} is not a valid regular expression ({exc})",
+                f"{where}: path {safe_repr(path)} is not a valid regular expression "
+                f"({type(exc).__name__}: {safe_repr(str(exc), 100)})",
                 check_id=check_id,
                 hint="Fix the regex, or use a plain prefix that does not start with '^'.",
             ) from exc
@@ -151,23 +156,39 @@ def parse_route_matcher(
     view = spec.get("view")
     if view is not None and (not isinstance(view, str) or not view):
         raise ConfigError(
-            f"{where}: view {view!r} must be a URL name such as 'orders:quote'",
+            f"{where}: view {safe_repr(view)} must be a URL name such as 'orders:quote'",
             check_id=check_id,
             hint="Use the name given to path(..., name=...), with its namespace.",
         )
     methods = spec.get("methods")
-    if methods is not None and (isinstance(methods, str) or not isinstance(methods, Iterable)):
-        raise ConfigError(
-            f"{where}: methods {methods!r} must be a list such as ['POST']",
-            check_id=check_id,
-            hint="Write methods as a list of HTTP method names.",
-        )
+    if methods is not None:
+        methods = _checked_methods(methods, where=where, check_id=check_id)
     return RouteMatcher(
         prefix=prefix,
         regex=regex,
         view=view,
         methods=None if methods is None else method_set(methods),
     )
+
+
+def _checked_methods(methods: object, *, where: str, check_id: str) -> list[str]:
+    """``methods`` as a list of method names, or ``ConfigError``: a string, bytes or an
+    entry that is not a method name (``None``, ``"GET, POST"``) would never match."""
+    listed = (
+        None
+        if isinstance(methods, str | bytes) or not isinstance(methods, Iterable)
+        else list(methods)
+    )
+    if listed is None or not all(
+        isinstance(m, str) and _METHOD_TOKEN.match(m) is not None for m in listed
+    ):
+        raise ConfigError(
+            f"{where}: methods {safe_repr(methods)} must be a list of HTTP method names "
+            "such as ['POST']",
+            check_id=check_id,
+            hint="Write methods as a list of HTTP method names, one per entry: ['GET', 'POST'].",
+        )
+    return listed
 
 
 _position = itemgetter(0)

@@ -58,6 +58,7 @@ class FleetPublisher:
         self._pending: dict[str, dict[str, Any]] = {}
         self._standing: dict[str, dict[str, Any]] = {}
         self._cmd_seq: int | None = None
+        self._cmd_epoch: str | None = None
         self._attached: dict[str, Breaker] = {}
         # send_command applies a command here before the log numbers it.  Meeting
         # it in the log, the fleet thread skips it only if it applied nothing to
@@ -135,7 +136,15 @@ class FleetPublisher:
             self.store.publish(f"{self.host}:{report['pid']}", report, self.ttl)
 
     def _poll_commands(self) -> None:
-        batch = self.store.read_commands(self._cmd_seq)
+        batch = self.store.read_commands(self._cmd_seq, self._cmd_epoch)
+        if batch.epoch != self._cmd_epoch:
+            if self._cmd_epoch is not None:
+                # The store lost its data and numbers from 1 again: a number applied or
+                # sent here before says nothing about the command that has it now.
+                self._applied.clear()
+                with self._lock:
+                    self._sent_here.clear()
+            self._cmd_epoch = batch.epoch
         if batch.standing is not None:
             self._standing = dict(batch.standing)
             for name, command in batch.standing.items():
@@ -189,10 +198,15 @@ class FleetPublisher:
             opened, self._opened = self._opened, []
         shared = {b.name: b for b in breakers if b.policy.shared}
         wall = self.wall()
-        for name in opened:
+        for i, name in enumerate(opened):
             phase = shared[name]._phase if name in shared else None
             if phase is not None and phase.state is OPEN:
-                self.store.set_open_until(name, wall + (phase.until - now))
+                try:
+                    self.store.set_open_until(name, wall + (phase.until - now))
+                except Exception:
+                    with self._lock:  # the store is down: write them once it is back
+                        self._opened[:0] = opened[i:]
+                    raise
         due = [n for n, b in shared.items() if now >= self._next_shared.get(n, 0.0)]
         if not due:
             return

@@ -7,8 +7,8 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 __all__ = [
-    "COMMAND_LOG", "COMMAND_TTL", "READ_BATCH", "VERSION_KEY", "CommandBatch", "FleetStore",
-    "command_seq",
+    "CLOCK_SKEW", "COMMAND_LOG", "COMMAND_TTL", "READ_BATCH", "VERSION_KEY", "CommandBatch",
+    "FleetStore", "command_seq",
 ]  # fmt: skip
 
 VERSION_KEY = "resilience:admin-rules:version"
@@ -21,6 +21,9 @@ COMMAND_TTL = 86_400
 """Seconds a command stays in a cache or database log; a reader further behind starts over
 from the standing commands (the database keeps each breaker's latest command for good)."""
 READ_BATCH = 500
+CLOCK_SKEW = 300.0
+"""Seconds the Redis and cache stores' process index tolerates between hosts' clocks: who is
+live is the report's own expiry; the index, kept by the hosts' clocks, only lists candidates."""
 
 
 class CommandBatch(NamedTuple):
@@ -30,12 +33,17 @@ class CommandBatch(NamedTuple):
     command, as of some number before ``log``).  ``log``: the commands to apply next, in
     order.  ``seen``: the ``after`` of the next read.  ``stale``: the store's standing map
     is older than ``seen``: the reader should save its own (:meth:`FleetStore.save_standing`).
+    ``epoch``: which numbering ``seen`` belongs to, for the reader to pass back with it.  A
+    store that lost its data (Redis restarted without persistence, a cache cleared) numbers
+    from 1 again under a new epoch: numbers the reader saw before mean nothing there.  (A
+    reader that got ``None`` read before the first command: its numbers are the new ones.)
     """
 
     standing: dict[str, dict[str, Any]] | None
     log: list[dict[str, Any]]
     seen: int
     stale: bool = False
+    epoch: str | None = None
 
 
 class FleetStore(Protocol):
@@ -52,7 +60,7 @@ class FleetStore(Protocol):
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None: ...
     def processes(self, ttl: float) -> list[dict[str, Any]]: ...
     def send_command(self, breaker: str, action: str) -> int: ...
-    def read_commands(self, after: int | None) -> CommandBatch: ...
+    def read_commands(self, after: int | None, epoch: str | None = None) -> CommandBatch: ...
     def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
         return None  # a store whose standing map is exact (a script, a query) never lags
 

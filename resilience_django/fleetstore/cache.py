@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -56,6 +57,9 @@ class CacheStore(FleetStore):
         self.lock = lock or contextlib.nullcontext
         self._head = f"{prefix}:cmd:head"
         self._standing = f"{prefix}:cmd:standing"
+        # Names this numbering: a cache cleared or restarted numbers from 1 again, and the
+        # first sender after that writes a new epoch (base.CommandBatch).
+        self._epoch = f"{prefix}:cmd:epoch"
 
     def version(self) -> str | None:
         value = self.cache.get(VERSION_KEY)
@@ -73,14 +77,17 @@ class CacheStore(FleetStore):
         # process is new or half-way to ageing out, so racing writers rarely collide,
         # and a lost entry is restored on the next publish.
         if now - index.get(proc, 0.0) > ttl / 2:
-            index = {p: t for p, t in index.items() if now - t <= ttl}
+            # Times by each host's clock: kept with room for clocks that disagree; the
+            # report's own expiry says who is live.
+            index = {p: t for p, t in index.items() if now - t <= ttl + base.CLOCK_SKEW}
             index[proc] = now
             self.cache.set(index_key, index, None)
 
     def processes(self, ttl: float) -> list[dict[str, Any]]:
         now = time.time()
         index: dict[str, float] = self.cache.get(f"{self.p}:procs") or {}
-        keys = [f"{self.p}:proc:{safe_key(p)}" for p, t in index.items() if now - t <= ttl * 1.5]
+        live = ttl + base.CLOCK_SKEW
+        keys = [f"{self.p}:proc:{safe_key(p)}" for p, t in index.items() if now - t <= live]
         found = self.cache.get_many(keys)
         return [found[k] for k in keys if k in found]
 
@@ -89,6 +96,7 @@ class CacheStore(FleetStore):
 
     def send_command(self, breaker: str, action: str) -> int:
         with self.lock():
+            self.cache.add(self._epoch, uuid.uuid4().hex, None)
             found = self.cache.get_many([self._head, self._standing])
             standing = found.get(self._standing) or {}
             # The head is a hint (two senders may write it out of order), so a sender
@@ -104,15 +112,21 @@ class CacheStore(FleetStore):
             self.cache.set(self._head, seq, None)
         return seq
 
-    def read_commands(self, after: int | None) -> CommandBatch:
+    def read_commands(self, after: int | None, epoch: str | None = None) -> CommandBatch:
         probe = [] if after is None else [self._slot(after + 1 + i) for i in range(_PROBE)]
-        found = self.cache.get_many([self._head, self._standing, *probe])
+        found = self.cache.get_many([self._head, self._standing, self._epoch, *probe])
         head = int(found.get(self._head) or 0)
         saved = found.get(self._standing) or {"seq": 0, "commands": {}}
         saved_seq = int(saved["seq"])
+        current = found.get(self._epoch)
         standing = None
-        if after is None or (after < saved_seq and self._slot(after + 1) not in found):
-            # First read, or the log no longer reaches back to `after`: start over.
+        if (
+            after is None
+            or (epoch is not None and current != epoch)
+            or (after < saved_seq and self._slot(after + 1) not in found)
+        ):
+            # First read, the cache lost its data (numbers from 1 again under a new
+            # epoch), or the log no longer reaches back to `after`: start over.
             standing, after, probe = dict(saved["commands"]), saved_seq, []
         log: list[dict[str, Any]] = []
         seq, fetched_to = after + 1, after + 1 + len(probe)
@@ -130,7 +144,7 @@ class CacheStore(FleetStore):
             else:
                 log.append(command)
             seq += 1
-        return CommandBatch(standing, log, seq - 1, stale=saved_seq < seq - 1)
+        return CommandBatch(standing, log, seq - 1, stale=saved_seq < seq - 1, epoch=current)
 
     def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
         saved = self.cache.get(self._standing) or {"seq": 0}

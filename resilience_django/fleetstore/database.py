@@ -103,7 +103,8 @@ class DatabaseStore(FleetStore):
             command = FleetCommand.objects.create(breaker=breaker, action=action, at=time.time())
         return int(command.pk)
 
-    def read_commands(self, after: int | None) -> CommandBatch:
+    def read_commands(self, after: int | None, epoch: str | None = None) -> CommandBatch:
+        # Row ids never go back (a database does not lose committed rows): one epoch.
         fields = ("id", "breaker", "action", "at")
         if after is None:
             # Each breaker's latest command; the highest of them is the head, so the

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -45,6 +46,9 @@ class RedisStore(FleetStore):
         self._source = source.read_text(encoding="utf-8")
         self._script: Any = None if client is None else client.register_script(self._source)
         self._cmd_keys = [f"{self.p}:cmd:seq", f"{self.p}:cmd:log", f"{self.p}:cmd:standing"]
+        # Names this numbering: Redis restarted without its data numbers from 1 again, and
+        # the first sender after that writes a new epoch (base.CommandBatch).
+        self._epoch_key = f"{self.p}:cmd:epoch"
 
     @property
     def client(self) -> Any:
@@ -73,11 +77,14 @@ class RedisStore(FleetStore):
         pipe = self.client.pipeline(transaction=False)
         pipe.set(f"{self.p}:proc:{safe_key(proc)}", json.dumps(data), px=int(ttl * 1000))
         pipe.zadd(f"{self.p}:procs", {proc: now})
-        pipe.zremrangebyscore(f"{self.p}:procs", "-inf", now - ttl)
+        # Scored by each host's clock: pruned (and read) with room for clocks that disagree;
+        # the report's expiry, on Redis's clock, says who is live.
+        pipe.zremrangebyscore(f"{self.p}:procs", "-inf", now - ttl - base.CLOCK_SKEW)
         pipe.execute()
 
     def processes(self, ttl: float) -> list[dict[str, Any]]:
-        procs = self.client.zrangebyscore(f"{self.p}:procs", time.time() - ttl, "+inf")
+        since = time.time() - ttl - base.CLOCK_SKEW
+        procs = self.client.zrangebyscore(f"{self.p}:procs", since, "+inf")
         if not procs:
             return []
         values = self.client.mget([f"{self.p}:proc:{safe_key(text(p))}" for p in procs])
@@ -87,29 +94,36 @@ class RedisStore(FleetStore):
         # Read at call time so tests can shorten the log.
         args = [breaker, action, repr(time.time()), base.COMMAND_LOG]
         client = self.client  # built first: it registers the script
+        client.set(self._epoch_key, uuid.uuid4().hex, nx=True)
         return int(self._script(keys=self._cmd_keys, args=args, client=client))
 
-    def read_commands(self, after: int | None) -> CommandBatch:
+    def read_commands(self, after: int | None, epoch: str | None = None) -> CommandBatch:
         seq_key, log_key, standing_key = self._cmd_keys
         if after is not None:
             pipe = self.client.pipeline(transaction=False)
             pipe.get(seq_key)
+            pipe.get(self._epoch_key)
             pipe.zrangebyscore(log_key, after + 1, "+inf", start=0, num=base.READ_BATCH)
-            head_raw, raw = pipe.execute()
+            head_raw, epoch_raw, raw = pipe.execute()
             head = int(head_raw or 0)
             log = [json.loads(v) for v in raw]
-            if head == after:
-                return CommandBatch(None, [], after)
-            if head > after and log and command_seq(log[0]) == after + 1:
-                return CommandBatch(None, log, command_seq(log[-1]))
+            # Another epoch: Redis lost its data, these are not the numbers `after` counted
+            # (a reader that saw none yet read before the first command was sent).
+            current = _text_or_none(epoch_raw)
+            same = epoch is None or current == epoch
+            if same and head == after:
+                return CommandBatch(None, [], after, epoch=current)
+            if same and head > after and log and command_seq(log[0]) == after + 1:
+                return CommandBatch(None, log, command_seq(log[-1]), epoch=current)
             # The log no longer reaches back to `after` (trimmed, or Redis lost its
             # data): start over from the standing commands.
         pipe = self.client.pipeline(transaction=True)  # the head and the map it belongs to
         pipe.get(seq_key)
+        pipe.get(self._epoch_key)
         pipe.hgetall(standing_key)
-        head_raw, raw_standing = pipe.execute()
+        head_raw, epoch_raw, raw_standing = pipe.execute()
         standing = {text(k): json.loads(v) for k, v in raw_standing.items()}
-        return CommandBatch(standing, [], int(head_raw or 0))
+        return CommandBatch(standing, [], int(head_raw or 0), epoch=_text_or_none(epoch_raw))
 
     def set_open_until(self, breaker: str, until: float) -> None:
         ms = int((until - time.time()) * 1000)
@@ -121,3 +135,7 @@ class RedisStore(FleetStore):
             return {}
         values = self.client.mget([f"{self.p}:open:{safe_key(b)}" for b in breakers])
         return {b: float(v) for b, v in zip(breakers, values, strict=True) if v is not None}
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else text(value)

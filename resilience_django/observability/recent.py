@@ -48,6 +48,10 @@ class RecentCounts:
                 entry = self._entries[labels] = _Entry()
             entry.total += 1
             buckets = entry.buckets
+            while buckets and buckets[-1][0] > second:
+                # The wall clock was stepped back: buckets "from the future" would never
+                # age out below (and the deque would grow a bucket a second until then).
+                buckets.pop()
             if buckets and buckets[-1][0] == second:
                 buckets[-1][1] += 1
                 return

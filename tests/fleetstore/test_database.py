@@ -67,7 +67,7 @@ def test_commands_are_numbered_in_order_and_a_new_reader_starts_from_each_latest
         (v3, "b", "disable"),
     ]
     assert batch.standing is None and batch.seen == v3
-    assert store.read_commands(v3) == (None, [], v3, False)
+    assert store.read_commands(v3) == (None, [], v3, False, None)
 
 
 def test_commands_older_than_a_day_are_deleted_but_each_breakers_latest_stays() -> None:

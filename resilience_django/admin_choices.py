@@ -13,6 +13,7 @@ from typing import Any
 from .conf import _mapping, _report, _unknown_keys
 from .dotted import import_dotted
 from .exceptions import ConfigError
+from .units import safe_repr
 
 __all__ = [
     "BUILTIN_KEYS",
@@ -51,8 +52,8 @@ class AdminChoices:
         use = f"ip, user, user_or_ip, header:<Name>, param:<name>{_or_listed(self.keys)}"
         if "." not in spec or ":" in spec:
             # Not a dotted path at all: the parser's words, and its check id.
-            return f"key {spec!r} is not a known key function: use {use} (resilience.E022)"
-        return _refusal(f"key {spec!r}", use, "Other key functions", "KEYS")
+            return f"key {safe_repr(spec)} is not a known key function: use {use} (resilience.E022)"
+        return _refusal(f"key {safe_repr(spec)}", use, "Other key functions", "KEYS")
 
     def refuse_exception(self, path: str) -> str | None:
         if is_builtin_exception(path) or path in self.exceptions:
@@ -76,7 +77,7 @@ def _or_listed(paths: tuple[str, ...]) -> str:
 def _refusal(what: str, use: str, others: str, kind: str) -> str:
     return (
         f"{what} is not allowed here{': use ' + use if use else ''}. {others} must be listed "
-        f"in the RESILIENCE setting, under ADMIN_CHOICES[{kind!r}]."
+        f"in the RESILIENCE setting, under ADMIN_CHOICES[{safe_repr(kind)}]."
     )
 
 
@@ -91,7 +92,7 @@ def parse_admin_choices(raw: Any, found: list[ConfigError]) -> AdminChoices:
     for kind in KINDS:
         value = raw.get(kind, ())
         if isinstance(value, str) or not isinstance(value, list | tuple):
-            _report(found, f"{_WHERE}[{kind!r}] must be a list of dotted paths, not "
+            _report(found, f"{_WHERE}[{safe_repr(kind)}] must be a list of dotted paths, not "
                     f"{type(value).__name__}", "resilience.E085",
                     "Example: ['myapp.keys.by_tenant'].")  # fmt: skip
             value = ()
@@ -101,7 +102,7 @@ def parse_admin_choices(raw: Any, found: list[ConfigError]) -> AdminChoices:
                 good.append(item)
             else:
                 hint = "Write module.attribute, e.g. 'myapp.keys.by_tenant'."
-                message = f"{_WHERE}[{kind!r}]: {item!r} is not a dotted path"
+                message = f"{_WHERE}[{safe_repr(kind)}]: {safe_repr(item)} is not a dotted path"
                 _report(found, message, "resilience.E085", hint)
         lists.append(tuple(dict.fromkeys(good)))
     return AdminChoices(*lists)
@@ -124,7 +125,12 @@ def check_admin_choices(raw: Any) -> list[ConfigError]:
                 problem = f"cannot be imported ({exc})"
             if problem is not None:
                 hint = f"List the dotted path of {what}; fix the module if importing it fails."
-                _report(errors, f"{_WHERE}[{kind!r}]: {path!r} {problem}", "resilience.E086", hint)
+                _report(
+                    errors,
+                    f"{_WHERE}[{safe_repr(kind)}]: {safe_repr(path)} {problem}",
+                    "resilience.E086",
+                    hint,
+                )
     return errors
 
 

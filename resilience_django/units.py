@@ -98,6 +98,11 @@ def bounded_int(value: object, *, minimum: int, maximum: int) -> int | None:
     return value
 
 
+def safe_str(value: object) -> str:
+    """A setting's key as text for a message: itself if a string, else ``safe_repr``."""
+    return value if isinstance(value, str) else safe_repr(value)
+
+
 def safe_repr(value: object, limit: int = 60) -> str:
     """``repr(value)`` for an error message: short, and never raising.
 

@@ -110,7 +110,9 @@ _KEYS = (
 
 
 def _err(name: str, check_id: str, message: str, hint: str) -> ConfigError:
-    return ConfigError(f"RESILIENCE['BREAKERS'][{name!r}]: {message}", check_id=check_id, hint=hint)
+    return ConfigError(
+        f"RESILIENCE['BREAKERS'][{safe_repr(name)}]: {message}", check_id=check_id, hint=hint
+    )
 
 
 def _int(name: str, key: str, value: Any, check_id: str) -> int:
@@ -289,7 +291,7 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
                 "a route breaker needs a path or a view",
                 "add 'path': '/api/orders' or 'view': 'orders:create'",
             )
-        where = f"RESILIENCE['BREAKERS'][{name!r}]"
+        where = f"RESILIENCE['BREAKERS'][{safe_repr(name)}]"
         route = parse_route_matcher(mapping, where=where, check_id="resilience.E069")
     policy = BreakerPolicy(
         **kw,

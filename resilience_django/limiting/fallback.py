@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..breakers.policy import BreakerPolicy
 from ..breakers.state import Breaker
 from ..exceptions import ConfigError
-from ..units import MAX_COUNT, MAX_DEADLINE, bounded_int, parse_duration, safe_repr
+from ..units import MAX_COUNT, MAX_DEADLINE, bounded_int, parse_duration, safe_repr, safe_str
 
 __all__ = ["CHECK_ID", "UNKNOWN_INSTANCES", "FallbackSettings", "parse_fallback_settings"]
 
@@ -82,7 +82,7 @@ def parse_fallback_settings(value: object) -> FallbackSettings:
 
     if not isinstance(value, Mapping):
         raise error(f" must be a dict, not {type(value).__name__}")
-    unknown = sorted(str(k) for k in value if k not in _KEYS)
+    unknown = sorted(safe_str(k) for k in value if k not in _KEYS)
     if unknown:
         raise error(f" has unknown keys {unknown}")
 
@@ -92,16 +92,18 @@ def parse_fallback_settings(value: object) -> FallbackSettings:
             return None
         number = bounded_int(raw, minimum=1, maximum=MAX_COUNT)
         if number is None:
-            raise error(f"[{key!r}] = {safe_repr(raw)} must be an integer from 1 to {MAX_COUNT:_}")
+            raise error(
+                f"[{safe_repr(key)}] = {safe_repr(raw)} must be an integer from 1 to {MAX_COUNT:_}"
+            )
         return number
 
     def duration(key: str, default: float) -> float:
         try:
             seconds = parse_duration(value.get(key, default), maximum=MAX_PROBE_INTERVAL)
         except ValueError as exc:
-            raise error(f"[{key!r}]: {exc}") from None
+            raise error(f"[{safe_repr(key)}]: {exc}") from None
         if seconds <= 0:
-            raise error(f"[{key!r}] must be longer than zero")
+            raise error(f"[{safe_repr(key)}] must be longer than zero")
         return seconds
 
     interval = duration("PROBE_INTERVAL", 1.0)

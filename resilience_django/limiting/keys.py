@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
 from ..dotted import import_dotted
 from ..exceptions import ConfigError
+from ..units import safe_repr
 from .proxies import DEFAULT_IPV6_PREFIX, TrustedProxies, peer_key
 
 __all__ = [
@@ -209,7 +210,9 @@ _HINT = "Use ip, user, user_or_ip, header:<Name>, param:<name> or a dotted path 
 
 
 def _key_error(where: str, spec: Any, problem: str, hint: str = _HINT) -> ConfigError:
-    return ConfigError(f"{where}: key {spec!r} {problem}", check_id="resilience.E022", hint=hint)
+    return ConfigError(
+        f"{where}: key {safe_repr(spec)} {problem}", check_id="resilience.E022", hint=hint
+    )
 
 
 def check_key_spec(spec: Any, *, where: str) -> None:

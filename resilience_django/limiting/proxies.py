@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import metrics
 from ..exceptions import ConfigError
+from ..units import safe_repr
 
 __all__ = [
     "DEFAULT_IPV6_PREFIX",
@@ -190,7 +191,7 @@ def parse_ipv6_prefix(value: Any) -> int:
     """Parse ``RESILIENCE["IPV6_PREFIX"]``: an integer from 1 to 128."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
         raise ConfigError(
-            f"RESILIENCE['IPV6_PREFIX'] = {value!r} is not a prefix length from 1 to 128",
+            f"RESILIENCE['IPV6_PREFIX'] = {safe_repr(value)} is not a prefix length from 1 to 128",
             check_id="resilience.E016",
             hint="How many leading bits of an IPv6 client's address make its 'ip' key: "
             "64 (the default) counts one subnet as one client, 128 each address.",
@@ -224,7 +225,7 @@ def parse_trusted_proxies(
             raise error(f"as a hop count must be from 0 to {MAX_HOPS}")
         return TrustedProxies(hops=value, ipv6_prefix=ipv6_prefix)
     if isinstance(value, str | bool) or not isinstance(value, Iterable):
-        raise error(f"= {value!r} is not a hop count or a list")
+        raise error(f"= {safe_repr(value)} is not a hop count or a list")
     networks: list[Network] = []
     for item in value:
         try:
@@ -234,6 +235,6 @@ def parse_trusted_proxies(
                 raise TypeError(f"a network is written as text, not {type(item).__name__}")
             network = ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError) as exc:
-            raise error(f"entry {item!r} is not a network ({exc})") from exc
+            raise error(f"entry {safe_repr(item)} is not a network ({exc})") from exc
         networks.extend(unmapped_networks(network))
     return TrustedProxies(networks=tuple(networks), ipv6_prefix=ipv6_prefix)

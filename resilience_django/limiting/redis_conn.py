@@ -21,7 +21,7 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from ..exceptions import ConfigError
-from ..units import parse_duration
+from ..units import parse_duration, safe_repr, safe_str
 
 __all__ = ["AsyncClient", "RedisSettings", "SyncClient", "make_async_client",
            "make_sync_client", "make_sync_client_from_url", "parse_redis_settings"]  # fmt: skip
@@ -87,13 +87,13 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     sentinels = value.get("SENTINELS") or ()
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise _error(
-            f" URL {url!r} is not a Redis URL", "Write it like 'redis://127.0.0.1:6379/0'."
+            f" URL {safe_repr(url)} is not a Redis URL", "Write it like 'redis://127.0.0.1:6379/0'."
         )
     try:  # redis-py parses it at first use: said here, a bad query option is a check error
         _url_options(url)
     except ValueError as exc:
         raise _error(
-            f" URL {url!r}: {exc}",
+            f" URL {safe_repr(url)}: {exc}",
             "Query options are redis-py's, like '?socket_keepalive=true&client_name=api'.",
         ) from None
     try:
@@ -109,12 +109,12 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         addresses = tuple((str(host), int(port)) for host, port in sentinels)
     except (TypeError, ValueError) as exc:
         raise _error(
-            f"['SENTINELS'] = {sentinels!r} is not a list of (host, port)",
+            f"['SENTINELS'] = {safe_repr(sentinels)} is not a list of (host, port)",
             "Write it like [('10.0.0.5', 26379), ('10.0.0.6', 26379)].",
         ) from exc
     if addresses and (url.startswith("unix://") or not urlparse(url).hostname):
         raise _error(
-            f" URL {url!r} with SENTINELS must name the Sentinel service as its host",
+            f" URL {safe_repr(url)} with SENTINELS must name the Sentinel service as its host",
             "Write it like 'redis://mymaster/0' (rediss:// for TLS to the primary).",
         )
     sentinel_kwargs = _sentinel_kwargs(value.get("SENTINEL_KWARGS"))
@@ -126,7 +126,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         url.startswith("unix://") or urlparse(url).path.strip("/") not in ("", "0") or addresses
     ):
         raise _error(
-            f" URL {url!r} with CLUSTER: a cluster has no unix socket, no db but 0 and no "
+            f" URL {safe_repr(url)} with CLUSTER: a cluster has no unix socket, no db but 0 and no "
             "SENTINELS",
             "Write it like 'redis://10.0.0.1:7000/0' (any node of the cluster).",
         )
@@ -168,7 +168,7 @@ def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
     )
     if not isinstance(value, Mapping):
         raise _error(f"['SENTINEL_KWARGS'] must be a dict, not {type(value).__name__}", hint)
-    unknown = sorted(str(k) for k in value if k not in _SENTINEL_STRINGS | _SENTINEL_BOOLS)
+    unknown = sorted(safe_str(k) for k in value if k not in _SENTINEL_STRINGS | _SENTINEL_BOOLS)
     if unknown:
         raise _error(f"['SENTINEL_KWARGS'] has unknown keys {unknown}", hint)
     for name, item in value.items():
@@ -177,7 +177,9 @@ def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
             want = "True or False" if kind is bool else "a string"
             if name == "ssl_cert_reqs":
                 want = f"one of {', '.join(_CERT_REQS)}"
-            raise _error(f"['SENTINEL_KWARGS'][{name!r}] = {item!r} must be {want}", hint)
+            raise _error(
+                f"['SENTINEL_KWARGS'][{safe_repr(name)}] = {safe_repr(item)} must be {want}", hint
+            )
     return tuple(sorted((str(k), v) for k, v in value.items()))
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from ..exceptions import ConfigError, ConfigErrors, every_error
 from ..routes import RouteMatcher, parse_route_matcher
-from ..units import MAX_BURST, bounded_int, parse_rate, safe_repr
+from ..units import MAX_BURST, bounded_int, parse_rate, safe_repr, safe_str
 from .decision import Algorithm, Policy
 from .keys import check_key_spec
 
@@ -115,12 +115,12 @@ def parse_limit_rule(
 
     name = mapping.get("name")
     if not isinstance(name, str) or RULE_NAME.match(name) is None:
-        bad(f"name {name!r} must be 1-100 letters, digits or _ . : / -", "E026",
+        bad(f"name {safe_repr(name)} must be 1-100 letters, digits or _ . : / -", "E026",
             "Every rule needs a unique name: it is in headers, metrics and errors.")  # fmt: skip
         name = ""
     else:
-        where = f"{where} ({name!r})"
-    unknown = sorted(set(map(str, mapping)) - RULE_FIELDS)
+        where = f"{where} ({safe_repr(name)})"
+    unknown = sorted(set(map(safe_str, mapping)) - RULE_FIELDS)
     if unknown:
         bad(f"unknown field(s) {', '.join(unknown)}", "E029",
             f"Known fields: {', '.join(sorted(RULE_FIELDS))}.")  # fmt: skip
@@ -140,7 +140,7 @@ def parse_limit_rule(
         algorithm = Algorithm(algorithm_value)
     except ValueError:
         algorithm = None
-        bad(f"algorithm {algorithm_value!r} is unknown", "E021",
+        bad(f"algorithm {safe_repr(algorithm_value)} is unknown", "E021",
             f"Use one of {', '.join(a.value for a in Algorithm)}.")  # fmt: skip
     burst = mapping.get("burst")
     if burst is not None and bounded_int(burst, minimum=1, maximum=MAX_BURST) is None:
@@ -162,11 +162,11 @@ def parse_limit_rule(
         problems.append(exc)
     scope = mapping.get("scope", default_scope)
     if scope not in SCOPES:
-        bad(f"scope {scope!r} is unknown", "E023",
+        bad(f"scope {safe_repr(scope)} is unknown", "E023",
             "Use 'local' (per process) or 'distributed' (shared through Redis).")  # fmt: skip
     mode = mapping.get("mode", "enforce")
     if mode not in MODES:
-        bad(f"mode {mode!r} is unknown", "E024",
+        bad(f"mode {safe_repr(mode)} is unknown", "E024",
             "Use 'enforce', 'shadow' (count and report, never block) or 'off'.")  # fmt: skip
     after_auth = mapping.get("after_auth", False)
     if not isinstance(after_auth, bool):
@@ -222,7 +222,7 @@ def parse_limit_rules(
             errors.extend(every_error(exc))
             continue
         if rule.name in seen:
-            message = f"name {rule.name!r} is used by an earlier rule"
+            message = f"name {safe_repr(rule.name)} is used by an earlier rule"
             hint = "Rule names must be unique: they key the counters."
             errors.append(_error(f"RESILIENCE['LIMITS'][{index}]", message, "E026", hint))
             continue

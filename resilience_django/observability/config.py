@@ -11,6 +11,7 @@ from typing import Any
 
 from ..exceptions import ConfigError
 from ..limiting.proxies import unmapped_networks
+from ..units import safe_repr
 
 __all__ = ["MIN_TOKEN_LENGTH", "MetricsSettings", "deploy_warnings", "parse_metrics"]
 
@@ -37,7 +38,7 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
         return ()
     if isinstance(value, str) or not isinstance(value, list | tuple):
         hint = "For example ['127.0.0.1/32', '10.0.0.0/8']."
-        message = f"{where} must be a list of networks, not {value!r}"
+        message = f"{where} must be a list of networks, not {safe_repr(value)}"
         errors.append(ConfigError(message, check_id="resilience.E093", hint=hint))
         return ()
     networks: list[Network] = []
@@ -49,7 +50,7 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
             networks.extend(unmapped_networks(ipaddress.ip_network(entry, strict=False)))
         except (TypeError, ValueError):
             hint = "Use CIDR notation such as '10.0.0.0/8' or a single address."
-            message = f"{where} has {entry!r}, which is not an IP network"
+            message = f"{where} has {safe_repr(entry)}, which is not an IP network"
             errors.append(ConfigError(message, check_id="resilience.E094", hint=hint))
     return tuple(networks)
 

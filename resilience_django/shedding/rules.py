@@ -15,7 +15,15 @@ from ..exceptions import ConfigError, ConfigErrors, every_error
 from ..limiting.keys import HEADER_NAME
 from ..limiting.rules import RULE_NAME
 from ..routes import RouteMatcher, compile_path, method_set, parse_route_matcher
-from ..units import MAX_CONCURRENT, MAX_DEADLINE, MAX_QUEUE, bounded_int, parse_duration, safe_repr
+from ..units import (
+    MAX_CONCURRENT,
+    MAX_DEADLINE,
+    MAX_QUEUE,
+    bounded_int,
+    parse_duration,
+    safe_repr,
+    safe_str,
+)
 from .adaptive import AdaptiveLimit
 from .bulkhead import Bulkhead
 
@@ -114,7 +122,7 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
         bad(check_id, f": {key} {safe_repr(value)} must be True or False", hint)
         return False
 
-    unknown = sorted(str(k) for k in mapping if k not in KNOWN_KEYS)
+    unknown = sorted(safe_str(k) for k in mapping if k not in KNOWN_KEYS)
     if unknown:
         bad("resilience.E070", f": unknown key(s) {', '.join(unknown)}",
             f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.")  # fmt: skip
@@ -129,7 +137,7 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
         )
         name = ""
     else:
-        where = f"{where} ({name!r})"
+        where = f"{where} ({safe_repr(name)})"
     matcher = None
     try:
         matcher = parse_route_matcher(

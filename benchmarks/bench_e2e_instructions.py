@@ -170,11 +170,11 @@ def main() -> None:
         f"instructions per request under uvicorn ({server}), callgrind, all threads; "
         f"{r['requests']} requests over {CONNECTIONS} connections after {WARM_UP} to warm up"
     )
-    print(f"{'variant':18} {'instr/req':>10} {'added':>9} {'x plain':>7}")
+    print(f"{'variant':20} {'instr/req':>10} {'added':>9} {'x plain':>7}")
     for variant, f in r["variants"].items():
         added = "" if f["added"] is None else f"{f['added']:+,}"
         ratio = "" if f["ratio_to_plain"] is None else f"{f['ratio_to_plain']:.3f}"
-        print(f"{variant:18} {f['instructions_per_request']:>10,} {added:>9} {ratio:>7}")
+        print(f"{variant:20} {f['instructions_per_request']:>10,} {added:>9} {ratio:>7}")
     for name, t in r["targets"].items():
         verdict = "met" if t["ratio"] >= t["min_ratio"] else "MISSED"
         print(f"target {t['issue']} {name}: {t['ratio']:.3f} vs >= {t['min_ratio']}: {verdict}")

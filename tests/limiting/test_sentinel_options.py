@@ -153,7 +153,16 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
     ca, ca_key = directory / "ca.pem", directory / "ca.key"
     cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
     ext = directory / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    # What Python 3.13's strict verification (VERIFY_X509_STRICT) wants of a server
+    # certificate, the key identifiers included.
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
 
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
@@ -168,6 +177,10 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
         "1",
         "-subj",
         "/CN=test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
         "-keyout",
         str(ca_key),
         "-out",

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from . import metrics
-from .deadline import Deadline
+from .deadline import Deadline, _current
 
 __all__ = ["run_with_deadline"]
 
@@ -34,16 +34,21 @@ class _Exchange:
     wrapper and the app's task never see one half-done.
     """
 
-    __slots__ = ("_receive", "_send", "_woken", "closed", "finished", "receivers", "sending",
-                 "started")  # fmt: skip
+    __slots__ = ("_exempt_stream", "_receive", "_send", "_woken", "closed", "exempt", "finished",
+                 "idle", "receivers", "sending", "started")  # fmt: skip
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    def __init__(self, receive: Receive, send: Send, exempt_stream: Callable[[], bool]) -> None:
         self._receive = receive
         self._send = send
+        self._exempt_stream = exempt_stream
+        self.exempt = False  # the response started on a route in EXEMPT_STREAMS
         self.started = False  # http.response.start has gone out (or is going)
         self.finished = False  # the last body message has gone out (or is going)
         self.sending = False  # a message of the app's is on its way
         self.closed = False  # the deadline passed: the app's messages go nowhere
+        # Set by the wrapper that cut the body while a message was on its way: the
+        # message's end (sent, failed or cancelled) resolves it.
+        self.idle: asyncio.Future[None] | None = None
         # Tasks waiting in receive(), with their cancel count on entry.
         self.receivers: dict[asyncio.Task[Any], int] = {}
         self._woken: set[asyncio.Task[Any]] = set()
@@ -54,6 +59,12 @@ class _Exchange:
         kind = message.get("type")
         if kind == "http.response.start":
             self.started = True
+            if self._exempt_stream():
+                # The body of an exempt route sees no deadline (its queries and
+                # outbound calls are not refused): set in the app's own context,
+                # as this runs in the app's task.
+                self.exempt = True
+                _current.set(None)
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.finished = True
         self.sending = True
@@ -61,10 +72,9 @@ class _Exchange:
             await self._send(message)
         finally:
             self.sending = False
-        if self.closed and not self.finished:
-            # The deadline passed while this chunk was on its way: end the body here.
-            self.finished = True
-            await self._send(_END)
+            idle = self.idle
+            if idle is not None and not idle.done():
+                idle.set_result(None)  # the wrapper ends the body now
 
     async def receive(self) -> Message:
         if self.closed:
@@ -103,7 +113,7 @@ async def run_with_deadline(
 ) -> None:
     """Run ``app(receive, send)``; at ``deadline`` + ``grace`` ``answer()`` (the 504) or
     end the streamed body, then leave the app to finish in the background."""
-    exchange = _Exchange(receive, send)
+    exchange = _Exchange(receive, send, exempt_stream)
     # ensure_future: an ASGI app may return any awaitable, not only a coroutine.
     task: asyncio.Future[None] = asyncio.ensure_future(app(exchange.receive, exchange.send))
     # An alarm, not a timeout: a budget the view tightens (@deadline) moves it.
@@ -123,7 +133,7 @@ async def run_with_deadline(
     if task.done():
         task.result()  # the app's own outcome, exception included
         return
-    if exchange.finished or (exchange.started and exempt_stream()):
+    if exchange.finished or exchange.exempt:
         # The client has its whole answer (the app is tidying up), or the body
         # is a long-lived stream the deadline does not cover.
         await task
@@ -133,14 +143,24 @@ async def run_with_deadline(
         await answer()
     else:
         metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
-        if not exchange.sending:  # else the chunk on its way ends the body
-            exchange.finished = True
+        if exchange.sending:
+            # A chunk is on its way (a slow client holds the server's send): the
+            # body can end only after it, and the server must not see the app
+            # return before then, or it drops the connection mid-response.
+            exchange.idle = idle = asyncio.get_running_loop().create_future()
             try:
-                await send(_END)
-            except Exception:
-                # The client is gone, or the body declared a Content-Length it
-                # now cannot reach: the server closes the connection either way.
-                logger.debug("could not end a body cut at its deadline", exc_info=True)
+                await idle
+            except asyncio.CancelledError:
+                task.cancel()
+                _leave(task, route=None)
+                raise
+        exchange.finished = True
+        try:
+            await send(_END)
+        except Exception:
+            # The client is gone, or the body declared a Content-Length it
+            # now cannot reach: the server closes the connection either way.
+            logger.debug("could not end a body cut at its deadline", exc_info=True)
     if not exchange.wake_receivers():
         task.cancel()
     _leave(task, route=deadline.route)

@@ -337,8 +337,10 @@ class Runtime:
         deadline: Deadline | None,
     ) -> None:  # fmt: skip
         if deadline is not None and not self.bounds_stream(request):
-            deadline = None
-        if permit is not None or deadline is not None:
+            # Exempt: wrapped all the same, so the body runs with no deadline rather
+            # than under the spent one its context (the ASGI wrapper's) still holds.
+            guard_stream(response, permit=permit, deadline=None)
+        elif permit is not None or deadline is not None:
             guard_stream(response, permit=permit, deadline=deadline)
 
     def bounds_stream(self, request: HttpRequest) -> bool:

@@ -7,9 +7,9 @@ from typing import Any, Generic, TypeVar, Unpack
 
 import httpx
 
-from ..deadline import DeadlineExceeded
+from ..deadline import Deadline, DeadlineExceeded, _current
 from ..exceptions import BulkheadFull
-from ._outbound import CutShort, GuardOptions, Kinds, OutboundGuard, bound
+from ._outbound import CutShort, GuardOptions, Kinds, OutboundGuard, bound, cut_short_message
 
 __all__ = [
     "AsyncResilientTransport",
@@ -56,17 +56,29 @@ _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
 class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    def __init__(self, stream: Any, cut: CutShort) -> None:
-        self._stream, self._cut = stream, cut
+    """A body read under the request's deadline: a read that stalls past it raises ours
+    (the capped read timeout), and so does a body still trickling in once it is spent
+    (each read quick enough for the timeout, the whole too slow)."""
+
+    def __init__(self, stream: Any, cut: CutShort, deadline: Deadline) -> None:
+        self._stream, self._cut, self._deadline = stream, cut, deadline
 
     def __iter__(self) -> Iterator[bytes]:
         with self._cut:
-            yield from self._stream
+            for chunk in self._stream:
+                self._check()
+                yield chunk
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with self._cut:
             async for chunk in self._stream:
+                self._check()
                 yield chunk
+
+    def _check(self) -> None:
+        if self._deadline.expired():
+            message = cut_short_message("the body was still arriving")
+            raise DeadlineReadTimeout(message, request=self._cut.request)
 
     def close(self) -> None:
         self._stream.close()
@@ -100,10 +112,11 @@ class _Resilient(Generic[_T]):
 
     def _with_body(self, response: httpx.Response, cut: CutShort) -> httpx.Response:
         # The client (or the caller of a stream) reads the body after the
-        # transport returns, under the same capped read timeout.
-        if "read" in cut.phases and isinstance(response.stream, self._stream):
+        # transport returns, under the same capped read timeout and deadline.
+        deadline = _current.get()
+        if deadline is not None and isinstance(response.stream, self._stream):
             read = CutShort(_KINDS[1:2], cut.phases, cut.request)
-            response.stream = _CutStream(response.stream, read)
+            response.stream = _CutStream(response.stream, read, deadline)
         return response
 
 

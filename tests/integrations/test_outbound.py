@@ -329,3 +329,57 @@ def test_requests_call_with_a_urllib3_timeout_is_made_under_a_budget(
     response = _session().get(echo_url, timeout=urllib3.Timeout(**timeout))
     assert response.status_code == 200
     assert 0 < int(response.json()["timeout"]) < 2000
+
+
+@contextmanager
+def _dribbling_server() -> Iterator[str]:
+    """Answers at once, then its 40-byte body a byte every 100 ms: no single read waits
+    long, so no per-read timeout fires, yet the body takes 4 s."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+                for _ in range(40):
+                    time.sleep(0.1)
+                    conn.sendall(b"x")
+            except OSError:
+                pass  # the client gave up: what the test wants
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        listener.close()
+
+
+def test_a_body_that_trickles_past_the_budget_raises_deadline_exceeded() -> None:
+    start = time.monotonic()
+    with (
+        _dribbling_server() as url,
+        httpx.Client(transport=ResilientTransport(margin=0.0)) as client,
+        _within(0.5),
+        pytest.raises(DeadlineExceeded) as info,
+    ):
+        client.get(url)
+    assert isinstance(info.value, httpx.ReadTimeout)
+    assert time.monotonic() - start < 2.5  # the whole body would take 4 s
+
+
+async def test_an_async_body_that_trickles_past_the_budget_raises_deadline_exceeded() -> None:
+    start = time.monotonic()
+    with _dribbling_server() as url, _within(0.5), pytest.raises(DeadlineExceeded) as info:
+        async with httpx.AsyncClient(transport=AsyncResilientTransport(margin=0.0)) as client:
+            await client.get(url)
+    assert isinstance(info.value, httpx.ReadTimeout)
+    assert time.monotonic() - start < 2.5

@@ -313,9 +313,12 @@ class Runtime:
         if state.breaker is not None:
             # Our own 429/503 in process_view: the route did not run, no verdict.
             # A 504 at the caller's own, tighter budget is the caller's verdict.
+            # A 4xx (a 404 under the prefix, a view's own 429, a CSRF 403) says nothing of
+            # the route's health: no verdict, or any client could close a half-open breaker.
             status = response.status_code
             by_caller = status == 504 and deadline is not None and deadline.by_caller
-            state.end_breaker(None if state.refused else status >= 500, by_caller=by_caller)
+            failed = None if state.refused or 400 <= status < 500 else status >= 500
+            state.end_breaker(failed, by_caller=by_caller)
         result = state.limits
         if result is not None and self.ratelimit_headers:
             # The ASGI wrapper's decision goes out as bytes when the response

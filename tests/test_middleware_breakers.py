@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,3 +140,21 @@ def test_a_deadline_exceeded_in_a_middleware_below_ours_is_a_504_not_a_500() -> 
     with override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, inner]):
         response = Client(raise_request_exception=False).get("/fail/sync/?status=200")
     assert response.status_code == 504
+
+
+@override_settings(RESILIENCE=_route_breaker("route-4xx", "/fail/async/"))
+async def test_a_client_error_is_no_verdict_so_it_cannot_close_a_half_open_route(
+    async_client: AsyncClient,
+) -> None:
+    for _ in range(2):
+        assert (await async_client.get("/fail/async/")).status_code == 500
+    assert get_breaker("route-4xx").state == "open"
+    opened = time.monotonic()
+    while time.monotonic() - opened < 0.35:  # open_for: 300 ms
+        await asyncio.sleep(0.05)
+    # The half-open trial is a 404 (any client can send one): no verdict, so the breaker
+    # stays half-open and the next trial, a real success, is the one that closes it.
+    assert (await async_client.get("/fail/async/?status=404")).status_code == 404
+    assert get_breaker("route-4xx").state == "half_open"
+    assert (await async_client.get("/fail/async/?status=200")).status_code == 200
+    assert get_breaker("route-4xx").state == "closed"

@@ -14,6 +14,7 @@ from ..limiting.decision import Policy
 from ..limiting.engine import LimitResult, merge_results
 from ..limiting.local import LocalLimiter
 from ..responses import add_headers, rate_limited_response
+from ..runtime import STATE_ATTR
 from .compat import (
     ALL,
     RateSpec,
@@ -71,8 +72,6 @@ def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
     setattr(request, DECISION_ATTR, result)
     # Behind ResilienceMiddleware, which writes its decision's headers on the response after
     # the view (replacing ours, the 429's too): merged into it, so they name this rule as well.
-    from ..runtime import STATE_ATTR  # here: the runtime imports most of the package
-
     state = getattr(request, STATE_ATTR, None)
     if state is not None and state.limits is not None:
         state.limits = merge_results(state.limits, result)

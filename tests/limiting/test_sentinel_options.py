@@ -7,7 +7,6 @@ with a password or TLS (certificates made with ``openssl`` in a temp dir).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from resilience_django.limiting.decision import LimitCheck, Policy
 from resilience_django.limiting.redis import RedisLimiter
 from resilience_django.limiting.redis_conn import make_sync_client, parse_redis_settings
 from resilience_django.units import Rate
+from tests.services import missing, require_binary
 from tests.utils.redis_server import RedisServer, _wait_port
 
 pytestmark = pytest.mark.redis
@@ -147,9 +147,7 @@ async def test_the_sentinels_own_password_on_the_async_path(guarded: Sentinel) -
 
 def _certificates(directory: Path) -> tuple[Path, Path, Path]:
     """A CA, and a certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = require_binary("openssl")
     ca, ca_key = directory / "ca.pem", directory / "ca.key"
     cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
     ext = directory / "san.ext"
@@ -227,7 +225,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sentinel, Pa
         s.start()
     except RuntimeError as exc:  # a redis-server built without TLS
         s.stop()
-        pytest.skip(f"redis-server cannot listen with TLS: {exc}")
+        missing(f"redis-server cannot listen with TLS: {exc}")
     yield s, ca
     s.stop()
 

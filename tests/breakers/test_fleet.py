@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,7 @@ from tests.utils.waiting import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    fleet.stop()
-    registry.clear()
-    yield
-    fleet.stop()
-    registry.clear()
+pytestmark = pytest.mark.usefixtures("no_fleet")
 
 
 def local_store() -> CacheStore:

@@ -3,7 +3,7 @@ processes once the store is back (while it is still open)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,7 +11,6 @@ import pytest
 from resilience_django import fleet
 from resilience_django.breakers import events
 from resilience_django.breakers.policy import BreakerPolicy
-from resilience_django.breakers.registry import registry
 from resilience_django.breakers.state import Breaker
 from resilience_django.clock import ManualClock
 from resilience_django.fleet import FleetPublisher
@@ -19,14 +18,7 @@ from resilience_django.fleetstore.redis import RedisStore
 from tests.utils.redis_server import redis_server
 from tests.utils.waiting import wait_for
 
-
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    fleet.stop()
-    registry.clear()
-    yield
-    fleet.stop()
-    registry.clear()
+pytestmark = pytest.mark.usefixtures("no_fleet")
 
 
 def _ok(action: Callable[[], Any]) -> bool:

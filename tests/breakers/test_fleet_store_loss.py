@@ -5,14 +5,12 @@ must still apply the commands sent after the loss, not take them for ones it has
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
-from resilience_django import fleet
-from resilience_django.breakers.registry import registry
 from resilience_django.breakers.state import Breaker
 from resilience_django.clock import ManualClock
 from resilience_django.fleet import FleetPublisher
@@ -21,14 +19,7 @@ from resilience_django.fleetstore.redis import RedisStore
 from tests.utils.redis_server import RedisServer, redis_server
 from tests.utils.waiting import wait_for
 
-
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    fleet.stop()
-    registry.clear()
-    yield
-    fleet.stop()
-    registry.clear()
+pytestmark = pytest.mark.usefixtures("no_fleet")
 
 
 # Before the loss the process has seen two commands; after it, the operator sends these

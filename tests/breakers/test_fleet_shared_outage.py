@@ -3,9 +3,6 @@ processes once the store is back (while it is still open)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from resilience_django import fleet
@@ -16,17 +13,9 @@ from resilience_django.clock import ManualClock
 from resilience_django.fleet import FleetPublisher
 from resilience_django.fleetstore.redis import RedisStore
 from tests.utils.redis_server import redis_server
-from tests.utils.waiting import wait_for
+from tests.utils.waiting import succeeds, wait_for
 
 pytestmark = pytest.mark.usefixtures("no_fleet")
-
-
-def _ok(action: Callable[[], Any]) -> bool:
-    try:
-        action()
-    except Exception:  # the client reconnects on its next call after the restart
-        return False
-    return True
 
 
 @pytest.mark.redis
@@ -53,9 +42,9 @@ def test_a_shared_breaker_opened_during_a_store_outage_opens_the_others_once_it_
                 pub_here.tick()  # the transition's round: the marker cannot be written
             server.start()
             clock.advance(0.1)
-            wait_for(lambda: _ok(pub_here.tick), 10, "a round once the store is back")
+            wait_for(lambda: succeeds(pub_here.tick), 10, "a round once the store is back")
             clock.advance(0.5)
-            wait_for(lambda: _ok(pub_there.tick), 10, "a round in the other process")
+            wait_for(lambda: succeeds(pub_there.tick), 10, "a round in the other process")
         finally:
             client.close()
     assert here.state == "open"

@@ -17,7 +17,7 @@ from resilience_django.fleet import FleetPublisher
 from resilience_django.fleetstore.cache import CacheStore
 from resilience_django.fleetstore.redis import RedisStore
 from tests.utils.redis_server import RedisServer, redis_server
-from tests.utils.waiting import wait_for
+from tests.utils.waiting import succeeds, wait_for
 
 pytestmark = pytest.mark.usefixtures("no_fleet")
 
@@ -30,14 +30,6 @@ AFTER_LOSS = [
     pytest.param([("b", "disable"), ("a", "force_open")], id="as-many"),
     pytest.param([("b", "disable"), ("a", "force_open"), ("a", "reset")], id="more"),
 ]
-
-
-def _ok(action: Callable[[], Any]) -> bool:
-    try:
-        action()
-    except Exception:  # the client reconnects on its next call after the restart
-        return False
-    return True
 
 
 def _scenario(
@@ -54,9 +46,9 @@ def _scenario(
     assert (a.state, b.state) == ("closed", "closed")
     lose()
     for name, action in after_loss:
-        wait_for(lambda n=name, x=action: _ok(lambda: store.send_command(n, x)), 10, "send")
+        wait_for(lambda n=name, x=action: succeeds(lambda: store.send_command(n, x)), 10, "send")
     clock.advance(1)
-    wait_for(lambda: _ok(pub.tick), 10, "a round of the fleet thread")
+    wait_for(lambda: succeeds(pub.tick), 10, "a round of the fleet thread")
     return a, b
 
 

@@ -29,3 +29,13 @@ def wait_for(
     if not holds_within(condition, timeout, every):
         raise AssertionError(f"{what}: not true after {timeout}s")
     return time.monotonic() - start
+
+
+def succeeds(action: Callable[[], Any]) -> bool:
+    """Whether ``action()`` returns without raising (a condition for ``wait_for``: a
+    client reconnects on its next call once a restarted server is back)."""
+    try:
+        action()
+    except Exception:
+        return False
+    return True

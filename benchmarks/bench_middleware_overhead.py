@@ -124,9 +124,10 @@ def _lean_handler_class() -> type:
     """``ASGIHandler`` minus its per-request thread hops; see the module docstring."""
     from django.core import signals
     from django.core.exceptions import RequestAborted
-    from django.core.handlers.asgi import ASGIHandler, get_script_prefix, set_script_prefix
+    from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+    from django.urls import set_script_prefix
 
-    class _LeanASGIHandler(ASGIHandler):  # type: ignore[misc]
+    class _LeanASGIHandler(ASGIHandler):
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             await self.handle(scope, receive, send)  # no ThreadSensitiveContext: no new thread
 
@@ -141,6 +142,7 @@ def _lean_handler_class() -> type:
             request, error_response = self.create_request(scope, body_file)
             if request is None:
                 body_file.close()
+                assert error_response is not None  # create_request returns one or the other
                 await self.send_response(error_response, send)
                 error_response.close()
                 return

@@ -1,7 +1,5 @@
-"""The ``RESILIENCE`` setting, parsed once into frozen dataclasses (docs/architecture.md).
-
-Parsing never raises: every problem becomes a ``ConfigError`` in ``ResilienceSettings.errors``.
-"""
+"""The ``RESILIENCE`` setting, parsed once into frozen dataclasses; parsing never raises: every
+problem becomes a ``ConfigError`` in ``ResilienceSettings.errors`` (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +25,7 @@ from .limiting.proxies import (
     parse_ipv6_prefix,
     parse_trusted_proxies,
 )
-from .limiting.redis_conn import RedisSettings, parse_redis_settings
+from .limiting.redis_conn import SENTINEL_ARGUMENTS, RedisSettings, parse_redis_settings
 from .limiting.rules import LimitRule, parse_limit_rules
 from .observability.config import MetricsSettings, parse_metrics
 from .routes import RouteMatcher, compile_path
@@ -114,7 +112,6 @@ def _report(errors: list[ConfigError], message: str, check_id: str, hint: str) -
 def _mapping(
     errors: list[ConfigError], raw: Any, where: str, check_id: str, hint: str
 ) -> Mapping[str, Any] | None:
-    """``raw`` when it is a dict; else ``None``, and a check error naming ``where``."""
     if isinstance(raw, Mapping):
         return raw
     _report(errors, f"{where} must be a dict, not {type(raw).__name__}", check_id, hint)
@@ -124,7 +121,6 @@ def _mapping(
 def _unknown_keys(
     errors: list[ConfigError], raw: Mapping[str, Any], known: Sequence[str], where: str, id_: str
 ) -> None:
-    """A check error for each key of ``raw`` that is not in ``known``."""
     for key in raw:
         if key not in known:
             message = f"{where} has an unknown key {safe_repr(key)}"
@@ -319,8 +315,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         lambda v: isinstance(v, bool), "resilience.E012", "must be True or False",
         "False stops RateLimit headers on admitted responses.")  # fmt: skip
     redis_settings: RedisSettings | None = None
-    # Only the redis backend uses REDIS: a test settings file that switches to
-    # "local" and keeps REDIS pointing at a cache that is now LocMem must run.
+    # Only the redis backend reads REDIS: "local" test settings may keep a stale one.
     if backend == "redis":
         parse = lambda: parse_redis(redis, budget=fallback_latency)  # noqa: E731
         redis_settings = _guarded(errors, "REDIS", "resilience.E040", parse, None)
@@ -393,10 +388,6 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     )  # fmt: skip
 
 
-def _fleet_error(message: str, hint: str) -> ConfigError:
-    return ConfigError(f"RESILIENCE['FLEET']{message}", check_id=FLEET_CHECK_ID, hint=hint)
-
-
 def _fleet_url_problem(url: object) -> str | None:
     """Why the fleet store cannot connect to Redis at ``url``, or ``None``."""
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
@@ -449,10 +440,11 @@ def _parse_fleet(raw: Any, errors: list[ConfigError], redis_named: bool) -> Flee
     values["url"] = None if problem else url
     if problem:
         hint = "Write it like 'redis://127.0.0.1:6379/0' (or rediss://, unix://)."
-        errors.append(_fleet_error(f"['URL'] = {safe_repr(url)} {problem}", hint))
+        _report(errors, f"{where}['URL'] = {safe_repr(url)} {problem}", FLEET_CHECK_ID, hint)
     if values["store"] == "redis" and values["url"] is None and not redis_named:
         hint = "Give FLEET a 'URL', or set REDIS 'URL' (or BACKEND 'redis' with REDIS 'CACHE')."
-        errors.append(_fleet_error("['STORE'] is 'redis' but no Redis is configured", hint))
+        message = f"{where}['STORE'] is 'redis' but no Redis is configured"
+        _report(errors, message, FLEET_CHECK_ID, hint)
         values["store"] = None
     return FleetSettings(**{**values, "ttl": float(values["ttl"])})
 
@@ -470,15 +462,14 @@ def parse_redis(value: Mapping[str, Any] | None, *, budget: float) -> RedisSetti
     value = dict(value or {"CACHE": "default"})
     alias = value.pop("CACHE", "default")
     if value.get("URL") is None:
-        url, password, sentinels = _url_from_cache(str(alias))
-        value["URL"] = url
-        value["PASSWORD"] = value.get("PASSWORD") or password
-        value["SENTINELS"] = value.get("SENTINELS") or sentinels
+        value["URL"], options = _url_from_cache(str(alias))
+        for key in ("PASSWORD", "SENTINELS", "SENTINEL_KWARGS"):
+            value[key] = value.get(key) or options.get(key)
     return parse_redis_settings(value, budget=budget)
 
 
-def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
-    """A django-redis cache's URL, password and Sentinel addresses."""
+def _url_from_cache(alias: str) -> tuple[str, Mapping[str, Any]]:
+    """A django-redis cache's URL and ``OPTIONS``."""
     cache = _caches().get(alias)
     location = None if cache is None else cache.get("LOCATION")
     # django-redis takes a list for primary/replicas; writes go to the first.
@@ -491,9 +482,11 @@ def _url_from_cache(alias: str) -> tuple[str, str | None, Sequence[Any]]:
         hint = "Name a django-redis cache alias in CACHES, or give a URL instead."
         message = f"RESILIENCE['REDIS'] names cache {alias!r}, {problem}"
         raise ConfigError(message, check_id="resilience.E040", hint=hint)
-    options = cache.get("OPTIONS") or {}
-    password = options.get("PASSWORD")
-    return location, password if isinstance(password, str) else None, options.get("SENTINELS") or ()
+    options = dict(cache.get("OPTIONS") or {})
+    kwargs = options.get("SENTINEL_KWARGS")
+    if isinstance(kwargs, Mapping):  # the sentinels get the limiter's timeouts and retries
+        options["SENTINEL_KWARGS"] = {k: v for k, v in kwargs.items() if k in SENTINEL_ARGUMENTS}
+    return location, options
 
 
 _lock = threading.Lock()
@@ -512,8 +505,7 @@ def get_settings() -> ResilienceSettings:
             if _cached is None:
                 _cached = parse_settings(getattr(settings, "RESILIENCE", {}))
             settings_value = _cached
-        # Outside the lock: wiring reads the settings.  Usually done already by
-        # AppConfig.ready(); this covers Django set up without the app.
+        # Outside the lock: wiring reads the settings (docs/architecture.md).
         from .wiring import connect
 
         connect()
@@ -537,9 +529,8 @@ def _setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("RESILIENCE", "CACHES", "ROOT_URLCONF"):
         reset_settings()
     if setting == "RESILIENCE":
-        # Counts and breaker states of other settings would leak into a test's
-        # override_settings(RESILIENCE=...): it starts from nothing, and the fleet
-        # thread starts again on the new FLEET and REDIS at the next breaker.
+        # A test's override_settings(RESILIENCE=...) starts from no counts and breaker
+        # states; the fleet thread starts again on the new settings at the next breaker.
         from .fleet import stop as stop_fleet
         from .testing.reset import reset_state
 

@@ -1,8 +1,5 @@
-"""Cancel a task at its deadline with one timer per event loop, not one per request.
-
-Why and how (the heap, compaction, settling alarms): docs/deadlines.md,
-"What happens at the deadline", and docs/fallback.md, "Busy workers".
-"""
+"""Cancel a task at its deadline with one timer per event loop, not one per request (why and
+how: docs/deadlines.md, "What happens at the deadline"; docs/fallback.md, "Busy workers")."""
 
 from __future__ import annotations
 
@@ -43,10 +40,8 @@ class Alarm:
         self._clock._push(self, when)
 
     def close(self, task: asyncio.Task[Any]) -> bool:
-        """The work is over, however it ended: disarm.  If the alarm fired but the
-        work swallowed the ``CancelledError``, take the cancel request back, as
-        ``asyncio.timeout`` does (an outer timeout would misread it), and say so:
-        ``True`` means the work ran past its deadline and hid it."""
+        """Disarm, however the work ended; ``True``: it fired and the work swallowed the
+        ``CancelledError`` (the request is taken back, as ``asyncio.timeout`` does)."""
         swallowed = self.fired
         if swallowed:
             self.fired = False
@@ -55,9 +50,8 @@ class Alarm:
         return swallowed
 
     def _settle(self, when: float, checks: int) -> None:
-        # Disarmed, fired, or moved meanwhile: nothing to do.
         if self.task is None or self.fired or when != self.when:
-            return
+            return  # disarmed, fired, or moved meanwhile
         loop = self._clock._loop
         if checks >= SETTLE_CHECKS:
             # One more turn: a reply read in this turn wakes its task in the next.
@@ -67,19 +61,15 @@ class Alarm:
 
     def _fire(self, when: float) -> None:
         task = self.task
-        # Disarmed, fired, or moved meanwhile: nothing to do.
         if task is None or self.fired or when != self.when:
-            return
+            return  # disarmed, fired, or moved meanwhile
         self.fired = True
         self.task = None
         task.cancel()
 
     def fired_for(self, task: asyncio.Task[Any]) -> bool:
-        """After ``CancelledError``: was it this alarm's cancellation, and only it?
-
-        Like ``asyncio.timeout``'s exit, this takes our cancel request back
-        (``uncancel``) so the task is not left marked as cancelling.
-        """
+        """After ``CancelledError``: was it this alarm's cancellation, and only it?  Takes
+        the request back (``uncancel``), like ``asyncio.timeout``'s exit."""
         if not self.fired:
             return False
         self.fired = False  # uncancel once, whatever the caller asks later
@@ -102,8 +92,7 @@ class AlarmClock:
         self._compact_at = self._MIN_COMPACT
 
     def arm(self, task: asyncio.Task[Any], when: float, *, settle: bool = False) -> Alarm:
-        """An alarm that cancels ``task`` at loop time ``when`` (``settle``: after a
-        grace, see the module docstring)."""
+        """An alarm that cancels ``task`` at loop time ``when`` (``settle``: after a grace)."""
         alarm = Alarm(self, task, when, settle)
         self._push(alarm, when)
         return alarm
@@ -130,16 +119,14 @@ class AlarmClock:
         self._compact_at = max(self._MIN_COMPACT, 2 * len(live))
 
     def _ring(self) -> None:
-        # The loop runs a timer up to its clock resolution early: what was
-        # scheduled for now counts as due.
+        # The loop runs a timer up to its clock resolution early: what is due now counts.
         now = max(self._loop.time(), self._wake_at)
         self._timer = None
         self._wake_at = float("inf")
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, alarm = heapq.heappop(heap)
-            # A stale entry (the alarm moved earlier and fired from its new
-            # entry, or was disarmed) does nothing.
+            # A stale entry (the alarm moved, fired or was disarmed) does nothing.
             if alarm.task is None or alarm.fired or when != alarm.when:
                 continue
             if alarm.settle:
@@ -151,8 +138,7 @@ class AlarmClock:
             self._timer = self._loop.call_at(self._wake_at, self._ring)
 
 
-# One clock per open loop.  Not a WeakKeyDictionary: a clock's pending timer
-# refers to its loop, so the entry would keep its own key alive.
+# Not a WeakKeyDictionary: a clock's pending timer refers to its loop (its own key).
 _clocks: dict[asyncio.AbstractEventLoop, AlarmClock] = {}
 _clocks_lock = threading.Lock()
 # The last loop asked for: a server runs one loop per process.

@@ -1,22 +1,18 @@
-"""How late an event loop runs its callbacks: ``resilience_event_loop_lag_seconds``.
-
-A report about this worker, never a verdict about Redis: docs/fallback.md, "Busy workers".
-One sampler per loop, started by ``watch()`` on the loop's thread; it stops with its loop.
-"""
+"""How late an event loop runs its callbacks: ``resilience_event_loop_lag_seconds``, a report
+about this worker, never a verdict about Redis (docs/fallback.md, "Busy workers")."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import weakref
+from weakref import WeakKeyDictionary
 
 from . import metrics
 
 __all__ = ["LoopLagSampler", "watch"]
 
-_samplers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLagSampler] = (
-    weakref.WeakKeyDictionary()
-)
+_samplers: WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLagSampler] = WeakKeyDictionary()
 
 
 class LoopLagSampler:
@@ -27,13 +23,11 @@ class LoopLagSampler:
     def __init__(
         self, loop: asyncio.AbstractEventLoop, interval: float = 0.25, window: int = 8
     ) -> None:
-        # The loop only weakly: its timer heap holds this sampler, and the
-        # sampler must not keep a finished loop alive.
+        # Weakly: the loop's timers hold this sampler, which must not keep a finished loop alive.
         self._loop = weakref.ref(loop)
         self.interval = interval
         self._recent: collections.deque[float] = collections.deque(maxlen=window)
-        # The largest lateness over the recent samples, in seconds.
-        self.lag = 0.0
+        self.lag = 0.0  # the largest lateness of the recent samples, in seconds
         self._due = loop.time() + interval
         loop.call_at(self._due, self._tick)
 
@@ -45,8 +39,7 @@ class LoopLagSampler:
         self._recent.append(max(0.0, now - self._due))
         self.lag = max(self._recent)
         metrics.event_loop_lag(self.lag)
-        # From now, not from the missed due time: a blocked loop gets one
-        # late sample, not a burst of catch-up ones.
+        # From now: a blocked loop gets one late sample, not a burst of catch-up ones.
         self._due = now + self.interval
         loop.call_at(self._due, self._tick)
 

@@ -1,9 +1,5 @@
-"""``RESILIENCE["FALLBACK"]``: when the Redis limiter trips, how it probes, how it shares.
-
-The keys and their defaults are the fields of ``FallbackSettings`` (``docs/settings.md``
-has one heading each); problems raise ``ConfigError`` with check id ``resilience.E041``.
-``FallbackSettings.breaker`` builds the core breaker these settings describe.
-"""
+"""``RESILIENCE["FALLBACK"]``: when the Redis limiter trips, how it probes, how it shares
+(docs/settings.md); problems raise ``ConfigError`` with check id ``resilience.E041``."""
 
 from __future__ import annotations
 
@@ -25,22 +21,17 @@ _KEYS = frozenset(
 )
 # A probe or a heartbeat further apart than a day would never bring decisions back.
 MAX_PROBE_INTERVAL = MAX_DEADLINE
-# The instance count a process assumes before it has ever counted the fleet
-# (and with neither INSTANCES nor SHARE): small enough that a fleet starting
-# during an outage stays near its limits, never "alone".
+# Assumed before any count: never "alone" (docs/fallback.md, a fleet that starts during an outage).
 UNKNOWN_INSTANCES = 10
 
 
 @dataclass(frozen=True, slots=True)
 class FallbackSettings:
-    """``RESILIENCE["FALLBACK"]``: when to trip, how to probe, how to share."""
-
     failures: int = 3
     probe_interval: float = 1.0
     recovery_probes: int = 2
     instances: int | None = None
     share: float | None = None
-    # A heartbeat older than this no longer counts its instance as live.
     heartbeat_ttl: float = 5.0
 
     def share_for(self, live: int | None) -> float:

@@ -1,7 +1,5 @@
-"""Where the management command and the dashboard find the limiter backend's health.
-
-The limiter in force registers itself here when built (the ``HybridLimiter`` does);
-with none registered the process decides locally, which is always healthy.
+"""Where the management command and the dashboard find the limiter backend's health: the
+limiter in force registers here (``HybridLimiter``); with none, decisions are local (healthy).
 
 >>> from resilience_django.limiting import health as h
 >>> h.register(None); h.health()["backend"]

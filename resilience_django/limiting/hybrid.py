@@ -1,9 +1,6 @@
-"""Redis limits with automatic local fallback, guarded by the core breaker.
+"""Redis limits with automatic local fallback, guarded by the core breaker (docs/fallback.md).
 
-The state machine (on Redis Cluster one breaker per master, ``nodes.py``), the
-share, why the async path has no wall-clock verdict, and double spending after a
-timeout: docs/fallback.md.  The caller that makes a transition announces it
-(``Breaker.record_failure`` returns it).
+The caller that makes a transition announces it (``Breaker.record_failure`` returns it).
 """
 
 from __future__ import annotations
@@ -46,8 +43,7 @@ logger = logging.getLogger("resilience_django.limiting")
 _perf = time.perf_counter
 Checks = tuple[LimitCheck, ...]
 Pair = tuple[Decision, Decision | None]
-# The most (rule, client) pairs remembered as exhausted by Redis; past it,
-# expired ones are dropped, and if none has expired, all of them.
+# The most (rule, client) pairs remembered as exhausted by Redis (_note_rejection).
 _MAX_EXHAUSTED = 10_000
 _live_limiters: weakref.WeakSet[HybridLimiter] = weakref.WeakSet()
 
@@ -72,13 +68,9 @@ class HybridLimiter:
         self._redis = redis
         self._local = local
         self._budget = budget
-        # The Redis limiter bounds each async call itself, with one timer.
         redis.bound_async_calls(budget)
-        # An answered sync call is judged by the sync client's socket timeouts (the
-        # kernel's clock, while the thread waits in the socket), not by the wall clock:
-        # that also counts the wait for the GIL while other threads run Python
-        # (docs/fallback.md#busy-workers).  Only a read timeout looser than the budget
-        # leaves the wall clock to judge.
+        # Answered sync calls are judged by the socket timeouts, not the wall clock (which
+        # counts the wait for the GIL): docs/fallback.md#busy-workers.
         self._slow = math.inf if redis.socket_timeout <= budget else budget
         self._settings = settings = settings or FallbackSettings()
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -87,13 +79,11 @@ class HybridLimiter:
         self._lock = threading.Lock()
         self._breaker = settings.breaker("limiter:redis")
         self._nodes = NodeBreakers(settings, self._announce) if redis.cluster else None
-        # (rule name, client key) -> perf time until which Redis said the
-        # rule has nothing left for that client (see _local_decide).
+        # (rule name, client key) -> perf time until which Redis said it is exhausted.
         self._exhausted: dict[tuple[str, str], float] = {}
         self._successes = 0  # good probes in a row while falling back
         self._live: int | None = None  # until the first heartbeat has counted the fleet
-        # When the heartbeats of the current unbroken run began (perf time): a count
-        # younger than one HEARTBEAT_TTL may miss peers yet to heartbeat (_count_share).
+        # When the current unbroken run of heartbeats began (perf time; _count_share).
         self._counted_since: float | None = None
         self._share = settings.share_for(None)
         self._warm = False
@@ -162,7 +152,7 @@ class HybridLimiter:
             else:
                 self._answered(start, token, both, False, None)
                 return self._settle_pair(checks, shadow, pair)
-        return self._local_pair(checks, shadow)
+        return (self._local_decide(checks) if checks else ALLOW_ALL), self._local_decide(shadow)
 
     async def adecide_with_shadow(self, checks: Checks, shadow: Checks) -> Pair:
         if not shadow:
@@ -178,24 +168,19 @@ class HybridLimiter:
             else:
                 self._answered(start, token, both, True, None)
                 return self._settle_pair(checks, shadow, pair)
-        return self._local_pair(checks, shadow)
+        return (self._local_decide(checks) if checks else ALLOW_ALL), self._local_decide(shadow)
 
     def _admit(self, checks: Checks, asynchronous: bool) -> Phase | None:
         """The breaker's token for a Redis call, or ``None``: decide locally."""
         token = self._breaker.try_acquire()
         if token is None:
             return None
-        nodes = self._nodes
-        if (
-            nodes
-            and nodes.down
-            and self._redis.node_of(checks, asynchronous=asynchronous) in nodes.down
-        ):
+        down = self._nodes and self._nodes.down
+        if down and self._redis.node_of(checks, asynchronous=asynchronous) in down:
             return None
         if self._probe is None:
             self._start_probe()
-            # Load the script before the first sync decision (async calls load it
-            # under their own alarm); a failure counts and sends that decision local.
+            # Load the script before the first sync decision; a failure sends it local.
             if not asynchronous and not self._warm:
                 start = _perf()
                 try:
@@ -216,8 +201,7 @@ class HybridLimiter:
     ) -> None:
         """Judge an answered call; with ``decision``, also settle it."""
         elapsed = _perf() - start
-        # No "slow" verdict from the wall clock on the async path: ``elapsed``
-        # includes the loop's lag, and the settling alarm already judged Redis.
+        # Async: no wall-clock verdict (it includes the loop's lag; the alarm judged Redis).
         if not asynchronous and elapsed > self._slow:
             self._failed(f"slow answer ({elapsed * 1000:.1f} ms)", start, token, checks)
         else:
@@ -261,8 +245,7 @@ class HybridLimiter:
             self._announce(True, reason, elapsed)
 
     def _settle(self, checks: Checks, decision: Decision) -> None:
-        """Charge what Redis admitted to the local share (rule by rule, with ``admit``:
-        no decision to build, no all-or-nothing), or remember what it rejected."""
+        """Charge what Redis admitted to the local share, or remember what it rejected."""
         if decision.allowed:
             share, admit = self._share, self._local.admit
             for check in checks:
@@ -276,11 +259,8 @@ class HybridLimiter:
             self._settle(shadow, pair[1])
         return pair
 
-    def _local_pair(self, checks: Checks, shadow: Checks) -> Pair:
-        return (self._local_decide(checks) if checks else ALLOW_ALL), self._local_decide(shadow)
-
     def _note_rejection(self, decision: Decision) -> None:
-        """Remember, until its ``retry_after``, each rule Redis found exhausted."""
+        """Remember, until its ``retry_after``, each rule Redis found exhausted (bounded)."""
         exhausted = self._exhausted
         now = _perf()
         if len(exhausted) >= _MAX_EXHAUSTED:
@@ -294,8 +274,8 @@ class HybridLimiter:
                 exhausted[check.policy.name, check.key] = now + outcome.retry_after
 
     def _local_decide(self, checks: Checks) -> Decision:
-        """Decide locally, but never admit what Redis said was exhausted, until the
-        ``retry_after`` it gave (docs/fallback.md#double-spending-after-a-timeout)."""
+        """Decide locally, rejecting what Redis found exhausted until its ``retry_after``
+        (docs/fallback.md#double-spending-after-a-timeout)."""
         exhausted = self._exhausted
         if exhausted:
             now = _perf()
@@ -307,7 +287,6 @@ class HybridLimiter:
 
     def _announce(self, active: bool, reason: str, elapsed: float) -> None:
         """The backend or a cluster master went down (``active``) or came back."""
-        # The gauge says whether any decision is local now, whichever breaker moved.
         metrics.limiter_fallback_active(self.fallback_active, reason=reason)
         logger.warning(
             "Distributed limits %s: %s",
@@ -319,12 +298,10 @@ class HybridLimiter:
 
     def _start_probe(self) -> None:
         with self._lock:
-            # Stopped: closed, and a request that still holds this limiter (the
-            # settings changed under it) must not bring its probe back.
+            # Closed: a request that still holds this limiter must not bring the probe back.
             if self._probe is not None or self._stop.is_set():
                 return
-            # The thread holds the limiter only weakly, so a limiter dropped by
-            # a settings rebuild is collected and its probe ends by itself.
+            # Held weakly: a limiter dropped by a settings rebuild is collected, its probe ends.
             args = (weakref.ref(self), self._stop, self._settings.probe_interval)
             thread = threading.Thread(target=_probe_loop, args=args, daemon=True,
                                       name="resilience-redis-probe")  # fmt: skip
@@ -332,9 +309,8 @@ class HybridLimiter:
         thread.start()
 
     def probe(self, *, judge: bool = True) -> bool:
-        """Heartbeat once (on the probe thread; public so tests and operators can force
-        one) and count the answer toward tripping or recovering; ``judge=False`` (the
-        thread's first) only counts the fleet: decisions under way judge Redis themselves."""
+        """Heartbeat once and count the answer toward tripping or recovering; ``judge=False``
+        (the thread's first) only counts the fleet: decisions under way judge Redis."""
         token = self._breaker.try_acquire()  # None: falling back
         ttl_ms = str(int(self._settings.heartbeat_ttl * 1000))
         args = (1, self.heartbeat_key, self._instance, ttl_ms)
@@ -349,8 +325,7 @@ class HybridLimiter:
         except Exception as exc:  # the probe's whole point is to survive Redis failing
             return self._probe_failed(f"probe: {_why(exc)}", start, token, judge)
         elapsed = _perf() - start
-        # On a cluster the heartbeat's node is one master among several: its
-        # latency and failures are that node's business (the decisions tell).
+        # On a cluster the heartbeat's node is one master of several: the decisions judge it.
         if judge and elapsed > self._slow and self._nodes is None:
             msg = f"probe: slow answer ({elapsed * 1000:.1f} ms)"
             return self._probe_failed(msg, start, token, judge)
@@ -367,8 +342,7 @@ class HybridLimiter:
         self._successes += 1
         if self._successes < self._settings.recovery_probes:
             return True
-        # A restarted Redis has no scripts: load it here, off the request path,
-        # so the first decisions back find it.
+        # A restarted Redis has no scripts: load it here, off the request path.
         try:
             self._redis.warm_up()
         except Exception as exc:
@@ -381,11 +355,8 @@ class HybridLimiter:
         return True
 
     def _count_share(self, live: int) -> float:
-        """The share for ``live`` counted instances.  Until this process has heartbeated for
-        one HEARTBEAT_TTL without a break, peers that started with it may not have
-        heartbeated yet (a fleet starting together, or after an outage that outlived the
-        heartbeats): the count is only a lower bound then, so it may shrink the share
-        below an unknown count's, never grow it (docs/fallback.md#a-cold-fleet)."""
+        """The share for ``live`` counted instances; a count younger than one HEARTBEAT_TTL
+        may shrink it below an unknown count's, never grow it (docs/fallback.md#a-cold-fleet)."""
         settings, now = self._settings, _perf()
         since = self._counted_since
         if since is None:
@@ -397,9 +368,7 @@ class HybridLimiter:
 
     def _probe_failed(self, reason: str, start: float, token: Phase | None, judge: bool) -> bool:
         self._successes = 0
-        # Redis unreachable: when it answers again, its heartbeats may have expired
-        # (or a restart lost them), so the count starts over as a young one.
-        self._counted_since = None
+        self._counted_since = None  # its heartbeats may expire or be lost: young again
         self._probe_nodes()
         if judge and self._nodes is None:
             self._failed(reason, start, token, decision=False)
@@ -433,7 +402,6 @@ class HybridLimiter:
             "last_latency_ms": None if latency is None else round(latency * 1000, 3),
             "live_instances": self._live,
             "share": self._share,
-            # While falling back: the failures in a row that tripped it.
             "consecutive_failures": self._settings.failures if token is None else token.consecutive,
             "last_error": self._last_error,
             "since": self._created if transition is None else transition.at,
@@ -459,8 +427,7 @@ def _probe_loop(ref: weakref.ref[HybridLimiter], stop: threading.Event, interval
     judge = False  # the first heartbeat, at once, only counts the fleet: the share is a guess
     while (limiter := ref()) is not None:
         limiter.probe(judge=judge)
-        # Twice as often while falling back, so RECOVERY_PROBES (2) good
-        # answers bring decisions back within about one interval.
+        # Twice as often while falling back: decisions are back within about one interval.
         wait = interval / 2 if limiter.fallback_active else interval
         del limiter  # held only during a probe: a dropped limiter is collected
         judge = True
@@ -469,8 +436,7 @@ def _probe_loop(ref: weakref.ref[HybridLimiter], stop: threading.Event, interval
 
 
 def _after_fork_in_child() -> None:
-    # Threads do not survive fork (gunicorn --preload): let the next decision
-    # in the child start its own probe.
+    # Threads do not survive fork (gunicorn --preload): the child's next decision starts one.
     for limiter in list(_live_limiters):
         limiter._probe = None
 
@@ -485,18 +451,14 @@ def build_hybrid_limiter(
     fallback: Mapping[str, Any] | FallbackSettings | None = None,
     local: LocalLimiter | None = None,
 ) -> HybridLimiter:
-    """Build the ``BACKEND: "redis"`` limiter from the ``RESILIENCE`` setting's parts (the
-    raw ``REDIS``/``FALLBACK`` dicts or their parsed forms); building never touches the network.
-    """
+    """The ``BACKEND: "redis"`` limiter from ``REDIS``/``FALLBACK`` (raw or parsed); building
+    never touches the network (a sync cluster client connects as it is built: at first use)."""
     if not isinstance(redis, RedisSettings):
         redis = parse_redis_settings(redis, budget=fallback_latency)
     if not isinstance(fallback, FallbackSettings):
         fallback = parse_fallback_settings(fallback)
-    # No client given: it is built at first use, off the request path when the probe
-    # thread gets there first (a sync cluster client connects as it is built).
-    limiter = RedisLimiter(settings=redis)
     return HybridLimiter(
-        limiter,
+        RedisLimiter(settings=redis),
         local or LocalLimiter(),
         budget=fallback_latency,
         settings=fallback,

@@ -1,12 +1,11 @@
 """Redis Cluster: one core breaker per master, so a dead master sends only its slots local
-(how masters go down, come back and retire: docs/redis.md#redis-cluster).
-
-The request path reads ``breakers`` and ``down`` (a frozenset, replaced whole) without the
-lock; both are empty while all is well, so a healthy cluster never looks up a node.
+(docs/redis.md#redis-cluster).  The request path reads ``breakers`` and ``down`` (a frozenset,
+replaced whole) without the lock; both are empty while all is well (no node looked up).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -54,8 +53,7 @@ class NodeBreakers:
         with self._lock:
             self.down = self.down | {node}
             self._successes[node] = 0
-        failures = self._settings.failures
-        self._announce(True, f"cluster node {node} failed {failures} calls", elapsed)
+        self._announce(True, f"cluster node {node} failed {self._settings.failures} calls", elapsed)
 
     def answered(self, node: str | None) -> None:
         """A call to ``node`` was answered in time: its failures are no longer in a row."""
@@ -82,11 +80,9 @@ class NodeBreakers:
             successes = self._successes[node] = self._successes.get(node, 0) + 1 if back else 0
             if successes < self._settings.recovery_probes:
                 continue
-            try:
-                holder = client.get_node_from_key(key)
-            except Exception:  # no master for the slot
-                holder = None
-            owner = None if holder is None else str(holder.name)
+            owner = None
+            with contextlib.suppress(Exception):  # no master for the slot
+                owner = str(client.get_node_from_key(key).name)
             moved = owner not in (None, node)
             why = f"its slots are served by {owner}" if moved else "it answers again"
             with self._lock:

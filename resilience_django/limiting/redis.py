@@ -1,8 +1,6 @@
-"""Distributed limits: every rule of a request decided in one Lua call on Redis.
+"""Distributed limits: every rule of a request decided in one Lua call on Redis (docs/redis.md).
 
-Key layout and hash tags, per-slot decisions on Cluster, the packed arguments,
-cold start and the settling alarm: docs/redis.md.  No errors are caught here:
-the ``HybridLimiter`` decides what a Redis failure means.
+No errors are caught here: the ``HybridLimiter`` decides what a Redis failure means.
 """
 
 from __future__ import annotations
@@ -14,10 +12,11 @@ import functools
 import hashlib
 import struct
 import threading
-import weakref
+from asyncio import Task
 from collections.abc import AsyncGenerator, Awaitable
 from importlib import resources
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -30,18 +29,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from .. import loop_lag
 from ..loop_alarm import alarm_clock
 from .decision import Algorithm, Decision, LimitCheck, Policy, RuleOutcome
-from .redis_conn import (
-    AsyncClient,
-    RedisSettings,
-    SyncClient,
-    make_async_client,
-    make_sync_client,
-)
+from .redis_conn import AsyncClient, RedisSettings, SyncClient, make_async_client, make_sync_client
 
 __all__ = ["UNASSIGNED", "RedisLimiter", "load_script"]
 
-# The node name of a cluster slot that no master serves (its master died, no
-# replica has taken over yet): such keys share one breaker.
+# The node of a cluster slot no master serves (yet): such keys share one breaker.
 UNASSIGNED = "unassigned"
 
 _ALGO_CODES = {Algorithm.SLIDING_WINDOW: 1, Algorithm.TOKEN_BUCKET: 2, Algorithm.GCRA: 3}
@@ -54,6 +46,10 @@ _PEEK = _FLAGS.pack(0, 0)
 _COMMIT = _FLAGS.pack(1, 0)
 _REPLY1 = struct.Struct("<6d")
 T = TypeVar("T")
+Checks = tuple[LimitCheck, ...]
+Pair = tuple[Decision, Decision | None]
+Loop = asyncio.AbstractEventLoop
+_Side = tuple[AsyncClient, Task[bool]]  # a loop's client and its warm-up
 
 
 def load_script(name: str) -> tuple[str, str]:
@@ -82,24 +78,19 @@ class _Parts:
     def __init__(self, policy: Policy) -> None:
         period_us = max(1, round(policy.rate.period * 1_000_000))
         algorithm = Algorithm(policy.algorithm)
-        # Kept so the id() this is cached under cannot be reused by another policy.
-        self.policy = policy
+        self.policy = policy  # kept: the id() this is cached under cannot be reused
         self.suffix = f"}}:{policy.name}:{_ALGO_TAGS[algorithm]}{period_us // 1000}".encode()
         self.spec = (_ALGO_CODES[algorithm], policy.rate.limit, period_us, policy.capacity)
-        # The arguments of a check of cost 1 (nearly all of them), packed once.
+        # Packed once: a check of cost 1 (nearly all), and a committing one-check call of it.
         self.spec1 = _SPEC.pack(*self.spec, 1)
-        # The whole argument of a committing one-check call of cost 1: the
-        # commonest call of all, then sent without building anything.
         self.alone = _COMMIT + self.spec1
 
 
 class RedisLimiter:
     """A ``Limiter`` whose state lives in Redis: ``decide`` on ``client``, ``adecide`` on a
-    client built from ``settings`` for each event loop (an asyncio client belongs to its loop).
-    """
+    client built from ``settings`` for each event loop (an asyncio client belongs to its loop)."""
 
     __slots__ = (
-        "_aclient",
         "_aclients",
         "_alast",
         "_atimeout",
@@ -123,53 +114,34 @@ class RedisLimiter:
         settings: RedisSettings,
         cluster: bool | None = None,
     ) -> None:
-        # None: built from ``settings`` at first use (``client``), because a sync
-        # cluster client connects when built, and building the limiter must not.
+        # None: built at first use (``client``).
         self._client = client
         self._client_lock = threading.Lock()
         self._settings = settings
-        self._aclient: AsyncClient | None = None
-        # (loop, client, warm-up) of the last loop served, swapped as one
-        # object: loops in several threads (async_to_sync) must never read
-        # one loop's client with another's warm-up.
-        self._alast: tuple[object, AsyncClient, asyncio.Task[bool]] | None = None
-        # Each loop's client and warm-up (a redis.asyncio client belongs to the
-        # loop it was made on), kept while the loop lives: a process that goes
-        # back and forth between loops reuses each loop's pool.
-        self._aclients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncClient, asyncio.Task[bool]]
-        ] = weakref.WeakKeyDictionary()
-        # Each loop's shutdown hook (``_close_with_loop``).
-        self._guards: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
-        ] = weakref.WeakKeyDictionary()
-        # A cluster client's topology refresh, run outside any decision.
-        self._refreshes: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, asyncio.Task[None]
-        ] = weakref.WeakKeyDictionary()
-        # A cluster client's background warm-up after its first one failed.
-        self._rewarms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[bool]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # (loop, client, warm-up) of the last loop served, swapped as one object: loops in
+        # several threads (async_to_sync) must never read one's client with another's warm-up.
+        self._alast: tuple[object, AsyncClient, Task[bool]] | None = None
+        # Each live loop's client and warm-up (a redis.asyncio client belongs to its loop),
+        # shutdown hook (_close_with_loop), cluster topology refresh and background warm-up.
+        self._aclients: WeakKeyDictionary[Loop, _Side] = WeakKeyDictionary()
+        self._guards: WeakKeyDictionary[Loop, AsyncGenerator[None, None]] = WeakKeyDictionary()
+        self._refreshes: WeakKeyDictionary[Loop, Task[None]] = WeakKeyDictionary()
+        self._rewarms: WeakKeyDictionary[Loop, Task[bool]] = WeakKeyDictionary()
         self._prefix = (settings.key_prefix + ":{").encode()
         if cluster is None:
             cluster = settings.cluster if client is None else isinstance(client, RedisCluster)
         self._cluster = cluster
         self._atimeout = settings.socket_timeout
-        source, sha = load_script("limit.lua")
-        self._source = source
-        # Bytes, as redis-py would send them: it passes bytes through, where a
-        # str or an int costs an encode per call (about 0.5 us of the packing).
+        self._source, sha = load_script("limit.lua")
+        # Bytes: redis-py passes them through, a str costs an encode per call (~0.5 us).
         self._sha = sha.encode()
-        # Per-policy pieces, computed once per policy rather than per request,
-        # found by id(): hashing a frozen dataclass costs a microsecond.
+        # Per-policy pieces, found by id(): hashing a frozen dataclass costs a microsecond.
         self._parts: dict[int, _Parts] = {}
 
     @property
     def client(self) -> SyncClient:
-        """The sync client, built at first use: redis-py's ``RedisCluster`` discovers the
-        cluster when built and raises if no node answers, so it is built by the first call
-        that needs it (and raises there, as that call would), never with the limiter."""
+        """The sync client, built (and, for a cluster, connected) by the first call that
+        needs it, never with the limiter (docs/redis.md#redis-cluster)."""
         client = self._client
         if client is None:
             with self._client_lock:
@@ -187,15 +159,15 @@ class RedisLimiter:
         """The sync client's read timeout (``SOCKET_TIMEOUT``)."""
         return self._settings.socket_timeout
 
-    def slot_key(self, checks: tuple[LimitCheck, ...]) -> bytes:
+    def slot_key(self, checks: Checks) -> bytes:
         """A key in the first check's cluster slot (its hash tag alone)."""
         return self._prefix + _tag(checks[0].key).encode() + b"}"
 
-    def node_of(self, checks: tuple[LimitCheck, ...], *, asynchronous: bool = False) -> str | None:
-        """The cluster node (``host:port``) that holds the first check's slot, as the
-        client that decides it sees the topology now; ``UNASSIGNED`` for a slot the
-        topology gives to no node (its master died), None before any topology."""
-        client: Any = self._aclient if asynchronous and self._aclient is not None else self._client
+    def node_of(self, checks: Checks, *, asynchronous: bool = False) -> str | None:
+        """The cluster node (``host:port``) holding the first check's slot as the deciding
+        client sees it now; ``UNASSIGNED`` for a slot without a master, None before any."""
+        last = self._alast
+        client: Any = last[1] if asynchronous and last is not None else self._client
         try:
             node = client.get_node_from_key(self.slot_key(checks))
         except Exception:  # a slot without a master, or no topology yet
@@ -213,7 +185,7 @@ class RedisLimiter:
             parts = self._parts[id(policy)] = _Parts(policy)
         return parts
 
-    def _args(self, checks: tuple[LimitCheck, ...], commit: bool, split: int = 0) -> list[Any]:
+    def _args(self, checks: Checks, commit: bool, split: int = 0) -> list[Any]:
         """The EVALSHA command as arguments for a (cluster) client's execute_command:
         the keys, then one packed argument (flags, then every check's spec)."""
         if len(checks) == 1 and commit and not split and checks[0].cost == 1:
@@ -231,7 +203,7 @@ class RedisLimiter:
         args.append(b"".join(argv))
         return args
 
-    def _decode(self, checks: tuple[LimitCheck, ...], raw: bytes) -> Decision:
+    def _decode(self, checks: Checks, raw: bytes) -> Decision:
         if len(checks) == 1:
             v = _REPLY1.unpack(raw)
             outcome = RuleOutcome(checks[0], v[2] == 1, int(v[3]), v[4] / 1e6, v[5] / 1e6)
@@ -239,9 +211,7 @@ class RedisLimiter:
         v = _reply(len(checks)).unpack(raw)
         return Decision(v[0] == 1, _outcomes(checks, v), "redis")
 
-    def _decode_pair(
-        self, checks: tuple[LimitCheck, ...], enforced: int, raw: bytes
-    ) -> tuple[Decision, Decision]:
+    def _decode_pair(self, checks: Checks, enforced: int, raw: bytes) -> tuple[Decision, Decision]:
         """The answer of a call with a shadow group: checks ``enforced``.. are shadow."""
         v = _reply(len(checks)).unpack(raw)
         outcomes = _outcomes(checks, v)
@@ -250,18 +220,17 @@ class RedisLimiter:
             Decision(v[1] == 1, outcomes[enforced:], "redis"),
         )
 
-    def _slot_groups(self, checks: tuple[LimitCheck, ...]) -> list[tuple[LimitCheck, ...]]:
+    def _slot_groups(self, checks: Checks) -> list[Checks]:
         groups: dict[int, list[LimitCheck]] = {}
         for check in checks:
             groups.setdefault(key_slot(_tag(check.key).encode()), []).append(check)
         return [tuple(g) for g in groups.values()]
 
     def warm_up(self) -> None:
-        """Connect and load the script now, so no decision pays for either; bounded by the
-        sync client's own timeouts, raises redis-py errors."""
+        """Connect and load the script now, so no decision pays for either; raises."""
         self.client.script_load(self._source)
 
-    def decide(self, checks: tuple[LimitCheck, ...]) -> Decision:
+    def decide(self, checks: Checks) -> Decision:
         """Decide every check in one script call; raises redis-py errors as they come."""
         if not checks:
             return _EMPTY
@@ -275,9 +244,7 @@ class RedisLimiter:
                 return _merge(checks, parts)
         return self._decode(checks, self._raw_args(self._args(checks, True)))
 
-    def decide_with_shadow(
-        self, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
-    ) -> tuple[Decision, Decision | None]:
+    def decide_with_shadow(self, checks: Checks, shadow: Checks) -> Pair:
         """Enforced and shadow checks in one call, each group all-or-nothing on its own."""
         if not shadow:
             return self.decide(checks), None
@@ -289,7 +256,7 @@ class RedisLimiter:
         raw = self._raw_args(self._args(both, True, len(checks) + 1))
         return self._decode_pair(both, len(checks), raw)
 
-    def _async_side(self) -> tuple[AsyncClient, asyncio.Task[bool]]:
+    def _async_side(self) -> _Side:
         loop = asyncio.get_running_loop()
         last = self._alast
         if last is not None and last[0] is loop:
@@ -302,17 +269,12 @@ class RedisLimiter:
             loop_lag.watch(loop)
             self._close_with_loop(loop, client)
         client, warm = entry
-        self._aclient = client
         self._alast = (loop, client, warm)
         return client, warm
 
-    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: AsyncClient) -> None:
-        """Close ``client`` when ``loop`` shuts down (``asyncio.run``, and so asgiref's
-        ``async_to_sync``, which runs each call on a loop of its own).  A loop-bound client
-        cannot be closed once its loop is; left open, its connections stayed open and its
-        entry kept the loop alive (the warm-up task refers to it): one loop, one client and
-        one Redis connection leaked per call.  The hook is an async generator, which the
-        loop finalizes in ``shutdown_asyncgens``, before it closes."""
+    def _close_with_loop(self, loop: Loop, client: AsyncClient) -> None:
+        """Close ``client`` when ``loop`` shuts down (``asyncio.run``, each ``async_to_sync`` call):
+        an async generator, finalized in ``shutdown_asyncgens``, before the loop closes."""
 
         async def until_shutdown() -> AsyncGenerator[None, None]:
             try:
@@ -324,20 +286,17 @@ class RedisLimiter:
                     await _aclose_client(client)
 
         guard = until_shutdown()
-        # Run it to its ``yield`` now: its first step registers it with the running loop,
-        # which holds it weakly, so this limiter keeps it.
+        # Its first step registers it with the loop, which holds it weakly: this limiter keeps it.
         with contextlib.suppress(StopIteration):
             guard.asend(None).send(None)
         self._guards[loop] = guard
 
-    def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _forget(self, loop: Loop) -> None:
         """Drop ``loop``'s client and cancel its background tasks (the client stays open)."""
         entry = self._aclients.pop(loop, None)
         self._guards.pop(loop, None)
         if entry is not None:
             entry[1].cancel()
-            if self._aclient is entry[0]:
-                self._aclient = None
         for pending in (self._rewarms.pop(loop, None), self._refreshes.pop(loop, None)):
             if pending is not None:
                 pending.cancel()
@@ -355,15 +314,11 @@ class RedisLimiter:
         return True
 
     async def _ready(self) -> AsyncClient:
-        """This loop's client, once its warm-up is over (the first call waits for it).
-
-        A cluster client whose warm-up failed is warmed up again in the background,
-        and until that succeeds decisions fail at once (docs/redis.md#redis-cluster).
-        """
+        """This loop's client, once its warm-up is over; a cluster's failed warm-up is retried
+        in the background, decisions failing at once meanwhile (docs/redis.md#redis-cluster)."""
         client, warm = self._async_side()
         if not warm.done():
-            # Shielded: a request that gives up must not cancel the loop's warm-up.
-            await asyncio.shield(warm)
+            await asyncio.shield(warm)  # a request that gives up must not cancel the warm-up
         if self._cluster and not warm.result():
             loop = asyncio.get_running_loop()
             retry = self._rewarms.get(loop)
@@ -385,12 +340,11 @@ class RedisLimiter:
         await asyncio.shield(warm)
 
     def bound_async_calls(self, seconds: float) -> None:
-        """Bound every async call to ``seconds`` when tighter than the socket timeout (the
-        ``HybridLimiter`` gives its budget here: one timer, not one inside another)."""
+        """Bound every async call to ``seconds`` when tighter than the socket timeout."""
         self._atimeout = min(self._atimeout, seconds)
 
     async def _araw_on(
-        self, client: AsyncClient, checks: tuple[LimitCheck, ...], commit: bool, split: int
+        self, client: AsyncClient, checks: Checks, commit: bool, split: int
     ) -> bytes:
         args = self._args(checks, commit, split)
         try:
@@ -401,9 +355,7 @@ class RedisLimiter:
         except ClusterError:
             if not self._cluster:
                 raise
-            # "TTL exhausted": redis.asyncio split an ASK redirect over two
-            # connections; the command never ran, so it goes through the sync
-            # client, in a thread (docs/redis.md#redis-cluster).
+            # redis.asyncio split an ASK redirect: resend in a thread (docs/redis.md#redis-cluster).
             return await asyncio.to_thread(self._raw_args, args)
 
     def _raw_args(self, args: list[Any]) -> bytes:
@@ -414,10 +366,9 @@ class RedisLimiter:
             client.script_load(self._source)
             return client.execute_command(*args)  # type: ignore[no-untyped-call,no-any-return]
 
-    async def adecide(self, checks: tuple[LimitCheck, ...]) -> Decision:
-        """``decide`` on ``redis.asyncio``, a NOSCRIPT reload included, bounded by the
-        socket timeout (``bound_async_calls``): past it, ``TimeoutError``.  The first call
-        on a loop waits for its warm-up (``awarm_up``), under the connect budget."""
+    async def adecide(self, checks: Checks) -> Decision:
+        """``decide`` on ``redis.asyncio``, bounded by ``bound_async_calls`` (past it,
+        ``TimeoutError``); a loop's first call waits for its warm-up (connect budget)."""
         if not checks:
             return _EMPTY
         client = await self._ready()
@@ -427,12 +378,11 @@ class RedisLimiter:
             except Exception:
                 self._refresh_in_background(client)
                 raise
-        return self._decode(
-            checks, await _bounded(self._araw_on(client, checks, True, 0), self._atimeout)
-        )
+        raw = await _bounded(self._araw_on(client, checks, True, 0), self._atimeout)
+        return self._decode(checks, raw)
 
-    async def _adecide(self, client: AsyncClient, checks: tuple[LimitCheck, ...]) -> Decision:
-        """``decide`` on a cluster (the only caller), on ``client``."""
+    async def _adecide(self, client: AsyncClient, checks: Checks) -> Decision:
+        """``decide`` on a cluster, on ``client``."""
         groups = self._slot_groups(checks) if len(checks) > 1 else [checks]
         if len(groups) > 1:
             for commit in (False, True):
@@ -442,11 +392,7 @@ class RedisLimiter:
             return _merge(checks, parts)
         return self._decode(checks, await self._araw_on(client, checks, True, 0))
 
-    async def adecide_with_shadow(
-        self,
-        checks: tuple[LimitCheck, ...],
-        shadow: tuple[LimitCheck, ...],
-    ) -> tuple[Decision, Decision | None]:
+    async def adecide_with_shadow(self, checks: Checks, shadow: Checks) -> Pair:
         """``decide_with_shadow`` on ``redis.asyncio``, bounded as a whole like ``adecide``."""
         if not shadow:
             return await self.adecide(checks), None
@@ -454,16 +400,14 @@ class RedisLimiter:
             return _EMPTY, await self.adecide(shadow)
         client = await self._ready()
         try:
-            aw = self._adecide_with_shadow(client, checks, shadow)
-            return await _bounded(aw, self._atimeout)
+            return await _bounded(self._adecide_with_shadow(client, checks, shadow), self._atimeout)
         except Exception:
             if self._cluster:
                 self._refresh_in_background(client)
             raise
 
     def _refresh_in_background(self, client: AsyncClient) -> None:
-        """After a failed cluster call, refresh the topology in a task of its own, under
-        the connect budget, not inside a decision's timer (docs/redis.md#redis-cluster)."""
+        """Refresh a cluster's topology in a task of its own (docs/redis.md#redis-cluster)."""
         loop = asyncio.get_running_loop()
         running = self._refreshes.get(loop)
         if running is None or running.done():
@@ -478,8 +422,8 @@ class RedisLimiter:
                     await client.initialize()
 
     async def _adecide_with_shadow(
-        self, client: AsyncClient, checks: tuple[LimitCheck, ...], shadow: tuple[LimitCheck, ...]
-    ) -> tuple[Decision, Decision | None]:
+        self, client: AsyncClient, checks: Checks, shadow: Checks
+    ) -> Pair:
         both = checks + shadow
         if self._cluster and len(self._slot_groups(both)) > 1:
             return await self._adecide(client, checks), await self._adecide(client, shadow)
@@ -500,10 +444,10 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         """Close this loop's async client's connections (for tests and shutdown)."""
-        client, self._aclient = self._aclient, None
-        self._alast = None
-        if client is None:
+        last, self._alast = self._alast, None
+        if last is None:
             return
+        client = last[1]
         for loop, (made, _) in list(self._aclients.items()):
             if made is client:
                 self._forget(loop)
@@ -522,8 +466,7 @@ async def _aclose_client(client: AsyncClient) -> None:
 
 
 async def _bounded(aw: Awaitable[T], seconds: float) -> T:
-    """``await aw``, or ``TimeoutError`` once ``seconds`` have passed and it is still pending:
-    ``asyncio.timeout``'s semantics on the loop's *settling* alarm (see ``loop_alarm``)."""
+    """``asyncio.timeout(seconds)``'s semantics on the loop's *settling* alarm (``loop_alarm``)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task(loop)
     if task is None:  # as asyncio.timeout says
@@ -541,10 +484,10 @@ async def _bounded(aw: Awaitable[T], seconds: float) -> T:
         alarm.close(task)
 
 
-def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[RuleOutcome, ...]:
+def _outcomes(checks: Checks, v: tuple[float, ...]) -> tuple[RuleOutcome, ...]:
     outcomes = []
     i = 2
-    for check in checks:
+    for check in checks:  # a loop: about 0.7 us faster than a comprehension over zip()
         outcomes.append(
             RuleOutcome(check, v[i] == 1, int(v[i + 1]), v[i + 2] / 1e6, v[i + 3] / 1e6)
         )
@@ -552,7 +495,7 @@ def _outcomes(checks: tuple[LimitCheck, ...], v: tuple[float, ...]) -> tuple[Rul
     return tuple(outcomes)
 
 
-def _merge(checks: tuple[LimitCheck, ...], parts: list[Decision]) -> Decision:
+def _merge(checks: Checks, parts: list[Decision]) -> Decision:
     """Join per-slot decisions back into one, outcomes in the order of ``checks``."""
     by_check = {id(o.check): o for p in parts for o in p.outcomes}
     outcomes = tuple(by_check[id(c)] for c in checks)

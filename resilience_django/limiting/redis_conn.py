@@ -1,15 +1,13 @@
-"""The one place that builds Redis clients: limiter, live reload and fleet use it.
-
-Why the limiter builds its own pools for a cache alias, its timeouts, no retries:
-docs/redis.md.
-"""
+"""The one place that builds Redis clients: limiter, live reload and fleet use it.  Why its
+own pools for a cache alias, its timeouts and no retries: docs/redis.md."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlsplit
 
 import redis
 import redis.asyncio as aredis
@@ -29,7 +27,6 @@ __all__ = ["AsyncClient", "RedisSettings", "SyncClient", "make_async_client",
 SyncClient: TypeAlias = "redis.Redis | redis.RedisCluster"
 AsyncClient: TypeAlias = "aredis.Redis | aredis.RedisCluster"
 
-# Check id reported by the settings checks when RESILIENCE["REDIS"] is unusable.
 CHECK_ID = "resilience.E040"
 # The connect budget: connecting and loading the script at first use.
 CONNECT_TIMEOUT = 1.0
@@ -49,23 +46,23 @@ class RedisSettings:
     key_prefix: str = "rl"
     # Sentinel addresses; when set, ``url``'s host is the service name.
     sentinels: tuple[tuple[str, int], ...] = ()
-    # redis-py's ``Sentinel(sentinel_kwargs=...)``: how to talk to the sentinels
-    # themselves (their password, TLS), as (name, value) pairs.
+    # redis-py's ``Sentinel(sentinel_kwargs=...)`` (the sentinels' password, TLS) as pairs.
     sentinel_kwargs: tuple[tuple[str, str | bool], ...] = ()
 
 
 _KEYS = frozenset(("URL", "CLUSTER", "PASSWORD", "MAX_CONNECTIONS", "SOCKET_TIMEOUT",
                    "CONNECT_TIMEOUT", "KEY_PREFIX", "SENTINELS", "SENTINEL_KWARGS"))  # fmt: skip
-# What SENTINEL_KWARGS may say: the connection arguments of redis-py's sync and asyncio
-# clients that concern reaching and authenticating to a sentinel, with their types.  The
-# timeouts and retries are the limiter's (docs/redis.md#sentinel).
+# What SENTINEL_KWARGS may say: redis-py's arguments for reaching and authenticating to a
+# sentinel, by type; the timeouts and retries are the limiter's (docs/redis.md#sentinel).
 _SENTINEL_BOOLS = frozenset(("ssl", "ssl_check_hostname"))
 _SENTINEL_STRINGS = frozenset(("username", "password", "client_name", "ssl_keyfile",
                                "ssl_certfile", "ssl_password", "ssl_ca_certs", "ssl_ca_path",
                                "ssl_ca_data", "ssl_ciphers", "ssl_cert_reqs"))  # fmt: skip
+SENTINEL_ARGUMENTS = _SENTINEL_BOOLS | _SENTINEL_STRINGS
 _CERT_REQS = ("none", "optional", "required")
 # What parse_url says about where the primary is, which a Sentinel URL does not say.
 _NOT_FROM_SENTINEL_URL = frozenset(("host", "port", "path", "connection_class"))
+_URL_TIMEOUTS = frozenset(("socket_timeout", "socket_connect_timeout"))
 
 
 def _error(message: str, hint: str = "") -> ConfigError:
@@ -90,7 +87,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
             f" URL {safe_repr(url)} is not a Redis URL", "Write it like 'redis://127.0.0.1:6379/0'."
         )
     try:  # redis-py parses it at first use: said here, a bad query option is a check error
-        _url_options(url)
+        options = _url_options(url)
     except ValueError as exc:
         raise _error(
             f" URL {safe_repr(url)}: {exc}",
@@ -119,9 +116,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         )
     sentinel_kwargs = _sentinel_kwargs(value.get("SENTINEL_KWARGS"))
     cluster = bool(value.get("CLUSTER", False))
-    # redis-py's RedisCluster refuses these only when built, which is at first use
-    # (docs/redis.md#redis-cluster): said here, a mistake is a check error, not a
-    # worker whose every decision fails over.
+    # RedisCluster refuses these only when built, at first use: said here, a check error.
     if cluster and (
         url.startswith("unix://") or urlparse(url).path.strip("/") not in ("", "0") or addresses
     ):
@@ -138,8 +133,9 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         cluster=cluster,
         password=password if isinstance(password, str) else None,
         max_connections=max_connections,
-        socket_timeout=socket_timeout,
-        connect_timeout=connect_timeout,
+        # The URL's timeouts may tighten the limiter's, never loosen them (_client_url).
+        socket_timeout=min(socket_timeout, options.get("socket_timeout") or math.inf),
+        connect_timeout=min(connect_timeout, options.get("socket_connect_timeout") or math.inf),
         key_prefix=str(value.get("KEY_PREFIX", "rl")),
     )
 
@@ -149,9 +145,15 @@ def _url_options(url: str) -> dict[str, Any]:
     return cast("dict[str, Any]", parse_url(url))  # type: ignore[no-untyped-call]
 
 
+def _client_url(url: str) -> str:
+    """``url`` without its timeouts, which ``from_url`` would let override the budget."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _URL_TIMEOUTS]
+    return parts._replace(query=urlencode(query)).geturl()
+
+
 def _service_name(url: str) -> str:
-    """The URL's host as written: ``urlparse`` lowercases host names, and a Sentinel
-    service name is case-sensitive ("Orders" is not "orders")."""
+    """The URL's host as written (``urlparse`` lowercases it; service names are case-sensitive)."""
     host = urlparse(url).netloc.rpartition("@")[2]
     return unquote(host.partition(":")[0])
 
@@ -168,7 +170,7 @@ def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
     )
     if not isinstance(value, Mapping):
         raise _error(f"['SENTINEL_KWARGS'] must be a dict, not {type(value).__name__}", hint)
-    unknown = sorted(safe_str(k) for k in value if k not in _SENTINEL_STRINGS | _SENTINEL_BOOLS)
+    unknown = sorted(safe_str(k) for k in value if k not in SENTINEL_ARGUMENTS)
     if unknown:
         raise _error(f"['SENTINEL_KWARGS'] has unknown keys {unknown}", hint)
     for name, item in value.items():
@@ -189,8 +191,7 @@ def _common_kwargs(settings: RedisSettings, *, asyncio: bool = False) -> dict[st
     kwargs: dict[str, Any] = {
         "socket_timeout": max(read, connect) if asyncio else read,
         "socket_connect_timeout": connect if asyncio else min(read, connect),
-        # redis.asyncio clients take redis.asyncio.retry.Retry; redis-py 8 warns when
-        # they are given the sync one (and a later release may refuse it).
+        # redis-py 8 warns when a redis.asyncio client is given the sync Retry.
         "retry": AsyncRetry(NoBackoff(), 0) if asyncio else Retry(NoBackoff(), 0),
         "health_check_interval": 0,
     }
@@ -204,25 +205,23 @@ def _make_client(settings: RedisSettings, *, asyncio: bool) -> Any:
     lib, sentinels = (aredis, asentinel) if asyncio else (redis, sentinel)
     kwargs = _common_kwargs(settings, asyncio=asyncio)
     if settings.sentinels:
-        # The sentinels are asked within the same timeouts and with no retries; what
-        # else reaches them (their password, TLS) is SENTINEL_KWARGS.
+        # The sentinels get the same timeouts and no retries, whatever SENTINEL_KWARGS says.
         watched = {key: kwargs[key] for key in ("socket_timeout", "socket_connect_timeout")}
         sentinel_kwargs = {**dict(settings.sentinel_kwargs), **watched, "retry": kwargs["retry"]}
         watcher = sentinels.Sentinel(list(settings.sentinels), sentinel_kwargs=sentinel_kwargs)
-        # The URL's host is the service name; master_for takes no URL, so what else
-        # it says about the primary (db, TLS, ACL user, password, query options) is
-        # passed as arguments, the URL's winning as with from_url.
+        # master_for takes no URL: what it says about the primary (db, TLS, ACL user,
+        # password, query options) is passed as arguments, winning as with from_url.
         url = _url_options(settings.url)
-        options = {key: url[key] for key in url.keys() - _NOT_FROM_SENTINEL_URL}
+        options = {key: url[key] for key in url.keys() - _NOT_FROM_SENTINEL_URL - _URL_TIMEOUTS}
         if urlparse(settings.url).scheme == "rediss":
             options["ssl"] = True
         kwargs |= {"max_connections": settings.max_connections, **options}
         return watcher.master_for(_service_name(settings.url), **kwargs)
-    # MOVED/ASK redirections are followed whatever the retry policy; the
-    # zero-retry policy only stops a broken cluster multiplying the wait.
-    # from_url lets the client own its pool, so close() releases the sockets.
+    # MOVED/ASK are followed whatever the retry policy.  from_url lets the client own its
+    # pool, so close() releases the sockets.
     client_class = lib.RedisCluster if settings.cluster else lib.Redis
-    return client_class.from_url(settings.url, max_connections=settings.max_connections, **kwargs)
+    kwargs["max_connections"] = settings.max_connections
+    return client_class.from_url(_client_url(settings.url), **kwargs)
 
 
 def make_sync_client(settings: RedisSettings) -> SyncClient:
@@ -236,9 +235,6 @@ def make_async_client(settings: RedisSettings) -> AsyncClient:
 
 
 def make_sync_client_from_url(url: str, timeout: float = 1.0) -> redis.Redis:
-    """A plain redis-py client for background work (fleet snapshots, live reload), ``timeout``
-    bounding connects, reads and writes, no retries.  To follow ``RESILIENCE["REDIS"]`` (cache
-    alias, Sentinel, Cluster): ``make_sync_client(parse_redis_settings(value, budget=timeout))``.
-    """
+    """A plain redis-py client for background work, ``timeout`` bounding each wait, no retries."""
     settings = RedisSettings(url, socket_timeout=timeout, connect_timeout=timeout)
     return redis.Redis.from_url(url, **_common_kwargs(settings))

@@ -246,12 +246,12 @@ def test_each_event_loop_keeps_its_own_async_client(limiter: RedisLimiter) -> No
     first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
     try:
         first.run_until_complete(limiter.adecide(checks))
-        client_first = limiter._aclient
+        client_first = limiter._alast[1]  # type: ignore[index]
         second.run_until_complete(limiter.adecide(checks))
-        assert limiter._aclient is not client_first
+        assert limiter._alast[1] is not client_first  # type: ignore[index]
         # Back on the first loop: its client (and connection pool) is reused, not rebuilt.
         first.run_until_complete(limiter.adecide(checks))
-        assert limiter._aclient is client_first
+        assert limiter._alast[1] is client_first  # type: ignore[index]
         assert len(limiter._aclients) == 2
         for loop in (first, second):
             client, _ = limiter._aclients[loop]

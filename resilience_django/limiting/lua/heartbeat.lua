@@ -1,11 +1,6 @@
--- One process says it is alive and learns how many are.
---
--- KEYS[1]  sorted set of instance ids scored by their last heartbeat (ms)
--- ARGV[1]  this instance's id
--- ARGV[2]  how long a heartbeat counts, in milliseconds
---
--- Returns the number of live instances.  Scores use Redis TIME so instances
--- with skewed clocks still agree on who is alive.
+-- One process says it is alive and learns how many are (scored by Redis TIME, so instances
+-- with skewed clocks agree).  KEYS[1]: sorted set of instance ids by last heartbeat (ms);
+-- ARGV[1]: this instance's id; ARGV[2]: how long a heartbeat counts (ms).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])

@@ -1,25 +1,13 @@
 -- All distributed limits of one request, decided in one call, all-or-nothing
--- (why everything is packed binary, Redis's clock, the state: docs/redis.md).
+-- (the packing, Redis's clock, the state layout and the TTLs: docs/redis.md).
 --
 -- KEYS[i]  the state key of check i (all keys of one call share a hash slot)
--- ARGV[1]  little-endian doubles (struct '<d'): commit (1 = write when the
---          group passes, 0 = peek, never writes), split (0, or k: checks k..
---          are shadow checks, decided and committed as a second all-or-nothing
---          group), then per check: algorithm (1 sliding window, 2 token bucket,
---          3 GCRA), limit, period in microseconds, capacity, cost
---
--- Returns little-endian doubles: allowed (enforced group), allowed (shadow
--- group), then per check allowed, remaining, reset_after_us, retry_after_us.
---
--- State, one string per key:
---   sliding window  BUCKETS + 1 doubles: newest bucket index, then the
---                   ring of counts, bucket j in slot j mod BUCKETS
---   token bucket    2 doubles: tokens, last refill (us)
---   GCRA            the theoretical arrival time (us) as a decimal string
---
--- Pass 1 evaluates every check without writing; pass 2 writes a group only
--- when all of its checks passed.  Every key's TTL is the time after which its
--- state is indistinguishable from no state.
+-- ARGV[1]  little-endian doubles: commit (1 = write when the group passes, 0 = peek),
+--          split (0, or k: checks k.. are a second, shadow all-or-nothing group),
+--          then per check: algorithm (1 sliding window, 2 token bucket, 3 GCRA),
+--          limit, period (us), capacity, cost
+-- Returns little-endian doubles: allowed (enforced group), allowed (shadow group),
+-- then per check: allowed, remaining, reset_after_us, retry_after_us.
 
 local BUCKETS = 10
 local SW_FORMAT = '<ddddddddddd'
@@ -32,25 +20,19 @@ local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
 local spec = ARGV[1]
 local commit, split, pos = sunpack('<dd', spec)
 local n = #KEYS
--- Checks split.. form the shadow group; without one, split is past the end.
 if split == 0 then split = n + 1 end
--- One read for every rule's state: each redis.call costs microseconds.  A
--- single rule (most requests) reads with GET: no table of keys to unpack.
+-- One read for every rule's state (GET for one rule: no table of keys to unpack).
 local states
 if n == 1 then states = {redis.call('GET', KEYS[1])} else
   states = redis.call('MGET', unpack(KEYS))
 end
--- The answer's numbers; a single check's are packed straight into the
--- reply (no table, no format string built per call).
+-- A single check's answer is packed straight into the reply (no table, no format).
 local out = {1, 1}
 local single
-local all_ok = true
-local shadow_ok = true
--- What pass 2 writes for check i: the packed value and its TTL in ms (as
--- text: SET's argument, formatted with %d, far cheaper than Lua's default),
--- or false to keep the key's TTL (see pass 2).
-local new_value = {}
-local new_ttl = {}
+local all_ok, shadow_ok = true, true
+-- What pass 2 writes for check i: the packed value and its TTL in ms (text made with
+-- %d, far cheaper than Lua's default), or false to keep the key's TTL.
+local new_value, new_ttl = {}, {}
 
 for i = 1, n do
   local algo, limit, period, cap, cost
@@ -59,21 +41,16 @@ for i = 1, n do
   local ok, remaining, reset, retry
 
   if algo == 1 then
-    -- Sliding window: BUCKETS buckets of width w; a request counts in bucket
-    -- floor(now / w), the window is the newest BUCKETS buckets, and bucket b's
-    -- count is in s[b % BUCKETS + 2] (s[1]: the newest bucket's index).
+    -- Sliding window: bucket b (width w) counts in s[b % BUCKETS + 2]; s[1]: the newest b.
     local w = period / BUCKETS
     local cur = floor(now / w)
     local s
-    -- Same newest bucket as stored: the key keeps the TTL it got when that
-    -- bucket became the newest (see pass 2).
     local same_head = false
     if raw then s = {sunpack(SW_FORMAT, raw)} end
     if not raw or cur - s[1] >= BUCKETS then
       s = {cur, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
     elseif cur > s[1] then
-      -- Slide: zero the buckets between the stored head and now; a clock
-      -- that went backwards (failover) counts into the newest bucket.
+      -- Slide; a clock that went backwards (failover) counts into the newest bucket.
       for b = s[1] + 1, cur do s[b % BUCKETS + 2] = 0 end
       s[1] = cur
     else
@@ -109,13 +86,8 @@ for i = 1, n do
         end
       end
     end
-    new_value[i] = spack(SW_FORMAT, head, s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9],
-      s[10], s[11])
-    if same_head then
-      new_ttl[i] = false
-    else
-      new_ttl[i] = format('%d', ceil(period / 1000))
-    end
+    new_value[i] = spack(SW_FORMAT, unpack(s, 1, BUCKETS + 1))
+    new_ttl[i] = not same_head and format('%d', ceil(period / 1000))
 
   elseif algo == 2 then
     -- Token bucket: cap tokens refilled at limit / period; a new key is full.
@@ -141,8 +113,7 @@ for i = 1, n do
     new_ttl[i] = format('%d', ceil(reset / 1000) + 1)
 
   else
-    -- GCRA: emission interval T, tolerance tau = cap * T, state TAT.  T is
-    -- rounded down to whole microseconds so the arithmetic stays exact.
+    -- GCRA: T rounded down to whole microseconds so the arithmetic stays exact.
     local T = max(1, floor(period / limit))
     local tau = cap * T
     local start = now
@@ -177,10 +148,8 @@ for i = 1, n do
 end
 
 if commit == 1 then
-  -- Each group commits on its own.  A TTL of false overwrites the value in
-  -- place with SETRANGE, keeping the key's TTL (set to the period when the
-  -- bucket became the newest, so it outlives the bucket in the window) and
-  -- skipping SET's expiry bookkeeping; the value has the stored one's length.
+  -- Each group commits on its own.  SETRANGE keeps the key's TTL (same newest bucket;
+  -- the value has the stored one's length) and skips SET's expiry bookkeeping.
   for i = 1, n do
     if (i < split and all_ok) or (i >= split and shadow_ok) then
       local ttl = new_ttl[i]

@@ -20,6 +20,7 @@ from .breakers.state import OPEN, Breaker
 from .clock import Clock, monotonic
 from .conf import get_settings
 from .fleetstore import FleetStore, command_seq
+from .fleetstore.base import CLOCK_SKEW
 
 __all__ = [
     "ACTIONS", "FleetPublisher", "breaker_rows", "fleet_processes", "fleet_snapshot", "get_store",
@@ -68,19 +69,23 @@ class FleetPublisher:
         self._next_publish = self._next_command = 0.0
         self._next_shared: dict[str, float] = {}
         self._error_logged = 0.0
+        self._bad_markers: dict[str, str] = {}
+        self.malformed_commands = 0  # store entries skipped (hand-edited, corrupted)
 
     def attach(self, breaker: Breaker) -> None:
         """Follow ``breaker``'s transitions (and hand it any command waiting for it)."""
-        for listener in breaker._listeners:
-            # A publisher from before a settings change or a fork no longer listens.
-            if isinstance(getattr(listener, "__self__", None), FleetPublisher):
-                breaker.remove_listener(listener)
-        breaker.add_listener(self._on_transition)
+        # All under the lock: two attaches of one breaker must leave one listener, and
+        # the command waiting for it must land before any newer one _deliver meets.
         with self._lock:
+            for listener in breaker._listeners:
+                # A publisher from before a settings change or a fork no longer listens.
+                if isinstance(getattr(listener, "__self__", None), FleetPublisher):
+                    breaker.remove_listener(listener)
+            breaker.add_listener(self._on_transition)
             self._attached[breaker.name] = breaker
             command = self._pending.pop(breaker.name, None)
-        if command is not None:
-            self._apply_command(breaker, command)
+            if command is not None:
+                self._apply_command(breaker, command)
         self._dirty = True
         self._wake.set()
 
@@ -146,20 +151,32 @@ class FleetPublisher:
                     self._sent_here.clear()
             self._cmd_epoch = batch.epoch
         if batch.standing is not None:
-            self._standing = dict(batch.standing)
-            for name, command in batch.standing.items():
+            self._standing = {n: c for n, c in batch.standing.items() if self._sound(c)}
+            for name, command in self._standing.items():
                 if self._applied.get(name) != command_seq(command):
                     self._deliver(name, command)
-        for command in batch.log:
-            name = str(command.get("breaker"))
-            self._standing[name] = command
-            self._deliver(name, command)
+        for command in filter(self._sound, batch.log):
+            self._standing[command["breaker"]] = command
+            self._deliver(command["breaker"], command)
         self._cmd_seq = batch.seen
         if self._sent_here:
             with self._lock:  # marks for numbers already passed can never match now
                 self._sent_here = {s: m for s, m in self._sent_here.items() if s > batch.seen}
         if batch.stale:
             self.store.save_standing(batch.seen, self._standing)
+
+    def _sound(self, command: Any) -> bool:
+        # A hand-edited or corrupted entry is skipped: it must not stall the ones after it.
+        if (
+            isinstance(command, Mapping)
+            and isinstance(command.get("breaker"), str)
+            and isinstance(command.get("action"), str)
+            and command_seq(command) > 0
+        ):
+            return True
+        self.malformed_commands += 1
+        logger.warning("breaker fleet: skipped a malformed command in the store: %.200r", command)
+        return False
 
     def _deliver(self, name: str, command: Mapping[str, Any]) -> None:
         seq = command_seq(command)
@@ -172,8 +189,8 @@ class FleetPublisher:
             breaker = self._attached.get(name)
             if breaker is None:  # applied when this process first uses the breaker
                 self._pending[name] = dict(command)
-                return
-        self._apply_command(breaker, command)
+            else:  # under the lock, so in number order with attach's
+                self._apply_command(breaker, command)
 
     def applying_here(self, breaker: str) -> int:
         """Called by :func:`send_command` before it applies a command in this process."""
@@ -213,8 +230,15 @@ class FleetPublisher:
         for name in due:
             self._next_shared[name] = now + shared[name].policy.shared_poll
         for name, until in self.store.open_until(due).items():
-            if until > wall:
-                shared[name].open_until(now + (until - wall), SHARED_REASON)
+            policy = shared[name].policy
+            longest = policy.open_for_max or policy.open_for
+            seconds = until - wall
+            if not seconds <= longest + CLOCK_SKEW:  # inf, NaN, 1e308: no process wrote it
+                if self._bad_markers.get(name) != repr(until):
+                    self._bad_markers[name] = repr(until)
+                    logger.warning("breaker %s: ignored open-until marker %r", name, until)
+            elif seconds > 0:  # a host whose clock is ahead: no longer than the policy says
+                shared[name].open_until(now + min(seconds, longest), SHARED_REASON)
 
 
 _publisher: FleetPublisher | None = None
@@ -272,11 +296,11 @@ def stop() -> None:
 
 def on_breaker_created(breaker: Breaker) -> None:
     """The registry's ``on_create`` hook (``wiring.py``): the new breaker joins the fleet."""
-    publisher = _publisher
-    if publisher is None:
-        start()  # attaches every breaker the registry holds, this one included
-    else:
-        publisher.attach(breaker)
+    with _publisher_lock:  # not a publisher that stop() is replacing
+        if _publisher is not None:
+            _publisher.attach(breaker)
+            return
+    start()  # attaches every breaker the registry holds, this one included
 
 
 def process_report(
@@ -303,10 +327,8 @@ def process_report(
 
 
 def fleet_processes(*, fresh_counts: bool = True) -> list[dict[str, Any]]:
-    """Every live process's latest report (see :func:`process_report`); raises when the
-    store is unreachable.  Without a fleet store: this process only.  ``fresh_counts``:
-    this process's own counters fresh, so a page served right after a rejection counts it.
-    """
+    """Every live process's latest report (without a fleet store: this one's); raises when
+    the store is unreachable.  ``fresh_counts``: this process's own counters read now."""
     from .observability import recent
 
     store = get_store()
@@ -372,9 +394,8 @@ def send_command(breaker: str, action: str) -> int:
 
 
 def _after_fork() -> None:
-    # The fleet thread does not survive fork.  A worker forked after breakers were
-    # made (gunicorn --preload) needs its own publisher at once: it is a new process
-    # with a new pid to report.  The lock is replaced in case fork caught it held.
+    # The fleet thread does not survive fork, and a worker forked after breakers were made
+    # (gunicorn --preload) has a new pid to report.  Fork may have caught the lock held.
     global _publisher, _publisher_lock
     had_publisher = _publisher is not None
     _publisher = None

@@ -52,17 +52,15 @@ class BreakerGuard:
             b = self._breaker = get_breaker(self.name)
         return b
 
-    # -- decorator: the wrappers differ only in calling or awaiting ---------------
-
     @overload
     def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         guard, fallback, own_check = self, self.fallback, self.failure_result
-        # asgiref's test, not inspect's: it also knows functions marked as coroutine
-        # functions (an async class-based view's ``as_view()``), whose call only
-        # makes the coroutine; timing that would count every call a success.
+        # The wrappers differ only in calling or awaiting.  asgiref's test, not inspect's:
+        # it also knows functions marked as coroutine functions (an async class-based
+        # view's ``as_view()``), whose call only makes the coroutine.
         if iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -96,8 +94,6 @@ class BreakerGuard:
 
         return wrapper
 
-    # -- context manager: always timed, no result to check -------------------------
-
     def __enter__(self) -> BreakerGuard:
         b = self.breaker
         token = b.acquire()
@@ -117,9 +113,6 @@ class BreakerGuard:
 
     async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         self.__exit__(_type, exc, _tb)
-
-
-# A call's bookkeeping, the same for every wrapper: all of it but the call.
 
 
 def _admit(b: Breaker, fallback: object) -> Admitted | None:

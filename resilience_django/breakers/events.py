@@ -71,8 +71,8 @@ def emit(transition: Transition, listeners: tuple[Listener, ...]) -> None:
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until everything queued so far is delivered, to every listener (tests, shutdown);
-    ``False`` when that took longer than ``timeout`` (a listener is still busy)."""
+    """Wait until everything queued so far reached every listener (tests, shutdown); ``False``
+    when that took longer than ``timeout`` (a listener is still busy)."""
     deadline = time.monotonic() + timeout
     barrier = [threading.Event()]
     _queue.put(barrier)
@@ -102,11 +102,8 @@ class _Worker:
         self.dropped = 0
 
     def offer(self, item: Transition | threading.Event) -> bool:
-        """Queue ``item``; ``False`` for a transition that finds the queue full.
-
-        Called only under ``_workers_lock``, so the size cannot grow between the
-        check and the put.  Barriers always fit: a full queue must not stall ``flush``.
-        """
+        """Queue ``item`` (under ``_workers_lock``); ``False`` for a transition that finds the
+        queue full.  Barriers always fit: a full queue must not stall ``flush``."""
         if isinstance(item, Transition) and self._items.qsize() >= LISTENER_QUEUE:
             self.dropped += 1
             return False
@@ -118,8 +115,7 @@ class _Worker:
             try:
                 item = self._items.get(timeout=_IDLE)
             except queue.Empty:
-                # Idle: leave, unless the dispatcher (which offers under
-                # _workers_lock) handed us something just now.
+                # Idle: leave, unless the dispatcher handed us something just now.
                 with _workers_lock:
                     if self._items.empty():
                         if _workers.get(self.key) is self:
@@ -132,9 +128,9 @@ class _Worker:
             try:
                 self.listener(item)
             except Exception:
-                name = item.breaker
+                extra = {"breaker": item.breaker}
                 logger.exception(
-                    "breaker %s: listener %r raised", name, self.listener, extra={"breaker": name}
+                    "breaker %s: listener %r raised", item.breaker, self.listener, extra=extra
                 )
 
 
@@ -197,8 +193,7 @@ def _run() -> None:
             continue
         if isinstance(item, list):
             _flush_counters()
-            # Every listener worker alive now must reach it too: flush() means
-            # "everything queued so far was delivered", listeners included.
+            # flush() means "everything queued so far was delivered", listeners included.
             with _workers_lock:
                 for worker in _workers.values():
                     item.append(threading.Event())

@@ -15,6 +15,7 @@ from ..dotted import import_dotted
 from ..exceptions import ConfigError
 from ..routes import RouteMatcher, parse_route_matcher
 from ..units import MAX_COUNT, bounded_int, parse_duration, safe_repr
+from .phase import CircuitOpen
 
 __all__ = ["IGNORED", "SUCCESS", "BreakerPolicy", "parse_breaker_policy", "parse_breakers"]
 
@@ -78,9 +79,9 @@ class BreakerPolicy:
 
     def classify(self, exc: BaseException, duration: float | None = None) -> str:
         """``FAILURE``, ``SUCCESS`` or ``IGNORED`` (no verdict) for a call that raised ``exc``."""
-        if isinstance(exc, self.caller_fault):
-            # The caller gave up (cancelled, its own deadline): not the dependency's
-            # fault, unless the dependency was slow too.
+        if isinstance(exc, (CircuitOpen, *self.caller_fault)):
+            # The caller gave up (cancelled, its own deadline, a breaker inside the call
+            # refused): not the dependency's fault, unless the dependency was slow too.
             slow = self.slow_call
             slow_too = slow is not None and duration is not None and duration >= slow
             return FAILURE if slow_too else IGNORED
@@ -110,28 +111,22 @@ _KEYS = (
 
 
 def _err(name: str, check_id: str, message: str, hint: str) -> ConfigError:
-    return ConfigError(
-        f"RESILIENCE['BREAKERS'][{safe_repr(name)}]: {message}", check_id=check_id, hint=hint
-    )
+    message = f"RESILIENCE['BREAKERS'][{safe_repr(name)}]: {message}"
+    return ConfigError(message, check_id=check_id, hint=hint)
 
 
 def _int(name: str, key: str, value: Any, check_id: str) -> int:
     number = bounded_int(value, minimum=1, maximum=MAX_COUNT)
     if number is None:
-        raise _err(
-            name,
-            check_id,
-            f"{key} must be an integer from 1 to {MAX_COUNT:_}, not {safe_repr(value)}",
-            "e.g. 5",
-        )
+        message = f"{key} must be an integer from 1 to {MAX_COUNT:_}, not {safe_repr(value)}"
+        raise _err(name, check_id, message, "e.g. 5")
     return number
 
 
 def _ratio(name: str, key: str, value: Any, check_id: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise _err(
-            name, check_id, f"{key} must be a number in (0, 1], not {safe_repr(value)}", "e.g. 0.5"
-        )
+        message = f"{key} must be a number in (0, 1], not {safe_repr(value)}"
+        raise _err(name, check_id, message, "e.g. 0.5")
     return float(value)
 
 
@@ -167,12 +162,8 @@ _CRITERIA = ("failure_threshold", "error_rate", "slow_call", "slow_call_rate", "
 def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
     items = [value] if isinstance(value, str | type) else value
     if not isinstance(items, list | tuple):
-        raise _err(
-            name,
-            "resilience.E063",
-            f"{key} must be a list of exception classes",
-            "for example ['requests.exceptions.ConnectionError', 'myapp.errors.Unavailable']",
-        )
+        hint = "for example ['requests.exceptions.ConnectionError', 'myapp.errors.Unavailable']"
+        raise _err(name, "resilience.E063", f"{key} must be a list of exception classes", hint)
     out: list[type[BaseException]] = []
     for item in items:
         reason = ""
@@ -184,12 +175,9 @@ def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
         except ImportError as exc:
             cls, reason = None, f" ({exc})"
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-            raise _err(
-                name,
-                "resilience.E063",
-                f"{key}: {safe_repr(item)} is not an importable exception class{reason}",
-                "use a dotted path like 'requests.exceptions.ConnectionError'",
-            )
+            message = f"{key}: {safe_repr(item)} is not an importable exception class{reason}"
+            hint = "use a dotted path like 'requests.exceptions.ConnectionError'"
+            raise _err(name, "resilience.E063", message, hint)
         out.append(cls)
     return tuple(out)
 
@@ -201,23 +189,19 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
     10.0
     """
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(
-            f"RESILIENCE['BREAKERS']: breaker name {safe_repr(name)} must be a non-empty string",
-            check_id="resilience.E051",
-            hint="name breakers after the dependency, like 'pricing'",
+        message = (
+            f"RESILIENCE['BREAKERS']: breaker name {safe_repr(name)} must be a non-empty string"
         )
+        hint = "name breakers after the dependency, like 'pricing'"
+        raise ConfigError(message, check_id="resilience.E051", hint=hint)
     if isinstance(mapping, BreakerPolicy):
         return mapping
     if not isinstance(mapping, Mapping):
         raise _err(name, "resilience.E050", "must be a mapping of settings", "use a dict")
     unknown = sorted(str(k) for k in mapping if k not in _KEYS)
     if unknown:
-        raise _err(
-            name,
-            "resilience.E052",
-            f"unknown key(s) {', '.join(unknown)}",
-            f"known keys: {', '.join(sorted(_KEYS))}",
-        )
+        hint = f"known keys: {', '.join(sorted(_KEYS))}"
+        raise _err(name, "resilience.E052", f"unknown key(s) {', '.join(unknown)}", hint)
     d = BreakerPolicy()
     g = mapping.get
     kw: dict[str, Any] = {}
@@ -225,24 +209,16 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         value = g(key, getattr(d, key))
         kw[key] = None if value is None and optional else parse(name, key, value, check_id)
     if kw["open_for_max"] is not None and kw["open_for_max"] < kw["open_for"]:
-        raise _err(
-            name,
-            "resilience.E055",
-            "open_for_max is shorter than open_for",
-            "make open_for_max at least open_for, or None",
-        )
+        hint = "make open_for_max at least open_for, or None"
+        raise _err(name, "resilience.E055", "open_for_max is shorter than open_for", hint)
     if not 1.0 <= kw["window"] <= 3600.0:
         raise _err(name, "resilience.E060", "window must be between 1s and 1h", "e.g. '60s'")
     if kw["slow_call_rate"] is not None and kw["slow_call"] is None:
         raise _err(name, "resilience.E061", "slow_call_rate needs slow_call", "add slow_call")
     alpha = g("ewma_alpha", d.ewma_alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
-        raise _err(
-            name,
-            "resilience.E062",
-            f"ewma_alpha must be in (0, 1], not {safe_repr(alpha)}",
-            "e.g. 0.2",
-        )
+        message = f"ewma_alpha must be in (0, 1], not {safe_repr(alpha)}"
+        raise _err(name, "resilience.E062", message, "e.g. 0.2")
     predicate = g("failure_result")
     reason = ""
     if isinstance(predicate, str):
@@ -251,46 +227,27 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         except ImportError as exc:
             predicate, reason = 0, f" ({exc})"  # not callable: reported just below
     if predicate is not None and not callable(predicate):
-        raise _err(
-            name,
-            "resilience.E064",
-            f"failure_result is not an importable callable{reason}",
-            "use a dotted path like 'myapp.breakers.is_5xx'",
-        )
+        message = f"failure_result is not an importable callable{reason}"
+        hint = "use a dotted path like 'myapp.breakers.is_5xx'"
+        raise _err(name, "resilience.E064", message, hint)
     mode = g("mode", d.mode)
     if mode not in MODES:
-        raise _err(
-            name,
-            "resilience.E065",
-            f"mode {safe_repr(mode)} is not one of {MODES}",
-            "leave it out for the default",
-        )
+        message = f"mode {safe_repr(mode)} is not one of {MODES}"
+        raise _err(name, "resilience.E065", message, "leave it out for the default")
     shared = g("shared", False)
     if not isinstance(shared, bool):
-        raise _err(
-            name,
-            "resilience.E066",
-            "shared must be True or False",
-            "use True to share the breaker across processes",
-        )
+        hint = "use True to share the breaker across processes"
+        raise _err(name, "resilience.E066", "shared must be True or False", hint)
     poll = g("shared_poll", 500)
     # "not 10 <= poll <= MAX" is also true for nan.
     if isinstance(poll, bool) or not isinstance(poll, int | float) or not 10 <= poll <= MAX_POLL_MS:
-        raise _err(
-            name,
-            "resilience.E067",
-            f"shared_poll must be from 10 to {MAX_POLL_MS:_} (ms)",
-            "e.g. 500",
-        )
+        message = f"shared_poll must be from 10 to {MAX_POLL_MS:_} (ms)"
+        raise _err(name, "resilience.E067", message, "e.g. 500")
     route = None
     if _ROUTE_KEYS & set(mapping):
         if g("path") is None and g("view") is None:
-            raise _err(
-                name,
-                "resilience.E069",
-                "a route breaker needs a path or a view",
-                "add 'path': '/api/orders' or 'view': 'orders:create'",
-            )
+            hint = "add 'path': '/api/orders' or 'view': 'orders:create'"
+            raise _err(name, "resilience.E069", "a route breaker needs a path or a view", hint)
         where = f"RESILIENCE['BREAKERS'][{safe_repr(name)}]"
         route = parse_route_matcher(mapping, where=where, check_id="resilience.E069")
     policy = BreakerPolicy(
@@ -306,12 +263,9 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         route=route,
     )
     if mode == "normal" and not any(getattr(policy, key) for key in _CRITERIA):
-        raise _err(
-            name,
-            "resilience.E068",
-            "nothing can trip this breaker: every criterion is None",
-            "set failure_threshold or error_rate, or use mode='metrics_only'",
-        )
+        message = "nothing can trip this breaker: every criterion is None"
+        hint = "set failure_threshold or error_rate, or use mode='metrics_only'"
+        raise _err(name, "resilience.E068", message, hint)
     return policy
 
 
@@ -327,13 +281,9 @@ def parse_breakers(raw: Any) -> tuple[dict[str, BreakerPolicy], list[ConfigError
     if raw is None:
         return {}, []
     if not isinstance(raw, Mapping):
-        return {}, [
-            ConfigError(
-                "RESILIENCE['BREAKERS'] must be a mapping of breaker name to settings",
-                check_id="resilience.E050",
-                hint="e.g. {'pricing': {'failure_threshold': 5}}",
-            )
-        ]
+        message = "RESILIENCE['BREAKERS'] must be a mapping of breaker name to settings"
+        hint = "e.g. {'pricing': {'failure_threshold': 5}}"
+        return {}, [ConfigError(message, check_id="resilience.E050", hint=hint)]
     policies: dict[str, BreakerPolicy] = {}
     errors: list[ConfigError] = []
     for name, mapping in raw.items():

@@ -52,9 +52,7 @@ class BreakerRegistry:
     def policy_for(self, name: str) -> BreakerPolicy:
         try:
             policy = self._policies(name)
-        except Exception:
-            # A policy source that fails must not turn every call into a 500:
-            # the breaker runs on the defaults.
+        except Exception:  # not a 500 on every call: the breaker runs on the defaults
             logger.exception("breaker %s: no policy (the source raised), using the defaults", name)
             policy = None
         return policy if policy is not None else BreakerPolicy()
@@ -73,8 +71,7 @@ class BreakerRegistry:
             self._breakers[name] = breaker
         # A series from the start, so dashboards list every breaker, not only tripped ones.
         metrics.breaker_state(name, GAUGE_STATES.get(breaker.state, breaker.state))
-        # Publishing to the fleet is a side concern: a misconfigured or
-        # unreachable fleet store must never fail the call that made the breaker.
+        # A misconfigured or unreachable fleet store must never fail the call that made it.
         try:
             for hook in list(self._on_create):
                 hook(breaker)

@@ -15,16 +15,12 @@ Concurrency design (why the closed-state hot path takes no lock):
   window that is already retired, so results of calls started before a
   transition never count in the new state (the generation counter, without a
   compare on the hot path).  Locked paths compare ``token is self._phase``.
-* A success in a measuring state adds one to a counter without a lock.  Two
-  threads may interleave a ``+= 1`` and lose one increment of a statistic; no
-  decision depends on a single success (successes never trip, and half-open
-  trials are counted under the lock), so that is the price of no lock here.
-  Failures, slow calls, the once-a-second roll, trips and every half-open trial
-  take ``_lock``: those are where exactness matters (exactly N trials, exactly
-  one transition) and they are rare on a healthy dependency.
-* No lock is ever held while the protected call runs.
-* Listeners are told through a queue drained by a daemon thread (events.py),
-  so a transition never waits on a listener.
+* A success in a measuring state adds one to a counter without a lock (the price,
+  a lost increment now and then: docs/breakers.md).  Failures, slow calls, the
+  once-a-second roll, trips and every half-open trial take ``_lock``: exactly N
+  trials, exactly one transition, and rare on a healthy dependency.
+* No lock is held while the protected call runs, nor while listeners are told
+  (a queue drained by a daemon thread: events.py).
 """
 
 from __future__ import annotations
@@ -214,21 +210,15 @@ class Breaker:
         return CircuitOpen(self.name, retry_after)
 
     def record_success(self, token: Phase, duration: float | None = None) -> Transition | None:
-        """The call admitted with ``token`` succeeded (``duration`` in seconds, if known).
-
-        Returns the transition this call made, if it made one (a slow call
-        can trip; a half-open trial can close): exactly one caller gets each.
-        """
+        """The call admitted with ``token`` succeeded (``duration`` in seconds, if known); the
+        transition it made, if any (a slow call can trip, a trial close): one caller gets each."""
         return self._ok(token, self._clock(), duration)
 
     def record_failure(
         self, token: Phase, duration: float | None = None, exc: BaseException | None = None
     ) -> Transition | None:
-        """The call failed; with ``exc`` the policy decides whether it really counts.
-
-        Returns the transition this failure made (a trip), if any, so a caller
-        can announce it at once and exactly once.
-        """
+        """The call failed (with ``exc``, the policy decides whether it counts); the trip it
+        made, if any, so a caller can announce it at once and exactly once."""
         return self._failed(token, self._clock(), duration, exc)
 
     def release(self, token: Phase) -> None:
@@ -299,12 +289,9 @@ class Breaker:
         if token.state is METRICS_ONLY:
             # Measure, never trip: say what would have happened and start afresh.
             self.shadow_trips += 1
-            events.logger.warning(
-                "breaker %s would open (metrics only): %s",
-                self.name,
-                reason,
-                extra={"breaker": self.name, "reason": reason, "shadow": True},
-            )
+            extra = {"breaker": self.name, "reason": reason, "shadow": True}
+            message = "breaker %s would open (metrics only): %s"
+            events.logger.warning(message, self.name, reason, extra=extra)
             self._retire(token.window)
             token.window = self._new_window(now)
             token.consecutive = 0
@@ -340,17 +327,13 @@ class Breaker:
                 token.failed += 1
                 self._trials[1] += 1
             # Decide as soon as the outcome is certain, not when the last trial ends.
+            trials = policy.half_open_calls
             if token.succeeded >= need:
                 self._retrips = 0
-                return self._set(
-                    BASE[policy.mode],
-                    now,
-                    f"{token.succeeded} of {policy.half_open_calls} trial calls succeeded",
-                )
-            if token.failed > policy.half_open_calls - need:
-                return self._trip(
-                    now, f"{token.failed} of {policy.half_open_calls} trial calls failed"
-                )
+                reason = f"{token.succeeded} of {trials} trial calls succeeded"
+                return self._set(BASE[policy.mode], now, reason)
+            if token.failed > trials - need:
+                return self._trip(now, f"{token.failed} of {trials} trial calls failed")
             return None
 
     def _trip(self, now: float, reason: str) -> Transition:
@@ -380,17 +363,18 @@ class Breaker:
     # -- operator commands and housekeeping ---------------------------------------------
 
     def force_open(self, reason: str = "forced open by an operator") -> None:
-        with self._lock:
-            if self._phase.state is not FORCED_OPEN:
-                self._set(FORCED_OPEN, self._clock(), reason)
+        self._hold(FORCED_OPEN, reason)
 
     def force_close(self, reason: str = "closed by an operator") -> None:
         self.reset(reason)
 
     def disable(self, reason: str = "disabled by an operator") -> None:
+        self._hold(DISABLED, reason)
+
+    def _hold(self, state: str, reason: str) -> None:
         with self._lock:
-            if self._phase.state is not DISABLED:
-                self._set(DISABLED, self._clock(), reason)
+            if self._phase.state is not state:
+                self._set(state, self._clock(), reason)
 
     def reset(self, reason: str = "reset by an operator") -> Transition | None:
         """Back to the policy's base state with empty statistics; the transition, if one."""

@@ -64,9 +64,8 @@ class OutcomeWindow:
             self.done_slow += slow
             self.ewma += self.alpha * (failures / calls - self.ewma)
         if gap > size:
-            # Idle for longer than the window: every second the EWMA knows has left
-            # the window too, so it starts afresh, as the totals do; else a first
-            # call after an idle hour would trip on failures an hour old.
+            # Idle for longer than the window: the EWMA starts afresh, as the totals do (a
+            # first call after an idle hour must not trip on failures an hour old).
             self.ewma = 0.0
         self.calls[i], self.failures[i], self.slow[i] = calls, failures, slow
         for step in range(1, min(gap, size) + 1):

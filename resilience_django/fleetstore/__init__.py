@@ -1,7 +1,5 @@
-"""One store where the processes of a deployment meet: the admin rules' version, process
-reports, operator commands and shared breakers' markers.  One protocol (``base.py``), three
-backends, chosen by ``select.py`` (docs/breakers.md, docs/admin.md).
-"""
+"""Where a deployment's processes meet: admin rules' version, reports, commands, shared markers;
+one protocol (``base.py``), three backends chosen by ``select.py`` (docs/breakers.md)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
@@ -11,15 +12,12 @@ __all__ = [
     "FleetStore", "command_seq",
 ]  # fmt: skip
 
+# No prefix: every process of a deployment must agree on it whatever its FLEET settings.
 VERSION_KEY = "resilience:admin-rules:version"
-"""Where the Redis and cache stores keep the admin rules' version (no prefix: every
-process of a deployment must agree on it whatever its FLEET settings)."""
-COMMAND_LOG = 10_000
-"""Commands the Redis log keeps (the newest); a reader further behind starts over from the
-standing commands."""
-COMMAND_TTL = 86_400
-"""Seconds a command stays in a cache or database log; a reader further behind starts over
-from the standing commands (the database keeps each breaker's latest command for good)."""
+# How far back a reader finds the log (docs/breakers.md, "Command ordering"); one further
+# behind starts over from the standing commands.
+COMMAND_LOG = 10_000  # commands in the Redis log
+COMMAND_TTL = 86_400  # seconds in a cache or database log
 READ_BATCH = 500
 CLOCK_SKEW = 300.0
 """Seconds the Redis and cache stores' process index tolerates between hosts' clocks: who is
@@ -27,20 +25,19 @@ live is the report's own expiry; the index, kept by the hosts' clocks, only list
 
 
 class CommandBatch(NamedTuple):
-    """What a reader gets from :meth:`FleetStore.read_commands`.
+    """What a reader gets from :meth:`FleetStore.read_commands` (commands as the store holds
+    them, ``None`` for what does not parse: the reader checks them).
 
     ``standing``: when not ``None``, the reader starts over from it (breaker -> its latest
     command, as of some number before ``log``).  ``log``: the commands to apply next, in
     order.  ``seen``: the ``after`` of the next read.  ``stale``: the store's standing map
     is older than ``seen``: the reader should save its own (:meth:`FleetStore.save_standing`).
-    ``epoch``: which numbering ``seen`` belongs to, for the reader to pass back with it.  A
-    store that lost its data (Redis restarted without persistence, a cache cleared) numbers
-    from 1 again under a new epoch: numbers the reader saw before mean nothing there.  (A
-    reader that got ``None`` read before the first command: its numbers are the new ones.)
+    ``epoch``: names the numbering ``seen`` belongs to (a store that lost its data numbers
+    from 1 again under a new one; ``None``: no command yet), for the reader to pass back.
     """
 
-    standing: dict[str, dict[str, Any]] | None
-    log: list[dict[str, Any]]
+    standing: dict[str, Any] | None
+    log: list[Any]
     seen: int
     stale: bool = False
     epoch: str | None = None
@@ -68,16 +65,23 @@ class FleetStore(Protocol):
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]: ...
 
     def recover(self) -> None:
-        """After a failed round, on its background thread: drop what may be broken (the
-        database store closes the thread's connection; the others reconnect by themselves)."""
+        """After a failed round, on its thread: drop what may be broken (a DB connection)."""
         return None
 
 
 def command_seq(command: Mapping[str, Any]) -> int:
     try:
         return int(command.get("seq", 0))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def number(value: Any) -> float:
+    """An open-until marker as a float; NaN for one that is no number (``fleet.py`` ignores it)."""
+    try:
+        return float(text(value))
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def safe_key(name: str) -> str:

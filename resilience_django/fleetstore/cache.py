@@ -35,12 +35,8 @@ def file_lock(path: str) -> Iterator[None]:
 
 
 class CacheStore(FleetStore):
-    """Fleet state in a Django cache (cross-process only with a shared backend).
-
-    A sender claims command number ``n`` with the atomic ``cache.add``, and tries ``n + 1``
-    when it is taken.  ``lock`` serializes senders where ``add`` is check-then-write (the
-    file-based cache: ``partial(file_lock, <its directory>/...)``).
-    """
+    """Fleet state in a Django cache (cross-process only with a shared backend); ``lock``
+    serializes senders where ``add`` is check-then-write (docs/breakers.md, "Command ordering")."""
 
     kind = "cache"
     publish_every = 1.0
@@ -57,8 +53,7 @@ class CacheStore(FleetStore):
         self.lock = lock or contextlib.nullcontext
         self._head = f"{prefix}:cmd:head"
         self._standing = f"{prefix}:cmd:standing"
-        # Names this numbering: a cache cleared or restarted numbers from 1 again, and the
-        # first sender after that writes a new epoch (base.CommandBatch).
+        # Names this numbering; the first sender after a data loss writes a new one.
         self._epoch = f"{prefix}:cmd:epoch"
 
     def version(self) -> str | None:
@@ -73,12 +68,10 @@ class CacheStore(FleetStore):
         self.cache.set(f"{self.p}:proc:{safe_key(proc)}", dict(data), ttl)
         index_key = f"{self.p}:procs"
         index: dict[str, float] = self.cache.get(index_key) or {}
-        # The index is read-modify-write (a cache has no sets): write it only when this
-        # process is new or half-way to ageing out, so racing writers rarely collide,
-        # and a lost entry is restored on the next publish.
+        # Read-modify-write (a cache has no sets): written only when this process is new or
+        # half-way to ageing out, so racing writers rarely collide (a lost entry comes back
+        # next time).  Times by each host's clock, kept with room for clocks that disagree.
         if now - index.get(proc, 0.0) > ttl / 2:
-            # Times by each host's clock: kept with room for clocks that disagree; the
-            # report's own expiry says who is live.
             index = {p: t for p, t in index.items() if now - t <= ttl + base.CLOCK_SKEW}
             index[proc] = now
             self.cache.set(index_key, index, None)
@@ -165,4 +158,4 @@ class CacheStore(FleetStore):
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
         keys = {f"{self.p}:open:{safe_key(b)}": b for b in breakers}
         found = self.cache.get_many(list(keys))
-        return {keys[k]: float(v) for k, v in found.items()}
+        return {keys[k]: base.number(v) for k, v in found.items()}

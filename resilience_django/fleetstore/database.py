@@ -1,12 +1,5 @@
 """The fleet store in the project's database: works with nothing else shared (costs and
-clean-up: docs/deployment.md).
-
-A command's number is its row id.  Ids are taken at insert but seen at commit: a reader
-that saw 12 before 11 committed would skip 11 for good, so senders hold a row lock until
-their commit (SQLite, one writer at a time, needs none).  The version is the token
-:meth:`DatabaseStore.bump_version` writes plus each rule table's latest ``updated_at``, so
-an edit that bypasses the signals (``QuerySet.update(..., updated_at=now())``) is seen too.
-"""
+clean-up: docs/deployment.md; command numbering: docs/breakers.md, "Command ordering")."""
 
 from __future__ import annotations
 
@@ -53,6 +46,8 @@ class DatabaseStore(FleetStore):
         self._next_housekeeping = 0.0
 
     def version(self) -> str | None:
+        # The token bump_version writes plus each rule table's latest ``updated_at``: an
+        # edit that bypasses the signals (``QuerySet.update(updated_at=now())``) is seen too.
         from ..models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
 
         rules: tuple[type[Model], ...] = (LimitRule, BreakerPolicy, RouteDeadline, SheddingRule)
@@ -130,7 +125,7 @@ class DatabaseStore(FleetStore):
             return {}
         keys = {_open_key(b): b for b in breakers}
         rows = FleetValue.objects.filter(key__in=list(keys), expires_at__gt=Now())
-        return {keys[k]: float(v) for k, v in rows.values_list("key", "value")}
+        return {keys[k]: base.number(v) for k, v in rows.values_list("key", "value")}
 
     def recover(self) -> None:
         # The connection may be the broken part (a restarted server, a dropped socket):

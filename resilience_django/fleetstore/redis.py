@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from . import base
-from .base import VERSION_KEY, CommandBatch, FleetStore, command_seq, safe_key, text
+from .base import VERSION_KEY, CommandBatch, FleetStore, number, safe_key, text
 
 __all__ = ["RedisStore"]
 
@@ -32,10 +32,8 @@ class RedisStore(FleetStore):
         *,
         connect: Callable[[], Any] | None = None,
     ) -> None:
-        """``client``, or ``connect``: builds it at first use.  redis-py's sync
-        ``RedisCluster`` connects (and raises if no node answers) when built, so building
-        the store must not build it: a store made while the cluster is down would raise
-        on the path that builds the runtime, and the process would never report."""
+        """``client``, or ``connect``: builds it at first use (a sync ``RedisCluster``
+        connects as it is built: made while the cluster is down, it would raise here)."""
         if (client is None) == (connect is None):
             raise TypeError("RedisStore takes a client or connect, not both nor neither")
         self._client = client
@@ -46,14 +44,12 @@ class RedisStore(FleetStore):
         self._source = source.read_text(encoding="utf-8")
         self._script: Any = None if client is None else client.register_script(self._source)
         self._cmd_keys = [f"{self.p}:cmd:seq", f"{self.p}:cmd:log", f"{self.p}:cmd:standing"]
-        # Names this numbering: Redis restarted without its data numbers from 1 again, and
-        # the first sender after that writes a new epoch (base.CommandBatch).
+        # Names this numbering; the first sender after a data loss writes a new one.
         self._epoch_key = f"{self.p}:cmd:epoch"
 
     @property
     def client(self) -> Any:
-        """The client, built by the first call that needs it (a build that raises, the
-        cluster being down, raises there as that call would, and the next call tries again)."""
+        """The client, built by the first call that needs it (one that raises, the next retries)."""
         client = self._client
         if client is None:
             assert self._connect is not None
@@ -88,7 +84,8 @@ class RedisStore(FleetStore):
         if not procs:
             return []
         values = self.client.mget([f"{self.p}:proc:{safe_key(text(p))}" for p in procs])
-        return [json.loads(v) for v in values if v is not None]
+        reports = [_load(v) for v in values if v is not None]
+        return [r for r in reports if isinstance(r, dict)]  # a corrupted one hides no other
 
     def send_command(self, breaker: str, action: str) -> int:
         # Read at call time so tests can shorten the log.
@@ -103,18 +100,21 @@ class RedisStore(FleetStore):
             pipe = self.client.pipeline(transaction=False)
             pipe.get(seq_key)
             pipe.get(self._epoch_key)
-            pipe.zrangebyscore(log_key, after + 1, "+inf", start=0, num=base.READ_BATCH)
+            # Numbered by score, not by content: an entry that does not parse still has one.
+            pipe.zrangebyscore(
+                log_key, after + 1, "+inf", start=0, num=base.READ_BATCH, withscores=True
+            )
             head_raw, epoch_raw, raw = pipe.execute()
             head = int(head_raw or 0)
-            log = [json.loads(v) for v in raw]
             # Another epoch: Redis lost its data, these are not the numbers `after` counted
             # (a reader that saw none yet read before the first command was sent).
             current = _text_or_none(epoch_raw)
             same = epoch is None or current == epoch
             if same and head == after:
                 return CommandBatch(None, [], after, epoch=current)
-            if same and head > after and log and command_seq(log[0]) == after + 1:
-                return CommandBatch(None, log, command_seq(log[-1]), epoch=current)
+            if same and head > after and raw and int(raw[0][1]) == after + 1:
+                log = [_load(v) for v, _ in raw]
+                return CommandBatch(None, log, int(raw[-1][1]), epoch=current)
             # The log no longer reaches back to `after` (trimmed, or Redis lost its
             # data): start over from the standing commands.
         pipe = self.client.pipeline(transaction=True)  # the head and the map it belongs to
@@ -122,7 +122,7 @@ class RedisStore(FleetStore):
         pipe.get(self._epoch_key)
         pipe.hgetall(standing_key)
         head_raw, epoch_raw, raw_standing = pipe.execute()
-        standing = {text(k): json.loads(v) for k, v in raw_standing.items()}
+        standing = {text(k): _load(v) for k, v in raw_standing.items()}
         return CommandBatch(standing, [], int(head_raw or 0), epoch=_text_or_none(epoch_raw))
 
     def set_open_until(self, breaker: str, until: float) -> None:
@@ -134,8 +134,15 @@ class RedisStore(FleetStore):
         if not breakers:
             return {}
         values = self.client.mget([f"{self.p}:open:{safe_key(b)}" for b in breakers])
-        return {b: float(v) for b, v in zip(breakers, values, strict=True) if v is not None}
+        return {b: number(v) for b, v in zip(breakers, values, strict=True) if v is not None}
 
 
 def _text_or_none(value: Any) -> str | None:
     return None if value is None else text(value)
+
+
+def _load(value: bytes) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:  # hand-edited or corrupted: the reader skips it
+        return None

@@ -49,9 +49,8 @@ def build() -> FleetStore:
         from ..limiting.redis_conn import make_sync_client, make_sync_client_from_url
         from .redis import RedisStore
 
-        # Only background threads and operator tools use it, so a generous timeout
-        # costs no request anything.  The client is built at first use, not here: a sync
-        # RedisCluster connects as it is built (docs/redis.md#redis-cluster).
+        # Only background threads and operator tools use it: a generous timeout costs no
+        # request anything.  Built at first use (RedisStore, docs/redis.md#redis-cluster).
         url = settings.fleet.url
         if url:
             return RedisStore(prefix=prefix, connect=lambda: make_sync_client_from_url(url, 1.0))

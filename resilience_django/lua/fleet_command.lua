@@ -1,9 +1,6 @@
--- One operator command for the breaker fleet, atomically:
--- take the next sequence number, append the command to the log (a sorted set
--- scored by number, trimmed to the newest ARGV[4]), and make it the breaker's
--- standing command.  Being one script, the log and the standing map always
--- agree, and their order is the sequence order.
---
+-- One operator command for the breaker fleet, in one atomic step (docs/breakers.md): the next
+-- number, appended to the log (a sorted set scored by number, the newest ARGV[4] kept), and
+-- the breaker's standing command.
 -- KEYS[1] sequence counter, KEYS[2] log, KEYS[3] standing hash (one hash tag)
 -- ARGV[1] breaker, ARGV[2] action, ARGV[3] wall-clock time, ARGV[4] log length
 local seq = redis.call('INCR', KEYS[1])

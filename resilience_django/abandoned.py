@@ -1,7 +1,5 @@
-"""Sync views answered 504 at their deadline keep their slot until their thread ends.
-
-Why, and how the end of the thread is noticed: docs/deadlines.md, "Abandoned sync views".
-"""
+"""Sync views answered 504 at their deadline keep their slot until their thread ends
+(why, and how that is noticed: docs/deadlines.md, "Abandoned sync views")."""
 
 from __future__ import annotations
 
@@ -29,13 +27,9 @@ def _nothing() -> None:
 def hold_until_thread_ends(
     route: str | None, permit: Permit | None, trial: Callable[[], None] | None = None
 ) -> None:
-    """Count an abandoned sync view of ``route``; release ``permit`` when its thread ends.
-
-    Call it in the request's task (its context names the request's thread), as
-    the 504 is decided.  ``route`` ``None``: the client went away, no 504 and
-    nothing counted, but the slot is held all the same, and so is the route
-    breaker's ``trial`` (freed with no verdict when the thread ends).
-    """
+    """Count an abandoned sync view of ``route``; release ``permit`` and ``trial`` when its
+    thread ends.  Call it in the request's task (its context names the request's thread);
+    ``route`` ``None``: the client went away, nothing counted, the slot held all the same."""
     if route is not None:
         metrics.abandoned_views(route, 1)
     task = asyncio.get_running_loop().create_task(_wait(route, permit, trial))

@@ -14,10 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponseBase
 
 from . import clock as _clock
-from . import metrics, responses
+from . import responses
 from .asgi_deadline import Message, Receive, Send, run_with_deadline
 from .checks import MIDDLEWARE_PATH
 from .deadline import Deadline, _current
@@ -30,8 +31,7 @@ __all__ = ["ResilienceASGIMiddleware"]
 logger = logging.getLogger("resilience_django.deadline")
 
 Scope = MutableMapping[str, Any]
-# Loose on purpose: Django's ASGIHandler, Starlette apps and plain functions
-# all differ in how they spell scope/receive/send in their type hints.
+# Loose on purpose: ASGI apps spell scope/receive/send differently in their hints.
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 # The Django middleware answers at the deadline with the real request at hand
@@ -40,8 +40,7 @@ _GRACE = 0.005
 
 
 class _Shim:
-    """What a response handler gets for a request Django has not built yet (built only
-    for a response): ``META`` (with ``HTTP_ACCEPT``), ``method``, ``path``, ``path_info``."""
+    """What a response handler gets for a request Django has not built yet."""
 
     __slots__ = ("META", "method", "path", "path_info", "scope")
 
@@ -65,12 +64,9 @@ async def send_response(send: Send, response: HttpResponseBase) -> None:
 class ResilienceASGIMiddleware:
     """Starts each request's deadline before Django runs; see the module docstring.
 
-    ``enforce_deadline``: answer 504 at the deadline here, not waiting for the app
-    (docs/deadlines.md, "The ASGI wrapper alone").  By default only when no
-    ``ResilienceMiddleware`` in async mode does it (none in ``MIDDLEWARE``, or one
-    that a sync-only middleware below it puts in sync mode), since a second timer
-    would only cost a schedule and a cancel; ``True`` when the app also serves
-    routes not through Django.
+    ``enforce_deadline``: answer 504 at the deadline here (docs/deadlines.md, "The ASGI
+    wrapper alone"); by default only when no ``ResilienceMiddleware`` in async mode does
+    it.  ``True`` when the app also serves routes not through Django.
     """
 
     def __init__(self, app: ASGIApp, *, enforce_deadline: bool | None = None) -> None:
@@ -84,8 +80,7 @@ class ResilienceASGIMiddleware:
             return
         arrived = _clock.source()
         runtime = get_runtime()
-        # Servers pass the method as the client sent it ("get"); rules and
-        # Django speak upper case, so a lowercase method matches the same rules.
+        # Servers pass the method as the client sent it ("get"); rules speak upper case.
         method = normalize_method(scope.get("method", "GET"))
         path = scope_path(scope)
         scope[SCOPE_ARRIVED] = arrived
@@ -96,20 +91,25 @@ class ResilienceASGIMiddleware:
             await _deadline(send, _Shim(scope), deadline)
             return
         if runtime.limits_before_view:
+            limits = runtime.limits
+            assert limits is not None  # limits_before_view says so
             # A local store decides inline: no coroutine for the common case.
-            early = (
-                runtime.admit_scope_now(scope, method, path, _Shim)
+            result = (
+                limits.decide_scope_now(scope, method, path)
                 if runtime.arrival_on_loop
-                else await runtime.admit_scope(scope, _Shim)
+                else await limits.decide_scope(scope)
             )
+            early = runtime.scope_answer(scope, result, _Shim)
             if early is not None:
-                await send_response(send, early.response)
+                await send_response(send, early)
                 return
             if runtime.ratelimit_headers and scope.get(SCOPE_LIMITS) is not None:
                 send = _sending_ratelimit_headers(send, scope)
         django_enforces = self._django_enforces
         if django_enforces is None:
-            django_enforces = self._django_enforces = _django_enforces()
+            middleware = getattr(settings, "MIDDLEWARE", ())
+            enforces = MIDDLEWARE_PATH in middleware and cancels_at_deadline()
+            django_enforces = self._django_enforces = enforces
         token = _current.set(deadline)
         try:
             if deadline is None or django_enforces:
@@ -125,11 +125,13 @@ class ResilienceASGIMiddleware:
         shim = _Shim(scope)
 
         async def answer() -> None:
-            # Django logs its own 5xx; here Django never sees this one, so say it once.
+            # Django logs its own 5xx; here Django never sees this one, so say it once,
+            # escaped as Django escapes its request logs: a %0A in the path forges no line.
+            escaped = [s.encode("unicode_escape").decode("ascii") for s in (shim.method, shim.path)]
             logger.warning(
                 "Gateway Timeout: %s %s (route %s, budget %.3fs): answered 504 at the "
                 "deadline; the app goes on in the background until it stops",
-                shim.method, shim.path, deadline.route, deadline.budget,
+                *escaped, deadline.route, deadline.budget,
             )  # fmt: skip
             await _deadline(send, shim, deadline)
 
@@ -147,12 +149,6 @@ class ResilienceASGIMiddleware:
         )
 
 
-def _django_enforces() -> bool:
-    from django.conf import settings
-
-    return MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", ()) and cancels_at_deadline()
-
-
 def _sending_ratelimit_headers(send: Send, scope: Scope) -> Send:
     """``send``, adding the arrival decision's ``RateLimit`` headers as bytes when the
     response starts (why: docs/limits.md, "The ASGI fast path"; see ``Runtime.finish``)."""
@@ -168,7 +164,4 @@ def _sending_ratelimit_headers(send: Send, scope: Scope) -> Send:
 
 
 async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:
-    metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
-    await send_response(
-        send, responses.deadline_exceeded(shim, route=deadline.route, budget=deadline.budget)
-    )
+    await send_response(send, responses.deadline_response(shim, deadline))

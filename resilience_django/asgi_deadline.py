@@ -1,8 +1,5 @@
-"""The ASGI wrapper's own deadline: answer at the deadline, never wait for the app.
-
-Used by ``ResilienceASGIMiddleware`` when no ``ResilienceMiddleware`` runs behind it;
-what happens at the deadline, step by step: docs/deadlines.md, "The ASGI wrapper alone".
-"""
+"""The ASGI wrapper's own deadline, when no ``ResilienceMiddleware`` runs behind it: answer
+at the deadline, never wait for the app (docs/deadlines.md, "The ASGI wrapper alone")."""
 
 from __future__ import annotations
 
@@ -28,11 +25,8 @@ _background: set[asyncio.Future[None]] = set()
 
 
 class _Exchange:
-    """The app's ``send`` and ``receive``, which the wrapper can close at the deadline.
-
-    All on the loop thread: the flags are read and set between awaits, so the
-    wrapper and the app's task never see one half-done.
-    """
+    """The app's ``send`` and ``receive``, which the wrapper can close at the deadline
+    (its flags are read and set on the loop thread between awaits: never half-done)."""
 
     __slots__ = ("_exempt_stream", "_receive", "_send", "_woken", "closed", "exempt", "finished",
                  "idle", "receivers", "sending", "started")  # fmt: skip
@@ -60,9 +54,8 @@ class _Exchange:
         if kind == "http.response.start":
             self.started = True
             if self._exempt_stream():
-                # The body of an exempt route sees no deadline (its queries and
-                # outbound calls are not refused): set in the app's own context,
-                # as this runs in the app's task.
+                # The body of an exempt route sees no deadline: set in the app's own
+                # context, as this runs in the app's task.
                 self.exempt = True
                 _current.set(None)
         elif kind == "http.response.body" and not message.get("more_body", False):
@@ -134,8 +127,7 @@ async def run_with_deadline(
         task.result()  # the app's own outcome, exception included
         return
     if exchange.finished or exchange.exempt:
-        # The client has its whole answer (the app is tidying up), or the body
-        # is a long-lived stream the deadline does not cover.
+        # The client has its whole answer, or the body is an exempt long-lived stream.
         await task
         return
     exchange.closed = True
@@ -158,8 +150,7 @@ async def run_with_deadline(
         try:
             await send(_END)
         except Exception:
-            # The client is gone, or the body declared a Content-Length it
-            # now cannot reach: the server closes the connection either way.
+            # Client gone, or a Content-Length not reached: the server closes the connection.
             logger.debug("could not end a body cut at its deadline", exc_info=True)
     if not exchange.wake_receivers():
         task.cancel()

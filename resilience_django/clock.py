@@ -1,8 +1,5 @@
-"""The clock every time-based core takes, so tests can inject their own.
-
-Hot paths read :data:`source`, the clock's function itself, rather than pay a frame per
-reading through :func:`monotonic`; :func:`set_clock` replaces it (``testing.use_clock``).
-"""
+"""The clock every time-based core takes, so tests can inject their own; hot paths read
+:data:`source` itself (no frame per reading), which :func:`set_clock` replaces."""
 
 from __future__ import annotations
 
@@ -22,11 +19,8 @@ def monotonic() -> float:
 
 
 def set_clock(clock: Clock | None) -> Clock:
-    """Make ``clock`` the process clock (``None``: ``time.monotonic``); returns the previous one.
-
-    Call it between tests, not while requests run: times taken on one clock
-    mean nothing on the other.
-    """
+    """Make ``clock`` the process clock (``None``: ``time.monotonic``); returns the previous
+    one.  Between tests, not while requests run: one clock's times mean nothing on another."""
     global source
     previous = source
     source = time.monotonic if clock is None else clock

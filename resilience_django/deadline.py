@@ -1,8 +1,7 @@
 """Request deadlines: a budget that starts when the request arrives (docs/deadlines.md).
 
-The current deadline lives in a context variable, so it follows the request into async
-tasks and asgiref's threads.  The module object is callable, so that
-``@resilience_django.deadline("500ms")`` works beside ``deadline.remaining()``.
+The current deadline lives in a context variable (it follows the request into tasks and
+asgiref's threads); the module is callable, for ``@resilience_django.deadline("500ms")``.
 """
 
 from __future__ import annotations
@@ -63,9 +62,7 @@ class Deadline:
         route: str = "default",
         clock: Clock | None = None,
     ) -> None:
-        # None: the process clock, bound now (a deadline lives within one
-        # request, and set_clock is only called between them), so each
-        # reading is one call, not a call through clock.monotonic.
+        # None: the process clock, bound now (set_clock runs between requests).
         self._clock = clock = _clock.source if clock is None else clock
         self.started_at = started_at = clock() if started_at is None else started_at
         self.budget = budget
@@ -74,9 +71,7 @@ class Deadline:
         # The caller's own budget (grpc-timeout, X-Timeout-Ms) is the one in force:
         # running out of it says nothing about the route's health.
         self.by_caller = False
-        # _alarm and _loop are set by arm(): the alarm that cancels an async
-        # view, so a budget tightened later (by URL name, or a decorator) moves
-        # the cancellation too.  Unset until then, which costs requests nothing.
+        # _alarm, _loop and _grace stay unset until arm() (costing requests nothing).
 
     @property
     def enforced(self) -> bool:
@@ -87,11 +82,8 @@ class Deadline:
         self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, grace: float = 0.0
     ) -> Alarm:
         """Cancel ``task`` ``grace`` seconds after the budget runs out; call on ``loop``.
-
-        The caller disarms the returned alarm when the task's work ends and asks
-        it, on ``CancelledError``, whether the cancellation was the deadline's.
-        A budget tightened later moves the alarm of the last ``arm``.
-        """
+        The caller closes the alarm when the work ends and asks it, on ``CancelledError``,
+        whether it fired; a budget tightened later moves the last ``arm``'s alarm."""
         alarm = alarm_clock(loop).arm(task, loop.time() + self.expires_at - self._clock() + grace)
         self._alarm, self._loop, self._grace = alarm, loop, grace
         return alarm
@@ -115,8 +107,7 @@ class Deadline:
         loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
         if loop is None:
             return
-        # A sync view tightening its budget runs in a worker thread; the alarm
-        # belongs to the event loop and must be moved there.
+        # From a sync view's worker thread: the alarm is moved on its event loop.
         try:
             in_loop = asyncio.get_running_loop() is loop
         except RuntimeError:
@@ -206,11 +197,8 @@ def parse_header(name: str, value: str) -> float | None:
 
 
 def deadline(budget: str | float) -> Callable[[F], F]:
-    """Give one view a tighter budget than its route: ``@deadline("500ms")``.
-
-    The budget counts from the request's arrival, like every deadline, and
-    only ever tightens: a route budget that is already shorter wins.
-    """
+    """Give one view a tighter budget than its route: ``@deadline("500ms")``, counted from
+    the request's arrival; it only ever tightens (a shorter route budget wins)."""
     seconds = parse_deadline_budget(budget)  # more than zero, a day at most, as in settings
 
     def enter(view: Callable[..., Any]) -> tuple[Deadline, Token[Deadline | None] | None]:
@@ -235,13 +223,10 @@ def deadline(budget: str | float) -> Callable[[F], F]:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 dl, token = enter(view)
                 try:
-                    # An alarm on this loop cancels the request (and with it this
-                    # view); one on another loop (asyncio.run in a sync view's
-                    # thread) cannot reach here.
+                    # An alarm on this loop cancels the request, and this view with it;
+                    # without one (no middleware, asyncio.run in a thread) enforce it here.
                     if dl.enforced and dl._loop is asyncio.get_running_loop():
                         return await view(*args, **kwargs)
-                    # Used without the middleware, or out of its alarm's reach:
-                    # enforce it here.
                     timeout = asyncio.timeout(dl.remaining())
                     try:
                         async with timeout:

@@ -1,7 +1,5 @@
-"""How a request's budget is chosen: route budget, default, incoming headers.
-
-Framework-free, so the Django middleware and the ASGI wrapper choose the same way.
-"""
+"""How a request's budget is chosen: route budget, default, incoming headers (framework-free,
+so the Django middleware and the ASGI wrapper choose the same way)."""
 
 from __future__ import annotations
 
@@ -36,11 +34,9 @@ class DeadlineSettings:
     default: float | None = 30.0
     headers: tuple[str, ...] = ("grpc-timeout", "x-timeout-ms")
     routes: tuple[RouteBudget, ...] = ()
-    # Taken off the remaining budget before it is sent downstream, so the
-    # downstream's answer has time to travel back before our own deadline.
+    # Kept off the budget sent downstream, for the answer's way back.
     outbound_margin: float = 0.010
-    # Routes whose streamed bodies may outlive the budget (server-sent events,
-    # downloads): the deadline covers their view, not the body it streams.
+    # Routes whose streamed bodies may outlive the budget (events, downloads).
     exempt_streams: tuple[RouteMatcher, ...] = ()
 
 
@@ -50,30 +46,17 @@ _MAX_CACHED_PATH = 128
 
 
 class DeadlinePolicy:
-    __slots__ = (
-        "_budgets",
-        "_exempt_streams",
-        "_path_index",
-        "_raw_names",
-        "_view_routes",
-        "default",
-        "header_meta_keys",
-        "needs_view_name",
-    )
-
     def __init__(self, settings: DeadlineSettings) -> None:
         self.default = settings.default
-        # Django's META spells headers as HTTP_GRPC_TIMEOUT; computed once here.
+        # (name, META key: HTTP_GRPC_TIMEOUT), and the same names as an ASGI server
+        # spells them (lower-case bytes) -> META key, for one pass over a scope's headers.
         self.header_meta_keys = tuple(
             (name, "HTTP_" + name.upper().replace("-", "_")) for name in settings.headers
         )
-        # The same headers as an ASGI server spells them (lower-case bytes), for
-        # one pass over a scope's headers: raw name -> META key.
         self._raw_names = {
             name.lower().encode("latin-1"): meta_key for name, meta_key in self.header_meta_keys
         }
-        # First match wins, in settings-then-admin order; the index skips the
-        # routes whose prefix the path does not start with.
+        # First match wins, in settings-then-admin order.
         self._path_index = RouteIndex(
             (r.matcher, r) for r in settings.routes if not r.matcher.needs_view_name
         )
@@ -81,8 +64,7 @@ class DeadlinePolicy:
         self._view_routes = tuple(r for r in settings.routes if r.matcher.needs_view_name)
         self.needs_view_name = bool(self._view_routes)
         self._exempt_streams = settings.exempt_streams
-        # (method, path) -> route_budget(): the route match once per path seen,
-        # not per request.  Bounded, as paths come from clients (see above).
+        # (method, path) -> route_budget(), bounded: paths come from clients.
         self._budgets: dict[tuple[str, str], tuple[float | None, str]] = {}
 
     def route_budget(self, method: str, path: str) -> tuple[float | None, str]:
@@ -102,8 +84,7 @@ class DeadlinePolicy:
 
     def exempts_stream(self, method: str, path: str, view_name: str | None) -> bool:
         """Whether a body streamed for this route may run past the deadline
-        (``DEADLINE["EXEMPT_STREAMS"]``); ``view_name`` is ``None`` before the URL
-        is resolved, when only path routes can match."""
+        (``DEADLINE["EXEMPT_STREAMS"]``); ``view_name`` ``None``: only path routes match."""
         return any(m.matches(method, path, view_name) for m in self._exempt_streams)
 
     def header_budget(self, meta: Mapping[str, str]) -> float | None:
@@ -119,15 +100,13 @@ class DeadlinePolicy:
                 logger.debug("ignored malformed %s header %r", name, value[:64])
             elif tightest is None or seconds < tightest:
                 tightest = seconds
-        # At most the longest budget settings allow: a grpc-timeout may ask for
-        # millennia, past what socket and lock timeouts can hold.
+        # At most MAX_DEADLINE: a grpc-timeout may ask for millennia, past socket timeouts.
         return tightest if tightest is None else min(tightest, MAX_DEADLINE)
 
     def start(
         self, method: str, path: str, meta: Mapping[str, str], started_at: float | None = None
     ) -> Deadline | None:
-        """The request's deadline from its ``META`` (or ``HTTP_*`` keys), or ``None``
-        when no budget applies at all."""
+        """The request's deadline from its ``META`` (``HTTP_*`` keys); ``None``: no budget."""
         found = self._budgets.get((method, path))
         if found is None:
             found = self.route_budget(method, path)

@@ -12,11 +12,8 @@ class ResilienceError(Exception):
 
 
 class ConfigError(ResilienceError, ValueError):
-    """A setting or admin value that cannot be used.
-
-    ``check_id`` is the Django system check id that reports it (``resilience.E0xx``)
-    and ``hint`` tells the user how to fix it; the admin forms show the message.
-    """
+    """A setting or admin value that cannot be used; ``check_id``: the system check that
+    reports it (``resilience.E0xx``), ``hint``: how to fix it."""
 
     def __init__(self, message: str, *, check_id: str, hint: str = "") -> None:
         super().__init__(message)
@@ -25,11 +22,8 @@ class ConfigError(ResilienceError, ValueError):
 
 
 class ConfigErrors(ConfigError):
-    """Every problem of one settings entry (a rule), so a check reports them all at once.
-
-    It reads as its first problem (message, ``check_id``, ``hint``) for code
-    that knows only ``ConfigError``; ``errors`` holds them all.
-    """
+    """Every problem of one settings entry (a rule), so a check reports them all at once;
+    it reads as its first problem to code that knows only ``ConfigError``."""
 
     def __init__(self, errors: Sequence[ConfigError]) -> None:
         first = errors[0]

@@ -1,8 +1,5 @@
-"""``ResilienceMiddleware``: the Django adapter around the framework-free cores.
-
-Sync and async capable: the mode is chosen once in ``__init__``, so the hot path has no
-branch on it, and no request state is kept on ``self``.
-"""
+"""``ResilienceMiddleware``: the Django adapter around the framework-free cores; sync and
+async capable (the mode chosen once in ``__init__``), with no request state on ``self``."""
 
 from __future__ import annotations
 
@@ -14,16 +11,16 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from . import abandoned, metrics, responses
+from . import abandoned, responses
 from . import clock as _clock
 from .breakers.state import CircuitOpen
 from .deadline import Deadline, DeadlineExceeded, _current
-from .runtime import Runtime, get_runtime, view_name_of
+from .responses import deadline_response
+from .runtime import INNER_EXCEPTION, Runtime, get_runtime, view_name_of
 
 __all__ = ["ResilienceMiddleware", "cancels_at_deadline"]
 
-# Set by ResilienceASGIMiddleware when it already ran: the middleware then
-# reuses its deadline and its limit decision, so each request is decided once.
+# Set by ResilienceASGIMiddleware: its deadline and limit decision are reused here.
 SCOPE_ARRIVED = "resilience.arrived"
 SCOPE_DEADLINE = "resilience.deadline"
 
@@ -31,9 +28,8 @@ Response = HttpResponseBase
 _current_task = asyncio.current_task
 _running_loop = asyncio.get_running_loop
 
-# Whether Django built this middleware in async mode in this process: only
-# then does it cancel async views at their deadline.  Below a sync-only
-# middleware Django builds it in sync mode, and the ASGI wrapper steps in.
+# Whether Django built this middleware in async mode in this process: only then does
+# it cancel async views at their deadline (else the ASGI wrapper steps in).
 _built_async = False
 
 
@@ -54,8 +50,7 @@ class ResilienceMiddleware:
             global _built_async
             _built_async = True
             markcoroutinefunction(self)
-            # Django adapts a sync process_view to async with a thread hop per
-            # request; giving it a coroutine in async mode avoids that.
+            # A coroutine: Django would adapt a sync process_view with a thread hop.
             self.process_view = self._process_view_async
         else:
             self.process_view = self._process_view_sync
@@ -63,36 +58,33 @@ class ResilienceMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
             return self.__acall__(request)
-        # One runtime for the whole request, process_view included, even if an
-        # admin edit swaps it meanwhile (and one lookup instead of two).
+        # One runtime for the whole request, even if an admin edit swaps it meanwhile.
         request._resilience_runtime = runtime = get_runtime()  # type: ignore[attr-defined]
         deadline = _start(request, runtime)
         if deadline is not None and deadline.expired():
-            return _deadline_response(request, deadline)
+            return deadline_response(request, deadline)
         token = _current.set(deadline)
         try:
             early = runtime.admit_sync(request) if runtime.any_before_view else None
             if early is not None:
                 # A later stage refused: give back what earlier stages took.
-                return runtime.finish(request, early.response)
+                return runtime.finish(request, early)
             try:
                 response: Response = self.get_response(request)
             except BaseException:
                 runtime.release(request, timed_out=False)
                 raise
-            if response.status_code == 500:
-                response = self._inner_exception(request, response)
             if (
                 deadline is not None
                 and getattr(response, "streaming", False)
                 and deadline.expired()
                 and runtime.bounds_stream(request)
             ):
-                # A late sync view (WSGI) streaming a body that may not send a
-                # byte: a 504 says so, an empty 200 would not.
-                response.close()
+                # A late sync view (WSGI) streaming a body that may not send a byte: a 504
+                # says so, an empty 200 would not.  Released first: close() may raise.
                 runtime.release(request, timed_out=True, by_caller=deadline.by_caller)
-                return _deadline_response(request, deadline)
+                response.close()
+                return deadline_response(request, deadline)
             return runtime.finish(request, response, deadline)
         finally:
             _current.reset(token)
@@ -101,13 +93,11 @@ class ResilienceMiddleware:
         request._resilience_runtime = runtime = get_runtime()  # type: ignore[attr-defined]
         deadline = _start(request, runtime)
         if deadline is not None and deadline.expired():
-            return _deadline_response(request, deadline)
-        # Behind the ASGI wrapper the request's task already carries the
-        # deadline (tasks copy their context): no second set and reset.
+            return deadline_response(request, deadline)
+        # Behind the ASGI wrapper the task already carries the deadline (context copied).
         token = None if _current.get() is deadline else _current.set(deadline)
         try:
-            # No coroutine when nothing is decided on arrival, nor when nothing
-            # decided on arrival can wait (a local store, no bulkhead).
+            # No coroutine when nothing is decided on arrival, or nothing there can wait.
             if runtime.any_before_view:
                 early = (
                     runtime.admit_sync(request)
@@ -116,7 +106,7 @@ class ResilienceMiddleware:
                 )
                 if early is not None:
                     # A later stage refused: give back what earlier stages took.
-                    return runtime.finish(request, early.response)
+                    return runtime.finish(request, early)
             if deadline is None:
                 try:
                     response: Response = await self.get_response(request)
@@ -126,8 +116,6 @@ class ResilienceMiddleware:
                 except BaseException:
                     runtime.release(request, timed_out=False)
                     raise
-                if response.status_code == 500:
-                    response = self._inner_exception(request, response)
                 return runtime.finish(request, response, None)
             loop = _running_loop()
             task = _current_task(loop)
@@ -136,29 +124,23 @@ class ResilienceMiddleware:
             try:
                 response = await self.get_response(request)
             except asyncio.CancelledError:
-                # Only our own alarm turns into a 504; a cancellation from
-                # elsewhere (the client went away) goes on.
+                # Only our own alarm turns into a 504; another cancellation (client gone) goes on.
                 if alarm.fired_for(task):
                     _abandon(request, runtime, deadline)
-                    return _deadline_response(request, deadline)
+                    return deadline_response(request, deadline)
                 _abandon(request, runtime, None)
                 raise
             except BaseException:
-                # Failed, or cancelled: the slot and the breaker trial must
-                # not stay taken.
+                # Failed: the slot and the breaker trial must not stay taken.
                 runtime.release(request, timed_out=False)
                 raise
             finally:
                 swallowed = alarm.close(task)
             if swallowed:
-                # The view caught our cancellation and answered anyway, late: the
-                # deadline's 504 stands (docs/deadlines.md, "Views that catch the
-                # cancellation").  Not response.close(): that sends request_finished
-                # here on the loop, and Django closes the response it is given.
+                # The view caught our cancellation and answered late: the 504 stands
+                # (docs/deadlines.md).  Not response.close(): Django closes what it gets.
                 runtime.release(request, timed_out=True, by_caller=deadline.by_caller)
-                return _deadline_response(request, deadline)
-            if response.status_code == 500:
-                response = self._inner_exception(request, response)
+                return deadline_response(request, deadline)
             return runtime.finish(request, response, deadline)
         finally:
             if token is not None:
@@ -172,8 +154,7 @@ class ResilienceMiddleware:
         runtime = _view_stage(request)
         if runtime is None:
             return None
-        early = runtime.admit_sync(request, view_name_of(request), before_view=False)
-        return None if early is None else early.response
+        return runtime.admit_sync(request, view_name_of(request), before_view=False)
 
     async def _process_view_async(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
@@ -181,45 +162,20 @@ class ResilienceMiddleware:
         runtime = _view_stage(request)
         if runtime is None:
             return None
-        early = await runtime.admit_async(request, view_name_of(request), before_view=False)
-        return None if early is None else early.response
-
-    def _inner_exception(self, request: HttpRequest, response: Response) -> Response:
-        """A 500 that one of our exceptions, escaping a middleware below this one, became
-        (Django answers those before we see them): its own status code instead."""
-        exception = getattr(request, _INNER_EXCEPTION, None)
-        if exception is None:
-            return response
-        return self.process_exception(request, exception) or response
+        return await runtime.admit_async(request, view_name_of(request), before_view=False)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Response | None:
         """Turn our own exceptions escaping a view into their status codes, not a 500."""
-        if isinstance(exception, DeadlineExceeded):
-            deadline = _current.get()
-            if deadline is None:
-                return responses.deadline_exceeded(request, route="view", budget=0.0)
-            return _deadline_response(request, deadline)
-        if isinstance(exception, CircuitOpen):
-            # A dependency's breaker is open and the view did not handle it:
-            # that is "unavailable, retry later", not a server bug.
-            name, retry_after = exception.name, exception.retry_after
-            return responses.unavailable(
-                request, reason="breaker_open", name=name, retry_after=retry_after
-            )
-        return None
-
-
-# Where note_inner_exception leaves one of our exceptions for the middleware.
-_INNER_EXCEPTION = "_resilience_inner_exception"
+        return responses.for_exception(request, exception)
 
 
 def note_inner_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
     """``got_request_exception`` receiver: Django is turning an exception into a 500; if
-    it is ours (an open breaker, a deadline), remember it so the middleware answers with
-    its status code (503, 504) instead."""
+    it is ours (an open breaker, a deadline), ``Runtime.finish`` answers with its status
+    code (503, 504) instead."""
     exception = sys.exc_info()[1]
     if request is not None and isinstance(exception, DeadlineExceeded | CircuitOpen):
-        setattr(request, _INNER_EXCEPTION, exception)
+        setattr(request, INNER_EXCEPTION, exception)
 
 
 def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
@@ -227,8 +183,7 @@ def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
     arrived = None
     if scope is not None:
         if SCOPE_DEADLINE in scope:
-            # The ASGI wrapper decided, no budget included: its headers were read
-            # (and a bad one counted) once.
+            # The ASGI wrapper decided (its headers read, and a bad one counted, once).
             existing: Deadline | None = scope[SCOPE_DEADLINE]
             return existing
         arrived = scope.get(SCOPE_ARRIVED)
@@ -241,24 +196,19 @@ def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:
 
 
 def _view_stage(request: HttpRequest) -> Runtime | None:
-    """The request's runtime once the view is known, if anything is decided at the
-    view (the deadline is tightened by view name either way)."""
+    """The request's runtime if anything is decided at the view (after tightening the
+    deadline by view name)."""
     try:
         runtime: Runtime = request._resilience_runtime  # type: ignore[attr-defined]
     except AttributeError:  # called without the middleware's __call__ first
         runtime = get_runtime()
     if runtime.deadlines.needs_view_name:
-        _tighten_by_view_name(request, runtime)
+        method, path = request.method or "GET", request.path_info
+        found = runtime.deadlines.view_budget(method, path, view_name_of(request))
+        deadline = _current.get()
+        if found is not None and deadline is not None:
+            deadline.tighten(found[0], route=found[1])
     return runtime if runtime.any_at_view else None
-
-
-def _tighten_by_view_name(request: HttpRequest, runtime: Runtime) -> None:
-    match = request.resolver_match
-    view_name = match.view_name if match is not None else None
-    found = runtime.deadlines.view_budget(request.method or "GET", request.path_info, view_name)
-    deadline = _current.get()
-    if found is not None and deadline is not None:
-        deadline.tighten(found[0], route=found[1])
 
 
 def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline | None) -> None:
@@ -271,15 +221,8 @@ def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline | None) 
         # An async view's task is unwound by now: nothing of it runs on.
         runtime.release(request, timed_out=timed_out, by_caller=by_caller)
         return
-    # A sync view's thread runs on; its slot stays taken until the thread
-    # ends, so the bulkhead bounds the work actually running.  So does a route
-    # breaker's trial whose client went away: the trial is still running.
-    permit = runtime.take_permit(request)
-    trial = None if timed_out else runtime.take_trial(request)
+    # A sync view's thread runs on: its slot (and, client gone, its route breaker's
+    # trial) stays taken until the thread ends, so the bulkhead bounds the real work.
+    permit, trial = runtime.take_held(request, trial=not timed_out)
     runtime.release(request, timed_out=timed_out, by_caller=by_caller)
     abandoned.hold_until_thread_ends(deadline.route if deadline else None, permit, trial)
-
-
-def _deadline_response(request: Any, deadline: Deadline) -> Response:
-    metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
-    return responses.deadline_exceeded(request, route=deadline.route, budget=deadline.budget)

@@ -1,7 +1,5 @@
 """The answers given instead of running the view: 429, 503 and 504 (docs/settings.md,
-``RESPONSE_HANDLERS``); and the one place that writes the limiter's ``RateLimit-Policy``/
-``RateLimit`` pairs (built Django-free in ``limiting/headers.py``) onto a Django response.
-"""
+``RESPONSE_HANDLERS``); the one writer of the ``RateLimit-Policy``/``RateLimit`` pairs."""
 
 from __future__ import annotations
 
@@ -14,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from . import metrics
+from .breakers.state import CircuitOpen
 from .conf import get_settings
+from .deadline import Deadline, DeadlineExceeded, _current
 from .observability import otel
 
 if TYPE_CHECKING:
@@ -89,8 +90,7 @@ def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
     if "retry_after" in details:
         exact = float(details["retry_after"])
         details["retry_after"] = whole_seconds(exact)
-        # Added after handlers were first documented: passed only to the handlers
-        # that take it, so a handler with a fixed keyword list keeps working.
+        # Only to the handlers that take it: a fixed keyword list keeps working.
         try:
             takes_exact = _takes_exact(handler)
         except TypeError:  # an unhashable callable: read its signature every time
@@ -113,6 +113,26 @@ def deadline_exceeded(request: HttpRequest | None, *, route: str, budget: float)
         f"The request did not finish within its {budget * 1000:.0f} ms budget.",
         None,
     )
+
+
+def deadline_response(request: Any, deadline: Deadline) -> HttpResponse:
+    """The 504 at ``deadline``, counted in ``resilience_deadline_exceeded_total``."""
+    metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
+    return deadline_exceeded(request, route=deadline.route, budget=deadline.budget)
+
+
+def for_exception(request: HttpRequest, exception: BaseException) -> HttpResponse | None:
+    """Our own exceptions escaping a view or a middleware as their status codes, not a 500."""
+    if isinstance(exception, DeadlineExceeded):
+        deadline = _current.get()
+        if deadline is None:
+            return deadline_exceeded(request, route="view", budget=0.0)
+        return deadline_response(request, deadline)
+    if isinstance(exception, CircuitOpen):
+        # An open breaker the view did not handle: "retry later", not a server bug.
+        name, retry_after = exception.name, exception.retry_after
+        return unavailable(request, reason="breaker_open", name=name, retry_after=retry_after)
+    return None
 
 
 def rate_limited(
@@ -157,8 +177,7 @@ def unavailable(
 
 def rate_limited_response(request: Any, result: LimitResult) -> HttpResponse:
     """The 429 for a request ``result`` rejected; ``request`` may be an ASGI shim."""
-    # Retry-After is at least one second: "0" would invite an instant retry
-    # that the window, rounding aside, has not yet made room for.
+    # At least one second: "0" invites a retry the window has no room for yet.
     return rate_limited(
         request,
         rules=result.rejected,

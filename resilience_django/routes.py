@@ -1,8 +1,5 @@
-"""Which requests a rule applies to: path prefix or regex, URL name, methods.
-
-Deadlines, limits, shedding and route breakers all select requests this way, through
-one matcher and one index; docs/limits.md ("Which requests a rule matches") has the rules.
-"""
+"""Which requests a rule applies to: path prefix or regex, URL name, methods; one matcher
+and one index for every kind of rule (docs/limits.md, "Which requests a rule matches")."""
 
 from __future__ import annotations
 
@@ -27,9 +24,8 @@ __all__ = [
 T = TypeVar("T")
 
 _STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
-# The methods clients send, in the cases they send them, mapped to the
-# upper-case name: one dict lookup per request instead of a new string.  Not
-# grown at run time, so a client inventing methods cannot grow it.
+# The methods clients send, as they send them, to the upper-case name: one lookup per
+# request instead of a new string; never grown, whatever methods clients invent.
 _METHOD_NAMES = {m: m for m in _STANDARD_METHODS} | {m.lower(): m for m in _STANDARD_METHODS}
 # An HTTP method is a token (RFC 9110): "GET, POST" or a look-alike letter never matches.
 _METHOD_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -68,8 +64,7 @@ class RouteMatcher:
     methods: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        # However the matcher was built, its methods are upper case and GET
-        # brings HEAD: matching is then one set lookup.
+        # Upper case, and GET brings HEAD, however built: matching is one set lookup.
         if self.methods is not None:
             object.__setattr__(self, "methods", method_set(self.methods))
 
@@ -192,12 +187,10 @@ def _checked_methods(methods: object, *, where: str, check_id: str) -> list[str]
 
 
 _position = itemgetter(0)
-# Rule lists shorter than this are scanned: a few ``startswith`` calls cost
-# about what slicing the path and looking prefixes up does.
+# Shorter rule lists are scanned: a few ``startswith`` cost about what the lookups do.
 LINEAR_BELOW = 8
-# A prefix's answer (its rules, those of the shorter prefixes it starts with,
-# and the prefix-less ones, in order) is built ahead of time up to this many
-# rules; a longer one is merged per request, so memory stays linear.
+# A prefix's answer is built ahead of time up to this many rules; a longer one is
+# merged per request, so memory stays linear.
 PREBUILT_MAX = 64
 
 _Pairs = tuple[tuple[int, T], ...]
@@ -206,10 +199,9 @@ _Pairs = tuple[tuple[int, T], ...]
 class RouteIndex(Generic[T]):
     """Rules found by path: the ones that may match, in their original order.
 
-    ``candidates(path)`` returns the items whose prefix the path starts with and those
-    without a prefix, in order; the caller still asks each one's matcher.  A path is
-    looked up once per distinct prefix *length*, longest first, and the longest prefix
-    found holds the whole answer.  Below ``linear_below`` rules: the plain scan.
+    ``candidates(path)``: the items whose prefix the path starts with and those without
+    one, in order (the caller still asks each matcher); one lookup per distinct prefix
+    *length*, longest first.  Below ``linear_below`` rules: the plain scan.
 
     >>> index = RouteIndex([(RouteMatcher(prefix="/api"), "a"), (RouteMatcher(), "b"),
     ...                     (RouteMatcher(prefix="/api/orders"), "c"),
@@ -259,9 +251,8 @@ class RouteIndex(Generic[T]):
         for length in lengths:
             if length > size:
                 continue
-            # Never empty for a prefix in the index (it holds the prefix's own
-            # rules): () means "no rule has this prefix"; None, an answer too
-            # long to keep built, merged per request.
+            # () means "no rule has this prefix" (an indexed one holds its own rules);
+            # None, an answer too long to keep built, merged per request.
             answer = answers.get(path[:length], ())
             if answer:
                 return answer

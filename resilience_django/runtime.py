@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
 
@@ -27,7 +27,7 @@ from .limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from .limiting.local import LocalLimiter
 from .limiting.rules import LimitRule
 from .live import AdminRules, admin_rules, maybe_reload
-from .responses import add_headers, rate_limited_response, unavailable
+from .responses import add_headers, for_exception, rate_limited_response, unavailable
 from .routes import RouteIndex, RouteMatcher
 from .shedding.bulkhead import Permit, Shed
 from .shedding.shedder import Shedder
@@ -35,7 +35,6 @@ from .streaming import guard_stream
 from .switch import limits_enabled
 
 __all__ = [
-    "Early",
     "RequestState",
     "Runtime",
     "discard_stores",
@@ -44,17 +43,12 @@ __all__ = [
     "view_name_of",
 ]
 
-# Attribute on the Django request holding what admission took (a permit, a
-# limit result), for `finish` to give back and report.
+# Request attribute holding what admission took, for ``finish`` to give back.
 STATE_ATTR = "_resilience_state"
+# Our exception Django turned into a 500 below us (middleware.note_inner_exception).
+INNER_EXCEPTION = "_resilience_inner_exception"
 # Scope key under which the ASGI fast path leaves its limit decision.
 SCOPE_LIMITS = "resilience.limits"
-
-
-class Early(NamedTuple):
-    """A response given without running the view (429, 503)."""
-
-    response: HttpResponseBase
 
 
 class RequestState:
@@ -68,11 +62,8 @@ class RequestState:
     refused = False
 
     def end_breaker(self, failed: bool | None, *, by_caller: bool = False) -> None:
-        """The route breaker's verdict on the view (``None``: none, only free its trial).
-
-        ``by_caller``: the view ran out of its caller's own, tighter budget, which
-        says the route is slow only if the call already took ``slow_call``.
-        """
+        """The route breaker's verdict on the view (``None``: none, only free its trial);
+        ``by_caller``: the caller's own budget ran out, a slow call only past ``slow_call``."""
         breaker, token = self.breaker, self.token
         if breaker is None or token is None:
             return
@@ -100,8 +91,7 @@ class _Stores:
         self.shedder = Shedder()
         self.distributed: HybridLimiter | None = None
         if settings.backend == "redis" and settings.redis_settings is not None:
-            # The fallback shares the local store: its keys carry the policy
-            # and the share, so they never collide with local-scope rules.
+            # The fallback shares the local store: its keys never collide with local rules'.
             self.distributed = build_hybrid_limiter(
                 settings.redis_settings,
                 fallback_latency=settings.fallback_latency,
@@ -112,8 +102,7 @@ class _Stores:
             register_limiter_health(None)
 
     @staticmethod
-    def _key(settings: ResilienceSettings) -> tuple[Any, ...]:
-        s = settings
+    def _key(s: ResilienceSettings) -> tuple[Any, ...]:
         return (s.backend, s.redis_settings, s.fallback, s.fallback_latency, s.local_max_keys)
 
     def engine(self, rules: tuple[LimitRule, ...], settings: ResilienceSettings) -> LimitEngine:
@@ -122,9 +111,6 @@ class _Stores:
         if shared is None:
             return LimitEngine(rules, self.local, trusted_proxies=trusted)
         return LimitEngine(rules, shared, local=self.local, trusted_proxies=trusted)
-
-    def matches(self, settings: ResilienceSettings) -> bool:
-        return self.key == self._key(settings)
 
     def close(self) -> None:
         if self.distributed is not None:
@@ -145,8 +131,7 @@ class Runtime:
         self.settings = settings
         self.stores = stores
         admin = admin or AdminRules()
-        # Settings rules first, then the admin's (live leaves out admin rules named
-        # like a settings one: settings win).
+        # Settings rules first, then the admin's (live drops those named like a setting).
         self.deadlines = DeadlinePolicy(
             replace(settings.deadline, routes=settings.deadline.routes + admin.route_budgets)
         )
@@ -154,16 +139,13 @@ class Runtime:
         rules = tuple(r for r in settings.limits + admin.limit_rules if not r.after_auth)
         engine = stores.engine(rules, settings)
         self.limits: LimitEngine | None = engine if engine else None
-        # Rules keyed by user or a callable need AuthenticationMiddleware, and
-        # rules naming a view need the resolved URL: those are decided in
-        # process_view, all of the request's rules together (all-or-nothing).
-        # The rest are decided on arrival, before any other middleware costs.
+        # Rules keyed by user or a callable (AuthenticationMiddleware) or naming a view
+        # put all the request's rules in process_view (all-or-nothing); else on arrival.
         self.limits_before_view = self.limits is not None and not (
             engine.needs_view_name or engine.needs_request
         )
-        # The shedder lives with the stores: a rebuild (an admin edit) must not
-        # hand out a fresh set of slots while requests still hold the old ones.
-        # First match decides: settings rules first, so they win here too.
+        # The shedder lives with the stores: a rebuild (an admin edit) must not hand
+        # out fresh slots while requests hold the old ones.  Settings rules first.
         shedding = settings.shedding + admin.shedding_rules if limits_enabled() else ()
         stores.shedder.update(shedding)
         self.shedder: Shedder | None = stores.shedder if shedding else None
@@ -172,7 +154,6 @@ class Runtime:
         # (breaker name, matcher) of the breakers that guard routes, settings' first.
         both = (*settings.breakers.items(), *admin.breaker_policies.items())
         self.route_breakers = tuple((n, p.route) for n, p in both if p.route is not None)
-        # The index only skips the routes whose prefix the path does not start with.
         self.breaker_index: RouteIndex[tuple[str, RouteMatcher]] = RouteIndex(
             (matcher, (name, matcher)) for name, matcher in self.route_breakers
         )
@@ -182,9 +163,8 @@ class Runtime:
         self.any_before_view = (
             self.limits_before_view or self.shed_before_view or self.breakers_before_view
         )
-        # The arrival stages may run inline on the event loop (the sync
-        # admission, no coroutines) when none can wait: no bulkhead queue, and
-        # limits decided by the local store with keys that read nothing blocking.
+        # The arrival stages run inline on the event loop (no coroutines) when none can
+        # wait: no bulkhead queue, limits on the local store with non-blocking keys.
         self.arrival_on_loop = not self.shed_before_view and (
             not self.limits_before_view or engine.loop_safe
         )
@@ -196,44 +176,26 @@ class Runtime:
 
     # -- admission ----------------------------------------------------------------
 
-    async def admit_scope(self, scope: Any, make_shim: Callable[[Any], Any]) -> Early | None:
-        """The ASGI fast path: the limits that need no Django request (``make_shim(scope)``
-        stands in for the request in a 429)."""
-        if not self.limits_before_view or self.limits is None:
-            return None
-        return self._scope_answer(scope, make_shim, await self.limits.decide_scope(scope))
-
-    def admit_scope_now(
-        self, scope: Any, method: str, path: str, make_shim: Callable[[Any], Any]
-    ) -> Early | None:
-        """``admit_scope`` without a coroutine, when ``arrival_on_loop``; ``method``
-        (upper case) and ``path`` (``scope_path``) as the caller computed them."""
-        if not self.limits_before_view or self.limits is None:
-            return None
-        return self._scope_answer(
-            scope, make_shim, self.limits.decide_scope_now(scope, method, path)
-        )
-
-    @staticmethod
-    def _scope_answer(
-        scope: Any, make_shim: Callable[[Any], Any], result: LimitResult | None
-    ) -> Early | None:
+    def scope_answer(
+        self, scope: Any, result: LimitResult | None, make_shim: Callable[[Any], Any]
+    ) -> HttpResponseBase | None:
+        """The ASGI fast path's limit ``result`` (``make_shim(scope)`` stands in for the
+        request in a 429); an admitted one is left in the scope for ``admit_*``."""
         global _scope_decides
         if result is None:
             return None
         if not result.allowed:
-            return Early(rate_limited_response(make_shim(scope), result))
+            return rate_limited_response(make_shim(scope), result)
         _scope_decides = True
         scope[SCOPE_LIMITS] = result
         return None
 
-    # Stages run in the documented order: limits (cheapest "no"), then the
-    # concurrency slot, then the route breaker, so a request refused by an
-    # earlier stage never holds a slot or a half-open trial.
+    # Stages in the documented order: limits (cheapest "no"), slot, route breaker, so a
+    # request refused by an earlier stage never holds a slot or a half-open trial.
 
     def admit_sync(
         self, request: HttpRequest, view_name: str | None = None, *, before_view: bool = True
-    ) -> Early | None:
+    ) -> HttpResponseBase | None:
         """On arrival (when ``any_before_view``): the stages needing neither user nor URL;
         in process_view (``before_view=False``, when ``any_at_view``): the others."""
         state, method, path = _state(request), request.method or "GET", request.path_info
@@ -244,7 +206,8 @@ class Runtime:
             result = decided or self.limits.decide(method, path, request, view_name)
             state.limits = result
             if not result.allowed:
-                return self._refused(state, Early(rate_limited_response(request, result)))
+                state.refused = True
+                return rate_limited_response(request, result)
         answer = None
         if self.shedder is not None and self.shed_before_view is before_view:
             answer = self.shedder.admit_sync(method, path, view_name, header=request.headers.get)
@@ -254,7 +217,7 @@ class Runtime:
 
     async def admit_async(
         self, request: HttpRequest, view_name: str | None = None, *, before_view: bool = True
-    ) -> Early | None:
+    ) -> HttpResponseBase | None:
         state, method, path = _state(request), request.method or "GET", request.path_info
         if self.limits is not None and self.limits_before_view is before_view:
             scope = getattr(request, "scope", None) if _scope_decides else None
@@ -262,7 +225,8 @@ class Runtime:
             result = decided or await self.limits.adecide(method, path, request, view_name)
             state.limits = result
             if not result.allowed:
-                return self._refused(state, Early(rate_limited_response(request, result)))
+                state.refused = True
+                return rate_limited_response(request, result)
         answer = None
         if self.shedder is not None and self.shed_before_view is before_view:
             header = request.headers.get
@@ -274,29 +238,29 @@ class Runtime:
     def _shed_then_breaker(
         self, request: HttpRequest, state: RequestState, answer: Permit | Shed | None,
         view_name: str | None, before_view: bool,
-    ) -> Early | None:  # fmt: skip
+    ) -> HttpResponseBase | None:  # fmt: skip
         """The bulkhead's answer, then the route breaker: what follows the I/O stages."""
-        early: Early | None
         if isinstance(answer, Shed):
-            early = _unavailable(request, "shed", answer.reason, answer.retry_after)
-        else:
-            state.permit = answer
-            early = None
-            if self.route_breakers and self.breakers_before_view is before_view:
-                early = self._breaker(request, state, view_name)
-        return None if early is None else self._refused(state, early)
+            state.refused = True
+            return unavailable(
+                request, reason="shed", name=answer.reason, retry_after=answer.retry_after
+            )
+        state.permit = answer
+        if self.route_breakers and self.breakers_before_view is before_view:
+            return self._breaker(request, state, view_name)
+        return None
 
     # -- after the view -------------------------------------------------------------
 
     def finish(
         self, request: HttpRequest, response: HttpResponseBase, deadline: Deadline | None = None
     ) -> HttpResponseBase:
-        """The response is ready: give back what admission took and report.
-
-        A streamed body is part of the work: it keeps the slot (unless its rule
-        has ``exempt_streams``) and runs under ``deadline`` (unless its route is
-        in ``DEADLINE["EXEMPT_STREAMS"]``) until it ends.
-        """
+        """The response is ready: give back what admission took and report.  A streamed
+        body keeps the slot and runs under ``deadline`` until it ends (docs/deadlines.md)."""
+        if response.status_code == 500:
+            exception = getattr(request, INNER_EXCEPTION, None)
+            if exception is not None:
+                response = for_exception(request, exception) or response
         state: RequestState | None = getattr(request, STATE_ATTR, None)
         # Not every HttpResponseBase subclass says (HttpResponse and StreamingHttpResponse do).
         streaming: bool = getattr(response, "streaming", False)
@@ -311,20 +275,18 @@ class Runtime:
                 permit.release()
                 permit = None
         if state.breaker is not None:
-            # Our own 429/503 in process_view: the route did not run, no verdict.
-            # A 504 at the caller's own, tighter budget is the caller's verdict.
-            # A 4xx (a 404 under the prefix, a view's own 429, a CSRF 403) says nothing of
-            # the route's health: no verdict, or any client could close a half-open breaker.
+            # No verdict for our own 429/503 (the route did not run) nor a 4xx (any client
+            # could close a half-open breaker with a 404); a 504 at the caller's own budget
+            # is the caller's verdict.
             status = response.status_code
             by_caller = status == 504 and deadline is not None and deadline.by_caller
             failed = None if state.refused or 400 <= status < 500 else status >= 500
             state.end_breaker(failed, by_caller=by_caller)
         result = state.limits
         if result is not None and self.ratelimit_headers:
-            # The ASGI wrapper's decision goes out as bytes when the response
-            # starts (``asgi.py``), unless a DRF throttle merged its rules into
-            # the result or ``@limit`` wrote its own headers (it takes the
-            # scope's decision back): then ours replace them, as on every path.
+            # The ASGI wrapper's decision goes out as bytes (``asgi.py``), unless a DRF
+            # throttle merged its rules into the result or ``@limit`` took the scope's
+            # decision back: then ours replace them, as on every path.
             scope: Any = getattr(request, "scope", None) if _scope_decides else None
             decided = scope.get(SCOPE_LIMITS) if scope else None
             if result is not decided:
@@ -352,31 +314,24 @@ class Runtime:
             request.method or "GET", request.path_info, view_name_of(request)
         )
 
-    def take_trial(self, request: HttpRequest) -> Callable[[], None] | None:
-        """Hand the route breaker's trial to the caller, who frees it, with no verdict,
-        when the view's work has really ended (a view whose client went away)."""
-        state: RequestState | None = getattr(request, STATE_ATTR, None)
-        if state is None or state.breaker is None or state.token is None:
-            return None
-        breaker, token = state.breaker, state.token
-        state.token = None
-        return functools.partial(breaker.release, token)
-
-    def take_permit(self, request: HttpRequest) -> Permit | None:
-        """Hand the request's slot to the caller, who now releases it (an abandoned view)."""
+    def take_held(
+        self, request: HttpRequest, *, trial: bool
+    ) -> tuple[Permit | None, Callable[[], None] | None]:
+        """Hand the request's slot (and, with ``trial``, the route breaker's trial, freed
+        with no verdict) to the caller, who frees them when an abandoned view really ends."""
         state: RequestState | None = getattr(request, STATE_ATTR, None)
         if state is None:
-            return None
+            return None, None
         permit, state.permit = state.permit, None
-        return permit
+        breaker, token = state.breaker, state.token
+        if not trial or breaker is None or token is None:
+            return permit, None
+        state.token = None
+        return permit, functools.partial(breaker.release, token)
 
     def release(self, request: HttpRequest, *, timed_out: bool, by_caller: bool = False) -> None:
-        """The view did not answer: free its slot; a timeout counts against the route.
-
-        ``timed_out`` is False when the client went away or the handler failed
-        before answering: no verdict for the route breaker then.  ``by_caller``:
-        the budget that ran out was the caller's own (see ``end_breaker``).
-        """
+        """The view did not answer: free its slot; a timeout counts against the route (not a
+        client gone or a failure, ``timed_out`` False); ``by_caller``: see ``end_breaker``."""
         state: RequestState | None = getattr(request, STATE_ATTR, None)
         if state is None:
             return
@@ -389,7 +344,7 @@ class Runtime:
 
     def _breaker(
         self, request: HttpRequest, state: RequestState, view_name: str | None
-    ) -> Early | None:
+    ) -> HttpResponseBase | None:
         method = request.method or "GET"
         path = request.path_info
         for name, matcher in self.breaker_index.candidates(path):
@@ -398,16 +353,15 @@ class Runtime:
                 try:
                     state.token = breaker.acquire()
                 except CircuitOpen as exc:
-                    return _unavailable(request, "breaker_open", name, exc.retry_after)
+                    state.refused = True
+                    retry_after = exc.retry_after
+                    return unavailable(
+                        request, reason="breaker_open", name=name, retry_after=retry_after
+                    )
                 state.breaker = breaker
                 state.started = time.monotonic()
                 return None
         return None
-
-    @staticmethod
-    def _refused(state: RequestState, early: Early) -> Early:
-        state.refused = True
-        return early
 
 
 def _state(request: HttpRequest) -> RequestState:
@@ -419,10 +373,6 @@ def _state(request: HttpRequest) -> RequestState:
 
 
 _scope_decides = False  # True once the ASGI wrapper left a decision in some scope
-
-
-def _unavailable(request: HttpRequest, reason: str, name: str, retry_after: float) -> Early:
-    return Early(unavailable(request, reason=reason, name=name, retry_after=retry_after))
 
 
 def view_name_of(request: HttpRequest) -> str | None:
@@ -439,8 +389,7 @@ _monotonic = time.monotonic
 
 
 def get_runtime() -> Runtime:
-    # Admin edits: a float compare per request; the reload itself happens on a
-    # background thread and only moves the admin rules' generation on.
+    # Admin edits: a float compare per request; the reload runs on a background thread.
     global _generation
     runtime = _runtime  # read once: another thread may reset it
     if (generation := maybe_reload(_monotonic())) != _generation:
@@ -456,7 +405,7 @@ def _build() -> Runtime:
         if _runtime is None:
             settings = get_settings()
             stores = _previous_stores
-            if stores is None or not stores.matches(settings):
+            if stores is None or stores.key != _Stores._key(settings):
                 if stores is not None:
                     stores.close()
                 stores = _previous_stores = _Stores(settings)
@@ -475,10 +424,8 @@ def reset_runtime() -> None:
 
 
 def discard_stores() -> None:
-    """Forget the limiter stores too (counts, bulkhead slots): the next request starts afresh.
-
-    For tests (``resilience_django.testing.reset``); an admin edit keeps them.
-    """
+    """Forget the limiter stores too (counts, bulkhead slots), for tests
+    (``resilience_django.testing.reset``); an admin edit keeps them."""
     global _runtime, _previous_stores
     with _lock:
         stores, _previous_stores, _runtime = _previous_stores, None, None

@@ -26,8 +26,8 @@ class _Body:
         self.ended = False
 
     def end(self) -> None:
-        # The body's end and close() may both come (from different threads,
-        # under ASGI): Permit.release() is itself once-only and thread-safe.
+        # The body's end and close() may both come, from different threads under ASGI:
+        # Permit.release() is itself once-only and thread-safe.
         self.ended = True
         permit = self.permit
         if permit is not None:
@@ -40,9 +40,8 @@ class _Body:
         metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
         self.end()
 
-    def close(self) -> None:
-        # Sync for both kinds: Django's response.close() calls every body's close().
-        self.end()
+    # Sync for both kinds: Django's response.close() calls every body's close().
+    close = end
 
 
 class _SyncBody(_Body):
@@ -60,8 +59,7 @@ class _SyncBody(_Body):
         if deadline is not None and deadline.expired():
             self.cut()
             raise StopIteration
-        # The body's own queries and calls see the budget it runs under (none
-        # for an exempt stream), wherever the server iterates it.
+        # The body's queries and calls see its budget, wherever the server iterates it.
         token = _current.set(deadline)
         try:
             chunk = next(self._chunks)

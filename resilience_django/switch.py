@@ -1,7 +1,5 @@
-"""The process-wide switch that turns rate limits and load shedding off (for tests).
-
-Read when engines and shedders are built, so the hot path pays nothing.
-"""
+"""The process-wide switch that turns rate limits and load shedding off (for tests); read
+when engines and shedders are built, so the hot path pays nothing."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Plugs the Django side of the package into its framework-free core, once per process.
-
-What the core is handed and when :func:`connect` runs: docs/architecture.md, "The boundary".
-"""
+"""Plugs the Django side of the package into its framework-free core, once per process
+(what the core is handed, and when: docs/architecture.md, "The boundary")."""
 
 from __future__ import annotations
 
@@ -53,8 +51,7 @@ def breaker_policy(name: str) -> BreakerPolicy | None:
     if policy is not None:
         return policy
     if name in settings.breaker_names:
-        # The system check reports the bad entry at start-up; at run time it must
-        # not turn every call into a 500, so the breaker runs on the defaults.
+        # The check reports the bad entry; at run time the breaker runs on the defaults.
         logger.error("breaker %s: bad settings, using the defaults", name)
         return None
     return admin_rules().breaker_policies.get(name)

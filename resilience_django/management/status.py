@@ -1,10 +1,10 @@
 """What ``manage.py resilience_status`` reports, as one JSON-ready dict.  An unreachable
-store or database is a line in the report (and, for ``--check``, a reason), never a raise.
-"""
+store or database is a line in the report (and, for ``--check``, a reason), never a raise."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from .. import live
@@ -78,16 +78,19 @@ def _configured_breakers(
     settings_breakers: Any, admin: Any, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Every breaker: configured (settings, admin) or reported by a process, with its states."""
+    states: dict[str, list[str]] = {}
+    for row in rows:  # one pass: a big fleet reports a row per breaker per process
+        states.setdefault(str(row.get("name")), []).append(str(row.get("state")))
     # Settings win over the admin, the admin over a name only a process reports.
-    sources = {str(row.get("name")): "defaults" for row in rows}
+    sources = dict.fromkeys(states, "defaults")
     sources |= {str(name): "admin" for name in admin.breaker_policies}
     sources |= {str(name): "settings" for name in settings_breakers}
     out = []
     for name in sorted(sources):
-        states = [str(r.get("state")) for r in rows if r.get("name") == name]
-        counts = {s: states.count(s) for s in sorted(set(states))}
+        seen = states.get(name, [])
+        counts = dict(sorted(Counter(seen).items()))
         out.append(
-            {"name": name, "source": sources[name], "processes": len(states), "states": counts}
+            {"name": name, "source": sources[name], "processes": len(seen), "states": counts}
         )
     return out
 

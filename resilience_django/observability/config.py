@@ -78,23 +78,18 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
     if raw is None or (raw := _mapping(errors, raw, _WHERE, "resilience.E090", hint)) is None:
         return MetricsSettings()
     _unknown_keys(errors, raw, sorted(KNOWN_KEYS), _WHERE, "resilience.E091")
-    # A typo falls back to the default; ENABLED's is off: never an open endpoint.
     must, is_bool = "must be True or False", (lambda v: isinstance(v, bool))
-    enabled, allow_staff = (
+    for key, default, id_ in [
+        ("ENABLED", False, "resilience.E092"),
+        ("ALLOW_STAFF", True, "resilience.E097"),
+    ]:
         _checked(errors, raw, _WHERE, key, default, is_bool, id_, must, f"Use {key}: {default}.")
-        for key, default, id_ in [
-            ("ENABLED", False, "resilience.E092"),
-            ("ALLOW_STAFF", True, "resilience.E097"),
-        ]
-    )
-    if not isinstance(raw.get("ALLOW_STAFF", True), bool):
-        # Like ENABLED, a typo closes rather than opens: "false" must not let staff in.
-        allow_staff = False
     settings = MetricsSettings(
-        enabled=enabled,
+        # A typo closes rather than opens: never an open endpoint, "false" lets no staff in.
+        enabled=raw.get("ENABLED") is True,
         allowed_networks=_networks(raw.get("ALLOWED_NETWORKS"), errors),
         bearer_token=_token(raw.get("BEARER_TOKEN"), errors),
-        allow_staff=allow_staff,
+        allow_staff=raw.get("ALLOW_STAFF", True) is True,
     )
     if settings.enabled:
         try:

@@ -46,4 +46,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        try:
+            return json.dumps(payload, default=str, allow_nan=False)
+        except (TypeError, ValueError):  # NaN, a tuple key, a cycle: that value as its repr
+            return json.dumps({k: _json_or_repr(v) for k, v in payload.items()}, default=str)
+
+
+def _json_or_repr(value: Any) -> Any:
+    try:
+        json.dumps(value, default=str, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

@@ -1,7 +1,5 @@
-"""OpenTelemetry linkage: span events, span status and exemplar trace ids (docs/metrics.md).
-
-``opentelemetry-api`` is optional and imported once, on first use.
-"""
+"""OpenTelemetry linkage: span events, span status and exemplar trace ids (docs/metrics.md);
+``opentelemetry-api`` is optional and imported once, on first use."""
 
 from __future__ import annotations
 

@@ -1,21 +1,11 @@
-"""Helpers for your own tests: fresh state, no limits, a hand-moved clock, breaker states.
-
->>> from resilience_django.testing import (
-...     ManualClock, ResilienceTestMixin, disable_limits, force_closed, force_open,
-...     reset, trip, use_clock,
-... )
-
-pytest users register the fixtures (``resilience_reset``, ``resilience_clock``,
-``resilience_disabled``) with ``pytest_plugins = ["resilience_django.testing.pytest_plugin"]``
-in their ``conftest.py``.  See docs/testing.md.
-"""
+"""Helpers for your own tests: fresh state, no limits, a hand-moved clock, breaker states;
+pytest fixtures in ``resilience_django.testing.pytest_plugin`` (docs/testing.md)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from ..breakers.registry import get_breaker
 from ..breakers.state import Breaker
@@ -44,11 +34,8 @@ def force_closed(name: str) -> Breaker:
 
 
 def trip(name: str) -> Breaker:
-    """Open the breaker as a run of failures would: for its policy's ``open_for``.
-
-    Unlike ``force_open``, time moves it on: after ``open_for`` (advance a
-    ``use_clock`` clock) it lets trial calls through, half-open.
-    """
+    """Open the breaker as a run of failures would, for its policy's ``open_for``: unlike
+    ``force_open``, time (a ``use_clock`` clock) moves it on to half-open."""
     breaker = get_breaker(name)
     breaker.reset("reset by a test before tripping")
     breaker.open_until(monotonic() + breaker.policy.open_for, "tripped by a test")
@@ -61,14 +48,10 @@ def trip(name: str) -> Breaker:
 
 @contextmanager
 def use_clock(clock: ManualClock | None = None) -> Iterator[ManualClock]:
-    """Run the package on ``clock`` (a fresh :class:`ManualClock` if none) inside the block.
+    """Run the package on ``clock`` (a fresh :class:`ManualClock` if none) inside the block;
+    distributed limits keep Redis's clock.  The state is reset on the way in and out: times
+    taken on one clock mean nothing on the other.
 
-    Local limits, bulkheads, breakers, retry budgets and request deadlines
-    read it instead of ``time.monotonic``; distributed limits keep Redis's
-    clock.  The state is reset on the way in and out: times taken on one
-    clock mean nothing on the other.
-
-    >>> from resilience_django.testing import use_clock
     >>> with use_clock() as clock:
     ...     clock.advance(30)  # a breaker's open_for, a rate's window, a deadline
     """
@@ -84,12 +67,7 @@ def use_clock(clock: ManualClock | None = None) -> Iterator[ManualClock]:
 
 
 class ResilienceTestMixin:
-    """Reset every limiter, breaker, bulkhead and budget before each test.
-
-    >>> from django.test import TestCase
-    >>> from resilience_django.testing import ResilienceTestMixin
-    >>> class OrderTests(ResilienceTestMixin, TestCase):
-    ...     def test_fifth_order_is_limited(self): ...
+    """``reset()`` before each test: ``class OrderTests(ResilienceTestMixin, TestCase)``.
 
     Put it before ``TestCase`` so its ``setUp`` runs first; a class-level
     ``override_settings`` is applied once per class, so without it a test
@@ -98,6 +76,4 @@ class ResilienceTestMixin:
 
     def setUp(self) -> None:
         reset()
-        super_setup: Any = getattr(super(), "setUp", None)
-        if super_setup is not None:
-            super_setup()
+        getattr(super(), "setUp", lambda: None)()  # a mixin: the TestCase's setUp, if any

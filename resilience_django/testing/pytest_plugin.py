@@ -1,10 +1,5 @@
-"""pytest fixtures; register in ``conftest.py``::
-
-    pytest_plugins = ["resilience_django.testing.pytest_plugin"]
-
-Every test then starts from a fresh process state (the autouse reset), with the
-fixtures ``resilience_reset``, ``resilience_clock`` and ``resilience_disabled``.
-"""
+"""pytest fixtures; with ``pytest_plugins = ["resilience_django.testing.pytest_plugin"]`` in
+``conftest.py``, every test starts from a fresh process state (docs/testing.md)."""
 
 from __future__ import annotations
 

@@ -9,11 +9,8 @@ REASON = "reset by resilience_django.testing"
 
 
 def reset_state() -> None:
-    """Forget counts, slots, breaker states and budgets; the settings stay parsed.
-
-    Called on Django's ``setting_changed`` for ``RESILIENCE`` (``conf.py``), so
-    ``override_settings(RESILIENCE=...)`` starts from nothing too.
-    """
+    """Forget counts, slots, breaker states and budgets; the settings stay parsed.  Called on
+    ``setting_changed`` for ``RESILIENCE``: ``override_settings`` starts from nothing too."""
     from ..breakers.registry import registry
     from ..observability.recent import deadlines, rejections
     from ..retrying.budget import budgets
@@ -30,14 +27,9 @@ def reset_state() -> None:
 
 
 def reset() -> None:
-    """Every limiter, bulkhead, breaker, retry budget and throttle of this process, fresh.
-
-    Also drops the parsed settings and the admin rules loaded last (the next
-    request reads both again), and ``@limit``'s limiter.
-
-    >>> from resilience_django.testing import reset
-    >>> reset()
-    """
+    """Every limiter, bulkhead, breaker, retry budget and throttle of this process, fresh;
+    also the parsed settings and the admin rules loaded last (the next request reads both
+    again), and ``@limit``'s limiter."""
     from ..conf import reset_settings
 
     reset_settings()

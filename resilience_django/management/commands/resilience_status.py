@@ -134,12 +134,14 @@ class Command(BaseCommand):
         header = ("BREAKER", "SOURCE", "PROCESS", "STATE", "CALLS", "FAIL", "SLOW", "EWMA",
                   "LAST CHANGE")  # fmt: skip
         table = [header]
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for r in doc["breakers"]:  # one pass, not one per breaker: fleets can be big
+            by_name.setdefault(str(r.get("name")), []).append(r)
         for breaker in configured:
             name, source = breaker["name"], breaker["source"]
-            rows = [r for r in doc["breakers"] if r.get("name") == name]
-            if not rows:
+            if name not in by_name:
                 table.append((name, source, "-", "not used yet", "", "", "", "", ""))
-            for r in rows:
+            for r in by_name.get(name, []):
                 t = r.get("last_transition") or {}
                 at = _ago(t.get("at"))
                 change = f"{t.get('from')} -> {t.get('to')} {at} ({t.get('reason')})" if t else ""

@@ -11,7 +11,7 @@ from ..breakers.phase import Phase
 from ..breakers.registry import get_breaker
 from ..breakers.state import Breaker
 from ..conf import get_settings
-from ..deadline import DeadlineExceeded, _current
+from ..deadline import DeadlineExceeded, _current, remaining
 from ..exceptions import BulkheadFull
 from ..retrying.policy import RetryPolicy
 from ..shedding.bulkhead import Bulkhead, Permit, Shed
@@ -30,8 +30,8 @@ Kinds = tuple[tuple[type[BaseException], str, Callable[..., BaseException]], ...
 
 
 def outbound_budget(margin: float | None = None) -> tuple[float, int] | None:
-    """``(seconds left, ms to announce)``, ``None`` outside a deadline; raises
-    ``DeadlineExceeded`` when nothing is left, so no call starts that cannot finish."""
+    """``(seconds left, ms to announce)``, ``None`` outside a deadline; ``DeadlineExceeded`` when
+    nothing is left."""
     deadline = _current.get()
     if deadline is None:
         return None
@@ -55,7 +55,7 @@ def cut_short_message(exc: BaseException | str) -> str:
 
 class CutShort(AbstractContextManager["CutShort"]):
     """Raises ours (a ``DeadlineExceeded``: no breaker verdict, a 504) in place of a client's
-    timeout when the budget set the timeout that fired: the budget ran out, not the dependency."""
+    timeout when the budget set the timeout that fired."""
 
     __slots__ = ("kinds", "phases", "request")
 
@@ -74,7 +74,7 @@ class CutShort(AbstractContextManager["CutShort"]):
 
 def bound(request: Any, timeouts: dict[str, Any], kinds: Kinds, margin: float | None) -> CutShort:
     """Caps ``timeouts`` (phase → seconds or ``None``) in place at the budget, sends
-    ``X-Timeout-Ms``; the ``CutShort`` of the phases the budget now sets (none outside one)."""
+    ``X-Timeout-Ms``; the ``CutShort`` of the phases the budget now sets."""
     budget = outbound_budget(margin)
     if budget is None:
         return CutShort(kinds, frozenset(), request)
@@ -179,7 +179,7 @@ class OutboundGuard:
         trial = _Attempt(self.breaker)
         if self.bulkhead is not None:
             try:
-                answer = self.bulkhead.acquire_sync(_wait_budget())
+                answer = self.bulkhead.acquire_sync(remaining())
             except BaseException:
                 trial.verdict(None)  # interrupted before it ran: its token goes back
                 raise
@@ -191,10 +191,9 @@ class OutboundGuard:
         trial = _Attempt(self.breaker)
         if self.bulkhead is not None:
             try:
-                answer = await self.bulkhead.acquire_async(_wait_budget())
+                answer = await self.bulkhead.acquire_async(remaining())
             except BaseException:
-                # Cancelled before it ran: a half-open trial slot kept here would be lost.
-                trial.verdict(None)
+                trial.verdict(None)  # cancelled before it ran: its token goes back
                 raise
             trial.admit(self.bulkhead, answer)
         with trial:
@@ -206,8 +205,3 @@ class GuardOptions(TypedDict, total=False):
     retry: RetryPolicy | None
     bulkhead: Bulkhead | None
     retry_methods: frozenset[str]
-
-
-def _wait_budget() -> float | None:
-    deadline = _current.get()
-    return None if deadline is None else max(deadline.remaining(), 0.0)

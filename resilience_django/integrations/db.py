@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
@@ -15,96 +15,102 @@ from ..deadline import DeadlineExceeded, _current
 
 __all__ = ["deadline_execute_wrapper", "install"]
 
-# On the connection wrapper: what is in force, (expiry of the deadline it was
-# set for or None for the server's default, ms set, the _Uncommitted of a SET
-# sent in a transaction, else None), or None for the server's default.
+# On the connection wrapper, the value in force: a _State.
 _STATE_ATTR = "_resilience_statement_timeout"
 TOLERANCE = 0.050  # overrun accepted before paying a round trip to tighten the server timeout
 # PostgreSQL's largest (INT_MAX ms): more is an error on every query, and a
 # caller's grpc-timeout header may ask for years.
 MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647
+_IDLE = 0  # psycopg's and psycopg2's TransactionStatus.IDLE: no transaction open
 
 
 def deadline_execute_wrapper(
-    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+    execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     deadline = _current.get()
     connection: BaseDatabaseWrapper = context["connection"]
     postgres = connection.vendor == "postgresql"
-    if deadline is None:
-        state = getattr(connection, _STATE_ATTR, None) if postgres else None
-        if state is not None and (state[0] is not None or not _stands(state)):
-            # Under Django's wrapper, which would run us again.
-            context["cursor"].cursor.execute("SET statement_timeout = DEFAULT")
-            _record(connection, None, 0)
-        return execute(sql, params, many, context)
-    left = deadline.remaining()
-    if left <= 0:
+    if deadline is not None and (left := deadline.remaining()) <= 0:
         raise DeadlineExceeded(
             f"deadline of {deadline.budget:.3f}s for {deadline.route} spent before a query"
         )
     if not postgres:
         return execute(sql, params, many, context)
+    cursor = context["cursor"]
     state = getattr(connection, _STATE_ATTR, None)
-    # Re-send when the value in force belongs to another request (it could be
-    # too short for this one), would let this query outlive the deadline, or
-    # may have been undone by a rollback.
-    if (
+    if deadline is None:
+        if state is not None and (state[0] is not None or not _stands(state, cursor)):
+            execute("SET statement_timeout = DEFAULT", None, False, context)
+            state = _record(connection, None, 0)
+    # Re-send when the value in force belongs to another request (it could be too short for
+    # this one), would let this query outlive the deadline, or was undone by a rollback.
+    elif (
         state is None
         or state[0] != deadline.expires_at
         or time.monotonic() + state[1] / 1000 > deadline.expires_at + TOLERANCE
-        or not _stands(state)
+        or not _stands(state, cursor)
     ):
         millis = min(MAX_STATEMENT_TIMEOUT_MS, max(1, int(left * 1000)))
-        context["cursor"].cursor.execute(f"SET statement_timeout = {millis}")
-        _record(connection, deadline.expires_at, millis)
+        execute(f"SET statement_timeout = {millis}", None, False, context)
+        state = _record(connection, deadline.expires_at, millis)
     try:
         return execute(sql, params, many, context)
     except DatabaseError as exc:
         # psycopg (3) and psycopg2 both report SQLSTATE 57014 (query_canceled).
         cause = exc.__cause__
-        if (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) == "57014":
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if deadline is not None and code == "57014":
             raise DeadlineExceeded(
                 f"query cancelled by the {deadline.budget:.3f}s deadline of {deadline.route}"
             ) from exc
         raise
+    finally:
+        # Django's savepoint rollbacks come through here: one may undo a pending SET.
+        pending = state[2] if state is not None else None
+        if pending is not None and isinstance(sql, str) and sql.lstrip()[:8].upper() == "ROLLBACK":
+            pending.undone = True
 
 
 class _Uncommitted:
-    """A ``SET`` sent in a transaction: PostgreSQL undoes it if the transaction, or the
-    savepoint it was sent in, rolls back, and the value from before is in force again."""
+    """A ``SET`` sent in a transaction: PostgreSQL undoes it if the transaction, or a savepoint
+    around it, rolls back, and the value from before is in force again."""
 
-    __slots__ = ("committed", "connection")
+    __slots__ = ("committed", "undone")
 
-    def __init__(self, connection: BaseDatabaseWrapper) -> None:
-        self.connection = connection
-        self.committed = False
+    def __init__(self) -> None:
+        self.committed = self.undone = False
 
-    def __call__(self) -> None:  # an on_commit hook
+    def __call__(self) -> None:  # an on_commit hook: Django drops it if the SET rolls back
         self.committed = True
 
-    def holds(self) -> bool:
-        # Django drops the on_commit hooks of what rolls back, transaction or
-        # savepoint: still pending, the SET stands.  Under manual transaction
-        # management (no hooks) it is never trusted, and sent again.
-        return self.committed or any(self in hook for hook in self.connection.run_on_commit)
+
+# (expiry of the deadline it was set for, or None: the server's default; ms set; the _Uncommitted
+# of a SET sent in a transaction), or None for the server's default.
+_State = tuple[float | None, int, _Uncommitted | None] | None
 
 
-def _record(connection: BaseDatabaseWrapper, expires_at: float | None, millis: int) -> None:
+def _record(connection: BaseDatabaseWrapper, expires_at: float | None, millis: int) -> _State:
     """Remember the value just sent (``expires_at`` ``None``: the default), and whether a
     rollback may undo it."""
     if connection.get_autocommit():
-        setattr(connection, _STATE_ATTR, None if expires_at is None else (expires_at, millis, None))
-        return
-    pending = _Uncommitted(connection)
-    if connection.in_atomic_block:
-        connection.on_commit(pending)
-    setattr(connection, _STATE_ATTR, (expires_at, millis, pending))
+        state: _State = None if expires_at is None else (expires_at, millis, None)
+    else:
+        pending = _Uncommitted()
+        state = (expires_at, millis, pending)
+        if connection.in_atomic_block:
+            transaction.on_commit(pending, using=connection.alias)
+    setattr(connection, _STATE_ATTR, state)
+    return state
 
 
-def _stands(state: tuple[float | None, int, _Uncommitted | None]) -> bool:
+def _stands(state: _State, cursor: Any) -> bool:
     """Whether the value ``state`` records is still in force (no rollback undid it)."""
-    return state[2] is None or state[2].holds()
+    pending = state[2] if state is not None else None
+    if pending is None or pending.committed:
+        return True
+    # Uncommitted, it stands while its transaction is open (idle: it ended, and its hook did not
+    # say committed) and no savepoint rolled back (docs/deadlines.md, "Downstream").
+    return not pending.undone and cursor.connection.info.transaction_status != _IDLE
 
 
 def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

@@ -49,9 +49,8 @@ class _Throttle(BaseThrottle):  # type: ignore[misc]
         if result is None:
             return True
         allowed = result.allowed
-        # On the request and in view.headers (DRF adds them to its response), merged into the
-        # middleware's decision (it writes its headers after the view) or an earlier throttle's,
-        # so neither set hides the other.  (DRF's Request reads through to Django's.)
+        # Merged into the middleware's decision (its headers are written after the view) or an
+        # earlier throttle's, so neither hides the other; DRF adds view.headers to its response.
         state = getattr(request, STATE_ATTR, None)
         if state is not None and state.limits is not None:
             state.limits = result = merge_results(state.limits, result)
@@ -173,7 +172,6 @@ class ResilienceRulesThrottle(_Throttle):
 
 @functools.lru_cache(maxsize=1)
 def _after_auth_engine(runtime: Runtime) -> LimitEngine | None:
-    # Rebuilt with the runtime (settings change, admin edit), which keeps its
-    # stores: counters survive the rebuild.
+    # Rebuilt with the runtime, which keeps its stores: counters survive the rebuild.
     rules = tuple(r for r in runtime.settings.limits if r.after_auth)
     return runtime.stores.engine(rules, runtime.settings) if rules else None

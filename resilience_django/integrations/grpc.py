@@ -41,8 +41,7 @@ class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
         self.compression = getattr(details, "compression", None)
 
 
-# grpc core may end a call a hair before its timeout by our clock (it rounds the
-# deadline it keeps); a DEADLINE_EXCEEDED this close to the timeout is the timeout's.
+# grpc core rounds its deadline: a DEADLINE_EXCEEDED this close to our timeout is the timeout's.
 _TIMEOUT_SLACK = 0.02
 
 
@@ -167,8 +166,7 @@ class _Base:
         self.breaker, self.margin, self.failure_codes = breaker, margin, frozenset(failure_codes)
 
     def _start(self, details: Any, replace: Callable[[Any, float], Any]) -> tuple[Any, _Call]:
-        # The deadline first: a call refused for a spent budget must not take
-        # a half-open trial slot it would never use.
+        # The deadline first: a call refused for it must not take a half-open trial slot.
         budget = outbound_budget(self.margin)
         timeout = None
         if budget is not None:
@@ -198,8 +196,7 @@ class ResilientClientInterceptor(
             judge.verdict(True, exc)
             raise
         if judge.admitted is not None:
-            # At once for a finished blocking call, or on grpc's thread when a
-            # future or stream ends: never blocks a call meant to run in the background.
+            # At once for a blocking call, on grpc's thread for a future or stream: never blocks.
             call.add_done_callback(lambda finished: judge.ended(finished.code()))
         return call if judge.timeout is None else _BudgetCall(call, judge)
 
@@ -223,8 +220,7 @@ class AsyncResilientClientInterceptor(
             return await continuation(details, request)
         try:
             call = await continuation(details, request)
-            # aio's code() is a coroutine, so a done callback cannot read it;
-            # the caller awaits this unary call's end anyway.
+            # aio's code() is a coroutine, which a done callback cannot await.
             code = await call.code()
         except BaseException as exc:
             judge.verdict(True, exc)

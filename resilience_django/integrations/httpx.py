@@ -56,9 +56,8 @@ _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
 class _CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body read under the request's deadline: a read that stalls past it raises ours
-    (the capped read timeout), and so does a body still trickling in once it is spent
-    (each read quick enough for the timeout, the whole too slow)."""
+    """A body read under the request's deadline: a read that stalls past it, or a body still
+    trickling in once it is spent, raises ours."""
 
     def __init__(self, stream: Any, cut: CutShort, deadline: Deadline) -> None:
         self._stream, self._cut, self._deadline = stream, cut, deadline
@@ -111,8 +110,7 @@ class _Resilient(Generic[_T]):
         return cut
 
     def _with_body(self, response: httpx.Response, cut: CutShort) -> httpx.Response:
-        # The client (or the caller of a stream) reads the body after the
-        # transport returns, under the same capped read timeout and deadline.
+        # The body is read after the transport returns: under the same read timeout and deadline.
         deadline = _current.get()
         if deadline is not None and isinstance(response.stream, self._stream):
             read = CutShort(_KINDS[1:2], cut.phases, cut.request)
@@ -133,9 +131,7 @@ class ResilientTransport(_Resilient[httpx.BaseTransport], httpx.BaseTransport):
         with self._bound(request) as cut:
             response = self._with_body(self._transport.handle_request(request), cut)
         if not self._guard.bare and response.status_code >= 429:
-            # An error answer may be retried and dropped: read it now so that
-            # dropping it leaks no connection.
-            response.read()
+            response.read()  # it may be retried and dropped: read, it leaks no connection
         return response
 
     def close(self) -> None:

@@ -82,9 +82,7 @@ class ResilientAdapter(HTTPAdapter):
                     timeout = Timeout3(connect=timeout[0], read=timeout[1], total=total)
             response = super().send(request, timeout=timeout, **kwargs)
         if not self._guard.bare and response.status_code >= 429:
-            # An error answer may be retried and dropped: read it now, which
-            # puts its connection back in the pool.
-            _ = response.content
+            _ = response.content  # it may be retried and dropped: read, its connection goes back
         return response
 
 

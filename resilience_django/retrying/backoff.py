@@ -1,5 +1,4 @@
-"""Backoff delays and what an answer says about retrying; answers are duck-typed, so httpx and
-requests answers work without importing either (docs/retries.md)."""
+"""Backoff delays and what an answer says about retrying; duck-typed (docs/retries.md)."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ __all__ = ["RETRY_STATUSES", "default_retry_on", "default_retry_on_result",
            "full_jitter", "is_circuit_open", "parse_retry_after", "response_of",
            "retry_after_of", "status_of"]  # fmt: skip
 
-# 502/504 are a gateway's word that the upstream failed or timed out; 429 and
-# 503 say "later", usually with a Retry-After.
+# 502/504: a gateway's upstream failed or timed out; 429 and 503 say "later" (Retry-After).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -28,15 +26,13 @@ def full_jitter(retry: int, base: float, cap: float, random: Callable[[], float]
     >>> full_jitter(3, 0.1, 2.0, lambda: 0.5)
     0.4
     """
-    # Cap the exponent first: 2**retry overflows a float long before anyone
-    # configures a thousand attempts, but a bug elsewhere should not crash here.
+    # Cap the exponent first: 2**retry would overflow a float past a thousand attempts.
     return random() * (cap if retry >= 63 else min(cap, base * (1 << retry)))
 
 
 def parse_retry_after(value: str, *, wall: Clock = time.time) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date.
-
-    A date in the past means "now" (0.0); anything unparseable is ``None``.
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date (a date in
+    the past: 0.0); anything unparseable is ``None``.
 
     >>> parse_retry_after("120"), parse_retry_after("soon")
     (120.0, None)
@@ -56,12 +52,16 @@ def parse_retry_after(value: str, *, wall: Clock = time.time) -> float | None:
 
 def response_of(outcome: object) -> Any | None:
     """The HTTP response in a result or an exception, recognised by its attributes."""
-    if hasattr(outcome, "status_code") and hasattr(outcome, "headers"):
-        return outcome
-    if isinstance(outcome, BaseException):
-        response = getattr(outcome, "response", None)
+    try:
+        if hasattr(outcome, "status_code") and hasattr(outcome, "headers"):
+            return outcome
+        response = (
+            getattr(outcome, "response", None) if isinstance(outcome, BaseException) else None
+        )
         if hasattr(response, "status_code") and hasattr(response, "headers"):
             return response
+    except Exception:  # a property that raises: no answer to read, and the outcome stands
+        pass
     return None
 
 

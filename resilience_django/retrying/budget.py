@@ -14,15 +14,13 @@ __all__ = ["MAX_BUDGETS", "BudgetRegistry", "LruRegistry", "RetryBudget", "Windo
 
 
 class WindowCounts:
-    """Two counters over a sliding window cut in ``slices`` (a ring of per-slice counts, a slice
-    reset when reused); subclasses count under ``_lock``."""
+    """Two counters over a sliding window cut in ``slices``; subclasses count under ``_lock``."""
 
     __slots__ = ("_clock", "_counts", "_epochs", "_lock", "_slices", "_width")
 
     def __init__(self, window: float, slices: int, clock: Clock) -> None:
         self._clock, self._slices, self._width = clock, slices, window / slices
-        # Held for a few integer operations, around calls of milliseconds: contention is negligible.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held for a few integer operations
         self.reset()
 
     def reset(self) -> None:
@@ -97,14 +95,11 @@ class RetryBudget(WindowCounts):
 
 # Targets may be callers' hosts, so a process keeps a bounded number (docs/retries.md).
 MAX_BUDGETS = 10_000
-
-
 _T = TypeVar("_T", bound=WindowCounts)
 
 
 class LruRegistry(Generic[_T]):
-    """At most ``max_size`` values by target, the least recently used dropped first; an evicted
-    target that comes back starts afresh (a policy holding its value keeps it)."""
+    """At most ``max_size`` values by target, the least recently used dropped first."""
 
     __slots__ = ("_items", "_lock", "max_size")
 
@@ -113,9 +108,7 @@ class LruRegistry(Generic[_T]):
             raise ValueError("max_size must be at least 1")
         self.max_size = max_size
         self._items: OrderedDict[str, _T] = OrderedDict()
-        # Guards the order as well as the entries: move_to_end and popitem from
-        # two threads at once could otherwise evict the value just refreshed.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the order too, lest an eviction hit a fresh value
 
     def get_or_make(self, target: str, make: Callable[[], _T]) -> _T:
         with self._lock:
@@ -146,16 +139,14 @@ class LruRegistry(Generic[_T]):
 
 
 class BudgetRegistry(LruRegistry[RetryBudget]):
-    """The process-wide budgets, one per target (the floor and no history for a
-    target unseen long enough to be evicted)."""
+    """The process-wide budgets, one per target."""
 
     __slots__ = ()
 
     def get(
         self, target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
     ) -> RetryBudget:
-        """The budget of ``target`` (shared by every call site; the first caller's settings win),
-        created on first use."""
+        """The budget of ``target``, shared by every call site (the first caller's settings win)."""
         return self.get_or_make(
             target, lambda: RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
         )

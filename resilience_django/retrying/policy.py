@@ -27,16 +27,16 @@ __all__ = ["RetryPolicy", "default_retry_on", "default_retry_on_result", "retry"
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool] | None
+RetryOn = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool] | None
+)
 _NEVER_RETRY = (deadline.DeadlineExceeded, LocallyThrottled)
 _OPEN_STATES = frozenset({"open", "forced_open"})
 
 
 class RetryPolicy:
-    """Retry a sync or async callable: ``@retry(attempts=3, backoff="100ms", max_backoff="2s")``.
-
-    The options: docs/retries.md (``sleep``, ``async_sleep``, ``random``, ``wall``: for tests);
-    ``policy(fn)`` decorates, ``policy.call(fn, *a)``, ``await policy.acall(fn, *a)`` run one call.
+    """Retry a sync or async callable: ``@retry(attempts=3, backoff="100ms", max_backoff="2s")``;
+    ``policy.call(fn, *a)``, ``await policy.acall(fn, *a)`` run one call (docs/retries.md).
 
     >>> attempts = []
     >>> @retry(attempts=3, backoff=0, budget=None)
@@ -77,7 +77,9 @@ class RetryPolicy:
         self.attempts = attempts
         self.backoff = parse_duration(backoff)
         self.max_backoff = parse_duration(max_backoff)
-        if isinstance(retry_on, tuple):
+        if isinstance(
+            retry_on, type | tuple
+        ):  # a type is callable too: as a predicate, always true
             classes = retry_on
             self.retry_on: Callable[[BaseException], bool] = lambda e: isinstance(e, classes)
         else:
@@ -85,8 +87,7 @@ class RetryPolicy:
         self.retry_on_result = retry_on_result or default_retry_on_result
         self.target, self.breaker, self.wall = target, breaker, wall
         self.sleep, self.async_sleep, self.random = sleep, async_sleep, random
-        # Budgets and throttles are per target, shared by every call site; a
-        # decorator without a target gets its function's name when applied.
+        # Per target, shared by every call site; a decorator's target is its function's name.
         self._budget = budget if isinstance(budget, RetryBudget) else None
         self.budget_ratio = None if isinstance(budget, RetryBudget | None) else float(budget)
         self._throttle: AdaptiveThrottle | bool = throttle
@@ -100,8 +101,7 @@ class RetryPolicy:
         for name in RetryPolicy.__slots__:
             setattr(bound, name, getattr(self, name))
         bound.target = target
-        # Not what this policy found for its own target when it was called
-        # directly ("default"): the bound policy looks up its target's own.
+        # Not what this policy found for its own target ("default"): the target's own.
         if self.budget_ratio is not None:
             bound._budget = None
         if self._throttle_per_target:
@@ -219,5 +219,4 @@ class _Run:
         return delay
 
 
-# ``@retry(...)`` builds the policy itself: the decorator is the class.
-retry = RetryPolicy
+retry = RetryPolicy  # ``@retry(...)`` builds the policy itself

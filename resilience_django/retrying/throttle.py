@@ -55,8 +55,7 @@ class AdaptiveThrottle(WindowCounts):
     def allow(self) -> bool:
         """Count a request and decide whether to send it (False: reject it locally)."""
         with self._lock:
-            # The history decides, then this request joins it, rejected or not:
-            # local rejections are what make the probability rise.
+            # The history decides, then this request joins it: local rejections raise p.
             p = self._probability()
             self.add(0)
         return p <= 0.0 or self._random() >= p
@@ -86,6 +85,5 @@ def reset_throttles() -> None:
 
 
 def throttle_for(target: str) -> AdaptiveThrottle:
-    """The process-wide throttle of ``target``, created on first use (at most
-    ``MAX_BUDGETS`` of them, least recently used dropped first)."""
+    """The process-wide throttle of ``target`` (at most ``MAX_BUDGETS``, as the budgets)."""
     return _throttles.get_or_make(target, lambda: AdaptiveThrottle(target))

@@ -1,18 +1,7 @@
 """The lock-free core of the bulkhead: slots as tokens, waiters handed slots in FIFO order.
 
-One bulkhead serves the event loop and worker threads at once with no lock:
-every shared step is one atomic operation on a built-in container, so
-
-* a slot is a token popped from ``_Pool.tokens`` or drawn by ``next`` from a
-  mint (a ``range`` iterator): two takers never both get the last one;
-* a waiter is claimed by exactly one party, a releaser or itself giving up,
-  through ``_claims.pop(waiter)``;
-* a releaser frees and then looks for waiters, a waiter enqueues and then
-  looks for tokens (Dekker's pattern), so no waiter sleeps beside a free slot.
-
-Threads block on a per-waiter lock, tasks await a future of their own loop.
-The full argument, and why memory follows the requests: docs/shedding.md
-("Correct without a lock").
+Every shared step is one atomic operation on a built-in container; why that needs no lock, for
+the event loop and threads at once: docs/shedding.md ("Correct without a lock").
 """
 
 from __future__ import annotations
@@ -20,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,19 +18,16 @@ from operator import length_hint
 
 
 class _Pool:
-    """Slots of one kind: free ones are ``tokens`` or still in ``mints``; ``burn``
-    marks the ones to destroy."""
+    """Slots of one kind: free ones are ``tokens`` or still in ``mints``; ``burn`` marks the
+    ones to destroy."""
 
     __slots__ = ("burn", "mints", "size", "tokens")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        # Slots given back after use; never more than were ever in flight.
-        self.tokens: deque[bool] = deque()
-        # Slots never used yet: one mint per growth (resizes add mints).
-        self.mints: deque[Iterator[int]] = deque([iter(range(size))])
-        # Shrinking cannot take back slots in use; each marker here destroys
-        # one slot when it is released instead of returning it.
+        self.tokens: deque[bool] = deque()  # given back after use
+        self.mints: deque[Iterator[int]] = deque([iter(range(size))])  # never used; one per growth
+        # Shrinking cannot take back slots in use: each marker destroys one on its release.
         self.burn: deque[bool] = deque()
 
     def take(self) -> bool:
@@ -135,7 +122,7 @@ class SlotQueue:
         return waiter
 
     def _recheck(self, waiter: _Waiter) -> _Pool | None:
-        """After enqueueing, look for a token freed while nobody was seen waiting."""
+        # After enqueueing, look for a token freed while nobody was seen waiting.
         pool = self._take_any(waiter.critical)
         if pool is None:
             return None
@@ -155,13 +142,17 @@ class SlotQueue:
         return True
 
     def _abandon(self, waiter: _Waiter) -> None:
-        """The waiting task was cancelled: withdraw, or return the slot granted to it."""
+        """A waiter gives up for good (cancelled, interrupted): withdraw, or hand on the slot
+        granted to it meanwhile."""
         if self._withdraw(waiter):
             return
         self._places.tokens.append(True)
         future = waiter.future
-        assert future is not None
-        if future.done():  # delivered before we were cancelled
+        if future is None:  # a thread: the releaser that claimed it sets the slot next
+            while waiter.pool is None:
+                time.sleep(0)
+            self._put(waiter.pool)
+        elif future.done():  # delivered before we were cancelled
             assert waiter.pool is not None
             self._put(waiter.pool)
         else:
@@ -242,9 +233,8 @@ class SlotQueue:
                 break
             grow -= 1
         if grow > 0:
-            # New slots are minted, not stored; then any waiter gets one, as a
-            # release would give it (Dekker's pattern again: a waiter that
-            # enqueues after this look finds the mint in its recheck).
+            # New slots are minted, then waiters served as a release would (a waiter that
+            # enqueues after this look finds the mint in its recheck: Dekker's pattern again).
             pool.mints.append(iter(range(grow)))
             while self._crit_q or (pool is self._general and self._norm_q):
                 if not pool.take():

@@ -1,10 +1,6 @@
-"""An adaptive concurrency limit that follows measured latency.
-
-A gradient controller in the line of Netflix concurrency-limits' Gradient2 and
-Envoy's adaptive concurrency filter; docs/shedding.md gives the formula and
-why each choice.  Single-threaded: the bulkhead feeds it samples from one
-thread at a time (see ``bulkhead.py``).
-"""
+"""An adaptive concurrency limit that follows measured latency: a gradient controller after
+Netflix's Gradient2 and Envoy's adaptive concurrency filter (docs/shedding.md gives the formula).
+Single-threaded: the bulkhead feeds it samples from one thread at a time."""
 
 from __future__ import annotations
 
@@ -18,8 +14,7 @@ from ..clock import Clock, monotonic
 
 __all__ = ["AdaptiveLimit"]
 
-# Envoy's adaptive concurrency filter re-measures its minRTT after this many
-# consecutive windows with the limit at its minimum.
+# Envoy re-measures its minRTT after this many consecutive windows at the minimum limit.
 FLOOR_WINDOWS_BEFORE_PROBE = 5
 
 
@@ -78,11 +73,9 @@ class AdaptiveLimit:
         return self.min_limit if self.probing else int(self._estimate)
 
     def update(self, rtt: float, inflight: int) -> int:
-        """Take one finished request's latency and the requests in flight as it
-        finished, itself included; return the limit."""
+        """Take a finished request's latency and the requests in flight (itself included)."""
         if self.probing:
-            # Requests admitted before the limit dropped still carry queueing
-            # delay; only samples taken at the floor measure the no-load latency.
+            # Only samples taken at the floor measure the no-load latency.
             if inflight <= self.min_limit:
                 self._probe.append(rtt)
                 if len(self._probe) >= self.probe_samples:
@@ -99,8 +92,7 @@ class AdaptiveLimit:
         self._step(fmean(self._window), self._window_inflight)
         self._start_window(now)
         if self._floor_windows >= FLOOR_WINDOWS_BEFORE_PROBE:
-            # Envoy's rule: pinned to the floor, the baseline may be stale (the
-            # work got slower, which no limit can fix): measure it again now.
+            # Envoy's rule: pinned to the floor, the baseline may be stale: measure it again.
             return self._start_probe()
         return int(self._estimate)
 
@@ -110,8 +102,7 @@ class AdaptiveLimit:
         if rtt < baseline:
             self.baseline_rtt = baseline = baseline + (rtt - baseline) * self._long_alpha
         estimate = self._estimate
-        # App-limited: few requests in flight say nothing about capacity, so
-        # do not grow on them (as Gradient2 does).
+        # App-limited: few requests in flight say nothing about capacity (as in Gradient2).
         if inflight < estimate / 2:
             self._floor_windows = 0  # nor do they say the floor is too high: the run ends
             return
@@ -120,8 +111,7 @@ class AdaptiveLimit:
             # Latency says there may be room: probe upwards by the headroom.
             new = estimate + self.queue_size(estimate)
         else:
-            # Past the knee, the limit at which latency would be back at the
-            # target; no headroom on top, or it would rest above the capacity.
+            # Past the knee: the limit at which latency would be back at the target.
             new = estimate * max(0.5, target / rtt)
         new = estimate * (1 - self.smoothing) + new * self.smoothing
         self._estimate = max(float(self.min_limit), min(float(self.max_limit), new))

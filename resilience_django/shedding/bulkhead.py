@@ -1,15 +1,11 @@
-"""Bulkhead: a concurrency limit with a bounded FIFO queue, for threads and tasks alike.
-
-Limit, queue, wait and the reserved ``critical_share``: docs/shedding.md; the
-lock-free admission paths, for the event loop and threads at once: ``_slots.py``.
-"""
+"""Bulkhead: a concurrency limit with a bounded FIFO queue, for threads and tasks alike
+(docs/shedding.md); the lock-free admission paths are in ``_slots.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
@@ -40,12 +36,14 @@ class Shed:
 class Permit:
     """A slot held by an admitted request; ``release()`` it exactly once (or use ``with``)."""
 
-    __slots__ = ("_bulkhead", "_pool", "started_at")
+    __slots__ = ("_bulkhead", "_slot", "started_at")
     admitted = True
 
     def __init__(self, bulkhead: Bulkhead, pool: _Pool, started_at: float) -> None:
         self._bulkhead = bulkhead
-        self._pool: _Pool | None = pool
+        # One pop() takes it: released from two threads at once (a client gone, the response
+        # closed), only one gives the slot back, with or without a GIL.
+        self._slot = [pool]
         self.started_at = started_at
 
     @property
@@ -54,20 +52,22 @@ class Permit:
         return self._bulkhead.exempt_streams
 
     def release(self) -> None:
-        pool = self._pool
-        if pool is not None:
-            self._pool = None
-            self._bulkhead._release(pool, self.started_at)
+        try:
+            pool = self._slot.pop()
+        except IndexError:
+            return  # released already
+        self._bulkhead._release(pool, self.started_at)
 
     def __del__(self) -> None:
         # A safety net, not the way out: a permit dropped unreleased gives its slot
-        # back when it is collected, instead of never.  Django drops a streamed
-        # response without closing it when the client leaves while the response
-        # is between this middleware and the server (docs/shedding.md).
-        pool = self._pool
-        if pool is not None:
-            self._pool = None
-            self._bulkhead._lost(pool)
+        # back when it is collected, instead of never (docs/shedding.md).
+        if not self._slot:  # released (the usual case): no exception to pay for
+            return
+        try:
+            pool = self._slot.pop()
+        except IndexError:
+            return  # released meanwhile
+        self._bulkhead._lost(pool)
 
     def __enter__(self) -> Permit:
         return self
@@ -77,9 +77,8 @@ class Permit:
 
 
 class Bulkhead(SlotQueue):
-    """Concurrency limit with a bounded FIFO queue and a reserved critical share.
-
-    ``limit`` is a fixed number or an ``AdaptiveLimit`` that follows latency.
+    """Concurrency limit with a bounded FIFO queue and a reserved critical share; ``limit`` is a
+    fixed number or an ``AdaptiveLimit`` that follows latency.
 
     >>> bulkhead = Bulkhead("orders", 2, queue=0)
     >>> first, second = bulkhead.acquire_sync(0), bulkhead.acquire_sync(0)
@@ -135,23 +134,10 @@ class Bulkhead(SlotQueue):
                 if self._withdraw(waiter):
                     return self._shed("timeout")
                 lock.acquire()  # a releaser claimed us first; its wake-up is on its way
-        except BaseException:
-            # Interrupted while waiting (a signal handler's exception, say): leave
-            # the queue, or hand on the slot a releaser granted meanwhile.
-            self._walk_away(waiter)
+        except BaseException:  # interrupted while waiting (a signal handler's exception, say)
+            self._abandon(waiter)
             raise
         return self._granted(waiter)
-
-    def _walk_away(self, waiter: _Waiter) -> None:
-        """A waiting thread gives up for good: ``_abandon`` for a thread."""
-        if self._withdraw(waiter):
-            return
-        self._places.tokens.append(True)
-        # The releaser that claimed us sets the slot in its next step; the lock
-        # may be held by now or not, and nobody needs it any more.
-        while waiter.pool is None:
-            time.sleep(0)
-        self._put(waiter.pool)
 
     # A wait that runs out is answered with a Shed, not raised, hence ``timeout``.
     async def acquire_async(
@@ -200,12 +186,8 @@ class Bulkhead(SlotQueue):
         return Permit(self, pool, self.clock())
 
     def _lost(self, pool: _Pool) -> None:
-        """The slot of a permit collected unreleased: back to the pool, lock-free.
-
-        It runs wherever the collector does, perhaps inside a metrics lock this
-        thread holds: so no lock here, and the gauge is told on the next
-        admission or release (``_count_lost``).
-        """
+        """A permit collected unreleased: its slot back, lock-free, for this runs wherever the
+        collector does (inside a metrics lock, say); the gauge is told later (``_count_lost``)."""
         self._put(pool)
         if self.report_metrics:
             self._unreported.append(True)
@@ -236,10 +218,9 @@ class Bulkhead(SlotQueue):
         if adaptive is None:
             self._put(pool)
             return
-        # Counted before the slot goes back, this request included (Netflix's
-        # limiters count it too): read after, a full bulkhead with nobody
-        # waiting looks one short, and at a limit of 2 or 3 that reads as
-        # app-limited, so the limit never grows off a small floor.
+        # Counted before the slot goes back, this request included (as Netflix's limiters):
+        # read after, a full bulkhead looks one short, which at a limit of 2 or 3 reads as
+        # app-limited, so the limit would never grow off a small floor.
         inflight = self.inflight
         self._put(pool)
         self._samples.append((held, inflight))
@@ -267,8 +248,8 @@ class Bulkhead(SlotQueue):
             metrics.concurrency_limit(self.name, self.limit)
 
     def retire(self, *, gone: bool) -> None:
-        """A rule edit replaced this bulkhead: stop reporting its limit (and show 0 if
-        the rule is ``gone``).  Permits still out are released here as usual."""
+        """A rule edit replaced this bulkhead: stop reporting its limit (0 if the rule is ``gone``);
+        permits still out are released here as usual."""
         self._retired = True
         if gone and self.report_metrics:
             metrics.concurrency_limit(self.name, 0)

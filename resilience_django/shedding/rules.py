@@ -1,8 +1,5 @@
-"""``RESILIENCE["SHEDDING"]`` rules: which requests share a bulkhead, and how big it is.
-
-The keys, criticality and adaptive bounds: docs/shedding.md; check ids
-E070-E080: docs/checks.md.
-"""
+"""``RESILIENCE["SHEDDING"]`` rules: which requests share a bulkhead, and how big it is
+(docs/shedding.md; check ids E070-E080: docs/checks.md)."""
 
 from __future__ import annotations
 
@@ -66,8 +63,7 @@ class SheddingRule:
         return self.matcher.matches(method, path, view_name)
 
     def is_critical(self, method: str, path: str, header: str | None = None) -> bool:
-        """Whether a request may use the reserved share; ``header`` is the value of
-        ``critical_header`` on the request (``None`` when absent or unnamed)."""
+        """Whether a request may use the reserved share; ``header``: its ``critical_header``."""
         if self.critical or method in self.critical_methods:
             return True
         if header is not None and header.strip().lower() not in _FALSE_WORDS:
@@ -97,11 +93,8 @@ class SheddingRule:
 
 
 def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True) -> SheddingRule:
-    """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078),
-    ``ConfigErrors`` with every problem when there are several.
-
-    ``allow_regex=False`` (admin rows) refuses a regex ``path`` or critical path.
-    """
+    """Parse one entry of ``RESILIENCE["SHEDDING"]``; raise ``ConfigError`` (E070-E078), or
+    ``ConfigErrors`` with every problem.  ``allow_regex=False`` (admin rows) refuses regexes."""
     where = f"RESILIENCE['SHEDDING'][{index}]"
     if not isinstance(mapping, Mapping):
         raise ConfigError(
@@ -127,8 +120,7 @@ def parse_shedding_rule(mapping: object, *, index: int, allow_regex: bool = True
         bad("resilience.E070", f": unknown key(s) {', '.join(unknown)}",
             f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.")  # fmt: skip
     name = mapping.get("name")
-    # The limit rules' name rule: a control character in a metric label or a log line
-    # could forge another one.
+    # The limit rules' name rule: a control character in a label or log line could forge one.
     if not isinstance(name, str) or RULE_NAME.match(name) is None:
         bad(
             "resilience.E071",

@@ -1,8 +1,5 @@
-"""The door: pick a request's shedding rule and admit it through that rule's bulkhead.
-
-One ``Shedder`` per process owns one bulkhead per rule; ``update(rules)`` keeps
-a rule's bulkhead across edits that only resize it (docs/shedding.md).
-"""
+"""The door: pick a request's shedding rule and admit it through that rule's bulkhead; one
+``Shedder`` per process, one bulkhead per rule, kept across edits that only resize it."""
 
 from __future__ import annotations
 
@@ -35,10 +32,8 @@ class Shedder:
 
     def __init__(self, rules: Sequence[SheddingRule] = (), *, clock: Clock = monotonic) -> None:
         self._clock = clock
-        # Rules (a RouteIndex, ``.items`` in order) and their bulkheads, published
-        # as one pair: a request thread reading while an admin edit lands sees
-        # the old pair or the new one, never a rule of one with the bulkheads of
-        # the other.
+        # Rules and their bulkheads, published as one pair: a request reading while an admin edit
+        # lands sees the old pair or the new one, never a rule of one with bulkheads of the other.
         self._state: tuple[RouteIndex[SheddingRule], dict[str, Bulkhead]] = (RouteIndex(()), {})
         self.needs_view_name = False
         self.update(rules)
@@ -90,12 +85,9 @@ class Shedder:
 
     def admit_sync(self, method: str, path: str, view_name: str | None = None,
                    header: HeaderLookup | None = None) -> Permit | Shed | None:  # fmt: skip
-        """A slot (release it when the response is done), a ``Shed`` (answer 503), or
-        ``None`` when no rule applies.  Waits at most ``min(max_wait, deadline)``.
-
-        ``header(name)`` returns a request header's value or ``None``; it is only
-        called for rules that name a ``critical_header``.
-        """
+        """A slot (release it when the response is done), a ``Shed`` (answer 503), or ``None``
+        when no rule applies; waits at most ``min(max_wait, deadline)``.  ``header(name)``: a
+        request header's value or ``None``, asked only for rules with a ``critical_header``."""
         found = self._prepare(method, path, view_name, header)
         return None if found is None else found[0].acquire_sync(found[1], found[2])
 

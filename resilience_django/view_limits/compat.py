@@ -6,7 +6,8 @@ import inspect
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
@@ -16,14 +17,7 @@ from ..limiting.decision import Algorithm, Policy
 from ..limiting.engine import LimitResult
 from ..limiting.keys import KeyFunc, as_awaitable, bounded_key
 from ..routes import method_set
-from ..units import (
-    MAX_RATE_COUNT,
-    MAX_RATE_PERIOD,
-    MIN_RATE_PERIOD,
-    Rate,
-    parse_rate,
-    safe_repr,
-)
+from ..units import MAX_RATE_COUNT, MAX_RATE_PERIOD, MIN_RATE_PERIOD, Rate, parse_rate, safe_repr
 from .standalone import StandaloneRule, shared_rule
 
 __all__ = ["ALL", "UNSAFE", "RateSpec", "Usage", "adapt_key", "aget_usage",
@@ -71,19 +65,15 @@ _PLAIN_SECONDS = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*\Z")
 
 def parse_compat_rate(value: str | Rate | tuple[int, int]) -> Rate:
     """A rate as django-ratelimit writes it (``"5/10"`` and ``(5, 10)``: per 10 s) or as we do."""
-    if isinstance(value, Rate):
-        return _checked(value)
     if isinstance(value, tuple) and len(value) == 2:
         value = f"{value[0]}/{value[1]}s"
     elif isinstance(value, str) and (match := _PLAIN_SECONDS.match(value)) is not None:
         value = f"{match.group(1)}/{match.group(2)}s"
-    return parse_rate(value)
-
-
-def _checked(rate: Rate) -> Rate:
-    # parse_rate takes a Rate as it is; one built by hand (say, a rate function's answer)
-    # may hold a count or period no text could: Rate(5, 0) would divide by zero.
-    limit, period = rate.limit, rate.period
+    if not isinstance(value, Rate):
+        return parse_rate(value)
+    # parse_rate takes a Rate as it is; one built by hand (a rate function's answer, say) may
+    # hold a count or period no text could: Rate(5, 0) would divide by zero.
+    limit, period = value.limit, value.period
     if (
         type(limit) is not int
         or not 1 <= limit <= MAX_RATE_COUNT
@@ -91,10 +81,10 @@ def _checked(rate: Rate) -> Rate:
         or not MIN_RATE_PERIOD <= period <= MAX_RATE_PERIOD
     ):
         raise ValueError(
-            f"{safe_repr(rate)} is not a rate: the count must be an integer from 1 to "
+            f"{safe_repr(value)} is not a rate: the count must be an integer from 1 to "
             f"{MAX_RATE_COUNT:_} and the period from 1ms up to a year"
         )
-    return rate
+    return value
 
 
 def _callers(func: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
@@ -108,39 +98,35 @@ def _callers(func: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[...
 def rate_getter(
     rate: RateSpec, group: str
 ) -> tuple[Callable[[Any], RateValue], Callable[[Any], Awaitable[RateValue]]] | None:
-    """``(sync, async)`` getters of a callable rate's value per request; ``None`` if fixed.
-
-    A rate function that raises is treated like one returning a bad value: logged at ERROR,
-    the request not limited (our own exceptions, a deadline say, go through)."""
+    """``(sync, async)`` getters of a callable rate's value per request; ``None`` if fixed.  A rate
+    function that raises is logged, the request not limited (our own exceptions go through)."""
     if not callable(rate):
         return None
     call, acall = _callers(rate)
 
     def get(request: Any) -> RateValue:
-        try:
+        with _not_limited_if_raises(group):
             return call(group, request)  # type: ignore[no-any-return]
-        except ResilienceError:
-            raise
-        except Exception:
-            _rate_raised(group)
-            return None
+        return None
 
     async def aget(request: Any) -> RateValue:
-        try:
+        with _not_limited_if_raises(group):
             return await acall(group, request)  # type: ignore[no-any-return]
-        except ResilienceError:
-            raise
-        except Exception:
-            _rate_raised(group)
-            return None
+        return None
 
     return get, aget
 
 
-def _rate_raised(group: str) -> None:
-    logger.exception(
-        "rate function of %r raised; this request is not limited", group, extra={"rule": group}
-    )
+@contextmanager
+def _not_limited_if_raises(group: str) -> Iterator[None]:
+    try:
+        yield
+    except ResilienceError:
+        raise
+    except Exception:
+        logger.exception(
+            "rate function of %r raised; this request is not limited", group, extra={"rule": group}
+        )
 
 
 def _bounded(value: Any) -> str | None:
@@ -272,8 +258,7 @@ class _UsageCall:
             ),
         )
         request_method = request.method or "GET"
-        # method_set: upper case, and HEAD wherever GET is, as for @limit and settings rules
-        # (Django serves HEAD with the GET view: a GET limit must not be dodged by HEAD).
+        # method_set: upper case, and HEAD wherever GET is (Django serves HEAD with the GET view).
         applies = self.rule.applies(request_method) and (
             methods is None or request_method in method_set(methods)
         )

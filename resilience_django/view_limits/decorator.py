@@ -50,9 +50,8 @@ def _with_headers(request: Any, response: Any, result: LimitResult | None) -> An
 
 
 def _headers_on_response(request: Any) -> None:
-    """This response carries ``RateLimit`` headers: behind ``ResilienceASGIMiddleware``,
-    take its arrival decision back, so the middleware writes its own on the response
-    (replacing these, as on every path) instead of the wrapper adding a second line."""
+    """This response carries ``RateLimit`` headers: take ``ResilienceASGIMiddleware``'s arrival
+    decision back, so the middleware writes its own (replacing these), not a second line."""
     scope = getattr(request, "scope", None)
     if scope is not None:
         from ..runtime import SCOPE_LIMITS
@@ -70,8 +69,7 @@ def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
     if result is None:
         return None
     setattr(request, DECISION_ATTR, result)
-    # Behind ResilienceMiddleware, which writes its decision's headers on the response after
-    # the view (replacing ours, the 429's too): merged into it, so they name this rule as well.
+    # Merged into ResilienceMiddleware's decision, whose headers replace ours after the view.
     state = getattr(request, STATE_ATTR, None)
     if state is not None and state.limits is not None:
         state.limits = merge_results(state.limits, result)
@@ -93,8 +91,8 @@ def limit(
     chosen = method_list(method)
     if methods is not None and chosen is not None:
         raise TypeError("@limit: pass methods= or method= (they are the same), not both")
-    if methods is not None:
-        chosen = list(methods)
+    if methods is not None:  # as method=: one name or ALL too, not a string's letters
+        chosen = method_list(methods if isinstance(methods, str) else tuple(methods))
 
     def decorate(view: View) -> View:
         counter = group or name or default_group(view)

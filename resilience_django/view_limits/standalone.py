@@ -21,9 +21,8 @@ from ..units import Rate, parse_rate
 
 __all__ = ["StandaloneRule", "shared_rule"]
 
-# Distinct rates one rule remembers, each its own Policy made once (the stores find a policy's
-# compiled form by identity); past it the cache starts afresh, lest a rate computed per client
-# grow without bound.
+# Distinct rates one rule remembers, each one Policy (the stores find a policy's compiled form by
+# identity); past it the cache starts afresh, lest a rate computed per client grow without bound.
 _MAX_POLICIES = 256
 _MAX_RULES = 1024
 _rules: dict[Hashable, StandaloneRule] = {}
@@ -44,12 +43,9 @@ def shared_rule(definition: Hashable, make: Callable[[], StandaloneRule]) -> Sta
 
 
 class StandaloneRule:
-    """A parsed rule plus what deciding it needs; safe to share between threads.
-
-    ``spec`` is a rule mapping as in ``RESILIENCE["LIMITS"]`` (``scope`` ``None``: follow
-    ``BACKEND``); ``key_func`` replaces its compiled ``key`` (django-ratelimit's ``post:<field>``,
-    callables).  Raises ``ConfigError`` for a bad spec.
-    """
+    """A parsed rule plus what deciding it needs; safe to share between threads.  ``spec`` is a
+    ``RESILIENCE["LIMITS"]`` rule (``scope`` ``None``: follow ``BACKEND``); ``key_func`` replaces
+    its ``key`` (``post:<field>``, callables).  Raises ``ConfigError`` for a bad spec."""
 
     __slots__ = ("_key", "_lock", "_policies", "key_func", "rule", "scope")
 
@@ -86,14 +82,13 @@ class StandaloneRule:
         return policy
 
     def applies(self, method: str) -> bool:
-        """Whether the rule covers this method (and is not ``mode="off"``)."""
-        # limits_enabled(): resilience_django.testing.disable_limits() turns these off too.
+        """Whether the rule covers this method (not ``mode="off"``, nor ``disable_limits()``)."""
         rule = self.rule
         return limits_enabled() and rule.mode != "off" and rule.matcher.matches(method, "/", None)
 
     def decide(self, request: Any, policy: Policy | None, cost: int = 1) -> LimitResult | None:
-        """Decide ``request`` against ``policy``; ``None`` if it has no key or there is no policy.
-        ``cost=0`` peeks: nothing consumed or reported; ``remaining`` says how many would pass."""
+        """Decide ``request`` against ``policy``; ``None`` without a key or a policy.  ``cost=0``
+        peeks: nothing consumed or reported; ``remaining`` says how many would pass."""
         if policy is None:
             return None
         store, key_func = self._parts()
@@ -118,9 +113,7 @@ class StandaloneRule:
         return self._result(await store.adecide(checks), cost)
 
     def _parts(self) -> tuple[Any, KeyFunc]:
-        # Imported here: the runtime imports most of the package, and views
-        # import @limit early, at URLconf load.
-        from ..runtime import get_runtime
+        from ..runtime import get_runtime  # here: views import @limit early, at URLconf load
 
         runtime = get_runtime()
         shared = runtime.stores.distributed

@@ -464,7 +464,7 @@ def test_a_slot_freed_while_a_thread_enqueues_is_not_lost() -> None:
     second = bulkhead.acquire_sync(2.0)
     assert second.admitted and time.monotonic() - started < 0.5
     assert bulkhead.waiting == 0
-    held._pool = None  # its slot was "freed" by the subclass already
+    held._slot.clear()  # its slot was "freed" by the subclass already
     second.release()
 
 
@@ -473,7 +473,7 @@ async def test_a_slot_freed_while_a_task_enqueues_is_not_lost() -> None:
     held = _admitted(await bulkhead.acquire_async(0))
     second = await asyncio.wait_for(bulkhead.acquire_async(2.0), 0.5)
     assert second.admitted and bulkhead.waiting == 0
-    held._pool = None
+    held._slot.clear()
     second.release()
 
 

@@ -1,5 +1,4 @@
-"""Admin pages for live tuning, with the rules settings define shown read-only under each
-changelist, and the breaker dashboard (docs/admin.md)."""
+"""Admin pages for live tuning and the breaker dashboard (docs/admin.md)."""
 
 from __future__ import annotations
 
@@ -48,17 +47,10 @@ def _action(description: str, field: str, value: object) -> Callable[..., None]:
 
 _SHADOW = "Shadow selected %(verbose_name_plural)s (count, never block)"
 _ENFORCE = "Enforce selected %(verbose_name_plural)s"
-# Set on a request whose save lost a race (see _RuleAdmin.changeform_view).
-_CONFLICT = "_resilience_save_conflict"
-_CONFLICT_MESSAGE = (
-    "Not saved: another change to a rule of this name was saved at the same moment. "
-    "Check the list of rules, then save again."
-)
+_CONFLICT = "_resilience_save_conflict"  # on a request whose save lost a race
 
 
 class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """What the rule admins share: the in-force column, actions, the settings table."""
-
     settings_key = ""  # the RESILIENCE key whose errors the changelist shows
     actions: tuple[str, ...] = ("enable", "disable")
     change_list_template = "resilience_django/admin/change_list.html"
@@ -72,7 +64,7 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if getattr(obj, obj.name_field) in settings_names()[obj.settings_kind]:
             why = "Settings define a rule with this name; the settings rule is in force."
             return format_html(conflict, why, "overridden by settings")
-        # The live loader's own verdict (the same function): the page and the loader agree.
+        # The live loader's own verdict: the page and the loader agree.
         if (problem := row_problem(obj.settings_kind, obj)) is not None:
             return format_html(conflict + "<br><small>{}</small>", problem, "not in force", problem)
         return format_html('<span class="rd-ok">{}</span>', "✔ in force")
@@ -83,8 +75,8 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for obj in queryset.exclude(**{field: value}):
             setattr(obj, field, value)
             try:
-                # save() per row (not update()): post_save bumps the live version.  In a
-                # savepoint, so a failed save leaves a surrounding transaction usable.
+                # save(), not update(): post_save bumps the live version.  In a savepoint,
+                # so a failed save leaves a surrounding transaction usable.
                 with transaction.atomic(using=router.db_for_write(self.model)):
                     obj.save(update_fields=[field, "updated_at"])
             except DatabaseError:
@@ -97,36 +89,24 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         plural = self.model._meta.verbose_name_plural
         self.message_user(request, f"{changed} {plural} updated.", messages.SUCCESS)
 
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            return super().changeform_view(request, *args, **kwargs)
         except IntegrityError:
-            # Two admins saved one name at once: both forms passed the unique check before
-            # either row was written, and the second INSERT failed.  Its transaction is rolled
-            # back; the form comes again with the error (and the unique check's), not a 500.
+            # Two admins saved one name at once (docs/admin.md): the second INSERT failed and
+            # was rolled back; the form comes again with the error, not a 500.
             setattr(request, _CONFLICT, True)
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            return super().changeform_view(request, *args, **kwargs)
 
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        form = super().get_form(request, obj, change, **kwargs)
-        if not getattr(request, _CONFLICT, False):
-            return form
+    def get_form(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        form = super().get_form(request, *args, **kwargs)
+        conflict = getattr(request, _CONFLICT, False)
+        return type(form.__name__, (form,), {"save_conflict": True}) if conflict else form
 
-        class ConflictForm(form):  # type: ignore[valid-type,misc]
-            def clean(self) -> Any:
-                cleaned = super().clean()
-                self.add_error(None, _CONFLICT_MESSAGE)
-                return cleaned
-
-        return ConflictForm
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The form's hidden updated_at (forms.RuleForm) rides in the first fieldset.
+        (title, options), *rest = super().get_fieldsets(request, obj)
+        return [(title, {**options, "fields": [*options["fields"], forms.SEEN]}), *rest]
 
     enable = _action("Enable selected %(verbose_name_plural)s", "enabled", True)
     disable = _action("Disable selected %(verbose_name_plural)s", "enabled", False)
@@ -173,13 +153,13 @@ class LimitRuleAdmin(_RoutedRuleAdmin):
     fieldsets = forms.LIMIT_FIELDSETS
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        # A new rule's scope follows BACKEND, as a settings rule that names none does.
+        # As for a settings rule that names no scope.
         scope = "distributed" if get_settings().backend == "redis" else "local"
         return {"scope": scope, **super().get_changeform_initial_data(request)}
 
     @admin.display(description="rate", ordering="rate")
     def rate_shown(self, obj: LimitRule) -> str:
-        # As the settings table shows rates ("100/m"), also for rows saved before clean() did.
+        # "100/m", as in the settings table, also for rows saved before clean() normalized it.
         try:
             return str(parse_rate(obj.rate))
         except ValueError:
@@ -272,8 +252,6 @@ class SheddingRuleAdmin(_RoutedRuleAdmin):
 
 @admin.register(BreakerDashboard)
 class BreakerDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """No table behind it: its changelist is the dashboard, linked from the app index."""
-
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return admin_views.can_view(request.user)
 
@@ -285,7 +263,7 @@ class BreakerDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}"
         wrap: Callable[..., Any] = self.admin_site.admin_view
-        # Only these: the default change/delete views would query a table that does not exist.
+        # Only these: the default views would query a table that does not exist.
         return [
             path("", wrap(self.dashboard_view), name=f"{name}_changelist"),
             path("api/", wrap(admin_views.api_view), name=f"{name}_api"),

@@ -1,7 +1,5 @@
-"""What admin users may pick: the dotted paths ``RESILIENCE["ADMIN_CHOICES"]`` lists.
-
-Every check is a string comparison made *before* anything is imported (docs/security.md).
-"""
+"""What admin users may pick: the dotted paths ``RESILIENCE["ADMIN_CHOICES"]`` lists; every
+check is a string comparison made *before* anything is imported (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .conf import _mapping, _report, _unknown_keys
+from .conf import _mapping, _report, _unknown_keys, get_settings
 from .dotted import import_dotted
 from .exceptions import ConfigError
 from .units import safe_repr
@@ -59,9 +57,8 @@ class AdminChoices:
         if is_builtin_exception(path) or path in self.exceptions:
             return None
         use = "a built-in exception class such as builtins.ConnectionError"
-        return _refusal(
-            repr(path), use + _or_listed(self.exceptions), "Other classes", "EXCEPTIONS"
-        )
+        use += _or_listed(self.exceptions)
+        return _refusal(repr(path), use, "Other classes", "EXCEPTIONS")
 
     def refuse_predicate(self, path: str) -> str | None:
         if path in self.predicates:
@@ -125,12 +122,8 @@ def check_admin_choices(raw: Any) -> list[ConfigError]:
                 problem = f"cannot be imported ({exc})"
             if problem is not None:
                 hint = f"List the dotted path of {what}; fix the module if importing it fails."
-                _report(
-                    errors,
-                    f"{_WHERE}[{safe_repr(kind)}]: {safe_repr(path)} {problem}",
-                    "resilience.E086",
-                    hint,
-                )
+                message = f"{_WHERE}[{safe_repr(kind)}]: {safe_repr(path)} {problem}"
+                _report(errors, message, "resilience.E086", hint)
     return errors
 
 
@@ -140,6 +133,4 @@ def _is_exception_class(value: Any) -> bool:
 
 def admin_choices() -> AdminChoices:
     """The allowlist the current settings define (shape-checked, nothing imported)."""
-    from .conf import get_settings
-
     return parse_admin_choices(get_settings().raw.get("ADMIN_CHOICES"), [])

@@ -3,10 +3,12 @@ into ``checks.Error`` objects, so a problem and the check reporting it never dri
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.urls import ResolverMatch, URLResolver, get_resolver
 
 from .conf import parse_settings
 from .observability.config import deploy_warnings
@@ -34,8 +36,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 def _sync_only_below(below: list[str]) -> list[checks.CheckMessage]:
-    """A sync-only middleware below ours makes Django run ours in sync mode, where
-    it cannot cancel an async view at its deadline (docs/deadlines.md)."""
+    """A sync-only middleware below ours: Django runs ours in sync mode (docs/deadlines.md)."""
     from django.utils.module_loading import import_string
 
     for path in below:
@@ -58,6 +59,44 @@ def _sync_only_below(below: list[str]) -> list[checks.CheckMessage]:
             )
             return [checks.Warning(message, hint=hint, id="resilience.W004")]
     return []
+
+
+@checks.register("resilience", checks.Tags.urls)
+def check_url_names(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A URL name the URLconf does not define matches no request: its rule does nothing."""
+    parsed = parse_settings(getattr(settings, "RESILIENCE", {}))
+    named = [
+        *((f"DEADLINE['ROUTES'][{r.label!r}]", r.matcher) for r in parsed.deadline.routes),
+        *(("DEADLINE['EXEMPT_STREAMS']", m) for m in parsed.deadline.exempt_streams),
+        *((f"LIMITS {r.name!r}", r.matcher) for r in parsed.limits),
+        *((f"SHEDDING {r.name!r}", r.matcher) for r in parsed.shedding),
+        *((f"BREAKERS {n!r}", p.route) for n, p in parsed.breakers.items() if p.route),
+    ]
+    wanted = [(where, m.view) for where, m in named if m.view is not None]
+    if not wanted:
+        return []  # no URLconf import for settings that name no view
+    try:
+        defined = set(_view_names(get_resolver().url_patterns, []))
+    except Exception:  # a broken URLconf is Django's own check to report
+        return []
+    missing = ", ".join(f"{view!r} ({where})" for where, view in wanted if view not in defined)
+    if not missing:
+        return []
+    message = f"RESILIENCE names URLs the URLconf does not define: {missing}"
+    hint = "Spell the name as reverse() takes it, with its namespace ('orders:quote'), or use a "
+    hint += "path prefix ('/api/orders'). Until then those rules match no request."
+    return [checks.Warning(message, hint=hint, id="resilience.W005")]
+
+
+def _view_names(patterns: Any, namespaces: list[str | None]) -> Iterator[str]:
+    # The view_name a request of each pattern resolves to, as the matchers see it.
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = [*namespaces, pattern.namespace] if pattern.namespace else namespaces
+            yield from _view_names(pattern.url_patterns, inner)
+        else:
+            match = ResolverMatch(pattern.callback, (), {}, pattern.name, namespaces=namespaces)
+            yield match.view_name
 
 
 @checks.register("resilience", deploy=True)

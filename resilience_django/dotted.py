@@ -1,8 +1,5 @@
-"""Import a ``module.attribute`` dotted path, with every failure as ``ImportError``.
-
-Importing runs the module's code, which can fail in any way.  Only settings and the
-values the settings allow the admin (``admin_choices.py``) reach it.
-"""
+"""Import a ``module.attribute`` dotted path, with every failure as ``ImportError``; only
+settings and the values they allow the admin (``admin_choices.py``) reach it."""
 
 from __future__ import annotations
 

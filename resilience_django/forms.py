@@ -1,8 +1,5 @@
 """Admin forms: friendlier widgets over the models; validation stays in ``Model.clean()``.
-
-Dotted paths are picked from what ``RESILIENCE["ADMIN_CHOICES"]`` allows; a value a row holds but
-the settings do not allow is shown, marked, so the operator sees why the form refuses it.
-"""
+Dotted paths are picked from what ``RESILIENCE["ADMIN_CHOICES"]`` allows (docs/admin.md)."""
 
 from __future__ import annotations
 
@@ -25,11 +22,8 @@ __all__ = [
 ]
 
 # Offered on every breaker form: built-in classes import nothing, so they need no listing.
-COMMON_EXCEPTIONS = (
-    "builtins.Exception",
-    "builtins.ConnectionError",
-    "builtins.TimeoutError",
-    "builtins.OSError",
+COMMON_EXCEPTIONS = tuple(
+    f"builtins.{name}" for name in ("Exception", "ConnectionError", "TimeoutError", "OSError")
 )
 _NOT_ALLOWED = "{} (not allowed by settings)"
 
@@ -106,6 +100,38 @@ def _editable(fieldsets: Any) -> list[str]:
     return [f for _, options in fieldsets[:-1] for f in options["fields"]]
 
 
+SEEN = "seen_updated_at"
+
+
+class RuleForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Optimistic concurrency: the row's ``updated_at`` when the form was opened comes back
+    hidden, and a save over a change made since then is refused (docs/admin.md)."""
+
+    seen_updated_at = forms.CharField(widget=forms.HiddenInput, required=False)
+    save_conflict = False  # set by the admin when this save lost a race on the name
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields[SEEN].initial = self._saved()
+
+    def _saved(self) -> str:
+        return str(self.instance.updated_at.isoformat())
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        # No value: not posted from the form (a script); nothing to compare with.
+        seen = self.cleaned_data.get(SEEN)
+        if self.instance.pk is not None and seen not in ("", None, self._saved()):
+            rule = f"{self.instance._meta.verbose_name} {str(self.instance)!r}"
+            why = f"Not saved: someone else changed the {rule} after you opened this page. "
+            self.add_error(None, why + "Open it again to see their change, then redo yours.")
+        if self.save_conflict:
+            why = "Not saved: another change to a rule of this name was saved at the same moment. "
+            self.add_error(None, why + "Check the list of rules, then save again.")
+        return cleaned
+
+
 class MethodsField(DottedPathsField):
     """HTTP methods as checkboxes, stored as "POST, PUT" (none ticked: every method)."""
 
@@ -120,7 +146,7 @@ class MethodsField(DottedPathsField):
         return [m.upper() for m in super().prepare_value(value) or ()]
 
 
-class LimitRuleForm(forms.ModelForm):  # type: ignore[type-arg]
+class LimitRuleForm(RuleForm):
     methods = MethodsField()
 
     class Meta:
@@ -142,7 +168,7 @@ class LimitRuleForm(forms.ModelForm):  # type: ignore[type-arg]
         )
 
 
-class BreakerPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+class BreakerPolicyForm(RuleForm):
     # Picked from what settings allow (RESILIENCE["ADMIN_CHOICES"]), never typed.
     record = DottedPathsField(
         help_text="Exception classes counted as failures; none: any Exception."
@@ -181,7 +207,7 @@ class BreakerPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
 
 
-class SheddingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
+class SheddingRuleForm(RuleForm):
     methods = MethodsField()
     critical_methods = MethodsField(
         label="Critical methods", help_text="Requests with these methods are critical."
@@ -202,7 +228,7 @@ class SheddingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
         }
 
 
-class RouteDeadlineForm(forms.ModelForm):  # type: ignore[type-arg]
+class RouteDeadlineForm(RuleForm):
     class Meta:
         model = RouteDeadline
         fields = ["route", "budget", "enabled", "notes"]

@@ -1,7 +1,5 @@
-"""Prometheus metrics, optional and lazy, with OpenTelemetry span events and exemplars.
-
-Names, labels, multiprocess modes, why collectors are reused: ``docs/metrics.md``.
-"""
+"""Prometheus metrics, optional and lazy, with OpenTelemetry span events and exemplars
+(names, labels, multiprocess modes: docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -35,8 +33,7 @@ logger = logging.getLogger("resilience_django.metrics")
 BREAKER_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
 BACKEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-# key -> (type, name, documentation, labels, extra kwargs); why each gauge has its
-# multiprocess mode: docs/metrics.md ("Many worker processes").
+# key -> (type, name, documentation, labels, extra kwargs).
 _LIVEMAX = {"multiprocess_mode": "livemax"}
 _LIVESUM = {"multiprocess_mode": "livesum"}
 _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = {
@@ -102,11 +99,8 @@ def _register(prom: Any, key: str) -> Any | None:
     try:
         collector = cls(name, doc, labels, **extra)
     except ValueError:
-        logger.warning(
-            "metric %s is registered by someone else already; not reporting it",
-            name,
-            extra={"metric": name},
-        )
+        message = "metric %s is registered by someone else already; not reporting it"
+        logger.warning(message, name, extra={"metric": name})
         return None
     registered.COLLECTORS[name] = collector
     return collector
@@ -144,21 +138,17 @@ def enabled() -> bool:
 class _Unreported:
     """Stands in for a collector that is not there (no prometheus-client, a foreign metric)."""
 
-    def inc(self, *args: Any) -> None:
-        return None
+    def inc(self, *args: Any) -> Any:
+        return self
 
-    set = observe = inc
+    set = observe = labels = inc
 
 
 def _child(key: str, labels: tuple[str, ...]) -> Any:
     child = _children[key].get(labels)
     if child is None:
-        collector = _get(key)
-        if collector is None:
-            child = _Unreported()
-        else:
-            child = collector.labels(*labels) if labels else collector
-        _children[key][labels] = child
+        collector = _get(key) or _Unreported()
+        child = _children[key][labels] = collector.labels(*labels) if labels else collector
     return child
 
 

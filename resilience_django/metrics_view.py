@@ -1,7 +1,5 @@
-"""The metrics view: Prometheus exposition behind a switch and an access check.
-
-Off (404) unless ``METRICS["ENABLED"]``; who gets in: docs/metrics.md.
-"""
+"""The metrics view: Prometheus exposition behind a switch (404 unless ``METRICS["ENABLED"]``)
+and an access check (who gets in: docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -45,9 +43,8 @@ def _allowed(request: HttpRequest, settings: MetricsSettings) -> bool:
     return False
 
 
-# The switch comes before everything else, the method and the CSRF check too: while off,
-# every method gets the 404 of a URL that does not exist (a 405 or a CSRF 403 would say it
-# does).  Nothing here changes state, so the CSRF check has nothing to protect.
+# The switch comes first, before the method and CSRF checks: while off, every method gets the
+# 404 of a URL that does not exist.  Nothing here changes state: CSRF has nothing to protect.
 @csrf_exempt
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -1,20 +1,21 @@
-"""Rules operators tune live in the Django admin (docs/admin.md).
-
-Each model turns itself back into the settings entry it mirrors (``as_setting()``), so the
-settings' own parser validates it: the admin and the settings never disagree about what is valid.
-"""
+"""Rules operators tune live in the Django admin (docs/admin.md), each validated by the
+settings' own parser through the settings entry it mirrors (``as_setting()``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
+from . import live
+from .admin_choices import AdminChoices, admin_choices
+from .breakers.policy import parse_breaker_policy
+from .conf import _route_key_matcher
 from .exceptions import ConfigError, every_error
-
-if TYPE_CHECKING:
-    from .admin_choices import AdminChoices
+from .limiting.rules import parse_limit_rule
+from .shedding.rules import parse_shedding_rule
+from .units import parse_deadline_budget
 
 __all__ = [
     "BreakerDashboard",
@@ -29,10 +30,8 @@ __all__ = [
 def config_error(
     exc: ConfigError, fields: tuple[str, ...] = (), by_check: dict[str, str] | None = None
 ) -> ValidationError:
-    """A ``ValidationError`` on the field each problem concerns: the check id's (``by_check``),
-    else the one its message starts with or names; message, hint and check id, without the
-    settings prefix ("RESILIENCE['LIMITS'][0] ('x'): "), noise in a form."""
-    # Several problems of one rule: each on its field, all shown at once.
+    """Each problem of ``exc`` on its field: the check id's (``by_check``), else the one its
+    message starts with or names; without the settings prefix ("RESILIENCE['LIMITS'][0]: ")."""
     by_field: dict[str, list[str]] = {}
     for problem in every_error(exc):
         message = str(problem)
@@ -60,15 +59,12 @@ class _AdminRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    # Which names settings claim (``live.settings_names()`` kind) and the field holding ours.
-    settings_kind = ""
+    settings_kind = ""  # the ``live.settings_names()`` kind
     name_field = "name"
-    # Which form field a parser's problem is about: by its check id, else by the field
-    # its message names (every field when none are listed).
+    # The form field of a parser's problem: by check id, else the field its message names.
     fields_by_check: dict[str, str] = {}
     fields_by_message: tuple[str, ...] = ()
-    # How ``as_setting()`` writes the row: fields always there, fields left out when
-    # empty (the setting's default), text fields split into lists (comma or newline).
+    # ``as_setting()``: fields always written, left out when empty, split into lists.
     always: tuple[str, ...] = ()
     when_set: tuple[str, ...] = ()
     as_lists: tuple[str, ...] = ()
@@ -80,8 +76,7 @@ class _AdminRule(models.Model):
         return str(getattr(self, self.name_field))
 
     def refusals(self, choices: AdminChoices) -> dict[str, str]:
-        """Field → why settings do not allow the dotted path it names (``ADMIN_CHOICES``): a
-        string comparison, made before anything is imported."""
+        """Field → why ``ADMIN_CHOICES`` does not allow the dotted path it names (no import)."""
         return {}
 
     def as_setting(self) -> dict[str, Any]:
@@ -100,8 +95,6 @@ class _AdminRule(models.Model):
         raise NotImplementedError
 
     def clean(self) -> None:
-        from .admin_choices import admin_choices
-
         self._refuse_settings_name()
         if refusals := self.refusals(admin_choices()):
             raise ValidationError(refusals)
@@ -112,12 +105,8 @@ class _AdminRule(models.Model):
             raise config_error(exc, fields, self.fields_by_check) from None
 
     def _refuse_settings_name(self) -> None:
-        # Refused rather than saved and shown "overridden by settings": the settings
-        # rule would win, and an operator would believe the edit in force.
-        from .live import settings_names
-
         name = getattr(self, self.name_field)
-        if name in settings_names()[self.settings_kind]:
+        if name in live.settings_names()[self.settings_kind]:
             kind = self._meta.verbose_name
             why = f"The settings (RESILIENCE) already define a {kind} named {name!r}, and settings "
             why += "win: this one would never be in force. Choose another name, or change the rule "
@@ -210,13 +199,9 @@ class LimitRule(_RoutedRule):
         return {"key": refusal} if refusal else {}
 
     def parse(self) -> object:
-        from .limiting.rules import parse_limit_rule
-
         # Prefixes and URL names only: regexes belong in settings (docs/admin.md, "Paths").
         rule = parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
-        # Saved as every other rate is shown ("100/minute" and "100/60s" are "100/m"),
-        # so the changelist and the settings table read alike.
-        self.rate = rule.rate
+        self.rate = rule.rate  # saved as shown: "100/minute" and "100/60s" are "100/m"
         return rule
 
 
@@ -290,8 +275,6 @@ class BreakerPolicy(_AdminRule):
         return found
 
     def parse(self) -> object:
-        from .breakers.policy import parse_breaker_policy
-
         return parse_breaker_policy(self.name, self.as_setting())
 
 
@@ -316,9 +299,7 @@ class RouteDeadline(_AdminRule):
         return f"{self.route} → {self.budget}"
 
     def parsed_budget(self) -> float:
-        """The budget in seconds; raises ``ConfigError`` when it is not a positive duration."""
-        from .units import parse_deadline_budget
-
+        """The budget in seconds; ``ConfigError`` unless a positive duration."""
         try:
             return parse_deadline_budget(self.budget)
         except ValueError as exc:
@@ -326,8 +307,6 @@ class RouteDeadline(_AdminRule):
             raise ConfigError(str(exc), check_id="resilience.E008", hint=hint) from None
 
     def clean(self) -> None:
-        from .conf import _route_key_matcher
-
         self._refuse_settings_name()
         where = f"RESILIENCE['DEADLINE']['ROUTES'][{self.route!r}]"
         errors: dict[str, str] = {}
@@ -417,21 +396,18 @@ class SheddingRule(_RoutedRule):
     def as_setting(self) -> dict[str, Any]:
         entry = super().as_setting()
         # One a line, not comma-separated: a regex may hold a comma ("\\d{1,3}").
-        paths = [line.strip() for line in self.critical_paths.splitlines() if line.strip()]
-        if paths:
+        if paths := [line.strip() for line in self.critical_paths.splitlines() if line.strip()]:
             entry["critical_paths"] = paths
         if self.critical_header.strip():
             entry["critical_header"] = self.critical_header.strip()
         return entry
 
     def parse(self) -> object:
-        from .shedding.rules import parse_shedding_rule
-
         return parse_shedding_rule(self.as_setting(), index=0, allow_regex=False)
 
 
 class BreakerDashboard(models.Model):
-    """No table: the admin's link to the fleet-wide breaker dashboard, and its permission."""
+    """No table: the admin's link to the breaker dashboard, and its permission."""
 
     class Meta:
         managed = False
@@ -446,17 +422,10 @@ class BreakerDashboard(models.Model):
         return "breaker dashboard"
 
 
-def _connect() -> None:
-    from . import live
-
-    live.connect_signals((LimitRule, BreakerPolicy, RouteDeadline, SheddingRule))
+live.connect_signals((LimitRule, BreakerPolicy, RouteDeadline, SheddingRule))
 
 
-_connect()
-
-
-# -- the database fleet store (fleetstore/database.py), when no Redis and no shared cache are
-# configured.  Only background threads and operator tools touch these tables, never a request.
+# -- the database fleet store (fleetstore/database.py): never touched by a request.
 
 
 class FleetProcess(models.Model):
@@ -491,8 +460,7 @@ class FleetCommand(models.Model):
 
 
 class FleetValue(models.Model):
-    """Small shared values: the admin rules' version, the row that orders operator
-    commands, shared breakers' open-until markers (with an expiry)."""
+    """Small shared values: the rules' version, the command order, shared breakers' markers."""
 
     key = models.CharField(max_length=255, primary_key=True)
     value = models.TextField(blank=True)

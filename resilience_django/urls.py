@@ -1,11 +1,7 @@
-"""URLs to mount under a prefix of your choice::
+"""URLs to mount under a prefix: ``path("resilience/", include("resilience_django.urls"))``.
 
-    path("resilience/", include("resilience_django.urls"))
-
-``metrics/`` serves Prometheus metrics when ``RESILIENCE["METRICS"]["ENABLED"]`` is True;
-``metrics`` without the slash too, answered directly: scrape configs name it either way,
-and a redirect (``APPEND_SLASH``) is one more request, not followed by every scraper.
-"""
+``metrics/`` serves Prometheus metrics when ``RESILIENCE["METRICS"]["ENABLED"]``; so does
+``metrics``: scrape configs name it either way, and not every scraper follows a redirect."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The breaker dashboard's JSON endpoint: GET state, POST operator actions (docs/admin.md).
-
-``admin.py`` wraps the views in ``AdminSite.admin_view`` (login, CSRF).
-"""
+"""The breaker dashboard's JSON endpoint: GET state, POST operator actions (docs/admin.md);
+``admin.py`` wraps it in ``AdminSite.admin_view`` (login, CSRF)."""
 
 from __future__ import annotations
 
@@ -11,21 +9,11 @@ from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .state import RateHistory, aggregate_breakers, history, snapshot
+from .state import snapshot
 
-__all__ = [
-    "RateHistory",
-    "aggregate_breakers",
-    "api_view",
-    "can_operate",
-    "can_view",
-    "dashboard_state",
-    "history",
-]
+__all__ = ["api_view", "can_operate", "can_view", "dashboard_state"]
 
 logger = logging.getLogger("resilience_django.admin")
-
-
 OPERATE = "resilience_django.operate_breakers"
 # "viewing: staff with the app's view permissions" (DESIGN.md): any of these will do.
 _VIEW = (

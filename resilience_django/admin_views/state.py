@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..clock import Clock
+from ..fleet import breaker_rows, fleet_processes, process_report
+from ..limiting.health import health
 from ..observability.recent import SPAN, window_counts
 
 __all__ = ["RateHistory", "aggregate_breakers", "history", "limiters", "snapshot"]
@@ -46,8 +48,7 @@ def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
                 "calls": calls,
                 "failures": failures,
                 "failure_rate": round(rate, 4),
-                # What the sparkline draws: an open breaker refuses every call, and
-                # its window is not measured, so it counts as 100% rather than 0%.
+                # The sparkline's: an open breaker refuses every call, so 100%, not 0%.
                 "error_rate": 1.0 if worst in _REFUSING else round(rate, 4),
                 "slow_rate": round(slow / calls, 4) if calls else 0.0,
                 "ewma": max(float(p.get("ewma") or 0.0) for p in procs),
@@ -64,8 +65,8 @@ def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 class RateHistory:
-    """Each breaker's error rate over the last minutes, sampled (at most every ``every`` s)
-    when the dashboard is polled: a page opened now still shows how they got there."""
+    """Each breaker's error rate over the last minutes, sampled when the dashboard is polled
+    (at most every ``every`` s): a page opened now still shows how they got there."""
 
     def __init__(self, *, span: float = 180.0, every: float = 2.0, clock: Clock = time.time):
         self.span = span
@@ -82,8 +83,7 @@ class RateHistory:
                 return
             self._last = now
             for b in breakers:
-                points = self._rates.setdefault(b["name"], deque())
-                points.append((round(now, 1), b["error_rate"]))
+                self._rates.setdefault(b["name"], deque()).append((round(now, 1), b["error_rate"]))
             for name, points in list(self._rates.items()):
                 while points and now - points[0][0] > self.span:
                     points.popleft()
@@ -99,10 +99,7 @@ _rates = RateHistory()
 
 
 def fleet_reports() -> tuple[list[dict[str, Any]], str | None]:
-    """Every live process's report, and why the fleet store could not be read (or None);
-    with the store down, this process's own report stands in for the fleet."""
-    from ..fleet import fleet_processes, process_report
-
+    """Every live process's report, and why the fleet store could not be read (or None)."""
     try:
         return fleet_processes(), None
     except Exception as exc:  # the fleet store is down: say so, show the rest
@@ -111,8 +108,7 @@ def fleet_reports() -> tuple[list[dict[str, Any]], str | None]:
 
 def history(procs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Top rejecting rules and deadline misses over the last minute across the fleet, plus
-    totals (since each live process started).  Summed from the processes' published
-    per-second counts, so a dashboard opened mid-incident shows the last minute at once."""
+    totals (since each live process started), from the processes' per-second counts."""
     if procs is None:
         procs = fleet_reports()[0]
     now = time.time()
@@ -140,18 +136,15 @@ def limiters(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each reporting process's limiter backend and health, for the fleet view."""
     out = []
     for p in procs:
-        health = p.get("limiter")
-        if isinstance(health, Mapping):
+        limiter = p.get("limiter")
+        if isinstance(limiter, Mapping):
             out.append({"host": p.get("host"), "pid": p.get("pid"), "time": p.get("time"),
-                        "configured": p.get("backend"), **health})  # fmt: skip
+                        "configured": p.get("backend"), **limiter})  # fmt: skip
     return sorted(out, key=lambda h: (str(h.get("host")), h.get("pid") or 0))
 
 
 def snapshot(*, can_operate: bool = False) -> dict[str, Any]:
     """The whole dashboard: fleet breakers, limiter health, rejections, deadline misses."""
-    from ..fleet import breaker_rows
-    from ..limiting.health import health
-
     procs, fleet_error = fleet_reports()
     breakers = [] if fleet_error else aggregate_breakers(breaker_rows(procs))
     _rates.record(breakers)

@@ -1,7 +1,5 @@
 """Admin-defined rules in force in every worker within about a second, without a query per
-request: a version in the fleet store, checked by a background thread (docs/admin.md, "Live
-reload").  A settings rule and an admin rule of one name: the settings rule wins.
-"""
+request: a version in the fleet store, checked by a background thread (docs/admin.md)."""
 
 from __future__ import annotations
 
@@ -15,16 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import fleetstore
+from ..breakers.registry import get_breaker, registry
 from ..conf import get_settings, on_reload
 from ..fleetstore import VERSION_KEY, FleetStore
-from .rules import (
-    AdminRows,
-    AdminRules,
-    build_admin_rules,
-    read_admin_rows,
-    row_problem,
-    settings_names,
-)
+from .rules import AdminRules, build_admin_rules, read_admin_rows, row_problem, settings_names
 
 __all__ = [
     "VERSION_KEY", "AdminRules", "admin_rules", "build_admin_rules", "bump", "connect_signals",
@@ -35,15 +27,14 @@ logger = logging.getLogger("resilience_django.live")
 
 _EMPTY = AdminRules()
 _UNSET = object()
-# The interval that RELOAD_INTERVAL None stands for: never.
-_OFF = float("inf")
+_OFF = float("inf")  # the interval RELOAD_INTERVAL None stands for: never
 
 
 @dataclass(slots=True)
 class _State:
     rules: AdminRules = _EMPTY
-    # The rows the rules were built from, to rebuild them when settings change.
-    rows: AdminRows | None = None
+    # The rules' rows (kind -> rows), to rebuild them when settings change.
+    rows: dict[str, tuple[Any, ...]] | None = None
     loaded_version: object = _UNSET
     interval: float | None = None
     store: FleetStore | None = None
@@ -62,8 +53,7 @@ _generation = 0
 
 
 def admin_rules() -> AdminRules:
-    """The admin-defined rules loaded last (empty until the first load, and always
-    empty with ``RELOAD_INTERVAL: None``)."""
+    """The admin-defined rules loaded last (empty before it, and with ``RELOAD_INTERVAL: None``)."""
     return _EMPTY if _interval() == _OFF else _state.rules
 
 
@@ -82,7 +72,6 @@ def maybe_reload(now: float) -> int:
 def _interval() -> float:
     interval = _state.interval
     if interval is None:
-        # RELOAD_INTERVAL None turns admin rules off: no thread, no database reads.
         configured = get_settings().reload_interval
         interval = _OFF if configured is None else configured
         _state.interval = interval
@@ -93,18 +82,22 @@ def _kick() -> None:
     with _reload_lock:  # taken at most once per interval, never per request
         thread = _state.thread
         if thread is None or not thread.is_alive():
-            thread = _state.thread = threading.Thread(
-                target=_run, name="resilience-live", daemon=True
-            )
-            thread.start()
+            _state.thread = threading.Thread(target=_run, name="resilience-live", daemon=True)
+            _state.thread.start()
     _wake.set()
 
 
 def _run() -> None:
     from django.db import close_old_connections
 
+    me = threading.current_thread()
     while True:
-        _wake.wait()
+        # Woken by a request, or by itself each interval: after an idle spell the
+        # rules are current when the next request comes.
+        interval = _interval()
+        _wake.wait(None if interval == _OFF else interval)
+        if _state.thread is not me:
+            return  # reset(): a newer thread, or none, takes over
         _wake.clear()
         try:
             _state.failed = False
@@ -129,7 +122,7 @@ def _log_error(message: str) -> None:
 
 def reload_now() -> bool:
     """Reload the rules if their version changed; ``True`` if it did.  Never raises; reads
-    nothing with ``RELOAD_INTERVAL: None``.  Runs on the thread; tests call it directly."""
+    nothing with ``RELOAD_INTERVAL: None``."""
     if _interval() == _OFF:
         return False
     try:
@@ -155,10 +148,7 @@ def reload_now() -> bool:
     ):  # fmt: skip
         return False
     _swap(rules)
-    # Breakers live in the registry, not in the runtime the caller rebuilds, so
-    # they are reconfigured here, in place (references held by decorators stay valid).
-    from ..breakers.registry import get_breaker, registry
-
+    # Breakers live in the registry, not the runtime: reconfigured in place, here.
     for name, policy in rules.breaker_policies.items():
         get_breaker(name).configure(policy)
     for name in set(current.breaker_policies) - set(rules.breaker_policies):
@@ -167,16 +157,14 @@ def reload_now() -> bool:
 
 
 def _version_store() -> FleetStore:
-    store = _state.store
-    if store is None:
-        store = _state.store = fleetstore.get_store()
-    return store
+    if _state.store is None:
+        _state.store = fleetstore.get_store()
+    return _state.store
 
 
 def bump() -> None:
     """Tell every process that the admin rules changed (call after the commit)."""
-    # A token no other bump can produce: with a counter, two racing increments
-    # could both write n+1 and a reader that saw the first would miss the second.
+    # Unique, not a counter: two racing increments could both write n+1.
     token = f"{time.time_ns()}:{os.getpid()}:{id(object())}"
     # This process reloads at its next check even if the store is unreachable.
     _state.loaded_version = _UNSET
@@ -213,15 +201,14 @@ def _swap(rules: AdminRules) -> None:
 def reset() -> None:
     """Forget everything loaded (settings changed, tests)."""
     global _next_check, _state
-    _state = _State(thread=_state.thread, failed=_state.failed)
+    _state = _State(failed=_state.failed)
     _swap(_EMPTY)
     _next_check = 0.0
 
 
 def _on_settings_reload() -> None:
-    # What is in force depends on the settings (the names they claim, the paths they
-    # allow): rebuild it now from the rows loaded last, without a query, so a settings
-    # rule and an admin rule of one name are never both in force; then a full reload.
+    # What is in force depends on the settings: rebuilt now from the rows loaded last,
+    # without a query (docs/admin.md, "Precedence"); then a full reload.
     global _next_check
     _state.interval = None
     _state.store = None
@@ -234,16 +221,12 @@ def _on_settings_reload() -> None:
         except Exception:  # a settings change must not fail on an admin row
             logger.exception("cannot rebuild the admin rules for the new settings")
             _swap(_EMPTY)
-    # The breakers follow whatever is in force now (admin_rules() honours a
-    # RELOAD_INTERVAL that became None); settings win on a shared name.
-    from ..breakers.registry import registry
-
+    # The breakers follow what is in force now; settings win on a shared name.
     registry.reload()
 
 
 def _after_fork() -> None:
-    # The thread did not survive the fork, and a lock it held might look held
-    # forever in the child: start over with fresh ones.
+    # The thread did not survive the fork, and a lock it held would stay held in the child.
     global _wake, _reload_lock
     _state.thread = None
     _wake = threading.Event()

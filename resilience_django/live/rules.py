@@ -15,10 +15,7 @@ from ..limiting.rules import LimitRule, parse_limit_rule
 from ..routes import reject_regex
 from ..shedding.rules import SheddingRule, parse_shedding_rule
 
-__all__ = [
-    "AdminRows", "AdminRules", "build_admin_rules", "read_admin_rows", "row_problem",
-    "settings_names",
-]  # fmt: skip
+__all__ = ["AdminRules", "build_admin_rules", "read_admin_rows", "row_problem", "settings_names"]
 
 logger = logging.getLogger("resilience_django.live")
 
@@ -30,14 +27,12 @@ class AdminRules:
     limit_rules: tuple[LimitRule, ...] = ()
     breaker_policies: Mapping[str, BreakerPolicy] = field(default_factory=dict)
     route_budgets: tuple[RouteBudget, ...] = ()
-    # In the order they are tried (position, then name), after the settings' own.
-    shedding_rules: tuple[SheddingRule, ...] = ()
-    # (kind, name) of enabled admin rules left out because settings define the name.
+    shedding_rules: tuple[SheddingRule, ...] = ()  # by position, then name
+    # (kind, name) of enabled rows left out because settings define the name.
     conflicts: tuple[tuple[str, str], ...] = ()
-    # (kind, name, reason) of enabled admin rows left out because they cannot be
-    # loaded: a dotted path settings do not allow, or a value that no longer parses.
+    # (kind, name, reason) of enabled rows left out because they cannot be loaded.
     skipped: tuple[tuple[str, str, str], ...] = ()
-    # Fingerprint of the rows loaded: what "changed" is decided on.
+    # What "changed" is decided on.
     fingerprint: tuple[Any, ...] = ()
 
 
@@ -56,20 +51,14 @@ def settings_names() -> dict[str, frozenset[str]]:
 
 
 def _list_names(entries: Any) -> frozenset[str]:
-    # Raw settings, not the parsed rules: a settings rule that fails its check
-    # still claims its name, so a broken deploy does not hand it to the admin.
+    # Raw settings: a settings rule that fails its check still claims its name.
     if not isinstance(entries, list | tuple):
         return frozenset()
     return frozenset(str(e.get("name")) for e in entries if isinstance(e, Mapping))
 
 
-# The enabled admin rows as read from the database: kind -> rows, in the order they load.
-# The live module keeps them, to recompute what is in force without a query when settings change.
-AdminRows = dict[str, tuple[Any, ...]]
-
-
-def read_admin_rows() -> AdminRows:
-    """The enabled rows of every kind: the only database reads of the live reload."""
+def read_admin_rows() -> dict[str, tuple[Any, ...]]:
+    """Kind -> its enabled rows, in load order: the only database reads of the live reload."""
     from .. import models
 
     return {
@@ -82,9 +71,8 @@ def read_admin_rows() -> AdminRows:
     }
 
 
-def build_admin_rules(rows: AdminRows) -> AdminRules:
-    """The rules in force from these rows under the current settings (no database query);
-    a row that cannot be loaded is left out, logged and listed in ``skipped``."""
+def build_admin_rules(rows: dict[str, tuple[Any, ...]]) -> AdminRules:
+    """The rules in force from these rows under the current settings (no database query)."""
     taken = settings_names()
     choices = admin_choices()
     conflicts: list[tuple[str, str]] = []
@@ -92,8 +80,6 @@ def build_admin_rules(rows: AdminRows) -> AdminRules:
     fingerprint: list[Any] = []
 
     def load(kind: str) -> list[Any]:
-        # Every kind alike: fingerprint each enabled row, leave out the names the
-        # settings define (they win), and parse with the settings' own parser.
         parsed: list[Any] = []
         for index, row in enumerate(rows[kind]):
             fingerprint.append((kind, row.pk, row.updated_at))
@@ -121,13 +107,11 @@ def build_admin_rules(rows: AdminRows) -> AdminRules:
 
 
 def row_problem(kind: str, row: Any) -> str | None:
-    """Why this admin row cannot be in force, or ``None``: what the loader would say (the
-    admin's "in force" column asks, so the page and the loader agree)."""
+    """Why this admin row cannot be in force, or ``None``: what the loader would say."""
     return _load_row(kind, row, 0, admin_choices())[1]
 
 
-# Admin rows take path prefixes and URL names only (allow_regex=False): a row
-# saved before regexes were refused is left out, as the form would refuse it.
+# Admin rows take path prefixes and URL names only (docs/admin.md, "Paths").
 _PARSERS: dict[str, Callable[[Any, int], Any]] = {
     "limit": lambda r, i: parse_limit_rule(r.as_setting(), index=i, allow_regex=False),
     "breaker": lambda r, i: (r.name, parse_breaker_policy(r.name, r.as_setting())),
@@ -137,10 +121,8 @@ _PARSERS: dict[str, Callable[[Any, int], Any]] = {
 
 
 def _load_row(kind: str, row: Any, index: int, choices: AdminChoices) -> tuple[Any, str | None]:
-    # The allowlist first, as strings: a path settings do not list is never
-    # imported, not even to find out that it is bad.
-    refusals = row.refusals(choices)
-    if refusals:
+    # The allowlist first, as strings: a path settings do not list is never imported.
+    if refusals := row.refusals(choices):
         return None, "; ".join(f"{field}: {why}" for field, why in refusals.items())
     try:
         return _PARSERS[kind](row, index), None
@@ -153,5 +135,4 @@ def _load_row(kind: str, row: Any, index: int, choices: AdminChoices) -> tuple[A
 def _route_budget(route: str, budget: float) -> RouteBudget:
     where = f"admin route deadline {route!r}"
     reject_regex(route, where=where, check_id="resilience.E008")
-    matcher = _route_key_matcher(route, where)
-    return RouteBudget(matcher=matcher, budget=budget, label=route)
+    return RouteBudget(matcher=_route_key_matcher(route, where), budget=budget, label=route)

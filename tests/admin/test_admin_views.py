@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from resilience_django import admin_views, metrics
-from resilience_django.admin_views import RateHistory, aggregate_breakers, history
+from resilience_django.admin_views.state import RateHistory, aggregate_breakers, history
 from resilience_django.breakers.registry import get_breaker
 from resilience_django.clock import ManualClock
 

@@ -318,10 +318,10 @@ class HybridLimiter:
         try:
             client = self._redis.client  # a cluster client is built (and connects) here
             try:
-                live = client.evalsha(self._hb_sha, *args)
+                live, added = client.evalsha(self._hb_sha, *args)
             except NoScriptError:
                 client.script_load(self._hb_source)
-                live = client.evalsha(self._hb_sha, *args)
+                live, added = client.evalsha(self._hb_sha, *args)
         except Exception as exc:  # the probe's whole point is to survive Redis failing
             return self._probe_failed(f"probe: {_why(exc)}", start, token, judge)
         elapsed = _perf() - start
@@ -330,6 +330,8 @@ class HybridLimiter:
             msg = f"probe: slow answer ({elapsed * 1000:.1f} ms)"
             return self._probe_failed(msg, start, token, judge)
         self._probe_nodes()
+        if added:  # not in the set: a first heartbeat, or the set was lost (FLUSHALL, failover)
+            self._counted_since = None
         self._live = max(1, int(live))
         self._share = self._count_share(self._live)
         if not judge:

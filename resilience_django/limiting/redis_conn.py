@@ -62,7 +62,10 @@ SENTINEL_ARGUMENTS = _SENTINEL_BOOLS | _SENTINEL_STRINGS
 _CERT_REQS = ("none", "optional", "required")
 # What parse_url says about where the primary is, which a Sentinel URL does not say.
 _NOT_FROM_SENTINEL_URL = frozenset(("host", "port", "path", "connection_class"))
-_URL_TIMEOUTS = frozenset(("socket_timeout", "socket_connect_timeout"))
+# Query options the limiter sets itself, whatever the URL says (docs/settings.md#url): the
+# timeouts may only tighten; no health-check PING, no retries, MAX_CONNECTIONS as the pool size.
+_OURS = frozenset(("socket_timeout", "socket_connect_timeout", "health_check_interval", "retry",
+                   "retry_on_timeout", "retry_on_error", "max_connections"))  # fmt: skip
 
 
 def _error(message: str, hint: str = "") -> ConfigError:
@@ -146,9 +149,9 @@ def _url_options(url: str) -> dict[str, Any]:
 
 
 def _client_url(url: str) -> str:
-    """``url`` without its timeouts, which ``from_url`` would let override the budget."""
+    """``url`` without the options the limiter sets, which ``from_url`` would let override."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _URL_TIMEOUTS]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OURS]
     return parts._replace(query=urlencode(query)).geturl()
 
 
@@ -212,7 +215,7 @@ def _make_client(settings: RedisSettings, *, asyncio: bool) -> Any:
         # master_for takes no URL: what it says about the primary (db, TLS, ACL user,
         # password, query options) is passed as arguments, winning as with from_url.
         url = _url_options(settings.url)
-        options = {key: url[key] for key in url.keys() - _NOT_FROM_SENTINEL_URL - _URL_TIMEOUTS}
+        options = {key: url[key] for key in url.keys() - _NOT_FROM_SENTINEL_URL - _OURS}
         if urlparse(settings.url).scheme == "rediss":
             options["ssl"] = True
         kwargs |= {"max_connections": settings.max_connections, **options}
@@ -235,6 +238,11 @@ def make_async_client(settings: RedisSettings) -> AsyncClient:
 
 
 def make_sync_client_from_url(url: str, timeout: float = 1.0) -> redis.Redis:
-    """A plain redis-py client for background work, ``timeout`` bounding each wait, no retries."""
-    settings = RedisSettings(url, socket_timeout=timeout, connect_timeout=timeout)
-    return redis.Redis.from_url(url, **_common_kwargs(settings))
+    """A plain redis-py client for background work, ``timeout`` bounding each wait (the URL's
+    timeouts may only tighten it), no retries; the URL's ``max_connections`` sizes its pool."""
+    options = _url_options(url)
+    read = min(timeout, options.get("socket_timeout") or math.inf)
+    connect = min(timeout, options.get("socket_connect_timeout") or math.inf)
+    kwargs = _common_kwargs(RedisSettings(url, socket_timeout=read, connect_timeout=connect))
+    kwargs["max_connections"] = options.get("max_connections")
+    return redis.Redis.from_url(_client_url(url), **kwargs)

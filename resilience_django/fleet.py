@@ -126,21 +126,32 @@ class FleetPublisher:
             self._wake.clear()
 
     def tick(self) -> None:
+        """One round: commands, shared markers, the report.  A part that fails stops no other
+        (a broken command log must not hide this process); the first failure is raised."""
         now = self.clock()
         breakers = self.breakers()
         for breaker in breakers:
             breaker.poll()
-        if now >= self._next_command:
-            self._next_command = now + self.command_poll
-            self._poll_commands()
-        self._share(breakers, now)
+        failures: list[Exception] = []
+        for part in (self._poll_commands, self._share, self._publish):
+            try:
+                part(breakers, now)
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    def _publish(self, breakers: list[Breaker], now: float) -> None:
         if self._dirty or now >= self._next_publish:
             self._dirty = False
             self._next_publish = now + self.interval
             report = process_report(breakers, host=self.host, wall=self.wall())
             self.store.publish(f"{self.host}:{report['pid']}", report, self.ttl)
 
-    def _poll_commands(self) -> None:
+    def _poll_commands(self, _breakers: list[Breaker], now: float) -> None:
+        if now < self._next_command:
+            return
+        self._next_command = now + self.command_poll
         batch = self.store.read_commands(self._cmd_seq, self._cmd_epoch)
         if batch.epoch != self._cmd_epoch:
             if self._cmd_epoch is not None:
@@ -355,9 +366,16 @@ def breaker_rows(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = [
         {**snap, "host": proc.get("host"), "pid": proc.get("pid"), "time": proc.get("time")}
         for proc in procs
-        for snap in proc.get("breakers") or []
+        if isinstance(proc.get("breakers"), list)
+        for snap in proc["breakers"]
+        if isinstance(snap, Mapping)  # a corrupted report hides no other row
     ]
-    return sorted(rows, key=lambda r: (str(r.get("name")), str(r.get("host")), r.get("pid") or 0))
+    return sorted(rows, key=_row_order)
+
+
+def _row_order(row: Mapping[str, Any]) -> tuple[str, str, int]:
+    pid = row.get("pid")
+    return str(row.get("name")), str(row.get("host")), pid if isinstance(pid, int) else 0
 
 
 def fleet_snapshot() -> list[dict[str, Any]]:

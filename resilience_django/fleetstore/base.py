@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -82,6 +83,14 @@ def number(value: Any) -> float:
         return float(text(value))
     except (TypeError, ValueError):
         return math.nan
+
+
+def parse_json(value: Any) -> Any:
+    """``value`` parsed; ``None`` for one hand-edited or corrupted (the reader skips it)."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
 
 
 def safe_key(name: str) -> str:

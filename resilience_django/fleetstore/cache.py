@@ -55,6 +55,7 @@ class CacheStore(FleetStore):
         self._standing = f"{prefix}:cmd:standing"
         # Names this numbering; the first sender after a data loss writes a new one.
         self._epoch = f"{prefix}:cmd:epoch"
+        self._corrupted: set[str] = set()  # keys logged as corrupted (once each)
 
     def version(self) -> str | None:
         value = self.cache.get(VERSION_KEY)
@@ -67,7 +68,7 @@ class CacheStore(FleetStore):
         now = time.time()
         self.cache.set(f"{self.p}:proc:{safe_key(proc)}", dict(data), ttl)
         index_key = f"{self.p}:procs"
-        index: dict[str, float] = self.cache.get(index_key) or {}
+        index = self._index()
         # Read-modify-write (a cache has no sets): written only when this process is new or
         # half-way to ageing out, so racing writers rarely collide (a lost entry comes back
         # next time).  Times by each host's clock, kept with room for clocks that disagree.
@@ -78,11 +79,33 @@ class CacheStore(FleetStore):
 
     def processes(self, ttl: float) -> list[dict[str, Any]]:
         now = time.time()
-        index: dict[str, float] = self.cache.get(f"{self.p}:procs") or {}
+        index = self._index()
         live = ttl + base.CLOCK_SKEW
         keys = [f"{self.p}:proc:{safe_key(p)}" for p, t in index.items() if now - t <= live]
         found = self.cache.get_many(keys)
-        return [found[k] for k in keys if k in found]
+        return [found[k] for k in keys if isinstance(found.get(k), dict)]
+
+    def _index(self) -> dict[str, float]:
+        index = self._sound(f"{self.p}:procs", self.cache.get(f"{self.p}:procs"), _is_dict) or {}
+        # Only entries this store writes: a corrupted one is dropped at the next rewrite.
+        return {p: t for p, t in index.items() if isinstance(p, str) and isinstance(t, int | float)}
+
+    def _sound(self, key: str, value: Any, check: Callable[[Any], bool]) -> Any:
+        """``value``, or ``None`` for one that fails ``check`` (hand-edited, written by
+        another program): read as absent, so the next write replaces it; logged once."""
+        if value is None or check(value):
+            self._corrupted.discard(key)
+            return value
+        if key not in self._corrupted:
+            self._corrupted.add(key)
+            logger.warning("breaker fleet: ignored corrupted %s in the cache: %.200r", key, value)
+        return None
+
+    def _saved(self, found: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The head and the standing map (``{"seq": n, "commands": {...}}``) in ``found``."""
+        head = self._sound(self._head, found.get(self._head), _is_seq) or 0
+        saved = self._sound(self._standing, found.get(self._standing), _is_standing)
+        return head, saved or {"seq": 0, "commands": {}}
 
     def _slot(self, seq: int) -> str:
         return f"{self.p}:cmd:{seq}"
@@ -90,11 +113,10 @@ class CacheStore(FleetStore):
     def send_command(self, breaker: str, action: str) -> int:
         with self.lock():
             self.cache.add(self._epoch, uuid.uuid4().hex, None)
-            found = self.cache.get_many([self._head, self._standing])
-            standing = found.get(self._standing) or {}
+            head, saved = self._saved(self.cache.get_many([self._head, self._standing]))
             # The head is a hint (two senders may write it out of order), so a sender
             # may find the next numbers taken: add() fails and it tries the next.
-            seq = max(int(found.get(self._head) or 0), int(standing.get("seq", 0))) + 1
+            seq: int = max(head, saved["seq"]) + 1
             while True:
                 command = {"seq": seq, "breaker": breaker, "action": action, "at": time.time()}
                 if self.cache.add(self._slot(seq), command, base.COMMAND_TTL):
@@ -108,9 +130,8 @@ class CacheStore(FleetStore):
     def read_commands(self, after: int | None, epoch: str | None = None) -> CommandBatch:
         probe = [] if after is None else [self._slot(after + 1 + i) for i in range(_PROBE)]
         found = self.cache.get_many([self._head, self._standing, self._epoch, *probe])
-        head = int(found.get(self._head) or 0)
-        saved = found.get(self._standing) or {"seq": 0, "commands": {}}
-        saved_seq = int(saved["seq"])
+        head, saved = self._saved(found)
+        saved_seq = saved["seq"]
         current = found.get(self._epoch)
         standing = None
         if (
@@ -140,8 +161,8 @@ class CacheStore(FleetStore):
         return CommandBatch(standing, log, seq - 1, stale=saved_seq < seq - 1, epoch=current)
 
     def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
-        saved = self.cache.get(self._standing) or {"seq": 0}
-        if int(saved["seq"]) < seen:
+        saved = self._sound(self._standing, self.cache.get(self._standing), _is_standing)
+        if saved is None or saved["seq"] < seen:
             # Racing readers may write an older map over a newer one; each is right
             # for its number, the log covers the rest, and the next poll writes again.
             self.cache.set(
@@ -159,3 +180,15 @@ class CacheStore(FleetStore):
         keys = {f"{self.p}:open:{safe_key(b)}": b for b in breakers}
         found = self.cache.get_many(list(keys))
         return {keys[k]: base.number(v) for k, v in found.items()}
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_seq(value: Any) -> bool:
+    return isinstance(value, int) and value >= 0
+
+
+def _is_standing(value: Any) -> bool:
+    return _is_dict(value) and _is_seq(value.get("seq")) and _is_dict(value.get("commands"))

@@ -77,7 +77,8 @@ class DatabaseStore(FleetStore):
 
     def processes(self, ttl: float) -> list[dict[str, Any]]:
         reports = FleetProcess.objects.filter(updated_at__gte=_ago(ttl)).order_by("process")
-        return [json.loads(r) for r in reports.values_list("report", flat=True)]
+        loaded = [base.parse_json(r) for r in reports.values_list("report", flat=True)]
+        return [r for r in loaded if isinstance(r, dict)]  # a corrupted one hides no other
 
     def housekeeping(self, ttl: float) -> None:
         """Delete dead processes, old commands (each breaker's latest stays), expired markers."""

@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from . import base
-from .base import VERSION_KEY, CommandBatch, FleetStore, number, safe_key, text
+from .base import VERSION_KEY, CommandBatch, FleetStore, number, parse_json, safe_key, text
 
 __all__ = ["RedisStore"]
 
@@ -84,7 +84,7 @@ class RedisStore(FleetStore):
         if not procs:
             return []
         values = self.client.mget([f"{self.p}:proc:{safe_key(text(p))}" for p in procs])
-        reports = [_load(v) for v in values if v is not None]
+        reports = [parse_json(v) for v in values if v is not None]
         return [r for r in reports if isinstance(r, dict)]  # a corrupted one hides no other
 
     def send_command(self, breaker: str, action: str) -> int:
@@ -113,7 +113,7 @@ class RedisStore(FleetStore):
             if same and head == after:
                 return CommandBatch(None, [], after, epoch=current)
             if same and head > after and raw and int(raw[0][1]) == after + 1:
-                log = [_load(v) for v, _ in raw]
+                log = [parse_json(v) for v, _ in raw]
                 return CommandBatch(None, log, int(raw[-1][1]), epoch=current)
             # The log no longer reaches back to `after` (trimmed, or Redis lost its
             # data): start over from the standing commands.
@@ -122,7 +122,7 @@ class RedisStore(FleetStore):
         pipe.get(self._epoch_key)
         pipe.hgetall(standing_key)
         head_raw, epoch_raw, raw_standing = pipe.execute()
-        standing = {text(k): _load(v) for k, v in raw_standing.items()}
+        standing = {text(k): parse_json(v) for k, v in raw_standing.items()}
         return CommandBatch(standing, [], int(head_raw or 0), epoch=_text_or_none(epoch_raw))
 
     def set_open_until(self, breaker: str, until: float) -> None:
@@ -139,10 +139,3 @@ class RedisStore(FleetStore):
 
 def _text_or_none(value: Any) -> str | None:
     return None if value is None else text(value)
-
-
-def _load(value: bytes) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:  # hand-edited or corrupted: the reader skips it
-        return None

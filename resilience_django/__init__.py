@@ -1,8 +1,7 @@
 """resilience_django: deadlines, limits, breakers, shedding and retries for Django.
 
-The public names are imported lazily, so ``import resilience_django`` stays
-cheap and never touches Django settings.
-"""
+The public names are imported lazily, so ``import resilience_django`` stays cheap and never
+touches Django settings."""
 
 from __future__ import annotations
 

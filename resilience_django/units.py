@@ -1,8 +1,7 @@
 """Rate and duration strings (``"100/m"``, ``"800ms"``), and the ranges of every numeric setting.
 
 One place, so the settings, the admin forms and the view decorators agree on what a string
-means and refuse an out-of-range value with the same words (docs/settings.md lists the ranges).
-"""
+means and refuse an out-of-range value with the same words (docs/settings.md lists the ranges)."""
 
 from __future__ import annotations
 
@@ -15,27 +14,19 @@ __all__ = [
     "parse_deadline_budget", "parse_duration", "parse_rate", "safe_repr",
 ]  # fmt: skip
 
-# The ranges.  Each is far above any sane setting and far below what would
-# overflow a C integer, a float, Redis' millisecond expiries or PostgreSQL's
-# statement_timeout; a value past one is a typo, refused with a check error.
+# The ranges: far above any sane setting, far below what would overflow a C integer, a float,
+# Redis' millisecond expiries or PostgreSQL's statement_timeout; past one is a typo (an error).
 DAY = 86400.0
-#: Any duration setting (timeouts, intervals, windows, waits).
-MAX_DURATION = 365 * DAY
-#: A request's budget (DEADLINE DEFAULT and ROUTES, admin route budgets, @deadline).
-MAX_DEADLINE = DAY
-#: A rate's count ("100/m": 100) and a rule's burst.
-MAX_RATE_COUNT = 1_000_000_000
+MAX_DURATION = 365 * DAY  # any duration setting (timeouts, intervals, windows, waits)
+MAX_DEADLINE = DAY  # a request's budget (DEADLINE, admin route budgets, @deadline)
+MAX_RATE_COUNT = 1_000_000_000  # a rate's count ("100/m": 100)
 MAX_BURST = MAX_RATE_COUNT
-#: A rate's period: from one millisecond up to a year.
-MIN_RATE_PERIOD = 0.001
+MIN_RATE_PERIOD = 0.001  # a rate's period: from one millisecond up to a year
 MAX_RATE_PERIOD = MAX_DURATION
-#: LOCAL_MAX_KEYS: client keys the local limiter remembers (each costs ~200 bytes).
-MAX_LOCAL_KEYS = 10_000_000
-#: A shedding rule's max_concurrent / min_concurrent, and its queue.
-MAX_CONCURRENT = 1_000_000
-MAX_QUEUE = 1_000_000
-#: Any other count: breaker thresholds and trial calls, fallback failures and probes.
-MAX_COUNT = 1_000_000
+MAX_LOCAL_KEYS = 10_000_000  # LOCAL_MAX_KEYS: client keys the local limiter remembers
+MAX_CONCURRENT = 1_000_000  # a shedding rule's max_concurrent / min_concurrent
+MAX_QUEUE = 1_000_000  # a shedding rule's queue
+MAX_COUNT = 1_000_000  # other counts: breaker thresholds, trial calls, fallback failures, probes
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
 # A period in a rate may be a bare unit ("m") or a count and a unit ("30s").
@@ -45,9 +36,8 @@ _RATE_WORDS = {"sec": "s", "second": "s", "min": "m", "minute": "m", "hour": "h"
 
 
 def parse_duration(value: str | int | float, *, maximum: float = MAX_DURATION) -> float:
-    """Return a duration in seconds, from 0 up to ``maximum`` (a year unless told).
-
-    Numbers are taken as seconds; strings need a unit.
+    """Return a duration in seconds, from 0 up to ``maximum`` (a year unless told); numbers
+    are taken as seconds, strings need a unit.
 
     >>> parse_duration("800ms"), parse_duration("30s"), parse_duration("5m")
     (0.8, 30.0, 300.0)
@@ -104,11 +94,8 @@ def safe_str(value: object) -> str:
 
 
 def safe_repr(value: object, limit: int = 60) -> str:
-    """``repr(value)`` for an error message: short, and never raising.
-
-    ``repr`` itself raises for an int of more than 4300 digits, and a
-    10,000-character value in a message helps nobody.
-    """
+    """``repr(value)`` for an error message: short, and never raising (``repr`` raises for an
+    int of more than 4300 digits, and a 10,000-character value in a message helps nobody)."""
     if isinstance(value, int) and value.bit_length() > 200:
         return f"an integer of {len(hex(value)) * 1.2:.0f}-odd digits"
     try:

@@ -1,19 +1,13 @@
 """The three limiting algorithms, as pure kernels over a small per-key state list.
 
-Nothing here knows about keys, stores, locks, Django or the wall clock: a
-kernel is built once per policy (and share) by ``kernel_for``, and every
-method takes the key's state list and ``now`` in seconds.  ``advance``,
-``fits`` and ``consume`` split a decision so several rules can be decided
-all-or-nothing; ``acquire`` does all three, ``info`` gives ``(remaining,
-reset_after, retry_after)`` for the headers, and ``outcome`` (every local
-decision's hot path) is ``acquire`` and ``info`` in one call, allocating only
-the ``RuleOutcome``.  States, formulas and bounds: docs/limits.md ("Algorithms
-and their bounds"); the Redis Lua script mirrors these semantics exactly.
-"""
+A kernel is built once per policy (and share) by ``kernel_for`` and knows nothing of keys,
+stores, locks, Django or the wall clock.  Its steps (``advance``, ``fits``, ``consume``,
+``acquire``, ``info``, ``outcome``), states, formulas and bounds: docs/limits.md ("Algorithms
+and their bounds"); the Redis Lua script mirrors these semantics exactly."""
 
 from __future__ import annotations
 
-import math
+from math import floor
 from typing import Any
 
 from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
@@ -33,13 +27,11 @@ SLIDING_WINDOW_BUCKETS = 10
 # C additions of T may round above C * T.
 EPSILON = 1e-6
 
-_floor = math.floor
-
 State = list[Any]
 
 
 def _scaled(value: int, share: float) -> int:
-    return value if share == 1.0 else max(1, _floor(value * share))
+    return value if share == 1.0 else max(1, floor(value * share))
 
 
 class SlidingWindow:
@@ -53,17 +45,16 @@ class SlidingWindow:
         self.buckets = buckets
         self.width = period / buckets
         self._zeros = (0,) * buckets
-        # State of another period or bucket count is meaningless here; the tag
-        # goes into the store key so a rule edited live starts afresh.
+        # In the store key: a rule edited live (another period or bucket count) starts afresh.
         self.tag = f"sw:{period!r}:{buckets}"
 
     def new_state(self, now: float) -> State:
         # [head, total, oldest, c_0 .. c_{N-1}]; ``oldest`` only moves forward.
-        b = _floor(now / self.width)
+        b = floor(now / self.width)
         return [b, 0, b, *self._zeros]
 
     def advance(self, state: State, now: float) -> None:
-        b = _floor(now / self.width)
+        b = floor(now / self.width)
         head = state[0]
         if b <= head:
             return
@@ -103,7 +94,7 @@ class SlidingWindow:
 
     def acquire(self, state: State, now: float, cost: int) -> bool:
         # advance() inlined for the fallback's charge: most calls stay in one bucket.
-        if _floor(now / self.width) > state[0]:
+        if floor(now / self.width) > state[0]:
             self.advance(state, now)
         total = state[1] + cost
         if total > self.limit:
@@ -115,7 +106,7 @@ class SlidingWindow:
     def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
         cost = check.cost
         head = state[0]
-        if _floor(now / self.width) > head:
+        if floor(now / self.width) > head:
             self.advance(state, now)
             head = state[0]
         total = state[1] + cost
@@ -219,7 +210,7 @@ class TokenBucket:
             return RuleOutcome(check, False, *self.info(state, now, cost, False))
         tokens -= cost
         state[0] = tokens
-        remaining = _floor(tokens + EPSILON)
+        remaining = floor(tokens + EPSILON)
         return RuleOutcome(
             check, True, remaining if remaining > 0 else 0, (capacity - tokens) / self.rate, 0.0
         )
@@ -227,7 +218,7 @@ class TokenBucket:
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         tokens = state[0]
         rate = self.rate
-        remaining = _floor(tokens + EPSILON)
+        remaining = floor(tokens + EPSILON)
         reset_after = (self.capacity - tokens) / rate
         retry_after = 0.0
         if not allowed:
@@ -285,13 +276,13 @@ class Gcra:
         if tat - now > tau + self.slack:
             return RuleOutcome(check, False, *self.info(state, now, cost, False))
         state[0] = tat
-        remaining = _floor((tau - (tat - now)) / interval + EPSILON)
+        remaining = floor((tau - (tat - now)) / interval + EPSILON)
         return RuleOutcome(check, True, remaining if remaining > 0 else 0, tat - now, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
         tat = state[0] if state[0] > now else now
         t = self.interval
-        remaining = _floor((self.tau - (tat - now)) / t + EPSILON)
+        remaining = floor((self.tau - (tat - now)) / t + EPSILON)
         retry_after = 0.0
         if not allowed:
             retry_after = self.period if cost > self.capacity else tat + cost * t - now - self.tau

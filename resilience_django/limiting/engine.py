@@ -13,7 +13,7 @@ from typing import Any
 from .. import metrics
 from ..routes import RouteIndex, normalize_method, scope_path
 from ..switch import limits_enabled
-from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy
+from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy, RuleOutcome
 from .headers import build_headers, raw_headers
 from .keys import KeyFunc, TrustedProxies, compile_key
 from .local import LocalLimiter
@@ -23,12 +23,9 @@ __all__ = ["NO_LIMITS", "LimitEngine", "LimitResult", "merge_decisions", "merge_
 
 
 class LimitResult:
-    """What the engine decided for one request.
-
-    ``allowed`` is False only when an enforced rule rejected.  ``rejected``
-    and ``shadow_rejected`` name the rules; ``headers`` (built on first use)
-    are the ``RateLimit-Policy`` and ``RateLimit`` pairs for the response.
-    """
+    """What the engine decided for one request: ``allowed`` is False only when an enforced
+    rule rejected; ``headers`` (built on first use) are the ``RateLimit-Policy`` and
+    ``RateLimit`` pairs for the response."""
 
     __slots__ = ("_headers", "allowed", "decision", "shadow")
 
@@ -56,19 +53,17 @@ class LimitResult:
     @property
     def headers(self) -> list[tuple[str, str]]:
         if self._headers is None:
-            outcomes = self.decision.outcomes
-            if self.shadow is not None:
-                outcomes = outcomes + self.shadow.outcomes
-            self._headers = build_headers(outcomes)
+            self._headers = build_headers(self._outcomes())
         return self._headers
 
     @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """``headers`` as ASGI header bytes, for a response still to start."""
+        return raw_headers(self._outcomes())
+
+    def _outcomes(self) -> tuple[RuleOutcome, ...]:
         outcomes = self.decision.outcomes
-        if self.shadow is not None:
-            outcomes = outcomes + self.shadow.outcomes
-        return raw_headers(outcomes)
+        return outcomes if self.shadow is None else outcomes + self.shadow.outcomes
 
     def __repr__(self) -> str:
         return f"<LimitResult allowed={self.allowed} rejected={self.rejected}>"
@@ -96,17 +91,13 @@ class _CompiledRule:
 
 
 class LimitEngine:
-    """Decide the rate limits of requests; see the module docstring.
+    """Decide the rate limits of requests.  Flags for the adapters, fixed when built:
+    ``needs_view_name`` (some rule has ``view=``), ``needs_request`` (some key needs a Django
+    request: ``user`` keys and callables read ``request.user``), ``scope_capable`` (some rule
+    can be decided from a scope)."""
 
-    Flags for the adapters, fixed when the engine is built: ``needs_view_name``
-    (some rule has ``view=``: decide after URL resolution), ``needs_user`` (some key
-    reads ``request.user``: decide in ``process_view``), ``needs_request`` (some key
-    needs a Django request), ``scope_capable`` (some rule can be decided from a scope).
-    """
-
-    __slots__ = ("_distributed", "_index", "_limiter", "_local", "_on_loop", "_rules",
-                 "loop_safe", "needs_request", "needs_user", "needs_view_name", "rules",
-                 "scope_capable")  # fmt: skip
+    __slots__ = ("_distributed", "_index", "_limiter", "_local", "_on_loop", "_rules", "loop_safe",
+                 "needs_request", "needs_view_name", "rules", "scope_capable")  # fmt: skip
 
     def __init__(
         self, rules: Sequence[LimitRule], limiter: Limiter, *, local: LocalLimiter | None = None,
@@ -116,27 +107,21 @@ class LimitEngine:
         self.rules = tuple(r for r in rules if r.mode != "off") if limits_enabled() else ()
         self._limiter = limiter
         self._local = local
-        # A local store decides without I/O: on the event loop it is called
-        # directly, not awaited (a coroutine per request costs a third of a decision).
+        # A local store needs no I/O: on the loop it is called, not awaited (a coroutine per
+        # request costs a third of a decision).
         self._on_loop = limiter.decide if isinstance(limiter, LocalLimiter) else None
-        compiled = {
-            k: compile_key(k, trusted_proxies) for k in dict.fromkeys(r.key for r in self.rules)
-        }
-        self._rules = tuple(
-            _CompiledRule(r, compiled[r.key], split_scope=local is not None) for r in self.rules
-        )
-        # Matching walks only the rules whose prefix the path starts with (plus
-        # those without one), in rule order: thousands of admin rules on other
-        # paths cost a request nothing.
+        specs = dict.fromkeys(r.key for r in self.rules)
+        keys = {spec: compile_key(spec, trusted_proxies) for spec in specs}
+        split = local is not None
+        self._rules = tuple(_CompiledRule(r, keys[r.key], split_scope=split) for r in self.rules)
+        # Only rules whose prefix the path starts with are tried (docs/limits.md).
         self._index: RouteIndex[_CompiledRule] = RouteIndex((r.matcher, r) for r in self._rules)
         self._distributed = frozenset(id(r.policy) for r in self._rules if r.distributed)
         self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
         self.needs_request = any(r.key.needs_request for r in self._rules)
-        self.needs_user = any(r.key.needs_user for r in self._rules)
         self.scope_capable = any(r.key.from_scope is not None and r.view_free for r in self._rules)
-        # No I/O anywhere (one local store, keys that read nothing blocking):
-        # the sync ``decide`` may then run on the event loop, saving the
-        # coroutines of ``adecide`` (the adapters' hot path).
+        # No I/O anywhere (one local store, keys that read nothing blocking): the sync
+        # ``decide`` may run on the event loop, saving ``adecide``'s coroutines.
         self.loop_safe = self._on_loop is not None and local is None
         self.loop_safe &= all(r.key.loop_safe for r in self._rules)
 
@@ -172,11 +157,7 @@ class LimitEngine:
         return result if result is not None else await self._adecide_checks(*checks)
 
     def _without_io(self, enforce: Checks, shadow: Checks) -> LimitResult | None:
-        """The answer when it needs no I/O (no checks, or one local store), else ``None``.
-
-        So the common case on the event loop awaits no coroutine: a coroutine
-        per request costs a third of a decision.
-        """
+        """The answer when it needs no I/O (no checks, or one local store), else ``None``."""
         if not enforce and not shadow:
             return NO_LIMITS
         if shadow or self._local is not None or self._on_loop is None:
@@ -184,11 +165,8 @@ class LimitEngine:
         return self._result(self._on_loop(enforce), None)
 
     def _decide_checks(self, enforce: Checks, shadow: Checks) -> LimitResult:
-        """Enforced checks all-or-nothing, shadow checks as their own group.
-
-        Each store is asked once for both groups: with Redis, shadow rules
-        ride in the same script call as enforced ones (one round trip).
-        """
+        """Enforced checks all-or-nothing, shadow checks as their own group, each store
+        asked once for both (with Redis, one script call)."""
         if not enforce and not shadow:
             return NO_LIMITS
         if self._local is None:
@@ -214,11 +192,8 @@ class LimitEngine:
     # -- ASGI fast path -----------------------------------------------------
 
     async def decide_scope(self, scope: Mapping[str, Any]) -> LimitResult | None:
-        """Decide from a raw ASGI scope, or ``None`` if the middleware must decide.
-
-        ``None`` when some rule that could match needs the Django request (its
-        key, or a ``view=`` condition); then nothing was consumed here.
-        """
+        """Decide from a raw ASGI scope, or ``None`` (nothing consumed) if some rule that could
+        match needs the Django request (its key, or a ``view=`` condition)."""
         # The method as sent ("get" too): Django upper-cases it, so must we.
         method = normalize_method(scope.get("method", "GET"))
         checks = self._scope_checks(scope, method, scope_path(scope))
@@ -238,15 +213,12 @@ class LimitEngine:
     def _scope_checks(
         self, scope: Mapping[str, Any], method: str, path: str
     ) -> list[Checks] | None:
-        """A scope's [enforced, shadow] checks, or ``None`` if only the middleware can tell.
-
-        ``path`` is the one Django matches on (``path_info``, no mount point).
-        """
+        """A scope's [enforced, shadow] checks, or ``None`` if only the middleware can tell;
+        ``path`` is the one Django matches on (``path_info``, no mount point)."""
         checks: list[Checks] = [(), ()]  # enforced, shadow
         for rule in self._index.candidates(path):
             matcher = rule.matcher
-            # Passing the rule's own view name asks "would it match if the URL
-            # resolved to that view": if so, only the middleware can tell.
+            # Passing the rule's view asks whether it would match if the URL resolved to that view.
             if not matcher.matches(method, path, matcher.view):
                 continue
             from_scope = rule.key.from_scope
@@ -272,19 +244,13 @@ class LimitEngine:
         return result
 
 
-# The checks a request's matching rules make, grown a tuple at a time: few rules
-# match one request, and most often one, which then costs a single 1-tuple.
+# A request's checks, grown a tuple at a time: most requests match one rule (one 1-tuple).
 Checks = tuple[LimitCheck, ...]
 
 
 class _Split:
-    """A decision across two stores, but for the distributed store's I/O.
-
-    Local rules are decided at once, here; the distributed ones are asked
-    (``ask``, ``shared_s``) by the caller, sync or async, and handed to
-    ``second``.  Enforced distributed checks are asked only when the local ones
-    admitted, and refused ones get the local consumption refunded.
-    """
+    """A decision across two stores: the local checks decided here, the distributed ones
+    (``ask``, ``shared_s``) asked by the caller, sync or async, and handed to ``second``."""
 
     __slots__ = ("ask", "first", "first_s", "local", "local_e", "shared_s")
 
@@ -302,8 +268,7 @@ class _Split:
     def second(self, decision: Decision, shadow: Decision | None) -> None:
         if self.ask:
             if not decision.allowed and self.local_e:
-                # All-or-nothing across the two stores: the shared store said no,
-                # so the local rules give back what they just took.
+                # All-or-nothing across the two stores: the local rules give back what they took.
                 self.local.refund(self.first)
             self.first = merge_decisions(self.first, decision)
         if shadow is not None:
@@ -314,14 +279,12 @@ def merge_decisions(first: Decision | None, second: Decision) -> Decision:
     """Two decisions as one, allowed only if both are (``first`` may be absent or empty)."""
     if first is None or not first.outcomes:
         return second
-    return Decision(
-        first.allowed and second.allowed, first.outcomes + second.outcomes, second.backend
-    )
+    allowed = first.allowed and second.allowed
+    return Decision(allowed, first.outcomes + second.outcomes, second.backend)
 
 
 def merge_results(first: LimitResult, second: LimitResult) -> LimitResult:
-    """Two requests' worth of decisions as one (the middleware's and a view's own, ``@limit`` or
-    a DRF throttle): allowed only if both are, every rule in the headers."""
+    """The middleware's decision and a view's own (``@limit``, a DRF throttle) as one."""
     first_s, second_s = first.shadow, second.shadow
     shadow = first_s if second_s is None else merge_decisions(first_s, second_s)
     return LimitResult(merge_decisions(first.decision, second.decision), shadow)

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from math import ceil
 
 from .decision import Policy, RuleOutcome
 
@@ -20,12 +20,10 @@ __all__ = [
 POLICY_HEADER = "RateLimit-Policy"
 RATELIMIT_HEADER = "RateLimit"
 
-_ceil = math.ceil
-
 
 def seconds(value: float) -> int:
     """Whole seconds, rounded up, never negative."""
-    return _ceil(value) if value > 0 else 0
+    return ceil(value) if value > 0 else 0
 
 
 def retry_after_header(retry_after: float) -> str:
@@ -43,18 +41,15 @@ def _items(outcome: RuleOutcome) -> tuple[str, str]:
     entry = _policy_texts.get(id(policy))
     if entry is None or entry[0] is not policy:
         name, rate = policy.name, policy.rate
-        entry = (
-            policy,
-            f'"{name}";q={rate.limit};w={max(1, seconds(rate.period))}',
-            f'"{name}";r=',
-        )
+        quota = f'"{name}";q={rate.limit};w={max(1, seconds(rate.period))}'
+        entry = (policy, quota, f'"{name}";r=')
         if len(_policy_texts) >= 4096:
             _policy_texts.clear()
         _policy_texts[id(policy)] = entry
     reset = outcome.reset_after
     if not outcome.allowed and outcome.retry_after > reset:
         reset = outcome.retry_after
-    return entry[1], f"{entry[2]}{outcome.remaining};t={_ceil(reset) if reset > 0 else 0}"
+    return entry[1], f"{entry[2]}{outcome.remaining};t={ceil(reset) if reset > 0 else 0}"
 
 
 def build_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[str, str]]:
@@ -76,8 +71,7 @@ _RATELIMIT_RAW = RATELIMIT_HEADER.encode()
 
 
 def raw_headers(outcomes: Sequence[RuleOutcome]) -> list[tuple[bytes, bytes]]:
-    """``build_headers`` as ASGI header bytes (rule names are ASCII: the parser allows
-    ``[A-Za-z0-9_.:/-]``)."""
+    """``build_headers`` as ASGI header bytes (rule names are ASCII: see ``RULE_NAME``)."""
     if len(outcomes) == 1:
         policy_item, item = _items(outcomes[0])
         return [(_POLICY_RAW, policy_item.encode()), (_RATELIMIT_RAW, item.encode())]

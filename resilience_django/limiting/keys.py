@@ -1,13 +1,12 @@
 """Key functions: which client a request counts against.
 
-The specs (``ip``, ``user``, ``user_or_ip``, ``header:<Name>``,
-``param:<name>``, a dotted path), when a request has no key, and why every key
-is at most 64 characters: docs/limits.md ("Keys").  ``ip`` and ``header:``
-also work on a raw ASGI scope, for the ASGI fast path.
-"""
+The specs, when a request has no key, why every key is at most 64 characters and what a key
+function that raises does: docs/limits.md ("Keys").  ``ip`` and ``header:`` also work on a
+raw ASGI scope, for the ASGI fast path."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
@@ -16,8 +15,9 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
+from ..clock import monotonic
 from ..dotted import import_dotted
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, ResilienceError
 from ..units import safe_repr
 from .proxies import DEFAULT_IPV6_PREFIX, TrustedProxies, peer_key
 
@@ -34,6 +34,9 @@ __all__ = [
 Request = Any  # django.http.HttpRequest; kept loose so tests can pass stand-ins
 Scope = Mapping[str, Any]
 
+logger = logging.getLogger("resilience_django.limiting")
+# A key function that raises on every request logs at most this often (seconds).
+_LOG_EVERY = 60.0
 # The longest key stored, of any kind; past it a value is hashed (see bounded_key).
 MAX_KEY_LENGTH = 64
 _BUILTIN = frozenset({"ip", "user", "user_or_ip"})
@@ -44,8 +47,7 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 def bounded_key(value: str) -> str:
     """``value``, or its digest past ``MAX_KEY_LENGTH``: what every key function returns."""
-    # "#" marks a digest: a short value starting with it is hashed too, so it
-    # cannot collide with the digest of some long value.
+    # "#" marks a digest: a short value starting with it is hashed too, so none collide.
     if len(value) <= MAX_KEY_LENGTH and not value.startswith("#"):
         return value
     return "#" + blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -53,16 +55,10 @@ def bounded_key(value: str) -> str:
 
 @dataclass(slots=True, eq=False, repr=False)
 class KeyFunc:
-    """A compiled key spec.
-
-    ``get(request)`` for sync code and ``aget(request)`` for async code;
-    ``loop_safe`` means ``get`` never blocks, so async callers may call it
-    directly and skip a coroutine.  ``needs_user`` means the key may read
-    ``request.user`` (``user``, ``user_or_ip``, any callable), which exists
-    only once ``AuthenticationMiddleware`` has run: such keys must be decided
-    in ``process_view`` or later.  ``from_scope(scope)`` is ``None`` when the
-    key needs a Django request (``needs_request``).
-    """
+    """A compiled key spec: ``get(request)`` for sync code, ``aget(request)`` for async code;
+    ``loop_safe``: ``get`` never blocks, so async callers may call it and skip a coroutine.
+    ``from_scope(scope)`` is ``None`` when the key needs a Django request (``needs_request``),
+    as keys that may read ``request.user`` (``needs_user``) all do."""
 
     spec: str
     get: Callable[[Request], str | None]
@@ -85,9 +81,8 @@ def _scope_header(scope: Scope, name: bytes) -> str | None:
 def _ip_key(trusted: TrustedProxies | None) -> KeyFunc:
     prefix = DEFAULT_IPV6_PREFIX if trusted is None else trusted.ipv6_prefix
     if trusted is None or not trusted.reads_forwarded_for:
-        # The hot path: a dotted IPv4 peer is the key as the server wrote it,
-        # with no parse and no call; anything else is normalized (IPv6 to
-        # its network) and bounded.
+        # The hot path: a dotted IPv4 peer is the key as the server wrote it, with no parse
+        # and no call; anything else is normalized (IPv6 to its network) and bounded.
 
         def peer(remote: str | None) -> str | None:
             if not remote:
@@ -185,7 +180,7 @@ def _param_key(spec: str, name: str) -> KeyFunc:
     return KeyFunc(spec, get, as_awaitable(get), loop_safe=True)
 
 
-def _callable_key(spec: str, func: Callable[[Request], Any]) -> KeyFunc:
+def _callable_key(spec: str, func: Callable[[Request], Any], ip: KeyFunc) -> KeyFunc:
     def clean(value: Any) -> str | None:
         if value is None or value == "":
             return None
@@ -196,12 +191,31 @@ def _callable_key(spec: str, func: Callable[[Request], Any]) -> KeyFunc:
         sync_func, async_func = async_to_sync(func), func
     else:
         sync_func, async_func = func, sync_to_async(func)
+    logged_at = -_LOG_EVERY
+
+    def failed(request: Request, exc: Exception) -> str | None:
+        # Bad input must not become a 500, nor a way around the limit: the rule falls
+        # back to the client's address (docs/limits.md, "Keys").
+        if isinstance(exc, ResilienceError):  # a deadline spent in the function, say
+            raise exc
+        nonlocal logged_at
+        if (now := monotonic()) - logged_at >= _LOG_EVERY:
+            logged_at = now
+            logger.exception("key function %s raised; decided on the ip key", spec)
+        address = ip.get(request)
+        return None if address is None else bounded_key("ip:" + address)
 
     def get(request: Request) -> str | None:
-        return clean(sync_func(request))
+        try:
+            return clean(sync_func(request))
+        except Exception as exc:
+            return failed(request, exc)
 
     async def aget(request: Request) -> str | None:
-        return clean(await async_func(request))
+        try:
+            return clean(await async_func(request))
+        except Exception as exc:
+            return failed(request, exc)
 
     return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
 
@@ -227,12 +241,8 @@ def check_key_spec(spec: Any, *, where: str) -> None:
             example = "header:X-Api-Key" if kind == "header" else "param:token"
             raise _key_error(where, spec, f"needs a name after '{kind}:'", f"Example: '{example}'.")
         if kind == "header" and not HEADER_NAME.match(arg.strip()):
-            raise _key_error(
-                where,
-                spec,
-                "is not an HTTP header name (letters, digits and !#$%&'*+.^_`|~- only)",
-                "Example: 'header:X-Api-Key'.",
-            )
+            problem = "is not an HTTP header name (letters, digits and !#$%&'*+.^_`|~- only)"
+            raise _key_error(where, spec, problem, "Example: 'header:X-Api-Key'.")
         return
     if "." not in spec or sep:
         raise _key_error(where, spec, "is not a known key function")
@@ -241,16 +251,11 @@ def check_key_spec(spec: Any, *, where: str) -> None:
     try:
         func = import_dotted(spec)
     except ImportError as exc:  # any failure of the module's code, see dotted.py
-        raise _key_error(
-            where, spec, f"is not a key function and cannot be imported ({exc})"
-        ) from exc
+        problem = f"is not a key function and cannot be imported ({exc})"
+        raise _key_error(where, spec, problem) from exc
     if not callable(func):
-        raise _key_error(
-            where,
-            spec,
-            "is not callable",
-            "The dotted path must name a function taking the request.",
-        )
+        hint = "The dotted path must name a function taking the request."
+        raise _key_error(where, spec, "is not callable", hint)
 
 
 def compile_key(spec: str, trusted: TrustedProxies | None = None) -> KeyFunc:
@@ -266,4 +271,4 @@ def compile_key(spec: str, trusted: TrustedProxies | None = None) -> KeyFunc:
         return _header_key(spec, arg.strip())
     if kind == "param":
         return _param_key(spec, arg.strip())
-    return _callable_key(spec, import_dotted(spec))  # importable and callable: checked
+    return _callable_key(spec, import_dotted(spec), ip)  # importable and callable: checked

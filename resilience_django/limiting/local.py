@@ -1,10 +1,7 @@
 """The in-process limiter: a bounded LRU of per-key states behind striped locks.
 
-``LocalLimiter`` implements the ``Limiter`` protocol of ``decision.py`` with
-the kernels of ``algorithms.py``: states keyed by ``(policy, client key)`` in
-up to 16 shards, each an ``OrderedDict`` LRU of at most ``max_keys // shards``
-keys with its own lock (why shards, and the memory bound: docs/limits.md,
-"Memory and threads").
+States keyed by ``(policy, client key)`` in up to 16 shards, each an ``OrderedDict`` LRU of
+at most ``max_keys // shards`` keys with its own lock (why: docs/limits.md, "Memory and threads").
 
 Concurrency.  Every path that reads or writes a shard (``decide``,
 ``adecide``, ``admit``, ``refund``, ``clear``) holds that shard's
@@ -118,14 +115,11 @@ class LocalLimiter:
         return compiled
 
     def decide(self, checks: tuple[LimitCheck, ...], share: float = 1.0) -> Decision:
-        """Admit the request iff every check fits; consume nothing otherwise.
-
-        ``share`` scales every policy for the Redis fallback (docs/limits.md).
-        """
+        """Admit the request iff every check fits, consuming nothing otherwise; ``share``
+        scales every policy for the Redis fallback (docs/limits.md)."""
         if len(checks) != 1:
             return self._decide_many(checks, share)
-        # One check, nearly every request: written out, one lock, no call but
-        # the kernel's.
+        # One check, nearly every request: written out, one lock, no call but the kernel's.
         check = checks[0]
         policy = check.policy
         compiled = self._compiled.get(id(policy) if share == 1.0 else (id(policy), share))
@@ -152,8 +146,7 @@ class LocalLimiter:
         return self.decide(checks, share)
 
     def admit(self, policy: Policy, key: str, cost: int = 1, share: float = 1.0) -> bool:
-        """Yes or no for one policy and key, without a ``Decision`` (the Redis
-        fallback's charge of its ``share``)."""
+        """Yes or no for one key, without a ``Decision``: the Redis fallback's charge."""
         _, kernel, prefix = self._compiled_for(policy, share)
         store_key = (prefix, key)
         now = self._clock()
@@ -199,9 +192,8 @@ class LocalLimiter:
             key = (prefix, check.key)
             plan.append((check, kernel, key, self._shards[hash(key) & self._mask]))
         # Ascending shard order rules out a deadlock (see the module docstring).
-        locks = [
-            self._shards[i].lock for i in sorted({hash(k) & self._mask for _, _, k, _ in plan})
-        ]
+        indexes = sorted({hash(k) & self._mask for _, _, k, _ in plan})
+        locks = [self._shards[i].lock for i in indexes]
         now = self._clock()
         for lock in locks:
             lock.acquire()

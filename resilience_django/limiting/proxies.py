@@ -1,14 +1,14 @@
 """Which peers may tell us the client's address: ``RESILIENCE["TRUSTED_PROXIES"]``
 (``resilience.E010``, ``resilience.W010``) and ``IPV6_PREFIX`` (``resilience.E016``).
 
-How the header is read, what a bad entry does and how addresses are normalized
-and grouped: docs/settings.md#trusted_proxies.
-"""
+How the header is read, what a bad entry does and how addresses are normalized and grouped:
+docs/settings.md#trusted_proxies."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -30,19 +30,18 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_IPV6_PREFIX = 64
-# The longest text of an IP address is 45 characters (an IPv4-mapped IPv6
-# address written in full); a little room is left for a zone id.  Longer text
-# is not parsed at all, so a 10 KB header costs nothing and is never cached.
+# An IP address is at most 45 characters (plus a zone id): longer text is not parsed at
+# all, so a 10 KB header costs nothing and is never cached.
 _MAX_ADDRESS_TEXT = 64
-# Walking a trusted chain stops after this many entries: no real deployment
-# has more proxies, and a long header must not cost a parse per entry.
+# At most this many entries of a trusted chain are parsed: no deployment has more proxies.
 _MAX_WALK = 32
-# Both caches hold short strings only (see _MAX_ADDRESS_TEXT): together about
-# 2.5 MB at most (measured full of IPv6 addresses), whatever clients send.
-# They spare the common case a parse per request (about 3 µs for IPv6, 7 µs
-# with the prefix).
+# The two caches hold short strings only: about 2.5 MB together at most (measured full of
+# IPv6 addresses); they spare a parse per request (3 µs for IPv6, 7 µs with the prefix).
 _CACHE_SIZE = 4096
 _HEADER = "x-forwarded-for"
+# HTTP's optional whitespace (RFC 9110 OWS): str.strip() would also take \xa0, \x85 and
+# other Unicode spaces, which a latin-1 header value can carry.
+_OWS = " \t"
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -52,18 +51,15 @@ def _parse(text: str) -> Address | None:
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; they are
-        # the same client as a.b.c.d and must match IPv4 networks.
+        # ::ffff:a.b.c.d (an IPv4 peer on a dual-stack socket) is a.b.c.d, in IPv4 networks too.
         return ip.ipv4_mapped
     return ip
 
 
 def parse_address(text: str) -> Address | None:
-    """The IP address written in ``text`` (spaces around it allowed), or ``None``.
-
-    IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``) come back as IPv4.
-    """
-    text = text.strip()
+    """The IP address in ``text`` (spaces and tabs around it allowed), or ``None``;
+    IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``) come back as IPv4."""
+    text = text.strip(_OWS)
     return _parse(text) if text and len(text) <= _MAX_ADDRESS_TEXT else None
 
 
@@ -84,7 +80,7 @@ def address_key(text: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str | None
     """The ``ip`` key of the address in ``text``, or ``None`` if it is not an IP address:
     IPv4 normalized, IPv6 the network of its first ``ipv6_prefix`` bits (``2001:db8::/64``;
     the bare address for 128)."""
-    text = text.strip()
+    text = text.strip(_OWS)
     return _key(text, ipv6_prefix) if text and len(text) <= _MAX_ADDRESS_TEXT else None
 
 
@@ -97,23 +93,16 @@ def peer_key(remote: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
     return address_key(remote, ipv6_prefix) or remote
 
 
+@dataclass(slots=True, eq=False)
 class TrustedProxies:
     """How far to trust ``X-Forwarded-For``: ``hops`` proxies append to it, or the peers
     inside ``networks`` (docs/settings.md#trusted_proxies); ``ipv6_prefix`` is how many
     leading bits of an IPv6 client make its key.
     """
 
-    __slots__ = ("hops", "ipv6_prefix", "networks")
-
-    def __init__(
-        self,
-        hops: int = 0,
-        networks: tuple[Network, ...] = (),
-        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
-    ) -> None:
-        self.hops = hops
-        self.networks = networks
-        self.ipv6_prefix = ipv6_prefix
+    hops: int = 0
+    networks: tuple[Network, ...] = ()
+    ipv6_prefix: int = DEFAULT_IPV6_PREFIX
 
     @property
     def reads_forwarded_for(self) -> bool:
@@ -127,11 +116,9 @@ class TrustedProxies:
         """The header's entry that names the client, or ``None`` for the peer (also when
         that entry is not an IP address: checked here, so a bad entry is counted once)."""
         if self.hops:
-            # Only the last `hops` entries matter: rsplit leaves the rest of
-            # a long header in one piece instead of splitting all of it.
+            # Only the last `hops` entries matter: the rest of a long header stays one piece.
             parts = forwarded_for.rsplit(",", self.hops)
-            # A chain shorter than the hop count was not built by our proxies;
-            # its leftmost entry is the best we know.
+            # A chain shorter than the hop count: its leftmost entry is the best we know.
             entry = parts[1] if len(parts) > self.hops else parts[0]
             valid = parse_address(entry) is not None
         else:
@@ -140,7 +127,7 @@ class TrustedProxies:
                 return None
             entry, valid = "", False
             for candidate in reversed(forwarded_for.rsplit(",", _MAX_WALK)[-_MAX_WALK:]):
-                if candidate.strip():
+                if candidate.strip(_OWS):
                     entry = candidate
                     ip = parse_address(candidate)
                     valid = ip is not None
@@ -175,9 +162,8 @@ _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def unmapped_networks(network: Network) -> tuple[Network, ...]:
-    """``network`` as addresses are compared against it: addresses are unmapped
-    (``::ffff:10.0.0.1`` is ``10.0.0.1``), so the IPv4 part of an IPv6 network is given
-    as the IPv4 network it covers."""
+    """``network`` as unmapped addresses (``::ffff:10.0.0.1`` is ``10.0.0.1``) are compared
+    against it: the IPv4 part of an IPv6 network as the IPv4 network it covers."""
     if isinstance(network, ipaddress.IPv6Network):
         if network.subnet_of(_MAPPED):
             low = int(network.network_address) & 0xFFFFFFFF
@@ -209,9 +195,8 @@ def parse_trusted_proxies(
     """Parse ``RESILIENCE["TRUSTED_PROXIES"]``: ``None``, a hop count or a list of CIDRs
     (``None`` back when no proxy is trusted and the IPv6 prefix is the default)."""
     if value is None or value == 0 or value == [] or value == ():
-        if ipv6_prefix == DEFAULT_IPV6_PREFIX:
-            return None
-        return TrustedProxies(ipv6_prefix=ipv6_prefix)
+        default = ipv6_prefix == DEFAULT_IPV6_PREFIX
+        return None if default else TrustedProxies(ipv6_prefix=ipv6_prefix)
 
     def error(message: str) -> ConfigError:
         return ConfigError(
@@ -229,8 +214,7 @@ def parse_trusted_proxies(
     networks: list[Network] = []
     for item in value:
         try:
-            # Only text: ipaddress also takes ints, bools and tuples, and raises
-            # IndexError or warns on some of them.
+            # Only text: ipaddress also takes ints, bools and tuples (raising or warning on some).
             if not isinstance(item, str):
                 raise TypeError(f"a network is written as text, not {type(item).__name__}")
             network = ipaddress.ip_network(item, strict=False)

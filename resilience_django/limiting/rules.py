@@ -1,11 +1,7 @@
 """Limit rules: which requests, keyed how, limited how fast, enforced or not.
 
-The fields of a rule in ``RESILIENCE["LIMITS"]`` (or an admin-defined one) and
-their defaults: docs/settings.md (``LIMITS``).  Every problem is a
-``ConfigError`` with its own check id (``CHECK_IDS``, listed in
-docs/checks.md); a rule with several problems raises them together as
-``ConfigErrors``.
-"""
+Fields and defaults: docs/settings.md (``LIMITS``).  Every problem is a ``ConfigError`` with
+its own check id (``CHECK_IDS``, docs/checks.md); several at once are one ``ConfigErrors``."""
 
 from __future__ import annotations
 
@@ -94,19 +90,13 @@ def parse_limit_rule(
     allow_regex: bool = True,
     default_scope: Scope = "local",
 ) -> LimitRule:
-    """Parse one rule of ``RESILIENCE["LIMITS"]``; ``index`` names it in errors.
-
-    ``allow_regex=False`` (admin rows) refuses a regex ``path``;
-    ``default_scope`` is the scope of a rule that names none (``BACKEND``'s).
-    """
+    """Parse one rule of ``RESILIENCE["LIMITS"]``; ``index`` names it in errors,
+    ``allow_regex=False`` (admin rows) refuses a regex ``path``, and ``default_scope`` is the
+    scope of a rule that names none (``BACKEND``'s)."""
     where = f"RESILIENCE['LIMITS'][{index}]"
     if not isinstance(mapping, Mapping):
-        raise _error(
-            where,
-            f"a rule must be a dict, not {type(mapping).__name__}",
-            "E028",
-            "Example: {'name': 'api-per-ip', 'path': '/api/', 'rate': '100/m'}",
-        )
+        example = "Example: {'name': 'api-per-ip', 'path': '/api/', 'rate': '100/m'}"
+        raise _error(where, f"a rule must be a dict, not {type(mapping).__name__}", "E028", example)
     # Every problem is raised together, so `check` lists them all in one run.
     problems: list[ConfigError] = []
 
@@ -149,12 +139,11 @@ def parse_limit_rule(
             "rate's count.")  # fmt: skip
     elif burst is not None and algorithm is Algorithm.SLIDING_WINDOW:
         # The window has no burst to set: taking it silently would promise what it never does.
-        bad(
-            f"burst {burst} has no meaning for the sliding_window algorithm",
-            "E025",
+        hint = (
             "Omit burst, or pick 'algorithm': 'token_bucket' or 'gcra', which admit up to "
-            "burst requests at once.",
+            "burst requests at once."
         )
+        bad(f"burst {burst} has no meaning for the sliding_window algorithm", "E025", hint)
     key = mapping.get("key", "ip")
     try:
         check_key_spec(key, where=where)
@@ -179,29 +168,22 @@ def parse_limit_rule(
         )
     except ConfigError as exc:
         problems.append(exc)
+    else:
+        if matcher.methods == frozenset():
+            bad("methods is empty, so the rule would match no request", "E027",
+                "Leave methods out for every method, or list some: ['POST'].")  # fmt: skip
     if problems:
         raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
     assert rate is not None and algorithm is not None  # no problem reported: both parsed
-    return LimitRule(
-        name=name,
-        matcher=matcher,
-        key=key,
-        policy=Policy(name=name, rate=rate, algorithm=algorithm, burst=burst),
-        scope=scope,
-        mode=mode,
-        after_auth=after_auth,
-    )  # fmt: skip
+    policy = Policy(name=name, rate=rate, algorithm=algorithm, burst=burst)
+    return LimitRule(name, matcher, key, policy, scope, mode, after_auth)
 
 
 def parse_limit_rules(
     value: Any, *, default_scope: Scope = "local"
 ) -> tuple[tuple[LimitRule, ...], tuple[ConfigError, ...]]:
-    """Parse the whole ``LIMITS`` list: the rules that parsed, and every problem.
-
-    Never raises, like the rest of the settings: a bad rule is left out and
-    reported, the others stay in force.  ``default_scope`` as for
-    ``parse_limit_rule``.
-    """
+    """Parse the whole ``LIMITS`` list: the rules that parsed, and every problem.  Never
+    raises: a bad rule is left out and reported, the others stay in force."""
     if value is None:
         return (), ()
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):

@@ -199,9 +199,11 @@ def test_engine_without_rules_is_falsy():
     assert make({"name": "a", "rate": "1/m"})
 
 
-def test_engine_says_when_it_needs_the_user_or_the_view_name():
+def test_engine_says_when_it_needs_the_request_or_the_view_name():
     plain = make({"name": "a", "rate": "1/m"}, {"name": "h", "rate": "1/m", "key": "header:X-A"})
-    assert not plain.needs_user and not plain.needs_view_name and not plain.needs_request
-    assert make({"name": "u", "rate": "1/m", "key": "user_or_ip"}).needs_user
-    assert make({"name": "c", "rate": "1/m", "key": "tests.limiting.keyfuncs.tenant"}).needs_user
+    assert not plain.needs_view_name and not plain.needs_request
+    # Keys that read request.user are decided in process_view, after AuthenticationMiddleware.
+    assert make({"name": "u", "rate": "1/m", "key": "user_or_ip"}).needs_request
+    assert make({"name": "c", "rate": "1/m", "key": "tests.limiting.keyfuncs.tenant"}).needs_request
     assert make({"name": "p", "rate": "1/m", "key": "param:t"}).needs_request
+    assert make({"name": "v", "rate": "1/m", "view": "hello"}).needs_view_name

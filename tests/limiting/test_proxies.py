@@ -105,6 +105,18 @@ def test_one_address_written_differently_is_one_client(written):
     assert parse_trusted_proxies(1).client_ip("2001:DB8:0::0:1", None) == "2001:db8::1"
 
 
+@pytest.mark.parametrize("space", ["\xa0", "\x85", "\x1c", "\x0b", "\u2003", "\u3000"])
+def test_only_spaces_and_tabs_around_an_entry_are_optional_whitespace(space):
+    # Header values arrive decoded as latin-1: str.strip() would also drop \xa0 (NBSP) and
+    # \x85 (NEL), so "1.2.3.4\xa0" would be read as an address.  HTTP's OWS is SP and HTAB.
+    for trusted in (parse_trusted_proxies(1), parse_trusted_proxies(["10.0.0.0/8"])):
+        before = _bad_forwarded_for()
+        assert trusted.client_key("10.0.0.2", f"1.2.3.4{space}") == "10.0.0.2"
+        assert trusted.client_ip("10.0.0.2", f"{space}1.2.3.4") == "10.0.0.2"
+        assert _bad_forwarded_for() == before + 2
+    assert address_key(f"1.2.3.4{space}") is None
+
+
 def test_ipv4_mapped_peer_matches_ipv4_trusted_networks():
     trusted = parse_trusted_proxies(["10.0.0.0/8"])
     # A dual-stack listener shows the IPv4 proxy 10.0.0.1 as ::ffff:10.0.0.1.

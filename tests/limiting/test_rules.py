@@ -145,3 +145,14 @@ def test_an_unknown_algorithm_with_a_burst_is_only_the_unknown_algorithm():
             {"name": "api", "rate": "100/m", "burst": 5, "algorithm": "leaky"}, index=0
         )
     assert info.value.check_id == "resilience.E021"
+
+
+@pytest.mark.parametrize("empty", [[], (), set()])
+def test_an_empty_methods_list_is_e027_with_a_hint_to_leave_it_out(empty):
+    # It would match no request at all: a rule that saves, shows "in force" and never limits.
+    with pytest.raises(ConfigError) as info:
+        parse_limit_rule({"name": "a", "rate": "1/m", "methods": empty}, index=0)
+    assert info.value.check_id == "resilience.E027"
+    assert "leave methods out" in info.value.hint.lower()
+    rules, errors = parse_limit_rules([{"name": "a", "rate": "1/m", "methods": []}])
+    assert rules == () and [e.check_id for e in errors] == ["resilience.E027"]

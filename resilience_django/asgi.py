@@ -54,9 +54,10 @@ class _Shim:
 
 
 async def send_response(send: Send, response: HttpResponseBase) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
     body: bytes = getattr(response, "content", b"")
-    headers.append((b"content-length", str(len(body)).encode()))
+    response["Content-Length"] = str(len(body))  # a handler's own is not sent twice
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+    headers += [(b"Set-Cookie", c.OutputString().encode()) for c in response.cookies.values()]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -88,7 +89,7 @@ class ResilienceASGIMiddleware:
             method, path, scope.get("headers", ()), arrived
         )
         if deadline is not None and deadline.expired():
-            await _deadline(send, _Shim(scope), deadline)
+            await send_response(send, responses.deadline_response(_Shim(scope), deadline))
             return
         if runtime.limits_before_view:
             limits = runtime.limits
@@ -133,7 +134,7 @@ class ResilienceASGIMiddleware:
                 "deadline; the app goes on in the background until it stops",
                 *escaped, deadline.route, deadline.budget,
             )  # fmt: skip
-            await _deadline(send, shim, deadline)
+            await send_response(send, responses.deadline_response(shim, deadline))
 
         await run_with_deadline(
             lambda r, s: self.app(scope, r, s),
@@ -161,7 +162,3 @@ def _sending_ratelimit_headers(send: Send, scope: Scope) -> Send:
         await send(message)
 
     return send_with_headers
-
-
-async def _deadline(send: Send, shim: Any, deadline: Deadline) -> None:
-    await send_response(send, responses.deadline_response(shim, deadline))

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
+from asgiref.sync import iscoroutinefunction
+
 from . import clock as _clock
 from .clock import Clock
 from .exceptions import ResilienceError
@@ -217,7 +219,7 @@ def deadline(budget: str | float) -> Callable[[F], F]:
         return dl, token
 
     def decorate(view: F) -> F:
-        if asyncio.iscoroutinefunction(view):
+        if iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

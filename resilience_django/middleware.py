@@ -166,6 +166,8 @@ class ResilienceMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Response | None:
         """Turn our own exceptions escaping a view into their status codes, not a 500."""
+        if isinstance(exception, CircuitOpen):  # no verdict for the route breaker (finish)
+            setattr(request, INNER_EXCEPTION, exception)
         return responses.for_exception(request, exception)
 
 

@@ -33,12 +33,15 @@ logger = logging.getLogger("resilience_django.responses")
 
 
 def whole_seconds(seconds: float) -> int:
-    """``Retry-After`` seconds: rounded up, so a client that waits this long is not turned away.
+    """``Retry-After`` seconds: rounded up, so a client that waits this long is not turned
+    away; at most a day (an infinite or NaN wait has no whole number, and is no advice).
 
-    >>> whole_seconds(54.875), whole_seconds(0.2), whole_seconds(3.0), whole_seconds(0.0)
-    (55, 1, 3, 0)
+    >>> whole_seconds(54.875), whole_seconds(0.2), whole_seconds(0.0), whole_seconds(math.inf)
+    (55, 1, 0, 86400)
     """
-    return max(0, math.ceil(seconds))
+    if not seconds < 86_400:  # NaN too
+        return 86_400
+    return math.ceil(seconds) if seconds > 0 else 0
 
 
 @functools.lru_cache(maxsize=64)

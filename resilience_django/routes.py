@@ -44,10 +44,14 @@ def method_set(methods: Iterable[object]) -> frozenset[str]:
     return frozenset(names)
 
 
+# Django's FORCE_SCRIPT_NAME, which it strips in place of ``root_path`` (set by ``runtime``).
+forced_script_name = ""
+
+
 def scope_path(scope: Mapping[str, Any]) -> str:
-    """The path Django matches on, from an ASGI scope: ``path`` without ``root_path``."""
+    """The path Django matches on, from an ASGI scope: ``path`` without the script name."""
     path: str = scope.get("path", "/")
-    root: str = scope.get("root_path", "")
+    root: str = forced_script_name or scope.get("root_path", "")
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
@@ -143,11 +147,9 @@ def parse_route_matcher(
 ) -> RouteMatcher:
     """Build a matcher from the ``path``, ``view`` and ``methods`` keys of a rule."""
     path = spec.get("path")
-    prefix, regex = (
-        (None, None)
-        if path is None
-        else compile_path(path, where=where, check_id=check_id, allow_regex=allow_regex)
-    )
+    prefix, regex = None, None
+    if path is not None:
+        prefix, regex = compile_path(path, where=where, check_id=check_id, allow_regex=allow_regex)
     view = spec.get("view")
     if view is not None and (not isinstance(view, str) or not view):
         raise ConfigError(
@@ -157,13 +159,8 @@ def parse_route_matcher(
         )
     methods = spec.get("methods")
     if methods is not None:
-        methods = _checked_methods(methods, where=where, check_id=check_id)
-    return RouteMatcher(
-        prefix=prefix,
-        regex=regex,
-        view=view,
-        methods=None if methods is None else method_set(methods),
-    )
+        methods = method_set(_checked_methods(methods, where=where, check_id=check_id))
+    return RouteMatcher(prefix=prefix, regex=regex, view=view, methods=methods)
 
 
 def _checked_methods(methods: object, *, where: str, check_id: str) -> list[str]:

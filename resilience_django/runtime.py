@@ -13,8 +13,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponseBase
 
+from . import routes
 from .breakers.phase import Phase
 from .breakers.registry import get_breaker
 from .breakers.state import Breaker, CircuitOpen
@@ -63,18 +66,16 @@ class RequestState:
 
     def end_breaker(self, failed: bool | None, *, by_caller: bool = False) -> None:
         """The route breaker's verdict on the view (``None``: none, only free its trial);
-        ``by_caller``: the caller's own budget ran out, a slow call only past ``slow_call``."""
+        ``by_caller``: not the route's fault (the caller's budget ran out, an inner breaker
+        refused), a slow call only past ``slow_call``."""
         breaker, token = self.breaker, self.token
         if breaker is None or token is None:
             return
         self.token = None
-        if by_caller:
-            took, slow = time.monotonic() - self.started, breaker.policy.slow_call
-            if slow is not None and took >= slow:
-                breaker.record_success(token, took)  # counted as a slow call
-            else:
-                breaker.release(token)
-        elif failed is None:
+        if by_caller:  # a success when slow: the breaker counts it as a slow call
+            slow = breaker.policy.slow_call
+            failed = False if slow is not None and time.monotonic() - self.started >= slow else None
+        if failed is None:
             breaker.release(token)
         elif failed:
             breaker.record_failure(token, time.monotonic() - self.started)
@@ -276,10 +277,13 @@ class Runtime:
                 permit = None
         if state.breaker is not None:
             # No verdict for our own 429/503 (the route did not run) nor a 4xx (any client
-            # could close a half-open breaker with a 404); a 504 at the caller's own budget
-            # is the caller's verdict.
+            # could close a half-open breaker with a 404); a 504 at the caller's own budget,
+            # or an inner breaker's 503 (docs/breakers.md, "Nested breakers"), is slow at most.
             status = response.status_code
-            by_caller = status == 504 and deadline is not None and deadline.by_caller
+            if status == 503:
+                by_caller = isinstance(getattr(request, INNER_EXCEPTION, None), CircuitOpen)
+            else:
+                by_caller = status == 504 and deadline is not None and deadline.by_caller
             failed = None if state.refused or 400 <= status < 500 else status >= 500
             state.end_breaker(failed, by_caller=by_caller)
         result = state.limits
@@ -345,8 +349,7 @@ class Runtime:
     def _breaker(
         self, request: HttpRequest, state: RequestState, view_name: str | None
     ) -> HttpResponseBase | None:
-        method = request.method or "GET"
-        path = request.path_info
+        method, path = request.method or "GET", request.path_info
         for name, matcher in self.breaker_index.candidates(path):
             if matcher.matches(method, path, view_name):
                 breaker = get_breaker(name)
@@ -354,9 +357,8 @@ class Runtime:
                     state.token = breaker.acquire()
                 except CircuitOpen as exc:
                     state.refused = True
-                    retry_after = exc.retry_after
                     return unavailable(
-                        request, reason="breaker_open", name=name, retry_after=retry_after
+                        request, reason="breaker_open", name=name, retry_after=exc.retry_after
                     )
                 state.breaker = breaker
                 state.started = time.monotonic()
@@ -404,6 +406,7 @@ def _build() -> Runtime:
     with _lock:
         if _runtime is None:
             settings = get_settings()
+            routes.forced_script_name = getattr(django_settings, "FORCE_SCRIPT_NAME", None) or ""
             stores = _previous_stores
             if stores is None or stores.key != _Stores._key(settings):
                 if stores is not None:
@@ -433,4 +436,10 @@ def discard_stores() -> None:
         stores.close()
 
 
+def _script_name_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "FORCE_SCRIPT_NAME":
+        reset_runtime()
+
+
 on_reload(reset_runtime)
+setting_changed.connect(_script_name_changed)

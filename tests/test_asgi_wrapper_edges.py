@@ -51,7 +51,11 @@ async def test_an_exempt_body_sees_no_deadline_behind_the_wrapper_alone() -> Non
     assert bodies == [b"None"]
 
 
-@override_settings(MIDDLEWARE=[], RESILIENCE=BUDGET)
+# A roomy budget: on a loaded machine 100 ms can pass before the app starts, and the
+# wrapper's 504 would cancel it before it looks.
+@override_settings(
+    MIDDLEWARE=[], RESILIENCE={"DEADLINE": {"DEFAULT": "30s", "EXEMPT_STREAMS": ["/events"]}}
+)
 async def test_a_body_that_is_not_exempt_still_runs_under_its_deadline() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -59,4 +63,4 @@ async def test_a_body_that_is_not_exempt_still_runs_under_its_deadline() -> None
 
     seen: list[float | None] = []
     await _call(app, "/other")
-    assert len(seen) == 1 and seen[0] is not None and seen[0] < 0.1
+    assert len(seen) == 1 and seen[0] is not None and seen[0] < 30

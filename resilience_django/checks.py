@@ -3,7 +3,9 @@ into ``checks.Error`` objects, so a problem and the check reporting it never dri
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from importlib.util import find_spec
 from typing import Any
 
 from django.conf import settings
@@ -97,6 +99,25 @@ def _view_names(patterns: Any, namespaces: list[str | None]) -> Iterator[str]:
         else:
             match = ResolverMatch(pattern.callback, (), {}, pattern.name, namespaces=namespaces)
             yield match.view_name
+
+
+@checks.register("resilience")
+def check_multiproc_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A PROMETHEUS_MULTIPROC_DIR prometheus-client cannot write loses every metric."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path or not find_spec("prometheus_client"):
+        return []
+    if not os.path.exists(path):
+        problem = "does not exist"
+    elif not os.path.isdir(path):
+        problem = "is not a directory"
+    elif not os.access(path, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    else:
+        return []
+    message = f"PROMETHEUS_MULTIPROC_DIR {path!r} {problem}: no metrics are reported"
+    hint = "Create it, writable by the user the workers run as, before they start; or unset it."
+    return [checks.Warning(message, hint=hint, id="resilience.W091")]
 
 
 @checks.register("resilience", deploy=True)

@@ -87,6 +87,8 @@ _collectors: dict[str, Any] | None = None
 # a lock and builds tuples, which the hot path need not pay twice.
 _children: dict[str, dict[tuple[str, ...], Any]] = {key: {} for key in _SPECS}
 _exemplars = False
+# prometheus-client opens a file in PROMETHEUS_MULTIPROC_DIR for each new value.
+_UNSTORABLE = "PROMETHEUS_MULTIPROC_DIR cannot be written (%s): metrics are not reported"
 
 
 def _register(prom: Any, key: str) -> Any | None:
@@ -118,7 +120,11 @@ def _build() -> dict[str, Any]:
         except ImportError:
             _collectors = {}
             return _collectors
-        built = {key: _register(prom, key) for key in _SPECS}
+        try:
+            built = {key: _register(prom, key) for key in _SPECS}
+        except OSError as exc:  # then nothing can be counted here (events.py asks _get too)
+            logger.error(_UNSTORABLE, exc, extra={"error": str(exc)})
+            built = {}
         # prometheus-client keeps no exemplars in multiprocess mode.
         _exemplars = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         _collectors = {key: c for key, c in built.items() if c is not None}
@@ -148,7 +154,12 @@ def _child(key: str, labels: tuple[str, ...]) -> Any:
     child = _children[key].get(labels)
     if child is None:
         collector = _get(key) or _Unreported()
-        child = _children[key][labels] = collector.labels(*labels) if labels else collector
+        try:
+            child = collector.labels(*labels) if labels else collector
+        except OSError as exc:  # the directory went away: once per series, not per call
+            logger.error(_UNSTORABLE, exc, extra={"error": str(exc)})
+            child = _Unreported()
+        _children[key][labels] = child
     return child
 
 
@@ -184,7 +195,6 @@ def deadline_exceeded(route: str, budget: float | None = None) -> None:
 
 
 def bad_header(header: str) -> None:
-    """An incoming header (a deadline, ``x-forwarded-for``) could not be parsed and was ignored."""
     _count("bad_header", (header,), None)
 
 
@@ -198,7 +208,6 @@ def breaker_transition(breaker: str, from_state: str, to_state: str) -> None:
 
 
 def breaker_call(breaker: str, outcome: str) -> None:
-    """One call through ``breaker``; ``outcome`` is success, failure, rejected or ignored."""
     span = otel.recording_span() if outcome == "rejected" else None
     _count("breaker_calls", (breaker, outcome), span)
     if span is not None:
@@ -219,7 +228,6 @@ def breaker_short_circuit(breaker: str, retry_after: float | None = None) -> Non
 
 
 def limiter_backend_seconds(seconds: float) -> None:
-    """One round trip to the distributed limiter backend took ``seconds``."""
     histogram = _child("backend_seconds", ())
     # An exemplar here links a slow Redis answer to the request that waited for it.
     span = otel.recording_span() if _exemplars else None
@@ -227,7 +235,6 @@ def limiter_backend_seconds(seconds: float) -> None:
 
 
 def limiter_backend_failure() -> None:
-    """One call to Redis failed; its request was decided locally."""
     _child("backend_failures", ()).inc()
 
 
@@ -255,5 +262,4 @@ def abandoned_views(route: str, delta: int) -> None:
 
 
 def concurrency_limit(route: str, limit: int) -> None:
-    """The shedding rule ``route`` now lets ``limit`` requests run at once in this process."""
     _child("concurrency_limit", (route,)).set(limit)

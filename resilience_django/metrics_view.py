@@ -4,6 +4,7 @@ and an access check (who gets in: docs/metrics.md)."""
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from django.http import (
@@ -19,9 +20,11 @@ from django.views.decorators.csrf import csrf_exempt
 from .conf import get_settings
 from .limiting.proxies import parse_address
 from .observability.config import MetricsSettings
-from .observability.exposition import PrometheusMissing, render
+from .observability.exposition import MultiprocDirUnreadable, PrometheusMissing, render
 
 __all__ = ["metrics_view"]
+
+logger = logging.getLogger("resilience_django.metrics")
 
 
 def _allowed(request: HttpRequest, settings: MetricsSettings) -> bool:
@@ -62,4 +65,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse(
             "prometheus-client is not installed\n", status=501, content_type="text/plain"
         )
+    except MultiprocDirUnreadable as exc:  # the path stays in the server's log
+        logger.error("metrics scrape failed: PROMETHEUS_MULTIPROC_DIR %s", exc)
+        unavailable = "metrics storage is unavailable; the server log says why\n"
+        return HttpResponse(unavailable, status=503, content_type="text/plain")
     return HttpResponse(body, content_type=content_type)

@@ -30,8 +30,10 @@ def gather() -> dict[str, Any]:
         procs, fleet_error = fleet_processes(fresh_counts=False), None
     except Exception as exc:  # an unreachable store is a line in the report, not a traceback
         procs, where, fleet_error = [], "unreachable", f"{type(exc).__name__}: {exc}"
-    rows = breaker_rows(procs)
-    admin, rules_error = live.AdminRules(), None
+    malformed: list[str] = []  # other processes' reports: never trusted to have the right types
+    procs = _sound(procs, _PROCESS, "report", malformed)
+    rows = _sound(breaker_rows(procs), _BREAKER, "breaker row", malformed)
+    admin, rules_error, rules_unknown = live.AdminRules(), None, False
     if settings.reload_interval is None:
         rules_error = "admin rules are off (RELOAD_INTERVAL is None): the settings rules alone"
     else:
@@ -39,12 +41,14 @@ def gather() -> dict[str, Any]:
             admin = live.build_admin_rules(live.read_admin_rows())
         except Exception as exc:  # the database may be down: say so, show the rest
             rules_error = f"admin rules unavailable: {type(exc).__name__}: {exc}"
+            rules_unknown = True
     rules = [_describe(rule, "settings") for rule in settings.limits]
     rules += [_describe(rule, "admin") for rule in admin.limit_rules]
     shedding = [_describe_shedding(rule, "settings") for rule in settings.shedding]
     shedding += [_describe_shedding(rule, "admin") for rule in admin.shedding_rules]
     configured = _configured_breakers(settings.breakers, admin, rows)
     workers = limiters(procs) if where != "this process only" else []
+    workers = _sound(workers, _LIMITER, "limiter row", malformed)
     redis = _ping_redis() if settings.backend == "redis" else None
     doc: dict[str, Any] = {
         "configured_backend": settings.backend,
@@ -69,9 +73,31 @@ def gather() -> dict[str, Any]:
         "rules_error": rules_error,
         "overridden": [list(c) for c in admin.conflicts],
         "skipped": [list(s) for s in admin.skipped],
+        "malformed": malformed,
     }
-    doc["status"] = _status(doc)
+    doc["status"] = _status(doc, rules_unknown)
     return doc
+
+
+_NUMBER = (int, float)
+# The types the report reads from each field (when present).
+_PROCESS = {"host": str, "pid": int, "time": _NUMBER}
+_BREAKER: dict[str, Any] = {"name": str, "state": str, "calls": int, "last_transition": dict}
+_BREAKER |= dict.fromkeys(["failure_rate", "slow_rate", "ewma"], _NUMBER)
+_LIMITER = {"backend": str, "live_instances": int, "last_latency_ms": _NUMBER}
+
+
+def _sound(rows: list[Any], types: dict[str, Any], what: str, malformed: list[str]) -> list[Any]:
+    """The ``rows`` whose fields have their ``types``; a line in ``malformed`` for each other."""
+    kept = []
+    for row in rows:
+        bad = [k for k, t in types.items() if row.get(k) is not None and not isinstance(row[k], t)]
+        if bad:
+            where = f"{row.get('host')!r}:{row.get('pid')!r}"[:200]
+            malformed.append(f"{what} of {where} left out: malformed {', '.join(bad)}")
+        else:
+            kept.append(row)
+    return kept
 
 
 def _configured_breakers(
@@ -113,10 +139,13 @@ def _ping_redis() -> dict[str, Any]:
     return {"reachable": True, "latency_ms": latency, "error": None}
 
 
-def _status(doc: dict[str, Any]) -> dict[str, Any]:
+def _status(doc: dict[str, Any], rules_unknown: bool) -> dict[str, Any]:
     """0: all closed and every worker on its configured backend; 1: something open,
-    half-open or falling back; 2: cannot tell (store unreachable, nobody reporting)."""
-    unknown: list[str] = []
+    half-open or falling back; 2: cannot tell (store or database unreachable, nobody
+    reporting, a malformed report)."""
+    unknown: list[str] = [*doc["malformed"]]
+    if rules_unknown:
+        unknown.append(doc["rules_error"])
     problems: list[str] = []
     fleet = doc["fleet"]
     if fleet["error"] is not None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PrometheusMissing", "render"]
+__all__ = ["MultiprocDirUnreadable", "PrometheusMissing", "render"]
 
 
 class PrometheusMissing(RuntimeError):
     """prometheus-client is not installed, so there is nothing to render."""
+
+
+class MultiprocDirUnreadable(RuntimeError):
+    """``PROMETHEUS_MULTIPROC_DIR`` is missing, not a directory, or a file there is unreadable."""
 
 
 def render(accept: str = "") -> tuple[bytes, str]:
@@ -26,12 +30,14 @@ def render(accept: str = "") -> tuple[bytes, str]:
 
     metrics.enabled()
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path:
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
     encoder, content_type = choose_encoder(accept)
-    return encoder(registry), content_type
+    if not path:
+        return encoder(REGISTRY), content_type
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    try:  # ValueError: not a directory; OSError: a file there cannot be read
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        return encoder(registry), content_type
+    except (ValueError, OSError) as exc:
+        raise MultiprocDirUnreadable(f"{path!r} cannot be read ({exc})") from exc

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-__all__ = ["JsonFormatter", "fields", "fields_of", "get_logger"]
+__all__ = ["JsonFormatter", "fields", "fields_of", "get_logger", "json_or_repr"]
 
 # Attributes every LogRecord has: extra= may not overwrite them (logging raises
 # KeyError), and they are not "fields" when reading a record back.
@@ -49,10 +49,11 @@ class JsonFormatter(logging.Formatter):
         try:
             return json.dumps(payload, default=str, allow_nan=False)
         except (TypeError, ValueError):  # NaN, a tuple key, a cycle: that value as its repr
-            return json.dumps({k: _json_or_repr(v) for k, v in payload.items()}, default=str)
+            return json.dumps({k: json_or_repr(v) for k, v in payload.items()}, default=str)
 
 
-def _json_or_repr(value: Any) -> Any:
+def json_or_repr(value: Any) -> Any:
+    """``value`` if JSON can hold it, else its ``repr()``."""
     try:
         json.dumps(value, default=str, allow_nan=False)
     except (TypeError, ValueError):

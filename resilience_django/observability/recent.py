@@ -1,11 +1,8 @@
-"""This process's rejections and deadline misses: totals and the last minute, per second.
-
-Prometheus counters know only totals, and only in their process; the dashboard must
-show the fleet's last minute the moment it opens, so each process keeps a small ring of
-per-second counts per label set for its fleet thread to publish (``fleet.py``).  Bounded:
-``max_keys`` label sets (past it, still counted by Prometheus), ``SPAN`` buckets each.
-One lock per counted event: events are rejections and 504s, never admitted requests.
-"""
+"""This process's rejections and deadline misses: totals and per-second counts over the last
+minute, which its fleet thread publishes for the dashboard (docs/admin.md: Prometheus counters
+know only totals, and only in their process).  Bounded: ``max_keys`` label sets (past it, still
+counted by Prometheus), ``SPAN`` buckets each.  One lock per counted event: events are rejections
+and 504s, never admitted requests."""
 
 from __future__ import annotations
 

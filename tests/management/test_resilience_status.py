@@ -291,6 +291,7 @@ def test_an_unreachable_redis_is_a_clear_line_and_check_exits_2(tmp_path: Path) 
     assert doc["status"]["code"] == 2 and doc["redis"]["reachable"] is False
 
 
+@pytest.mark.django_db  # a database down is a "cannot tell" of its own
 def test_check_exits_0_when_every_reported_breaker_is_closed_on_the_configured_backend() -> None:
     with override_settings(RESILIENCE={**SETTINGS, "FLEET": {"PREFIX": "status-ok"}}):
         store = fleet.get_store()
@@ -304,6 +305,7 @@ def test_check_exits_0_when_every_reported_breaker_is_closed_on_the_configured_b
     assert "ok (0)" in text
 
 
+@pytest.mark.django_db  # a database down is a "cannot tell" of its own
 def test_check_exits_1_when_a_breaker_is_open_and_names_it() -> None:
     # The autouse fixture published "pricing" open from this process.
     text, code = _status("--check")

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...checks import check_settings
+from ...observability.log import json_or_repr
 from ..status import UNKNOWN, gather
 
 
@@ -26,8 +27,8 @@ def _shedding_line(rule: dict[str, Any]) -> str:
     )
 
 
-def _ago(at: float | None) -> str:
-    if not at:
+def _ago(at: Any) -> str:
+    if not isinstance(at, int | float) or not at:  # another process's report: any type
         return ""
     seconds = max(0.0, time.time() - at)
     if seconds < 120:
@@ -39,6 +40,13 @@ def _ago(at: float | None) -> str:
 
 def _pct(value: Any) -> str:
     return f"{float(value or 0) * 100:.1f}%"
+
+
+def _json(doc: dict[str, Any]) -> str:
+    # Another process's row may hold what JSON has no form for (NaN, a tuple key, a cycle).
+    for rows in (doc["breakers"], doc["limiters"], doc["fleet"]["processes"]):
+        rows[:] = [{str(k): json_or_repr(v) for k, v in row.items()} for row in rows]
+    return json.dumps(doc, indent=2, default=str, allow_nan=False)
 
 
 class Command(BaseCommand):
@@ -53,7 +61,8 @@ class Command(BaseCommand):
             "--check",
             action="store_true",
             help="exit 0 if all is well, 1 if a breaker is open or half-open or a worker "
-            "falls back, 2 if it cannot tell (store unreachable, no worker reporting)",
+            "falls back, 2 if it cannot tell (store or database unreachable, no worker "
+            "reporting, a malformed report)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -72,7 +81,7 @@ class Command(BaseCommand):
             )
         doc = gather()
         if options["json"]:
-            self.stdout.write(json.dumps(doc, indent=2, default=str))
+            self.stdout.write(_json(doc))
         else:
             self._print(doc)
         status = doc["status"]

@@ -23,8 +23,15 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 class _Answer(Protocol):
     status_code: int  # 5xx: a failure for the breaker
 
+    def close(self) -> None: ...
+
+
+class _AsyncAnswer(_Answer, Protocol):
+    async def aclose(self) -> None: ...
+
 
 T = TypeVar("T", bound=_Answer)
+A = TypeVar("A", bound=_AsyncAnswer)
 # (the client's timeout exception, the timeout phase it is about, ours in its place)
 Kinds = tuple[tuple[type[BaseException], str, Callable[..., BaseException]], ...]
 
@@ -133,9 +140,9 @@ class _Attempt(Admitted):
 
 
 class OutboundGuard:
-    """Retry, breaker and bulkhead around one outbound HTTP call; ``bare`` without any."""
+    """Retry, breaker and bulkhead around one outbound HTTP call."""
 
-    __slots__ = ("_by_host", "bare", "breaker", "bulkhead", "retry", "retry_methods")
+    __slots__ = ("_by_host", "breaker", "bulkhead", "retry", "retry_methods")
 
     def __init__(
         self,
@@ -150,7 +157,6 @@ class OutboundGuard:
         if retry is not None and retry.target is None and breaker is not None:
             retry = retry.for_target(breaker)
         self.retry = retry
-        self.bare = breaker is None and retry is None and bulkhead is None
         self.retry_methods = frozenset(m.upper() for m in retry_methods)
         self._by_host: dict[str, RetryPolicy] = {}
 
@@ -165,17 +171,35 @@ class OutboundGuard:
             target = self._by_host[host] = policy.for_target(host)
         return target
 
+    # A retried answer never reaches the caller: closed unread (its body may be endless) before
+    # the next attempt, which may need its connection (a pool of one), or on an error.
     def call(self, method: str, host: str, attempt: Callable[[], T]) -> T:
         policy = self._retry_for(method, host)
-        return self._once(attempt) if policy is None else policy.call(self._once, attempt)
+        dropped: list[T] = []  # the last attempt's answer
+        try:
+            if policy is None:
+                return self._once(attempt, dropped)
+            return policy.call(self._once, attempt, dropped)
+        except BaseException:
+            for answer in dropped:
+                answer.close()
+            raise
 
-    async def acall(self, method: str, host: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def acall(self, method: str, host: str, attempt: Callable[[], Awaitable[A]]) -> A:
         policy = self._retry_for(method, host)
-        return await (
-            self._aonce(attempt) if policy is None else policy.acall(self._aonce, attempt)
-        )
+        dropped: list[A] = []
+        try:
+            if policy is None:
+                return await self._aonce(attempt, dropped)
+            return await policy.acall(self._aonce, attempt, dropped)
+        except BaseException:
+            for answer in dropped:
+                await answer.aclose()
+            raise
 
-    def _once(self, attempt: Callable[[], T]) -> T:
+    def _once(self, attempt: Callable[[], T], dropped: list[T]) -> T:
+        if dropped:
+            dropped.pop().close()
         trial = _Attempt(self.breaker)
         if self.bulkhead is not None:
             try:
@@ -185,9 +209,12 @@ class OutboundGuard:
                 raise
             trial.admit(self.bulkhead, answer)
         with trial:
-            return trial.judge(attempt())
+            dropped.append(result := trial.judge(attempt()))
+        return result
 
-    async def _aonce(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _aonce(self, attempt: Callable[[], Awaitable[A]], dropped: list[A]) -> A:
+        if dropped:
+            await dropped.pop().aclose()
         trial = _Attempt(self.breaker)
         if self.bulkhead is not None:
             try:
@@ -197,7 +224,8 @@ class OutboundGuard:
                 raise
             trial.admit(self.bulkhead, answer)
         with trial:
-            return trial.judge(await attempt())
+            dropped.append(result := trial.judge(await attempt()))
+        return result
 
 
 class GuardOptions(TypedDict, total=False):

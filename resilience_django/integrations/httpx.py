@@ -129,10 +129,7 @@ class ResilientTransport(_Resilient[httpx.BaseTransport], httpx.BaseTransport):
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         with self._bound(request) as cut:
-            response = self._with_body(self._transport.handle_request(request), cut)
-        if not self._guard.bare and response.status_code >= 429:
-            response.read()  # it may be retried and dropped: read, it leaks no connection
-        return response
+            return self._with_body(self._transport.handle_request(request), cut)
 
     def close(self) -> None:
         self._transport.close()
@@ -151,10 +148,7 @@ class AsyncResilientTransport(_Resilient[httpx.AsyncBaseTransport], httpx.AsyncB
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         with self._bound(request) as cut:
-            response = self._with_body(await self._transport.handle_async_request(request), cut)
-        if not self._guard.bare and response.status_code >= 429:
-            await response.aread()
-        return response
+            return self._with_body(await self._transport.handle_async_request(request), cut)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

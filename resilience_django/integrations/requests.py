@@ -80,10 +80,7 @@ class ResilientAdapter(HTTPAdapter):
                 timeout = (timeouts["connect"], timeouts["read"])
                 if total is not None:
                     timeout = Timeout3(connect=timeout[0], read=timeout[1], total=total)
-            response = super().send(request, timeout=timeout, **kwargs)
-        if not self._guard.bare and response.status_code >= 429:
-            _ = response.content  # it may be retried and dropped: read, its connection goes back
-        return response
+            return super().send(request, timeout=timeout, **kwargs)
 
 
 def _phases(timeout: Timeout3) -> tuple[float | None, float | None]:

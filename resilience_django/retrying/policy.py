@@ -77,9 +77,7 @@ class RetryPolicy:
         self.attempts = attempts
         self.backoff = parse_duration(backoff)
         self.max_backoff = parse_duration(max_backoff)
-        if isinstance(
-            retry_on, type | tuple
-        ):  # a type is callable too: as a predicate, always true
+        if isinstance(retry_on, type | tuple):  # a type is callable: as a predicate, always true
             classes = retry_on
             self.retry_on: Callable[[BaseException], bool] = lambda e: isinstance(e, classes)
         else:

@@ -1,7 +1,4 @@
-"""Load shedding: concurrency limits (bulkheads) with bounded queues, adaptive limits, rules.
-
-The middleware asks a ``Shedder`` for each request; see docs/shedding.md.
-"""
+"""Load shedding: bulkheads with bounded queues, adaptive limits, rules (docs/shedding.md)."""
 
 from __future__ import annotations
 

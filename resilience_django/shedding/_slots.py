@@ -1,8 +1,5 @@
-"""The lock-free core of the bulkhead: slots as tokens, waiters handed slots in FIFO order.
-
-Every shared step is one atomic operation on a built-in container; why that needs no lock, for
-the event loop and threads at once: docs/shedding.md ("Correct without a lock").
-"""
+"""The lock-free core of the bulkhead: slots as tokens, waiters handed slots in FIFO order;
+why one atomic step per shared change needs no lock: docs/shedding.md ("Correct without a lock")."""
 
 from __future__ import annotations
 

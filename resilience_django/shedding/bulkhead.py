@@ -218,9 +218,7 @@ class Bulkhead(SlotQueue):
         if adaptive is None:
             self._put(pool)
             return
-        # Counted before the slot goes back, this request included (as Netflix's limiters):
-        # read after, a full bulkhead looks one short, which at a limit of 2 or 3 reads as
-        # app-limited, so the limit would never grow off a small floor.
+        # Counted before the slot goes back, this request included (docs/shedding.md).
         inflight = self.inflight
         self._put(pool)
         self._samples.append((held, inflight))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import math
@@ -185,9 +186,12 @@ def adapt_key(key: Any, group: str) -> tuple[str, KeyFunc | None]:
 
 
 def default_group(func: Callable[..., Any]) -> str:
-    """A view's dotted path, as a counter name: django-ratelimit's default group too."""
-    name = f"{func.__module__}.{func.__qualname__}"
-    return re.sub(r"[^A-Za-z0-9_.:/-]", "_", name)[-100:]
+    """A view's dotted path, as a counter name: django-ratelimit's default group too.  A path
+    past 100 characters keeps its end and a digest of the whole, so two views never share one."""
+    name = re.sub(r"[^A-Za-z0-9_.:/-]", "_", f"{func.__module__}.{func.__qualname__}")
+    if len(name) <= 100:
+        return name
+    return f"{name[-91:]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def make_rule(

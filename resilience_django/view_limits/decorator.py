@@ -14,7 +14,7 @@ from ..limiting.decision import Policy
 from ..limiting.engine import LimitResult, merge_results
 from ..limiting.local import LocalLimiter
 from ..responses import add_headers, rate_limited_response
-from ..runtime import STATE_ATTR
+from ..runtime import SCOPE_LIMITS, STATE_ATTR, get_runtime
 from .compat import (
     ALL,
     RateSpec,
@@ -35,8 +35,6 @@ DECISION_ATTR = "resilience_decision"
 
 def process_limiter() -> LocalLimiter:
     """The process's local limiter: the one the middleware's rules and ``@limit`` share."""
-    from ..runtime import get_runtime
-
     return get_runtime().stores.local
 
 
@@ -53,11 +51,8 @@ def _headers_on_response(request: Any) -> None:
     """This response carries ``RateLimit`` headers: take ``ResilienceASGIMiddleware``'s arrival
     decision back, so the middleware writes its own (replacing these), not a second line."""
     scope = getattr(request, "scope", None)
-    if scope is not None:
-        from ..runtime import SCOPE_LIMITS
-
-        if scope.get(SCOPE_LIMITS) is not None:
-            scope[SCOPE_LIMITS] = None
+    if scope is not None and scope.get(SCOPE_LIMITS) is not None:
+        scope[SCOPE_LIMITS] = None
 
 
 def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
@@ -82,7 +77,7 @@ def _refusal(request: Any, result: LimitResult | None, block: bool) -> Any:
 def limit(
     rate: RateSpec, key: Any = "ip", *, group: str | None = None, name: str | None = None,
     algorithm: str = "sliding_window", burst: int | None = None,
-    methods: Iterable[str] | None = None, method: Any = ALL, mode: str = "enforce",
+    methods: Iterable[str] | tuple[None] | None = None, method: Any = ALL, mode: str = "enforce",
     scope: str | None = None, block: bool = True,
 ) -> Callable[[View], View]:  # fmt: skip
     """Limit a view to ``rate`` per ``key``; every argument: docs/limits.md ("One view")."""

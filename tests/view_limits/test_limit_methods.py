@@ -32,7 +32,7 @@ def test_limit_with_methods_as_one_name_limits_that_method(methods: object, grou
 
 @override_settings(MIDDLEWARE=[])
 def test_limit_with_methods_all_limits_every_method() -> None:
-    @limit("1/m", group="m-all", methods=ALL)  # type: ignore[arg-type]
+    @limit("1/m", group="m-all", methods=ALL)
     def view(request: object) -> HttpResponse:
         return HttpResponse("ok")
 

@@ -154,9 +154,21 @@ _NUMBERS: dict[str, tuple[Callable[[str, str, Any, str], float], str, bool]] = {
     "min_calls": (_int, "resilience.E059", False),
     "ewma_threshold": (_ratio, "resilience.E058", True),
     "half_open_max_wait": (_duration, "resilience.E054", False),
+    "ewma_alpha": (_ratio, "resilience.E062", False),
 }
 # In "normal" mode at least one of these must be set, or nothing can trip the breaker.
 _CRITERIA = ("failure_threshold", "error_rate", "slow_call", "slow_call_rate", "ewma_threshold")
+
+
+def _import(item: Any) -> tuple[Any, str]:
+    """``item``, imported when a dotted path; ``None`` and the reason when that fails."""
+    # Any failure of the module's code is an ImportError (see dotted.py), so a bad path
+    # is a check error or a form error, never a traceback.  Admin rows reach this only
+    # with paths RESILIENCE["ADMIN_CHOICES"] allows.
+    try:
+        return (import_dotted(item) if isinstance(item, str) else item), ""
+    except ImportError as exc:
+        return None, f" ({exc})"
 
 
 def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
@@ -166,14 +178,7 @@ def _exc_types(name: str, key: str, value: Any) -> ExcTypes:
         raise _err(name, "resilience.E063", f"{key} must be a list of exception classes", hint)
     out: list[type[BaseException]] = []
     for item in items:
-        reason = ""
-        # Any failure of the module's code is an ImportError (see dotted.py), so a
-        # bad path is a check error or a form error, never a traceback.  Admin rows
-        # reach this only with paths RESILIENCE["ADMIN_CHOICES"] allows.
-        try:
-            cls = import_dotted(item) if isinstance(item, str) else item
-        except ImportError as exc:
-            cls, reason = None, f" ({exc})"
+        cls, reason = _import(item)
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             message = f"{key}: {safe_repr(item)} is not an importable exception class{reason}"
             hint = "use a dotted path like 'requests.exceptions.ConnectionError'"
@@ -215,18 +220,8 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         raise _err(name, "resilience.E060", "window must be between 1s and 1h", "e.g. '60s'")
     if kw["slow_call_rate"] is not None and kw["slow_call"] is None:
         raise _err(name, "resilience.E061", "slow_call_rate needs slow_call", "add slow_call")
-    alpha = g("ewma_alpha", d.ewma_alpha)
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
-        message = f"ewma_alpha must be in (0, 1], not {safe_repr(alpha)}"
-        raise _err(name, "resilience.E062", message, "e.g. 0.2")
-    predicate = g("failure_result")
-    reason = ""
-    if isinstance(predicate, str):
-        try:
-            predicate = import_dotted(predicate)
-        except ImportError as exc:
-            predicate, reason = 0, f" ({exc})"  # not callable: reported just below
-    if predicate is not None and not callable(predicate):
+    predicate, reason = _import(g("failure_result"))
+    if reason or (predicate is not None and not callable(predicate)):
         message = f"failure_result is not an importable callable{reason}"
         hint = "use a dotted path like 'myapp.breakers.is_5xx'"
         raise _err(name, "resilience.E064", message, hint)
@@ -252,7 +247,6 @@ def parse_breaker_policy(name: Any, mapping: Any) -> BreakerPolicy:
         route = parse_route_matcher(mapping, where=where, check_id="resilience.E069")
     policy = BreakerPolicy(
         **kw,
-        ewma_alpha=float(alpha),
         caller_fault=d.caller_fault + _exc_types(name, "caller_fault", g("caller_fault", [])),
         record=_exc_types(name, "record", g("record", d.record)),
         ignore=_exc_types(name, "ignore", g("ignore", d.ignore)),

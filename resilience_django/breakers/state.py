@@ -160,10 +160,6 @@ class Breaker:
         """The current state name (``closed``, ``open``, ``half_open``, ``forced_open``, ...)."""
         return self._phase.state
 
-    @property
-    def generation(self) -> int:
-        return self._phase.gen
-
     def acquire(self) -> Phase:
         """Admit a call and return its token, or raise :class:`CircuitOpen`."""
         p = self._phase
@@ -356,7 +352,7 @@ class Breaker:
         return transition
 
     def _retire(self, window: OutcomeWindow) -> None:
-        calls, failures, _slow = window.lifetime()
+        calls, failures = window.lifetime()
         self._done[0] += calls
         self._done[1] += failures
 
@@ -447,7 +443,7 @@ class Breaker:
         p = self._phase
         calls, failures = self._done
         if p.free:
-            c, f, _s = p.window.lifetime()
+            c, f = p.window.lifetime()
             calls, failures = calls + c, failures + f
         totals = {
             "success": calls - failures + self._trials[0],

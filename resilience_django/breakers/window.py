@@ -23,7 +23,6 @@ class OutcomeWindow:
         "current",
         "done_calls",
         "done_failures",
-        "done_slow",
         "ewma",
         "failures",
         "idx",
@@ -43,7 +42,7 @@ class OutcomeWindow:
         self.cur_calls = self.cur_failures = self.cur_slow = 0
         self.base_calls = self.base_failures = self.base_slow = 0
         # Counts of seconds already closed, for lifetime counters (metrics).
-        self.done_calls = self.done_failures = self.done_slow = 0
+        self.done_calls = self.done_failures = 0
         self.current = int(now)
         self.roll_at = float(self.current + 1)
         self.idx = 0
@@ -61,7 +60,6 @@ class OutcomeWindow:
         if calls:
             self.done_calls += calls
             self.done_failures += failures
-            self.done_slow += slow
             self.ewma += self.alpha * (failures / calls - self.ewma)
         if gap > size:
             # Idle for longer than the window: the EWMA starts afresh, as the totals do (a
@@ -108,10 +106,6 @@ class OutcomeWindow:
         calls = self.total_calls
         return self.total_slow / calls if calls else 0.0
 
-    def lifetime(self) -> tuple[int, int, int]:
-        """(calls, failures, slow) ever recorded, closed seconds plus the current one."""
-        return (
-            self.done_calls + self.cur_calls,
-            self.done_failures + self.cur_failures,
-            self.done_slow + self.cur_slow,
-        )
+    def lifetime(self) -> tuple[int, int]:
+        """(calls, failures) ever recorded, closed seconds plus the current one."""
+        return self.done_calls + self.cur_calls, self.done_failures + self.cur_failures

@@ -49,7 +49,6 @@ class FleetStore(Protocol):
     tools, never by a request.  Any method may raise when the store is unreachable (callers
     log and retry); the backends inherit the two no-op defaults below."""
 
-    kind: str  # "redis", "cache" or "database"
     # Seconds between two reports of a process (the longest; transitions publish at once).
     publish_every: float
 
@@ -63,7 +62,7 @@ class FleetStore(Protocol):
         return None  # a store whose standing map is exact (a script, a query) never lags
 
     def set_open_until(self, breaker: str, until: float) -> None: ...
-    def open_until(self, breakers: Sequence[str]) -> dict[str, float]: ...
+    def open_until(self, breakers: Sequence[str]) -> dict[str, float]: ...  # breakers: never empty
 
     def recover(self) -> None:
         """After a failed round, on its thread: drop what may be broken (a DB connection)."""

@@ -38,7 +38,6 @@ class CacheStore(FleetStore):
     """Fleet state in a Django cache (cross-process only with a shared backend); ``lock``
     serializes senders where ``add`` is check-then-write (docs/breakers.md, "Command ordering")."""
 
-    kind = "cache"
     publish_every = 1.0
 
     def __init__(
@@ -67,7 +66,6 @@ class CacheStore(FleetStore):
     def publish(self, proc: str, data: Mapping[str, Any], ttl: float) -> None:
         now = time.time()
         self.cache.set(f"{self.p}:proc:{safe_key(proc)}", dict(data), ttl)
-        index_key = f"{self.p}:procs"
         index = self._index()
         # Read-modify-write (a cache has no sets): written only when this process is new or
         # half-way to ageing out, so racing writers rarely collide (a lost entry comes back
@@ -75,7 +73,7 @@ class CacheStore(FleetStore):
         if now - index.get(proc, 0.0) > ttl / 2:
             index = {p: t for p, t in index.items() if now - t <= ttl + base.CLOCK_SKEW}
             index[proc] = now
-            self.cache.set(index_key, index, None)
+            self.cache.set(f"{self.p}:procs", index, None)
 
     def processes(self, ttl: float) -> list[dict[str, Any]]:
         now = time.time()
@@ -165,11 +163,8 @@ class CacheStore(FleetStore):
         if saved is None or saved["seq"] < seen:
             # Racing readers may write an older map over a newer one; each is right
             # for its number, the log covers the rest, and the next poll writes again.
-            self.cache.set(
-                self._standing,
-                {"seq": seen, "commands": {k: dict(v) for k, v in standing.items()}},
-                None,
-            )
+            commands = {k: dict(v) for k, v in standing.items()}
+            self.cache.set(self._standing, {"seq": seen, "commands": commands}, None)
 
     def set_open_until(self, breaker: str, until: float) -> None:
         seconds = until - time.time()

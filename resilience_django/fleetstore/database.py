@@ -37,7 +37,6 @@ def _ago(seconds: float) -> Any:
 class DatabaseStore(FleetStore):
     """Fleet state in Django models (``FleetProcess``, ``FleetCommand``, ``FleetValue``)."""
 
-    kind = "database"
     # Bounded writes: one upsert per process every few seconds (less with a short TTL,
     # see fleet.start); a breaker transition still publishes at once.
     publish_every = 3.0
@@ -57,12 +56,8 @@ class DatabaseStore(FleetStore):
             )
             for i, model in enumerate(rules)
         }
-        row = (
-            FleetValue.objects.filter(key=_VERSION)
-            .annotate(**latest)
-            .values_list("value", *latest)
-            .first()
-        )
+        rows = FleetValue.objects.filter(key=_VERSION).annotate(**latest)
+        row = rows.values_list("value", *latest).first()
         return None if row is None else "|".join(str(v) for v in row)
 
     def bump_version(self, token: str) -> None:
@@ -122,8 +117,6 @@ class DatabaseStore(FleetStore):
             )
 
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
-        if not breakers:
-            return {}
         keys = {_open_key(b): b for b in breakers}
         rows = FleetValue.objects.filter(key__in=list(keys), expires_at__gt=Now())
         return {keys[k]: base.number(v) for k, v in rows.values_list("key", "value")}

@@ -1,7 +1,6 @@
 """The fleet store in Redis: ``lua/fleet_command.lua`` numbers, logs and records each
 operator command in one atomic step (docs/breakers.md); every key shares one hash tag,
-so the store works on Redis Cluster.
-"""
+so the store works on Redis Cluster."""
 
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ __all__ = ["RedisStore"]
 class RedisStore(FleetStore):
     """Fleet state in Redis, under ``prefix`` (all keys share one hash tag for Cluster)."""
 
-    kind = "redis"
     publish_every = 1.0
 
     def __init__(
@@ -34,8 +32,6 @@ class RedisStore(FleetStore):
     ) -> None:
         """``client``, or ``connect``: builds it at first use (a sync ``RedisCluster``
         connects as it is built: made while the cluster is down, it would raise here)."""
-        if (client is None) == (connect is None):
-            raise TypeError("RedisStore takes a client or connect, not both nor neither")
         self._client = client
         self._connect = connect
         self._client_lock = threading.Lock()
@@ -62,8 +58,7 @@ class RedisStore(FleetStore):
         return client
 
     def version(self) -> str | None:
-        value = self.client.get(VERSION_KEY)
-        return None if value is None else text(value)
+        return _text_or_none(self.client.get(VERSION_KEY))
 
     def bump_version(self, token: str) -> None:
         self.client.set(VERSION_KEY, token)
@@ -131,8 +126,6 @@ class RedisStore(FleetStore):
             self.client.set(f"{self.p}:open:{safe_key(breaker)}", repr(until), px=ms)
 
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
-        if not breakers:
-            return {}
         values = self.client.mget([f"{self.p}:open:{safe_key(b)}" for b in breakers])
         return {b: number(v) for b, v in zip(breakers, values, strict=True) if v is not None}
 

@@ -11,7 +11,6 @@ from .base import FleetStore
 
 __all__ = ["choose", "get_store", "per_process_cache", "reset"]
 
-PER_PROCESS_CACHES = ("LocMemCache", "DummyCache")
 # The choice with no Redis and a per-process cache (the test suite pins "cache", so
 # that background threads of in-process tests do not write to the test database).
 FALLBACK = "database"
@@ -25,7 +24,7 @@ def per_process_cache(alias: str) -> bool:
     from django.conf import settings
 
     backend = str(getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", ""))
-    return backend.rsplit(".", 1)[-1] in PER_PROCESS_CACHES
+    return backend.rsplit(".", 1)[-1] in ("LocMemCache", "DummyCache")
 
 
 def choose(settings: ResilienceSettings | None = None) -> str:

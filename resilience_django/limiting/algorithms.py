@@ -12,15 +12,7 @@ from typing import Any
 
 from .decision import Algorithm, LimitCheck, Policy, RuleOutcome
 
-__all__ = [
-    "EPSILON",
-    "SLIDING_WINDOW_BUCKETS",
-    "Gcra",
-    "Kernel",
-    "SlidingWindow",
-    "TokenBucket",
-    "kernel_for",
-]
+__all__ = ["SLIDING_WINDOW_BUCKETS", "Gcra", "Kernel", "SlidingWindow", "TokenBucket", "kernel_for"]
 
 SLIDING_WINDOW_BUCKETS = 10
 # Slack of a millionth of a token: C requests at one instant all fit although

@@ -66,10 +66,6 @@ class Decision:
     backend: str = "local"
 
     @property
-    def rejected_by(self) -> tuple[RuleOutcome, ...]:
-        return tuple(o for o in self.outcomes if not o.allowed)
-
-    @property
     def retry_after(self) -> float:
         return max((o.retry_after for o in self.outcomes if not o.allowed), default=0.0)
 

@@ -2,8 +2,7 @@
 
 Every matching rule with a key is decided in one all-or-nothing call, shadow rules as a
 group of their own; local-scope rules first, refunded on a distributed refusal
-(docs/limits.md, "One decision per request").
-"""
+(docs/limits.md, "One decision per request")."""
 
 from __future__ import annotations
 
@@ -15,8 +14,9 @@ from ..routes import RouteIndex, normalize_method, scope_path
 from ..switch import limits_enabled
 from .decision import ALLOW_ALL, Decision, LimitCheck, Limiter, Policy, RuleOutcome
 from .headers import build_headers, raw_headers
-from .keys import KeyFunc, TrustedProxies, compile_key
+from .keys import KeyFunc, compile_key
 from .local import LocalLimiter
+from .proxies import TrustedProxies
 from .rules import LimitRule
 
 __all__ = ["NO_LIMITS", "LimitEngine", "LimitResult", "merge_decisions", "merge_results"]
@@ -79,15 +79,13 @@ def _refusing(decision: Decision | None) -> tuple[str, ...]:
 
 
 class _CompiledRule:
-    __slots__ = ("distributed", "key", "matcher", "policy", "shadow", "view_free")
+    __slots__ = ("key", "matcher", "policy", "shadow")
 
-    def __init__(self, rule: LimitRule, key: KeyFunc, *, split_scope: bool) -> None:
+    def __init__(self, rule: LimitRule, key: KeyFunc) -> None:
         self.matcher = rule.matcher
         self.policy: Policy = rule.policy
         self.key = key
         self.shadow = rule.mode == "shadow"
-        self.distributed = split_scope and rule.scope == "distributed"
-        self.view_free = rule.matcher.view is None
 
 
 class LimitEngine:
@@ -112,14 +110,13 @@ class LimitEngine:
         self._on_loop = limiter.decide if isinstance(limiter, LocalLimiter) else None
         specs = dict.fromkeys(r.key for r in self.rules)
         keys = {spec: compile_key(spec, trusted_proxies) for spec in specs}
-        split = local is not None
-        self._rules = tuple(_CompiledRule(r, keys[r.key], split_scope=split) for r in self.rules)
+        self._rules = tuple(_CompiledRule(r, keys[r.key]) for r in self.rules)
         # Only rules whose prefix the path starts with are tried (docs/limits.md).
         self._index: RouteIndex[_CompiledRule] = RouteIndex((r.matcher, r) for r in self._rules)
-        self._distributed = frozenset(id(r.policy) for r in self._rules if r.distributed)
+        self._distributed = frozenset(id(r.policy) for r in self.rules if r.scope == "distributed")
         self.needs_view_name = any(r.matcher.needs_view_name for r in self.rules)
         self.needs_request = any(r.key.needs_request for r in self._rules)
-        self.scope_capable = any(r.key.from_scope is not None and r.view_free for r in self._rules)
+        self.scope_capable = any(r.key.from_scope and r.matcher.view is None for r in self._rules)
         # No I/O anywhere (one local store, keys that read nothing blocking): the sync
         # ``decide`` may run on the event loop, saving ``adecide``'s coroutines.
         self.loop_safe = self._on_loop is not None and local is None
@@ -153,8 +150,7 @@ class LimitEngine:
                 key = key_func.get(request) if key_func.loop_safe else await key_func.aget(request)
                 if key is not None:
                     checks[rule.shadow] += (LimitCheck(rule.policy, key, 1),)
-        result = self._without_io(*checks)
-        return result if result is not None else await self._adecide_checks(*checks)
+        return self._without_io(*checks) or await self._adecide_checks(*checks)
 
     def _without_io(self, enforce: Checks, shadow: Checks) -> LimitResult | None:
         """The answer when it needs no I/O (no checks, or one local store), else ``None``."""
@@ -199,8 +195,7 @@ class LimitEngine:
         checks = self._scope_checks(scope, method, scope_path(scope))
         if checks is None:
             return None
-        result = self._without_io(*checks)
-        return result if result is not None else await self._adecide_checks(*checks)
+        return self._without_io(*checks) or await self._adecide_checks(*checks)
 
     def decide_scope_now(
         self, scope: Mapping[str, Any], method: str, path: str
@@ -222,7 +217,7 @@ class LimitEngine:
             if not matcher.matches(method, path, matcher.view):
                 continue
             from_scope = rule.key.from_scope
-            if from_scope is None or not rule.view_free:
+            if from_scope is None or matcher.view is not None:
                 return None
             key = from_scope(scope)
             if key is not None:

@@ -1,4 +1,4 @@
-"""The ``RateLimit-Policy``, ``RateLimit`` and ``Retry-After`` values (IETF draft
+"""The ``RateLimit-Policy`` and ``RateLimit`` values (IETF draft
 ``draft-ietf-httpapi-ratelimit-headers``; docs/limits.md, "Answers and headers")."""
 
 from __future__ import annotations
@@ -8,27 +8,10 @@ from math import ceil
 
 from .decision import Policy, RuleOutcome
 
-__all__ = [
-    "POLICY_HEADER",
-    "RATELIMIT_HEADER",
-    "build_headers",
-    "raw_headers",
-    "retry_after_header",
-    "seconds",
-]
+__all__ = ["POLICY_HEADER", "RATELIMIT_HEADER", "build_headers", "raw_headers"]
 
 POLICY_HEADER = "RateLimit-Policy"
 RATELIMIT_HEADER = "RateLimit"
-
-
-def seconds(value: float) -> int:
-    """Whole seconds, rounded up, never negative."""
-    return ceil(value) if value > 0 else 0
-
-
-def retry_after_header(retry_after: float) -> str:
-    """The ``Retry-After`` value: at least 1 second for a rejection."""
-    return str(max(1, seconds(retry_after)))
 
 
 # id(policy) -> (policy, its RateLimit-Policy item, the start of its RateLimit
@@ -41,7 +24,7 @@ def _items(outcome: RuleOutcome) -> tuple[str, str]:
     entry = _policy_texts.get(id(policy))
     if entry is None or entry[0] is not policy:
         name, rate = policy.name, policy.rate
-        quota = f'"{name}";q={rate.limit};w={max(1, seconds(rate.period))}'
+        quota = f'"{name}";q={rate.limit};w={max(1, ceil(rate.period))}'
         entry = (policy, quota, f'"{name}";r=')
         if len(_policy_texts) >= 4096:
             _policy_texts.clear()

@@ -24,7 +24,6 @@ from .proxies import DEFAULT_IPV6_PREFIX, TrustedProxies, peer_key
 __all__ = [
     "MAX_KEY_LENGTH",
     "KeyFunc",
-    "TrustedProxies",
     "as_awaitable",
     "bounded_key",
     "check_key_spec",

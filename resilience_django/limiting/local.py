@@ -167,15 +167,13 @@ class LocalLimiter:
     ) -> tuple[Decision, Decision | None]:
         return self.decide_with_shadow(checks, shadow)
 
-    def refund(self, decision: Decision, share: float = 1.0) -> None:
+    def refund(self, decision: Decision) -> None:
         """Undo an admitted decision of this store made moments ago: a request whose
         rules span two stores, when the second (Redis) rejects."""
-        if not decision.allowed:
-            return
         now = self._clock()
         for outcome in decision.outcomes:
             check = outcome.check
-            _, kernel, prefix = self._compiled_for(check.policy, share)
+            _, kernel, prefix = self._compiled_for(check.policy, 1.0)
             key = (prefix, check.key)
             shard = self._shards[hash(key) & self._mask]
             with shard.lock:

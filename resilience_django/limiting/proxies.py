@@ -97,8 +97,7 @@ def peer_key(remote: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
 class TrustedProxies:
     """How far to trust ``X-Forwarded-For``: ``hops`` proxies append to it, or the peers
     inside ``networks`` (docs/settings.md#trusted_proxies); ``ipv6_prefix`` is how many
-    leading bits of an IPv6 client make its key.
-    """
+    leading bits of an IPv6 client make its key."""
 
     hops: int = 0
     networks: tuple[Network, ...] = ()
@@ -142,20 +141,13 @@ class TrustedProxies:
 
     def client_key(self, remote: str | None, forwarded_for: str | None) -> str | None:
         """The ``ip`` key: the client's address, IPv6 grouped by ``ipv6_prefix``."""
-        return self._client(remote, forwarded_for, self.ipv6_prefix)
-
-    def client_ip(self, remote: str | None, forwarded_for: str | None) -> str | None:
-        """The client's address, normalized (IPv6 in full, not grouped)."""
-        return self._client(remote, forwarded_for, 128)
-
-    def _client(self, remote: str | None, forwarded_for: str | None, prefix: int) -> str | None:
         if not remote:
             return None
         if forwarded_for and self.reads_forwarded_for:
             entry = self._forwarded(remote, forwarded_for)
             if entry is not None:
-                return address_key(entry, prefix)
-        return peer_key(remote, prefix)
+                return address_key(entry, self.ipv6_prefix)
+        return peer_key(remote, self.ipv6_prefix)
 
 
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")

@@ -1,7 +1,7 @@
 """Limit rules: which requests, keyed how, limited how fast, enforced or not.
 
 Fields and defaults: docs/settings.md (``LIMITS``).  Every problem is a ``ConfigError`` with
-its own check id (``CHECK_IDS``, docs/checks.md); several at once are one ``ConfigErrors``."""
+its own check id (docs/checks.md); several at once are one ``ConfigErrors``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from .decision import Algorithm, Policy
 from .keys import check_key_spec
 
 __all__ = [
-    "CHECK_IDS",
     "MODES",
     "RULE_FIELDS",
     "RULE_NAME",
@@ -37,24 +36,6 @@ RULE_FIELDS = frozenset(
         "after_auth",
     }
 )  # fmt: skip
-
-CHECK_IDS: dict[str, str] = {
-    "resilience.E020": "a limit rule's rate is missing or not a rate such as '100/m'",
-    "resilience.E021": "a limit rule names an unknown algorithm",
-    "resilience.E022": "a limit rule's key is not a known key function or importable callable",
-    "resilience.E023": "a limit rule's scope is not 'local' or 'distributed'",
-    "resilience.E024": "a limit rule's mode is not 'enforce', 'shadow' or 'off'",
-    "resilience.E025": (
-        "a limit rule's burst is not an integer from 1 to 1_000_000_000, or is given with the "
-        "sliding window"
-    ),
-    "resilience.E026": "a limit rule's name is missing, malformed or used twice",
-    "resilience.E027": "a limit rule's path, view or methods cannot be used",
-    "resilience.E028": "a limit rule is not a dict",
-    "resilience.E029": "a limit rule has an unknown field",
-    "resilience.E030": "RESILIENCE['LIMITS'] is not a list of rules",
-    "resilience.E031": "a limit rule's after_auth is not True or False",
-}
 
 # Names travel in the RateLimit headers as quoted strings and in metric labels:
 # keep them to characters that need no escaping anywhere (shedding rule names too).
@@ -95,8 +76,11 @@ def parse_limit_rule(
     scope of a rule that names none (``BACKEND``'s)."""
     where = f"RESILIENCE['LIMITS'][{index}]"
     if not isinstance(mapping, Mapping):
-        example = "Example: {'name': 'api-per-ip', 'path': '/api/', 'rate': '100/m'}"
-        raise _error(where, f"a rule must be a dict, not {type(mapping).__name__}", "E028", example)
+        raise ConfigError(
+            f"{where}: a rule must be a dict, not {type(mapping).__name__}",
+            check_id="resilience.E028",
+            hint="Example: {'name': 'api-per-ip', 'path': '/api/', 'rate': '100/m'}",
+        )
     # Every problem is raised together, so `check` lists them all in one run.
     problems: list[ConfigError] = []
 

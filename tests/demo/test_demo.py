@@ -273,8 +273,8 @@ def test_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
 
     proxies = parse_trusted_proxies(settings.RESILIENCE["TRUSTED_PROXIES"])
     assert proxies is not None
-    assert proxies.client_ip("127.0.0.1", "203.0.113.9") == "203.0.113.9"
-    assert proxies.client_ip("192.0.2.1", "203.0.113.9") == "192.0.2.1"
+    assert proxies.client_key("127.0.0.1", "203.0.113.9") == "203.0.113.9"
+    assert proxies.client_key("192.0.2.1", "203.0.113.9") == "192.0.2.1"
 
 
 def test_demo_traffic_runs_for_a_few_seconds_and_prints_a_summary(demo: Demo) -> None:

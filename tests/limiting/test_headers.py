@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from resilience_django.limiting.decision import LimitCheck, Policy, RuleOutcome
-from resilience_django.limiting.headers import build_headers, retry_after_header, seconds
+from resilience_django.limiting.headers import build_headers
 from resilience_django.units import Rate
 
 
@@ -38,8 +38,8 @@ def test_sub_second_periods_round_up_to_one_second():
     assert build_headers([outcome("f", 1, 0.5, True, 0, 0.2)])[0][1] == '"f";q=1;w=1'
 
 
-def test_retry_after_is_an_integer_rounded_up_and_at_least_one():
-    assert retry_after_header(12.01) == "13"
-    assert retry_after_header(12.0) == "12"
-    assert retry_after_header(0.0) == "1"
-    assert seconds(-3.0) == 0
+def test_reset_is_whole_seconds_rounded_up_and_never_negative():
+    # (Retry-After is rounded by responses.whole_seconds, tested on its own.)
+    for reset, shown in [(12.01, 13), (12.0, 12), (0.0, 0), (-3.0, 0)]:
+        headers = build_headers([outcome("r", 1, 60.0, True, 0, reset)])
+        assert headers[1] == ("RateLimit", f'"r";r=0;t={shown}')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from resilience_django.exceptions import ConfigError
@@ -12,6 +14,11 @@ from resilience_django.limiting.proxies import (
     parse_trusted_proxies,
     peer_key,
 )
+
+
+def client_ip(proxies: TrustedProxies, remote: str | None, forwarded_for: str | None) -> str | None:
+    """The client's address in full: its ``ip`` key with an IPv6 prefix of 128."""
+    return replace(proxies, ipv6_prefix=128).client_key(remote, forwarded_for)
 
 
 @pytest.mark.parametrize("value", [None, 0, [], ()])
@@ -29,31 +36,31 @@ def test_bad_trusted_proxies_is_e010(value):
 
 def test_hop_count_takes_the_address_that_many_places_left_of_the_peer():
     one = parse_trusted_proxies(1)
-    assert one.client_ip("10.0.0.2", "6.6.6.6, 203.0.113.7") == "203.0.113.7"
+    assert client_ip(one, "10.0.0.2", "6.6.6.6, 203.0.113.7") == "203.0.113.7"
     two = parse_trusted_proxies(2)
-    assert two.client_ip("10.0.0.2", "6.6.6.6, 203.0.113.7, 10.0.0.9") == "203.0.113.7"
-    assert two.client_ip("10.0.0.2", "203.0.113.7") == "203.0.113.7"
-    assert one.client_ip("10.0.0.2", None) == "10.0.0.2"
+    assert client_ip(two, "10.0.0.2", "6.6.6.6, 203.0.113.7, 10.0.0.9") == "203.0.113.7"
+    assert client_ip(two, "10.0.0.2", "203.0.113.7") == "203.0.113.7"
+    assert client_ip(one, "10.0.0.2", None) == "10.0.0.2"
 
 
 def test_networks_walk_from_the_right_past_trusted_addresses():
     trusted = parse_trusted_proxies(["10.0.0.0/8", "fd00::/8"])
     assert isinstance(trusted, TrustedProxies)
-    assert trusted.client_ip("10.0.0.2", "6.6.6.6, 203.0.113.7, 10.1.1.1") == "203.0.113.7"
-    assert trusted.client_ip("fd00::1", "2001:db8::5") == "2001:db8::5"
+    assert client_ip(trusted, "10.0.0.2", "6.6.6.6, 203.0.113.7, 10.1.1.1") == "203.0.113.7"
+    assert client_ip(trusted, "fd00::1", "2001:db8::5") == "2001:db8::5"
     # Every hop trusted: the leftmost is the best we know.
-    assert trusted.client_ip("10.0.0.2", "10.0.0.3") == "10.0.0.3"
+    assert client_ip(trusted, "10.0.0.2", "10.0.0.3") == "10.0.0.3"
 
 
 def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing():
     for trusted in (parse_trusted_proxies(["10.0.0.0/8"]), None):
         peer = "198.51.100.4"
-        got = peer if trusted is None else trusted.client_ip(peer, "1.2.3.4, 10.0.0.1")
+        got = peer if trusted is None else client_ip(trusted, peer, "1.2.3.4, 10.0.0.1")
         assert got == peer
 
 
 def test_missing_peer_has_no_address():
-    assert parse_trusted_proxies(1).client_ip(None, "1.2.3.4") is None
+    assert client_ip(parse_trusted_proxies(1), None, "1.2.3.4") is None
 
 
 def _bad_forwarded_for() -> float:
@@ -72,7 +79,7 @@ def _bad_forwarded_for() -> float:
 def test_hop_count_never_keys_on_an_entry_that_is_not_an_ip_address(entry):
     one = parse_trusted_proxies(1)
     before = _bad_forwarded_for()
-    assert one.client_ip("198.51.100.4", f"{entry}") == "198.51.100.4"
+    assert client_ip(one, "198.51.100.4", f"{entry}") == "198.51.100.4"
     assert one.client_key("198.51.100.4", f"203.0.113.9, {entry}") == "198.51.100.4"
     assert _bad_forwarded_for() == before + 2
 
@@ -80,18 +87,18 @@ def test_hop_count_never_keys_on_an_entry_that_is_not_an_ip_address(entry):
 def test_networks_never_key_on_an_entry_that_is_not_an_ip_address():
     trusted = parse_trusted_proxies(["10.0.0.0/8"])
     before = _bad_forwarded_for()
-    assert trusted.client_ip("10.0.0.2", "203.0.113.7, junk") == "10.0.0.2"
-    assert trusted.client_ip("10.0.0.2", "x" * 10_000 + ", 10.0.0.3") == "10.0.0.2"
+    assert client_ip(trusted, "10.0.0.2", "203.0.113.7, junk") == "10.0.0.2"
+    assert client_ip(trusted, "10.0.0.2", "x" * 10_000 + ", 10.0.0.3") == "10.0.0.2"
     assert _bad_forwarded_for() == before + 2
     # Past the first untrusted address nothing is read, junk or not.
-    assert trusted.client_ip("10.0.0.2", "junk, 203.0.113.7") == "203.0.113.7"
+    assert client_ip(trusted, "10.0.0.2", "junk, 203.0.113.7") == "203.0.113.7"
     assert _bad_forwarded_for() == before + 2
 
 
 def test_well_formed_entries_are_read_without_counting_anything():
     before = _bad_forwarded_for()
-    assert parse_trusted_proxies(1).client_ip("10.0.0.2", "203.0.113.7") == "203.0.113.7"
-    assert parse_trusted_proxies(1).client_ip("10.0.0.2", None) == "10.0.0.2"
+    assert client_ip(parse_trusted_proxies(1), "10.0.0.2", "203.0.113.7") == "203.0.113.7"
+    assert client_ip(parse_trusted_proxies(1), "10.0.0.2", None) == "10.0.0.2"
     assert _bad_forwarded_for() == before
 
 
@@ -100,9 +107,9 @@ def test_well_formed_entries_are_read_without_counting_anything():
 )
 def test_one_address_written_differently_is_one_client(written):
     for trusted in (parse_trusted_proxies(1), parse_trusted_proxies(["10.0.0.0/8"])):
-        assert trusted.client_ip("10.0.0.2", f"6.6.6.6,{written}") == "1.2.3.4"
+        assert client_ip(trusted, "10.0.0.2", f"6.6.6.6,{written}") == "1.2.3.4"
         assert trusted.client_key("10.0.0.2", f"6.6.6.6,{written}") == "1.2.3.4"
-    assert parse_trusted_proxies(1).client_ip("2001:DB8:0::0:1", None) == "2001:db8::1"
+    assert client_ip(parse_trusted_proxies(1), "2001:DB8:0::0:1", None) == "2001:db8::1"
 
 
 @pytest.mark.parametrize("space", ["\xa0", "\x85", "\x1c", "\x0b", "\u2003", "\u3000"])
@@ -112,7 +119,7 @@ def test_only_spaces_and_tabs_around_an_entry_are_optional_whitespace(space):
     for trusted in (parse_trusted_proxies(1), parse_trusted_proxies(["10.0.0.0/8"])):
         before = _bad_forwarded_for()
         assert trusted.client_key("10.0.0.2", f"1.2.3.4{space}") == "10.0.0.2"
-        assert trusted.client_ip("10.0.0.2", f"{space}1.2.3.4") == "10.0.0.2"
+        assert client_ip(trusted, "10.0.0.2", f"{space}1.2.3.4") == "10.0.0.2"
         assert _bad_forwarded_for() == before + 2
     assert address_key(f"1.2.3.4{space}") is None
 
@@ -120,17 +127,17 @@ def test_only_spaces_and_tabs_around_an_entry_are_optional_whitespace(space):
 def test_ipv4_mapped_peer_matches_ipv4_trusted_networks():
     trusted = parse_trusted_proxies(["10.0.0.0/8"])
     # A dual-stack listener shows the IPv4 proxy 10.0.0.1 as ::ffff:10.0.0.1.
-    assert trusted.client_ip("::ffff:10.0.0.1", "203.0.113.7") == "203.0.113.7"
-    assert trusted.client_ip("::ffff:10.0.0.1", "203.0.113.7, ::ffff:10.0.0.9") == "203.0.113.7"
+    assert client_ip(trusted, "::ffff:10.0.0.1", "203.0.113.7") == "203.0.113.7"
+    assert client_ip(trusted, "::ffff:10.0.0.1", "203.0.113.7, ::ffff:10.0.0.9") == "203.0.113.7"
     # And the untrusted mapped peer is the IPv4 client it stands for.
-    assert trusted.client_ip("::ffff:198.51.100.4", "203.0.113.7") == "198.51.100.4"
+    assert client_ip(trusted, "::ffff:198.51.100.4", "203.0.113.7") == "198.51.100.4"
 
 
 def test_ipv4_mapped_trusted_network_matches_ipv4_peers():
     trusted = parse_trusted_proxies(["::ffff:10.0.0.0/104"])
-    assert trusted.client_ip("10.0.0.1", "203.0.113.7") == "203.0.113.7"
+    assert client_ip(trusted, "10.0.0.1", "203.0.113.7") == "203.0.113.7"
     everyone = parse_trusted_proxies(["::/0"])
-    assert everyone.client_ip("10.0.0.1", "203.0.113.7, 10.0.0.5") == "203.0.113.7"
+    assert client_ip(everyone, "10.0.0.1", "203.0.113.7, 10.0.0.5") == "203.0.113.7"
 
 
 def test_ipv6_clients_are_keyed_by_their_64_by_default():
@@ -139,8 +146,8 @@ def test_ipv6_clients_are_keyed_by_their_64_by_default():
     b = one.client_key("10.0.0.2", "2001:db8:1:2:ffff:ffff:ffff:ffff")
     assert a == b == "2001:db8:1:2::/64"
     assert one.client_key("10.0.0.2", "2001:db8:1:3::a") == "2001:db8:1:3::/64"
-    # The address itself is still what client_ip reports.
-    assert one.client_ip("10.0.0.2", "2001:db8:1:2::a") == "2001:db8:1:2::a"
+    # With a prefix of 128 the key is the address itself.
+    assert client_ip(one, "10.0.0.2", "2001:db8:1:2::a") == "2001:db8:1:2::a"
     # IPv4 clients are not grouped.
     assert one.client_key("10.0.0.2", "203.0.113.7") == "203.0.113.7"
 

@@ -215,7 +215,7 @@ def _parse_deadline(raw: Any, errors: list[ConfigError]) -> DeadlineSettings:
 def _parse_exempt_streams(raw: Any, errors: list[ConfigError]) -> tuple[RouteMatcher, ...]:
     where = "RESILIENCE['DEADLINE']['EXEMPT_STREAMS']"
     hint = "A list of routes like the ROUTES keys: ['/api/events', 'reports:download']."
-    if isinstance(raw, str) or not isinstance(raw, list | tuple):
+    if not isinstance(raw, list | tuple):
         _report(errors, f"{where} must be a list of routes", "resilience.E015", hint)
         return ()
     matchers: list[RouteMatcher] = []

@@ -97,10 +97,6 @@ class AlarmClock:
         self._push(alarm, when)
         return alarm
 
-    def __len__(self) -> int:
-        """Heap entries, live or not yet swept (tests watch that it stays bounded)."""
-        return len(self._heap)
-
     def _push(self, alarm: Alarm, when: float) -> None:
         heap = self._heap
         if len(heap) >= self._compact_at:
@@ -126,9 +122,7 @@ class AlarmClock:
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, alarm = heapq.heappop(heap)
-            # A stale entry (the alarm moved, fired or was disarmed) does nothing.
-            if alarm.task is None or alarm.fired or when != alarm.when:
-                continue
+            # _settle and _fire ignore a stale entry (the alarm moved, fired or was disarmed).
             if alarm.settle:
                 alarm._settle(when, 0)
             else:

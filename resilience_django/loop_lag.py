@@ -20,14 +20,12 @@ class LoopLagSampler:
 
     __slots__ = ("__weakref__", "_due", "_loop", "_recent", "interval", "lag")
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, interval: float = 0.25, window: int = 8
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.25) -> None:
         # Weakly: the loop's timers hold this sampler, which must not keep a finished loop alive.
         self._loop = weakref.ref(loop)
         self.interval = interval
-        self._recent: collections.deque[float] = collections.deque(maxlen=window)
-        self.lag = 0.0  # the largest lateness of the recent samples, in seconds
+        self._recent: collections.deque[float] = collections.deque(maxlen=8)
+        self.lag = 0.0  # the largest lateness of the last 8 samples, in seconds
         self._due = loop.time() + interval
         loop.call_at(self._due, self._tick)
 
@@ -44,10 +42,8 @@ class LoopLagSampler:
         loop.call_at(self._due, self._tick)
 
 
-def watch(loop: asyncio.AbstractEventLoop | None = None) -> LoopLagSampler:
-    """The sampler of ``loop`` (default: the running loop), started on first call."""
-    if loop is None:
-        loop = asyncio.get_running_loop()
+def watch(loop: asyncio.AbstractEventLoop) -> LoopLagSampler:
+    """The sampler of ``loop``, started on first call."""
     sampler = _samplers.get(loop)
     if sampler is None:
         sampler = _samplers[loop] = LoopLagSampler(loop)

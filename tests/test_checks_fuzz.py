@@ -19,7 +19,7 @@ from resilience_django import conf
 from resilience_django.breakers.policy import BreakerPolicy
 from resilience_django.checks import check_deploy, check_settings
 from resilience_django.conf import FLEET_KEYS, KNOWN_KEYS, UNEXPECTED, parse_settings
-from resilience_django.limiting.fallback import _KEYS as FALLBACK_KEYS
+from resilience_django.limiting.fallback import FallbackSettings
 from resilience_django.limiting.rules import RULE_FIELDS
 from resilience_django.observability.config import KNOWN_KEYS as METRICS_KEYS
 from resilience_django.shedding.rules import KNOWN_KEYS as SHEDDING_KEYS
@@ -126,6 +126,7 @@ def _mapping_of(keys: frozenset[str] | set[str]) -> st.SearchStrategy[dict[Any, 
     )
 
 
+FALLBACK_KEYS = frozenset(name.upper() for name in FallbackSettings.__dataclass_fields__)
 BREAKER_KEYS = (set(BreakerPolicy.__dataclass_fields__) - {"route"}) | {"path", "view", "methods"}
 NESTED: dict[str, st.SearchStrategy[Any]] = {
     "LIMITS": st.lists(st.one_of(_mapping_of(RULE_FIELDS), values), max_size=3),

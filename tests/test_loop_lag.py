@@ -11,11 +11,11 @@ from resilience_django import loop_lag
 
 
 async def test_one_sampler_per_loop() -> None:
-    assert loop_lag.watch() is loop_lag.watch()
+    assert loop_lag.watch(asyncio.get_running_loop()) is loop_lag.watch(asyncio.get_running_loop())
 
 
 async def test_a_blocked_loop_shows_as_lag_in_the_gauge() -> None:
-    sampler = loop_lag.watch()
+    sampler = loop_lag.watch(asyncio.get_running_loop())
     time.sleep(0.5)  # the loop is blocked: its next timer (due in 0.25 s) runs late
     deadline = time.monotonic() + 10
     while sampler.lag < 0.1 and time.monotonic() < deadline:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..breakers.policy import BreakerPolicy
 from ..breakers.state import Breaker
@@ -16,9 +16,6 @@ from ..units import MAX_COUNT, MAX_DEADLINE, bounded_int, parse_duration, safe_r
 __all__ = ["CHECK_ID", "UNKNOWN_INSTANCES", "FallbackSettings", "parse_fallback_settings"]
 
 CHECK_ID = "resilience.E041"
-_KEYS = frozenset(
-    {"FAILURES", "PROBE_INTERVAL", "RECOVERY_PROBES", "INSTANCES", "SHARE", "HEARTBEAT_TTL"}
-)
 # A probe or a heartbeat further apart than a day would never bring decisions back.
 MAX_PROBE_INTERVAL = MAX_DEADLINE
 # Assumed before any count: never "alone" (docs/fallback.md, a fleet that starts during an outage).
@@ -73,7 +70,8 @@ def parse_fallback_settings(value: object) -> FallbackSettings:
 
     if not isinstance(value, Mapping):
         raise error(f" must be a dict, not {type(value).__name__}")
-    unknown = sorted(safe_str(k) for k in value if k not in _KEYS)
+    known = {field.name.upper() for field in fields(FallbackSettings)}
+    unknown = sorted(safe_str(k) for k in value if k not in known)
     if unknown:
         raise error(f" has unknown keys {unknown}")
 

@@ -21,28 +21,19 @@ from redis.exceptions import NoScriptError
 
 from .. import metrics
 from ..breakers.state import Phase
+from . import health as backend_health
 from .decision import ALLOW_ALL, Decision, LimitCheck, RuleOutcome
-from .fallback import UNKNOWN_INSTANCES, FallbackSettings, parse_fallback_settings
-from .health import register as _register_health
-from .health import unregister as _unregister_health
+from .fallback import FallbackSettings, parse_fallback_settings
 from .local import LocalLimiter
 from .nodes import NodeBreakers
-from .redis import RedisLimiter, load_script
+from .redis import Checks, Pair, RedisLimiter, load_script
 from .redis_conn import RedisSettings, parse_redis_settings
 
-__all__ = [
-    "UNKNOWN_INSTANCES",
-    "FallbackSettings",
-    "HybridLimiter",
-    "build_hybrid_limiter",
-    "parse_fallback_settings",
-]
+__all__ = ["HybridLimiter", "build_hybrid_limiter"]
 
 logger = logging.getLogger("resilience_django.limiting")
 
 _perf = time.perf_counter
-Checks = tuple[LimitCheck, ...]
-Pair = tuple[Decision, Decision | None]
 # The most (rule, client) pairs remembered as exhausted by Redis (_note_rejection).
 _MAX_EXHAUSTED = 10_000
 _live_limiters: weakref.WeakSet[HybridLimiter] = weakref.WeakSet()
@@ -63,7 +54,6 @@ class HybridLimiter:
         *,
         budget: float = 0.050,
         settings: FallbackSettings | None = None,
-        key_prefix: str = "rl",
     ) -> None:
         self._redis = redis
         self._local = local
@@ -71,10 +61,10 @@ class HybridLimiter:
         redis.bound_async_calls(budget)
         # Answered sync calls are judged by the socket timeouts, not the wall clock (which
         # counts the wait for the GIL): docs/fallback.md#busy-workers.
-        self._slow = math.inf if redis.socket_timeout <= budget else budget
+        self._slow = math.inf if redis.settings.socket_timeout <= budget else budget
         self._settings = settings = settings or FallbackSettings()
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.heartbeat_key = f"{key_prefix}:instances"
+        self.heartbeat_key = f"{redis.settings.key_prefix}:instances"
         self._hb_source, self._hb_sha = load_script("heartbeat.lua")
         self._lock = threading.Lock()
         self._breaker = settings.breaker("limiter:redis")
@@ -93,17 +83,12 @@ class HybridLimiter:
         self._stop = threading.Event()
         self._probe: threading.Thread | None = None
         _live_limiters.add(self)
-        _register_health(self)
+        backend_health.register(self)
 
     @property
     def fallback_active(self) -> bool:
         """Decisions are (at least partly) local: the backend, or on a cluster a master, is down."""
         return self._breaker.try_acquire() is None or bool(self._nodes and self._nodes.down)
-
-    @property
-    def share(self) -> float:
-        """The fraction of each global limit this process enforces while falling back."""
-        return self._share
 
     def decide(self, checks: Checks) -> Decision:
         """Decide on Redis, or locally while Redis is unhealthy; never raises for Redis."""
@@ -280,8 +265,7 @@ class HybridLimiter:
         if exhausted:
             now = _perf()
             for check in checks:
-                until = exhausted.get((check.policy.name, check.key))
-                if until is not None and until > now:
+                if (until := exhausted.get((check.policy.name, check.key), -math.inf)) > now:
                     return _rejected(checks, check, until - now)
         return self._local.decide(checks, self._share)
 
@@ -382,7 +366,7 @@ class HybridLimiter:
 
     def close(self) -> None:
         """Stop the probe thread and close Redis connections; health stops reporting on it."""
-        _unregister_health(self)
+        backend_health.unregister(self)
         self._stop.set()
         probe, self._probe = self._probe, None
         if probe is not None and probe is not threading.current_thread():
@@ -408,7 +392,7 @@ class HybridLimiter:
             "last_error": self._last_error,
             "since": self._created if transition is None else transition.at,
             "budget_ms": self._budget * 1000,
-            **(self._nodes.health() if self._nodes is not None else {}),
+            **({"nodes_down": sorted(self._nodes.down)} if self._nodes is not None else {}),
         }
 
 
@@ -464,5 +448,4 @@ def build_hybrid_limiter(
         local or LocalLimiter(),
         budget=fallback_latency,
         settings=fallback,
-        key_prefix=redis.key_prefix,
     )

@@ -93,6 +93,3 @@ class NodeBreakers:
             if breaker is not None:
                 breaker.reset(why)  # reported as a breaker transition too
             self._announce(False, f"cluster node {node}: {why}", _perf() - start)
-
-    def health(self) -> dict[str, Any]:
-        return {"nodes_down": sorted(self.down)}

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import struct
 import threading
-from asyncio import Task
 from collections.abc import AsyncGenerator, Awaitable
 from importlib import resources
 from typing import Any, TypeVar
@@ -49,7 +48,8 @@ T = TypeVar("T")
 Checks = tuple[LimitCheck, ...]
 Pair = tuple[Decision, Decision | None]
 Loop = asyncio.AbstractEventLoop
-_Side = tuple[AsyncClient, Task[bool]]  # a loop's client and its warm-up
+_Side = tuple[AsyncClient, asyncio.Task[bool]]  # a loop's client and its warm-up
+_WARM_UP = "resilience-redis-warm-up"  # the name of a warm-up task
 
 
 def load_script(name: str) -> tuple[str, str]:
@@ -96,41 +96,33 @@ class RedisLimiter:
         "_atimeout",
         "_client",
         "_client_lock",
-        "_cluster",
         "_guards",
         "_parts",
         "_prefix",
         "_refreshes",
         "_rewarms",
-        "_settings",
         "_sha",
         "_source",
+        "cluster",
+        "settings",
     )
 
-    def __init__(
-        self,
-        client: SyncClient | None = None,
-        *,
-        settings: RedisSettings,
-        cluster: bool | None = None,
-    ) -> None:
+    def __init__(self, client: SyncClient | None = None, *, settings: RedisSettings) -> None:
         # None: built at first use (``client``).
         self._client = client
         self._client_lock = threading.Lock()
-        self._settings = settings
+        self.settings = settings
         # (loop, client, warm-up) of the last loop served, swapped as one object: loops in
         # several threads (async_to_sync) must never read one's client with another's warm-up.
-        self._alast: tuple[object, AsyncClient, Task[bool]] | None = None
+        self._alast: tuple[Loop, AsyncClient, asyncio.Task[bool]] | None = None
         # Each live loop's client and warm-up (a redis.asyncio client belongs to its loop),
         # shutdown hook (_close_with_loop), cluster topology refresh and background warm-up.
         self._aclients: WeakKeyDictionary[Loop, _Side] = WeakKeyDictionary()
         self._guards: WeakKeyDictionary[Loop, AsyncGenerator[None, None]] = WeakKeyDictionary()
-        self._refreshes: WeakKeyDictionary[Loop, Task[None]] = WeakKeyDictionary()
-        self._rewarms: WeakKeyDictionary[Loop, Task[bool]] = WeakKeyDictionary()
+        self._refreshes: WeakKeyDictionary[Loop, asyncio.Task[None]] = WeakKeyDictionary()
+        self._rewarms: WeakKeyDictionary[Loop, asyncio.Task[bool]] = WeakKeyDictionary()
         self._prefix = (settings.key_prefix + ":{").encode()
-        if cluster is None:
-            cluster = settings.cluster if client is None else isinstance(client, RedisCluster)
-        self._cluster = cluster
+        self.cluster = settings.cluster if client is None else isinstance(client, RedisCluster)
         self._atimeout = settings.socket_timeout
         self._source, sha = load_script("limit.lua")
         # Bytes: redis-py passes them through, a str costs an encode per call (~0.5 us).
@@ -146,18 +138,9 @@ class RedisLimiter:
         if client is None:
             with self._client_lock:
                 if self._client is None:
-                    self._client = make_sync_client(self._settings)
+                    self._client = make_sync_client(self.settings)
                 client = self._client
         return client
-
-    @property
-    def cluster(self) -> bool:
-        return self._cluster
-
-    @property
-    def socket_timeout(self) -> float:
-        """The sync client's read timeout (``SOCKET_TIMEOUT``)."""
-        return self._settings.socket_timeout
 
     def slot_key(self, checks: Checks) -> bytes:
         """A key in the first check's cluster slot (its hash tag alone)."""
@@ -234,7 +217,7 @@ class RedisLimiter:
         """Decide every check in one script call; raises redis-py errors as they come."""
         if not checks:
             return _EMPTY
-        if self._cluster and len(checks) > 1:
+        if self.cluster and len(checks) > 1:
             groups = self._slot_groups(checks)
             if len(groups) > 1:
                 for commit in (False, True):  # peek at every slot, then commit each
@@ -248,10 +231,8 @@ class RedisLimiter:
         """Enforced and shadow checks in one call, each group all-or-nothing on its own."""
         if not shadow:
             return self.decide(checks), None
-        if not checks:
-            return _EMPTY, self.decide(shadow)
         both = checks + shadow
-        if self._cluster and len(self._slot_groups(both)) > 1:
+        if not checks or (self.cluster and len(self._slot_groups(both)) > 1):
             return self.decide(checks), self.decide(shadow)
         raw = self._raw_args(self._args(both, True, len(checks) + 1))
         return self._decode_pair(both, len(checks), raw)
@@ -263,14 +244,13 @@ class RedisLimiter:
             return last[1], last[2]
         entry = self._aclients.get(loop)
         if entry is None:
-            client = make_async_client(self._settings)
-            warm = loop.create_task(self._awarm_up(client), name="resilience-redis-warm-up")
+            client = make_async_client(self.settings)
+            warm = loop.create_task(self._awarm_up(client), name=_WARM_UP)
             entry = self._aclients[loop] = (client, warm)
             loop_lag.watch(loop)
             self._close_with_loop(loop, client)
-        client, warm = entry
-        self._alast = (loop, client, warm)
-        return client, warm
+        self._alast = (loop, *entry)
+        return entry
 
     def _close_with_loop(self, loop: Loop, client: AsyncClient) -> None:
         """Close ``client`` when ``loop`` shuts down (``asyncio.run``, each ``async_to_sync`` call):
@@ -295,9 +275,8 @@ class RedisLimiter:
         """Drop ``loop``'s client and cancel its background tasks (the client stays open)."""
         entry = self._aclients.pop(loop, None)
         self._guards.pop(loop, None)
-        if entry is not None:
-            entry[1].cancel()
-        for pending in (self._rewarms.pop(loop, None), self._refreshes.pop(loop, None)):
+        warm = None if entry is None else entry[1]
+        for pending in (warm, self._rewarms.pop(loop, None), self._refreshes.pop(loop, None)):
             if pending is not None:
                 pending.cancel()
         last = self._alast
@@ -307,7 +286,7 @@ class RedisLimiter:
     async def _awarm_up(self, client: AsyncClient) -> bool:
         """Connect and load the script under the connect budget; never raises."""
         try:
-            async with asyncio.timeout(self._settings.connect_timeout):
+            async with asyncio.timeout(self.settings.connect_timeout):
                 await client.script_load(self._source)
         except Exception:  # reported by the decisions that follow, within their budget
             return False
@@ -319,7 +298,7 @@ class RedisLimiter:
         client, warm = self._async_side()
         if not warm.done():
             await asyncio.shield(warm)  # a request that gives up must not cancel the warm-up
-        if self._cluster and not warm.result():
+        if self.cluster and not warm.result():
             loop = asyncio.get_running_loop()
             retry = self._rewarms.get(loop)
             if retry is not None and retry.done() and retry.result():
@@ -328,16 +307,9 @@ class RedisLimiter:
                 del self._rewarms[loop]
                 return client
             if retry is None or retry.done():
-                self._rewarms[loop] = loop.create_task(
-                    self._awarm_up(client), name="resilience-redis-warm-up"
-                )
+                self._rewarms[loop] = loop.create_task(self._awarm_up(client), name=_WARM_UP)
             raise RedisConnectionError("the cluster client is not initialized yet")
         return client
-
-    async def awarm_up(self) -> None:
-        """Connect and load the script on this loop now (what the first call does)."""
-        _, warm = self._async_side()
-        await asyncio.shield(warm)
 
     def bound_async_calls(self, seconds: float) -> None:
         """Bound every async call to ``seconds`` when tighter than the socket timeout."""
@@ -353,7 +325,7 @@ class RedisLimiter:
             await client.script_load(self._source)
             return await client.execute_command(*args)  # type: ignore[no-any-return]
         except ClusterError:
-            if not self._cluster:
+            if not self.cluster:
                 raise
             # redis.asyncio split an ASK redirect: resend in a thread (docs/redis.md#redis-cluster).
             return await asyncio.to_thread(self._raw_args, args)
@@ -372,12 +344,8 @@ class RedisLimiter:
         if not checks:
             return _EMPTY
         client = await self._ready()
-        if self._cluster:
-            try:
-                return await _bounded(self._adecide(client, checks), self._atimeout)
-            except Exception:
-                self._refresh_in_background(client)
-                raise
+        if self.cluster:
+            return await self._abounded(client, self._adecide(client, checks))
         raw = await _bounded(self._araw_on(client, checks, True, 0), self._atimeout)
         return self._decode(checks, raw)
 
@@ -399,33 +367,33 @@ class RedisLimiter:
         if not checks:
             return _EMPTY, await self.adecide(shadow)
         client = await self._ready()
-        try:
-            return await _bounded(self._adecide_with_shadow(client, checks, shadow), self._atimeout)
-        except Exception:
-            if self._cluster:
-                self._refresh_in_background(client)
-            raise
+        return await self._abounded(client, self._adecide_with_shadow(client, checks, shadow))
 
-    def _refresh_in_background(self, client: AsyncClient) -> None:
-        """Refresh a cluster's topology in a task of its own (docs/redis.md#redis-cluster)."""
-        loop = asyncio.get_running_loop()
-        running = self._refreshes.get(loop)
-        if running is None or running.done():
-            self._refreshes[loop] = loop.create_task(
-                self._arefresh(client), name="resilience-redis-cluster-refresh"
-            )
+    async def _abounded(self, client: AsyncClient, aw: Awaitable[T]) -> T:
+        """``aw`` bounded by ``bound_async_calls``; on a cluster, a failure refreshes the
+        topology in a task of its own (docs/redis.md#redis-cluster)."""
+        try:
+            return await _bounded(aw, self._atimeout)
+        except Exception:
+            loop = asyncio.get_running_loop()
+            running = self._refreshes.get(loop)
+            if self.cluster and (running is None or running.done()):
+                self._refreshes[loop] = loop.create_task(
+                    self._arefresh(client), name="resilience-redis-cluster-refresh"
+                )
+            raise
 
     async def _arefresh(self, client: AsyncClient) -> None:
         if isinstance(client, AsyncRedisCluster):
             with contextlib.suppress(Exception):  # the next failure starts another
-                async with asyncio.timeout(self._settings.connect_timeout):
+                async with asyncio.timeout(self.settings.connect_timeout):
                     await client.initialize()
 
     async def _adecide_with_shadow(
         self, client: AsyncClient, checks: Checks, shadow: Checks
     ) -> Pair:
         both = checks + shadow
-        if self._cluster and len(self._slot_groups(both)) > 1:
+        if self.cluster and len(self._slot_groups(both)) > 1:
             return await self._adecide(client, checks), await self._adecide(client, shadow)
         raw = await self._araw_on(client, both, True, len(checks) + 1)
         return self._decode_pair(both, len(checks), raw)
@@ -433,25 +401,21 @@ class RedisLimiter:
     def close(self) -> None:
         """Close the sync client's connections (and its sentinels', if any)."""
         client = self._client
-        if client is None:
-            return
-        pool = getattr(client, "connection_pool", None)
-        if isinstance(client, Redis) and pool is not None:
+        if isinstance(client, Redis):
+            pool = client.connection_pool
             for watcher in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
                 watcher.close()
             pool.disconnect()
-        client.close()
+        if client is not None:
+            client.close()
 
     async def aclose(self) -> None:
         """Close this loop's async client's connections (for tests and shutdown)."""
-        last, self._alast = self._alast, None
+        last = self._alast
         if last is None:
             return
-        client = last[1]
-        for loop, (made, _) in list(self._aclients.items()):
-            if made is client:
-                self._forget(loop)
-        await _aclose_client(client)
+        self._forget(last[0])
+        await _aclose_client(last[1])
 
 
 async def _aclose_client(client: AsyncClient) -> None:
@@ -469,10 +433,7 @@ async def _bounded(aw: Awaitable[T], seconds: float) -> T:
     """``asyncio.timeout(seconds)``'s semantics on the loop's *settling* alarm (``loop_alarm``)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task(loop)
-    if task is None:  # as asyncio.timeout says
-        if asyncio.iscoroutine(aw):
-            aw.close()
-        raise RuntimeError("Timeout should be used inside a task")
+    assert task is not None  # every caller of adecide awaits it in a task, as asyncio.timeout needs
     alarm = alarm_clock(loop).arm(task, loop.time() + seconds, settle=True)
     try:
         return await aw

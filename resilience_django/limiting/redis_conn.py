@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlsplit
 
@@ -50,8 +50,7 @@ class RedisSettings:
     sentinel_kwargs: tuple[tuple[str, str | bool], ...] = ()
 
 
-_KEYS = frozenset(("URL", "CLUSTER", "PASSWORD", "MAX_CONNECTIONS", "SOCKET_TIMEOUT",
-                   "CONNECT_TIMEOUT", "KEY_PREFIX", "SENTINELS", "SENTINEL_KWARGS"))  # fmt: skip
+_KEYS = frozenset(field.name.upper() for field in fields(RedisSettings))
 # What SENTINEL_KWARGS may say: redis-py's arguments for reaching and authenticating to a
 # sentinel, by type; the timeouts and retries are the limiter's (docs/redis.md#sentinel).
 _SENTINEL_BOOLS = frozenset(("ssl", "ssl_check_hostname"))
@@ -155,12 +154,6 @@ def _client_url(url: str) -> str:
     return parts._replace(query=urlencode(query)).geturl()
 
 
-def _service_name(url: str) -> str:
-    """The URL's host as written (``urlparse`` lowercases it; service names are case-sensitive)."""
-    host = urlparse(url).netloc.rpartition("@")[2]
-    return unquote(host.partition(":")[0])
-
-
 def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
     """``SENTINEL_KWARGS`` checked name by name (each value's type, the verify mode's word)."""
     if value is None:
@@ -189,7 +182,7 @@ def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
 
 
 def _common_kwargs(settings: RedisSettings, *, asyncio: bool = False) -> dict[str, Any]:
-    """Timeouts (docs/redis.md#cold-start), no retries, and the password."""
+    """Timeouts (docs/redis.md#cold-start), no retries, the pool size and the password."""
     read, connect = settings.socket_timeout, settings.connect_timeout
     kwargs: dict[str, Any] = {
         "socket_timeout": max(read, connect) if asyncio else read,
@@ -197,6 +190,7 @@ def _common_kwargs(settings: RedisSettings, *, asyncio: bool = False) -> dict[st
         # redis-py 8 warns when a redis.asyncio client is given the sync Retry.
         "retry": AsyncRetry(NoBackoff(), 0) if asyncio else Retry(NoBackoff(), 0),
         "health_check_interval": 0,
+        "max_connections": settings.max_connections,
     }
     if settings.password is not None:
         kwargs["password"] = settings.password
@@ -218,12 +212,13 @@ def _make_client(settings: RedisSettings, *, asyncio: bool) -> Any:
         options = {key: url[key] for key in url.keys() - _NOT_FROM_SENTINEL_URL - _OURS}
         if urlparse(settings.url).scheme == "rediss":
             options["ssl"] = True
-        kwargs |= {"max_connections": settings.max_connections, **options}
-        return watcher.master_for(_service_name(settings.url), **kwargs)
+        kwargs |= options
+        # The host as written: urlparse lowercases it, service names are case-sensitive.
+        service = unquote(urlparse(settings.url).netloc.rpartition("@")[2].partition(":")[0])
+        return watcher.master_for(service, **kwargs)
     # MOVED/ASK are followed whatever the retry policy.  from_url lets the client own its
     # pool, so close() releases the sockets.
     client_class = lib.RedisCluster if settings.cluster else lib.Redis
-    kwargs["max_connections"] = settings.max_connections
     return client_class.from_url(_client_url(settings.url), **kwargs)
 
 

@@ -179,7 +179,7 @@ async def test_a_slot_migrated_under_load_stays_exact_on_the_async_path(
         LimitCheck(p("amig-tb", 40, Algorithm.TOKEN_BUCKET), key),
         LimitCheck(p("amig-gc", 60, Algorithm.GCRA), key),
     )
-    await limiter.awarm_up()  # the loop's cold start, outside any decision
+    await limiter._ready()  # the loop's cold start, outside any decision
     admitted: list[bool] = []
 
     async def burst() -> None:
@@ -216,8 +216,8 @@ async def test_a_cluster_silent_at_start_is_never_initialized_inside_a_decision(
     settings = RedisSettings(
         url=f"redis://127.0.0.1:{port}/0", cluster=True, socket_timeout=0.05, connect_timeout=0.3
     )
-    # Only the async side is under test; a sync cluster client would connect right here.
-    limiter = RedisLimiter(redis.Redis(port=port), settings=settings, cluster=True)
+    # Only the async side is under test: the sync client is never built.
+    limiter = RedisLimiter(settings=settings)
     check = LimitCheck(p("cold", 10), "ip:1")
     errors: list[str] = []
     try:

@@ -13,13 +13,12 @@ import pytest
 
 from resilience_django.exceptions import ConfigError
 from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
-from resilience_django.limiting.hybrid import (
+from resilience_django.limiting.fallback import (
     UNKNOWN_INSTANCES,
     FallbackSettings,
-    HybridLimiter,
-    build_hybrid_limiter,
     parse_fallback_settings,
 )
+from resilience_django.limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from resilience_django.limiting.local import LocalLimiter
 from resilience_django.units import Rate
 from tests.services import free_port
@@ -132,7 +131,10 @@ def test_each_instance_enforces_its_share_while_falling_back(server: RedisServer
         # A count is trusted once it is a heartbeat TTL old (test_hybrid_cold_share.py).
         limiter = limiters[0]
         wait_for(
-            lambda: [each.probe() for each in limiters] == [True] * 4 and limiter.share == 0.25,
+            lambda: (
+                [each.probe() for each in limiters] == [True] * 4
+                and limiter.health()["share"] == 0.25
+            ),
             10,
             "four instances counted",
         )
@@ -142,7 +144,7 @@ def test_each_instance_enforces_its_share_while_falling_back(server: RedisServer
         allowed = [limiter.decide((check,)).allowed for _ in range(10)]
         # Three calls trip the backend (each decided locally at 8 / 4 = 2);
         # the last known count (4) holds during the outage.
-        assert limiter.fallback_active and limiter.share == 0.25
+        assert limiter.fallback_active and limiter.health()["share"] == 0.25
         assert sum(allowed) == 2
     finally:
         for limiter in limiters:
@@ -156,7 +158,7 @@ def test_each_instance_enforces_its_share_while_falling_back(server: RedisServer
 )
 def test_settings_can_fix_the_count_or_the_share(fallback: dict[str, object], share: float) -> None:
     limiter = make("redis://127.0.0.1:1/0", **fallback)
-    assert limiter.share == share
+    assert limiter.health()["share"] == share
     limiter.close()
 
 

@@ -34,7 +34,7 @@ def test_a_cluster_down_at_start_is_decided_locally_then_on_redis_once_up() -> N
     )
     try:
         assert {limiter.decide(CHECK).backend for _ in range(5)} == {"local"}
-        assert limiter.share == 0.25
+        assert limiter.health()["share"] == 0.25
         cluster.start()
         wait_for(lambda: limiter.decide(CHECK).backend == "redis", 20, "back on Redis")
     finally:

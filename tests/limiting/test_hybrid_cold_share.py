@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
-from resilience_django.limiting.hybrid import UNKNOWN_INSTANCES, HybridLimiter, build_hybrid_limiter
+from resilience_django.limiting.fallback import UNKNOWN_INSTANCES
+from resilience_django.limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from resilience_django.limiting.local import LocalLimiter
 from resilience_django.units import Rate
 from tests.services import free_port
@@ -48,7 +49,7 @@ def test_the_first_worker_of_a_cold_fleet_is_not_alone_by_accident(server: Redis
         # heartbeated yet, so the count is 1.
         assert limiter.probe(judge=False)
         assert limiter.health()["live_instances"] == 1
-        assert limiter.share == COLD
+        assert limiter.health()["share"] == COLD
         # Redis goes away before the next heartbeat: local limits at a tenth, not all.
         limiter._redis = make(f"redis://127.0.0.1:{free_port()}/0", key)._redis
         check = LimitCheck(Policy("cold", Rate(40, 3600.0), Algorithm.TOKEN_BUCKET), "ip:1")
@@ -67,11 +68,11 @@ def test_a_count_is_trusted_once_it_is_one_heartbeat_ttl_old(server: RedisServer
         started = time.monotonic()
         assert first.probe(judge=False) and second.probe(judge=False)
         assert second.health()["live_instances"] == 2
-        assert first.share == second.share == COLD
+        assert first.health()["share"] == second.health()["share"] == COLD
 
         def both_counted() -> bool:
             assert first.probe() and second.probe()
-            return first.share == second.share == 0.5
+            return first.health()["share"] == second.health()["share"] == 0.5
 
         wait_for(both_counted, 10, "two instances share the limit")
         assert time.monotonic() - started >= ttl
@@ -86,13 +87,13 @@ def test_a_redis_restart_starts_the_count_over(server: RedisServer) -> None:
     limiter = make(server.url, key, HEARTBEAT_TTL="300ms")
     try:
         assert limiter.probe(judge=False)
-        wait_for(lambda: limiter.probe() and limiter.share == 1.0, 10, "alone, counted")
+        wait_for(lambda: limiter.probe() and limiter.health()["share"] == 1.0, 10, "alone, counted")
         # A restarted Redis has lost the heartbeats: the next count is young again.
         server.kill()
         assert not limiter.probe()
         server.start()
         wait_for(lambda: limiter.probe(), 10, "the probe reaches Redis again")
         assert limiter.health()["live_instances"] == 1
-        assert limiter.share == COLD
+        assert limiter.health()["share"] == COLD
     finally:
         limiter.close()

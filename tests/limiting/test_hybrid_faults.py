@@ -243,7 +243,7 @@ async def test_a_blocked_event_loop_does_not_send_decisions_to_local_limits(
     from resilience_django import loop_lag
 
     limiter = make(server.url)
-    sampler = loop_lag.watch()
+    sampler = loop_lag.watch(asyncio.get_running_loop())
     try:
         assert (await limiter.adecide(CHECKS)).backend == "redis"
         backends, tripped = await _hammer_async(limiter, 2.0, block=0.2)
@@ -251,7 +251,7 @@ async def test_a_blocked_event_loop_does_not_send_decisions_to_local_limits(
         assert not tripped and set(backends) == {"redis"}
         assert limiter.health()["consecutive_failures"] == 0
         # The lag is reported on its own (docs/fallback.md), by one sampler per loop.
-        assert loop_lag.watch() is sampler and sampler.lag > 0.0
+        assert loop_lag.watch(asyncio.get_running_loop()) is sampler and sampler.lag > 0.0
     finally:
         await limiter.aclose()
 

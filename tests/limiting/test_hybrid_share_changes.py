@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from resilience_django.limiting.decision import Algorithm, LimitCheck, Policy
-from resilience_django.limiting.hybrid import UNKNOWN_INSTANCES, HybridLimiter, build_hybrid_limiter
+from resilience_django.limiting.fallback import UNKNOWN_INSTANCES
+from resilience_django.limiting.hybrid import HybridLimiter, build_hybrid_limiter
 from resilience_django.limiting.local import LocalLimiter
 from resilience_django.units import Rate
 from tests.services import free_port
@@ -48,7 +49,7 @@ def fleet(url: str, size: int) -> list[HybridLimiter]:
 def counted(limiters: list[HybridLimiter], share: float) -> None:
     def probed() -> bool:
         probes = [each.probe() for each in limiters]  # every one, even after a failure
-        return all(probes) and limiters[0].share == share
+        return all(probes) and limiters[0].health()["share"] == share
 
     wait_for(probed, 10, f"a share of {share}")
 
@@ -64,7 +65,7 @@ def test_heartbeats_lost_while_redis_stays_up_make_the_count_young_again(
         assert first.probe()  # succeeds, and counts only itself
         assert first.health()["live_instances"] == 1
         # Not "alone": until a count is one HEARTBEAT_TTL old, at most a tenth.
-        assert first.share == 1 / UNKNOWN_INSTANCES
+        assert first.health()["share"] == 1 / UNKNOWN_INSTANCES
         counted(limiters, 0.5)  # once both have heartbeated for a TTL, a half each again
     finally:
         admin.close()

@@ -140,10 +140,7 @@ for i = 1, n do
     single = spack('<dddd', ok and 1 or 0, remaining, ceil(reset), ceil(retry))
   else
     local o = 4 * i - 1
-    out[o] = ok and 1 or 0
-    out[o + 1] = remaining
-    out[o + 2] = ceil(reset)
-    out[o + 3] = ceil(retry)
+    out[o], out[o + 1], out[o + 2], out[o + 3] = ok and 1 or 0, remaining, ceil(reset), ceil(retry)
   end
 end
 
@@ -163,6 +160,5 @@ if commit == 1 then
 end
 
 if n == 1 then return spack('<dd', all_ok and 1 or 0, shadow_ok and 1 or 0) .. single end
-out[1] = all_ok and 1 or 0
-out[2] = shadow_ok and 1 or 0
+out[1], out[2] = all_ok and 1 or 0, shadow_ok and 1 or 0
 return spack('<' .. string.rep('d', #out), unpack(out))

@@ -44,21 +44,15 @@ def _sync_only_below(below: list[str]) -> list[checks.CheckMessage]:
     for path in below:
         try:
             middleware = import_string(path)
-        except Exception:
-            # Not ours to report (an ImportError, or whatever its module raises at import):
-            # the check must not turn it into a traceback from `manage.py check`.
+        except Exception:  # its import error is not ours to report, nor a `check` traceback
             continue
         if not getattr(middleware, "async_capable", False):  # Django's default too
-            message = (
-                f"{path} below {MIDDLEWARE_PATH} is sync-only: under ASGI Django then runs "
-                "ResilienceMiddleware in sync mode, and async views are not cancelled at "
-                "their deadline"
-            )
-            hint = (
-                "Wrap the ASGI application in ResilienceASGIMiddleware (it then answers 504 at "
-                "the deadline itself), or make that middleware async-capable.  Served only "
-                "by WSGI: add resilience.W004 to SILENCED_SYSTEM_CHECKS."
-            )
+            message = f"{path} below {MIDDLEWARE_PATH} is sync-only: under ASGI Django then "
+            message += "runs ResilienceMiddleware in sync mode, and async views are not cancelled "
+            message += "at their deadline"
+            hint = "Wrap the ASGI application in ResilienceASGIMiddleware (it then answers 504 at "
+            hint += "the deadline itself), or make that middleware async-capable.  Served only by "
+            hint += "WSGI: add resilience.W004 to SILENCED_SYSTEM_CHECKS."
             return [checks.Warning(message, hint=hint, id="resilience.W004")]
     return []
 

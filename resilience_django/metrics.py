@@ -13,7 +13,6 @@ from .observability import otel, recent, registered
 __all__ = [
     "abandoned_views",
     "bad_header",
-    "breaker_call",
     "breaker_short_circuit",
     "breaker_state",
     "breaker_transition",
@@ -205,13 +204,6 @@ def breaker_state(breaker: str, state: str) -> None:
 
 def breaker_transition(breaker: str, from_state: str, to_state: str) -> None:
     _count("breaker_transitions", (breaker, from_state, to_state), None)
-
-
-def breaker_call(breaker: str, outcome: str) -> None:
-    span = otel.recording_span() if outcome == "rejected" else None
-    _count("breaker_calls", (breaker, outcome), span)
-    if span is not None:
-        breaker_short_circuit(breaker)
 
 
 def breaker_short_circuit(breaker: str, retry_after: float | None = None) -> None:

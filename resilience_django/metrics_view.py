@@ -33,17 +33,13 @@ def _allowed(request: HttpRequest, settings: MetricsSettings) -> bool:
         if address is not None and any(address in net for net in settings.allowed_networks):
             return True
     if settings.bearer_token is not None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(
             token.strip().encode(), settings.bearer_token.encode()
         ):
             return True
-    if settings.allow_staff:
-        user: Any = getattr(request, "user", None)
-        if user is not None and user.is_active and user.is_staff:
-            return True
-    return False
+    user: Any = getattr(request, "user", None)
+    return settings.allow_staff and user is not None and bool(user.is_active and user.is_staff)
 
 
 # The switch comes first, before the method and CSRF checks: while off, every method gets the
@@ -62,9 +58,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     try:
         body, content_type = render(request.META.get("HTTP_ACCEPT", ""))
     except PrometheusMissing:
-        return HttpResponse(
-            "prometheus-client is not installed\n", status=501, content_type="text/plain"
-        )
+        missing = "prometheus-client is not installed\n"
+        return HttpResponse(missing, status=501, content_type="text/plain")
     except MultiprocDirUnreadable as exc:  # the path stays in the server's log
         logger.error("metrics scrape failed: PROMETHEUS_MULTIPROC_DIR %s", exc)
         unavailable = "metrics storage is unavailable; the server log says why\n"

@@ -168,7 +168,7 @@ GAUGE_STATES = {"forced_open": "open", "disabled": "closed", "metrics_only": "cl
 
 
 def _flush_counters() -> None:
-    # metrics.breaker_call() adds one; batches need the collector itself.
+    # Batches need the collector itself (the counter moves by more than one).
     counter = metrics._get("breaker_calls")
     with _breakers_lock:
         breakers = list(_breakers)

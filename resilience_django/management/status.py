@@ -46,19 +46,15 @@ def gather() -> dict[str, Any]:
     rules += [_describe(rule, "admin") for rule in admin.limit_rules]
     shedding = [_describe_shedding(rule, "settings") for rule in settings.shedding]
     shedding += [_describe_shedding(rule, "admin") for rule in admin.shedding_rules]
-    configured = _configured_breakers(settings.breakers, admin, rows)
     workers = limiters(procs) if where != "this process only" else []
     workers = _sound(workers, _LIMITER, "limiter row", malformed)
-    redis = _ping_redis() if settings.backend == "redis" else None
     doc: dict[str, Any] = {
         "configured_backend": settings.backend,
-        "redis": redis,
+        "redis": _ping_redis() if settings.backend == "redis" else None,
         "fleet": {
             "store": where,
             "error": fleet_error,
-            "processes": [
-                {"host": p.get("host"), "pid": p.get("pid"), "time": p.get("time")} for p in procs
-            ],
+            "processes": [{field: p.get(field) for field in _PROCESS} for p in procs],
         },
         "limiters": workers,
         "limiter": {
@@ -67,7 +63,7 @@ def gather() -> dict[str, Any]:
             "falling_back": sum(1 for w in workers if w.get("fallback_active")),
         },
         "breakers": rows,
-        "configured_breakers": configured,
+        "configured_breakers": _configured_breakers(settings.breakers, admin, rows),
         "rules": rules,
         "shedding": shedding,
         "rules_error": rules_error,
@@ -80,7 +76,7 @@ def gather() -> dict[str, Any]:
 
 
 _NUMBER = (int, float)
-# The types the report reads from each field (when present).
+# The types the report reads from each field (when present); of a process, only these fields.
 _PROCESS = {"host": str, "pid": int, "time": _NUMBER}
 _BREAKER: dict[str, Any] = {"name": str, "state": str, "calls": int, "last_transition": dict}
 _BREAKER |= dict.fromkeys(["failure_rate", "slow_rate", "ewma"], _NUMBER)
@@ -140,9 +136,7 @@ def _ping_redis() -> dict[str, Any]:
 
 
 def _status(doc: dict[str, Any], rules_unknown: bool) -> dict[str, Any]:
-    """0: all closed and every worker on its configured backend; 1: something open,
-    half-open or falling back; 2: cannot tell (store or database unreachable, nobody
-    reporting, a malformed report)."""
+    """``--check``'s exit code (OK, PROBLEM, UNKNOWN: docs/admin.md says when) and why."""
     unknown: list[str] = [*doc["malformed"]]
     if rules_unknown:
         unknown.append(doc["rules_error"])
@@ -189,10 +183,8 @@ def _describe(rule: LimitRule, source: str) -> dict[str, Any]:
     }
 
 
-# What the report shows of a shedding rule, after its name and match.
-_SHEDDING_FIELDS = "max_concurrent queue max_wait adaptive min_concurrent critical_share critical"
-
-
 def _describe_shedding(rule: SheddingRule, source: str) -> dict[str, Any]:
-    fields = {field: getattr(rule, field) for field in _SHEDDING_FIELDS.split()}
+    # What the report shows of a shedding rule, after its name and match.
+    shown = "max_concurrent queue max_wait adaptive min_concurrent critical_share critical"
+    fields = {field: getattr(rule, field) for field in shown.split()}
     return {"name": rule.name, "match": rule.matcher.describe(), **fields, "source": source}

@@ -1,7 +1,5 @@
-"""``RESILIENCE["METRICS"]``: who may read the metrics view (docs/settings.md).
-
-Anything unparseable falls back to the closed default: a bad setting must never open the endpoint.
-"""
+"""``RESILIENCE["METRICS"]``: who may read the metrics view (docs/settings.md).  Anything
+unparseable falls back to the closed default: a bad setting must never open the endpoint."""
 
 from __future__ import annotations
 
@@ -36,7 +34,7 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
     where = f"{_WHERE}['ALLOWED_NETWORKS']"
     if value is None:
         return ()
-    if isinstance(value, str) or not isinstance(value, list | tuple):
+    if not isinstance(value, list | tuple):  # a string too
         hint = "For example ['127.0.0.1/32', '10.0.0.0/8']."
         message = f"{where} must be a list of networks, not {safe_repr(value)}"
         errors.append(ConfigError(message, check_id="resilience.E093", hint=hint))
@@ -61,12 +59,11 @@ def _token(value: Any, errors: list[ConfigError]) -> str | None:
     where = f"{_WHERE}['BEARER_TOKEN']"
     if not isinstance(value, str) or not value:
         hint = "Read it from the environment, e.g. os.environ['METRICS_TOKEN']."
-        message = f"{where} must be a non-empty string"
-        errors.append(ConfigError(message, check_id="resilience.E095", hint=hint))
+        message, id_ = f"{where} must be a non-empty string", "resilience.E095"
     else:
         hint = "Use a random token, e.g. from secrets.token_urlsafe()."
-        message = f"{where} is shorter than {MIN_TOKEN_LENGTH} characters"
-        errors.append(ConfigError(message, check_id="resilience.E096", hint=hint))
+        message, id_ = f"{where} is shorter than {MIN_TOKEN_LENGTH} characters", "resilience.E096"
+    errors.append(ConfigError(message, check_id=id_, hint=hint))
     return None
 
 

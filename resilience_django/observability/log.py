@@ -7,16 +7,11 @@ import json
 import logging
 from typing import Any
 
-__all__ = ["JsonFormatter", "fields", "fields_of", "get_logger", "json_or_repr"]
+__all__ = ["JsonFormatter", "fields", "fields_of", "json_or_repr"]
 
 # Attributes every LogRecord has: extra= may not overwrite them (logging raises
 # KeyError), and they are not "fields" when reading a record back.
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-def get_logger(name: str) -> logging.Logger:
-    """The package logger ``resilience_django.<name>``."""
-    return logging.getLogger(f"resilience_django.{name}")
 
 
 def fields(**values: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@ worker processes")."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = ["child_exit", "mark_worker_dead"]
@@ -10,8 +11,6 @@ __all__ = ["child_exit", "mark_worker_dead"]
 
 def mark_worker_dead(pid: int) -> None:
     """Forget worker ``pid``'s live gauges (no-op without prometheus-client or the directory)."""
-    import os
-
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         return

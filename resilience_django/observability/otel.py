@@ -3,48 +3,30 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = [
-    "ATTR_REMAINING", "add_event", "available", "mark_http_status", "recording_span",
-    "trace_exemplar",
-]  # fmt: skip
+__all__ = ["ATTR_REMAINING", "add_event", "mark_http_status", "recording_span", "trace_exemplar"]
 
 ATTR_REMAINING = "resilience.deadline.remaining_s"
 
-_UNLOADED: Any = object()
-# The opentelemetry.trace module, None when it is not installed, or _UNLOADED.
-_trace: Any = _UNLOADED
-_load_lock = threading.Lock()
+# The opentelemetry.trace module once _current_span has loaded it (None without it).
+_trace: Any = None
 
 
 def _current_span() -> Any:
     # Replaced on first use by trace.get_current_span (or a function returning None
-    # without OpenTelemetry), so later calls pay no "is it loaded?" test.
-    _load()
-    return _current_span()
-
-
-def _load() -> Any:
+    # without OpenTelemetry), so later calls pay no "is it loaded?" test.  Threads that race
+    # here import the same module and assign the same values: no lock needed.
     global _trace, _current_span
-    with _load_lock:
-        if _trace is _UNLOADED:
-            try:
-                from opentelemetry import trace
-            except ImportError:
-                _trace = None
-                _current_span = lambda: None  # noqa: E731
-            else:
-                _trace = trace
-                _current_span = trace.get_current_span
-    return _trace
-
-
-def available() -> bool:
-    """True when ``opentelemetry-api`` can be imported."""
-    return (_trace if _trace is not _UNLOADED else _load()) is not None
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        _current_span = lambda: None  # noqa: E731
+        return None
+    _trace = trace
+    _current_span = trace.get_current_span
+    return trace.get_current_span()
 
 
 def recording_span() -> Any | None:
@@ -79,7 +61,6 @@ def mark_http_status(status: int) -> None:
     """Set the current span's status for an answer we gave instead of the view: ERROR for
     a 5xx, as the HTTP semantic conventions ask of server spans; a 4xx leaves it unset."""
     span = recording_span() if status >= 500 else None
-    if span is None:
-        return
-    span.set_status(_trace.Status(_trace.StatusCode.ERROR))
-    span.set_attribute("error.type", str(status))
+    if span is not None:
+        span.set_status(_trace.Status(_trace.StatusCode.ERROR))
+        span.set_attribute("error.type", str(status))

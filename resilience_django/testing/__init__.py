@@ -67,12 +67,9 @@ def use_clock(clock: ManualClock | None = None) -> Iterator[ManualClock]:
 
 
 class ResilienceTestMixin:
-    """``reset()`` before each test: ``class OrderTests(ResilienceTestMixin, TestCase)``.
-
-    Put it before ``TestCase`` so its ``setUp`` runs first; a class-level
-    ``override_settings`` is applied once per class, so without it a test
-    inherits the quota the previous test of the class spent.
-    """
+    """``reset()`` before each test: ``class OrderTests(ResilienceTestMixin, TestCase)``, first
+    so its ``setUp`` runs first.  A class-level ``override_settings`` is applied once per class:
+    without the mixin a test inherits the quota the previous test of the class spent."""
 
     def setUp(self) -> None:
         reset()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 __all__ = ["reset", "reset_state"]
 
-REASON = "reset by resilience_django.testing"
-
 
 def reset_state() -> None:
     """Forget counts, slots, breaker states and budgets; the settings stay parsed.  Called on
@@ -19,7 +17,7 @@ def reset_state() -> None:
 
     discard_stores()
     # In place: decorators and retry policies hold the objects themselves.
-    registry.reset_all(REASON)
+    registry.reset_all("reset by resilience_django.testing")
     budgets.reset_all()
     reset_throttles()
     rejections.clear()

@@ -11,7 +11,7 @@ from django.test import override_settings
 from resilience_django.breakers import events
 from resilience_django.breakers.policy import parse_breaker_policy
 from resilience_django.breakers.state import Breaker
-from resilience_django.observability.log import JsonFormatter, fields, fields_of, get_logger
+from resilience_django.observability.log import JsonFormatter, fields, fields_of
 from resilience_django.view_limits.decorator import process_limiter
 
 
@@ -24,14 +24,13 @@ def test_fields_renames_names_a_log_record_already_has():
         "reason": "r",
     }
     # logging raises KeyError for extra={"name": ...}; the renamed dict is accepted.
-    logger = get_logger("tests")
-    assert logger.name == "resilience_django.tests"
+    logger = logging.getLogger("resilience_django.tests")
     record = logger.makeRecord(logger.name, logging.WARNING, "f", 1, "msg", (), None, extra=extra)
     assert fields_of(record) == extra
 
 
 def test_json_formatter_writes_the_extra_fields():
-    logger = get_logger("tests")
+    logger = logging.getLogger("resilience_django.tests")
     record = logger.makeRecord(
         logger.name, logging.WARNING, "f", 1, "breaker %s opened", ("pricing",), None,
         extra=fields(breaker="pricing", to_state="open"),

@@ -72,12 +72,9 @@ def test_request_rejected_adds_exactly_one_per_call():
 def test_counters_and_histogram_move_by_what_was_reported():
     b = unique("b")
     metrics.breaker_transition(b, "closed", "open")
-    metrics.breaker_call(b, "success")
-    metrics.breaker_call(b, "success")
     metrics.bad_header("x-obs-test")
     labels = {"breaker": b, "from_state": "closed", "to_state": "open"}
     assert value("resilience_breaker_transitions_total", **labels) == 1
-    assert value("resilience_breaker_calls_total", breaker=b, outcome="success") == 2
     before_bad = value("resilience_bad_headers_total", header="x-obs-test")
     metrics.bad_header("x-obs-test")
     assert value("resilience_bad_headers_total", header="x-obs-test") == before_bad + 1

@@ -107,9 +107,8 @@ class Command(BaseCommand):
         self._print_rules(doc)
         status = doc["status"]
         self._heading("Status")
-        line = f"  {status['state']} ({status['code']})"
         style = {0: self.style.SUCCESS, 1: self.style.WARNING}.get(status["code"], self.style.ERROR)
-        self.stdout.write(style(line))
+        self.stdout.write(style(f"  {status['state']} ({status['code']})"))
         for reason in [*status["unknown"], *status["problems"]]:
             self.stdout.write(f"  - {reason}")
 
@@ -117,11 +116,10 @@ class Command(BaseCommand):
         self._heading("Limiter backend")
         self.stdout.write(f"  configured backend: {doc['configured_backend']}")
         redis = doc["redis"]
-        if redis is not None:
-            if redis["reachable"]:
-                self.stdout.write(f"  redis: reachable from here ({redis['latency_ms']:g} ms)")
-            else:
-                self.stdout.write(self.style.ERROR(f"  redis: unreachable: {redis['error']}"))
+        if redis is not None and redis["reachable"]:
+            self.stdout.write(f"  redis: reachable from here ({redis['latency_ms']:g} ms)")
+        elif redis is not None:
+            self.stdout.write(self.style.ERROR(f"  redis: unreachable: {redis['error']}"))
         if not doc["limiters"]:
             self.stdout.write("  no worker has reported its limiter")
         for w in doc["limiters"]:

@@ -10,56 +10,24 @@ set-up) and ``ResilienceMiddleware`` reuses it, so each request is decided once.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponseBase
 
 from . import clock as _clock
 from . import responses
-from .asgi_deadline import Message, Receive, Send, run_with_deadline
+from .asgi_deadline import Message, Receive, Scope, Send, _Shim, run_with_deadline, send_response
 from .checks import MIDDLEWARE_PATH
-from .deadline import Deadline, _current
+from .deadline import _current
 from .middleware import SCOPE_ARRIVED, SCOPE_DEADLINE, cancels_at_deadline
 from .routes import normalize_method, scope_path
 from .runtime import SCOPE_LIMITS, get_runtime
 
 __all__ = ["ResilienceASGIMiddleware"]
 
-logger = logging.getLogger("resilience_django.deadline")
-
-Scope = MutableMapping[str, Any]
 # Loose on purpose: ASGI apps spell scope/receive/send differently in their hints.
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
-
-# The Django middleware answers at the deadline with the real request at hand
-# (route label, replaceable handler); this layer steps in only if it did not.
-_GRACE = 0.005
-
-
-class _Shim:
-    """What a response handler gets for a request Django has not built yet."""
-
-    __slots__ = ("META", "method", "path", "path_info", "scope")
-
-    def __init__(self, scope: Scope) -> None:
-        self.scope = scope
-        self.method = normalize_method(scope.get("method", "GET"))
-        self.path = scope.get("path", "/")
-        self.path_info = scope_path(scope)
-        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
-        self.META = {"HTTP_ACCEPT": accept.decode("latin-1"), "REQUEST_METHOD": self.method}
-
-
-async def send_response(send: Send, response: HttpResponseBase) -> None:
-    body: bytes = getattr(response, "content", b"")
-    response["Content-Length"] = str(len(body))  # a handler's own is not sent twice
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
-    headers += [(b"Set-Cookie", c.OutputString().encode()) for c in response.cookies.values()]
-    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class ResilienceASGIMiddleware:
@@ -116,38 +84,9 @@ class ResilienceASGIMiddleware:
             if deadline is None or django_enforces:
                 await self.app(scope, receive, send)
             else:
-                await self._run_with_deadline(scope, receive, send, deadline)
+                await run_with_deadline(self.app, scope, receive, send, deadline)
         finally:
             _current.reset(token)
-
-    async def _run_with_deadline(
-        self, scope: Scope, receive: Receive, send: Send, deadline: Deadline
-    ) -> None:
-        shim = _Shim(scope)
-
-        async def answer() -> None:
-            # Django logs its own 5xx; here Django never sees this one, so say it once,
-            # escaped as Django escapes its request logs: a %0A in the path forges no line.
-            escaped = [s.encode("unicode_escape").decode("ascii") for s in (shim.method, shim.path)]
-            logger.warning(
-                "Gateway Timeout: %s %s (route %s, budget %.3fs): answered 504 at the "
-                "deadline; the app goes on in the background until it stops",
-                *escaped, deadline.route, deadline.budget,
-            )  # fmt: skip
-            await send_response(send, responses.deadline_response(shim, deadline))
-
-        await run_with_deadline(
-            lambda r, s: self.app(scope, r, s),
-            receive,
-            send,
-            deadline,
-            grace=_GRACE,
-            answer=answer,
-            # Before Django resolves the URL only path routes can match.
-            exempt_stream=lambda: get_runtime().deadlines.exempts_stream(
-                shim.method, shim.path_info, None
-            ),
-        )
 
 
 def _sending_ratelimit_headers(send: Send, scope: Scope) -> Send:

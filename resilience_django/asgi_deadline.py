@@ -8,33 +8,66 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import metrics
+from django.http import HttpResponseBase
+
+from . import metrics, responses
+from .abandoned import leave
 from .deadline import Deadline, _current
+from .routes import normalize_method, scope_path
+from .runtime import get_runtime
 
 __all__ = ["run_with_deadline"]
 
 logger = logging.getLogger("resilience_django.deadline")
 
+Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The Django middleware answers at the deadline with the real request at hand
+# (route label, replaceable handler); this layer steps in only if it did not.
+_GRACE = 0.005
+
+
+class _Shim:
+    """What a response handler gets for a request Django has not built yet."""
+
+    __slots__ = ("META", "method", "path", "path_info", "scope")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.method = normalize_method(scope.get("method", "GET"))
+        self.path = scope.get("path", "/")
+        self.path_info = scope_path(scope)
+        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+        self.META = {"HTTP_ACCEPT": accept.decode("latin-1"), "REQUEST_METHOD": self.method}
+
+
+async def send_response(send: Send, response: HttpResponseBase) -> None:
+    body: bytes = getattr(response, "content", b"")
+    response["Content-Length"] = str(len(body))  # a handler's own is not sent twice
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+    headers += [(b"Set-Cookie", c.OutputString().encode()) for c in response.cookies.values()]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
 
 _END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
-# Strong references to apps that outlived their deadline (the loop keeps weak ones).
-_background: set[asyncio.Future[None]] = set()
 
 
 class _Exchange:
     """The app's ``send`` and ``receive``, which the wrapper can close at the deadline
     (its flags are read and set on the loop thread between awaits: never half-done)."""
 
-    __slots__ = ("_exempt_stream", "_receive", "_send", "_woken", "closed", "exempt", "finished",
+    __slots__ = ("_receive", "_send", "_shim", "_woken", "closed", "exempt", "finished",
                  "idle", "receivers", "sending", "started")  # fmt: skip
 
-    def __init__(self, receive: Receive, send: Send, exempt_stream: Callable[[], bool]) -> None:
+    def __init__(self, receive: Receive, send: Send, shim: _Shim) -> None:
         self._receive = receive
         self._send = send
-        self._exempt_stream = exempt_stream
+        self._shim = shim
         self.exempt = False  # the response started on a route in EXEMPT_STREAMS
         self.started = False  # http.response.start has gone out (or is going)
         self.finished = False  # the last body message has gone out (or is going)
@@ -53,7 +86,9 @@ class _Exchange:
         kind = message.get("type")
         if kind == "http.response.start":
             self.started = True
-            if self._exempt_stream():
+            # Before Django resolves the URL only path routes can match.
+            shim = self._shim
+            if get_runtime().deadlines.exempts_stream(shim.method, shim.path_info, None):
                 # The body of an exempt route sees no deadline: set in the app's own
                 # context, as this runs in the app's task.
                 self.exempt = True
@@ -95,31 +130,25 @@ class _Exchange:
 
 
 async def run_with_deadline(
-    app: Callable[[Receive, Send], Awaitable[None]],
-    receive: Receive,
-    send: Send,
-    deadline: Deadline,
-    *,
-    grace: float,
-    answer: Callable[[], Awaitable[None]],
-    exempt_stream: Callable[[], bool],
+    app: App, scope: Scope, receive: Receive, send: Send, deadline: Deadline
 ) -> None:
-    """Run ``app(receive, send)``; at ``deadline`` + ``grace`` ``answer()`` (the 504) or
-    end the streamed body, then leave the app to finish in the background."""
-    exchange = _Exchange(receive, send, exempt_stream)
+    """Run ``app``; a little past ``deadline`` answer 504 or end the streamed body, then
+    leave the app to finish in the background."""
+    shim = _Shim(scope)
+    exchange = _Exchange(receive, send, shim)
     # ensure_future: an ASGI app may return any awaitable, not only a coroutine.
-    task: asyncio.Future[None] = asyncio.ensure_future(app(exchange.receive, exchange.send))
+    task: asyncio.Future[None] = asyncio.ensure_future(app(scope, exchange.receive, exchange.send))
     # An alarm, not a timeout: a budget the view tightens (@deadline) moves it.
     me = asyncio.current_task()
     assert me is not None
-    alarm = deadline.arm(me, asyncio.get_running_loop(), grace)
+    alarm = deadline.arm(me, asyncio.get_running_loop(), _GRACE)
     try:
         await asyncio.wait((task,))
     except asyncio.CancelledError:
         if not alarm.fired_for(me):
             # The server cancelled the request: the app goes with it.
             task.cancel()
-            _leave(task, route=None)
+            leave(task, route=None)
             raise
     finally:
         alarm.close(me)
@@ -132,7 +161,15 @@ async def run_with_deadline(
         return
     exchange.closed = True
     if not exchange.started:
-        await answer()
+        # Django logs its own 5xx; here Django never sees this one, so say it once,
+        # escaped as Django escapes its request logs: a %0A in the path forges no line.
+        escaped = [s.encode("unicode_escape").decode("ascii") for s in (shim.method, shim.path)]
+        logger.warning(
+            "Gateway Timeout: %s %s (route %s, budget %.3fs): answered 504 at the "
+            "deadline; the app goes on in the background until it stops",
+            *escaped, deadline.route, deadline.budget,
+        )  # fmt: skip
+        await send_response(send, responses.deadline_response(shim, deadline))
     else:
         metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
         if exchange.sending:
@@ -144,7 +181,7 @@ async def run_with_deadline(
                 await idle
             except asyncio.CancelledError:
                 task.cancel()
-                _leave(task, route=None)
+                leave(task, route=None)
                 raise
         exchange.finished = True
         try:
@@ -154,24 +191,4 @@ async def run_with_deadline(
             logger.debug("could not end a body cut at its deadline", exc_info=True)
     if not exchange.wake_receivers():
         task.cancel()
-    _leave(task, route=deadline.route)
-
-
-def _leave(task: asyncio.Future[None], *, route: str | None) -> None:
-    """Let ``task`` finish on its own; count it meanwhile, and retrieve its outcome."""
-
-    def done(task: asyncio.Future[None]) -> None:
-        if task in _background:
-            _background.discard(task)
-            if route is not None:
-                metrics.abandoned_views(route, -1)
-        if not task.cancelled() and task.exception() is not None:
-            logger.debug("the app failed after its deadline's answer", exc_info=task.exception())
-
-    if task.done():
-        done(task)
-        return
-    if route is not None:
-        metrics.abandoned_views(route, 1)
-    _background.add(task)
-    task.add_done_callback(done)
+    leave(task, route=deadline.route)

@@ -75,11 +75,6 @@ class Deadline:
         self.by_caller = False
         # _alarm, _loop and _grace stay unset until arm() (costing requests nothing).
 
-    @property
-    def enforced(self) -> bool:
-        """Whether an alarm cancels the async handler at expiry (see ``arm``)."""
-        return getattr(self, "_alarm", None) is not None
-
     def arm(
         self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, grace: float = 0.0
     ) -> Alarm:
@@ -152,14 +147,16 @@ def check() -> None:
 # --- incoming headers -------------------------------------------------------
 
 # gRPC: "TimeoutValue: 1*8DIGIT", "TimeoutUnit: H M S m u n"
-_GRPC_TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])\Z")
+_GRPC_TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])\Z")
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-_TIMEOUT_MS = re.compile(r"\d{1,10}\Z")
+_TIMEOUT_MS = re.compile(r"[0-9]{1,10}\Z")  # not \d: it takes Unicode digits
+# HTTP's optional whitespace: str.strip() would also take \xa0, \x85 (latin-1 headers).
+_OWS = " \t"
 
 
 def parse_grpc_timeout(value: str) -> float | None:
     """Seconds from a ``grpc-timeout`` value such as ``"250m"``; ``None`` if malformed."""
-    match = _GRPC_TIMEOUT.match(value.strip())
+    match = _GRPC_TIMEOUT.match(value.strip(_OWS))
     if match is None:
         return None
     return int(match.group(1)) * _GRPC_UNITS[match.group(2)]
@@ -167,7 +164,7 @@ def parse_grpc_timeout(value: str) -> float | None:
 
 def parse_timeout_ms(value: str) -> float | None:
     """Seconds from an ``X-Timeout-Ms`` integer; ``None`` if malformed."""
-    value = value.strip()
+    value = value.strip(_OWS)
     if _TIMEOUT_MS.match(value) is None:
         return None
     return int(value) / 1000.0
@@ -186,13 +183,6 @@ def format_grpc_timeout(seconds: float) -> str:
     if millis < 100_000_000:
         return f"{millis}m"
     return f"{min(int(seconds), 99_999_999)}S"
-
-
-def parse_header(name: str, value: str) -> float | None:
-    """Parse a deadline header by name; unknown names are read as integer milliseconds."""
-    if name.lower() == "grpc-timeout":
-        return parse_grpc_timeout(value)
-    return parse_timeout_ms(value)
 
 
 # --- the view decorator -----------------------------------------------------
@@ -227,7 +217,7 @@ def deadline(budget: str | float) -> Callable[[F], F]:
                 try:
                     # An alarm on this loop cancels the request, and this view with it;
                     # without one (no middleware, asyncio.run in a thread) enforce it here.
-                    if dl.enforced and dl._loop is asyncio.get_running_loop():
+                    if getattr(dl, "_loop", None) is asyncio.get_running_loop():
                         return await view(*args, **kwargs)
                     timeout = asyncio.timeout(dl.remaining())
                     try:
@@ -260,8 +250,7 @@ def deadline(budget: str | float) -> Callable[[F], F]:
 class _CallableModule(types.ModuleType):
     """Lets ``resilience_django.deadline("500ms")`` act as the decorator."""
 
-    def __call__(self, budget: str | float) -> Callable[[F], F]:
-        return deadline(budget)
+    __call__ = staticmethod(deadline)
 
 
 sys.modules[__name__].__class__ = _CallableModule

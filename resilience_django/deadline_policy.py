@@ -7,9 +7,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from . import clock as _clock
 from . import metrics
-from .deadline import Deadline, parse_header
+from .deadline import Deadline, parse_grpc_timeout, parse_timeout_ms
 from .routes import RouteIndex, RouteMatcher
 from .units import MAX_DEADLINE
 
@@ -64,14 +63,8 @@ class DeadlinePolicy:
         self._view_routes = tuple(r for r in settings.routes if r.matcher.needs_view_name)
         self.needs_view_name = bool(self._view_routes)
         self._exempt_streams = settings.exempt_streams
-        # (method, path) -> route_budget(), bounded: paths come from clients.
+        # (method, path) -> (budget, label), bounded: paths come from clients.
         self._budgets: dict[tuple[str, str], tuple[float | None, str]] = {}
-
-    def route_budget(self, method: str, path: str) -> tuple[float | None, str]:
-        for route in self._path_index.candidates(path):
-            if route.matcher.matches(method, path):
-                return route.budget, route.label
-        return self.default, "default"
 
     def view_budget(
         self, method: str, path: str, view_name: str | None
@@ -94,7 +87,8 @@ class DeadlinePolicy:
             value = meta.get(meta_key)
             if value is None:
                 continue
-            seconds = parse_header(name, value)
+            parse = parse_grpc_timeout if name.lower() == "grpc-timeout" else parse_timeout_ms
+            seconds = parse(value)
             if seconds is None:
                 metrics.bad_header(name)
                 logger.debug("ignored malformed %s header %r", name, value[:64])
@@ -109,7 +103,11 @@ class DeadlinePolicy:
         """The request's deadline from its ``META`` (``HTTP_*`` keys); ``None``: no budget."""
         found = self._budgets.get((method, path))
         if found is None:
-            found = self.route_budget(method, path)
+            found = self.default, "default"
+            for route in self._path_index.candidates(path):
+                if route.matcher.matches(method, path):
+                    found = route.budget, route.label
+                    break
             if len(path) <= _MAX_CACHED_PATH:
                 if len(self._budgets) >= _MAX_BUDGETS:
                     self._budgets.clear()
@@ -124,7 +122,7 @@ class DeadlinePolicy:
                 break
         if budget is None:
             return None
-        deadline = Deadline(budget, _clock.source() if started_at is None else started_at, label)
+        deadline = Deadline(budget, started_at, label)  # None: now
         if by_caller:
             deadline.by_caller = True
         return deadline

@@ -11,8 +11,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from . import abandoned, responses
 from . import clock as _clock
+from . import responses
 from .breakers.state import CircuitOpen
 from .deadline import Deadline, DeadlineExceeded, _current
 from .responses import deadline_response
@@ -111,7 +111,7 @@ class ResilienceMiddleware:
                 try:
                     response: Response = await self.get_response(request)
                 except asyncio.CancelledError:
-                    _abandon(request, runtime, None)  # the client went away
+                    runtime.abandon(request, None)  # the client went away
                     raise
                 except BaseException:
                     runtime.release(request, timed_out=False)
@@ -126,9 +126,9 @@ class ResilienceMiddleware:
             except asyncio.CancelledError:
                 # Only our own alarm turns into a 504; another cancellation (client gone) goes on.
                 if alarm.fired_for(task):
-                    _abandon(request, runtime, deadline)
+                    runtime.abandon(request, deadline)
                     return deadline_response(request, deadline)
-                _abandon(request, runtime, None)
+                runtime.abandon(request, None)
                 raise
             except BaseException:
                 # Failed: the slot and the breaker trial must not stay taken.
@@ -151,16 +151,14 @@ class ResilienceMiddleware:
     def _process_view_sync(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
-        runtime = _view_stage(request)
-        if runtime is None:
+        if (runtime := _view_stage(request)) is None:
             return None
         return runtime.admit_sync(request, view_name_of(request), before_view=False)
 
     async def _process_view_async(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> Response | None:
-        runtime = _view_stage(request)
-        if runtime is None:
+        if (runtime := _view_stage(request)) is None:
             return None
         return await runtime.admit_async(request, view_name_of(request), before_view=False)
 
@@ -211,20 +209,3 @@ def _view_stage(request: HttpRequest) -> Runtime | None:
         if found is not None and deadline is not None:
             deadline.tighten(found[0], route=found[1])
     return runtime if runtime.any_at_view else None
-
-
-def _abandon(request: HttpRequest, runtime: Runtime, deadline: Deadline | None) -> None:
-    """The deadline (or, with ``None``, the client going away) cut the view short:
-    the route's verdict now, the slot when the work has really stopped."""
-    timed_out = deadline is not None
-    by_caller = deadline is not None and deadline.by_caller
-    match = request.resolver_match
-    if match is None or iscoroutinefunction(match.func):
-        # An async view's task is unwound by now: nothing of it runs on.
-        runtime.release(request, timed_out=timed_out, by_caller=by_caller)
-        return
-    # A sync view's thread runs on: its slot (and, client gone, its route breaker's
-    # trial) stays taken until the thread ends, so the bulkhead bounds the real work.
-    permit, trial = runtime.take_held(request, trial=not timed_out)
-    runtime.release(request, timed_out=timed_out, by_caller=by_caller)
-    abandoned.hold_until_thread_ends(deadline.route if deadline else None, permit, trial)

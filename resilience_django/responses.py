@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_headers",
-    "deadline_exceeded",
+    "deadline_response",
     "rate_limited",
     "rate_limited_response",
     "unavailable",
@@ -108,7 +108,12 @@ def _custom(kind: str, request: Any, **details: Any) -> HttpResponse | None:
     return response
 
 
-def deadline_exceeded(request: HttpRequest | None, *, route: str, budget: float) -> HttpResponse:
+def deadline_response(request: Any, deadline: Deadline | None) -> HttpResponse:
+    """The 504 at ``deadline``, counted in ``resilience_deadline_exceeded_total``; ``None``:
+    a ``DeadlineExceeded`` raised outside any request's deadline (not counted)."""
+    route, budget = ("view", 0.0) if deadline is None else (deadline.route, deadline.budget)
+    if deadline is not None:
+        metrics.deadline_exceeded(route, budget=budget)
     return _custom("deadline", request, route=route, budget=budget) or _build(
         request,
         504,
@@ -118,19 +123,10 @@ def deadline_exceeded(request: HttpRequest | None, *, route: str, budget: float)
     )
 
 
-def deadline_response(request: Any, deadline: Deadline) -> HttpResponse:
-    """The 504 at ``deadline``, counted in ``resilience_deadline_exceeded_total``."""
-    metrics.deadline_exceeded(deadline.route, budget=deadline.budget)
-    return deadline_exceeded(request, route=deadline.route, budget=deadline.budget)
-
-
 def for_exception(request: HttpRequest, exception: BaseException) -> HttpResponse | None:
     """Our own exceptions escaping a view or a middleware as their status codes, not a 500."""
     if isinstance(exception, DeadlineExceeded):
-        deadline = _current.get()
-        if deadline is None:
-            return deadline_exceeded(request, route="view", budget=0.0)
-        return deadline_response(request, deadline)
+        return deadline_response(request, _current.get())
     if isinstance(exception, CircuitOpen):
         # An open breaker the view did not handle: "retry later", not a server bug.
         name, retry_after = exception.name, exception.retry_after

@@ -158,14 +158,9 @@ def parse_route_matcher(
             hint="Use the name given to path(..., name=...), with its namespace.",
         )
     methods = spec.get("methods")
-    if methods is not None:
-        methods = method_set(_checked_methods(methods, where=where, check_id=check_id))
-    return RouteMatcher(prefix=prefix, regex=regex, view=view, methods=methods)
-
-
-def _checked_methods(methods: object, *, where: str, check_id: str) -> list[str]:
-    """``methods`` as a list of method names, or ``ConfigError``: a string, bytes or an
-    entry that is not a method name (``None``, ``"GET, POST"``) would never match."""
+    if methods is None:
+        return RouteMatcher(prefix=prefix, regex=regex, view=view)
+    # A string, bytes or an entry that is not a method name (None, "GET, POST") never matches.
     listed = (
         None
         if isinstance(methods, str | bytes) or not isinstance(methods, Iterable)
@@ -180,7 +175,7 @@ def _checked_methods(methods: object, *, where: str, check_id: str) -> list[str]
             check_id=check_id,
             hint="Write methods as a list of HTTP method names, one per entry: ['GET', 'POST'].",
         )
-    return listed
+    return RouteMatcher(prefix=prefix, regex=regex, view=view, methods=method_set(listed))
 
 
 _position = itemgetter(0)
@@ -207,7 +202,7 @@ class RouteIndex(Generic[T]):
     (['a', 'b', 'c'], ['b'])
     """
 
-    __slots__ = ("_answers", "_lengths", "_pairs", "_rest", "_rest_items", "indexed", "items")
+    __slots__ = ("_answers", "_lengths", "_pairs", "_rest", "_rest_items", "items")
 
     def __init__(
         self,
@@ -218,7 +213,6 @@ class RouteIndex(Generic[T]):
     ) -> None:
         listed = tuple(entries)
         self.items: tuple[T, ...] = tuple(item for _, item in listed)
-        self.indexed = len(listed) >= linear_below
         by_prefix: dict[str, list[tuple[int, T]]] = {}
         rest: list[tuple[int, T]] = []
         for position, (matcher, item) in enumerate(listed):
@@ -234,7 +228,7 @@ class RouteIndex(Generic[T]):
         # None in linear mode: candidates() answers with every item.
         self._lengths: tuple[int, ...] | None = None
         self._answers: dict[str, tuple[T, ...] | None] = {}
-        if self.indexed:
+        if len(listed) >= linear_below:
             self._lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
             self._answers = {p: self._merged(p, len(p), prebuilt_max) for p in by_prefix}
 

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponseBase
 
-from . import routes
+from . import abandoned, routes
 from .breakers.phase import Phase
 from .breakers.registry import get_breaker
 from .breakers.state import Breaker, CircuitOpen
@@ -126,12 +127,9 @@ class Runtime:
                  "ratelimit_headers", "route_breakers", "settings", "shed_before_view",
                  "shedder", "stores")  # fmt: skip
 
-    def __init__(
-        self, settings: ResilienceSettings, stores: _Stores, admin: AdminRules | None = None
-    ) -> None:
+    def __init__(self, settings: ResilienceSettings, stores: _Stores, admin: AdminRules) -> None:
         self.settings = settings
         self.stores = stores
-        admin = admin or AdminRules()
         # Settings rules first, then the admin's (live drops those named like a setting).
         self.deadlines = DeadlinePolicy(
             replace(settings.deadline, routes=settings.deadline.routes + admin.route_budgets)
@@ -318,21 +316,6 @@ class Runtime:
             request.method or "GET", request.path_info, view_name_of(request)
         )
 
-    def take_held(
-        self, request: HttpRequest, *, trial: bool
-    ) -> tuple[Permit | None, Callable[[], None] | None]:
-        """Hand the request's slot (and, with ``trial``, the route breaker's trial, freed
-        with no verdict) to the caller, who frees them when an abandoned view really ends."""
-        state: RequestState | None = getattr(request, STATE_ATTR, None)
-        if state is None:
-            return None, None
-        permit, state.permit = state.permit, None
-        breaker, token = state.breaker, state.token
-        if not trial or breaker is None or token is None:
-            return permit, None
-        state.token = None
-        return permit, functools.partial(breaker.release, token)
-
     def release(self, request: HttpRequest, *, timed_out: bool, by_caller: bool = False) -> None:
         """The view did not answer: free its slot; a timeout counts against the route (not a
         client gone or a failure, ``timed_out`` False); ``by_caller``: see ``end_breaker``."""
@@ -343,6 +326,28 @@ class Runtime:
             state.permit.release()
             state.permit = None
         state.end_breaker(True if timed_out else None, by_caller=timed_out and by_caller)
+
+    def abandon(self, request: HttpRequest, deadline: Deadline | None) -> None:
+        """The deadline (or, with ``None``, the client going away) cut the view short:
+        the route's verdict now, the slot when the work has really stopped."""
+        timed_out = deadline is not None
+        by_caller = deadline is not None and deadline.by_caller
+        match = request.resolver_match
+        if match is None or iscoroutinefunction(match.func):
+            # An async view's task is unwound by now: nothing of it runs on.
+            self.release(request, timed_out=timed_out, by_caller=by_caller)
+            return
+        # A sync view's thread runs on: its slot (and, client gone, its route breaker's trial,
+        # freed with no verdict) stays taken until it ends, so the bulkhead bounds real work.
+        permit: Permit | None = None
+        trial: Callable[[], None] | None = None
+        state: RequestState | None = getattr(request, STATE_ATTR, None)
+        if state is not None:
+            permit, state.permit = state.permit, None
+            if not timed_out and state.breaker is not None and state.token is not None:
+                trial, state.token = functools.partial(state.breaker.release, state.token), None
+        self.release(request, timed_out=timed_out, by_caller=by_caller)
+        abandoned.hold_until_thread_ends(deadline.route if deadline else None, permit, trial)
 
     # -- pieces ---------------------------------------------------------------------
 

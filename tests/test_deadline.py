@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import resilience_django
 from resilience_django import deadline as deadline_module
+from resilience_django import deadline_policy as deadline_policy_module
 from resilience_django.clock import ManualClock
 from resilience_django.deadline import (
     Deadline,
@@ -78,7 +79,9 @@ def test_malformed_grpc_timeout_is_none(value: str) -> None:
     assert parse_grpc_timeout(value) is None
 
 
-@pytest.mark.parametrize(("value", "seconds"), [("150", 0.15), ("0", 0.0), (" 20 ", 0.02)])
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("150", 0.15), ("0", 0.0), (" 20 ", 0.02), ("\t20\t", 0.02)]
+)
 def test_x_timeout_ms_parses(value: str, seconds: float) -> None:
     assert parse_timeout_ms(value) == pytest.approx(seconds)
 
@@ -86,6 +89,24 @@ def test_x_timeout_ms_parses(value: str, seconds: float) -> None:
 @pytest.mark.parametrize("value", ["", "-1", "1.5", "abc", "1e3", "12345678901"])
 def test_malformed_x_timeout_ms_is_none(value: str) -> None:
     assert parse_timeout_ms(value) is None
+
+
+@pytest.mark.parametrize("value", ["\xa0250m", "250m\x85", "\x0c250m", "250m\u2003"])
+def test_grpc_timeout_loses_only_spaces_and_tabs(value: str) -> None:
+    assert parse_grpc_timeout(" \t250m\t ") == pytest.approx(0.25)
+    assert parse_grpc_timeout(value) is None
+    assert parse_timeout_ms(value.replace("250m", "250")) is None
+
+
+def test_timeout_header_with_a_latin1_space_is_a_bad_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bad: list[str] = []
+    monkeypatch.setattr(deadline_policy_module.metrics, "bad_header", bad.append)
+    raw = [(b"x-timeout-ms", b"20\xa0"), (b"grpc-timeout", b"\xa010m")]
+    dl = _policy().start_scope("GET", "/", raw, 0.0)
+    assert dl is not None and dl.budget == 30.0 and not dl.by_caller
+    assert sorted(bad) == ["grpc-timeout", "x-timeout-ms"]
 
 
 @given(st.text(max_size=30))
@@ -236,3 +257,10 @@ def test_decorator_refuses_a_zero_budget_as_settings_do(budget: str | int) -> No
     # clear error (resilience.E0xx), and so does the decorator, at import time.
     with pytest.raises(ValueError, match="longer than zero"):
         resilience_django.deadline(budget)
+
+
+@pytest.mark.parametrize("value", ["\u0663\u0660\u0660", "\u0663\u0660\u0660m", "\uff13\uff10"])
+def test_deadline_headers_take_only_ascii_digits(value: str) -> None:
+    # \d would read Arabic-Indic or full-width digits as a budget.
+    assert parse_timeout_ms(value) is None
+    assert parse_grpc_timeout(value) is None

@@ -127,7 +127,7 @@ def test_ten_thousand_non_matching_prefix_rules_are_never_candidates() -> None:
     entries = [(matcher(path=f"/tenant/{i}/"), f"t{i}") for i in range(10_000)]
     entries.insert(5_000, (matcher(path="/api/"), "api"))
     index = RouteIndex(entries)
-    assert index.indexed
+    assert index._lengths is not None
     assert list(index.candidates("/api/orders")) == ["api"]
     assert list(index.candidates("/tenant/42/x")) == ["t42"]
     assert list(index.candidates("/other")) == []
@@ -135,7 +135,7 @@ def test_ten_thousand_non_matching_prefix_rules_are_never_candidates() -> None:
 
 def test_short_rule_lists_are_scanned_whole() -> None:
     index = RouteIndex([(matcher(path="/api/"), "api"), (matcher(path="/b/"), "b")])
-    assert not index.indexed
+    assert index._lengths is None
     assert list(index.candidates("/other")) == ["api", "b"]
 
 
@@ -175,7 +175,11 @@ def test_deadline_route_budgets_among_many_prefixes_still_pick_the_first_match()
     routes.insert(3, RouteBudget(RouteMatcher(prefix="/api/orders"), 0.8, "/api/orders"))
     routes.append(RouteBudget(RouteMatcher(prefix="/api/"), 2.0, "/api/"))
     policy = DeadlinePolicy(DeadlineSettings(default=30.0, routes=tuple(routes)))
-    assert policy.route_budget("GET", "/api/orders/1") == (0.8, "/api/orders")
-    assert policy.route_budget("GET", "/api/other") == (2.0, "/api/")
-    assert policy.route_budget("GET", "/tenant/7/x") == (5.0, "t7")
-    assert policy.route_budget("GET", "/nowhere") == (30.0, "default")
+    for path, budget, route in [
+        ("/api/orders/1", 0.8, "/api/orders"),
+        ("/api/other", 2.0, "/api/"),
+        ("/tenant/7/x", 5.0, "t7"),
+        ("/nowhere", 30.0, "default"),
+    ]:
+        deadline = policy.start("GET", path, {}, 0.0)
+        assert deadline is not None and (deadline.budget, deadline.route) == (budget, route)

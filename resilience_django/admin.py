@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from . import admin_views, forms
+from .admin_views.state import snapshot
 from .conf import ResilienceSettings, get_settings
 from .live import row_problem, settings_names
 from .models import BreakerDashboard, BreakerPolicy, LimitRule, RouteDeadline, SheddingRule
@@ -65,7 +66,7 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             why = "Settings define a rule with this name; the settings rule is in force."
             return format_html(conflict, why, "overridden by settings")
         # The live loader's own verdict: the page and the loader agree.
-        if (problem := row_problem(obj.settings_kind, obj)) is not None:
+        if (problem := row_problem(obj)) is not None:
             return format_html(conflict + "<br><small>{}</small>", problem, "not in force", problem)
         return format_html('<span class="rd-ok">{}</span>', "✔ in force")
 
@@ -102,11 +103,6 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         form = super().get_form(request, *args, **kwargs)
         conflict = getattr(request, _CONFLICT, False)
         return type(form.__name__, (form,), {"save_conflict": True}) if conflict else form
-
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        # The form's hidden updated_at (forms.RuleForm) rides in the first fieldset.
-        (title, options), *rest = super().get_fieldsets(request, obj)
-        return [(title, {**options, "fields": [*options["fields"], forms.SEEN]}), *rest]
 
     enable = _action("Enable selected %(verbose_name_plural)s", "enabled", True)
     disable = _action("Disable selected %(verbose_name_plural)s", "enabled", False)
@@ -206,7 +202,7 @@ class RouteDeadlineAdmin(_RuleAdmin):
     list_display = ("route", "budget", "enabled", "in_force", "updated_at")
     list_filter = ("enabled",)
     search_fields = ("route", "notes")
-    fields = ("route", "budget", "enabled", "notes", "created_at", "updated_at")
+    fields = ("route", "budget", "enabled", "notes", "created_at", "updated_at", forms.SEEN)
 
     def settings_rows(self, settings: ResilienceSettings) -> tuple[list[str], list[list[str]]]:
         deadline = settings.deadline
@@ -274,13 +270,14 @@ class BreakerDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not admin_views.can_view(request.user):
             raise PermissionDenied
         name = f"{self.opts.app_label}_{self.opts.model_name}"
+        can_operate = admin_views.can_operate(request.user)
         context = {
             **self.admin_site.each_context(request),
             "title": "Breaker dashboard",
             "opts": self.opts,
             "app_label": self.opts.app_label,
             "api_url": reverse(f"{self.admin_site.name}:{name}_api"),
-            "state": admin_views.dashboard_state(request.user),
-            "can_operate": admin_views.can_operate(request.user),
+            "state": snapshot(can_operate=can_operate),
+            "can_operate": can_operate,
         }
         return TemplateResponse(request, "resilience_django/admin/dashboard.html", context)

@@ -10,7 +10,7 @@ from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .admin_choices import BUILTIN_KEYS, admin_choices, is_builtin_exception
+from .admin_choices import BUILTIN_KEYS, admin_choices
 from .models import BreakerPolicy, LimitRule, RouteDeadline, SheddingRule, _split
 
 __all__ = [
@@ -31,8 +31,8 @@ _NOT_ALLOWED = "{} (not allowed by settings)"
 class DatalistInput(forms.TextInput):
     """A text input with suggestions: built-in key kinds take an argument, so not a select."""
 
-    def __init__(self, options: Sequence[str] = (), attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(attrs)
+    def __init__(self, options: Sequence[str]) -> None:
+        super().__init__()
         self.options = tuple(options)
 
     def render(
@@ -65,16 +65,17 @@ _PATH_HELP = "Path prefix such as '/api/orders' (regexes only in settings); empt
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
+SEEN = "seen_updated_at"  # the form's hidden updated_at (RuleForm), in the first fieldset
 # How the admin groups each form's fields (``admin.py``); the forms take the fields from them.
 _HISTORY = ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)})
 LIMIT_FIELDSETS: Any = (
-    (None, {"fields": ("name", "enabled", "mode", "notes")}),
+    (None, {"fields": ("name", "enabled", "mode", "notes", SEEN)}),
     ("Which requests", {"fields": ("path", "view", "methods")}),
     ("How fast", {"fields": ("key", "rate", "burst", "algorithm", "scope")}),
     _HISTORY,
 )
 BREAKER_FIELDSETS: Any = (
-    (None, {"fields": ("name", "enabled", "mode", "notes")}),
+    (None, {"fields": ("name", "enabled", "mode", "notes", SEEN)}),
     ("Tripping", {"fields": ("failure_threshold", "window", "error_rate", "min_calls")}),
     ("Open and half-open", {"fields": ("open_for", "open_for_max", "half_open_calls",
                                        "close_ratio", "half_open_max_wait")}),
@@ -86,7 +87,7 @@ BREAKER_FIELDSETS: Any = (
     _HISTORY,
 )  # fmt: skip
 SHEDDING_FIELDSETS: Any = (
-    (None, {"fields": ("name", "enabled", "position", "notes")}),
+    (None, {"fields": ("name", "enabled", "position", "notes", SEEN)}),
     ("Which requests", {"fields": ("path", "view", "methods")}),
     ("How many at once", {"fields": ("max_concurrent", "queue", "max_wait", "adaptive",
                                      "min_concurrent")}),
@@ -98,9 +99,6 @@ SHEDDING_FIELDSETS: Any = (
 
 def _editable(fieldsets: Any) -> list[str]:
     return [f for _, options in fieldsets[:-1] for f in options["fields"]]
-
-
-SEEN = "seen_updated_at"
 
 
 class RuleForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -190,7 +188,7 @@ class BreakerPolicyForm(RuleForm):
             options = [(path, path) for path in allowed]
             for path in dict.fromkeys(field.prepare_value(getattr(self.instance, name))):
                 if path not in allowed:
-                    refused = not is_builtin_exception(path) and path not in choices.exceptions
+                    refused = choices.refuse_exception(path) is not None
                     options.append((path, _NOT_ALLOWED.format(path) if refused else path))
             field.choices = options
         predicate = self.fields["failure_result"]

@@ -11,9 +11,10 @@ from django.db import models
 from . import live
 from .admin_choices import AdminChoices, admin_choices
 from .breakers.policy import parse_breaker_policy
-from .conf import _route_key_matcher
+from .conf import RouteBudget, _route_key_matcher
 from .exceptions import ConfigError, every_error
 from .limiting.rules import parse_limit_rule
+from .routes import reject_regex
 from .shedding.rules import parse_shedding_rule
 from .units import parse_deadline_budget
 
@@ -82,16 +83,13 @@ class _AdminRule(models.Model):
     def as_setting(self) -> dict[str, Any]:
         """This row as the settings entry it mirrors."""
         entry = {name: getattr(self, name) for name in self.always}
-        entry.update(
-            {n: getattr(self, n) for n in self.when_set if getattr(self, n) not in ("", None)}
-        )
-        entry.update(
-            {n: _split(getattr(self, n)) for n in self.as_lists if getattr(self, n).strip()}
-        )
+        entry |= {n: v for n in self.when_set if (v := getattr(self, n)) not in ("", None)}
+        entry |= {n: _split(v) for n in self.as_lists if (v := getattr(self, n)).strip()}
         return entry
 
-    def parse(self) -> object:
-        """This row through the settings' own parser; raises ``ConfigError``."""
+    def parse(self, index: int = 0) -> object:
+        """This row through the settings' own parser (``index`` names it in errors); raises
+        ``ConfigError``.  Admin rows take path prefixes and URL names only (docs/admin.md)."""
         raise NotImplementedError
 
     def clean(self) -> None:
@@ -198,9 +196,8 @@ class LimitRule(_RoutedRule):
         refusal = choices.refuse_key(self.key) if isinstance(self.key, str) else None
         return {"key": refusal} if refusal else {}
 
-    def parse(self) -> object:
-        # Prefixes and URL names only: regexes belong in settings (docs/admin.md, "Paths").
-        rule = parse_limit_rule(self.as_setting(), index=0, allow_regex=False)
+    def parse(self, index: int = 0) -> object:
+        rule = parse_limit_rule(self.as_setting(), index=index, allow_regex=False)
         self.rate = rule.rate  # saved as shown: "100/minute" and "100/60s" are "100/m"
         return rule
 
@@ -274,7 +271,7 @@ class BreakerPolicy(_AdminRule):
             found["failure_result"] = refusal
         return found
 
-    def parse(self) -> object:
+    def parse(self, index: int = 0) -> object:
         return parse_breaker_policy(self.name, self.as_setting())
 
 
@@ -305,6 +302,14 @@ class RouteDeadline(_AdminRule):
         except ValueError as exc:
             hint = "Write it like '800ms' or '2s': longer than zero, at most a day."
             raise ConfigError(str(exc), check_id="resilience.E008", hint=hint) from None
+
+    def parse(self, index: int = 0) -> RouteBudget:
+        budget = self.parsed_budget()
+        where = f"admin route deadline {self.route!r}"
+        reject_regex(self.route, where=where, check_id="resilience.E008")
+        return RouteBudget(
+            matcher=_route_key_matcher(self.route, where), budget=budget, label=self.route
+        )
 
     def clean(self) -> None:
         self._refuse_settings_name()
@@ -402,8 +407,8 @@ class SheddingRule(_RoutedRule):
             entry["critical_header"] = self.critical_header.strip()
         return entry
 
-    def parse(self) -> object:
-        return parse_shedding_rule(self.as_setting(), index=0, allow_regex=False)
+    def parse(self, index: int = 0) -> object:
+        return parse_shedding_rule(self.as_setting(), index=index, allow_regex=False)
 
 
 class BreakerDashboard(models.Model):

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .state import snapshot
 
-__all__ = ["api_view", "can_operate", "can_view", "dashboard_state"]
+__all__ = ["api_view", "can_operate", "can_view"]
 
 logger = logging.getLogger("resilience_django.admin")
 OPERATE = "resilience_django.operate_breakers"
@@ -31,11 +31,6 @@ def can_view(user: Any) -> bool:
 def can_operate(user: Any) -> bool:
     """Staff who may force-open, force-close, reset and disable breakers."""
     return bool(user.is_active and user.is_staff and user.has_perm(OPERATE))
-
-
-def dashboard_state(user: Any = None) -> dict[str, Any]:
-    """The whole dashboard as one JSON-ready dict, for ``user``."""
-    return snapshot(can_operate=user is not None and can_operate(user))
 
 
 ACTION_LABELS = {
@@ -73,7 +68,7 @@ def api_view(request: HttpRequest, name: str | None = None) -> HttpResponse:
     if not can_view(request.user):
         return _error(403, "You may not view the breaker dashboard.")
     if request.method == "GET":
-        state = dashboard_state(request.user)
+        state = snapshot(can_operate=can_operate(request.user))
         if name is None:
             return JsonResponse(state)
         for breaker in state["breakers"]:

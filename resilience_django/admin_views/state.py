@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -22,42 +23,58 @@ _REFUSING = frozenset({"forced_open", "open"})
 _PROCESS_FIELDS = (
     "host", "pid", "state", "calls", "failure_rate", "slow_rate", "ewma", "rejected", "retry_after",
 )  # fmt: skip
+_COUNTS = ("calls", "failures", "slow", "rejected")  # summed over the fleet
+_PEAKS = ("ewma", "retry_after")  # the fleet's highest
+
+
+def _numbers(row: Mapping[str, Any]) -> dict[str, float] | None:
+    """The row's counts, peaks and transition time, or ``None`` when another process's report
+    is malformed (another version's, a hand-written one): it hides its own row, not the page."""
+    transition = row.get("last_transition") or None
+    try:
+        numbers: dict[str, float] = {key: int(row.get(key) or 0) for key in _COUNTS}
+        numbers |= {key: float(row.get(key) or 0.0) for key in _PEAKS}
+        numbers["at"] = float(transition.get("at") or 0.0) if transition is not None else 0.0
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return None
+    sound = isinstance(row.get("state"), str) and all(map(math.isfinite, numbers.values()))
+    return numbers if sound else None
 
 
 def aggregate_breakers(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group per-process snapshot rows by breaker into one fleet-wide summary each."""
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    grouped: dict[str, list[tuple[Mapping[str, Any], dict[str, float]]]] = {}
     for row in rows:
-        grouped.setdefault(str(row.get("name")), []).append(row)
+        if (numbers := _numbers(row)) is not None:
+            grouped.setdefault(str(row.get("name")), []).append((row, numbers))
     out = []
-    for name in sorted(grouped):
-        procs = grouped[name]
-        calls = sum(int(p.get("calls") or 0) for p in procs)
-        failures = sum(int(p.get("failures") or 0) for p in procs)
-        slow = sum(int(p.get("slow") or 0) for p in procs)
-        transitions = [p["last_transition"] for p in procs if p.get("last_transition")]
-        last = max(transitions, key=lambda t: t.get("at") or 0.0) if transitions else None
-        states = [str(p.get("state")) for p in procs]
+    for name, procs in sorted(grouped.items()):
+        total = {key: sum(n[key] for _, n in procs) for key in _COUNTS}
+        peak = {key: max(n[key] for _, n in procs) for key in _PEAKS}
+        transitions = [(n["at"], t) for p, n in procs if (t := p.get("last_transition"))]
+        last = max(transitions, key=lambda t: t[0])[1] if transitions else None
+        states = [p["state"] for p, _ in procs]
         worst = min(states, key=lambda s: _SEVERITY.index(s) if s in _SEVERITY else 0)
-        rate = failures / calls if calls else 0.0
+        calls = total["calls"]
+        rate = total["failures"] / calls if calls else 0.0
         out.append(
             {
                 "name": name,
                 "state": worst,
                 "states": {s: states.count(s) for s in sorted(set(states))},
                 "calls": calls,
-                "failures": failures,
+                "failures": total["failures"],
                 "failure_rate": round(rate, 4),
                 # The sparkline's: an open breaker refuses every call, so 100%, not 0%.
                 "error_rate": 1.0 if worst in _REFUSING else round(rate, 4),
-                "slow_rate": round(slow / calls, 4) if calls else 0.0,
-                "ewma": max(float(p.get("ewma") or 0.0) for p in procs),
-                "rejected": sum(int(p.get("rejected") or 0) for p in procs),
-                "retry_after": max(float(p.get("retry_after") or 0.0) for p in procs),
+                "slow_rate": round(total["slow"] / calls, 4) if calls else 0.0,
+                "ewma": peak["ewma"],
+                "rejected": total["rejected"],
+                "retry_after": peak["retry_after"],
                 "last_transition": last,
                 "processes": [
                     {**{key: p.get(key) for key in _PROCESS_FIELDS}, "reported": p.get("time")}
-                    for p in procs
+                    for p, _ in procs
                 ],
             }
         )
@@ -98,19 +115,9 @@ class RateHistory:
 _rates = RateHistory()
 
 
-def fleet_reports() -> tuple[list[dict[str, Any]], str | None]:
-    """Every live process's report, and why the fleet store could not be read (or None)."""
-    try:
-        return fleet_processes(), None
-    except Exception as exc:  # the fleet store is down: say so, show the rest
-        return [process_report([])], f"{type(exc).__name__}: {exc}"
-
-
-def history(procs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def history(procs: list[dict[str, Any]]) -> dict[str, Any]:
     """Top rejecting rules and deadline misses over the last minute across the fleet, plus
     totals (since each live process started), from the processes' per-second counts."""
-    if procs is None:
-        procs = fleet_reports()[0]
     now = time.time()
     rejected = window_counts((p.get("rejections") for p in procs), now=now)
     deadline = window_counts((p.get("deadlines") for p in procs), now=now)
@@ -140,12 +147,20 @@ def limiters(procs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if isinstance(limiter, Mapping):
             out.append({"host": p.get("host"), "pid": p.get("pid"), "time": p.get("time"),
                         "configured": p.get("backend"), **limiter})  # fmt: skip
-    return sorted(out, key=lambda h: (str(h.get("host")), h.get("pid") or 0))
+    # Any pid another process wrote: numbers in order, then the rest by their text.
+    return sorted(out, key=lambda h: (str(h["host"]), _int_or_zero(h["pid"]), str(h["pid"])))
+
+
+def _int_or_zero(value: Any) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def snapshot(*, can_operate: bool = False) -> dict[str, Any]:
     """The whole dashboard: fleet breakers, limiter health, rejections, deadline misses."""
-    procs, fleet_error = fleet_reports()
+    try:
+        procs, fleet_error = fleet_processes(), None
+    except Exception as exc:  # the fleet store is down: say so, show the rest
+        procs, fleet_error = [process_report([])], f"{type(exc).__name__}: {exc}"
     breakers = [] if fleet_error else aggregate_breakers(breaker_rows(procs))
     _rates.record(breakers)
     for breaker in breakers:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..admin_choices import AdminChoices, admin_choices
-from ..breakers.policy import BreakerPolicy, parse_breaker_policy
-from ..conf import RouteBudget, _route_key_matcher, get_settings
+from ..breakers.policy import BreakerPolicy
+from ..conf import RouteBudget, get_settings
 from ..exceptions import ConfigError
-from ..limiting.rules import LimitRule, parse_limit_rule
-from ..routes import reject_regex
-from ..shedding.rules import SheddingRule, parse_shedding_rule
+from ..limiting.rules import LimitRule
+from ..shedding.rules import SheddingRule
 
 __all__ = ["AdminRules", "build_admin_rules", "read_admin_rows", "row_problem", "settings_names"]
 
@@ -87,12 +86,12 @@ def build_admin_rules(rows: dict[str, tuple[Any, ...]]) -> AdminRules:
             if name in taken[kind]:
                 conflicts.append((kind, name))
                 continue
-            value, problem = _load_row(kind, row, index, choices)
+            value, problem = _load_row(row, index, choices)
             if problem is not None:
                 logger.error("admin %s rule %r left out: %s", kind, name, problem)
                 skipped.append((kind, name, problem))
                 continue
-            parsed.append(value)
+            parsed.append((name, value) if kind == "breaker" else value)
         return parsed
 
     return AdminRules(
@@ -106,33 +105,18 @@ def build_admin_rules(rows: dict[str, tuple[Any, ...]]) -> AdminRules:
     )
 
 
-def row_problem(kind: str, row: Any) -> str | None:
+def row_problem(row: Any) -> str | None:
     """Why this admin row cannot be in force, or ``None``: what the loader would say."""
-    return _load_row(kind, row, 0, admin_choices())[1]
+    return _load_row(row, 0, admin_choices())[1]
 
 
-# Admin rows take path prefixes and URL names only (docs/admin.md, "Paths").
-_PARSERS: dict[str, Callable[[Any, int], Any]] = {
-    "limit": lambda r, i: parse_limit_rule(r.as_setting(), index=i, allow_regex=False),
-    "breaker": lambda r, i: (r.name, parse_breaker_policy(r.name, r.as_setting())),
-    "route": lambda r, i: _route_budget(r.route, r.parsed_budget()),
-    "shedding": lambda r, i: parse_shedding_rule(r.as_setting(), index=i, allow_regex=False),
-}
-
-
-def _load_row(kind: str, row: Any, index: int, choices: AdminChoices) -> tuple[Any, str | None]:
+def _load_row(row: Any, index: int, choices: AdminChoices) -> tuple[Any, str | None]:
     # The allowlist first, as strings: a path settings do not list is never imported.
     if refusals := row.refusals(choices):
         return None, "; ".join(f"{field}: {why}" for field, why in refusals.items())
     try:
-        return _PARSERS[kind](row, index), None
+        return row.parse(index), None
     except ConfigError as exc:
         return None, f"{exc} ({exc.check_id})"
     except Exception as exc:  # a row must never stop the others from loading
         return None, f"{type(exc).__name__}: {exc}"
-
-
-def _route_budget(route: str, budget: float) -> RouteBudget:
-    where = f"admin route deadline {route!r}"
-    reject_regex(route, where=where, check_id="resilience.E008")
-    return RouteBudget(matcher=_route_key_matcher(route, where), budget=budget, label=route)

@@ -15,6 +15,7 @@ from resilience_django import admin_views, metrics
 from resilience_django.admin_views.state import RateHistory, aggregate_breakers, history
 from resilience_django.breakers.registry import get_breaker
 from resilience_django.clock import ManualClock
+from resilience_django.fleet import fleet_processes
 
 DASHBOARD = "/admin/resilience_django/breakerdashboard/"
 API = DASHBOARD + "api/"
@@ -199,10 +200,10 @@ def test_aggregate_shows_the_worst_state_and_fleet_wide_rates() -> None:
 
 
 def test_history_counts_this_process_rejections_and_deadline_misses_at_once() -> None:
-    before = {r["rule"]: r["total"] for r in history()["top_rejections"]}
+    before = {r["rule"]: r["total"] for r in history(fleet_processes())["top_rejections"]}
     metrics.request_rejected("dash-test-rule", "rate_limited")
     metrics.deadline_exceeded("/dash-test/")
-    data = history()
+    data = history(fleet_processes())
     totals = {r["rule"]: r["total"] for r in data["top_rejections"]}
     assert totals["dash-test-rule"] == before.get("dash-test-rule", 0) + 1
     assert any(d["route"] == "/dash-test/" and d["total"] >= 1 for d in data["deadline_exceeded"])

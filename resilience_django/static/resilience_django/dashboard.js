@@ -8,7 +8,7 @@
   const api = root.dataset.api;
   const interval = parseInt(root.dataset.interval || "2000", 10);
   const HISTORY = 90; // points kept per breaker: 3 minutes at the default interval
-  const history = new Map(); // breaker name -> [failure rate, ...]
+  let history = new Map(); // breaker name -> [failure rate, ...]
   const openDetails = new Set();
   const labels = {closed: "closed", open: "open", half_open: "half-open", forced_open: "forced open",
                   disabled: "disabled", metrics_only: "metrics only"};
@@ -104,21 +104,15 @@
   function render(state) {
     canOperate = !!state.can_operate;
     const now = state.time;
-    const seen = new Set();
+    const shown = new Map(); // breakers gone from the fleet are forgotten
     for (const b of state.breakers) {
-      seen.add(b.name);
-      let points = history.get(b.name);
-      if (!points && b.history && b.history.length) {
-        // First sight of this breaker: start from the server's recent history.
-        points = b.history.map((p) => p[1]).slice(-HISTORY);
-      } else {
-        points = points || [];
-        points.push(b.error_rate);
-        if (points.length > HISTORY) points.shift();
-      }
-      history.set(b.name, points);
+      const points = history.get(b.name);
+      // First sight of this breaker: start from the server's recent history.
+      shown.set(b.name, !points && b.history && b.history.length
+        ? b.history.map((p) => p[1]).slice(-HISTORY)
+        : [...(points || []), b.error_rate].slice(-HISTORY));
     }
-    for (const name of history.keys()) if (!seen.has(name)) history.delete(name);
+    history = shown;
     $("rd-breakers").replaceChildren(...(state.breakers.length
       ? state.breakers.map((b) => card(b, now))
       : [el("p", {class: "rd-muted", text: "No breaker has been used yet."})]));

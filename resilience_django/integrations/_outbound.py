@@ -122,15 +122,21 @@ class _Attempt(Admitted):
 
     permit: Permit | None = None
 
-    def admit(self, bulkhead: Bulkhead, answer: Permit | Shed) -> None:
+    def __init__(self, breaker: str | None, bulkhead: Bulkhead | None) -> None:
+        super().__init__(breaker)
+        self.bulkhead = bulkhead
+
+    def admit(self, answer: Permit | Shed) -> None:
         if isinstance(answer, Shed):
-            self.verdict(None)
-            raise BulkheadFull(bulkhead.name, answer.retry_after)
+            assert self.bulkhead is not None
+            raise BulkheadFull(self.bulkhead.name, answer.retry_after)
         self.permit = answer
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if exc is not None:
-            self.verdict(True, exc)  # the policy may judge exc no failure
+            # Refused or interrupted by the bulkhead, it never ran: its breaker token goes back.
+            ran = self.bulkhead is None or self.permit is not None
+            self.verdict(True if ran else None, exc)  # the policy may judge exc no failure
         if self.permit is not None:
             self.permit.release()
 
@@ -200,30 +206,20 @@ class OutboundGuard:
     def _once(self, attempt: Callable[[], T], dropped: list[T]) -> T:
         if dropped:
             dropped.pop().close()
-        trial = _Attempt(self.breaker)
-        if self.bulkhead is not None:
-            try:
-                answer = self.bulkhead.acquire_sync(remaining())
-            except BaseException:
-                trial.verdict(None)  # interrupted before it ran: its token goes back
-                raise
-            trial.admit(self.bulkhead, answer)
+        trial = _Attempt(self.breaker, self.bulkhead)
         with trial:
+            if self.bulkhead is not None:
+                trial.admit(self.bulkhead.acquire_sync(remaining()))
             dropped.append(result := trial.judge(attempt()))
         return result
 
     async def _aonce(self, attempt: Callable[[], Awaitable[A]], dropped: list[A]) -> A:
         if dropped:
             await dropped.pop().aclose()
-        trial = _Attempt(self.breaker)
-        if self.bulkhead is not None:
-            try:
-                answer = await self.bulkhead.acquire_async(remaining())
-            except BaseException:
-                trial.verdict(None)  # cancelled before it ran: its token goes back
-                raise
-            trial.admit(self.bulkhead, answer)
+        trial = _Attempt(self.breaker, self.bulkhead)
         with trial:
+            if self.bulkhead is not None:
+                trial.admit(await self.bulkhead.acquire_async(remaining()))
             dropped.append(result := trial.judge(await attempt()))
         return result
 

@@ -29,12 +29,11 @@ def deadline_execute_wrapper(
 ) -> Any:
     deadline = _current.get()
     connection: BaseDatabaseWrapper = context["connection"]
-    postgres = connection.vendor == "postgresql"
     if deadline is not None and (left := deadline.remaining()) <= 0:
         raise DeadlineExceeded(
             f"deadline of {deadline.budget:.3f}s for {deadline.route} spent before a query"
         )
-    if not postgres:
+    if connection.vendor != "postgresql":
         return execute(sql, params, many, context)
     cursor = context["cursor"]
     state = getattr(connection, _STATE_ATTR, None)

@@ -9,8 +9,7 @@ from typing import Generic, TypeVar
 
 from ..clock import Clock, monotonic
 
-__all__ = ["MAX_BUDGETS", "BudgetRegistry", "LruRegistry", "RetryBudget", "WindowCounts",
-           "budget_for", "budgets"]  # fmt: skip
+__all__ = ["MAX_BUDGETS", "LruRegistry", "RetryBudget", "WindowCounts", "budget_for", "budgets"]
 
 
 class WindowCounts:
@@ -127,30 +126,15 @@ class LruRegistry(Generic[_T]):
             for item in self._items.values():
                 item.reset()
 
-    def __len__(self) -> int:
-        return len(self._items)
 
-    def __contains__(self, target: object) -> bool:
-        return target in self._items
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+budgets: LruRegistry[RetryBudget] = LruRegistry()
 
 
-class BudgetRegistry(LruRegistry[RetryBudget]):
-    """The process-wide budgets, one per target."""
-
-    __slots__ = ()
-
-    def get(
-        self, target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
-    ) -> RetryBudget:
-        """The budget of ``target``, shared by every call site (the first caller's settings win)."""
-        return self.get_or_make(
-            target, lambda: RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
-        )
-
-
-budgets = BudgetRegistry()
-budget_for = budgets.get  # the process-wide budget of a target
+def budget_for(
+    target: str, ratio: float = 0.2, *, min_per_second: float = 10.0, ttl: float = 10.0
+) -> RetryBudget:
+    """The process-wide budget of ``target``, shared by every call site (the first caller's
+    settings win)."""
+    return budgets.get_or_make(
+        target, lambda: RetryBudget(ratio, min_per_second=min_per_second, ttl=ttl)
+    )

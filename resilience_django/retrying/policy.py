@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import random as _random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
+
+from asgiref.sync import iscoroutinefunction
 
 from .. import deadline
 from ..units import parse_duration
@@ -162,7 +163,7 @@ class RetryPolicy:
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
         policy = self.for_target(f"{getattr(fn, '__module__', None) or '?'}.{name}")
-        if inspect.iscoroutinefunction(fn):
+        if iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:

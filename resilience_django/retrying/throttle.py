@@ -77,8 +77,6 @@ class AdaptiveThrottle(WindowCounts):
 
 # Bounded like the budgets (budget.py): targets may be callers' hosts.
 _throttles: LruRegistry[AdaptiveThrottle] = LruRegistry()
-
-
 reset_throttles = _throttles.reset_all  # every throttle emptied in place: policies keep theirs
 
 

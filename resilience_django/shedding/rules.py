@@ -59,9 +59,6 @@ class SheddingRule:
     # True: a streamed body gives its slot back when the view returns (SSE).
     exempt_streams: bool = False
 
-    def matches(self, method: str, path: str, view_name: str | None = None) -> bool:
-        return self.matcher.matches(method, path, view_name)
-
     def is_critical(self, method: str, path: str, header: str | None = None) -> bool:
         """Whether a request may use the reserved share; ``header``: its ``critical_header``."""
         if self.critical or method in self.critical_methods:

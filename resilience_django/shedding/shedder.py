@@ -101,7 +101,8 @@ class Shedder:
 def _first_match(
     index: RouteIndex[SheddingRule], method: str, path: str, view_name: str | None
 ) -> SheddingRule | None:
-    return next((r for r in index.candidates(path) if r.matches(method, path, view_name)), None)
+    rules = index.candidates(path)
+    return next((r for r in rules if r.matcher.matches(method, path, view_name)), None)
 
 
 def _same_shape(a: SheddingRule, b: SheddingRule) -> bool:

@@ -7,24 +7,25 @@ import inspect
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypedDict
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 
 from ..exceptions import ConfigError, ResilienceError
 from ..limiting.decision import Algorithm, Policy
 from ..limiting.engine import LimitResult
-from ..limiting.keys import KeyFunc, as_awaitable, bounded_key
-from ..routes import method_set
+from ..limiting.keys import KeyFunc, _callable_key, as_awaitable, bounded_key, compile_key
+from ..limiting.proxies import TrustedProxies
 from ..units import MAX_RATE_COUNT, MAX_RATE_PERIOD, MIN_RATE_PERIOD, Rate, parse_rate, safe_repr
-from .standalone import StandaloneRule, shared_rule
+from .standalone import KeyFactory, StandaloneRule, shared_rule
 
 __all__ = ["ALL", "UNSAFE", "RateSpec", "Usage", "adapt_key", "aget_usage",
            "ais_ratelimited", "default_group", "get_usage", "is_ratelimited",
-           "make_rule", "method_list", "parse_compat_rate", "rate_getter",
-           "resolve_policy"]  # fmt: skip
+           "make_rule", "method_list", "parse_compat_rate", "resolve_policy",
+           "rule_policy"]  # fmt: skip
 
 logger = logging.getLogger("resilience_django.limiting")
 
@@ -34,6 +35,7 @@ UNSAFE: list[str] = ["DELETE", "PATCH", "POST", "PUT"]
 
 RateValue = str | Rate | tuple[int, int] | None
 RateSpec = str | Rate | tuple[int, int] | Callable[[str, Any], Any]
+PolicyGetters = tuple[Callable[[Any], Policy | None], Callable[[Any], Awaitable[Policy | None]]]
 
 
 class Usage(TypedDict):
@@ -46,14 +48,14 @@ class Usage(TypedDict):
     decision: LimitResult
 
 
-def method_list(method: Any) -> list[str] | None:
-    """``ALL``/``None`` → ``None`` (every method); ``"POST"`` or a list → a list."""
-    if method is None or method is ALL or method == ALL:
+def method_list(method: Any) -> tuple[str, ...] | None:
+    """``ALL``/``None`` → ``None`` (every method); ``"POST"``, a list or a set → a tuple."""
+    if method is None or method == ALL:
         return None
     if isinstance(method, str):
-        return [method]
-    if isinstance(method, Sequence):
-        return [str(m) for m in method]
+        return (method,)
+    if isinstance(method, Iterable):
+        return tuple(str(m) for m in method)
     raise ConfigError(
         f"method {method!r} must be ALL, a method name or a list of them",
         check_id="resilience.E027",
@@ -88,36 +90,6 @@ def parse_compat_rate(value: str | Rate | tuple[int, int]) -> Rate:
     return value
 
 
-def _callers(func: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
-    # A user's function, sync or async, callable from both sides: a sync one may query the
-    # database (the user's plan), so async code runs it in a thread, as Django requires.
-    if iscoroutinefunction(func):
-        return async_to_sync(func), func
-    return func, sync_to_async(func)
-
-
-def rate_getter(
-    rate: RateSpec, group: str
-) -> tuple[Callable[[Any], RateValue], Callable[[Any], Awaitable[RateValue]]] | None:
-    """``(sync, async)`` getters of a callable rate's value per request; ``None`` if fixed.  A rate
-    function that raises is logged, the request not limited (our own exceptions go through)."""
-    if not callable(rate):
-        return None
-    call, acall = _callers(rate)
-
-    def get(request: Any) -> RateValue:
-        with _not_limited_if_raises(group):
-            return call(group, request)  # type: ignore[no-any-return]
-        return None
-
-    async def aget(request: Any) -> RateValue:
-        with _not_limited_if_raises(group):
-            return await acall(group, request)  # type: ignore[no-any-return]
-        return None
-
-    return get, aget
-
-
 @contextmanager
 def _not_limited_if_raises(group: str) -> Iterator[None]:
     try:
@@ -128,13 +100,6 @@ def _not_limited_if_raises(group: str) -> Iterator[None]:
         logger.exception(
             "rate function of %r raised; this request is not limited", group, extra={"rule": group}
         )
-
-
-def _bounded(value: Any) -> str | None:
-    # The same bound as every other key (keys.py): a long value becomes its digest.
-    if value is None or value == "":
-        return None
-    return bounded_key(value if isinstance(value, str) else str(value))
 
 
 def _takes_group(func: Callable[..., Any]) -> bool:
@@ -148,35 +113,37 @@ def _takes_group(func: Callable[..., Any]) -> bool:
     return required >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
-def _callable_key(func: Callable[..., Any], group: str) -> KeyFunc:
+def _function_key(func: Callable[..., Any], group: str) -> tuple[str, KeyFactory]:
     spec = "callable:" + getattr(func, "__qualname__", type(func).__name__)
-    args: tuple[str, ...] = (group,) if _takes_group(func) else ()
-    call, acall = _callers(func)
+    call = func
+    if _takes_group(func):
+        call = partial(func, group)
+        if iscoroutinefunction(func):  # asgiref's mark (Python 3.11) is lost by partial
+            markcoroutinefunction(call)
 
-    def get(request: Any) -> str | None:
-        return _bounded(call(*args, request))
+    def make(trusted: TrustedProxies | None) -> KeyFunc:
+        # As the middleware's rules: one that raises is decided on the client's ip key.
+        return _callable_key(spec, call, compile_key("ip", trusted))
 
-    async def aget(request: Any) -> str | None:
-        return _bounded(await acall(*args, request))
-
-    return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
+    return spec, make
 
 
-def _post_key(spec: str, field: str) -> KeyFunc:
+def _post_key(spec: str, field: str) -> KeyFactory:
     def get(request: Any) -> str | None:
         # The body is already read when a view runs, under WSGI and ASGI alike:
         # parsing the form does no I/O, so the loop may call this directly.
-        return _bounded(request.POST.get(field))
+        value = request.POST.get(field)
+        return bounded_key(value) if value else None
 
-    return KeyFunc(spec, get, as_awaitable(get), loop_safe=True)
+    key = KeyFunc(spec, get, as_awaitable(get), loop_safe=True)
+    return lambda trusted: key
 
 
-def adapt_key(key: Any, group: str) -> tuple[str, KeyFunc | None]:
-    """A django-ratelimit key as ``(our key spec, a compiled key or None)``: ``get:x`` is our
-    ``param:x``; ``post:x`` and callables are compiled here; other strings are our specs."""
+def adapt_key(key: Any, group: str) -> tuple[str, KeyFactory | None]:
+    """A django-ratelimit key as ``(our key spec, a key factory or None)``: ``get:x`` is our
+    ``param:x``; ``post:x`` and callables are built here; other strings are our specs."""
     if callable(key):
-        compiled = _callable_key(key, group)
-        return compiled.spec, compiled
+        return _function_key(key, group)
     kind, _, arg = key.partition(":") if isinstance(key, str) else ("", "", "")
     if kind == "get" and arg.strip():
         return "param:" + arg.strip(), None
@@ -196,7 +163,7 @@ def default_group(func: Callable[..., Any]) -> str:
 
 def make_rule(
     group: str, key: Any, rate: Any, *, where: str, algorithm: str, burst: int | None,
-    scope: str | None, **fields: Any,
+    scope: str | None, methods: tuple[str, ...] | None, **fields: Any,
 ) -> StandaloneRule:  # fmt: skip
     """The ``StandaloneRule`` of a django-ratelimit style group, key and rate; extra ``fields``."""
     try:
@@ -204,11 +171,13 @@ def make_rule(
     except (ValueError, TypeError):  # a bad rate: the rule's parser reports it
         if isinstance(rate, Rate):
             rate = str(rate)  # as text, which the parser checks (a Rate it takes as it is)
-    spec, key_func = adapt_key(key, group)
+    spec, make_key = adapt_key(key, group)
     fields.update(name=group, rate=rate, key=spec, algorithm=algorithm, scope=scope)
     if burst is not None:
         fields["burst"] = burst
-    return StandaloneRule(fields, where=where, key_func=key_func)
+    if methods is not None:
+        fields["methods"] = methods
+    return StandaloneRule(fields, where=where, make_key=make_key)
 
 
 def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> Policy | None:
@@ -233,6 +202,34 @@ def resolve_policy(rule: StandaloneRule, rate: RateValue, *, computed: bool) -> 
         ) from exc
 
 
+def rule_policy(
+    rule: StandaloneRule, rate: RateSpec | None, group: str
+) -> tuple[Policy | None, PolicyGetters | None]:
+    """``(policy, None)`` for a fixed ``rate`` (``None``: no limit); for a rate function,
+    ``(None, (sync, async))`` getters of each request's policy.  A rate function that raises is
+    logged, the request not limited (our own exceptions go through)."""
+    if not callable(rate):
+        return resolve_policy(rule, rate, computed=False), None
+    # Callable from both sides: a sync function may query the database (the user's plan),
+    # so async code runs it in a thread, as Django requires.
+    if iscoroutinefunction(rate):
+        call, acall = async_to_sync(rate), rate
+    else:
+        call, acall = rate, sync_to_async(rate)
+
+    def get(request: Any) -> Policy | None:
+        with _not_limited_if_raises(group):
+            return resolve_policy(rule, call(group, request), computed=True)
+        return None
+
+    async def aget(request: Any) -> Policy | None:
+        with _not_limited_if_raises(group):
+            return resolve_policy(rule, await acall(group, request), computed=True)
+        return None
+
+    return None, (get, aget)
+
+
 class _UsageCall:
     """One ``get_usage`` call resolved, but for the I/O: the rate getter and the store."""
 
@@ -255,25 +252,19 @@ class _UsageCall:
         self.cost = 1 if increment else 0
         methods = method_list(method)
         key, where = (key if key is not None else "ip"), "is_ratelimited"
+        options: dict[str, Any] = {
+            "algorithm": algorithm,
+            "burst": burst,
+            "scope": scope,
+            "methods": methods,
+        }
         self.rule = shared_rule(
-            (where, group, key, algorithm, burst, scope),
-            lambda: make_rule(
-                group, key, "1/s", where=where, algorithm=algorithm, burst=burst, scope=scope
-            ),
+            (where, group, key, *options.values()),
+            lambda: make_rule(group, key, "1/s", where=where, **options),
         )
-        request_method = request.method or "GET"
-        # method_set: upper case, and HEAD wherever GET is (Django serves HEAD with the GET view).
-        applies = self.rule.applies(request_method) and (
-            methods is None or request_method in method_set(methods)
-        )
-        # getters: a computed rate, read per request; policy: a fixed one (None: no limit).
-        self.getters = rate_getter(rate, group) if applies and rate is not None else None
-        self.policy = None
-        if applies and self.getters is None:
-            self.policy = resolve_policy(self.rule, rate, computed=False)  # type: ignore[arg-type]
-
-    def computed(self, value: RateValue) -> Policy | None:
-        return resolve_policy(self.rule, value, computed=True)
+        self.policy, self.getters = None, None
+        if self.rule.applies(request.method or "GET"):
+            self.policy, self.getters = rule_policy(self.rule, rate, group)
 
     def usage(self, result: LimitResult | None) -> Usage | None:
         if result is None:
@@ -302,7 +293,7 @@ def get_usage(
     """django-ratelimit's ``get_usage``: ``None`` when no limit applies to ``request``;
     ``increment=False`` only peeks (docs/limits.md, "Deciding in code")."""
     call = _UsageCall(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
-    policy = call.policy if call.getters is None else call.computed(call.getters[0](request))
+    policy = call.policy if call.getters is None else call.getters[0](request)
     return call.usage(call.rule.decide(request, policy, call.cost))
 
 
@@ -313,7 +304,7 @@ async def aget_usage(
 ) -> Usage | None:  # fmt: skip
     """``get_usage`` for async views."""
     call = _UsageCall(request, group, fn, key, rate, method, increment, algorithm, burst, scope)
-    policy = call.policy if call.getters is None else call.computed(await call.getters[1](request))
+    policy = call.policy if call.getters is None else await call.getters[1](request)
     return call.usage(await call.rule.adecide(request, policy, call.cost))
 
 

@@ -10,7 +10,6 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from ..conf import get_settings
-from ..limiting.decision import Policy
 from ..limiting.engine import LimitResult, merge_results
 from ..limiting.local import LocalLimiter
 from ..responses import add_headers, rate_limited_response
@@ -21,8 +20,7 @@ from .compat import (
     default_group,
     make_rule,
     method_list,
-    rate_getter,
-    resolve_policy,
+    rule_policy,
 )
 
 __all__ = ["DECISION_ATTR", "limit", "process_limiter"]
@@ -83,25 +81,18 @@ def limit(
     """Limit a view to ``rate`` per ``key``; every argument: docs/limits.md ("One view")."""
     if group is not None and name is not None and group != name:
         raise TypeError("@limit: pass group= or name= (they are the same), not both")
-    chosen = method_list(method)
-    if methods is not None and chosen is not None:
+    if methods is not None and method_list(method) is not None:
         raise TypeError("@limit: pass methods= or method= (they are the same), not both")
-    if methods is not None:  # as method=: one name or ALL too, not a string's letters
-        chosen = method_list(methods if isinstance(methods, str) else tuple(methods))
+    chosen = method_list(method if methods is None else methods)  # as method=: one name, ALL too
 
     def decorate(view: View) -> View:
         counter = group or name or default_group(view)
         where = f"@limit on {view.__qualname__}"
-        computed = rate_getter(rate, counter)
-        # A computed rate is checked per request; the rule needs one to parse.
-        fixed_rate = "1/s" if computed is not None else rate
-        extra = {} if chosen is None else {"methods": chosen}
+        # A rate function is asked per request; the rule needs a rate to parse.
+        fixed_rate = "1/s" if callable(rate) else rate
         rule = make_rule(counter, key, fixed_rate, where=where, algorithm=algorithm,
-                         burst=burst, scope=scope, mode=mode, **extra)  # fmt: skip
-        fixed = None if computed is not None else rule.policy()
-
-        def policy(value: Any) -> Policy | None:
-            return fixed if computed is None else resolve_policy(rule, value, computed=True)
+                         burst=burst, scope=scope, methods=chosen, mode=mode)  # fmt: skip
+        fixed, computed = rule_policy(rule, rate, counter)
 
         if iscoroutinefunction(view):
 
@@ -109,8 +100,8 @@ def limit(
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 result = None
                 if rule.applies(request.method or "GET"):
-                    value = None if computed is None else await computed[1](request)
-                    result = await rule.adecide(request, policy(value))
+                    policy = fixed if computed is None else await computed[1](request)
+                    result = await rule.adecide(request, policy)
                 if (refused := _refusal(request, result, block)) is not None:
                     return refused
                 return _with_headers(request, await view(request, *args, **kwargs), result)
@@ -121,8 +112,8 @@ def limit(
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             result = None
             if rule.applies(request.method or "GET"):
-                value = None if computed is None else computed[0](request)
-                result = rule.decide(request, policy(value))
+                policy = fixed if computed is None else computed[0](request)
+                result = rule.decide(request, policy)
             if (refused := _refusal(request, result, block)) is not None:
                 return refused
             return _with_headers(request, view(request, *args, **kwargs), result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from .. import metrics
@@ -15,11 +16,15 @@ from ..limiting.decision import ALLOW_ALL, Decision, LimitCheck, Policy
 from ..limiting.engine import LimitResult
 from ..limiting.keys import KeyFunc, compile_key
 from ..limiting.local import LocalLimiter
+from ..limiting.proxies import TrustedProxies
 from ..limiting.rules import LimitRule, Scope, parse_limit_rule
 from ..switch import limits_enabled
 from ..units import Rate, parse_rate
 
-__all__ = ["StandaloneRule", "shared_rule"]
+__all__ = ["KeyFactory", "StandaloneRule", "shared_rule"]
+
+# Builds a rule's key for the TRUSTED_PROXIES in force (the ip key reads them).
+KeyFactory = Callable[[TrustedProxies | None], KeyFunc]
 
 # Distinct rates one rule remembers, each one Policy (the stores find a policy's compiled form by
 # identity); past it the cache starts afresh, lest a rate computed per client grow without bound.
@@ -44,33 +49,32 @@ def shared_rule(definition: Hashable, make: Callable[[], StandaloneRule]) -> Sta
 
 class StandaloneRule:
     """A parsed rule plus what deciding it needs; safe to share between threads.  ``spec`` is a
-    ``RESILIENCE["LIMITS"]`` rule (``scope`` ``None``: follow ``BACKEND``); ``key_func`` replaces
-    its ``key`` (``post:<field>``, callables).  Raises ``ConfigError`` for a bad spec."""
+    ``RESILIENCE["LIMITS"]`` rule (``scope`` ``None``: follow ``BACKEND``); ``make_key`` builds
+    the key its ``key`` names when ours cannot (``post:<field>``, callables).  Raises
+    ``ConfigError`` for a bad spec."""
 
-    __slots__ = ("_key", "_lock", "_policies", "key_func", "rule", "scope")
+    __slots__ = ("_key", "_lock", "_make_key", "_policies", "rule", "scope")
 
     def __init__(
-        self, spec: Mapping[str, Any], *, where: str, key_func: KeyFunc | None = None
+        self, spec: Mapping[str, Any], *, where: str, make_key: KeyFactory | None = None
     ) -> None:
         spec = {k: v for k, v in spec.items() if k != "scope" or v is not None}
-        scope = spec.get("scope")
-        if key_func is not None:
+        scope, key = spec.get("scope"), spec.get("key")
+        if make_key is not None:
             spec["key"] = "ip"  # validated elsewhere; only the other fields are checked here
         try:
             rule = parse_limit_rule(spec, index=0)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}", check_id=exc.check_id, hint=exc.hint) from exc
-        self.rule: LimitRule = rule if key_func is None else replace(rule, key=key_func.spec)
+        self.rule: LimitRule = rule if make_key is None else replace(rule, key=str(key))
         self.scope: Scope | None = scope
-        self.key_func = key_func
+        self._make_key = make_key or partial(compile_key, self.rule.key)
         self._policies: dict[Rate, Policy] = {rule.policy.rate: rule.policy}
         self._key: tuple[ResilienceSettings, KeyFunc] | None = None
         self._lock = threading.Lock()
 
-    def policy(self, rate: str | Rate | None = None) -> Policy:
-        """The policy for ``rate`` (default: the rule's own); raises ``ValueError`` if bad."""
-        if rate is None:
-            return self.rule.policy
+    def policy(self, rate: str | Rate) -> Policy:
+        """The rule's policy with ``rate``; raises ``ValueError`` if bad."""
         parsed = parse_rate(rate)
         policy = self._policies.get(parsed)
         if policy is None:
@@ -119,15 +123,12 @@ class StandaloneRule:
         shared = runtime.stores.distributed
         # Without a scope, the rule follows BACKEND: shared whenever there is Redis.
         store = shared if shared is not None and self.scope != "local" else runtime.stores.local
-        key_func = self.key_func
-        if key_func is None:
-            # ip keys read TRUSTED_PROXIES: compiled again when the settings change.
-            cached = self._key
-            if cached is None or cached[0] is not runtime.settings:
-                trusted = runtime.settings.trusted_proxies
-                self._key = cached = (runtime.settings, compile_key(self.rule.key, trusted))
-            key_func = cached[1]
-        return store, key_func
+        # ip keys read TRUSTED_PROXIES: built again when the settings change.
+        cached = self._key
+        if cached is None or cached[0] is not runtime.settings:
+            key_func = self._make_key(runtime.settings.trusted_proxies)
+            self._key = cached = (runtime.settings, key_func)
+        return store, cached[1]
 
     def _result(self, decision: Decision, cost: int) -> LimitResult:
         if cost == 0:

@@ -7,7 +7,7 @@ import pytest
 from resilience_django.clock import ManualClock
 from resilience_django.retrying.budget import (
     MAX_BUDGETS,
-    BudgetRegistry,
+    LruRegistry,
     RetryBudget,
     budget_for,
     budgets,
@@ -73,23 +73,24 @@ def test_fifty_thousand_distinct_targets_keep_at_most_the_bound() -> None:
     try:
         for i in range(50_000):
             budget_for(f"host-{i}.example")
-        assert len(budgets) <= MAX_BUDGETS == 10_000
-        assert "host-49999.example" in budgets and "host-0.example" not in budgets
+        held = budgets._items
+        assert len(held) <= MAX_BUDGETS == 10_000
+        assert "host-49999.example" in held and "host-0.example" not in held
     finally:
-        budgets.clear()
+        budgets._items.clear()
 
 
 def test_a_recently_used_budget_survives_eviction_with_its_state() -> None:
-    registry = BudgetRegistry(max_size=100)
-    hot = registry.get("pricing", 0.0, min_per_second=1, ttl=10)
+    registry: LruRegistry[RetryBudget] = LruRegistry(max_size=100)
+    hot = registry.get_or_make("pricing", lambda: RetryBudget(0.0, min_per_second=1, ttl=10))
     assert sum(hot.try_withdraw() for _ in range(3)) == 3
     for i in range(1_000):
-        registry.get(f"host-{i}")
+        registry.get_or_make(f"host-{i}", RetryBudget)
         if i % 50 == 0:
-            assert registry.get("pricing") is hot  # in use: refreshed, never evicted
-    assert len(registry) == 100
-    assert registry.get("pricing") is hot and hot.balance() == pytest.approx(7)
-    assert "host-0" not in registry
+            assert registry.get_or_make("pricing", RetryBudget) is hot  # in use: never evicted
+    assert len(registry._items) == 100 and "host-0" not in registry._items
+    assert registry.get_or_make("pricing", RetryBudget) is hot
+    assert hot.balance() == pytest.approx(7)
 
 
 def test_bad_settings_are_refused() -> None:
@@ -98,7 +99,7 @@ def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         RetryBudget(0.2, ttl=0)
     with pytest.raises(ValueError):
-        BudgetRegistry(max_size=0)
+        LruRegistry(max_size=0)
 
 
 def test_a_transport_calling_many_hosts_keeps_at_most_the_bound(
@@ -118,6 +119,6 @@ def test_a_transport_calling_many_hosts_keeps_at_most_the_bound(
         with httpx.Client(transport=transport) as client:
             for i in range(400):
                 assert client.get(f"http://host-{i}.example/").status_code == 200
-        assert 0 < len(budgets) <= 50 and "host-399.example" in budgets
+        assert 0 < len(budgets._items) <= 50 and "host-399.example" in budgets._items
     finally:
-        budgets.clear()
+        budgets._items.clear()

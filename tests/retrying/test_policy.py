@@ -250,6 +250,28 @@ async def test_async_retries_with_async_sleep_and_retry_after() -> None:
     assert slept == pytest.approx([1.0, 0.1])
 
 
+async def test_a_callable_marked_as_a_coroutine_function_is_awaited_and_retried() -> None:
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+    count = 0
+
+    class View:  # as an async class-based view's as_view(): a callable returning a coroutine
+        async def run(self) -> str:
+            nonlocal count
+            count += 1
+            if count < 3:
+                raise ConnectionError("reset")
+            return "ok"
+
+        def __call__(self) -> Any:
+            return self.run()
+
+    wrapped = retry(attempts=3, backoff=0, budget=None)(markcoroutinefunction(View()))
+    assert iscoroutinefunction(wrapped)
+    assert await wrapped() == "ok"
+    assert count == 3
+
+
 async def test_async_gives_up_after_the_attempts() -> None:
     count = 0
 

@@ -23,7 +23,8 @@ def test_design_example_parses_into_a_rule() -> None:
     assert (rule.name, rule.max_concurrent, rule.queue) == ("orders", 50, 100)
     assert rule.max_wait == pytest.approx(0.2)
     assert rule.critical_share == 0.2 and not rule.adaptive
-    assert rule.matches("GET", "/api/orders/1") and not rule.matches("GET", "/api/other")
+    matcher = rule.matcher
+    assert matcher.matches("GET", "/api/orders/1") and not matcher.matches("GET", "/api/other")
 
 
 def test_defaults_are_no_queue_and_a_short_wait() -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "KeyFunc",
     "as_awaitable",
     "bounded_key",
+    "callable_key",
     "check_key_spec",
     "compile_key",
 ]
@@ -57,7 +58,7 @@ class KeyFunc:
     """A compiled key spec: ``get(request)`` for sync code, ``aget(request)`` for async code;
     ``loop_safe``: ``get`` never blocks, so async callers may call it and skip a coroutine.
     ``from_scope(scope)`` is ``None`` when the key needs a Django request (``needs_request``),
-    as keys that may read ``request.user`` (``needs_user``) all do."""
+    as keys that may read ``request.user`` all do."""
 
     spec: str
     get: Callable[[Request], str | None]
@@ -65,7 +66,6 @@ class KeyFunc:
     _: KW_ONLY
     loop_safe: bool
     from_scope: Callable[[Scope], str | None] | None = None
-    needs_user: bool = False
 
     @property
     def needs_request(self) -> bool:
@@ -152,7 +152,7 @@ def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
         return key(await auser() if auser is not None else None, request)
 
     spec = "user_or_ip" if with_ip else "user"
-    return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
+    return KeyFunc(spec, get, aget, loop_safe=False)
 
 
 def _header_key(spec: str, name: str) -> KeyFunc:
@@ -179,7 +179,7 @@ def _param_key(spec: str, name: str) -> KeyFunc:
     return KeyFunc(spec, get, as_awaitable(get), loop_safe=True)
 
 
-def _callable_key(spec: str, func: Callable[[Request], Any], ip: KeyFunc) -> KeyFunc:
+def callable_key(spec: str, func: Callable[[Request], Any], ip: KeyFunc) -> KeyFunc:
     def clean(value: Any) -> str | None:
         if value is None or value == "":
             return None
@@ -216,7 +216,7 @@ def _callable_key(spec: str, func: Callable[[Request], Any], ip: KeyFunc) -> Key
         except Exception as exc:
             return failed(request, exc)
 
-    return KeyFunc(spec, get, aget, loop_safe=False, needs_user=True)
+    return KeyFunc(spec, get, aget, loop_safe=False)
 
 
 _HINT = "Use ip, user, user_or_ip, header:<Name>, param:<name> or a dotted path to a callable."
@@ -270,4 +270,4 @@ def compile_key(spec: str, trusted: TrustedProxies | None = None) -> KeyFunc:
         return _header_key(spec, arg.strip())
     if kind == "param":
         return _param_key(spec, arg.strip())
-    return _callable_key(spec, import_dotted(spec), ip)  # importable and callable: checked
+    return callable_key(spec, import_dotted(spec), ip)  # importable and callable: checked

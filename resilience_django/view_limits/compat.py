@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefuncti
 from ..exceptions import ConfigError, ResilienceError
 from ..limiting.decision import Algorithm, Policy
 from ..limiting.engine import LimitResult
-from ..limiting.keys import KeyFunc, _callable_key, as_awaitable, bounded_key, compile_key
+from ..limiting.keys import KeyFunc, as_awaitable, bounded_key, callable_key, compile_key
 from ..limiting.proxies import TrustedProxies
 from ..units import MAX_RATE_COUNT, MAX_RATE_PERIOD, MIN_RATE_PERIOD, Rate, parse_rate, safe_repr
 from .standalone import KeyFactory, StandaloneRule, shared_rule
@@ -123,7 +123,7 @@ def _function_key(func: Callable[..., Any], group: str) -> tuple[str, KeyFactory
 
     def make(trusted: TrustedProxies | None) -> KeyFunc:
         # As the middleware's rules: one that raises is decided on the client's ip key.
-        return _callable_key(spec, call, compile_key("ip", trusted))
+        return callable_key(spec, call, compile_key("ip", trusted))
 
     return spec, make
 

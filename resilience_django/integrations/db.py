@@ -39,7 +39,7 @@ def deadline_execute_wrapper(
     state = getattr(connection, _STATE_ATTR, None)
     if deadline is None:
         if state is not None and (state[0] is not None or not _stands(state, cursor)):
-            execute("SET statement_timeout = DEFAULT", None, False, context)
+            _set_timeout(execute, "DEFAULT", many, context)
             state = _record(connection, None, 0)
     # Re-send when the value in force belongs to another request (it could be too short for
     # this one), would let this query outlive the deadline, or was undone by a rollback.
@@ -50,7 +50,7 @@ def deadline_execute_wrapper(
         or not _stands(state, cursor)
     ):
         millis = min(MAX_STATEMENT_TIMEOUT_MS, max(1, int(left * 1000)))
-        execute(f"SET statement_timeout = {millis}", None, False, context)
+        _set_timeout(execute, millis, many, context)
         state = _record(connection, deadline.expires_at, millis)
     try:
         return execute(sql, params, many, context)
@@ -68,6 +68,18 @@ def deadline_execute_wrapper(
         pending = state[2] if state is not None else None
         if pending is not None and isinstance(sql, str) and sql.lstrip()[:8].upper() == "ROLLBACK":
             pending.undone = True
+
+
+def _set_timeout(
+    execute: Callable[..., Any], value: int | str, many: bool, context: dict[str, Any]
+) -> None:
+    sql = f"SET statement_timeout = {value}"
+    if not many:
+        execute(sql, None, False, context)
+        return
+    # The executor at hand runs executemany, which would take None for the parameter sets.
+    with context["connection"].wrap_database_errors:
+        context["cursor"].cursor.execute(sql)
 
 
 class _Uncommitted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -485,7 +486,11 @@ def _url_from_cache(alias: str) -> tuple[str, Mapping[str, Any]]:
     options = dict(cache.get("OPTIONS") or {})
     kwargs = options.get("SENTINEL_KWARGS")
     if isinstance(kwargs, Mapping):  # the sentinels get the limiter's timeouts and retries
-        options["SENTINEL_KWARGS"] = {k: v for k, v in kwargs.items() if k in SENTINEL_ARGUMENTS}
+        kwargs = {k: v for k, v in kwargs.items() if k in SENTINEL_ARGUMENTS}
+        reqs = kwargs.get("ssl_cert_reqs", "")
+        if reqs is None or isinstance(reqs, ssl.VerifyMode):  # redis-py's other spellings
+            kwargs["ssl_cert_reqs"] = "none" if reqs is None else reqs.name[5:].lower()
+        options["SENTINEL_KWARGS"] = kwargs
     return location, options
 
 

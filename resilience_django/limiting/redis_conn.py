@@ -149,9 +149,10 @@ def _url_options(url: str) -> dict[str, Any]:
 
 def _client_url(url: str) -> str:
     """``url`` without the options the limiter sets, which ``from_url`` would let override."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OURS]
-    return parts._replace(query=urlencode(query)).geturl()
+    query = urlencode([(k, v) for k, v in parse_qsl(urlsplit(url).query) if k not in _OURS])
+    # The rest as written: urlunsplit makes "unix:///path" "unix:/path", which redis-py refuses.
+    base = url.split("#", 1)[0].split("?", 1)[0]
+    return f"{base}?{query}" if query else base
 
 
 def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:

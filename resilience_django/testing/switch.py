@@ -17,6 +17,11 @@ class disable_limits(TestContextDecorator):  # built like override_settings, so 
     like ``override_settings``, with which it composes.  Deadlines and breakers keep working.
     """
 
+    def __init__(self) -> None:
+        # No attr_name or kwarg_name: a bare @disable_limits must be a TypeError, not an
+        # object pytest silently does not collect.
+        super().__init__()
+
     def enable(self) -> None:
         set_limits_enabled(False)
 

@@ -175,6 +175,12 @@ def parse_route_matcher(
             check_id=check_id,
             hint="Write methods as a list of HTTP method names, one per entry: ['GET', 'POST'].",
         )
+    if not listed:
+        raise ConfigError(
+            f"{where}: methods is empty, so the rule would match no request",
+            check_id=check_id,
+            hint="Leave methods out for every method, or list some: ['POST'].",
+        )
     return RouteMatcher(prefix=prefix, regex=regex, view=view, methods=method_set(listed))
 
 

@@ -183,3 +183,21 @@ def test_deadline_route_budgets_among_many_prefixes_still_pick_the_first_match()
     ]:
         deadline = policy.start("GET", path, {}, 0.0)
         assert deadline is not None and (deadline.budget, deadline.route) == (budget, route)
+
+
+@pytest.mark.parametrize("empty", [[], ()])
+def test_an_empty_methods_list_is_refused_by_every_rule_kind(empty: list[str]) -> None:
+    # It would match no request: a shedding rule or route breaker that silently does nothing.
+    from resilience_django.breakers.policy import parse_breaker_policy
+    from resilience_django.shedding.rules import parse_shedding_rule
+
+    shed = {"name": "s", "path": "/api/", "max_concurrent": 5, "methods": empty}
+    with pytest.raises(ConfigError) as shed_error:
+        parse_shedding_rule(shed, index=0)
+    assert shed_error.value.check_id == "resilience.E072"
+    assert "methods is empty" in str(shed_error.value)
+    with pytest.raises(ConfigError) as breaker_error:
+        parse_breaker_policy("pricing", {"path": "/api/", "methods": empty})
+    assert breaker_error.value.check_id == "resilience.E069"
+    matcher = parse_route_matcher({"path": "/api/", "methods": ["post"]}, where="x", check_id="E")
+    assert matcher.methods == frozenset({"POST"})

@@ -152,10 +152,6 @@ def parse_limit_rule(
         )
     except ConfigError as exc:
         problems.append(exc)
-    else:
-        if matcher.methods == frozenset():
-            bad("methods is empty, so the rule would match no request", "E027",
-                "Leave methods out for every method, or list some: ['POST'].")  # fmt: skip
     if problems:
         raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
     assert rate is not None and algorithm is not None  # no problem reported: both parsed

@@ -54,7 +54,9 @@
     return chart;
   }
 
-  const metric = (dl, term, value, cls) => dl.append(el("dt", {text: term}), el("dd", cls ? {class: cls, text: value} : {text: value}));
+  function metric(dl, term, value, cls) {
+    dl.append(el("dt", {text: term}), el("dd", cls ? {class: cls, text: value} : {text: value}));
+  }
 
   function card(b, now) {
     const points = history.get(b.name) || [];

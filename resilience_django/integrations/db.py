@@ -73,13 +73,8 @@ def deadline_execute_wrapper(
 def _set_timeout(
     execute: Callable[..., Any], value: int | str, many: bool, context: dict[str, Any]
 ) -> None:
-    sql = f"SET statement_timeout = {value}"
-    if not many:
-        execute(sql, None, False, context)
-        return
-    # The executor at hand runs executemany, which would take None for the parameter sets.
-    with context["connection"].wrap_database_errors:
-        context["cursor"].cursor.execute(sql)
+    # The executor at hand may run executemany: then the SET goes as one empty parameter set.
+    execute(f"SET statement_timeout = {value}", [()] if many else None, many, context)
 
 
 class _Uncommitted:

@@ -3,13 +3,13 @@ cookies and carries one ``Content-Length`` (the body's), as Django's handler wou
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from django.http import HttpResponse
 from django.test import override_settings
 
 from resilience_django.asgi import ResilienceASGIMiddleware
+from tests.utils.asgi import call_asgi, http_scope
 
 
 def cookie_handler(request: Any, **details: Any) -> HttpResponse:
@@ -31,21 +31,7 @@ async def _never_called(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def _get(app: Any) -> list[dict[str, Any]]:
-    scope = {
-        "type": "http", "method": "GET", "path": "/x", "root_path": "", "headers": [],
-        "query_string": b"", "client": ("127.0.0.1", 1),
-    }  # fmt: skip
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        await asyncio.sleep(30)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await asyncio.wait_for(app(scope, receive, send), timeout=10)
-    return sent
+    return await call_asgi(app, http_scope("/x"))
 
 
 @override_settings(MIDDLEWARE=[], RESILIENCE=SETTINGS)

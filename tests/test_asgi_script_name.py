@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
 
 import pytest
 from django.core.handlers.asgi import ASGIHandler
@@ -13,6 +11,7 @@ from django.test import override_settings
 
 from resilience_django.asgi import ResilienceASGIMiddleware
 from tests.settings import MIDDLEWARE
+from tests.utils.asgi import call_asgi, http_scope
 
 ONE_A_MINUTE = {
     "LIMITS": [{"name": "budget-per-ip", "path": "/budget/", "key": "ip", "rate": "1/m"}],
@@ -21,26 +20,7 @@ ONE_A_MINUTE = {
 
 
 async def _get(path: str, root_path: str = "") -> tuple[int, bytes]:
-    scope = {
-        "type": "http", "method": "GET", "path": path, "root_path": root_path, "headers": [],
-        "query_string": b"", "client": ("127.0.0.1", 1), "server": ("testserver", 80),
-    }  # fmt: skip
-    sent: list[dict[str, Any]] = []
-    requested = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.sleep(30)
-        return {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    app = ResilienceASGIMiddleware(ASGIHandler())
-    await asyncio.wait_for(app(scope, receive, send), timeout=10)
+    sent = await call_asgi(ResilienceASGIMiddleware(ASGIHandler()), http_scope(path, root_path))
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], body
 

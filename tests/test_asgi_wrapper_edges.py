@@ -9,30 +9,13 @@ from django.test import override_settings
 
 from resilience_django.asgi import ResilienceASGIMiddleware
 from resilience_django.deadline import remaining
+from tests.utils.asgi import call_asgi, http_scope
 
 BUDGET = {"DEADLINE": {"DEFAULT": "100ms", "EXEMPT_STREAMS": ["/events"]}}
 
 
-def _scope(path: str) -> Any:
-    return {
-        "type": "http", "method": "GET", "path": path, "root_path": "",
-        "headers": [], "query_string": b"",
-    }  # fmt: skip
-
-
 async def _call(app: Any, path: str) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        await asyncio.sleep(30)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    wrapper = ResilienceASGIMiddleware(app, enforce_deadline=True)
-    await asyncio.wait_for(wrapper(_scope(path), receive, send), timeout=10)
-    return sent
+    return await call_asgi(ResilienceASGIMiddleware(app, enforce_deadline=True), http_scope(path))
 
 
 async def _stream_reporting_the_budget(scope: Any, receive: Any, send: Any) -> None:

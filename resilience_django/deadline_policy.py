@@ -39,9 +39,11 @@ class DeadlineSettings:
     exempt_streams: tuple[RouteMatcher, ...] = ()
 
 
-# The route-budget memo's bound, whatever paths clients send: about 0.3 MB.
+# The route-budget memo's bound, whatever paths and methods clients send: about 0.3 MB.
 _MAX_BUDGETS = 1024
 _MAX_CACHED_PATH = 128
+# Values read from one header, the rest one malformed value: 8,000 commas cost nothing more.
+_MAX_VALUES = 8
 
 
 class DeadlinePolicy:
@@ -53,7 +55,9 @@ class DeadlinePolicy:
             (name, "HTTP_" + name.upper().replace("-", "_")) for name in settings.headers
         )
         self._raw_names = {
-            name.lower().encode("latin-1"): meta_key for name, meta_key in self.header_meta_keys
+            # "X_Timeout_Ms" is Django's HTTP_X_TIMEOUT_MS too: the X-Timeout-Ms header.
+            name.lower().replace("_", "-").encode("latin-1"): meta_key
+            for name, meta_key in self.header_meta_keys
         }
         # First match wins, in settings-then-admin order.
         self._path_index = RouteIndex(
@@ -81,19 +85,24 @@ class DeadlinePolicy:
         return any(m.matches(method, path, view_name) for m in self._exempt_streams)
 
     def header_budget(self, meta: Mapping[str, str]) -> float | None:
-        """The tightest valid budget the caller sent; malformed values are counted and ignored."""
+        """The tightest valid budget the caller sent (a header sent twice is one comma-joined
+        list, as servers join it); malformed values are counted and ignored."""
         tightest: float | None = None
         for name, meta_key in self.header_meta_keys:
             value = meta.get(meta_key)
             if value is None:
                 continue
             parse = parse_grpc_timeout if name.lower() == "grpc-timeout" else parse_timeout_ms
-            seconds = parse(value)
-            if seconds is None:
+            bad = False
+            for part in value.split(",", _MAX_VALUES):
+                seconds = parse(part)
+                if seconds is None:
+                    bad = True
+                elif tightest is None or seconds < tightest:
+                    tightest = seconds
+            if bad:
                 metrics.bad_header(name)
                 logger.debug("ignored malformed %s header %r", name, value[:64])
-            elif tightest is None or seconds < tightest:
-                tightest = seconds
         # At most MAX_DEADLINE: a grpc-timeout may ask for millennia, past socket timeouts.
         return tightest if tightest is None else min(tightest, MAX_DEADLINE)
 
@@ -108,7 +117,7 @@ class DeadlinePolicy:
                 if route.matcher.matches(method, path):
                     found = route.budget, route.label
                     break
-            if len(path) <= _MAX_CACHED_PATH:
+            if len(path) <= _MAX_CACHED_PATH and len(method) <= _MAX_CACHED_PATH:
                 if len(self._budgets) >= _MAX_BUDGETS:
                     self._budgets.clear()
                 self._budgets[method, path] = found
@@ -136,7 +145,8 @@ class DeadlinePolicy:
         if raw_names:
             for name, value in headers:
                 meta_key = raw_names.get(name)
-                # The first one counts.
-                if meta_key is not None and meta_key not in found:
-                    found[meta_key] = value.decode("latin-1")
+                if meta_key is not None:
+                    # Repeated: joined as Django joins them, so the tightest counts.
+                    text = value.decode("latin-1")
+                    found[meta_key] = f"{found[meta_key]},{text}" if meta_key in found else text
         return self.start(method, path, found, started_at)

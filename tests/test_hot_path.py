@@ -38,10 +38,10 @@ def test_scope_headers_choose_the_same_budget_as_meta_headers() -> None:
     assert dl is not None and dl.budget == 30.0 and dl.route == "default"
 
 
-def test_first_of_a_repeated_scope_header_counts() -> None:
+def test_tightest_of_a_repeated_scope_header_counts() -> None:
     raw = [(b"x-timeout-ms", b"200"), (b"x-timeout-ms", b"50")]
     dl = _policy().start_scope("GET", "/", raw, 0.0)
-    assert dl is not None and dl.budget == pytest.approx(0.2)
+    assert dl is not None and dl.budget == pytest.approx(0.05)
 
 
 def test_malformed_scope_header_is_ignored() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
@@ -24,6 +24,7 @@ __all__ = [
 T = TypeVar("T")
 
 _STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+_STANDARD = frozenset(_STANDARD_METHODS)
 # The methods clients send, as they send them, to the upper-case name: one lookup per
 # request instead of a new string; never grown, whatever methods clients invent.
 _METHOD_NAMES = {m: m for m in _STANDARD_METHODS} | {m.lower(): m for m in _STANDARD_METHODS}
@@ -66,11 +67,15 @@ class RouteMatcher:
     regex: re.Pattern[str] | None = None
     view: str | None = None
     methods: frozenset[str] | None = None
+    # The standard methods not listed: a method a client invents ("FOO", as a plain function
+    # view serves like GET) matches every rule, so inventing one gets around none.
+    _refused: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Upper case, and GET brings HEAD, however built: matching is one set lookup.
         if self.methods is not None:
-            object.__setattr__(self, "methods", method_set(self.methods))
+            object.__setattr__(self, "methods", methods := method_set(self.methods))
+            object.__setattr__(self, "_refused", _STANDARD - methods)
 
     @property
     def needs_view_name(self) -> bool:
@@ -78,7 +83,7 @@ class RouteMatcher:
         return self.view is not None
 
     def matches(self, method: str, path: str, view_name: str | None = None) -> bool:
-        if self.methods is not None and method not in self.methods:
+        if self._refused is not None and method in self._refused:
             return False
         if self.prefix is not None and not path.startswith(self.prefix):
             return False

@@ -158,7 +158,8 @@ def _user_keys(ip: KeyFunc, *, with_ip: bool) -> KeyFunc:
 def _header_key(spec: str, name: str) -> KeyFunc:
     upper = name.upper().replace("-", "_")
     meta_key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
-    raw_name = name.lower().encode("latin-1")
+    # As Django names it in META: "X_Api_Key" is the X-Api-Key header the view sees.
+    raw_name = name.lower().replace("_", "-").encode("latin-1")
 
     def get(request: Request) -> str | None:
         value = request.META.get(meta_key)

@@ -140,14 +140,13 @@ class TrustedProxies:
         return entry
 
     def client_key(self, remote: str | None, forwarded_for: str | None) -> str | None:
-        """The ``ip`` key: the client's address, IPv6 grouped by ``ipv6_prefix``."""
-        if not remote:
-            return None
+        """The ``ip`` key: the client's address, IPv6 grouped by ``ipv6_prefix``; with a hop
+        count, also when the server reports no peer (a Unix socket behind the proxy)."""
         if forwarded_for and self.reads_forwarded_for:
-            entry = self._forwarded(remote, forwarded_for)
+            entry = self._forwarded(remote or "", forwarded_for)
             if entry is not None:
                 return address_key(entry, self.ipv6_prefix)
-        return peer_key(remote, self.ipv6_prefix)
+        return peer_key(remote, self.ipv6_prefix) if remote else None
 
 
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")

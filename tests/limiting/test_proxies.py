@@ -59,8 +59,11 @@ def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing():
         assert got == peer
 
 
-def test_missing_peer_has_no_address():
-    assert client_ip(parse_trusted_proxies(1), None, "1.2.3.4") is None
+def test_missing_peer_has_no_address_unless_a_hop_count_reads_the_header():
+    # A hop count never looks at the peer (a Unix socket reports none); networks do.
+    assert client_ip(parse_trusted_proxies(1), None, "1.2.3.4") == "1.2.3.4"
+    assert client_ip(parse_trusted_proxies(1), None, None) is None
+    assert client_ip(parse_trusted_proxies(["0.0.0.0/0"]), None, "1.2.3.4") is None
 
 
 def _bad_forwarded_for() -> float:

@@ -34,6 +34,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         messages.append(checks.Warning(message, hint=hint, id="resilience.W002"))
     if MIDDLEWARE_PATH in middleware:
         messages.extend(_sync_only_below(middleware[middleware.index(MIDDLEWARE_PATH) + 1 :]))
+    # Heartbeats come up to 1.2 PROBE_INTERVAL apart (jitter): a shorter TTL lets each expire first,
+    # so the count, which sets the share without INSTANCES or SHARE, is never trusted (fallback.md).
+    ttl, gap = parsed.fallback.heartbeat_ttl, 1.2 * parsed.fallback.probe_interval
+    counted = (parsed.fallback.instances, parsed.fallback.share) == (None, None)
+    if parsed.backend == "redis" and counted and ttl < gap:
+        message = f"RESILIENCE['FALLBACK']['HEARTBEAT_TTL'] ({ttl:g}s) is below 1.2 x "
+        message += f"PROBE_INTERVAL ({gap:g}s), the longest gap between heartbeats: the count of "
+        message += "instances is never trusted"
+        hint = "Falling back, each process enforces a tenth of each limit. Leave HEARTBEAT_TTL out "
+        hint += "(max(5s, 3 x PROBE_INTERVAL)), or set it to 3 x PROBE_INTERVAL, or fix INSTANCES."
+        messages.append(checks.Warning(message, hint=hint, id="resilience.W041"))
     return messages
 
 

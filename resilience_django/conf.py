@@ -10,7 +10,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from django.core.signals import setting_changed
 
@@ -19,6 +18,7 @@ from .breakers.policy import BreakerPolicy, parse_breakers
 from .deadline_policy import DeadlineSettings, RouteBudget
 from .dotted import import_dotted
 from .exceptions import ConfigError
+from .limiting import redis_conn
 from .limiting.fallback import FallbackSettings, parse_fallback_settings
 from .limiting.proxies import (
     DEFAULT_IPV6_PREFIX,
@@ -74,7 +74,6 @@ FLEET_STORES = ("redis", "cache", "database")
 FLEET_CHECK_ID = "resilience.E042"
 # A silent process stays listed this long at most; longer reads as a typo.
 MAX_FLEET_TTL = MAX_DEADLINE
-FALLBACK_LATENCY_MAX = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +309,7 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     redis_named = bool(redis.get("URL")) or (raw.get("BACKEND") == "redis" and bool(redis))
     fallback_latency = _duration(
         errors, raw.get("FALLBACK_LATENCY", 0.050), "'FALLBACK_LATENCY'", "resilience.E011", 0.050,
-        maximum=FALLBACK_LATENCY_MAX, why_positive="every Redis call would count as slow",
+        maximum=redis_conn.MAX_TIMEOUT, why_positive="every Redis call would count as slow",
     ) or 0.050  # fmt: skip
     ratelimit_headers = _checked(errors, raw, "RESILIENCE", "RATELIMIT_HEADERS", True,
         lambda v: isinstance(v, bool), "resilience.E012", "must be True or False",
@@ -321,6 +320,9 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         parse = lambda: parse_redis(redis, budget=fallback_latency)  # noqa: E731
         redis_settings = _guarded(errors, "REDIS", "resilience.E040", parse, None)
         backend = "local" if redis_settings is None else backend
+    elif (url := redis.get("URL")) and (problem := redis_conn.url_problem(url)):  # the fleet's
+        message = f"RESILIENCE['REDIS'] URL {safe_repr(url)} {problem} (the fleet store uses it)"
+        _report(errors, message, "resilience.E040", redis_conn.URL_HINT)
     fallback = _guarded(errors, "FALLBACK", "resilience.E041",
         lambda: parse_fallback_settings(raw.get("FALLBACK")), FallbackSettings())  # fmt: skip
     # The IPv6 grouping rides on TrustedProxies: every `ip` key is built from it.
@@ -389,20 +391,6 @@ def parse_settings(raw: Any) -> ResilienceSettings:
     )  # fmt: skip
 
 
-def _fleet_url_problem(url: object) -> str | None:
-    """Why the fleet store cannot connect to Redis at ``url``, or ``None``."""
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        return "is not a Redis URL"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        return f"is not a Redis URL: {exc}"
-    if parts.scheme == "unix":
-        return None if parts.path else "has no socket path"
-    return None if parts.hostname else "has no host"
-
-
 def _parse_fleet(raw: Any, errors: list[ConfigError], redis_named: bool) -> FleetSettings:
     """Validate ``RESILIENCE["FLEET"]``; each bad key is reported and left at its default.
     ``redis_named``: whether the rest of RESILIENCE gives the fleet store a Redis."""
@@ -437,11 +425,11 @@ def _parse_fleet(raw: Any, errors: list[ConfigError], redis_named: bool) -> Flee
         for key, usable, must, hint in rules
     }  # fmt: skip
     url = raw.get("URL")
-    problem = None if url is None else _fleet_url_problem(url)
+    problem = None if url is None else redis_conn.url_problem(url)
     values["url"] = None if problem else url
     if problem:
-        hint = "Write it like 'redis://127.0.0.1:6379/0' (or rediss://, unix://)."
-        _report(errors, f"{where}['URL'] = {safe_repr(url)} {problem}", FLEET_CHECK_ID, hint)
+        message = f"{where}['URL'] = {safe_repr(url)} {problem}"
+        _report(errors, message, FLEET_CHECK_ID, redis_conn.URL_HINT)
     if values["store"] == "redis" and values["url"] is None and not redis_named:
         hint = "Give FLEET a 'URL', or set REDIS 'URL' (or BACKEND 'redis' with REDIS 'CACHE')."
         message = f"{where}['STORE'] is 'redis' but no Redis is configured"

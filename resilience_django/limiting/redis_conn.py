@@ -4,7 +4,7 @@ own pools for a cache alias, its timeouts and no retries: docs/redis.md."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlsplit
@@ -19,7 +19,7 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from ..exceptions import ConfigError
-from ..units import parse_duration, safe_repr, safe_str
+from ..units import MAX_COUNT, bounded_int, parse_duration, safe_repr, safe_str
 
 __all__ = ["AsyncClient", "RedisSettings", "SyncClient", "make_async_client",
            "make_sync_client", "make_sync_client_from_url", "parse_redis_settings"]  # fmt: skip
@@ -30,6 +30,11 @@ AsyncClient: TypeAlias = "aredis.Redis | aredis.RedisCluster"
 CHECK_ID = "resilience.E040"
 # The connect budget: connecting and loading the script at first use.
 CONNECT_TIMEOUT = 1.0
+MAX_TIMEOUT = 60.0  # FALLBACK_LATENCY's too (SOCKET_TIMEOUT's default): longer is a typo
+URL_HINT = (
+    "Like 'redis://127.0.0.1:6379/0' (rediss://, unix:///path); query options are redis-py's "
+    "connection arguments: db, client_name, protocol, socket_keepalive; ssl_* need rediss://."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class RedisSettings:
 
 
 _KEYS = frozenset(field.name.upper() for field in fields(RedisSettings))
+KEYS_HINT = f"Keys: CACHE or URL, {', '.join(sorted(_KEYS - {'URL'}))} (docs/settings.md#redis)."
 # What SENTINEL_KWARGS may say: redis-py's arguments for reaching and authenticating to a
 # sentinel, by type; the timeouts and retries are the limiter's (docs/redis.md#sentinel).
 _SENTINEL_BOOLS = frozenset(("ssl", "ssl_check_hostname"))
@@ -67,79 +73,105 @@ _OURS = frozenset(("socket_timeout", "socket_connect_timeout", "health_check_int
                    "retry_on_timeout", "retry_on_error", "max_connections"))  # fmt: skip
 
 
-def _error(message: str, hint: str = "") -> ConfigError:
+def _error(message: str, hint: str = KEYS_HINT) -> ConfigError:
     return ConfigError(f"RESILIENCE['REDIS']{message}", check_id=CHECK_ID, hint=hint)
+
+
+def _seconds(value: Any) -> float:
+    """A timeout: above 0 (0 is a non-blocking socket) and at most a minute, else 0."""
+    try:
+        return parse_duration(value, maximum=MAX_TIMEOUT)
+    except ValueError:
+        return 0.0
+
+
+def _address(entry: Any) -> tuple[str, int]:
+    """A ``(host, port)`` sentinel address (its port may be digits: an environment variable's)."""
+    host, port = entry
+    port = int(port) if isinstance(port, str) and port.isascii() and port.isdigit() else port
+    if isinstance(host, str) and host.strip() and bounded_int(port, minimum=1, maximum=65535):
+        return host, port
+    raise ValueError(entry)
 
 
 def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> RedisSettings:
     """Turn a ``RESILIENCE["REDIS"]`` with a ``URL`` into ``RedisSettings``, or ``ConfigError``
     (``resilience_django.conf`` turns a ``CACHE`` alias into ``URL``, ``PASSWORD`` and so on)."""
     value = dict(value or {})
-    unknown = set(value) - _KEYS
-    if unknown:
-        raise _error(
-            f" has unknown keys {sorted(unknown)}",
-            "Use CACHE or URL, and optionally CLUSTER, PASSWORD, SENTINELS, SENTINEL_KWARGS, "
-            "MAX_CONNECTIONS, SOCKET_TIMEOUT, CONNECT_TIMEOUT, KEY_PREFIX.",
-        )
+    if unknown := set(value) - _KEYS:
+        raise _error(f" has unknown keys {sorted(map(safe_str, unknown))}")
     url = value.get("URL")
+    problem = url_problem(url, "the Sentinel service as its host" if value.get("SENTINELS") else "")
+    if problem or not isinstance(url, str):  # (not a str: a problem too)
+        raise _error(f" URL {safe_repr(url)} {problem}", URL_HINT)
+    options = _url_options(url)
+    timeout = (_seconds, f"must be a duration above 0 and at most {MAX_TIMEOUT:g}s, like '50ms'")
+    # Each plain key: whether a value is usable, what it must be.
+    rules: dict[str, tuple[Callable[[Any], object], str]] = {
+        "SOCKET_TIMEOUT": timeout,
+        "CONNECT_TIMEOUT": timeout,
+        "MAX_CONNECTIONS": (
+            lambda v: bounded_int(v, minimum=1, maximum=MAX_COUNT),
+            f"must be an integer from 1 to {MAX_COUNT:_}",
+        ),
+        "CLUSTER": (lambda v: isinstance(v, bool), "must be True or False"),
+        "PASSWORD": (lambda v: v is None or isinstance(v, str), "must be a string or None"),
+        "KEY_PREFIX": (
+            lambda v: isinstance(v, str) and v.strip() and len(v) <= 200,
+            "must be a non-empty string (at most 200)",
+        ),
+    }
+    read: dict[str, Any] = {f.name: f.default for f in fields(RedisSettings)}
+    read |= {"url": url, "socket_timeout": budget}
+    for key, (usable, must) in rules.items():
+        read[key.lower()] = item = value.get(key, read[key.lower()])
+        if not usable(item):
+            raise _error(f"[{key!r}] = {safe_repr(item)} {must}")
     sentinels = value.get("SENTINELS") or ()
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise _error(
-            f" URL {safe_repr(url)} is not a Redis URL", "Write it like 'redis://127.0.0.1:6379/0'."
-        )
-    try:  # redis-py parses it at first use: said here, a bad query option is a check error
-        options = _url_options(url)
-    except ValueError as exc:
-        raise _error(
-            f" URL {safe_repr(url)}: {exc}",
-            "Query options are redis-py's, like '?socket_keepalive=true&client_name=api'.",
-        ) from None
     try:
-        socket_timeout = parse_duration(value.get("SOCKET_TIMEOUT", budget))
-        connect_timeout = parse_duration(value.get("CONNECT_TIMEOUT", CONNECT_TIMEOUT))
-        max_connections = int(value.get("MAX_CONNECTIONS", 64))
-    except (TypeError, ValueError) as exc:
-        hint = "Timeouts are durations like '50ms'; MAX_CONNECTIONS is a positive integer."
-        raise _error(f": {exc}", hint) from exc
-    if max_connections < 1:
-        raise _error("['MAX_CONNECTIONS'] must be at least 1")
-    try:
-        addresses = tuple((str(host), int(port)) for host, port in sentinels)
-    except (TypeError, ValueError) as exc:
+        read["sentinels"] = tuple(_address(entry) for entry in sentinels)
+    except (TypeError, ValueError):
         raise _error(
             f"['SENTINELS'] = {safe_repr(sentinels)} is not a list of (host, port)",
-            "Write it like [('10.0.0.5', 26379), ('10.0.0.6', 26379)].",
-        ) from exc
-    if addresses and (url.startswith("unix://") or not urlparse(url).hostname):
-        raise _error(
-            f" URL {safe_repr(url)} with SENTINELS must name the Sentinel service as its host",
-            "Write it like 'redis://mymaster/0' (rediss:// for TLS to the primary).",
-        )
-    sentinel_kwargs = _sentinel_kwargs(value.get("SENTINEL_KWARGS"))
-    cluster = bool(value.get("CLUSTER", False))
+            "Write it like [('10.0.0.5', 26379), ('10.0.0.6', 26379)]; ports 1 to 65535.",
+        ) from None
+    read["sentinel_kwargs"] = _sentinel_kwargs(value.get("SENTINEL_KWARGS"))
     # RedisCluster refuses these only when built, at first use: said here, a check error.
-    if cluster and (
-        url.startswith("unix://") or urlparse(url).path.strip("/") not in ("", "0") or addresses
-    ):
-        raise _error(
-            f" URL {safe_repr(url)} with CLUSTER: a cluster has no unix socket, no db but 0 and no "
-            "SENTINELS",
-            "Write it like 'redis://10.0.0.1:7000/0' (any node of the cluster).",
-        )
-    password = value.get("PASSWORD")
-    return RedisSettings(
-        sentinels=addresses,
-        sentinel_kwargs=sentinel_kwargs,
-        url=url,
-        cluster=cluster,
-        password=password if isinstance(password, str) else None,
-        max_connections=max_connections,
-        # The URL's timeouts may tighten the limiter's, never loosen them (_client_url).
-        socket_timeout=min(socket_timeout, options.get("socket_timeout") or math.inf),
-        connect_timeout=min(connect_timeout, options.get("socket_connect_timeout") or math.inf),
-        key_prefix=str(value.get("KEY_PREFIX", "rl")),
-    )
+    if read["cluster"] and (url.startswith("unix://") or options.get("db") or sentinels):
+        message = f" URL {safe_repr(url)} with CLUSTER: no unix socket, no db but 0, no SENTINELS"
+        raise _error(message, "Write it like 'redis://10.0.0.1:7000/0' (any node of the cluster).")
+    # The URL's timeouts may tighten the limiter's, never loosen them (_client_url).
+    tighter = (options.get("socket_timeout"), options.get("socket_connect_timeout"))
+    for key, limit in zip(("socket_timeout", "connect_timeout"), tighter, strict=True):
+        read[key] = min(_seconds(read[key]), limit or math.inf)
+    return RedisSettings(**read)
+
+
+def url_problem(url: object, host: str = "") -> str | None:
+    """Why redis-py could not connect to ``url`` (naming ``host``), or ``None``; found without
+    connecting: its parser reads the URL, and a connection is built (not opened) per option."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        return "is not a Redis URL"
+    try:
+        options = _url_options(url)  # a port or a value it cannot parse
+    except ValueError as exc:
+        return f"is not a Redis URL: {exc}"
+    parts = urlsplit(url)
+    unix = parts.scheme == "unix"
+    if not (parts.path if unix else parts.hostname) or (unix and host):  # a socket: no service
+        return "has no socket path" if unix and not host else f"must name {host or 'a host'}"
+    if options.get("db", 0) < 0 or (not unix and parts.path.strip("/") and "db" not in options):
+        return "has a db that is not a number from 0 (redis-py reads '/orders' as db 0)"
+    for key in ("socket_timeout", "socket_connect_timeout", "max_connections"):
+        if key in options and not 0 < options[key] < math.inf:
+            return f"has {key}={options[key]}, which must be above 0"
+    base, _, query = _client_url(url).partition("?")
+    for name, item in parse_qsl(query):
+        try:  # a TypeError: an argument redis-py's connection does not take
+            redis.ConnectionPool.from_url(f"{base}?{urlencode({name: item})}").make_connection()
+        except Exception as exc:
+            return f"has a query option redis-py refuses, {safe_repr(name)}: {safe_str(exc)}"
+    return None
 
 
 def _url_options(url: str) -> dict[str, Any]:
@@ -174,8 +206,7 @@ def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
         kind = bool if name in _SENTINEL_BOOLS else str
         if not isinstance(item, kind) or (name == "ssl_cert_reqs" and item not in _CERT_REQS):
             want = "True or False" if kind is bool else "a string"
-            if name == "ssl_cert_reqs":
-                want = f"one of {', '.join(_CERT_REQS)}"
+            want = f"one of {', '.join(_CERT_REQS)}" if name == "ssl_cert_reqs" else want
             raise _error(
                 f"['SENTINEL_KWARGS'][{safe_repr(name)}] = {safe_repr(item)} must be {want}", hint
             )
@@ -236,9 +267,7 @@ def make_async_client(settings: RedisSettings) -> AsyncClient:
 def make_sync_client_from_url(url: str, timeout: float = 1.0) -> redis.Redis:
     """A plain redis-py client for background work, ``timeout`` bounding each wait (the URL's
     timeouts may only tighten it), no retries; the URL's ``max_connections`` sizes its pool."""
-    options = _url_options(url)
-    read = min(timeout, options.get("socket_timeout") or math.inf)
-    connect = min(timeout, options.get("socket_connect_timeout") or math.inf)
-    kwargs = _common_kwargs(RedisSettings(url, socket_timeout=read, connect_timeout=connect))
-    kwargs["max_connections"] = options.get("max_connections")
+    settings = parse_redis_settings({"URL": url, "CONNECT_TIMEOUT": timeout}, budget=timeout)
+    kwargs = _common_kwargs(settings)
+    kwargs["max_connections"] = _url_options(url).get("max_connections")
     return redis.Redis.from_url(_client_url(url), **kwargs)

@@ -321,7 +321,8 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         redis_settings = _guarded(errors, "REDIS", "resilience.E040", parse, None)
         backend = "local" if redis_settings is None else backend
     elif (url := redis.get("URL")) and (problem := redis_conn.url_problem(url)):  # the fleet's
-        message = f"RESILIENCE['REDIS'] URL {safe_repr(url)} {problem} (the fleet store uses it)"
+        shown = redis_conn.shown_url(url)
+        message = f"RESILIENCE['REDIS'] URL {shown} {problem} (the fleet store uses it)"
         _report(errors, message, "resilience.E040", redis_conn.URL_HINT)
     fallback = _guarded(errors, "FALLBACK", "resilience.E041",
         lambda: parse_fallback_settings(raw.get("FALLBACK")), FallbackSettings())  # fmt: skip
@@ -428,7 +429,7 @@ def _parse_fleet(raw: Any, errors: list[ConfigError], redis_named: bool) -> Flee
     problem = None if url is None else redis_conn.url_problem(url)
     values["url"] = None if problem else url
     if problem:
-        message = f"{where}['URL'] = {safe_repr(url)} {problem}"
+        message = f"{where}['URL'] = {redis_conn.shown_url(url)} {problem}"
         _report(errors, message, FLEET_CHECK_ID, redis_conn.URL_HINT)
     if values["store"] == "redis" and values["url"] is None and not redis_named:
         hint = "Give FLEET a 'URL', or set REDIS 'URL' (or BACKEND 'redis' with REDIS 'CACHE')."

@@ -224,3 +224,23 @@ def test_with_the_local_backend_a_bad_redis_url_the_fleet_store_would_use_is_e04
 
 def test_with_the_local_backend_the_rest_of_redis_is_still_not_checked() -> None:
     assert _messages({"BACKEND": "local", "REDIS": {"URL": URL, "MAX_CONNECTIONS": 0}}) == []
+
+
+@pytest.mark.parametrize(
+    "resilience",
+    [
+        {"BACKEND": "redis", "REDIS": {"URL": "redis://:hunter2-secret@127.0.0.1:6379/0?foo=1"}},
+        {"BACKEND": "redis", "REDIS": {"URL": "rediss://app:hunter2-secret@[::1"}},
+        {"BACKEND": "redis", "REDIS": {"URL": "redis://h/0?password=hunter2-secret&foo=1"}},
+        {"BACKEND": "local", "REDIS": {"URL": "redis://u:hunter2-secret@127.0.0.1/x"}},
+        {"FLEET": {"URL": "redis://u:hunter2-secret@127.0.0.1:6379/0?foo=1"}},
+        {"BACKEND": "redis", "REDIS": {"URL": URL, "PASSWORD": 12345678}},
+    ],
+)
+def test_a_check_message_never_shows_a_password(resilience: Any) -> None:
+    # Check output lands in CI logs and deploy logs: the URL is named, its password is not.
+    messages = _messages(resilience)
+    assert messages, "the setting is bad: a check must say so"
+    for message in messages:
+        assert "hunter2-secret" not in message.msg and "12345678" not in message.msg
+        assert "hunter2-secret" not in (message.hint or "")

@@ -4,6 +4,7 @@ own pools for a cache alias, its timeouts and no retries: docs/redis.md."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeAlias, cast
@@ -103,7 +104,7 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     url = value.get("URL")
     problem = url_problem(url, "the Sentinel service as its host" if value.get("SENTINELS") else "")
     if problem or not isinstance(url, str):  # (not a str: a problem too)
-        raise _error(f" URL {safe_repr(url)} {problem}", URL_HINT)
+        raise _error(f" URL {shown_url(url)} {problem}", URL_HINT)
     options = _url_options(url)
     timeout = (_seconds, f"must be a duration above 0 and at most {MAX_TIMEOUT:g}s, like '50ms'")
     # Each plain key: whether a value is usable, what it must be.
@@ -126,7 +127,8 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     for key, (usable, must) in rules.items():
         read[key.lower()] = item = value.get(key, read[key.lower()])
         if not usable(item):
-            raise _error(f"[{key!r}] = {safe_repr(item)} {must}")
+            shown = f"a {type(item).__name__}" if key == "PASSWORD" else safe_repr(item)
+            raise _error(f"[{key!r}] = {shown} {must}")
     sentinels = value.get("SENTINELS") or ()
     try:
         read["sentinels"] = tuple(_address(entry) for entry in sentinels)
@@ -138,13 +140,21 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     read["sentinel_kwargs"] = _sentinel_kwargs(value.get("SENTINEL_KWARGS"))
     # RedisCluster refuses these only when built, at first use: said here, a check error.
     if read["cluster"] and (url.startswith("unix://") or options.get("db") or sentinels):
-        message = f" URL {safe_repr(url)} with CLUSTER: no unix socket, no db but 0, no SENTINELS"
+        message = f" URL {shown_url(url)} with CLUSTER: no unix socket, no db but 0, no SENTINELS"
         raise _error(message, "Write it like 'redis://10.0.0.1:7000/0' (any node of the cluster).")
     # The URL's timeouts may tighten the limiter's, never loosen them (_client_url).
     tighter = (options.get("socket_timeout"), options.get("socket_connect_timeout"))
     for key, limit in zip(("socket_timeout", "connect_timeout"), tighter, strict=True):
         read[key] = min(_seconds(read[key]), limit or math.inf)
     return RedisSettings(**read)
+
+
+def shown_url(url: object) -> str:
+    """``url`` for a message, its passwords (which check output and CI logs keep) hidden."""
+    if isinstance(url, str):
+        url = re.sub(r"^(\w+://[^/?#:@]*:)[^/?#]*@", r"\1***@", url)
+        url = re.sub(r"(password=)[^&#]*", r"\1***", url)
+    return safe_repr(url)
 
 
 def url_problem(url: object, host: str = "") -> str | None:

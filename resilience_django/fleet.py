@@ -29,6 +29,7 @@ __all__ = [
 
 ACTIONS = ("force_open", "force_close", "reset", "disable")
 SHARED_REASON = "opened by another process"
+MARKER_HORIZON = 86_400.0  # seconds: an open-until marker further ahead is ignored
 
 
 @dataclass(eq=False)
@@ -70,6 +71,7 @@ class FleetPublisher:
         self._next_shared: dict[str, float] = {}
         self._error_logged = 0.0
         self._bad_markers: dict[str, str] = {}
+        self._void: dict[str, float | None] = {}  # markers a reset voided (see _share)
         self.malformed_commands = 0  # store entries skipped (hand-edited, corrupted)
 
     def attach(self, breaker: Breaker) -> None:
@@ -168,6 +170,8 @@ class FleetPublisher:
                     self._deliver(name, command)
         for command in filter(self._sound, batch.log):
             self._standing[command["breaker"]] = command
+            if command["action"] in ("reset", "force_close"):
+                self._void[command["breaker"]] = None
             self._deliver(command["breaker"], command)
         self._cmd_seq = batch.seen
         if self._sent_here:
@@ -203,9 +207,11 @@ class FleetPublisher:
             else:  # under the lock, so in number order with attach's
                 self._apply_command(breaker, command)
 
-    def applying_here(self, breaker: str) -> int:
+    def applying_here(self, breaker: str, action: str = "") -> int:
         """Called by :func:`send_command` before it applies a command in this process."""
         with self._lock:
+            if action in ("reset", "force_close"):
+                self._void[breaker] = None
             return self._epochs.get(breaker, 0)
 
     def sent_here(self, breaker: str, seq: int, epoch: int) -> None:
@@ -240,15 +246,22 @@ class FleetPublisher:
             return
         for name in due:
             self._next_shared[name] = now + shared[name].policy.shared_poll
-        for name, until in self.store.open_until(due).items():
+        markers = self.store.open_until(due)
+        for name in due:
+            until = markers.get(name, 0.0)
+            if name in self._void and self._void[name] in (None, until):
+                self._void[name] = until  # the first read after a reset or force-close:
+                continue  # written before it, it must not open the breaker again
             policy = shared[name].policy
             longest = policy.open_for_max or policy.open_for
             seconds = until - wall
-            if not seconds <= longest + CLOCK_SKEW:  # inf, NaN, 1e308: no process wrote it
+            # inf, NaN, 1e308: no process wrote it.  Within a day (a clock ahead, a rolling
+            # deploy's other policy): open, at most as long as ours says, again while it stands.
+            if not seconds <= max(longest, MARKER_HORIZON) + CLOCK_SKEW:
                 if self._bad_markers.get(name) != repr(until):
                     self._bad_markers[name] = repr(until)
                     logger.warning("breaker %s: ignored open-until marker %r", name, until)
-            elif seconds > 0:  # a host whose clock is ahead: no longer than the policy says
+            elif seconds > 0:
                 shared[name].open_until(now + min(seconds, longest), SHARED_REASON)
 
 
@@ -394,7 +407,7 @@ def send_command(breaker: str, action: str) -> int:
     # matters most) still gets the breaker here, and the outage is logged.
     local = get_breaker(breaker)
     publisher = _publisher
-    epoch = publisher.applying_here(breaker) if publisher is not None else 0
+    epoch = publisher.applying_here(breaker, action) if publisher is not None else 0
     getattr(local, action)()
     store = get_store()
     version = 0

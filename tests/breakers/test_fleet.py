@@ -164,6 +164,10 @@ def states(name: str, pids: set[int]) -> dict[int, str]:
     }
 
 
+def report_times(name: str, pids: set[int]) -> dict[int, float]:
+    return {r["pid"]: r["time"] for r in fleet_snapshot() if r["name"] == name and r["pid"] in pids}
+
+
 BREAKERS = {
     "pricing": {"failure_threshold": 3},
     "shared": {"failure_threshold": 2, "open_for": "30s", "shared": True, "shared_poll": 100},
@@ -193,6 +197,13 @@ def run_fleet_scenario(
             if r["name"] == "shared" and r["pid"] in pids
         }
         assert sum(reason == fleet.SHARED_REASON for reason in reasons.values()) == 2
+
+        # An operator's force-close sticks: the marker written before it opens nothing again.
+        send_command("shared", "force_close")
+        wait_for(lambda: set(states("shared", pids).values()) == {"closed"}, 10)
+        closed_at = time.time()
+        wait_for(lambda: min(report_times("shared", pids).values()) > closed_at + 1, 15)
+        assert set(states("shared", pids).values()) == {"closed"}
 
         send_command("pricing", "reset")
         wait_for(lambda: set(states("pricing", pids).values()) == {"closed"}, 10)

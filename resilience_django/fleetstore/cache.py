@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
@@ -141,21 +142,30 @@ class CacheStore(FleetStore):
             # epoch), or the log no longer reaches back to `after`: start over.
             standing, after, probe = dict(saved["commands"]), saved_seq, []
         log: list[dict[str, Any]] = []
+        gone = (0, 0)  # the first number below the head found gone (expired, evicted), count
         seq, fetched_to = after + 1, after + 1 + len(probe)
         while seq <= after + base.READ_BATCH:
             if seq >= fetched_to:
                 found = self.cache.get_many([self._slot(n) for n in range(seq, seq + 64)])
                 fetched_to = seq + 64
+                if not found and fetched_to <= head:
+                    # 64 gone in a row: expired or evicted, or no sender wrote that head.  Walking
+                    # could take forever: find the oldest entry left (caches drop the oldest first).
+                    there, has = range(fetched_to, head + 1), self.cache.has_key
+                    hi = fetched_to + bisect.bisect(there, False, key=lambda n: has(self._slot(n)))
+                    gone = (gone[0] or seq, gone[1] + hi - seq)
+                    seq = fetched_to = hi
+                    continue
             command = found.get(self._slot(seq))
-            if command is None:
-                if seq > head:
-                    break  # not sent yet
-                # Below the head every number was written: this entry expired or the
-                # cache evicted it.  Waiting would stall every later command.
-                logger.warning("breaker fleet: command %d is gone from the cache", seq)
-            else:
+            if command is not None:
                 log.append(command)
+            elif seq > head:
+                break  # not sent yet
+            else:  # every number below the head was written: this entry expired or the
+                gone = (gone[0] or seq, gone[1] + 1)  # cache evicted it
             seq += 1
+        if gone[1]:  # once a read, not once a number; waiting for them would stall the rest
+            logger.warning("breaker fleet: command %d is gone from the cache (%d in all)", *gone)
         return CommandBatch(standing, log, seq - 1, stale=saved_seq < seq - 1, epoch=current)
 
     def save_standing(self, seen: int, standing: Mapping[str, Mapping[str, Any]]) -> None:
@@ -182,7 +192,7 @@ def _is_dict(value: Any) -> bool:
 
 
 def _is_seq(value: Any) -> bool:
-    return isinstance(value, int) and value >= 0
+    return isinstance(value, int) and 0 <= value < 2**62  # beyond: no sender wrote it
 
 
 def _is_standing(value: Any) -> bool:

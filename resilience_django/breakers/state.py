@@ -180,14 +180,13 @@ class Breaker:
             if p.state is OPEN:
                 if now < p.until:
                     raise self._reject(p.until - now)
-                with self._lock:
-                    # ``until`` again: a shared marker may have moved it meanwhile.
-                    if self._phase is p and now >= p.until:
-                        self._set(HALF_OPEN, now, "open_for elapsed")
+                self.poll()  # to half-open, unless a shared marker moved ``until`` meanwhile
             elif p.state is HALF_OPEN:
                 with self._lock:
                     if self._phase is p:
                         if p.admitted < policy.half_open_calls:
+                            if p.admitted == p.succeeded + p.failed:  # none under way: a trial
+                                p.entered = now  # is stuck half_open_max_wait after its start
                             p.admitted += 1
                             return p
                         deadline = p.entered + policy.half_open_max_wait

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, IntegrityError, router, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -51,6 +51,10 @@ _ENFORCE = "Enforce selected %(verbose_name_plural)s"
 _CONFLICT = "_resilience_save_conflict"  # on a request whose save lost a race
 
 
+class _SavedMeanwhile(Exception):
+    """The row changed between reading it for the form and saving it."""
+
+
 class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     settings_key = ""  # the RESILIENCE key whose errors the changelist shows
     actions: tuple[str, ...] = ("enable", "disable")
@@ -90,12 +94,20 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         plural = self.model._meta.verbose_name_plural
         self.message_user(request, f"{changed} {plural} updated.", messages.SUCCESS)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # clean()'s updated_at check, again in one step with the save: this UPDATE matches
+        # nothing if the row changed since it was read, and locks it until the transaction ends.
+        rows = self.model._default_manager.filter(pk=obj.pk, updated_at=obj.updated_at)
+        if change and not rows.update(updated_at=F("updated_at")):
+            raise _SavedMeanwhile
+        super().save_model(request, obj, form, change)
+
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().changeform_view(request, *args, **kwargs)
-        except IntegrityError:
-            # Two admins saved one name at once (docs/admin.md): the second INSERT failed and
-            # was rolled back; the form comes again with the error, not a 500.
+        except (IntegrityError, _SavedMeanwhile):
+            # Another admin's save won a race (docs/admin.md): this one was rolled back, and
+            # the form comes again with the error, not a 500.
             setattr(request, _CONFLICT, True)
             return super().changeform_view(request, *args, **kwargs)
 

@@ -106,7 +106,7 @@ class RuleForm(forms.ModelForm):  # type: ignore[type-arg]
     hidden, and a save over a change made since then is refused (docs/admin.md)."""
 
     seen_updated_at = forms.CharField(widget=forms.HiddenInput, required=False)
-    save_conflict = False  # set by the admin when this save lost a race on the name
+    save_conflict = False  # set by the admin when this save lost a race (admin.py)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -124,7 +124,7 @@ class RuleForm(forms.ModelForm):  # type: ignore[type-arg]
             rule = f"{self.instance._meta.verbose_name} {str(self.instance)!r}"
             why = f"Not saved: someone else changed the {rule} after you opened this page. "
             self.add_error(None, why + "Open it again to see their change, then redo yours.")
-        if self.save_conflict:
+        elif self.save_conflict:
             why = "Not saved: another change to a rule of this name was saved at the same moment. "
             self.add_error(None, why + "Check the list of rules, then save again.")
         return cleaned
@@ -156,7 +156,9 @@ class LimitRuleForm(RuleForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Suggestions only: header:<Name> takes any name; Model.clean() checks ADMIN_CHOICES.
-        key = self.fields["key"]
+        # No field for staff who may only view: the admin shows it read-only.
+        if (key := self.fields.get("key")) is None:
+            return
         key.widget = DatalistInput(
             [*BUILTIN_KEYS, "header:X-Api-Key", "param:token", *admin_choices().keys]
         )

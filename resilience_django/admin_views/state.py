@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import threading
 import time
@@ -159,13 +161,15 @@ def snapshot(*, can_operate: bool = False) -> dict[str, Any]:
     """The whole dashboard: fleet breakers, limiter health, rejections, deadline misses."""
     try:
         procs, fleet_error = fleet_processes(), None
-    except Exception as exc:  # the fleet store is down: say so, show the rest
-        procs, fleet_error = [process_report([])], f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # the fleet store is down: say so (its address only in the log)
+        kind = type(exc).__name__
+        logging.getLogger("resilience_django.admin").warning("fleet store down: %s: %s", kind, exc)
+        procs, fleet_error = [process_report([])], f"{kind} (see the server log)"
     breakers = [] if fleet_error else aggregate_breakers(breaker_rows(procs))
     _rates.record(breakers)
     for breaker in breakers:
         breaker["history"] = _rates.get(breaker["name"])
-    return {
+    doc = {
         "time": time.time(),
         "breakers": breakers,
         "processes": 0 if fleet_error else len(procs),
@@ -175,3 +179,5 @@ def snapshot(*, can_operate: bool = False) -> dict[str, Any]:
         **history(procs),
         "can_operate": can_operate,
     }
+    # NaN or infinity from a report is not JSON, and a browser refuses the whole document.
+    return dict(json.loads(json.dumps(doc, default=str), parse_constant=lambda _: None))

@@ -120,7 +120,8 @@ class FleetPublisher:
                 now = self.clock()
                 if now - self._error_logged > 60:
                     self._error_logged = now
-                    logger.warning("breaker fleet store unavailable: %s: %s", type(exc).__name__, exc)
+                    kind = type(exc).__name__
+                    logger.warning("breaker fleet store unavailable: %s: %s", kind, exc)
                 with contextlib.suppress(Exception):
                     self.store.recover()
             due = min([self._next_publish, self._next_command, *self._next_shared.values()])

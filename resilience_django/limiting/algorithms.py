@@ -240,8 +240,11 @@ class Gcra:
         if state[0] < now:
             state[0] = now
 
+    # Tests add costs to ``max(tat, now) - now``, never take ``now`` from a sum: past days of
+    # uptime ``now + T - now`` rounds by more than the slack, refusing an idle key its token.
     def fits(self, state: State, now: float, cost: int) -> bool:
-        return bool(state[0] + cost * self.interval - now <= self.tau + self.slack)
+        ahead = state[0] - now if state[0] > now else 0.0
+        return bool(ahead + cost * self.interval <= self.tau + self.slack)
 
     def consume(self, state: State, now: float, cost: int) -> None:
         state[0] += cost * self.interval
@@ -251,34 +254,35 @@ class Gcra:
         state[0] -= cost * self.interval
 
     def acquire(self, state: State, now: float, cost: int) -> bool:
-        tat = (state[0] if state[0] > now else now) + cost * self.interval
-        if tat - now > self.tau + self.slack:
+        tat = state[0] if state[0] > now else now
+        step = cost * self.interval
+        if tat - now + step > self.tau + self.slack:
             return False
-        state[0] = tat
+        state[0] = tat + step
         return True
 
     def outcome(self, state: State, now: float, check: LimitCheck) -> RuleOutcome:
-        cost = check.cost
         tat = state[0]
         if tat < now:
             tat = now
         interval = self.interval
-        tat += cost * interval
+        step = check.cost * interval
+        wait = tat - now + step
         tau = self.tau
-        if tat - now > tau + self.slack:
-            return RuleOutcome(check, False, *self.info(state, now, cost, False))
-        state[0] = tat
-        remaining = floor((tau - (tat - now)) / interval + EPSILON)
-        return RuleOutcome(check, True, remaining if remaining > 0 else 0, tat - now, 0.0)
+        if wait > tau + self.slack:
+            return RuleOutcome(check, False, *self.info(state, now, check.cost, False))
+        state[0] = tat + step
+        remaining = floor((tau - wait) / interval + EPSILON)
+        return RuleOutcome(check, True, remaining if remaining > 0 else 0, wait, 0.0)
 
     def info(self, state: State, now: float, cost: int, allowed: bool) -> tuple[int, float, float]:
-        tat = state[0] if state[0] > now else now
+        ahead = state[0] - now if state[0] > now else 0.0
         t = self.interval
-        remaining = floor((self.tau - (tat - now)) / t + EPSILON)
+        remaining = floor((self.tau - ahead) / t + EPSILON)
         retry_after = 0.0
         if not allowed:
-            retry_after = self.period if cost > self.capacity else tat + cost * t - now - self.tau
-        return max(remaining, 0), tat - now, max(retry_after, 0.0)
+            retry_after = self.period if cost > self.capacity else ahead + cost * t - self.tau
+        return max(remaining, 0), ahead, max(retry_after, 0.0)
 
 
 Kernel = SlidingWindow | TokenBucket | Gcra

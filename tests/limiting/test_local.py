@@ -155,9 +155,10 @@ def test_memory_per_key_stays_under_the_documented_figure(algorithm, ceiling):
     assert per_key < ceiling, per_key
 
 
-def test_threads_hammering_one_key_admit_exactly_the_limit():
-    limiter = LocalLimiter(clock=ManualClock())
-    check = (LimitCheck(policy(limit=1000), "hot"),)
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+def test_threads_hammering_one_key_admit_exactly_the_limit(algorithm):
+    limiter = LocalLimiter(clock=ManualClock(1e6))
+    check = (LimitCheck(policy(limit=1000, algorithm=algorithm), "hot"),)
     admitted = []
     start = threading.Barrier(8)
 

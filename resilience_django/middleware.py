@@ -16,7 +16,7 @@ from . import responses
 from .breakers.state import CircuitOpen
 from .deadline import Deadline, DeadlineExceeded, _current
 from .responses import deadline_response
-from .runtime import INNER_EXCEPTION, Runtime, get_runtime, view_name_of
+from .runtime import INNER_EXCEPTION, STATE_ATTR, RequestState, Runtime, get_runtime, view_name_of
 
 __all__ = ["ResilienceMiddleware", "cancels_at_deadline"]
 
@@ -164,8 +164,11 @@ class ResilienceMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Response | None:
         """Turn our own exceptions escaping a view into their status codes, not a 500."""
-        if isinstance(exception, CircuitOpen):  # no verdict for the route breaker (finish)
-            setattr(request, INNER_EXCEPTION, exception)
+        state: RequestState | None = getattr(request, STATE_ATTR, None)
+        if state is not None and isinstance(exception, CircuitOpen):
+            # The route's verdict now (docs/breakers.md, "Nested breakers"): noted on the
+            # request instead, it would turn a 500 a middleware below makes of our 503 into one.
+            state.end_breaker(None, by_caller=True)
         return responses.for_exception(request, exception)
 
 
@@ -174,8 +177,9 @@ def note_inner_exception(sender: Any, request: HttpRequest | None = None, **kwar
     it is ours (an open breaker, a deadline), ``Runtime.finish`` answers with its status
     code (503, 504) instead."""
     exception = sys.exc_info()[1]
-    if request is not None and isinstance(exception, DeadlineExceeded | CircuitOpen):
-        setattr(request, INNER_EXCEPTION, exception)
+    if request is not None:  # the latest 500 decides: another's below ours clears ours
+        ours = isinstance(exception, DeadlineExceeded | CircuitOpen)
+        setattr(request, INNER_EXCEPTION, exception if ours else None)
 
 
 def _start(request: HttpRequest, runtime: Runtime) -> Deadline | None:

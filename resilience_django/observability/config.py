@@ -18,6 +18,7 @@ MIN_TOKEN_LENGTH = 16
 _WHERE = "RESILIENCE['METRICS']"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_LOOPBACK = {4: ipaddress.ip_network("127.0.0.0/8"), 6: ipaddress.ip_network("::1")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,15 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
 
 
 def deploy_warnings(settings: MetricsSettings) -> list[ConfigError]:
-    """Deploy-time concerns (``resilience.W090``): the view open to any address."""
-    if not settings.enabled or all(n.prefixlen for n in settings.allowed_networks):
-        return []
-    hint = "Restrict it to your Prometheus servers' networks, or use BEARER_TOKEN."
-    message = f"{_WHERE}['ALLOWED_NETWORKS'] admits every address"
-    return [ConfigError(message, check_id="resilience.W090", hint=hint)]
+    """Deploy-time concerns: the view open to any address (``resilience.W090``), or to loopback,
+    which behind a reverse proxy on the same host is everyone the proxy serves (``W092``)."""
+    networks = settings.allowed_networks if settings.enabled else ()
+    where = f"{_WHERE}['ALLOWED_NETWORKS']"
+    if not all(n.prefixlen for n in networks):
+        hint = "Restrict it to your Prometheus servers' networks, or use BEARER_TOKEN."
+        return [ConfigError(f"{where} admits every address", check_id="resilience.W090", hint=hint)]
+    if any(n.overlaps(_LOOPBACK[n.version]) for n in networks):
+        hint = "List the Prometheus server's own address instead, or use BEARER_TOKEN."
+        message = f"{where} admits loopback: behind a proxy on this host, everyone it serves"
+        return [ConfigError(message, check_id="resilience.W092", hint=hint)]
+    return []

@@ -111,3 +111,25 @@ def test_metrics_are_parsed_with_the_rest_of_resilience_into_one_settings_object
     with override_settings(RESILIENCE={"METRICS": {"ENABLED": True, "BEARER_TOKEN": TOKEN}}):
         assert get_settings().metrics.enabled is True
     assert get_settings().metrics.enabled is False
+
+
+@pytest.mark.parametrize(
+    "networks", [["127.0.0.1"], ["10.0.0.0/8", "::1"], ["::ffff:127.0.0.1"], ["64.0.0.0/2"]]
+)
+def test_deploy_warning_when_loopback_is_allowed(networks):
+    # Behind nginx on the same host every REMOTE_ADDR is 127.0.0.1: all its clients get in.
+    from django.test import override_settings
+
+    from resilience_django.checks import check_deploy, check_settings
+
+    config = {"METRICS": {"ENABLED": True, "ALLOWED_NETWORKS": networks}}
+    with override_settings(RESILIENCE=config):
+        [warning] = [m for m in check_deploy() if m.id.startswith("resilience.W09")]
+        assert warning.id == "resilience.W092"
+        assert "BEARER_TOKEN" in warning.hint and "Prometheus" in warning.hint
+        assert not [m for m in check_settings() if m.id == "resilience.W092"]  # deploy only
+    for closed in (["10.0.0.0/8", "128.0.0.0/1", "::2"], ["0.0.0.0/0", "127.0.0.1"]):
+        settings, _, _ = parse({"ENABLED": True, "ALLOWED_NETWORKS": closed})
+        assert "resilience.W092" not in [w.check_id for w in deploy_warnings(settings)]
+    off, _, _ = parse({"ENABLED": False, "ALLOWED_NETWORKS": networks})
+    assert deploy_warnings(off) == []

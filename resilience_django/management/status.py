@@ -121,8 +121,7 @@ def _ping_redis() -> dict[str, Any]:
     """Can this host reach the limiter's Redis?  One PING, bounded by a second."""
     from ..limiting.redis_conn import make_sync_client
 
-    client = None
-    started = time.perf_counter()
+    client, started = None, time.perf_counter()
     try:
         client = make_sync_client(parse_redis(get_settings().redis, budget=1.0))
         client.ping()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -148,3 +149,32 @@ def test_check_cannot_tell_while_the_database_is_down(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "status unknown: admin rules unavailable: OperationalError" in done.stderr
     assert "pricing" in done.stdout  # the rest of the report is still there
+
+
+# -- other processes' text on the operator's terminal ---------------------------------------
+
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # every control character but \n
+HOST, NAME = "evil\x1b[2Jhost", "pay\x1b]8;;https://x.example\x07ments\r"
+
+
+@pytest.mark.django_db
+def test_other_processes_text_cannot_drive_the_terminal():
+    with override_settings(RESILIENCE={"FLEET": {"PREFIX": f"esc-{uuid.uuid4().hex[:8]}"}}):
+        store = fleet.get_store()
+        assert store is not None
+        change = {"from": "closed", "to": "open", "at": time.time(), "reason": "\rall \x9bfine"}
+        breaker = {"name": NAME, "state": "open", "calls": 3, "last_transition": change}
+        limiter = {"backend": "local\x1b[1A", "fallback_active": True, "healthy": True}
+        report = {"host": HOST, "pid": 7, "time": time.time(), "breakers": [breaker]}
+        store.publish(f"{HOST}:7", {**report, "limiter": limiter}, 30)
+        try:
+            text, code, message = run("--check")
+            doc = strict_json(run("--json")[0])
+        finally:
+            fleet.stop()
+    assert code == 1
+    assert not CONTROL.search(text) and not CONTROL.search(message), (text, message)
+    assert "evil\\x1b[2Jhost:7" in text and "pay\\x1b]8;;https://x.example\\x07ments\\x0d" in text
+    assert "\\x0dall \\x9bfine" in text and "local\\x1b[1A" in text
+    assert "breaker pay\\x1b]8;;https://x.example\\x07ments\\x0d is open in evil\\x1b" in message
+    assert isinstance(doc, dict) and doc["breakers"][0]["name"] == NAME  # JSON escapes on its own

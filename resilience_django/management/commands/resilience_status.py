@@ -13,6 +13,9 @@ from ...checks import check_settings
 from ...observability.log import json_or_repr
 from ..status import UNKNOWN, gather
 
+# Other processes' names, hosts, reasons: a \x1b[2J, an OSC 8 link, a \r print as text, not act.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
 
 def _shedding_line(rule: dict[str, Any]) -> str:
     size = str(rule["max_concurrent"])
@@ -81,50 +84,49 @@ class Command(BaseCommand):
             )
         doc = gather()
         if options["json"]:
-            self.stdout.write(_json(doc))
+            self.stdout.write(_json(doc))  # JSON escapes on its own
         else:
             self._print(doc)
         status = doc["status"]
         if options["check"] and status["code"]:
-            reasons = status["unknown"] or status["problems"]
-            raise CommandError(
-                f"status {status['state']}: " + "; ".join(reasons), returncode=status["code"]
-            )
+            reasons = "; ".join(status["unknown"] or status["problems"]).translate(_ESCAPES)
+            raise CommandError(f"status {status['state']}: {reasons}", returncode=status["code"])
 
-    def _heading(self, text: str) -> None:
-        self.stdout.write(self.style.MIGRATE_HEADING(text))
+    def _write(self, text: str, style: Any = str) -> None:
+        # Escaped before styling: the colours stay, other processes' escapes do not.
+        self.stdout.write(style(text.translate(_ESCAPES)))
 
     def _print(self, doc: dict[str, Any]) -> None:
         fleet = doc["fleet"]
-        self._heading("Fleet")
+        self._write("Fleet", self.style.MIGRATE_HEADING)
         if fleet["error"] is not None:
-            self.stdout.write(self.style.ERROR(f"  fleet store unreachable: {fleet['error']}"))
+            self._write(f"  fleet store unreachable: {fleet['error']}", self.style.ERROR)
         else:
             count = len(fleet["processes"])
-            self.stdout.write(f"  store: {fleet['store']}, {count} process(es) reporting")
+            self._write(f"  store: {fleet['store']}, {count} process(es) reporting")
         self._print_limiter(doc)
         self._print_breakers(doc)
         self._print_rules(doc)
         status = doc["status"]
-        self._heading("Status")
+        self._write("Status", self.style.MIGRATE_HEADING)
         style = {0: self.style.SUCCESS, 1: self.style.WARNING}.get(status["code"], self.style.ERROR)
-        self.stdout.write(style(f"  {status['state']} ({status['code']})"))
+        self._write(f"  {status['state']} ({status['code']})", style)
         for reason in [*status["unknown"], *status["problems"]]:
-            self.stdout.write(f"  - {reason}")
+            self._write(f"  - {reason}")
 
     def _print_limiter(self, doc: dict[str, Any]) -> None:
-        self._heading("Limiter backend")
-        self.stdout.write(f"  configured backend: {doc['configured_backend']}")
+        self._write("Limiter backend", self.style.MIGRATE_HEADING)
+        self._write(f"  configured backend: {doc['configured_backend']}")
         redis = doc["redis"]
         if redis is not None and redis["reachable"]:
-            self.stdout.write(f"  redis: reachable from here ({redis['latency_ms']:g} ms)")
+            self._write(f"  redis: reachable from here ({redis['latency_ms']:g} ms)")
         elif redis is not None:
-            self.stdout.write(self.style.ERROR(f"  redis: unreachable: {redis['error']}"))
+            self._write(f"  redis: unreachable: {redis['error']}", self.style.ERROR)
         if not doc["limiters"]:
-            self.stdout.write("  no worker has reported its limiter")
+            self._write("  no worker has reported its limiter")
         for w in doc["limiters"]:
             latency = w.get("last_latency_ms")
-            self.stdout.write(
+            self._write(
                 f"  {w.get('host')}:{w.get('pid')}: backend={w.get('backend')} "
                 f"healthy={w.get('healthy')} fallback_active={w.get('fallback_active')} "
                 f"live_instances={w.get('live_instances')} "
@@ -133,10 +135,10 @@ class Command(BaseCommand):
             )
 
     def _print_breakers(self, doc: dict[str, Any]) -> None:
-        self._heading("Breakers")
+        self._write("Breakers", self.style.MIGRATE_HEADING)
         configured = doc["configured_breakers"]
         if not configured:
-            self.stdout.write("  no breakers reported or configured")
+            self._write("  no breakers reported or configured")
             return
         header = ("BREAKER", "SOURCE", "PROCESS", "STATE", "CALLS", "FAIL", "SLOW", "EWMA",
                   "LAST CHANGE")  # fmt: skip
@@ -157,29 +159,29 @@ class Command(BaseCommand):
                     str(r.get("calls", 0)), _pct(r.get("failure_rate")), _pct(r.get("slow_rate")),
                     f"{float(r.get('ewma') or 0):.2f}", change,
                 ))  # fmt: skip
-        widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-        for row in table:
+        shown = [[cell.translate(_ESCAPES) for cell in row] for row in table]  # widths as printed
+        widths = [max(len(row[i]) for row in shown) for i in range(len(header) - 1)]
+        for row in shown:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-            self.stdout.write("  " + "  ".join([*cells, row[-1]]).rstrip())
+            self._write("  " + "  ".join([*cells, row[-1]]).rstrip())
 
     def _print_rules(self, doc: dict[str, Any]) -> None:
-        self._heading("Rules in force")
+        self._write("Rules in force", self.style.MIGRATE_HEADING)
         if not doc["rules"]:
-            self.stdout.write("  no limit rules")
+            self._write("  no limit rules")
         for rule in doc["rules"]:
-            self.stdout.write(
+            self._write(
                 f"  {rule['name']}: {rule['rate']} {rule['algorithm']} key={rule['key']} "
                 f"on {rule['match']} {rule['scope']} {rule['mode']} ({rule['source']})"
             )
-        self._heading("Shedding rules in force (first match)")
+        self._write("Shedding rules in force (first match)", self.style.MIGRATE_HEADING)
         if not doc["shedding"]:
-            self.stdout.write("  no shedding rules")
+            self._write("  no shedding rules")
         for rule in doc["shedding"]:
-            self.stdout.write(_shedding_line(rule))
+            self._write(_shedding_line(rule))
         for kind, name in doc["overridden"]:
-            self.stdout.write(f"  admin {kind} rule {name!r}: overridden by settings")
+            self._write(f"  admin {kind} rule {name!r}: overridden by settings")
         for kind, name, reason in doc["skipped"]:
-            line = f"  admin {kind} rule {name!r} left out: {reason}"
-            self.stdout.write(self.style.WARNING(line))
+            self._write(f"  admin {kind} rule {name!r} left out: {reason}", self.style.WARNING)
         if doc["rules_error"] is not None:
-            self.stdout.write(self.style.WARNING(f"  {doc['rules_error']}"))
+            self._write(f"  {doc['rules_error']}", self.style.WARNING)

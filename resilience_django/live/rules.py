@@ -118,5 +118,6 @@ def _load_row(row: Any, index: int, choices: AdminChoices) -> tuple[Any, str | N
         return row.parse(index), None
     except ConfigError as exc:
         return None, f"{exc} ({exc.check_id})"
-    except Exception as exc:  # a row must never stop the others from loading
-        return None, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bug: the others still load; its text, to the log only
+        logger.exception("admin rule %r could not be parsed", row)
+        return None, f"{type(exc).__name__} (the server log has the details)"

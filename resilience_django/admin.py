@@ -111,6 +111,12 @@ class _RuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             setattr(request, _CONFLICT, True)
             return super().changeform_view(request, *args, **kwargs)
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Read-only, the form's hidden field would be a row of its own: "Seen updated at: None".
+        drop = () if obj is None or self.has_change_permission(request, obj) else (forms.SEEN,)
+        sets = super().get_fieldsets(request, obj)
+        return [(n, {**o, "fields": [f for f in o["fields"] if f not in drop]}) for n, o in sets]
+
     def get_form(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         form = super().get_form(request, *args, **kwargs)
         conflict = getattr(request, _CONFLICT, False)

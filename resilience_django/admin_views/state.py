@@ -157,13 +157,24 @@ def _int_or_zero(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+# The last outage logged, and when: each open tab polls every few seconds.
+_store_down: list[Any] = ["", 0.0]
+
+
+def _log_store_down(why: str) -> None:
+    now = time.monotonic()
+    if why != _store_down[0] or now - _store_down[1] > 60:
+        _store_down[:] = [why, now]
+        logging.getLogger("resilience_django.admin").warning("fleet store down: %s", why)
+
+
 def snapshot(*, can_operate: bool = False) -> dict[str, Any]:
     """The whole dashboard: fleet breakers, limiter health, rejections, deadline misses."""
     try:
         procs, fleet_error = fleet_processes(), None
     except Exception as exc:  # the fleet store is down: say so (its address only in the log)
         kind = type(exc).__name__
-        logging.getLogger("resilience_django.admin").warning("fleet store down: %s: %s", kind, exc)
+        _log_store_down(f"{kind}: {exc}")
         procs, fleet_error = [process_report([])], f"{kind} (see the server log)"
     breakers = [] if fleet_error else aggregate_breakers(breaker_rows(procs))
     _rates.record(breakers)

@@ -71,7 +71,6 @@ class FleetPublisher:
         self._next_shared: dict[str, float] = {}
         self._error_logged = 0.0
         self._bad_markers: dict[str, str] = {}
-        self._void: dict[str, float | None] = {}  # markers a reset voided (see _share)
         self.malformed_commands = 0  # store entries skipped (hand-edited, corrupted)
 
     def attach(self, breaker: Breaker) -> None:
@@ -171,8 +170,6 @@ class FleetPublisher:
                     self._deliver(name, command)
         for command in filter(self._sound, batch.log):
             self._standing[command["breaker"]] = command
-            if command["action"] in ("reset", "force_close"):
-                self._void[command["breaker"]] = None
             self._deliver(command["breaker"], command)
         self._cmd_seq = batch.seen
         if self._sent_here:
@@ -208,12 +205,11 @@ class FleetPublisher:
             else:  # under the lock, so in number order with attach's
                 self._apply_command(breaker, command)
 
-    def applying_here(self, breaker: str, action: str = "") -> int:
+    def applying_here(self, breaker: str) -> int:
         """Called by :func:`send_command` before it applies a command in this process."""
-        with self._lock:
-            if action in ("reset", "force_close"):
-                self._void[breaker] = None
-            return self._epochs.get(breaker, 0)
+        with self._lock:  # a new epoch: _share drops the marker it is reading or writing now
+            epoch = self._epochs[breaker] = self._epochs.get(breaker, 0) + 1
+            return epoch
 
     def sent_here(self, breaker: str, seq: int, epoch: int) -> None:
         """Called by :func:`send_command` once the store has numbered that command."""
@@ -230,7 +226,7 @@ class FleetPublisher:
 
     def _share(self, breakers: list[Breaker], now: float) -> None:
         with self._lock:
-            opened, self._opened = self._opened, []
+            opened, self._opened, epochs = self._opened, [], dict(self._epochs)
         shared = {b.name: b for b in breakers if b.policy.shared}
         wall = self.wall()
         for i, name in enumerate(opened):
@@ -242,28 +238,29 @@ class FleetPublisher:
                     with self._lock:  # the store is down: write them once it is back
                         self._opened[:0] = opened[i:]
                     raise
+                if self._epochs.get(name) != epochs.get(name):  # a reset here: maybe before it
+                    self.store.clear_open_until(name)
         due = [n for n, b in shared.items() if now >= self._next_shared.get(n, 0.0)]
         if not due:
             return
         for name in due:
             self._next_shared[name] = now + shared[name].policy.shared_poll
         markers = self.store.open_until(due)
-        for name in due:
-            until = markers.get(name, 0.0)
-            if name in self._void and self._void[name] in (None, until):
-                self._void[name] = until  # the first read after a reset or force-close:
-                continue  # written before it, it must not open the breaker again
-            policy = shared[name].policy
-            longest = policy.open_for_max or policy.open_for
-            seconds = until - wall
-            # inf, NaN, 1e308: no process wrote it.  Within a day (a clock ahead, a rolling
-            # deploy's other policy): open, at most as long as ours says, again while it stands.
-            if not seconds <= max(longest, MARKER_HORIZON) + CLOCK_SKEW:
-                if self._bad_markers.get(name) != repr(until):
-                    self._bad_markers[name] = repr(until)
-                    logger.warning("breaker %s: ignored open-until marker %r", name, until)
-            elif seconds > 0:
-                shared[name].open_until(now + min(seconds, longest), SHARED_REASON)
+        with self._lock:  # applying_here waits: no command lands here between check and open
+            for name, until in markers.items():
+                if self._epochs.get(name) != epochs.get(name):
+                    continue  # send_command acted here while it was read: maybe from before
+                policy = shared[name].policy
+                longest = policy.open_for_max or policy.open_for
+                seconds = until - wall
+                # inf, NaN, 1e308: no process wrote it.  Within a day (a clock ahead, a rolling
+                # deploy's other policy): open, at most as long as ours says, again while it stands.
+                if not seconds <= max(longest, MARKER_HORIZON) + CLOCK_SKEW:
+                    if self._bad_markers.get(name) != repr(until):
+                        self._bad_markers[name] = repr(until)
+                        logger.warning("breaker %s: ignored open-until marker %r", name, until)
+                elif seconds > 0:
+                    shared[name].open_until(now + min(seconds, longest), SHARED_REASON)
 
 
 _publisher: FleetPublisher | None = None
@@ -408,7 +405,7 @@ def send_command(breaker: str, action: str) -> int:
     # matters most) still gets the breaker here, and the outage is logged.
     local = get_breaker(breaker)
     publisher = _publisher
-    epoch = publisher.applying_here(breaker, action) if publisher is not None else 0
+    epoch = publisher.applying_here(breaker) if publisher is not None else 0
     getattr(local, action)()
     store = get_store()
     version = 0

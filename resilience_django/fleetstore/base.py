@@ -9,8 +9,8 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 __all__ = [
-    "CLOCK_SKEW", "COMMAND_LOG", "COMMAND_TTL", "READ_BATCH", "VERSION_KEY", "CommandBatch",
-    "FleetStore", "command_seq",
+    "CLOCK_SKEW", "CLOSING", "COMMAND_LOG", "COMMAND_TTL", "READ_BATCH", "VERSION_KEY",
+    "CommandBatch", "FleetStore", "command_seq",
 ]  # fmt: skip
 
 # No prefix: every process of a deployment must agree on it whatever its FLEET settings.
@@ -20,6 +20,8 @@ VERSION_KEY = "resilience:admin-rules:version"
 COMMAND_LOG = 10_000  # commands in the Redis log
 COMMAND_TTL = 86_400  # seconds in a cache or database log
 READ_BATCH = 500
+# Sending one deletes the breaker's open-until marker first (fleet.py reads commands first).
+CLOSING = ("reset", "force_close")
 CLOCK_SKEW = 300.0
 """Seconds the Redis and cache stores' process index tolerates between hosts' clocks: who is
 live is the report's own expiry; the index, kept by the hosts' clocks, only lists candidates."""
@@ -63,6 +65,7 @@ class FleetStore(Protocol):
 
     def set_open_until(self, breaker: str, until: float) -> None: ...
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]: ...  # breakers: never empty
+    def clear_open_until(self, breaker: str) -> None: ...
 
     def recover(self) -> None:
         """After a failed round, on its thread: drop what may be broken (a DB connection)."""

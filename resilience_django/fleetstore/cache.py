@@ -110,6 +110,8 @@ class CacheStore(FleetStore):
         return f"{self.p}:cmd:{seq}"
 
     def send_command(self, breaker: str, action: str) -> int:
+        if action in base.CLOSING:
+            self.clear_open_until(breaker)
         with self.lock():
             self.cache.add(self._epoch, uuid.uuid4().hex, None)
             head, saved = self._saved(self.cache.get_many([self._head, self._standing]))
@@ -180,6 +182,9 @@ class CacheStore(FleetStore):
         seconds = until - time.time()
         if seconds > 0:
             self.cache.set(f"{self.p}:open:{safe_key(breaker)}", until, seconds)
+
+    def clear_open_until(self, breaker: str) -> None:
+        self.cache.delete(f"{self.p}:open:{safe_key(breaker)}")
 
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
         keys = {f"{self.p}:open:{safe_key(b)}": b for b in breakers}

@@ -83,6 +83,8 @@ class DatabaseStore(FleetStore):
         FleetValue.objects.filter(expires_at__lt=Now()).delete()
 
     def send_command(self, breaker: str, action: str) -> int:
+        if action in base.CLOSING:
+            self.clear_open_until(breaker)
         using = router.db_for_write(FleetCommand)
         with transaction.atomic(using=using):
             if connections[using].vendor != "sqlite":
@@ -115,6 +117,9 @@ class DatabaseStore(FleetStore):
             self._put(
                 _open_key(breaker), repr(until), expires_at=Now() + timedelta(seconds=seconds)
             )
+
+    def clear_open_until(self, breaker: str) -> None:
+        FleetValue.objects.filter(key=_open_key(breaker)).delete()
 
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
         keys = {_open_key(b): b for b in breakers}

@@ -86,6 +86,8 @@ class RedisStore(FleetStore):
         # Read at call time so tests can shorten the log.
         args = [breaker, action, repr(time.time()), base.COMMAND_LOG]
         client = self.client  # built first: it registers the script
+        if action in base.CLOSING:
+            self.clear_open_until(breaker)
         client.set(self._epoch_key, uuid.uuid4().hex, nx=True)
         return int(self._script(keys=self._cmd_keys, args=args, client=client))
 
@@ -124,6 +126,9 @@ class RedisStore(FleetStore):
         ms = int((until - time.time()) * 1000)
         if ms > 0:
             self.client.set(f"{self.p}:open:{safe_key(breaker)}", repr(until), px=ms)
+
+    def clear_open_until(self, breaker: str) -> None:
+        self.client.delete(f"{self.p}:open:{safe_key(breaker)}")
 
     def open_until(self, breakers: Sequence[str]) -> dict[str, float]:
         values = self.client.mget([f"{self.p}:open:{safe_key(b)}" for b in breakers])

@@ -315,15 +315,10 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         lambda v: isinstance(v, bool), "resilience.E012", "must be True or False",
         "False stops RateLimit headers on admitted responses.")  # fmt: skip
     redis_settings: RedisSettings | None = None
-    # Only the redis backend reads REDIS: "local" test settings may keep a stale one.
+    parse = lambda: parse_redis(redis, budget=fallback_latency)  # noqa: E731
     if backend == "redis":
-        parse = lambda: parse_redis(redis, budget=fallback_latency)  # noqa: E731
         redis_settings = _guarded(errors, "REDIS", "resilience.E040", parse, None)
         backend = "local" if redis_settings is None else backend
-    elif (url := redis.get("URL")) and (problem := redis_conn.url_problem(url)):  # the fleet's
-        shown = redis_conn.shown_url(url)
-        message = f"RESILIENCE['REDIS'] URL {shown} {problem} (the fleet store uses it)"
-        _report(errors, message, "resilience.E040", redis_conn.URL_HINT)
     fallback = _guarded(errors, "FALLBACK", "resilience.E041",
         lambda: parse_fallback_settings(raw.get("FALLBACK")), FallbackSettings())  # fmt: skip
     # The IPv6 grouping rides on TrustedProxies: every `ip` key is built from it.
@@ -364,14 +359,23 @@ def parse_settings(raw: Any) -> ResilienceSettings:
         none_ok=True, why_positive="None turns admin-defined rules off", hint="How often each "
         "process looks for admin changes, e.g. '1s'; None turns admin-defined rules off.",
     )  # fmt: skip
+    parse_fleet = lambda: _parse_fleet(raw.get("FLEET"), errors, redis_named)  # noqa: E731
+    fleet = _guarded(errors, "FLEET", FLEET_CHECK_ID, parse_fleet, FleetSettings())
+    # Else only the fleet store reads REDIS, when FLEET names no other Redis or store (select.py
+    # choose): checked by its parser; a stale REDIS that nothing reads passes.
+    fleet_reads_redis = redis.get("URL") and not fleet.url and fleet.store in (None, "redis")
+    if raw.get("BACKEND") != "redis" and fleet_reads_redis:
+        found: list[ConfigError] = []
+        _guarded(found, "REDIS", "resilience.E040", parse, None)
+        for e in found:
+            _report(errors, f"{e} (the fleet store uses it)", e.check_id, e.hint)
     return ResilienceSettings(
         backend=backend,
         redis=dict(redis),
         redis_settings=redis_settings,
         fallback_latency=fallback_latency,
         fallback=fallback,
-        fleet=_guarded(errors, "FLEET", FLEET_CHECK_ID,
-            lambda: _parse_fleet(raw.get("FLEET"), errors, redis_named), FleetSettings()),
+        fleet=fleet,
         trusted_proxies=trusted_proxies,
         limits=limits,
         shedding=shedding,
@@ -462,9 +466,9 @@ def _url_from_cache(alias: str) -> tuple[str, Mapping[str, Any]]:
     """A django-redis cache's URL and ``OPTIONS``."""
     cache = _caches().get(alias)
     location = None if cache is None else cache.get("LOCATION")
-    # django-redis takes a list for primary/replicas; writes go to the first.
-    if isinstance(location, list | tuple):
-        location = location[0] if location else None
+    # Primary and replicas, a list or a string split on , ; (Django's RedisCache): the first.
+    servers = re.split("[;,]", location) if isinstance(location, str) else location
+    location = servers[0] if isinstance(servers, list | tuple) and servers else location
     if cache is None or not isinstance(location, str) or "://" not in location:
         problem = "which is not in CACHES"
         if cache is not None:

@@ -100,7 +100,7 @@ def test_a_url_that_passes_the_check_connects_and_its_options_reach_the_client()
         ("MAX_CONNECTIONS", 2.7),  # was quietly 2
         ("MAX_CONNECTIONS", float("inf")),  # was "could not be read: OverflowError"
         ("MAX_CONNECTIONS", 10**100),
-        ("MAX_CONNECTIONS", "64"),
+        ("MAX_CONNECTIONS", "0"),
         ("SOCKET_TIMEOUT", 0),  # a non-blocking socket: every decision would fall back
         ("SOCKET_TIMEOUT", "0ms"),
         ("SOCKET_TIMEOUT", "300d"),
@@ -112,7 +112,7 @@ def test_a_url_that_passes_the_check_connects_and_its_options_reach_the_client()
         ("PASSWORD", 12345),  # was dropped: Redis then refuses the unauthenticated client
         ("PASSWORD", b"secret"),
         ("KEY_PREFIX", None),  # was the prefix "None"
-        ("KEY_PREFIX", ""),
+        ("KEY_PREFIX", "x" * 201),
         ("KEY_PREFIX", 5),
     ],
 )
@@ -222,8 +222,12 @@ def test_with_the_local_backend_a_bad_redis_url_the_fleet_store_would_use_is_e04
     assert "fleet store" in error.msg and "'foo'" in error.msg
 
 
-def test_with_the_local_backend_the_rest_of_redis_is_still_not_checked() -> None:
-    assert _messages({"BACKEND": "local", "REDIS": {"URL": URL, "MAX_CONNECTIONS": 0}}) == []
+def test_with_the_local_backend_the_rest_of_redis_the_fleet_store_reads_is_checked() -> None:
+    # tests/test_checks_redis_regressions.py: not when FLEET names its own URL or store.
+    error = _only(
+        {"BACKEND": "local", "REDIS": {"URL": URL, "MAX_CONNECTIONS": 0}}, "resilience.E040"
+    )
+    assert "MAX_CONNECTIONS" in error.msg and "fleet store" in error.msg
 
 
 @pytest.mark.parametrize(

@@ -50,8 +50,7 @@ def build() -> FleetStore:
 
         # Only background threads and operator tools use it: a generous timeout costs no
         # request anything.  Built at first use (RedisStore, docs/redis.md#redis-cluster).
-        url = settings.fleet.url
-        if url:
+        if url := settings.fleet.url:
             return RedisStore(prefix=prefix, connect=lambda: make_sync_client_from_url(url, 1.0))
         parsed = parse_redis(settings.redis, budget=1.0)  # bad settings raise here, at once
         return RedisStore(prefix=prefix, connect=lambda: make_sync_client(parsed))

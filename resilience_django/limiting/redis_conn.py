@@ -3,6 +3,7 @@ own pools for a cache alias, its timeouts and no retries: docs/redis.md."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -36,6 +37,9 @@ URL_HINT = (
     "Like 'redis://127.0.0.1:6379/0' (rediss://, unix:///path); query options are redis-py's "
     "connection arguments: db, client_name, protocol, socket_keepalive; ssl_* need rediss://."
 )
+# What only RedisCluster takes, which a URL may carry with CLUSTER (Redis's own are checked).
+_CLUSTER_OPTIONS = {*inspect.signature(redis.RedisCluster).parameters} - {"kwargs"}
+_CLUSTER_OPTIONS -= {*inspect.signature(redis.Redis).parameters}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +90,15 @@ def _seconds(value: Any) -> float:
         return 0.0
 
 
+def _digits(value: Any) -> Any:
+    """An integer written as digits (an environment variable's) as an int, else ``value``."""
+    return int(value) if isinstance(value, str) and re.fullmatch("[0-9]{1,18}", value) else value
+
+
 def _address(entry: Any) -> tuple[str, int]:
-    """A ``(host, port)`` sentinel address (its port may be digits: an environment variable's)."""
+    """A ``(host, port)`` sentinel address (its port may be digits)."""
     host, port = entry
-    port = int(port) if isinstance(port, str) and port.isascii() and port.isdigit() else port
+    port = _digits(port)
     if isinstance(host, str) and host.strip() and bounded_int(port, minimum=1, maximum=65535):
         return host, port
     raise ValueError(entry)
@@ -101,11 +110,12 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
     value = dict(value or {})
     if unknown := set(value) - _KEYS:
         raise _error(f" has unknown keys {sorted(map(safe_str, unknown))}")
-    url = value.get("URL")
-    problem = url_problem(url, "the Sentinel service as its host" if value.get("SENTINELS") else "")
-    if problem or not isinstance(url, str):  # (not a str: a problem too)
+    url: Any = value.get("URL")  # a str when url_problem finds none
+    host = "the Sentinel service as its host" if value.get("SENTINELS") else ""
+    if problem := url_problem(url, host, cluster=value.get("CLUSTER") is True):
         raise _error(f" URL {shown_url(url)} {problem}", URL_HINT)
     options = _url_options(url)
+    value["MAX_CONNECTIONS"] = _digits(value.get("MAX_CONNECTIONS", 64))
     timeout = (_seconds, f"must be a duration above 0 and at most {MAX_TIMEOUT:g}s, like '50ms'")
     # Each plain key: whether a value is usable, what it must be.
     rules: dict[str, tuple[Callable[[Any], object], str]] = {
@@ -113,13 +123,13 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         "CONNECT_TIMEOUT": timeout,
         "MAX_CONNECTIONS": (
             lambda v: bounded_int(v, minimum=1, maximum=MAX_COUNT),
-            f"must be an integer from 1 to {MAX_COUNT:_}",
+            f"must be an integer from 1 to {MAX_COUNT:_} (or its digits)",
         ),
         "CLUSTER": (lambda v: isinstance(v, bool), "must be True or False"),
         "PASSWORD": (lambda v: v is None or isinstance(v, str), "must be a string or None"),
         "KEY_PREFIX": (
-            lambda v: isinstance(v, str) and v.strip() and len(v) <= 200,
-            "must be a non-empty string (at most 200)",
+            lambda v: isinstance(v, str) and len(v) <= 200,
+            "must be a string of at most 200 characters",
         ),
     }
     read: dict[str, Any] = {f.name: f.default for f in fields(RedisSettings)}
@@ -143,29 +153,30 @@ def parse_redis_settings(value: Mapping[str, Any] | None, *, budget: float) -> R
         message = f" URL {shown_url(url)} with CLUSTER: no unix socket, no db but 0, no SENTINELS"
         raise _error(message, "Write it like 'redis://10.0.0.1:7000/0' (any node of the cluster).")
     # The URL's timeouts may tighten the limiter's, never loosen them (_client_url).
-    tighter = (options.get("socket_timeout"), options.get("socket_connect_timeout"))
-    for key, limit in zip(("socket_timeout", "connect_timeout"), tighter, strict=True):
-        read[key] = min(_seconds(read[key]), limit or math.inf)
+    for key, option in [("socket_timeout",) * 2, ("connect_timeout", "socket_connect_timeout")]:
+        read[key] = min(_seconds(read[key]), options.get(option) or math.inf)
     return RedisSettings(**read)
 
 
 def shown_url(url: object) -> str:
     """``url`` for a message, its passwords (which check output and CI logs keep) hidden."""
     if isinstance(url, str):
-        url = re.sub(r"^(\w+://[^/?#:@]*:)[^/?#]*@", r"\1***@", url)
+        # Up to the last "@": a password may hold an unencoded / ? # (the URL is then malformed).
+        url = re.sub(r"(?s)^(\w+://[^/?#:@]*:).*@", r"\1***@", url)
         url = re.sub(r"(password=)[^&#]*", r"\1***", url)
     return safe_repr(url)
 
 
-def url_problem(url: object, host: str = "") -> str | None:
+def url_problem(url: object, host: str = "", *, cluster: bool = False) -> str | None:
     """Why redis-py could not connect to ``url`` (naming ``host``), or ``None``; found without
     connecting: its parser reads the URL, and a connection is built (not opened) per option."""
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         return "is not a Redis URL"
     try:
         options = _url_options(url)  # a port or a value it cannot parse
-    except ValueError as exc:
-        return f"is not a Redis URL: {exc}"
+    except ValueError as exc:  # urlsplit's port errors quote it: a password's start (/ ? # in it)
+        port = "has a port that is not a number up to 65535 (percent-encode / ? # @ in a password)"
+        return port if str(exc).startswith("Port") else f"is not a Redis URL: {exc}"
     parts = urlsplit(url)
     unix = parts.scheme == "unix"
     if not (parts.path if unix else parts.hostname) or (unix and host):  # a socket: no service
@@ -177,6 +188,8 @@ def url_problem(url: object, host: str = "") -> str | None:
             return f"has {key}={options[key]}, which must be above 0"
     base, _, query = _client_url(url).partition("?")
     for name, item in parse_qsl(query):
+        if cluster and name in _CLUSTER_OPTIONS:
+            continue
         try:  # a TypeError: an argument redis-py's connection does not take
             redis.ConnectionPool.from_url(f"{base}?{urlencode({name: item})}").make_connection()
         except Exception as exc:
@@ -209,8 +222,7 @@ def _sentinel_kwargs(value: object) -> tuple[tuple[str, str | bool], ...]:
     )
     if not isinstance(value, Mapping):
         raise _error(f"['SENTINEL_KWARGS'] must be a dict, not {type(value).__name__}", hint)
-    unknown = sorted(safe_str(k) for k in value if k not in SENTINEL_ARGUMENTS)
-    if unknown:
+    if unknown := sorted(safe_str(k) for k in value if k not in SENTINEL_ARGUMENTS):
         raise _error(f"['SENTINEL_KWARGS'] has unknown keys {unknown}", hint)
     for name, item in value.items():
         kind = bool if name in _SENTINEL_BOOLS else str

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
@@ -39,7 +39,8 @@ def deadline_execute_wrapper(
     state = getattr(connection, _STATE_ATTR, None)
     if deadline is None:
         if state is not None and (state[0] is not None or not _stands(state, cursor)):
-            _set_timeout(execute, "DEFAULT", many, context)
+            # executemany's executor: the SET goes as one empty parameter set.
+            execute("SET statement_timeout = DEFAULT", [()] if many else None, many, context)
             state = _record(connection, None, 0)
     # Re-send when the value in force belongs to another request (it could be too short for
     # this one), would let this query outlive the deadline, or was undone by a rollback.
@@ -50,7 +51,7 @@ def deadline_execute_wrapper(
         or not _stands(state, cursor)
     ):
         millis = min(MAX_STATEMENT_TIMEOUT_MS, max(1, int(left * 1000)))
-        _set_timeout(execute, millis, many, context)
+        execute(f"SET statement_timeout = {millis}", [()] if many else None, many, context)
         state = _record(connection, deadline.expires_at, millis)
     try:
         return execute(sql, params, many, context)
@@ -70,13 +71,6 @@ def deadline_execute_wrapper(
             pending.undone = True
 
 
-def _set_timeout(
-    execute: Callable[..., Any], value: int | str, many: bool, context: dict[str, Any]
-) -> None:
-    # The executor at hand may run executemany: then the SET goes as one empty parameter set.
-    execute(f"SET statement_timeout = {value}", [()] if many else None, many, context)
-
-
 class _Uncommitted:
     """A ``SET`` sent in a transaction: PostgreSQL undoes it if the transaction, or a savepoint
     around it, rolls back, and the value from before is in force again."""
@@ -93,6 +87,7 @@ class _Uncommitted:
 # (expiry of the deadline it was set for, or None: the server's default; ms set; the _Uncommitted
 # of a SET sent in a transaction), or None for the server's default.
 _State = tuple[float | None, int, _Uncommitted | None] | None
+_UNKNOWN: _State = (float("-inf"), 0, None)  # no deadline's expiry: the next query sends its value
 
 
 def _record(connection: BaseDatabaseWrapper, expires_at: float | None, millis: int) -> _State:
@@ -103,8 +98,8 @@ def _record(connection: BaseDatabaseWrapper, expires_at: float | None, millis: i
     else:
         pending = _Uncommitted()
         state = (expires_at, millis, pending)
-        if connection.in_atomic_block:
-            transaction.on_commit(pending, using=connection.alias)
+        if connection.in_atomic_block:  # this wrapper's, not the thread's connections[alias]
+            connection.on_commit(pending)
     setattr(connection, _STATE_ATTR, state)
     return state
 
@@ -120,10 +115,12 @@ def _stands(state: _State, cursor: Any) -> bool:
 
 
 def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    # A new session (the wrapper reconnects after close()) has the server's default.
-    setattr(connection, _STATE_ATTR, None)
+    # A new session has the server's default; one from Django's pool, what its last user set.
+    pooled = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    setattr(connection, _STATE_ATTR, _UNKNOWN if pooled else None)
+    # First, outermost: a user's execute_wrapper() open since before the connect pops its own.
     if deadline_execute_wrapper not in connection.execute_wrappers:
-        connection.execute_wrappers.append(deadline_execute_wrapper)
+        connection.execute_wrappers.insert(0, deadline_execute_wrapper)
 
 
 def install() -> None:

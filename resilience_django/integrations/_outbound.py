@@ -177,10 +177,11 @@ class OutboundGuard:
             target = self._by_host[host] = policy.for_target(host)
         return target
 
+    # A body that is not ``replayable`` (a generator, a file) is spent by the first attempt.
     # A retried answer never reaches the caller: closed unread (its body may be endless) before
     # the next attempt, which may need its connection (a pool of one), or on an error.
-    def call(self, method: str, host: str, attempt: Callable[[], T]) -> T:
-        policy = self._retry_for(method, host)
+    def call(self, method: str, host: str, attempt: Callable[[], T], replayable: bool) -> T:
+        policy = self._retry_for(method, host) if replayable else None
         dropped: list[T] = []  # the last attempt's answer
         try:
             if policy is None:
@@ -191,8 +192,10 @@ class OutboundGuard:
                 answer.close()
             raise
 
-    async def acall(self, method: str, host: str, attempt: Callable[[], Awaitable[A]]) -> A:
-        policy = self._retry_for(method, host)
+    async def acall(
+        self, method: str, host: str, attempt: Callable[[], Awaitable[A]], replayable: bool
+    ) -> A:
+        policy = self._retry_for(method, host) if replayable else None
         dropped: list[A] = []
         try:
             if policy is None:

@@ -125,7 +125,10 @@ class ResilientTransport(_Resilient[httpx.BaseTransport], httpx.BaseTransport):
     _stream = httpx.SyncByteStream
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._guard.call(request.method, request.url.host, lambda: self._send(request))
+        replayable = isinstance(request.stream, httpx.ByteStream)  # bytes, not a stream
+        return self._guard.call(
+            request.method, request.url.host, lambda: self._send(request), replayable
+        )
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         with self._bound(request) as cut:
@@ -142,8 +145,9 @@ class AsyncResilientTransport(_Resilient[httpx.AsyncBaseTransport], httpx.AsyncB
     _stream = httpx.AsyncByteStream
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        replayable = isinstance(request.stream, httpx.ByteStream)
         return await self._guard.acall(
-            request.method, request.url.host, lambda: self._send(request)
+            request.method, request.url.host, lambda: self._send(request), replayable
         )
 
     async def _send(self, request: httpx.Request) -> httpx.Response:

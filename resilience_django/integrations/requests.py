@@ -62,8 +62,9 @@ class ResilientAdapter(HTTPAdapter):
         self, request: PreparedRequest, timeout: Any = None, **kwargs: Any
     ) -> Response:
         host = urlsplit(request.url or "").hostname or ""
+        replayable = request.body is None or isinstance(request.body, bytes | str)  # not a stream
         return self._guard.call(
-            request.method or "GET", host, lambda: self._send(request, timeout, kwargs)
+            request.method or "GET", host, lambda: self._send(request, timeout, kwargs), replayable
         )
 
     def _send(self, request: PreparedRequest, timeout: Any, kwargs: dict[str, Any]) -> Response:

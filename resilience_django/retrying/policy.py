@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import random as _random
 import time
@@ -96,9 +97,7 @@ class RetryPolicy:
         """This policy with per-target state (budget, throttle) bound to ``target``."""
         if self.target is not None:
             return self
-        bound = object.__new__(RetryPolicy)
-        for name in RetryPolicy.__slots__:
-            setattr(bound, name, getattr(self, name))
+        bound = copy.copy(self)
         bound.target = target
         # Not what this policy found for its own target ("default"): the target's own.
         if self.budget_ratio is not None:

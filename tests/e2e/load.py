@@ -23,6 +23,7 @@ class Outcome:
     shed: list[float] = field(default_factory=list)  # 503
     other: list[int] = field(default_factory=list)  # any other status
     unsent: int = 0  # left out because max_outstanding were already in flight
+    seconds: float = 0.0  # how long requests were offered
 
 
 async def get(port: int, path: str = "/") -> tuple[int, float]:
@@ -46,8 +47,10 @@ async def overload(
     path: str = "/",
     max_outstanding: int = 200,
     timeout: float = 5.0,  # each request's bound
+    stop: asyncio.Event | None = None,
 ) -> Outcome:
-    """Offer ``rate`` requests a second for ``seconds``; wait for all of them."""
+    """Offer ``rate`` requests a second for ``seconds``, or until ``stop`` is set; wait for
+    all of them."""
     outcome = Outcome()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -62,7 +65,7 @@ async def overload(
 
     started = time.perf_counter()
     sent = 0
-    while (now := time.perf_counter() - started) < seconds:
+    while (now := time.perf_counter() - started) < seconds and not (stop and stop.is_set()):
         while sent < int(now * rate):
             sent += 1
             if len(tasks) >= max_outstanding:
@@ -72,6 +75,7 @@ async def overload(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.sleep(0.002)
+    outcome.seconds = now
     await asyncio.gather(*tasks)
     outcome.ok.sort()
     outcome.shed.sort()

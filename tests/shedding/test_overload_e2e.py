@@ -23,6 +23,7 @@ import uvicorn
 from resilience_django.shedding import Bulkhead
 from tests.e2e.load import get, overload, p99
 from tests.e2e.server import uvicorn_server
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -55,29 +56,26 @@ def shedding_app(bulkhead: Bulkhead) -> Any:
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    servers: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
 
     def start(app: Any) -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="error", lifespan="off", access_log=False
-        )
+        # Bound here and handed over, so no other process can take the port in between.
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(app, log_level="error", lifespan="off", access_log=False)
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
+        thread = threading.Thread(target=server.run, args=([sock],), daemon=True)
         thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        servers.append((server, thread))
-        return port
+        servers.append((server, thread, sock))
+        wait_for(lambda: server.started or not thread.is_alive(), 30, "uvicorn starts")
+        assert server.started, "uvicorn did not start"
+        return int(sock.getsockname()[1])
 
     yield start
-    for server, thread in servers:
+    for server, thread, sock in servers:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=30)
+        sock.close()
 
 
 async def test_shed_requests_get_503_fast_and_admitted_p99_stays_bounded(serve: Any) -> None:
@@ -126,14 +124,34 @@ ADAPTIVE_CONFIG = {
 }
 
 
-async def _watch_limit(url: str, stop: asyncio.Event) -> list[tuple[float, dict[str, Any]]]:
-    """The bulkhead as the server reports it, every 250 ms, with seconds since the start."""
+NEAR = (0.75 * SERVED, 1.25 * SERVED)
+SETTLED_FOR = 3.0  # seconds of readings that must be mostly NEAR the capacity
+
+
+def _settled(readings: list[tuple[float, dict[str, Any]]]) -> bool:
+    """Whether 3 in 4 readings of the last SETTLED_FOR seconds were NEAR the capacity.
+
+    Not every one: a stall of the server on a loaded machine reads as latency, and
+    the limit dips for a window or two before it climbs back."""
+    if not readings or readings[-1][0] - readings[0][0] < SETTLED_FOR:
+        return False
+    last = [state["limit"] for at, state in readings if at >= readings[-1][0] - SETTLED_FOR]
+    near = [limit for limit in last if NEAR[0] <= limit <= NEAR[1]]
+    return len(last) >= 8 and len(near) >= 0.75 * len(last)
+
+
+async def _watch_limit(
+    url: str, stop: asyncio.Event, started: float
+) -> list[tuple[float, dict[str, Any]]]:
+    """The bulkhead as the server reports it, every 250 ms, with seconds since ``started``;
+    sets ``stop`` once the limit has settled."""
     readings: list[tuple[float, dict[str, Any]]] = []
-    started = time.perf_counter()
     async with httpx.AsyncClient(timeout=5) as client:
         while not stop.is_set():
             state = (await client.get(url + "/shedding/work/")).json()
             readings.append((round(time.perf_counter() - started, 2), state))
+            if _settled(readings):
+                stop.set()
             await asyncio.sleep(0.25)
     return readings
 
@@ -167,29 +185,34 @@ async def test_adaptive_limit_settles_near_the_real_capacity_of_a_django_view() 
         port = int(server.url.rsplit(":", 1)[1])
         await _warm_up(port)
         stop = asyncio.Event()
-        watcher = asyncio.create_task(_watch_limit(server.url, stop))
-        # Twice the capacity for 6 s: about 2 s climbing from the floor, the
-        # rest settled.
-        seen = await overload(port, rate=2 * SERVED / HOLD, seconds=6.0, path="/work/")
+        watcher = asyncio.create_task(_watch_limit(server.url, stop, time.perf_counter()))
+        # Twice the capacity until the limit has settled: about 2 s climbing from the
+        # floor, then SETTLED_FOR seconds near the capacity.  The climb takes longer on
+        # a loaded machine (each window waits for its samples): a generous deadline.
+        rate = 2 * SERVED / HOLD
+        seen = await overload(port, rate=rate, seconds=30.0, path="/work/", stop=stop)
         stop.set()
         readings = await watcher
     trace = [(at, state["limit"], state["baseline"]) for at, state in readings]
+    # Pinned at the floor for 5 windows, it would have probed again.
     assert not any(state["probing"] for _, state in readings), trace
-    settled = [limit for at, limit, _ in trace if at >= 3.0]
-    assert len(settled) >= 6, trace
-    # Near the real capacity: the controller aims at (1 + buffer) x capacity,
-    # buffer 0.1; the Gradient2 one before it sat at 1.5 x capacity + sqrt.
-    assert 0.75 * SERVED <= statistics.median(settled) <= 1.25 * SERVED, trace
-    assert min(settled) >= FLOOR and max(settled) <= 1.5 * SERVED, trace
+    # Near the real capacity, and held there: the controller aims at (1 + buffer) x
+    # capacity, buffer 0.1; the Gradient2 one before it sat at 1.5 x capacity + sqrt.
+    assert _settled(readings), f"not settled near {SERVED} in {seen.seconds:.1f}s: {trace}"
+    limits = [limit for _, limit, _ in trace]
+    assert min(limits) >= FLOOR and max(limits) <= 1.5 * SERVED, trace  # nor overshot on the way
     assert seen.shed and not seen.other, seen.other
-    # Shed: most at once, as the queue was full, and sooner than an admitted
-    # request could even be served; the rest after max_wait.  The slack is
-    # for a shared 2-core machine, where other jobs stall either process.
+    # Shed: most at once, as the queue was full, and sooner than an admitted request
+    # could even be served; the rest after max_wait.  NOISE is for a shared 2-core
+    # machine, where a stall of either process delays every request then in flight
+    # (up to 1.3 s at load 10).  Without shedding the backlog would grow by a second
+    # each second of the run (at least SETTLED_FOR + the climb), so p99 still tells.
+    noise = 1.0
     assert statistics.median(seen.shed) < HOLD, seen.shed
-    assert p99(seen.shed) < MAX_WAIT + 0.500, seen.shed
+    assert p99(seen.shed) < MAX_WAIT + noise, seen.shed
     # Admitted: the view's latency near the capacity (1.1 x HOLD) plus at most
-    # max_wait in the queue, plus the same slack.  Without shedding, 6 s of
-    # 2x overload would have queued the last requests for about 6 s.
-    assert p99(seen.ok) < 2 * HOLD + MAX_WAIT + 0.400, seen.ok
+    # max_wait in the queue; the median without slack, the tail with it.
+    assert statistics.median(seen.ok) < 2 * HOLD + MAX_WAIT, seen.ok
+    assert p99(seen.ok) < 2 * HOLD + MAX_WAIT + noise, seen.ok
     # The work still gets done: over half the capacity, climb included.
-    assert len(seen.ok) / 6.0 > 0.5 * SERVED / HOLD
+    assert len(seen.ok) / seen.seconds > 0.5 * SERVED / HOLD

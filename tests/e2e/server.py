@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,7 +42,6 @@ def uvicorn_server(
     extra_env: Mapping[str, str] | None = None,
     port: int | None = None,
 ) -> Iterator[Server]:
-    port = port or free_port()
     tmp = Path(tempfile.mkdtemp(prefix="resilience-e2e-"))
     env = {
         **os.environ,
@@ -58,6 +58,24 @@ def uvicorn_server(
         check=True,
     )
     log = tmp / "server.log"
+    for attempt in range(3):
+        # A free port is free only until someone else takes it: chosen after the
+        # migration, and chosen again if another process bound it before uvicorn did.
+        server = _spawn(app, port or free_port(), workers, env, log)
+        try:
+            _wait_ready(server)
+            break
+        except RuntimeError:
+            _terminate(server.process)
+            if port or attempt == 2 or "address already in use" not in server.output():
+                raise
+    try:
+        yield server
+    finally:
+        _terminate(server.process)
+
+
+def _spawn(app: str, port: int, workers: int, env: Mapping[str, str], log: Path) -> Server:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [
@@ -68,18 +86,17 @@ def uvicorn_server(
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url=url, process=process, log=log)
-    try:
-        _wait_ready(server)
-        yield server
-    finally:
+    return Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 def _wait_ready(server: Server, timeout: float = 30.0) -> None:

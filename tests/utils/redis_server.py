@@ -32,10 +32,24 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections and ``bind(0)``."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    """A free port whose cluster bus port (port + 10000) is free and valid too.
+
+    Both below the kernel's ephemeral range: a cluster's ports are chosen long before
+    it starts (tests build clients while it is down), and in between any outgoing
+    connection on the machine could take a port from that range as its own.
+    """
+    top = _ephemeral_low() - 10_000 - 1
     for _ in range(200):
-        port = random.randint(20000, 50000)
+        port = random.randint(min(10_000, top), top)
         if _bindable(port) and _bindable(port + 10000):
             return port
     raise RuntimeError("found no free port pair for a Redis Cluster node")

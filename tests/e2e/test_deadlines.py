@@ -32,6 +32,13 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 _CLIENT = httpx.Client(timeout=5.0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_client() -> Iterator[None]:
+    # Left open, its kept-alive connection is an unclosed socket at the suite's exit.
+    yield
+    _CLIENT.close()
+
+
 def _timed_get(url: str, **kwargs: object) -> tuple[httpx.Response, float]:
     start = time.monotonic()
     response = _CLIENT.get(url, **kwargs)  # type: ignore[arg-type]

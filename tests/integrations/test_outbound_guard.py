@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,6 +19,7 @@ from resilience_django.integrations._outbound import BulkheadFull
 from resilience_django.integrations.httpx import AsyncResilientTransport, ResilientTransport
 from resilience_django.integrations.requests import ResilientAdapter
 from resilience_django.shedding.bulkhead import Bulkhead
+from tests.utils.waiting import wait_for
 
 
 class Flaky(BaseHTTPRequestHandler):
@@ -28,6 +28,7 @@ class Flaky(BaseHTTPRequestHandler):
     plan: dict[str, int] = {}
     seen: dict[str, list[str | None]] = {}
     lock = threading.Lock()
+    release = threading.Event()  # a request to /held... is answered once it is set
 
     def _answer(self) -> None:
         path = self.path.split("?")[0]
@@ -35,8 +36,8 @@ class Flaky(BaseHTTPRequestHandler):
             self.seen.setdefault(path, []).append(self.headers.get("X-Timeout-Ms"))
             left = self.plan.get(path, 0)
             self.plan[path] = left - 1
-        if path.startswith("/slow"):
-            time.sleep(0.3)
+        if path.startswith("/held"):
+            self.release.wait(30)
         status = 503 if left > 0 else 200
         body = json.dumps({"status": status}).encode()
         self.send_response(status)
@@ -166,17 +167,21 @@ def test_full_bulkhead_refuses_without_calling_and_without_blaming_the_breaker(
     get_breaker(name).reset()
     client = httpx.Client(transport=ResilientTransport(bulkhead=bulkhead, breaker=name))
     errors: list[BaseException] = []
-    thread = threading.Thread(target=lambda: client.get(server + "/slow-bh"))
+    Flaky.release.clear()
+    thread = threading.Thread(target=lambda: client.get(server + "/held-bh"))
     thread.start()
-    time.sleep(0.1)
+    # The first call holds the only slot until released: no race with the second.
+    wait_for(lambda: Flaky.seen.get("/held-bh"), 30, "the first call reaches the server")
     try:
-        client.get(server + "/slow-bh")
+        client.get(server + "/held-bh")
     except BulkheadFull as exc:
         errors.append(exc)
+    finally:
+        Flaky.release.set()
     thread.join()
     client.close()
     assert len(errors) == 1
-    assert len(Flaky.seen["/slow-bh"]) == 1
+    assert len(Flaky.seen["/held-bh"]) == 1
     snapshot = get_breaker(name).snapshot()
     assert snapshot["calls"] == 1
     assert snapshot["failures"] == 0

@@ -224,9 +224,11 @@ def test_waiting_retry_after_is_enough_to_be_admitted_again(
 ) -> None:
     # Real time because the clock is Redis TIME; a short period keeps it quick.
     check = LimitCheck(Policy("slide", Rate(3, 0.3), algorithm), "k")
-    assert all(limiter.decide((check,)).allowed for _ in range(3))
-    rejected = limiter.decide((check,))
-    assert not rejected.allowed and 0 < rejected.retry_after <= 0.3
+    # Until the first refusal: on a loaded machine a token (one per 100 ms) may come
+    # back between the first call and the fourth.
+    decisions = (limiter.decide((check,)) for _ in range(100))
+    rejected = next(d for d in decisions if not d.allowed)
+    assert 0 < rejected.retry_after <= 0.3
     time.sleep(rejected.retry_after + 0.01)
     assert limiter.decide((check,)).allowed
 

@@ -60,7 +60,7 @@ async def test_route_budget_applies_to_an_app_mounted_under_a_prefix() -> None:
     start = time.monotonic()
     sent = await _call(ResilienceASGIMiddleware(slow_app), scope)
     assert _status(sent) == 504
-    assert time.monotonic() - start < 0.4
+    assert time.monotonic() - start < 1.5  # cut at 150 ms, far before the app's 2 s
     assert scope[SCOPE_DEADLINE].route == "/orders"
 
 
@@ -135,7 +135,7 @@ async def test_enforce_deadline_true_cuts_non_django_apps_even_with_the_middlewa
     start = time.monotonic()
     sent = await _call(ResilienceASGIMiddleware(slow_app, enforce_deadline=True), _scope("/"))
     assert _status(sent) == 504
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 1.5  # cut at 100 ms, far before the app's 2 s
 
 
 # -- the wrapper alone: answer at the deadline, never wait for the app ----------------
@@ -175,7 +175,7 @@ async def test_the_504_is_sent_at_the_deadline_while_the_app_cannot_stop_yet() -
     done = asyncio.Event()
 
     async def stubborn_app(scope: Any, receive: Any, send: Any) -> None:
-        work = asyncio.ensure_future(asyncio.sleep(0.5))
+        work = asyncio.ensure_future(asyncio.sleep(1.0))
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -186,9 +186,9 @@ async def test_the_504_is_sent_at_the_deadline_while_the_app_cannot_stop_yet() -
             done.set()
 
     exchange = Exchange()
-    elapsed = await exchange.call(stubborn_app)
+    await exchange.call(stubborn_app)
     assert _status(exchange.sent) == 504
-    assert elapsed < 0.4
+    assert not done.is_set()  # answered at the deadline, before the app's work ended
     # Its late answer goes nowhere, quietly.
     await asyncio.wait_for(done.wait(), timeout=5)
     assert exchange.after == []

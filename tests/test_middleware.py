@@ -45,7 +45,7 @@ async def test_async_view_is_cancelled_at_the_route_budget(async_client: AsyncCl
     start = time.monotonic()
     response = await async_client.get("/slow/async/?s=2")
     assert response.status_code == 504
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 1.5  # cut at 200 ms, far before the view's 2 s
 
 
 @override_settings(RESILIENCE=ROUTES)
@@ -53,7 +53,7 @@ async def test_async_budget_by_url_name_is_applied_once_resolved(async_client: A
     start = time.monotonic()
     response = await async_client.get("/orders/quote/?s=2")
     assert response.status_code == 504
-    assert time.monotonic() - start < 0.4
+    assert time.monotonic() - start < 1.5  # cut at 100 ms, far before the view's 2 s
 
 
 @override_settings(RESILIENCE=ROUTES)
@@ -75,7 +75,7 @@ async def test_async_decorated_view_gets_504_from_its_own_budget(async_client: A
     start = time.monotonic()
     response = await async_client.get("/decorated/")
     assert response.status_code == 504
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 0.9  # cut at 100 ms, before the view's 1 s
 
 
 def test_504_is_json_for_json_clients(client: Client) -> None:

@@ -33,8 +33,7 @@ from tests.e2e.exactness import (
     run_burst,
 )
 from tests.e2e.server import Server
-from tests.services import free_port
-from tests.utils.redis_server import RedisServer
+from tests.utils.redis_server import RedisServer, cluster_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -87,7 +86,9 @@ def _rule_keys(server: RedisServer) -> list[bytes]:
 
 
 def test_a_fleet_started_during_an_outage_admits_at_most_the_limit_plus_one_share() -> None:
-    port = free_port()  # nothing listens here until the test starts a Redis on it
+    # Nothing listens here until the test starts a Redis on it; below the ephemeral range, so
+    # no worker's own connection can take it meanwhile.
+    port = cluster_port()
     settings = config(
         f"redis://127.0.0.1:{port}/0", fallback={"INSTANCES": WORKERS, "PROBE_INTERVAL": "200ms"}
     )

@@ -5,6 +5,7 @@ from the fleet store.  It starts when the process first uses a breaker or builds
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
@@ -20,7 +21,7 @@ from .breakers.state import OPEN, Breaker
 from .clock import Clock, monotonic
 from .conf import get_settings
 from .fleetstore import FleetStore, command_seq
-from .fleetstore.base import CLOCK_SKEW
+from .fleetstore.base import CLOCK_SKEW, CLOSING
 
 __all__ = [
     "ACTIONS", "FleetPublisher", "breaker_rows", "fleet_processes", "fleet_snapshot", "get_store",
@@ -71,6 +72,9 @@ class FleetPublisher:
         self._next_shared: dict[str, float] = {}
         self._error_logged = 0.0
         self._bad_markers: dict[str, str] = {}
+        # The wall time of the last reset or force-close of each breaker: a marker from a trip
+        # before it (ending before then + open_for) opens nothing, whenever it is read or written.
+        self._closed: dict[str, float] = {}
         self.malformed_commands = 0  # store entries skipped (hand-edited, corrupted)
 
     def attach(self, breaker: Breaker) -> None:
@@ -194,6 +198,9 @@ class FleetPublisher:
     def _deliver(self, name: str, command: Mapping[str, Any]) -> None:
         seq = command_seq(command)
         with self._lock:
+            if command["action"] in CLOSING:
+                at = command.get("at")
+                self._closed[name] = at if isinstance(at, float | int) else self.wall()
             epoch = self._epochs.get(name, 0)
             if self._sent_here.pop(seq, None) == (name, epoch):
                 self._applied[name] = seq  # applied by send_command, and nothing since
@@ -205,9 +212,11 @@ class FleetPublisher:
             else:  # under the lock, so in number order with attach's
                 self._apply_command(breaker, command)
 
-    def applying_here(self, breaker: str) -> int:
+    def applying_here(self, breaker: str, action: str) -> int:
         """Called by :func:`send_command` before it applies a command in this process."""
         with self._lock:  # a new epoch: _share drops the marker it is reading or writing now
+            if action in CLOSING:
+                self._closed[breaker] = self.wall()
             epoch = self._epochs[breaker] = self._epochs.get(breaker, 0) + 1
             return epoch
 
@@ -251,6 +260,8 @@ class FleetPublisher:
                 if self._epochs.get(name) != epochs.get(name):
                     continue  # send_command acted here while it was read: maybe from before
                 policy = shared[name].policy
+                if until < self._closed.get(name, -math.inf) + policy.open_for:
+                    continue  # a trip from before the last reset or force-close
                 longest = policy.open_for_max or policy.open_for
                 seconds = until - wall
                 # inf, NaN, 1e308: no process wrote it.  Within a day (a clock ahead, a rolling
@@ -405,7 +416,7 @@ def send_command(breaker: str, action: str) -> int:
     # matters most) still gets the breaker here, and the outage is logged.
     local = get_breaker(breaker)
     publisher = _publisher
-    epoch = publisher.applying_here(breaker) if publisher is not None else 0
+    epoch = publisher.applying_here(breaker, action) if publisher is not None else 0
     getattr(local, action)()
     store = get_store()
     version = 0

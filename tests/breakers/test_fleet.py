@@ -310,7 +310,7 @@ def test_a_command_sent_here_is_not_applied_twice_when_nothing_came_between() ->
     a = Breaker("a", BreakerPolicy(failure_threshold=2), clock=clock)
     pub = Recording(store, lambda: [a], clock=clock, command_poll=0)
     pub.attach(a)
-    epoch = pub.applying_here("a")
+    epoch = pub.applying_here("a", "reset")
     a.reset()  # what send_command does here first
     a.record_failure(a.acquire())
     seq = store.send_command("a", "reset")
@@ -326,7 +326,7 @@ def test_a_command_sent_here_is_applied_again_after_an_earlier_one_from_elsewher
     pub = Recording(store, lambda: [a], clock=clock, command_poll=0)
     pub.attach(a)
     earlier = store.send_command("a", "force_close")  # another process, numbered first
-    epoch = pub.applying_here("a")
+    epoch = pub.applying_here("a", "force_open")
     a.force_open()
     mine = store.send_command("a", "force_open")
     pub.sent_here("a", mine, epoch)

@@ -62,7 +62,7 @@ class ResilientAdapter(HTTPAdapter):
         self, request: PreparedRequest, timeout: Any = None, **kwargs: Any
     ) -> Response:
         host = urlsplit(request.url or "").hostname or ""
-        replayable = request.body is None or isinstance(request.body, bytes | str)  # not a stream
+        replayable = request.body is None or isinstance(request.body, bytes | bytearray | str)
         return self._guard.call(
             request.method or "GET", host, lambda: self._send(request, timeout, kwargs), replayable
         )

@@ -36,7 +36,7 @@ def _networks(value: Any, errors: list[ConfigError]) -> tuple[Network, ...]:
     if value is None:
         return ()
     if not isinstance(value, list | tuple):  # a string too
-        hint = "For example ['127.0.0.1/32', '10.0.0.0/8']."
+        hint = "For example ['10.0.0.5/32'] (your Prometheus servers)."
         message = f"{where} must be a list of networks, not {safe_repr(value)}"
         errors.append(ConfigError(message, check_id="resilience.E093", hint=hint))
         return ()
@@ -72,7 +72,7 @@ def parse_metrics(raw: Any, errors: list[ConfigError]) -> MetricsSettings:
     """Parse ``RESILIENCE["METRICS"]`` (``None`` means absent); append problems to ``errors``."""
     from ..conf import _checked, _mapping, _unknown_keys  # conf imports this module
 
-    hint = "For example {'ENABLED': True, 'ALLOWED_NETWORKS': ['127.0.0.1/32']}."
+    hint = "For example {'ENABLED': True, 'ALLOWED_NETWORKS': ['10.0.0.5/32']}."
     if raw is None or (raw := _mapping(errors, raw, _WHERE, "resilience.E090", hint)) is None:
         return MetricsSettings()
     _unknown_keys(errors, raw, sorted(KNOWN_KEYS), _WHERE, "resilience.E091")

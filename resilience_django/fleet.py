@@ -247,8 +247,8 @@ class FleetPublisher:
                     with self._lock:  # the store is down: write them once it is back
                         self._opened[:0] = opened[i:]
                     raise
-                if self._epochs.get(name) != epochs.get(name):  # a reset here: maybe before it
-                    self.store.clear_open_until(name)
+                if self._epochs.get(name) != epochs.get(name):  # a command here meanwhile: a
+                    self.store.clear_open_until(name)  # marker from before it, maybe landed after
         due = [n for n, b in shared.items() if now >= self._next_shared.get(n, 0.0)]
         if not due:
             return
@@ -257,8 +257,6 @@ class FleetPublisher:
         markers = self.store.open_until(due)
         with self._lock:  # applying_here waits: no command lands here between check and open
             for name, until in markers.items():
-                if self._epochs.get(name) != epochs.get(name):
-                    continue  # send_command acted here while it was read: maybe from before
                 policy = shared[name].policy
                 if until < self._closed.get(name, -math.inf) + policy.open_for:
                     continue  # a trip from before the last reset or force-close

@@ -199,8 +199,8 @@ class FleetPublisher:
         seq = command_seq(command)
         with self._lock:
             if command["action"] in CLOSING:
-                at = command.get("at")
-                self._closed[name] = at if isinstance(at, float | int) else self.wall()
+                at, wall = command.get("at"), self.wall()  # NaN, inf, ahead: no sender's time
+                self._closed[name] = at if isinstance(at, float | int) and at <= wall else wall
             epoch = self._epochs.get(name, 0)
             if self._sent_here.pop(seq, None) == (name, epoch):
                 self._applied[name] = seq  # applied by send_command, and nothing since
@@ -214,7 +214,7 @@ class FleetPublisher:
 
     def applying_here(self, breaker: str, action: str) -> int:
         """Called by :func:`send_command` before it applies a command in this process."""
-        with self._lock:  # a new epoch: _share drops the marker it is reading or writing now
+        with self._lock:  # a new epoch: _share deletes a marker it was writing meanwhile
             if action in CLOSING:
                 self._closed[breaker] = self.wall()
             epoch = self._epochs[breaker] = self._epochs.get(breaker, 0) + 1

@@ -5,6 +5,7 @@ written just after the reset deleted it (the tripping process read the log a mom
 from __future__ import annotations
 
 import contextlib
+import math
 import uuid
 from typing import Any
 
@@ -122,6 +123,22 @@ def test_a_trip_after_a_reset_is_still_shared() -> None:
     store.send_command("pricing", "reset")  # a third process's admin
     _rounds(a, b)
     a[0].record_failure(a[0].acquire())  # a new trip, after the reset
+    assert events.flush(30)
+    _rounds(a, b)
+    assert b[0].state == "open"
+
+
+@pytest.mark.parametrize("at", [math.inf, math.nan, "soon", 4e9], ids=["inf", "nan", "str", "far"])
+def test_a_reset_whose_time_is_no_time_does_not_silence_later_trips(at: object) -> None:
+    # A hand-edited or corrupted command: its time counts as when this process read it.
+    store = _store()
+    a, b = _process(store), _process(store)
+    _rounds(a, b)
+    seq = store.send_command("pricing", "reset")
+    key = f"{store.p}:cmd:{seq}"
+    store.cache.set(key, {**store.cache.get(key), "at": at}, None)
+    _rounds(a, b)
+    a[0].record_failure(a[0].acquire())  # a trip after the reset
     assert events.flush(30)
     _rounds(a, b)
     assert b[0].state == "open"

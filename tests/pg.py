@@ -29,3 +29,10 @@ handler = ConnectionHandler({"default": PG_SETTINGS, "pg": PG_SETTINGS})
 def require_postgres() -> None:
     if not port_open(PG_SETTINGS["HOST"], int(PG_SETTINGS["PORT"])):
         missing(f"no PostgreSQL reachable at {PG_SETTINGS['HOST']}:{PG_SETTINGS['PORT']}")
+
+
+def fetch_one(conn: object, sql: str) -> object:
+    """The first row ``sql`` gives on ``conn``."""
+    with conn.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(sql)
+        return cursor.fetchone()

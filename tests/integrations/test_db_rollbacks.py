@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.db import transaction
 
 from resilience_django.deadline import Deadline, _current
-from tests.pg import handler, require_postgres
-
-
-@pytest.fixture
-def pg(
-    django_db_blocker: pytest.FixtureDef[object], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[object]:
-    require_postgres()
-    conn = handler["pg"]
-    # transaction.atomic(using="pg") finds the connection among Django's own: point it here.
-    monkeypatch.setattr(transaction, "get_connection", lambda using=None: handler[using])
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        yield conn
-        conn.close()
-
-
-def _run(conn: object, sql: str) -> object:
-    with conn.cursor() as cursor:  # type: ignore[attr-defined]
-        cursor.execute(sql)
-        return cursor.fetchone()
+from tests.pg import fetch_one
 
 
 def _under(seconds: float, conn: object, sql: str) -> object:
     token = _current.set(Deadline(seconds))
     try:
-        return _run(conn, sql)
+        return fetch_one(conn, sql)
     finally:
         _current.reset(token)
 
@@ -45,10 +24,10 @@ def test_postgres_timeout_undone_by_a_savepoint_rollback_is_sent_again(pg: objec
         try:
             with pytest.raises(RuntimeError), transaction.atomic(using="pg"):
                 token = _current.set(Deadline(5.0))  # after the SAVEPOINT went out
-                _run(pg, "SELECT 1")  # so this deadline's SET goes out inside the savepoint
+                fetch_one(pg, "SELECT 1")  # so this deadline's SET goes out inside the savepoint
                 raise RuntimeError("savepoint rolled back")
             # The rollback put the default back; the same deadline must send its value again.
-            assert _run(pg, "SHOW statement_timeout") != ("0",)
+            assert fetch_one(pg, "SHOW statement_timeout") != ("0",)
         finally:
             if token is not None:
                 _current.reset(token)
@@ -62,10 +41,10 @@ def test_postgres_timeout_rolled_back_just_before_the_next_transaction_is_sent_a
     token = _current.set(Deadline(5.0))
     try:
         with pytest.raises(RuntimeError), transaction.atomic(using="pg"):
-            _run(pg, "SELECT 1")
+            fetch_one(pg, "SELECT 1")
             raise RuntimeError("rolled back")
         with transaction.atomic(using="pg"):  # no query between the two transactions
-            assert _run(pg, "SELECT pg_sleep(0.4), 1")[1] == 1  # type: ignore[index]
+            assert fetch_one(pg, "SELECT pg_sleep(0.4), 1")[1] == 1  # type: ignore[index]
     finally:
         _current.reset(token)
 
@@ -78,16 +57,16 @@ def test_postgres_timeout_under_manual_transactions_follows_commit_and_rollback(
     token = _current.set(Deadline(5.0))
     pg.set_autocommit(False)  # type: ignore[attr-defined]
     try:
-        _run(pg, "SELECT 1")
+        fetch_one(pg, "SELECT 1")
         pg.rollback()  # type: ignore[attr-defined]
-        assert _run(pg, "SELECT pg_sleep(0.4), 1")[1] == 1  # type: ignore[index]
+        assert fetch_one(pg, "SELECT pg_sleep(0.4), 1")[1] == 1  # type: ignore[index]
         pg.commit()  # type: ignore[attr-defined]
-        assert _run(pg, "SHOW statement_timeout") not in {("0",), ("200ms",)}
+        assert fetch_one(pg, "SHOW statement_timeout") not in {("0",), ("200ms",)}
         pg.rollback()  # type: ignore[attr-defined]
     finally:
         _current.reset(token)
         pg.set_autocommit(True)  # type: ignore[attr-defined]
-    assert _run(pg, "SHOW statement_timeout") == ("0",)
+    assert fetch_one(pg, "SHOW statement_timeout") == ("0",)
 
 
 @pytest.mark.postgres
@@ -96,6 +75,6 @@ def test_postgres_default_restored_in_a_rolled_back_transaction_is_restored_agai
 ) -> None:
     _under(0.2, pg, "SELECT 1")
     with pytest.raises(RuntimeError), transaction.atomic(using="pg"):
-        _run(pg, "SELECT 1")  # outside any deadline: the default, sent in the transaction
+        fetch_one(pg, "SELECT 1")  # outside any deadline: the default, sent in the transaction
         raise RuntimeError("rolled back")
-    assert _run(pg, "SHOW statement_timeout") == ("0",)
+    assert fetch_one(pg, "SHOW statement_timeout") == ("0",)

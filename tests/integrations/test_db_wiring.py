@@ -4,7 +4,7 @@ connection another thread shares, judged against real PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,26 +14,7 @@ from django.db.utils import ConnectionHandler
 
 from resilience_django.deadline import Deadline, DeadlineExceeded, _current
 from resilience_django.integrations.db import deadline_execute_wrapper
-from tests.pg import PG_SETTINGS, handler, require_postgres
-
-
-@pytest.fixture
-def pg(
-    django_db_blocker: pytest.FixtureDef[object], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Any]:
-    require_postgres()
-    conn = handler["pg"]
-    # transaction.atomic(using="pg") finds the connection among Django's own: point it here.
-    monkeypatch.setattr(transaction, "get_connection", lambda using=None: handler[using])
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        yield conn
-        conn.close()
-
-
-def _run(conn: Any, sql: str) -> object:
-    with conn.cursor() as cursor:
-        cursor.execute(sql)
-        return cursor.fetchone()
+from tests.pg import PG_SETTINGS, fetch_one, handler, require_postgres
 
 
 @pytest.mark.postgres
@@ -47,8 +28,8 @@ def test_a_users_execute_wrapper_that_saw_the_connection_open_is_removed_on_exit
 
     # Django's documented API; the first query inside it opens the connection.
     with pg.execute_wrapper(mine):
-        _run(pg, "SELECT 1")
-    _run(pg, "SELECT 2")
+        fetch_one(pg, "SELECT 1")
+    fetch_one(pg, "SELECT 2")
     assert seen == ["SELECT 1"]  # the user's wrapper is gone, not ours
     assert pg.execute_wrappers == [deadline_execute_wrapper]
 
@@ -63,7 +44,7 @@ def test_timeout_set_on_a_shared_connection_from_another_thread_is_resent_after_
     def query_in_a_worker() -> None:
         token = _current.set(deadline)
         try:
-            _run(pg, "SELECT 1")  # its SET goes out inside the savepoint below
+            fetch_one(pg, "SELECT 1")  # its SET goes out inside the savepoint below
         except BaseException as exc:
             failed.append(exc)
         finally:
@@ -85,7 +66,7 @@ def test_timeout_set_on_a_shared_connection_from_another_thread_is_resent_after_
                 raise RuntimeError("savepoint rolled back")
             assert not failed
             # The rollback undid the worker's SET: the same deadline must send it again.
-            assert _run(pg, "SHOW statement_timeout") != ("0",)
+            assert fetch_one(pg, "SHOW statement_timeout") != ("0",)
     finally:
         if token is not None:
             _current.reset(token)
@@ -95,7 +76,6 @@ def test_timeout_set_on_a_shared_connection_from_another_thread_is_resent_after_
 def test_a_pooled_connection_does_not_keep_a_short_timeout_for_the_next_request(
     django_db_blocker: pytest.FixtureDef[object],
 ) -> None:
-    pytest.importorskip("psycopg_pool")  # Django's own pool (OPTIONS "pool") needs it
     require_postgres()
     pool = {"min_size": 1, "max_size": 1}
     settings = {**PG_SETTINGS, "OPTIONS": {"pool": pool}}
@@ -104,13 +84,13 @@ def test_a_pooled_connection_does_not_keep_a_short_timeout_for_the_next_request(
         try:
             token = _current.set(Deadline(0.2))
             try:
-                _run(pooled, "SELECT 1")
+                fetch_one(pooled, "SELECT 1")
             finally:
                 _current.reset(token)
             pooled.close()  # the request ends: the session goes back to the pool, 200 ms set
             # The next request (no deadline) gets the same session: it must not be cancelled.
-            assert _run(pooled, "SELECT pg_sleep(0.4), 1") == ("", 1)
-            assert _run(pooled, "SHOW statement_timeout") == ("0",)
+            assert fetch_one(pooled, "SELECT pg_sleep(0.4), 1") == ("", 1)
+            assert fetch_one(pooled, "SHOW statement_timeout") == ("0",)
         finally:
             pooled.close()
             pooled.close_pool()
@@ -119,7 +99,7 @@ def test_a_pooled_connection_does_not_keep_a_short_timeout_for_the_next_request(
 @pytest.mark.postgres
 async def test_sync_to_async_queries_in_an_async_view_follow_its_deadline(pg: Any) -> None:
     def query(sql: str) -> object:
-        return _run(handler["pg"], sql)  # the worker thread's own connection, kept open
+        return fetch_one(handler["pg"], sql)  # the worker thread's own connection, kept open
 
     token = _current.set(Deadline(0.3))
     try:
